@@ -1,0 +1,5 @@
+import sys
+
+from chatpro_privacy.cli import main
+
+sys.exit(main())

@@ -1,0 +1,190 @@
+"""The server factory: wires settings, domain, servicers and the edge into a grpc.aio server.
+
+Tests and the plugin kit bind it to port 0; `chatpro-privacy serve` binds the configured
+address, serves until SIGTERM or SIGINT, then drains in-flight calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from dataclasses import dataclass
+
+import grpc
+import structlog
+from chatpro.privacy.v1 import (
+    account_service_pb2,
+    account_service_pb2_grpc,
+    outbox_service_pb2,
+    outbox_service_pb2_grpc,
+    policy_service_pb2,
+    policy_service_pb2_grpc,
+)
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
+
+from chatpro_privacy.domain.accounts import Accounts
+from chatpro_privacy.domain.passwords import Passwords
+from chatpro_privacy.domain.sessions import Sessions
+from chatpro_privacy.domain.tokens import ConfirmationTokens
+from chatpro_privacy.edge.interceptors import EdgeInterceptor
+from chatpro_privacy.jobs import housekeeping
+from chatpro_privacy.services.account_service import AccountService
+from chatpro_privacy.services.outbox_service import OutboxService
+from chatpro_privacy.services.policy_service import PolicyService
+from chatpro_privacy.settings import Settings
+from chatpro_privacy.storage import migrations
+from chatpro_privacy.storage.db import open_database
+
+log = structlog.get_logger("chatpro_privacy.server")
+
+SERVICE_NAMES = (
+    account_service_pb2.DESCRIPTOR.services_by_name["AccountService"].full_name,
+    policy_service_pb2.DESCRIPTOR.services_by_name["PolicyService"].full_name,
+    outbox_service_pb2.DESCRIPTOR.services_by_name["OutboxService"].full_name,
+)
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+
+
+class AddressInUseError(RuntimeError):
+    """The address could not be bound: another process holds it."""
+
+
+@dataclass
+class Runtime:
+    """The long-lived objects one server process shares between calls."""
+
+    settings: Settings
+    passwords: Passwords
+    confirmations: ConfirmationTokens
+    sessions: Sessions
+    accounts: Accounts
+
+    @classmethod
+    def build(cls, settings: Settings) -> Runtime:
+        passwords = Passwords(workers=settings.password_hash_workers)
+        confirmations = ConfirmationTokens(settings.secret_key)
+        sessions = Sessions(settings.policy, passwords)
+        accounts = Accounts(settings.policy, passwords, confirmations, sessions)
+        return cls(settings, passwords, confirmations, sessions, accounts)
+
+
+@dataclass
+class RunningServer:
+    server: grpc.aio.Server
+    port: int
+    health: HealthServicer
+    runtime: Runtime
+    sweeper: asyncio.Task[None] | None = None
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Drain: report NOT_SERVING, refuse new calls, let in-flight calls finish."""
+        await self.health.enter_graceful_shutdown()
+        if self.sweeper is not None:
+            self.sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.sweeper
+        await self.server.stop(
+            self.runtime.settings.grace_period_seconds if grace is None else grace
+        )
+        self.runtime.passwords.shutdown()
+
+
+def prepare_database(settings: Settings) -> list[str]:
+    open_database(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
+    return migrations.migrate()
+
+
+def _credentials(settings: Settings) -> grpc.ServerCredentials | None:
+    if not settings.tls_cert_file:
+        return None
+    with open(settings.tls_cert_file, "rb") as cert, open(str(settings.tls_key_file), "rb") as key:
+        pair = (key.read(), cert.read())
+    client_ca = None
+    if settings.tls_client_ca_file:
+        with open(settings.tls_client_ca_file, "rb") as ca:
+            client_ca = ca.read()
+    return grpc.ssl_server_credentials(
+        [pair], root_certificates=client_ca, require_client_auth=False
+    )
+
+
+async def _sweep_forever(runtime: Runtime) -> None:
+    while True:
+        await asyncio.sleep(runtime.settings.sweep_interval_seconds)
+        try:
+            report = housekeeping.sweep(runtime.settings.policy)
+            log.info("sweep", **report.__dict__)
+        except Exception:
+            log.exception("sweep failed")
+
+
+async def start(
+    settings: Settings, *, runtime: Runtime | None = None, sweep: bool = True
+) -> RunningServer:
+    """Build, bind and start a server. The database must already be open and migrated."""
+    runtime = runtime or Runtime.build(settings)
+    server = grpc.aio.server(
+        interceptors=[EdgeInterceptor(runtime.sessions)],
+        options=[
+            ("grpc.so_reuseport", 0),  # a taken port is an error, never shared
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ],
+        maximum_concurrent_rpcs=1000,
+    )
+    account_service_pb2_grpc.add_AccountServiceServicer_to_server(
+        AccountService(runtime.accounts, runtime.sessions), server
+    )
+    policy_service_pb2_grpc.add_PolicyServiceServicer_to_server(PolicyService(), server)
+    outbox_service_pb2_grpc.add_OutboxServiceServicer_to_server(
+        OutboxService(runtime.confirmations), server
+    )
+    health = HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    reflection.enable_server_reflection(
+        (
+            *SERVICE_NAMES,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ),
+        server,
+    )
+    credentials = _credentials(settings)
+    try:
+        if credentials is None:
+            port = server.add_insecure_port(settings.address)
+        else:
+            port = server.add_secure_port(settings.address, credentials)
+    except RuntimeError as exc:
+        raise AddressInUseError(f"cannot bind {settings.address}: {exc}") from exc
+    if port == 0:
+        raise AddressInUseError(f"cannot bind {settings.address}: address in use")
+    await server.start()
+    for name in (*SERVICE_NAMES, ""):
+        await health.set(name, health_pb2.HealthCheckResponse.SERVING)
+    sweeper = asyncio.create_task(_sweep_forever(runtime)) if sweep else None
+    return RunningServer(server, port, health, runtime, sweeper)
+
+
+async def serve(settings: Settings) -> None:
+    """Serve until SIGTERM/SIGINT, then drain gracefully."""
+    applied = prepare_database(settings)
+    running = await start(settings)
+    log.info(
+        "serving",
+        address=settings.address,
+        port=running.port,
+        tls=bool(settings.tls_cert_file),
+        migrations_applied=applied,
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("draining", grace_seconds=settings.grace_period_seconds)
+    await running.stop()
+    log.info("stopped")

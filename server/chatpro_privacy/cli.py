@@ -1,0 +1,137 @@
+"""`chatpro-privacy`: serve, migrate, sweep, and the grant or revoke of roles and services."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import sys
+from collections.abc import Sequence
+
+from chatpro_privacy import logs
+from chatpro_privacy import settings as settings_mod
+from chatpro_privacy.app import AddressInUseError, prepare_database, serve
+from chatpro_privacy.domain import roles
+from chatpro_privacy.domain.errors import DomainError
+from chatpro_privacy.jobs import housekeeping
+from chatpro_privacy.settings import Settings, SettingsError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="chatpro-privacy", description=__doc__)
+    parser.add_argument("--database-url", help="default: $DATABASE_URL or a SQLite file in ./data")
+    parser.add_argument("--log-format", choices=["json", "console", "auto"])
+    parser.add_argument("--log-level")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve_p = sub.add_parser("serve", help="serve gRPC (migrates first)")
+    serve_p.add_argument("--address", help="host:port (default 127.0.0.1:50051)")
+    serve_p.add_argument("--tls-cert", dest="tls_cert_file")
+    serve_p.add_argument("--tls-key", dest="tls_key_file")
+    serve_p.add_argument(
+        "--tls-client-ca",
+        dest="tls_client_ca_file",
+        help="CA for service client certificates (mTLS)",
+    )
+    serve_p.add_argument(
+        "--token-lifetime", type=int, metavar="SECONDS", help="session token lifetime"
+    )
+    serve_p.add_argument("--age-of-digital-consent", type=int)
+    serve_p.add_argument(
+        "--grace-period", type=float, dest="grace_period_seconds", metavar="SECONDS"
+    )
+
+    sub.add_parser("migrate", help="apply pending database migrations")
+    sub.add_parser("sweep", help="delete unconfirmed child accounts and expired idempotency keys")
+
+    grant = sub.add_parser("grant-role", help="grant a platform role to an account")
+    grant.add_argument("login", help="username or email")
+    grant.add_argument("role", choices=["operator", "data_privacy_manager"])
+    grant.add_argument("--by", default="cli", help="who grants it, for the record")
+
+    revoke = sub.add_parser("revoke-role", help="take a platform role away")
+    revoke.add_argument("login")
+    revoke.add_argument("role", choices=["operator", "data_privacy_manager"])
+
+    service = sub.add_parser(
+        "add-service", help="register an internal service; prints its token once"
+    )
+    service.add_argument("name")
+    service.add_argument(
+        "--certificate-subject", help="authenticate by client certificate CN instead of a token"
+    )
+
+    revoke_s = sub.add_parser("revoke-service", help="revoke an internal service's credential")
+    revoke_s.add_argument("name")
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    base = settings_mod.from_env()
+    overrides = {
+        "database_url": args.database_url,
+        "log_format": args.log_format,
+        "log_level": args.log_level,
+    }
+    if args.command == "serve":
+        overrides.update(
+            address=args.address,
+            tls_cert_file=args.tls_cert_file,
+            tls_key_file=args.tls_key_file,
+            tls_client_ca_file=args.tls_client_ca_file,
+            age_of_digital_consent=args.age_of_digital_consent,
+            grace_period_seconds=args.grace_period_seconds,
+            session_lifetime=dt.timedelta(seconds=args.token_lifetime)
+            if args.token_lifetime
+            else None,
+        )
+    return base.with_overrides(**overrides)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = _settings(args)
+    except (SettingsError, ValueError) as exc:
+        print(f"chatpro-privacy: {exc}", file=sys.stderr)
+        return 2
+    logs.configure(
+        settings.log_format, settings.log_level, sys.stderr if args.command != "serve" else None
+    )
+    try:
+        if args.command == "serve":
+            asyncio.run(serve(settings))
+            return 0
+        applied = prepare_database(settings)
+        if args.command == "migrate":
+            print(json.dumps({"applied": applied}))
+        elif args.command == "sweep":
+            print(json.dumps(housekeeping.sweep(settings.policy).__dict__))
+        elif args.command == "grant-role":
+            granted = roles.grant_role(args.login, args.role, args.by)
+            print(f"{args.role} {'granted to' if granted else 'already held by'} {args.login}")
+        elif args.command == "revoke-role":
+            removed = roles.revoke_role(args.login, args.role)
+            print(f"{args.role} {'revoked from' if removed else 'was not held by'} {args.login}")
+        elif args.command == "add-service":
+            token = roles.add_service(args.name, args.certificate_subject)
+            if token:
+                print(token)
+            else:
+                print(
+                    f"{args.name} authenticates with certificate subject {args.certificate_subject}"
+                )
+        elif args.command == "revoke-service":
+            print("revoked" if roles.revoke_service(args.name) else "no active credential")
+    except AddressInUseError as exc:
+        print(f"chatpro-privacy: {exc}", file=sys.stderr)
+        return 1
+    except DomainError as exc:
+        print(f"chatpro-privacy: {exc.reason}: {exc.message}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

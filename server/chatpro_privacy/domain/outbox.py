@@ -1,0 +1,201 @@
+"""The notification outbox (ACC-10).
+
+``emit`` is called inside the transaction of the change that causes the notification, so
+the two commit together. Events are read by sequence after a consumer's cursor and
+acknowledged; what is not acknowledged is read again, so delivery is at least once.
+
+On PostgreSQL, concurrent transactions could commit sequence numbers out of order and a
+reader that had already moved past a gap would skip the late one. ``emit`` therefore takes
+a transaction-scoped advisory lock first: outbox writers commit one at a time, in
+sequence order. SQLite has a single writer anyway.
+
+Payloads hold ids only. Secrets (confirmation tokens) and contact details are resolved
+when the event is read, so no table ever stores a token, and an erased account's
+pending notifications carry nothing about it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from chatpro_privacy.domain import tokens
+from chatpro_privacy.domain.clock import clock
+from chatpro_privacy.domain.errors import FieldViolation, InvalidArgument, PermissionDenied
+from chatpro_privacy.domain.principals import Principal
+from chatpro_privacy.storage.db import database, is_postgres
+from chatpro_privacy.storage.models import (
+    Account,
+    EmailConfirmation,
+    GuardianConfirmation,
+    OutboxConsumer,
+    OutboxEvent,
+)
+
+_OUTBOX_LOCK_ID = 727_002
+
+GUARDIAN_CONSENT_REQUESTED = "guardian_consent_requested"
+EMAIL_CONFIRMATION_REQUESTED = "email_confirmation_requested"
+PASSWORD_CHANGED = "password_changed"
+
+MAX_PAGE = 500
+DEFAULT_PAGE = 100
+
+
+@dataclass(frozen=True)
+class DeliverableEvent:
+    sequence: int
+    event_type: str
+    account_id: str | None
+    created_at: Any
+    superseded: bool
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+def emit(event_type: str, account_id: str | None, **payload: str) -> int:
+    """Append an event in the caller's transaction; returns its sequence."""
+    if not database.in_transaction():
+        raise RuntimeError("outbox events are written only inside the causing transaction")
+    if is_postgres():
+        database.execute_sql("SELECT pg_advisory_xact_lock(%s)", (_OUTBOX_LOCK_ID,))
+    event = OutboxEvent.create(
+        account_id=account_id,
+        event_type=event_type,
+        payload=json.dumps(payload, sort_keys=True),
+        created_at=clock.now(),
+    )
+    return int(event.seq)
+
+
+def _resolve(event: OutboxEvent, confirmations: tokens.ConfirmationTokens) -> DeliverableEvent:
+    stored = json.loads(event.payload)
+    payload: dict[str, Any] = {}
+    now = clock.now()
+    if event.event_type == GUARDIAN_CONSENT_REQUESTED:
+        gc = (
+            GuardianConfirmation.select(GuardianConfirmation, Account)
+            .join(Account)
+            .where(GuardianConfirmation.id == stored["confirmation_id"])
+            .first()
+        )
+        if gc is not None and gc.used_at is None and gc.expires_at > now:
+            payload = {
+                "account_id": gc.account.id,
+                "guardian_email": gc.account.guardian_email,
+                "child_name": gc.account.name,
+                "token": confirmations.issue(tokens.GUARDIAN, gc.id),
+                "expire_time": gc.expires_at,
+            }
+    elif event.event_type == EMAIL_CONFIRMATION_REQUESTED:
+        ec = EmailConfirmation.get_or_none(EmailConfirmation.id == stored["confirmation_id"])
+        if ec is not None and ec.used_at is None and ec.expires_at > now:
+            payload = {
+                "account_id": event.account_id,
+                "email": ec.new_email,
+                "token": confirmations.issue(tokens.EMAIL, ec.id),
+                "expire_time": ec.expires_at,
+            }
+    elif event.event_type == PASSWORD_CHANGED:
+        account = Account.get_or_none(Account.id == event.account_id)
+        if account is not None:
+            payload = {"account_id": account.id, "email": account.email}
+    return DeliverableEvent(
+        sequence=int(event.seq),
+        event_type=event.event_type,
+        account_id=event.account_id,
+        created_at=event.created_at,
+        superseded=not payload,
+        payload=payload,
+    )
+
+
+def acknowledged(consumer: str) -> int:
+    row = OutboxConsumer.get_or_none(OutboxConsumer.name == consumer)
+    return int(row.acked_seq) if row else 0
+
+
+def latest_sequence() -> int:
+    latest = OutboxEvent.select(OutboxEvent.seq).order_by(OutboxEvent.seq.desc()).first()
+    return int(latest.seq) if latest else 0
+
+
+def read(
+    consumer: str,
+    page_size: int,
+    confirmations: tokens.ConfirmationTokens,
+    after_sequence: int = 0,
+) -> tuple[list[DeliverableEvent], int, int]:
+    """Events after the consumer's cursor (or ``after_sequence``), its cursor, the latest."""
+    _check_consumer(consumer)
+    if page_size < 0 or page_size > MAX_PAGE:
+        raise InvalidArgument(
+            [FieldViolation("page_size", f"must be between 0 and {MAX_PAGE}", "OUT_OF_RANGE")]
+        )
+    if after_sequence < 0:
+        raise InvalidArgument(
+            [FieldViolation("after_sequence", "must not be negative", "OUT_OF_RANGE")]
+        )
+    cursor = acknowledged(consumer)
+    start = max(cursor, after_sequence)
+    with database.atomic():  # one snapshot for events and the latest sequence
+        rows = list(
+            OutboxEvent.select()
+            .where(OutboxEvent.seq > start)
+            .order_by(OutboxEvent.seq)
+            .limit(page_size or DEFAULT_PAGE)
+        )
+        events = [_resolve(row, confirmations) for row in rows]
+        latest = latest_sequence()
+    return events, cursor, latest
+
+
+def acknowledge(consumer: str, through_sequence: int) -> int:
+    """Move the cursor forward (never back); returns the cursor after the call."""
+    _check_consumer(consumer)
+    with database.atomic():
+        latest = latest_sequence()
+        if through_sequence < 0 or through_sequence > latest:
+            raise InvalidArgument(
+                [
+                    FieldViolation(
+                        "through_sequence",
+                        f"must be between 0 and the latest sequence ({latest})",
+                        "OUT_OF_RANGE",
+                    )
+                ]
+            )
+        current = acknowledged(consumer)
+        if through_sequence <= current:
+            return current
+        now = clock.now()
+        updated = (
+            OutboxConsumer.update(acked_seq=through_sequence, updated_at=now)
+            .where(OutboxConsumer.name == consumer)
+            .execute()
+        )
+        if not updated:
+            OutboxConsumer.create(name=consumer, acked_seq=through_sequence, updated_at=now)
+        return through_sequence
+
+
+def _check_consumer(consumer: str) -> None:
+    if (
+        not consumer
+        or len(consumer) > 64
+        or not consumer.replace("-", "").replace("_", "").isalnum()
+    ):
+        raise InvalidArgument(
+            [
+                FieldViolation(
+                    "consumer", "must be 1 to 64 letters, digits, '-' or '_'", "INVALID_FORMAT"
+                )
+            ]
+        )
+
+
+def consumer_for(principal: Principal, requested: str) -> str:
+    """Only internal services read the outbox; a consumer defaults to the service's name."""
+    if not principal.is_service:
+        raise PermissionDenied("SERVICES_ONLY", "only internal services read the outbox")
+    return requested or str(principal.service_name)

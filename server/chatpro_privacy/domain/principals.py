@@ -1,0 +1,53 @@
+"""Who is calling: a person with a session, or an internal service."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class Role(enum.StrEnum):
+    OPERATOR = "operator"
+    DATA_PRIVACY_MANAGER = "data_privacy_manager"
+
+
+class PrincipalKind(enum.StrEnum):
+    PERSON = "person"
+    SERVICE = "service"
+    ANONYMOUS = "anonymous"
+    SYSTEM = "system"
+
+
+@dataclass(frozen=True)
+class Principal:
+    kind: PrincipalKind
+    # For people: the account id and its pseudonymous subject ref; for services: the name.
+    account_id: str | None = None
+    subject_ref: str | None = None
+    service_name: str | None = None
+    session_id: str | None = None
+    roles: frozenset[Role] = field(default_factory=frozenset)
+
+    @property
+    def is_person(self) -> bool:
+        return self.kind is PrincipalKind.PERSON
+
+    @property
+    def is_service(self) -> bool:
+        return self.kind is PrincipalKind.SERVICE
+
+    def has_role(self, role: Role) -> bool:
+        return role in self.roles
+
+    @property
+    def audit_ref(self) -> str:
+        """The audit trail's name for this actor: a pseudonym or a service name."""
+        if self.kind is PrincipalKind.PERSON:
+            return self.subject_ref or "unknown"
+        if self.kind is PrincipalKind.SERVICE:
+            return self.service_name or "unknown"
+        return self.kind.value
+
+
+ANONYMOUS = Principal(PrincipalKind.ANONYMOUS)
+SYSTEM = Principal(PrincipalKind.SYSTEM)

@@ -1,0 +1,152 @@
+"""Sign-in, sign-out and turning a bearer credential into a Principal (SEC-3, ACC-5)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from chatpro_privacy.domain import audit, tokens
+from chatpro_privacy.domain.clock import clock
+from chatpro_privacy.domain.errors import (
+    FailedPrecondition,
+    PermissionDenied,
+    Unauthenticated,
+    Violations,
+)
+from chatpro_privacy.domain.passwords import Passwords
+from chatpro_privacy.domain.principals import Principal, PrincipalKind, Role
+from chatpro_privacy.domain.throttle import FailureThrottle
+from chatpro_privacy.settings import PolicySettings
+from chatpro_privacy.storage.db import database
+from chatpro_privacy.storage.models import Account, RoleGrant, ServiceCredential, Session
+
+ACTIVE = "active"
+PENDING_GUARDIAN = "pending_guardian_consent"
+MAX_LOGIN = 254
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    token: str
+    expires_at: dt.datetime
+    account_id: str
+
+
+class Sessions:
+    def __init__(self, policy: PolicySettings, passwords: Passwords) -> None:
+        self.policy = policy
+        self.passwords = passwords
+        self.account_throttle = FailureThrottle(5, dt.timedelta(minutes=15), clock.now)
+        self.peer_throttle = FailureThrottle(30, dt.timedelta(minutes=15), clock.now)
+
+    async def sign_in(self, login: str, password: str, peer: str) -> SignedIn:
+        v = Violations()
+        if not login:
+            v.add("login", "is required", "REQUIRED")
+        elif len(login) > MAX_LOGIN:
+            v.add("login", f"must be at most {MAX_LOGIN} characters", "TOO_LONG")
+        if not password:
+            v.add("password", "is required", "REQUIRED")
+        elif len(password) > 256:
+            v.add("password", "must be at most 256 characters", "TOO_LONG")
+        v.raise_if_any()
+        key = login.strip().lower()
+        message = "too many failed sign-ins; wait before trying again"
+        self.peer_throttle.check(peer, "SIGN_IN_THROTTLED", message)
+        self.account_throttle.check(key, "SIGN_IN_THROTTLED", message)
+        account = Account.get_or_none((Account.username_key == key) | (Account.email_key == key))
+        ok = await self.passwords.verify(account.password_hash if account else None, password)
+        if not ok or account is None:
+            self.peer_throttle.fail(peer)
+            self.account_throttle.fail(key)
+            raise Unauthenticated("INVALID_CREDENTIALS", "the login or password is wrong")
+        if account.state == PENDING_GUARDIAN:
+            raise FailedPrecondition(
+                "GUARDIAN_CONSENT_PENDING",
+                "this account is waiting for the guardian to confirm it",
+            )
+        self.account_throttle.clear(key)
+        new_hash = (
+            await self.passwords.hash(password)
+            if self.passwords.needs_rehash(account.password_hash)
+            else None
+        )
+        token, token_hash = tokens.new_bearer_token(tokens.SESSION_PREFIX)
+        now = clock.now()
+        expires = now + self.policy.session_lifetime
+        session_id = tokens.new_id()
+        with database.atomic():
+            Session.create(
+                id=session_id,
+                account=account.id,
+                token_hash=token_hash,
+                created_at=now,
+                expires_at=expires,
+            )
+            if new_hash:
+                Account.update(password_hash=new_hash).where(Account.id == account.id).execute()
+            actor = Principal(PrincipalKind.PERSON, account.id, account.subject_ref)
+            audit.record(actor, "session.create", "session", session_id, account.subject_ref)
+        return SignedIn(token, expires, account.id)
+
+    def sign_out(self, principal: Principal) -> None:
+        if not principal.is_person or principal.session_id is None:
+            raise PermissionDenied("PEOPLE_ONLY", "only a signed-in person can sign out")
+        with database.atomic():
+            Session.update(revoked_at=clock.now()).where(
+                (Session.id == principal.session_id) & Session.revoked_at.is_null()
+            ).execute()
+            audit.record(
+                principal, "session.revoke", "session", principal.session_id, principal.subject_ref
+            )
+
+    def authenticate(self, token: str, certificate_subject: str | None = None) -> Principal:
+        """The principal behind a bearer token or a verified client certificate."""
+        if not token:
+            if certificate_subject:
+                return self._service_by_certificate(certificate_subject)
+            raise Unauthenticated("CREDENTIALS_REQUIRED", "this method needs a bearer token")
+        if not tokens.is_well_formed_bearer(token):
+            raise Unauthenticated("TOKEN_MALFORMED", "the bearer token is malformed")
+        digest = tokens.digest(token)
+        if token.startswith(tokens.SERVICE_PREFIX):
+            credential = ServiceCredential.get_or_none(
+                (ServiceCredential.token_hash == digest) & ServiceCredential.revoked_at.is_null()
+            )
+            if credential is None:
+                raise Unauthenticated("TOKEN_INVALID", "the service token is not valid")
+            return Principal(PrincipalKind.SERVICE, service_name=credential.name)
+        row = (
+            Session.select(Session, Account.id, Account.subject_ref)
+            .join(Account)
+            .where(Session.token_hash == digest)
+            .first()
+        )
+        if row is None:
+            raise Unauthenticated("TOKEN_INVALID", "the session token is not valid")
+        if row.revoked_at is not None:
+            raise Unauthenticated("SESSION_REVOKED", "the session was signed out or revoked")
+        if row.expires_at <= clock.now():
+            raise Unauthenticated("SESSION_EXPIRED", "the session has expired; sign in again")
+        roles = frozenset(
+            Role(grant.role)
+            for grant in RoleGrant.select(RoleGrant.role).where(RoleGrant.account == row.account_id)
+        )
+        return Principal(
+            PrincipalKind.PERSON,
+            account_id=row.account.id,
+            subject_ref=row.account.subject_ref,
+            session_id=row.id,
+            roles=roles,
+        )
+
+    def _service_by_certificate(self, subject: str) -> Principal:
+        credential = ServiceCredential.get_or_none(
+            (ServiceCredential.certificate_subject == subject)
+            & ServiceCredential.revoked_at.is_null()
+        )
+        if credential is None:
+            raise Unauthenticated(
+                "CERTIFICATE_NOT_REGISTERED", "the client certificate names no registered service"
+            )
+        return Principal(PrincipalKind.SERVICE, service_name=credential.name)

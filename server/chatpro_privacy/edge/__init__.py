@@ -1,0 +1,1 @@
+"""The gRPC edge: request context, authentication, error mapping, access logs."""

@@ -1,0 +1,1 @@
+"""Background work: short, resumable batches that are safe with several replicas."""

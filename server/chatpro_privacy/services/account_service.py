@@ -1,0 +1,145 @@
+"""AccountService: registration, sign-in and the profile (ACC-1 to ACC-11)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chatpro.privacy.v1 import account_service_pb2 as pb
+from chatpro.privacy.v1 import account_service_pb2_grpc as pb_grpc
+
+from chatpro_privacy.domain import accounts
+from chatpro_privacy.domain import context as call
+from chatpro_privacy.domain.sessions import Sessions
+from chatpro_privacy.services import convert
+
+
+def peer_host(context: Any) -> str:
+    """The caller's address without the port: a throttling key, never stored."""
+    peer = str(context.peer() or "")
+    kind, _, rest = peer.partition(":")
+    if kind in ("ipv4", "ipv6"):
+        return rest.rsplit(":", 1)[0]
+    return peer
+
+
+class AccountService(pb_grpc.AccountServiceServicer):
+    def __init__(self, accounts_: accounts.Accounts, sessions: Sessions) -> None:
+        self.accounts = accounts_
+        self.sessions = sessions
+
+    async def Register(self, request: pb.RegisterRequest, context: Any) -> pb.RegisterResponse:
+        account = await self.accounts.register(
+            accounts.Registration(
+                request_id=request.request_id,
+                username=request.username,
+                email=request.email,
+                name=request.name,
+                date_of_birth=convert.date_tuple(request.date_of_birth),
+                password=request.password,
+                guardian_email=request.guardian_email,
+                accepted_policy_version=request.accepted_policy_version,
+                profile_picture=request.profile_picture,
+                device=convert.device_data(request.device) if request.HasField("device") else None,
+            )
+        )
+        return pb.RegisterResponse(account=convert.account(self.accounts.view(account)))
+
+    async def ConfirmGuardianConsent(
+        self, request: pb.ConfirmGuardianConsentRequest, context: Any
+    ) -> pb.ConfirmGuardianConsentResponse:
+        account = self.accounts.confirm_guardian(request.token)
+        return pb.ConfirmGuardianConsentResponse(
+            account_id=account.id, state=convert.STATES[account.state]
+        )
+
+    async def SignIn(self, request: pb.SignInRequest, context: Any) -> pb.SignInResponse:
+        signed_in = await self.sessions.sign_in(request.login, request.password, peer_host(context))
+        return pb.SignInResponse(
+            session_token=signed_in.token,
+            expire_time=convert.timestamp(signed_in.expires_at),
+            account_id=signed_in.account_id,
+        )
+
+    async def SignOut(self, request: pb.SignOutRequest, context: Any) -> pb.SignOutResponse:
+        self.sessions.sign_out(call.principal.get())
+        return pb.SignOutResponse()
+
+    async def GetAccount(
+        self, request: pb.GetAccountRequest, context: Any
+    ) -> pb.GetAccountResponse:
+        view = self.accounts.get(call.principal.get(), request.account_id)
+        return pb.GetAccountResponse(account=convert.account(view))
+
+    async def UpdateProfile(
+        self, request: pb.UpdateProfileRequest, context: Any
+    ) -> pb.UpdateProfileResponse:
+        p = request.profile
+        view, sent = self.accounts.update_profile(
+            call.principal.get(),
+            accounts.ProfileChanges(
+                paths=list(request.update_mask.paths),
+                username=p.username,
+                email=p.email,
+                name=p.name,
+                date_of_birth=convert.date_tuple(p.date_of_birth),
+                profile_picture=p.profile_picture,
+                guardian_email=p.guardian_email,
+            ),
+        )
+        return pb.UpdateProfileResponse(account=convert.account(view), email_confirmation_sent=sent)
+
+    async def ConfirmEmailChange(
+        self, request: pb.ConfirmEmailChangeRequest, context: Any
+    ) -> pb.ConfirmEmailChangeResponse:
+        view = self.accounts.confirm_email(call.principal.get(), request.token)
+        return pb.ConfirmEmailChangeResponse(account=convert.account(view))
+
+    async def ChangePassword(
+        self, request: pb.ChangePasswordRequest, context: Any
+    ) -> pb.ChangePasswordResponse:
+        revoked = await self.accounts.change_password(
+            call.principal.get(), request.current_password, request.new_password
+        )
+        return pb.ChangePasswordResponse(revoked_sessions=revoked)
+
+    async def RecordDeviceUse(
+        self, request: pb.RecordDeviceUseRequest, context: Any
+    ) -> pb.RecordDeviceUseResponse:
+        row = self.accounts.record_device_use(
+            call.principal.get(),
+            request.account_id,
+            convert.device_data(request.device),
+            convert.SOURCE_NAMES.get(request.source, "" if request.source == 0 else "unknown"),
+        )
+        return pb.RecordDeviceUseResponse(device=convert.device(row))
+
+    async def ListDevices(
+        self, request: pb.ListDevicesRequest, context: Any
+    ) -> pb.ListDevicesResponse:
+        rows = self.accounts.list_devices(call.principal.get(), request.account_id)
+        return pb.ListDevicesResponse(devices=[convert.device(r) for r in rows])
+
+    async def RecordInstallationEvent(
+        self, request: pb.RecordInstallationEventRequest, context: Any
+    ) -> pb.RecordInstallationEventResponse:
+        event_id = self.accounts.record_installation(
+            call.principal.get(),
+            request.account_id,
+            request.application_number,
+            request.operating_system_type,
+            convert.INSTALLATION_EVENTS.get(request.event_type, ""),
+        )
+        return pb.RecordInstallationEventResponse(event_id=event_id)
+
+    async def SubmitCorrespondence(
+        self, request: pb.SubmitCorrespondenceRequest, context: Any
+    ) -> pb.SubmitCorrespondenceResponse:
+        record = self.accounts.submit_correspondence(
+            call.principal.get(),
+            convert.CORRESPONDENCE_KINDS.get(request.kind, ""),
+            request.subject,
+            request.body,
+        )
+        return pb.SubmitCorrespondenceResponse(
+            correspondence_id=record.id, receive_time=convert.timestamp(record.received_at)
+        )

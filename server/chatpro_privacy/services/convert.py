@@ -1,0 +1,167 @@
+"""Conversions between stored records and chatpro.privacy.v1 messages."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from chatpro.privacy.v1 import account_pb2, common_pb2, outbox_pb2, policy_pb2
+from google.protobuf import timestamp_pb2
+
+from chatpro_privacy.domain import accounts, outbox
+from chatpro_privacy.domain.principals import Role
+from chatpro_privacy.domain.sessions import ACTIVE, PENDING_GUARDIAN
+from chatpro_privacy.storage import models
+
+SOURCES = {
+    accounts.PERSON: common_pb2.DATA_SOURCE_PERSON,
+    accounts.GUARDIAN: common_pb2.DATA_SOURCE_GUARDIAN,
+    accounts.ORGANISATION: common_pb2.DATA_SOURCE_ORGANISATION,
+    accounts.DEVICE: common_pb2.DATA_SOURCE_DEVICE,
+    accounts.ANALYTICS_PROVIDER: common_pb2.DATA_SOURCE_ANALYTICS_PROVIDER,
+}
+SOURCE_NAMES = {v: k for k, v in SOURCES.items()}
+STATES = {
+    ACTIVE: account_pb2.ACCOUNT_STATE_ACTIVE,
+    PENDING_GUARDIAN: account_pb2.ACCOUNT_STATE_PENDING_GUARDIAN_CONSENT,
+}
+ROLES = {
+    Role.OPERATOR.value: account_pb2.PLATFORM_ROLE_OPERATOR,
+    Role.DATA_PRIVACY_MANAGER.value: account_pb2.PLATFORM_ROLE_DATA_PRIVACY_MANAGER,
+}
+INSTALLATION_EVENTS = {
+    account_pb2.INSTALLATION_EVENT_TYPE_INSTALL: "install",
+    account_pb2.INSTALLATION_EVENT_TYPE_UNINSTALL: "uninstall",
+    account_pb2.INSTALLATION_EVENT_TYPE_UPDATE_CHECK: "update_check",
+}
+CORRESPONDENCE_KINDS = {
+    account_pb2.CORRESPONDENCE_KIND_CONTACT: "contact",
+    account_pb2.CORRESPONDENCE_KIND_PROBLEM_REPORT: "problem_report",
+}
+
+
+def timestamp(value: dt.datetime | None) -> timestamp_pb2.Timestamp | None:
+    if value is None:
+        return None
+    ts = timestamp_pb2.Timestamp()
+    ts.FromDatetime(value.replace(tzinfo=dt.UTC))
+    return ts
+
+
+def date_tuple(date: common_pb2.CalendarDate) -> tuple[int, int, int]:
+    return (date.year, date.month, date.day)
+
+
+def device_data(info: account_pb2.DeviceInfo) -> accounts.DeviceData:
+    return accounts.DeviceData(
+        device_type=info.device_type,
+        device_id=info.device_id,
+        operating_system=info.operating_system,
+        browser_type=info.browser_type,
+    )
+
+
+def account(view: accounts.AccountView) -> account_pb2.Account:
+    a = view.account
+    message = account_pb2.Account(
+        account_id=a.id,
+        username=a.username,
+        email=a.email,
+        name=a.name,
+        date_of_birth=common_pb2.CalendarDate(
+            year=a.date_of_birth.year, month=a.date_of_birth.month, day=a.date_of_birth.day
+        ),
+        guardian_email=a.guardian_email or "",
+        mobile_number=a.mobile_number or "",
+        profile_picture=bytes(a.profile_picture or b""),
+        profile_picture_type=a.profile_picture_type or "",
+        state=STATES.get(a.state, account_pb2.ACCOUNT_STATE_UNSPECIFIED),
+        create_time=timestamp(a.created_at),
+        last_active_time=timestamp(a.last_active_at),
+        pending_email=a.pending_email or "",
+        roles=[ROLES[r] for r in view.roles if r in ROLES],
+        sources=[
+            account_pb2.DataItemSource(
+                field=s.field,
+                source=SOURCES.get(s.source, common_pb2.DATA_SOURCE_UNSPECIFIED),
+                record_time=timestamp(s.recorded_at),
+            )
+            for s in view.sources
+        ],
+    )
+    return message
+
+
+def device(row: models.Device) -> account_pb2.Device:
+    return account_pb2.Device(
+        info=account_pb2.DeviceInfo(
+            device_type=row.device_type,
+            device_id=row.device_id,
+            operating_system=row.operating_system,
+            browser_type=row.browser_type,
+        ),
+        source=SOURCES.get(row.source, common_pb2.DATA_SOURCE_UNSPECIFIED),
+        first_use_time=timestamp(row.first_used_at),
+        last_use_time=timestamp(row.last_used_at),
+        use_count=row.use_count,
+    )
+
+
+def policy_version(row: models.PolicyVersion) -> policy_pb2.PolicyVersion:
+    return policy_pb2.PolicyVersion(
+        version=row.version,
+        effective_time=timestamp(row.effective_at),
+        change_summary=row.change_summary,
+        text=row.text,
+        text_sha256=row.text_sha256,
+        requires_reacceptance=row.requires_reacceptance,
+        publish_time=timestamp(row.published_at),
+    )
+
+
+def controller(row: models.ControllerInfo) -> policy_pb2.ControllerInfo:
+    return policy_pb2.ControllerInfo(
+        name=row.name,
+        data_privacy_manager=row.data_privacy_manager,
+        postal_address=row.postal_address,
+        email=row.email,
+        telephone=row.telephone,
+        ico_reference=row.ico_reference,
+        contact_url=row.contact_url,
+        supervisory_authority=row.supervisory_authority,
+    )
+
+
+def outbox_event(event: outbox.DeliverableEvent) -> outbox_pb2.OutboxEvent:
+    message = outbox_pb2.OutboxEvent(
+        sequence=event.sequence,
+        account_id=event.account_id or "",
+        create_time=timestamp(event.created_at),
+        superseded=event.superseded,
+    )
+    p = event.payload
+    if event.superseded:
+        return message
+    if event.event_type == outbox.GUARDIAN_CONSENT_REQUESTED:
+        message.guardian_consent_requested.CopyFrom(
+            outbox_pb2.GuardianConsentRequested(
+                account_id=p["account_id"],
+                guardian_email=p["guardian_email"],
+                child_name=p["child_name"],
+                token=p["token"],
+                expire_time=timestamp(p["expire_time"]),
+            )
+        )
+    elif event.event_type == outbox.EMAIL_CONFIRMATION_REQUESTED:
+        message.email_confirmation_requested.CopyFrom(
+            outbox_pb2.EmailConfirmationRequested(
+                account_id=p["account_id"],
+                email=p["email"],
+                token=p["token"],
+                expire_time=timestamp(p["expire_time"]),
+            )
+        )
+    elif event.event_type == outbox.PASSWORD_CHANGED:
+        message.password_changed.CopyFrom(
+            outbox_pb2.PasswordChanged(account_id=p["account_id"], email=p["email"])
+        )
+    return message

@@ -1,0 +1,38 @@
+"""OutboxService: the notification service's cursor over the outbox (ACC-10)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chatpro.privacy.v1 import outbox_service_pb2 as pb
+from chatpro.privacy.v1 import outbox_service_pb2_grpc as pb_grpc
+
+from chatpro_privacy.domain import context as call
+from chatpro_privacy.domain import outbox
+from chatpro_privacy.domain.tokens import ConfirmationTokens
+from chatpro_privacy.services import convert
+
+
+class OutboxService(pb_grpc.OutboxServiceServicer):
+    def __init__(self, confirmations: ConfirmationTokens) -> None:
+        self.confirmations = confirmations
+
+    async def ListOutboxEvents(
+        self, request: pb.ListOutboxEventsRequest, context: Any
+    ) -> pb.ListOutboxEventsResponse:
+        consumer = outbox.consumer_for(call.principal.get(), request.consumer)
+        events, acked, latest = outbox.read(
+            consumer, request.page_size, self.confirmations, request.after_sequence
+        )
+        return pb.ListOutboxEventsResponse(
+            events=[convert.outbox_event(e) for e in events],
+            acknowledged_sequence=acked,
+            latest_sequence=latest,
+        )
+
+    async def AcknowledgeOutboxEvents(
+        self, request: pb.AcknowledgeOutboxEventsRequest, context: Any
+    ) -> pb.AcknowledgeOutboxEventsResponse:
+        consumer = outbox.consumer_for(call.principal.get(), request.consumer)
+        acked = outbox.acknowledge(consumer, request.through_sequence)
+        return pb.AcknowledgeOutboxEventsResponse(acknowledged_sequence=acked)

@@ -1,0 +1,124 @@
+"""Settings from the environment (CHATPRO_*, DATABASE_URL), overridable by command-line flags."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+DEFAULT_DATABASE_URL = "sqlite:///data/chatpro-privacy.sqlite3"
+DEFAULT_SECRET_KEY_FILE = "data/secret.key"
+
+
+class SettingsError(ValueError):
+    """A setting has a value the service cannot run with."""
+
+
+@dataclass(frozen=True)
+class PolicySettings:
+    """Numbers the privacy policy fixes, or leaves to configuration."""
+
+    age_of_digital_consent: int = 13
+    session_lifetime: dt.timedelta = dt.timedelta(days=30)
+    guardian_token_lifetime: dt.timedelta = dt.timedelta(days=14)
+    email_token_lifetime: dt.timedelta = dt.timedelta(days=2)
+    unconfirmed_child_retention: dt.timedelta = dt.timedelta(days=14)
+    registration_request_retention: dt.timedelta = dt.timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class Settings:
+    address: str = "127.0.0.1:50051"
+    database_url: str = DEFAULT_DATABASE_URL
+    log_format: str = "auto"  # json | console | auto (console on a terminal)
+    log_level: str = "info"
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    tls_client_ca_file: str | None = None
+    secret_key: bytes = field(default=b"", repr=False)
+    sqlite_synchronous: str = "FULL"
+    password_hash_workers: int = 2
+    max_workers: int = 8
+    grace_period_seconds: float = 10.0
+    sweep_interval_seconds: float = 3600.0
+    policy: PolicySettings = field(default_factory=PolicySettings)
+
+    def with_overrides(self, **overrides: Any) -> Settings:
+        policy_keys = {f for f in PolicySettings.__dataclass_fields__}
+        policy_changes = {k: v for k, v in overrides.items() if k in policy_keys and v is not None}
+        top = {k: v for k, v in overrides.items() if k not in policy_keys and v is not None}
+        result = replace(self, **top)
+        if policy_changes:
+            result = replace(result, policy=replace(result.policy, **policy_changes))
+        result.validate()
+        return result
+
+    def validate(self) -> None:
+        if self.log_format not in {"json", "console", "auto"}:
+            raise SettingsError(
+                f"log format must be json, console or auto, not {self.log_format!r}"
+            )
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise SettingsError("TLS needs both a certificate and a key file")
+        if self.tls_client_ca_file and not self.tls_cert_file:
+            raise SettingsError("client certificates (mTLS) need the server's TLS cert and key")
+        if not 1 <= self.policy.age_of_digital_consent <= 18:
+            raise SettingsError("the age of digital consent must be between 1 and 18")
+        if self.policy.session_lifetime <= dt.timedelta(0):
+            raise SettingsError("the session token lifetime must be positive")
+        if len(self.secret_key) < 32:
+            raise SettingsError("the secret key must be at least 32 bytes")
+        if self.password_hash_workers < 1 or self.max_workers < 1:
+            raise SettingsError("worker counts must be at least 1")
+
+
+def _load_secret_key(env: Mapping[str, str]) -> bytes:
+    """CHATPRO_SECRET_KEY (hex), else a key file created on first use with mode 0600.
+
+    The key signs single-use confirmation tokens, so that no table ever holds one.
+    """
+    if hex_key := env.get("CHATPRO_SECRET_KEY"):
+        try:
+            return bytes.fromhex(hex_key)
+        except ValueError as exc:
+            raise SettingsError("CHATPRO_SECRET_KEY must be hex") from exc
+    path = Path(env.get("CHATPRO_SECRET_KEY_FILE", DEFAULT_SECRET_KEY_FILE))
+    if path.exists():
+        return bytes.fromhex(path.read_text().strip())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secrets.token_hex(32))
+    return bytes.fromhex(path.read_text().strip())
+
+
+def from_env(env: Mapping[str, str] | None = None) -> Settings:
+    source = os.environ if env is None else env
+    policy = PolicySettings()
+    if "CHATPRO_AGE_OF_DIGITAL_CONSENT" in source:
+        policy = replace(
+            policy, age_of_digital_consent=int(source["CHATPRO_AGE_OF_DIGITAL_CONSENT"])
+        )
+    if "CHATPRO_TOKEN_LIFETIME_SECONDS" in source:
+        policy = replace(
+            policy,
+            session_lifetime=dt.timedelta(seconds=int(source["CHATPRO_TOKEN_LIFETIME_SECONDS"])),
+        )
+    settings = Settings(
+        address=source.get("CHATPRO_ADDRESS", Settings.address),
+        database_url=source.get("DATABASE_URL", DEFAULT_DATABASE_URL),
+        log_format=source.get("CHATPRO_LOG_FORMAT", "auto"),
+        log_level=source.get("CHATPRO_LOG_LEVEL", "info"),
+        tls_cert_file=source.get("CHATPRO_TLS_CERT") or None,
+        tls_key_file=source.get("CHATPRO_TLS_KEY") or None,
+        tls_client_ca_file=source.get("CHATPRO_TLS_CLIENT_CA") or None,
+        secret_key=_load_secret_key(source),
+        sqlite_synchronous=source.get("CHATPRO_SQLITE_SYNCHRONOUS", "FULL"),
+        policy=policy,
+    )
+    settings.validate()
+    return settings

@@ -1,0 +1,1 @@
+"""Persistence only: the database handle, peewee models and versioned migrations."""

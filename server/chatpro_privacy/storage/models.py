@@ -1,0 +1,221 @@
+"""Peewee models: one class per table created by the migrations in ``migrations/``.
+
+Nothing here decides anything; the rules live in ``domain/``. Timestamps are naive UTC.
+Columns never hold a password or a token: only argon2id hashes and SHA-256 digests.
+"""
+
+from __future__ import annotations
+
+import peewee as pw
+
+from chatpro_privacy.storage.db import database
+
+
+class BaseModel(pw.Model):
+    class Meta:
+        database = database
+        legacy_table_names = False
+
+
+class PolicyVersion(BaseModel):
+    id = pw.AutoField()
+    version = pw.TextField(unique=True)
+    effective_at = pw.DateTimeField()
+    change_summary = pw.TextField()
+    text = pw.TextField()
+    text_sha256 = pw.TextField()
+    requires_reacceptance = pw.BooleanField()
+    published_at = pw.DateTimeField()
+
+
+class ControllerInfo(BaseModel):
+    id = pw.IntegerField(primary_key=True)
+    name = pw.TextField()
+    data_privacy_manager = pw.TextField()
+    postal_address = pw.TextField()
+    email = pw.TextField()
+    telephone = pw.TextField()
+    ico_reference = pw.TextField()
+    contact_url = pw.TextField()
+    supervisory_authority = pw.TextField()
+
+
+class Account(BaseModel):
+    id = pw.TextField(primary_key=True)
+    # Random pseudonym that proof records (audit, consent) carry instead of the account id,
+    # so that nothing links them back to the person once this row is gone.
+    subject_ref = pw.TextField(unique=True)
+    username = pw.TextField()
+    username_key = pw.TextField(unique=True)
+    email = pw.TextField()
+    email_key = pw.TextField(unique=True)
+    name = pw.TextField()
+    date_of_birth = pw.DateField()
+    guardian_email = pw.TextField(null=True)
+    mobile_number = pw.TextField(null=True)
+    profile_picture = pw.BlobField(null=True)
+    profile_picture_type = pw.TextField(null=True)
+    password_hash = pw.TextField()
+    state = pw.TextField()
+    created_at = pw.DateTimeField()
+    activated_at = pw.DateTimeField(null=True)
+    last_active_at = pw.DateTimeField()
+    pending_email = pw.TextField(null=True)
+
+
+class AccountFieldSource(BaseModel):
+    account = pw.ForeignKeyField(Account, on_delete="CASCADE", column_name="account_id")
+    field = pw.TextField()
+    source = pw.TextField()
+    recorded_at = pw.DateTimeField()
+
+    class Meta:
+        primary_key = pw.CompositeKey("account", "field")
+
+
+class RegistrationRequest(BaseModel):
+    request_id = pw.TextField(primary_key=True)
+    account = pw.ForeignKeyField(Account, on_delete="CASCADE", column_name="account_id")
+    fingerprint = pw.TextField()
+    created_at = pw.DateTimeField()
+
+
+class GuardianConfirmation(BaseModel):
+    id = pw.TextField(primary_key=True)
+    account = pw.ForeignKeyField(Account, on_delete="CASCADE", column_name="account_id")
+    created_at = pw.DateTimeField()
+    expires_at = pw.DateTimeField()
+    used_at = pw.DateTimeField(null=True)
+
+
+class EmailConfirmation(BaseModel):
+    id = pw.TextField(primary_key=True)
+    account = pw.ForeignKeyField(Account, on_delete="CASCADE", column_name="account_id")
+    new_email = pw.TextField()
+    created_at = pw.DateTimeField()
+    expires_at = pw.DateTimeField()
+    used_at = pw.DateTimeField(null=True)
+
+
+class Session(BaseModel):
+    id = pw.TextField(primary_key=True)
+    account = pw.ForeignKeyField(Account, on_delete="CASCADE", column_name="account_id")
+    token_hash = pw.TextField(unique=True)
+    created_at = pw.DateTimeField()
+    expires_at = pw.DateTimeField()
+    revoked_at = pw.DateTimeField(null=True)
+
+
+class ServiceCredential(BaseModel):
+    id = pw.AutoField()
+    name = pw.TextField(unique=True)
+    token_hash = pw.TextField(unique=True, null=True)
+    certificate_subject = pw.TextField(null=True)
+    created_at = pw.DateTimeField()
+    revoked_at = pw.DateTimeField(null=True)
+
+
+class RoleGrant(BaseModel):
+    account = pw.ForeignKeyField(Account, on_delete="CASCADE", column_name="account_id")
+    role = pw.TextField()
+    granted_at = pw.DateTimeField()
+    granted_by = pw.TextField()
+
+    class Meta:
+        primary_key = pw.CompositeKey("account", "role")
+
+
+class Device(BaseModel):
+    id = pw.AutoField()
+    account = pw.ForeignKeyField(Account, on_delete="CASCADE", column_name="account_id")
+    device_id = pw.TextField()
+    device_type = pw.TextField()
+    operating_system = pw.TextField()
+    browser_type = pw.TextField()
+    source = pw.TextField()
+    first_used_at = pw.DateTimeField()
+    last_used_at = pw.DateTimeField()
+    use_count = pw.BigIntegerField()
+
+    class Meta:
+        indexes = ((("account", "device_id"), True),)
+
+
+class InstallationEvent(BaseModel):
+    id = pw.TextField(primary_key=True)
+    account = pw.ForeignKeyField(Account, null=True, on_delete="CASCADE", column_name="account_id")
+    application_number = pw.TextField()
+    operating_system_type = pw.TextField()
+    event_type = pw.TextField()
+    source = pw.TextField()
+    recorded_at = pw.DateTimeField()
+
+
+class Correspondence(BaseModel):
+    id = pw.TextField(primary_key=True)
+    account = pw.ForeignKeyField(Account, on_delete="CASCADE", column_name="account_id")
+    kind = pw.TextField()
+    subject = pw.TextField()
+    body = pw.TextField()
+    received_at = pw.DateTimeField()
+
+
+class OutboxEvent(BaseModel):
+    seq = pw.BigAutoField()
+    account_id = pw.TextField(null=True)
+    event_type = pw.TextField()
+    payload = pw.TextField()
+    created_at = pw.DateTimeField()
+
+
+class OutboxConsumer(BaseModel):
+    name = pw.TextField(primary_key=True)
+    acked_seq = pw.BigIntegerField()
+    updated_at = pw.DateTimeField()
+
+
+class AuditEntry(BaseModel):
+    id = pw.BigAutoField()
+    occurred_at = pw.DateTimeField()
+    request_id = pw.TextField()
+    actor_type = pw.TextField()
+    actor_ref = pw.TextField()
+    action = pw.TextField()
+    subject_ref = pw.TextField(null=True)
+    target_type = pw.TextField()
+    target_id = pw.TextField(null=True)
+
+
+class ConsentEvent(BaseModel):
+    id = pw.TextField(primary_key=True)
+    subject_ref = pw.TextField()
+    notice_version = pw.TextField()
+    purpose = pw.TextField()
+    lawful_basis = pw.TextField()
+    data_categories = pw.TextField()
+    collection_method = pw.TextField()
+    event_type = pw.TextField()
+    given_by = pw.TextField()
+    occurred_at = pw.DateTimeField()
+    valid_until = pw.DateTimeField(null=True)
+
+
+ALL_MODELS: tuple[type[BaseModel], ...] = (
+    PolicyVersion,
+    ControllerInfo,
+    Account,
+    AccountFieldSource,
+    RegistrationRequest,
+    GuardianConfirmation,
+    EmailConfirmation,
+    Session,
+    ServiceCredential,
+    RoleGrant,
+    Device,
+    InstallationEvent,
+    Correspondence,
+    OutboxEvent,
+    OutboxConsumer,
+    AuditEntry,
+    ConsentEvent,
+)
