@@ -1,0 +1,214 @@
+"""Shared fixtures: a real server per test on SQLite (a temp file) or, when DATABASE_URL
+names PostgreSQL, on a fresh schema of that database; generated stubs; helpers."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import os
+import re
+import secrets
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from chatpro.privacy.v1 import (
+    account_pb2,
+    account_service_pb2,
+    account_service_pb2_grpc,
+    common_pb2,
+    outbox_service_pb2,
+    outbox_service_pb2_grpc,
+    policy_service_pb2,
+    policy_service_pb2_grpc,
+)
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from chatpro_privacy.domain import roles
+from chatpro_privacy.domain.clock import clock
+from chatpro_privacy.storage.db import database, is_postgres
+from chatpro_privacy.storage.models import ALL_MODELS
+from chatpro_privacy.testing import InProcessServer
+
+PASSWORD = "correct horse battery staple"
+POLICY_VERSION = "2023-02-12"
+
+
+def _pg_url() -> str | None:
+    url = os.environ.get("DATABASE_URL", "")
+    return url if url.startswith(("postgres://", "postgresql://")) else None
+
+
+@pytest.fixture
+def database_target(tmp_path: Path) -> Iterator[tuple[str, str | None]]:
+    """(url, schema): a temp SQLite file, or a throwaway schema on the PostgreSQL named."""
+    pg = _pg_url()
+    if pg is None:
+        yield f"sqlite:///{tmp_path}/privacy.sqlite3", None
+        return
+    import psycopg2
+
+    schema = f"t_{secrets.token_hex(6)}"
+    admin = psycopg2.connect(pg)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield pg, schema
+    finally:
+        with admin.cursor() as cur:
+            cur.execute(f"DROP SCHEMA {schema} CASCADE")
+        admin.close()
+
+
+@dataclass
+class Api:
+    """Generated stubs on one channel, and helpers for the journeys the tests walk."""
+
+    server: InProcessServer
+    channel: grpc.Channel
+    accounts: account_service_pb2_grpc.AccountServiceStub = field(init=False)
+    policy: policy_service_pb2_grpc.PolicyServiceStub = field(init=False)
+    outbox: outbox_service_pb2_grpc.OutboxServiceStub = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.accounts = account_service_pb2_grpc.AccountServiceStub(self.channel)
+        self.policy = policy_service_pb2_grpc.PolicyServiceStub(self.channel)
+        self.outbox = outbox_service_pb2_grpc.OutboxServiceStub(self.channel)
+
+    @staticmethod
+    def auth(token: str) -> list[tuple[str, str]]:
+        return [("authorization", f"Bearer {token}")]
+
+    def register(self, **fields: Any) -> account_pb2.Account:
+        request = registration(**fields)
+        response: account_service_pb2.RegisterResponse = self.accounts.Register(request)
+        return response.account
+
+    def sign_in(self, login: str, password: str = PASSWORD) -> str:
+        response = self.accounts.SignIn(
+            account_service_pb2.SignInRequest(login=login, password=password)
+        )
+        return str(response.session_token)
+
+    def adult(self, username: str = "alice") -> tuple[account_pb2.Account, str]:
+        account = self.register(username=username)
+        return account, self.sign_in(username)
+
+    def service_token(self, name: str = "notifications") -> str:
+        token = roles.add_service(name)
+        assert token is not None
+        return token
+
+    def outbox_events(self, token: str, **kw: Any) -> outbox_service_pb2.ListOutboxEventsResponse:
+        return self.outbox.ListOutboxEvents(
+            outbox_service_pb2.ListOutboxEventsRequest(**kw), metadata=self.auth(token)
+        )
+
+    def current_policy(self) -> str:
+        response = self.policy.GetCurrentPolicy(policy_service_pb2.GetCurrentPolicyRequest())
+        return str(response.policy.version)
+
+
+def registration(**fields: Any) -> account_service_pb2.RegisterRequest:
+    username = fields.pop("username", "alice")
+    base: dict[str, Any] = {
+        "request_id": str(uuid.uuid4()),
+        "username": username,
+        "email": f"{re.sub('[^a-z0-9]', '', username.lower()) or 'someone'}@example.com",
+        "name": "Alice Example",
+        "date_of_birth": common_pb2.CalendarDate(year=1990, month=5, day=17),
+        "password": PASSWORD,
+        "accepted_policy_version": POLICY_VERSION,
+    }
+    base.update(fields)
+    return account_service_pb2.RegisterRequest(**base)
+
+
+def child_birthday(age: int = 12) -> common_pb2.CalendarDate:
+    today = clock.today()
+    return common_pb2.CalendarDate(year=today.year - age, month=1, day=1)
+
+
+@pytest.fixture
+def server(database_target: tuple[str, str | None]) -> Iterator[InProcessServer]:
+    url, schema = database_target
+    clock.offset = dt.timedelta(0)
+    with InProcessServer.start(url, schema=schema) as srv:
+        yield srv
+    clock.offset = dt.timedelta(0)
+
+
+@pytest.fixture
+def api(server: InProcessServer) -> Iterator[Api]:
+    channel = grpc.insecure_channel(server.target)
+    try:
+        yield Api(server, channel)
+    finally:
+        channel.close()
+
+
+@dataclass
+class RpcFailure:
+    code: grpc.StatusCode
+    reason: str
+    metadata: dict[str, str]
+    violations: dict[str, str]  # field -> violation reason
+    message: str
+
+
+def rpc_error(call: Callable[[], Any]) -> RpcFailure:
+    """Run ``call``, which must fail, and decode its google.rpc.Status."""
+    with pytest.raises(grpc.RpcError) as caught:
+        call()
+    error = caught.value
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    reason, metadata, violations = "", {}, {}
+    if status is not None:
+        for detail in status.details:
+            if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+                info = error_details_pb2.ErrorInfo()
+                detail.Unpack(info)
+                assert info.domain == "privacy.chatpro.co.uk"
+                reason, metadata = info.reason, dict(info.metadata)
+            elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+                bad = error_details_pb2.BadRequest()
+                detail.Unpack(bad)
+                violations = {v.field: v.reason for v in bad.field_violations}
+    return RpcFailure(error.code(), reason, metadata, violations, error.details() or "")  # type: ignore[attr-defined]
+
+
+def database_fingerprint() -> str:
+    """A digest of every row of every table: equal before and after means nothing changed."""
+    digest = hashlib.sha256()
+    with database.connection_context():
+        for model in ALL_MODELS:
+            digest.update(model._meta.table_name.encode())
+            columns = [f.column_name for f in model._meta.sorted_fields]
+            order = ", ".join(columns)
+            cursor = database.execute_sql(f"SELECT {order} FROM {model._meta.table_name} ORDER BY {order}")
+            for row in cursor.fetchall():
+                digest.update(repr(tuple(bytes(v) if isinstance(v, memoryview) else v for v in row)).encode())
+    return digest.hexdigest()
+
+
+@pytest.fixture
+def unchanged() -> Callable[[Callable[[], Any]], RpcFailure]:
+    """Run a failing call and assert the database is exactly as it was before it."""
+
+    def check(call: Callable[[], Any]) -> RpcFailure:
+        before = database_fingerprint()
+        failure = rpc_error(call)
+        assert database_fingerprint() == before, "a refused call changed the database"
+        return failure
+
+    return check
+
+
+def on_postgres() -> bool:
+    return is_postgres()
