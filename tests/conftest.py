@@ -26,14 +26,13 @@ from chatpro.privacy.v1 import (
     policy_service_pb2,
     policy_service_pb2_grpc,
 )
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
-
 from chatpro_privacy.domain import roles
 from chatpro_privacy.domain.clock import clock
 from chatpro_privacy.storage.db import database, is_postgres
 from chatpro_privacy.storage.models import ALL_MODELS
 from chatpro_privacy.testing import InProcessServer
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 
 PASSWORD = "correct horse battery staple"
 POLICY_VERSION = "2023-02-12"
@@ -191,9 +190,13 @@ def database_fingerprint() -> str:
             digest.update(model._meta.table_name.encode())
             columns = [f.column_name for f in model._meta.sorted_fields]
             order = ", ".join(columns)
-            cursor = database.execute_sql(f"SELECT {order} FROM {model._meta.table_name} ORDER BY {order}")
+            cursor = database.execute_sql(
+                f"SELECT {order} FROM {model._meta.table_name} ORDER BY {order}"
+            )
             for row in cursor.fetchall():
-                digest.update(repr(tuple(bytes(v) if isinstance(v, memoryview) else v for v in row)).encode())
+                digest.update(
+                    repr(tuple(bytes(v) if isinstance(v, memoryview) else v for v in row)).encode()
+                )
     return digest.hexdigest()
 
 

@@ -6,16 +6,17 @@ from __future__ import annotations
 import grpc
 import pytest
 from chatpro.privacy.v1 import account_pb2, account_service_pb2, common_pb2
-from conftest import Api, child_birthday, rpc_error
-from google.protobuf import field_mask_pb2
-
 from chatpro_privacy.domain import roles
 from chatpro_privacy.storage.models import Account, AuditEntry, Correspondence, InstallationEvent
+from conftest import Api, child_birthday, rpc_error
+from google.protobuf import field_mask_pb2
 
 GET = account_service_pb2.GetAccountRequest()
 
 
-def update(api: Api, token: str, paths: list[str], **profile: object) -> account_service_pb2.UpdateProfileResponse:
+def update(
+    api: Api, token: str, paths: list[str], **profile: object
+) -> account_service_pb2.UpdateProfileResponse:
     return api.accounts.UpdateProfile(
         account_service_pb2.UpdateProfileRequest(
             profile=account_service_pb2.ProfileUpdate(**profile),  # type: ignore[arg-type]
@@ -32,7 +33,9 @@ def test_update_profile_applies_only_masked_fields(api: Api) -> None:
     assert response.account.username == "alice"
     assert not response.email_confirmation_sent
     assert api.accounts.GetAccount(GET, metadata=api.auth(token)).account.name == "Alice Corrected"
-    actions = [e.action for e in AuditEntry.select().where(AuditEntry.target_id == account.account_id)]
+    actions = [
+        e.action for e in AuditEntry.select().where(AuditEntry.target_id == account.account_id)
+    ]
     assert "account.update:name" in actions
 
 
@@ -42,8 +45,11 @@ def test_update_username_dob_and_picture(api: Api) -> None:
     failure = rpc_error(lambda: update(api, token, ["username"], username="TAKEN"))
     assert (failure.code, failure.reason) == (grpc.StatusCode.ALREADY_EXISTS, "USERNAME_TAKEN")
     response = update(
-        api, token, ["username", "date_of_birth", "profile_picture"],
-        username="alice2", date_of_birth=common_pb2.CalendarDate(year=1991, month=1, day=2),
+        api,
+        token,
+        ["username", "date_of_birth", "profile_picture"],
+        username="alice2",
+        date_of_birth=common_pb2.CalendarDate(year=1991, month=1, day=2),
         profile_picture=b"\xff\xd8\xff\xe0" + b"1" * 10,
     )
     assert response.account.username == "alice2"
@@ -63,11 +69,26 @@ def test_update_username_dob_and_picture(api: Api) -> None:
         (["name"], {"name": ""}, {"profile.name": "REQUIRED"}),
         (["username"], {"username": "no"}, {"profile.username": "INVALID_FORMAT"}),
         (["email"], {"email": "broken@"}, {"profile.email": "INVALID_FORMAT"}),
-        (["date_of_birth"], {"date_of_birth": common_pb2.CalendarDate(year=2999, month=1, day=1)},
-         {"profile.date_of_birth": "DATE_IN_FUTURE"}),
-        (["date_of_birth"], {"date_of_birth": child_birthday(10)}, {"profile.date_of_birth": "NEEDS_GUARDIAN_CONSENT"}),
-        (["guardian_email"], {"guardian_email": "mum@example.com"}, {"profile.guardian_email": "NOT_COLLECTED"}),
-        (["profile_picture"], {"profile_picture": b"not an image"}, {"profile.profile_picture": "UNSUPPORTED_IMAGE"}),
+        (
+            ["date_of_birth"],
+            {"date_of_birth": common_pb2.CalendarDate(year=2999, month=1, day=1)},
+            {"profile.date_of_birth": "DATE_IN_FUTURE"},
+        ),
+        (
+            ["date_of_birth"],
+            {"date_of_birth": child_birthday(10)},
+            {"profile.date_of_birth": "NEEDS_GUARDIAN_CONSENT"},
+        ),
+        (
+            ["guardian_email"],
+            {"guardian_email": "mum@example.com"},
+            {"profile.guardian_email": "NOT_COLLECTED"},
+        ),
+        (
+            ["profile_picture"],
+            {"profile_picture": b"not an image"},
+            {"profile.profile_picture": "UNSUPPORTED_IMAGE"},
+        ),
     ],
 )
 def test_update_profile_bad_input(api: Api, unchanged, paths, profile, violations) -> None:  # type: ignore[no-untyped-def]
@@ -105,14 +126,20 @@ def test_new_email_already_registered_is_refused(api: Api, unchanged) -> None:  
     api.register(username="bob")
     _, token = api.adult()
     failure = unchanged(lambda: update(api, token, ["email"], email="BOB@example.com"))
-    assert (failure.code, failure.reason) == (grpc.StatusCode.ALREADY_EXISTS, "EMAIL_ALREADY_REGISTERED")
+    assert (failure.code, failure.reason) == (
+        grpc.StatusCode.ALREADY_EXISTS,
+        "EMAIL_ALREADY_REGISTERED",
+    )
 
 
 def test_people_read_only_their_own_account(api: Api, unchanged) -> None:  # type: ignore[no-untyped-def]
     alice, _ = api.adult()
     _, bob = api.adult("bob")
     failure = unchanged(
-        lambda: api.accounts.GetAccount(account_service_pb2.GetAccountRequest(account_id=alice.account_id), metadata=api.auth(bob))
+        lambda: api.accounts.GetAccount(
+            account_service_pb2.GetAccountRequest(account_id=alice.account_id),
+            metadata=api.auth(bob),
+        )
     )
     assert (failure.code, failure.reason) == (grpc.StatusCode.PERMISSION_DENIED, "NOT_YOUR_ACCOUNT")
 
@@ -134,7 +161,9 @@ def test_data_privacy_manager_reads_another_account_and_it_is_audited(api: Api) 
         (stored.subject_ref, alice.account_id, "person")
     ]
     missing = rpc_error(
-        lambda: api.accounts.GetAccount(account_service_pb2.GetAccountRequest(account_id="nope"), metadata=api.auth(dpm))
+        lambda: api.accounts.GetAccount(
+            account_service_pb2.GetAccountRequest(account_id="nope"), metadata=api.auth(dpm)
+        )
     )
     assert (missing.code, missing.reason) == (grpc.StatusCode.NOT_FOUND, "ACCOUNT_NOT_FOUND")
 
@@ -142,13 +171,21 @@ def test_data_privacy_manager_reads_another_account_and_it_is_audited(api: Api) 
 def test_device_use_is_recorded_and_marks_the_account_active_acc7(api: Api) -> None:
     account, token = api.adult()
     before = Account.get_by_id(account.account_id).last_active_at
-    device = account_pb2.DeviceInfo(device_id="dev-1", device_type="Pixel 8", operating_system="Android 15")
-    first = api.accounts.RecordDeviceUse(account_service_pb2.RecordDeviceUseRequest(device=device), metadata=api.auth(token))
-    second = api.accounts.RecordDeviceUse(account_service_pb2.RecordDeviceUseRequest(device=device), metadata=api.auth(token))
+    device = account_pb2.DeviceInfo(
+        device_id="dev-1", device_type="Pixel 8", operating_system="Android 15"
+    )
+    first = api.accounts.RecordDeviceUse(
+        account_service_pb2.RecordDeviceUseRequest(device=device), metadata=api.auth(token)
+    )
+    second = api.accounts.RecordDeviceUse(
+        account_service_pb2.RecordDeviceUseRequest(device=device), metadata=api.auth(token)
+    )
     assert (first.device.use_count, second.device.use_count) == (1, 2)
     assert second.device.source == common_pb2.DATA_SOURCE_DEVICE
     assert Account.get_by_id(account.account_id).last_active_at > before
-    devices = api.accounts.ListDevices(account_service_pb2.ListDevicesRequest(), metadata=api.auth(token)).devices
+    devices = api.accounts.ListDevices(
+        account_service_pb2.ListDevicesRequest(), metadata=api.auth(token)
+    ).devices
     assert [(d.info.device_id, d.use_count) for d in devices] == [("dev-1", 2)]
 
 
@@ -159,16 +196,22 @@ def test_analytics_provider_data_comes_through_a_service_acc9(api: Api, unchange
     active_before = Account.get_by_id(account.account_id).last_active_at
     recorded = api.accounts.RecordDeviceUse(
         account_service_pb2.RecordDeviceUseRequest(
-            device=device, account_id=account.account_id, source=common_pb2.DATA_SOURCE_ANALYTICS_PROVIDER
+            device=device,
+            account_id=account.account_id,
+            source=common_pb2.DATA_SOURCE_ANALYTICS_PROVIDER,
         ),
         metadata=api.auth(service),
     )
     assert recorded.device.source == common_pb2.DATA_SOURCE_ANALYTICS_PROVIDER
-    assert Account.get_by_id(account.account_id).last_active_at == active_before  # not a use of the app
+    assert (
+        Account.get_by_id(account.account_id).last_active_at == active_before
+    )  # not a use of the app
     # People cannot claim another source, nor write to another account.
     failure = unchanged(
         lambda: api.accounts.RecordDeviceUse(
-            account_service_pb2.RecordDeviceUseRequest(device=device, source=common_pb2.DATA_SOURCE_ANALYTICS_PROVIDER),
+            account_service_pb2.RecordDeviceUseRequest(
+                device=device, source=common_pb2.DATA_SOURCE_ANALYTICS_PROVIDER
+            ),
             metadata=api.auth(token),
         )
     )
@@ -176,12 +219,17 @@ def test_analytics_provider_data_comes_through_a_service_acc9(api: Api, unchange
     _, bob = api.adult("bob")
     failure = unchanged(
         lambda: api.accounts.RecordDeviceUse(
-            account_service_pb2.RecordDeviceUseRequest(device=device, account_id=account.account_id), metadata=api.auth(bob)
+            account_service_pb2.RecordDeviceUseRequest(
+                device=device, account_id=account.account_id
+            ),
+            metadata=api.auth(bob),
         )
     )
     assert failure.code == grpc.StatusCode.PERMISSION_DENIED
     failure = unchanged(
-        lambda: api.accounts.RecordDeviceUse(account_service_pb2.RecordDeviceUseRequest(device=device), metadata=api.auth(service))
+        lambda: api.accounts.RecordDeviceUse(
+            account_service_pb2.RecordDeviceUseRequest(device=device), metadata=api.auth(service)
+        )
     )
     assert failure.violations == {"account_id": "REQUIRED"}
 
@@ -190,12 +238,14 @@ def test_installation_events_acc7(api: Api, unchanged) -> None:  # type: ignore[
     account, token = api.adult()
     service = api.service_token("updates")
     install = account_service_pb2.RecordInstallationEventRequest(
-        application_number="APP-1234", operating_system_type="android",
+        application_number="APP-1234",
+        operating_system_type="android",
         event_type=account_pb2.INSTALLATION_EVENT_TYPE_INSTALL,
     )
     api.accounts.RecordInstallationEvent(install, metadata=api.auth(token))
     check = account_service_pb2.RecordInstallationEventRequest(
-        application_number="APP-1234", operating_system_type="android",
+        application_number="APP-1234",
+        operating_system_type="android",
         event_type=account_pb2.INSTALLATION_EVENT_TYPE_UPDATE_CHECK,
     )
     api.accounts.RecordInstallationEvent(check, metadata=api.auth(service))
@@ -203,12 +253,16 @@ def test_installation_events_acc7(api: Api, unchanged) -> None:  # type: ignore[
     assert rows == [("install", account.account_id), ("update_check", None)]
     failure = unchanged(
         lambda: api.accounts.RecordInstallationEvent(
-            account_service_pb2.RecordInstallationEventRequest(application_number="", operating_system_type="x" * 33),
+            account_service_pb2.RecordInstallationEventRequest(
+                application_number="", operating_system_type="x" * 33
+            ),
             metadata=api.auth(token),
         )
     )
     assert failure.violations == {
-        "application_number": "REQUIRED", "operating_system_type": "TOO_LONG", "event_type": "REQUIRED",
+        "application_number": "REQUIRED",
+        "operating_system_type": "TOO_LONG",
+        "event_type": "REQUIRED",
     }
 
 
@@ -216,15 +270,22 @@ def test_correspondence_is_kept_as_a_record_of_the_account_acc8(api: Api, unchan
     account, token = api.adult()
     response = api.accounts.SubmitCorrespondence(
         account_service_pb2.SubmitCorrespondenceRequest(
-            kind=account_pb2.CORRESPONDENCE_KIND_PROBLEM_REPORT, subject="App crashes", body="On start.\nEvery time."
+            kind=account_pb2.CORRESPONDENCE_KIND_PROBLEM_REPORT,
+            subject="App crashes",
+            body="On start.\nEvery time.",
         ),
         metadata=api.auth(token),
     )
     stored = Correspondence.get_by_id(response.correspondence_id)
-    assert (stored.account_id, stored.kind, stored.body) == (account.account_id, "problem_report", "On start.\nEvery time.")
+    assert (stored.account_id, stored.kind, stored.body) == (
+        account.account_id,
+        "problem_report",
+        "On start.\nEvery time.",
+    )
     failure = unchanged(
         lambda: api.accounts.SubmitCorrespondence(
-            account_service_pb2.SubmitCorrespondenceRequest(subject="", body="b" * 20_001), metadata=api.auth(token)
+            account_service_pb2.SubmitCorrespondenceRequest(subject="", body="b" * 20_001),
+            metadata=api.auth(token),
         )
     )
     assert failure.violations == {"kind": "REQUIRED", "subject": "REQUIRED", "body": "TOO_LONG"}

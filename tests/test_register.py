@@ -9,8 +9,6 @@ import uuid
 import grpc
 import pytest
 from chatpro.privacy.v1 import account_pb2, account_service_pb2, common_pb2
-from conftest import PASSWORD, Api, child_birthday, registration, rpc_error
-
 from chatpro_privacy.domain.clock import clock
 from chatpro_privacy.storage.models import (
     Account,
@@ -19,6 +17,7 @@ from chatpro_privacy.storage.models import (
     GuardianConfirmation,
     OutboxEvent,
 )
+from conftest import PASSWORD, Api, child_birthday, registration, rpc_error
 
 
 def test_adult_registers_signs_in_and_reads_profile(api: Api) -> None:
@@ -107,7 +106,10 @@ def test_username_and_email_are_unique_case_insensitively(api: Api, unchanged) -
     failure = unchanged(lambda: api.register(username="BOB", email="other@example.com"))
     assert (failure.code, failure.reason) == (grpc.StatusCode.ALREADY_EXISTS, "USERNAME_TAKEN")
     failure = unchanged(lambda: api.register(username="bobby", email="BOB@example.com"))
-    assert (failure.code, failure.reason) == (grpc.StatusCode.ALREADY_EXISTS, "EMAIL_ALREADY_REGISTERED")
+    assert (failure.code, failure.reason) == (
+        grpc.StatusCode.ALREADY_EXISTS,
+        "EMAIL_ALREADY_REGISTERED",
+    )
 
 
 BAD_FIELDS = [
@@ -130,10 +132,10 @@ BAD_FIELDS = [
     ({"password": "aaaaaaaaaaaa"}, {"password": "PASSWORD_TOO_WEAK"}),
     ({"password": "my-alice-password"}, {"password": "PASSWORD_TOO_WEAK"}),
     ({"date_of_birth": common_pb2.CalendarDate()}, {"date_of_birth": "REQUIRED"}),
-    ({"date_of_birth": common_pb2.CalendarDate(year=2001, month=2, day=30)}, {"date_of_birth": "INVALID_DATE"}),
-    ({"date_of_birth": common_pb2.CalendarDate(year=3000, month=1, day=1)}, {"date_of_birth": "DATE_IN_FUTURE"}),
-    ({"date_of_birth": common_pb2.CalendarDate(year=1850, month=1, day=1)}, {"date_of_birth": "DATE_IMPLAUSIBLE"}),
-    ({"date_of_birth": common_pb2.CalendarDate(year=-5, month=13, day=0)}, {"date_of_birth": "INVALID_DATE"}),
+    ({"date_of_birth": common_pb2.CalendarDate(year=2001, month=2, day=30)}, {"date_of_birth": "INVALID_DATE"}),  # noqa: E501
+    ({"date_of_birth": common_pb2.CalendarDate(year=3000, month=1, day=1)}, {"date_of_birth": "DATE_IN_FUTURE"}),  # noqa: E501
+    ({"date_of_birth": common_pb2.CalendarDate(year=1850, month=1, day=1)}, {"date_of_birth": "DATE_IMPLAUSIBLE"}),  # noqa: E501
+    ({"date_of_birth": common_pb2.CalendarDate(year=-5, month=13, day=0)}, {"date_of_birth": "INVALID_DATE"}),  # noqa: E501
     ({"request_id": ""}, {"request_id": "REQUIRED"}),
     ({"request_id": "bad id!"}, {"request_id": "INVALID_FORMAT"}),
     ({"accepted_policy_version": ""}, {"accepted_policy_version": "REQUIRED"}),
@@ -142,7 +144,7 @@ BAD_FIELDS = [
     ({"profile_picture": b"\xff\xd8\xff" + b"0" * (256 * 1024)}, {"profile_picture": "TOO_LARGE"}),
     ({"device": account_pb2.DeviceInfo(device_type="phone")}, {"device.device_id": "REQUIRED"}),
     ({"device": account_pb2.DeviceInfo(device_id="d" * 129)}, {"device.device_id": "TOO_LONG"}),
-    ({"device": account_pb2.DeviceInfo(device_id="d", operating_system="o" * 101)}, {"device.operating_system": "TOO_LONG"}),
+    ({"device": account_pb2.DeviceInfo(device_id="d", operating_system="o" * 101)}, {"device.operating_system": "TOO_LONG"}),  # noqa: E501
 ]  # fmt: skip
 
 
@@ -160,7 +162,9 @@ def test_every_bad_field_is_named_at_once(api: Api, unchanged) -> None:  # type:
 
 
 def test_oversized_message_is_refused(api: Api, unchanged) -> None:  # type: ignore[no-untyped-def]
-    failure = unchanged(lambda: api.register(profile_picture=b"\xff\xd8\xff" + b"0" * (5 * 1024 * 1024)))
+    failure = unchanged(
+        lambda: api.register(profile_picture=b"\xff\xd8\xff" + b"0" * (5 * 1024 * 1024))
+    )
     assert failure.code == grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
@@ -169,7 +173,9 @@ def test_oversized_message_is_refused(api: Api, unchanged) -> None:  # type: ign
 
 def _guardian_token(api: Api, service_token: str, account_id: str) -> str:
     events = api.outbox_events(service_token).events
-    mine = [e for e in events if e.account_id == account_id and e.HasField("guardian_consent_requested")]
+    mine = [
+        e for e in events if e.account_id == account_id and e.HasField("guardian_consent_requested")
+    ]
     assert len(mine) == 1
     return str(mine[0].guardian_consent_requested.token)
 
@@ -178,23 +184,34 @@ def test_child_needs_guardian_email(api: Api, unchanged) -> None:  # type: ignor
     failure = unchanged(lambda: api.register(username="kid", date_of_birth=child_birthday(12)))
     assert failure.violations == {"guardian_email": "GUARDIAN_EMAIL_REQUIRED"}
     failure = unchanged(
-        lambda: api.register(username="kid", date_of_birth=child_birthday(12), guardian_email="kid@example.com")
+        lambda: api.register(
+            username="kid", date_of_birth=child_birthday(12), guardian_email="kid@example.com"
+        )
     )
     assert failure.violations == {"guardian_email": "SAME_AS_EMAIL"}
 
 
 def test_child_account_pending_until_guardian_confirms(api: Api) -> None:
     service = api.service_token()
-    child = api.register(username="kid", date_of_birth=child_birthday(12), guardian_email="Mum@Example.com")
+    child = api.register(
+        username="kid", date_of_birth=child_birthday(12), guardian_email="Mum@Example.com"
+    )
     assert child.state == account_pb2.ACCOUNT_STATE_PENDING_GUARDIAN_CONSENT
     assert child.guardian_email == "Mum@example.com"
     pending = rpc_error(lambda: api.sign_in("kid"))
-    assert (pending.code, pending.reason) == (grpc.StatusCode.FAILED_PRECONDITION, "GUARDIAN_CONSENT_PENDING")
+    assert (pending.code, pending.reason) == (
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "GUARDIAN_CONSENT_PENDING",
+    )
 
-    event = next(e for e in api.outbox_events(service).events if e.HasField("guardian_consent_requested"))
+    event = next(
+        e for e in api.outbox_events(service).events if e.HasField("guardian_consent_requested")
+    )
     request = event.guardian_consent_requested
     assert (request.guardian_email, request.child_name, request.account_id) == (
-        "Mum@example.com", "Alice Example", child.account_id,
+        "Mum@example.com",
+        "Alice Example",
+        child.account_id,
     )
     confirmed = api.accounts.ConfirmGuardianConsent(
         account_service_pb2.ConfirmGuardianConsentRequest(token=request.token)
@@ -221,33 +238,50 @@ def test_child_account_pending_until_guardian_confirms(api: Api) -> None:
 
 def test_replayed_guardian_token_is_refused(api: Api, unchanged) -> None:  # type: ignore[no-untyped-def]
     service = api.service_token()
-    child = api.register(username="kid", date_of_birth=child_birthday(), guardian_email="mum@example.com")
+    child = api.register(
+        username="kid", date_of_birth=child_birthday(), guardian_email="mum@example.com"
+    )
     token = _guardian_token(api, service, child.account_id)
     request = account_service_pb2.ConfirmGuardianConsentRequest(token=token)
     api.accounts.ConfirmGuardianConsent(request)
     failure = unchanged(lambda: api.accounts.ConfirmGuardianConsent(request))
-    assert (failure.code, failure.violations) == (grpc.StatusCode.INVALID_ARGUMENT, {"token": "TOKEN_ALREADY_USED"})
+    assert (failure.code, failure.violations) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        {"token": "TOKEN_ALREADY_USED"},
+    )
 
 
 def test_expired_guardian_token_is_refused(api: Api, unchanged) -> None:  # type: ignore[no-untyped-def]
     service = api.service_token()
-    child = api.register(username="kid", date_of_birth=child_birthday(), guardian_email="mum@example.com")
+    child = api.register(
+        username="kid", date_of_birth=child_birthday(), guardian_email="mum@example.com"
+    )
     token = _guardian_token(api, service, child.account_id)
     clock.advance(dt.timedelta(days=14, seconds=1))
     failure = unchanged(
-        lambda: api.accounts.ConfirmGuardianConsent(account_service_pb2.ConfirmGuardianConsentRequest(token=token))
+        lambda: api.accounts.ConfirmGuardianConsent(
+            account_service_pb2.ConfirmGuardianConsentRequest(token=token)
+        )
     )
     assert failure.violations == {"token": "TOKEN_EXPIRED"}
 
 
 @pytest.mark.parametrize(
     "token",
-    ["", "garbage", "gc1_" + "0" * 32 + "_" + "A" * 43, "ec1_" + "0" * 32 + "_" + "A" * 43, "x" * 5000],
+    [
+        "",
+        "garbage",
+        "gc1_" + "0" * 32 + "_" + "A" * 43,
+        "ec1_" + "0" * 32 + "_" + "A" * 43,
+        "x" * 5000,
+    ],
 )
 def test_malformed_or_forged_guardian_token_is_refused(api: Api, unchanged, token: str) -> None:  # type: ignore[no-untyped-def]
     api.register(username="kid", date_of_birth=child_birthday(), guardian_email="mum@example.com")
     failure = unchanged(
-        lambda: api.accounts.ConfirmGuardianConsent(account_service_pb2.ConfirmGuardianConsentRequest(token=token))
+        lambda: api.accounts.ConfirmGuardianConsent(
+            account_service_pb2.ConfirmGuardianConsentRequest(token=token)
+        )
     )
     assert failure.code == grpc.StatusCode.INVALID_ARGUMENT
     assert failure.violations == {"token": "REQUIRED" if not token else "TOKEN_INVALID"}
@@ -256,7 +290,9 @@ def test_malformed_or_forged_guardian_token_is_refused(api: Api, unchanged, toke
 def test_unconfirmed_child_is_deleted_after_14_days_acc11(api: Api) -> None:
     from chatpro_privacy.jobs import housekeeping
 
-    child = api.register(username="kid", date_of_birth=child_birthday(), guardian_email="mum@example.com")
+    child = api.register(
+        username="kid", date_of_birth=child_birthday(), guardian_email="mum@example.com"
+    )
     adult = api.register(username="grown")
     policy = api.server.settings.policy
     clock.advance(dt.timedelta(days=13))
@@ -267,7 +303,10 @@ def test_unconfirmed_child_is_deleted_after_14_days_acc11(api: Api) -> None:
     assert Account.get_or_none(Account.id == child.account_id) is None
     assert GuardianConfirmation.select().count() == 0
     assert Account.get_or_none(Account.id == adult.account_id) is not None
-    assert AuditEntry.select().where(AuditEntry.action == "account.delete:unconfirmed_child").count() == 1
+    assert (
+        AuditEntry.select().where(AuditEntry.action == "account.delete:unconfirmed_child").count()
+        == 1
+    )
     # Its pending notification is now superseded and names nobody.
     service = api.service_token()
     events = api.outbox_events(service).events

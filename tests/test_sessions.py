@@ -7,11 +7,10 @@ import datetime as dt
 import grpc
 import pytest
 from chatpro.privacy.v1 import account_service_pb2
-from conftest import PASSWORD, Api, rpc_error
-
 from chatpro_privacy.domain import roles
 from chatpro_privacy.domain.clock import clock
 from chatpro_privacy.storage.models import Session
+from conftest import PASSWORD, Api, rpc_error
 
 GET = account_service_pb2.GetAccountRequest()
 
@@ -19,7 +18,9 @@ GET = account_service_pb2.GetAccountRequest()
 def test_sign_in_by_username_or_email_case_insensitively(api: Api) -> None:
     account = api.register(username="Dora", email="dora@example.com")
     for login in ("Dora", "dora", "DORA@EXAMPLE.COM"):
-        response = api.accounts.SignIn(account_service_pb2.SignInRequest(login=login, password=PASSWORD))
+        response = api.accounts.SignIn(
+            account_service_pb2.SignInRequest(login=login, password=PASSWORD)
+        )
         assert response.account_id == account.account_id
         assert response.session_token.startswith("cps1_")
         expires = response.expire_time.ToDatetime()
@@ -30,7 +31,11 @@ def test_unknown_user_and_wrong_password_get_the_same_error(api: Api, unchanged)
     api.register(username="erin")
     wrong = unchanged(lambda: api.sign_in("erin", "not the password at all"))
     unknown = unchanged(lambda: api.sign_in("nobody", "not the password at all"))
-    assert (wrong.code, wrong.reason, wrong.message) == (unknown.code, unknown.reason, unknown.message)
+    assert (wrong.code, wrong.reason, wrong.message) == (
+        unknown.code,
+        unknown.reason,
+        unknown.message,
+    )
     assert wrong.code == grpc.StatusCode.UNAUTHENTICATED and wrong.reason == "INVALID_CREDENTIALS"
 
 
@@ -43,7 +48,9 @@ def test_unknown_user_and_wrong_password_get_the_same_error(api: Api, unchanged)
         ("erin", "p" * 257, {"password": "TOO_LONG"}),
     ],
 )
-def test_sign_in_bad_input(api: Api, unchanged, login: str, password: str, violations: dict[str, str]) -> None:  # type: ignore[no-untyped-def]
+def test_sign_in_bad_input(
+    api: Api, unchanged, login: str, password: str, violations: dict[str, str]
+) -> None:  # type: ignore[no-untyped-def]
     failure = unchanged(lambda: api.sign_in(login, password))
     assert failure.code == grpc.StatusCode.INVALID_ARGUMENT
     assert failure.violations == violations
@@ -52,7 +59,10 @@ def test_sign_in_bad_input(api: Api, unchanged, login: str, password: str, viola
 def test_repeated_failures_are_throttled_per_account(api: Api) -> None:
     api.register(username="frank")
     for _ in range(5):
-        assert rpc_error(lambda: api.sign_in("frank", "wrong password here")).reason == "INVALID_CREDENTIALS"
+        assert (
+            rpc_error(lambda: api.sign_in("frank", "wrong password here")).reason
+            == "INVALID_CREDENTIALS"
+        )
     throttled = rpc_error(lambda: api.sign_in("frank", PASSWORD))  # even the right password waits
     assert throttled.code == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert throttled.reason == "SIGN_IN_THROTTLED"
@@ -68,12 +78,18 @@ def test_repeated_failures_are_throttled_per_peer(api: Api) -> None:
         assert i < sessions.peer_throttle.limit
     api.register(username="gina")
     failure = rpc_error(lambda: api.sign_in("gina"))
-    assert (failure.code, failure.reason) == (grpc.StatusCode.RESOURCE_EXHAUSTED, "SIGN_IN_THROTTLED")
+    assert (failure.code, failure.reason) == (
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        "SIGN_IN_THROTTLED",
+    )
 
 
 def test_calls_need_credentials(api: Api, unchanged) -> None:  # type: ignore[no-untyped-def]
     failure = unchanged(lambda: api.accounts.GetAccount(GET))
-    assert (failure.code, failure.reason) == (grpc.StatusCode.UNAUTHENTICATED, "CREDENTIALS_REQUIRED")
+    assert (failure.code, failure.reason) == (
+        grpc.StatusCode.UNAUTHENTICATED,
+        "CREDENTIALS_REQUIRED",
+    )
 
 
 @pytest.mark.parametrize(
@@ -112,25 +128,34 @@ def test_change_password_revokes_other_sessions(api: Api, unchanged) -> None:  #
     others = [api.sign_in("alice") for _ in range(2)]
     failure = unchanged(
         lambda: api.accounts.ChangePassword(
-            account_service_pb2.ChangePasswordRequest(current_password="wrong one entirely", new_password="a brand new passphrase"),
+            account_service_pb2.ChangePasswordRequest(
+                current_password="wrong one entirely", new_password="a brand new passphrase"
+            ),
             metadata=api.auth(token),
         )
     )
     assert failure.reason == "INVALID_CREDENTIALS"
     weak = unchanged(
         lambda: api.accounts.ChangePassword(
-            account_service_pb2.ChangePasswordRequest(current_password=PASSWORD, new_password="short"),
+            account_service_pb2.ChangePasswordRequest(
+                current_password=PASSWORD, new_password="short"
+            ),
             metadata=api.auth(token),
         )
     )
     assert weak.violations == {"new_password": "PASSWORD_TOO_SHORT"}
     response = api.accounts.ChangePassword(
-        account_service_pb2.ChangePasswordRequest(current_password=PASSWORD, new_password="a brand new passphrase"),
+        account_service_pb2.ChangePasswordRequest(
+            current_password=PASSWORD, new_password="a brand new passphrase"
+        ),
         metadata=api.auth(token),
     )
     assert response.revoked_sessions == 2
     for other in others:
-        assert rpc_error(lambda o=other: api.accounts.GetAccount(GET, metadata=api.auth(o))).reason == "SESSION_REVOKED"
+        assert (
+            rpc_error(lambda o=other: api.accounts.GetAccount(GET, metadata=api.auth(o))).reason
+            == "SESSION_REVOKED"
+        )
     assert api.accounts.GetAccount(GET, metadata=api.auth(token)).account.username == "alice"
     assert rpc_error(lambda: api.sign_in("alice", PASSWORD)).reason == "INVALID_CREDENTIALS"
     assert api.sign_in("alice", "a brand new passphrase")

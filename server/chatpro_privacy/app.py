@@ -106,8 +106,11 @@ def _credentials(settings: Settings) -> grpc.ServerCredentials | None:
     if settings.tls_client_ca_file:
         with open(settings.tls_client_ca_file, "rb") as ca:
             client_ca = ca.read()
+    # gRPC Python can only demand client certificates or not ask for them. With a client
+    # CA configured, every caller is an internal service (the app's backend forwards
+    # people's session tokens), so certificates are required of all.
     return grpc.ssl_server_credentials(
-        [pair], root_certificates=client_ca, require_client_auth=False
+        [pair], root_certificates=client_ca, require_client_auth=client_ca is not None
     )
 
 

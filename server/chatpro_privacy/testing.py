@@ -47,7 +47,7 @@ class InProcessServer:
         try:
             self._running = loop.run_until_complete(app.start(self.settings, sweep=False))
             self.port = self._running.port
-        except BaseException as exc:  # noqa: BLE001 - reported to the starting thread
+        except BaseException as exc:
             self._error = exc
             self._ready.set()
             loop.close()
