@@ -28,6 +28,7 @@ from chatpro_privacy.domain.passwords import Passwords
 from chatpro_privacy.domain.principals import ANONYMOUS, Principal, PrincipalKind, Role
 from chatpro_privacy.domain.sessions import ACTIVE, PENDING_GUARDIAN, Sessions
 from chatpro_privacy.settings import PolicySettings
+from chatpro_privacy.storage import queries
 from chatpro_privacy.storage.db import database
 from chatpro_privacy.storage.models import (
     Account,
@@ -38,7 +39,6 @@ from chatpro_privacy.storage.models import (
     GuardianConfirmation,
     InstallationEvent,
     RegistrationRequest,
-    RoleGrant,
     Session,
 )
 
@@ -138,28 +138,15 @@ def _set_sources(account_id: str, fields: Sequence[str], source: str) -> None:
 
 
 def _upsert_device(account_id: str, device: DeviceData, source: str) -> None:
-    now = clock.now()
-    Device.insert(
-        account=account_id,
-        device_id=device.device_id,
-        device_type=device.device_type,
-        operating_system=device.operating_system,
-        browser_type=device.browser_type,
-        source=source,
-        first_used_at=now,
-        last_used_at=now,
-        use_count=1,
-    ).on_conflict(
-        conflict_target=[Device.account, Device.device_id],
-        update={
-            Device.device_type: device.device_type,
-            Device.operating_system: device.operating_system,
-            Device.browser_type: device.browser_type,
-            Device.source: source,
-            Device.last_used_at: now,
-            Device.use_count: Device.use_count + 1,
-        },
-    ).execute()
+    queries.upsert_device(
+        account_id,
+        device.device_id,
+        device.device_type,
+        device.operating_system,
+        device.browser_type,
+        source,
+        clock.now(),
+    )
 
 
 class Accounts:
@@ -405,22 +392,17 @@ class Accounts:
     def _load(self, account_id: str) -> Account:
         if len(account_id) > 64:
             raise InvalidArgument([FieldViolation("account_id", "is too long", "TOO_LONG")])
-        account = Account.get_or_none(Account.id == account_id)
+        account = queries.account(account_id)
         if account is None:
             raise NotFound("ACCOUNT_NOT_FOUND", "no such account", {"account_id": account_id})
         return account
 
     @staticmethod
-    def view(account: Account) -> AccountView:
-        roles = [
-            g.role for g in RoleGrant.select(RoleGrant.role).where(RoleGrant.account == account.id)
-        ]
-        sources = list(
-            AccountFieldSource.select()
-            .where(AccountFieldSource.account == account.id)
-            .order_by(AccountFieldSource.field)
-        )
-        return AccountView(account, roles, sources)
+    def view(account: Account, roles: list[str] | None = None) -> AccountView:
+        """The account with its roles (pass them when already known) and data sources."""
+        if roles is None:
+            roles = queries.roles(account.id)
+        return AccountView(account, roles, queries.sources(account.id))
 
     def get(self, principal: Principal, account_id: str) -> AccountView:
         target = self._target(principal, account_id)
@@ -428,7 +410,8 @@ class Accounts:
         if target != principal.account_id:
             with database.atomic():
                 audit.record(principal, "account.read", "account", target, account.subject_ref)
-        return self.view(account)
+            return self.view(account)
+        return self.view(account, sorted(role.value for role in principal.roles))
 
     # -- rectification -----------------------------------------------------------------
 
@@ -647,15 +630,19 @@ class Accounts:
         v = Violations()
         device = _validate_device(v, device)
         v.raise_if_any()
+        subject_ref = (
+            principal.subject_ref
+            if target == principal.account_id
+            else queries.account_subject(target)
+        )
+        if subject_ref is None:
+            raise NotFound("ACCOUNT_NOT_FOUND", "no such account", {"account_id": target})
         with database.atomic():
-            account = Account.get_or_none(Account.id == target)
-            if account is None:
-                raise NotFound("ACCOUNT_NOT_FOUND", "no such account", {"account_id": target})
             _upsert_device(target, device, source)
             if source == DEVICE:  # use of the app marks the account active (ACC-7, RET-2)
-                Account.update(last_active_at=clock.now()).where(Account.id == target).execute()
-            audit.record(principal, "device.use", "account", target, account.subject_ref)
-            return Device.get((Device.account == target) & (Device.device_id == device.device_id))
+                queries.touch_account(target, clock.now())
+            audit.record(principal, "device.use", "account", target, subject_ref)
+            return queries.device(target, device.device_id)
 
     def list_devices(self, principal: Principal, account_id: str) -> list[Device]:
         target = self._target(principal, account_id)

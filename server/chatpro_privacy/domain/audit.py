@@ -9,7 +9,7 @@ from __future__ import annotations
 from chatpro_privacy.domain import context
 from chatpro_privacy.domain.clock import clock
 from chatpro_privacy.domain.principals import Principal
-from chatpro_privacy.storage.models import AuditEntry
+from chatpro_privacy.storage import queries
 
 
 def record(
@@ -19,13 +19,13 @@ def record(
     target_id: str | None = None,
     subject_ref: str | None = None,
 ) -> None:
-    AuditEntry.create(
-        occurred_at=clock.now(),
-        request_id=context.request_id.get(),
-        actor_type=actor.kind.value,
-        actor_ref=actor.audit_ref,
-        action=action,
-        subject_ref=subject_ref,
-        target_type=target_type,
-        target_id=target_id,
+    queries.insert_audit(
+        clock.now(),
+        context.request_id.get(),
+        actor.kind.value,
+        actor.audit_ref,
+        action,
+        subject_ref,
+        target_type,
+        target_id,
     )

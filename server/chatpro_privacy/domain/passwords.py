@@ -8,12 +8,16 @@ is capped so that a flood of sign-ins is refused quickly instead of queueing for
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from chatpro_privacy.domain.errors import ResourceExhausted
+
+T = TypeVar("T")
 
 
 class Passwords:
@@ -25,7 +29,7 @@ class Passwords:
         # Verifying against this keeps an unknown login as slow as a wrong password.
         self._dummy_hash = self._hasher.hash("chatpro-unknown-user-placeholder")
 
-    async def _run(self, fn, *args):  # type: ignore[no-untyped-def]
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         if self._in_flight >= self._max_in_flight:
             raise ResourceExhausted(
                 "PASSWORD_HASHING_BUSY", "too many sign-ins in progress; retry shortly", 1

@@ -17,8 +17,9 @@ from chatpro_privacy.domain.passwords import Passwords
 from chatpro_privacy.domain.principals import Principal, PrincipalKind, Role
 from chatpro_privacy.domain.throttle import FailureThrottle
 from chatpro_privacy.settings import PolicySettings
+from chatpro_privacy.storage import queries
 from chatpro_privacy.storage.db import database
-from chatpro_privacy.storage.models import Account, RoleGrant, ServiceCredential, Session
+from chatpro_privacy.storage.models import Account, ServiceCredential, Session
 
 ACTIVE = "active"
 PENDING_GUARDIAN = "pending_guardian_consent"
@@ -116,28 +117,21 @@ class Sessions:
             if credential is None:
                 raise Unauthenticated("TOKEN_INVALID", "the service token is not valid")
             return Principal(PrincipalKind.SERVICE, service_name=credential.name)
-        row = (
-            Session.select(Session, Account.id, Account.subject_ref)
-            .join(Account)
-            .where(Session.token_hash == digest)
-            .first()
-        )
-        if row is None:
+        rows = queries.session_principal(digest)
+        if not rows:
             raise Unauthenticated("TOKEN_INVALID", "the session token is not valid")
-        if row.revoked_at is not None:
+        session_id, revoked_at, expires_at, account_id, subject_ref, _ = rows[0]
+        if revoked_at is not None:
             raise Unauthenticated("SESSION_REVOKED", "the session was signed out or revoked")
-        if row.expires_at <= clock.now():
+        expiry = queries.timestamp(expires_at)
+        if expiry is None or expiry <= clock.now():
             raise Unauthenticated("SESSION_EXPIRED", "the session has expired; sign in again")
-        roles = frozenset(
-            Role(grant.role)
-            for grant in RoleGrant.select(RoleGrant.role).where(RoleGrant.account == row.account_id)
-        )
         return Principal(
             PrincipalKind.PERSON,
-            account_id=row.account.id,
-            subject_ref=row.account.subject_ref,
-            session_id=row.id,
-            roles=roles,
+            account_id=account_id,
+            subject_ref=subject_ref,
+            session_id=session_id,
+            roles=frozenset(Role(row[5]) for row in rows if row[5] is not None),
         )
 
     def _service_by_certificate(self, subject: str) -> Principal:

@@ -7,6 +7,7 @@ context variables it sets (request id, principal) are visible to the servicer.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import re
 import time
@@ -63,8 +64,9 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
             raise Unauthenticated("TOKEN_MALFORMED", "authorization must be 'Bearer <token>'")
         subject = None
         auth = ctx.auth_context()
-        if auth.get("transport_security_type") == [b"ssl"] and auth.get("x509_common_name"):
-            subject = auth["x509_common_name"][0].decode("utf-8", "replace")
+        names = list(auth.get("x509_common_name") or ())
+        if list(auth.get("transport_security_type") or ()) == [b"ssl"] and names:
+            subject = names[0].decode("utf-8", "replace")
         return self.sessions.authenticate(token.strip(), subject)
 
     async def _enter(
@@ -115,6 +117,9 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
             except grpc.aio.AbortError:
                 code = ctx.code().name if ctx.code() else "UNKNOWN"
                 raise
+            except asyncio.CancelledError:  # the caller went away or the deadline passed
+                code = "CANCELLED"
+                raise
             except Exception as exc:
                 code, reason = self._status_names(exc)
                 await self._fail(ctx, exc, request_id)
@@ -140,6 +145,9 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
             except grpc.aio.AbortError:
                 code = ctx.code().name if ctx.code() else "UNKNOWN"
                 raise
+            except asyncio.CancelledError:  # the caller went away or the deadline passed
+                code = "CANCELLED"
+                raise
             except Exception as exc:
                 code, reason = self._status_names(exc)
                 await self._fail(ctx, exc, request_id)
@@ -156,9 +164,11 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
+        ],
         details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = await continuation(details)
         if handler is None:
             return handler

@@ -74,6 +74,7 @@ class AccountFieldSource(BaseModel):
 
 
 class RegistrationRequest(BaseModel):
+    account_id: str  # the foreign key's raw value, set by peewee
     request_id = pw.TextField(primary_key=True)
     account = pw.ForeignKeyField(Account, on_delete="CASCADE", column_name="account_id")
     fingerprint = pw.TextField()
@@ -81,6 +82,7 @@ class RegistrationRequest(BaseModel):
 
 
 class GuardianConfirmation(BaseModel):
+    account_id: str  # the foreign key's raw value, set by peewee
     id = pw.TextField(primary_key=True)
     account = pw.ForeignKeyField(Account, on_delete="CASCADE", column_name="account_id")
     created_at = pw.DateTimeField()
@@ -89,6 +91,7 @@ class GuardianConfirmation(BaseModel):
 
 
 class EmailConfirmation(BaseModel):
+    account_id: str  # the foreign key's raw value, set by peewee
     id = pw.TextField(primary_key=True)
     account = pw.ForeignKeyField(Account, on_delete="CASCADE", column_name="account_id")
     new_email = pw.TextField()

@@ -1,0 +1,314 @@
+"""The registry of named measurements and the ratio figures reported from them.
+
+A measurement produces one rate per run (a :class:`loadgen.Sample`). A ratio figure
+divides a target measurement by a baseline measured right next to it in the same round,
+so that noise on the shared machine hits both.
+
+To add a figure: write a function that returns the call to repeat (see ``get_account``
+below), register it with ``@rpc_measurement``, or ``@measurement`` for anything that is
+not a plain unary call, then, if it is judged against a baseline, add a ``RatioFigure``
+to ``RATIOS``. Measurements that no ratio uses are still measured once per round.
+"""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import cast
+
+import argon2
+import grpc
+from chatpro.privacy.v1 import (
+    account_pb2,
+    account_service_pb2,
+    account_service_pb2_grpc,
+    common_pb2,
+    policy_service_pb2,
+    policy_service_pb2_grpc,
+)
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+import loadgen
+
+PASSWORD = "correct horse battery staple 42"
+ADULT_DATE_OF_BIRTH = common_pb2.CalendarDate(year=1990, month=5, day=1)
+DEVICE_IDS = tuple(f"bench-device-{i}" for i in range(5))
+SETUP_TIMEOUT_S = 30.0
+
+
+@dataclass
+class BenchContext:
+    """What measurements share: the one channel, its stubs, the load settings and the
+    signed-in user."""
+
+    channel: grpc.aio.Channel
+    warmup: float
+    duration: float
+    concurrency: int
+    run_prefix: str  # makes usernames unique per run, also on a shared PostgreSQL
+    health: health_pb2_grpc.HealthStub = field(init=False)
+    accounts: account_service_pb2_grpc.AccountServiceAsyncStub = field(init=False)
+    policies: policy_service_pb2_grpc.PolicyServiceAsyncStub = field(init=False)
+    policy_version: str = ""
+    bearer: tuple[tuple[str, str], ...] = ()
+    _serial: itertools.count[int] = field(default_factory=itertools.count)
+
+    def __post_init__(self) -> None:
+        self.health = health_pb2_grpc.HealthStub(self.channel)
+        # Given an aio channel, the generated stubs are their async variants.
+        self.accounts = cast(
+            "account_service_pb2_grpc.AccountServiceAsyncStub",
+            account_service_pb2_grpc.AccountServiceStub(self.channel),
+        )
+        self.policies = cast(
+            "policy_service_pb2_grpc.PolicyServiceAsyncStub",
+            policy_service_pb2_grpc.PolicyServiceStub(self.channel),
+        )
+
+    def new_registration(self) -> account_service_pb2.RegisterRequest:
+        """A valid adult registration no earlier call of this run has used."""
+        username = f"{self.run_prefix}-{next(self._serial):x}"
+        return account_service_pb2.RegisterRequest(
+            request_id=str(uuid.uuid4()),
+            username=username,
+            email=f"{username}@example.com",
+            name="Bench User",
+            date_of_birth=ADULT_DATE_OF_BIRTH,
+            password=PASSWORD,
+            accepted_policy_version=self.policy_version,
+        )
+
+    async def ensure_policy_version(self) -> None:
+        if not self.policy_version:
+            reply = await self.policies.GetCurrentPolicy(
+                policy_service_pb2.GetCurrentPolicyRequest(), timeout=SETUP_TIMEOUT_S
+            )
+            self.policy_version = reply.policy.version
+
+    async def ensure_signed_in(self) -> None:
+        """Register one user and sign in once; later calls reuse the session token."""
+        if self.bearer:
+            return
+        await self.ensure_policy_version()
+        registration = self.new_registration()
+        await self.accounts.Register(registration, timeout=SETUP_TIMEOUT_S)
+        signed_in = await self.accounts.SignIn(
+            account_service_pb2.SignInRequest(
+                login=registration.username, password=registration.password
+            ),
+            timeout=SETUP_TIMEOUT_S,
+        )
+        self.bearer = (("authorization", f"Bearer {signed_in.session_token}"),)
+
+
+Measure = Callable[[BenchContext], Awaitable[loadgen.Sample]]
+Setup = Callable[[BenchContext], Awaitable[None]]
+
+
+async def _no_setup(ctx: BenchContext) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class Measurement:
+    name: str
+    unit: str
+    description: str
+    measure: Measure
+    setup: Setup = _no_setup  # run once, before the first round
+    concurrency: int | None = None  # fixed in-flight calls, instead of --concurrency
+
+
+@dataclass(frozen=True)
+class RatioFigure:
+    name: str
+    target: str  # a measurement name
+    baseline: str  # a measurement name
+    description: str
+
+
+MEASUREMENTS: dict[str, Measurement] = {}
+
+
+def _register(m: Measurement) -> Measurement:
+    if m.name in MEASUREMENTS:
+        raise ValueError(f"measurement {m.name} is registered twice")
+    MEASUREMENTS[m.name] = m
+    return m
+
+
+def measurement(
+    name: str, unit: str, description: str, *, setup: Setup = _no_setup
+) -> Callable[[Measure], Measure]:
+    """Register an arbitrary measurement function."""
+
+    def decorate(fn: Measure) -> Measure:
+        _register(Measurement(name, unit, description, fn, setup))
+        return fn
+
+    return decorate
+
+
+BuildCall = Callable[[BenchContext], loadgen.RpcCall]
+
+
+def rpc_measurement(
+    name: str,
+    description: str,
+    *,
+    setup: Setup = _no_setup,
+    concurrency: int | None = None,
+) -> Callable[[BuildCall], BuildCall]:
+    """Register a closed-loop rpc/s measurement. The decorated function builds, per run,
+    the call to repeat: given the seconds left in the window (its deadline), a call."""
+
+    def decorate(build: BuildCall) -> BuildCall:
+        async def measure(ctx: BenchContext) -> loadgen.Sample:
+            return await loadgen.drive_rpcs(
+                build(ctx),
+                concurrency=concurrency or ctx.concurrency,
+                warmup=ctx.warmup,
+                duration=ctx.duration,
+            )
+
+        _register(Measurement(name, "rpc/s", description, measure, setup, concurrency))
+        return build
+
+    return decorate
+
+
+# -- baselines -----------------------------------------------------------------------------
+
+
+@rpc_measurement("noop_rps", "grpc.health.v1.Health/Check through the same server")
+def noop(ctx: BenchContext) -> loadgen.RpcCall:
+    request = health_pb2.HealthCheckRequest(service="")
+
+    def call(timeout: float) -> Awaitable[object]:
+        result: Awaitable[object] = ctx.health.Check(request, timeout=timeout)
+        return result
+
+    return call
+
+
+ARGON2_THREADS = 2
+
+
+@measurement(
+    "argon2_hashes_per_s",
+    "hash/s",
+    f"argon2.PasswordHasher() defaults, {ARGON2_THREADS} threads, in the bench process",
+)
+async def argon2_hashes(ctx: BenchContext) -> loadgen.Sample:
+    hasher = argon2.PasswordHasher()
+    return await loadgen.hash_rate(
+        lambda: hasher.hash(PASSWORD),
+        threads=ARGON2_THREADS,
+        warmup=ctx.warmup,
+        duration=ctx.duration,
+    )
+
+
+# -- targets -------------------------------------------------------------------------------
+
+
+async def _signed_in(ctx: BenchContext) -> None:
+    await ctx.ensure_signed_in()
+
+
+async def _policy_known(ctx: BenchContext) -> None:
+    await ctx.ensure_policy_version()
+
+
+@rpc_measurement(
+    "get_account_rps", "AccountService.GetAccount of one's own account", setup=_signed_in
+)
+def get_account(ctx: BenchContext) -> loadgen.RpcCall:
+    request = account_service_pb2.GetAccountRequest()
+
+    def call(timeout: float) -> Awaitable[object]:
+        result: Awaitable[object] = ctx.accounts.GetAccount(
+            request, metadata=ctx.bearer, timeout=timeout
+        )
+        return result
+
+    return call
+
+
+@rpc_measurement(
+    "record_device_use_rps",
+    f"AccountService.RecordDeviceUse, {len(DEVICE_IDS)} device ids in turn, one user",
+    setup=_signed_in,
+)
+def record_device_use(ctx: BenchContext) -> loadgen.RpcCall:
+    requests = [
+        account_service_pb2.RecordDeviceUseRequest(
+            device=account_pb2.DeviceInfo(
+                device_type="Pixel 8", device_id=device_id, operating_system="Android 14"
+            )
+        )
+        for device_id in DEVICE_IDS
+    ]
+    turn = itertools.cycle(requests)
+
+    def call(timeout: float) -> Awaitable[object]:
+        result: Awaitable[object] = ctx.accounts.RecordDeviceUse(
+            next(turn), metadata=ctx.bearer, timeout=timeout
+        )
+        return result
+
+    return call
+
+
+REGISTER_CONCURRENCY = 8
+
+
+@rpc_measurement(
+    "register_rps",
+    "AccountService.Register, a new adult account per call",
+    setup=_policy_known,
+    concurrency=REGISTER_CONCURRENCY,
+)
+def register(ctx: BenchContext) -> loadgen.RpcCall:
+    def call(timeout: float) -> Awaitable[object]:
+        result: Awaitable[object] = ctx.accounts.Register(ctx.new_registration(), timeout=timeout)
+        return result
+
+    return call
+
+
+# -- ratio figures -------------------------------------------------------------------------
+
+RATIOS: list[RatioFigure] = [
+    RatioFigure(
+        "get_account_ratio",
+        "get_account_rps",
+        "noop_rps",
+        "GetAccount throughput relative to a no-op call",
+    ),
+    RatioFigure(
+        "record_device_use_ratio",
+        "record_device_use_rps",
+        "noop_rps",
+        "RecordDeviceUse throughput relative to a no-op call",
+    ),
+    RatioFigure(
+        "register_vs_argon2_ratio",
+        "register_rps",
+        "argon2_hashes_per_s",
+        "Register throughput relative to argon2 hashing on two threads",
+    ),
+]
+
+
+def check_registry() -> None:
+    names = {r.name for r in RATIOS}
+    clash = names & MEASUREMENTS.keys()
+    if clash or len(names) != len(RATIOS):
+        raise ValueError(f"figure names must be unique: {sorted(clash)}")
+    for ratio in RATIOS:
+        for part in (ratio.target, ratio.baseline):
+            if part not in MEASUREMENTS:
+                raise ValueError(f"{ratio.name} names unknown measurement {part}")

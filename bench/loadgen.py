@@ -1,0 +1,146 @@
+"""Closed-loop load: N callers in flight for a warm-up and then a fixed measured window.
+
+Every caller starts at once, repeats its call until the window ends, and counts the calls
+that complete inside the measured window. Calls still running at the end are cut off by a
+deadline set to the end of the window; that DEADLINE_EXCEEDED is expected and tolerated.
+Any other failure is counted, and the caller of :func:`drive_rpcs` decides what to do with
+it (the bench fails the run).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import grpc
+
+# A DEADLINE_EXCEEDED this close to the end of the window is the window's own cut-off.
+CUT_OFF_TOLERANCE_S = 0.05
+# How many distinct error messages a sample keeps for the report.
+MAX_ERROR_EXAMPLES = 5
+
+# One call: given the seconds left until the window ends (its deadline), the response.
+RpcCall = Callable[[float], Awaitable[object]]
+
+
+@dataclass(frozen=True)
+class Window:
+    """Warm-up, then the measured span; times are on the clock of whoever runs the load."""
+
+    start: float
+    end: float
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+    def contains(self, moment: float) -> bool:
+        return self.start <= moment <= self.end
+
+
+@dataclass
+class Sample:
+    """The outcome of one measured window."""
+
+    completed: int = 0  # successful calls that ended inside the measured window
+    warmup_completed: int = 0
+    cut_off: int = 0  # calls ended by the deadline at the end of the window
+    errors: collections.Counter[str] = field(default_factory=collections.Counter)
+    error_examples: list[str] = field(default_factory=list)
+    duration: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        return self.completed / self.duration if self.duration > 0 else 0.0
+
+    @property
+    def error_count(self) -> int:
+        return sum(self.errors.values())
+
+    def add_error(self, kind: str, detail: str) -> None:
+        self.errors[kind] += 1
+        example = f"{kind}: {detail}"
+        if len(self.error_examples) < MAX_ERROR_EXAMPLES and example not in self.error_examples:
+            self.error_examples.append(example)
+
+    def describe_errors(self) -> str:
+        counts = ", ".join(f"{kind} x{n}" for kind, n in self.errors.most_common())
+        examples = "".join(f"\n    {e}" for e in self.error_examples)
+        return f"{self.error_count} failed calls ({counts}); e.g.:{examples}"
+
+
+async def drive_rpcs(call: RpcCall, *, concurrency: int, warmup: float, duration: float) -> Sample:
+    """Keep ``concurrency`` calls in flight; count completions in the measured window."""
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    window = Window(began + warmup, began + warmup + duration)
+    sample = Sample(duration=window.duration)
+
+    async def caller() -> None:
+        while (remaining := window.end - loop.time()) > 0:
+            try:
+                await call(remaining)
+            except grpc.aio.AioRpcError as exc:
+                ended = loop.time()
+                code = exc.code()
+                if (
+                    code is grpc.StatusCode.DEADLINE_EXCEEDED
+                    and ended >= window.end - CUT_OFF_TOLERANCE_S
+                ):
+                    sample.cut_off += 1
+                    return
+                sample.add_error(code.name, exc.details() or "")
+            else:
+                ended = loop.time()
+                if window.contains(ended):
+                    sample.completed += 1
+                elif ended < window.start:
+                    sample.warmup_completed += 1
+
+    await asyncio.gather(*(caller() for _ in range(concurrency)))
+    return sample
+
+
+def hash_rate_sync(
+    hash_once: Callable[[], object], *, threads: int, warmup: float, duration: float
+) -> Sample:
+    """Run ``hash_once`` in a loop on ``threads`` threads; count completions in the window.
+
+    A hash still running when the window ends is not counted (nothing can cut it short).
+    """
+    began = time.monotonic()
+    window = Window(began + warmup, began + warmup + duration)
+    sample = Sample(duration=window.duration)
+    lock = threading.Lock()
+
+    def loop() -> None:
+        completed = warmup_completed = 0
+        while time.monotonic() < window.end:
+            hash_once()
+            ended = time.monotonic()
+            if window.contains(ended):
+                completed += 1
+            elif ended < window.start:
+                warmup_completed += 1
+        with lock:
+            sample.completed += completed
+            sample.warmup_completed += warmup_completed
+
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="bench-hash") as pool:
+        for future in [pool.submit(loop) for _ in range(threads)]:
+            future.result()
+    return sample
+
+
+async def hash_rate(
+    hash_once: Callable[[], object], *, threads: int, warmup: float, duration: float
+) -> Sample:
+    """:func:`hash_rate_sync` off the event loop, so that the channel stays serviced."""
+    return await asyncio.to_thread(
+        hash_rate_sync, hash_once, threads=threads, warmup=warmup, duration=duration
+    )

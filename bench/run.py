@@ -1,0 +1,298 @@
+"""Throughput of the ChatPro privacy service, as ratios to baselines measured in the same run.
+
+    .venv/bin/python bench/run.py --output bench-results.json \
+        [--duration SECONDS] [--concurrency N] [--repeat N] [--warmup SECONDS]
+
+Starts the server on a free loopback port with a fresh SQLite database (or the PostgreSQL
+database in DATABASE_URL), drives load over one grpc.aio channel, prints a table and
+writes the figures as JSON. Any failed call in a measured window fails the run (exit 1).
+See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import importlib.metadata
+import json
+import os
+import platform
+import secrets
+import shutil
+import signal
+import statistics
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+import figures
+from server_process import Database, ServerError, ServerProcess, migrate, server_env
+
+CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", 4 * 1024 * 1024),
+    ("grpc.max_send_message_length", 4 * 1024 * 1024),
+]
+SETTLE_S = 0.25  # lets work cut off at the end of one window drain before the next begins
+
+
+class BenchFailure(RuntimeError):
+    """The run cannot produce trustworthy figures."""
+
+
+@dataclass
+class Results:
+    samples: dict[str, list[float]] = field(default_factory=dict)
+    ratios: dict[str, list[float]] = field(default_factory=dict)
+
+
+def _positive(kind: type[int] | type[float]) -> Any:
+    def parse(text: str) -> int | float:
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive, not {text}")
+        return value
+
+    return parse
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="Benchmark the ChatPro privacy service against in-run baselines."
+    )
+    parser.add_argument("--output", required=True, type=Path, help="where to write the JSON")
+    parser.add_argument(
+        "--duration", type=_positive(float), default=5.0, help="measured seconds per figure"
+    )
+    parser.add_argument(
+        "--warmup", type=_positive(float), default=1.0, help="unmeasured seconds before each"
+    )
+    parser.add_argument(
+        "--concurrency", type=_positive(int), default=64, help="calls in flight (default 64)"
+    )
+    parser.add_argument(
+        "--repeat", type=_positive(int), default=3, help="rounds; medians are reported"
+    )
+    parser.add_argument(
+        "--keep-temp", action="store_true", help="keep the temporary database and server log"
+    )
+    return parser
+
+
+def _progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+async def _measure(
+    ctx: figures.BenchContext, server: ServerProcess, name: str, results: Results, label: str
+) -> float:
+    m = figures.MEASUREMENTS[name]
+    sample = await m.measure(ctx)
+    await asyncio.sleep(SETTLE_S)
+    if sample.error_count:
+        failed = "\n  ".join(server.failed_calls()) or "(none logged)"
+        raise BenchFailure(
+            f"{name}: {sample.describe_errors()}\n"
+            f"  server log ({server.log_path}), last failed calls:\n  {failed}"
+        )
+    if sample.completed == 0:
+        raise BenchFailure(f"{name}: no call completed in the {sample.duration:.1f} s window")
+    _progress(
+        f"{label} {name:<24} {sample.rate:12.1f} {m.unit:<7} "
+        f"({sample.completed} in window, {sample.warmup_completed} warm-up, "
+        f"{sample.cut_off} cut off)"
+    )
+    results.samples.setdefault(name, []).append(sample.rate)
+    return sample.rate
+
+
+async def _rounds(ctx: figures.BenchContext, server: ServerProcess, repeat: int) -> Results:
+    results = Results()
+    used = {part for r in figures.RATIOS for part in (r.target, r.baseline)}
+    standalone = [name for name in figures.MEASUREMENTS if name not in used]
+    for m in figures.MEASUREMENTS.values():
+        await m.setup(ctx)
+    for round_no in range(repeat):
+        label = f"[round {round_no + 1}/{repeat}]"
+        for ratio in figures.RATIOS:
+            # Baseline and target back to back; the order flips each round (ABBA) so
+            # that a drift in the machine's speed does not favour either.
+            order = [ratio.baseline, ratio.target]
+            if round_no % 2:
+                order.reverse()
+            rates = {name: await _measure(ctx, server, name, results, label) for name in order}
+            value = rates[ratio.target] / rates[ratio.baseline]
+            results.ratios.setdefault(ratio.name, []).append(value)
+            _progress(f"{label} {ratio.name:<24} {value:12.3f}")
+        for name in standalone:
+            await _measure(ctx, server, name, results, label)
+    return results
+
+
+async def _bench(args: argparse.Namespace, workdir: Path, database: Database) -> Results:
+    task = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    if task is not None:
+        loop.add_signal_handler(signal.SIGTERM, task.cancel)  # so that the server is stopped
+    env = server_env(database)
+    _progress(f"migrating the {database.kind} database")
+    await asyncio.to_thread(migrate, workdir, env)
+    server = ServerProcess(workdir, env, workdir / "server.log")
+    try:
+        await server.start()
+        _progress(f"server SERVING on {server.address}; log {server.log_path}")
+        async with grpc.aio.insecure_channel(server.address, options=CHANNEL_OPTIONS) as channel:
+            ctx = figures.BenchContext(
+                channel=channel,
+                warmup=args.warmup,
+                duration=args.duration,
+                concurrency=args.concurrency,
+                run_prefix=f"bench{secrets.token_hex(4)}",
+            )
+            return await _rounds(ctx, server, args.repeat)
+    except ServerError as exc:
+        raise BenchFailure(
+            f"{exc}\n  server log ({server.log_path}):\n{server.log_tail()}"
+        ) from exc
+    except grpc.aio.AioRpcError as exc:  # a setup call (sign-in, policy) failed
+        raise BenchFailure(
+            f"setup call failed: {exc.code().name}: {exc.details()}\n"
+            f"  server log ({server.log_path}):\n{server.log_tail()}"
+        ) from exc
+    finally:
+        code = server.stop()
+        if code not in (None, 0):
+            _progress(f"warning: the server exited with {code} after SIGTERM")
+
+
+def _figures(results: Results) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+
+    def raw(name: str) -> None:
+        if name in out or name not in results.samples:
+            return
+        out[name] = {
+            "value": statistics.median(results.samples[name]),
+            "unit": figures.MEASUREMENTS[name].unit,
+            "ratio": None,
+            "baseline": None,
+        }
+
+    for ratio in figures.RATIOS:
+        raw(ratio.baseline)
+        raw(ratio.target)
+        value = statistics.median(results.ratios[ratio.name])
+        out[ratio.name] = {
+            "value": value,
+            "unit": "ratio",
+            "ratio": value,
+            "baseline": ratio.baseline,
+        }
+    for name in figures.MEASUREMENTS:
+        raw(name)
+    return out
+
+
+def _version(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _meta(args: argparse.Namespace, database: Database) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "python": platform.python_version(),
+        "grpc": grpc.__version__,
+        "argon2_cffi": _version("argon2-cffi"),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "duration": args.duration,
+        "warmup": args.warmup,
+        "concurrency": args.concurrency,
+        "concurrency_overrides": {
+            m.name: m.concurrency for m in figures.MEASUREMENTS.values() if m.concurrency
+        },
+        "repeat": args.repeat,
+        "database": database.kind,
+        "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+    if database.kind == "sqlite":
+        meta["sqlite_synchronous"] = os.environ.get("CHATPRO_SQLITE_SYNCHRONOUS", "FULL").upper()
+    return meta
+
+
+def _table(rows: dict[str, dict[str, Any]]) -> str:
+    def number(value: float | None) -> str:
+        if value is None:
+            return "-"
+        return f"{value:.3f}" if abs(value) < 100 else f"{value:.1f}"
+
+    header = ("name", "value", "unit", "ratio", "baseline")
+    body = [
+        (
+            name,
+            number(f["value"]),
+            f["unit"],
+            number(f["ratio"]),
+            f["baseline"] or "-",
+        )
+        for name, f in rows.items()
+    ]
+    widths = [max(len(row[i]) for row in (header, *body)) for i in range(len(header))]
+    right = {1, 3}
+
+    def line(row: Sequence[str]) -> str:
+        cells = [
+            cell.rjust(widths[i]) if i in right else cell.ljust(widths[i])
+            for i, cell in enumerate(row)
+        ]
+        return "  ".join(cells).rstrip()
+
+    return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, body)])
+
+
+def _write_json(path: Path, document: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    partial.replace(path)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    figures.check_registry()
+    workdir = Path(tempfile.mkdtemp(prefix="chatpro-bench-"))
+    database = Database.choose(workdir, os.environ.get("DATABASE_URL"))
+    finished = False
+    try:
+        results = asyncio.run(_bench(args, workdir, database))
+        finished = True
+    except BenchFailure as exc:
+        print(f"bench: FAILED: {exc}", file=sys.stderr)
+        print("bench: no results written", file=sys.stderr)
+        return 1
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print("bench: interrupted; the server was stopped", file=sys.stderr)
+        return 130
+    finally:
+        if finished and not args.keep_temp:
+            with contextlib.suppress(OSError):
+                shutil.rmtree(workdir)
+        else:
+            print(f"bench: temporary files kept in {workdir}", file=sys.stderr)
+    rows = _figures(results)
+    print(_table(rows))
+    _write_json(args.output, {"figures": rows, "meta": _meta(args, database)})
+    print(f"\nwrote {args.output}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
