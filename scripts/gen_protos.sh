@@ -10,12 +10,16 @@ OUT=clients/python/src
 PKG="$OUT/chatpro/privacy/v1"
 rm -f "$PKG"/*_pb2.py "$PKG"/*_pb2.pyi "$PKG"/*_pb2_grpc.py "$PKG"/*_pb2_grpc.pyi
 mkdir -p "$PKG"
-"$PY" -m grpc_tools.protoc -I protos \
+# protoc-gen-mypy reports each file it writes; show its output only when something fails.
+if ! out=$("$PY" -m grpc_tools.protoc -I protos \
   --plugin=protoc-gen-mypy="$BIN/protoc-gen-mypy" \
   --plugin=protoc-gen-mypy_grpc="$BIN/protoc-gen-mypy_grpc" \
   --python_out="$OUT" --grpc_python_out="$OUT" \
   --mypy_out="$OUT" --mypy_grpc_out="$OUT" \
-  protos/chatpro/privacy/v1/*.proto
+  protos/chatpro/privacy/v1/*.proto 2>&1); then
+  echo "$out" >&2
+  exit 1
+fi
 for d in "$OUT/chatpro" "$OUT/chatpro/privacy" "$PKG"; do
   [ -f "$d/__init__.py" ] || echo '"""Generated from protos/ by make proto."""' > "$d/__init__.py"
 done

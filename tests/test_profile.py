@@ -298,3 +298,20 @@ def test_audit_entries_hold_ids_never_personal_data(api: Api) -> None:
     for entry in AuditEntry.select():
         values = {str(v) for v in entry.__data__.values()}
         assert not (values & personal), entry.__data__
+
+
+def test_a_second_email_change_supersedes_the_first(api: Api, unchanged) -> None:  # type: ignore[no-untyped-def]
+    _, token = api.adult()
+    update(api, token, ["email"], email="one@example.com")
+    update(api, token, ["email"], email="two@example.com")
+    service = api.service_token()
+    first, second = api.outbox_events(service).events
+    assert first.superseded and not first.HasField("email_confirmation_requested")
+    assert second.email_confirmation_requested.email == "two@example.com"
+    confirmed = api.accounts.ConfirmEmailChange(
+        account_service_pb2.ConfirmEmailChangeRequest(
+            token=second.email_confirmation_requested.token
+        ),
+        metadata=api.auth(token),
+    )
+    assert confirmed.account.email == "two@example.com"

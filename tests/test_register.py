@@ -333,3 +333,19 @@ def test_request_ids_are_echoed_in_errors(api: Api) -> None:
         api.accounts.Register(registration(username=""), metadata=[("x-request-id", rid)])
     trailing = dict(caught.value.trailing_metadata() or ())  # type: ignore[attr-defined]
     assert rid in str(trailing.get("grpc-status-details-bin", b""))
+
+
+def test_a_retry_gets_its_first_answer_even_after_a_new_policy(api: Api) -> None:
+    from chatpro_privacy.storage.models import PolicyVersion
+
+    request = registration(username="early")
+    first = api.accounts.Register(request).account
+    now = clock.now()
+    PolicyVersion.create(
+        version="2026-01-01", effective_at=now, change_summary="s", text="t", text_sha256="0" * 64,
+        requires_reacceptance=True, published_at=now,
+    )  # fmt: skip
+    assert api.accounts.Register(request).account.account_id == first.account_id
+    late = rpc_error(lambda: api.register(username="late"))
+    assert late.reason == "POLICY_VERSION_NOT_CURRENT"
+    assert late.metadata["current_version"] == "2026-01-01"

@@ -180,3 +180,12 @@ def test_service_token_authenticates_and_revocation_stops_it(api: Api) -> None:
 
 def test_public_methods_need_no_credentials(api: Api) -> None:
     assert api.current_policy() == "2023-02-12"
+
+
+def test_throttle_counts_failures_per_account_whichever_login_names_it(api: Api) -> None:
+    api.register(username="hana", email="hana@example.com")
+    for login in ("hana", "HANA@example.com", "Hana", "hana@example.com", "HANA"):
+        assert rpc_error(lambda lg=login: api.sign_in(lg, "wrong password here")).reason == (
+            "INVALID_CREDENTIALS"
+        )
+    assert rpc_error(lambda: api.sign_in("hana@example.com")).reason == "SIGN_IN_THROTTLED"

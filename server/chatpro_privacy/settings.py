@@ -42,7 +42,6 @@ class Settings:
     secret_key: bytes = field(default=b"", repr=False)
     sqlite_synchronous: str = "FULL"
     password_hash_workers: int = 2
-    max_workers: int = 8
     grace_period_seconds: float = 10.0
     sweep_interval_seconds: float = 3600.0
     policy: PolicySettings = field(default_factory=PolicySettings)
@@ -72,8 +71,8 @@ class Settings:
             raise SettingsError("the session token lifetime must be positive")
         if len(self.secret_key) < 32:
             raise SettingsError("the secret key must be at least 32 bytes")
-        if self.password_hash_workers < 1 or self.max_workers < 1:
-            raise SettingsError("worker counts must be at least 1")
+        if self.password_hash_workers < 1:
+            raise SettingsError("password hashing needs at least one worker")
 
 
 def _load_secret_key(env: Mapping[str, str]) -> bytes:

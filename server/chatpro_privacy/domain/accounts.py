@@ -26,7 +26,7 @@ from chatpro_privacy.domain.errors import (
 )
 from chatpro_privacy.domain.passwords import Passwords
 from chatpro_privacy.domain.principals import ANONYMOUS, Principal, PrincipalKind, Role
-from chatpro_privacy.domain.sessions import ACTIVE, PENDING_GUARDIAN, Sessions
+from chatpro_privacy.domain.sessions import ACTIVE, PENDING_GUARDIAN, Sessions, throttle_key
 from chatpro_privacy.settings import PolicySettings
 from chatpro_privacy.storage import queries
 from chatpro_privacy.storage.db import database
@@ -254,6 +254,8 @@ class Accounts:
 
     async def register(self, r: Registration) -> Account:
         fields, is_child = self._validate_registration(r)
+        if (existing := self._replay(r)) is not None:  # a retry gets the first answer
+            return existing
         current = policy_rules.current_policy()
         if r.accepted_policy_version != current.version:
             raise FailedPrecondition(
@@ -261,8 +263,6 @@ class Accounts:
                 f"registration needs acceptance of the current policy version {current.version}",
                 {"current_version": current.version},
             )
-        if (existing := self._replay(r)) is not None:
-            return existing
         self._check_unique(str(fields["username_key"]), str(fields["email_key"]))
         password_hash = await self.passwords.hash(r.password)
         device = fields.pop("device")
@@ -488,6 +488,11 @@ class Accounts:
         try:
             with database.atomic():
                 if new_email:
+                    # A new request supersedes any earlier one still pending.
+                    EmailConfirmation.update(used_at=now).where(
+                        (EmailConfirmation.account == account.id)
+                        & EmailConfirmation.used_at.is_null()
+                    ).execute()
                     confirmation_id = tokens.new_id()
                     EmailConfirmation.create(
                         id=confirmation_id,
@@ -576,12 +581,10 @@ class Accounts:
             v, new, field="new_password", forbidden=(account.username, account.email.split("@")[0])
         )
         v.raise_if_any()
-        throttle = self.sessions.account_throttle
-        throttle.check(
-            account.username_key, "PASSWORD_CHECK_THROTTLED", "too many wrong passwords; wait"
-        )
+        throttle, key = self.sessions.account_throttle, throttle_key(account.id)
+        throttle.check(key, "PASSWORD_CHECK_THROTTLED", "too many wrong passwords; wait")
         if not await self.passwords.verify(account.password_hash, current):
-            throttle.fail(account.username_key)
+            throttle.fail(key)
             raise Unauthenticated("INVALID_CREDENTIALS", "the current password is wrong")
         new_hash = await self.passwords.hash(new)
         now = clock.now()

@@ -26,6 +26,10 @@ PENDING_GUARDIAN = "pending_guardian_consent"
 MAX_LOGIN = 254
 
 
+def throttle_key(account_id: str | None, login_key: str = "") -> str:
+    return f"account:{account_id}" if account_id else f"login:{login_key}"
+
+
 @dataclass(frozen=True)
 class SignedIn:
     token: str
@@ -51,11 +55,15 @@ class Sessions:
         elif len(password) > 256:
             v.add("password", "must be at most 256 characters", "TOO_LONG")
         v.raise_if_any()
-        key = login.strip().lower()
+        login_key = login.strip().lower()
         message = "too many failed sign-ins; wait before trying again"
         self.peer_throttle.check(peer, "SIGN_IN_THROTTLED", message)
+        account = Account.get_or_none(
+            (Account.username_key == login_key) | (Account.email_key == login_key)
+        )
+        # Per account, whichever login names it; an unknown login is throttled by itself.
+        key = throttle_key(account.id if account else None, login_key)
         self.account_throttle.check(key, "SIGN_IN_THROTTLED", message)
-        account = Account.get_or_none((Account.username_key == key) | (Account.email_key == key))
         ok = await self.passwords.verify(account.password_hash if account else None, password)
         if not ok or account is None:
             self.peer_throttle.fail(peer)
