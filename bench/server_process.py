@@ -65,6 +65,7 @@ def server_env(database: Database) -> dict[str, str]:
     env.update(
         DATABASE_URL=database.url,
         CHATPRO_SECRET_KEY=secrets.token_hex(32),
+        CHATPRO_RECEIPT_SIGNING_KEY=secrets.token_hex(32),
         CHATPRO_LOG_FORMAT="json",
     )
     return env

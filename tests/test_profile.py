@@ -190,7 +190,8 @@ def test_device_use_is_recorded_and_marks_the_account_active_acc7(api: Api) -> N
 
 
 def test_analytics_provider_data_comes_through_a_service_acc9(api: Api, unchanged) -> None:  # type: ignore[no-untyped-def]
-    account, token = api.adult()
+    account = api.register(consented_purposes=["analytics"])
+    token = api.sign_in("alice")
     service = api.service_token("analytics-ingest")
     device = account_pb2.DeviceInfo(device_id="dev-9", device_type="iPhone")
     active_before = Account.get_by_id(account.account_id).last_active_at

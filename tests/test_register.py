@@ -37,7 +37,7 @@ def test_registration_records_consent_to_the_policy_version_acc1(api: Api) -> No
     stored = Account.get_by_id(account.account_id)
     events = list(ConsentEvent.select().where(ConsentEvent.subject_ref == stored.subject_ref))
     assert [(e.notice_version, e.purpose, e.event_type, e.given_by) for e in events] == [
-        ("2023-02-12", "account", "given", "person")
+        ("2023-02-12", "policy", "given", "person")
     ]
 
 
@@ -227,8 +227,8 @@ def test_child_account_pending_until_guardian_confirms(api: Api) -> None:
         for e in ConsentEvent.select().where(ConsentEvent.subject_ref == stored.subject_ref)
     }
     assert ledger == {
-        ("account", "requested", "person"),
-        ("account", "given", "guardian"),
+        ("policy", "acknowledged", "person"),
+        ("policy", "given", "guardian"),
         ("guardian_consent", "given", "guardian"),
     }
     # After use, the event no longer carries a token.

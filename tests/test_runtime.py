@@ -91,6 +91,7 @@ def served(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int, dict[
         **os.environ,
         "DATABASE_URL": f"sqlite:///{tmp_path}/served.sqlite3",
         "CHATPRO_SECRET_KEY": secrets.token_hex(32),
+        "CHATPRO_RECEIPT_SIGNING_KEY": secrets.token_hex(32),
         "CHATPRO_LOG_FORMAT": "json",
     }
     log = tmp_path / "serve.log"
@@ -263,12 +264,15 @@ def test_cli_migrate_grant_role_and_add_service(tmp_path: Path) -> None:
         **os.environ,
         "DATABASE_URL": f"sqlite:///{tmp_path}/cli.sqlite3",
         "CHATPRO_SECRET_KEY": secrets.token_hex(32),
+        "CHATPRO_RECEIPT_SIGNING_KEY": secrets.token_hex(32),
     }
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=60)
 
-    assert json.loads(run("migrate").stdout) == {"applied": ["m0001_initial"]}
+    assert json.loads(run("migrate").stdout) == {
+        "applied": ["m0001_initial", "m0002_consent_ledger"]
+    }
     assert json.loads(run("migrate").stdout) == {"applied": []}
     missing = run("grant-role", "nobody", "operator")
     assert missing.returncode == 2 and "ACCOUNT_NOT_FOUND" in missing.stderr
@@ -301,7 +305,12 @@ def test_grant_role_through_the_command(
     with InProcessServer.start(url) as srv:
         channel = grpc.insecure_channel(srv.target)
         Api(srv, channel).register(username="operator1")
-        env = {**os.environ, "DATABASE_URL": url, "CHATPRO_SECRET_KEY": secrets.token_hex(32)}
+        env = {
+            **os.environ,
+            "DATABASE_URL": url,
+            "CHATPRO_SECRET_KEY": secrets.token_hex(32),
+            "CHATPRO_RECEIPT_SIGNING_KEY": secrets.token_hex(32),
+        }
         out = subprocess.run(
             [*CLI, "grant-role", "operator1", "operator"],
             env=env,

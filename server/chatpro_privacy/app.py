@@ -16,6 +16,10 @@ import structlog
 from chatpro.privacy.v1 import (
     account_service_pb2,
     account_service_pb2_grpc,
+    consent_service_pb2,
+    consent_service_pb2_grpc,
+    disclosure_service_pb2,
+    disclosure_service_pb2_grpc,
     outbox_service_pb2,
     outbox_service_pb2_grpc,
     policy_service_pb2,
@@ -25,13 +29,19 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
+from chatpro_privacy.domain import policy
 from chatpro_privacy.domain.accounts import Accounts
+from chatpro_privacy.domain.consent import Consents
+from chatpro_privacy.domain.guardians import Guardians
 from chatpro_privacy.domain.passwords import Passwords
+from chatpro_privacy.domain.receipts import Receipts, ReceiptSigner
 from chatpro_privacy.domain.sessions import Sessions
 from chatpro_privacy.domain.tokens import ConfirmationTokens
 from chatpro_privacy.edge.interceptors import EdgeInterceptor
 from chatpro_privacy.jobs import housekeeping
 from chatpro_privacy.services.account_service import AccountService
+from chatpro_privacy.services.consent_service import ConsentService
+from chatpro_privacy.services.disclosure_service import DisclosureService
 from chatpro_privacy.services.outbox_service import OutboxService
 from chatpro_privacy.services.policy_service import PolicyService
 from chatpro_privacy.settings import Settings
@@ -40,10 +50,16 @@ from chatpro_privacy.storage.db import open_database
 
 log = structlog.get_logger("chatpro_privacy.server")
 
-SERVICE_NAMES = (
-    account_service_pb2.DESCRIPTOR.services_by_name["AccountService"].full_name,
-    policy_service_pb2.DESCRIPTOR.services_by_name["PolicyService"].full_name,
-    outbox_service_pb2.DESCRIPTOR.services_by_name["OutboxService"].full_name,
+SERVICE_NAMES = tuple(
+    service.full_name
+    for module in (
+        account_service_pb2,
+        policy_service_pb2,
+        outbox_service_pb2,
+        consent_service_pb2,
+        disclosure_service_pb2,
+    )
+    for service in module.DESCRIPTOR.services_by_name.values()
 )
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
@@ -61,6 +77,11 @@ class Runtime:
     confirmations: ConfirmationTokens
     sessions: Sessions
     accounts: Accounts
+    gate: policy.PolicyGate
+    policies: policy.Policies
+    consents: Consents
+    receipts: Receipts
+    guardians: Guardians
 
     @classmethod
     def build(cls, settings: Settings) -> Runtime:
@@ -68,7 +89,20 @@ class Runtime:
         confirmations = ConfirmationTokens(settings.secret_key)
         sessions = Sessions(settings.policy, passwords)
         accounts = Accounts(settings.policy, passwords, confirmations, sessions)
-        return cls(settings, passwords, confirmations, sessions, accounts)
+        gate = policy.PolicyGate()
+        consents = Consents(settings.policy)
+        return cls(
+            settings=settings,
+            passwords=passwords,
+            confirmations=confirmations,
+            sessions=sessions,
+            accounts=accounts,
+            gate=gate,
+            policies=policy.Policies(gate, settings.policy.age_of_digital_consent),
+            consents=consents,
+            receipts=Receipts(consents, ReceiptSigner(settings.receipt_signing_key)),
+            guardians=Guardians(settings.policy, confirmations, sessions),
+        )
 
 
 @dataclass
@@ -119,7 +153,8 @@ async def _sweep_forever(runtime: Runtime) -> None:
         await asyncio.sleep(runtime.settings.sweep_interval_seconds)
         try:
             report = housekeeping.sweep(runtime.settings.policy)
-            log.info("sweep", **report.__dict__)
+            notified = await policy.resume_notifications()
+            log.info("sweep", policy_notices_resumed=notified, **report.__dict__)
         except Exception:
             log.exception("sweep failed")
 
@@ -130,7 +165,7 @@ async def start(
     """Build, bind and start a server. The database must already be open and migrated."""
     runtime = runtime or Runtime.build(settings)
     server = grpc.aio.server(
-        interceptors=[EdgeInterceptor(runtime.sessions)],
+        interceptors=[EdgeInterceptor(runtime.sessions, runtime.gate)],
         options=[
             ("grpc.so_reuseport", 0),  # a taken port is an error, never shared
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -139,9 +174,15 @@ async def start(
         maximum_concurrent_rpcs=1000,
     )
     account_service_pb2_grpc.add_AccountServiceServicer_to_server(
-        AccountService(runtime.accounts, runtime.sessions), server
+        AccountService(runtime.accounts, runtime.sessions, runtime.guardians), server
     )
-    policy_service_pb2_grpc.add_PolicyServiceServicer_to_server(PolicyService(), server)
+    policy_service_pb2_grpc.add_PolicyServiceServicer_to_server(
+        PolicyService(runtime.policies), server
+    )
+    consent_service_pb2_grpc.add_ConsentServiceServicer_to_server(
+        ConsentService(runtime.consents, runtime.receipts), server
+    )
+    disclosure_service_pb2_grpc.add_DisclosureServiceServicer_to_server(DisclosureService(), server)
     outbox_service_pb2_grpc.add_OutboxServiceServicer_to_server(
         OutboxService(runtime.confirmations), server
     )

@@ -12,6 +12,7 @@ from typing import Any
 
 DEFAULT_DATABASE_URL = "sqlite:///data/chatpro-privacy.sqlite3"
 DEFAULT_SECRET_KEY_FILE = "data/secret.key"
+DEFAULT_RECEIPT_KEY_FILE = "data/receipt-signing.key"
 
 
 class SettingsError(ValueError):
@@ -28,6 +29,9 @@ class PolicySettings:
     email_token_lifetime: dt.timedelta = dt.timedelta(days=2)
     unconfirmed_child_retention: dt.timedelta = dt.timedelta(days=14)
     registration_request_retention: dt.timedelta = dt.timedelta(days=1)
+    guardian_session_lifetime: dt.timedelta = dt.timedelta(hours=1)
+    guardian_access_token_lifetime: dt.timedelta = dt.timedelta(days=1)
+    guardian_access_requests_per_hour: int = 3
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,8 @@ class Settings:
     tls_key_file: str | None = None
     tls_client_ca_file: str | None = None
     secret_key: bytes = field(default=b"", repr=False)
+    # Ed25519 private key (32-byte seed) that signs consent receipts (CON-7).
+    receipt_signing_key: bytes = field(default=b"", repr=False)
     sqlite_synchronous: str = "FULL"
     password_hash_workers: int = 2
     grace_period_seconds: float = 10.0
@@ -71,27 +77,34 @@ class Settings:
             raise SettingsError("the session token lifetime must be positive")
         if len(self.secret_key) < 32:
             raise SettingsError("the secret key must be at least 32 bytes")
+        if len(self.receipt_signing_key) != 32:
+            raise SettingsError("the receipt signing key must be a 32-byte Ed25519 seed")
         if self.password_hash_workers < 1:
             raise SettingsError("password hashing needs at least one worker")
 
 
-def _load_secret_key(env: Mapping[str, str]) -> bytes:
-    """CHATPRO_SECRET_KEY (hex), else a key file created on first use with mode 0600.
+def _load_key(
+    env: Mapping[str, str], variable: str, file_variable: str, default_file: str
+) -> bytes:
+    """A hex key from ``variable``, else from a key file created on first use (mode 0600).
 
-    The key signs single-use confirmation tokens, so that no table ever holds one.
+    Replicas must share the keys: set the variables (or share the files) for them all.
     """
-    if hex_key := env.get("CHATPRO_SECRET_KEY"):
+    if hex_key := env.get(variable):
         try:
             return bytes.fromhex(hex_key)
         except ValueError as exc:
-            raise SettingsError("CHATPRO_SECRET_KEY must be hex") from exc
-    path = Path(env.get("CHATPRO_SECRET_KEY_FILE", DEFAULT_SECRET_KEY_FILE))
-    if path.exists():
-        return bytes.fromhex(path.read_text().strip())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(secrets.token_hex(32))
+            raise SettingsError(f"{variable} must be hex") from exc
+    path = Path(env.get(file_variable, default_file))
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process created it first
+            pass
+        else:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_hex(32))
     return bytes.fromhex(path.read_text().strip())
 
 
@@ -115,7 +128,16 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         tls_cert_file=source.get("CHATPRO_TLS_CERT") or None,
         tls_key_file=source.get("CHATPRO_TLS_KEY") or None,
         tls_client_ca_file=source.get("CHATPRO_TLS_CLIENT_CA") or None,
-        secret_key=_load_secret_key(source),
+        # Signs single-use confirmation tokens, so that no table ever holds one.
+        secret_key=_load_key(
+            source, "CHATPRO_SECRET_KEY", "CHATPRO_SECRET_KEY_FILE", DEFAULT_SECRET_KEY_FILE
+        ),
+        receipt_signing_key=_load_key(
+            source,
+            "CHATPRO_RECEIPT_SIGNING_KEY",
+            "CHATPRO_RECEIPT_SIGNING_KEY_FILE",
+            DEFAULT_RECEIPT_KEY_FILE,
+        ),
         sqlite_synchronous=source.get("CHATPRO_SQLITE_SYNCHRONOUS", "FULL"),
         policy=policy,
     )

@@ -83,7 +83,9 @@ class InProcessServer:
     ) -> Iterator[InProcessServer]:
         """Open and migrate the database, serve on a free port, stop on exit."""
         settings = replace(
-            Settings(secret_key=secrets.token_bytes(32)),
+            Settings(
+                secret_key=secrets.token_bytes(32), receipt_signing_key=secrets.token_bytes(32)
+            ),
             database_url=database_url,
             address="127.0.0.1:0",
             password_hash_workers=2,

@@ -8,10 +8,11 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import peewee
 
-from chatpro_privacy.domain import audit, consent, outbox, tokens, validation
+from chatpro_privacy.domain import access, audit, consent, outbox, tokens, validation
 from chatpro_privacy.domain import policy as policy_rules
 from chatpro_privacy.domain.clock import clock
 from chatpro_privacy.domain.errors import (
@@ -25,8 +26,15 @@ from chatpro_privacy.domain.errors import (
     Violations,
 )
 from chatpro_privacy.domain.passwords import Passwords
-from chatpro_privacy.domain.principals import ANONYMOUS, Principal, PrincipalKind, Role
-from chatpro_privacy.domain.sessions import ACTIVE, PENDING_GUARDIAN, Sessions, throttle_key
+from chatpro_privacy.domain.principals import ANONYMOUS, Principal, PrincipalKind
+from chatpro_privacy.domain.sessions import (
+    ACTIVE,
+    GUARDIAN_SESSION,
+    PENDING_GUARDIAN,
+    Sessions,
+    SignedIn,
+    throttle_key,
+)
 from chatpro_privacy.settings import PolicySettings
 from chatpro_privacy.storage import queries
 from chatpro_privacy.storage.db import database
@@ -49,6 +57,7 @@ ORGANISATION = "organisation"
 DEVICE = "device"
 ANALYTICS_PROVIDER = "analytics_provider"
 
+ANALYTICS = "analytics"  # the purpose of the register that device analytics rests on
 INSTALLATION_EVENTS = ("install", "uninstall", "update_check")
 CORRESPONDENCE_KINDS = ("contact", "problem_report")
 PROFILE_FIELDS = ("username", "email", "name", "date_of_birth", "profile_picture", "guardian_email")
@@ -66,6 +75,7 @@ class Registration:
     accepted_policy_version: str
     profile_picture: bytes
     device: DeviceData | None
+    consented_purposes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -181,6 +191,8 @@ class Accounts:
                 "REQUIRED",
             )
         device = _validate_device(v, r.device) if r.device is not None else None
+        purposes, problems = consent.validate_registration_purposes(list(r.consented_purposes))
+        v.items.extend(problems)
         is_child = (
             born is not None and validation.age_on(born, today) < self.policy.age_of_digital_consent
         )
@@ -217,6 +229,7 @@ class Accounts:
                 "profile_picture": r.profile_picture or None,
                 "profile_picture_type": picture_type,
                 "device": device,
+                "purposes": purposes,
             },
             is_child,
         )
@@ -266,6 +279,7 @@ class Accounts:
         self._check_unique(str(fields["username_key"]), str(fields["email_key"]))
         password_hash = await self.passwords.hash(r.password)
         device = fields.pop("device")
+        purposes = cast(list[str], fields.pop("purposes"))
         now = clock.now()
         account_id = tokens.new_id()
         subject_ref = tokens.new_id()
@@ -281,6 +295,7 @@ class Accounts:
                     created_at=now,
                     activated_at=None if is_child else now,
                     last_active_at=now,
+                    policy_version=current.version,
                     **fields,
                 )
                 provided = ["username", "email", "name", "date_of_birth", "password"]
@@ -298,13 +313,19 @@ class Accounts:
                 consent.append(
                     subject_ref=subject_ref,
                     notice_version=current.version,
-                    purpose=consent.PURPOSE_ACCOUNT,
+                    purpose=consent.PURPOSE_POLICY,
                     lawful_basis="consent",
                     data_categories=["identity", "contact", "profile", "device"],
                     collection_method="registration",
                     # A child's own acceptance is recorded, but consent is the guardian's to give.
-                    event_type="requested" if is_child else "given",
+                    event_type=consent.ACKNOWLEDGED if is_child else consent.GIVEN,
                     given_by="person",
+                )
+                consent.record_registration_choices(
+                    subject_ref,
+                    list(purposes),
+                    current.version,
+                    is_child,
                 )
                 actor = Principal(PrincipalKind.PERSON, account_id, subject_ref)
                 audit.record(actor, "account.register", "account", account_id, subject_ref)
@@ -328,7 +349,8 @@ class Accounts:
             raise
         return account
 
-    def confirm_guardian(self, token: str) -> Account:
+    def confirm_guardian(self, token: str) -> tuple[Account, SignedIn]:
+        """Activate a child's account; the guardian gets a short session acting for the child."""
         confirmation_id = self.confirmations.open(tokens.GUARDIAN, token)
         now = clock.now()
         with database.atomic():
@@ -351,10 +373,12 @@ class Accounts:
             GuardianConfirmation.update(used_at=now).where(
                 GuardianConfirmation.id == gc.id
             ).execute()
-            Account.update(state=ACTIVE, activated_at=now).where(Account.id == account.id).execute()
             version = policy_rules.current_policy().version
+            Account.update(state=ACTIVE, activated_at=now, policy_version=version).where(
+                Account.id == account.id
+            ).execute()
             for purpose, categories, basis in (
-                (consent.PURPOSE_ACCOUNT, ["identity", "contact", "profile", "device"], "consent"),
+                (consent.PURPOSE_POLICY, ["identity", "contact", "profile", "device"], "consent"),
                 (consent.PURPOSE_GUARDIAN_CONSENT, ["contact"], "legal_obligation"),
             ):
                 consent.append(
@@ -364,30 +388,26 @@ class Accounts:
                     lawful_basis=basis,
                     data_categories=categories,
                     collection_method="guardian_email_confirmation",
-                    event_type="given",
+                    event_type=consent.GIVEN,
                     given_by="guardian",
                 )
             audit.record(
                 ANONYMOUS, "account.guardian_confirm", "account", account.id, account.subject_ref
             )
+            guardian = self.sessions.open_session(
+                account.id,
+                account.subject_ref,
+                GUARDIAN_SESSION,
+                self.policy.guardian_session_lifetime,
+            )
         account.state = ACTIVE
-        return account
+        return account, guardian
 
     # -- reading ------------------------------------------------------------------------
 
-    def _target(self, principal: Principal, account_id: str, *, write: bool = False) -> str:
-        """The account a call is about: the caller's own unless a permitted role names another."""
-        if principal.is_person and account_id in ("", principal.account_id):
-            return str(principal.account_id)
-        if principal.is_person and not write and principal.has_role(Role.DATA_PRIVACY_MANAGER):
-            return account_id
-        if principal.is_service and write and account_id:
-            return account_id
-        if principal.is_service and not account_id:
-            raise InvalidArgument(
-                [FieldViolation("account_id", "is required for services", "REQUIRED")]
-            )
-        raise PermissionDenied("NOT_YOUR_ACCOUNT", "you may only act on your own account")
+    @staticmethod
+    def _target(principal: Principal, account_id: str, *, write: bool = False) -> str:
+        return access.target_account(principal, account_id, write=write)
 
     def _load(self, account_id: str) -> Account:
         if len(account_id) > 64:
@@ -640,6 +660,13 @@ class Accounts:
         )
         if subject_ref is None:
             raise NotFound("ACCOUNT_NOT_FOUND", "no such account", {"account_id": target})
+        if source == ANALYTICS_PROVIDER and not consent.has_consent(subject_ref, ANALYTICS):
+            # Analytics rests on consent: without it (or after its withdrawal) nothing is kept.
+            raise FailedPrecondition(
+                "CONSENT_REQUIRED",
+                "the person has not consented to analytics from device data",
+                {"purpose_id": ANALYTICS},
+            )
         with database.atomic():
             _upsert_device(target, device, source)
             if source == DEVICE:  # use of the app marks the account active (ACC-7, RET-2)

@@ -1,19 +1,45 @@
-"""Consent events (CON-2): append-only records tied to the notice version shown.
+"""The consent ledger (CON-2 to CON-4, RGT-7, ACC-11).
 
-This module only appends; no code path updates or deletes a consent event.
+Events are only ever appended (the database refuses UPDATE and DELETE on the table); the
+state of consent for a purpose, now or at any past time, is derived from the latest event
+for it. Processing that rests on consent asks ``has_consent`` first.
 """
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
+from dataclasses import dataclass
 
+from chatpro_privacy.domain import access, audit, validation
 from chatpro_privacy.domain.clock import clock
+from chatpro_privacy.domain.errors import (
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+)
+from chatpro_privacy.domain.principals import Principal
+from chatpro_privacy.domain.purposes import Purpose, register
 from chatpro_privacy.domain.tokens import new_id
-from chatpro_privacy.storage.models import ConsentEvent
+from chatpro_privacy.settings import PolicySettings
+from chatpro_privacy.storage import queries
+from chatpro_privacy.storage.db import database
+from chatpro_privacy.storage.models import Account, ConsentEvent, PolicyVersion
 
-PURPOSE_ACCOUNT = "account"
+GIVEN = "given"
+WITHDRAWN = "withdrawn"
+RENEWED = "renewed"
+EXPIRED = "expired"
+ACKNOWLEDGED = "acknowledged"
+IN_FORCE = frozenset({GIVEN, RENEWED})
+
+PURPOSE_POLICY = "policy"
 PURPOSE_GUARDIAN_CONSENT = "guardian_consent"
+MAX_METHOD = 64
+MAX_PAGE = 500
 
 
 def append(
@@ -28,6 +54,7 @@ def append(
     given_by: str,
     valid_until: dt.datetime | None = None,
 ) -> str:
+    """Append one event in the caller's transaction; returns its record id."""
     event_id = new_id()
     ConsentEvent.create(
         id=event_id,
@@ -43,3 +70,296 @@ def append(
         valid_until=valid_until,
     )
     return event_id
+
+
+def _in_force(event: ConsentEvent | None, at: dt.datetime) -> bool:
+    if event is None or event.event_type not in IN_FORCE:
+        return False
+    return event.valid_until is None or event.valid_until > at
+
+
+def latest(subject_ref: str, purpose: str, at: dt.datetime | None = None) -> ConsentEvent | None:
+    query = ConsentEvent.select().where(
+        (ConsentEvent.subject_ref == subject_ref) & (ConsentEvent.purpose == purpose)
+    )
+    if at is not None:
+        query = query.where(ConsentEvent.occurred_at <= at)
+    return query.order_by(ConsentEvent.seq.desc()).first()
+
+
+def has_consent(subject_ref: str, purpose: str) -> bool:
+    """Whether consent for ``purpose`` is in force now: the check before any processing
+    that rests on consent."""
+    return _in_force(latest(subject_ref, purpose), clock.now())
+
+
+@dataclass(frozen=True)
+class PurposeState:
+    purpose: Purpose
+    status: str  # "given" | "withdrawn" | "not_given"
+    event: ConsentEvent | None
+
+
+def _status(event: ConsentEvent | None, at: dt.datetime) -> str:
+    if event is None or event.event_type == ACKNOWLEDGED:
+        return "not_given"
+    return "given" if _in_force(event, at) else "withdrawn"
+
+
+def _current_notice() -> str:
+    row = (
+        PolicyVersion.select(PolicyVersion.version)
+        .where(PolicyVersion.effective_at <= clock.now())
+        .order_by(PolicyVersion.effective_at.desc())
+        .first()
+    )
+    return row.version if row else ""
+
+
+def _method(value: str) -> str:
+    method = value.strip() or "api"
+    if len(method) > MAX_METHOD or not method.replace("_", "").replace("-", "").isalnum():
+        raise InvalidArgument(
+            [
+                FieldViolation(
+                    "collection_method",
+                    "must be up to 64 letters, digits, '_' or '-'",
+                    "INVALID_FORMAT",
+                )
+            ]
+        )
+    return method
+
+
+class Consents:
+    def __init__(self, policy: PolicySettings) -> None:
+        self.policy = policy
+
+    def _subject(self, principal: Principal, account_id: str = "") -> tuple[Account, bool]:
+        """The account acted on, and whether it belongs to someone other than the caller."""
+        target = access.target_account(principal, account_id)
+        account = queries.account(target)
+        if account is None:
+            raise NotFound("ACCOUNT_NOT_FOUND", "no such account", {"account_id": target})
+        return account, access.is_other(principal, target)
+
+    def _consent_purpose(self, purpose_id: str) -> Purpose:
+        purpose = register().get(purpose_id)
+        if not purpose.rests_on_consent:
+            raise FailedPrecondition(
+                "PURPOSE_NOT_BASED_ON_CONSENT",
+                f"{purpose.id} rests on {purpose.lawful_basis.replace('_', ' ')}, not consent",
+                {"purpose_id": purpose.id, "lawful_basis": purpose.lawful_basis},
+            )
+        return purpose
+
+    def is_child(self, account: Account) -> bool:
+        return (
+            validation.age_on(account.date_of_birth, clock.today())
+            < self.policy.age_of_digital_consent
+        )
+
+    def grant(self, principal: Principal, purpose_id: str, method: str) -> ConsentEvent:
+        purpose = self._consent_purpose(purpose_id)
+        collection = _method(method)
+        if not purpose.withdrawable:
+            raise FailedPrecondition(
+                "GRANTED_BY_ACCEPTING_POLICY", "this consent is given by accepting the policy"
+            )
+        account, _ = self._subject(principal)
+        if principal.is_person and self.is_child(account):
+            raise PermissionDenied(
+                "GUARDIAN_MUST_CONSENT",
+                "under the age of digital consent, a guardian gives consent for you",
+            )
+        with database.atomic():
+            previous = latest(account.subject_ref, purpose.id)
+            record_id = append(
+                subject_ref=account.subject_ref,
+                notice_version=_current_notice(),
+                purpose=purpose.id,
+                lawful_basis=purpose.lawful_basis,
+                data_categories=list(purpose.data_categories),
+                collection_method=collection,
+                event_type=RENEWED if _in_force(previous, clock.now()) else GIVEN,
+                given_by="guardian" if principal.is_guardian else "person",
+            )
+            audit.record(
+                principal,
+                f"consent.grant:{purpose.id}",
+                "consent_event",
+                record_id,
+                account.subject_ref,
+            )
+        return ConsentEvent.get(ConsentEvent.id == record_id)
+
+    def preview(self, principal: Principal, purpose_id: str) -> tuple[list[str], bool]:
+        purpose = self._consent_purpose(purpose_id)
+        account, _ = self._subject(principal)
+        return list(purpose.services_lost_on_withdrawal), has_consent(
+            account.subject_ref, purpose.id
+        )
+
+    def withdraw(
+        self, principal: Principal, purpose_id: str, method: str
+    ) -> tuple[ConsentEvent, list[str]]:
+        purpose = self._consent_purpose(purpose_id)
+        collection = _method(method)
+        if not purpose.withdrawable:
+            raise FailedPrecondition(
+                "WITHDRAW_BY_ERASURE",
+                "consent to the policy is withdrawn by closing the account (an erasure request)",
+            )
+        account, _ = self._subject(principal)
+        with database.atomic():
+            if not has_consent(account.subject_ref, purpose.id):
+                raise FailedPrecondition(
+                    "CONSENT_NOT_IN_FORCE",
+                    "there is no consent in force to withdraw",
+                    {"purpose_id": purpose.id},
+                )
+            record_id = append(
+                subject_ref=account.subject_ref,
+                notice_version=_current_notice(),
+                purpose=purpose.id,
+                lawful_basis=purpose.lawful_basis,
+                data_categories=list(purpose.data_categories),
+                collection_method=collection,
+                event_type=WITHDRAWN,
+                given_by="guardian" if principal.is_guardian else "person",
+            )
+            audit.record(
+                principal,
+                f"consent.withdraw:{purpose.id}",
+                "consent_event",
+                record_id,
+                account.subject_ref,
+            )
+        return ConsentEvent.get(ConsentEvent.id == record_id), list(
+            purpose.services_lost_on_withdrawal
+        )
+
+    def state(
+        self, principal: Principal, account_id: str, at: dt.datetime | None
+    ) -> tuple[list[PurposeState], str]:
+        account, other = self._subject(principal, account_id)
+        when = at or clock.now()
+        if other:
+            with database.atomic():
+                audit.record(principal, "consent.read", "account", account.id, account.subject_ref)
+        shown = [
+            register().purposes[PURPOSE_POLICY],
+            *[p for p in register().consent_purposes() if p.id != PURPOSE_POLICY],
+        ]
+        events = self._latest_by_purpose(account.subject_ref, when)
+        states = [PurposeState(p, _status(events.get(p.id), when), events.get(p.id)) for p in shown]
+        accepted = (
+            account.policy_version or "" if at is None else _accepted_at(account.subject_ref, when)
+        )
+        return states, accepted
+
+    @staticmethod
+    def _latest_by_purpose(subject_ref: str, at: dt.datetime) -> dict[str, ConsentEvent]:
+        latest_events: dict[str, ConsentEvent] = {}
+        for event in (
+            ConsentEvent.select()
+            .where((ConsentEvent.subject_ref == subject_ref) & (ConsentEvent.occurred_at <= at))
+            .order_by(ConsentEvent.seq)
+        ):
+            latest_events[event.purpose] = event
+        return latest_events
+
+    def events(
+        self, principal: Principal, account_id: str, page_size: int, page_token: str
+    ) -> tuple[list[ConsentEvent], str]:
+        if not 0 <= page_size <= MAX_PAGE:
+            raise InvalidArgument(
+                [FieldViolation("page_size", f"must be 0 to {MAX_PAGE}", "OUT_OF_RANGE")]
+            )
+        after = _decode_page_token(page_token)
+        account, other = self._subject(principal, account_id)
+        if other:
+            with database.atomic():
+                audit.record(principal, "consent.read", "account", account.id, account.subject_ref)
+        limit = page_size or 100
+        rows = list(
+            ConsentEvent.select()
+            .where((ConsentEvent.subject_ref == account.subject_ref) & (ConsentEvent.seq > after))
+            .order_by(ConsentEvent.seq)
+            .limit(limit)
+        )
+        token = _encode_page_token(rows[-1].seq) if len(rows) == limit else ""
+        return rows, token
+
+
+def record_registration_choices(
+    subject_ref: str, purposes: list[str], notice_version: str, is_child: bool
+) -> None:
+    """Consents ticked on the sign-up form (CON-3); inside the registration transaction."""
+    for purpose_id in purposes:
+        purpose = register().purposes[purpose_id]
+        append(
+            subject_ref=subject_ref,
+            notice_version=notice_version,
+            purpose=purpose.id,
+            lawful_basis=purpose.lawful_basis,
+            data_categories=list(purpose.data_categories),
+            collection_method="registration",
+            event_type=ACKNOWLEDGED if is_child else GIVEN,
+            given_by="person",
+        )
+
+
+def validate_registration_purposes(purposes: list[str]) -> tuple[list[str], list[FieldViolation]]:
+    problems: list[FieldViolation] = []
+    chosen = list(dict.fromkeys(purposes))
+    for purpose_id in chosen:
+        purpose = register().purposes.get(purpose_id)
+        if purpose is None:
+            problems.append(
+                FieldViolation(
+                    "consented_purposes", f"{purpose_id[:64]!r} is not a purpose", "UNKNOWN_PURPOSE"
+                )
+            )
+        elif not purpose.rests_on_consent or not purpose.withdrawable:
+            problems.append(
+                FieldViolation(
+                    "consented_purposes",
+                    f"{purpose_id} is not asked for by consent",
+                    "PURPOSE_NOT_BASED_ON_CONSENT",
+                )
+            )
+    return chosen, problems
+
+
+def _accepted_at(subject_ref: str, at: dt.datetime) -> str:
+    event = (
+        ConsentEvent.select(ConsentEvent.notice_version)
+        .where(
+            (ConsentEvent.subject_ref == subject_ref)
+            & (ConsentEvent.purpose == PURPOSE_POLICY)
+            & (ConsentEvent.occurred_at <= at)
+        )
+        .order_by(ConsentEvent.seq.desc())
+        .first()
+    )
+    return event.notice_version if event else ""
+
+
+def _encode_page_token(seq: int) -> str:
+    return base64.urlsafe_b64encode(f"c1:{seq}".encode()).decode().rstrip("=")
+
+
+def _decode_page_token(token: str) -> int:
+    if not token:
+        return 0
+    try:
+        text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        prefix, _, seq = text.partition(":")
+        if prefix != "c1":
+            raise ValueError(prefix)
+        return int(seq)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidArgument(
+            [FieldViolation("page_token", "is not a token from this list", "INVALID_PAGE_TOKEN")]
+        ) from None

@@ -28,9 +28,11 @@ from chatpro_privacy.storage.db import database, is_postgres
 from chatpro_privacy.storage.models import (
     Account,
     EmailConfirmation,
+    GuardianAccess,
     GuardianConfirmation,
     OutboxConsumer,
     OutboxEvent,
+    PolicyVersion,
 )
 
 _OUTBOX_LOCK_ID = 727_002
@@ -38,6 +40,8 @@ _OUTBOX_LOCK_ID = 727_002
 GUARDIAN_CONSENT_REQUESTED = "guardian_consent_requested"
 EMAIL_CONFIRMATION_REQUESTED = "email_confirmation_requested"
 PASSWORD_CHANGED = "password_changed"
+POLICY_VERSION_PUBLISHED = "policy_version_published"
+GUARDIAN_ACCESS_REQUESTED = "guardian_access_requested"
 
 MAX_PAGE = 500
 DEFAULT_PAGE = 100
@@ -100,6 +104,29 @@ def _resolve(event: OutboxEvent, confirmations: tokens.ConfirmationTokens) -> De
         account = Account.get_or_none(Account.id == event.account_id)
         if account is not None:
             payload = {"account_id": account.id, "email": account.email}
+    elif event.event_type == POLICY_VERSION_PUBLISHED:
+        account = Account.get_or_none(Account.id == event.account_id)
+        version = PolicyVersion.get_or_none(PolicyVersion.version == stored["version"])
+        if account is not None and version is not None:
+            payload = {
+                "account_id": account.id,
+                "email": account.email,
+                "version": version.version,
+                "change_summary": version.change_summary,
+                "effective_time": version.effective_at,
+                "requires_reacceptance": version.requires_reacceptance,
+            }
+    elif event.event_type == GUARDIAN_ACCESS_REQUESTED:
+        ga = GuardianAccess.get_or_none(GuardianAccess.id == stored["access_id"])
+        account = Account.get_or_none(Account.id == event.account_id)
+        if ga is not None and account is not None and ga.used_at is None and ga.expires_at > now:
+            payload = {
+                "account_id": account.id,
+                "guardian_email": account.guardian_email,
+                "child_name": account.name,
+                "token": confirmations.issue(tokens.GUARDIAN_ACCESS, ga.id),
+                "expire_time": ga.expires_at,
+            }
     return DeliverableEvent(
         sequence=int(event.seq),
         event_type=event.event_type,

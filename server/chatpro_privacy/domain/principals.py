@@ -13,6 +13,7 @@ class Role(enum.StrEnum):
 
 class PrincipalKind(enum.StrEnum):
     PERSON = "person"
+    GUARDIAN = "guardian"  # a child's guardian, acting for the child (account_id is the child's)
     SERVICE = "service"
     ANONYMOUS = "anonymous"
     SYSTEM = "system"
@@ -27,10 +28,21 @@ class Principal:
     service_name: str | None = None
     session_id: str | None = None
     roles: frozenset[Role] = field(default_factory=frozenset)
+    # The policy version a person last accepted (for the acceptance gate).
+    policy_version: str | None = None
 
     @property
     def is_person(self) -> bool:
         return self.kind is PrincipalKind.PERSON
+
+    @property
+    def is_guardian(self) -> bool:
+        return self.kind is PrincipalKind.GUARDIAN
+
+    @property
+    def acts_for_subject(self) -> bool:
+        """A person for themselves, or a guardian for the child."""
+        return self.kind in (PrincipalKind.PERSON, PrincipalKind.GUARDIAN)
 
     @property
     def is_service(self) -> bool:
@@ -44,6 +56,8 @@ class Principal:
         """The audit trail's name for this actor: a pseudonym or a service name."""
         if self.kind is PrincipalKind.PERSON:
             return self.subject_ref or "unknown"
+        if self.kind is PrincipalKind.GUARDIAN:
+            return f"guardian-of:{self.subject_ref}"
         if self.kind is PrincipalKind.SERVICE:
             return self.service_name or "unknown"
         return self.kind.value

@@ -22,6 +22,8 @@ from chatpro_privacy.storage.db import database
 from chatpro_privacy.storage.models import Account, ServiceCredential, Session
 
 ACTIVE = "active"
+PERSON_SESSION = "person"
+GUARDIAN_SESSION = "guardian"
 PENDING_GUARDIAN = "pending_guardian_consent"
 MAX_LOGIN = 254
 
@@ -80,26 +82,39 @@ class Sessions:
             if self.passwords.needs_rehash(account.password_hash)
             else None
         )
+        with database.atomic():
+            if new_hash:
+                Account.update(password_hash=new_hash).where(Account.id == account.id).execute()
+            return self.open_session(
+                account.id, account.subject_ref, PERSON_SESSION, self.policy.session_lifetime
+            )
+
+    def open_session(
+        self, account_id: str, subject_ref: str, kind: str, lifetime: dt.timedelta
+    ) -> SignedIn:
+        """Create a session (a person's own, or a guardian's for the child) and audit it."""
         token, token_hash = tokens.new_bearer_token(tokens.SESSION_PREFIX)
         now = clock.now()
-        expires = now + self.policy.session_lifetime
+        expires = now + lifetime
         session_id = tokens.new_id()
         with database.atomic():
             Session.create(
                 id=session_id,
-                account=account.id,
+                account=account_id,
                 token_hash=token_hash,
                 created_at=now,
                 expires_at=expires,
+                kind=kind,
             )
-            if new_hash:
-                Account.update(password_hash=new_hash).where(Account.id == account.id).execute()
-            actor = Principal(PrincipalKind.PERSON, account.id, account.subject_ref)
-            audit.record(actor, "session.create", "session", session_id, account.subject_ref)
-        return SignedIn(token, expires, account.id)
+            actor_kind = (
+                PrincipalKind.GUARDIAN if kind == GUARDIAN_SESSION else PrincipalKind.PERSON
+            )
+            actor = Principal(actor_kind, account_id, subject_ref)
+            audit.record(actor, f"session.create:{kind}", "session", session_id, subject_ref)
+        return SignedIn(token, expires, account_id)
 
     def sign_out(self, principal: Principal) -> None:
-        if not principal.is_person or principal.session_id is None:
+        if not principal.acts_for_subject or principal.session_id is None:
             raise PermissionDenied("PEOPLE_ONLY", "only a signed-in person can sign out")
         with database.atomic():
             Session.update(revoked_at=clock.now()).where(
@@ -128,18 +143,26 @@ class Sessions:
         rows = queries.session_principal(digest)
         if not rows:
             raise Unauthenticated("TOKEN_INVALID", "the session token is not valid")
-        session_id, revoked_at, expires_at, account_id, subject_ref, _ = rows[0]
+        session_id, revoked_at, expires_at, account_id, subject_ref, kind, accepted, _ = rows[0]
         if revoked_at is not None:
             raise Unauthenticated("SESSION_REVOKED", "the session was signed out or revoked")
         expiry = queries.timestamp(expires_at)
         if expiry is None or expiry <= clock.now():
             raise Unauthenticated("SESSION_EXPIRED", "the session has expired; sign in again")
+        if kind == GUARDIAN_SESSION:  # acts for the child; holds none of the child's roles
+            return Principal(
+                PrincipalKind.GUARDIAN,
+                account_id=account_id,
+                subject_ref=subject_ref,
+                session_id=session_id,
+            )
         return Principal(
             PrincipalKind.PERSON,
             account_id=account_id,
             subject_ref=subject_ref,
             session_id=session_id,
-            roles=frozenset(Role(row[5]) for row in rows if row[5] is not None),
+            roles=frozenset(Role(row[7]) for row in rows if row[7] is not None),
+            policy_version=accepted,
         )
 
     def _service_by_certificate(self, subject: str) -> Principal:

@@ -19,23 +19,52 @@ import grpc
 import structlog
 
 from chatpro_privacy.domain import context
-from chatpro_privacy.domain.errors import DomainError, Unauthenticated
+from chatpro_privacy.domain.errors import DomainError, PermissionDenied, Unauthenticated
+from chatpro_privacy.domain.policy import PolicyGate
 from chatpro_privacy.domain.principals import ANONYMOUS, Principal
 from chatpro_privacy.domain.sessions import Sessions
 from chatpro_privacy.edge import status as status_map
 
 log = structlog.get_logger("chatpro_privacy.access")
 
+_V1 = "/chatpro.privacy.v1."
+# Methods that need no credentials (SEC-3 names these and nothing else).
 PUBLIC_METHODS = frozenset(
-    {
-        "/chatpro.privacy.v1.PolicyService/GetCurrentPolicy",
-        "/chatpro.privacy.v1.PolicyService/GetControllerInfo",
-        "/chatpro.privacy.v1.AccountService/Register",
-        "/chatpro.privacy.v1.AccountService/ConfirmGuardianConsent",
-        "/chatpro.privacy.v1.AccountService/SignIn",
-    }
+    _V1 + name
+    for name in (
+        "PolicyService/GetCurrentPolicy",
+        "PolicyService/GetControllerInfo",
+        "PolicyService/ListPolicyVersions",
+        "PolicyService/GetPolicyVersion",
+        "ConsentService/ListPurposes",
+        "ConsentService/GetReceiptSigningKeys",
+        "AccountService/Register",
+        "AccountService/ConfirmGuardianConsent",
+        "AccountService/RequestGuardianAccess",
+        "AccountService/StartGuardianSession",
+        "AccountService/SignIn",
+    )
 )
 PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+# What a person may still do before accepting a policy version that requires it (CON-1).
+GATE_EXEMPT_METHODS = frozenset(
+    _V1 + name
+    for name in (
+        "PolicyService/AcceptPolicy",
+        "PolicyService/ListPendingAcceptances",
+        "ConsentService/WithdrawConsent",
+        "ConsentService/PreviewWithdrawal",
+        "RightsService/CreateRightsRequest",
+        "AccountService/SignOut",
+    )
+)
+# A guardian's session acts for the child in consent and rights only (ACC-11).
+GUARDIAN_PREFIXES = (
+    _V1 + "ConsentService/",
+    _V1 + "PolicyService/AcceptPolicy",
+    _V1 + "RightsService/",
+    _V1 + "AccountService/SignOut",
+)
 _CODE_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
@@ -52,8 +81,9 @@ def _metadata(ctx: grpc.aio.ServicerContext[Any, Any], key: str) -> str:
 
 
 class EdgeInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, sessions: Sessions) -> None:
+    def __init__(self, sessions: Sessions, gate: PolicyGate) -> None:
         self.sessions = sessions
+        self.gate = gate
 
     def _authenticate(self, method: str, ctx: grpc.aio.ServicerContext[Any, Any]) -> Principal:
         if is_public(method):
@@ -67,7 +97,15 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
         names = list(auth.get("x509_common_name") or ())
         if list(auth.get("transport_security_type") or ()) == [b"ssl"] and names:
             subject = names[0].decode("utf-8", "replace")
-        return self.sessions.authenticate(token.strip(), subject)
+        principal = self.sessions.authenticate(token.strip(), subject)
+        if principal.is_guardian and not method.startswith(GUARDIAN_PREFIXES):
+            raise PermissionDenied(
+                "GUARDIAN_SESSION_SCOPE",
+                "a guardian's session covers consent and rights requests only",
+            )
+        if method not in GATE_EXEMPT_METHODS:
+            self.gate.check(principal)
+        return principal
 
     async def _enter(
         self, method: str, ctx: grpc.aio.ServicerContext[Any, Any]

@@ -9,6 +9,7 @@ from chatpro.privacy.v1 import account_service_pb2_grpc as pb_grpc
 
 from chatpro_privacy.domain import accounts
 from chatpro_privacy.domain import context as call
+from chatpro_privacy.domain.guardians import Guardians
 from chatpro_privacy.domain.sessions import Sessions
 from chatpro_privacy.services import convert
 
@@ -23,9 +24,12 @@ def peer_host(context: Any) -> str:
 
 
 class AccountService(pb_grpc.AccountServiceServicer):
-    def __init__(self, accounts_: accounts.Accounts, sessions: Sessions) -> None:
+    def __init__(
+        self, accounts_: accounts.Accounts, sessions: Sessions, guardians: Guardians
+    ) -> None:
         self.accounts = accounts_
         self.sessions = sessions
+        self.guardians = guardians
 
     async def Register(self, request: pb.RegisterRequest, context: Any) -> pb.RegisterResponse:
         account = await self.accounts.register(
@@ -40,6 +44,7 @@ class AccountService(pb_grpc.AccountServiceServicer):
                 accepted_policy_version=request.accepted_policy_version,
                 profile_picture=request.profile_picture,
                 device=convert.device_data(request.device) if request.HasField("device") else None,
+                consented_purposes=tuple(request.consented_purposes),
             )
         )
         return pb.RegisterResponse(account=convert.account(self.accounts.view(account)))
@@ -47,9 +52,12 @@ class AccountService(pb_grpc.AccountServiceServicer):
     async def ConfirmGuardianConsent(
         self, request: pb.ConfirmGuardianConsentRequest, context: Any
     ) -> pb.ConfirmGuardianConsentResponse:
-        account = self.accounts.confirm_guardian(request.token)
+        account, guardian = self.accounts.confirm_guardian(request.token)
         return pb.ConfirmGuardianConsentResponse(
-            account_id=account.id, state=convert.STATES[account.state]
+            account_id=account.id,
+            state=convert.STATES[account.state],
+            guardian_session_token=guardian.token,
+            guardian_session_expire_time=convert.timestamp(guardian.expires_at),
         )
 
     async def SignIn(self, request: pb.SignInRequest, context: Any) -> pb.SignInResponse:
@@ -142,4 +150,20 @@ class AccountService(pb_grpc.AccountServiceServicer):
         )
         return pb.SubmitCorrespondenceResponse(
             correspondence_id=record.id, receive_time=convert.timestamp(record.received_at)
+        )
+
+    async def RequestGuardianAccess(
+        self, request: pb.RequestGuardianAccessRequest, context: Any
+    ) -> pb.RequestGuardianAccessResponse:
+        self.guardians.request_access(request.child_login)
+        return pb.RequestGuardianAccessResponse()
+
+    async def StartGuardianSession(
+        self, request: pb.StartGuardianSessionRequest, context: Any
+    ) -> pb.StartGuardianSessionResponse:
+        session = self.guardians.start_session(request.token)
+        return pb.StartGuardianSessionResponse(
+            session_token=session.token,
+            expire_time=convert.timestamp(session.expires_at),
+            account_id=session.account_id,
         )

@@ -7,11 +7,15 @@ from typing import Any
 from chatpro.privacy.v1 import policy_service_pb2 as pb
 from chatpro.privacy.v1 import policy_service_pb2_grpc as pb_grpc
 
+from chatpro_privacy.domain import context as call
 from chatpro_privacy.domain import policy
 from chatpro_privacy.services import convert
 
 
 class PolicyService(pb_grpc.PolicyServiceServicer):
+    def __init__(self, policies: policy.Policies) -> None:
+        self.policies = policies
+
     async def GetCurrentPolicy(
         self, request: pb.GetCurrentPolicyRequest, context: Any
     ) -> pb.GetCurrentPolicyResponse:
@@ -21,3 +25,46 @@ class PolicyService(pb_grpc.PolicyServiceServicer):
         self, request: pb.GetControllerInfoRequest, context: Any
     ) -> pb.GetControllerInfoResponse:
         return pb.GetControllerInfoResponse(controller=convert.controller(policy.controller_info()))
+
+    async def ListPolicyVersions(
+        self, request: pb.ListPolicyVersionsRequest, context: Any
+    ) -> pb.ListPolicyVersionsResponse:
+        return pb.ListPolicyVersionsResponse(
+            policies=[convert.policy_version(v) for v in policy.list_versions()]
+        )
+
+    async def GetPolicyVersion(
+        self, request: pb.GetPolicyVersionRequest, context: Any
+    ) -> pb.GetPolicyVersionResponse:
+        return pb.GetPolicyVersionResponse(
+            policy=convert.policy_version(policy.get_version(request.version))
+        )
+
+    async def PublishPolicyVersion(
+        self, request: pb.PublishPolicyVersionRequest, context: Any
+    ) -> pb.PublishPolicyVersionResponse:
+        published, notified = await self.policies.publish(
+            call.principal.get(),
+            request.version,
+            convert.optional_time(request.effective_time, request.HasField("effective_time")),
+            request.change_summary,
+            request.text,
+            request.requires_reacceptance,
+        )
+        return pb.PublishPolicyVersionResponse(
+            policy=convert.policy_version(published), accounts_notified=notified
+        )
+
+    async def AcceptPolicy(
+        self, request: pb.AcceptPolicyRequest, context: Any
+    ) -> pb.AcceptPolicyResponse:
+        version, record_id = self.policies.accept(call.principal.get(), request.version)
+        return pb.AcceptPolicyResponse(accepted_version=version, record_id=record_id)
+
+    async def ListPendingAcceptances(
+        self, request: pb.ListPendingAcceptancesRequest, context: Any
+    ) -> pb.ListPendingAcceptancesResponse:
+        ids, token = self.policies.pending_acceptances(
+            call.principal.get(), request.version, request.page_size, request.page_token
+        )
+        return pb.ListPendingAcceptancesResponse(account_ids=ids, next_page_token=token)

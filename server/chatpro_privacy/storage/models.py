@@ -61,6 +61,8 @@ class Account(BaseModel):
     activated_at = pw.DateTimeField(null=True)
     last_active_at = pw.DateTimeField()
     pending_email = pw.TextField(null=True)
+    # The policy version last accepted: a cache of the ledger for the acceptance gate.
+    policy_version = pw.TextField(null=True)
 
 
 class AccountFieldSource(BaseModel):
@@ -107,6 +109,7 @@ class Session(BaseModel):
     created_at = pw.DateTimeField()
     expires_at = pw.DateTimeField()
     revoked_at = pw.DateTimeField(null=True)
+    kind = pw.TextField(default="person")  # "person", or "guardian" acting for the child
 
 
 class ServiceCredential(BaseModel):
@@ -190,7 +193,10 @@ class AuditEntry(BaseModel):
 
 
 class ConsentEvent(BaseModel):
-    id = pw.TextField(primary_key=True)
+    """Append-only: database triggers refuse UPDATE and DELETE (CON-2)."""
+
+    seq = pw.BigAutoField()
+    id = pw.TextField(unique=True)
     subject_ref = pw.TextField()
     notice_version = pw.TextField()
     purpose = pw.TextField()
@@ -201,6 +207,42 @@ class ConsentEvent(BaseModel):
     given_by = pw.TextField()
     occurred_at = pw.DateTimeField()
     valid_until = pw.DateTimeField(null=True)
+
+
+class GuardianAccess(BaseModel):
+    id = pw.TextField(primary_key=True)
+    account = pw.ForeignKeyField(Account, on_delete="CASCADE", column_name="account_id")
+    account_id: str
+    created_at = pw.DateTimeField()
+    expires_at = pw.DateTimeField()
+    used_at = pw.DateTimeField(null=True)
+
+
+class Recipient(BaseModel):
+    id = pw.TextField(primary_key=True)
+    name = pw.TextField()
+    category = pw.TextField()
+    country_code = pw.TextField()
+    lawful_basis = pw.TextField()
+    created_at = pw.DateTimeField()
+
+
+class Disclosure(BaseModel):
+    id = pw.TextField(primary_key=True)
+    recipient = pw.ForeignKeyField(Recipient, column_name="recipient_id")
+    recipient_id: str
+    subject_ref = pw.TextField()
+    data_categories = pw.TextField()
+    lawful_basis = pw.TextField()
+    reason = pw.TextField()
+    disclosed_at = pw.DateTimeField()
+
+
+class PolicyNoticeFanout(BaseModel):
+    version = pw.TextField(primary_key=True)
+    last_account_id = pw.TextField()
+    notified = pw.BigIntegerField()
+    finished_at = pw.DateTimeField(null=True)
 
 
 ALL_MODELS: tuple[type[BaseModel], ...] = (
@@ -221,4 +263,8 @@ ALL_MODELS: tuple[type[BaseModel], ...] = (
     OutboxConsumer,
     AuditEntry,
     ConsentEvent,
+    GuardianAccess,
+    Recipient,
+    Disclosure,
+    PolicyNoticeFanout,
 )

@@ -15,7 +15,7 @@ from chatpro_privacy.storage.db import database, is_postgres
 from chatpro_privacy.storage.models import Account, AccountFieldSource, Device
 
 _SESSION_PRINCIPAL = """
-SELECT s.id, s.revoked_at, s.expires_at, a.id, a.subject_ref, r.role
+SELECT s.id, s.revoked_at, s.expires_at, a.id, a.subject_ref, s.kind, a.policy_version, r.role
 FROM session s
 JOIN account a ON a.id = s.account_id
 LEFT JOIN role_grant r ON r.account_id = a.id
@@ -69,7 +69,8 @@ def timestamp(value: Any) -> dt.datetime | None:
 
 
 def session_principal(token_hash: str) -> list[tuple[Any, ...]]:
-    """(session id, revoked_at, expires_at, account id, subject ref, role or None) rows."""
+    """(session id, revoked_at, expires_at, account id, subject ref, session kind,
+    accepted policy version, role or None): one row per role held, at least one."""
     return list(_execute(_SESSION_PRINCIPAL, (token_hash,)).fetchall())
 
 

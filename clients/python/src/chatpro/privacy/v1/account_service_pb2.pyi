@@ -38,6 +38,7 @@ class RegisterRequest(_message.Message):
     ACCEPTED_POLICY_VERSION_FIELD_NUMBER: _builtins.int
     PROFILE_PICTURE_FIELD_NUMBER: _builtins.int
     DEVICE_FIELD_NUMBER: _builtins.int
+    CONSENTED_PURPOSES_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """Makes a retried Register idempotent: a UUID chosen by the caller."""
     username: _builtins.str
@@ -62,6 +63,13 @@ class RegisterRequest(_message.Message):
     def device(self) -> _account_pb2.DeviceInfo:
         """The device used to register, if known."""
 
+    @_builtins.property
+    def consented_purposes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Purposes resting on consent that the person agreed to on the sign-up form, e.g.
+        sharing with each category of third party (CON-3). For a child they are recorded as
+        acknowledged; the guardian gives them.
+        """
+
     def __init__(
         self,
         *,
@@ -75,10 +83,11 @@ class RegisterRequest(_message.Message):
         accepted_policy_version: _builtins.str = ...,
         profile_picture: _builtins.bytes = ...,
         device: _account_pb2.DeviceInfo | None = ...,
+        consented_purposes: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["date_of_birth", b"date_of_birth", "device", b"device"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted_policy_version", b"accepted_policy_version", "date_of_birth", b"date_of_birth", "device", b"device", "email", b"email", "guardian_email", b"guardian_email", "name", b"name", "password", b"password", "profile_picture", b"profile_picture", "request_id", b"request_id", "username", b"username"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted_policy_version", b"accepted_policy_version", "consented_purposes", b"consented_purposes", "date_of_birth", b"date_of_birth", "device", b"device", "email", b"email", "guardian_email", b"guardian_email", "name", b"name", "password", b"password", "profile_picture", b"profile_picture", "request_id", b"request_id", "username", b"username"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -138,19 +147,29 @@ class ConfirmGuardianConsentResponse(_message.Message):
 
     ACCOUNT_ID_FIELD_NUMBER: _builtins.int
     STATE_FIELD_NUMBER: _builtins.int
+    GUARDIAN_SESSION_TOKEN_FIELD_NUMBER: _builtins.int
+    GUARDIAN_SESSION_EXPIRE_TIME_FIELD_NUMBER: _builtins.int
     account_id: _builtins.str
     """The child's account id."""
     state: _account_pb2.AccountState.ValueType
     """The account's state, now ACCOUNT_STATE_ACTIVE."""
+    guardian_session_token: _builtins.str
+    """A short guardian session that acts for the child (e.g. to choose sharing consents)."""
+    @_builtins.property
+    def guardian_session_expire_time(self) -> _timestamp_pb2.Timestamp:
+        """When that session ends."""
+
     def __init__(
         self,
         *,
         account_id: _builtins.str = ...,
         state: _account_pb2.AccountState.ValueType = ...,
+        guardian_session_token: _builtins.str = ...,
+        guardian_session_expire_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["guardian_session_expire_time", b"guardian_session_expire_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "guardian_session_expire_time", b"guardian_session_expire_time", "guardian_session_token", b"guardian_session_token", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -705,3 +724,96 @@ class SubmitCorrespondenceResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SubmitCorrespondenceResponse: _TypeAlias = SubmitCorrespondenceResponse  # noqa: Y015
+
+@_typing.final
+class RequestGuardianAccessRequest(_message.Message):
+    """Request for AccountService.RequestGuardianAccess."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHILD_LOGIN_FIELD_NUMBER: _builtins.int
+    child_login: _builtins.str
+    """The child's username or email."""
+    def __init__(
+        self,
+        *,
+        child_login: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["child_login", b"child_login"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RequestGuardianAccessRequest: _TypeAlias = RequestGuardianAccessRequest  # noqa: Y015
+
+@_typing.final
+class RequestGuardianAccessResponse(_message.Message):
+    """Response for AccountService.RequestGuardianAccess."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RequestGuardianAccessResponse: _TypeAlias = RequestGuardianAccessResponse  # noqa: Y015
+
+@_typing.final
+class StartGuardianSessionRequest(_message.Message):
+    """Request for AccountService.StartGuardianSession."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOKEN_FIELD_NUMBER: _builtins.int
+    token: _builtins.str
+    """The token from the guardian's email."""
+    def __init__(
+        self,
+        *,
+        token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["token", b"token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StartGuardianSessionRequest: _TypeAlias = StartGuardianSessionRequest  # noqa: Y015
+
+@_typing.final
+class StartGuardianSessionResponse(_message.Message):
+    """Response for AccountService.StartGuardianSession."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSION_TOKEN_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    session_token: _builtins.str
+    """Bearer token of a guardian session for the child."""
+    account_id: _builtins.str
+    """The child's account."""
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp:
+        """When it ends."""
+
+    def __init__(
+        self,
+        *,
+        session_token: _builtins.str = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
+        account_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "expire_time", b"expire_time", "session_token", b"session_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StartGuardianSessionResponse: _TypeAlias = StartGuardianSessionResponse  # noqa: Y015

@@ -99,6 +99,16 @@ class AccountServiceStub:
                 request_serializer=chatpro_dot_privacy_dot_v1_dot_account__service__pb2.SubmitCorrespondenceRequest.SerializeToString,
                 response_deserializer=chatpro_dot_privacy_dot_v1_dot_account__service__pb2.SubmitCorrespondenceResponse.FromString,
                 _registered_method=True)
+        self.RequestGuardianAccess = channel.unary_unary(
+                '/chatpro.privacy.v1.AccountService/RequestGuardianAccess',
+                request_serializer=chatpro_dot_privacy_dot_v1_dot_account__service__pb2.RequestGuardianAccessRequest.SerializeToString,
+                response_deserializer=chatpro_dot_privacy_dot_v1_dot_account__service__pb2.RequestGuardianAccessResponse.FromString,
+                _registered_method=True)
+        self.StartGuardianSession = channel.unary_unary(
+                '/chatpro.privacy.v1.AccountService/StartGuardianSession',
+                request_serializer=chatpro_dot_privacy_dot_v1_dot_account__service__pb2.StartGuardianSessionRequest.SerializeToString,
+                response_deserializer=chatpro_dot_privacy_dot_v1_dot_account__service__pb2.StartGuardianSessionResponse.FromString,
+                _registered_method=True)
 
 
 class AccountServiceServicer:
@@ -196,6 +206,22 @@ class AccountServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RequestGuardianAccess(self, request, context):
+        """Sends a child's guardian a single-use link to act for the child (ACC-11). Needs no
+        credentials and answers the same whether or not the account exists.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StartGuardianSession(self, request, context):
+        """Exchanges the guardian's single-use token for a guardian session that acts for the
+        child: consent and rights requests only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AccountServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -258,6 +284,16 @@ def add_AccountServiceServicer_to_server(servicer, server):
                     servicer.SubmitCorrespondence,
                     request_deserializer=chatpro_dot_privacy_dot_v1_dot_account__service__pb2.SubmitCorrespondenceRequest.FromString,
                     response_serializer=chatpro_dot_privacy_dot_v1_dot_account__service__pb2.SubmitCorrespondenceResponse.SerializeToString,
+            ),
+            'RequestGuardianAccess': grpc.unary_unary_rpc_method_handler(
+                    servicer.RequestGuardianAccess,
+                    request_deserializer=chatpro_dot_privacy_dot_v1_dot_account__service__pb2.RequestGuardianAccessRequest.FromString,
+                    response_serializer=chatpro_dot_privacy_dot_v1_dot_account__service__pb2.RequestGuardianAccessResponse.SerializeToString,
+            ),
+            'StartGuardianSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartGuardianSession,
+                    request_deserializer=chatpro_dot_privacy_dot_v1_dot_account__service__pb2.StartGuardianSessionRequest.FromString,
+                    response_serializer=chatpro_dot_privacy_dot_v1_dot_account__service__pb2.StartGuardianSessionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -589,6 +625,60 @@ class AccountService:
             '/chatpro.privacy.v1.AccountService/SubmitCorrespondence',
             chatpro_dot_privacy_dot_v1_dot_account__service__pb2.SubmitCorrespondenceRequest.SerializeToString,
             chatpro_dot_privacy_dot_v1_dot_account__service__pb2.SubmitCorrespondenceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RequestGuardianAccess(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chatpro.privacy.v1.AccountService/RequestGuardianAccess',
+            chatpro_dot_privacy_dot_v1_dot_account__service__pb2.RequestGuardianAccessRequest.SerializeToString,
+            chatpro_dot_privacy_dot_v1_dot_account__service__pb2.RequestGuardianAccessResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartGuardianSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chatpro.privacy.v1.AccountService/StartGuardianSession',
+            chatpro_dot_privacy_dot_v1_dot_account__service__pb2.StartGuardianSessionRequest.SerializeToString,
+            chatpro_dot_privacy_dot_v1_dot_account__service__pb2.StartGuardianSessionResponse.FromString,
             options,
             channel_credentials,
             insecure,

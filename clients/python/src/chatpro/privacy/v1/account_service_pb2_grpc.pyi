@@ -67,6 +67,14 @@ class AccountServiceStub:
     """Records an install, uninstall or update check of a Service (ACC-7)."""
     SubmitCorrespondence: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.SubmitCorrespondenceRequest, _account_service_pb2.SubmitCorrespondenceResponse]
     """Keeps a problem report or other correspondence as a record of the account (ACC-8)."""
+    RequestGuardianAccess: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.RequestGuardianAccessRequest, _account_service_pb2.RequestGuardianAccessResponse]
+    """Sends a child's guardian a single-use link to act for the child (ACC-11). Needs no
+    credentials and answers the same whether or not the account exists.
+    """
+    StartGuardianSession: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.StartGuardianSessionRequest, _account_service_pb2.StartGuardianSessionResponse]
+    """Exchanges the guardian's single-use token for a guardian session that acts for the
+    child: consent and rights requests only.
+    """
 
 @_typing.type_check_only
 class AccountServiceAsyncStub(AccountServiceStub):
@@ -107,6 +115,14 @@ class AccountServiceAsyncStub(AccountServiceStub):
     """Records an install, uninstall or update check of a Service (ACC-7)."""
     SubmitCorrespondence: _aio.UnaryUnaryMultiCallable[_account_service_pb2.SubmitCorrespondenceRequest, _account_service_pb2.SubmitCorrespondenceResponse]  # type: ignore[assignment]
     """Keeps a problem report or other correspondence as a record of the account (ACC-8)."""
+    RequestGuardianAccess: _aio.UnaryUnaryMultiCallable[_account_service_pb2.RequestGuardianAccessRequest, _account_service_pb2.RequestGuardianAccessResponse]  # type: ignore[assignment]
+    """Sends a child's guardian a single-use link to act for the child (ACC-11). Needs no
+    credentials and answers the same whether or not the account exists.
+    """
+    StartGuardianSession: _aio.UnaryUnaryMultiCallable[_account_service_pb2.StartGuardianSessionRequest, _account_service_pb2.StartGuardianSessionResponse]  # type: ignore[assignment]
+    """Exchanges the guardian's single-use token for a guardian session that acts for the
+    child: consent and rights requests only.
+    """
 
 class AccountServiceServicer(metaclass=_abc_1.ABCMeta):
     """Registration, sign-in and the account data of which ChatPro is controller.
@@ -216,5 +232,25 @@ class AccountServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_account_service_pb2.SubmitCorrespondenceResponse, _abc.Awaitable[_account_service_pb2.SubmitCorrespondenceResponse]]:
         """Keeps a problem report or other correspondence as a record of the account (ACC-8)."""
+
+    @_abc_1.abstractmethod
+    def RequestGuardianAccess(
+        self,
+        request: _account_service_pb2.RequestGuardianAccessRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_account_service_pb2.RequestGuardianAccessResponse, _abc.Awaitable[_account_service_pb2.RequestGuardianAccessResponse]]:
+        """Sends a child's guardian a single-use link to act for the child (ACC-11). Needs no
+        credentials and answers the same whether or not the account exists.
+        """
+
+    @_abc_1.abstractmethod
+    def StartGuardianSession(
+        self,
+        request: _account_service_pb2.StartGuardianSessionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_account_service_pb2.StartGuardianSessionResponse, _abc.Awaitable[_account_service_pb2.StartGuardianSessionResponse]]:
+        """Exchanges the guardian's single-use token for a guardian session that acts for the
+        child: consent and rights requests only.
+        """
 
 def add_AccountServiceServicer_to_server(servicer: AccountServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

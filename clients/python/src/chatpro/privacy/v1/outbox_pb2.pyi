@@ -120,6 +120,90 @@ class PasswordChanged(_message.Message):
 Global___PasswordChanged: _TypeAlias = PasswordChanged  # noqa: Y015
 
 @_typing.final
+class PolicyVersionPublished(_message.Message):
+    """A new policy version was published (CON-1)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    EMAIL_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    CHANGE_SUMMARY_FIELD_NUMBER: _builtins.int
+    EFFECTIVE_TIME_FIELD_NUMBER: _builtins.int
+    REQUIRES_REACCEPTANCE_FIELD_NUMBER: _builtins.int
+    account_id: _builtins.str
+    """The account to notify."""
+    email: _builtins.str
+    """Where to send the notice."""
+    version: _builtins.str
+    """The new version."""
+    change_summary: _builtins.str
+    """What changed."""
+    requires_reacceptance: _builtins.bool
+    """Whether the person must accept it to continue."""
+    @_builtins.property
+    def effective_time(self) -> _timestamp_pb2.Timestamp:
+        """When it takes effect."""
+
+    def __init__(
+        self,
+        *,
+        account_id: _builtins.str = ...,
+        email: _builtins.str = ...,
+        version: _builtins.str = ...,
+        change_summary: _builtins.str = ...,
+        effective_time: _timestamp_pb2.Timestamp | None = ...,
+        requires_reacceptance: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["effective_time", b"effective_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "change_summary", b"change_summary", "effective_time", b"effective_time", "email", b"email", "requires_reacceptance", b"requires_reacceptance", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PolicyVersionPublished: _TypeAlias = PolicyVersionPublished  # noqa: Y015
+
+@_typing.final
+class GuardianAccessRequested(_message.Message):
+    """A guardian asked to act for a child; deliver the link with the token (ACC-11)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    GUARDIAN_EMAIL_FIELD_NUMBER: _builtins.int
+    CHILD_NAME_FIELD_NUMBER: _builtins.int
+    TOKEN_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    account_id: _builtins.str
+    """The child's account."""
+    guardian_email: _builtins.str
+    """The guardian's email on file."""
+    child_name: _builtins.str
+    """The child's name."""
+    token: _builtins.str
+    """Single-use token for StartGuardianSession."""
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp:
+        """When it stops working."""
+
+    def __init__(
+        self,
+        *,
+        account_id: _builtins.str = ...,
+        guardian_email: _builtins.str = ...,
+        child_name: _builtins.str = ...,
+        token: _builtins.str = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "child_name", b"child_name", "expire_time", b"expire_time", "guardian_email", b"guardian_email", "token", b"token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GuardianAccessRequested: _TypeAlias = GuardianAccessRequested  # noqa: Y015
+
+@_typing.final
 class OutboxEvent(_message.Message):
     """A notification for the notification service to deliver (ACC-10)."""
 
@@ -132,6 +216,8 @@ class OutboxEvent(_message.Message):
     GUARDIAN_CONSENT_REQUESTED_FIELD_NUMBER: _builtins.int
     EMAIL_CONFIRMATION_REQUESTED_FIELD_NUMBER: _builtins.int
     PASSWORD_CHANGED_FIELD_NUMBER: _builtins.int
+    POLICY_VERSION_PUBLISHED_FIELD_NUMBER: _builtins.int
+    GUARDIAN_ACCESS_REQUESTED_FIELD_NUMBER: _builtins.int
     sequence: _builtins.int
     """Position in the outbox; strictly increasing in commit order."""
     account_id: _builtins.str
@@ -156,6 +242,14 @@ class OutboxEvent(_message.Message):
     def password_changed(self) -> Global___PasswordChanged:
         """A password change notice."""
 
+    @_builtins.property
+    def policy_version_published(self) -> Global___PolicyVersionPublished:
+        """A policy change notice."""
+
+    @_builtins.property
+    def guardian_access_requested(self) -> Global___GuardianAccessRequested:
+        """A guardian's link to act for a child."""
+
     def __init__(
         self,
         *,
@@ -166,12 +260,14 @@ class OutboxEvent(_message.Message):
         guardian_consent_requested: Global___GuardianConsentRequested | None = ...,
         email_confirmation_requested: Global___EmailConfirmationRequested | None = ...,
         password_changed: Global___PasswordChanged | None = ...,
+        policy_version_published: Global___PolicyVersionPublished | None = ...,
+        guardian_access_requested: Global___GuardianAccessRequested | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "email_confirmation_requested", b"email_confirmation_requested", "guardian_consent_requested", b"guardian_consent_requested", "password_changed", b"password_changed", "payload", b"payload"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "email_confirmation_requested", b"email_confirmation_requested", "guardian_access_requested", b"guardian_access_requested", "guardian_consent_requested", b"guardian_consent_requested", "password_changed", b"password_changed", "payload", b"payload", "policy_version_published", b"policy_version_published"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "create_time", b"create_time", "email_confirmation_requested", b"email_confirmation_requested", "guardian_consent_requested", b"guardian_consent_requested", "password_changed", b"password_changed", "payload", b"payload", "sequence", b"sequence", "superseded", b"superseded"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "create_time", b"create_time", "email_confirmation_requested", b"email_confirmation_requested", "guardian_access_requested", b"guardian_access_requested", "guardian_consent_requested", b"guardian_consent_requested", "password_changed", b"password_changed", "payload", b"payload", "policy_version_published", b"policy_version_published", "sequence", b"sequence", "superseded", b"superseded"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["guardian_consent_requested", "email_confirmation_requested", "password_changed"]  # noqa: Y015
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["guardian_consent_requested", "email_confirmation_requested", "password_changed", "policy_version_published", "guardian_access_requested"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 

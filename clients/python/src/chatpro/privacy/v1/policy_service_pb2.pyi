@@ -4,8 +4,11 @@ isort:skip_file
 """
 
 from chatpro.privacy.v1 import policy_pb2 as _policy_pb2
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -98,3 +101,264 @@ class GetControllerInfoResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetControllerInfoResponse: _TypeAlias = GetControllerInfoResponse  # noqa: Y015
+
+@_typing.final
+class ListPolicyVersionsRequest(_message.Message):
+    """Request for PolicyService.ListPolicyVersions."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListPolicyVersionsRequest: _TypeAlias = ListPolicyVersionsRequest  # noqa: Y015
+
+@_typing.final
+class ListPolicyVersionsResponse(_message.Message):
+    """Response for PolicyService.ListPolicyVersions."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POLICIES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def policies(self) -> _containers.RepeatedCompositeFieldContainer[_policy_pb2.PolicyVersion]:
+        """Newest effective first; future versions included."""
+
+    def __init__(
+        self,
+        *,
+        policies: _abc.Iterable[_policy_pb2.PolicyVersion] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["policies", b"policies"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListPolicyVersionsResponse: _TypeAlias = ListPolicyVersionsResponse  # noqa: Y015
+
+@_typing.final
+class GetPolicyVersionRequest(_message.Message):
+    """Request for PolicyService.GetPolicyVersion."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VERSION_FIELD_NUMBER: _builtins.int
+    version: _builtins.str
+    """The version's name."""
+    def __init__(
+        self,
+        *,
+        version: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPolicyVersionRequest: _TypeAlias = GetPolicyVersionRequest  # noqa: Y015
+
+@_typing.final
+class GetPolicyVersionResponse(_message.Message):
+    """Response for PolicyService.GetPolicyVersion."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POLICY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def policy(self) -> _policy_pb2.PolicyVersion:
+        """The version."""
+
+    def __init__(
+        self,
+        *,
+        policy: _policy_pb2.PolicyVersion | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["policy", b"policy"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["policy", b"policy"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPolicyVersionResponse: _TypeAlias = GetPolicyVersionResponse  # noqa: Y015
+
+@_typing.final
+class PublishPolicyVersionRequest(_message.Message):
+    """Request for PolicyService.PublishPolicyVersion."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VERSION_FIELD_NUMBER: _builtins.int
+    EFFECTIVE_TIME_FIELD_NUMBER: _builtins.int
+    CHANGE_SUMMARY_FIELD_NUMBER: _builtins.int
+    TEXT_FIELD_NUMBER: _builtins.int
+    REQUIRES_REACCEPTANCE_FIELD_NUMBER: _builtins.int
+    version: _builtins.str
+    """A new, unique name: the effective date as YYYY-MM-DD, optionally with ".N"."""
+    change_summary: _builtins.str
+    """What changed, shown to people."""
+    text: _builtins.str
+    """The full text as shown; its SHA-256 is recorded."""
+    requires_reacceptance: _builtins.bool
+    """Whether people must accept it before they continue (CON-1)."""
+    @_builtins.property
+    def effective_time(self) -> _timestamp_pb2.Timestamp:
+        """When it takes effect; not before the current version's. Unset for now."""
+
+    def __init__(
+        self,
+        *,
+        version: _builtins.str = ...,
+        effective_time: _timestamp_pb2.Timestamp | None = ...,
+        change_summary: _builtins.str = ...,
+        text: _builtins.str = ...,
+        requires_reacceptance: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["effective_time", b"effective_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["change_summary", b"change_summary", "effective_time", b"effective_time", "requires_reacceptance", b"requires_reacceptance", "text", b"text", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PublishPolicyVersionRequest: _TypeAlias = PublishPolicyVersionRequest  # noqa: Y015
+
+@_typing.final
+class PublishPolicyVersionResponse(_message.Message):
+    """Response for PolicyService.PublishPolicyVersion."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    POLICY_FIELD_NUMBER: _builtins.int
+    ACCOUNTS_NOTIFIED_FIELD_NUMBER: _builtins.int
+    accounts_notified: _builtins.int
+    """How many accounts were notified."""
+    @_builtins.property
+    def policy(self) -> _policy_pb2.PolicyVersion:
+        """The published version."""
+
+    def __init__(
+        self,
+        *,
+        policy: _policy_pb2.PolicyVersion | None = ...,
+        accounts_notified: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["policy", b"policy"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accounts_notified", b"accounts_notified", "policy", b"policy"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PublishPolicyVersionResponse: _TypeAlias = PublishPolicyVersionResponse  # noqa: Y015
+
+@_typing.final
+class AcceptPolicyRequest(_message.Message):
+    """Request for PolicyService.AcceptPolicy."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VERSION_FIELD_NUMBER: _builtins.int
+    version: _builtins.str
+    """The version shown to the person and accepted: the one in effect."""
+    def __init__(
+        self,
+        *,
+        version: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AcceptPolicyRequest: _TypeAlias = AcceptPolicyRequest  # noqa: Y015
+
+@_typing.final
+class AcceptPolicyResponse(_message.Message):
+    """Response for PolicyService.AcceptPolicy."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCEPTED_VERSION_FIELD_NUMBER: _builtins.int
+    RECORD_ID_FIELD_NUMBER: _builtins.int
+    accepted_version: _builtins.str
+    """The version now accepted."""
+    record_id: _builtins.str
+    """The consent event recorded."""
+    def __init__(
+        self,
+        *,
+        accepted_version: _builtins.str = ...,
+        record_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted_version", b"accepted_version", "record_id", b"record_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AcceptPolicyResponse: _TypeAlias = AcceptPolicyResponse  # noqa: Y015
+
+@_typing.final
+class ListPendingAcceptancesRequest(_message.Message):
+    """Request for PolicyService.ListPendingAcceptances."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VERSION_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    version: _builtins.str
+    """The version; empty for the one in effect."""
+    page_size: _builtins.int
+    """At most this many, 1 to 1000; 0 means 500."""
+    page_token: _builtins.str
+    """From a previous response."""
+    def __init__(
+        self,
+        *,
+        version: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListPendingAcceptancesRequest: _TypeAlias = ListPendingAcceptancesRequest  # noqa: Y015
+
+@_typing.final
+class ListPendingAcceptancesResponse(_message.Message):
+    """Response for PolicyService.ListPendingAcceptances."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_IDS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Pass to get the next page; empty at the end."""
+    @_builtins.property
+    def account_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Accounts that have not accepted the version, by id."""
+
+    def __init__(
+        self,
+        *,
+        account_ids: _abc.Iterable[_builtins.str] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_ids", b"account_ids", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListPendingAcceptancesResponse: _TypeAlias = ListPendingAcceptancesResponse  # noqa: Y015

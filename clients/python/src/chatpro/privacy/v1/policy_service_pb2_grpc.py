@@ -26,7 +26,8 @@ if _version_not_supported:
 
 
 class PolicyServiceStub:
-    """The privacy policy and the controller's details. Readable without signing in.
+    """The privacy policy, its versions and their acceptance, and the controller's details
+    (CON-1, CON-6). Reading needs no credentials.
     """
 
     def __init__(self, channel):
@@ -45,10 +46,36 @@ class PolicyServiceStub:
                 request_serializer=chatpro_dot_privacy_dot_v1_dot_policy__service__pb2.GetControllerInfoRequest.SerializeToString,
                 response_deserializer=chatpro_dot_privacy_dot_v1_dot_policy__service__pb2.GetControllerInfoResponse.FromString,
                 _registered_method=True)
+        self.ListPolicyVersions = channel.unary_unary(
+                '/chatpro.privacy.v1.PolicyService/ListPolicyVersions',
+                request_serializer=chatpro_dot_privacy_dot_v1_dot_policy__service__pb2.ListPolicyVersionsRequest.SerializeToString,
+                response_deserializer=chatpro_dot_privacy_dot_v1_dot_policy__service__pb2.ListPolicyVersionsResponse.FromString,
+                _registered_method=True)
+        self.GetPolicyVersion = channel.unary_unary(
+                '/chatpro.privacy.v1.PolicyService/GetPolicyVersion',
+                request_serializer=chatpro_dot_privacy_dot_v1_dot_policy__service__pb2.GetPolicyVersionRequest.SerializeToString,
+                response_deserializer=chatpro_dot_privacy_dot_v1_dot_policy__service__pb2.GetPolicyVersionResponse.FromString,
+                _registered_method=True)
+        self.PublishPolicyVersion = channel.unary_unary(
+                '/chatpro.privacy.v1.PolicyService/PublishPolicyVersion',
+                request_serializer=chatpro_dot_privacy_dot_v1_dot_policy__service__pb2.PublishPolicyVersionRequest.SerializeToString,
+                response_deserializer=chatpro_dot_privacy_dot_v1_dot_policy__service__pb2.PublishPolicyVersionResponse.FromString,
+                _registered_method=True)
+        self.AcceptPolicy = channel.unary_unary(
+                '/chatpro.privacy.v1.PolicyService/AcceptPolicy',
+                request_serializer=chatpro_dot_privacy_dot_v1_dot_policy__service__pb2.AcceptPolicyRequest.SerializeToString,
+                response_deserializer=chatpro_dot_privacy_dot_v1_dot_policy__service__pb2.AcceptPolicyResponse.FromString,
+                _registered_method=True)
+        self.ListPendingAcceptances = channel.unary_unary(
+                '/chatpro.privacy.v1.PolicyService/ListPendingAcceptances',
+                request_serializer=chatpro_dot_privacy_dot_v1_dot_policy__service__pb2.ListPendingAcceptancesRequest.SerializeToString,
+                response_deserializer=chatpro_dot_privacy_dot_v1_dot_policy__service__pb2.ListPendingAcceptancesResponse.FromString,
+                _registered_method=True)
 
 
 class PolicyServiceServicer:
-    """The privacy policy and the controller's details. Readable without signing in.
+    """The privacy policy, its versions and their acceptance, and the controller's details
+    (CON-1, CON-6). Reading needs no credentials.
     """
 
     def GetCurrentPolicy(self, request, context):
@@ -60,6 +87,41 @@ class PolicyServiceServicer:
 
     def GetControllerInfo(self, request, context):
         """The controller's identity and contacts (CON-6).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPolicyVersions(self, request, context):
+        """Every published version, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPolicyVersion(self, request, context):
+        """One version by name.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PublishPolicyVersion(self, request, context):
+        """Publishes a new version (operators only) and notifies every account through the outbox.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AcceptPolicy(self, request, context):
+        """Records that the caller accepted a version (renewing their consent to the policy).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPendingAcceptances(self, request, context):
+        """Accounts that have not accepted a version (operators and services).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -78,6 +140,31 @@ def add_PolicyServiceServicer_to_server(servicer, server):
                     request_deserializer=chatpro_dot_privacy_dot_v1_dot_policy__service__pb2.GetControllerInfoRequest.FromString,
                     response_serializer=chatpro_dot_privacy_dot_v1_dot_policy__service__pb2.GetControllerInfoResponse.SerializeToString,
             ),
+            'ListPolicyVersions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPolicyVersions,
+                    request_deserializer=chatpro_dot_privacy_dot_v1_dot_policy__service__pb2.ListPolicyVersionsRequest.FromString,
+                    response_serializer=chatpro_dot_privacy_dot_v1_dot_policy__service__pb2.ListPolicyVersionsResponse.SerializeToString,
+            ),
+            'GetPolicyVersion': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPolicyVersion,
+                    request_deserializer=chatpro_dot_privacy_dot_v1_dot_policy__service__pb2.GetPolicyVersionRequest.FromString,
+                    response_serializer=chatpro_dot_privacy_dot_v1_dot_policy__service__pb2.GetPolicyVersionResponse.SerializeToString,
+            ),
+            'PublishPolicyVersion': grpc.unary_unary_rpc_method_handler(
+                    servicer.PublishPolicyVersion,
+                    request_deserializer=chatpro_dot_privacy_dot_v1_dot_policy__service__pb2.PublishPolicyVersionRequest.FromString,
+                    response_serializer=chatpro_dot_privacy_dot_v1_dot_policy__service__pb2.PublishPolicyVersionResponse.SerializeToString,
+            ),
+            'AcceptPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.AcceptPolicy,
+                    request_deserializer=chatpro_dot_privacy_dot_v1_dot_policy__service__pb2.AcceptPolicyRequest.FromString,
+                    response_serializer=chatpro_dot_privacy_dot_v1_dot_policy__service__pb2.AcceptPolicyResponse.SerializeToString,
+            ),
+            'ListPendingAcceptances': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPendingAcceptances,
+                    request_deserializer=chatpro_dot_privacy_dot_v1_dot_policy__service__pb2.ListPendingAcceptancesRequest.FromString,
+                    response_serializer=chatpro_dot_privacy_dot_v1_dot_policy__service__pb2.ListPendingAcceptancesResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'chatpro.privacy.v1.PolicyService', rpc_method_handlers)
@@ -87,7 +174,8 @@ def add_PolicyServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class PolicyService:
-    """The privacy policy and the controller's details. Readable without signing in.
+    """The privacy policy, its versions and their acceptance, and the controller's details
+    (CON-1, CON-6). Reading needs no credentials.
     """
 
     @staticmethod
@@ -134,6 +222,141 @@ class PolicyService:
             '/chatpro.privacy.v1.PolicyService/GetControllerInfo',
             chatpro_dot_privacy_dot_v1_dot_policy__service__pb2.GetControllerInfoRequest.SerializeToString,
             chatpro_dot_privacy_dot_v1_dot_policy__service__pb2.GetControllerInfoResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPolicyVersions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chatpro.privacy.v1.PolicyService/ListPolicyVersions',
+            chatpro_dot_privacy_dot_v1_dot_policy__service__pb2.ListPolicyVersionsRequest.SerializeToString,
+            chatpro_dot_privacy_dot_v1_dot_policy__service__pb2.ListPolicyVersionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPolicyVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chatpro.privacy.v1.PolicyService/GetPolicyVersion',
+            chatpro_dot_privacy_dot_v1_dot_policy__service__pb2.GetPolicyVersionRequest.SerializeToString,
+            chatpro_dot_privacy_dot_v1_dot_policy__service__pb2.GetPolicyVersionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PublishPolicyVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chatpro.privacy.v1.PolicyService/PublishPolicyVersion',
+            chatpro_dot_privacy_dot_v1_dot_policy__service__pb2.PublishPolicyVersionRequest.SerializeToString,
+            chatpro_dot_privacy_dot_v1_dot_policy__service__pb2.PublishPolicyVersionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AcceptPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chatpro.privacy.v1.PolicyService/AcceptPolicy',
+            chatpro_dot_privacy_dot_v1_dot_policy__service__pb2.AcceptPolicyRequest.SerializeToString,
+            chatpro_dot_privacy_dot_v1_dot_policy__service__pb2.AcceptPolicyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPendingAcceptances(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chatpro.privacy.v1.PolicyService/ListPendingAcceptances',
+            chatpro_dot_privacy_dot_v1_dot_policy__service__pb2.ListPendingAcceptancesRequest.SerializeToString,
+            chatpro_dot_privacy_dot_v1_dot_policy__service__pb2.ListPendingAcceptancesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -27,7 +27,9 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class PolicyServiceStub:
-    """The privacy policy and the controller's details. Readable without signing in."""
+    """The privacy policy, its versions and their acceptance, and the controller's details
+    (CON-1, CON-6). Reading needs no credentials.
+    """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
@@ -37,19 +39,43 @@ class PolicyServiceStub:
     """The policy version in effect now."""
     GetControllerInfo: _grpc.UnaryUnaryMultiCallable[_policy_service_pb2.GetControllerInfoRequest, _policy_service_pb2.GetControllerInfoResponse]
     """The controller's identity and contacts (CON-6)."""
+    ListPolicyVersions: _grpc.UnaryUnaryMultiCallable[_policy_service_pb2.ListPolicyVersionsRequest, _policy_service_pb2.ListPolicyVersionsResponse]
+    """Every published version, newest first."""
+    GetPolicyVersion: _grpc.UnaryUnaryMultiCallable[_policy_service_pb2.GetPolicyVersionRequest, _policy_service_pb2.GetPolicyVersionResponse]
+    """One version by name."""
+    PublishPolicyVersion: _grpc.UnaryUnaryMultiCallable[_policy_service_pb2.PublishPolicyVersionRequest, _policy_service_pb2.PublishPolicyVersionResponse]
+    """Publishes a new version (operators only) and notifies every account through the outbox."""
+    AcceptPolicy: _grpc.UnaryUnaryMultiCallable[_policy_service_pb2.AcceptPolicyRequest, _policy_service_pb2.AcceptPolicyResponse]
+    """Records that the caller accepted a version (renewing their consent to the policy)."""
+    ListPendingAcceptances: _grpc.UnaryUnaryMultiCallable[_policy_service_pb2.ListPendingAcceptancesRequest, _policy_service_pb2.ListPendingAcceptancesResponse]
+    """Accounts that have not accepted a version (operators and services)."""
 
 @_typing.type_check_only
 class PolicyServiceAsyncStub(PolicyServiceStub):
-    """The privacy policy and the controller's details. Readable without signing in."""
+    """The privacy policy, its versions and their acceptance, and the controller's details
+    (CON-1, CON-6). Reading needs no credentials.
+    """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetCurrentPolicy: _aio.UnaryUnaryMultiCallable[_policy_service_pb2.GetCurrentPolicyRequest, _policy_service_pb2.GetCurrentPolicyResponse]  # type: ignore[assignment]
     """The policy version in effect now."""
     GetControllerInfo: _aio.UnaryUnaryMultiCallable[_policy_service_pb2.GetControllerInfoRequest, _policy_service_pb2.GetControllerInfoResponse]  # type: ignore[assignment]
     """The controller's identity and contacts (CON-6)."""
+    ListPolicyVersions: _aio.UnaryUnaryMultiCallable[_policy_service_pb2.ListPolicyVersionsRequest, _policy_service_pb2.ListPolicyVersionsResponse]  # type: ignore[assignment]
+    """Every published version, newest first."""
+    GetPolicyVersion: _aio.UnaryUnaryMultiCallable[_policy_service_pb2.GetPolicyVersionRequest, _policy_service_pb2.GetPolicyVersionResponse]  # type: ignore[assignment]
+    """One version by name."""
+    PublishPolicyVersion: _aio.UnaryUnaryMultiCallable[_policy_service_pb2.PublishPolicyVersionRequest, _policy_service_pb2.PublishPolicyVersionResponse]  # type: ignore[assignment]
+    """Publishes a new version (operators only) and notifies every account through the outbox."""
+    AcceptPolicy: _aio.UnaryUnaryMultiCallable[_policy_service_pb2.AcceptPolicyRequest, _policy_service_pb2.AcceptPolicyResponse]  # type: ignore[assignment]
+    """Records that the caller accepted a version (renewing their consent to the policy)."""
+    ListPendingAcceptances: _aio.UnaryUnaryMultiCallable[_policy_service_pb2.ListPendingAcceptancesRequest, _policy_service_pb2.ListPendingAcceptancesResponse]  # type: ignore[assignment]
+    """Accounts that have not accepted a version (operators and services)."""
 
 class PolicyServiceServicer(metaclass=_abc_1.ABCMeta):
-    """The privacy policy and the controller's details. Readable without signing in."""
+    """The privacy policy, its versions and their acceptance, and the controller's details
+    (CON-1, CON-6). Reading needs no credentials.
+    """
 
     @_abc_1.abstractmethod
     def GetCurrentPolicy(
@@ -66,5 +92,45 @@ class PolicyServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_policy_service_pb2.GetControllerInfoResponse, _abc.Awaitable[_policy_service_pb2.GetControllerInfoResponse]]:
         """The controller's identity and contacts (CON-6)."""
+
+    @_abc_1.abstractmethod
+    def ListPolicyVersions(
+        self,
+        request: _policy_service_pb2.ListPolicyVersionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_policy_service_pb2.ListPolicyVersionsResponse, _abc.Awaitable[_policy_service_pb2.ListPolicyVersionsResponse]]:
+        """Every published version, newest first."""
+
+    @_abc_1.abstractmethod
+    def GetPolicyVersion(
+        self,
+        request: _policy_service_pb2.GetPolicyVersionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_policy_service_pb2.GetPolicyVersionResponse, _abc.Awaitable[_policy_service_pb2.GetPolicyVersionResponse]]:
+        """One version by name."""
+
+    @_abc_1.abstractmethod
+    def PublishPolicyVersion(
+        self,
+        request: _policy_service_pb2.PublishPolicyVersionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_policy_service_pb2.PublishPolicyVersionResponse, _abc.Awaitable[_policy_service_pb2.PublishPolicyVersionResponse]]:
+        """Publishes a new version (operators only) and notifies every account through the outbox."""
+
+    @_abc_1.abstractmethod
+    def AcceptPolicy(
+        self,
+        request: _policy_service_pb2.AcceptPolicyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_policy_service_pb2.AcceptPolicyResponse, _abc.Awaitable[_policy_service_pb2.AcceptPolicyResponse]]:
+        """Records that the caller accepted a version (renewing their consent to the policy)."""
+
+    @_abc_1.abstractmethod
+    def ListPendingAcceptances(
+        self,
+        request: _policy_service_pb2.ListPendingAcceptancesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_policy_service_pb2.ListPendingAcceptancesResponse, _abc.Awaitable[_policy_service_pb2.ListPendingAcceptancesResponse]]:
+        """Accounts that have not accepted a version (operators and services)."""
 
 def add_PolicyServiceServicer_to_server(servicer: PolicyServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

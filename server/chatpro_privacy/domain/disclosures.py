@@ -1,0 +1,146 @@
+"""The register of third parties and the log of every disclosure (SEC-1), with the two
+refusals the policy promises: no sharing without the person's consent for that category of
+recipient (CON-3), and no personal data leaving the EEA and UK (SEC-2)."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from chatpro_privacy.domain import access, audit, consent, validation
+from chatpro_privacy.domain.clock import clock
+from chatpro_privacy.domain.errors import (
+    FailedPrecondition,
+    NotFound,
+    PermissionDenied,
+    Violations,
+)
+from chatpro_privacy.domain.principals import Principal, Role
+from chatpro_privacy.domain.purposes import LAWFUL_BASES, register, transfer_countries
+from chatpro_privacy.domain.tokens import new_id
+from chatpro_privacy.storage import queries
+from chatpro_privacy.storage.db import database
+from chatpro_privacy.storage.models import Disclosure, Recipient
+
+CATEGORIES = (
+    "it_service_providers",
+    "professional_advisers",
+    "hmrc_and_regulators",
+    "business_transfer_parties",
+)
+DATA_CATEGORIES = ("identity", "contact", "device", "profile")
+_COUNTRY = re.compile(r"^[A-Z]{2}$")
+
+
+def _require(principal: Principal, *, operator: bool = False) -> None:
+    if operator and not (principal.is_person and principal.has_role(Role.OPERATOR)):
+        raise PermissionDenied("OPERATORS_ONLY", "only an operator manages recipients")
+    if not operator and not (principal.is_service or principal.has_role(Role.DATA_PRIVACY_MANAGER)):
+        raise PermissionDenied(
+            "SERVICES_ONLY",
+            "disclosures are recorded by internal services or the data privacy manager",
+        )
+
+
+def create_recipient(
+    principal: Principal, name: str, category: str, country_code: str, lawful_basis: str
+) -> Recipient:
+    _require(principal, operator=True)
+    v = Violations()
+    clean_name = validation.required_text(v, "recipient.name", name, 200)
+    if category not in CATEGORIES:
+        v.add("recipient.category", f"must be one of {', '.join(CATEGORIES)}", "UNKNOWN_CATEGORY")
+    if not _COUNTRY.match(country_code):
+        v.add("recipient.country_code", "must be an ISO 3166-1 alpha-2 code", "INVALID_FORMAT")
+    if lawful_basis not in LAWFUL_BASES or lawful_basis == "organisation":
+        v.add("recipient.lawful_basis", "is required", "REQUIRED")
+    v.raise_if_any()
+    with database.atomic():
+        recipient = Recipient.create(
+            id=new_id(),
+            name=clean_name,
+            category=category,
+            country_code=country_code,
+            lawful_basis=lawful_basis,
+            created_at=clock.now(),
+        )
+        audit.record(principal, "recipient.create", "recipient", recipient.id)
+    return recipient
+
+
+def list_recipients() -> list[Recipient]:
+    return list(Recipient.select().order_by(Recipient.name))
+
+
+def record(
+    principal: Principal, recipient_id: str, account_id: str, categories: list[str], reason: str
+) -> Disclosure:
+    """Log a disclosure before it is made, or refuse it with the reason."""
+    _require(principal)
+    v = Violations()
+    if not recipient_id:
+        v.add("recipient_id", "is required", "REQUIRED")
+    if not account_id:
+        v.add("account_id", "is required", "REQUIRED")
+    chosen = sorted(set(categories))
+    if not chosen:
+        v.add("data_categories", "must name at least one category", "REQUIRED")
+    for category in chosen:
+        if category not in DATA_CATEGORIES:
+            v.add(
+                "data_categories", f"{category[:32]!r} is not a data category", "UNKNOWN_CATEGORY"
+            )
+    why = validation.required_text(v, "reason", reason, 200)
+    v.raise_if_any()
+    recipient = Recipient.get_or_none(Recipient.id == recipient_id)
+    if recipient is None:
+        raise NotFound(
+            "RECIPIENT_NOT_FOUND", "no such recipient", {"recipient_id": recipient_id[:64]}
+        )
+    subject_ref = queries.account_subject(account_id[:64])
+    if subject_ref is None:
+        raise NotFound("ACCOUNT_NOT_FOUND", "no such account", {"account_id": account_id[:64]})
+    allowed = transfer_countries()
+    if recipient.country_code not in allowed.countries:
+        raise FailedPrecondition(
+            "TRANSFER_OUTSIDE_EEA_UK",
+            "personal data does not leave the EEA and UK; the recipient is in "
+            + recipient.country_code,
+            {"country_code": recipient.country_code, "country_list_version": allowed.version},
+        )
+    if recipient.lawful_basis == "consent":
+        purpose = register().sharing_purpose(recipient.category)
+        if purpose is None or not consent.has_consent(subject_ref, purpose.id):
+            raise FailedPrecondition(
+                "CONSENT_REQUIRED",
+                "the person has not consented to sharing with "
+                + recipient.category.replace("_", " "),
+                {"purpose_id": purpose.id if purpose else "", "recipient_id": recipient.id},
+            )
+    with database.atomic():
+        disclosure = Disclosure.create(
+            id=new_id(),
+            recipient=recipient.id,
+            subject_ref=subject_ref,
+            data_categories=json.dumps(chosen),
+            lawful_basis=recipient.lawful_basis,
+            reason=why,
+            disclosed_at=clock.now(),
+        )
+        audit.record(principal, "disclosure.record", "disclosure", disclosure.id, subject_ref)
+    return disclosure
+
+
+def list_for(principal: Principal, account_id: str) -> list[Disclosure]:
+    target = access.target_account(principal, account_id)
+    subject_ref = queries.account_subject(target)
+    if subject_ref is None:
+        raise NotFound("ACCOUNT_NOT_FOUND", "no such account", {"account_id": target})
+    if access.is_other(principal, target):
+        with database.atomic():
+            audit.record(principal, "disclosure.read", "account", target, subject_ref)
+    return list(
+        Disclosure.select()
+        .where(Disclosure.subject_ref == subject_ref)
+        .order_by(Disclosure.disclosed_at.desc())
+    )

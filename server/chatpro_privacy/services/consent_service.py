@@ -1,0 +1,81 @@
+"""ConsentService: the ledger, the purposes register and receipts (CON-2 to CON-4, CON-7)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chatpro.privacy.v1 import consent_service_pb2 as pb
+from chatpro.privacy.v1 import consent_service_pb2_grpc as pb_grpc
+
+from chatpro_privacy.domain import context as call
+from chatpro_privacy.domain.consent import Consents
+from chatpro_privacy.domain.purposes import register
+from chatpro_privacy.domain.receipts import Receipts
+from chatpro_privacy.services import convert
+
+
+class ConsentService(pb_grpc.ConsentServiceServicer):
+    def __init__(self, consents: Consents, receipts: Receipts) -> None:
+        self.consents = consents
+        self.receipts = receipts
+
+    async def ListPurposes(
+        self, request: pb.ListPurposesRequest, context: Any
+    ) -> pb.ListPurposesResponse:
+        reg = register()
+        return pb.ListPurposesResponse(
+            register_version=reg.version,
+            purposes=[convert.purpose(p) for p in reg.purposes.values()],
+        )
+
+    async def GrantConsent(
+        self, request: pb.GrantConsentRequest, context: Any
+    ) -> pb.GrantConsentResponse:
+        event = self.consents.grant(
+            call.principal.get(), request.purpose_id, request.collection_method
+        )
+        return pb.GrantConsentResponse(event=convert.consent_event(event))
+
+    async def WithdrawConsent(
+        self, request: pb.WithdrawConsentRequest, context: Any
+    ) -> pb.WithdrawConsentResponse:
+        event, lost = self.consents.withdraw(
+            call.principal.get(), request.purpose_id, request.collection_method
+        )
+        return pb.WithdrawConsentResponse(event=convert.consent_event(event), services_lost=lost)
+
+    async def PreviewWithdrawal(
+        self, request: pb.PreviewWithdrawalRequest, context: Any
+    ) -> pb.PreviewWithdrawalResponse:
+        lost, given = self.consents.preview(call.principal.get(), request.purpose_id)
+        return pb.PreviewWithdrawalResponse(services_lost=lost, currently_given=given)
+
+    async def GetConsentState(
+        self, request: pb.GetConsentStateRequest, context: Any
+    ) -> pb.GetConsentStateResponse:
+        at = convert.optional_time(request.at_time, request.HasField("at_time"))
+        states, accepted = self.consents.state(call.principal.get(), request.account_id, at)
+        return pb.GetConsentStateResponse(
+            purposes=[convert.purpose_consent(s) for s in states], accepted_policy_version=accepted
+        )
+
+    async def ListConsentEvents(
+        self, request: pb.ListConsentEventsRequest, context: Any
+    ) -> pb.ListConsentEventsResponse:
+        events, token = self.consents.events(
+            call.principal.get(), request.account_id, request.page_size, request.page_token
+        )
+        return pb.ListConsentEventsResponse(
+            events=[convert.consent_event(e) for e in events], next_page_token=token
+        )
+
+    async def GetConsentReceipt(
+        self, request: pb.GetConsentReceiptRequest, context: Any
+    ) -> pb.GetConsentReceiptResponse:
+        body, jws, key_id = self.receipts.receipt(call.principal.get())
+        return pb.GetConsentReceiptResponse(receipt_json=body, jws=jws, key_id=key_id)
+
+    async def GetReceiptSigningKeys(
+        self, request: pb.GetReceiptSigningKeysRequest, context: Any
+    ) -> pb.GetReceiptSigningKeysResponse:
+        return pb.GetReceiptSigningKeysResponse(jwks_json=self.receipts.signer.jwks())

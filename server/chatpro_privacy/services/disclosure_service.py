@@ -1,0 +1,52 @@
+"""DisclosureService: recipients and the disclosure log (SEC-1, SEC-2)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chatpro.privacy.v1 import disclosure_service_pb2 as pb
+from chatpro.privacy.v1 import disclosure_service_pb2_grpc as pb_grpc
+
+from chatpro_privacy.domain import context as call
+from chatpro_privacy.domain import disclosures
+from chatpro_privacy.services import convert
+
+
+class DisclosureService(pb_grpc.DisclosureServiceServicer):
+    async def CreateRecipient(
+        self, request: pb.CreateRecipientRequest, context: Any
+    ) -> pb.CreateRecipientResponse:
+        r = request.recipient
+        created = disclosures.create_recipient(
+            call.principal.get(),
+            r.name,
+            r.category,
+            r.country_code,
+            convert.LAWFUL_BASIS_NAMES.get(r.lawful_basis, ""),
+        )
+        return pb.CreateRecipientResponse(recipient=convert.recipient(created))
+
+    async def ListRecipients(
+        self, request: pb.ListRecipientsRequest, context: Any
+    ) -> pb.ListRecipientsResponse:
+        return pb.ListRecipientsResponse(
+            recipients=[convert.recipient(r) for r in disclosures.list_recipients()]
+        )
+
+    async def RecordDisclosure(
+        self, request: pb.RecordDisclosureRequest, context: Any
+    ) -> pb.RecordDisclosureResponse:
+        logged = disclosures.record(
+            call.principal.get(),
+            request.recipient_id,
+            request.account_id,
+            list(request.data_categories),
+            request.reason,
+        )
+        return pb.RecordDisclosureResponse(disclosure=convert.disclosure(logged))
+
+    async def ListDisclosures(
+        self, request: pb.ListDisclosuresRequest, context: Any
+    ) -> pb.ListDisclosuresResponse:
+        rows = disclosures.list_for(call.principal.get(), request.account_id)
+        return pb.ListDisclosuresResponse(disclosures=[convert.disclosure(d) for d in rows])
