@@ -21,6 +21,9 @@ from chatpro.privacy.v1 import (
     account_service_pb2,
     account_service_pb2_grpc,
     common_pb2,
+    consent_service_pb2,
+    consent_service_pb2_grpc,
+    disclosure_service_pb2_grpc,
     outbox_service_pb2,
     outbox_service_pb2_grpc,
     policy_service_pb2,
@@ -74,11 +77,15 @@ class Api:
     accounts: account_service_pb2_grpc.AccountServiceStub = field(init=False)
     policy: policy_service_pb2_grpc.PolicyServiceStub = field(init=False)
     outbox: outbox_service_pb2_grpc.OutboxServiceStub = field(init=False)
+    consent: consent_service_pb2_grpc.ConsentServiceStub = field(init=False)
+    disclosures: disclosure_service_pb2_grpc.DisclosureServiceStub = field(init=False)
 
     def __post_init__(self) -> None:
         self.accounts = account_service_pb2_grpc.AccountServiceStub(self.channel)
         self.policy = policy_service_pb2_grpc.PolicyServiceStub(self.channel)
         self.outbox = outbox_service_pb2_grpc.OutboxServiceStub(self.channel)
+        self.consent = consent_service_pb2_grpc.ConsentServiceStub(self.channel)
+        self.disclosures = disclosure_service_pb2_grpc.DisclosureServiceStub(self.channel)
 
     @staticmethod
     def auth(token: str) -> list[tuple[str, str]]:
@@ -107,6 +114,34 @@ class Api:
     def outbox_events(self, token: str, **kw: Any) -> outbox_service_pb2.ListOutboxEventsResponse:
         return self.outbox.ListOutboxEvents(
             outbox_service_pb2.ListOutboxEventsRequest(**kw), metadata=self.auth(token)
+        )
+
+    def staff(self, role: str, username: str = "") -> str:
+        """A signed-in account holding a platform role; returns its session token."""
+        name = username or role.replace("_", "")[:20]
+        self.register(username=name)
+        roles.grant_role(name, role, "test")
+        return self.sign_in(name)
+
+    def publish(self, operator: str, version: str, *, requires: bool = True, **kw: Any) -> Any:
+        request = policy_service_pb2.PublishPolicyVersionRequest(
+            version=version,
+            change_summary=kw.pop("change_summary", "We changed things."),
+            text=kw.pop("text", f"Policy text of {version}."),
+            requires_reacceptance=requires,
+            **kw,
+        )
+        return self.policy.PublishPolicyVersion(request, metadata=self.auth(operator))
+
+    def grant(self, token: str, purpose: str) -> Any:
+        return self.consent.GrantConsent(
+            consent_service_pb2.GrantConsentRequest(purpose_id=purpose), metadata=self.auth(token)
+        )
+
+    def withdraw(self, token: str, purpose: str) -> Any:
+        return self.consent.WithdrawConsent(
+            consent_service_pb2.WithdrawConsentRequest(purpose_id=purpose),
+            metadata=self.auth(token),
         )
 
     def current_policy(self) -> str:

@@ -12,6 +12,8 @@ from typing import Self
 
 import grpc
 from chatpro.privacy.v1.account_service_pb2_grpc import AccountServiceStub
+from chatpro.privacy.v1.consent_service_pb2_grpc import ConsentServiceStub
+from chatpro.privacy.v1.disclosure_service_pb2_grpc import DisclosureServiceStub
 from chatpro.privacy.v1.outbox_service_pb2_grpc import OutboxServiceStub
 from chatpro.privacy.v1.policy_service_pb2_grpc import PolicyServiceStub
 
@@ -22,7 +24,7 @@ DEFAULT_TIMEOUT = 10.0
 
 
 class Client:
-    """The AccountService, PolicyService and OutboxService stubs on one channel.
+    """The service stubs (accounts, policy, outbox, consent, disclosures) on one channel.
 
     Every call sends ``authorization: Bearer <token>`` (when there is a token), an
     ``x-request-id`` and a deadline, and raises a :class:`~chatpro_privacy_client.ChatProError`
@@ -32,6 +34,8 @@ class Client:
     accounts: AccountServiceStub
     policy: PolicyServiceStub
     outbox: OutboxServiceStub
+    consent: ConsentServiceStub
+    disclosures: DisclosureServiceStub
 
     def __init__(
         self,
@@ -57,6 +61,8 @@ class Client:
         self.accounts = AccountServiceStub(self.channel)
         self.policy = PolicyServiceStub(self.channel)
         self.outbox = OutboxServiceStub(self.channel)
+        self.consent = ConsentServiceStub(self.channel)
+        self.disclosures = DisclosureServiceStub(self.channel)
 
     @property
     def token(self) -> str | None:

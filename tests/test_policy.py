@@ -1,0 +1,200 @@
+"""Policy versions, publication, notification and the acceptance gate (CON-1, journey 2)."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+
+import grpc
+import pytest
+from chatpro.privacy.v1 import account_service_pb2, policy_pb2, policy_service_pb2
+from chatpro_privacy.domain import policy
+from chatpro_privacy.domain.clock import clock
+from chatpro_privacy.storage.models import ConsentEvent, OutboxEvent, PolicyNoticeFanout
+from conftest import Api, rpc_error
+from google.protobuf import timestamp_pb2
+
+GET = account_service_pb2.GetAccountRequest()
+
+
+def ts(value: dt.datetime) -> timestamp_pb2.Timestamp:
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(value.replace(tzinfo=dt.UTC))
+    return stamp
+
+
+def accept(api: Api, token: str, version: str) -> policy_service_pb2.AcceptPolicyResponse:
+    return api.policy.AcceptPolicy(
+        policy_service_pb2.AcceptPolicyRequest(version=version), metadata=api.auth(token)
+    )
+
+
+def test_only_operators_publish(api: Api, unchanged) -> None:  # type: ignore[no-untyped-def]
+    _, person = api.adult()
+    failure = unchanged(lambda: api.publish(person, "2026-12-01"))
+    assert (failure.code, failure.reason) == (grpc.StatusCode.PERMISSION_DENIED, "OPERATORS_ONLY")
+
+
+@pytest.mark.parametrize(
+    ("fields", "violations"),
+    [
+        ({"version": ""}, {"version": "REQUIRED"}),
+        ({"version": "v2"}, {"version": "INVALID_FORMAT"}),
+        ({"version": "2023-02-12"}, {"version": "VERSION_EXISTS"}),
+        ({"text": "  "}, {"text": "REQUIRED"}),
+        ({"text": "x" * 200_001}, {"text": "TOO_LONG"}),
+        ({"change_summary": ""}, {"change_summary": "REQUIRED"}),
+        (
+            {"effective_time": ts(dt.datetime(2020, 1, 1))},
+            {"effective_time": "BEFORE_CURRENT_VERSION"},
+        ),
+    ],
+)
+def test_publish_bad_input(api: Api, unchanged, fields, violations) -> None:  # type: ignore[no-untyped-def]
+    operator = api.staff("operator")
+    version = fields.pop("version", "2026-12-01")
+    failure = unchanged(lambda: api.publish(operator, version, **fields))
+    assert failure.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert failure.violations == violations
+
+
+def test_reacceptance_gate_journey_2(api: Api, unchanged) -> None:  # type: ignore[no-untyped-def]
+    operator = api.staff("operator")
+    accept(api, operator, "2023-02-12")
+    _, alice = api.adult()
+    api.grant(alice, "analytics")
+    published = api.publish(operator, "2026-12-01", text="New text.")
+    assert published.policy.text_sha256 == __import__("hashlib").sha256(b"New text.").hexdigest()
+    assert published.accounts_notified == 2
+
+    # The next call is refused, naming the version to accept.
+    refused = unchanged(lambda: api.accounts.GetAccount(GET, metadata=api.auth(alice)))
+    assert (refused.code, refused.reason) == (
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "POLICY_ACCEPTANCE_REQUIRED",
+    )
+    assert refused.metadata["version"] == "2026-12-01"
+    # What CON-1 still allows: reading the policy and controller, withdrawing consent, signing out.
+    assert api.current_policy() == "2026-12-01"
+    api.policy.GetControllerInfo(
+        policy_service_pb2.GetControllerInfoRequest(), metadata=api.auth(alice)
+    )
+    withdrawn = api.withdraw(alice, "analytics")
+    assert withdrawn.services_lost
+    # Accepting anything but the version in effect is refused.
+    stale = unchanged(lambda: accept(api, alice, "2023-02-12"))
+    assert stale.reason == "POLICY_VERSION_NOT_CURRENT"
+    response = accept(api, alice, "2026-12-01")
+    assert response.accepted_version == "2026-12-01"
+    assert api.accounts.GetAccount(GET, metadata=api.auth(alice)).account.username == "alice"
+    event = ConsentEvent.get(ConsentEvent.id == response.record_id)
+    assert (event.purpose, event.event_type, event.notice_version) == (
+        "policy",
+        "renewed",
+        "2026-12-01",
+    )
+
+
+def test_a_version_not_requiring_reacceptance_blocks_nothing(api: Api) -> None:
+    operator = api.staff("operator")
+    _, alice = api.adult()
+    api.publish(operator, "2026-12-01", requires=False)
+    assert api.accounts.GetAccount(GET, metadata=api.auth(alice)).account.username == "alice"
+
+
+def test_a_future_version_gates_only_once_effective(api: Api) -> None:
+    operator = api.staff("operator")
+    _, alice = api.adult()
+    api.publish(operator, "2027-01-01", effective_time=ts(clock.now() + dt.timedelta(days=10)))
+    assert api.current_policy() == "2023-02-12"
+    assert api.accounts.GetAccount(GET, metadata=api.auth(alice)).account.username == "alice"
+    clock.advance(dt.timedelta(days=10, seconds=1))
+    api.server.runtime.gate.invalidate()
+    failure = rpc_error(lambda: api.accounts.GetAccount(GET, metadata=api.auth(alice)))
+    assert failure.reason == "POLICY_ACCEPTANCE_REQUIRED"
+
+
+def test_new_accounts_accept_the_current_version_at_registration(api: Api) -> None:
+    operator = api.staff("operator")
+    api.publish(operator, "2026-12-01")
+    api.register(username="late", accepted_policy_version="2026-12-01")
+    late = api.sign_in("late")
+    assert api.accounts.GetAccount(GET, metadata=api.auth(late)).account.username == "late"
+
+
+def test_services_are_not_gated(api: Api) -> None:
+    operator = api.staff("operator")
+    api.publish(operator, "2026-12-01")
+    service = api.service_token()
+    assert api.outbox_events(service).latest_sequence >= 1
+
+
+def test_every_account_is_notified_and_pending_acceptances_are_listed(api: Api) -> None:
+    operator = api.staff("operator")
+    accept(api, operator, "2023-02-12")
+    people = [api.adult(f"user{i}") for i in range(5)]
+    api.publish(operator, "2026-12-01", change_summary="Retention explained.")
+    service = api.service_token()
+    notices = [e.policy_version_published for e in api.outbox_events(service, page_size=500).events
+               if e.HasField("policy_version_published")]  # fmt: skip
+    assert len(notices) == 6
+    assert {n.version for n in notices} == {"2026-12-01"}
+    assert notices[0].change_summary == "Retention explained." and notices[0].requires_reacceptance
+    accept(api, people[0][1], "2026-12-01")
+    pending: list[str] = []
+    token = ""
+    while True:
+        page = api.policy.ListPendingAcceptances(
+            policy_service_pb2.ListPendingAcceptancesRequest(page_size=2, page_token=token),
+            metadata=api.auth(service),
+        )
+        pending += page.account_ids
+        token = page.next_page_token
+        if not token:
+            break
+    expected = {p[0].account_id for p in people[1:]}
+    assert expected <= set(pending) and people[0][0].account_id not in pending
+    denied = rpc_error(
+        lambda: api.policy.ListPendingAcceptances(
+            policy_service_pb2.ListPendingAcceptancesRequest(), metadata=api.auth(people[0][1])
+        )
+    )
+    assert denied.code == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_notification_fanout_resumes_after_a_crash(api: Api) -> None:
+    for i in range(7):
+        api.register(username=f"user{i}")
+    # A publication whose fan-out stopped after the first batch of 3.
+    from chatpro_privacy.storage.models import PolicyVersion
+
+    now = clock.now()
+    PolicyVersion.create(version="2026-12-01", effective_at=now, change_summary="s", text="t",
+                         text_sha256="0" * 64, requires_reacceptance=False, published_at=now)  # fmt: skip  # noqa: E501
+    PolicyNoticeFanout.create(version="2026-12-01", last_account_id="", notified=0)
+    assert asyncio.run(policy.notify_accounts("2026-12-01", batch=3)) == 7
+    assert asyncio.run(policy.resume_notifications()) == 0
+    assert (
+        OutboxEvent.select().where(OutboxEvent.event_type == "policy_version_published").count()
+        == 7
+    )
+    assert PolicyNoticeFanout.get_by_id("2026-12-01").finished_at is not None
+
+
+def test_versions_are_listed_and_read(api: Api, unchanged) -> None:  # type: ignore[no-untyped-def]
+    operator = api.staff("operator")
+    api.publish(operator, "2026-12-01")
+    versions = api.policy.ListPolicyVersions(
+        policy_service_pb2.ListPolicyVersionsRequest()
+    ).policies
+    assert [v.version for v in versions] == ["2026-12-01", "2023-02-12"]
+    one = api.policy.GetPolicyVersion(
+        policy_service_pb2.GetPolicyVersionRequest(version="2023-02-12")
+    )
+    assert isinstance(one.policy, policy_pb2.PolicyVersion) and one.policy.version == "2023-02-12"
+    missing = unchanged(
+        lambda: api.policy.GetPolicyVersion(
+            policy_service_pb2.GetPolicyVersionRequest(version="1999-01-01")
+        )
+    )
+    assert (missing.code, missing.reason) == (grpc.StatusCode.NOT_FOUND, "POLICY_VERSION_NOT_FOUND")
