@@ -25,6 +25,8 @@ from chatpro.privacy.v1 import (
     account_service_pb2,
     account_service_pb2_grpc,
     common_pb2,
+    consent_service_pb2,
+    consent_service_pb2_grpc,
     policy_service_pb2,
     policy_service_pb2_grpc,
 )
@@ -51,6 +53,7 @@ class BenchContext:
     health: health_pb2_grpc.HealthStub = field(init=False)
     accounts: account_service_pb2_grpc.AccountServiceAsyncStub = field(init=False)
     policies: policy_service_pb2_grpc.PolicyServiceAsyncStub = field(init=False)
+    consent: consent_service_pb2_grpc.ConsentServiceAsyncStub = field(init=False)
     policy_version: str = ""
     bearer: tuple[tuple[str, str], ...] = ()
     _serial: itertools.count[int] = field(default_factory=itertools.count)
@@ -65,6 +68,10 @@ class BenchContext:
         self.policies = cast(
             "policy_service_pb2_grpc.PolicyServiceAsyncStub",
             policy_service_pb2_grpc.PolicyServiceStub(self.channel),
+        )
+        self.consent = cast(
+            "consent_service_pb2_grpc.ConsentServiceAsyncStub",
+            consent_service_pb2_grpc.ConsentServiceStub(self.channel),
         )
 
     def new_registration(self) -> account_service_pb2.RegisterRequest:
@@ -262,6 +269,23 @@ def record_device_use(ctx: BenchContext) -> loadgen.RpcCall:
     return call
 
 
+@rpc_measurement(
+    "grant_consent_rps",
+    "ConsentService.GrantConsent for analytics, one user (each call appends a ledger event)",
+    setup=_signed_in,
+)
+def grant_consent(ctx: BenchContext) -> loadgen.RpcCall:
+    request = consent_service_pb2.GrantConsentRequest(purpose_id="analytics")
+
+    def call(timeout: float) -> Awaitable[object]:
+        result: Awaitable[object] = ctx.consent.GrantConsent(
+            request, metadata=ctx.bearer, timeout=timeout
+        )
+        return result
+
+    return call
+
+
 REGISTER_CONCURRENCY = 8
 
 
@@ -293,6 +317,12 @@ RATIOS: list[RatioFigure] = [
         "record_device_use_rps",
         "noop_rps",
         "RecordDeviceUse throughput relative to a no-op call",
+    ),
+    RatioFigure(
+        "grant_consent_ratio",
+        "grant_consent_rps",
+        "noop_rps",
+        "GrantConsent throughput relative to a no-op call",
     ),
     RatioFigure(
         "register_vs_argon2_ratio",

@@ -90,7 +90,7 @@ class Runtime:
         sessions = Sessions(settings.policy, passwords)
         accounts = Accounts(settings.policy, passwords, confirmations, sessions)
         gate = policy.PolicyGate()
-        consents = Consents(settings.policy)
+        consents = Consents(settings.policy, gate.history)
         return cls(
             settings=settings,
             passwords=passwords,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from chatpro_privacy.domain import access, audit, validation
@@ -21,13 +22,14 @@ from chatpro_privacy.domain.errors import (
     NotFound,
     PermissionDenied,
 )
+from chatpro_privacy.domain.notices import NoticeHistory
 from chatpro_privacy.domain.principals import Principal
 from chatpro_privacy.domain.purposes import Purpose, register
 from chatpro_privacy.domain.tokens import new_id
 from chatpro_privacy.settings import PolicySettings
 from chatpro_privacy.storage import queries
 from chatpro_privacy.storage.db import database
-from chatpro_privacy.storage.models import Account, ConsentEvent, PolicyVersion
+from chatpro_privacy.storage.models import Account, ConsentEvent
 
 GIVEN = "given"
 WITHDRAWN = "withdrawn"
@@ -53,11 +55,10 @@ def append(
     event_type: str,
     given_by: str,
     valid_until: dt.datetime | None = None,
-) -> str:
-    """Append one event in the caller's transaction; returns its record id."""
-    event_id = new_id()
-    ConsentEvent.create(
-        id=event_id,
+) -> ConsentEvent:
+    """Append one event in the caller's transaction; returns it (its ``seq`` unread)."""
+    event = ConsentEvent(
+        id=new_id(),
         subject_ref=subject_ref,
         notice_version=notice_version,
         purpose=purpose,
@@ -69,28 +70,19 @@ def append(
         occurred_at=clock.now(),
         valid_until=valid_until,
     )
-    return event_id
+    queries.insert_consent_event(event)
+    return event
 
 
-def _in_force(event: ConsentEvent | None, at: dt.datetime) -> bool:
-    if event is None or event.event_type not in IN_FORCE:
-        return False
-    return event.valid_until is None or event.valid_until > at
-
-
-def latest(subject_ref: str, purpose: str, at: dt.datetime | None = None) -> ConsentEvent | None:
-    query = ConsentEvent.select().where(
-        (ConsentEvent.subject_ref == subject_ref) & (ConsentEvent.purpose == purpose)
-    )
-    if at is not None:
-        query = query.where(ConsentEvent.occurred_at <= at)
-    return query.order_by(ConsentEvent.seq.desc()).first()
+def _in_force(event_type: str, valid_until: dt.datetime | None, at: dt.datetime) -> bool:
+    return event_type in IN_FORCE and (valid_until is None or valid_until > at)
 
 
 def has_consent(subject_ref: str, purpose: str) -> bool:
     """Whether consent for ``purpose`` is in force now: the check before any processing
     that rests on consent."""
-    return _in_force(latest(subject_ref, purpose), clock.now())
+    latest = queries.latest_consent(subject_ref, purpose)
+    return latest is not None and _in_force(*latest, clock.now())
 
 
 @dataclass(frozen=True)
@@ -103,17 +95,7 @@ class PurposeState:
 def _status(event: ConsentEvent | None, at: dt.datetime) -> str:
     if event is None or event.event_type == ACKNOWLEDGED:
         return "not_given"
-    return "given" if _in_force(event, at) else "withdrawn"
-
-
-def _current_notice() -> str:
-    row = (
-        PolicyVersion.select(PolicyVersion.version)
-        .where(PolicyVersion.effective_at <= clock.now())
-        .order_by(PolicyVersion.effective_at.desc())
-        .first()
-    )
-    return row.version if row else ""
+    return "given" if _in_force(event.event_type, event.valid_until, at) else "withdrawn"
 
 
 def _method(value: str) -> str:
@@ -132,8 +114,22 @@ def _method(value: str) -> str:
 
 
 class Consents:
-    def __init__(self, policy: PolicySettings) -> None:
+    def __init__(self, policy: PolicySettings, notices: Callable[[], NoticeHistory]) -> None:
         self.policy = policy
+        self._notices = notices
+
+    def _notice_version(self) -> str:
+        current = self._notices().current(clock.now())
+        return current.version if current else ""
+
+    def _writable_subject(self, principal: Principal) -> tuple[str, dt.date]:
+        """The caller's own subject (or the child's, for a guardian) and its date of birth."""
+        brief = queries.account_brief(access.target_account(principal, ""))
+        if brief is None:
+            raise NotFound(
+                "ACCOUNT_NOT_FOUND", "no such account", {"account_id": str(principal.account_id)}
+            )
+        return brief
 
     def _subject(self, principal: Principal, account_id: str = "") -> tuple[Account, bool]:
         """The account acted on, and whether it belongs to someone other than the caller."""
@@ -153,11 +149,8 @@ class Consents:
             )
         return purpose
 
-    def is_child(self, account: Account) -> bool:
-        return (
-            validation.age_on(account.date_of_birth, clock.today())
-            < self.policy.age_of_digital_consent
-        )
+    def is_child(self, born: dt.date) -> bool:
+        return validation.age_on(born, clock.today()) < self.policy.age_of_digital_consent
 
     def grant(self, principal: Principal, purpose_id: str, method: str) -> ConsentEvent:
         purpose = self._consent_purpose(purpose_id)
@@ -166,39 +159,23 @@ class Consents:
             raise FailedPrecondition(
                 "GRANTED_BY_ACCEPTING_POLICY", "this consent is given by accepting the policy"
             )
-        account, _ = self._subject(principal)
-        if principal.is_person and self.is_child(account):
+        subject_ref, born = self._writable_subject(principal)
+        if principal.is_person and self.is_child(born):
             raise PermissionDenied(
                 "GUARDIAN_MUST_CONSENT",
                 "under the age of digital consent, a guardian gives consent for you",
             )
         with database.atomic():
-            previous = latest(account.subject_ref, purpose.id)
-            record_id = append(
-                subject_ref=account.subject_ref,
-                notice_version=_current_notice(),
-                purpose=purpose.id,
-                lawful_basis=purpose.lawful_basis,
-                data_categories=list(purpose.data_categories),
-                collection_method=collection,
-                event_type=RENEWED if _in_force(previous, clock.now()) else GIVEN,
-                given_by="guardian" if principal.is_guardian else "person",
+            renewing = has_consent(subject_ref, purpose.id)
+            event = self._append(
+                principal, subject_ref, purpose, collection, RENEWED if renewing else GIVEN
             )
-            audit.record(
-                principal,
-                f"consent.grant:{purpose.id}",
-                "consent_event",
-                record_id,
-                account.subject_ref,
-            )
-        return ConsentEvent.get(ConsentEvent.id == record_id)
+        return event
 
     def preview(self, principal: Principal, purpose_id: str) -> tuple[list[str], bool]:
         purpose = self._consent_purpose(purpose_id)
-        account, _ = self._subject(principal)
-        return list(purpose.services_lost_on_withdrawal), has_consent(
-            account.subject_ref, purpose.id
-        )
+        subject_ref, _ = self._writable_subject(principal)
+        return list(purpose.services_lost_on_withdrawal), has_consent(subject_ref, purpose.id)
 
     def withdraw(
         self, principal: Principal, purpose_id: str, method: str
@@ -210,34 +187,35 @@ class Consents:
                 "WITHDRAW_BY_ERASURE",
                 "consent to the policy is withdrawn by closing the account (an erasure request)",
             )
-        account, _ = self._subject(principal)
+        subject_ref, _ = self._writable_subject(principal)
         with database.atomic():
-            if not has_consent(account.subject_ref, purpose.id):
+            if not has_consent(subject_ref, purpose.id):
                 raise FailedPrecondition(
                     "CONSENT_NOT_IN_FORCE",
                     "there is no consent in force to withdraw",
                     {"purpose_id": purpose.id},
                 )
-            record_id = append(
-                subject_ref=account.subject_ref,
-                notice_version=_current_notice(),
-                purpose=purpose.id,
-                lawful_basis=purpose.lawful_basis,
-                data_categories=list(purpose.data_categories),
-                collection_method=collection,
-                event_type=WITHDRAWN,
-                given_by="guardian" if principal.is_guardian else "person",
-            )
-            audit.record(
-                principal,
-                f"consent.withdraw:{purpose.id}",
-                "consent_event",
-                record_id,
-                account.subject_ref,
-            )
-        return ConsentEvent.get(ConsentEvent.id == record_id), list(
-            purpose.services_lost_on_withdrawal
+            event = self._append(principal, subject_ref, purpose, collection, WITHDRAWN)
+        return event, list(purpose.services_lost_on_withdrawal)
+
+    def _append(
+        self, principal: Principal, subject_ref: str, purpose: Purpose, method: str, event_type: str
+    ) -> ConsentEvent:
+        event = append(
+            subject_ref=subject_ref,
+            notice_version=self._notice_version(),
+            purpose=purpose.id,
+            lawful_basis=purpose.lawful_basis,
+            data_categories=list(purpose.data_categories),
+            collection_method=method,
+            event_type=event_type,
+            given_by="guardian" if principal.is_guardian else "person",
         )
+        verb = "withdraw" if event_type == WITHDRAWN else "grant"
+        audit.record(
+            principal, f"consent.{verb}:{purpose.id}", "consent_event", event.id, subject_ref
+        )
+        return event
 
     def state(
         self, principal: Principal, account_id: str, at: dt.datetime | None

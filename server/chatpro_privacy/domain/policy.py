@@ -171,7 +171,7 @@ class Policies:
                 and validation.age_on(account.date_of_birth, clock.today())
                 < self.age_of_digital_consent
             )
-            record_id = consent.append(
+            event = consent.append(
                 subject_ref=account.subject_ref,
                 notice_version=version,
                 purpose=consent.PURPOSE_POLICY,
@@ -184,7 +184,7 @@ class Policies:
             )
             Account.update(policy_version=version).where(Account.id == account.id).execute()
             audit.record(principal, "policy.accept", "policy_version", version, account.subject_ref)
-        return version, record_id
+        return version, event.id
 
     def pending_acceptances(
         self, principal: Principal, version: str, page_size: int, page_token: str

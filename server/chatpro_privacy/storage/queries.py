@@ -12,7 +12,7 @@ from functools import cache
 from typing import Any
 
 from chatpro_privacy.storage.db import database, is_postgres
-from chatpro_privacy.storage.models import Account, AccountFieldSource, Device
+from chatpro_privacy.storage.models import Account, AccountFieldSource, ConsentEvent, Device
 
 _SESSION_PRINCIPAL = """
 SELECT s.id, s.revoked_at, s.expires_at, a.id, a.subject_ref, s.kind, a.policy_version, r.role
@@ -23,6 +23,14 @@ WHERE s.token_hash = ?"""
 
 _ACCOUNT = "SELECT * FROM account WHERE id = ?"
 _ACCOUNT_SUBJECT = "SELECT subject_ref FROM account WHERE id = ?"
+_ACCOUNT_BRIEF = "SELECT subject_ref, date_of_birth FROM account WHERE id = ?"
+_LATEST_CONSENT = """
+SELECT event_type, valid_until FROM consent_event
+WHERE subject_ref = ? AND purpose = ? ORDER BY seq DESC LIMIT 1"""
+_INSERT_CONSENT = """
+INSERT INTO consent_event (id, subject_ref, notice_version, purpose, lawful_basis, data_categories,
+                           collection_method, event_type, given_by, occurred_at, valid_until)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
 _ROLES = "SELECT role FROM role_grant WHERE account_id = ? ORDER BY role"
 _SOURCES = "SELECT * FROM account_field_source WHERE account_id = ? ORDER BY field"
 _DEVICE = "SELECT * FROM device WHERE account_id = ? AND device_id = ?"
@@ -137,5 +145,39 @@ def insert_audit(
             subject_ref,
             target_type,
             target_id,
+        ),
+    )
+
+
+def account_brief(account_id: str) -> tuple[str, dt.date] | None:
+    """(subject ref, date of birth) of an account, or None."""
+    row = _execute(_ACCOUNT_BRIEF, (account_id,)).fetchone()
+    if row is None:
+        return None
+    born = row[1] if isinstance(row[1], dt.date) else dt.date.fromisoformat(str(row[1]))
+    return str(row[0]), born
+
+
+def latest_consent(subject_ref: str, purpose: str) -> tuple[str, dt.datetime | None] | None:
+    """(event type, valid until) of the newest consent event for a purpose, or None."""
+    row = _execute(_LATEST_CONSENT, (subject_ref, purpose)).fetchone()
+    return (str(row[0]), timestamp(row[1])) if row else None
+
+
+def insert_consent_event(event: ConsentEvent) -> None:
+    _execute(
+        _INSERT_CONSENT,
+        (
+            event.id,
+            event.subject_ref,
+            event.notice_version,
+            event.purpose,
+            event.lawful_basis,
+            event.data_categories,
+            event.collection_method,
+            event.event_type,
+            event.given_by,
+            event.occurred_at,
+            event.valid_until,
         ),
     )
