@@ -27,6 +27,7 @@ from chatpro.privacy.v1 import (
     policy_service_pb2_grpc,
 )
 from chatpro_privacy.domain import roles
+from chatpro_privacy.storage import migrations
 from chatpro_privacy.testing import InProcessServer
 from conftest import Api, registration
 from cryptography import x509
@@ -270,9 +271,7 @@ def test_cli_migrate_grant_role_and_add_service(tmp_path: Path) -> None:
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=60)
 
-    assert json.loads(run("migrate").stdout) == {
-        "applied": ["m0001_initial", "m0002_consent_ledger"]
-    }
+    assert json.loads(run("migrate").stdout) == {"applied": [m.name for m in migrations.MIGRATIONS]}
     assert json.loads(run("migrate").stdout) == {"applied": []}
     missing = run("grant-role", "nobody", "operator")
     assert missing.returncode == 2 and "ACCOUNT_NOT_FOUND" in missing.stderr

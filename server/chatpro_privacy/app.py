@@ -20,6 +20,7 @@ from chatpro.privacy.v1 import (
     consent_service_pb2_grpc,
     disclosure_service_pb2,
     disclosure_service_pb2_grpc,
+    organisation_service_pb2,
     outbox_service_pb2,
     outbox_service_pb2_grpc,
     policy_service_pb2,
@@ -39,6 +40,7 @@ from chatpro_privacy.domain.sessions import Sessions
 from chatpro_privacy.domain.tokens import ConfirmationTokens
 from chatpro_privacy.edge.interceptors import EdgeInterceptor
 from chatpro_privacy.jobs import housekeeping
+from chatpro_privacy.plugin.host import PluginHost
 from chatpro_privacy.services.account_service import AccountService
 from chatpro_privacy.services.consent_service import ConsentService
 from chatpro_privacy.services.disclosure_service import DisclosureService
@@ -58,6 +60,7 @@ SERVICE_NAMES = tuple(
         outbox_service_pb2,
         consent_service_pb2,
         disclosure_service_pb2,
+        organisation_service_pb2,
     )
     for service in module.DESCRIPTOR.services_by_name.values()
 )
@@ -82,9 +85,10 @@ class Runtime:
     consents: Consents
     receipts: Receipts
     guardians: Guardians
+    plugins: PluginHost
 
     @classmethod
-    def build(cls, settings: Settings) -> Runtime:
+    def build(cls, settings: Settings, plugins: PluginHost | None = None) -> Runtime:
         passwords = Passwords(workers=settings.password_hash_workers)
         confirmations = ConfirmationTokens(settings.secret_key)
         sessions = Sessions(settings.policy, passwords)
@@ -102,6 +106,10 @@ class Runtime:
             consents=consents,
             receipts=Receipts(consents, ReceiptSigner(settings.receipt_signing_key)),
             guardians=Guardians(settings.policy, confirmations, sessions),
+            plugins=plugins
+            or PluginHost(
+                timeout=settings.plugin_timeout_seconds, fault_limit=settings.plugin_fault_limit
+            ),
         )
 
 
@@ -124,6 +132,7 @@ class RunningServer:
             self.runtime.settings.grace_period_seconds if grace is None else grace
         )
         self.runtime.passwords.shutdown()
+        self.runtime.plugins.shutdown()
 
 
 def prepare_database(settings: Settings) -> list[str]:

@@ -50,6 +50,8 @@ class Settings:
     password_hash_workers: int = 2
     grace_period_seconds: float = 10.0
     sweep_interval_seconds: float = 3600.0
+    plugin_timeout_seconds: float = 2.0
+    plugin_fault_limit: int = 3
     policy: PolicySettings = field(default_factory=PolicySettings)
 
     def with_overrides(self, **overrides: Any) -> Settings:

@@ -30,6 +30,7 @@ from chatpro_privacy.storage.models import (
     EmailConfirmation,
     GuardianAccess,
     GuardianConfirmation,
+    Organisation,
     OutboxConsumer,
     OutboxEvent,
     PolicyVersion,
@@ -42,6 +43,7 @@ EMAIL_CONFIRMATION_REQUESTED = "email_confirmation_requested"
 PASSWORD_CHANGED = "password_changed"
 POLICY_VERSION_PUBLISHED = "policy_version_published"
 GUARDIAN_ACCESS_REQUESTED = "guardian_access_requested"
+PLUGIN_FAULTED = "plugin_faulted"
 
 MAX_PAGE = 500
 DEFAULT_PAGE = 100
@@ -127,6 +129,10 @@ def _resolve(event: OutboxEvent, confirmations: tokens.ConfirmationTokens) -> De
                 "token": confirmations.issue(tokens.GUARDIAN_ACCESS, ga.id),
                 "expire_time": ga.expires_at,
             }
+    elif event.event_type == PLUGIN_FAULTED:
+        org = Organisation.get_or_none(Organisation.id == stored["organisation_id"])
+        if org is not None:
+            payload = {**stored, "emails": [org.privacy_contact_email]}
     return DeliverableEvent(
         sequence=int(event.seq),
         event_type=event.event_type,

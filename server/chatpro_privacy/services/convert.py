@@ -5,10 +5,17 @@ from __future__ import annotations
 import datetime as dt
 import json
 
-from chatpro.privacy.v1 import account_pb2, common_pb2, consent_pb2, outbox_pb2, policy_pb2
+from chatpro.privacy.v1 import (
+    account_pb2,
+    common_pb2,
+    consent_pb2,
+    organisation_pb2,
+    outbox_pb2,
+    policy_pb2,
+)
 from google.protobuf import timestamp_pb2
 
-from chatpro_privacy.domain import accounts, consent, outbox, purposes
+from chatpro_privacy.domain import accounts, consent, organisations, outbox, purposes
 from chatpro_privacy.domain.principals import Role
 from chatpro_privacy.domain.sessions import ACTIVE, PENDING_GUARDIAN
 from chatpro_privacy.storage import models
@@ -176,6 +183,15 @@ def outbox_event(event: outbox.DeliverableEvent) -> outbox_pb2.OutboxEvent:
                 requires_reacceptance=p["requires_reacceptance"],
             )
         )
+    elif event.event_type == outbox.PLUGIN_FAULTED:
+        message.plugin_faulted.CopyFrom(
+            outbox_pb2.PluginFaulted(
+                organisation_id=p["organisation_id"],
+                plugin_name=p["plugin_name"],
+                reason=p["reason"],
+                emails=p["emails"],
+            )
+        )
     elif event.event_type == outbox.GUARDIAN_ACCESS_REQUESTED:
         message.guardian_access_requested.CopyFrom(
             outbox_pb2.GuardianAccessRequested(
@@ -281,3 +297,40 @@ def disclosure(d: models.Disclosure) -> consent_pb2.Disclosure:
 
 def optional_time(ts: timestamp_pb2.Timestamp, present: bool) -> dt.datetime | None:
     return ts.ToDatetime() if present else None
+
+
+PLUGIN_STATES = {
+    "available": organisation_pb2.PLUGIN_STATE_AVAILABLE,
+    "enabled": organisation_pb2.PLUGIN_STATE_ENABLED,
+    "faulted": organisation_pb2.PLUGIN_STATE_FAULTED,
+}
+
+
+def organisation(o: models.Organisation) -> organisation_pb2.Organisation:
+    return organisation_pb2.Organisation(
+        organisation_id=o.id,
+        name=o.name,
+        privacy_contact_email=o.privacy_contact_email,
+        create_time=timestamp(o.created_at),
+    )
+
+
+def statement(s: models.OrganisationStatement) -> organisation_pb2.OrganisationStatement:
+    return organisation_pb2.OrganisationStatement(
+        organisation_id=s.organisation_id,
+        version=s.version,
+        text=s.text,
+        text_sha256=s.text_sha256,
+        retention_months=json.loads(s.retention_months),
+        effective_time=timestamp(s.effective_at),
+    )
+
+
+def plugin_status(p: organisations.PluginStatus) -> organisation_pb2.OrganisationPlugin:
+    return organisation_pb2.OrganisationPlugin(
+        plugin_name=p.name,
+        state=PLUGIN_STATES[p.state],
+        config_json=p.config,
+        fault_reason=p.fault_reason,
+        distribution=p.distribution,
+    )

@@ -245,6 +245,43 @@ class PolicyNoticeFanout(BaseModel):
     finished_at = pw.DateTimeField(null=True)
 
 
+class Organisation(BaseModel):
+    id = pw.TextField(primary_key=True)
+    name = pw.TextField()
+    privacy_contact_email = pw.TextField()
+    created_at = pw.DateTimeField()
+
+
+class OrganisationStatement(BaseModel):
+    id = pw.AutoField()
+    organisation = pw.ForeignKeyField(
+        Organisation, on_delete="CASCADE", column_name="organisation_id"
+    )
+    organisation_id: str
+    version = pw.TextField()
+    text = pw.TextField()
+    text_sha256 = pw.TextField()
+    retention_months = pw.TextField()  # JSON {content kind: months}
+    effective_at = pw.DateTimeField()
+    published_at = pw.DateTimeField()
+
+
+class OrganisationPlugin(BaseModel):
+    organisation = pw.ForeignKeyField(
+        Organisation, on_delete="CASCADE", column_name="organisation_id"
+    )
+    organisation_id: str
+    plugin_name = pw.TextField()
+    config = pw.TextField()  # JSON object
+    state = pw.TextField()  # "enabled" | "faulted"
+    consecutive_faults = pw.IntegerField()
+    fault_reason = pw.TextField(null=True)
+    updated_at = pw.DateTimeField()
+
+    class Meta:
+        primary_key = pw.CompositeKey("organisation", "plugin_name")
+
+
 ALL_MODELS: tuple[type[BaseModel], ...] = (
     PolicyVersion,
     ControllerInfo,
@@ -267,4 +304,7 @@ ALL_MODELS: tuple[type[BaseModel], ...] = (
     Recipient,
     Disclosure,
     PolicyNoticeFanout,
+    Organisation,
+    OrganisationStatement,
+    OrganisationPlugin,
 )

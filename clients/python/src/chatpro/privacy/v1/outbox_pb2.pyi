@@ -3,9 +3,11 @@
 isort:skip_file
 """
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -204,6 +206,42 @@ class GuardianAccessRequested(_message.Message):
 Global___GuardianAccessRequested: _TypeAlias = GuardianAccessRequested  # noqa: Y015
 
 @_typing.final
+class PluginFaulted(_message.Message):
+    """An organisation's plugin was switched off after repeated faults; tell its administrators."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANISATION_ID_FIELD_NUMBER: _builtins.int
+    PLUGIN_NAME_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    EMAILS_FIELD_NUMBER: _builtins.int
+    organisation_id: _builtins.str
+    """The organisation."""
+    plugin_name: _builtins.str
+    """The plugin."""
+    reason: _builtins.str
+    """The last fault."""
+    @_builtins.property
+    def emails(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Where to tell: the organisation's privacy contact (its administrators, once known)."""
+
+    def __init__(
+        self,
+        *,
+        organisation_id: _builtins.str = ...,
+        plugin_name: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        emails: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["emails", b"emails", "organisation_id", b"organisation_id", "plugin_name", b"plugin_name", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PluginFaulted: _TypeAlias = PluginFaulted  # noqa: Y015
+
+@_typing.final
 class OutboxEvent(_message.Message):
     """A notification for the notification service to deliver (ACC-10)."""
 
@@ -218,6 +256,7 @@ class OutboxEvent(_message.Message):
     PASSWORD_CHANGED_FIELD_NUMBER: _builtins.int
     POLICY_VERSION_PUBLISHED_FIELD_NUMBER: _builtins.int
     GUARDIAN_ACCESS_REQUESTED_FIELD_NUMBER: _builtins.int
+    PLUGIN_FAULTED_FIELD_NUMBER: _builtins.int
     sequence: _builtins.int
     """Position in the outbox; strictly increasing in commit order."""
     account_id: _builtins.str
@@ -250,6 +289,10 @@ class OutboxEvent(_message.Message):
     def guardian_access_requested(self) -> Global___GuardianAccessRequested:
         """A guardian's link to act for a child."""
 
+    @_builtins.property
+    def plugin_faulted(self) -> Global___PluginFaulted:
+        """An organisation's plugin was disabled after faults."""
+
     def __init__(
         self,
         *,
@@ -262,12 +305,13 @@ class OutboxEvent(_message.Message):
         password_changed: Global___PasswordChanged | None = ...,
         policy_version_published: Global___PolicyVersionPublished | None = ...,
         guardian_access_requested: Global___GuardianAccessRequested | None = ...,
+        plugin_faulted: Global___PluginFaulted | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "email_confirmation_requested", b"email_confirmation_requested", "guardian_access_requested", b"guardian_access_requested", "guardian_consent_requested", b"guardian_consent_requested", "password_changed", b"password_changed", "payload", b"payload", "policy_version_published", b"policy_version_published"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "email_confirmation_requested", b"email_confirmation_requested", "guardian_access_requested", b"guardian_access_requested", "guardian_consent_requested", b"guardian_consent_requested", "password_changed", b"password_changed", "payload", b"payload", "plugin_faulted", b"plugin_faulted", "policy_version_published", b"policy_version_published"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "create_time", b"create_time", "email_confirmation_requested", b"email_confirmation_requested", "guardian_access_requested", b"guardian_access_requested", "guardian_consent_requested", b"guardian_consent_requested", "password_changed", b"password_changed", "payload", b"payload", "policy_version_published", b"policy_version_published", "sequence", b"sequence", "superseded", b"superseded"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "create_time", b"create_time", "email_confirmation_requested", b"email_confirmation_requested", "guardian_access_requested", b"guardian_access_requested", "guardian_consent_requested", b"guardian_consent_requested", "password_changed", b"password_changed", "payload", b"payload", "plugin_faulted", b"plugin_faulted", "policy_version_published", b"policy_version_published", "sequence", b"sequence", "superseded", b"superseded"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["guardian_consent_requested", "email_confirmation_requested", "password_changed", "policy_version_published", "guardian_access_requested"]  # noqa: Y015
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["guardian_consent_requested", "email_confirmation_requested", "password_changed", "policy_version_published", "guardian_access_requested", "plugin_faulted"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 

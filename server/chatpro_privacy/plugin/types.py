@@ -1,0 +1,123 @@
+"""What plugins see and return. Immutable values only: a plugin never gets a database
+handle, a model object, or anything of another organisation."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+ContentKind = Literal["message", "call_recording"]
+CONTENT_KINDS: tuple[ContentKind, ...] = ("message", "call_recording")
+DEFAULT_RETENTION_MONTHS = 12
+
+
+@dataclass(frozen=True)
+class OrganisationView:
+    """The organisation a plugin serves, as far as its rules need to know."""
+
+    organisation_id: str
+    name: str
+    # Months each kind of content may be kept, as the statement in effect announces (PLG-1).
+    announced_retention_months: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PluginContext:
+    """Given to a plugin's factory: its organisation and that organisation's configuration."""
+
+    organisation: OrganisationView
+    config: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class ContentRef:
+    """One item of content, without its body."""
+
+    kind: ContentKind
+    content_id: str
+    conversation_id: str
+    author_ref: str  # the author's pseudonymous subject id
+    created_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class ContentView:
+    """An item of content with its text, as monitoring and export hooks see it."""
+
+    ref: ContentRef
+    text: str
+    recipients: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Flag:
+    """A plugin's concern about an item of content (e.g. safeguarding)."""
+
+    category: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class RetentionVeto:
+    """Refusal to delete a batch now, with the reason (e.g. a legal hold)."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class AccessRequest:
+    """An administrator's request to search or read content (ORG-3)."""
+
+    admin_ref: str
+    reason: str  # routine_check | random_check | safeguarding_concern | legal_request
+    scope: str
+    filters: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AccessDecision:
+    allowed: bool
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class ExportRecord:
+    """One record of an organisation's part of a person's export."""
+
+    kind: ContentKind
+    content_id: str
+    fields: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Withheld:
+    """An item kept out of an export, with the legal exemption relied on (RGT-1, PLG-3)."""
+
+    kind: ContentKind
+    content_id: str
+    exemption: str
+
+
+@dataclass(frozen=True)
+class ExportFormat:
+    name: str
+    media_type: str
+
+
+@dataclass(frozen=True)
+class MemberView:
+    subject_ref: str
+    role: str  # "member" | "administrator"
+
+
+Disposition = Literal["keep_pseudonymised", "delete"]
+
+
+@dataclass(frozen=True)
+class ContentDisposition:
+    """What becomes of a departed or erased member's content, and why (RGT-3)."""
+
+    action: Disposition
+    reason: str

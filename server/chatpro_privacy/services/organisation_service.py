@@ -1,0 +1,122 @@
+"""OrganisationService: organisations, their statement and their plugins (PLG-1 to PLG-4)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chatpro.privacy.v1 import organisation_pb2
+from chatpro.privacy.v1 import organisation_service_pb2 as pb
+from chatpro.privacy.v1 import organisation_service_pb2_grpc as pb_grpc
+
+from chatpro_privacy.domain import context as call
+from chatpro_privacy.domain import organisations
+from chatpro_privacy.plugin.host import PluginHost
+from chatpro_privacy.plugin.types import CONTENT_KINDS
+from chatpro_privacy.services import convert
+
+
+class OrganisationService(pb_grpc.OrganisationServiceServicer):
+    def __init__(self, host: PluginHost) -> None:
+        self.host = host
+
+    async def CreateOrganisation(
+        self, request: pb.CreateOrganisationRequest, context: Any
+    ) -> pb.CreateOrganisationResponse:
+        org = organisations.create(
+            call.principal.get(), request.name, request.privacy_contact_email
+        )
+        return pb.CreateOrganisationResponse(organisation=convert.organisation(org))
+
+    async def GetOrganisation(
+        self, request: pb.GetOrganisationRequest, context: Any
+    ) -> pb.GetOrganisationResponse:
+        return pb.GetOrganisationResponse(
+            organisation=convert.organisation(organisations.get(request.organisation_id))
+        )
+
+    async def PublishStatement(
+        self, request: pb.PublishStatementRequest, context: Any
+    ) -> pb.PublishStatementResponse:
+        statement = organisations.publish_statement(
+            call.principal.get(),
+            self.host,
+            request.organisation_id,
+            request.version,
+            request.text,
+            dict(request.retention_months),
+            convert.optional_time(request.effective_time, request.HasField("effective_time")),
+        )
+        return pb.PublishStatementResponse(statement=convert.statement(statement))
+
+    async def GetStatement(
+        self, request: pb.GetStatementRequest, context: Any
+    ) -> pb.GetStatementResponse:
+        statement = organisations.statement_in_effect(request.organisation_id)
+        return pb.GetStatementResponse(statement=convert.statement(statement))
+
+    async def ListOrganisationPlugins(
+        self, request: pb.ListOrganisationPluginsRequest, context: Any
+    ) -> pb.ListOrganisationPluginsResponse:
+        statuses = organisations.plugins(call.principal.get(), self.host, request.organisation_id)
+        return pb.ListOrganisationPluginsResponse(
+            plugins=[convert.plugin_status(p) for p in statuses]
+        )
+
+    async def EnablePlugin(
+        self, request: pb.EnablePluginRequest, context: Any
+    ) -> pb.EnablePluginResponse:
+        status = await organisations.enable(
+            call.principal.get(),
+            self.host,
+            request.organisation_id,
+            request.plugin_name,
+            request.config_json,
+        )
+        return pb.EnablePluginResponse(plugin=convert.plugin_status(status))
+
+    async def ConfigurePlugin(
+        self, request: pb.ConfigurePluginRequest, context: Any
+    ) -> pb.ConfigurePluginResponse:
+        status = await organisations.enable(
+            call.principal.get(),
+            self.host,
+            request.organisation_id,
+            request.plugin_name,
+            request.config_json,
+            only_reconfigure=True,
+        )
+        return pb.ConfigurePluginResponse(plugin=convert.plugin_status(status))
+
+    async def DisablePlugin(
+        self, request: pb.DisablePluginRequest, context: Any
+    ) -> pb.DisablePluginResponse:
+        status = organisations.disable(
+            call.principal.get(), self.host, request.organisation_id, request.plugin_name
+        )
+        return pb.DisablePluginResponse(plugin=convert.plugin_status(status))
+
+    async def GetRetentionPolicy(
+        self, request: pb.GetRetentionPolicyRequest, context: Any
+    ) -> pb.GetRetentionPolicyResponse:
+        org = organisations.get(request.organisation_id)
+        periods = []
+        for kind in CONTENT_KINDS:
+            months, plugin = await self.host.retention(org.id, kind)
+            periods.append(
+                organisation_pb2.RetentionPeriod(
+                    content_kind=kind, months=months, decided_by=plugin
+                )
+            )
+        return pb.GetRetentionPolicyResponse(periods=periods)
+
+    async def ListExportFormats(
+        self, request: pb.ListExportFormatsRequest, context: Any
+    ) -> pb.ListExportFormatsResponse:
+        org = organisations.get(request.organisation_id)
+        formats = await self.host.export_formats(org.id)
+        return pb.ListExportFormatsResponse(
+            formats=[
+                pb.ExportFormat(name=f.name, media_type=f.media_type, plugin_name=plugin)
+                for plugin, f in formats
+            ]
+        )
