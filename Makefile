@@ -8,10 +8,12 @@ ADDRESS ?= 127.0.0.1:50051
 
 .PHONY: install proto proto-check migrate run test lint bench clean
 
-$(STAMP): pyproject.toml clients/python/pyproject.toml constraints.txt
+PLUGIN_PACKAGES := $(wildcard plugins/*/pyproject.toml)
+
+$(STAMP): pyproject.toml clients/python/pyproject.toml constraints.txt $(PLUGIN_PACKAGES)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt \
-		-e clients/python -e '.[dev]'
+		-e clients/python -e '.[dev]' $(patsubst %/pyproject.toml,-e %,$(PLUGIN_PACKAGES))
 	touch $@
 
 install: $(STAMP)

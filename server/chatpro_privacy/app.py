@@ -21,6 +21,7 @@ from chatpro.privacy.v1 import (
     disclosure_service_pb2,
     disclosure_service_pb2_grpc,
     organisation_service_pb2,
+    organisation_service_pb2_grpc,
     outbox_service_pb2,
     outbox_service_pb2_grpc,
     policy_service_pb2,
@@ -44,6 +45,7 @@ from chatpro_privacy.plugin.host import PluginHost
 from chatpro_privacy.services.account_service import AccountService
 from chatpro_privacy.services.consent_service import ConsentService
 from chatpro_privacy.services.disclosure_service import DisclosureService
+from chatpro_privacy.services.organisation_service import OrganisationService
 from chatpro_privacy.services.outbox_service import OutboxService
 from chatpro_privacy.services.policy_service import PolicyService
 from chatpro_privacy.settings import Settings
@@ -192,6 +194,9 @@ async def start(
         ConsentService(runtime.consents, runtime.receipts), server
     )
     disclosure_service_pb2_grpc.add_DisclosureServiceServicer_to_server(DisclosureService(), server)
+    organisation_service_pb2_grpc.add_OrganisationServiceServicer_to_server(
+        OrganisationService(runtime.plugins), server
+    )
     outbox_service_pb2_grpc.add_OutboxServiceServicer_to_server(
         OutboxService(runtime.confirmations), server
     )

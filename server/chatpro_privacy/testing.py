@@ -1,25 +1,51 @@
-"""An in-process server for tests: real gRPC on 127.0.0.1 port 0, its own event loop thread.
+"""An in-process server for tests: real gRPC on 127.0.0.1 port 0, its own event loop thread,
+and the plugin author's kit built on it.
 
 Used by this project's suite and meant for plugin authors' tests too::
 
     with InProcessServer.start(database_url) as srv:
         channel = grpc.insecure_channel(srv.target)
+
+    with PluginKit.start("my_plugin", MyPlugin, {"words": ["x"]}, database_url) as kit:
+        assert kit.retention()["message"] == (24, "my_plugin")
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import datetime as dt
+import json
 import secrets
+import tempfile
 import threading
-from collections.abc import Iterator
+import uuid
+from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
+
+import grpc
+from chatpro.privacy.v1 import organisation_service_pb2, organisation_service_pb2_grpc
 
 from chatpro_privacy import app
+from chatpro_privacy.domain.accounts import Registration
+from chatpro_privacy.domain.policy import current_policy
+from chatpro_privacy.domain.roles import grant_role
+from chatpro_privacy.plugin.host import Factory, PluginHost
+from chatpro_privacy.plugin.types import (
+    CONTENT_KINDS,
+    ContentRef,
+    ContentView,
+    ExportRecord,
+    Flag,
+    Withheld,
+)
 from chatpro_privacy.settings import Settings
 from chatpro_privacy.storage import db as storage_db
 from chatpro_privacy.storage import migrations
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -31,6 +57,7 @@ class InProcessServer:
     _running: app.RunningServer | None = None
     _ready: threading.Event = field(default_factory=threading.Event)
     _error: BaseException | None = None
+    plugins: PluginHost | None = None
 
     @property
     def target(self) -> str:
@@ -45,7 +72,10 @@ class InProcessServer:
         loop = asyncio.new_event_loop()
         self._loop = loop
         try:
-            self._running = loop.run_until_complete(app.start(self.settings, sweep=False))
+            runtime = app.Runtime.build(self.settings, self.plugins)
+            self._running = loop.run_until_complete(
+                app.start(self.settings, runtime=runtime, sweep=False)
+            )
             self.port = self._running.port
         except BaseException as exc:
             self._error = exc
@@ -65,6 +95,11 @@ class InProcessServer:
             raise self._error
         return self
 
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run a coroutine on the server's event loop (where its database connection lives)."""
+        assert self._loop is not None
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(60)
+
     def stop(self, grace: float = 0.5) -> None:
         if self._loop is None or self._running is None:
             return
@@ -79,7 +114,12 @@ class InProcessServer:
     @classmethod
     @contextmanager
     def start(
-        cls, database_url: str, *, schema: str | None = None, **overrides: Any
+        cls,
+        database_url: str,
+        *,
+        schema: str | None = None,
+        plugins: PluginHost | None = None,
+        **overrides: Any,
     ) -> Iterator[InProcessServer]:
         """Open and migrate the database, serve on a free port, stop on exit."""
         settings = replace(
@@ -94,8 +134,155 @@ class InProcessServer:
             database_url, schema=schema, sqlite_synchronous=settings.sqlite_synchronous
         )
         migrations.migrate()
-        server = cls(settings).begin()
+        server = cls(settings, plugins=plugins).begin()
         try:
             yield server
         finally:
             server.stop()
+
+
+class PluginKit:
+    """A plugin enabled for one organisation of a real in-process server.
+
+    ``start`` creates an operator, an organisation (with a statement announcing
+    ``announced_months``, so that longer retention is allowed) and enables the plugin with
+    ``config``. The helpers go through the same host and gRPC calls the server uses.
+    """
+
+    def __init__(self, server: InProcessServer, organisation_id: str, operator_token: str) -> None:
+        self.server = server
+        self.organisation_id = organisation_id
+        self.operator_token = operator_token
+        self.channel = grpc.insecure_channel(server.target)
+        self.organisations = organisation_service_pb2_grpc.OrganisationServiceStub(self.channel)
+        self.metadata = (("authorization", f"Bearer {operator_token}"),)
+
+    @property
+    def host(self) -> PluginHost:
+        return self.server.runtime.plugins
+
+    def retention(self) -> dict[str, tuple[int, str]]:
+        """{content kind: (months, deciding plugin)} from GetRetentionPolicy."""
+        response = self.organisations.GetRetentionPolicy(
+            organisation_service_pb2.GetRetentionPolicyRequest(
+                organisation_id=self.organisation_id
+            ),
+            metadata=self.metadata,
+        )
+        return {p.content_kind: (p.months, p.decided_by) for p in response.periods}
+
+    def export_formats(self) -> list[str]:
+        response = self.organisations.ListExportFormats(
+            organisation_service_pb2.ListExportFormatsRequest(organisation_id=self.organisation_id),
+            metadata=self.metadata,
+        )
+        return [f.name for f in response.formats]
+
+    def flags(self, text: str, author_ref: str = "pupil-1") -> list[Flag]:
+        content = ContentView(self.content_ref("message-1", author_ref), text)
+        return [flag for _, flag in self.server.run(self.host.flags(self.organisation_id, content))]
+
+    def export(
+        self, texts: list[str], purpose: str = "access", subject_ref: str = "pupil-1"
+    ) -> list[ExportRecord | Withheld]:
+        items = [
+            ContentView(self.content_ref(f"message-{i}", subject_ref), text)
+            for i, text in enumerate(texts)
+        ]
+
+        async def collect() -> list[ExportRecord | Withheld]:
+            return [
+                record
+                async for record in self.host.export_content(
+                    self.organisation_id, subject_ref, purpose, items
+                )
+            ]
+
+        return self.server.run(collect())
+
+    def render(self, format_name: str, records: list[ExportRecord]) -> bytes:
+        async def collect() -> bytes:
+            chunks = self.host.render_export(self.organisation_id, format_name, records)
+            return b"".join([c async for c in chunks])
+
+        return self.server.run(collect())
+
+    @staticmethod
+    def content_ref(content_id: str, author_ref: str = "pupil-1") -> ContentRef:
+        return ContentRef(
+            "message", content_id, "conversation-1", author_ref, dt.datetime(2026, 1, 1)
+        )
+
+    @classmethod
+    @contextmanager
+    def start(
+        cls,
+        plugin_name: str,
+        factory: Factory | None = None,
+        config: dict[str, Any] | None = None,
+        database_url: str = "",
+        *,
+        schema: str | None = None,
+        announced_months: int = 24,
+        **overrides: Any,
+    ) -> Iterator[PluginKit]:
+        """Serve with the plugin installed (``factory``, or its entry point) and enabled."""
+        host = PluginHost(timeout=overrides.pop("plugin_timeout_seconds", 2.0))
+        if factory is not None:
+            host.install(plugin_name, factory)
+        with contextlib.ExitStack() as stack:
+            folder = stack.enter_context(tempfile.TemporaryDirectory())
+            url = database_url or f"sqlite:///{folder}/kit.sqlite3"
+            server = stack.enter_context(
+                InProcessServer.start(url, schema=schema, plugins=host, **overrides)
+            )
+            operator = server.run(_operator(server))
+            kit = cls(server, "", operator)
+            stack.callback(kit.channel.close)
+            org = kit.organisations.CreateOrganisation(
+                organisation_service_pb2.CreateOrganisationRequest(
+                    name="Kit School", privacy_contact_email="privacy@kit-school.example"
+                ),
+                metadata=kit.metadata,
+            ).organisation
+            kit.organisation_id = org.organisation_id
+            kit.organisations.PublishStatement(
+                organisation_service_pb2.PublishStatementRequest(
+                    organisation_id=org.organisation_id,
+                    version="2026-01-01",
+                    text="Our Privacy and Rules statement.",
+                    retention_months={k: announced_months for k in CONTENT_KINDS},
+                ),
+                metadata=kit.metadata,
+            )
+            kit.organisations.EnablePlugin(
+                organisation_service_pb2.EnablePluginRequest(
+                    organisation_id=org.organisation_id,
+                    plugin_name=plugin_name,
+                    config_json=json.dumps(config or {}),
+                ),
+                metadata=kit.metadata,
+            )
+            yield kit
+
+
+async def _operator(server: InProcessServer) -> str:
+    """An operator account signed in on ``server``; returns its session token."""
+    runtime = server.runtime
+    username = f"kit-operator-{secrets.token_hex(3)}"
+    await runtime.accounts.register(
+        Registration(
+            request_id=str(uuid.uuid4()),
+            username=username,
+            email=f"{username}@example.com",
+            name="Kit Operator",
+            date_of_birth=(1980, 1, 1),
+            password="kit operator passphrase",
+            guardian_email="",
+            accepted_policy_version=current_policy().version,
+            profile_picture=b"",
+            device=None,
+        )
+    )
+    grant_role(username, "operator", "plugin kit")
+    return (await runtime.sessions.sign_in(username, "kit operator passphrase", "kit")).token

@@ -232,13 +232,18 @@ class PluginHost:
     # -- calling ---------------------------------------------------------------------------
 
     def dispatch(
-        self, manager: pluggy.PluginManager, hook: str, kwargs: Mapping[str, Any], tracker: _Tracker
+        self,
+        manager: pluggy.PluginManager,
+        hook: str,
+        kwargs: Mapping[str, Any],
+        tracker: _Tracker | None = None,
     ) -> list[tuple[str, Any]]:
         """Call ``hook``'s implementations in pluggy's order, noting whose code runs.
 
         Returns (plugin name, answer) pairs: the first non-None for firstresult hooks, all
         non-None otherwise. This is the per-call cost that ``make bench`` reports.
         """
+        tracker = tracker or _Tracker()
         answers: list[tuple[str, Any]] = []
         first = self._firstresult[hook]
         for impl in reversed(getattr(manager.hook, hook).get_hookimpls()):
@@ -259,8 +264,9 @@ class PluginHost:
             plugin, reason = next(iter(org.faulted.items()))
             raise PluginError(organisation_id, PluginFault(plugin, "faulted", reason))
         try:
+            arguments = {"organisation": org.view, **kwargs}
             answers = await self.run_isolated(
-                self.dispatch, org.manager, hook, {"organisation": org.view, **kwargs}
+                lambda tracker: self.dispatch(org.manager, hook, arguments, tracker)
             )
         except PluginFault as fault:
             await self._fault(organisation_id, fault)

@@ -1,0 +1,353 @@
+"""The plugin host (PLG-1 to PLG-4): per-organisation plugins, the defaults elsewhere, and
+failure isolation with deliberately broken plugins."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+
+import grpc
+import pytest
+from chatpro.privacy.v1 import (
+    organisation_pb2,
+    organisation_service_pb2,
+    organisation_service_pb2_grpc,
+)
+from chatpro_privacy.plugin import ContentRef, ContentView, ExportRecord, PluginContext, hookimpl
+from chatpro_privacy.plugin.host import PluginHost, discover
+from chatpro_privacy.storage.db import database
+from chatpro_privacy.storage.models import OrganisationPlugin
+from chatpro_privacy.testing import InProcessServer, PluginKit
+from conftest import Api, rpc_error
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+LIMIT = 0.3
+release = threading.Event()
+
+
+class Raises:
+    def __init__(self, context: PluginContext) -> None:
+        self.context = context
+
+    @hookimpl
+    def chatpro_retention_months(self) -> int:
+        raise RuntimeError("a bug in the school's code")
+
+
+class Sleeps:
+    def __init__(self, context: PluginContext) -> None:
+        pass
+
+    @hookimpl
+    def chatpro_retention_months(self) -> int:
+        release.wait(10)  # stuck until the test lets it go
+        return 24
+
+
+class Garbage:
+    def __init__(self, context: PluginContext) -> None:
+        pass
+
+    @hookimpl
+    def chatpro_retention_months(self) -> object:
+        return "forever"
+
+
+class NoSpec:
+    def __init__(self, context: PluginContext) -> None:
+        pass
+
+    @hookimpl
+    def chatpro_retention_forever(self) -> int:
+        return 1
+
+
+class BrokenStream:
+    def __init__(self, context: PluginContext) -> None:
+        pass
+
+    @hookimpl
+    def chatpro_export_content(self, items: Iterator[ContentView]) -> Iterator[ExportRecord]:
+        for index, item in enumerate(items):
+            if index == 250:
+                raise ValueError("bad record")
+            yield ExportRecord(item.ref.kind, item.ref.content_id, {})
+
+
+class Counting:
+    """One of ten trivial plugins for the dispatch test."""
+
+    def __init__(self, context: PluginContext) -> None:
+        self.n = context.config.get("n", 0)
+
+    @hookimpl
+    def chatpro_export_formats(self) -> list[object]:
+        from chatpro_privacy.plugin import ExportFormat
+
+        return [ExportFormat(f"f{self.n}", "text/plain")]
+
+
+BROKEN = {
+    "raises": Raises,
+    "sleeps": Sleeps,
+    "garbage": Garbage,
+    "no_spec": NoSpec,
+    "broken_stream": BrokenStream,
+}
+
+
+@pytest.fixture
+def host() -> PluginHost:
+    installed = discover()  # school_safeguarding, from its entry point
+    plugin_host = PluginHost(installed, timeout=LIMIT, fault_limit=3)
+    for name, factory in BROKEN.items():
+        plugin_host.install(name, factory)
+    return plugin_host
+
+
+@pytest.fixture
+def orgs(
+    database_target: tuple[str, str | None], host: PluginHost
+) -> Iterator[tuple[Api, str, str, str]]:
+    """(api, operator token, organisation A, organisation B), each with a 24-month statement."""
+    release.clear()
+    url, schema = database_target
+    with InProcessServer.start(url, schema=schema, plugins=host) as srv:
+        channel = grpc.insecure_channel(srv.target)
+        api = Api(srv, channel)
+        operator = api.staff("operator")
+        stub = organisation_service_pb2_grpc.OrganisationServiceStub(channel)
+        ids = []
+        for name in ("Ashford School", "Bexley Academy"):
+            org = stub.CreateOrganisation(
+                organisation_service_pb2.CreateOrganisationRequest(
+                    name=name, privacy_contact_email="dpo@example.org"
+                ),
+                metadata=api.auth(operator),
+            ).organisation
+            stub.PublishStatement(
+                organisation_service_pb2.PublishStatementRequest(
+                    organisation_id=org.organisation_id,
+                    version="2026-01-01",
+                    text="Rules.",
+                    retention_months={"message": 24, "call_recording": 24},
+                ),
+                metadata=api.auth(operator),
+            )
+            ids.append(org.organisation_id)
+        yield api, operator, ids[0], ids[1]
+        release.set()
+        channel.close()
+
+
+def _stub(api: Api) -> organisation_service_pb2_grpc.OrganisationServiceStub:
+    return organisation_service_pb2_grpc.OrganisationServiceStub(api.channel)
+
+
+def enable(
+    api: Api, token: str, org: str, name: str, config: dict[str, object] | None = None
+) -> organisation_pb2.OrganisationPlugin:
+    response = _stub(api).EnablePlugin(
+        organisation_service_pb2.EnablePluginRequest(
+            organisation_id=org, plugin_name=name, config_json=json.dumps(config or {})
+        ),
+        metadata=api.auth(token),
+    )
+    return response.plugin
+
+
+def retention(api: Api, token: str, org: str) -> dict[str, tuple[int, str]]:
+    response = _stub(api).GetRetentionPolicy(
+        organisation_service_pb2.GetRetentionPolicyRequest(organisation_id=org),
+        metadata=api.auth(token),
+    )
+    return {p.content_kind: (p.months, p.decided_by) for p in response.periods}
+
+
+def test_an_organisations_plugin_applies_to_it_alone(orgs, host: PluginHost) -> None:  # type: ignore[no-untyped-def]
+    api, operator, a, b = orgs
+    enable(api, operator, a, "school_safeguarding", {"words": ["unsafe"]})
+    assert retention(api, operator, a) == {
+        "message": (24, "school_safeguarding"),
+        "call_recording": (24, "school_safeguarding"),
+    }
+    assert retention(api, operator, b) == {
+        "message": (12, "defaults"),
+        "call_recording": (12, "defaults"),
+    }
+    formats = {
+        org: sorted(f.name for f in _stub(api).ListExportFormats(
+            organisation_service_pb2.ListExportFormatsRequest(organisation_id=org), metadata=api.auth(operator)).formats)  # noqa: E501
+        for org in (a, b)
+    }  # fmt: skip
+    assert formats == {a: ["csv", "json"], b: ["json"]}
+    content = ContentView(PluginKit.content_ref("m1"), "I feel unsafe")
+    assert [f.category for _, f in api.server.run(host.flags(a, content))] == ["safeguarding"]
+    assert api.server.run(host.flags(b, content)) == []
+    listed = (
+        _stub(api)
+        .ListOrganisationPlugins(
+            organisation_service_pb2.ListOrganisationPluginsRequest(organisation_id=a),
+            metadata=api.auth(operator),
+        )
+        .plugins
+    )
+    states = {p.plugin_name: p.state for p in listed}
+    assert states["school_safeguarding"] == organisation_pb2.PLUGIN_STATE_ENABLED
+    assert states["raises"] == organisation_pb2.PLUGIN_STATE_AVAILABLE
+    _stub(api).DisablePlugin(
+        organisation_service_pb2.DisablePluginRequest(
+            organisation_id=a, plugin_name="school_safeguarding"
+        ),
+        metadata=api.auth(operator),
+    )
+    assert retention(api, operator, a)["message"] == (12, "defaults")
+
+
+def test_a_raising_plugin_fails_the_call_and_is_faulted_after_repeats(orgs, unchanged) -> None:  # type: ignore[no-untyped-def]
+    api, operator, a, b = orgs
+    enable(api, operator, a, "raises")
+    for _ in range(3):
+        failure = rpc_error(lambda: retention(api, operator, a))
+        assert (failure.code, failure.reason) == (grpc.StatusCode.UNAVAILABLE, "PLUGIN_FAILED")
+        assert failure.metadata["plugin"] == "raises" and failure.metadata["organisation_id"] == a
+        assert retention(api, operator, b)["message"] == (
+            12,
+            "defaults",
+        )  # the other school never notices
+    row = OrganisationPlugin.get(OrganisationPlugin.organisation == a)
+    assert (row.state, row.consecutive_faults) == ("faulted", 3)
+    # Now it fails fast and safe: the defaults do not silently take over.
+    fast = unchanged(lambda: retention(api, operator, a))
+    assert fast.reason == "PLUGIN_FAULTED"
+    service = api.service_token()
+    (event,) = [e for e in api.outbox_events(service).events if e.HasField("plugin_faulted")]
+    assert event.plugin_faulted.plugin_name == "raises" and list(event.plugin_faulted.emails) == [
+        "dpo@example.org"
+    ]
+    assert (
+        "RuntimeError" in event.plugin_faulted.reason and "bug" not in event.plugin_faulted.reason
+    )
+    # Re-enabling resets it.
+    assert enable(api, operator, a, "raises").state == organisation_pb2.PLUGIN_STATE_ENABLED
+    assert OrganisationPlugin.get(OrganisationPlugin.organisation == a).consecutive_faults == 0
+
+
+def test_a_stuck_plugin_returns_on_time_without_blocking_the_server(orgs) -> None:  # type: ignore[no-untyped-def]
+    api, operator, a, b = orgs
+    enable(api, operator, a, "sleeps")
+    started = time.monotonic()
+    future = _stub(api).GetRetentionPolicy.future(
+        organisation_service_pb2.GetRetentionPolicyRequest(organisation_id=a),
+        metadata=api.auth(operator),
+    )
+    # While the plugin is stuck the server goes on serving.
+    health = health_pb2_grpc.HealthStub(api.channel)
+    assert (
+        health.Check(health_pb2.HealthCheckRequest()).status
+        == health_pb2.HealthCheckResponse.SERVING
+    )
+    assert retention(api, operator, b)["message"] == (12, "defaults")
+    with pytest.raises(grpc.RpcError) as caught:
+        future.result(timeout=10)
+    elapsed = time.monotonic() - started
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
+    assert "sleeps" in caught.value.details()  # type: ignore[attr-defined]
+    assert LIMIT <= elapsed < LIMIT + 2.0
+    failure = rpc_error(lambda: retention(api, operator, a))
+    assert failure.reason == "PLUGIN_TIMEOUT"
+
+
+def test_garbage_answers_are_refused(orgs) -> None:  # type: ignore[no-untyped-def]
+    api, operator, a, _ = orgs
+    enable(api, operator, a, "garbage")
+    failure = rpc_error(lambda: retention(api, operator, a))
+    assert (failure.reason, failure.metadata["plugin"]) == ("PLUGIN_BAD_RESULT", "garbage")
+
+
+def test_a_hookimpl_without_a_spec_is_rejected(orgs, unchanged) -> None:  # type: ignore[no-untyped-def]
+    api, operator, a, _ = orgs
+    failure = unchanged(lambda: enable(api, operator, a, "no_spec"))
+    assert failure.violations == {"plugin_name": "PLUGIN_BROKEN"}
+
+
+@pytest.mark.parametrize(
+    ("name", "config", "field", "reason"),
+    [
+        ("nonexistent", "{}", "plugin_name", "UNKNOWN_PLUGIN"),
+        ("school_safeguarding", "[1, 2]", "config_json", "INVALID_JSON"),
+        ("school_safeguarding", "{not json", "config_json", "INVALID_JSON"),
+        ("school_safeguarding", json.dumps({"words": "x" * 70_000}), "config_json", "TOO_LARGE"),
+        ("school_safeguarding", json.dumps({"words": 3}), "config_json", "PLUGIN_CONFIG_INVALID"),
+    ],
+)
+def test_enable_bad_input_changes_nothing(orgs, unchanged, name, config, field, reason) -> None:  # type: ignore[no-untyped-def]
+    api, operator, a, _ = orgs
+    failure = unchanged(
+        lambda: _stub(api).EnablePlugin(
+            organisation_service_pb2.EnablePluginRequest(
+                organisation_id=a, plugin_name=name, config_json=config
+            ),
+            metadata=api.auth(operator),
+        )
+    )
+    assert failure.violations == {field: reason}
+
+
+def test_only_operators_manage_plugins(orgs, unchanged) -> None:  # type: ignore[no-untyped-def]
+    api, _, a, _ = orgs
+    _, person = api.adult("pupil")
+    failure = unchanged(lambda: enable(api, person, a, "school_safeguarding"))
+    assert (failure.code, failure.reason) == (grpc.StatusCode.PERMISSION_DENIED, "OPERATORS_ONLY")
+    missing = unchanged(lambda: retention(api, person, "no-such-org"))
+    assert (missing.code, missing.reason) == (grpc.StatusCode.NOT_FOUND, "ORGANISATION_NOT_FOUND")
+
+
+def test_streams_are_checked_chunk_by_chunk(orgs, host: PluginHost) -> None:  # type: ignore[no-untyped-def]
+    api, operator, a, b = orgs
+    items = [ContentView(PluginKit.content_ref(f"m{i}"), f"text {i}") for i in range(2000)]
+
+    async def export(org: str) -> list[object]:
+        return [r async for r in host.export_content(org, "pupil-1", "access", items)]
+
+    assert len(api.server.run(export(b))) == 2000  # the defaults stream every item
+    enable(api, operator, a, "broken_stream")
+    from chatpro_privacy.plugin.host import PluginError
+
+    with pytest.raises(PluginError) as caught:
+        api.server.run(export(a))
+    assert (
+        caught.value.reason == "PLUGIN_FAILED"
+        and caught.value.metadata["plugin"] == "broken_stream"
+    )
+
+
+def test_plugins_are_never_called_inside_a_write_transaction(orgs, host: PluginHost) -> None:  # type: ignore[no-untyped-def]
+    api, _, a, _ = orgs
+
+    async def inside() -> None:
+        with database.atomic():
+            await host.retention(a, "message")
+
+    with pytest.raises(RuntimeError, match="inside a write transaction"):
+        api.server.run(inside())
+
+
+def test_dispatch_with_ten_plugins_collects_in_order() -> None:
+    from chatpro_privacy.plugin.host import new_manager
+    from chatpro_privacy.plugin.types import OrganisationView
+
+    plugin_host = PluginHost({})
+    manager = new_manager()
+    view = OrganisationView("org", "Org")
+    for n in range(10):
+        manager.register(Counting(PluginContext(view, {"n": n})), name=f"p{n}")
+    answers = plugin_host.dispatch(manager, "chatpro_export_formats", {"organisation": view})
+    assert [name for name, _ in answers] == [*(f"p{n}" for n in reversed(range(10))), "defaults"]
+    first = plugin_host.dispatch(
+        manager, "chatpro_retention_months", {"organisation": view, "kind": "message"}
+    )
+    assert first == [("defaults", 12)]
+    assert ContentRef  # re-exported for plugin authors
