@@ -12,11 +12,13 @@ to ``RATIOS``. Measurements that no ratio uses are still measured once per round
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import cast
+from typing import Any, cast
 
 import argon2
 import grpc
@@ -301,6 +303,106 @@ def register(ctx: BenchContext) -> loadgen.RpcCall:
         return result
 
     return call
+
+
+# -- plugin hook dispatch (in the bench process, no server) -------------------------------
+
+HOOK_PLUGINS = 10
+
+
+def _ten_plugin_manager() -> tuple[Any, Any, Any]:
+    """The host, a manager holding ten plugins (plus the defaults) and an organisation view."""
+    from chatpro_privacy.plugin import Flag, PluginContext, hookimpl
+    from chatpro_privacy.plugin.host import PluginHost, new_manager
+    from chatpro_privacy.plugin.types import OrganisationView
+
+    class Quiet:
+        def __init__(self, context: PluginContext) -> None:
+            self.context = context
+
+        @hookimpl
+        def chatpro_flag_content(self, content: object) -> list[Flag]:
+            return []
+
+    view = OrganisationView("bench-org", "Bench")
+    manager = new_manager()
+    for n in range(HOOK_PLUGINS):
+        manager.register(Quiet(PluginContext(view, {})), name=f"quiet{n}")
+    return PluginHost({}), manager, view
+
+
+def _count_calls(call: Callable[[], object], duration: float) -> loadgen.Sample:
+    deadline = time.perf_counter() + duration
+    started = time.perf_counter()
+    completed = 0
+    while time.perf_counter() < deadline:
+        for _ in range(1000):
+            call()
+        completed += 1000
+    return loadgen.Sample(completed=completed, duration=time.perf_counter() - started)
+
+
+def _content() -> object:
+    import datetime as dt
+
+    from chatpro_privacy.plugin import ContentRef, ContentView
+
+    ref = ContentRef("message", "m1", "c1", "author", dt.datetime(2026, 1, 1))
+    return ContentView(ref, "hello")
+
+
+@measurement(
+    "hook_dispatch_per_s",
+    "call/s",
+    f"PluginHost.dispatch of a collect hook with {HOOK_PLUGINS} plugins, in the bench process",
+)
+async def hook_dispatch(ctx: BenchContext) -> loadgen.Sample:
+    host, manager, view = _ten_plugin_manager()
+    kwargs = {"organisation": view, "content": _content()}
+    return await asyncio.to_thread(
+        _count_calls, lambda: host.dispatch(manager, "chatpro_flag_content", kwargs), ctx.duration
+    )
+
+
+@measurement(
+    "pluggy_hook_call_per_s",
+    "call/s",
+    f"pluggy's own hook call, same hook and {HOOK_PLUGINS} plugins: the baseline",
+)
+async def pluggy_hook_call(ctx: BenchContext) -> loadgen.Sample:
+    _, manager, view = _ten_plugin_manager()
+    content = _content()
+    return await asyncio.to_thread(
+        _count_calls,
+        lambda: manager.hook.chatpro_flag_content(organisation=view, content=content),
+        ctx.duration,
+    )
+
+
+@measurement(
+    "isolated_hook_call_per_s",
+    "call/s",
+    "the same dispatch as the host runs it for a call: on a worker thread, with a time limit",
+)
+async def isolated_hook_call(ctx: BenchContext) -> loadgen.Sample:
+    host, manager, view = _ten_plugin_manager()
+    kwargs = {"organisation": view, "content": _content()}
+    deadline = time.perf_counter() + ctx.duration
+    started, completed = time.perf_counter(), 0
+    while time.perf_counter() < deadline:
+        await host.run_isolated(
+            lambda tracker: host.dispatch(manager, "chatpro_flag_content", kwargs, tracker)
+        )
+        completed += 1
+    host.shutdown()
+    return loadgen.Sample(completed=completed, duration=time.perf_counter() - started)
+
+
+# Figures reported as microseconds per call, from a rate and its baseline rate.
+PER_CALL_US: dict[str, tuple[str, str]] = {
+    "hook_dispatch_us": ("hook_dispatch_per_s", "pluggy_hook_call_per_s"),
+    "isolated_hook_call_us": ("isolated_hook_call_per_s", "pluggy_hook_call_per_s"),
+}
 
 
 # -- ratio figures -------------------------------------------------------------------------

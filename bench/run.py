@@ -196,6 +196,15 @@ def _figures(results: Results) -> dict[str, dict[str, Any]]:
         }
     for name in figures.MEASUREMENTS:
         raw(name)
+    for name, (target, baseline) in figures.PER_CALL_US.items():
+        target_rate = statistics.median(results.samples[target])
+        baseline_rate = statistics.median(results.samples[baseline])
+        out[name] = {
+            "value": 1e6 / target_rate,
+            "unit": "us",
+            "ratio": baseline_rate / target_rate,
+            "baseline": baseline,
+        }
     return out
 
 

@@ -170,7 +170,7 @@ class PluginHost:
 
     async def run_isolated(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run plugin code on a worker thread within the time limit."""
-        if database.in_transaction():
+        if database.obj is not None and database.in_transaction():
             raise RuntimeError("plugins are never called inside a write transaction")
         tracker = _Tracker()
         loop = asyncio.get_running_loop()
