@@ -8,6 +8,7 @@ context variables it sets (request id, principal) are visible to the servicer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import re
 import time
@@ -142,27 +143,35 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
             **({"service": principal.service_name} if principal.service_name else {}),
         )
 
+    @contextlib.asynccontextmanager
+    async def _scope(
+        self, method: str, ctx: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[None]:
+        """Everything around one call: context, authentication, error mapping, the log line."""
+        request_id, started = await self._enter(method, ctx)
+        code, reason = "OK", None
+        try:
+            context.principal.set(self._authenticate(method, ctx))
+            ctx.set_trailing_metadata((("x-request-id", request_id),))
+            yield
+        except grpc.aio.AbortError:
+            code = ctx.code().name if ctx.code() else "UNKNOWN"
+            raise
+        except asyncio.CancelledError:  # the caller went away or the deadline passed
+            code = "CANCELLED"
+            raise
+        except Exception as exc:
+            code, reason = self._status_names(exc)
+            await self._fail(ctx, exc, request_id)
+        finally:
+            self._log(started, code, reason)
+
     def _wrap_unary(
         self, method: str, behaviour: Callable[[Any, Any], Awaitable[Any]]
     ) -> Callable[[Any, Any], Awaitable[Any]]:
         async def call(request: Any, ctx: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            request_id, started = await self._enter(method, ctx)
-            code, reason = "OK", None
-            try:
-                context.principal.set(self._authenticate(method, ctx))
-                ctx.set_trailing_metadata((("x-request-id", request_id),))
+            async with self._scope(method, ctx):
                 return await behaviour(request, ctx)
-            except grpc.aio.AbortError:
-                code = ctx.code().name if ctx.code() else "UNKNOWN"
-                raise
-            except asyncio.CancelledError:  # the caller went away or the deadline passed
-                code = "CANCELLED"
-                raise
-            except Exception as exc:
-                code, reason = self._status_names(exc)
-                await self._fail(ctx, exc, request_id)
-            finally:
-                self._log(started, code, reason)
 
         return call
 
@@ -170,27 +179,13 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
         self, method: str, behaviour: Callable[[Any, Any], Any]
     ) -> Callable[[Any, Any], AsyncIterator[Any]]:
         async def call(request: Any, ctx: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
-            request_id, started = await self._enter(method, ctx)
-            code, reason = "OK", None
-            try:
-                context.principal.set(self._authenticate(method, ctx))
+            async with self._scope(method, ctx):
                 result = behaviour(request, ctx)
                 if inspect.isasyncgen(result):
                     async for item in result:
                         yield item
                 else:
                     await result
-            except grpc.aio.AbortError:
-                code = ctx.code().name if ctx.code() else "UNKNOWN"
-                raise
-            except asyncio.CancelledError:  # the caller went away or the deadline passed
-                code = "CANCELLED"
-                raise
-            except Exception as exc:
-                code, reason = self._status_names(exc)
-                await self._fail(ctx, exc, request_id)
-            finally:
-                self._log(started, code, reason)
 
         return call
 
