@@ -106,8 +106,10 @@ class Api:
         account = self.register(username=username)
         return account, self.sign_in(username)
 
-    def service_token(self, name: str = "notifications") -> str:
-        token = roles.add_service(name)
+    def service_token(
+        self, name: str = "notifications", scopes: tuple[str, ...] = ("outbox",)
+    ) -> str:
+        token = roles.add_service(name, scopes=scopes)
         assert token is not None
         return token
 

@@ -561,7 +561,7 @@ def test_against_the_real_service(server: InProcessServer) -> None:
                 account_service_pb2.GetAccountRequest()
             )
         assert caught.value.reason == "TOKEN_INVALID"
-        service = anonymous.with_token(roles.add_service("notifications"))
+        service = anonymous.with_token(roles.add_service("notifications", scopes=("outbox",)))
         listed = service.outbox.ListOutboxEvents(outbox_service_pb2.ListOutboxEventsRequest())
         assert listed.acknowledged_sequence == 0
         with pytest.raises(cp.InvalidArgument) as invalid:

@@ -328,3 +328,57 @@ def test_at_time_in_the_future_is_just_now(api: Api) -> None:
     response = api.consent.GetConsentState(request, metadata=api.auth(token))
     assert {p.purpose_id for p in response.purposes} >= {"policy", "analytics"}
     assert Account.select().count() == 1
+
+
+def test_a_child_cannot_make_themselves_guardian_or_adult(api: Api, unchanged) -> None:  # type: ignore[no-untyped-def]
+    from google.protobuf import field_mask_pb2
+
+    _child(api)
+    kid = api.sign_in("kid")
+
+    def update(paths: list[str], **profile: object) -> object:
+        return api.accounts.UpdateProfile(
+            account_service_pb2.UpdateProfileRequest(
+                profile=account_service_pb2.ProfileUpdate(**profile),  # type: ignore[arg-type]
+                update_mask=field_mask_pb2.FieldMask(paths=paths),
+            ),
+            metadata=api.auth(kid),
+        )
+
+    failure = unchanged(lambda: update(["guardian_email"], guardian_email="kid@example.com"))
+    assert failure.violations == {"profile.guardian_email": "NEEDS_VERIFICATION"}
+    adult = common_pb2.CalendarDate(year=1990, month=1, day=1)
+    failure = unchanged(lambda: update(["date_of_birth"], date_of_birth=adult))
+    assert failure.violations == {"profile.date_of_birth": "NEEDS_VERIFICATION"}
+
+
+def test_guardian_authority_ends_at_the_age_of_digital_consent_acc11(api: Api, unchanged) -> None:  # type: ignore[no-untyped-def]
+    service, _ = _child(api)  # born on 1 January, 12 years ago: 13 next New Year's Day
+    new_year = dt.datetime(clock.today().year + 1, 1, 1)
+    clock.advance(new_year - dt.timedelta(minutes=30) - clock.now())
+    api.accounts.RequestGuardianAccess(
+        account_service_pb2.RequestGuardianAccessRequest(child_login="kid")
+    )
+    link = [
+        e
+        for e in api.outbox_events(service, page_size=500).events
+        if e.HasField("guardian_access_requested")
+    ][-1]
+    guardian = api.accounts.StartGuardianSession(
+        account_service_pb2.StartGuardianSessionRequest(token=link.guardian_access_requested.token)
+    ).session_token
+    api.grant(guardian, "analytics")
+    clock.advance(dt.timedelta(minutes=31))  # the session has half an hour left; the child is 13
+    api.server.runtime.gate.invalidate()
+    failure = rpc_error(lambda: api.grant(guardian, "analytics"))
+    assert (failure.code, failure.reason) == (grpc.StatusCode.UNAUTHENTICATED, "CHILD_NOW_OF_AGE")
+    before = len(api.outbox_events(service, page_size=500).events)
+    api.accounts.RequestGuardianAccess(
+        account_service_pb2.RequestGuardianAccessRequest(child_login="kid")
+    )
+    assert len(api.outbox_events(service, page_size=500).events) == before
+    kid = api.sign_in("kid")
+    assert (
+        api.grant(kid, "sharing.it_service_providers").event.actor
+        == consent_pb2.CONSENT_ACTOR_PERSON
+    )

@@ -157,3 +157,29 @@ def test_only_services_and_the_dpm_record_disclosures(api: Api, unchanged) -> No
         rpc_error(lambda: disclose(api, operator, hmrc.recipient_id, account.account_id)).reason
         == "SERVICES_ONLY"
     )
+
+
+def test_the_basis_comes_from_the_register_not_the_recipient(api: Api, unchanged) -> None:  # type: ignore[no-untyped-def]
+    operator = api.staff("operator")
+    # Sharing with professional advisers rests on consent: a "contract" adviser would skip it.
+    failure = unchanged(
+        lambda: create(api, operator, lawful_basis=consent_pb2.LAWFUL_BASIS_CONTRACT)
+    )
+    assert failure.violations == {"recipient.lawful_basis": "BASIS_NOT_IN_REGISTER"}
+
+
+def test_categories_beyond_the_consented_purpose_are_refused(api: Api, unchanged) -> None:  # type: ignore[no-untyped-def]
+    operator = api.staff("operator")
+    adviser = create(api, operator)
+    account, person = api.adult()
+    api.grant(person, "sharing.professional_advisers")  # identity and contact only
+    service = api.service_token("claims")
+    failure = unchanged(
+        lambda: disclose(
+            api, service, adviser.recipient_id, account.account_id, ("identity", "device")
+        )
+    )
+    assert (failure.code, failure.reason) == (
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "CATEGORIES_NOT_COVERED",
+    )

@@ -57,9 +57,9 @@ def test_events_are_listed_in_order_and_redelivered_until_acknowledged(api: Api)
 def test_each_consumer_has_its_own_cursor(api: Api) -> None:
     service = api.service_token()
     make_children(api, 2)
-    ack(api, service, 2, consumer="email")
-    assert len(api.outbox_events(service, consumer="email").events) == 0
-    assert len(api.outbox_events(service, consumer="push").events) == 2
+    ack(api, service, 2, consumer="notifications.email")
+    assert len(api.outbox_events(service, consumer="notifications.email").events) == 0
+    assert len(api.outbox_events(service, consumer="notifications.push").events) == 2
     assert len(api.outbox_events(service).events) == 2  # defaults to the service's name
 
 
@@ -110,3 +110,17 @@ def test_emit_outside_a_transaction_is_a_bug(api: Api) -> None:
 
     with pytest.raises(RuntimeError):
         outbox.emit(outbox.PASSWORD_CHANGED, "someone")
+
+
+def test_only_services_with_the_outbox_scope_read_their_own_cursors(api: Api, unchanged) -> None:  # type: ignore[no-untyped-def]
+    plain = api.service_token("analytics-ingest", scopes=())
+    failure = rpc_error(lambda: api.outbox_events(plain))
+    assert (failure.code, failure.reason) == (grpc.StatusCode.PERMISSION_DENIED, "SCOPE_REQUIRED")
+    notifications = api.service_token()
+    make_children(api, 1)
+    other = api.service_token("support", scopes=("outbox",))
+    failure = unchanged(lambda: ack(api, other, 1, consumer="notifications"))
+    assert failure.reason == "NOT_YOUR_CONSUMER"
+    failure = rpc_error(lambda: api.outbox_events(other, consumer="notificationsx"))
+    assert failure.reason == "NOT_YOUR_CONSUMER"
+    assert ack(api, notifications, 1) == 1

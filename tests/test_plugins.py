@@ -258,13 +258,26 @@ def test_a_stuck_plugin_returns_on_time_without_blocking_the_server(orgs) -> Non
     assert LIMIT <= elapsed < LIMIT + 2.0
     failure = rpc_error(lambda: retention(api, operator, a))
     assert failure.reason == "PLUGIN_TIMEOUT"
+    # Two stuck threads are this school's share: further calls fail fast, not after the limit.
+    started = time.monotonic()
+    busy = rpc_error(lambda: retention(api, operator, a))
+    assert (busy.reason, busy.metadata["plugin"]) == ("PLUGIN_BUSY", "sleeps")
+    assert time.monotonic() - started < LIMIT
+    assert retention(api, operator, b)["message"] == (12, "defaults")
+    release.set()  # the stuck calls end; the school's calls are tried again
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and api.server.runtime.plugins._abandoned:
+        time.sleep(0.05)
+    assert retention(api, operator, a)["message"] == (24, "sleeps")
 
 
-def test_garbage_answers_are_refused(orgs) -> None:  # type: ignore[no-untyped-def]
+def test_garbage_answers_are_refused_and_count_as_faults(orgs) -> None:  # type: ignore[no-untyped-def]
     api, operator, a, _ = orgs
     enable(api, operator, a, "garbage")
-    failure = rpc_error(lambda: retention(api, operator, a))
-    assert (failure.reason, failure.metadata["plugin"]) == ("PLUGIN_BAD_RESULT", "garbage")
+    for _ in range(3):
+        failure = rpc_error(lambda: retention(api, operator, a))
+        assert (failure.reason, failure.metadata["plugin"]) == ("PLUGIN_BAD_RESULT", "garbage")
+    assert rpc_error(lambda: retention(api, operator, a)).reason == "PLUGIN_FAULTED"
 
 
 def test_a_hookimpl_without_a_spec_is_rejected(orgs, unchanged) -> None:  # type: ignore[no-untyped-def]
@@ -301,7 +314,11 @@ def test_only_operators_manage_plugins(orgs, unchanged) -> None:  # type: ignore
     _, person = api.adult("pupil")
     failure = unchanged(lambda: enable(api, person, a, "school_safeguarding"))
     assert (failure.code, failure.reason) == (grpc.StatusCode.PERMISSION_DENIED, "OPERATORS_ONLY")
-    missing = unchanged(lambda: retention(api, person, "no-such-org"))
+    # Reading the retention policy calls the organisation's plugins: not for everyone.
+    denied = unchanged(lambda: retention(api, person, a))
+    assert (denied.code, denied.reason) == (grpc.StatusCode.PERMISSION_DENIED, "OPERATORS_ONLY")
+    operator = api.staff("operator", "op2")
+    missing = unchanged(lambda: retention(api, operator, "no-such-org"))
     assert (missing.code, missing.reason) == (grpc.StatusCode.NOT_FOUND, "ORGANISATION_NOT_FOUND")
 
 

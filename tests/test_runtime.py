@@ -235,7 +235,7 @@ def test_tls_and_mtls_service_credentials(
     with InProcessServer.start(
         url, schema=schema, tls_client_ca_file=str(files["ca"]), **tls_files
     ) as srv:
-        roles.add_service("notifications", certificate_subject="notifications")
+        roles.add_service("notifications", certificate_subject="notifications", scopes=("outbox",))
         # With a client CA, a caller without a certificate cannot connect at all.
         no_cert = grpc.secure_channel(srv.target, grpc.ssl_channel_credentials(_pem(ca)))
         with pytest.raises(grpc.RpcError):

@@ -61,6 +61,9 @@ def _parser() -> argparse.ArgumentParser:
     service.add_argument(
         "--certificate-subject", help="authenticate by client certificate CN instead of a token"
     )
+    service.add_argument(
+        "--scope", action="append", default=[], choices=["outbox"], help="e.g. outbox (repeatable)"
+    )
 
     revoke_s = sub.add_parser("revoke-service", help="revoke an internal service's credential")
     revoke_s.add_argument("name")
@@ -115,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             removed = roles.revoke_role(args.login, args.role)
             print(f"{args.role} {'revoked from' if removed else 'was not held by'} {args.login}")
         elif args.command == "add-service":
-            token = roles.add_service(args.name, args.certificate_subject)
+            token = roles.add_service(args.name, args.certificate_subject, tuple(args.scope))
             if token:
                 print(token)
             else:

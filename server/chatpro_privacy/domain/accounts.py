@@ -465,13 +465,21 @@ class Accounts:
                 v, *changes.date_of_birth, today=today, field="profile.date_of_birth"
             )
             if born is not None:
-                was_child = account.guardian_email is not None
-                is_child = validation.age_on(born, today) < self.policy.age_of_digital_consent
+                age = self.policy.age_of_digital_consent
+                was_child = validation.age_on(account.date_of_birth, today) < age
+                is_child = validation.age_on(born, today) < age
                 if is_child and not was_child:
                     v.add(
                         "profile.date_of_birth",
                         "would make the account a child's, which needs a guardian's consent first",
                         "NEEDS_GUARDIAN_CONSENT",
+                    )
+                elif was_child and not is_child:
+                    # Otherwise a child could make themselves an adult and consent alone.
+                    v.add(
+                        "profile.date_of_birth",
+                        "a child's corrected age needs verification: make a rectification request",
+                        "NEEDS_VERIFICATION",
                     )
                 updates["date_of_birth"] = born
         if "profile_picture" in paths:
@@ -479,16 +487,15 @@ class Accounts:
             updates["profile_picture"] = changes.profile_picture or None
             updates["profile_picture_type"] = picture_type
         if "guardian_email" in paths:
-            if account.guardian_email is None:
-                v.add(
-                    "profile.guardian_email",
-                    "is only kept for children's accounts",
-                    "NOT_COLLECTED",
-                )
-            else:
-                updates["guardian_email"], _ = validation.email(
-                    v, changes.guardian_email, "profile.guardian_email"
-                )
+            # The guardian's address is who may act for the child: a child must not be able
+            # to put their own there. It is corrected through a verified rectification request.
+            v.add(
+                "profile.guardian_email",
+                "is corrected through a verified rectification request"
+                if account.guardian_email
+                else "is only kept for children's accounts",
+                "NEEDS_VERIFICATION" if account.guardian_email else "NOT_COLLECTED",
+            )
         if "email" in paths:
             address, key = validation.email(v, changes.email, "profile.email")
             if key != account.email_key:
@@ -602,10 +609,10 @@ class Accounts:
         )
         v.raise_if_any()
         throttle, key = self.sessions.account_throttle, throttle_key(account.id)
-        throttle.check(key, "PASSWORD_CHECK_THROTTLED", "too many wrong passwords; wait")
+        throttle.reserve(key, "PASSWORD_CHECK_THROTTLED", "too many wrong passwords; wait")
         if not await self.passwords.verify(account.password_hash, current):
-            throttle.fail(key)
             raise Unauthenticated("INVALID_CREDENTIALS", "the current password is wrong")
+        throttle.release(key)
         new_hash = await self.passwords.hash(new)
         now = clock.now()
         with database.atomic():
@@ -660,14 +667,14 @@ class Accounts:
         )
         if subject_ref is None:
             raise NotFound("ACCOUNT_NOT_FOUND", "no such account", {"account_id": target})
-        if source == ANALYTICS_PROVIDER and not consent.has_consent(subject_ref, ANALYTICS):
-            # Analytics rests on consent: without it (or after its withdrawal) nothing is kept.
-            raise FailedPrecondition(
-                "CONSENT_REQUIRED",
-                "the person has not consented to analytics from device data",
-                {"purpose_id": ANALYTICS},
-            )
         with database.atomic():
+            if source == ANALYTICS_PROVIDER and not consent.has_consent(subject_ref, ANALYTICS):
+                # Analytics rests on consent: without it (or after its withdrawal) nothing is kept.
+                raise FailedPrecondition(
+                    "CONSENT_REQUIRED",
+                    "the person has not consented to analytics from device data",
+                    {"purpose_id": ANALYTICS},
+                )
             _upsert_device(target, device, source)
             if source == DEVICE:  # use of the app marks the account active (ACC-7, RET-2)
                 queries.touch_account(target, clock.now())
@@ -701,6 +708,8 @@ class Accounts:
         target: str | None
         if principal.is_person:
             target = self._target(principal, account_id, write=True)
+        elif len(account_id) > 64:
+            raise InvalidArgument([FieldViolation("account_id", "is too long", "TOO_LONG")])
         else:
             target = account_id or None
         event_id = tokens.new_id()

@@ -291,6 +291,8 @@ def record_registration_choices(
 def validate_registration_purposes(purposes: list[str]) -> tuple[list[str], list[FieldViolation]]:
     problems: list[FieldViolation] = []
     chosen = list(dict.fromkeys(purposes))
+    if len(chosen) > len(register().purposes):
+        return [], [FieldViolation("consented_purposes", "names too many purposes", "TOO_MANY")]
     for purpose_id in chosen:
         purpose = register().purposes.get(purpose_id)
         if purpose is None:
@@ -334,9 +336,10 @@ def _decode_page_token(token: str) -> int:
     try:
         text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
         prefix, _, seq = text.partition(":")
-        if prefix != "c1":
+        value = int(seq)
+        if prefix != "c1" or not 0 <= value < 2**63:
             raise ValueError(prefix)
-        return int(seq)
+        return value
     except (ValueError, UnicodeDecodeError):
         raise InvalidArgument(
             [FieldViolation("page_token", "is not a token from this list", "INVALID_PAGE_TOKEN")]

@@ -22,12 +22,6 @@ from chatpro_privacy.storage import queries
 from chatpro_privacy.storage.db import database
 from chatpro_privacy.storage.models import Disclosure, Recipient
 
-CATEGORIES = (
-    "it_service_providers",
-    "professional_advisers",
-    "hmrc_and_regulators",
-    "business_transfer_parties",
-)
 DATA_CATEGORIES = ("identity", "contact", "device", "profile")
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
 
@@ -48,12 +42,20 @@ def create_recipient(
     _require(principal, operator=True)
     v = Violations()
     clean_name = validation.required_text(v, "recipient.name", name, 200)
-    if category not in CATEGORIES:
-        v.add("recipient.category", f"must be one of {', '.join(CATEGORIES)}", "UNKNOWN_CATEGORY")
+    categories = register().third_party_categories()
+    if category not in categories:
+        v.add("recipient.category", f"must be one of {', '.join(categories)}", "UNKNOWN_CATEGORY")
     if not _COUNTRY.match(country_code):
         v.add("recipient.country_code", "must be an ISO 3166-1 alpha-2 code", "INVALID_FORMAT")
     if lawful_basis not in LAWFUL_BASES or lawful_basis == "organisation":
         v.add("recipient.lawful_basis", "is required", "REQUIRED")
+    elif category in categories and register().disclosure_purpose(category, lawful_basis) is None:
+        # The basis is the register's to say, not the recipient's (CON-4).
+        v.add(
+            "recipient.lawful_basis",
+            f"the purposes register has no {lawful_basis.replace('_', ' ')} purpose for {category}",
+            "BASIS_NOT_IN_REGISTER",
+        )
     v.raise_if_any()
     with database.atomic():
         recipient = Recipient.create(
@@ -83,13 +85,11 @@ def record(
     if not account_id:
         v.add("account_id", "is required", "REQUIRED")
     chosen = sorted(set(categories))
+    unknown = [c for c in chosen if c not in DATA_CATEGORIES]
     if not chosen:
         v.add("data_categories", "must name at least one category", "REQUIRED")
-    for category in chosen:
-        if category not in DATA_CATEGORIES:
-            v.add(
-                "data_categories", f"{category[:32]!r} is not a data category", "UNKNOWN_CATEGORY"
-            )
+    elif unknown:
+        v.add("data_categories", f"{unknown[0][:32]!r} is not a data category", "UNKNOWN_CATEGORY")
     why = validation.required_text(v, "reason", reason, 200)
     v.raise_if_any()
     recipient = Recipient.get_or_none(Recipient.id == recipient_id)
@@ -97,9 +97,6 @@ def record(
         raise NotFound(
             "RECIPIENT_NOT_FOUND", "no such recipient", {"recipient_id": recipient_id[:64]}
         )
-    subject_ref = queries.account_subject(account_id[:64])
-    if subject_ref is None:
-        raise NotFound("ACCOUNT_NOT_FOUND", "no such account", {"account_id": account_id[:64]})
     allowed = transfer_countries()
     if recipient.country_code not in allowed.countries:
         raise FailedPrecondition(
@@ -108,16 +105,33 @@ def record(
             + recipient.country_code,
             {"country_code": recipient.country_code, "country_list_version": allowed.version},
         )
-    if recipient.lawful_basis == "consent":
-        purpose = register().sharing_purpose(recipient.category)
-        if purpose is None or not consent.has_consent(subject_ref, purpose.id):
+    purpose = register().disclosure_purpose(recipient.category, recipient.lawful_basis)
+    if purpose is None:
+        raise FailedPrecondition(
+            "NO_PURPOSE_FOR_DISCLOSURE",
+            "the purposes register has no purpose for disclosures to this recipient",
+            {"recipient_id": recipient.id},
+        )
+    outside = [c for c in chosen if c not in purpose.data_categories]
+    if outside:
+        raise FailedPrecondition(
+            "CATEGORIES_NOT_COVERED",
+            f"{purpose.id} covers {', '.join(purpose.data_categories)}, not {', '.join(outside)}",
+            {"purpose_id": purpose.id},
+        )
+    with (
+        database.atomic()
+    ):  # decide and log in one transaction, so a withdrawal cannot slip between
+        subject_ref = queries.account_subject(account_id[:64])
+        if subject_ref is None:
+            raise NotFound("ACCOUNT_NOT_FOUND", "no such account", {"account_id": account_id[:64]})
+        if purpose.rests_on_consent and not consent.has_consent(subject_ref, purpose.id):
             raise FailedPrecondition(
                 "CONSENT_REQUIRED",
                 "the person has not consented to sharing with "
                 + recipient.category.replace("_", " "),
-                {"purpose_id": purpose.id if purpose else "", "recipient_id": recipient.id},
+                {"purpose_id": purpose.id, "recipient_id": recipient.id},
             )
-    with database.atomic():
         disclosure = Disclosure.create(
             id=new_id(),
             recipient=recipient.id,

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-from chatpro_privacy.domain import outbox, tokens
+from chatpro_privacy.domain import outbox, tokens, validation
 from chatpro_privacy.domain.clock import clock
-from chatpro_privacy.domain.errors import FieldViolation, InvalidArgument
+from chatpro_privacy.domain.errors import FailedPrecondition, FieldViolation, InvalidArgument
 from chatpro_privacy.domain.sessions import ACTIVE, GUARDIAN_SESSION, Sessions, SignedIn
 from chatpro_privacy.settings import PolicySettings
 from chatpro_privacy.storage.db import database
@@ -41,7 +41,7 @@ class Guardians:
                 & (Account.state == ACTIVE)
                 & Account.guardian_email.is_null(False)
             )
-            if child is None:
+            if child is None or not self._still_a_child(child):
                 return
             recent = (
                 GuardianAccess.select()
@@ -62,6 +62,12 @@ class Guardians:
             )
             outbox.emit(outbox.GUARDIAN_ACCESS_REQUESTED, child.id, access_id=access_id)
 
+    def _still_a_child(self, child: Account) -> bool:
+        return (
+            validation.age_on(child.date_of_birth, clock.today())
+            < self.policy.age_of_digital_consent
+        )
+
     def start_session(self, token: str) -> SignedIn:
         access_id = self.confirmations.open(tokens.GUARDIAN_ACCESS, token)
         now = clock.now()
@@ -76,6 +82,10 @@ class Guardians:
             if grant.expires_at <= now:
                 raise InvalidArgument([FieldViolation("token", "has expired", "TOKEN_EXPIRED")])
             child = Account.get_by_id(grant.account_id)
+            if not self._still_a_child(child):
+                raise FailedPrecondition(
+                    "CHILD_NOW_OF_AGE", "the account holder now gives their own consent"
+                )
             GuardianAccess.update(used_at=now).where(GuardianAccess.id == grant.id).execute()
             return self.sessions.open_session(
                 child.id, child.subject_ref, GUARDIAN_SESSION, self.policy.guardian_session_lifetime

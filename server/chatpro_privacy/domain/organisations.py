@@ -266,3 +266,31 @@ def disable(
         (p for p in plugins(principal, host, org.id) if p.name == name),
         PluginStatus(name, "available", "{}", "", "not installed"),
     )
+
+
+@dataclass(frozen=True)
+class RetentionDecision:
+    kind: str
+    months: int
+    decided_by: str
+
+
+async def retention_policy(
+    principal: Principal, host: PluginHost, organisation_id: str
+) -> list[RetentionDecision]:
+    """Each kind of content's period, as the organisation's plugins decide within what its
+    statement announces. Reading it calls the organisation's plugins, so it is not public."""
+    _require_operator(principal)
+    org = get(organisation_id)
+    decisions = []
+    for kind in CONTENT_KINDS:
+        months, plugin = await host.retention(org.id, kind)
+        decisions.append(RetentionDecision(kind, months, plugin))
+    return decisions
+
+
+async def export_formats(
+    principal: Principal, host: PluginHost, organisation_id: str
+) -> list[tuple[str, Any]]:
+    _require_operator(principal)
+    return await host.export_formats(get(organisation_id).id)

@@ -17,6 +17,7 @@ pending notifications carry nothing about it.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -198,37 +199,48 @@ def acknowledge(consumer: str, through_sequence: int) -> int:
                     )
                 ]
             )
-        current = acknowledged(consumer)
-        if through_sequence <= current:
-            return current
         now = clock.now()
-        updated = (
-            OutboxConsumer.update(acked_seq=through_sequence, updated_at=now)
-            .where(OutboxConsumer.name == consumer)
-            .execute()
-        )
-        if not updated:
-            OutboxConsumer.create(name=consumer, acked_seq=through_sequence, updated_at=now)
-        return through_sequence
+        OutboxConsumer.insert(
+            name=consumer, acked_seq=0, updated_at=now
+        ).on_conflict_ignore().execute()
+        # Only forward, even with acknowledgements racing on several replicas.
+        OutboxConsumer.update(acked_seq=through_sequence, updated_at=now).where(
+            (OutboxConsumer.name == consumer) & (OutboxConsumer.acked_seq < through_sequence)
+        ).execute()
+        return acknowledged(consumer)
+
+
+_CONSUMER = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}(\.[a-z0-9_-]{1,32})?$")
 
 
 def _check_consumer(consumer: str) -> None:
-    if (
-        not consumer
-        or len(consumer) > 64
-        or not consumer.replace("-", "").replace("_", "").isalnum()
-    ):
+    if not _CONSUMER.match(consumer):
         raise InvalidArgument(
             [
                 FieldViolation(
-                    "consumer", "must be 1 to 64 letters, digits, '-' or '_'", "INVALID_FORMAT"
+                    "consumer",
+                    "must be a service name, optionally followed by '.' and a channel",
+                    "INVALID_FORMAT",
                 )
             ]
         )
 
 
 def consumer_for(principal: Principal, requested: str) -> str:
-    """Only internal services read the outbox; a consumer defaults to the service's name."""
+    """The outbox is read by services granted the "outbox" scope (it carries confirmation
+    tokens). A service reads and acknowledges only its own cursors: its name, or its name
+    followed by "." and a channel (e.g. "notifications.email")."""
     if not principal.is_service:
         raise PermissionDenied("SERVICES_ONLY", "only internal services read the outbox")
-    return requested or str(principal.service_name)
+    if "outbox" not in principal.scopes:
+        raise PermissionDenied(
+            "SCOPE_REQUIRED", "this service has no outbox scope", {"scope": "outbox"}
+        )
+    name = str(principal.service_name)
+    consumer = requested or name
+    _check_consumer(consumer)
+    if consumer != name and not consumer.startswith(name + "."):
+        raise PermissionDenied(
+            "NOT_YOUR_CONSUMER", f"a service's consumers are {name!r} or {name!r} + '.channel'"
+        )
+    return consumer

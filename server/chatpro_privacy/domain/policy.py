@@ -64,7 +64,7 @@ class PolicyGate:
         return self._history
 
     def check(self, principal: Principal) -> None:
-        if not principal.is_person:
+        if not principal.acts_for_subject:  # a guardian answers for the child's acceptance
             return
         pending = self.history().outstanding(principal.policy_version, clock.now())
         if pending is not None:

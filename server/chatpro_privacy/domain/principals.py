@@ -30,6 +30,8 @@ class Principal:
     roles: frozenset[Role] = field(default_factory=frozenset)
     # The policy version a person last accepted (for the acceptance gate).
     policy_version: str | None = None
+    # What an internal service may do beyond the common calls, e.g. "outbox".
+    scopes: frozenset[str] = field(default_factory=frozenset)
 
     @property
     def is_person(self) -> bool:

@@ -50,10 +50,19 @@ class Register:
     def consent_purposes(self) -> list[Purpose]:
         return [p for p in self.purposes.values() if p.rests_on_consent]
 
-    def sharing_purpose(self, third_party_category: str) -> Purpose | None:
-        """The consent-based sharing purpose for a category of recipient (CON-3)."""
+    def third_party_categories(self) -> list[str]:
+        return sorted(
+            {p.third_party_category for p in self.purposes.values() if p.third_party_category}
+        )
+
+    def disclosure_purpose(self, third_party_category: str, lawful_basis: str) -> Purpose | None:
+        """The purpose that lets data go to this category of recipient on this basis (e.g.
+        consent-based sharing with professional advisers, CON-3); None when there is none."""
         for purpose in self.purposes.values():
-            if purpose.third_party_category == third_party_category and purpose.rests_on_consent:
+            if (purpose.third_party_category, purpose.lawful_basis) == (
+                third_party_category,
+                lawful_basis,
+            ):
                 return purpose
         return None
 

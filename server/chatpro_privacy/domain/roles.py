@@ -56,9 +56,20 @@ def revoke_role(login: str, role: str) -> bool:
     return bool(removed)
 
 
-def add_service(name: str, certificate_subject: str | None = None) -> str | None:
+SCOPES = ("outbox",)
+
+
+def add_service(
+    name: str, certificate_subject: str | None = None, scopes: tuple[str, ...] = ()
+) -> str | None:
     """Register an internal service; returns its bearer token (shown once), or None when it
-    authenticates by client certificate only."""
+    authenticates by client certificate only. ``scopes`` grant more than the common calls:
+    "outbox" lets it read the outbox (which carries confirmation tokens)."""
+    unknown = [s for s in scopes if s not in SCOPES]
+    if unknown:
+        raise InvalidArgument(
+            [FieldViolation("scope", f"unknown scope {unknown[0]!r}; known: {', '.join(SCOPES)}")]
+        )
     if not _SERVICE_NAME.match(name):
         raise InvalidArgument(
             [FieldViolation("name", "must be 2 to 63 lowercase letters, digits or '-'")]
@@ -76,6 +87,7 @@ def add_service(name: str, certificate_subject: str | None = None) -> str | None
             token_hash=digest,
             certificate_subject=certificate_subject,
             created_at=clock.now(),
+            scopes=" ".join(sorted(set(scopes))),
         )
         audit.record(SYSTEM, "service.add", "service", name)
     return token

@@ -5,11 +5,12 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from chatpro_privacy.domain import audit, tokens
+from chatpro_privacy.domain import audit, tokens, validation
 from chatpro_privacy.domain.clock import clock
 from chatpro_privacy.domain.errors import (
     FailedPrecondition,
     PermissionDenied,
+    ResourceExhausted,
     Unauthenticated,
     Violations,
 )
@@ -59,24 +60,27 @@ class Sessions:
         v.raise_if_any()
         login_key = login.strip().lower()
         message = "too many failed sign-ins; wait before trying again"
-        self.peer_throttle.check(peer, "SIGN_IN_THROTTLED", message)
+        self.peer_throttle.reserve(peer, "SIGN_IN_THROTTLED", message)
         account = Account.get_or_none(
             (Account.username_key == login_key) | (Account.email_key == login_key)
         )
         # Per account, whichever login names it; an unknown login is throttled by itself.
         key = throttle_key(account.id if account else None, login_key)
-        self.account_throttle.check(key, "SIGN_IN_THROTTLED", message)
+        try:
+            self.account_throttle.reserve(key, "SIGN_IN_THROTTLED", message)
+        except ResourceExhausted:
+            self.peer_throttle.release(peer)
+            raise
         ok = await self.passwords.verify(account.password_hash if account else None, password)
-        if not ok or account is None:
-            self.peer_throttle.fail(peer)
-            self.account_throttle.fail(key)
+        if not ok or account is None:  # both reserved attempts stay counted as failures
             raise Unauthenticated("INVALID_CREDENTIALS", "the login or password is wrong")
+        self.peer_throttle.release(peer)
+        self.account_throttle.clear(key)
         if account.state == PENDING_GUARDIAN:
             raise FailedPrecondition(
                 "GUARDIAN_CONSENT_PENDING",
                 "this account is waiting for the guardian to confirm it",
             )
-        self.account_throttle.clear(key)
         new_hash = (
             await self.passwords.hash(password)
             if self.passwords.needs_rehash(account.password_hash)
@@ -139,29 +143,39 @@ class Sessions:
             )
             if credential is None:
                 raise Unauthenticated("TOKEN_INVALID", "the service token is not valid")
-            return Principal(PrincipalKind.SERVICE, service_name=credential.name)
+            return _service(credential)
         rows = queries.session_principal(digest)
         if not rows:
             raise Unauthenticated("TOKEN_INVALID", "the session token is not valid")
-        session_id, revoked_at, expires_at, account_id, subject_ref, kind, accepted, _ = rows[0]
+        session_id, revoked_at, expires_at, account_id, subject_ref, kind, accepted, born, _ = rows[
+            0
+        ]
         if revoked_at is not None:
             raise Unauthenticated("SESSION_REVOKED", "the session was signed out or revoked")
         expiry = queries.timestamp(expires_at)
         if expiry is None or expiry <= clock.now():
             raise Unauthenticated("SESSION_EXPIRED", "the session has expired; sign in again")
         if kind == GUARDIAN_SESSION:  # acts for the child; holds none of the child's roles
+            if (
+                validation.age_on(queries.date(born), clock.today())
+                >= self.policy.age_of_digital_consent
+            ):
+                raise Unauthenticated(
+                    "CHILD_NOW_OF_AGE", "the account holder now gives their own consent"
+                )
             return Principal(
                 PrincipalKind.GUARDIAN,
                 account_id=account_id,
                 subject_ref=subject_ref,
                 session_id=session_id,
+                policy_version=accepted,
             )
         return Principal(
             PrincipalKind.PERSON,
             account_id=account_id,
             subject_ref=subject_ref,
             session_id=session_id,
-            roles=frozenset(Role(row[7]) for row in rows if row[7] is not None),
+            roles=frozenset(Role(row[8]) for row in rows if row[8] is not None),
             policy_version=accepted,
         )
 
@@ -174,4 +188,12 @@ class Sessions:
             raise Unauthenticated(
                 "CERTIFICATE_NOT_REGISTERED", "the client certificate names no registered service"
             )
-        return Principal(PrincipalKind.SERVICE, service_name=credential.name)
+        return _service(credential)
+
+
+def _service(credential: ServiceCredential) -> Principal:
+    return Principal(
+        PrincipalKind.SERVICE,
+        service_name=credential.name,
+        scopes=frozenset(credential.scopes.split()),
+    )

@@ -54,6 +54,20 @@ class FailureThrottle:
     def clear(self, key: str) -> None:
         self._failures.pop(key, None)
 
+    def reserve(self, key: str, reason: str, message: str) -> None:
+        """Check, then count this attempt as a failure until it is known to have succeeded:
+        concurrent attempts cannot all slip past the check while a password is hashed."""
+        self.check(key, reason, message)
+        self.fail(key)
+
+    def release(self, key: str) -> None:
+        """Take back the newest reserved attempt (it succeeded)."""
+        failures = self._failures.get(key)
+        if failures:
+            failures.pop()
+            if not failures:
+                del self._failures[key]
+
     def _prune(self) -> None:
         for key in list(self._failures):
             self._recent(key)

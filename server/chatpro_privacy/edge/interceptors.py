@@ -12,6 +12,7 @@ import contextlib
 import inspect
 import re
 import time
+import traceback
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -126,7 +127,12 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
             status = status_map.to_status(exc, request_id)
             reason = exc.reason
         else:
-            log.error("unhandled error", exc_info=exc)
+            # Not the message: a database error can quote the values it refused.
+            log.error(
+                "unhandled error",
+                error=type(exc).__name__,
+                where="".join(traceback.format_tb(exc.__traceback__)[-3:]),
+            )
             status = status_map.internal(request_id)
             reason = "INTERNAL"
         await ctx.abort_with_status(status)

@@ -79,6 +79,15 @@ class PluginFault(Exception):
         self.detail = detail
 
 
+class BadAnswer(Exception):
+    """A typed wrapper's verdict that a plugin answered something it may not."""
+
+    def __init__(self, plugin: str, detail: str) -> None:
+        super().__init__(detail)
+        self.plugin = plugin
+        self.detail = detail
+
+
 class PluginError(Unavailable):
     """The domain error a plugin fault becomes: the call fails, naming the plugin."""
 
@@ -88,6 +97,7 @@ class PluginError(Unavailable):
             "timeout": "PLUGIN_TIMEOUT",
             "bad_result": "PLUGIN_BAD_RESULT",
             "faulted": "PLUGIN_FAULTED",
+            "busy": "PLUGIN_BUSY",
         }[fault.kind]
         super().__init__(
             reason,
@@ -97,11 +107,15 @@ class PluginError(Unavailable):
         )
 
 
+QUEUED = "(queued)"
+MAX_ABANDONED = 2  # stuck calls one organisation may hold before its calls fail fast
+
+
 @dataclass
 class _Tracker:
     """Which plugin's code is running on the worker thread, for attribution."""
 
-    current: str = defaults.NAME
+    current: str = QUEUED
 
 
 @dataclass
@@ -144,13 +158,14 @@ class PluginHost:
         *,
         timeout: float = 2.0,
         fault_limit: int = 3,
-        workers: int = 8,
+        workers: int = 16,
     ) -> None:
         self.installed: dict[str, Installed] = dict(discover() if installed is None else installed)
         self.timeout = timeout
         self.fault_limit = fault_limit
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="plugin")
         self._organisations: dict[str, OrganisationPlugins] = {}
+        self._abandoned: dict[str, tuple[int, str]] = {}
         self._firstresult = {
             name: bool(getattr(hookspecs, name).chatpro_privacy_spec["firstresult"])
             for name in hookspecs.HOOK_NAMES
@@ -168,16 +183,29 @@ class PluginHost:
     def shutdown(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
-    async def run_isolated(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """Run plugin code on a worker thread within the time limit."""
+    async def run_isolated(
+        self, fn: Callable[..., Any], *args: Any, organisation_id: str = ""
+    ) -> Any:
+        """Run plugin code on a worker thread within the time limit.
+
+        A call past the limit is abandoned, not killed: its thread runs on. An organisation
+        may hold at most MAX_ABANDONED such threads; beyond that its calls fail fast
+        (PLUGIN_BUSY), so one organisation's stuck plugin cannot take every worker.
+        """
         if database.obj is not None and database.in_transaction():
             raise RuntimeError("plugins are never called inside a write transaction")
+        stuck = self._abandoned.get(organisation_id)
+        if stuck and stuck[0] >= MAX_ABANDONED:
+            raise PluginFault(stuck[1], "busy", "earlier calls are still stuck")
         tracker = _Tracker()
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(self._pool, fn, tracker, *args)
         try:
-            return await asyncio.wait_for(future, self.timeout)
+            return await asyncio.wait_for(asyncio.shield(future), self.timeout)
         except TimeoutError:
+            if tracker.current == QUEUED:  # never started: no plugin is to blame
+                raise PluginFault(QUEUED, "busy", "no worker was free in time") from None
+            self._abandon(organisation_id, tracker.current, future)
             raise PluginFault(
                 tracker.current, "timeout", f"no answer within {self.timeout:g}s"
             ) from None
@@ -185,6 +213,19 @@ class PluginHost:
             raise
         except Exception as exc:
             raise PluginFault(tracker.current, "raised", type(exc).__name__) from exc
+
+    def _abandon(self, organisation_id: str, plugin: str, future: asyncio.Future[Any]) -> None:
+        count, _ = self._abandoned.get(organisation_id, (0, plugin))
+        self._abandoned[organisation_id] = (count + 1, plugin)
+
+        def finished(_: asyncio.Future[Any]) -> None:
+            left, name = self._abandoned.get(organisation_id, (1, plugin))
+            if left <= 1:
+                self._abandoned.pop(organisation_id, None)
+            else:
+                self._abandoned[organisation_id] = (left - 1, name)
+
+        future.add_done_callback(finished)
 
     async def organisation(self, organisation_id: str) -> OrganisationPlugins:
         cached = self._organisations.get(organisation_id)
@@ -257,22 +298,36 @@ class PluginHost:
         return answers
 
     async def _call(
-        self, organisation_id: str, hook: str, **kwargs: Any
-    ) -> tuple[OrganisationView, list[tuple[str, Any]]]:
+        self,
+        organisation_id: str,
+        hook: str,
+        check: Callable[[list[tuple[str, Any]]], None] | None = None,
+        **kwargs: Any,
+    ) -> tuple[OrganisationPlugins, list[tuple[str, Any]]]:
+        """Call a hook for one organisation; ``check`` vets the answers (raising BadAnswer).
+
+        A fault is counted against the plugin it names; only answers that pass the check
+        reset the plugins' fault counts.
+        """
         org = await self.organisation(organisation_id)
         if org.faulted:
             plugin, reason = next(iter(org.faulted.items()))
             raise PluginError(organisation_id, PluginFault(plugin, "faulted", reason))
+        arguments = {"organisation": org.view, **kwargs}
         try:
-            arguments = {"organisation": org.view, **kwargs}
             answers = await self.run_isolated(
-                lambda tracker: self.dispatch(org.manager, hook, arguments, tracker)
+                lambda tracker: self.dispatch(org.manager, hook, arguments, tracker),
+                organisation_id=organisation_id,
             )
+            if check is not None:
+                check(answers)
+        except BadAnswer as bad:
+            raise await self._checked(organisation_id, bad.plugin, bad.detail) from None
         except PluginFault as fault:
             await self._fault(organisation_id, fault)
             raise PluginError(organisation_id, fault) from None
         await self._succeeded(org, [name for name, _ in answers])
-        return org.view, answers
+        return org, answers
 
     async def _checked(self, organisation_id: str, plugin: str, detail: str) -> PluginError:
         fault = PluginFault(plugin, "bad_result", detail)
@@ -284,7 +339,7 @@ class PluginHost:
         log.warning(
             "plugin fault", organisation_id=organisation_id, plugin=fault.plugin, kind=fault.kind
         )
-        if fault.plugin == defaults.NAME:
+        if fault.plugin in (defaults.NAME, QUEUED) or fault.kind == "busy":
             return
         with database.atomic():
             row = OrganisationPlugin.get_or_none(
@@ -333,82 +388,90 @@ class PluginHost:
 
     async def retention(self, organisation_id: str, kind: ContentKind) -> tuple[int, str]:
         """(months, deciding plugin), never beyond what the statement announces (PLG-1)."""
-        view, answers = await self._call(organisation_id, "chatpro_retention_months", kind=kind)
+
+        def check(answers: list[tuple[str, Any]]) -> None:
+            plugin, months = answers[0]
+            if (
+                not isinstance(months, int)
+                or isinstance(months, bool)
+                or not 1 <= months <= MAX_RETENTION_MONTHS
+            ):
+                raise BadAnswer(plugin, f"retention months must be 1 to 120, not {months!r}")
+
+        org, answers = await self._call(
+            organisation_id, "chatpro_retention_months", check, kind=kind
+        )
         plugin, months = answers[0]
-        if (
-            not isinstance(months, int)
-            or isinstance(months, bool)
-            or not 1 <= months <= MAX_RETENTION_MONTHS
-        ):
-            raise await self._checked(
-                organisation_id, plugin, f"retention months must be 1 to 120, not {months!r}"
-            )
-        allowed = max(DEFAULT_RETENTION_MONTHS, view.announced_retention_months.get(kind, 0))
+        allowed = max(DEFAULT_RETENTION_MONTHS, org.view.announced_retention_months.get(kind, 0))
         return min(months, allowed), plugin
 
     async def retention_veto(
         self, organisation_id: str, batch: list[ContentRef]
     ) -> RetentionVeto | None:
-        _, answers = await self._call(organisation_id, "chatpro_retention_veto", batch=tuple(batch))
-        if not answers:
-            return None
-        plugin, veto = answers[0]
-        if not isinstance(veto, RetentionVeto) or not veto.reason:
-            raise await self._checked(
-                organisation_id, plugin, "a veto must be a RetentionVeto with a reason"
-            )
-        return veto
+        def check(answers: list[tuple[str, Any]]) -> None:
+            for plugin, veto in answers:
+                if not isinstance(veto, RetentionVeto) or not veto.reason:
+                    raise BadAnswer(plugin, "a veto must be a RetentionVeto with a reason")
+
+        _, answers = await self._call(
+            organisation_id, "chatpro_retention_veto", check, batch=tuple(batch)
+        )
+        return answers[0][1] if answers else None
 
     async def flags(self, organisation_id: str, content: ContentView) -> list[tuple[str, Flag]]:
-        _, answers = await self._call(organisation_id, "chatpro_flag_content", content=content)
-        flagged: list[tuple[str, Flag]] = []
-        for plugin, flags in answers:
-            if not isinstance(flags, list) or not all(isinstance(f, Flag) for f in flags):
-                raise await self._checked(organisation_id, plugin, "flags must be a list of Flag")
-            flagged += [(plugin, f) for f in flags]
-        return flagged
+        def check(answers: list[tuple[str, Any]]) -> None:
+            for plugin, flags in answers:
+                if not isinstance(flags, list) or not all(isinstance(f, Flag) for f in flags):
+                    raise BadAnswer(plugin, "flags must be a list of Flag")
+
+        _, answers = await self._call(
+            organisation_id, "chatpro_flag_content", check, content=content
+        )
+        return [(plugin, flag) for plugin, flags in answers for flag in flags]
 
     async def choose_sample(
         self, organisation_id: str, candidates: list[ContentRef], size: int
     ) -> list[ContentRef]:
-        _, answers = await self._call(
-            organisation_id, "chatpro_choose_sample", candidates=tuple(candidates), size=size
-        )
-        plugin, sample = answers[0]
         allowed = set(candidates)
-        if (
-            not isinstance(sample, list)
-            or len(sample) > size
-            or not all(s in allowed for s in sample)
-        ):
-            raise await self._checked(
-                organisation_id, plugin, "a sample must be at most size items of the candidates"
-            )
-        return sample
+
+        def check(answers: list[tuple[str, Any]]) -> None:
+            plugin, sample = answers[0]
+            if (
+                not isinstance(sample, list)
+                or len(sample) > size
+                or not all(s in allowed for s in sample)
+            ):
+                raise BadAnswer(plugin, "a sample must be at most size items of the candidates")
+
+        _, answers = await self._call(
+            organisation_id, "chatpro_choose_sample", check, candidates=tuple(candidates), size=size
+        )
+        return list(answers[0][1])
 
     async def approve_access(
         self, organisation_id: str, request: AccessRequest
     ) -> tuple[AccessDecision, str]:
-        _, answers = await self._call(organisation_id, "chatpro_approve_access", request=request)
+        def check(answers: list[tuple[str, Any]]) -> None:
+            plugin, decision = answers[0]
+            if not isinstance(decision, AccessDecision):
+                raise BadAnswer(plugin, "an access decision must be an AccessDecision")
+
+        _, answers = await self._call(
+            organisation_id, "chatpro_approve_access", check, request=request
+        )
         plugin, decision = answers[0]
-        if not isinstance(decision, AccessDecision):
-            raise await self._checked(
-                organisation_id, plugin, "an access decision must be an AccessDecision"
-            )
         return decision, plugin
 
     async def export_formats(self, organisation_id: str) -> list[tuple[str, ExportFormat]]:
-        _, answers = await self._call(organisation_id, "chatpro_export_formats")
-        formats: list[tuple[str, ExportFormat]] = []
-        for plugin, offered in answers:
-            if not isinstance(offered, list) or not all(
-                isinstance(f, ExportFormat) for f in offered
-            ):
-                raise await self._checked(
-                    organisation_id, plugin, "formats must be a list of ExportFormat"
-                )
-            formats += [(plugin, f) for f in offered]
-        return formats
+        def check(answers: list[tuple[str, Any]]) -> None:
+            for plugin, offered in answers:
+                if not isinstance(offered, list) or not all(
+                    isinstance(f, ExportFormat) for f in offered
+                ):
+                    raise BadAnswer(plugin, "formats must be a list of ExportFormat")
+
+        _, answers = await self._call(organisation_id, "chatpro_export_formats", check)
+        return [(plugin, f) for plugin, offered in answers for f in offered]
 
     async def export_content(
         self, organisation_id: str, subject_ref: str, purpose: str, items: Iterable[ContentView]
@@ -453,7 +516,9 @@ class PluginHost:
             ) from None
         while True:
             try:
-                chunk, done = await self.run_isolated(_take, iterator, plugin)
+                chunk, done = await self.run_isolated(
+                    _take, iterator, plugin, organisation_id=organisation_id
+                )
             except PluginFault as fault:
                 await self._fault(organisation_id, fault)
                 raise PluginError(organisation_id, fault) from None

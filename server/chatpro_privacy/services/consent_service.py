@@ -53,7 +53,7 @@ class ConsentService(pb_grpc.ConsentServiceServicer):
     async def GetConsentState(
         self, request: pb.GetConsentStateRequest, context: Any
     ) -> pb.GetConsentStateResponse:
-        at = convert.optional_time(request.at_time, request.HasField("at_time"))
+        at = convert.optional_time(request.at_time, request.HasField("at_time"), "at_time")
         states, accepted = self.consents.state(call.principal.get(), request.account_id, at)
         return pb.GetConsentStateResponse(
             purposes=[convert.purpose_consent(s) for s in states], accepted_policy_version=accepted

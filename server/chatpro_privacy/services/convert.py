@@ -16,6 +16,7 @@ from chatpro.privacy.v1 import (
 from google.protobuf import timestamp_pb2
 
 from chatpro_privacy.domain import accounts, consent, organisations, outbox, purposes
+from chatpro_privacy.domain.errors import FieldViolation, InvalidArgument
 from chatpro_privacy.domain.principals import Role
 from chatpro_privacy.domain.sessions import ACTIVE, PENDING_GUARDIAN
 from chatpro_privacy.storage import models
@@ -295,8 +296,17 @@ def disclosure(d: models.Disclosure) -> consent_pb2.Disclosure:
     )
 
 
-def optional_time(ts: timestamp_pb2.Timestamp, present: bool) -> dt.datetime | None:
-    return ts.ToDatetime() if present else None
+def optional_time(
+    ts: timestamp_pb2.Timestamp, present: bool, field: str = "time"
+) -> dt.datetime | None:
+    if not present:
+        return None
+    try:
+        return ts.ToDatetime()
+    except (ValueError, OverflowError):
+        raise InvalidArgument(
+            [FieldViolation(field, "is not a valid timestamp", "INVALID_TIMESTAMP")]
+        ) from None
 
 
 PLUGIN_STATES = {

@@ -11,7 +11,6 @@ from chatpro.privacy.v1 import organisation_service_pb2_grpc as pb_grpc
 from chatpro_privacy.domain import context as call
 from chatpro_privacy.domain import organisations
 from chatpro_privacy.plugin.host import PluginHost
-from chatpro_privacy.plugin.types import CONTENT_KINDS
 from chatpro_privacy.services import convert
 
 
@@ -44,7 +43,9 @@ class OrganisationService(pb_grpc.OrganisationServiceServicer):
             request.version,
             request.text,
             dict(request.retention_months),
-            convert.optional_time(request.effective_time, request.HasField("effective_time")),
+            convert.optional_time(
+                request.effective_time, request.HasField("effective_time"), "effective_time"
+            ),
         )
         return pb.PublishStatementResponse(statement=convert.statement(statement))
 
@@ -98,22 +99,24 @@ class OrganisationService(pb_grpc.OrganisationServiceServicer):
     async def GetRetentionPolicy(
         self, request: pb.GetRetentionPolicyRequest, context: Any
     ) -> pb.GetRetentionPolicyResponse:
-        org = organisations.get(request.organisation_id)
-        periods = []
-        for kind in CONTENT_KINDS:
-            months, plugin = await self.host.retention(org.id, kind)
-            periods.append(
+        decisions = await organisations.retention_policy(
+            call.principal.get(), self.host, request.organisation_id
+        )
+        return pb.GetRetentionPolicyResponse(
+            periods=[
                 organisation_pb2.RetentionPeriod(
-                    content_kind=kind, months=months, decided_by=plugin
+                    content_kind=d.kind, months=d.months, decided_by=d.decided_by
                 )
-            )
-        return pb.GetRetentionPolicyResponse(periods=periods)
+                for d in decisions
+            ]
+        )
 
     async def ListExportFormats(
         self, request: pb.ListExportFormatsRequest, context: Any
     ) -> pb.ListExportFormatsResponse:
-        org = organisations.get(request.organisation_id)
-        formats = await self.host.export_formats(org.id)
+        formats = await organisations.export_formats(
+            call.principal.get(), self.host, request.organisation_id
+        )
         return pb.ListExportFormatsResponse(
             formats=[
                 pb.ExportFormat(name=f.name, media_type=f.media_type, plugin_name=plugin)

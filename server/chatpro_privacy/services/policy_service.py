@@ -46,7 +46,9 @@ class PolicyService(pb_grpc.PolicyServiceServicer):
         published, notified = await self.policies.publish(
             call.principal.get(),
             request.version,
-            convert.optional_time(request.effective_time, request.HasField("effective_time")),
+            convert.optional_time(
+                request.effective_time, request.HasField("effective_time"), "effective_time"
+            ),
             request.change_summary,
             request.text,
             request.requires_reacceptance,

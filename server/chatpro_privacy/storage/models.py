@@ -119,6 +119,7 @@ class ServiceCredential(BaseModel):
     certificate_subject = pw.TextField(null=True)
     created_at = pw.DateTimeField()
     revoked_at = pw.DateTimeField(null=True)
+    scopes = pw.TextField(default="")  # space-separated, e.g. "outbox"
 
 
 class RoleGrant(BaseModel):

@@ -15,7 +15,8 @@ from chatpro_privacy.storage.db import database, is_postgres
 from chatpro_privacy.storage.models import Account, AccountFieldSource, ConsentEvent, Device
 
 _SESSION_PRINCIPAL = """
-SELECT s.id, s.revoked_at, s.expires_at, a.id, a.subject_ref, s.kind, a.policy_version, r.role
+SELECT s.id, s.revoked_at, s.expires_at, a.id, a.subject_ref, s.kind, a.policy_version,
+       a.date_of_birth, r.role
 FROM session s
 JOIN account a ON a.id = s.account_id
 LEFT JOIN role_grant r ON r.account_id = a.id
@@ -78,7 +79,7 @@ def timestamp(value: Any) -> dt.datetime | None:
 
 def session_principal(token_hash: str) -> list[tuple[Any, ...]]:
     """(session id, revoked_at, expires_at, account id, subject ref, session kind,
-    accepted policy version, role or None): one row per role held, at least one."""
+    accepted policy version, date of birth, role or None): one row per role, at least one."""
     return list(_execute(_SESSION_PRINCIPAL, (token_hash,)).fetchall())
 
 
@@ -149,13 +150,15 @@ def insert_audit(
     )
 
 
+def date(value: Any) -> dt.date:
+    """A DATE column as a date (SQLite returns text)."""
+    return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value))
+
+
 def account_brief(account_id: str) -> tuple[str, dt.date] | None:
     """(subject ref, date of birth) of an account, or None."""
     row = _execute(_ACCOUNT_BRIEF, (account_id,)).fetchone()
-    if row is None:
-        return None
-    born = row[1] if isinstance(row[1], dt.date) else dt.date.fromisoformat(str(row[1]))
-    return str(row[0]), born
+    return (str(row[0]), date(row[1])) if row else None
 
 
 def latest_consent(subject_ref: str, purpose: str) -> tuple[str, dt.datetime | None] | None:
