@@ -189,3 +189,24 @@ def test_throttle_counts_failures_per_account_whichever_login_names_it(api: Api)
             "INVALID_CREDENTIALS"
         )
     assert rpc_error(lambda: api.sign_in("hana@example.com")).reason == "SIGN_IN_THROTTLED"
+
+
+def test_concurrent_guesses_cannot_slip_past_the_throttle(api: Api) -> None:
+    import threading
+
+    api.register(username="ivy")
+    outcomes: list[str] = []
+    lock = threading.Lock()
+
+    def guess() -> None:
+        reason = rpc_error(lambda: api.sign_in("ivy", "a wrong guess here")).reason
+        with lock:
+            outcomes.append(reason)
+
+    threads = [threading.Thread(target=guess) for _ in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert outcomes.count("INVALID_CREDENTIALS") == 5
+    assert outcomes.count("SIGN_IN_THROTTLED") == 7
