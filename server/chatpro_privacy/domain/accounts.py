@@ -90,7 +90,7 @@ class DeviceData:
 class AccountView:
     account: Account
     roles: list[str]
-    sources: list[AccountFieldSource]
+    sources: list[queries.Source]
 
 
 @dataclass(frozen=True)

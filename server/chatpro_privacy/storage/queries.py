@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import datetime as dt
 from functools import cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from chatpro_privacy.storage.db import database, is_postgres
-from chatpro_privacy.storage.models import Account, AccountFieldSource, ConsentEvent, Device
+from chatpro_privacy.storage.models import Account, ConsentEvent, Device
 
 _SESSION_PRINCIPAL = """
 SELECT s.id, s.revoked_at, s.expires_at, a.id, a.subject_ref, s.kind, a.policy_version,
@@ -33,7 +33,9 @@ INSERT INTO consent_event (id, subject_ref, notice_version, purpose, lawful_basi
                            collection_method, event_type, given_by, occurred_at, valid_until)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
 _ROLES = "SELECT role FROM role_grant WHERE account_id = ? ORDER BY role"
-_SOURCES = "SELECT * FROM account_field_source WHERE account_id = ? ORDER BY field"
+_SOURCES = """
+SELECT field, source, recorded_at FROM account_field_source
+WHERE account_id = ? ORDER BY field"""
 _DEVICE = "SELECT * FROM device WHERE account_id = ? AND device_id = ?"
 _TOUCH = "UPDATE account SET last_active_at = ? WHERE id = ?"
 _AUDIT = """
@@ -97,8 +99,18 @@ def roles(account_id: str) -> list[str]:
     return [str(r[0]) for r in _execute(_ROLES, (account_id,)).fetchall()]
 
 
-def sources(account_id: str) -> list[AccountFieldSource]:
-    return list(AccountFieldSource.raw(_sql(_SOURCES), account_id))
+class Source(NamedTuple):
+    """Where one item of an account's data came from (ACC-9)."""
+
+    field: str
+    source: str
+    recorded_at: dt.datetime | None
+
+
+def sources(account_id: str) -> list[Source]:
+    # Plain tuples: building model objects cost more than the query on this hot path.
+    rows = _execute(_SOURCES, (account_id,)).fetchall()
+    return [Source(str(f), str(src), timestamp(at)) for f, src, at in rows]
 
 
 def device(account_id: str, device_id: str) -> Device:
