@@ -16,6 +16,8 @@ import structlog
 from chatpro.privacy.v1 import (
     account_service_pb2,
     account_service_pb2_grpc,
+    audit_service_pb2,
+    audit_service_pb2_grpc,
     consent_service_pb2,
     consent_service_pb2_grpc,
     disclosure_service_pb2,
@@ -31,7 +33,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
-from chatpro_privacy.domain import policy
+from chatpro_privacy.domain import audit, policy
 from chatpro_privacy.domain.accounts import Accounts
 from chatpro_privacy.domain.consent import Consents
 from chatpro_privacy.domain.guardians import Guardians
@@ -43,6 +45,7 @@ from chatpro_privacy.edge.interceptors import EdgeInterceptor
 from chatpro_privacy.jobs import housekeeping
 from chatpro_privacy.plugin.host import PluginHost
 from chatpro_privacy.services.account_service import AccountService
+from chatpro_privacy.services.audit_service import AuditService
 from chatpro_privacy.services.consent_service import ConsentService
 from chatpro_privacy.services.disclosure_service import DisclosureService
 from chatpro_privacy.services.organisation_service import OrganisationService
@@ -63,6 +66,7 @@ SERVICE_NAMES = tuple(
         consent_service_pb2,
         disclosure_service_pb2,
         organisation_service_pb2,
+        audit_service_pb2,
     )
     for service in module.DESCRIPTOR.services_by_name.values()
 )
@@ -91,6 +95,7 @@ class Runtime:
 
     @classmethod
     def build(cls, settings: Settings, plugins: PluginHost | None = None) -> Runtime:
+        audit.configure(settings.secret_key)
         passwords = Passwords(workers=settings.password_hash_workers)
         confirmations = ConfirmationTokens(settings.secret_key)
         sessions = Sessions(settings.policy, passwords)
@@ -194,6 +199,7 @@ async def start(
         ConsentService(runtime.consents, runtime.receipts), server
     )
     disclosure_service_pb2_grpc.add_DisclosureServiceServicer_to_server(DisclosureService(), server)
+    audit_service_pb2_grpc.add_AuditServiceServicer_to_server(AuditService(), server)
     organisation_service_pb2_grpc.add_OrganisationServiceServicer_to_server(
         OrganisationService(runtime.plugins), server
     )

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from chatpro_privacy import logs
 from chatpro_privacy import settings as settings_mod
 from chatpro_privacy.app import AddressInUseError, prepare_database, serve
-from chatpro_privacy.domain import roles
+from chatpro_privacy.domain import audit, roles
 from chatpro_privacy.domain.errors import DomainError
 from chatpro_privacy.jobs import housekeeping
 from chatpro_privacy.settings import Settings, SettingsError
@@ -43,6 +43,9 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     sub.add_parser("migrate", help="apply pending database migrations")
+    sub.add_parser(
+        "verify-audit", help="check the audit trail's chains; exit 1 at the first tampered entry"
+    )
     sub.add_parser("sweep", help="delete unconfirmed child accounts and expired idempotency keys")
 
     grant = sub.add_parser("grant-role", help="grant a platform role to an account")
@@ -107,6 +110,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             asyncio.run(serve(settings))
             return 0
         applied = prepare_database(settings)
+        audit.configure(settings.secret_key)
+        if args.command == "verify-audit":
+            result = audit.verify()
+            print(
+                json.dumps(
+                    {
+                        "intact": result.ok,
+                        "entries_checked": result.entries_checked,
+                        "legacy_entries": result.legacy_entries,
+                        "problems": [p.__dict__ for p in result.problems],
+                    }
+                )
+            )
+            return 0 if result.ok else 1
         if args.command == "migrate":
             print(json.dumps({"applied": applied}))
         elif args.command == "sweep":

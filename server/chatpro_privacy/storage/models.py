@@ -191,6 +191,19 @@ class AuditEntry(BaseModel):
     subject_ref = pw.TextField(null=True)
     target_type = pw.TextField()
     target_id = pw.TextField(null=True)
+    # The tamper-evident chain (SEC-5): partition, position in it, HMAC over entry and link.
+    chain_partition = pw.IntegerField(null=True)
+    chain_seq = pw.BigIntegerField(null=True)
+    mac = pw.TextField(null=True)
+
+
+class AuditHead(BaseModel):
+    """The newest entry of each audit chain partition, authenticated by ``head_mac``."""
+
+    chain_partition = pw.IntegerField(primary_key=True)
+    seq = pw.BigIntegerField()
+    mac = pw.TextField()
+    head_mac = pw.TextField()
 
 
 class ConsentEvent(BaseModel):
@@ -300,6 +313,7 @@ ALL_MODELS: tuple[type[BaseModel], ...] = (
     OutboxEvent,
     OutboxConsumer,
     AuditEntry,
+    AuditHead,
     ConsentEvent,
     GuardianAccess,
     Recipient,

@@ -40,8 +40,14 @@ _DEVICE = "SELECT * FROM device WHERE account_id = ? AND device_id = ?"
 _TOUCH = "UPDATE account SET last_active_at = ? WHERE id = ?"
 _AUDIT = """
 INSERT INTO audit_entry
-  (occurred_at, request_id, actor_type, actor_ref, action, subject_ref, target_type, target_id)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?)"""
+  (occurred_at, request_id, actor_type, actor_ref, action, subject_ref, target_type, target_id,
+   chain_partition, chain_seq, mac)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
+_AUDIT_HEAD = "SELECT seq, mac FROM audit_head WHERE chain_partition = ?"
+_AUDIT_HEAD_UPSERT = """
+INSERT INTO audit_head (chain_partition, seq, mac, head_mac) VALUES (?, ?, ?, ?)
+ON CONFLICT (chain_partition) DO UPDATE SET
+  seq = excluded.seq, mac = excluded.mac, head_mac = excluded.head_mac"""
 _UPSERT_DEVICE = """
 INSERT INTO device (account_id, device_id, device_type, operating_system, browser_type, source,
                     first_used_at, last_used_at, use_count)
@@ -137,29 +143,23 @@ def upsert_device(
     )
 
 
+def audit_head(partition: int) -> tuple[int, str] | None:
+    row = _execute(_AUDIT_HEAD, (partition,)).fetchone()
+    return (int(row[0]), str(row[1])) if row else None
+
+
 def insert_audit(
-    occurred_at: dt.datetime,
-    request_id: str,
-    actor_type: str,
-    actor_ref: str,
-    action: str,
-    subject_ref: str | None,
-    target_type: str,
-    target_id: str | None,
+    fields: tuple[Any, ...], partition: int, seq: int, mac: str, head_mac: str
 ) -> None:
-    _execute(
-        _AUDIT,
-        (
-            occurred_at,
-            request_id,
-            actor_type,
-            actor_ref,
-            action,
-            subject_ref,
-            target_type,
-            target_id,
-        ),
-    )
+    """Append a chained entry and move its partition's head, in the caller's transaction."""
+    _execute(_AUDIT, (*fields, partition, seq, mac))
+    _execute(_AUDIT_HEAD_UPSERT, (partition, seq, mac, head_mac))
+
+
+def lock_audit_partition(partition: int) -> None:
+    """Writers of one partition take turns (PostgreSQL; SQLite has one writer anyway)."""
+    if is_postgres():
+        database.execute_sql("SELECT pg_advisory_xact_lock(%s)", (727_100 + partition,))
 
 
 def date(value: Any) -> dt.date:
