@@ -18,6 +18,8 @@ from chatpro.privacy.v1 import (
     account_service_pb2_grpc,
     audit_service_pb2,
     audit_service_pb2_grpc,
+    breach_service_pb2,
+    breach_service_pb2_grpc,
     consent_service_pb2,
     consent_service_pb2_grpc,
     disclosure_service_pb2,
@@ -46,6 +48,7 @@ from chatpro_privacy.jobs import housekeeping
 from chatpro_privacy.plugin.host import PluginHost
 from chatpro_privacy.services.account_service import AccountService
 from chatpro_privacy.services.audit_service import AuditService
+from chatpro_privacy.services.breach_service import BreachService
 from chatpro_privacy.services.consent_service import ConsentService
 from chatpro_privacy.services.disclosure_service import DisclosureService
 from chatpro_privacy.services.organisation_service import OrganisationService
@@ -67,6 +70,7 @@ SERVICE_NAMES = tuple(
         disclosure_service_pb2,
         organisation_service_pb2,
         audit_service_pb2,
+        breach_service_pb2,
     )
     for service in module.DESCRIPTOR.services_by_name.values()
 )
@@ -200,6 +204,7 @@ async def start(
     )
     disclosure_service_pb2_grpc.add_DisclosureServiceServicer_to_server(DisclosureService(), server)
     audit_service_pb2_grpc.add_AuditServiceServicer_to_server(AuditService(), server)
+    breach_service_pb2_grpc.add_BreachServiceServicer_to_server(BreachService(), server)
     organisation_service_pb2_grpc.add_OrganisationServiceServicer_to_server(
         OrganisationService(runtime.plugins), server
     )

@@ -28,6 +28,7 @@ from chatpro_privacy.domain.principals import Principal
 from chatpro_privacy.storage.db import database, is_postgres
 from chatpro_privacy.storage.models import (
     Account,
+    Breach,
     EmailConfirmation,
     GuardianAccess,
     GuardianConfirmation,
@@ -45,6 +46,8 @@ PASSWORD_CHANGED = "password_changed"
 POLICY_VERSION_PUBLISHED = "policy_version_published"
 GUARDIAN_ACCESS_REQUESTED = "guardian_access_requested"
 PLUGIN_FAULTED = "plugin_faulted"
+BREACH_NOTIFIED = "breach_notified"
+BREACH_REPORTED_TO_ORGANISATION = "breach_reported_to_organisation"
 
 MAX_PAGE = 500
 DEFAULT_PAGE = 100
@@ -134,6 +137,27 @@ def _resolve(event: OutboxEvent, confirmations: tokens.ConfirmationTokens) -> De
         org = Organisation.get_or_none(Organisation.id == stored["organisation_id"])
         if org is not None:
             payload = {**stored, "emails": [org.privacy_contact_email]}
+    elif event.event_type == BREACH_NOTIFIED:
+        account = Account.get_or_none(Account.id == event.account_id)
+        breach = Breach.get_or_none(Breach.id == stored["breach_id"])
+        if account is not None and breach is not None:
+            payload = {
+                "account_id": account.id,
+                "email": account.email,
+                "breach_id": breach.id,
+                "summary": breach.summary,
+                "data_categories": json.loads(breach.data_categories),
+            }
+    elif event.event_type == BREACH_REPORTED_TO_ORGANISATION:
+        org = Organisation.get_or_none(Organisation.id == stored["organisation_id"])
+        breach = Breach.get_or_none(Breach.id == stored["breach_id"])
+        if org is not None and breach is not None:
+            payload = {
+                "organisation_id": org.id,
+                "email": org.privacy_contact_email,
+                "breach_id": breach.id,
+                "summary": breach.summary,
+            }
     return DeliverableEvent(
         sequence=int(event.seq),
         event_type=event.event_type,

@@ -184,6 +184,12 @@ def outbox_event(event: outbox.DeliverableEvent) -> outbox_pb2.OutboxEvent:
                 requires_reacceptance=p["requires_reacceptance"],
             )
         )
+    elif event.event_type == outbox.BREACH_NOTIFIED:
+        message.breach_notified.CopyFrom(outbox_pb2.BreachNotified(**p))
+    elif event.event_type == outbox.BREACH_REPORTED_TO_ORGANISATION:
+        message.breach_reported_to_organisation.CopyFrom(
+            outbox_pb2.BreachReportedToOrganisation(**p)
+        )
     elif event.event_type == outbox.PLUGIN_FAULTED:
         message.plugin_faulted.CopyFrom(
             outbox_pb2.PluginFaulted(

@@ -296,6 +296,45 @@ class OrganisationPlugin(BaseModel):
         primary_key = pw.CompositeKey("organisation", "plugin_name")
 
 
+class Breach(BaseModel):
+    id = pw.TextField(primary_key=True)
+    summary = pw.TextField()
+    known_at = pw.DateTimeField()
+    deadline_at = pw.DateTimeField()
+    recorded_at = pw.DateTimeField()
+    risk = pw.TextField(null=True)  # "low" | "medium" | "high" once assessed
+    data_categories = pw.TextField()  # JSON list
+    assessed_at = pw.DateTimeField(null=True)
+    regulator_notified_at = pw.DateTimeField(null=True)
+    regulator_reference = pw.TextField(null=True)
+    closed_at = pw.DateTimeField(null=True)
+
+
+class BreachSubject(BaseModel):
+    breach = pw.ForeignKeyField(Breach, column_name="breach_id")
+    subject_ref = pw.TextField()
+
+    class Meta:
+        primary_key = pw.CompositeKey("breach", "subject_ref")
+
+
+class BreachOrganisation(BaseModel):
+    breach = pw.ForeignKeyField(Breach, column_name="breach_id")
+    organisation_id = pw.TextField()
+
+    class Meta:
+        primary_key = pw.CompositeKey("breach", "organisation_id")
+
+
+class BreachNotice(BaseModel):
+    id = pw.AutoField()
+    breach = pw.ForeignKeyField(Breach, column_name="breach_id")
+    kind = pw.TextField()  # "person" | "organisation" | "regulator"
+    target = pw.TextField()
+    outbox_seq = pw.BigIntegerField()
+    created_at = pw.DateTimeField()
+
+
 ALL_MODELS: tuple[type[BaseModel], ...] = (
     PolicyVersion,
     ControllerInfo,
@@ -322,4 +361,8 @@ ALL_MODELS: tuple[type[BaseModel], ...] = (
     Organisation,
     OrganisationStatement,
     OrganisationPlugin,
+    Breach,
+    BreachSubject,
+    BreachOrganisation,
+    BreachNotice,
 )

@@ -242,6 +242,80 @@ class PluginFaulted(_message.Message):
 Global___PluginFaulted: _TypeAlias = PluginFaulted  # noqa: Y015
 
 @_typing.final
+class BreachNotified(_message.Message):
+    """A person is told of a breach that affects them (SEC-4)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    EMAIL_FIELD_NUMBER: _builtins.int
+    BREACH_ID_FIELD_NUMBER: _builtins.int
+    SUMMARY_FIELD_NUMBER: _builtins.int
+    DATA_CATEGORIES_FIELD_NUMBER: _builtins.int
+    account_id: _builtins.str
+    """The account."""
+    email: _builtins.str
+    """Where to send the notice."""
+    breach_id: _builtins.str
+    """The breach."""
+    summary: _builtins.str
+    """What happened."""
+    @_builtins.property
+    def data_categories(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Data categories involved."""
+
+    def __init__(
+        self,
+        *,
+        account_id: _builtins.str = ...,
+        email: _builtins.str = ...,
+        breach_id: _builtins.str = ...,
+        summary: _builtins.str = ...,
+        data_categories: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "breach_id", b"breach_id", "data_categories", b"data_categories", "email", b"email", "summary", b"summary"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BreachNotified: _TypeAlias = BreachNotified  # noqa: Y015
+
+@_typing.final
+class BreachReportedToOrganisation(_message.Message):
+    """An organisation is told of a breach that involves its content (SEC-4)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANISATION_ID_FIELD_NUMBER: _builtins.int
+    EMAIL_FIELD_NUMBER: _builtins.int
+    BREACH_ID_FIELD_NUMBER: _builtins.int
+    SUMMARY_FIELD_NUMBER: _builtins.int
+    organisation_id: _builtins.str
+    """The organisation."""
+    email: _builtins.str
+    """Its privacy contact."""
+    breach_id: _builtins.str
+    """The breach."""
+    summary: _builtins.str
+    """What happened."""
+    def __init__(
+        self,
+        *,
+        organisation_id: _builtins.str = ...,
+        email: _builtins.str = ...,
+        breach_id: _builtins.str = ...,
+        summary: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["breach_id", b"breach_id", "email", b"email", "organisation_id", b"organisation_id", "summary", b"summary"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BreachReportedToOrganisation: _TypeAlias = BreachReportedToOrganisation  # noqa: Y015
+
+@_typing.final
 class OutboxEvent(_message.Message):
     """A notification for the notification service to deliver (ACC-10)."""
 
@@ -257,6 +331,8 @@ class OutboxEvent(_message.Message):
     POLICY_VERSION_PUBLISHED_FIELD_NUMBER: _builtins.int
     GUARDIAN_ACCESS_REQUESTED_FIELD_NUMBER: _builtins.int
     PLUGIN_FAULTED_FIELD_NUMBER: _builtins.int
+    BREACH_NOTIFIED_FIELD_NUMBER: _builtins.int
+    BREACH_REPORTED_TO_ORGANISATION_FIELD_NUMBER: _builtins.int
     sequence: _builtins.int
     """Position in the outbox; strictly increasing in commit order."""
     account_id: _builtins.str
@@ -293,6 +369,14 @@ class OutboxEvent(_message.Message):
     def plugin_faulted(self) -> Global___PluginFaulted:
         """An organisation's plugin was disabled after faults."""
 
+    @_builtins.property
+    def breach_notified(self) -> Global___BreachNotified:
+        """A breach notice to a person."""
+
+    @_builtins.property
+    def breach_reported_to_organisation(self) -> Global___BreachReportedToOrganisation:
+        """A breach report to an organisation."""
+
     def __init__(
         self,
         *,
@@ -306,12 +390,14 @@ class OutboxEvent(_message.Message):
         policy_version_published: Global___PolicyVersionPublished | None = ...,
         guardian_access_requested: Global___GuardianAccessRequested | None = ...,
         plugin_faulted: Global___PluginFaulted | None = ...,
+        breach_notified: Global___BreachNotified | None = ...,
+        breach_reported_to_organisation: Global___BreachReportedToOrganisation | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "email_confirmation_requested", b"email_confirmation_requested", "guardian_access_requested", b"guardian_access_requested", "guardian_consent_requested", b"guardian_consent_requested", "password_changed", b"password_changed", "payload", b"payload", "plugin_faulted", b"plugin_faulted", "policy_version_published", b"policy_version_published"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["breach_notified", b"breach_notified", "breach_reported_to_organisation", b"breach_reported_to_organisation", "create_time", b"create_time", "email_confirmation_requested", b"email_confirmation_requested", "guardian_access_requested", b"guardian_access_requested", "guardian_consent_requested", b"guardian_consent_requested", "password_changed", b"password_changed", "payload", b"payload", "plugin_faulted", b"plugin_faulted", "policy_version_published", b"policy_version_published"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "create_time", b"create_time", "email_confirmation_requested", b"email_confirmation_requested", "guardian_access_requested", b"guardian_access_requested", "guardian_consent_requested", b"guardian_consent_requested", "password_changed", b"password_changed", "payload", b"payload", "plugin_faulted", b"plugin_faulted", "policy_version_published", b"policy_version_published", "sequence", b"sequence", "superseded", b"superseded"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "breach_notified", b"breach_notified", "breach_reported_to_organisation", b"breach_reported_to_organisation", "create_time", b"create_time", "email_confirmation_requested", b"email_confirmation_requested", "guardian_access_requested", b"guardian_access_requested", "guardian_consent_requested", b"guardian_consent_requested", "password_changed", b"password_changed", "payload", b"payload", "plugin_faulted", b"plugin_faulted", "policy_version_published", b"policy_version_published", "sequence", b"sequence", "superseded", b"superseded"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["guardian_consent_requested", "email_confirmation_requested", "password_changed", "policy_version_published", "guardian_access_requested", "plugin_faulted"]  # noqa: Y015
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["guardian_consent_requested", "email_confirmation_requested", "password_changed", "policy_version_published", "guardian_access_requested", "plugin_faulted", "breach_notified", "breach_reported_to_organisation"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 
