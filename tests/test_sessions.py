@@ -210,3 +210,27 @@ def test_concurrent_guesses_cannot_slip_past_the_throttle(api: Api) -> None:
         thread.join()
     assert outcomes.count("INVALID_CREDENTIALS") == 5
     assert outcomes.count("SIGN_IN_THROTTLED") == 7
+
+
+def test_register_and_sign_in_are_rate_limited_per_peer(
+    database_target: tuple[str, str | None],
+) -> None:
+    import grpc as _grpc
+
+    from chatpro_privacy.testing import InProcessServer
+
+    url, schema = database_target
+    with InProcessServer.start(url, schema=schema, register_per_peer=3, sign_in_per_peer=4) as srv:
+        channel = _grpc.insecure_channel(srv.target)
+        api = Api(srv, channel)
+        for i in range(3):
+            api.register(username=f"user{i}")
+        limited = rpc_error(lambda: api.register(username="user3"))
+        assert (limited.code, limited.reason) == (
+            _grpc.StatusCode.RESOURCE_EXHAUSTED,
+            "RATE_LIMITED",
+        )
+        for _ in range(4):
+            api.sign_in("user0")
+        assert rpc_error(lambda: api.sign_in("user0")).reason == "RATE_LIMITED"
+        channel.close()

@@ -32,6 +32,10 @@ class PolicySettings:
     guardian_session_lifetime: dt.timedelta = dt.timedelta(hours=1)
     guardian_access_token_lifetime: dt.timedelta = dt.timedelta(days=1)
     guardian_access_requests_per_hour: int = 3
+    # Per-peer rate limits (SEC-3): calls per window from one address.
+    register_per_peer: int = 100
+    sign_in_per_peer: int = 300
+    peer_rate_window: dt.timedelta = dt.timedelta(minutes=10)
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,10 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         policy = replace(
             policy, age_of_digital_consent=int(source["CHATPRO_AGE_OF_DIGITAL_CONSENT"])
         )
+    if "CHATPRO_REGISTER_PER_PEER" in source:
+        policy = replace(policy, register_per_peer=int(source["CHATPRO_REGISTER_PER_PEER"]))
+    if "CHATPRO_SIGN_IN_PER_PEER" in source:
+        policy = replace(policy, sign_in_per_peer=int(source["CHATPRO_SIGN_IN_PER_PEER"]))
     if "CHATPRO_TOKEN_LIFETIME_SECONDS" in source:
         policy = replace(
             policy,

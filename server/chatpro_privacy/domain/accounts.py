@@ -35,6 +35,7 @@ from chatpro_privacy.domain.sessions import (
     SignedIn,
     throttle_key,
 )
+from chatpro_privacy.domain.throttle import FailureThrottle
 from chatpro_privacy.settings import PolicySettings
 from chatpro_privacy.storage import queries
 from chatpro_privacy.storage.db import database
@@ -171,6 +172,9 @@ class Accounts:
         self.passwords = passwords
         self.confirmations = confirmations
         self.sessions = sessions
+        self.register_rate = FailureThrottle(
+            policy.register_per_peer, policy.peer_rate_window, clock.now
+        )
 
     # -- registration -------------------------------------------------------------------
 
@@ -265,7 +269,10 @@ class Accounts:
                 "EMAIL_ALREADY_REGISTERED", "an account with that email exists", {"field": "email"}
             )
 
-    async def register(self, r: Registration) -> Account:
+    async def register(self, r: Registration, peer: str = "") -> Account:
+        self.register_rate.reserve(
+            peer, "RATE_LIMITED", "too many registrations from this address; wait"
+        )
         fields, is_child = self._validate_registration(r)
         if (existing := self._replay(r)) is not None:  # a retry gets the first answer
             return existing

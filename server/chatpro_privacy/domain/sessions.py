@@ -46,6 +46,10 @@ class Sessions:
         self.passwords = passwords
         self.account_throttle = FailureThrottle(5, dt.timedelta(minutes=15), clock.now)
         self.peer_throttle = FailureThrottle(30, dt.timedelta(minutes=15), clock.now)
+        # Every attempt counts here, failed or not: a cap on one address's sign-in rate.
+        self.peer_rate = FailureThrottle(
+            policy.sign_in_per_peer, policy.peer_rate_window, clock.now
+        )
 
     async def sign_in(self, login: str, password: str, peer: str) -> SignedIn:
         v = Violations()
@@ -60,6 +64,7 @@ class Sessions:
         v.raise_if_any()
         login_key = login.strip().lower()
         message = "too many failed sign-ins; wait before trying again"
+        self.peer_rate.reserve(peer, "RATE_LIMITED", "too many sign-ins from this address; wait")
         self.peer_throttle.reserve(peer, "SIGN_IN_THROTTLED", message)
         account = Account.get_or_none(
             (Account.username_key == login_key) | (Account.email_key == login_key)

@@ -45,7 +45,8 @@ class AccountService(pb_grpc.AccountServiceServicer):
                 profile_picture=request.profile_picture,
                 device=convert.device_data(request.device) if request.HasField("device") else None,
                 consented_purposes=tuple(request.consented_purposes),
-            )
+            ),
+            peer_host(context),
         )
         return pb.RegisterResponse(account=convert.account(self.accounts.view(account)))
 
