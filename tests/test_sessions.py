@@ -216,7 +216,6 @@ def test_register_and_sign_in_are_rate_limited_per_peer(
     database_target: tuple[str, str | None],
 ) -> None:
     import grpc as _grpc
-
     from chatpro_privacy.testing import InProcessServer
 
     url, schema = database_target
