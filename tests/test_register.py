@@ -349,3 +349,10 @@ def test_a_retry_gets_its_first_answer_even_after_a_new_policy(api: Api) -> None
     late = rpc_error(lambda: api.register(username="late"))
     assert late.reason == "POLICY_VERSION_NOT_CURRENT"
     assert late.metadata["current_version"] == "2026-01-01"
+
+
+def test_a_nul_character_is_refused_on_every_database(api: Api, unchanged) -> None:  # type: ignore[no-untyped-def]
+    failure = unchanged(lambda: api.register(name="Ali\x00ce"))
+    assert failure.violations == {"name": "INVALID_CHARACTERS"}
+    failure = unchanged(lambda: api.register(device=account_pb2.DeviceInfo(device_id="d\x00")))
+    assert failure.violations == {"device.device_id": "INVALID_CHARACTERS"}

@@ -19,6 +19,7 @@ from typing import Any
 
 import grpc
 import structlog
+from google.protobuf.message import Message
 
 from chatpro_privacy.domain import context
 from chatpro_privacy.domain.errors import DomainError, PermissionDenied, Unauthenticated
@@ -26,6 +27,7 @@ from chatpro_privacy.domain.policy import PolicyGate
 from chatpro_privacy.domain.principals import ANONYMOUS, Principal
 from chatpro_privacy.domain.sessions import Sessions
 from chatpro_privacy.edge import status as status_map
+from chatpro_privacy.edge.text import refuse_nul
 
 log = structlog.get_logger("chatpro_privacy.access")
 
@@ -177,6 +179,8 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
     ) -> Callable[[Any, Any], Awaitable[Any]]:
         async def call(request: Any, ctx: grpc.aio.ServicerContext[Any, Any]) -> Any:
             async with self._scope(method, ctx):
+                if isinstance(request, Message):
+                    refuse_nul(request)
                 return await behaviour(request, ctx)
 
         return call
