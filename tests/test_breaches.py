@@ -177,10 +177,10 @@ def test_an_assessment_naming_unknown_people_changes_nothing(api: Api, stub, unc
         pb.RecordBreachRequest(summary="Misaddressed email"), metadata=auth
     ).breach
     for request, reason in (
-        (pb.AssessBreachRequest(breach_id=breach.breach_id, risk=pb.BREACH_RISK_HIGH, data_categories=["contact"],  # noqa: E501
+        (pb.AssessBreachRequest(breach_id=breach.breach_id, risk=pb.BREACH_RISK_HIGH, data_categories=["contact"],
                                 affected_account_ids=["ghost"]), "ACCOUNT_NOT_FOUND"),
-        (pb.AssessBreachRequest(breach_id=breach.breach_id, data_categories=["contact"]), "REQUIRED"),  # noqa: E501
-        (pb.AssessBreachRequest(breach_id=breach.breach_id, risk=pb.BREACH_RISK_LOW, data_categories=["dreams"]), "UNKNOWN_CATEGORY"),  # noqa: E501
+        (pb.AssessBreachRequest(breach_id=breach.breach_id, data_categories=["contact"]), "REQUIRED"),
+        (pb.AssessBreachRequest(breach_id=breach.breach_id, risk=pb.BREACH_RISK_LOW, data_categories=["dreams"]), "UNKNOWN_CATEGORY"),
     ):  # fmt: skip
         assert unchanged(lambda r=request: stub.AssessBreach(r, metadata=auth)).reason == reason
 

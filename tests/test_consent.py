@@ -241,7 +241,7 @@ def test_eight_clients_granting_and_withdrawing_lose_no_event(api: Api) -> None:
 
 def _child(api: Api) -> tuple[str, account_service_pb2.ConfirmGuardianConsentResponse]:
     service = api.service_token()
-    child = api.register(username="kid", date_of_birth=child_birthday(), guardian_email="mum@example.com",  # noqa: E501
+    child = api.register(username="kid", date_of_birth=child_birthday(), guardian_email="mum@example.com",
                          consented_purposes=["analytics"])  # fmt: skip
     event = next(
         e for e in api.outbox_events(service).events if e.HasField("guardian_consent_requested")

@@ -46,7 +46,7 @@ def test_no_acknowledged_write_is_lost_across_sigterm(
     }
     with (tmp_path / "serve.log").open("wb") as log:
         server = subprocess.Popen(
-            [sys.executable, "-m", "chatpro_privacy", "serve", "--address", f"127.0.0.1:{port}", "--grace-period", "10"],  # noqa: E501
+            [sys.executable, "-m", "chatpro_privacy", "serve", "--address", f"127.0.0.1:{port}", "--grace-period", "10"],
             env=env, stdout=log, stderr=log,
         )  # fmt: skip
     try:

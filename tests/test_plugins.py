@@ -179,7 +179,7 @@ def test_an_organisations_plugin_applies_to_it_alone(orgs, host: PluginHost) -> 
     }
     formats = {
         org: sorted(f.name for f in _stub(api).ListExportFormats(
-            organisation_service_pb2.ListExportFormatsRequest(organisation_id=org), metadata=api.auth(operator)).formats)  # noqa: E501
+            organisation_service_pb2.ListExportFormatsRequest(organisation_id=org), metadata=api.auth(operator)).formats)
         for org in (a, b)
     }  # fmt: skip
     assert formats == {a: ["csv", "json"], b: ["json"]}
@@ -309,14 +309,14 @@ def test_enable_bad_input_changes_nothing(orgs, unchanged, name, config, field, 
     assert failure.violations == {field: reason}
 
 
-def test_only_operators_manage_plugins(orgs, unchanged) -> None:  # type: ignore[no-untyped-def]
+def test_only_operators_and_administrators_manage_plugins(orgs, unchanged) -> None:  # type: ignore[no-untyped-def]
     api, _, a, _ = orgs
     _, person = api.adult("pupil")
+    # An outsider is told the organisation does not exist (ORG-5).
     failure = unchanged(lambda: enable(api, person, a, "school_safeguarding"))
-    assert (failure.code, failure.reason) == (grpc.StatusCode.PERMISSION_DENIED, "OPERATORS_ONLY")
-    # Reading the retention policy calls the organisation's plugins: not for everyone.
+    assert (failure.code, failure.reason) == (grpc.StatusCode.NOT_FOUND, "ORGANISATION_NOT_FOUND")
     denied = unchanged(lambda: retention(api, person, a))
-    assert (denied.code, denied.reason) == (grpc.StatusCode.PERMISSION_DENIED, "OPERATORS_ONLY")
+    assert (denied.code, denied.reason) == (grpc.StatusCode.NOT_FOUND, "ORGANISATION_NOT_FOUND")
     operator = api.staff("operator", "op2")
     missing = unchanged(lambda: retention(api, operator, "no-such-org"))
     assert (missing.code, missing.reason) == (grpc.StatusCode.NOT_FOUND, "ORGANISATION_NOT_FOUND")

@@ -170,7 +170,7 @@ def test_notification_fanout_resumes_after_a_crash(api: Api) -> None:
 
     now = clock.now()
     PolicyVersion.create(version="2026-12-01", effective_at=now, change_summary="s", text="t",
-                         text_sha256="0" * 64, requires_reacceptance=False, published_at=now)  # fmt: skip  # noqa: E501
+                         text_sha256="0" * 64, requires_reacceptance=False, published_at=now)  # fmt: skip
     PolicyNoticeFanout.create(version="2026-12-01", last_account_id="", notified=0)
     assert asyncio.run(policy.notify_accounts("2026-12-01", batch=3)) == 7
     assert asyncio.run(policy.resume_notifications()) == 0

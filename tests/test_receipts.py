@@ -30,7 +30,7 @@ def test_receipt_verifies_offline_and_a_changed_byte_fails(api: Api) -> None:
     purposes = {p["purposeCategory"][0]: p for p in receipt["services"][0]["purposes"]}
     assert set(purposes) == {"policy", "analytics", "sharing.professional_advisers"}
     assert purposes["sharing.professional_advisers"]["thirdPartyDisclosure"] is True
-    for field in ("consentTimestamp", "collectionMethod", "consentReceiptID", "language", "piiPrincipalId",  # noqa: E501
+    for field in ("consentTimestamp", "collectionMethod", "consentReceiptID", "language", "piiPrincipalId",
                   "policyUrl", "sensitive", "spiCat"):  # fmt: skip
         assert field in receipt
     assert "alice" not in response.receipt_json  # the principal is the pseudonym, no personal data

@@ -132,10 +132,10 @@ BAD_FIELDS = [
     ({"password": "aaaaaaaaaaaa"}, {"password": "PASSWORD_TOO_WEAK"}),
     ({"password": "my-alice-password"}, {"password": "PASSWORD_TOO_WEAK"}),
     ({"date_of_birth": common_pb2.CalendarDate()}, {"date_of_birth": "REQUIRED"}),
-    ({"date_of_birth": common_pb2.CalendarDate(year=2001, month=2, day=30)}, {"date_of_birth": "INVALID_DATE"}),  # noqa: E501
-    ({"date_of_birth": common_pb2.CalendarDate(year=3000, month=1, day=1)}, {"date_of_birth": "DATE_IN_FUTURE"}),  # noqa: E501
-    ({"date_of_birth": common_pb2.CalendarDate(year=1850, month=1, day=1)}, {"date_of_birth": "DATE_IMPLAUSIBLE"}),  # noqa: E501
-    ({"date_of_birth": common_pb2.CalendarDate(year=-5, month=13, day=0)}, {"date_of_birth": "INVALID_DATE"}),  # noqa: E501
+    ({"date_of_birth": common_pb2.CalendarDate(year=2001, month=2, day=30)}, {"date_of_birth": "INVALID_DATE"}),
+    ({"date_of_birth": common_pb2.CalendarDate(year=3000, month=1, day=1)}, {"date_of_birth": "DATE_IN_FUTURE"}),
+    ({"date_of_birth": common_pb2.CalendarDate(year=1850, month=1, day=1)}, {"date_of_birth": "DATE_IMPLAUSIBLE"}),
+    ({"date_of_birth": common_pb2.CalendarDate(year=-5, month=13, day=0)}, {"date_of_birth": "INVALID_DATE"}),
     ({"request_id": ""}, {"request_id": "REQUIRED"}),
     ({"request_id": "bad id!"}, {"request_id": "INVALID_FORMAT"}),
     ({"accepted_policy_version": ""}, {"accepted_policy_version": "REQUIRED"}),
@@ -144,7 +144,7 @@ BAD_FIELDS = [
     ({"profile_picture": b"\xff\xd8\xff" + b"0" * (256 * 1024)}, {"profile_picture": "TOO_LARGE"}),
     ({"device": account_pb2.DeviceInfo(device_type="phone")}, {"device.device_id": "REQUIRED"}),
     ({"device": account_pb2.DeviceInfo(device_id="d" * 129)}, {"device.device_id": "TOO_LONG"}),
-    ({"device": account_pb2.DeviceInfo(device_id="d", operating_system="o" * 101)}, {"device.operating_system": "TOO_LONG"}),  # noqa: E501
+    ({"device": account_pb2.DeviceInfo(device_id="d", operating_system="o" * 101)}, {"device.operating_system": "TOO_LONG"}),
 ]  # fmt: skip
 
 

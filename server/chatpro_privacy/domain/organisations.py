@@ -2,8 +2,8 @@
 Rules statement with the retention it announces (CON-5, PLG-1), and which plugins each
 organisation enables with what configuration (PLG-4).
 
-Managing an organisation is for operators here; its own administrators join in with
-memberships (issue 5).
+Creating an organisation is for operators; managing one is for operators and its own
+active administrators (anyone else is told it does not exist, ORG-5).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from chatpro_privacy.domain import audit, validation
+from chatpro_privacy.domain import audit, memberships, validation
 from chatpro_privacy.domain.clock import clock
 from chatpro_privacy.domain.errors import (
     FailedPrecondition,
@@ -93,8 +93,7 @@ def publish_statement(
     retention_months: dict[str, int],
     effective_at: dt.datetime | None,
 ) -> OrganisationStatement:
-    _require_operator(principal)
-    org = get(organisation_id)
+    org = memberships.require_manager(principal, organisation_id)
     now = clock.now()
     effective = effective_at or now
     history = NoticeHistory(
@@ -138,8 +137,7 @@ def statement_in_effect(organisation_id: str) -> OrganisationStatement:
 
 
 def plugins(principal: Principal, host: PluginHost, organisation_id: str) -> list[PluginStatus]:
-    _require_operator(principal)
-    org = get(organisation_id)
+    org = memberships.require_manager(principal, organisation_id)
     rows = {
         r.plugin_name: r
         for r in OrganisationPlugin.select().where(OrganisationPlugin.organisation == org.id)
@@ -187,8 +185,7 @@ async def enable(
     *,
     only_reconfigure: bool = False,
 ) -> PluginStatus:
-    _require_operator(principal)
-    org = get(organisation_id)
+    org = memberships.require_manager(principal, organisation_id)
     if name not in host.installed:
         raise InvalidArgument(
             [FieldViolation("plugin_name", "is not installed on this server", "UNKNOWN_PLUGIN")]
@@ -245,8 +242,7 @@ async def enable(
 def disable(
     principal: Principal, host: PluginHost, organisation_id: str, name: str
 ) -> PluginStatus:
-    _require_operator(principal)
-    org = get(organisation_id)
+    org = memberships.require_manager(principal, organisation_id)
     with database.atomic():
         removed = (
             OrganisationPlugin.delete()
@@ -280,8 +276,7 @@ async def retention_policy(
 ) -> list[RetentionDecision]:
     """Each kind of content's period, as the organisation's plugins decide within what its
     statement announces. Reading it calls the organisation's plugins, so it is not public."""
-    _require_operator(principal)
-    org = get(organisation_id)
+    org = memberships.require_manager(principal, organisation_id)
     decisions = []
     for kind in CONTENT_KINDS:
         months, plugin = await host.retention(org.id, kind)
@@ -292,5 +287,5 @@ async def retention_policy(
 async def export_formats(
     principal: Principal, host: PluginHost, organisation_id: str
 ) -> list[tuple[str, Any]]:
-    _require_operator(principal)
-    return await host.export_formats(get(organisation_id).id)
+    org = memberships.require_manager(principal, organisation_id)
+    return await host.export_formats(org.id)

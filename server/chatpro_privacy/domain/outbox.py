@@ -47,6 +47,7 @@ POLICY_VERSION_PUBLISHED = "policy_version_published"
 GUARDIAN_ACCESS_REQUESTED = "guardian_access_requested"
 PLUGIN_FAULTED = "plugin_faulted"
 BREACH_NOTIFIED = "breach_notified"
+MEMBERSHIP_INVITED = "membership_invited"
 BREACH_REPORTED_TO_ORGANISATION = "breach_reported_to_organisation"
 
 MAX_PAGE = 500
@@ -137,6 +138,17 @@ def _resolve(event: OutboxEvent, confirmations: tokens.ConfirmationTokens) -> De
         org = Organisation.get_or_none(Organisation.id == stored["organisation_id"])
         if org is not None:
             payload = {**stored, "emails": [org.privacy_contact_email]}
+    elif event.event_type == MEMBERSHIP_INVITED:
+        account = Account.get_or_none(Account.id == event.account_id)
+        org = Organisation.get_or_none(Organisation.id == stored["organisation_id"])
+        if account is not None and org is not None:
+            payload = {
+                "account_id": account.id,
+                "email": account.email,
+                "organisation_id": org.id,
+                "organisation_name": org.name,
+                "role": stored["role"],
+            }
     elif event.event_type == BREACH_NOTIFIED:
         account = Account.get_or_none(Account.id == event.account_id)
         breach = Breach.get_or_none(Breach.id == stored["breach_id"])

@@ -184,6 +184,8 @@ def outbox_event(event: outbox.DeliverableEvent) -> outbox_pb2.OutboxEvent:
                 requires_reacceptance=p["requires_reacceptance"],
             )
         )
+    elif event.event_type == outbox.MEMBERSHIP_INVITED:
+        message.membership_invited.CopyFrom(outbox_pb2.MembershipInvited(**p))
     elif event.event_type == outbox.BREACH_NOTIFIED:
         message.breach_notified.CopyFrom(outbox_pb2.BreachNotified(**p))
     elif event.event_type == outbox.BREACH_REPORTED_TO_ORGANISATION:
@@ -349,4 +351,26 @@ def plugin_status(p: organisations.PluginStatus) -> organisation_pb2.Organisatio
         config_json=p.config,
         fault_reason=p.fault_reason,
         distribution=p.distribution,
+    )
+
+
+MEMBER_ROLES = {
+    "member": organisation_pb2.MEMBER_ROLE_MEMBER,
+    "administrator": organisation_pb2.MEMBER_ROLE_ADMINISTRATOR,
+}
+MEMBER_ROLE_NAMES = {v: k for k, v in MEMBER_ROLES.items()}
+MEMBERSHIP_STATES = {
+    "invited": organisation_pb2.MEMBERSHIP_STATE_INVITED,
+    "active": organisation_pb2.MEMBERSHIP_STATE_ACTIVE,
+}
+
+
+def membership(m: models.Membership) -> organisation_pb2.Membership:
+    return organisation_pb2.Membership(
+        organisation_id=m.organisation_id,
+        account_id=m.account_id,
+        role=MEMBER_ROLES[m.role],
+        state=MEMBERSHIP_STATES[m.state],
+        acknowledged_statement_version=m.statement_version or "",
+        join_time=timestamp(m.joined_at),
     )

@@ -9,7 +9,7 @@ from chatpro.privacy.v1 import organisation_service_pb2 as pb
 from chatpro.privacy.v1 import organisation_service_pb2_grpc as pb_grpc
 
 from chatpro_privacy.domain import context as call
-from chatpro_privacy.domain import organisations
+from chatpro_privacy.domain import memberships, organisations
 from chatpro_privacy.plugin.host import PluginHost
 from chatpro_privacy.services import convert
 
@@ -122,4 +122,45 @@ class OrganisationService(pb_grpc.OrganisationServiceServicer):
                 pb.ExportFormat(name=f.name, media_type=f.media_type, plugin_name=plugin)
                 for plugin, f in formats
             ]
+        )
+
+    async def InviteMember(
+        self, request: pb.InviteMemberRequest, context: Any
+    ) -> pb.InviteMemberResponse:
+        row = memberships.invite(
+            call.principal.get(),
+            request.organisation_id,
+            request.account_id,
+            convert.MEMBER_ROLE_NAMES.get(request.role, ""),
+        )
+        return pb.InviteMemberResponse(membership=convert.membership(row))
+
+    async def AcceptInvitation(
+        self, request: pb.AcceptInvitationRequest, context: Any
+    ) -> pb.AcceptInvitationResponse:
+        row = memberships.accept(
+            call.principal.get(),
+            request.organisation_id,
+            request.statement_version,
+            request.mobile_number,
+        )
+        return pb.AcceptInvitationResponse(membership=convert.membership(row))
+
+    async def RemoveMember(
+        self, request: pb.RemoveMemberRequest, context: Any
+    ) -> pb.RemoveMemberResponse:
+        memberships.remove(call.principal.get(), request.organisation_id, request.account_id)
+        return pb.RemoveMemberResponse()
+
+    async def ListMembers(
+        self, request: pb.ListMembersRequest, context: Any
+    ) -> pb.ListMembersResponse:
+        rows = memberships.members(call.principal.get(), request.organisation_id)
+        return pb.ListMembersResponse(memberships=[convert.membership(m) for m in rows])
+
+    async def ListMyMemberships(
+        self, request: pb.ListMyMembershipsRequest, context: Any
+    ) -> pb.ListMyMembershipsResponse:
+        return pb.ListMyMembershipsResponse(
+            memberships=[convert.membership(m) for m in memberships.mine(call.principal.get())]
         )

@@ -335,6 +335,24 @@ class BreachNotice(BaseModel):
     created_at = pw.DateTimeField()
 
 
+class Membership(BaseModel):
+    organisation = pw.ForeignKeyField(
+        Organisation, on_delete="CASCADE", column_name="organisation_id"
+    )
+    organisation_id: str
+    account = pw.ForeignKeyField(Account, on_delete="CASCADE", column_name="account_id")
+    account_id: str
+    role = pw.TextField()  # "member" | "administrator"
+    state = pw.TextField()  # "invited" | "active"
+    statement_version = pw.TextField(null=True)
+    invited_at = pw.DateTimeField()
+    joined_at = pw.DateTimeField(null=True)
+
+    class Meta:
+        table_name = "organisation_membership"
+        primary_key = pw.CompositeKey("organisation", "account")
+
+
 ALL_MODELS: tuple[type[BaseModel], ...] = (
     PolicyVersion,
     ControllerInfo,
@@ -365,4 +383,5 @@ ALL_MODELS: tuple[type[BaseModel], ...] = (
     BreachSubject,
     BreachOrganisation,
     BreachNotice,
+    Membership,
 )

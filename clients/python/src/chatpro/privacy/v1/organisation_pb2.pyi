@@ -50,6 +50,50 @@ disabled.
 """
 Global___PluginState: _TypeAlias = PluginState  # noqa: Y015
 
+class _MemberRole:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _MemberRoleEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_MemberRole.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    MEMBER_ROLE_UNSPECIFIED: _MemberRole.ValueType  # 0
+    MEMBER_ROLE_MEMBER: _MemberRole.ValueType  # 1
+    """A member."""
+    MEMBER_ROLE_ADMINISTRATOR: _MemberRole.ValueType  # 2
+    """An administrator: manages the organisation and may monitor its content (ORG-3)."""
+
+class MemberRole(_MemberRole, metaclass=_MemberRoleEnumTypeWrapper):
+    """A person's role in an organisation (ORG-1)."""
+
+MEMBER_ROLE_UNSPECIFIED: MemberRole.ValueType  # 0
+MEMBER_ROLE_MEMBER: MemberRole.ValueType  # 1
+"""A member."""
+MEMBER_ROLE_ADMINISTRATOR: MemberRole.ValueType  # 2
+"""An administrator: manages the organisation and may monitor its content (ORG-3)."""
+Global___MemberRole: _TypeAlias = MemberRole  # noqa: Y015
+
+class _MembershipState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _MembershipStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_MembershipState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    MEMBERSHIP_STATE_UNSPECIFIED: _MembershipState.ValueType  # 0
+    MEMBERSHIP_STATE_INVITED: _MembershipState.ValueType  # 1
+    """Invited; the person has not yet seen and acknowledged the statement."""
+    MEMBERSHIP_STATE_ACTIVE: _MembershipState.ValueType  # 2
+    """Joined, with the statement acknowledged."""
+
+class MembershipState(_MembershipState, metaclass=_MembershipStateEnumTypeWrapper):
+    """Where a membership stands."""
+
+MEMBERSHIP_STATE_UNSPECIFIED: MembershipState.ValueType  # 0
+MEMBERSHIP_STATE_INVITED: MembershipState.ValueType  # 1
+"""Invited; the person has not yet seen and acknowledged the statement."""
+MEMBERSHIP_STATE_ACTIVE: MembershipState.ValueType  # 2
+"""Joined, with the statement acknowledged."""
+Global___MembershipState: _TypeAlias = MembershipState  # noqa: Y015
+
 @_typing.final
 class Organisation(_message.Message):
     """An organisation (a school, a company): controller of its members' message and
@@ -229,3 +273,47 @@ class OrganisationPlugin(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___OrganisationPlugin: _TypeAlias = OrganisationPlugin  # noqa: Y015
+
+@_typing.final
+class Membership(_message.Message):
+    """An account's membership of an organisation. An account may belong to several."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANISATION_ID_FIELD_NUMBER: _builtins.int
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    ACKNOWLEDGED_STATEMENT_VERSION_FIELD_NUMBER: _builtins.int
+    JOIN_TIME_FIELD_NUMBER: _builtins.int
+    organisation_id: _builtins.str
+    """The organisation."""
+    account_id: _builtins.str
+    """The account."""
+    role: Global___MemberRole.ValueType
+    """The role."""
+    state: Global___MembershipState.ValueType
+    """Where it stands."""
+    acknowledged_statement_version: _builtins.str
+    """The statement version acknowledged on joining (CON-5)."""
+    @_builtins.property
+    def join_time(self) -> _timestamp_pb2.Timestamp:
+        """When the person joined."""
+
+    def __init__(
+        self,
+        *,
+        organisation_id: _builtins.str = ...,
+        account_id: _builtins.str = ...,
+        role: Global___MemberRole.ValueType = ...,
+        state: Global___MembershipState.ValueType = ...,
+        acknowledged_statement_version: _builtins.str = ...,
+        join_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["join_time", b"join_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "acknowledged_statement_version", b"acknowledged_statement_version", "join_time", b"join_time", "organisation_id", b"organisation_id", "role", b"role", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Membership: _TypeAlias = Membership  # noqa: Y015

@@ -86,6 +86,31 @@ class OrganisationServiceStub:
                 request_serializer=chatpro_dot_privacy_dot_v1_dot_organisation__service__pb2.ListExportFormatsRequest.SerializeToString,
                 response_deserializer=chatpro_dot_privacy_dot_v1_dot_organisation__service__pb2.ListExportFormatsResponse.FromString,
                 _registered_method=True)
+        self.InviteMember = channel.unary_unary(
+                '/chatpro.privacy.v1.OrganisationService/InviteMember',
+                request_serializer=chatpro_dot_privacy_dot_v1_dot_organisation__service__pb2.InviteMemberRequest.SerializeToString,
+                response_deserializer=chatpro_dot_privacy_dot_v1_dot_organisation__service__pb2.InviteMemberResponse.FromString,
+                _registered_method=True)
+        self.AcceptInvitation = channel.unary_unary(
+                '/chatpro.privacy.v1.OrganisationService/AcceptInvitation',
+                request_serializer=chatpro_dot_privacy_dot_v1_dot_organisation__service__pb2.AcceptInvitationRequest.SerializeToString,
+                response_deserializer=chatpro_dot_privacy_dot_v1_dot_organisation__service__pb2.AcceptInvitationResponse.FromString,
+                _registered_method=True)
+        self.RemoveMember = channel.unary_unary(
+                '/chatpro.privacy.v1.OrganisationService/RemoveMember',
+                request_serializer=chatpro_dot_privacy_dot_v1_dot_organisation__service__pb2.RemoveMemberRequest.SerializeToString,
+                response_deserializer=chatpro_dot_privacy_dot_v1_dot_organisation__service__pb2.RemoveMemberResponse.FromString,
+                _registered_method=True)
+        self.ListMembers = channel.unary_unary(
+                '/chatpro.privacy.v1.OrganisationService/ListMembers',
+                request_serializer=chatpro_dot_privacy_dot_v1_dot_organisation__service__pb2.ListMembersRequest.SerializeToString,
+                response_deserializer=chatpro_dot_privacy_dot_v1_dot_organisation__service__pb2.ListMembersResponse.FromString,
+                _registered_method=True)
+        self.ListMyMemberships = channel.unary_unary(
+                '/chatpro.privacy.v1.OrganisationService/ListMyMemberships',
+                request_serializer=chatpro_dot_privacy_dot_v1_dot_organisation__service__pb2.ListMyMembershipsRequest.SerializeToString,
+                response_deserializer=chatpro_dot_privacy_dot_v1_dot_organisation__service__pb2.ListMyMembershipsResponse.FromString,
+                _registered_method=True)
 
 
 class OrganisationServiceServicer:
@@ -164,6 +189,42 @@ class OrganisationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def InviteMember(self, request, context):
+        """Invites an existing account as a member or administrator (administrators and operators).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AcceptInvitation(self, request, context):
+        """The invited person joins, acknowledging the statement in effect; an administrator gives
+        a mobile number (ACC-4).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveMember(self, request, context):
+        """Removes a member (administrators and operators) or leaves (the member).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListMembers(self, request, context):
+        """The organisation's members (administrators and operators).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListMyMemberships(self, request, context):
+        """The caller's own memberships.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrganisationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -216,6 +277,31 @@ def add_OrganisationServiceServicer_to_server(servicer, server):
                     servicer.ListExportFormats,
                     request_deserializer=chatpro_dot_privacy_dot_v1_dot_organisation__service__pb2.ListExportFormatsRequest.FromString,
                     response_serializer=chatpro_dot_privacy_dot_v1_dot_organisation__service__pb2.ListExportFormatsResponse.SerializeToString,
+            ),
+            'InviteMember': grpc.unary_unary_rpc_method_handler(
+                    servicer.InviteMember,
+                    request_deserializer=chatpro_dot_privacy_dot_v1_dot_organisation__service__pb2.InviteMemberRequest.FromString,
+                    response_serializer=chatpro_dot_privacy_dot_v1_dot_organisation__service__pb2.InviteMemberResponse.SerializeToString,
+            ),
+            'AcceptInvitation': grpc.unary_unary_rpc_method_handler(
+                    servicer.AcceptInvitation,
+                    request_deserializer=chatpro_dot_privacy_dot_v1_dot_organisation__service__pb2.AcceptInvitationRequest.FromString,
+                    response_serializer=chatpro_dot_privacy_dot_v1_dot_organisation__service__pb2.AcceptInvitationResponse.SerializeToString,
+            ),
+            'RemoveMember': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveMember,
+                    request_deserializer=chatpro_dot_privacy_dot_v1_dot_organisation__service__pb2.RemoveMemberRequest.FromString,
+                    response_serializer=chatpro_dot_privacy_dot_v1_dot_organisation__service__pb2.RemoveMemberResponse.SerializeToString,
+            ),
+            'ListMembers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListMembers,
+                    request_deserializer=chatpro_dot_privacy_dot_v1_dot_organisation__service__pb2.ListMembersRequest.FromString,
+                    response_serializer=chatpro_dot_privacy_dot_v1_dot_organisation__service__pb2.ListMembersResponse.SerializeToString,
+            ),
+            'ListMyMemberships': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListMyMemberships,
+                    request_deserializer=chatpro_dot_privacy_dot_v1_dot_organisation__service__pb2.ListMyMembershipsRequest.FromString,
+                    response_serializer=chatpro_dot_privacy_dot_v1_dot_organisation__service__pb2.ListMyMembershipsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -490,6 +576,141 @@ class OrganisationService:
             '/chatpro.privacy.v1.OrganisationService/ListExportFormats',
             chatpro_dot_privacy_dot_v1_dot_organisation__service__pb2.ListExportFormatsRequest.SerializeToString,
             chatpro_dot_privacy_dot_v1_dot_organisation__service__pb2.ListExportFormatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def InviteMember(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chatpro.privacy.v1.OrganisationService/InviteMember',
+            chatpro_dot_privacy_dot_v1_dot_organisation__service__pb2.InviteMemberRequest.SerializeToString,
+            chatpro_dot_privacy_dot_v1_dot_organisation__service__pb2.InviteMemberResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AcceptInvitation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chatpro.privacy.v1.OrganisationService/AcceptInvitation',
+            chatpro_dot_privacy_dot_v1_dot_organisation__service__pb2.AcceptInvitationRequest.SerializeToString,
+            chatpro_dot_privacy_dot_v1_dot_organisation__service__pb2.AcceptInvitationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveMember(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chatpro.privacy.v1.OrganisationService/RemoveMember',
+            chatpro_dot_privacy_dot_v1_dot_organisation__service__pb2.RemoveMemberRequest.SerializeToString,
+            chatpro_dot_privacy_dot_v1_dot_organisation__service__pb2.RemoveMemberResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMembers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chatpro.privacy.v1.OrganisationService/ListMembers',
+            chatpro_dot_privacy_dot_v1_dot_organisation__service__pb2.ListMembersRequest.SerializeToString,
+            chatpro_dot_privacy_dot_v1_dot_organisation__service__pb2.ListMembersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMyMemberships(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chatpro.privacy.v1.OrganisationService/ListMyMemberships',
+            chatpro_dot_privacy_dot_v1_dot_organisation__service__pb2.ListMyMembershipsRequest.SerializeToString,
+            chatpro_dot_privacy_dot_v1_dot_organisation__service__pb2.ListMyMembershipsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -57,6 +57,18 @@ class OrganisationServiceStub:
     """
     ListExportFormats: _grpc.UnaryUnaryMultiCallable[_organisation_service_pb2.ListExportFormatsRequest, _organisation_service_pb2.ListExportFormatsResponse]
     """The export formats the organisation's plugins offer."""
+    InviteMember: _grpc.UnaryUnaryMultiCallable[_organisation_service_pb2.InviteMemberRequest, _organisation_service_pb2.InviteMemberResponse]
+    """Invites an existing account as a member or administrator (administrators and operators)."""
+    AcceptInvitation: _grpc.UnaryUnaryMultiCallable[_organisation_service_pb2.AcceptInvitationRequest, _organisation_service_pb2.AcceptInvitationResponse]
+    """The invited person joins, acknowledging the statement in effect; an administrator gives
+    a mobile number (ACC-4).
+    """
+    RemoveMember: _grpc.UnaryUnaryMultiCallable[_organisation_service_pb2.RemoveMemberRequest, _organisation_service_pb2.RemoveMemberResponse]
+    """Removes a member (administrators and operators) or leaves (the member)."""
+    ListMembers: _grpc.UnaryUnaryMultiCallable[_organisation_service_pb2.ListMembersRequest, _organisation_service_pb2.ListMembersResponse]
+    """The organisation's members (administrators and operators)."""
+    ListMyMemberships: _grpc.UnaryUnaryMultiCallable[_organisation_service_pb2.ListMyMembershipsRequest, _organisation_service_pb2.ListMyMembershipsResponse]
+    """The caller's own memberships."""
 
 @_typing.type_check_only
 class OrganisationServiceAsyncStub(OrganisationServiceStub):
@@ -87,6 +99,18 @@ class OrganisationServiceAsyncStub(OrganisationServiceStub):
     """
     ListExportFormats: _aio.UnaryUnaryMultiCallable[_organisation_service_pb2.ListExportFormatsRequest, _organisation_service_pb2.ListExportFormatsResponse]  # type: ignore[assignment]
     """The export formats the organisation's plugins offer."""
+    InviteMember: _aio.UnaryUnaryMultiCallable[_organisation_service_pb2.InviteMemberRequest, _organisation_service_pb2.InviteMemberResponse]  # type: ignore[assignment]
+    """Invites an existing account as a member or administrator (administrators and operators)."""
+    AcceptInvitation: _aio.UnaryUnaryMultiCallable[_organisation_service_pb2.AcceptInvitationRequest, _organisation_service_pb2.AcceptInvitationResponse]  # type: ignore[assignment]
+    """The invited person joins, acknowledging the statement in effect; an administrator gives
+    a mobile number (ACC-4).
+    """
+    RemoveMember: _aio.UnaryUnaryMultiCallable[_organisation_service_pb2.RemoveMemberRequest, _organisation_service_pb2.RemoveMemberResponse]  # type: ignore[assignment]
+    """Removes a member (administrators and operators) or leaves (the member)."""
+    ListMembers: _aio.UnaryUnaryMultiCallable[_organisation_service_pb2.ListMembersRequest, _organisation_service_pb2.ListMembersResponse]  # type: ignore[assignment]
+    """The organisation's members (administrators and operators)."""
+    ListMyMemberships: _aio.UnaryUnaryMultiCallable[_organisation_service_pb2.ListMyMembershipsRequest, _organisation_service_pb2.ListMyMembershipsResponse]  # type: ignore[assignment]
+    """The caller's own memberships."""
 
 class OrganisationServiceServicer(metaclass=_abc_1.ABCMeta):
     """Organisations as controllers of their content: their statement and the plugins that
@@ -174,5 +198,47 @@ class OrganisationServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_organisation_service_pb2.ListExportFormatsResponse, _abc.Awaitable[_organisation_service_pb2.ListExportFormatsResponse]]:
         """The export formats the organisation's plugins offer."""
+
+    @_abc_1.abstractmethod
+    def InviteMember(
+        self,
+        request: _organisation_service_pb2.InviteMemberRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_organisation_service_pb2.InviteMemberResponse, _abc.Awaitable[_organisation_service_pb2.InviteMemberResponse]]:
+        """Invites an existing account as a member or administrator (administrators and operators)."""
+
+    @_abc_1.abstractmethod
+    def AcceptInvitation(
+        self,
+        request: _organisation_service_pb2.AcceptInvitationRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_organisation_service_pb2.AcceptInvitationResponse, _abc.Awaitable[_organisation_service_pb2.AcceptInvitationResponse]]:
+        """The invited person joins, acknowledging the statement in effect; an administrator gives
+        a mobile number (ACC-4).
+        """
+
+    @_abc_1.abstractmethod
+    def RemoveMember(
+        self,
+        request: _organisation_service_pb2.RemoveMemberRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_organisation_service_pb2.RemoveMemberResponse, _abc.Awaitable[_organisation_service_pb2.RemoveMemberResponse]]:
+        """Removes a member (administrators and operators) or leaves (the member)."""
+
+    @_abc_1.abstractmethod
+    def ListMembers(
+        self,
+        request: _organisation_service_pb2.ListMembersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_organisation_service_pb2.ListMembersResponse, _abc.Awaitable[_organisation_service_pb2.ListMembersResponse]]:
+        """The organisation's members (administrators and operators)."""
+
+    @_abc_1.abstractmethod
+    def ListMyMemberships(
+        self,
+        request: _organisation_service_pb2.ListMyMembershipsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_organisation_service_pb2.ListMyMembershipsResponse, _abc.Awaitable[_organisation_service_pb2.ListMyMembershipsResponse]]:
+        """The caller's own memberships."""
 
 def add_OrganisationServiceServicer_to_server(servicer: OrganisationServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

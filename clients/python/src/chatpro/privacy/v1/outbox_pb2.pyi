@@ -316,6 +316,44 @@ class BreachReportedToOrganisation(_message.Message):
 Global___BreachReportedToOrganisation: _TypeAlias = BreachReportedToOrganisation  # noqa: Y015
 
 @_typing.final
+class MembershipInvited(_message.Message):
+    """A person is invited to join an organisation."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    EMAIL_FIELD_NUMBER: _builtins.int
+    ORGANISATION_ID_FIELD_NUMBER: _builtins.int
+    ORGANISATION_NAME_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
+    account_id: _builtins.str
+    """The account invited."""
+    email: _builtins.str
+    """Where to tell them."""
+    organisation_id: _builtins.str
+    """The organisation."""
+    organisation_name: _builtins.str
+    """Its name."""
+    role: _builtins.str
+    """The role offered: "member" or "administrator"."""
+    def __init__(
+        self,
+        *,
+        account_id: _builtins.str = ...,
+        email: _builtins.str = ...,
+        organisation_id: _builtins.str = ...,
+        organisation_name: _builtins.str = ...,
+        role: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "email", b"email", "organisation_id", b"organisation_id", "organisation_name", b"organisation_name", "role", b"role"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MembershipInvited: _TypeAlias = MembershipInvited  # noqa: Y015
+
+@_typing.final
 class OutboxEvent(_message.Message):
     """A notification for the notification service to deliver (ACC-10)."""
 
@@ -333,6 +371,7 @@ class OutboxEvent(_message.Message):
     PLUGIN_FAULTED_FIELD_NUMBER: _builtins.int
     BREACH_NOTIFIED_FIELD_NUMBER: _builtins.int
     BREACH_REPORTED_TO_ORGANISATION_FIELD_NUMBER: _builtins.int
+    MEMBERSHIP_INVITED_FIELD_NUMBER: _builtins.int
     sequence: _builtins.int
     """Position in the outbox; strictly increasing in commit order."""
     account_id: _builtins.str
@@ -377,6 +416,10 @@ class OutboxEvent(_message.Message):
     def breach_reported_to_organisation(self) -> Global___BreachReportedToOrganisation:
         """A breach report to an organisation."""
 
+    @_builtins.property
+    def membership_invited(self) -> Global___MembershipInvited:
+        """An invitation to join an organisation."""
+
     def __init__(
         self,
         *,
@@ -392,12 +435,13 @@ class OutboxEvent(_message.Message):
         plugin_faulted: Global___PluginFaulted | None = ...,
         breach_notified: Global___BreachNotified | None = ...,
         breach_reported_to_organisation: Global___BreachReportedToOrganisation | None = ...,
+        membership_invited: Global___MembershipInvited | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["breach_notified", b"breach_notified", "breach_reported_to_organisation", b"breach_reported_to_organisation", "create_time", b"create_time", "email_confirmation_requested", b"email_confirmation_requested", "guardian_access_requested", b"guardian_access_requested", "guardian_consent_requested", b"guardian_consent_requested", "password_changed", b"password_changed", "payload", b"payload", "plugin_faulted", b"plugin_faulted", "policy_version_published", b"policy_version_published"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["breach_notified", b"breach_notified", "breach_reported_to_organisation", b"breach_reported_to_organisation", "create_time", b"create_time", "email_confirmation_requested", b"email_confirmation_requested", "guardian_access_requested", b"guardian_access_requested", "guardian_consent_requested", b"guardian_consent_requested", "membership_invited", b"membership_invited", "password_changed", b"password_changed", "payload", b"payload", "plugin_faulted", b"plugin_faulted", "policy_version_published", b"policy_version_published"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "breach_notified", b"breach_notified", "breach_reported_to_organisation", b"breach_reported_to_organisation", "create_time", b"create_time", "email_confirmation_requested", b"email_confirmation_requested", "guardian_access_requested", b"guardian_access_requested", "guardian_consent_requested", b"guardian_consent_requested", "password_changed", b"password_changed", "payload", b"payload", "plugin_faulted", b"plugin_faulted", "policy_version_published", b"policy_version_published", "sequence", b"sequence", "superseded", b"superseded"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "breach_notified", b"breach_notified", "breach_reported_to_organisation", b"breach_reported_to_organisation", "create_time", b"create_time", "email_confirmation_requested", b"email_confirmation_requested", "guardian_access_requested", b"guardian_access_requested", "guardian_consent_requested", b"guardian_consent_requested", "membership_invited", b"membership_invited", "password_changed", b"password_changed", "payload", b"payload", "plugin_faulted", b"plugin_faulted", "policy_version_published", b"policy_version_published", "sequence", b"sequence", "superseded", b"superseded"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["guardian_consent_requested", "email_confirmation_requested", "password_changed", "policy_version_published", "guardian_access_requested", "plugin_faulted", "breach_notified", "breach_reported_to_organisation"]  # noqa: Y015
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["guardian_consent_requested", "email_confirmation_requested", "password_changed", "policy_version_published", "guardian_access_requested", "plugin_faulted", "breach_notified", "breach_reported_to_organisation", "membership_invited"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 
