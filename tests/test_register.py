@@ -356,3 +356,13 @@ def test_a_nul_character_is_refused_on_every_database(api: Api, unchanged) -> No
     assert failure.violations == {"name": "INVALID_CHARACTERS"}
     failure = unchanged(lambda: api.register(device=account_pb2.DeviceInfo(device_id="d\x00")))
     assert failure.violations == {"device.device_id": "INVALID_CHARACTERS"}
+
+
+def test_a_replay_without_the_password_gets_nothing(api: Api, unchanged) -> None:  # type: ignore[no-untyped-def]
+    request = registration(username="first")
+    api.accounts.Register(request)
+    forged = account_service_pb2.RegisterRequest()
+    forged.CopyFrom(request)
+    forged.password = "some other passphrase"
+    failure = unchanged(lambda: api.accounts.Register(forged))
+    assert failure.violations == {"request_id": "REQUEST_ID_REUSED"}

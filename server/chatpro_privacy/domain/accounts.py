@@ -275,6 +275,18 @@ class Accounts:
         )
         fields, is_child = self._validate_registration(r)
         if (existing := self._replay(r)) is not None:  # a retry gets the first answer
+            # ...but only from whoever knows the password: the request id and the identity
+            # fields alone must not hand anyone the account as it is now.
+            if not await self.passwords.verify(existing.password_hash, r.password):
+                raise InvalidArgument(
+                    [
+                        FieldViolation(
+                            "request_id",
+                            "was already used for a different registration",
+                            "REQUEST_ID_REUSED",
+                        )
+                    ]
+                )
             return existing
         current = policy_rules.current_policy()
         if r.accepted_policy_version != current.version:
