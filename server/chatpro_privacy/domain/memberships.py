@@ -33,12 +33,11 @@ ACTIVE = "active"
 _MOBILE = re.compile(r"^\+?[0-9]{7,15}$")
 
 
-def _organisation(organisation_id: str) -> Organisation:
-    org = (
-        Organisation.get_or_none(Organisation.id == organisation_id[:64])
-        if organisation_id
-        else None
-    )
+def organisation(organisation_id: str) -> Organisation:
+    """The organisation: INVALID_ARGUMENT without an id, NOT_FOUND for an unknown one."""
+    if not organisation_id:
+        raise InvalidArgument([FieldViolation("organisation_id", "is required", "REQUIRED")])
+    org = Organisation.get_or_none(Organisation.id == organisation_id[:64])
     if org is None:
         raise NotFound(
             "ORGANISATION_NOT_FOUND",
@@ -59,7 +58,7 @@ def membership(organisation_id: str, account_id: str | None) -> Membership | Non
 def require_manager(principal: Principal, organisation_id: str) -> Organisation:
     """An operator, or an active administrator of this organisation. Anyone else is told the
     organisation does not exist, unless they are its member (then: not allowed)."""
-    org = _organisation(organisation_id)
+    org = organisation(organisation_id)
     if principal.is_person and principal.has_role(Role.OPERATOR):
         return org
     mine = membership(org.id, principal.account_id) if principal.is_person else None
@@ -117,7 +116,7 @@ def accept(
 ) -> Membership:
     if not principal.is_person:
         raise PermissionDenied("PEOPLE_ONLY", "the invited person accepts")
-    org = _organisation(organisation_id)
+    org = organisation(organisation_id)
     mine = membership(org.id, principal.account_id)
     if mine is None:
         raise NotFound(
@@ -178,7 +177,7 @@ def accept(
 
 def remove(principal: Principal, organisation_id: str, account_id: str) -> None:
     leaving = principal.is_person and account_id in ("", principal.account_id)
-    org = _organisation(organisation_id) if leaving else require_manager(principal, organisation_id)
+    org = organisation(organisation_id) if leaving else require_manager(principal, organisation_id)
     target = str(principal.account_id) if leaving else account_id
     row = membership(org.id, target)
     if row is None:

@@ -20,7 +20,6 @@ from chatpro_privacy.domain.errors import (
     FailedPrecondition,
     FieldViolation,
     InvalidArgument,
-    NotFound,
     PermissionDenied,
     Violations,
 )
@@ -50,16 +49,7 @@ def _require_operator(principal: Principal) -> None:
 
 
 def get(organisation_id: str) -> Organisation:
-    if not organisation_id:
-        raise InvalidArgument([FieldViolation("organisation_id", "is required", "REQUIRED")])
-    org = Organisation.get_or_none(Organisation.id == organisation_id[:64])
-    if org is None:
-        raise NotFound(
-            "ORGANISATION_NOT_FOUND",
-            "no such organisation",
-            {"organisation_id": organisation_id[:64]},
-        )
-    return org
+    return memberships.organisation(organisation_id)
 
 
 def create(principal: Principal, name: str, privacy_contact_email: str) -> Organisation:

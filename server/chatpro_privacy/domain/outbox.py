@@ -79,7 +79,12 @@ def emit(event_type: str, account_id: str | None, **payload: str) -> int:
     return int(event.seq)
 
 
-def _resolve(event: OutboxEvent, confirmations: tokens.ConfirmationTokens) -> DeliverableEvent:
+def _resolve(
+    event: OutboxEvent,
+    confirmations: tokens.ConfirmationTokens,
+    accounts: dict[str, Account],
+) -> DeliverableEvent:
+    """Turn a stored event into what is delivered; ``accounts`` holds the page's accounts."""
     stored = json.loads(event.payload)
     payload: dict[str, Any] = {}
     now = clock.now()
@@ -108,11 +113,11 @@ def _resolve(event: OutboxEvent, confirmations: tokens.ConfirmationTokens) -> De
                 "expire_time": ec.expires_at,
             }
     elif event.event_type == PASSWORD_CHANGED:
-        account = Account.get_or_none(Account.id == event.account_id)
+        account = accounts.get(event.account_id or "")
         if account is not None:
             payload = {"account_id": account.id, "email": account.email}
     elif event.event_type == POLICY_VERSION_PUBLISHED:
-        account = Account.get_or_none(Account.id == event.account_id)
+        account = accounts.get(event.account_id or "")
         version = PolicyVersion.get_or_none(PolicyVersion.version == stored["version"])
         if account is not None and version is not None:
             payload = {
@@ -125,7 +130,7 @@ def _resolve(event: OutboxEvent, confirmations: tokens.ConfirmationTokens) -> De
             }
     elif event.event_type == GUARDIAN_ACCESS_REQUESTED:
         ga = GuardianAccess.get_or_none(GuardianAccess.id == stored["access_id"])
-        account = Account.get_or_none(Account.id == event.account_id)
+        account = accounts.get(event.account_id or "")
         if ga is not None and account is not None and ga.used_at is None and ga.expires_at > now:
             payload = {
                 "account_id": account.id,
@@ -139,7 +144,7 @@ def _resolve(event: OutboxEvent, confirmations: tokens.ConfirmationTokens) -> De
         if org is not None:
             payload = {**stored, "emails": [org.privacy_contact_email]}
     elif event.event_type == MEMBERSHIP_INVITED:
-        account = Account.get_or_none(Account.id == event.account_id)
+        account = accounts.get(event.account_id or "")
         org = Organisation.get_or_none(Organisation.id == stored["organisation_id"])
         if account is not None and org is not None:
             payload = {
@@ -150,7 +155,7 @@ def _resolve(event: OutboxEvent, confirmations: tokens.ConfirmationTokens) -> De
                 "role": stored["role"],
             }
     elif event.event_type == BREACH_NOTIFIED:
-        account = Account.get_or_none(Account.id == event.account_id)
+        account = accounts.get(event.account_id or "")
         breach = Breach.get_or_none(Breach.id == stored["breach_id"])
         if account is not None and breach is not None:
             payload = {
@@ -215,7 +220,10 @@ def read(
             .order_by(OutboxEvent.seq)
             .limit(page_size or DEFAULT_PAGE)
         )
-        events = [_resolve(row, confirmations) for row in rows]
+        wanted = {row.account_id for row in rows if row.account_id}
+        # One query for the page's accounts, not one per event.
+        accounts = {a.id: a for a in Account.select().where(Account.id.in_(sorted(wanted)))}
+        events = [_resolve(row, confirmations, accounts) for row in rows]
         latest = latest_sequence()
     return events, cursor, latest
 
