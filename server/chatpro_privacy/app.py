@@ -24,6 +24,10 @@ from chatpro.privacy.v1 import (
     consent_service_pb2_grpc,
     disclosure_service_pb2,
     disclosure_service_pb2_grpc,
+    messaging_service_pb2,
+    messaging_service_pb2_grpc,
+    monitoring_service_pb2,
+    monitoring_service_pb2_grpc,
     organisation_service_pb2,
     organisation_service_pb2_grpc,
     outbox_service_pb2,
@@ -39,10 +43,15 @@ from chatpro_privacy.domain import audit, policy
 from chatpro_privacy.domain.accounts import Accounts
 from chatpro_privacy.domain.consent import Consents
 from chatpro_privacy.domain.guardians import Guardians
+from chatpro_privacy.domain.messages import Messages
+from chatpro_privacy.domain.monitoring import Monitoring
 from chatpro_privacy.domain.passwords import Passwords
+from chatpro_privacy.domain.provisioning import Provisioning
 from chatpro_privacy.domain.receipts import Receipts, ReceiptSigner
+from chatpro_privacy.domain.recordings import Recordings
 from chatpro_privacy.domain.sessions import Sessions
 from chatpro_privacy.domain.tokens import ConfirmationTokens
+from chatpro_privacy.domain.vault import Vault
 from chatpro_privacy.edge.interceptors import EdgeInterceptor
 from chatpro_privacy.jobs import housekeeping
 from chatpro_privacy.plugin.host import PluginHost
@@ -51,12 +60,16 @@ from chatpro_privacy.services.audit_service import AuditService
 from chatpro_privacy.services.breach_service import BreachService
 from chatpro_privacy.services.consent_service import ConsentService
 from chatpro_privacy.services.disclosure_service import DisclosureService
+from chatpro_privacy.services.messaging_service import MessagingService
+from chatpro_privacy.services.monitoring_service import MonitoringService
 from chatpro_privacy.services.organisation_service import OrganisationService
 from chatpro_privacy.services.outbox_service import OutboxService
 from chatpro_privacy.services.policy_service import PolicyService
 from chatpro_privacy.settings import Settings
 from chatpro_privacy.storage import migrations
+from chatpro_privacy.storage.blobs import BlobStore
 from chatpro_privacy.storage.db import open_database
+from chatpro_privacy.storage.keystore import KeyStore
 
 log = structlog.get_logger("chatpro_privacy.server")
 
@@ -71,6 +84,8 @@ SERVICE_NAMES = tuple(
         organisation_service_pb2,
         audit_service_pb2,
         breach_service_pb2,
+        messaging_service_pb2,
+        monitoring_service_pb2,
     )
     for service in module.DESCRIPTOR.services_by_name.values()
 )
@@ -96,6 +111,11 @@ class Runtime:
     receipts: Receipts
     guardians: Guardians
     plugins: PluginHost
+    provisioning: Provisioning
+    vault: Vault
+    messages: Messages
+    recordings: Recordings
+    monitoring: Monitoring
 
     @classmethod
     def build(cls, settings: Settings, plugins: PluginHost | None = None) -> Runtime:
@@ -106,6 +126,13 @@ class Runtime:
         accounts = Accounts(settings.policy, passwords, confirmations, sessions)
         gate = policy.PolicyGate()
         consents = Consents(settings.policy, gate.history)
+        host = plugins or PluginHost(
+            timeout=settings.plugin_timeout_seconds, fault_limit=settings.plugin_fault_limit
+        )
+        vault = Vault(
+            KeyStore(settings.key_store_url, settings.master_key), BlobStore(settings.blob_dir)
+        )
+        recordings = Recordings(vault)
         return cls(
             settings=settings,
             passwords=passwords,
@@ -117,10 +144,12 @@ class Runtime:
             consents=consents,
             receipts=Receipts(consents, ReceiptSigner(settings.receipt_signing_key)),
             guardians=Guardians(settings.policy, confirmations, sessions),
-            plugins=plugins
-            or PluginHost(
-                timeout=settings.plugin_timeout_seconds, fault_limit=settings.plugin_fault_limit
-            ),
+            plugins=host,
+            provisioning=Provisioning(settings.policy, passwords, confirmations),
+            vault=vault,
+            messages=Messages(vault, host),
+            recordings=recordings,
+            monitoring=Monitoring(vault, host, recordings),
         )
 
 
@@ -144,6 +173,7 @@ class RunningServer:
         )
         self.runtime.passwords.shutdown()
         self.runtime.plugins.shutdown()
+        self.runtime.vault.keys.close()
 
 
 def prepare_database(settings: Settings) -> list[str]:
@@ -194,7 +224,8 @@ async def start(
         maximum_concurrent_rpcs=1000,
     )
     account_service_pb2_grpc.add_AccountServiceServicer_to_server(
-        AccountService(runtime.accounts, runtime.sessions, runtime.guardians), server
+        AccountService(runtime.accounts, runtime.sessions, runtime.guardians, runtime.provisioning),
+        server,
     )
     policy_service_pb2_grpc.add_PolicyServiceServicer_to_server(
         PolicyService(runtime.policies), server
@@ -206,7 +237,13 @@ async def start(
     audit_service_pb2_grpc.add_AuditServiceServicer_to_server(AuditService(), server)
     breach_service_pb2_grpc.add_BreachServiceServicer_to_server(BreachService(), server)
     organisation_service_pb2_grpc.add_OrganisationServiceServicer_to_server(
-        OrganisationService(runtime.plugins), server
+        OrganisationService(runtime.plugins, runtime.provisioning), server
+    )
+    messaging_service_pb2_grpc.add_MessagingServiceServicer_to_server(
+        MessagingService(runtime.messages, runtime.recordings), server
+    )
+    monitoring_service_pb2_grpc.add_MonitoringServiceServicer_to_server(
+        MonitoringService(runtime.monitoring), server
     )
     outbox_service_pb2_grpc.add_OutboxServiceServicer_to_server(
         OutboxService(runtime.confirmations), server

@@ -13,6 +13,11 @@ from typing import Any
 DEFAULT_DATABASE_URL = "sqlite:///data/chatpro-privacy.sqlite3"
 DEFAULT_SECRET_KEY_FILE = "data/secret.key"
 DEFAULT_RECEIPT_KEY_FILE = "data/receipt-signing.key"
+DEFAULT_MASTER_KEY_FILE = "data/master.key"
+# The key store is a database of its own, apart from the content: restoring a content
+# backup must not bring back a destroyed key.
+DEFAULT_KEY_STORE_URL = "sqlite:///data/keys.sqlite3"
+DEFAULT_BLOB_DIR = "data/blobs"
 
 
 class SettingsError(ValueError):
@@ -32,6 +37,7 @@ class PolicySettings:
     guardian_session_lifetime: dt.timedelta = dt.timedelta(hours=1)
     guardian_access_token_lifetime: dt.timedelta = dt.timedelta(days=1)
     guardian_access_requests_per_hour: int = 3
+    account_setup_token_lifetime: dt.timedelta = dt.timedelta(days=14)
     # Per-peer rate limits (SEC-3): calls per window from one address.
     register_per_peer: int = 100
     sign_in_per_peer: int = 300
@@ -50,6 +56,10 @@ class Settings:
     secret_key: bytes = field(default=b"", repr=False)
     # Ed25519 private key (32-byte seed) that signs consent receipts (CON-7).
     receipt_signing_key: bytes = field(default=b"", repr=False)
+    # Wraps every organisation's key, which wraps its members' data keys (envelope keys).
+    master_key: bytes = field(default=b"", repr=False)
+    key_store_url: str = DEFAULT_KEY_STORE_URL
+    blob_dir: str = DEFAULT_BLOB_DIR
     sqlite_synchronous: str = "FULL"
     password_hash_workers: int = 2
     grace_period_seconds: float = 10.0
@@ -85,6 +95,10 @@ class Settings:
             raise SettingsError("the secret key must be at least 32 bytes")
         if len(self.receipt_signing_key) != 32:
             raise SettingsError("the receipt signing key must be a 32-byte Ed25519 seed")
+        if len(self.master_key) != 32:
+            raise SettingsError("the master key must be 32 bytes (64 hex digits)")
+        if self.key_store_url == self.database_url:
+            raise SettingsError("the key store must be a database apart from the content")
         if self.password_hash_workers < 1:
             raise SettingsError("password hashing needs at least one worker")
 
@@ -148,6 +162,11 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
             "CHATPRO_RECEIPT_SIGNING_KEY_FILE",
             DEFAULT_RECEIPT_KEY_FILE,
         ),
+        master_key=_load_key(
+            source, "CHATPRO_MASTER_KEY", "CHATPRO_MASTER_KEY_FILE", DEFAULT_MASTER_KEY_FILE
+        ),
+        key_store_url=source.get("CHATPRO_KEY_STORE_URL", DEFAULT_KEY_STORE_URL),
+        blob_dir=source.get("CHATPRO_BLOB_DIR", DEFAULT_BLOB_DIR),
         sqlite_synchronous=source.get("CHATPRO_SQLITE_SYNCHRONOUS", "FULL"),
         policy=policy,
     )

@@ -121,24 +121,32 @@ class InProcessServer:
         plugins: PluginHost | None = None,
         **overrides: Any,
     ) -> Iterator[InProcessServer]:
-        """Open and migrate the database, serve on a free port, stop on exit."""
-        settings = replace(
-            Settings(
-                secret_key=secrets.token_bytes(32), receipt_signing_key=secrets.token_bytes(32)
-            ),
-            database_url=database_url,
-            address="127.0.0.1:0",
-            password_hash_workers=2,
-        ).with_overrides(**overrides)
-        storage_db.open_database(
-            database_url, schema=schema, sqlite_synchronous=settings.sqlite_synchronous
-        )
-        migrations.migrate()
-        server = cls(settings, plugins=plugins).begin()
-        try:
-            yield server
-        finally:
-            server.stop()
+        """Open and migrate the database, serve on a free port, stop on exit.
+
+        The key store and blob store go in a temporary folder unless overridden.
+        """
+        with tempfile.TemporaryDirectory(prefix="chatpro-keys-") as scratch:
+            settings = replace(
+                Settings(
+                    secret_key=secrets.token_bytes(32),
+                    receipt_signing_key=secrets.token_bytes(32),
+                    master_key=secrets.token_bytes(32),
+                    key_store_url=f"sqlite:///{scratch}/keys.sqlite3",
+                    blob_dir=f"{scratch}/blobs",
+                ),
+                database_url=database_url,
+                address="127.0.0.1:0",
+                password_hash_workers=2,
+            ).with_overrides(**overrides)
+            storage_db.open_database(
+                database_url, schema=schema, sqlite_synchronous=settings.sqlite_synchronous
+            )
+            migrations.migrate()
+            server = cls(settings, plugins=plugins).begin()
+            try:
+                yield server
+            finally:
+                server.stop()
 
 
 class PluginKit:

@@ -137,7 +137,7 @@ def _validate_device(v: Violations, device: DeviceData, prefix: str = "device") 
     )
 
 
-def _set_sources(account_id: str, fields: Sequence[str], source: str) -> None:
+def set_sources(account_id: str, fields: Sequence[str], source: str) -> None:
     now = clock.now()
     for field in fields:
         AccountFieldSource.insert(
@@ -320,7 +320,7 @@ class Accounts:
                 provided = ["username", "email", "name", "date_of_birth", "password"]
                 provided += ["guardian_email"] if is_child else []
                 provided += ["profile_picture"] if fields["profile_picture"] else []
-                _set_sources(account_id, provided, PERSON)
+                set_sources(account_id, provided, PERSON)
                 RegistrationRequest.create(
                     request_id=r.request_id,
                     account=account_id,
@@ -556,7 +556,7 @@ class Accounts:
                 if updates:
                     Account.update(**updates).where(Account.id == account.id).execute()
                 changed = [p for p in paths if p != "email"]
-                _set_sources(account.id, changed, PERSON)
+                set_sources(account.id, changed, PERSON)
                 audit.record(
                     principal,
                     "account.update:" + ",".join(sorted(paths)),
@@ -608,7 +608,7 @@ class Accounts:
             Account.update(email=ec.new_email, email_key=key, pending_email=None).where(
                 Account.id == ec.account_id
             ).execute()
-            _set_sources(str(ec.account_id), ["email"], PERSON)
+            set_sources(str(ec.account_id), ["email"], PERSON)
             audit.record(
                 principal, "account.update:email", "account", ec.account_id, principal.subject_ref
             )
@@ -646,7 +646,7 @@ class Accounts:
                 )
                 .execute()
             )
-            _set_sources(account.id, ["password"], PERSON)
+            set_sources(account.id, ["password"], PERSON)
             outbox.emit(outbox.PASSWORD_CHANGED, account.id)
             audit.record(
                 principal, "account.update:password", "account", account.id, account.subject_ref

@@ -10,6 +10,7 @@ Outside an organisation, its members and records do not exist (NOT_FOUND, ORG-5)
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 
 from chatpro_privacy.domain import audit, consent, outbox
@@ -25,6 +26,7 @@ from chatpro_privacy.domain.errors import (
 from chatpro_privacy.domain.principals import Principal, Role
 from chatpro_privacy.storage.db import database
 from chatpro_privacy.storage.models import Account, Membership, Organisation, OrganisationStatement
+from chatpro_privacy.storage.queries import tuples
 
 MEMBER = "member"
 ADMINISTRATOR = "administrator"
@@ -153,26 +155,115 @@ def accept(
             ]
         )
     now = clock.now()
+    # A published version not yet in effect that announces longer retention still needs
+    # this newcomer's acknowledgement when it arrives.
+    upcoming = (
+        OrganisationStatement.select()
+        .where(
+            (OrganisationStatement.organisation == org.id)
+            & (OrganisationStatement.effective_at > now)
+            & (OrganisationStatement.requires_reacknowledgement == True)  # noqa: E712
+        )
+        .order_by(OrganisationStatement.effective_at.desc())
+        .first()
+    )
     with database.atomic():
-        Membership.update(state=ACTIVE, statement_version=statement.version, joined_at=now).where(
+        Membership.update(
+            state=ACTIVE,
+            statement_version=statement.version,
+            joined_at=now,
+            acknowledgement_required=upcoming.version if upcoming else None,
+        ).where(
             (Membership.organisation == org.id) & (Membership.account == principal.account_id)
         ).execute()
         if mine.role == ADMINISTRATOR:
             Account.update(mobile_number=mobile).where(Account.id == principal.account_id).execute()
-        consent.append(
-            subject_ref=str(principal.subject_ref),
-            notice_version=f"{org.id}/{statement.version}",
-            purpose="organisation_statement",
-            lawful_basis="organisation",
-            data_categories=[],
-            collection_method="joining",
-            event_type=consent.ACKNOWLEDGED,
-            given_by="person",
-        )
+        _acknowledged(principal, org.id, statement.version, "joining")
         audit.record(principal, "membership.join", "organisation", org.id, principal.subject_ref)
     return Membership.get(
         (Membership.organisation == org.id) & (Membership.account == principal.account_id)
     )
+
+
+def _acknowledged(principal: Principal, organisation_id: str, version: str, how: str) -> None:
+    """The acknowledgement, as an event in the consent ledger (CON-5)."""
+    consent.append(
+        subject_ref=str(principal.subject_ref),
+        notice_version=f"{organisation_id}/{version}",
+        purpose="organisation_statement",
+        lawful_basis="organisation",
+        data_categories=[],
+        collection_method=how,
+        event_type=consent.ACKNOWLEDGED,
+        given_by="person",
+    )
+
+
+def require_reacknowledgement(
+    organisation_id: str, version: str, effective_at: dt.datetime
+) -> None:
+    """Inside the publishing transaction: every active member must acknowledge ``version``
+    before posting once it is in effect, and is told so through the outbox."""
+    Membership.update(acknowledgement_required=version).where(
+        (Membership.organisation == organisation_id) & (Membership.state == ACTIVE)
+    ).execute()
+    for (account_id,) in tuples(
+        Membership.select(Membership.account).where(
+            (Membership.organisation == organisation_id) & (Membership.state == ACTIVE)
+        )
+    ):
+        outbox.emit(
+            outbox.STATEMENT_ACKNOWLEDGEMENT_REQUESTED,
+            account_id,
+            organisation_id=organisation_id,
+            statement_version=version,
+            effective_at=effective_at.isoformat(),
+        )
+
+
+def acknowledge(principal: Principal, organisation_id: str, statement_version: str) -> Membership:
+    """A member acknowledges the statement in effect (CON-5)."""
+    if not principal.is_person:
+        raise PermissionDenied("PEOPLE_ONLY", "members acknowledge for themselves")
+    org = organisation(organisation_id)
+    mine = membership(org.id, principal.account_id)
+    if mine is None or mine.state != ACTIVE:
+        raise NotFound(
+            "ORGANISATION_NOT_FOUND", "no such organisation", {"organisation_id": org.id}
+        )
+    statement = _statement_in_effect(org.id)
+    if statement is None or statement_version != statement.version:
+        current = statement.version if statement else ""
+        raise FailedPrecondition(
+            "STATEMENT_VERSION_NOT_CURRENT",
+            f"acknowledge the statement in effect ({current})",
+            {"current_version": current},
+        )
+    still_required = (
+        mine.acknowledgement_required
+        if mine.acknowledgement_required not in (None, statement.version)
+        and OrganisationStatement.select()
+        .where(
+            (OrganisationStatement.organisation == org.id)
+            & (OrganisationStatement.version == mine.acknowledgement_required)
+            & (OrganisationStatement.effective_at > clock.now())
+        )
+        .exists()
+        else None
+    )
+    with database.atomic():
+        Membership.update(
+            statement_version=statement.version, acknowledgement_required=still_required
+        ).where(
+            (Membership.organisation == org.id) & (Membership.account == principal.account_id)
+        ).execute()
+        _acknowledged(principal, org.id, statement.version, "statement_update")
+        audit.record(
+            principal, "membership.acknowledge", "organisation", org.id, principal.subject_ref
+        )
+    found = membership(org.id, principal.account_id)
+    assert found is not None
+    return found
 
 
 def remove(principal: Principal, organisation_id: str, account_id: str) -> None:

@@ -101,6 +101,7 @@ def publish_statement(
         elif not DEFAULT_RETENTION_MONTHS <= months <= 120:
             v.add("retention_months", "months must be 12 to 120", "OUT_OF_RANGE")
     v.raise_if_any()
+    longer = _announces_longer(org.id, effective, retention_months)
     with database.atomic():
         statement = OrganisationStatement.create(
             organisation=org.id,
@@ -110,10 +111,45 @@ def publish_statement(
             retention_months=json.dumps(dict(sorted(retention_months.items()))),
             effective_at=effective,
             published_at=now,
+            requires_reacknowledgement=longer,
         )
+        if longer:
+            memberships.require_reacknowledgement(org.id, version, effective)
         audit.record(principal, "organisation.statement.publish", "organisation", org.id)
     host.invalidate(org.id)
     return statement
+
+
+def announced(statement: OrganisationStatement | None) -> dict[str, int]:
+    """Months per kind a statement announces, 12 for what it leaves out."""
+    months = json.loads(statement.retention_months) if statement is not None else {}
+    return {kind: int(months.get(kind, DEFAULT_RETENTION_MONTHS)) for kind in CONTENT_KINDS}
+
+
+def _announces_longer(organisation_id: str, effective: dt.datetime, months: dict[str, int]) -> bool:
+    """CON-5: a version announcing a longer period than the one it follows is acknowledged
+    again by the members."""
+    before = [s for s in _statements(organisation_id) if s.effective_at <= effective]
+    if not before:
+        return False  # the first statement is acknowledged on joining anyway
+    previous = announced(before[-1])
+    return any(
+        months.get(kind, DEFAULT_RETENTION_MONTHS) > previous[kind] for kind in CONTENT_KINDS
+    )
+
+
+def longer_since(organisation_id: str, kind: str, months: int) -> dt.datetime | None:
+    """When the statements in effect first announced ``months`` of ``kind`` without a break:
+    content created before then keeps the shorter period it was created under (RET-1)."""
+    if months <= DEFAULT_RETENTION_MONTHS:
+        return None
+    since = None
+    for s in _statements(organisation_id):
+        if s.effective_at > clock.now():
+            break
+        # The run of statements announcing at least ``months`` starts again after a break.
+        since = (since or s.effective_at) if announced(s)[kind] >= months else None
+    return since
 
 
 def statement_in_effect(organisation_id: str) -> OrganisationStatement:
@@ -259,6 +295,7 @@ class RetentionDecision:
     kind: str
     months: int
     decided_by: str
+    applies_to_content_after: dt.datetime | None = None
 
 
 async def retention_policy(
@@ -270,7 +307,9 @@ async def retention_policy(
     decisions = []
     for kind in CONTENT_KINDS:
         months, plugin = await host.retention(org.id, kind)
-        decisions.append(RetentionDecision(kind, months, plugin))
+        decisions.append(
+            RetentionDecision(kind, months, plugin, longer_since(org.id, kind, months))
+        )
     return decisions
 
 

@@ -16,6 +16,7 @@ pending notifications carry nothing about it.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 from dataclasses import dataclass, field
@@ -28,10 +29,13 @@ from chatpro_privacy.domain.principals import Principal
 from chatpro_privacy.storage.db import database, is_postgres
 from chatpro_privacy.storage.models import (
     Account,
+    AccountSetup,
     Breach,
+    ContentItem,
     EmailConfirmation,
     GuardianAccess,
     GuardianConfirmation,
+    Membership,
     Organisation,
     OutboxConsumer,
     OutboxEvent,
@@ -49,6 +53,9 @@ PLUGIN_FAULTED = "plugin_faulted"
 BREACH_NOTIFIED = "breach_notified"
 MEMBERSHIP_INVITED = "membership_invited"
 BREACH_REPORTED_TO_ORGANISATION = "breach_reported_to_organisation"
+ACCOUNT_SETUP_REQUESTED = "account_setup_requested"
+STATEMENT_ACKNOWLEDGEMENT_REQUESTED = "statement_acknowledgement_requested"
+CONTENT_FLAGGED = "content_flagged"
 
 MAX_PAGE = 500
 DEFAULT_PAGE = 100
@@ -175,6 +182,62 @@ def _resolve(
                 "breach_id": breach.id,
                 "summary": breach.summary,
             }
+    elif event.event_type == ACCOUNT_SETUP_REQUESTED:
+        setup = AccountSetup.get_or_none(AccountSetup.id == stored["setup_id"])
+        account = accounts.get(event.account_id or "")
+        org = Organisation.get_or_none(Organisation.id == stored["organisation_id"])
+        if (
+            setup is not None
+            and account is not None
+            and org is not None
+            and setup.used_at is None
+            and setup.expires_at > now
+        ):
+            payload = {
+                "account_id": account.id,
+                "email": account.email,
+                "name": account.name,
+                "organisation_id": org.id,
+                "organisation_name": org.name,
+                "token": confirmations.issue(tokens.ACCOUNT_SETUP, setup.id),
+                "expire_time": setup.expires_at,
+            }
+    elif event.event_type == STATEMENT_ACKNOWLEDGEMENT_REQUESTED:
+        account = accounts.get(event.account_id or "")
+        org = Organisation.get_or_none(Organisation.id == stored["organisation_id"])
+        pending = (
+            Membership.get_or_none(
+                (Membership.organisation == stored["organisation_id"])
+                & (Membership.account == event.account_id)
+            )
+            if account is not None
+            else None
+        )
+        if (
+            org is not None
+            and account is not None
+            and pending is not None
+            and pending.acknowledgement_required == stored["statement_version"]
+        ):
+            payload = {
+                "account_id": account.id,
+                "email": account.email,
+                "organisation_id": org.id,
+                "organisation_name": org.name,
+                "statement_version": stored["statement_version"],
+                "effective_time": dt.datetime.fromisoformat(stored["effective_at"]),
+            }
+    elif event.event_type == CONTENT_FLAGGED:
+        admins = [
+            m.account_id
+            for m in Membership.select(Membership.account).where(
+                (Membership.organisation == stored["organisation_id"])
+                & (Membership.role == "administrator")
+                & (Membership.state == "active")
+            )
+        ]
+        if ContentItem.select().where(ContentItem.id == stored["content_id"]).exists():
+            payload = {**stored, "administrator_account_ids": admins}
     return DeliverableEvent(
         sequence=int(event.seq),
         event_type=event.event_type,

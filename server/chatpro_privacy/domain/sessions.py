@@ -26,6 +26,7 @@ ACTIVE = "active"
 PERSON_SESSION = "person"
 GUARDIAN_SESSION = "guardian"
 PENDING_GUARDIAN = "pending_guardian_consent"
+PENDING_SETUP = "pending_setup"  # provisioned by an organisation (ACC-6), not yet set up
 MAX_LOGIN = 254
 
 
@@ -81,6 +82,8 @@ class Sessions:
             raise Unauthenticated("INVALID_CREDENTIALS", "the login or password is wrong")
         self.peer_throttle.release(peer)
         self.account_throttle.clear(key)
+        if account.state == PENDING_SETUP:  # no password was ever set: cannot match
+            raise Unauthenticated("INVALID_CREDENTIALS", "the login or password is wrong")
         if account.state == PENDING_GUARDIAN:
             raise FailedPrecondition(
                 "GUARDIAN_CONSENT_PENDING",

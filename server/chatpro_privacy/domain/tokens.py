@@ -24,6 +24,7 @@ _CONFIRMATION = re.compile(r"^(?P<kind>[a-z]{2})1_(?P<id>[0-9a-f]{32})_(?P<mac>[
 GUARDIAN = "gc"
 EMAIL = "ec"
 GUARDIAN_ACCESS = "ga"
+ACCOUNT_SETUP = "as"
 
 
 def _b64(data: bytes) -> str:

@@ -47,6 +47,7 @@ PUBLIC_METHODS = frozenset(
         "AccountService/RequestGuardianAccess",
         "AccountService/StartGuardianSession",
         "AccountService/SignIn",
+        "AccountService/CompleteAccountSetup",
     )
 )
 PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")

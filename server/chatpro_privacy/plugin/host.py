@@ -462,6 +462,13 @@ class PluginHost:
         plugin, decision = answers[0]
         return decision, plugin
 
+    async def access_recorded(
+        self, organisation_id: str, request: AccessRequest, result_count: int
+    ) -> None:
+        await self._call(
+            organisation_id, "chatpro_access_recorded", request=request, result_count=result_count
+        )
+
     async def export_formats(self, organisation_id: str) -> list[tuple[str, ExportFormat]]:
         def check(answers: list[tuple[str, Any]]) -> None:
             for plugin, offered in answers:

@@ -10,6 +10,7 @@ from chatpro.privacy.v1 import account_service_pb2_grpc as pb_grpc
 from chatpro_privacy.domain import accounts
 from chatpro_privacy.domain import context as call
 from chatpro_privacy.domain.guardians import Guardians
+from chatpro_privacy.domain.provisioning import Provisioning
 from chatpro_privacy.domain.sessions import Sessions
 from chatpro_privacy.services import convert
 
@@ -25,8 +26,13 @@ def peer_host(context: Any) -> str:
 
 class AccountService(pb_grpc.AccountServiceServicer):
     def __init__(
-        self, accounts_: accounts.Accounts, sessions: Sessions, guardians: Guardians
+        self,
+        accounts_: accounts.Accounts,
+        sessions: Sessions,
+        guardians: Guardians,
+        provisioning: Provisioning,
     ) -> None:
+        self.provisioning = provisioning
         self.accounts = accounts_
         self.sessions = sessions
         self.guardians = guardians
@@ -59,6 +65,16 @@ class AccountService(pb_grpc.AccountServiceServicer):
             state=convert.STATES[account.state],
             guardian_session_token=guardian.token,
             guardian_session_expire_time=convert.timestamp(guardian.expires_at),
+        )
+
+    async def CompleteAccountSetup(
+        self, request: pb.CompleteAccountSetupRequest, context: Any
+    ) -> pb.CompleteAccountSetupResponse:
+        account = await self.provisioning.complete_setup(
+            request.token, request.username, request.password, request.accepted_policy_version
+        )
+        return pb.CompleteAccountSetupResponse(
+            account_id=account.id, state=convert.STATES[account.state]
         )
 
     async def SignIn(self, request: pb.SignInRequest, context: Any) -> pb.SignInResponse:

@@ -18,7 +18,7 @@ from google.protobuf import timestamp_pb2
 from chatpro_privacy.domain import accounts, consent, organisations, outbox, purposes
 from chatpro_privacy.domain.errors import FieldViolation, InvalidArgument
 from chatpro_privacy.domain.principals import Role
-from chatpro_privacy.domain.sessions import ACTIVE, PENDING_GUARDIAN
+from chatpro_privacy.domain.sessions import ACTIVE, PENDING_GUARDIAN, PENDING_SETUP
 from chatpro_privacy.storage import models
 
 SOURCES = {
@@ -32,6 +32,7 @@ SOURCE_NAMES = {v: k for k, v in SOURCES.items()}
 STATES = {
     ACTIVE: account_pb2.ACCOUNT_STATE_ACTIVE,
     PENDING_GUARDIAN: account_pb2.ACCOUNT_STATE_PENDING_GUARDIAN_CONSENT,
+    PENDING_SETUP: account_pb2.ACCOUNT_STATE_PENDING_SETUP,
 }
 ROLES = {
     Role.OPERATOR.value: account_pb2.PLATFORM_ROLE_OPERATOR,
@@ -201,6 +202,18 @@ def outbox_event(event: outbox.DeliverableEvent) -> outbox_pb2.OutboxEvent:
                 emails=p["emails"],
             )
         )
+    elif event.event_type == outbox.ACCOUNT_SETUP_REQUESTED:
+        message.account_setup_requested.CopyFrom(
+            outbox_pb2.AccountSetupRequested(**{**p, "expire_time": timestamp(p["expire_time"])})
+        )
+    elif event.event_type == outbox.STATEMENT_ACKNOWLEDGEMENT_REQUESTED:
+        message.statement_acknowledgement_requested.CopyFrom(
+            outbox_pb2.StatementAcknowledgementRequested(
+                **{**p, "effective_time": timestamp(p["effective_time"])}
+            )
+        )
+    elif event.event_type == outbox.CONTENT_FLAGGED:
+        message.content_flagged.CopyFrom(outbox_pb2.ContentFlagged(**p))
     elif event.event_type == outbox.GUARDIAN_ACCESS_REQUESTED:
         message.guardian_access_requested.CopyFrom(
             outbox_pb2.GuardianAccessRequested(
@@ -341,6 +354,7 @@ def statement(s: models.OrganisationStatement) -> organisation_pb2.OrganisationS
         text_sha256=s.text_sha256,
         retention_months=json.loads(s.retention_months),
         effective_time=timestamp(s.effective_at),
+        requires_reacknowledgement=bool(s.requires_reacknowledgement),
     )
 
 
@@ -373,4 +387,5 @@ def membership(m: models.Membership) -> organisation_pb2.Membership:
         state=MEMBERSHIP_STATES[m.state],
         acknowledged_statement_version=m.statement_version or "",
         join_time=timestamp(m.joined_at),
+        acknowledgement_required_version=m.acknowledgement_required or "",
     )

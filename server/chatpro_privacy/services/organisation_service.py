@@ -10,13 +10,15 @@ from chatpro.privacy.v1 import organisation_service_pb2_grpc as pb_grpc
 
 from chatpro_privacy.domain import context as call
 from chatpro_privacy.domain import memberships, organisations
+from chatpro_privacy.domain.provisioning import Provision, Provisioning
 from chatpro_privacy.plugin.host import PluginHost
 from chatpro_privacy.services import convert
 
 
 class OrganisationService(pb_grpc.OrganisationServiceServicer):
-    def __init__(self, host: PluginHost) -> None:
+    def __init__(self, host: PluginHost, provisioning: Provisioning) -> None:
         self.host = host
+        self.provisioning = provisioning
 
     async def CreateOrganisation(
         self, request: pb.CreateOrganisationRequest, context: Any
@@ -105,7 +107,10 @@ class OrganisationService(pb_grpc.OrganisationServiceServicer):
         return pb.GetRetentionPolicyResponse(
             periods=[
                 organisation_pb2.RetentionPeriod(
-                    content_kind=d.kind, months=d.months, decided_by=d.decided_by
+                    content_kind=d.kind,
+                    months=d.months,
+                    decided_by=d.decided_by,
+                    applies_to_content_after=convert.timestamp(d.applies_to_content_after),
                 )
                 for d in decisions
             ]
@@ -164,3 +169,30 @@ class OrganisationService(pb_grpc.OrganisationServiceServicer):
         return pb.ListMyMembershipsResponse(
             memberships=[convert.membership(m) for m in memberships.mine(call.principal.get())]
         )
+
+    async def ProvisionMember(
+        self, request: pb.ProvisionMemberRequest, context: Any
+    ) -> pb.ProvisionMemberResponse:
+        account, membership = self.provisioning.provision(
+            call.principal.get(),
+            Provision(
+                organisation_id=request.organisation_id,
+                name=request.name,
+                date_of_birth=convert.date_tuple(request.date_of_birth),
+                email=request.email,
+                guardian_email=request.guardian_email,
+                role=convert.MEMBER_ROLE_NAMES.get(request.role, ""),
+                request_id=request.request_id,
+            ),
+        )
+        return pb.ProvisionMemberResponse(
+            account_id=account.id, membership=convert.membership(membership)
+        )
+
+    async def AcknowledgeStatement(
+        self, request: pb.AcknowledgeStatementRequest, context: Any
+    ) -> pb.AcknowledgeStatementResponse:
+        row = memberships.acknowledge(
+            call.principal.get(), request.organisation_id, request.statement_version
+        )
+        return pb.AcknowledgeStatementResponse(membership=convert.membership(row))

@@ -278,6 +278,7 @@ class OrganisationStatement(BaseModel):
     retention_months = pw.TextField()  # JSON {content kind: months}
     effective_at = pw.DateTimeField()
     published_at = pw.DateTimeField()
+    requires_reacknowledgement = pw.BooleanField(default=False)
 
 
 class OrganisationPlugin(BaseModel):
@@ -347,10 +348,142 @@ class Membership(BaseModel):
     statement_version = pw.TextField(null=True)
     invited_at = pw.DateTimeField()
     joined_at = pw.DateTimeField(null=True)
+    # A statement version to acknowledge before posting again (CON-5); None when none.
+    acknowledgement_required = pw.TextField(null=True)
 
     class Meta:
         table_name = "organisation_membership"
         primary_key = pw.CompositeKey("organisation", "account")
+
+
+class Conversation(BaseModel):
+    id = pw.TextField(primary_key=True)
+    organisation = pw.ForeignKeyField(
+        Organisation, on_delete="CASCADE", column_name="organisation_id"
+    )
+    organisation_id: str
+    kind = pw.TextField()  # "individual" | "group"
+    mode = pw.TextField()  # "two_way" | "broadcast"
+    created_at = pw.DateTimeField()
+
+
+class ConversationParticipant(BaseModel):
+    conversation = pw.ForeignKeyField(
+        Conversation, on_delete="CASCADE", column_name="conversation_id"
+    )
+    conversation_id: str
+    account = pw.ForeignKeyField(Account, on_delete="CASCADE", column_name="account_id")
+    account_id: str
+    can_send = pw.BooleanField()
+
+    class Meta:
+        primary_key = pw.CompositeKey("conversation", "account")
+
+
+class ContentItem(BaseModel):
+    """A message or call recording; ``body`` is ciphertext, its key is in the key store."""
+
+    seq = pw.AutoField()
+    id = pw.TextField(unique=True)
+    organisation = pw.ForeignKeyField(
+        Organisation, on_delete="CASCADE", column_name="organisation_id"
+    )
+    organisation_id: str
+    conversation = pw.ForeignKeyField(
+        Conversation, on_delete="CASCADE", column_name="conversation_id"
+    )
+    conversation_id: str
+    kind = pw.TextField()  # "message" | "call_recording"
+    author_ref = pw.TextField()
+    author_account = pw.ForeignKeyField(
+        Account, null=True, on_delete="SET NULL", column_name="author_account_id"
+    )
+    author_account_id: str | None
+    request_id = pw.TextField(null=True)
+    key_id = pw.TextField()
+    body = pw.BlobField(null=True)
+    started_at = pw.DateTimeField(null=True)
+    duration_seconds = pw.IntegerField(null=True)
+    media_type = pw.TextField(null=True)
+    chunk_count = pw.IntegerField(null=True)
+    size_bytes = pw.BigIntegerField(null=True)
+    created_at = pw.DateTimeField()
+
+
+class ContentToken(BaseModel):
+    organisation_id = pw.TextField()
+    token = pw.BlobField()
+    item_seq = pw.BigIntegerField()
+
+    class Meta:
+        primary_key = False
+
+
+class ContentFlag(BaseModel):
+    id = pw.AutoField()
+    item_seq = pw.BigIntegerField()
+    plugin_name = pw.TextField()
+    category = pw.TextField()
+    reason = pw.TextField()
+    created_at = pw.DateTimeField()
+
+
+class MonitoringAccess(BaseModel):
+    id = pw.TextField(primary_key=True)
+    organisation = pw.ForeignKeyField(
+        Organisation, on_delete="CASCADE", column_name="organisation_id"
+    )
+    organisation_id: str
+    admin_account = pw.ForeignKeyField(
+        Account, null=True, on_delete="SET NULL", column_name="admin_account_id"
+    )
+    admin_account_id: str | None
+    admin_ref = pw.TextField()
+    reason = pw.TextField()
+    operation = pw.TextField()
+    filters = pw.TextField()  # JSON object of strings
+    result_count = pw.IntegerField()
+    refused = pw.BooleanField()
+    refusal_reason = pw.TextField()
+    decided_by = pw.TextField()
+    created_at = pw.DateTimeField()
+
+
+class MonitoringAccessSubject(BaseModel):
+    access = pw.ForeignKeyField(MonitoringAccess, on_delete="CASCADE", column_name="access_id")
+    access_id: str
+    subject_ref = pw.TextField()
+
+    class Meta:
+        primary_key = pw.CompositeKey("access", "subject_ref")
+
+
+class AccountSetup(BaseModel):
+    id = pw.TextField(primary_key=True)
+    account = pw.ForeignKeyField(Account, on_delete="CASCADE", column_name="account_id")
+    account_id: str
+    organisation = pw.ForeignKeyField(
+        Organisation, on_delete="CASCADE", column_name="organisation_id"
+    )
+    organisation_id: str
+    created_at = pw.DateTimeField()
+    expires_at = pw.DateTimeField()
+    used_at = pw.DateTimeField(null=True)
+
+
+class ProvisionRequest(BaseModel):
+    organisation = pw.ForeignKeyField(
+        Organisation, on_delete="CASCADE", column_name="organisation_id"
+    )
+    organisation_id: str
+    request_id = pw.TextField()
+    account = pw.ForeignKeyField(Account, on_delete="CASCADE", column_name="account_id")
+    account_id: str
+    fingerprint = pw.TextField()
+    created_at = pw.DateTimeField()
+
+    class Meta:
+        primary_key = pw.CompositeKey("organisation", "request_id")
 
 
 ALL_MODELS: tuple[type[BaseModel], ...] = (
@@ -384,4 +517,13 @@ ALL_MODELS: tuple[type[BaseModel], ...] = (
     BreachOrganisation,
     BreachNotice,
     Membership,
+    Conversation,
+    ConversationParticipant,
+    ContentItem,
+    ContentToken,
+    ContentFlag,
+    MonitoringAccess,
+    MonitoringAccessSubject,
+    AccountSetup,
+    ProvisionRequest,
 )

@@ -8,6 +8,7 @@ Plain SQL that SQLite and PostgreSQL both accept; ``?`` becomes the driver's pla
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from functools import cache
 from typing import Any, NamedTuple
 
@@ -196,3 +197,8 @@ def insert_consent_event(event: ConsentEvent) -> None:
             event.valid_until,
         ),
     )
+
+
+def tuples(query: Any) -> Iterator[tuple[Any, ...]]:
+    """A peewee query's rows as plain tuples, typed for the callers that unpack them."""
+    return iter(query.tuples())

@@ -32,6 +32,8 @@ class _AccountStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AccountS
     """Under the age of digital consent and waiting for the guardian to confirm (ACC-3)."""
     ACCOUNT_STATE_ACTIVE: _AccountState.ValueType  # 2
     """Usable."""
+    ACCOUNT_STATE_PENDING_SETUP: _AccountState.ValueType  # 3
+    """Provisioned by an organisation (ACC-6); waiting for the person to set it up."""
 
 class AccountState(_AccountState, metaclass=_AccountStateEnumTypeWrapper):
     """The lifecycle state of an account."""
@@ -41,6 +43,8 @@ ACCOUNT_STATE_PENDING_GUARDIAN_CONSENT: AccountState.ValueType  # 1
 """Under the age of digital consent and waiting for the guardian to confirm (ACC-3)."""
 ACCOUNT_STATE_ACTIVE: AccountState.ValueType  # 2
 """Usable."""
+ACCOUNT_STATE_PENDING_SETUP: AccountState.ValueType  # 3
+"""Provisioned by an organisation (ACC-6); waiting for the person to set it up."""
 Global___AccountState: _TypeAlias = AccountState  # noqa: Y015
 
 class _PlatformRole:

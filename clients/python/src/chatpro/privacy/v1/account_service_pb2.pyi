@@ -817,3 +817,65 @@ class StartGuardianSessionResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___StartGuardianSessionResponse: _TypeAlias = StartGuardianSessionResponse  # noqa: Y015
+
+@_typing.final
+class CompleteAccountSetupRequest(_message.Message):
+    """Request for AccountService.CompleteAccountSetup."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOKEN_FIELD_NUMBER: _builtins.int
+    USERNAME_FIELD_NUMBER: _builtins.int
+    PASSWORD_FIELD_NUMBER: _builtins.int
+    ACCEPTED_POLICY_VERSION_FIELD_NUMBER: _builtins.int
+    token: _builtins.str
+    """The set-up token from the email."""
+    username: _builtins.str
+    """As in Register: 3 to 32 characters of letters, digits, ".", "_" and "-"."""
+    password: _builtins.str
+    """As in Register: 10 to 256 characters, not containing the username or email."""
+    accepted_policy_version: _builtins.str
+    """The policy version shown and accepted: the current one."""
+    def __init__(
+        self,
+        *,
+        token: _builtins.str = ...,
+        username: _builtins.str = ...,
+        password: _builtins.str = ...,
+        accepted_policy_version: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted_policy_version", b"accepted_policy_version", "password", b"password", "token", b"token", "username", b"username"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CompleteAccountSetupRequest: _TypeAlias = CompleteAccountSetupRequest  # noqa: Y015
+
+@_typing.final
+class CompleteAccountSetupResponse(_message.Message):
+    """Response for AccountService.CompleteAccountSetup."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    account_id: _builtins.str
+    """The account."""
+    state: _account_pb2.AccountState.ValueType
+    """ACCOUNT_STATE_ACTIVE, or ACCOUNT_STATE_PENDING_GUARDIAN_CONSENT for a child whose guardian has
+    yet to consent.
+    """
+    def __init__(
+        self,
+        *,
+        account_id: _builtins.str = ...,
+        state: _account_pb2.AccountState.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CompleteAccountSetupResponse: _TypeAlias = CompleteAccountSetupResponse  # noqa: Y015

@@ -54,6 +54,11 @@ class AccountServiceStub:
                 request_serializer=chatpro_dot_privacy_dot_v1_dot_account__service__pb2.SignInRequest.SerializeToString,
                 response_deserializer=chatpro_dot_privacy_dot_v1_dot_account__service__pb2.SignInResponse.FromString,
                 _registered_method=True)
+        self.CompleteAccountSetup = channel.unary_unary(
+                '/chatpro.privacy.v1.AccountService/CompleteAccountSetup',
+                request_serializer=chatpro_dot_privacy_dot_v1_dot_account__service__pb2.CompleteAccountSetupRequest.SerializeToString,
+                response_deserializer=chatpro_dot_privacy_dot_v1_dot_account__service__pb2.CompleteAccountSetupResponse.FromString,
+                _registered_method=True)
         self.SignOut = channel.unary_unary(
                 '/chatpro.privacy.v1.AccountService/SignOut',
                 request_serializer=chatpro_dot_privacy_dot_v1_dot_account__service__pb2.SignOutRequest.SerializeToString,
@@ -137,6 +142,14 @@ class AccountServiceServicer:
 
     def SignIn(self, request, context):
         """Exchanges a username or email and password for a session token.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CompleteAccountSetup(self, request, context):
+        """Sets up an account an organisation provisioned (ACC-6): the person chooses a username and
+        password with the set-up token from their email and accepts the current policy.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -239,6 +252,11 @@ def add_AccountServiceServicer_to_server(servicer, server):
                     servicer.SignIn,
                     request_deserializer=chatpro_dot_privacy_dot_v1_dot_account__service__pb2.SignInRequest.FromString,
                     response_serializer=chatpro_dot_privacy_dot_v1_dot_account__service__pb2.SignInResponse.SerializeToString,
+            ),
+            'CompleteAccountSetup': grpc.unary_unary_rpc_method_handler(
+                    servicer.CompleteAccountSetup,
+                    request_deserializer=chatpro_dot_privacy_dot_v1_dot_account__service__pb2.CompleteAccountSetupRequest.FromString,
+                    response_serializer=chatpro_dot_privacy_dot_v1_dot_account__service__pb2.CompleteAccountSetupResponse.SerializeToString,
             ),
             'SignOut': grpc.unary_unary_rpc_method_handler(
                     servicer.SignOut,
@@ -382,6 +400,33 @@ class AccountService:
             '/chatpro.privacy.v1.AccountService/SignIn',
             chatpro_dot_privacy_dot_v1_dot_account__service__pb2.SignInRequest.SerializeToString,
             chatpro_dot_privacy_dot_v1_dot_account__service__pb2.SignInResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CompleteAccountSetup(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chatpro.privacy.v1.AccountService/CompleteAccountSetup',
+            chatpro_dot_privacy_dot_v1_dot_account__service__pb2.CompleteAccountSetupRequest.SerializeToString,
+            chatpro_dot_privacy_dot_v1_dot_account__service__pb2.CompleteAccountSetupResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -47,6 +47,10 @@ class AccountServiceStub:
     """Confirms a child's account with the single-use token sent to the guardian."""
     SignIn: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.SignInRequest, _account_service_pb2.SignInResponse]
     """Exchanges a username or email and password for a session token."""
+    CompleteAccountSetup: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.CompleteAccountSetupRequest, _account_service_pb2.CompleteAccountSetupResponse]
+    """Sets up an account an organisation provisioned (ACC-6): the person chooses a username and
+    password with the set-up token from their email and accepts the current policy.
+    """
     SignOut: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.SignOutRequest, _account_service_pb2.SignOutResponse]
     """Revokes the calling session."""
     GetAccount: _grpc.UnaryUnaryMultiCallable[_account_service_pb2.GetAccountRequest, _account_service_pb2.GetAccountResponse]
@@ -95,6 +99,10 @@ class AccountServiceAsyncStub(AccountServiceStub):
     """Confirms a child's account with the single-use token sent to the guardian."""
     SignIn: _aio.UnaryUnaryMultiCallable[_account_service_pb2.SignInRequest, _account_service_pb2.SignInResponse]  # type: ignore[assignment]
     """Exchanges a username or email and password for a session token."""
+    CompleteAccountSetup: _aio.UnaryUnaryMultiCallable[_account_service_pb2.CompleteAccountSetupRequest, _account_service_pb2.CompleteAccountSetupResponse]  # type: ignore[assignment]
+    """Sets up an account an organisation provisioned (ACC-6): the person chooses a username and
+    password with the set-up token from their email and accepts the current policy.
+    """
     SignOut: _aio.UnaryUnaryMultiCallable[_account_service_pb2.SignOutRequest, _account_service_pb2.SignOutResponse]  # type: ignore[assignment]
     """Revokes the calling session."""
     GetAccount: _aio.UnaryUnaryMultiCallable[_account_service_pb2.GetAccountRequest, _account_service_pb2.GetAccountResponse]  # type: ignore[assignment]
@@ -158,6 +166,16 @@ class AccountServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_account_service_pb2.SignInResponse, _abc.Awaitable[_account_service_pb2.SignInResponse]]:
         """Exchanges a username or email and password for a session token."""
+
+    @_abc_1.abstractmethod
+    def CompleteAccountSetup(
+        self,
+        request: _account_service_pb2.CompleteAccountSetupRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_account_service_pb2.CompleteAccountSetupResponse, _abc.Awaitable[_account_service_pb2.CompleteAccountSetupResponse]]:
+        """Sets up an account an organisation provisioned (ACC-6): the person chooses a username and
+        password with the set-up token from their email and accepts the current policy.
+        """
 
     @_abc_1.abstractmethod
     def SignOut(

@@ -202,6 +202,7 @@ class OrganisationStatement(_message.Message):
     TEXT_SHA256_FIELD_NUMBER: _builtins.int
     RETENTION_MONTHS_FIELD_NUMBER: _builtins.int
     EFFECTIVE_TIME_FIELD_NUMBER: _builtins.int
+    REQUIRES_REACKNOWLEDGEMENT_FIELD_NUMBER: _builtins.int
     organisation_id: _builtins.str
     """The organisation."""
     version: _builtins.str
@@ -210,6 +211,10 @@ class OrganisationStatement(_message.Message):
     """The text shown to members."""
     text_sha256: _builtins.str
     """Lowercase hex SHA-256 of the text."""
+    requires_reacknowledgement: _builtins.bool
+    """It announces a longer period than the version before: members acknowledge it again
+    before posting, and the longer period covers only content created after it takes effect.
+    """
     @_builtins.property
     def retention_months(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
         """Months announced per content kind ("message", "call_recording"); 12 when absent."""
@@ -227,10 +232,11 @@ class OrganisationStatement(_message.Message):
         text_sha256: _builtins.str = ...,
         retention_months: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
         effective_time: _timestamp_pb2.Timestamp | None = ...,
+        requires_reacknowledgement: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["effective_time", b"effective_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["effective_time", b"effective_time", "organisation_id", b"organisation_id", "retention_months", b"retention_months", "text", b"text", "text_sha256", b"text_sha256", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["effective_time", b"effective_time", "organisation_id", b"organisation_id", "requires_reacknowledgement", b"requires_reacknowledgement", "retention_months", b"retention_months", "text", b"text", "text_sha256", b"text_sha256", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -286,6 +292,7 @@ class Membership(_message.Message):
     STATE_FIELD_NUMBER: _builtins.int
     ACKNOWLEDGED_STATEMENT_VERSION_FIELD_NUMBER: _builtins.int
     JOIN_TIME_FIELD_NUMBER: _builtins.int
+    ACKNOWLEDGEMENT_REQUIRED_VERSION_FIELD_NUMBER: _builtins.int
     organisation_id: _builtins.str
     """The organisation."""
     account_id: _builtins.str
@@ -296,6 +303,8 @@ class Membership(_message.Message):
     """Where it stands."""
     acknowledged_statement_version: _builtins.str
     """The statement version acknowledged on joining (CON-5)."""
+    acknowledgement_required_version: _builtins.str
+    """A statement version the member must acknowledge before posting; empty when none."""
     @_builtins.property
     def join_time(self) -> _timestamp_pb2.Timestamp:
         """When the person joined."""
@@ -309,10 +318,11 @@ class Membership(_message.Message):
         state: Global___MembershipState.ValueType = ...,
         acknowledged_statement_version: _builtins.str = ...,
         join_time: _timestamp_pb2.Timestamp | None = ...,
+        acknowledgement_required_version: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["join_time", b"join_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "acknowledged_statement_version", b"acknowledged_statement_version", "join_time", b"join_time", "organisation_id", b"organisation_id", "role", b"role", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "acknowledged_statement_version", b"acknowledged_statement_version", "acknowledgement_required_version", b"acknowledgement_required_version", "join_time", b"join_time", "organisation_id", b"organisation_id", "role", b"role", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

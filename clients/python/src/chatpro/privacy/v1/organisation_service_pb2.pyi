@@ -3,6 +3,7 @@
 isort:skip_file
 """
 
+from chatpro.privacy.v1 import common_pb2 as _common_pb2
 from chatpro.privacy.v1 import organisation_pb2 as _organisation_pb2
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
@@ -811,3 +812,129 @@ class ListMyMembershipsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListMyMembershipsResponse: _TypeAlias = ListMyMembershipsResponse  # noqa: Y015
+
+@_typing.final
+class ProvisionMemberRequest(_message.Message):
+    """Request for OrganisationService.ProvisionMember."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANISATION_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    DATE_OF_BIRTH_FIELD_NUMBER: _builtins.int
+    EMAIL_FIELD_NUMBER: _builtins.int
+    GUARDIAN_EMAIL_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    organisation_id: _builtins.str
+    """The organisation."""
+    name: _builtins.str
+    """The person's name from the organisation's records."""
+    email: _builtins.str
+    """Their email, where the set-up token is sent."""
+    guardian_email: _builtins.str
+    """Required when the person is under the age of digital consent."""
+    role: _organisation_pb2.MemberRole.ValueType
+    """The role offered."""
+    request_id: _builtins.str
+    """The caller's id for this provisioning, so that a retry does not create it twice."""
+    @_builtins.property
+    def date_of_birth(self) -> _common_pb2.CalendarDate:
+        """Their date of birth."""
+
+    def __init__(
+        self,
+        *,
+        organisation_id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        date_of_birth: _common_pb2.CalendarDate | None = ...,
+        email: _builtins.str = ...,
+        guardian_email: _builtins.str = ...,
+        role: _organisation_pb2.MemberRole.ValueType = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["date_of_birth", b"date_of_birth"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["date_of_birth", b"date_of_birth", "email", b"email", "guardian_email", b"guardian_email", "name", b"name", "organisation_id", b"organisation_id", "request_id", b"request_id", "role", b"role"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProvisionMemberRequest: _TypeAlias = ProvisionMemberRequest  # noqa: Y015
+
+@_typing.final
+class ProvisionMemberResponse(_message.Message):
+    """Response for OrganisationService.ProvisionMember."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    MEMBERSHIP_FIELD_NUMBER: _builtins.int
+    account_id: _builtins.str
+    """The new account, waiting for its set-up."""
+    @_builtins.property
+    def membership(self) -> _organisation_pb2.Membership:
+        """The membership, invited."""
+
+    def __init__(
+        self,
+        *,
+        account_id: _builtins.str = ...,
+        membership: _organisation_pb2.Membership | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["membership", b"membership"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "membership", b"membership"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProvisionMemberResponse: _TypeAlias = ProvisionMemberResponse  # noqa: Y015
+
+@_typing.final
+class AcknowledgeStatementRequest(_message.Message):
+    """Request for OrganisationService.AcknowledgeStatement."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANISATION_ID_FIELD_NUMBER: _builtins.int
+    STATEMENT_VERSION_FIELD_NUMBER: _builtins.int
+    organisation_id: _builtins.str
+    """The organisation."""
+    statement_version: _builtins.str
+    """The version in effect, as shown."""
+    def __init__(
+        self,
+        *,
+        organisation_id: _builtins.str = ...,
+        statement_version: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["organisation_id", b"organisation_id", "statement_version", b"statement_version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AcknowledgeStatementRequest: _TypeAlias = AcknowledgeStatementRequest  # noqa: Y015
+
+@_typing.final
+class AcknowledgeStatementResponse(_message.Message):
+    """Response for OrganisationService.AcknowledgeStatement."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MEMBERSHIP_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def membership(self) -> _organisation_pb2.Membership:
+        """The membership."""
+
+    def __init__(
+        self,
+        *,
+        membership: _organisation_pb2.Membership | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["membership", b"membership"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["membership", b"membership"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AcknowledgeStatementResponse: _TypeAlias = AcknowledgeStatementResponse  # noqa: Y015

@@ -111,6 +111,16 @@ class OrganisationServiceStub:
                 request_serializer=chatpro_dot_privacy_dot_v1_dot_organisation__service__pb2.ListMyMembershipsRequest.SerializeToString,
                 response_deserializer=chatpro_dot_privacy_dot_v1_dot_organisation__service__pb2.ListMyMembershipsResponse.FromString,
                 _registered_method=True)
+        self.ProvisionMember = channel.unary_unary(
+                '/chatpro.privacy.v1.OrganisationService/ProvisionMember',
+                request_serializer=chatpro_dot_privacy_dot_v1_dot_organisation__service__pb2.ProvisionMemberRequest.SerializeToString,
+                response_deserializer=chatpro_dot_privacy_dot_v1_dot_organisation__service__pb2.ProvisionMemberResponse.FromString,
+                _registered_method=True)
+        self.AcknowledgeStatement = channel.unary_unary(
+                '/chatpro.privacy.v1.OrganisationService/AcknowledgeStatement',
+                request_serializer=chatpro_dot_privacy_dot_v1_dot_organisation__service__pb2.AcknowledgeStatementRequest.SerializeToString,
+                response_deserializer=chatpro_dot_privacy_dot_v1_dot_organisation__service__pb2.AcknowledgeStatementResponse.FromString,
+                _registered_method=True)
 
 
 class OrganisationServiceServicer:
@@ -225,6 +235,23 @@ class OrganisationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ProvisionMember(self, request, context):
+        """Creates accounts for people from the organisation's records (ACC-6): name, date of birth
+        and email. The person sets a username and password with the set-up token sent through
+        the outbox; a child's account then also waits for the guardian's consent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AcknowledgeStatement(self, request, context):
+        """A member acknowledges a new version of the statement (CON-5); required before posting
+        again when the version announces a longer retention period.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrganisationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -302,6 +329,16 @@ def add_OrganisationServiceServicer_to_server(servicer, server):
                     servicer.ListMyMemberships,
                     request_deserializer=chatpro_dot_privacy_dot_v1_dot_organisation__service__pb2.ListMyMembershipsRequest.FromString,
                     response_serializer=chatpro_dot_privacy_dot_v1_dot_organisation__service__pb2.ListMyMembershipsResponse.SerializeToString,
+            ),
+            'ProvisionMember': grpc.unary_unary_rpc_method_handler(
+                    servicer.ProvisionMember,
+                    request_deserializer=chatpro_dot_privacy_dot_v1_dot_organisation__service__pb2.ProvisionMemberRequest.FromString,
+                    response_serializer=chatpro_dot_privacy_dot_v1_dot_organisation__service__pb2.ProvisionMemberResponse.SerializeToString,
+            ),
+            'AcknowledgeStatement': grpc.unary_unary_rpc_method_handler(
+                    servicer.AcknowledgeStatement,
+                    request_deserializer=chatpro_dot_privacy_dot_v1_dot_organisation__service__pb2.AcknowledgeStatementRequest.FromString,
+                    response_serializer=chatpro_dot_privacy_dot_v1_dot_organisation__service__pb2.AcknowledgeStatementResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -711,6 +748,60 @@ class OrganisationService:
             '/chatpro.privacy.v1.OrganisationService/ListMyMemberships',
             chatpro_dot_privacy_dot_v1_dot_organisation__service__pb2.ListMyMembershipsRequest.SerializeToString,
             chatpro_dot_privacy_dot_v1_dot_organisation__service__pb2.ListMyMembershipsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ProvisionMember(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chatpro.privacy.v1.OrganisationService/ProvisionMember',
+            chatpro_dot_privacy_dot_v1_dot_organisation__service__pb2.ProvisionMemberRequest.SerializeToString,
+            chatpro_dot_privacy_dot_v1_dot_organisation__service__pb2.ProvisionMemberResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AcknowledgeStatement(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chatpro.privacy.v1.OrganisationService/AcknowledgeStatement',
+            chatpro_dot_privacy_dot_v1_dot_organisation__service__pb2.AcknowledgeStatementRequest.SerializeToString,
+            chatpro_dot_privacy_dot_v1_dot_organisation__service__pb2.AcknowledgeStatementResponse.FromString,
             options,
             channel_credentials,
             insecure,

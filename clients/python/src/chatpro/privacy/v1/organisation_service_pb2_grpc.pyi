@@ -69,6 +69,15 @@ class OrganisationServiceStub:
     """The organisation's members (administrators and operators)."""
     ListMyMemberships: _grpc.UnaryUnaryMultiCallable[_organisation_service_pb2.ListMyMembershipsRequest, _organisation_service_pb2.ListMyMembershipsResponse]
     """The caller's own memberships."""
+    ProvisionMember: _grpc.UnaryUnaryMultiCallable[_organisation_service_pb2.ProvisionMemberRequest, _organisation_service_pb2.ProvisionMemberResponse]
+    """Creates accounts for people from the organisation's records (ACC-6): name, date of birth
+    and email. The person sets a username and password with the set-up token sent through
+    the outbox; a child's account then also waits for the guardian's consent.
+    """
+    AcknowledgeStatement: _grpc.UnaryUnaryMultiCallable[_organisation_service_pb2.AcknowledgeStatementRequest, _organisation_service_pb2.AcknowledgeStatementResponse]
+    """A member acknowledges a new version of the statement (CON-5); required before posting
+    again when the version announces a longer retention period.
+    """
 
 @_typing.type_check_only
 class OrganisationServiceAsyncStub(OrganisationServiceStub):
@@ -111,6 +120,15 @@ class OrganisationServiceAsyncStub(OrganisationServiceStub):
     """The organisation's members (administrators and operators)."""
     ListMyMemberships: _aio.UnaryUnaryMultiCallable[_organisation_service_pb2.ListMyMembershipsRequest, _organisation_service_pb2.ListMyMembershipsResponse]  # type: ignore[assignment]
     """The caller's own memberships."""
+    ProvisionMember: _aio.UnaryUnaryMultiCallable[_organisation_service_pb2.ProvisionMemberRequest, _organisation_service_pb2.ProvisionMemberResponse]  # type: ignore[assignment]
+    """Creates accounts for people from the organisation's records (ACC-6): name, date of birth
+    and email. The person sets a username and password with the set-up token sent through
+    the outbox; a child's account then also waits for the guardian's consent.
+    """
+    AcknowledgeStatement: _aio.UnaryUnaryMultiCallable[_organisation_service_pb2.AcknowledgeStatementRequest, _organisation_service_pb2.AcknowledgeStatementResponse]  # type: ignore[assignment]
+    """A member acknowledges a new version of the statement (CON-5); required before posting
+    again when the version announces a longer retention period.
+    """
 
 class OrganisationServiceServicer(metaclass=_abc_1.ABCMeta):
     """Organisations as controllers of their content: their statement and the plugins that
@@ -240,5 +258,26 @@ class OrganisationServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_organisation_service_pb2.ListMyMembershipsResponse, _abc.Awaitable[_organisation_service_pb2.ListMyMembershipsResponse]]:
         """The caller's own memberships."""
+
+    @_abc_1.abstractmethod
+    def ProvisionMember(
+        self,
+        request: _organisation_service_pb2.ProvisionMemberRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_organisation_service_pb2.ProvisionMemberResponse, _abc.Awaitable[_organisation_service_pb2.ProvisionMemberResponse]]:
+        """Creates accounts for people from the organisation's records (ACC-6): name, date of birth
+        and email. The person sets a username and password with the set-up token sent through
+        the outbox; a child's account then also waits for the guardian's consent.
+        """
+
+    @_abc_1.abstractmethod
+    def AcknowledgeStatement(
+        self,
+        request: _organisation_service_pb2.AcknowledgeStatementRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_organisation_service_pb2.AcknowledgeStatementResponse, _abc.Awaitable[_organisation_service_pb2.AcknowledgeStatementResponse]]:
+        """A member acknowledges a new version of the statement (CON-5); required before posting
+        again when the version announces a longer retention period.
+        """
 
 def add_OrganisationServiceServicer_to_server(servicer: OrganisationServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

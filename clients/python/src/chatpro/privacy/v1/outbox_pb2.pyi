@@ -354,6 +354,144 @@ class MembershipInvited(_message.Message):
 Global___MembershipInvited: _TypeAlias = MembershipInvited  # noqa: Y015
 
 @_typing.final
+class AccountSetupRequested(_message.Message):
+    """An organisation provisioned an account for a person (ACC-6): send them the set-up link."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    EMAIL_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    ORGANISATION_ID_FIELD_NUMBER: _builtins.int
+    ORGANISATION_NAME_FIELD_NUMBER: _builtins.int
+    TOKEN_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    account_id: _builtins.str
+    """The account."""
+    email: _builtins.str
+    """Where to send it."""
+    name: _builtins.str
+    """The person's name."""
+    organisation_id: _builtins.str
+    """The organisation that provisioned it."""
+    organisation_name: _builtins.str
+    """Its name."""
+    token: _builtins.str
+    """The single-use set-up token for CompleteAccountSetup."""
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp:
+        """When the token expires."""
+
+    def __init__(
+        self,
+        *,
+        account_id: _builtins.str = ...,
+        email: _builtins.str = ...,
+        name: _builtins.str = ...,
+        organisation_id: _builtins.str = ...,
+        organisation_name: _builtins.str = ...,
+        token: _builtins.str = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "email", b"email", "expire_time", b"expire_time", "name", b"name", "organisation_id", b"organisation_id", "organisation_name", b"organisation_name", "token", b"token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AccountSetupRequested: _TypeAlias = AccountSetupRequested  # noqa: Y015
+
+@_typing.final
+class StatementAcknowledgementRequested(_message.Message):
+    """A member is asked to acknowledge a new statement announcing longer retention (CON-5)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    EMAIL_FIELD_NUMBER: _builtins.int
+    ORGANISATION_ID_FIELD_NUMBER: _builtins.int
+    ORGANISATION_NAME_FIELD_NUMBER: _builtins.int
+    STATEMENT_VERSION_FIELD_NUMBER: _builtins.int
+    EFFECTIVE_TIME_FIELD_NUMBER: _builtins.int
+    account_id: _builtins.str
+    """The member."""
+    email: _builtins.str
+    """Where to tell them."""
+    organisation_id: _builtins.str
+    """The organisation."""
+    organisation_name: _builtins.str
+    """Its name."""
+    statement_version: _builtins.str
+    """The version to acknowledge."""
+    @_builtins.property
+    def effective_time(self) -> _timestamp_pb2.Timestamp:
+        """When it takes effect."""
+
+    def __init__(
+        self,
+        *,
+        account_id: _builtins.str = ...,
+        email: _builtins.str = ...,
+        organisation_id: _builtins.str = ...,
+        organisation_name: _builtins.str = ...,
+        statement_version: _builtins.str = ...,
+        effective_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["effective_time", b"effective_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "effective_time", b"effective_time", "email", b"email", "organisation_id", b"organisation_id", "organisation_name", b"organisation_name", "statement_version", b"statement_version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StatementAcknowledgementRequested: _TypeAlias = StatementAcknowledgementRequested  # noqa: Y015
+
+@_typing.final
+class ContentFlagged(_message.Message):
+    """A plugin flagged content as it was sent (ORG-3): for the organisation's administrators.
+    It carries no content; they look through MonitoringService, which is recorded.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANISATION_ID_FIELD_NUMBER: _builtins.int
+    CONTENT_ID_FIELD_NUMBER: _builtins.int
+    CONVERSATION_ID_FIELD_NUMBER: _builtins.int
+    PLUGIN_NAME_FIELD_NUMBER: _builtins.int
+    CATEGORY_FIELD_NUMBER: _builtins.int
+    ADMINISTRATOR_ACCOUNT_IDS_FIELD_NUMBER: _builtins.int
+    organisation_id: _builtins.str
+    """The organisation."""
+    content_id: _builtins.str
+    """The flagged item."""
+    conversation_id: _builtins.str
+    """Its conversation."""
+    plugin_name: _builtins.str
+    """The plugin."""
+    category: _builtins.str
+    """The flag's category."""
+    @_builtins.property
+    def administrator_account_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The organisation's administrators to tell, by account id."""
+
+    def __init__(
+        self,
+        *,
+        organisation_id: _builtins.str = ...,
+        content_id: _builtins.str = ...,
+        conversation_id: _builtins.str = ...,
+        plugin_name: _builtins.str = ...,
+        category: _builtins.str = ...,
+        administrator_account_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["administrator_account_ids", b"administrator_account_ids", "category", b"category", "content_id", b"content_id", "conversation_id", b"conversation_id", "organisation_id", b"organisation_id", "plugin_name", b"plugin_name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ContentFlagged: _TypeAlias = ContentFlagged  # noqa: Y015
+
+@_typing.final
 class OutboxEvent(_message.Message):
     """A notification for the notification service to deliver (ACC-10)."""
 
@@ -372,6 +510,9 @@ class OutboxEvent(_message.Message):
     BREACH_NOTIFIED_FIELD_NUMBER: _builtins.int
     BREACH_REPORTED_TO_ORGANISATION_FIELD_NUMBER: _builtins.int
     MEMBERSHIP_INVITED_FIELD_NUMBER: _builtins.int
+    ACCOUNT_SETUP_REQUESTED_FIELD_NUMBER: _builtins.int
+    STATEMENT_ACKNOWLEDGEMENT_REQUESTED_FIELD_NUMBER: _builtins.int
+    CONTENT_FLAGGED_FIELD_NUMBER: _builtins.int
     sequence: _builtins.int
     """Position in the outbox; strictly increasing in commit order."""
     account_id: _builtins.str
@@ -420,6 +561,18 @@ class OutboxEvent(_message.Message):
     def membership_invited(self) -> Global___MembershipInvited:
         """An invitation to join an organisation."""
 
+    @_builtins.property
+    def account_setup_requested(self) -> Global___AccountSetupRequested:
+        """A set-up link for a provisioned account."""
+
+    @_builtins.property
+    def statement_acknowledgement_requested(self) -> Global___StatementAcknowledgementRequested:
+        """A statement to acknowledge again."""
+
+    @_builtins.property
+    def content_flagged(self) -> Global___ContentFlagged:
+        """Content a plugin flagged."""
+
     def __init__(
         self,
         *,
@@ -436,12 +589,15 @@ class OutboxEvent(_message.Message):
         breach_notified: Global___BreachNotified | None = ...,
         breach_reported_to_organisation: Global___BreachReportedToOrganisation | None = ...,
         membership_invited: Global___MembershipInvited | None = ...,
+        account_setup_requested: Global___AccountSetupRequested | None = ...,
+        statement_acknowledgement_requested: Global___StatementAcknowledgementRequested | None = ...,
+        content_flagged: Global___ContentFlagged | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["breach_notified", b"breach_notified", "breach_reported_to_organisation", b"breach_reported_to_organisation", "create_time", b"create_time", "email_confirmation_requested", b"email_confirmation_requested", "guardian_access_requested", b"guardian_access_requested", "guardian_consent_requested", b"guardian_consent_requested", "membership_invited", b"membership_invited", "password_changed", b"password_changed", "payload", b"payload", "plugin_faulted", b"plugin_faulted", "policy_version_published", b"policy_version_published"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["account_setup_requested", b"account_setup_requested", "breach_notified", b"breach_notified", "breach_reported_to_organisation", b"breach_reported_to_organisation", "content_flagged", b"content_flagged", "create_time", b"create_time", "email_confirmation_requested", b"email_confirmation_requested", "guardian_access_requested", b"guardian_access_requested", "guardian_consent_requested", b"guardian_consent_requested", "membership_invited", b"membership_invited", "password_changed", b"password_changed", "payload", b"payload", "plugin_faulted", b"plugin_faulted", "policy_version_published", b"policy_version_published", "statement_acknowledgement_requested", b"statement_acknowledgement_requested"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "breach_notified", b"breach_notified", "breach_reported_to_organisation", b"breach_reported_to_organisation", "create_time", b"create_time", "email_confirmation_requested", b"email_confirmation_requested", "guardian_access_requested", b"guardian_access_requested", "guardian_consent_requested", b"guardian_consent_requested", "membership_invited", b"membership_invited", "password_changed", b"password_changed", "payload", b"payload", "plugin_faulted", b"plugin_faulted", "policy_version_published", b"policy_version_published", "sequence", b"sequence", "superseded", b"superseded"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "account_setup_requested", b"account_setup_requested", "breach_notified", b"breach_notified", "breach_reported_to_organisation", b"breach_reported_to_organisation", "content_flagged", b"content_flagged", "create_time", b"create_time", "email_confirmation_requested", b"email_confirmation_requested", "guardian_access_requested", b"guardian_access_requested", "guardian_consent_requested", b"guardian_consent_requested", "membership_invited", b"membership_invited", "password_changed", b"password_changed", "payload", b"payload", "plugin_faulted", b"plugin_faulted", "policy_version_published", b"policy_version_published", "sequence", b"sequence", "statement_acknowledgement_requested", b"statement_acknowledgement_requested", "superseded", b"superseded"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["guardian_consent_requested", "email_confirmation_requested", "password_changed", "policy_version_published", "guardian_access_requested", "plugin_faulted", "breach_notified", "breach_reported_to_organisation", "membership_invited"]  # noqa: Y015
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["guardian_consent_requested", "email_confirmation_requested", "password_changed", "policy_version_published", "guardian_access_requested", "plugin_faulted", "breach_notified", "breach_reported_to_organisation", "membership_invited", "account_setup_requested", "statement_acknowledgement_requested", "content_flagged"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 

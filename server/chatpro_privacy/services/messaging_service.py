@@ -1,0 +1,124 @@
+"""MessagingService: conversations, messages and call recordings (ORG-2, ORG-4)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from chatpro.privacy.v1 import messaging_service_pb2 as pb
+from chatpro.privacy.v1 import messaging_service_pb2_grpc as pb_grpc
+
+from chatpro_privacy.domain import content_access, conversations
+from chatpro_privacy.domain import context as call
+from chatpro_privacy.domain.errors import FieldViolation, InvalidArgument
+from chatpro_privacy.domain.messages import Messages
+from chatpro_privacy.domain.recordings import RecordingMeta, Recordings
+from chatpro_privacy.edge.text import refuse_nul
+from chatpro_privacy.services import convert_content as cc
+from chatpro_privacy.services.convert import optional_time
+
+
+class MessagingService(pb_grpc.MessagingServiceServicer):
+    def __init__(self, messages: Messages, recordings: Recordings) -> None:
+        self.messages = messages
+        self.recordings = recordings
+
+    async def CreateConversation(
+        self, request: pb.CreateConversationRequest, context: Any
+    ) -> pb.CreateConversationResponse:
+        view = conversations.create(
+            call.principal.get(),
+            request.organisation_id,
+            cc.KINDS.get(request.kind, ""),
+            cc.MODES.get(request.mode, ""),
+            list(request.participant_account_ids),
+            list(request.sender_account_ids),
+        )
+        return pb.CreateConversationResponse(conversation=cc.conversation(view))
+
+    async def GetConversation(
+        self, request: pb.GetConversationRequest, context: Any
+    ) -> pb.GetConversationResponse:
+        view = conversations.get(call.principal.get(), request.conversation_id)
+        return pb.GetConversationResponse(conversation=cc.conversation(view))
+
+    async def ListConversations(
+        self, request: pb.ListConversationsRequest, context: Any
+    ) -> pb.ListConversationsResponse:
+        views, token = conversations.mine(
+            call.principal.get(), request.organisation_id, request.page_size, request.page_token
+        )
+        return pb.ListConversationsResponse(
+            conversations=[cc.conversation(v) for v in views], next_page_token=token
+        )
+
+    async def SendMessage(
+        self, request: pb.SendMessageRequest, context: Any
+    ) -> pb.SendMessageResponse:
+        view = await self.messages.send(
+            call.principal.get(), request.conversation_id, request.text, request.request_id
+        )
+        return pb.SendMessageResponse(message=cc.message(view))
+
+    async def ListMessages(
+        self, request: pb.ListMessagesRequest, context: Any
+    ) -> pb.ListMessagesResponse:
+        views, token = self.messages.list(
+            call.principal.get(), request.conversation_id, request.page_size, request.page_token
+        )
+        return pb.ListMessagesResponse(
+            messages=[cc.message(v) for v in views], next_page_token=token
+        )
+
+    async def UploadCallRecording(
+        self, request_iterator: AsyncIterator[pb.UploadCallRecordingRequest], context: Any
+    ) -> pb.UploadCallRecordingResponse:
+        principal = call.principal.get()
+        content_access.refuse_platform(principal)
+        first = await anext(aiter(request_iterator), None)
+        if first is None or first.WhichOneof("part") != "metadata":
+            raise InvalidArgument(
+                [FieldViolation("metadata", "must come first, before the audio", "REQUIRED")]
+            )
+        refuse_nul(first)
+        m = first.metadata
+        meta = RecordingMeta(
+            conversation_id=m.conversation_id,
+            started_at=optional_time(m.start_time, m.HasField("start_time"), "metadata.start_time"),
+            duration_seconds=m.duration_seconds,
+            media_type=m.media_type,
+            request_id=m.request_id,
+        )
+
+        async def chunks() -> AsyncIterator[bytes]:
+            async for part in request_iterator:
+                if part.WhichOneof("part") != "chunk":
+                    raise InvalidArgument(
+                        [FieldViolation("metadata", "is sent once, first", "METADATA_REPEATED")]
+                    )
+                yield part.chunk
+
+        view = await self.recordings.upload(principal, meta, chunks())
+        return pb.UploadCallRecordingResponse(recording=cc.recording(view))
+
+    async def GetCallRecording(
+        self, request: pb.GetCallRecordingRequest, context: Any
+    ) -> pb.GetCallRecordingResponse:
+        view = self.recordings.get(call.principal.get(), request.recording_id)
+        return pb.GetCallRecordingResponse(recording=cc.recording(view))
+
+    async def ListCallRecordings(
+        self, request: pb.ListCallRecordingsRequest, context: Any
+    ) -> pb.ListCallRecordingsResponse:
+        views, token = self.recordings.list(
+            call.principal.get(), request.conversation_id, request.page_size, request.page_token
+        )
+        return pb.ListCallRecordingsResponse(
+            recordings=[cc.recording(v) for v in views], next_page_token=token
+        )
+
+    async def StreamCallRecordingAudio(
+        self, request: pb.StreamCallRecordingAudioRequest, context: Any
+    ) -> AsyncIterator[pb.StreamCallRecordingAudioResponse]:
+        for index, data in self.recordings.audio(call.principal.get(), request.recording_id):
+            yield pb.StreamCallRecordingAudioResponse(index=index, data=data)

@@ -1,0 +1,99 @@
+"""MonitoringService: administrators' recorded checks of their organisation's content
+(ORG-3), and members' view of the checks made."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from chatpro.privacy.v1 import monitoring_service_pb2 as pb
+from chatpro.privacy.v1 import monitoring_service_pb2_grpc as pb_grpc
+
+from chatpro_privacy.domain import context as call
+from chatpro_privacy.domain.monitoring import Monitoring
+from chatpro_privacy.services import convert_content as cc
+
+
+class MonitoringService(pb_grpc.MonitoringServiceServicer):
+    def __init__(self, monitoring: Monitoring) -> None:
+        self.monitoring = monitoring
+
+    async def SearchContent(
+        self, request: pb.SearchContentRequest, context: Any
+    ) -> pb.SearchContentResponse:
+        result = await self.monitoring.search(
+            call.principal.get(),
+            request.organisation_id,
+            cc.REASONS.get(request.reason, ""),
+            cc.scope(request.scope),
+            list(request.keywords),
+            request.flagged_only,
+            request.page_size,
+            request.page_token,
+        )
+        return pb.SearchContentResponse(
+            items=[cc.item(i) for i in result.items],
+            total_count=result.total,
+            next_page_token=result.next_page_token,
+            access_id=result.access_id,
+        )
+
+    async def GetContentStatistics(
+        self, request: pb.GetContentStatisticsRequest, context: Any
+    ) -> pb.GetContentStatisticsResponse:
+        stats = await self.monitoring.statistics(
+            call.principal.get(),
+            request.organisation_id,
+            cc.REASONS.get(request.reason, ""),
+            cc.scope(request.scope),
+        )
+        return pb.GetContentStatisticsResponse(
+            total_count=stats.total,
+            per_day=[pb.DailyCount(day=d, count=n) for d, n in stats.per_day],
+            senders=[pb.PersonCount(account_id=a, count=n) for a, n in stats.senders],
+            recipients=[pb.PersonCount(account_id=a, count=n) for a, n in stats.recipients],
+            access_id=stats.access_id,
+        )
+
+    async def RandomCheck(
+        self, request: pb.RandomCheckRequest, context: Any
+    ) -> pb.RandomCheckResponse:
+        items, access_id = await self.monitoring.random_check(
+            call.principal.get(),
+            request.organisation_id,
+            cc.scope(request.scope),
+            request.sample_size,
+        )
+        return pb.RandomCheckResponse(items=[cc.item(i) for i in items], access_id=access_id)
+
+    async def StreamRecordingAudio(
+        self, request: pb.StreamRecordingAudioRequest, context: Any
+    ) -> AsyncIterator[pb.StreamRecordingAudioResponse]:
+        chunks = await self.monitoring.listen(
+            call.principal.get(),
+            request.organisation_id,
+            cc.REASONS.get(request.reason, ""),
+            request.recording_id,
+        )
+        for index, data in chunks:
+            yield pb.StreamRecordingAudioResponse(index=index, data=data)
+
+    async def ListAccessRecords(
+        self, request: pb.ListAccessRecordsRequest, context: Any
+    ) -> pb.ListAccessRecordsResponse:
+        rows, token = self.monitoring.access_records(
+            call.principal.get(), request.organisation_id, request.page_size, request.page_token
+        )
+        return pb.ListAccessRecordsResponse(
+            records=[cc.access_record(r) for r in rows], next_page_token=token
+        )
+
+    async def ListMonitoringChecks(
+        self, request: pb.ListMonitoringChecksRequest, context: Any
+    ) -> pb.ListMonitoringChecksResponse:
+        checks, token = self.monitoring.checks(
+            call.principal.get(), request.organisation_id, request.page_size, request.page_token
+        )
+        return pb.ListMonitoringChecksResponse(
+            checks=[cc.check(c) for c in checks], next_page_token=token
+        )
