@@ -24,6 +24,9 @@ from chatpro.privacy.v1 import (
     consent_service_pb2,
     consent_service_pb2_grpc,
     disclosure_service_pb2_grpc,
+    messaging_service_pb2_grpc,
+    monitoring_service_pb2_grpc,
+    organisation_service_pb2_grpc,
     outbox_service_pb2,
     outbox_service_pb2_grpc,
     policy_service_pb2,
@@ -79,6 +82,9 @@ class Api:
     outbox: outbox_service_pb2_grpc.OutboxServiceStub = field(init=False)
     consent: consent_service_pb2_grpc.ConsentServiceStub = field(init=False)
     disclosures: disclosure_service_pb2_grpc.DisclosureServiceStub = field(init=False)
+    orgs: organisation_service_pb2_grpc.OrganisationServiceStub = field(init=False)
+    messaging: messaging_service_pb2_grpc.MessagingServiceStub = field(init=False)
+    monitoring: monitoring_service_pb2_grpc.MonitoringServiceStub = field(init=False)
 
     def __post_init__(self) -> None:
         self.accounts = account_service_pb2_grpc.AccountServiceStub(self.channel)
@@ -86,6 +92,9 @@ class Api:
         self.outbox = outbox_service_pb2_grpc.OutboxServiceStub(self.channel)
         self.consent = consent_service_pb2_grpc.ConsentServiceStub(self.channel)
         self.disclosures = disclosure_service_pb2_grpc.DisclosureServiceStub(self.channel)
+        self.orgs = organisation_service_pb2_grpc.OrganisationServiceStub(self.channel)
+        self.messaging = messaging_service_pb2_grpc.MessagingServiceStub(self.channel)
+        self.monitoring = monitoring_service_pb2_grpc.MonitoringServiceStub(self.channel)
 
     @staticmethod
     def auth(token: str) -> list[tuple[str, str]]:

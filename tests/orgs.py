@@ -1,0 +1,117 @@
+"""Builds organisations with administrators, members and conversations over gRPC, for the
+content, monitoring and authorisation tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from chatpro.privacy.v1 import messaging_pb2, organisation_pb2
+from chatpro.privacy.v1 import messaging_service_pb2 as msg
+from chatpro.privacy.v1 import organisation_service_pb2 as org_pb
+from conftest import Api
+
+STATEMENT_VERSION = "2026-01-01"
+
+
+@dataclass
+class Person:
+    account_id: str
+    token: str
+
+
+@dataclass
+class Org:
+    organisation_id: str
+    operator: str
+    admin: Person
+    members: dict[str, Person] = field(default_factory=dict)
+
+
+def join(api: Api, organisation_id: str, inviter: str, person: Person, role: int) -> None:
+    api.orgs.InviteMember(
+        org_pb.InviteMemberRequest(
+            organisation_id=organisation_id, account_id=person.account_id, role=role
+        ),
+        metadata=api.auth(inviter),
+    )
+    api.orgs.AcceptInvitation(
+        org_pb.AcceptInvitationRequest(
+            organisation_id=organisation_id,
+            statement_version=STATEMENT_VERSION,
+            mobile_number="+447700900123"
+            if role == organisation_pb2.MEMBER_ROLE_ADMINISTRATOR
+            else "",
+        ),
+        metadata=api.auth(person.token),
+    )
+
+
+def person(api: Api, username: str) -> Person:
+    account, token = api.adult(username)
+    return Person(account.account_id, token)
+
+
+def build_org(
+    api: Api,
+    prefix: str = "a",
+    members: tuple[str, ...] = ("pupil1", "pupil2"),
+    operator: str | None = None,
+    retention_months: dict[str, int] | None = None,
+) -> Org:
+    """An organisation with a statement, one administrator ``{prefix}admin`` and members
+    ``{prefix}{name}``, all joined."""
+    operator = operator or api.staff("operator", f"{prefix}operator")
+    created = api.orgs.CreateOrganisation(
+        org_pb.CreateOrganisationRequest(
+            name=f"Organisation {prefix}", privacy_contact_email=f"dpo@{prefix}.example.org"
+        ),
+        metadata=api.auth(operator),
+    ).organisation
+    org_id = created.organisation_id
+    api.orgs.PublishStatement(
+        org_pb.PublishStatementRequest(
+            organisation_id=org_id,
+            version=STATEMENT_VERSION,
+            text="Our rules.",
+            retention_months=retention_months or {},
+        ),
+        metadata=api.auth(operator),
+    )
+    admin = person(api, f"{prefix}admin")
+    join(api, org_id, operator, admin, organisation_pb2.MEMBER_ROLE_ADMINISTRATOR)
+    built = Org(org_id, operator, admin)
+    for name in members:
+        member = person(api, f"{prefix}{name}")
+        join(api, org_id, operator, member, organisation_pb2.MEMBER_ROLE_MEMBER)
+        built.members[name] = member
+    return built
+
+
+def conversation(
+    api: Api,
+    creator: Person,
+    organisation_id: str,
+    others: list[Person],
+    *,
+    broadcast: bool = False,
+    kind: int = messaging_pb2.CONVERSATION_KIND_GROUP,
+) -> str:
+    response = api.messaging.CreateConversation(
+        msg.CreateConversationRequest(
+            organisation_id=organisation_id,
+            kind=kind,
+            mode=messaging_pb2.CONVERSATION_MODE_BROADCAST
+            if broadcast
+            else messaging_pb2.CONVERSATION_MODE_TWO_WAY,
+            participant_account_ids=[p.account_id for p in others],
+        ),
+        metadata=api.auth(creator.token),
+    )
+    return str(response.conversation.conversation_id)
+
+
+def send(api: Api, sender: Person, conversation_id: str, text: str) -> messaging_pb2.ChatMessage:
+    return api.messaging.SendMessage(
+        msg.SendMessageRequest(conversation_id=conversation_id, text=text),
+        metadata=api.auth(sender.token),
+    ).message
