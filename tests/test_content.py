@@ -4,6 +4,8 @@ encrypted, readable by participants only."""
 from __future__ import annotations
 
 import datetime as dt
+import io
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,8 +13,9 @@ import grpc
 import pytest
 from chatpro.privacy.v1 import messaging_pb2
 from chatpro.privacy.v1 import messaging_service_pb2 as msg
+from chatpro_privacy import logs
 from chatpro_privacy.storage.db import is_postgres
-from conftest import Api, rpc_error
+from conftest import Api, database_fingerprint, rpc_error
 from google.protobuf import timestamp_pb2
 from orgs import Org, build_org, conversation, person, send
 
@@ -189,8 +192,21 @@ def test_nothing_is_stored_in_plaintext(api: Api, school: Org, server, database_
     group = conversation(api, p1, school.organisation_id, [p2])
     secret_text = "zanzibar-marmalade-417 is the secret"
     secret_audio = b"AUDIO-PLAINTEXT-MARKER" * 1000
-    send(api, p1, group, secret_text)
-    upload(api, p2.token, group, [secret_audio[:10_000], secret_audio[10_000:]])
+    buffer = io.StringIO()
+    logs.configure("json", "debug", stream=buffer)
+    logging.getLogger("peewee").setLevel(logging.DEBUG)  # even SQL with its parameters
+    try:
+        send(api, p1, group, secret_text)
+        upload(api, p2.token, group, [secret_audio[:10_000], secret_audio[10_000:]])
+        api.messaging.ListMessages(
+            msg.ListMessagesRequest(conversation_id=group), metadata=api.auth(p2.token)
+        )
+    finally:
+        logs.configure("console", "info")
+        logging.getLogger("peewee").setLevel(logging.WARNING)
+    logged = buffer.getvalue()
+    assert "SendMessage" in logged and "INSERT" in logged
+    assert "zanzibar" not in logged and "AUDIO-PLAINTEXT" not in logged
     files = list(Path(server.settings.blob_dir).rglob("*"))
     key_store = Path(server.settings.key_store_url.removeprefix("sqlite:///"))
     files += [p for p in key_store.parent.glob(key_store.name + "*")]
@@ -222,7 +238,10 @@ def test_destroyed_keys_make_content_unreadable(api: Api, school: Org, server) -
     from chatpro_privacy.storage.models import Account
 
     ref = Account.get_by_id(p1.account_id).subject_ref
+    before = database_fingerprint()
     assert server.runtime.vault.keys.destroy_member_key(school.organisation_id, ref)
+    # The content database did not change: a restored backup of it holds no key either.
+    assert database_fingerprint() == before
 
     def texts() -> list[tuple[str, bool]]:
         listed = api.messaging.ListMessages(

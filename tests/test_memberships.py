@@ -8,7 +8,7 @@ import pytest
 from chatpro.privacy.v1 import organisation_pb2, organisation_service_pb2_grpc
 from chatpro.privacy.v1 import organisation_service_pb2 as pb
 from chatpro_privacy.storage.models import Account, ConsentEvent
-from conftest import Api
+from conftest import Api, rpc_error
 
 
 @pytest.fixture
@@ -151,3 +151,32 @@ def test_bad_invitations_change_nothing(api: Api, org_stub, unchanged) -> None: 
     org_stub.InviteMember(invite, metadata=api.auth(operator))
     again = unchanged(lambda: org_stub.InviteMember(invite, metadata=api.auth(operator)))
     assert (again.code, again.reason) == (grpc.StatusCode.ALREADY_EXISTS, "ALREADY_A_MEMBER")
+
+
+def test_an_organisation_and_its_statement_exist_only_for_its_people(api: Api, org_stub) -> None:  # type: ignore[no-untyped-def]
+    """ORG-5: invited and active members and ChatPro's staff read them; nobody else does."""
+    operator = api.staff("operator")
+    school = new_org(api, org_stub, operator, "Ashford School")
+    other = new_org(api, org_stub, operator, "Bexley Academy")
+    invited, invited_token = api.adult("invited")
+    outsider_token = api.adult("outsider")[1]
+    other_admin, other_admin_token = api.adult("otheradmin")
+    org_stub.InviteMember(pb.InviteMemberRequest(organisation_id=school, account_id=invited.account_id,
+                                                 role=organisation_pb2.MEMBER_ROLE_MEMBER), metadata=api.auth(operator))  # fmt: skip
+    org_stub.InviteMember(pb.InviteMemberRequest(organisation_id=other, account_id=other_admin.account_id,
+                                                 role=organisation_pb2.MEMBER_ROLE_ADMINISTRATOR), metadata=api.auth(operator))  # fmt: skip
+    for token in (operator, invited_token, api.staff("data_privacy_manager", "dpm")):
+        statement = org_stub.GetStatement(pb.GetStatementRequest(organisation_id=school), metadata=api.auth(token))  # fmt: skip
+        assert statement.statement.text == "Our rules."
+        assert org_stub.GetOrganisation(pb.GetOrganisationRequest(organisation_id=school),
+                                        metadata=api.auth(token)).organisation.name == "Ashford School"  # fmt: skip
+    for token in (outsider_token, other_admin_token):
+        for call in (
+            lambda t=token: org_stub.GetStatement(pb.GetStatementRequest(organisation_id=school), metadata=api.auth(t)),
+            lambda t=token: org_stub.GetOrganisation(pb.GetOrganisationRequest(organisation_id=school), metadata=api.auth(t)),
+        ):  # fmt: skip
+            failure = rpc_error(call)
+            assert (failure.code, failure.reason) == (
+                grpc.StatusCode.NOT_FOUND,
+                "ORGANISATION_NOT_FOUND",
+            )

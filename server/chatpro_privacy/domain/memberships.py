@@ -75,6 +75,17 @@ def require_manager(principal: Principal, organisation_id: str) -> Organisation:
     return org
 
 
+def require_visible(principal: Principal, organisation_id: str) -> Organisation:
+    """ORG-5: an organisation exists only for its members (invited ones too: they read the
+    statement before joining) and for ChatPro's staff, who manage organisations."""
+    org = organisation(organisation_id)
+    if principal.is_person and principal.roles & {Role.OPERATOR, Role.DATA_PRIVACY_MANAGER}:
+        return org
+    if principal.acts_for_subject and membership(org.id, principal.account_id) is not None:
+        return org
+    raise NotFound("ORGANISATION_NOT_FOUND", "no such organisation", {"organisation_id": org.id})
+
+
 def invite(principal: Principal, organisation_id: str, account_id: str, role: str) -> Membership:
     org = require_manager(principal, organisation_id)
     if role not in (MEMBER, ADMINISTRATOR):

@@ -48,8 +48,8 @@ def _require_operator(principal: Principal) -> None:
         raise PermissionDenied("OPERATORS_ONLY", "only an operator manages organisations for now")
 
 
-def get(organisation_id: str) -> Organisation:
-    return memberships.organisation(organisation_id)
+def get(principal: Principal, organisation_id: str) -> Organisation:
+    return memberships.require_visible(principal, organisation_id)
 
 
 def create(principal: Principal, name: str, privacy_contact_email: str) -> Organisation:
@@ -152,8 +152,8 @@ def longer_since(organisation_id: str, kind: str, months: int) -> dt.datetime | 
     return since
 
 
-def statement_in_effect(organisation_id: str) -> OrganisationStatement:
-    org = get(organisation_id)
+def statement_in_effect(principal: Principal, organisation_id: str) -> OrganisationStatement:
+    org = get(principal, organisation_id)
     effective = [s for s in _statements(org.id) if s.effective_at <= clock.now()]
     if not effective:
         raise FailedPrecondition(

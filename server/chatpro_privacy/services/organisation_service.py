@@ -32,7 +32,9 @@ class OrganisationService(pb_grpc.OrganisationServiceServicer):
         self, request: pb.GetOrganisationRequest, context: Any
     ) -> pb.GetOrganisationResponse:
         return pb.GetOrganisationResponse(
-            organisation=convert.organisation(organisations.get(request.organisation_id))
+            organisation=convert.organisation(
+                organisations.get(call.principal.get(), request.organisation_id)
+            )
         )
 
     async def PublishStatement(
@@ -54,7 +56,7 @@ class OrganisationService(pb_grpc.OrganisationServiceServicer):
     async def GetStatement(
         self, request: pb.GetStatementRequest, context: Any
     ) -> pb.GetStatementResponse:
-        statement = organisations.statement_in_effect(request.organisation_id)
+        statement = organisations.statement_in_effect(call.principal.get(), request.organisation_id)
         return pb.GetStatementResponse(statement=convert.statement(statement))
 
     async def ListOrganisationPlugins(
