@@ -49,6 +49,15 @@ def _pg_url() -> str | None:
     return url if url.startswith(("postgres://", "postgresql://")) else None
 
 
+def content_key_env(folder: Path) -> dict[str, str]:
+    """Settings that keep a served process's master key, key store and blobs in ``folder``."""
+    return {
+        "CHATPRO_MASTER_KEY": secrets.token_hex(32),
+        "CHATPRO_KEY_STORE_URL": f"sqlite:///{folder}/keys.sqlite3",
+        "CHATPRO_BLOB_DIR": f"{folder}/blobs",
+    }
+
+
 @pytest.fixture
 def database_target(tmp_path: Path) -> Iterator[tuple[str, str | None]]:
     """(url, schema): a temp SQLite file, or a throwaway schema on the PostgreSQL named."""

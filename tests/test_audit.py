@@ -17,7 +17,7 @@ from chatpro_privacy.domain import audit
 from chatpro_privacy.storage.db import database
 from chatpro_privacy.storage.models import AuditEntry, AuditHead
 from chatpro_privacy.testing import InProcessServer
-from conftest import Api, rpc_error
+from conftest import Api, content_key_env, rpc_error
 
 
 def busy(api: Api) -> str:
@@ -136,6 +136,7 @@ def test_verify_audit_command_fails_at_the_tampered_entry(
         "DATABASE_URL": url,
         "CHATPRO_SECRET_KEY": key,
         "CHATPRO_RECEIPT_SIGNING_KEY": secrets.token_hex(32),
+        **content_key_env(tmp_path),
     }
     command = [sys.executable, "-m", "chatpro_privacy", "verify-audit"]
     ok = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import json
 import logging
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -281,3 +285,49 @@ def test_platform_staff_get_permission_denied_on_content(api: Api, school: Org) 
             grpc.StatusCode.PERMISSION_DENIED,
             "CHATPRO_STAFF_NO_CONTENT_ACCESS",
         )
+
+
+def test_the_command_destroys_a_members_keys_and_their_word_tokens(
+    api: Api,
+    school: Org,
+    server,
+    database_target,  # type: ignore[no-untyped-def]
+) -> None:
+    url, schema = database_target
+    if schema is not None:
+        pytest.skip("the command addresses the database by URL; the schema isolation is the test's")
+    from chatpro_privacy.storage.models import ContentToken
+
+    p1, p2 = school.members["pupil1"], school.members["pupil2"]
+    group = conversation(api, p1, school.organisation_id, [p2])
+    send(api, p1, group, "alpha beta")
+    send(api, p2, group, "gamma")
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "CHATPRO_SECRET_KEY": server.settings.secret_key.hex(),
+        "CHATPRO_RECEIPT_SIGNING_KEY": server.settings.receipt_signing_key.hex(),
+        "CHATPRO_MASTER_KEY": server.settings.master_key.hex(),
+        "CHATPRO_KEY_STORE_URL": server.settings.key_store_url,
+    }
+    command = [sys.executable, "-m", "chatpro_privacy", "destroy-keys", school.organisation_id]
+    done = subprocess.run(
+        [*command, "--member", p1.account_id], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {
+        "organisation_id": school.organisation_id,
+        "data_keys": 1,
+        "word_tokens": 2,
+    }
+    assert ContentToken.select().count() == 1
+    listed = api.messaging.ListMessages(
+        msg.ListMessagesRequest(conversation_id=group), metadata=api.auth(p2.token)
+    )
+    assert [(m.text, m.readable) for m in listed.messages] == [("gamma", True), ("", False)]
+    everything = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert json.loads(everything.stdout)["data_keys"] == 1
+    unknown = subprocess.run(
+        [*command[:-1], "nope"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert unknown.returncode == 2 and "ORGANISATION_NOT_FOUND" in unknown.stderr

@@ -19,7 +19,7 @@ import grpc
 from chatpro.privacy.v1 import account_pb2, account_service_pb2, account_service_pb2_grpc
 from chatpro_privacy.storage.db import open_database
 from chatpro_privacy.storage.models import Account, Device
-from conftest import PASSWORD, registration
+from conftest import PASSWORD, content_key_env, registration
 
 CLIENTS = 16
 RUN_SECONDS = 1.5
@@ -42,6 +42,7 @@ def test_no_acknowledged_write_is_lost_across_sigterm(
         "DATABASE_URL": served_url,
         "CHATPRO_SECRET_KEY": secrets.token_hex(32),
         "CHATPRO_RECEIPT_SIGNING_KEY": secrets.token_hex(32),
+        **content_key_env(tmp_path),
         "CHATPRO_LOG_FORMAT": "json",
     }
     with (tmp_path / "serve.log").open("wb") as log:

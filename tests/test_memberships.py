@@ -180,3 +180,10 @@ def test_an_organisation_and_its_statement_exist_only_for_its_people(api: Api, o
                 grpc.StatusCode.NOT_FOUND,
                 "ORGANISATION_NOT_FOUND",
             )
+    # Nor does "leaving" tell an outsider that it exists.
+    failure = rpc_error(
+        lambda: org_stub.RemoveMember(
+            pb.RemoveMemberRequest(organisation_id=school), metadata=api.auth(outsider_token)
+        )
+    )
+    assert failure.reason == "ORGANISATION_NOT_FOUND"

@@ -29,7 +29,7 @@ from chatpro.privacy.v1 import (
 from chatpro_privacy.domain import roles
 from chatpro_privacy.storage import migrations
 from chatpro_privacy.testing import InProcessServer
-from conftest import Api, registration
+from conftest import Api, content_key_env, registration
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -93,6 +93,7 @@ def served(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int, dict[
         "DATABASE_URL": f"sqlite:///{tmp_path}/served.sqlite3",
         "CHATPRO_SECRET_KEY": secrets.token_hex(32),
         "CHATPRO_RECEIPT_SIGNING_KEY": secrets.token_hex(32),
+        **content_key_env(tmp_path),
         "CHATPRO_LOG_FORMAT": "json",
     }
     log = tmp_path / "serve.log"
@@ -266,6 +267,7 @@ def test_cli_migrate_grant_role_and_add_service(tmp_path: Path) -> None:
         "DATABASE_URL": f"sqlite:///{tmp_path}/cli.sqlite3",
         "CHATPRO_SECRET_KEY": secrets.token_hex(32),
         "CHATPRO_RECEIPT_SIGNING_KEY": secrets.token_hex(32),
+        **content_key_env(tmp_path),
     }
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -309,6 +311,7 @@ def test_grant_role_through_the_command(
             "DATABASE_URL": url,
             "CHATPRO_SECRET_KEY": secrets.token_hex(32),
             "CHATPRO_RECEIPT_SIGNING_KEY": secrets.token_hex(32),
+            **content_key_env(tmp_path),
         }
         out = subprocess.run(
             [*CLI, "grant-role", "operator1", "operator"],

@@ -12,10 +12,12 @@ from collections.abc import Sequence
 from chatpro_privacy import logs
 from chatpro_privacy import settings as settings_mod
 from chatpro_privacy.app import AddressInUseError, prepare_database, serve
-from chatpro_privacy.domain import audit, roles
+from chatpro_privacy.domain import audit, key_destruction, roles
 from chatpro_privacy.domain.errors import DomainError
+from chatpro_privacy.domain.principals import SYSTEM
 from chatpro_privacy.jobs import housekeeping
 from chatpro_privacy.settings import Settings, SettingsError
+from chatpro_privacy.storage.keystore import KeyStore
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -70,6 +72,14 @@ def _parser() -> argparse.ArgumentParser:
 
     revoke_s = sub.add_parser("revoke-service", help="revoke an internal service's credential")
     revoke_s.add_argument("name")
+
+    destroy = sub.add_parser(
+        "destroy-keys",
+        help="destroy an organisation's content keys (or one member's): the content is "
+        "unreadable for good",
+    )
+    destroy.add_argument("organisation_id")
+    destroy.add_argument("--member", metavar="ACCOUNT_ID", help="only this member's key")
     return parser
 
 
@@ -144,6 +154,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
         elif args.command == "revoke-service":
             print("revoked" if roles.revoke_service(args.name) else "no active credential")
+        elif args.command == "destroy-keys":
+            keys = KeyStore(settings.key_store_url, settings.master_key)
+            try:
+                done = key_destruction.destroy(SYSTEM, keys, args.organisation_id, args.member)
+            finally:
+                keys.close()
+            print(json.dumps(done.__dict__))
     except AddressInUseError as exc:
         print(f"chatpro-privacy: {exc}", file=sys.stderr)
         return 1

@@ -24,5 +24,12 @@ def target_account(principal: Principal, account_id: str, *, write: bool = False
     raise PermissionDenied("NOT_YOUR_ACCOUNT", "you may only act on your own account")
 
 
+def own_account(principal: Principal) -> str:
+    """For calls about the caller's own data, which a service does not have."""
+    if not principal.acts_for_subject or principal.account_id is None:
+        raise PermissionDenied("PEOPLE_ONLY", "this call is about the caller's own account")
+    return principal.account_id
+
+
 def is_other(principal: Principal, account_id: str) -> bool:
     return account_id != principal.account_id

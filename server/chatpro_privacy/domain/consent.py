@@ -124,7 +124,7 @@ class Consents:
 
     def _writable_subject(self, principal: Principal) -> tuple[str, dt.date]:
         """The caller's own subject (or the child's, for a guardian) and its date of birth."""
-        brief = queries.account_brief(access.target_account(principal, ""))
+        brief = queries.account_brief(access.own_account(principal))
         if brief is None:
             raise NotFound(
                 "ACCOUNT_NOT_FOUND", "no such account", {"account_id": str(principal.account_id)}

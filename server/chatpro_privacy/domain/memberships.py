@@ -282,6 +282,10 @@ def remove(principal: Principal, organisation_id: str, account_id: str) -> None:
     org = organisation(organisation_id) if leaving else require_manager(principal, organisation_id)
     target = str(principal.account_id) if leaving else account_id
     row = membership(org.id, target)
+    if row is None and leaving:  # ORG-5: to an outsider the organisation does not exist
+        raise NotFound(
+            "ORGANISATION_NOT_FOUND", "no such organisation", {"organisation_id": org.id}
+        )
     if row is None:
         raise NotFound("MEMBER_NOT_FOUND", "no such member", {"account_id": target[:64]})
     account = Account.get_by_id(target)

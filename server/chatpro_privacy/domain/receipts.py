@@ -18,7 +18,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from chatpro_privacy.domain import consent
+from chatpro_privacy.domain import access, consent
 from chatpro_privacy.domain import policy as policy_rules
 from chatpro_privacy.domain.consent import Consents
 from chatpro_privacy.domain.principals import Principal
@@ -65,7 +65,7 @@ class Receipts:
 
     def receipt(self, principal: Principal) -> tuple[str, str, str]:
         """(receipt JSON, JWS, key id) for the consents in force for the caller's account."""
-        states, accepted = self.consents.state(principal, "", None)
+        states, accepted = self.consents.state(principal, access.own_account(principal), None)
         controller = policy_rules.controller_info()
         in_force = [s for s in states if s.status == "given" and s.event is not None]
         latest = max((s.event for s in in_force if s.event), key=lambda e: e.seq, default=None)
