@@ -83,6 +83,9 @@ def test_a_retried_send_is_stored_once(api: Api, school: Org) -> None:
     first = api.messaging.SendMessage(request, metadata=api.auth(p1.token)).message
     again = api.messaging.SendMessage(request, metadata=api.auth(p1.token)).message
     assert first.message_id == again.message_id
+    other = msg.SendMessageRequest(conversation_id=group, text="something else", request_id="r-1")
+    failure = rpc_error(lambda: api.messaging.SendMessage(other, metadata=api.auth(p1.token)))
+    assert failure.violations == {"request_id": "REQUEST_ID_REUSED"}
     listed = api.messaging.ListMessages(
         msg.ListMessagesRequest(conversation_id=group), metadata=api.auth(p1.token)
     )

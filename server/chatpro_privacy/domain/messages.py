@@ -85,6 +85,21 @@ class Messages:
             item.id, item.conversation_id, item.author_account_id, text, item.created_at
         )
 
+    def _replay(self, prior: ContentItem, text: str) -> MessageView:
+        """A retry gets the message first stored, if it is the same message."""
+        stored = self.vault.open_texts(
+            prior.organisation_id, [(prior.id, prior.key_id, prior.body)]
+        )
+        if prior.kind != MESSAGE or stored[prior.id] not in (text, None):
+            raise InvalidArgument(
+                [
+                    FieldViolation(
+                        "request_id", "was already used for another message", "REQUEST_ID_REUSED"
+                    )
+                ]
+            )
+        return self._view(prior, stored[prior.id])
+
     async def send(
         self, principal: Principal, conversation_id: str, text: str, request_id: str
     ) -> MessageView:
@@ -97,7 +112,7 @@ class Messages:
         key = check_request_id(request_id)
         author_ref = str(principal.subject_ref)
         if (prior := replayed(conversation.id, author_ref, key)) is not None:
-            return self._view(prior, text)
+            return self._replay(prior, text)
         content_access.require_acknowledged(principal, org_id)
         if not can_send:
             raise PermissionDenied(
@@ -122,7 +137,7 @@ class Messages:
                 store_tokens(org_id, item.seq, sealed.tokens)
         except peewee.IntegrityError:
             if (prior := replayed(conversation.id, author_ref, key)) is not None:
-                return self._view(prior, text)
+                return self._replay(prior, text)
             raise
         await self._flag(item, text)
         return self._view(item, text)

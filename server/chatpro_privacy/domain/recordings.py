@@ -71,6 +71,18 @@ def _validate(meta: RecordingMeta) -> None:
     v.raise_if_any()
 
 
+def _replay(prior: ContentItem) -> RecordingView:
+    if prior.kind != CALL_RECORDING:
+        raise InvalidArgument(
+            [
+                FieldViolation(
+                    "metadata.request_id", "was already used for a message", "REQUEST_ID_REUSED"
+                )
+            ]
+        )
+    return RecordingView(prior, True)
+
+
 class Recordings:
     def __init__(self, vault: Vault) -> None:
         self.vault = vault
@@ -84,7 +96,7 @@ class Recordings:
         request_id = check_request_id(meta.request_id)
         author_ref = str(principal.subject_ref)
         if (prior := replayed(conversation.id, author_ref, request_id)) is not None:
-            return RecordingView(prior, True)
+            return _replay(prior)
         content_access.require_acknowledged(principal, org_id)
         if not can_send:
             raise PermissionDenied(
@@ -133,7 +145,7 @@ class Recordings:
             if isinstance(exc, peewee.IntegrityError):
                 prior = replayed(conversation.id, author_ref, request_id)
                 if prior is not None:
-                    return RecordingView(prior, True)
+                    return _replay(prior)
             raise
         return RecordingView(item, True)
 
