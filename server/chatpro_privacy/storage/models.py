@@ -486,6 +486,103 @@ class ProvisionRequest(BaseModel):
         primary_key = pw.CompositeKey("organisation", "request_id")
 
 
+class RightsRequest(BaseModel):
+    id = pw.TextField(primary_key=True)
+    account = pw.ForeignKeyField(Account, null=True, on_delete="SET NULL", column_name="account_id")
+    account_id: str | None
+    subject_ref = pw.TextField()
+    type = pw.TextField()
+    state = pw.TextField()
+    # The next processing step, so that work resumes where it stopped after a crash.
+    step = pw.TextField()
+    channel = pw.TextField()  # "person" | "guardian" | "correspondence"
+    details = pw.TextField()
+    correspondence_id = pw.TextField(null=True)
+    request_key = pw.TextField(null=True)
+    received_at = pw.DateTimeField()
+    due_date = pw.DateField()
+    extension_months = pw.IntegerField()
+    extension_reason = pw.TextField()
+    identity_method = pw.TextField()
+    identity_evidence = pw.TextField()
+    refusal_reason = pw.TextField()
+    corrections = pw.TextField()  # JSON [[field, value], ...]
+    restriction_case = pw.TextField()
+    objection_ground = pw.TextField()
+    purpose_id = pw.TextField()
+    recipient_id = pw.TextField()
+    kept_parts = pw.TextField()  # JSON [{what, reason, decided_by}]
+    outcome = pw.TextField()
+    updated_at = pw.DateTimeField()
+
+
+class RightsRequestEvent(BaseModel):
+    id = pw.AutoField()
+    rights_request = pw.ForeignKeyField(
+        RightsRequest, on_delete="CASCADE", column_name="rights_request_id"
+    )
+    rights_request_id: str
+    from_state = pw.TextField()
+    to_state = pw.TextField()
+    actor = pw.TextField()
+    note = pw.TextField()
+    created_at = pw.DateTimeField()
+
+
+class RightsRequestOrganisation(BaseModel):
+    rights_request = pw.ForeignKeyField(
+        RightsRequest, on_delete="CASCADE", column_name="rights_request_id"
+    )
+    rights_request_id: str
+    organisation = pw.ForeignKeyField(
+        Organisation, on_delete="CASCADE", column_name="organisation_id"
+    )
+    organisation_id: str
+    answered = pw.BooleanField()
+    decision = pw.TextField()
+    reason = pw.TextField()
+    decided_by = pw.TextField()
+    answered_at = pw.DateTimeField(null=True)
+
+    class Meta:
+        primary_key = pw.CompositeKey("rights_request", "organisation")
+
+
+class ProcessingRestriction(BaseModel):
+    account = pw.ForeignKeyField(
+        Account, primary_key=True, on_delete="CASCADE", column_name="account_id"
+    )
+    account_id: str
+    restriction_case = pw.TextField()
+    rights_request_id = pw.TextField()
+    created_at = pw.DateTimeField()
+
+
+class ProcessingObjection(BaseModel):
+    account = pw.ForeignKeyField(Account, on_delete="CASCADE", column_name="account_id")
+    account_id: str
+    ground = pw.TextField()
+    rights_request_id = pw.TextField()
+    created_at = pw.DateTimeField()
+
+    class Meta:
+        primary_key = pw.CompositeKey("account", "ground")
+
+
+class MonitoringStop(BaseModel):
+    organisation = pw.ForeignKeyField(
+        Organisation, on_delete="CASCADE", column_name="organisation_id"
+    )
+    organisation_id: str
+    account = pw.ForeignKeyField(Account, on_delete="CASCADE", column_name="account_id")
+    account_id: str
+    rights_request_id = pw.TextField()
+    created_at = pw.DateTimeField()
+
+    class Meta:
+        primary_key = pw.CompositeKey("organisation", "account")
+
+
 ALL_MODELS: tuple[type[BaseModel], ...] = (
     PolicyVersion,
     ControllerInfo,
@@ -526,4 +623,10 @@ ALL_MODELS: tuple[type[BaseModel], ...] = (
     MonitoringAccessSubject,
     AccountSetup,
     ProvisionRequest,
+    RightsRequest,
+    RightsRequestEvent,
+    RightsRequestOrganisation,
+    ProcessingRestriction,
+    ProcessingObjection,
+    MonitoringStop,
 )
