@@ -5,9 +5,10 @@ divides a target measurement by a baseline measured right next to it in the same
 so that noise on the shared machine hits both.
 
 To add a figure: write a function that returns the call to repeat (see ``get_account``
-below), register it with ``@rpc_measurement``, or ``@measurement`` for anything that is
-not a plain unary call, then, if it is judged against a baseline, add a ``RatioFigure``
-to ``RATIOS``. Measurements that no ratio uses are still measured once per round.
+below), register it with ``@rpc_measurement`` (a rate), ``@latency_measurement`` (the
+median time of calls made one at a time), or ``@measurement`` for anything that is not a
+plain unary call, then, if it is judged against a baseline, add a ``RatioFigure`` to
+``RATIOS``. Measurements that no ratio uses are still measured once per round.
 """
 
 from __future__ import annotations
@@ -29,17 +30,26 @@ from chatpro.privacy.v1 import (
     common_pb2,
     consent_service_pb2,
     consent_service_pb2_grpc,
+    messaging_service_pb2,
+    messaging_service_pb2_grpc,
+    monitoring_service_pb2_grpc,
     policy_service_pb2,
     policy_service_pb2_grpc,
 )
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 import loadgen
+import world
 
 PASSWORD = "correct horse battery staple 42"
 ADULT_DATE_OF_BIRTH = common_pb2.CalendarDate(year=1990, month=5, day=1)
 DEVICE_IDS = tuple(f"bench-device-{i}" for i in range(5))
 SETUP_TIMEOUT_S = 30.0
+LATENCY_TIMEOUT_S = 120.0  # per call of a latency measurement
+
+
+class SetupFailure(RuntimeError):
+    """A measurement's setup did not get the state it needs (the run fails)."""
 
 
 @dataclass
@@ -52,10 +62,17 @@ class BenchContext:
     duration: float
     concurrency: int
     run_prefix: str  # makes usernames unique per run, also on a shared PostgreSQL
+    # `chatpro-privacy grant-role LOGIN ROLE` against the server's database
+    grant_role: world.GrantRole | None = None
+    # writes seed messages straight into the server's database; None: seed with SendMessage
+    store_messages: world.StoreMessages | None = None
     health: health_pb2_grpc.HealthStub = field(init=False)
     accounts: account_service_pb2_grpc.AccountServiceAsyncStub = field(init=False)
     policies: policy_service_pb2_grpc.PolicyServiceAsyncStub = field(init=False)
     consent: consent_service_pb2_grpc.ConsentServiceAsyncStub = field(init=False)
+    messaging: messaging_service_pb2_grpc.MessagingServiceAsyncStub = field(init=False)
+    monitoring: monitoring_service_pb2_grpc.MonitoringServiceAsyncStub = field(init=False)
+    content: world.ContentWorld | None = None
     policy_version: str = ""
     bearer: tuple[tuple[str, str], ...] = ()
     _serial: itertools.count[int] = field(default_factory=itertools.count)
@@ -74,6 +91,14 @@ class BenchContext:
         self.consent = cast(
             "consent_service_pb2_grpc.ConsentServiceAsyncStub",
             consent_service_pb2_grpc.ConsentServiceStub(self.channel),
+        )
+        self.messaging = cast(
+            "messaging_service_pb2_grpc.MessagingServiceAsyncStub",
+            messaging_service_pb2_grpc.MessagingServiceStub(self.channel),
+        )
+        self.monitoring = cast(
+            "monitoring_service_pb2_grpc.MonitoringServiceAsyncStub",
+            monitoring_service_pb2_grpc.MonitoringServiceStub(self.channel),
         )
 
     def new_registration(self) -> account_service_pb2.RegisterRequest:
@@ -111,6 +136,18 @@ class BenchContext:
         )
         self.bearer = (("authorization", f"Bearer {signed_in.session_token}"),)
 
+    async def ensure_content(self) -> world.ContentWorld:
+        """The organisations, people and conversations of the content figures (no
+        messages yet: see :meth:`world.ContentWorld.seed_until`)."""
+        if self.content is None:
+            if self.grant_role is None:
+                raise SetupFailure("the content figures need a way to grant the operator role")
+            await self.ensure_policy_version()
+            content = world.ContentWorld(self.channel, self.new_registration, self.grant_role)
+            await content.build()
+            self.content = content
+        return self.content
+
 
 Measure = Callable[[BenchContext], Awaitable[loadgen.Sample]]
 Setup = Callable[[BenchContext], Awaitable[None]]
@@ -128,6 +165,15 @@ class Measurement:
     measure: Measure
     setup: Setup = _no_setup  # run once, before the first round
     concurrency: int | None = None  # fixed in-flight calls, instead of --concurrency
+    calls: int | None = None  # a latency: this many calls one at a time, their median in ms
+
+    @property
+    def latency(self) -> bool:
+        return self.calls is not None
+
+    def value(self, sample: loadgen.Sample) -> float:
+        """The figure a sample gives: its median call time (ms) or its rate."""
+        return sample.median_ms if self.latency else sample.rate
 
 
 @dataclass(frozen=True)
@@ -188,6 +234,29 @@ def rpc_measurement(
     return decorate
 
 
+def latency_measurement(
+    name: str,
+    description: str,
+    *,
+    calls: int,
+    warmup_calls: int,
+    setup: Setup = _no_setup,
+) -> Callable[[BuildCall], BuildCall]:
+    """Register a latency measurement: ``warmup_calls`` and then ``calls`` calls, one at a
+    time; the figure is the median time of the ``calls`` in milliseconds."""
+
+    def decorate(build: BuildCall) -> BuildCall:
+        async def measure(ctx: BenchContext) -> loadgen.Sample:
+            return await loadgen.time_calls(
+                build(ctx), calls=calls, warmup_calls=warmup_calls, timeout=LATENCY_TIMEOUT_S
+            )
+
+        _register(Measurement(name, "ms", description, measure, setup, calls=calls))
+        return build
+
+    return decorate
+
+
 # -- baselines -----------------------------------------------------------------------------
 
 
@@ -200,6 +269,19 @@ def noop(ctx: BenchContext) -> loadgen.RpcCall:
         return result
 
     return call
+
+
+NOOP_LATENCY_CALLS = 200
+
+
+@latency_measurement(
+    "noop_latency_ms",
+    f"grpc.health.v1.Health/Check, one at a time, median of {NOOP_LATENCY_CALLS}",
+    calls=NOOP_LATENCY_CALLS,
+    warmup_calls=20,
+)
+def noop_latency(ctx: BenchContext) -> loadgen.RpcCall:
+    return noop(ctx)
 
 
 ARGON2_THREADS = 2
@@ -300,6 +382,132 @@ REGISTER_CONCURRENCY = 8
 def register(ctx: BenchContext) -> loadgen.RpcCall:
     def call(timeout: float) -> Awaitable[object]:
         result: Awaitable[object] = ctx.accounts.Register(ctx.new_registration(), timeout=timeout)
+        return result
+
+    return call
+
+
+# -- content: messages and monitoring ------------------------------------------------------
+
+
+def _world(ctx: BenchContext) -> world.ContentWorld:
+    if ctx.content is None:
+        raise SetupFailure("the content world is built in the measurement's setup")
+    return ctx.content
+
+
+async def _send_conversation(ctx: BenchContext) -> None:
+    await ctx.ensure_content()
+
+
+LIST_PAGE = 50
+
+
+async def _listable_conversation(ctx: BenchContext) -> None:
+    content = await ctx.ensure_content()
+    # Round robin over the conversations: the first then holds at least a page.
+    await content.seed_until(LIST_PAGE * world.CONVERSATIONS)
+    conversation = content.conversations[0]
+    page = await ctx.messaging.ListMessages(
+        messaging_service_pb2.ListMessagesRequest(
+            conversation_id=conversation.conversation_id, page_size=LIST_PAGE
+        ),
+        metadata=conversation.people[0].bearer,
+        timeout=SETUP_TIMEOUT_S,
+    )
+    if len(page.messages) != LIST_PAGE or not all(m.readable for m in page.messages):
+        raise SetupFailure(f"ListMessages gave {len(page.messages)} messages, not {LIST_PAGE}")
+
+
+@rpc_measurement(
+    "send_message_rps",
+    "MessagingService.SendMessage, one member posting to a two-person group conversation",
+    setup=_send_conversation,
+)
+def send_message(ctx: BenchContext) -> loadgen.RpcCall:
+    content = _world(ctx)
+    conversation = content.send_conversation
+    assert conversation is not None
+    sender = conversation.people[0]
+    turn = itertools.cycle(
+        messaging_service_pb2.SendMessageRequest(
+            conversation_id=conversation.conversation_id, text=text
+        )
+        for text in content.send_texts()
+    )
+
+    def call(timeout: float) -> Awaitable[object]:
+        result: Awaitable[object] = ctx.messaging.SendMessage(
+            next(turn), metadata=sender.bearer, timeout=timeout
+        )
+        return result
+
+    return call
+
+
+@rpc_measurement(
+    "list_messages_rps",
+    f"MessagingService.ListMessages, the newest {LIST_PAGE} of a conversation, by a participant",
+    setup=_listable_conversation,
+)
+def list_messages(ctx: BenchContext) -> loadgen.RpcCall:
+    conversation = _world(ctx).conversations[0]
+    request = messaging_service_pb2.ListMessagesRequest(
+        conversation_id=conversation.conversation_id, page_size=LIST_PAGE
+    )
+    reader = conversation.people[0].bearer
+
+    def call(timeout: float) -> Awaitable[object]:
+        result: Awaitable[object] = ctx.messaging.ListMessages(
+            request, metadata=reader, timeout=timeout
+        )
+        return result
+
+    return call
+
+
+SEARCHED_MESSAGES = 100_000
+SEARCH_CALLS = 20
+SEARCH_PAGE = 50
+
+
+async def _seeded_organisation(ctx: BenchContext) -> None:
+    content = await ctx.ensure_content()
+    await content.seed_until(SEARCHED_MESSAGES, ctx.store_messages)
+    assert content.content is not None and content.content.admin is not None
+    reply = await ctx.monitoring.SearchContent(
+        content.search_request(SEARCH_PAGE),
+        metadata=content.content.admin.bearer,
+        timeout=LATENCY_TIMEOUT_S,
+    )
+    expected = min(SEARCH_PAGE, content.keyword_messages)
+    if reply.total_count != content.keyword_messages or len(reply.items) != expected:
+        raise SetupFailure(
+            f"SearchContent found {reply.total_count} ({len(reply.items)} on the page), "
+            f"but {content.keyword_messages} of the messages hold {world.KEYWORD!r}"
+        )
+    if not all(world.KEYWORD in item.text.lower() for item in reply.items):
+        raise SetupFailure(f"SearchContent returned messages without {world.KEYWORD!r}")
+
+
+@latency_measurement(
+    "monitor_search_100k_ms",
+    f"MonitoringService.SearchContent for one keyword in ~1 % of {SEARCHED_MESSAGES:,} "
+    f"messages, page of {SEARCH_PAGE}, median of {SEARCH_CALLS} calls one at a time",
+    calls=SEARCH_CALLS,
+    warmup_calls=1,
+    setup=_seeded_organisation,
+)
+def monitor_search(ctx: BenchContext) -> loadgen.RpcCall:
+    content = _world(ctx)
+    assert content.content is not None and content.content.admin is not None
+    request = content.search_request(SEARCH_PAGE)
+    admin = content.content.admin.bearer
+
+    def call(timeout: float) -> Awaitable[object]:
+        result: Awaitable[object] = ctx.monitoring.SearchContent(
+            request, metadata=admin, timeout=timeout
+        )
         return result
 
     return call
@@ -427,6 +635,24 @@ RATIOS: list[RatioFigure] = [
         "GrantConsent throughput relative to a no-op call",
     ),
     RatioFigure(
+        "send_message_ratio",
+        "send_message_rps",
+        "noop_rps",
+        "SendMessage throughput relative to a no-op call",
+    ),
+    RatioFigure(
+        "list_messages_ratio",
+        "list_messages_rps",
+        "noop_rps",
+        f"ListMessages ({LIST_PAGE} a page) throughput relative to a no-op call",
+    ),
+    RatioFigure(
+        "monitor_search_100k_vs_noop",
+        "monitor_search_100k_ms",
+        "noop_latency_ms",
+        "SearchContent latency as a multiple of a no-op call's latency",
+    ),
+    RatioFigure(
         "register_vs_argon2_ratio",
         "register_rps",
         "argon2_hashes_per_s",
@@ -444,3 +670,5 @@ def check_registry() -> None:
         for part in (ratio.target, ratio.baseline):
             if part not in MEASUREMENTS:
                 raise ValueError(f"{ratio.name} names unknown measurement {part}")
+        if MEASUREMENTS[ratio.target].latency != MEASUREMENTS[ratio.baseline].latency:
+            raise ValueError(f"{ratio.name} divides a latency by something else")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import statistics
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -53,10 +54,15 @@ class Sample:
     errors: collections.Counter[str] = field(default_factory=collections.Counter)
     error_examples: list[str] = field(default_factory=list)
     duration: float = 0.0
+    latencies: list[float] = field(default_factory=list)  # seconds, from time_calls
 
     @property
     def rate(self) -> float:
         return self.completed / self.duration if self.duration > 0 else 0.0
+
+    @property
+    def median_ms(self) -> float:
+        return statistics.median(self.latencies) * 1000 if self.latencies else 0.0
 
     @property
     def error_count(self) -> int:
@@ -103,6 +109,29 @@ async def drive_rpcs(call: RpcCall, *, concurrency: int, warmup: float, duration
                     sample.warmup_completed += 1
 
     await asyncio.gather(*(caller() for _ in range(concurrency)))
+    return sample
+
+
+async def time_calls(call: RpcCall, *, calls: int, warmup_calls: int, timeout: float) -> Sample:
+    """Run ``call`` one at a time, ``warmup_calls`` untimed and then ``calls`` timed; each
+    call gets ``timeout`` seconds."""
+    sample = Sample()
+    began = time.perf_counter()
+    for n in range(warmup_calls + calls):
+        started = time.perf_counter()
+        try:
+            await call(timeout)
+        except grpc.aio.AioRpcError as exc:
+            sample.add_error(exc.code().name, exc.details() or "")
+            continue
+        elapsed = time.perf_counter() - started
+        if n < warmup_calls:
+            sample.warmup_completed += 1
+            began = time.perf_counter()
+        else:
+            sample.completed += 1
+            sample.latencies.append(elapsed)
+    sample.duration = time.perf_counter() - began
     return sample
 
 

@@ -1,7 +1,8 @@
 """Throughput of the ChatPro privacy service, as ratios to baselines measured in the same run.
 
     .venv/bin/python bench/run.py --output bench-results.json \
-        [--duration SECONDS] [--concurrency N] [--repeat N] [--warmup SECONDS]
+        [--duration SECONDS] [--concurrency N] [--repeat N] [--warmup SECONDS] \
+        [--keep-temp] [--only FIGURE[,FIGURE...]] [--seed-over-grpc]
 
 Starts the server on a free loopback port with a fresh SQLite database (or the PostgreSQL
 database in DATABASE_URL), drives load over one grpc.aio channel, prints a table and
@@ -33,7 +34,15 @@ from typing import Any
 import grpc
 
 import figures
-from server_process import Database, ServerError, ServerProcess, migrate, server_env
+import world
+from server_process import (
+    Database,
+    ServerError,
+    ServerProcess,
+    grant_role,
+    migrate,
+    server_env,
+)
 
 CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", 4 * 1024 * 1024),
@@ -44,6 +53,31 @@ SETTLE_S = 0.25  # lets work cut off at the end of one window drain before the n
 
 class BenchFailure(RuntimeError):
     """The run cannot produce trustworthy figures."""
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The ratio figures, measurements and per-call figures a run reports."""
+
+    ratios: list[figures.RatioFigure]
+    measurements: list[str]  # in registry order
+    per_call_us: dict[str, tuple[str, str]]
+
+    @classmethod
+    def choose(cls, only: str | None) -> Selection:
+        """Everything, or the figures named (comma separated) and what they are made of."""
+        if not only:
+            return cls(list(figures.RATIOS), list(figures.MEASUREMENTS), dict(figures.PER_CALL_US))
+        names = {n.strip() for n in only.split(",") if n.strip()}
+        known = {r.name for r in figures.RATIOS} | set(figures.MEASUREMENTS)
+        known |= set(figures.PER_CALL_US)
+        if unknown := sorted(names - known):
+            raise BenchFailure(f"unknown figure(s) {', '.join(unknown)}; known: {sorted(known)}")
+        ratios = [r for r in figures.RATIOS if r.name in names]
+        per_call = {n: parts for n, parts in figures.PER_CALL_US.items() if n in names}
+        wanted = names | {p for r in ratios for p in (r.target, r.baseline)}
+        wanted |= {p for parts in per_call.values() for p in parts}
+        return cls(ratios, [n for n in figures.MEASUREMENTS if n in wanted], per_call)
 
 
 @dataclass
@@ -82,6 +116,17 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--keep-temp", action="store_true", help="keep the temporary database and server log"
     )
+    parser.add_argument(
+        "--seed-over-grpc",
+        action="store_true",
+        help="seed the 100,000 searched messages with SendMessage, not straight into the "
+        "database (takes minutes)",
+    )
+    parser.add_argument(
+        "--only",
+        metavar="FIGURE[,FIGURE...]",
+        help="report only these figures (and measure what they are made of)",
+    )
     return parser
 
 
@@ -94,6 +139,7 @@ async def _measure(
 ) -> float:
     m = figures.MEASUREMENTS[name]
     sample = await m.measure(ctx)
+    value = m.value(sample)
     await asyncio.sleep(SETTLE_S)
     if sample.error_count:
         failed = "\n  ".join(server.failed_calls()) or "(none logged)"
@@ -103,24 +149,29 @@ async def _measure(
         )
     if sample.completed == 0:
         raise BenchFailure(f"{name}: no call completed in the {sample.duration:.1f} s window")
-    _progress(
-        f"{label} {name:<24} {sample.rate:12.1f} {m.unit:<7} "
-        f"({sample.completed} in window, {sample.warmup_completed} warm-up, "
-        f"{sample.cut_off} cut off)"
-    )
-    results.samples.setdefault(name, []).append(sample.rate)
-    return sample.rate
+    if m.latency:
+        detail = f"median of {sample.completed} calls, {sample.warmup_completed} warm-up"
+    else:
+        detail = (
+            f"{sample.completed} in window, {sample.warmup_completed} warm-up, "
+            f"{sample.cut_off} cut off"
+        )
+    _progress(f"{label} {name:<24} {value:12.1f} {m.unit:<7} ({detail})")
+    results.samples.setdefault(name, []).append(value)
+    return value
 
 
-async def _rounds(ctx: figures.BenchContext, server: ServerProcess, repeat: int) -> Results:
+async def _rounds(
+    ctx: figures.BenchContext, server: ServerProcess, repeat: int, selection: Selection
+) -> Results:
     results = Results()
-    used = {part for r in figures.RATIOS for part in (r.target, r.baseline)}
-    standalone = [name for name in figures.MEASUREMENTS if name not in used]
-    for m in figures.MEASUREMENTS.values():
-        await m.setup(ctx)
+    used = {part for r in selection.ratios for part in (r.target, r.baseline)}
+    standalone = [name for name in selection.measurements if name not in used]
+    for name in selection.measurements:
+        await figures.MEASUREMENTS[name].setup(ctx)
     for round_no in range(repeat):
         label = f"[round {round_no + 1}/{repeat}]"
-        for ratio in figures.RATIOS:
+        for ratio in selection.ratios:
             # Baseline and target back to back; the order flips each round (ABBA) so
             # that a drift in the machine's speed does not favour either.
             order = [ratio.baseline, ratio.target]
@@ -135,12 +186,24 @@ async def _rounds(ctx: figures.BenchContext, server: ServerProcess, repeat: int)
     return results
 
 
-async def _bench(args: argparse.Namespace, workdir: Path, database: Database) -> Results:
+async def _bench(
+    args: argparse.Namespace, workdir: Path, database: Database, selection: Selection
+) -> Results:
     task = asyncio.current_task()
     loop = asyncio.get_running_loop()
     if task is not None:
         loop.add_signal_handler(signal.SIGTERM, task.cancel)  # so that the server is stopped
-    env = server_env(database)
+    env = server_env(database, workdir)
+
+    async def grant(login: str, role: str) -> None:
+        await asyncio.to_thread(grant_role, workdir, env, login, role)
+
+    async def store(organisation_id: str, messages: Sequence[world.Message]) -> None:
+        try:
+            await asyncio.to_thread(world.store_messages, env, organisation_id, messages)
+        except Exception as exc:  # the server's storage code, in the bench process
+            raise figures.SetupFailure(f"storing the seed messages failed: {exc!r}") from exc
+
     _progress(f"migrating the {database.kind} database")
     await asyncio.to_thread(migrate, workdir, env)
     server = ServerProcess(workdir, env, workdir / "server.log")
@@ -154,12 +217,19 @@ async def _bench(args: argparse.Namespace, workdir: Path, database: Database) ->
                 duration=args.duration,
                 concurrency=args.concurrency,
                 run_prefix=f"bench{secrets.token_hex(4)}",
+                grant_role=grant,
+                store_messages=None if args.seed_over_grpc else store,
             )
-            return await _rounds(ctx, server, args.repeat)
+            started = loop.time()
+            results = await _rounds(ctx, server, args.repeat, selection)
+            _progress(f"setup and rounds took {loop.time() - started:.0f} s")
+            return results
     except ServerError as exc:
         raise BenchFailure(
             f"{exc}\n  server log ({server.log_path}):\n{server.log_tail()}"
         ) from exc
+    except figures.SetupFailure as exc:
+        raise BenchFailure(f"setup failed: {exc}") from exc
     except grpc.aio.AioRpcError as exc:  # a setup call (sign-in, policy) failed
         raise BenchFailure(
             f"setup call failed: {exc.code().name}: {exc.details()}\n"
@@ -171,7 +241,7 @@ async def _bench(args: argparse.Namespace, workdir: Path, database: Database) ->
             _progress(f"warning: the server exited with {code} after SIGTERM")
 
 
-def _figures(results: Results) -> dict[str, dict[str, Any]]:
+def _figures(results: Results, selection: Selection) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
 
     def raw(name: str) -> None:
@@ -184,7 +254,7 @@ def _figures(results: Results) -> dict[str, dict[str, Any]]:
             "baseline": None,
         }
 
-    for ratio in figures.RATIOS:
+    for ratio in selection.ratios:
         raw(ratio.baseline)
         raw(ratio.target)
         value = statistics.median(results.ratios[ratio.name])
@@ -194,9 +264,9 @@ def _figures(results: Results) -> dict[str, dict[str, Any]]:
             "ratio": value,
             "baseline": ratio.baseline,
         }
-    for name in figures.MEASUREMENTS:
+    for name in selection.measurements:
         raw(name)
-    for name, (target, baseline) in figures.PER_CALL_US.items():
+    for name, (target, baseline) in selection.per_call_us.items():
         target_rate = statistics.median(results.samples[target])
         baseline_rate = statistics.median(results.samples[baseline])
         out[name] = {
@@ -215,7 +285,8 @@ def _version(dist: str) -> str:
         return "unknown"
 
 
-def _meta(args: argparse.Namespace, database: Database) -> dict[str, Any]:
+def _meta(args: argparse.Namespace, database: Database, selection: Selection) -> dict[str, Any]:
+    chosen = [figures.MEASUREMENTS[name] for name in selection.measurements]
     meta: dict[str, Any] = {
         "python": platform.python_version(),
         "grpc": grpc.__version__,
@@ -225,13 +296,16 @@ def _meta(args: argparse.Namespace, database: Database) -> dict[str, Any]:
         "duration": args.duration,
         "warmup": args.warmup,
         "concurrency": args.concurrency,
-        "concurrency_overrides": {
-            m.name: m.concurrency for m in figures.MEASUREMENTS.values() if m.concurrency
-        },
+        "concurrency_overrides": {m.name: m.concurrency for m in chosen if m.concurrency},
+        "latency_calls": {m.name: m.calls for m in chosen if m.calls},
         "repeat": args.repeat,
         "database": database.kind,
         "finished_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
+    if args.only:
+        meta["only"] = args.only
+    if "monitor_search_100k_ms" in selection.measurements:
+        meta["seeded_with"] = "SendMessage" if args.seed_over_grpc else "database"
     if database.kind == "sqlite":
         meta["sqlite_synchronous"] = os.environ.get("CHATPRO_SQLITE_SYNCHRONOUS", "FULL").upper()
     return meta
@@ -277,11 +351,16 @@ def _write_json(path: Path, document: dict[str, Any]) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     figures.check_registry()
+    try:
+        selection = Selection.choose(args.only)
+    except BenchFailure as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 2
     workdir = Path(tempfile.mkdtemp(prefix="chatpro-bench-"))
     database = Database.choose(workdir, os.environ.get("DATABASE_URL"))
     finished = False
     try:
-        results = asyncio.run(_bench(args, workdir, database))
+        results = asyncio.run(_bench(args, workdir, database, selection))
         finished = True
     except BenchFailure as exc:
         print(f"bench: FAILED: {exc}", file=sys.stderr)
@@ -296,9 +375,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 shutil.rmtree(workdir)
         else:
             print(f"bench: temporary files kept in {workdir}", file=sys.stderr)
-    rows = _figures(results)
+    rows = _figures(results, selection)
     print(_table(rows))
-    _write_json(args.output, {"figures": rows, "meta": _meta(args, database)})
+    _write_json(args.output, {"figures": rows, "meta": _meta(args, database, selection)})
     print(f"\nwrote {args.output}", file=sys.stderr)
     return 0
 

@@ -1,8 +1,9 @@
 """The server under test: a `chatpro-privacy serve` subprocess on a free loopback port.
 
 It gets a fresh temporary SQLite database (or the PostgreSQL database named by
-DATABASE_URL), a random secret key and JSON logs written to a file in a temporary
-directory. :meth:`ServerProcess.stop` always ends it: SIGTERM, then SIGKILL.
+DATABASE_URL), its own key store, blob directory and random keys, and JSON logs written to
+a file in a temporary directory. :meth:`ServerProcess.stop` always ends it: SIGTERM, then
+SIGKILL.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 STOP_GRACE_S = 15.0  # the server drains in-flight calls for up to 10 s by default
 START_TIMEOUT_S = 30.0
 MIGRATE_TIMEOUT_S = 120.0
+GRANT_TIMEOUT_S = 60.0
 BIND_ATTEMPTS = 3
 
 
@@ -59,13 +61,17 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def server_env(database: Database) -> dict[str, str]:
+def server_env(database: Database, workdir: Path) -> dict[str, str]:
     env = dict(os.environ)
     env.pop("CHATPRO_ADDRESS", None)
     env.update(
         DATABASE_URL=database.url,
         CHATPRO_SECRET_KEY=secrets.token_hex(32),
         CHATPRO_RECEIPT_SIGNING_KEY=secrets.token_hex(32),
+        # Content keys and call audio stay in the run's directory, never in ./data.
+        CHATPRO_MASTER_KEY=secrets.token_hex(32),
+        CHATPRO_KEY_STORE_URL=f"sqlite:///{workdir / 'keys.sqlite3'}",
+        CHATPRO_BLOB_DIR=str(workdir / "blobs"),
         # The bench registers and signs in from one address far faster than anyone may.
         CHATPRO_REGISTER_PER_PEER="1000000",
         CHATPRO_SIGN_IN_PER_PEER="1000000",
@@ -87,6 +93,24 @@ def migrate(workdir: Path, env: dict[str, str]) -> None:
     if done.returncode != 0:
         raise ServerError(
             f"`chatpro-privacy migrate` exited with {done.returncode}:\n"
+            f"{done.stdout}{done.stderr}".rstrip()
+        )
+
+
+def grant_role(workdir: Path, env: dict[str, str], login: str, role: str) -> None:
+    """`chatpro-privacy grant-role`, against the database the server under test uses."""
+    done = subprocess.run(
+        [*_command(), "grant-role", login, role, "--by", "bench"],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=GRANT_TIMEOUT_S,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise ServerError(
+            f"`chatpro-privacy grant-role {login} {role}` exited with {done.returncode}:\n"
             f"{done.stdout}{done.stderr}".rstrip()
         )
 
