@@ -31,6 +31,7 @@ from chatpro.privacy.v1 import (
     outbox_service_pb2_grpc,
     policy_service_pb2,
     policy_service_pb2_grpc,
+    rights_service_pb2_grpc,
 )
 from chatpro_privacy.domain import roles
 from chatpro_privacy.domain.clock import clock
@@ -94,6 +95,7 @@ class Api:
     orgs: organisation_service_pb2_grpc.OrganisationServiceStub = field(init=False)
     messaging: messaging_service_pb2_grpc.MessagingServiceStub = field(init=False)
     monitoring: monitoring_service_pb2_grpc.MonitoringServiceStub = field(init=False)
+    rights: rights_service_pb2_grpc.RightsServiceStub = field(init=False)
 
     def __post_init__(self) -> None:
         self.accounts = account_service_pb2_grpc.AccountServiceStub(self.channel)
@@ -104,6 +106,7 @@ class Api:
         self.orgs = organisation_service_pb2_grpc.OrganisationServiceStub(self.channel)
         self.messaging = messaging_service_pb2_grpc.MessagingServiceStub(self.channel)
         self.monitoring = monitoring_service_pb2_grpc.MonitoringServiceStub(self.channel)
+        self.rights = rights_service_pb2_grpc.RightsServiceStub(self.channel)
 
     @staticmethod
     def auth(token: str) -> list[tuple[str, str]]:

@@ -32,6 +32,8 @@ from chatpro.privacy.v1 import (
     monitoring_service_pb2,
     organisation_pb2,
     organisation_service_pb2,
+    rights_pb2,
+    rights_service_pb2,
 )
 from chatpro_privacy.app import SERVICE_NAMES
 from conftest import PASSWORD, POLICY_VERSION, Api, child_birthday
@@ -242,6 +244,28 @@ _RULES: dict[str, dict[str, dict[str, Expected]]] = {
             NOT_FOUND, services=PERMISSION_DENIED, member_a=OK, admin_a=OK
         ),
     },
+    "RightsService": {
+        # Member A's own request; the data privacy manager may enter one for them (RGT-8).
+        "CreateRightsRequest": rule(PERMISSION_DENIED, member_a=OK, dpm=OK),
+        # A request exists for its requester and the data privacy manager alone.
+        "GetRightsRequest": rule(NOT_FOUND, member_a=OK, dpm=OK, guardian=NOT_FOUND),
+        "ListRightsRequests": rule(PERMISSION_DENIED, people=OK, guardian=OK),
+        "CancelRightsRequest": rule(
+            NOT_FOUND, member_a=OK, dpm=PERMISSION_DENIED, guardian=NOT_FOUND
+        ),
+        # The data privacy manager's decisions; the requests are past verification.
+        "VerifyRequesterIdentity": rule(PERMISSION_DENIED, dpm=FAILED_PRECONDITION),
+        "ExtendRightsRequest": rule(PERMISSION_DENIED, dpm=OK),
+        "RefuseRightsRequest": rule(PERMISSION_DENIED, dpm=OK),
+        "CompleteRightsRequest": rule(PERMISSION_DENIED, dpm=FAILED_PRECONDITION),
+        # Organisation A's part: its administrators (never ChatPro's staff, ORG-4/5).
+        "ListOrganisationRightsRequests": ADMINISTRATORS,
+        "AnswerRightsRequest": ADMINISTRATORS,
+        # The export goes to the requester alone, never to ChatPro's staff.
+        "StreamRightsExport": rule(
+            NOT_FOUND, member_a=OK, dpm=PERMISSION_DENIED, guardian=NOT_FOUND
+        ),
+    },
     "OutboxService": {
         "ListOutboxEvents": rule(PERMISSION_DENIED, outbox_service=OK),
         "AcknowledgeOutboxEvents": rule(PERMISSION_DENIED, outbox_service=OK),
@@ -340,6 +364,46 @@ def _guardian(api: Api, outbox_token: str) -> str:
     return str(confirmed.guardian_session_token)
 
 
+def _rights_requests(
+    api: Api, member: str, dpm: str, admin: str, organisation_id: str
+) -> dict[str, str]:
+    """Member A's requests: one awaiting organisation A, one completed (its export ready),
+    and fresh ones to cancel, refuse and extend."""
+
+    def make() -> str:
+        return str(
+            api.rights.CreateRightsRequest(
+                rights_service_pb2.CreateRightsRequestRequest(type=ACCESS),
+                metadata=api.auth(member),
+            ).rights_request.rights_request_id
+        )
+
+    def verify(rights_request_id: str) -> None:
+        api.rights.VerifyRequesterIdentity(
+            rights_service_pb2.VerifyRequesterIdentityRequest(
+                rights_request_id=rights_request_id, verified=True, method="session", evidence="ok"
+            ),
+            metadata=api.auth(dpm),
+        )
+
+    waiting, done = make(), make()
+    verify(waiting)
+    verify(done)
+    api.rights.AnswerRightsRequest(
+        rights_service_pb2.AnswerRightsRequestRequest(
+            rights_request_id=done, organisation_id=organisation_id, decision="exported"
+        ),
+        metadata=api.auth(admin),
+    )
+    return {
+        "rights_request_id": waiting,
+        "completed_request": done,
+        "request_to_cancel": make(),
+        "request_to_refuse": make(),
+        "request_to_extend": make(),
+    }
+
+
 def build_world(api: Api) -> World:
     """Organisation A (an administrator, two members in a group conversation with a message
     and a call recording, an invited administrator) and B (an administrator); a breach and a
@@ -376,8 +440,10 @@ def build_world(api: Api) -> World:
         disclosure_service_pb2.CreateRecipientRequest(recipient=REGULATOR),
         metadata=api.auth(org_a.operator),
     ).recipient.recipient_id
+    requests = _rights_requests(api, member.token, dpm, org_a.admin.token, org_a.organisation_id)
     return World(
         ids={
+            **requests,
             "organisation_id": org_a.organisation_id,
             "conversation_id": group,
             "recording_id": recording,
@@ -414,6 +480,7 @@ def _scope() -> monitoring_service_pb2.MonitoringScope:
 
 
 ROUTINE = monitoring_service_pb2.MONITORING_REASON_ROUTINE_CHECK
+ACCESS = rights_pb2.RIGHTS_REQUEST_TYPE_ACCESS
 OVERRIDES: dict[str, Callable[[World], dict[str, Any]]] = {
     "AccountService/SignIn": lambda w: {"login": w.person_login, "password": PASSWORD},
     "AccountService/UpdateProfile": lambda w: {
@@ -460,6 +527,26 @@ OVERRIDES: dict[str, Callable[[World], dict[str, Any]]] = {
         "privacy_contact_email": "dpo@c.example.org",
     },
     "OrganisationService/RemoveMember": lambda w: {"account_id": "no-such-account"},
+    "RightsService/CreateRightsRequest": lambda w: {"type": ACCESS, "recipient_id": ""},
+    "RightsService/CancelRightsRequest": lambda w: {
+        "rights_request_id": w.ids["request_to_cancel"]
+    },
+    "RightsService/VerifyRequesterIdentity": lambda w: {
+        "verified": True,
+        "method": "passport",
+        "evidence": "seen",
+    },
+    "RightsService/ExtendRightsRequest": lambda w: {
+        "rights_request_id": w.ids["request_to_extend"],
+        "months": 1,
+        "reason": "complex",
+    },
+    "RightsService/RefuseRightsRequest": lambda w: {
+        "rights_request_id": w.ids["request_to_refuse"],
+        "reason": "manifestly unfounded",
+    },
+    "RightsService/AnswerRightsRequest": lambda w: {"decision": "exported"},
+    "RightsService/StreamRightsExport": lambda w: {"rights_request_id": w.ids["completed_request"]},
     "OrganisationService/ProvisionMember": lambda w: {
         "name": "Pat Provisioned",
         "date_of_birth": common_pb2.CalendarDate(year=1990, month=1, day=1),

@@ -34,6 +34,8 @@ from chatpro.privacy.v1 import (
     outbox_service_pb2_grpc,
     policy_service_pb2,
     policy_service_pb2_grpc,
+    rights_service_pb2,
+    rights_service_pb2_grpc,
 )
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
@@ -42,6 +44,7 @@ from grpc_reflection.v1alpha import reflection
 from chatpro_privacy.domain import audit, policy
 from chatpro_privacy.domain.accounts import Accounts
 from chatpro_privacy.domain.consent import Consents
+from chatpro_privacy.domain.exports import Exports
 from chatpro_privacy.domain.guardians import Guardians
 from chatpro_privacy.domain.messages import Messages
 from chatpro_privacy.domain.monitoring import Monitoring
@@ -49,6 +52,7 @@ from chatpro_privacy.domain.passwords import Passwords
 from chatpro_privacy.domain.provisioning import Provisioning
 from chatpro_privacy.domain.receipts import Receipts, ReceiptSigner
 from chatpro_privacy.domain.recordings import Recordings
+from chatpro_privacy.domain.rights import Rights
 from chatpro_privacy.domain.sessions import Sessions
 from chatpro_privacy.domain.tokens import ConfirmationTokens
 from chatpro_privacy.domain.vault import Vault
@@ -65,6 +69,7 @@ from chatpro_privacy.services.monitoring_service import MonitoringService
 from chatpro_privacy.services.organisation_service import OrganisationService
 from chatpro_privacy.services.outbox_service import OutboxService
 from chatpro_privacy.services.policy_service import PolicyService
+from chatpro_privacy.services.rights_service import RightsService
 from chatpro_privacy.settings import Settings
 from chatpro_privacy.storage import migrations
 from chatpro_privacy.storage.blobs import BlobStore
@@ -86,6 +91,7 @@ SERVICE_NAMES = tuple(
         breach_service_pb2,
         messaging_service_pb2,
         monitoring_service_pb2,
+        rights_service_pb2,
     )
     for service in module.DESCRIPTOR.services_by_name.values()
 )
@@ -116,6 +122,7 @@ class Runtime:
     messages: Messages
     recordings: Recordings
     monitoring: Monitoring
+    rights: Rights
 
     @classmethod
     def build(cls, settings: Settings, plugins: PluginHost | None = None) -> Runtime:
@@ -150,6 +157,12 @@ class Runtime:
             messages=Messages(vault, host),
             recordings=recordings,
             monitoring=Monitoring(vault, host, recordings),
+            rights=Rights(
+                settings.policy,
+                consents,
+                host,
+                exporter=Exports(vault, host, settings.policy).stream,
+            ),
         )
 
 
@@ -204,7 +217,13 @@ async def _sweep_forever(runtime: Runtime) -> None:
         try:
             report = housekeeping.sweep(runtime.settings.policy)
             notified = await policy.resume_notifications()
-            log.info("sweep", policy_notices_resumed=notified, **report.__dict__)
+            resumed = await runtime.rights.resume()
+            log.info(
+                "sweep",
+                policy_notices_resumed=notified,
+                rights_requests_resumed=resumed,
+                **report.__dict__,
+            )
         except Exception:
             log.exception("sweep failed")
 
@@ -245,6 +264,9 @@ async def start(
     monitoring_service_pb2_grpc.add_MonitoringServiceServicer_to_server(
         MonitoringService(runtime.monitoring), server
     )
+    rights_service_pb2_grpc.add_RightsServiceServicer_to_server(
+        RightsService(runtime.rights), server
+    )
     outbox_service_pb2_grpc.add_OutboxServiceServicer_to_server(
         OutboxService(runtime.confirmations), server
     )
@@ -269,6 +291,8 @@ async def start(
     if port == 0:
         raise AddressInUseError(f"cannot bind {settings.address}: address in use")
     await server.start()
+    # Rights requests that stopped part way (a crash, a restart) carry on.
+    await runtime.rights.resume()
     for name in (*SERVICE_NAMES, ""):
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)
     sweeper = asyncio.create_task(_sweep_forever(runtime)) if sweep else None

@@ -12,7 +12,7 @@ from typing import cast
 
 import peewee
 
-from chatpro_privacy.domain import access, audit, consent, outbox, tokens, validation
+from chatpro_privacy.domain import access, audit, consent, outbox, restrictions, tokens, validation
 from chatpro_privacy.domain import policy as policy_rules
 from chatpro_privacy.domain.clock import clock
 from chatpro_privacy.domain.errors import (
@@ -146,6 +146,25 @@ def set_sources(account_id: str, fields: Sequence[str], source: str) -> None:
             conflict_target=[AccountFieldSource.account, AccountFieldSource.field],
             update={AccountFieldSource.source: source, AccountFieldSource.recorded_at: now},
         ).execute()
+
+
+def request_email_change(account_id: str, address: str, lifetime: dt.timedelta) -> None:
+    """Inside the caller's transaction: a new address takes effect only once confirmed with
+    the token the outbox carries; a new request supersedes any earlier one still pending."""
+    now = clock.now()
+    EmailConfirmation.update(used_at=now).where(
+        (EmailConfirmation.account == account_id) & EmailConfirmation.used_at.is_null()
+    ).execute()
+    confirmation_id = tokens.new_id()
+    EmailConfirmation.create(
+        id=confirmation_id,
+        account=account_id,
+        new_email=address,
+        created_at=now,
+        expires_at=now + lifetime,
+    )
+    Account.update(pending_email=address).where(Account.id == account_id).execute()
+    outbox.emit(outbox.EMAIL_CONFIRMATION_REQUESTED, account_id, confirmation_id=confirmation_id)
 
 
 def _upsert_device(account_id: str, device: DeviceData, source: str) -> None:
@@ -530,29 +549,10 @@ class Accounts:
             raise AlreadyExists(
                 "EMAIL_ALREADY_REGISTERED", "an account with that email exists", {"field": "email"}
             )
-        now = clock.now()
         try:
             with database.atomic():
                 if new_email:
-                    # A new request supersedes any earlier one still pending.
-                    EmailConfirmation.update(used_at=now).where(
-                        (EmailConfirmation.account == account.id)
-                        & EmailConfirmation.used_at.is_null()
-                    ).execute()
-                    confirmation_id = tokens.new_id()
-                    EmailConfirmation.create(
-                        id=confirmation_id,
-                        account=account.id,
-                        new_email=new_email[0],
-                        created_at=now,
-                        expires_at=now + self.policy.email_token_lifetime,
-                    )
-                    updates["pending_email"] = new_email[0]
-                    outbox.emit(
-                        outbox.EMAIL_CONFIRMATION_REQUESTED,
-                        account.id,
-                        confirmation_id=confirmation_id,
-                    )
+                    request_email_change(account.id, new_email[0], self.policy.email_token_lifetime)
                 if updates:
                     Account.update(**updates).where(Account.id == account.id).execute()
                 changed = [p for p in paths if p != "email"]
@@ -687,6 +687,12 @@ class Accounts:
         if subject_ref is None:
             raise NotFound("ACCOUNT_NOT_FOUND", "no such account", {"account_id": target})
         with database.atomic():
+            if source == ANALYTICS_PROVIDER:  # RGT-4, RGT-5: analytics stops for these
+                restrictions.require_unrestricted(target, "analytics")
+                if restrictions.objected(target, "legitimate_interest"):
+                    raise FailedPrecondition(
+                        "PROCESSING_OBJECTED_TO", "the person objected to this processing"
+                    )
             if source == ANALYTICS_PROVIDER and not consent.has_consent(subject_ref, ANALYTICS):
                 # Analytics rests on consent: without it (or after its withdrawal) nothing is kept.
                 raise FailedPrecondition(

@@ -149,6 +149,19 @@ class Consents:
             )
         return purpose
 
+    def notice_version(self) -> str:
+        return self._notice_version()
+
+    def withdrawable_purpose(self, purpose_id: str) -> Purpose:
+        """A purpose whose consent can be withdrawn on its own (RGT-7)."""
+        purpose = self._consent_purpose(purpose_id)
+        if not purpose.withdrawable:
+            raise FailedPrecondition(
+                "WITHDRAW_BY_ERASURE",
+                "consent to the policy is withdrawn by closing the account (an erasure request)",
+            )
+        return purpose
+
     def is_child(self, born: dt.date) -> bool:
         return validation.age_on(born, clock.today()) < self.policy.age_of_digital_consent
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import re
 
-from chatpro_privacy.domain import access, audit, consent, validation
+from chatpro_privacy.domain import access, audit, consent, restrictions, validation
 from chatpro_privacy.domain.clock import clock
 from chatpro_privacy.domain.errors import (
     FailedPrecondition,
@@ -16,7 +16,7 @@ from chatpro_privacy.domain.errors import (
     Violations,
 )
 from chatpro_privacy.domain.principals import Principal, Role
-from chatpro_privacy.domain.purposes import LAWFUL_BASES, register, transfer_countries
+from chatpro_privacy.domain.purposes import LAWFUL_BASES, Purpose, register, transfer_countries
 from chatpro_privacy.domain.tokens import new_id
 from chatpro_privacy.storage import queries
 from chatpro_privacy.storage.db import database
@@ -74,25 +74,9 @@ def list_recipients() -> list[Recipient]:
     return list(Recipient.select().order_by(Recipient.name))
 
 
-def record(
-    principal: Principal, recipient_id: str, account_id: str, categories: list[str], reason: str
-) -> Disclosure:
-    """Log a disclosure before it is made, or refuse it with the reason."""
-    _require(principal)
-    v = Violations()
-    if not recipient_id:
-        v.add("recipient_id", "is required", "REQUIRED")
-    if not account_id:
-        v.add("account_id", "is required", "REQUIRED")
-    chosen = sorted(set(categories))
-    unknown = [c for c in chosen if c not in DATA_CATEGORIES]
-    if not chosen:
-        v.add("data_categories", "must name at least one category", "REQUIRED")
-    elif unknown:
-        v.add("data_categories", f"{unknown[0][:32]!r} is not a data category", "UNKNOWN_CATEGORY")
-    why = validation.required_text(v, "reason", reason, 200)
-    v.raise_if_any()
-    recipient = Recipient.get_or_none(Recipient.id == recipient_id)
+def _allowed_recipient(recipient_id: str) -> tuple[Recipient, Purpose]:
+    """SEC-2: a registered recipient in the EEA or UK, with a purpose for disclosures to it."""
+    recipient = Recipient.get_or_none(Recipient.id == recipient_id[:64])
     if recipient is None:
         raise NotFound(
             "RECIPIENT_NOT_FOUND", "no such recipient", {"recipient_id": recipient_id[:64]}
@@ -112,6 +96,65 @@ def record(
             "the purposes register has no purpose for disclosures to this recipient",
             {"recipient_id": recipient.id},
         )
+    return recipient, purpose
+
+
+def _require_consent(recipient: Recipient, purpose: Purpose, subject_ref: str) -> None:
+    if purpose.rests_on_consent and not consent.has_consent(subject_ref, purpose.id):
+        raise FailedPrecondition(
+            "CONSENT_REQUIRED",
+            "the person has not consented to sharing with " + recipient.category.replace("_", " "),
+            {"purpose_id": purpose.id, "recipient_id": recipient.id},
+        )
+
+
+def check_transfer(recipient_id: str, subject_ref: str) -> Recipient:
+    """Whether the person's data may go to this recipient at all (SEC-2, RGT-6)."""
+    recipient, purpose = _allowed_recipient(recipient_id)
+    _require_consent(recipient, purpose, subject_ref)
+    return recipient
+
+
+def record_portability(
+    principal: Principal, recipient_id: str, subject_ref: str, rights_request_id: str
+) -> Disclosure:
+    """A portability export sent to a third party the person named is a disclosure: checked
+    again when it is sent, and logged before it goes."""
+    with database.atomic():
+        recipient, purpose = _allowed_recipient(recipient_id)
+        _require_consent(recipient, purpose, subject_ref)
+        disclosure = Disclosure.create(
+            id=new_id(),
+            recipient=recipient.id,
+            subject_ref=subject_ref,
+            data_categories=json.dumps(sorted(purpose.data_categories)),
+            lawful_basis=recipient.lawful_basis,
+            reason=f"portability request {rights_request_id}",
+            disclosed_at=clock.now(),
+        )
+        audit.record(principal, "disclosure.portability", "disclosure", disclosure.id, subject_ref)
+    return disclosure
+
+
+def record(
+    principal: Principal, recipient_id: str, account_id: str, categories: list[str], reason: str
+) -> Disclosure:
+    """Log a disclosure before it is made, or refuse it with the reason."""
+    _require(principal)
+    v = Violations()
+    if not recipient_id:
+        v.add("recipient_id", "is required", "REQUIRED")
+    if not account_id:
+        v.add("account_id", "is required", "REQUIRED")
+    chosen = sorted(set(categories))
+    unknown = [c for c in chosen if c not in DATA_CATEGORIES]
+    if not chosen:
+        v.add("data_categories", "must name at least one category", "REQUIRED")
+    elif unknown:
+        v.add("data_categories", f"{unknown[0][:32]!r} is not a data category", "UNKNOWN_CATEGORY")
+    why = validation.required_text(v, "reason", reason, 200)
+    v.raise_if_any()
+    recipient, purpose = _allowed_recipient(recipient_id)
     outside = [c for c in chosen if c not in purpose.data_categories]
     if outside:
         raise FailedPrecondition(
@@ -125,13 +168,8 @@ def record(
         subject_ref = queries.account_subject(account_id[:64])
         if subject_ref is None:
             raise NotFound("ACCOUNT_NOT_FOUND", "no such account", {"account_id": account_id[:64]})
-        if purpose.rests_on_consent and not consent.has_consent(subject_ref, purpose.id):
-            raise FailedPrecondition(
-                "CONSENT_REQUIRED",
-                "the person has not consented to sharing with "
-                + recipient.category.replace("_", " "),
-                {"purpose_id": purpose.id, "recipient_id": recipient.id},
-            )
+        _require_consent(recipient, purpose, subject_ref)
+        restrictions.require_unrestricted(account_id[:64], "disclosures")
         disclosure = Disclosure.create(
             id=new_id(),
             recipient=recipient.id,

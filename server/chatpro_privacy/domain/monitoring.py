@@ -13,9 +13,10 @@ import datetime as dt
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
-from peewee import JOIN, fn
+from peewee import JOIN, SQL, NodeList, fn
 
 from chatpro_privacy.domain import content_access, conversations, crypto, paging
 from chatpro_privacy.domain.clock import clock
@@ -31,7 +32,7 @@ from chatpro_privacy.domain.tokens import new_id
 from chatpro_privacy.domain.vault import Vault
 from chatpro_privacy.plugin.host import PluginError, PluginHost
 from chatpro_privacy.plugin.types import AccessRequest, ContentRef
-from chatpro_privacy.storage.db import database
+from chatpro_privacy.storage.db import database, is_postgres
 from chatpro_privacy.storage.models import (
     Account,
     ContentFlag,
@@ -41,6 +42,7 @@ from chatpro_privacy.storage.models import (
     Membership,
     MonitoringAccess,
     MonitoringAccessSubject,
+    MonitoringStop,
 )
 from chatpro_privacy.storage.queries import tuples
 
@@ -134,11 +136,26 @@ def _filters(scope: Scope, **more: str) -> dict[str, str]:
     return found
 
 
-def _in_scope(organisation_id: str, scope: Scope) -> object:
+def _unindexed(column: Any) -> Any:
+    """SQLite's unary plus: the planner may not drive the query from this column's index.
+    A keyword search is narrowest from its word tokens; without statistics SQLite would
+    rather walk the whole organisation's time range."""
+    return column if is_postgres() else NodeList((SQL("+"), column), glue="")
+
+
+def _in_scope(organisation_id: str, scope: Scope, *, by_tokens: bool = False) -> Any:
+    stopped = MonitoringStop.select(MonitoringStop.account).where(
+        MonitoringStop.organisation == organisation_id
+    )
+    organisation, created = ContentItem.organisation, ContentItem.created_at
+    if by_tokens:
+        organisation, created = _unindexed(organisation), _unindexed(created)
     where = (
-        (ContentItem.organisation == organisation_id)
-        & (ContentItem.created_at >= scope.start)
-        & (ContentItem.created_at < scope.end)
+        (organisation == organisation_id)
+        & (created >= scope.start)
+        & (created < scope.end)
+        # RGT-5: members whose restriction the organisation decided stops its monitoring.
+        & (ContentItem.author_account.is_null() | ContentItem.author_account.not_in(stopped))
     )
     if scope.people:
         conversations_of = ConversationParticipant.select(
@@ -325,7 +342,7 @@ class Monitoring:
         cursor: int | None,
     ) -> tuple[list[ContentItem], int, str]:
         """(page, total, next token): tokens narrow the items first, then the scope."""
-        where = _in_scope(org_id, scope)
+        where = _in_scope(org_id, scope, by_tokens=bool(words))
         if flagged_only:
             where &= ContentItem.seq.in_(ContentFlag.select(ContentFlag.item_seq))
         if words:

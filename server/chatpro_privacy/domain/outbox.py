@@ -40,9 +40,14 @@ from chatpro_privacy.storage.models import (
     OutboxConsumer,
     OutboxEvent,
     PolicyVersion,
+    RightsRequest,
 )
 
 _OUTBOX_LOCK_ID = 727_002
+COMPLAINT_NOTICE = (
+    "You have the right to complain to the Information Commissioner's Office (ICO): "
+    "https://ico.org.uk/make-a-complaint/, telephone 0303 123 1113."
+)
 
 GUARDIAN_CONSENT_REQUESTED = "guardian_consent_requested"
 EMAIL_CONFIRMATION_REQUESTED = "email_confirmation_requested"
@@ -56,6 +61,7 @@ BREACH_REPORTED_TO_ORGANISATION = "breach_reported_to_organisation"
 ACCOUNT_SETUP_REQUESTED = "account_setup_requested"
 STATEMENT_ACKNOWLEDGEMENT_REQUESTED = "statement_acknowledgement_requested"
 CONTENT_FLAGGED = "content_flagged"
+RIGHTS_REQUEST_UPDATED = "rights_request_updated"
 
 MAX_PAGE = 500
 DEFAULT_PAGE = 100
@@ -238,6 +244,22 @@ def _resolve(
         ]
         if ContentItem.select().where(ContentItem.id == stored["content_id"]).exists():
             payload = {**stored, "administrator_account_ids": admins}
+    elif event.event_type == RIGHTS_REQUEST_UPDATED:
+        account = accounts.get(event.account_id or "")
+        request = RightsRequest.get_or_none(RightsRequest.id == stored["rights_request_id"])
+        if account is not None and request is not None:
+            to_guardian = request.channel == "guardian" and account.guardian_email
+            payload = {
+                "account_id": account.id,
+                "email": account.guardian_email if to_guardian else account.email,
+                "rights_request_id": request.id,
+                "type": request.type,
+                "state": request.state,
+                "due_date": request.due_date.isoformat(),
+                "note": stored["note"],
+                "outcome": request.outcome,
+                "complaint_notice": COMPLAINT_NOTICE if request.state == "refused" else "",
+            }
     return DeliverableEvent(
         sequence=int(event.seq),
         event_type=event.event_type,
@@ -246,6 +268,20 @@ def _resolve(
         superseded=not payload,
         payload=payload,
     )
+
+
+def notice_sequence(event_type: str, rights_request_id: str) -> int:
+    """The newest event of ``event_type`` about a rights request (0 when none)."""
+    row = (
+        OutboxEvent.select(OutboxEvent.seq)
+        .where(
+            (OutboxEvent.event_type == event_type)
+            & OutboxEvent.payload.contains(f'"rights_request_id": "{rights_request_id}"')
+        )
+        .order_by(OutboxEvent.seq.desc())
+        .first()
+    )
+    return int(row.seq) if row else 0
 
 
 def acknowledged(consumer: str) -> int:

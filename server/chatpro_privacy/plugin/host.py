@@ -37,12 +37,14 @@ from chatpro_privacy.plugin.types import (
     DEFAULT_RETENTION_MONTHS,
     AccessDecision,
     AccessRequest,
+    ContentDisposition,
     ContentKind,
     ContentRef,
     ContentView,
     ExportFormat,
     ExportRecord,
     Flag,
+    MemberView,
     OrganisationView,
     PluginContext,
     RetentionVeto,
@@ -461,6 +463,43 @@ class PluginHost:
         )
         plugin, decision = answers[0]
         return decision, plugin
+
+    async def departed_content(
+        self, organisation_id: str, member: MemberView, change: str
+    ) -> tuple[ContentDisposition, str]:
+        """What becomes of a departed or erased member's content, and which plugin said so."""
+
+        def check(answers: list[tuple[str, Any]]) -> None:
+            plugin, answer = answers[0]
+            if (
+                not isinstance(answer, ContentDisposition)
+                or answer.action not in ("keep_pseudonymised", "delete")
+                or (answer.action == "keep_pseudonymised" and not answer.reason)
+            ):
+                raise BadAnswer(plugin, "a disposition is delete, or keep with a reason")
+
+        _, answers = await self._call(
+            organisation_id, "chatpro_departed_content", check, member=member, change=change
+        )
+        plugin, answer = answers[0]
+        return answer, plugin
+
+    async def restriction_stops_monitoring(
+        self, organisation_id: str, member: MemberView
+    ) -> tuple[bool, str]:
+        def check(answers: list[tuple[str, Any]]) -> None:
+            plugin, answer = answers[0]
+            if not isinstance(answer, bool):
+                raise BadAnswer(plugin, "the answer must be True or False")
+
+        _, answers = await self._call(
+            organisation_id, "chatpro_restriction_stops_monitoring", check, member=member
+        )
+        plugin, answer = answers[0]
+        return answer, plugin
+
+    async def member_changed(self, organisation_id: str, member: MemberView, change: str) -> None:
+        await self._call(organisation_id, "chatpro_member_changed", member=member, change=change)
 
     async def access_recorded(
         self, organisation_id: str, request: AccessRequest, result_count: int

@@ -212,6 +212,8 @@ def outbox_event(event: outbox.DeliverableEvent) -> outbox_pb2.OutboxEvent:
                 **{**p, "effective_time": timestamp(p["effective_time"])}
             )
         )
+    elif event.event_type == outbox.RIGHTS_REQUEST_UPDATED:
+        message.rights_request_updated.CopyFrom(outbox_pb2.RightsRequestUpdated(**p))
     elif event.event_type == outbox.CONTENT_FLAGGED:
         message.content_flagged.CopyFrom(outbox_pb2.ContentFlagged(**p))
     elif event.event_type == outbox.GUARDIAN_ACCESS_REQUESTED:

@@ -492,6 +492,60 @@ class ContentFlagged(_message.Message):
 Global___ContentFlagged: _TypeAlias = ContentFlagged  # noqa: Y015
 
 @_typing.final
+class RightsRequestUpdated(_message.Message):
+    """A step in a rights request, for its requester (RGT-8)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    EMAIL_FIELD_NUMBER: _builtins.int
+    RIGHTS_REQUEST_ID_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    DUE_DATE_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    COMPLAINT_NOTICE_FIELD_NUMBER: _builtins.int
+    account_id: _builtins.str
+    """The person's account."""
+    email: _builtins.str
+    """Where to tell them (the guardian's address for a guardian's request)."""
+    rights_request_id: _builtins.str
+    """The request."""
+    type: _builtins.str
+    """Its type, e.g. "access"."""
+    state: _builtins.str
+    """Its state now, e.g. "in_progress"."""
+    due_date: _builtins.str
+    """Its due date, YYYY-MM-DD."""
+    note: _builtins.str
+    """What happened."""
+    outcome: _builtins.str
+    """The outcome, once there is one."""
+    complaint_notice: _builtins.str
+    """On refusal: the right to complain to the ICO."""
+    def __init__(
+        self,
+        *,
+        account_id: _builtins.str = ...,
+        email: _builtins.str = ...,
+        rights_request_id: _builtins.str = ...,
+        type: _builtins.str = ...,
+        state: _builtins.str = ...,
+        due_date: _builtins.str = ...,
+        note: _builtins.str = ...,
+        outcome: _builtins.str = ...,
+        complaint_notice: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "complaint_notice", b"complaint_notice", "due_date", b"due_date", "email", b"email", "note", b"note", "outcome", b"outcome", "rights_request_id", b"rights_request_id", "state", b"state", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RightsRequestUpdated: _TypeAlias = RightsRequestUpdated  # noqa: Y015
+
+@_typing.final
 class OutboxEvent(_message.Message):
     """A notification for the notification service to deliver (ACC-10)."""
 
@@ -513,6 +567,7 @@ class OutboxEvent(_message.Message):
     ACCOUNT_SETUP_REQUESTED_FIELD_NUMBER: _builtins.int
     STATEMENT_ACKNOWLEDGEMENT_REQUESTED_FIELD_NUMBER: _builtins.int
     CONTENT_FLAGGED_FIELD_NUMBER: _builtins.int
+    RIGHTS_REQUEST_UPDATED_FIELD_NUMBER: _builtins.int
     sequence: _builtins.int
     """Position in the outbox; strictly increasing in commit order."""
     account_id: _builtins.str
@@ -573,6 +628,10 @@ class OutboxEvent(_message.Message):
     def content_flagged(self) -> Global___ContentFlagged:
         """Content a plugin flagged."""
 
+    @_builtins.property
+    def rights_request_updated(self) -> Global___RightsRequestUpdated:
+        """A step in a rights request."""
+
     def __init__(
         self,
         *,
@@ -592,12 +651,13 @@ class OutboxEvent(_message.Message):
         account_setup_requested: Global___AccountSetupRequested | None = ...,
         statement_acknowledgement_requested: Global___StatementAcknowledgementRequested | None = ...,
         content_flagged: Global___ContentFlagged | None = ...,
+        rights_request_updated: Global___RightsRequestUpdated | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["account_setup_requested", b"account_setup_requested", "breach_notified", b"breach_notified", "breach_reported_to_organisation", b"breach_reported_to_organisation", "content_flagged", b"content_flagged", "create_time", b"create_time", "email_confirmation_requested", b"email_confirmation_requested", "guardian_access_requested", b"guardian_access_requested", "guardian_consent_requested", b"guardian_consent_requested", "membership_invited", b"membership_invited", "password_changed", b"password_changed", "payload", b"payload", "plugin_faulted", b"plugin_faulted", "policy_version_published", b"policy_version_published", "statement_acknowledgement_requested", b"statement_acknowledgement_requested"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["account_setup_requested", b"account_setup_requested", "breach_notified", b"breach_notified", "breach_reported_to_organisation", b"breach_reported_to_organisation", "content_flagged", b"content_flagged", "create_time", b"create_time", "email_confirmation_requested", b"email_confirmation_requested", "guardian_access_requested", b"guardian_access_requested", "guardian_consent_requested", b"guardian_consent_requested", "membership_invited", b"membership_invited", "password_changed", b"password_changed", "payload", b"payload", "plugin_faulted", b"plugin_faulted", "policy_version_published", b"policy_version_published", "rights_request_updated", b"rights_request_updated", "statement_acknowledgement_requested", b"statement_acknowledgement_requested"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "account_setup_requested", b"account_setup_requested", "breach_notified", b"breach_notified", "breach_reported_to_organisation", b"breach_reported_to_organisation", "content_flagged", b"content_flagged", "create_time", b"create_time", "email_confirmation_requested", b"email_confirmation_requested", "guardian_access_requested", b"guardian_access_requested", "guardian_consent_requested", b"guardian_consent_requested", "membership_invited", b"membership_invited", "password_changed", b"password_changed", "payload", b"payload", "plugin_faulted", b"plugin_faulted", "policy_version_published", b"policy_version_published", "sequence", b"sequence", "statement_acknowledgement_requested", b"statement_acknowledgement_requested", "superseded", b"superseded"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "account_setup_requested", b"account_setup_requested", "breach_notified", b"breach_notified", "breach_reported_to_organisation", b"breach_reported_to_organisation", "content_flagged", b"content_flagged", "create_time", b"create_time", "email_confirmation_requested", b"email_confirmation_requested", "guardian_access_requested", b"guardian_access_requested", "guardian_consent_requested", b"guardian_consent_requested", "membership_invited", b"membership_invited", "password_changed", b"password_changed", "payload", b"payload", "plugin_faulted", b"plugin_faulted", "policy_version_published", b"policy_version_published", "rights_request_updated", b"rights_request_updated", "sequence", b"sequence", "statement_acknowledgement_requested", b"statement_acknowledgement_requested", "superseded", b"superseded"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["guardian_consent_requested", "email_confirmation_requested", "password_changed", "policy_version_published", "guardian_access_requested", "plugin_faulted", "breach_notified", "breach_reported_to_organisation", "membership_invited", "account_setup_requested", "statement_acknowledgement_requested", "content_flagged"]  # noqa: Y015
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["guardian_consent_requested", "email_confirmation_requested", "password_changed", "policy_version_published", "guardian_access_requested", "plugin_faulted", "breach_notified", "breach_reported_to_organisation", "membership_invited", "account_setup_requested", "statement_acknowledgement_requested", "content_flagged", "rights_request_updated"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 

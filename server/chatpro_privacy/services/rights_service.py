@@ -1,0 +1,133 @@
+"""RightsService: data-subject rights requests (RGT-1 to RGT-9)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from chatpro.privacy.v1 import rights_service_pb2 as pb
+from chatpro.privacy.v1 import rights_service_pb2_grpc as pb_grpc
+
+from chatpro_privacy.domain import context as call
+from chatpro_privacy.domain.rights import Kept, NewRequest, Rights
+from chatpro_privacy.services import convert_rights as cr
+
+
+class RightsService(pb_grpc.RightsServiceServicer):
+    def __init__(self, rights: Rights) -> None:
+        self.rights = rights
+
+    async def CreateRightsRequest(
+        self, request: pb.CreateRightsRequestRequest, context: Any
+    ) -> pb.CreateRightsRequestResponse:
+        view = await self.rights.create(
+            call.principal.get(),
+            NewRequest(
+                type=cr.TYPES.get(request.type, ""),
+                details=request.details,
+                account_id=request.account_id,
+                correspondence_id=request.correspondence_id,
+                corrections=[(c.field, c.value) for c in request.corrections],
+                restriction_case=cr.CASES.get(request.restriction_case, ""),
+                objection_ground=cr.GROUNDS.get(request.objection_ground, ""),
+                purpose_id=request.purpose_id,
+                recipient_id=request.recipient_id,
+                request_id=request.request_id,
+            ),
+        )
+        return pb.CreateRightsRequestResponse(rights_request=cr.rights_request(view))
+
+    async def GetRightsRequest(
+        self, request: pb.GetRightsRequestRequest, context: Any
+    ) -> pb.GetRightsRequestResponse:
+        view = self.rights.get(call.principal.get(), request.rights_request_id)
+        return pb.GetRightsRequestResponse(rights_request=cr.rights_request(view))
+
+    async def ListRightsRequests(
+        self, request: pb.ListRightsRequestsRequest, context: Any
+    ) -> pb.ListRightsRequestsResponse:
+        views, token = self.rights.list_requests(
+            call.principal.get(),
+            [cr.STATES[s] for s in request.states if s in cr.STATES],
+            request.page_size,
+            request.page_token,
+        )
+        return pb.ListRightsRequestsResponse(
+            rights_requests=[cr.rights_request(v) for v in views], next_page_token=token
+        )
+
+    async def CancelRightsRequest(
+        self, request: pb.CancelRightsRequestRequest, context: Any
+    ) -> pb.CancelRightsRequestResponse:
+        view = self.rights.cancel(call.principal.get(), request.rights_request_id)
+        return pb.CancelRightsRequestResponse(rights_request=cr.rights_request(view))
+
+    async def VerifyRequesterIdentity(
+        self, request: pb.VerifyRequesterIdentityRequest, context: Any
+    ) -> pb.VerifyRequesterIdentityResponse:
+        view = await self.rights.verify(
+            call.principal.get(),
+            request.rights_request_id,
+            request.verified,
+            request.method,
+            request.evidence,
+        )
+        return pb.VerifyRequesterIdentityResponse(rights_request=cr.rights_request(view))
+
+    async def ExtendRightsRequest(
+        self, request: pb.ExtendRightsRequestRequest, context: Any
+    ) -> pb.ExtendRightsRequestResponse:
+        view = self.rights.extend(
+            call.principal.get(), request.rights_request_id, request.months, request.reason
+        )
+        return pb.ExtendRightsRequestResponse(rights_request=cr.rights_request(view))
+
+    async def RefuseRightsRequest(
+        self, request: pb.RefuseRightsRequestRequest, context: Any
+    ) -> pb.RefuseRightsRequestResponse:
+        view = self.rights.refuse(call.principal.get(), request.rights_request_id, request.reason)
+        return pb.RefuseRightsRequestResponse(rights_request=cr.rights_request(view))
+
+    async def CompleteRightsRequest(
+        self, request: pb.CompleteRightsRequestRequest, context: Any
+    ) -> pb.CompleteRightsRequestResponse:
+        view = await self.rights.complete(
+            call.principal.get(),
+            request.rights_request_id,
+            request.outcome,
+            [Kept(k.what, k.reason, "data_privacy_manager") for k in request.kept_parts],
+        )
+        return pb.CompleteRightsRequestResponse(rights_request=cr.rights_request(view))
+
+    async def ListOrganisationRightsRequests(
+        self, request: pb.ListOrganisationRightsRequestsRequest, context: Any
+    ) -> pb.ListOrganisationRightsRequestsResponse:
+        views = self.rights.organisation_pending(call.principal.get(), request.organisation_id)
+        return pb.ListOrganisationRightsRequestsResponse(
+            rights_requests=[cr.rights_request(v) for v in views]
+        )
+
+    async def AnswerRightsRequest(
+        self, request: pb.AnswerRightsRequestRequest, context: Any
+    ) -> pb.AnswerRightsRequestResponse:
+        view = await self.rights.answer(
+            call.principal.get(),
+            request.rights_request_id,
+            request.organisation_id,
+            request.decision,
+            request.reason,
+        )
+        return pb.AnswerRightsRequestResponse(rights_request=cr.rights_request(view))
+
+    async def StreamRightsExport(
+        self, request: pb.StreamRightsExportRequest, context: Any
+    ) -> AsyncIterator[pb.StreamRightsExportResponse]:
+        async for chunk in self.rights.export(
+            call.principal.get(), request.rights_request_id, request.format
+        ):
+            yield pb.StreamRightsExportResponse(
+                data=chunk.data,
+                offset=chunk.offset,
+                sha256=chunk.sha256,
+                media_type=chunk.media_type,
+            )
