@@ -5,16 +5,22 @@ step."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
+from pathlib import Path
 from typing import Any
 
 import grpc
+import jsonschema
 import pytest
 from chatpro.privacy.v1 import (
     account_service_pb2,
     common_pb2,
     disclosure_service_pb2,
+    outbox_service_pb2,
     rights_pb2,
 )
+from chatpro.privacy.v1 import messaging_service_pb2 as msg
 from chatpro.privacy.v1 import monitoring_service_pb2 as mon
 from chatpro.privacy.v1 import organisation_service_pb2 as org_pb
 from chatpro.privacy.v1 import rights_service_pb2 as pb
@@ -22,11 +28,12 @@ from chatpro_privacy.domain.clock import clock
 from chatpro_privacy.storage.models import (
     Account,
     ConsentEvent,
+    KeptCorrespondence,
     ProcessingRestriction,
     RightsRequest,
 )
 from conftest import Api, child_birthday, rpc_error
-from orgs import build_org, conversation, send
+from orgs import build_org, conversation, join, send
 from test_disclosures import create as create_recipient
 from test_monitoring import scope
 
@@ -405,12 +412,6 @@ def test_bad_requests_are_refused_and_change_nothing(api: Api, unchanged) -> Non
 def test_journey_5_the_access_export_streams_to_the_requester_with_a_checksum(
     api: Api, dpm: str
 ) -> None:
-    import hashlib
-    import json
-    from pathlib import Path
-
-    import jsonschema
-
     school = build_org(api, "s", members=("pupil1", "pupil2"))
     p1, p2 = school.members["pupil1"], school.members["pupil2"]
     group = conversation(api, p1, school.organisation_id, [p2])
@@ -457,3 +458,97 @@ def test_journey_5_the_access_export_streams_to_the_requester_with_a_checksum(
         ))
     )  # fmt: skip
     assert failure.reason == "REQUESTER_ONLY"
+
+
+def test_journey_6_a_leaver_is_erased_and_told_what_was_kept(
+    api: Api, dpm: str, server: Any
+) -> None:
+    """The employer's plugin keeps the leaver's messages as its records, pseudonymised, for a
+    stated reason; another organisation deletes them; the person is told before their
+    address goes; then ChatPro's account data is erased and the ledger holds the erasure."""
+    employer = build_org(api, "e", members=("leaver", "colleague"))
+    club = build_org(api, "c", members=(), operator=employer.operator)
+    api.orgs.EnablePlugin(
+        org_pb.EnablePluginRequest(
+            organisation_id=employer.organisation_id, plugin_name="school_safeguarding"
+        ),
+        metadata=api.auth(employer.operator),
+    )
+    leaver, colleague = employer.members["leaver"], employer.members["colleague"]
+    join(api, club.organisation_id, club.operator, leaver, 1)
+    work = conversation(api, leaver, employer.organisation_id, [colleague])
+    send(api, leaver, work, "handover notes")
+    chat = conversation(api, leaver, club.organisation_id, [club.admin])
+    send(api, leaver, chat, "see you at training")
+    api.accounts.SubmitCorrespondence(
+        account_service_pb2.SubmitCorrespondenceRequest(
+            kind=1, subject="Complaint", body="About my final pay."
+        ),
+        metadata=api.auth(leaver.token),
+    )
+    made = request(api, leaver.token, S.RIGHTS_REQUEST_TYPE_ERASURE)
+    waiting = verify(api, dpm, made.rights_request_id)
+    parts = {p.organisation_id: p for p in waiting.organisation_parts}
+    assert parts[employer.organisation_id].decision == "keep_pseudonymised"
+    assert parts[employer.organisation_id].decided_by == "plugin:school_safeguarding"
+    assert not parts[club.organisation_id].answered  # no plugin: its administrators answer
+    assert waiting.state == S.RIGHTS_REQUEST_STATE_AWAITING_ORGANISATION
+    api.rights.AnswerRightsRequest(
+        pb.AnswerRightsRequestRequest(
+            rights_request_id=made.rights_request_id,
+            organisation_id=club.organisation_id,
+            decision="delete",
+        ),
+        metadata=api.auth(club.admin.token),
+    )
+    failure = rpc_error(
+        lambda: api.rights.CompleteRightsRequest(
+            pb.CompleteRightsRequestRequest(
+                rights_request_id=made.rights_request_id,
+                kept_parts=[S.KeptPart(what="devices", reason="because")],
+            ),
+            metadata=api.auth(dpm),
+        )
+    )
+    assert failure.violations == {"kept_parts": "NOT_KEEPABLE"}
+    decided = api.rights.CompleteRightsRequest(
+        pb.CompleteRightsRequestRequest(
+            rights_request_id=made.rights_request_id,
+            kept_parts=[
+                S.KeptPart(what="correspondence", reason="a pay dispute may go to a tribunal")
+            ],
+        ),
+        metadata=api.auth(dpm),
+    ).rights_request
+    # Not erased yet: first the person is told, at the address about to go.
+    assert decided.state == S.RIGHTS_REQUEST_STATE_IN_PROGRESS
+    mailer = api.service_token("mailer")
+    events = api.outbox_events(mailer).events
+    notice = [e.rights_request_updated for e in events if e.HasField("rights_request_updated")][-1]
+    assert notice.email == "eleaver@example.com"
+    assert "a pay dispute may go to a tribunal" in notice.note
+    assert "safeguarding records" in notice.note
+    api.outbox.AcknowledgeOutboxEvents(
+        outbox_service_pb2.AcknowledgeOutboxEventsRequest(
+            consumer="mailer", through_sequence=events[-1].sequence
+        ),
+        metadata=api.auth(mailer),
+    )
+    server.run(server.runtime.rights.resume())
+    done = get(api, dpm, made.rights_request_id)
+    assert done.state == S.RIGHTS_REQUEST_STATE_PARTIALLY_COMPLETED
+    assert done.account_id == ""
+    assert Account.get_or_none(Account.id == leaver.account_id) is None
+    assert rpc_error(lambda: api.sign_in("eleaver")).reason == "INVALID_CREDENTIALS"
+    kept = api.messaging.ListMessages(
+        msg.ListMessagesRequest(conversation_id=work), metadata=api.auth(colleague.token)
+    ).messages
+    assert [(m.text, m.sender_account_id) for m in kept] == [("handover notes", "")]
+    gone = api.messaging.ListMessages(
+        msg.ListMessagesRequest(conversation_id=chat), metadata=api.auth(club.admin.token)
+    ).messages
+    assert list(gone) == []
+    assert [k.kept_reason for k in KeptCorrespondence.select()] == [
+        "a pay dispute may go to a tribunal"
+    ]
+    assert len(server.runtime.ledger.entries()) == 1

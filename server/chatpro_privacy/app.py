@@ -52,7 +52,8 @@ from chatpro_privacy.domain.passwords import Passwords
 from chatpro_privacy.domain.provisioning import Provisioning
 from chatpro_privacy.domain.receipts import Receipts, ReceiptSigner
 from chatpro_privacy.domain.recordings import Recordings
-from chatpro_privacy.domain.rights import Rights
+from chatpro_privacy.domain.retention import Retention
+from chatpro_privacy.domain.rights import Rights, erasure_by
 from chatpro_privacy.domain.sessions import Sessions
 from chatpro_privacy.domain.tokens import ConfirmationTokens
 from chatpro_privacy.domain.vault import Vault
@@ -74,6 +75,7 @@ from chatpro_privacy.settings import Settings
 from chatpro_privacy.storage import migrations
 from chatpro_privacy.storage.blobs import BlobStore
 from chatpro_privacy.storage.db import open_database
+from chatpro_privacy.storage.erasure_ledger import ErasureLedger
 from chatpro_privacy.storage.keystore import KeyStore
 
 log = structlog.get_logger("chatpro_privacy.server")
@@ -123,6 +125,8 @@ class Runtime:
     recordings: Recordings
     monitoring: Monitoring
     rights: Rights
+    retention: Retention
+    ledger: ErasureLedger
 
     @classmethod
     def build(cls, settings: Settings, plugins: PluginHost | None = None) -> Runtime:
@@ -139,7 +143,9 @@ class Runtime:
         vault = Vault(
             KeyStore(settings.key_store_url, settings.master_key), BlobStore(settings.blob_dir)
         )
-        recordings = Recordings(vault)
+        retention = Retention(host)
+        ledger = ErasureLedger(settings.key_store_url)
+        recordings = Recordings(vault, retention)
         return cls(
             settings=settings,
             passwords=passwords,
@@ -154,15 +160,18 @@ class Runtime:
             plugins=host,
             provisioning=Provisioning(settings.policy, passwords, confirmations),
             vault=vault,
-            messages=Messages(vault, host),
+            messages=Messages(vault, host, retention),
             recordings=recordings,
-            monitoring=Monitoring(vault, host, recordings),
+            monitoring=Monitoring(vault, host, recordings, retention),
+            retention=retention,
             rights=Rights(
                 settings.policy,
                 consents,
                 host,
-                exporter=Exports(vault, host, settings.policy).stream,
+                eraser=erasure_by(vault, ledger),
+                exporter=Exports(vault, host, settings.policy, retention).stream,
             ),
+            ledger=ledger,
         )
 
 
@@ -187,6 +196,7 @@ class RunningServer:
         self.runtime.passwords.shutdown()
         self.runtime.plugins.shutdown()
         self.runtime.vault.keys.close()
+        self.runtime.ledger.close()
 
 
 def prepare_database(settings: Settings) -> list[str]:

@@ -1,4 +1,5 @@
-"""`chatpro-privacy`: serve, migrate, sweep, and the grant or revoke of roles and services."""
+"""`chatpro-privacy`: serve, migrate, sweep, the grant or revoke of roles and services, key
+destruction, and re-applying erasures after a restore."""
 
 from __future__ import annotations
 
@@ -12,11 +13,14 @@ from collections.abc import Sequence
 from chatpro_privacy import logs
 from chatpro_privacy import settings as settings_mod
 from chatpro_privacy.app import AddressInUseError, prepare_database, serve
-from chatpro_privacy.domain import audit, key_destruction, roles
+from chatpro_privacy.domain import audit, erasure, key_destruction, roles
 from chatpro_privacy.domain.errors import DomainError
 from chatpro_privacy.domain.principals import SYSTEM
+from chatpro_privacy.domain.vault import Vault
 from chatpro_privacy.jobs import housekeeping
 from chatpro_privacy.settings import Settings, SettingsError
+from chatpro_privacy.storage.blobs import BlobStore
+from chatpro_privacy.storage.erasure_ledger import ErasureLedger
 from chatpro_privacy.storage.keystore import KeyStore
 
 
@@ -80,6 +84,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     destroy.add_argument("organisation_id")
     destroy.add_argument("--member", metavar="ACCOUNT_ID", help="only this member's key")
+
+    sub.add_parser(
+        "reapply-erasures",
+        help="after restoring the content database from a backup, erase again everyone the "
+        "erasure ledger says was erased",
+    )
     return parser
 
 
@@ -103,6 +113,17 @@ def _settings(args: argparse.Namespace) -> Settings:
             else None,
         )
     return base.with_overrides(**overrides)
+
+
+def _reapply_erasures(settings: Settings) -> int:
+    """The ledger and keys live apart from the content database, so they outlive its restore."""
+    keys = KeyStore(settings.key_store_url, settings.master_key)
+    ledger = ErasureLedger(settings.key_store_url)
+    try:
+        return erasure.reapply(Vault(keys, BlobStore(settings.blob_dir)), ledger)
+    finally:
+        ledger.close()
+        keys.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -161,6 +182,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             finally:
                 keys.close()
             print(json.dumps(done.__dict__))
+        elif args.command == "reapply-erasures":
+            print(json.dumps({"reapplied": _reapply_erasures(settings)}))
     except AddressInUseError as exc:
         print(f"chatpro-privacy: {exc}", file=sys.stderr)
         return 1

@@ -32,17 +32,15 @@ import peewee as pw
 
 from chatpro_privacy.domain import consent
 from chatpro_privacy.domain.clock import clock
-from chatpro_privacy.domain.due_dates import add_months
 from chatpro_privacy.domain.errors import FailedPrecondition, NotFound, Unavailable
 from chatpro_privacy.domain.messages import CALL_RECORDING, MESSAGE
-from chatpro_privacy.domain.organisations import longer_since
 from chatpro_privacy.domain.policy import controller_info
 from chatpro_privacy.domain.purposes import register
+from chatpro_privacy.domain.retention import Retention
 from chatpro_privacy.domain.vault import Vault
 from chatpro_privacy.plugin.host import PluginHost
 from chatpro_privacy.plugin.types import (
     CONTENT_KINDS,
-    DEFAULT_RETENTION_MONTHS,
     ContentRef,
     ContentView,
     ExportRecord,
@@ -355,11 +353,16 @@ class Exports:
     """Streams the export of an access or portability request (see the module docstring)."""
 
     def __init__(
-        self, vault: Vault, host: PluginHost, policy: PolicySettings | None = None
+        self,
+        vault: Vault,
+        host: PluginHost,
+        policy: PolicySettings | None = None,
+        retention: Retention | None = None,
     ) -> None:
         self.vault = vault
         self.host = host
         self.policy = policy or PolicySettings()
+        self.retention = retention or Retention(host)
 
     async def stream(
         self,
@@ -426,24 +429,12 @@ class Exports:
         return parts
 
     async def _retention(self, organisation_id: str) -> tuple[list[dict[str, Any]], Any]:
-        """The organisation's periods, and the condition for content still served (RET-1):
-        within its kind's period, or the default one for content created before a longer
-        period was announced."""
-        now = clock.now()
+        """The organisation's periods, and the condition for content still served (RET-1)."""
         periods: list[dict[str, Any]] = []
-        served: Any = None
         for kind in CONTENT_KINDS:
             months, plugin = await self.host.retention(organisation_id, kind)
             periods.append({"kind": kind, "months": months, "decided_by": plugin})
-            within = ContentItem.created_at >= _months_before(now, months)
-            since = longer_since(organisation_id, kind, months)
-            if since is not None:
-                within &= (ContentItem.created_at >= since) | (
-                    ContentItem.created_at >= _months_before(now, DEFAULT_RETENTION_MONTHS)
-                )
-            condition = (ContentItem.kind == kind) & within
-            served = condition if served is None else served | condition
-        return periods, served
+        return periods, await self.retention.served(organisation_id)
 
     async def _org_items(
         self, part: _OrgPart, subject_ref: str, account_id: str, purpose: str
@@ -603,10 +594,6 @@ class Exports:
                     raise records.error
 
         return media_type, rendered()
-
-
-def _months_before(now: dt.datetime, months: int) -> dt.datetime:
-    return dt.datetime.combine(add_months(now.date(), -months), now.time())
 
 
 def _entry(entry: ExportRecord | Withheld) -> dict[str, Any]:

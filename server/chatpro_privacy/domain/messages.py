@@ -18,6 +18,7 @@ from chatpro_privacy.domain import content_access, outbox, paging
 from chatpro_privacy.domain.clock import clock
 from chatpro_privacy.domain.errors import FieldViolation, InvalidArgument, PermissionDenied
 from chatpro_privacy.domain.principals import Principal
+from chatpro_privacy.domain.retention import Retention
 from chatpro_privacy.domain.tokens import new_id
 from chatpro_privacy.domain.vault import Vault
 from chatpro_privacy.plugin.host import PluginError, PluginHost
@@ -76,9 +77,10 @@ def store_tokens(organisation_id: str, item_seq: int, tokens: list[bytes]) -> No
 
 
 class Messages:
-    def __init__(self, vault: Vault, host: PluginHost) -> None:
+    def __init__(self, vault: Vault, host: PluginHost, retention: Retention) -> None:
         self.vault = vault
         self.host = host
+        self.retention = retention
 
     def _view(self, item: ContentItem, text: str | None) -> MessageView:
         return MessageView(
@@ -187,11 +189,12 @@ class Messages:
                     category=flag.category[:64],
                 )
 
-    def list(
+    async def list(
         self, principal: Principal, conversation_id: str, page_size: int, page_token: str
     ) -> tuple[list[MessageView], str]:
         conversation, _ = content_access.participant(principal, conversation_id)
         size, cursor = paging.page(page_size, page_token)
+        served = await self.retention.served(conversation.organisation_id, (MESSAGE,))
         query = ContentItem.select(
             ContentItem.seq,
             ContentItem.id,
@@ -200,7 +203,9 @@ class Messages:
             ContentItem.key_id,
             ContentItem.body,
             ContentItem.created_at,
-        ).where((ContentItem.conversation == conversation.id) & (ContentItem.kind == MESSAGE))
+        ).where(
+            (ContentItem.conversation == conversation.id) & (ContentItem.kind == MESSAGE) & served
+        )
         if cursor is not None:
             query = query.where(ContentItem.seq < cursor)
         rows = list(query.order_by(ContentItem.seq.desc()).limit(size + 1))

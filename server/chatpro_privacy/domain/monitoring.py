@@ -28,6 +28,7 @@ from chatpro_privacy.domain.errors import (
 from chatpro_privacy.domain.messages import CALL_RECORDING, MESSAGE
 from chatpro_privacy.domain.principals import Principal
 from chatpro_privacy.domain.recordings import Recordings
+from chatpro_privacy.domain.retention import Retention
 from chatpro_privacy.domain.tokens import new_id
 from chatpro_privacy.domain.vault import Vault
 from chatpro_privacy.plugin.host import PluginError, PluginHost
@@ -168,10 +169,13 @@ def _in_scope(organisation_id: str, scope: Scope, *, by_tokens: bool = False) ->
 
 
 class Monitoring:
-    def __init__(self, vault: Vault, host: PluginHost, recordings: Recordings) -> None:
+    def __init__(
+        self, vault: Vault, host: PluginHost, recordings: Recordings, retention: Retention
+    ) -> None:
         self.vault = vault
         self.host = host
         self.recordings = recordings
+        self.retention = retention
 
     # -- the gate every check passes -------------------------------------------------------
 
@@ -327,7 +331,10 @@ class Monitoring:
                 page_token=page_token,
             ),
         )
-        rows, total, token = self._search_rows(org_id, scope, words, flagged_only, size, cursor)
+        served = await self.retention.served(org_id)
+        rows, total, token = self._search_rows(
+            org_id, scope, words, flagged_only, size, cursor, served
+        )
         items, subjects = self._items(org_id, rows)
         access_id = await self._recorded(principal, org_id, request, len(items), plugin, subjects)
         return SearchResult(items, total, token, access_id)
@@ -340,9 +347,10 @@ class Monitoring:
         flagged_only: bool,
         size: int,
         cursor: int | None,
+        served: Any,
     ) -> tuple[list[ContentItem], int, str]:
         """(page, total, next token): tokens narrow the items first, then the scope."""
-        where = _in_scope(org_id, scope, by_tokens=bool(words))
+        where = _in_scope(org_id, scope, by_tokens=bool(words)) & served
         if flagged_only:
             where &= ContentItem.seq.in_(ContentFlag.select(ContentFlag.item_seq))
         if words:
@@ -376,7 +384,7 @@ class Monitoring:
         plugin, request = await self._approve(
             principal, org_id, reason, "statistics", _filters(scope)
         )
-        where = _in_scope(org_id, scope)
+        where = _in_scope(org_id, scope) & await self.retention.served(org_id)
         day = fn.DATE(ContentItem.created_at)
         per_day = [
             (str(d)[:10], int(n))
@@ -447,7 +455,7 @@ class Monitoring:
                 ContentItem.author_ref,
                 ContentItem.created_at,
             )
-            .where(_in_scope(org_id, scope))
+            .where(_in_scope(org_id, scope) & await self.retention.served(org_id))
             .order_by(fn.RANDOM())
             .limit(MAX_CANDIDATES)
         )
@@ -484,6 +492,7 @@ class Monitoring:
             (ContentItem.id == recording_id[:64])
             & (ContentItem.organisation == org_id)
             & (ContentItem.kind == CALL_RECORDING)
+            & await self.retention.served(org_id, (CALL_RECORDING,))
         )
         if item is None:
             raise NotFound(

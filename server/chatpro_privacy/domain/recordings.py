@@ -26,6 +26,7 @@ from chatpro_privacy.domain.errors import (
 )
 from chatpro_privacy.domain.messages import CALL_RECORDING, check_request_id, replayed
 from chatpro_privacy.domain.principals import Principal
+from chatpro_privacy.domain.retention import Retention
 from chatpro_privacy.domain.tokens import new_id
 from chatpro_privacy.domain.vault import Vault
 from chatpro_privacy.storage.blobs import BlobMissing
@@ -84,8 +85,9 @@ def _replay(prior: ContentItem) -> RecordingView:
 
 
 class Recordings:
-    def __init__(self, vault: Vault) -> None:
+    def __init__(self, vault: Vault, retention: Retention) -> None:
         self.vault = vault
+        self.retention = retention
 
     async def upload(
         self, principal: Principal, meta: RecordingMeta, chunks: AsyncIterator[bytes]
@@ -149,7 +151,7 @@ class Recordings:
             raise
         return RecordingView(item, True)
 
-    def _item(self, principal: Principal, recording_id: str) -> ContentItem:
+    async def _item(self, principal: Principal, recording_id: str) -> ContentItem:
         item = ContentItem.get_or_none(
             (ContentItem.id == recording_id[:64]) & (ContentItem.kind == CALL_RECORDING)
         )
@@ -160,23 +162,32 @@ class Recordings:
                 item = None
         else:
             content_access.refuse_platform(principal)
+        if item is not None and not await self.is_served(item):
+            item = None  # past its retention period: gone for every caller (RET-1)
         if item is None:
             raise NotFound(
                 "RECORDING_NOT_FOUND", "no such recording", {"recording_id": recording_id[:64]}
             )
         return item
 
-    def get(self, principal: Principal, recording_id: str) -> RecordingView:
-        item = self._item(principal, recording_id)
+    async def is_served(self, item: ContentItem) -> bool:
+        served = await self.retention.served(item.organisation_id, (CALL_RECORDING,))
+        return bool(ContentItem.select().where((ContentItem.seq == item.seq) & served).exists())
+
+    async def get(self, principal: Principal, recording_id: str) -> RecordingView:
+        item = await self._item(principal, recording_id)
         return RecordingView(item, bool(self.vault.readable([item.key_id])))
 
-    def list(
+    async def list(
         self, principal: Principal, conversation_id: str, page_size: int, page_token: str
     ) -> tuple[list[RecordingView], str]:
         conversation, _ = content_access.participant(principal, conversation_id)
         size, cursor = paging.page(page_size, page_token)
+        served = await self.retention.served(conversation.organisation_id, (CALL_RECORDING,))
         query = ContentItem.select().where(
-            (ContentItem.conversation == conversation.id) & (ContentItem.kind == CALL_RECORDING)
+            (ContentItem.conversation == conversation.id)
+            & (ContentItem.kind == CALL_RECORDING)
+            & served
         )
         if cursor is not None:
             query = query.where(ContentItem.seq < cursor)
@@ -186,8 +197,8 @@ class Recordings:
         live = self.vault.readable(r.key_id for r in rows)
         return [RecordingView(r, r.key_id in live) for r in rows], token
 
-    def audio(self, principal: Principal, recording_id: str) -> Iterator[tuple[int, bytes]]:
-        return self.stream(self._item(principal, recording_id))
+    async def audio(self, principal: Principal, recording_id: str) -> Iterator[tuple[int, bytes]]:
+        return self.stream(await self._item(principal, recording_id))
 
     def stream(self, item: ContentItem) -> Iterator[tuple[int, bytes]]:
         """The chunks in order; checks the key before the first is sent."""

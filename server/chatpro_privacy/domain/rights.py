@@ -33,6 +33,7 @@ from chatpro_privacy.domain import (
     consent,
     content_access,
     due_dates,
+    erasure,
     outbox,
     paging,
     validation,
@@ -49,10 +50,12 @@ from chatpro_privacy.domain.errors import (
 )
 from chatpro_privacy.domain.principals import SYSTEM, Principal, Role
 from chatpro_privacy.domain.tokens import new_id
+from chatpro_privacy.domain.vault import Vault
 from chatpro_privacy.plugin.host import PluginError, PluginHost
 from chatpro_privacy.plugin.types import MemberView
 from chatpro_privacy.settings import PolicySettings
 from chatpro_privacy.storage.db import database
+from chatpro_privacy.storage.erasure_ledger import ErasureLedger
 from chatpro_privacy.storage.models import (
     Account,
     ContentItem,
@@ -119,6 +122,8 @@ COMPLAINT_NOTICE = outbox.COMPLAINT_NOTICE
 # An erasure waits at most this long for the outbox to deliver the notice of what is kept.
 ERASURE_NOTICE_WAIT = dt.timedelta(hours=24)
 MAX_DETAILS = 5000
+# What of ChatPro's own data a stated legal reason may keep back from an erasure.
+KEEPABLE = ("correspondence",)
 
 
 @dataclass(frozen=True)
@@ -157,6 +162,33 @@ class RequestView:
 # them through these seams.
 Eraser = Callable[[Principal, str, list[RightsRequestOrganisation], list[Kept], str], Any]
 Exporter = Callable[[RightsRequest, str, dict[str, str]], AsyncIterator[Any]]
+
+
+def erasure_by(vault: Vault, ledger: ErasureLedger) -> Eraser:
+    """The erasure the state machine runs, with each organisation's answer and the kept parts
+    as decided."""
+
+    def run(
+        actor: Principal,
+        account_id: str,
+        parts: list[RightsRequestOrganisation],
+        kept: list[Kept],
+        rights_request_id: str,
+    ) -> erasure.ErasureReport:
+        return erasure.erase(
+            actor,
+            vault,
+            account_id,
+            [
+                erasure.OrganisationDecision(p.organisation_id, p.decision, p.reason, p.decided_by)
+                for p in parts
+            ],
+            [erasure.KeptPart(k.what, k.reason, k.decided_by) for k in kept],
+            rights_request_id,
+            ledger,
+        )
+
+    return run
 
 
 def _is_dpm(principal: Principal) -> bool:
@@ -610,6 +642,12 @@ class Rights:
                 v.add("kept_parts", "each kept part names what and the legal reason", "REQUIRED")
         if kept and row.type != ERASURE:
             v.add("kept_parts", "only an erasure keeps parts", "NOT_APPLICABLE")
+        if any(part.what not in KEEPABLE for part in kept):
+            v.add(
+                "kept_parts",
+                "ChatPro keeps only " + ", ".join(KEEPABLE) + " back from an erasure",
+                "NOT_KEEPABLE",
+            )
         v.raise_if_any()
         if row.step != STEP_AWAIT_DPM:
             raise FailedPrecondition(
@@ -999,7 +1037,7 @@ class Rights:
         parts = self.view(row).organisations
         kept = self.view(row).kept
         await self._tell_plugins(row, parts, "erased")
-        self.eraser(SYSTEM, str(row.account_id), parts, kept, row.id)
+        self.eraser(SYSTEM, row.account_id or "", parts, kept, row.id)
         with database.atomic():
             self._move(
                 row,

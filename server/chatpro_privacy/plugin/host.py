@@ -167,6 +167,7 @@ class PluginHost:
         self.fault_limit = fault_limit
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="plugin")
         self._organisations: dict[str, OrganisationPlugins] = {}
+        self._generations: dict[str, int] = {}
         self._abandoned: dict[str, tuple[int, str]] = {}
         self._firstresult = {
             name: bool(getattr(hookspecs, name).chatpro_privacy_spec["firstresult"])
@@ -181,6 +182,12 @@ class PluginHost:
 
     def invalidate(self, organisation_id: str) -> None:
         self._organisations.pop(organisation_id, None)
+        self._generations[organisation_id] = self._generations.get(organisation_id, 0) + 1
+
+    def generation(self, organisation_id: str) -> int:
+        """Changes whenever the organisation's plugins or statement change: a key for caches
+        of their answers."""
+        return self._generations.get(organisation_id, 0)
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -63,7 +63,7 @@ class MessagingService(pb_grpc.MessagingServiceServicer):
     async def ListMessages(
         self, request: pb.ListMessagesRequest, context: Any
     ) -> pb.ListMessagesResponse:
-        views, token = self.messages.list(
+        views, token = await self.messages.list(
             call.principal.get(), request.conversation_id, request.page_size, request.page_token
         )
         return pb.ListMessagesResponse(
@@ -104,13 +104,13 @@ class MessagingService(pb_grpc.MessagingServiceServicer):
     async def GetCallRecording(
         self, request: pb.GetCallRecordingRequest, context: Any
     ) -> pb.GetCallRecordingResponse:
-        view = self.recordings.get(call.principal.get(), request.recording_id)
+        view = await self.recordings.get(call.principal.get(), request.recording_id)
         return pb.GetCallRecordingResponse(recording=cc.recording(view))
 
     async def ListCallRecordings(
         self, request: pb.ListCallRecordingsRequest, context: Any
     ) -> pb.ListCallRecordingsResponse:
-        views, token = self.recordings.list(
+        views, token = await self.recordings.list(
             call.principal.get(), request.conversation_id, request.page_size, request.page_token
         )
         return pb.ListCallRecordingsResponse(
@@ -120,5 +120,6 @@ class MessagingService(pb_grpc.MessagingServiceServicer):
     async def StreamCallRecordingAudio(
         self, request: pb.StreamCallRecordingAudioRequest, context: Any
     ) -> AsyncIterator[pb.StreamCallRecordingAudioResponse]:
-        for index, data in self.recordings.audio(call.principal.get(), request.recording_id):
+        chunks = await self.recordings.audio(call.principal.get(), request.recording_id)
+        for index, data in chunks:
             yield pb.StreamCallRecordingAudioResponse(index=index, data=data)

@@ -33,9 +33,9 @@ def open_database(
 ) -> peewee.Database:
     """Open ``url`` and bind the proxy to it.
 
-    SQLite runs in WAL mode with foreign keys on. ``sqlite_synchronous`` is FULL by
-    default so that a write acknowledged to a caller survives a power cut, not only a
-    crash of the process. ``schema`` (PostgreSQL only) isolates test runs.
+    SQLite runs in WAL mode with foreign keys and secure delete on. ``sqlite_synchronous``
+    is FULL by default so that a write acknowledged to a caller survives a power cut, not
+    only a crash of the process. ``schema`` (PostgreSQL only) isolates test runs.
     """
     parsed = urlparse(url)
     kwargs: dict[str, Any] = {}
@@ -54,6 +54,9 @@ def open_database(
             "foreign_keys": 1,
             "busy_timeout": 10_000,
             "cache_size": -32_000,
+            # Deleted rows are overwritten with zeros, so an erased person's data does not
+            # linger in free pages of the file or its WAL (see domain/erasure.py).
+            "secure_delete": 1,
         }
     elif parsed.scheme in {"postgres", "postgresql", "postgresext"}:
         if schema is not None:

@@ -102,6 +102,8 @@ def _open(url: str, schema: str | None) -> peewee.Database:
             "synchronous": "FULL",
             "foreign_keys": 1,
             "busy_timeout": 10_000,
+            # A destroyed key's wrapped bytes must not linger in free pages.
+            "secure_delete": 1,
         }
         kwargs["check_same_thread"] = False
     elif parsed.scheme in {"postgres", "postgresql", "postgresext"}:

@@ -583,6 +583,21 @@ class MonitoringStop(BaseModel):
         primary_key = pw.CompositeKey("organisation", "account")
 
 
+class KeptCorrespondence(BaseModel):
+    """Correspondence the data privacy manager kept, for a stated legal reason, when its
+    author's account was erased (RGT-3): keyed by the pseudonym, not the account."""
+
+    id = pw.TextField(primary_key=True)
+    subject_ref = pw.TextField()
+    kind = pw.TextField()
+    subject = pw.TextField()
+    body = pw.TextField()
+    received_at = pw.DateTimeField()
+    kept_reason = pw.TextField()
+    kept_by = pw.TextField()
+    kept_at = pw.DateTimeField()
+
+
 ALL_MODELS: tuple[type[BaseModel], ...] = (
     PolicyVersion,
     ControllerInfo,
@@ -629,4 +644,5 @@ ALL_MODELS: tuple[type[BaseModel], ...] = (
     ProcessingRestriction,
     ProcessingObjection,
     MonitoringStop,
+    KeptCorrespondence,
 )
