@@ -14,11 +14,15 @@ plain unary call, then, if it is judged against a baseline, add a ``RatioFigure`
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 import itertools
+import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, cast
 
 import argon2
@@ -35,6 +39,9 @@ from chatpro.privacy.v1 import (
     monitoring_service_pb2_grpc,
     policy_service_pb2,
     policy_service_pb2_grpc,
+    rights_pb2,
+    rights_service_pb2,
+    rights_service_pb2_grpc,
 )
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -66,15 +73,23 @@ class BenchContext:
     grant_role: world.GrantRole | None = None
     # writes seed messages straight into the server's database; None: seed with SendMessage
     store_messages: world.StoreMessages | None = None
+    # the baseline of the export figures: world.read_authored against the server's database
+    read_authored: ReadAuthored | None = None
+    server_pid: int | None = None  # for the server's memory, from /proc
+    # another server process on the same database, for one call: (channel, process id)
+    fresh_server: FreshServer | None = None
     health: health_pb2_grpc.HealthStub = field(init=False)
     accounts: account_service_pb2_grpc.AccountServiceAsyncStub = field(init=False)
     policies: policy_service_pb2_grpc.PolicyServiceAsyncStub = field(init=False)
     consent: consent_service_pb2_grpc.ConsentServiceAsyncStub = field(init=False)
     messaging: messaging_service_pb2_grpc.MessagingServiceAsyncStub = field(init=False)
     monitoring: monitoring_service_pb2_grpc.MonitoringServiceAsyncStub = field(init=False)
+    rights: rights_service_pb2_grpc.RightsServiceAsyncStub = field(init=False)
     content: world.ContentWorld | None = None
+    exports: world.ExportWorld | None = None
     policy_version: str = ""
     bearer: tuple[tuple[str, str], ...] = ()
+    verified_exports: set[int] = field(default_factory=set)
     _serial: itertools.count[int] = field(default_factory=itertools.count)
 
     def __post_init__(self) -> None:
@@ -99,6 +114,10 @@ class BenchContext:
         self.monitoring = cast(
             "monitoring_service_pb2_grpc.MonitoringServiceAsyncStub",
             monitoring_service_pb2_grpc.MonitoringServiceStub(self.channel),
+        )
+        self.rights = cast(
+            "rights_service_pb2_grpc.RightsServiceAsyncStub",
+            rights_service_pb2_grpc.RightsServiceStub(self.channel),
         )
 
     def new_registration(self) -> account_service_pb2.RegisterRequest:
@@ -148,7 +167,19 @@ class BenchContext:
             self.content = content
         return self.content
 
+    async def ensure_export_subject(self, size: int) -> world.ExportSubject:
+        """A person with ``size`` messages and a completed access request (made on first
+        use; see :class:`world.ExportWorld`)."""
+        if self.exports is None:
+            if self.grant_role is None:
+                raise SetupFailure("the export figures need a way to grant roles")
+            await self.ensure_policy_version()
+            self.exports = world.ExportWorld(self.channel, self.new_registration, self.grant_role)
+        return await self.exports.subject(size, self.store_messages)
 
+
+ReadAuthored = Callable[[str, str], Awaitable[tuple[int, float]]]
+FreshServer = Callable[[], contextlib.AbstractAsyncContextManager[tuple[grpc.aio.Channel, int]]]
 Measure = Callable[[BenchContext], Awaitable[loadgen.Sample]]
 Setup = Callable[[BenchContext], Awaitable[None]]
 
@@ -172,7 +203,9 @@ class Measurement:
         return self.calls is not None
 
     def value(self, sample: loadgen.Sample) -> float:
-        """The figure a sample gives: its median call time (ms) or its rate."""
+        """The figure a sample gives: its own value, its median call time (ms) or its rate."""
+        if sample.value is not None:
+            return sample.value
         return sample.median_ms if self.latency else sample.rate
 
 
@@ -513,6 +546,219 @@ def monitor_search(ctx: BenchContext) -> loadgen.RpcCall:
     return call
 
 
+# -- rights: the access export ---------------------------------------------------------------
+
+EXPORT_SIZES = {"10k": 10_000, "100k": 100_000}
+EXPORT_TIMEOUT_S = 600.0
+KB_PER_MB = 1024
+FRESH_SERVER_SETTLE_S = 0.5
+
+
+@dataclass(frozen=True)
+class _Exported:
+    size_bytes: int
+    chunks: int
+    sha256: str  # as the last chunk gives it
+    seconds: float  # from the call to the last chunk, as the client sees it
+    data: bytes | None  # kept only when asked for
+
+
+async def _stream_export(
+    rights: rights_service_pb2_grpc.RightsServiceAsyncStub,
+    subject: world.ExportSubject,
+    *,
+    keep: bool = False,
+) -> _Exported:
+    """Stream the subject's JSON export as its requester, counting the bytes."""
+    parts: list[bytes] = []
+    size = chunks = 0
+    sha256 = ""
+    started = time.perf_counter()
+    stream = rights.StreamRightsExport(
+        rights_service_pb2.StreamRightsExportRequest(rights_request_id=subject.rights_request_id),
+        metadata=subject.person.bearer,
+        timeout=EXPORT_TIMEOUT_S,
+    )
+    async for chunk in stream:
+        if chunk.offset != size:
+            raise SetupFailure(f"an export chunk starts at {chunk.offset}, not at {size}")
+        size += len(chunk.data)
+        chunks += 1
+        sha256 = chunk.sha256 or sha256
+        if keep:
+            parts.append(chunk.data)
+    seconds = time.perf_counter() - started
+    return _Exported(size, chunks, sha256, seconds, b"".join(parts) if keep else None)
+
+
+def _memory_kb(pid: int) -> dict[str, int]:
+    """VmRSS and VmHWM (the peak RSS since the last reset) of a process, in kB."""
+    found: dict[str, int] = {}
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        for line in status:
+            key, _, rest = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                found[key] = int(rest.split()[0])
+    return found
+
+
+def _reset_peak(pid: int) -> None:
+    """Reset the process's VmHWM to its current RSS (Linux: ``clear_refs`` 5)."""
+    Path(f"/proc/{pid}/clear_refs").write_text("5\n", encoding="ascii")
+
+
+def _server_pid(ctx: BenchContext) -> int:
+    if ctx.server_pid is None:
+        raise SetupFailure("the export memory figures need the server's process id")
+    try:
+        _reset_peak(ctx.server_pid)
+        memory = _memory_kb(ctx.server_pid)
+    except OSError as exc:
+        raise SetupFailure(f"the server's peak memory cannot be read: {exc!r}") from exc
+    if set(memory) != {"VmRSS", "VmHWM"}:
+        raise SetupFailure(f"/proc/{ctx.server_pid}/status gives {sorted(memory)}")
+    return ctx.server_pid
+
+
+async def _exportable(ctx: BenchContext, size: int) -> world.ExportSubject:
+    """The subject of ``size`` messages; the first time, one export streamed and checked
+    (untimed; it also warms the server up): its checksum, its JSON, and exactly ``size``
+    records of the subject's organisation, with the texts seeded."""
+    subject = await ctx.ensure_export_subject(size)
+    if size in ctx.verified_exports:
+        return subject
+    if subject.state != rights_pb2.RIGHTS_REQUEST_STATE_COMPLETED:
+        state = rights_pb2.RightsRequestState.Name(subject.state)
+        raise SetupFailure(f"the access request of the {size:,}-message person is {state}")
+    exported = await _stream_export(ctx.rights, subject, keep=True)
+    assert exported.data is not None
+    if hashlib.sha256(exported.data).hexdigest() != exported.sha256:
+        raise SetupFailure(f"the {size:,}-message export does not match its SHA-256")
+    document = json.loads(exported.data)
+    [organisation] = [
+        o for o in document["organisations"] if o["organisation_id"] == subject.organisation_id
+    ]
+    items = organisation["content"]["items"]
+    texts = world.Texts(world.EXPORT_TEXT_SEED)
+    expected = [texts.next()[0] for _ in range(size)]
+    got = [item["fields"].get("text") for item in items if item["type"] == "record"]
+    if len(items) != size or sorted(map(str, got)) != sorted(expected):
+        raise SetupFailure(
+            f"the {size:,}-message export holds {len(items)} items, "
+            f"{sum(t in expected for t in got)} of them the texts seeded"
+        )
+    world._progress(
+        f"export of {size:,} messages checked: {exported.size_bytes / 1e6:.1f} MB "
+        f"in {exported.chunks} chunks, {exported.seconds:.1f} s"
+    )
+    ctx.verified_exports.add(size)
+    return subject
+
+
+def _export_figures(label: str, size: int) -> None:
+    """``export_{label}_s``, ``export_{label}_peak_mb`` and their baseline
+    ``db_read_{label}_s``, for a person with ``size`` messages."""
+
+    async def setup(ctx: BenchContext) -> None:
+        await _exportable(ctx, size)
+
+    async def setup_memory(ctx: BenchContext) -> None:
+        _server_pid(ctx)
+        await _exportable(ctx, size)
+
+    async def exported(
+        rights: rights_service_pb2_grpc.RightsServiceAsyncStub, subject: world.ExportSubject
+    ) -> tuple[_Exported | None, loadgen.Sample]:
+        try:
+            result = await _stream_export(rights, subject)
+        except grpc.aio.AioRpcError as exc:
+            sample = loadgen.Sample()
+            sample.add_error(exc.code().name, exc.details() or "")
+            return None, sample
+        return result, loadgen.Sample(completed=1, duration=result.seconds)
+
+    async def seconds(ctx: BenchContext) -> loadgen.Sample:
+        result, sample = await exported(ctx.rights, await _exportable(ctx, size))
+        if result is not None:
+            sample.value = result.seconds
+            sample.detail = (
+                f"one export, {result.size_bytes / 1e6:.1f} MB in {result.chunks} chunks, "
+                f"{size / result.seconds:,.0f} messages/s"
+            )
+        return sample
+
+    async def peak_mb(ctx: BenchContext) -> loadgen.Sample:
+        subject = await _exportable(ctx, size)
+        if ctx.fresh_server is None:
+            raise SetupFailure("the export memory figures need a fresh server per export")
+        async with ctx.fresh_server() as (channel, pid):
+            rights = cast(
+                "rights_service_pb2_grpc.RightsServiceAsyncStub",
+                rights_service_pb2_grpc.RightsServiceStub(channel),
+            )
+            # One small call first (session, database, rights code), so that the figure is
+            # the export's and not the first call's; then start-up work settles.
+            await rights.GetRightsRequest(
+                rights_service_pb2.GetRightsRequestRequest(
+                    rights_request_id=subject.rights_request_id
+                ),
+                metadata=subject.person.bearer,
+                timeout=SETUP_TIMEOUT_S,
+            )
+            await asyncio.sleep(FRESH_SERVER_SETTLE_S)
+            _reset_peak(pid)
+            before = _memory_kb(pid)["VmRSS"]
+            result, sample = await exported(rights, subject)
+            peak = _memory_kb(pid)["VmHWM"]
+        sample.value = (peak - before) / KB_PER_MB
+        sample.detail = (
+            f"one export in a fresh server: RSS {before / KB_PER_MB:.1f} MB before, "
+            f"peak {peak / KB_PER_MB:.1f} MB"
+            + (f", {result.seconds:.2f} s" if result is not None else "")
+        )
+        return sample
+
+    async def db_read(ctx: BenchContext) -> loadgen.Sample:
+        subject = await _exportable(ctx, size)
+        if ctx.read_authored is None:
+            raise SetupFailure("the export baseline needs the server's database")
+        rows, elapsed = await ctx.read_authored(subject.organisation_id, subject.account_id)
+        if rows != size:
+            raise SetupFailure(f"the plain SELECT read {rows} rows, not {size}")
+        return loadgen.Sample(
+            completed=1,
+            duration=elapsed,
+            value=elapsed,
+            detail=f"{rows} rows, {rows / elapsed:,.0f} rows/s",
+        )
+
+    measurement(
+        f"export_{label}_s",
+        "s",
+        f"RightsService.StreamRightsExport (JSON) of a person with {size:,} messages, "
+        "by the person, to the last chunk",
+        setup=setup,
+    )(seconds)
+    measurement(
+        f"export_{label}_peak_mb",
+        "MB",
+        f"the server's peak RSS growth during one export of {size:,} messages, the first "
+        "export of a freshly started server on the same database",
+        setup=setup_memory,
+    )(peak_mb)
+    measurement(
+        f"db_read_{label}_s",
+        "s",
+        f"one plain SELECT of the same {size:,} content_item rows and columns the export "
+        "reads, with the database's driver in the bench process",
+        setup=setup,
+    )(db_read)
+
+
+for _label, _size in EXPORT_SIZES.items():
+    _export_figures(_label, _size)
+
+
 # -- plugin hook dispatch (in the bench process, no server) -------------------------------
 
 HOOK_PLUGINS = 10
@@ -651,6 +897,24 @@ RATIOS: list[RatioFigure] = [
         "monitor_search_100k_ms",
         "noop_latency_ms",
         "SearchContent latency as a multiple of a no-op call's latency",
+    ),
+    RatioFigure(
+        "export_10k_vs_db_read",
+        "export_10k_s",
+        "db_read_10k_s",
+        "the 10k export's time as a multiple of a plain SELECT of the same rows",
+    ),
+    RatioFigure(
+        "export_100k_vs_db_read",
+        "export_100k_s",
+        "db_read_100k_s",
+        "the 100k export's time as a multiple of a plain SELECT of the same rows",
+    ),
+    RatioFigure(
+        "export_peak_100k_vs_10k",
+        "export_100k_peak_mb",
+        "export_10k_peak_mb",
+        "the server's peak memory growth exporting 100k messages relative to 10k (<= 1.5)",
     ),
     RatioFigure(
         "register_vs_argon2_ratio",

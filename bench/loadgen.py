@@ -55,6 +55,10 @@ class Sample:
     error_examples: list[str] = field(default_factory=list)
     duration: float = 0.0
     latencies: list[float] = field(default_factory=list)  # seconds, from time_calls
+    # A measurement's own figure (seconds, megabytes...), when it is neither a rate nor a
+    # median latency; ``detail`` then says how it was taken.
+    value: float | None = None
+    detail: str = ""
 
     @property
     def rate(self) -> float:

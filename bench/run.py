@@ -26,7 +26,7 @@ import signal
 import statistics
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -149,14 +149,17 @@ async def _measure(
         )
     if sample.completed == 0:
         raise BenchFailure(f"{name}: no call completed in the {sample.duration:.1f} s window")
-    if m.latency:
+    if sample.detail:
+        detail = sample.detail
+    elif m.latency:
         detail = f"median of {sample.completed} calls, {sample.warmup_completed} warm-up"
     else:
         detail = (
             f"{sample.completed} in window, {sample.warmup_completed} warm-up, "
             f"{sample.cut_off} cut off"
         )
-    _progress(f"{label} {name:<24} {value:12.1f} {m.unit:<7} ({detail})")
+    shown = f"{value:12.3f}" if abs(value) < 100 else f"{value:12.1f}"
+    _progress(f"{label} {name:<24} {shown} {m.unit:<7} ({detail})")
     results.samples.setdefault(name, []).append(value)
     return value
 
@@ -178,6 +181,8 @@ async def _rounds(
             if round_no % 2:
                 order.reverse()
             rates = {name: await _measure(ctx, server, name, results, label) for name in order}
+            if rates[ratio.baseline] == 0:
+                raise BenchFailure(f"{ratio.name}: its baseline {ratio.baseline} measured 0")
             value = rates[ratio.target] / rates[ratio.baseline]
             results.ratios.setdefault(ratio.name, []).append(value)
             _progress(f"{label} {ratio.name:<24} {value:12.3f}")
@@ -204,6 +209,24 @@ async def _bench(
         except Exception as exc:  # the server's storage code, in the bench process
             raise figures.SetupFailure(f"storing the seed messages failed: {exc!r}") from exc
 
+    @contextlib.asynccontextmanager
+    async def fresh_server() -> AsyncIterator[tuple[grpc.aio.Channel, int]]:
+        """Another server process on the same database and keys, for the memory figures."""
+        fresh = ServerProcess(workdir, env, workdir / "server-fresh.log")
+        try:
+            try:
+                await fresh.start()
+            except ServerError as exc:
+                raise ServerError(f"a fresh server: {exc}\n{fresh.log_tail()}") from exc
+            assert fresh.pid is not None
+            async with grpc.aio.insecure_channel(fresh.address, options=CHANNEL_OPTIONS) as channel:
+                yield channel, fresh.pid
+        finally:
+            await asyncio.to_thread(fresh.stop)
+
+    async def read_authored(organisation_id: str, account_id: str) -> tuple[int, float]:
+        return await asyncio.to_thread(world.read_authored, env, organisation_id, account_id)
+
     _progress(f"migrating the {database.kind} database")
     await asyncio.to_thread(migrate, workdir, env)
     server = ServerProcess(workdir, env, workdir / "server.log")
@@ -219,6 +242,9 @@ async def _bench(
                 run_prefix=f"bench{secrets.token_hex(4)}",
                 grant_role=grant,
                 store_messages=None if args.seed_over_grpc else store,
+                read_authored=read_authored,
+                server_pid=server.pid,
+                fresh_server=fresh_server,
             )
             started = loop.time()
             results = await _rounds(ctx, server, args.repeat, selection)
@@ -304,7 +330,7 @@ def _meta(args: argparse.Namespace, database: Database, selection: Selection) ->
     }
     if args.only:
         meta["only"] = args.only
-    if "monitor_search_100k_ms" in selection.measurements:
+    if {"monitor_search_100k_ms", "export_10k_s", "export_100k_s"} & set(selection.measurements):
         meta["seeded_with"] = "SendMessage" if args.seed_over_grpc else "database"
     if database.kind == "sqlite":
         meta["sqlite_synchronous"] = os.environ.get("CHATPRO_SQLITE_SYNCHRONOUS", "FULL").upper()

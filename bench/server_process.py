@@ -124,6 +124,11 @@ class ServerProcess:
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
+    @property
+    def pid(self) -> int | None:
+        """The server's process id while it runs (the process that serves: no workers)."""
+        return None if self._process is None else self._process.pid
+
     def _launch(self) -> None:
         self.address = f"127.0.0.1:{_free_port()}"
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()

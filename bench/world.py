@@ -49,6 +49,9 @@ from chatpro.privacy.v1 import (
     organisation_pb2,
     organisation_service_pb2,
     organisation_service_pb2_grpc,
+    rights_pb2,
+    rights_service_pb2,
+    rights_service_pb2_grpc,
 )
 from google.protobuf import timestamp_pb2
 
@@ -66,6 +69,7 @@ SETUP_CONCURRENCY = 8  # registrations and joins: each Register and SignIn hashe
 SEED_CONCURRENCY = 32  # SendMessage calls in flight while seeding
 SEED_PROGRESS_EVERY = 10_000
 STORE_BATCH = 1000  # messages per transaction when storing straight into the database
+EXPORT_TEXT_SEED = TEXT_SEED + 2  # the export figures' messages
 
 Role: TypeAlias = organisation_pb2.MemberRole.ValueType
 GrantRole = Callable[[str, str], Awaitable[None]]
@@ -135,17 +139,12 @@ class Texts:
 
 
 @dataclass
-class ContentWorld:
+class _Builder:
+    """People, organisations and conversations, made over gRPC as clients make them."""
+
     channel: grpc.aio.Channel
     new_registration: NewRegistration
     grant_role: GrantRole
-    content: Organisation | None = None
-    messaging: Organisation | None = None
-    conversations: list[Conversation] = field(default_factory=list)
-    send_conversation: Conversation | None = None
-    seeded: int = 0
-    keyword_messages: int = 0
-    _texts: Texts = field(default_factory=lambda: Texts(TEXT_SEED))
 
     def __post_init__(self) -> None:
         self.accounts_stub = cast(
@@ -233,6 +232,44 @@ class ContentWorld:
         )
         return Conversation(created.conversation.conversation_id, (a, b))
 
+    async def _send_all(
+        self, batch: Sequence[tuple[str, Person, str]], total: int, already: int = 0
+    ) -> None:
+        """Send ``batch`` with SendMessage, ``SEED_CONCURRENCY`` in flight."""
+        todo = iter(batch)
+        sent = 0
+        started = time.perf_counter()
+
+        async def sender() -> None:
+            nonlocal sent
+            for conversation_id, author, text in todo:
+                await self.messaging_stub.SendMessage(
+                    messaging_service_pb2.SendMessageRequest(
+                        conversation_id=conversation_id, text=text
+                    ),
+                    metadata=author.bearer,
+                    timeout=CALL_TIMEOUT_S,
+                )
+                sent += 1
+                if sent % SEED_PROGRESS_EVERY == 0:
+                    elapsed = time.perf_counter() - started
+                    _progress(
+                        f"seeding: {already + sent}/{total} messages ({sent / elapsed:.0f}/s)"
+                    )
+
+        await asyncio.gather(*(sender() for _ in range(SEED_CONCURRENCY)))
+
+
+@dataclass
+class ContentWorld(_Builder):
+    content: Organisation | None = None
+    messaging: Organisation | None = None
+    conversations: list[Conversation] = field(default_factory=list)
+    send_conversation: Conversation | None = None
+    seeded: int = 0
+    keyword_messages: int = 0
+    _texts: Texts = field(default_factory=lambda: Texts(TEXT_SEED))
+
     async def build(self) -> None:
         """The operator, both organisations, their people and conversations."""
         started = time.perf_counter()
@@ -293,7 +330,7 @@ class ContentWorld:
             )
             how = "stored in the database"
         else:
-            await self._send_all(batch, total)
+            await self._send_all(batch, total, self.seeded)
             how = "sent with SendMessage"
         elapsed = time.perf_counter() - started
         _progress(
@@ -302,30 +339,6 @@ class ContentWorld:
             f"{self.keyword_messages} with {KEYWORD!r}"
         )
         self.seeded = total
-
-    async def _send_all(self, batch: list[tuple[str, Person, str]], total: int) -> None:
-        todo = iter(batch)
-        sent = 0
-        started = time.perf_counter()
-
-        async def sender() -> None:
-            nonlocal sent
-            for conversation_id, author, text in todo:
-                await self.messaging_stub.SendMessage(
-                    messaging_service_pb2.SendMessageRequest(
-                        conversation_id=conversation_id, text=text
-                    ),
-                    metadata=author.bearer,
-                    timeout=CALL_TIMEOUT_S,
-                )
-                sent += 1
-                if sent % SEED_PROGRESS_EVERY == 0:
-                    elapsed = time.perf_counter() - started
-                    _progress(
-                        f"seeding: {self.seeded + sent}/{total} messages ({sent / elapsed:.0f}/s)"
-                    )
-
-        await asyncio.gather(*(sender() for _ in range(SEED_CONCURRENCY)))
 
     def send_texts(self, count: int = 100) -> list[str]:
         """Texts for SendMessage, from a seed of their own (seeding is unaffected)."""
@@ -346,6 +359,108 @@ class ContentWorld:
             keywords=[KEYWORD],
             page_size=page_size,
         )
+
+
+@dataclass(frozen=True)
+class ExportSubject:
+    """A person who authored exactly ``size`` messages, all in one organisation and
+    conversation of their own, with a completed access request whose export they stream."""
+
+    size: int
+    organisation_id: str
+    account_id: str
+    person: Person
+    rights_request_id: str
+    state: int  # the request's state once the organisation answered
+
+
+@dataclass
+class ExportWorld(_Builder):
+    """The people of the export figures: an operator, a data privacy manager (the
+    ``data_privacy_manager`` role granted like the operator's), one administrator, and per
+    size a person and an organisation of its own (no plugins: its administrator answers).
+    Each person writes to a two-person group conversation with the administrator; nothing
+    else is posted there."""
+
+    subjects: dict[int, ExportSubject] = field(default_factory=dict)
+    _staff: tuple[Person, Person, Person] | None = None  # operator, data privacy manager, admin
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.rights_stub = cast(
+            "rights_service_pb2_grpc.RightsServiceAsyncStub",
+            rights_service_pb2_grpc.RightsServiceStub(self.channel),
+        )
+
+    async def subject(self, size: int, store: StoreMessages | None) -> ExportSubject:
+        """The person of ``size`` messages, made (and their messages seeded) on first use."""
+        if size in self.subjects:
+            return self.subjects[size]
+        started = time.perf_counter()
+        if self._staff is None:
+            limit = asyncio.Semaphore(SETUP_CONCURRENCY)
+            (operator_name, operator), (dpm_name, dpm), (_, admin) = await asyncio.gather(
+                *(self._person(limit) for _ in range(3))
+            )
+            await self.grant_role(operator_name, "operator")
+            await self.grant_role(dpm_name, "data_privacy_manager")
+            self._staff = operator, dpm, admin
+        operator, dpm, admin = self._staff
+        _, person = await self._person()
+        org_id = await self._organisation(operator, f"Bench export {size}")
+        await self._join(operator, org_id, admin, organisation_pb2.MEMBER_ROLE_ADMINISTRATOR)
+        await self._join(operator, org_id, person, organisation_pb2.MEMBER_ROLE_MEMBER)
+        conversation = await self._conversation(org_id, person, admin)
+        texts = Texts(EXPORT_TEXT_SEED)
+        messages = [(conversation.conversation_id, person, texts.next()[0]) for _ in range(size)]
+        seeding = time.perf_counter()
+        if store is not None:
+            await store(org_id, [(c, p.account_id, text) for c, p, text in messages])
+            how = "stored in the database"
+        else:
+            await self._send_all(messages, size)
+            how = "sent with SendMessage"
+        seeded = time.perf_counter() - seeding
+        request_id, state = await self._access_request(org_id, person, dpm, admin)
+        _progress(
+            f"export world: a person with {size} messages ({how} in {seeded:.1f} s), "
+            f"their access request answered; {time.perf_counter() - started:.1f} s in all"
+        )
+        made = ExportSubject(size, org_id, person.account_id, person, request_id, state)
+        self.subjects[size] = made
+        return made
+
+    async def _access_request(
+        self, org_id: str, person: Person, dpm: Person, admin: Person
+    ) -> tuple[str, int]:
+        """The person asks for access, the data privacy manager verifies them and the
+        organisation's administrator answers "exported": (request id, state after)."""
+        made = await self.rights_stub.CreateRightsRequest(
+            rights_service_pb2.CreateRightsRequestRequest(
+                type=rights_pb2.RIGHTS_REQUEST_TYPE_ACCESS
+            ),
+            metadata=person.bearer,
+            timeout=CALL_TIMEOUT_S,
+        )
+        request_id = made.rights_request.rights_request_id
+        await self.rights_stub.VerifyRequesterIdentity(
+            rights_service_pb2.VerifyRequesterIdentityRequest(
+                rights_request_id=request_id,
+                verified=True,
+                method="signed-in session",
+                evidence="the bench's own account",
+            ),
+            metadata=dpm.bearer,
+            timeout=CALL_TIMEOUT_S,
+        )
+        answered = await self.rights_stub.AnswerRightsRequest(
+            rights_service_pb2.AnswerRightsRequestRequest(
+                rights_request_id=request_id, organisation_id=org_id, decision="exported"
+            ),
+            metadata=admin.bearer,
+            timeout=CALL_TIMEOUT_S,
+        )
+        return request_id, answered.rights_request.state
 
 
 def store_messages(
@@ -421,4 +536,47 @@ def store_messages(
                 )
     finally:
         keys.close()
+        close_database()
+
+
+def read_authored(
+    env: Mapping[str, str], organisation_id: str, account_id: str
+) -> tuple[int, float]:
+    """The baseline of the export figures: one plain SELECT of the columns the export reads
+    of a person's content in one organisation, every row fetched through the database's own
+    driver (sqlite3, or psycopg on PostgreSQL): (rows, seconds). Opening the connection is
+    not timed.
+
+    Blocking; the bench runs it on a worker thread while the server is idle.
+    """
+    from chatpro_privacy.settings import from_env
+    from chatpro_privacy.storage.db import close_database, open_database
+    from chatpro_privacy.storage.models import ContentItem
+
+    settings = from_env(env)
+    db = open_database(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
+    query = (
+        ContentItem.select(
+            ContentItem.seq,
+            ContentItem.id,
+            ContentItem.kind,
+            ContentItem.conversation,
+            ContentItem.author_ref,
+            ContentItem.key_id,
+            ContentItem.body,
+            ContentItem.created_at,
+        )
+        .where(
+            (ContentItem.author_account == account_id)
+            & (ContentItem.organisation == organisation_id)
+        )
+        .order_by(ContentItem.seq)
+    )
+    sql, params = query.sql()
+    try:
+        db.connect(reuse_if_open=True)
+        started = time.perf_counter()
+        rows = sum(1 for _ in db.execute_sql(sql, params))
+        return rows, time.perf_counter() - started
+    finally:
         close_database()
