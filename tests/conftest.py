@@ -195,10 +195,10 @@ def child_birthday(age: int = 12) -> common_pb2.CalendarDate:
 @pytest.fixture
 def server(database_target: tuple[str, str | None]) -> Iterator[InProcessServer]:
     url, schema = database_target
-    clock.offset = dt.timedelta(0)
+    clock.offset, clock.frozen = dt.timedelta(0), None
     with InProcessServer.start(url, schema=schema) as srv:
         yield srv
-    clock.offset = dt.timedelta(0)
+    clock.offset, clock.frozen = dt.timedelta(0), None
 
 
 @pytest.fixture

@@ -32,6 +32,7 @@ from chatpro.privacy.v1 import (
     monitoring_service_pb2,
     organisation_pb2,
     organisation_service_pb2,
+    retention_service_pb2,
     rights_pb2,
     rights_service_pb2,
 )
@@ -243,6 +244,16 @@ _RULES: dict[str, dict[str, dict[str, Expected]]] = {
         "AcknowledgeStatement": rule(
             NOT_FOUND, services=PERMISSION_DENIED, member_a=OK, admin_a=OK
         ),
+        # Legal holds and the dry run are the organisation's administrators' (RET-1).
+        "PlaceLegalHold": ADMINISTRATORS,
+        "ReleaseLegalHold": ADMINISTRATORS,
+        "ListLegalHolds": ADMINISTRATORS,
+        "PreviewRetentionChange": ADMINISTRATORS,
+    },
+    "RetentionService": {
+        "GetRetentionSchedule": public(OK),
+        "ListDeletions": rule(PERMISSION_DENIED, people=OK),  # a guardian: consent and rights
+        "GetAnonymisedStatistics": rule(PERMISSION_DENIED, staff=OK),
     },
     "RightsService": {
         # Member A's own request; the data privacy manager may enter one for them (RGT-8).
@@ -441,9 +452,16 @@ def build_world(api: Api) -> World:
         metadata=api.auth(org_a.operator),
     ).recipient.recipient_id
     requests = _rights_requests(api, member.token, dpm, org_a.admin.token, org_a.organisation_id)
+    hold = api.orgs.PlaceLegalHold(
+        organisation_service_pb2.PlaceLegalHoldRequest(
+            organisation_id=org_a.organisation_id, conversation_id=group, reason="claim"
+        ),
+        metadata=api.auth(org_a.admin.token),
+    ).legal_hold.legal_hold_id
     return World(
         ids={
             **requests,
+            "legal_hold_id": hold,
             "organisation_id": org_a.organisation_id,
             "conversation_id": group,
             "recording_id": recording,
@@ -528,6 +546,16 @@ OVERRIDES: dict[str, Callable[[World], dict[str, Any]]] = {
     },
     "OrganisationService/RemoveMember": lambda w: {"account_id": "no-such-account"},
     "RightsService/CreateRightsRequest": lambda w: {"type": ACCESS, "recipient_id": ""},
+    "OrganisationService/PlaceLegalHold": lambda w: {"account_id": "", "reason": "claim"},
+    "OrganisationService/PreviewRetentionChange": lambda w: {
+        "content_kind": "message",
+        "months": 12,
+    },
+    "RetentionService/GetAnonymisedStatistics": lambda w: {
+        "table": retention_service_pb2.STATISTICS_TABLE_MESSAGES_PER_ORGANISATION_WEEK,
+        "start_time": _timestamp(_now() - dt.timedelta(days=7)),
+        "end_time": _timestamp(_now() + dt.timedelta(days=1)),
+    },
     "RightsService/CancelRightsRequest": lambda w: {
         "rights_request_id": w.ids["request_to_cancel"]
     },

@@ -5,9 +5,11 @@ the published schema, with nothing of anyone else, and memory that stays flat.""
 from __future__ import annotations
 
 import base64
+import ctypes
 import datetime as dt
 import hashlib
 import json
+import os
 import tracemalloc
 from dataclasses import dataclass
 from importlib import resources
@@ -23,6 +25,7 @@ from chatpro_privacy.domain.due_dates import due
 from chatpro_privacy.domain.errors import NotFound
 from chatpro_privacy.domain.exports import CHUNK_BYTES, SCHEMA_ID, ExportChunk, Exports
 from chatpro_privacy.domain.tokens import new_id
+from chatpro_privacy.storage.db import SCAN_CACHE_KIB, database, is_postgres
 from chatpro_privacy.storage.models import (
     Account,
     ContentItem,
@@ -424,3 +427,82 @@ def test_memory_stays_flat_as_content_grows(server: InProcessServer, api: Api) -
     assert large_size > 3.5 * small_size  # four times the content went out...
     assert large < 1.5 * small or large < 4 * 1024 * 1024  # ...in about the same memory
     assert large < 8 * 1024 * 1024
+
+
+def _sqlite_library() -> ctypes.CDLL | None:
+    """The SQLite library the server runs on, for its memory counters: None where it is not
+    a shared library mapped into this process (statically linked, or no /proc)."""
+    try:
+        with open("/proc/self/maps", encoding="utf-8") as maps:
+            paths = {line.split()[-1] for line in maps if "libsqlite3" in line}
+    except OSError:
+        return None
+    if len(paths) != 1:
+        return None
+    lib = ctypes.CDLL(paths.pop())  # the library already loaded, not another copy
+    lib.sqlite3_memory_used.restype = ctypes.c_int64
+    lib.sqlite3_memory_highwater.restype = ctypes.c_int64
+    lib.sqlite3_memory_highwater.argtypes = [ctypes.c_int]
+    return lib
+
+
+def _open_files(path: str) -> int:
+    """This process's descriptors open on the database file: one per open connection."""
+    real = os.path.realpath(path)
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            count += os.readlink(f"/proc/self/fd/{fd}") == real
+        except OSError:
+            continue
+    return count
+
+
+def test_sqlite_memory_stays_flat_and_no_connection_stays_open(
+    server: InProcessServer, api: Api
+) -> None:
+    """SQLite caches up to ``cache_size`` (~31 MB) of pages per connection for as long as it
+    is open, out of tracemalloc's sight: a sweep of the person's content through the
+    server's long-lived connection grew it with the data (36 MB for 100k messages). The
+    sweeps run on connections of their own with a small cache, closed after each read."""
+    if is_postgres():
+        pytest.skip("SQLite's page cache and files")
+    lib = _sqlite_library()
+    if lib is None:
+        pytest.skip("SQLite's memory counters are not reachable")
+    org = build_org(api, "q", members=("writer", "reader"))
+    writer, reader = org.members["writer"], org.members["reader"]
+    chat = conversation(api, writer, org.organisation_id, [reader])
+    _seed(server, org.organisation_id, writer, chat, 2000, 0)
+    request = rights_request(writer.account_id)
+    path = str(database.obj.database)
+
+    def grown() -> tuple[int, int]:
+        """SQLite's memory during one export beyond what it held before: (peak, still held
+        after)."""
+
+        async def run() -> tuple[int, int]:
+            exports = Exports(server.runtime.vault, server.runtime.plugins)
+            lib.sqlite3_memory_highwater(1)  # from what is held now
+            base = lib.sqlite3_memory_used()
+            async for _ in exports.stream(request):
+                pass
+            peak = lib.sqlite3_memory_highwater(0) - base
+            return int(peak), int(lib.sqlite3_memory_used() - base)
+
+        return server.run(run())
+
+    grown()  # warm-up: the server's own connections open
+    files = _open_files(path)
+    small, small_held = grown()
+    _seed(server, org.organisation_id, writer, chat, 6000, 2000)
+    large, large_held = grown()
+    print(
+        f"SQLite memory exporting 2k messages: peak +{small} B, held +{small_held} B after; "
+        f"8k: peak +{large} B, held +{large_held} B"
+    )
+    # The long-lived connections keep nothing of the sweep (before: +2.7 MB at 8k)...
+    assert max(small_held, large_held) < 256 * 1024
+    # ...and the sweeps' own connections hold at most their small cache at a time.
+    assert large < SCAN_CACHE_KIB * 1024 + 1024 * 1024
+    assert _open_files(path) == files  # no worker thread kept a connection

@@ -13,7 +13,7 @@ from chatpro.privacy.v1 import organisation_service_pb2 as org_pb
 from chatpro_privacy.domain.clock import clock
 from chatpro_privacy.domain.retention import expiry
 from chatpro_privacy.storage.models import ContentItem
-from conftest import Api
+from conftest import Api, rpc_error
 from orgs import Org, build_org, conversation, send
 from test_content import upload
 from test_monitoring import _ts
@@ -79,15 +79,21 @@ def test_content_is_served_until_it_expires_and_not_a_second_longer(api: Api) ->
         return texts, recordings, found  # fmt: skip
 
     try:
-        _at(ends - dt.timedelta(seconds=1))
+        _at(ends - dt.timedelta(minutes=5))
         _relogin(api, school)
+        clock.frozen = ends - dt.timedelta(seconds=1)
         assert visible() == (["ephemeral words"], [recording.recording_id], 2)
-        _at(ends + dt.timedelta(seconds=1))
-        _relogin(api, school)
+        clock.frozen = ends + dt.timedelta(seconds=1)
         assert visible() == ([], [], 0)
-        gone = api.messaging.GetCallRecording.with_call  # the recording is not found either
-        del gone
+        failure = rpc_error(
+            lambda: api.messaging.GetCallRecording(
+                msg.GetCallRecordingRequest(recording_id=recording.recording_id),
+                metadata=api.auth(p2.token),
+            )
+        )
+        assert failure.reason == "RECORDING_NOT_FOUND"
     finally:
+        clock.frozen = None
         clock.offset = dt.timedelta(0)
 
 

@@ -283,10 +283,19 @@ def test_cli_migrate_grant_role_and_add_service(tmp_path: Path) -> None:
     assert token.startswith("cpsvc1_")
     assert run("add-service", "notifications").returncode == 2
     assert run("revoke-service", "notifications").stdout.strip() == "revoked"
-    assert json.loads(run("sweep").stdout) == {
-        "unconfirmed_children_deleted": 0,
-        "registration_requests_deleted": 0,
+    swept = run("sweep")
+    assert swept.returncode == 0, swept.stderr
+    report = json.loads(swept.stdout)
+    assert report["unconfirmed_children_deleted"] == 0
+    assert report["own_data_deleted"] == {
+        "sessions": 0,
+        "devices": 0,
+        "correspondence": 0,
+        "provisioned_accounts": 0,
+        "deletion_feed": 0,
+        "outbox_events": 0,
     }
+    assert report["content"]["deleted"] == 0 and report["accounts_expired"] == 0
     bad_url = subprocess.run(
         [*CLI, "migrate"],
         env={**env, "DATABASE_URL": "mysql://x"},

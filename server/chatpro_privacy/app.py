@@ -34,6 +34,8 @@ from chatpro.privacy.v1 import (
     outbox_service_pb2_grpc,
     policy_service_pb2,
     policy_service_pb2_grpc,
+    retention_service_pb2,
+    retention_service_pb2_grpc,
     rights_service_pb2,
     rights_service_pb2_grpc,
 )
@@ -58,7 +60,7 @@ from chatpro_privacy.domain.sessions import Sessions
 from chatpro_privacy.domain.tokens import ConfirmationTokens
 from chatpro_privacy.domain.vault import Vault
 from chatpro_privacy.edge.interceptors import EdgeInterceptor
-from chatpro_privacy.jobs import housekeeping
+from chatpro_privacy.jobs.sweeps import Sweeps
 from chatpro_privacy.plugin.host import PluginHost
 from chatpro_privacy.services.account_service import AccountService
 from chatpro_privacy.services.audit_service import AuditService
@@ -70,6 +72,7 @@ from chatpro_privacy.services.monitoring_service import MonitoringService
 from chatpro_privacy.services.organisation_service import OrganisationService
 from chatpro_privacy.services.outbox_service import OutboxService
 from chatpro_privacy.services.policy_service import PolicyService
+from chatpro_privacy.services.retention_service import RetentionService
 from chatpro_privacy.services.rights_service import RightsService
 from chatpro_privacy.settings import Settings
 from chatpro_privacy.storage import migrations
@@ -94,6 +97,7 @@ SERVICE_NAMES = tuple(
         messaging_service_pb2,
         monitoring_service_pb2,
         rights_service_pb2,
+        retention_service_pb2,
     )
     for service in module.DESCRIPTOR.services_by_name.values()
 )
@@ -221,19 +225,23 @@ def _credentials(settings: Settings) -> grpc.ServerCredentials | None:
     )
 
 
+def sweeps_of(runtime: Runtime) -> Sweeps:
+    return Sweeps(
+        runtime.settings.policy,
+        runtime.plugins,
+        runtime.vault,
+        runtime.retention,
+        runtime.ledger,
+        runtime.rights,
+    )
+
+
 async def _sweep_forever(runtime: Runtime) -> None:
     while True:
         await asyncio.sleep(runtime.settings.sweep_interval_seconds)
         try:
-            report = housekeeping.sweep(runtime.settings.policy)
-            notified = await policy.resume_notifications()
-            resumed = await runtime.rights.resume()
-            log.info(
-                "sweep",
-                policy_notices_resumed=notified,
-                rights_requests_resumed=resumed,
-                **report.__dict__,
-            )
+            report = await sweeps_of(runtime).run()
+            log.info("sweep", **report)
         except Exception:
             log.exception("sweep failed")
 
@@ -266,7 +274,7 @@ async def start(
     audit_service_pb2_grpc.add_AuditServiceServicer_to_server(AuditService(), server)
     breach_service_pb2_grpc.add_BreachServiceServicer_to_server(BreachService(), server)
     organisation_service_pb2_grpc.add_OrganisationServiceServicer_to_server(
-        OrganisationService(runtime.plugins, runtime.provisioning), server
+        OrganisationService(runtime.plugins, runtime.provisioning, runtime.retention), server
     )
     messaging_service_pb2_grpc.add_MessagingServiceServicer_to_server(
         MessagingService(runtime.messages, runtime.recordings), server
@@ -276,6 +284,9 @@ async def start(
     )
     rights_service_pb2_grpc.add_RightsServiceServicer_to_server(
         RightsService(runtime.rights), server
+    )
+    retention_service_pb2_grpc.add_RetentionServiceServicer_to_server(
+        RetentionService(settings.policy), server
     )
     outbox_service_pb2_grpc.add_OutboxServiceServicer_to_server(
         OutboxService(runtime.confirmations), server

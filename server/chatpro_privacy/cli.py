@@ -12,12 +12,11 @@ from collections.abc import Sequence
 
 from chatpro_privacy import logs
 from chatpro_privacy import settings as settings_mod
-from chatpro_privacy.app import AddressInUseError, prepare_database, serve
+from chatpro_privacy.app import AddressInUseError, Runtime, prepare_database, serve, sweeps_of
 from chatpro_privacy.domain import audit, erasure, key_destruction, roles
 from chatpro_privacy.domain.errors import DomainError
 from chatpro_privacy.domain.principals import SYSTEM
 from chatpro_privacy.domain.vault import Vault
-from chatpro_privacy.jobs import housekeeping
 from chatpro_privacy.settings import Settings, SettingsError
 from chatpro_privacy.storage.blobs import BlobStore
 from chatpro_privacy.storage.erasure_ledger import ErasureLedger
@@ -52,7 +51,11 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "verify-audit", help="check the audit trail's chains; exit 1 at the first tampered entry"
     )
-    sub.add_parser("sweep", help="delete unconfirmed child accounts and expired idempotency keys")
+    sub.add_parser(
+        "sweep",
+        help="apply every retention rule once: ChatPro's own schedule, unused accounts, "
+        "organisations' content",
+    )
 
     grant = sub.add_parser("grant-role", help="grant a platform role to an account")
     grant.add_argument("login", help="username or email")
@@ -126,6 +129,17 @@ def _reapply_erasures(settings: Settings) -> int:
         keys.close()
 
 
+async def _sweep(settings: Settings) -> dict[str, object]:
+    runtime = Runtime.build(settings)
+    try:
+        return await sweeps_of(runtime).run()
+    finally:
+        runtime.passwords.shutdown()
+        runtime.plugins.shutdown()
+        runtime.vault.keys.close()
+        runtime.ledger.close()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -158,7 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "migrate":
             print(json.dumps({"applied": applied}))
         elif args.command == "sweep":
-            print(json.dumps(housekeeping.sweep(settings.policy).__dict__))
+            print(json.dumps(asyncio.run(_sweep(settings)), default=str))
         elif args.command == "grant-role":
             granted = roles.grant_role(args.login, args.role, args.by)
             print(f"{args.role} {'granted to' if granted else 'already held by'} {args.login}")

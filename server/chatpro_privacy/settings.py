@@ -38,6 +38,17 @@ class PolicySettings:
     guardian_access_token_lifetime: dt.timedelta = dt.timedelta(days=1)
     guardian_access_requests_per_hour: int = 3
     account_setup_token_lifetime: dt.timedelta = dt.timedelta(days=14)
+    # ChatPro's own retention schedule (RET-4), enforced by the sweeps.
+    session_record_retention: dt.timedelta = dt.timedelta(days=30)  # after expiry or sign-out
+    device_record_retention: dt.timedelta = dt.timedelta(days=365)  # after last use
+    correspondence_retention: dt.timedelta = dt.timedelta(days=730)
+    outbox_retention: dt.timedelta = dt.timedelta(days=30)  # once every consumer has it
+    outbox_max_retention: dt.timedelta = dt.timedelta(days=365)
+    provisioned_account_retention: dt.timedelta = dt.timedelta(days=30)  # never set up
+    deletion_feed_retention: dt.timedelta = dt.timedelta(days=90)  # apps sync within this
+    # RET-2: unused this many calendar months, an account is warned, then expires.
+    account_inactivity_months: int = 6
+    account_expiry_notice: dt.timedelta = dt.timedelta(days=30)
     # Per-peer rate limits (SEC-3): calls per window from one address.
     register_per_peer: int = 100
     sign_in_per_peer: int = 300

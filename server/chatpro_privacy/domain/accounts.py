@@ -802,7 +802,16 @@ def delete_unconfirmed_children(older_than: dt.timedelta, batch: int = 500) -> i
         with database.atomic():
             rows = list(
                 Account.select(Account.id, Account.subject_ref)
-                .where((Account.state == PENDING_GUARDIAN) & (Account.created_at <= horizon))
+                .where(
+                    (Account.state == PENDING_GUARDIAN)
+                    & (Account.created_at <= horizon)
+                    # A provisioned child asks for consent when set up, not when provisioned.
+                    & ~Account.id.in_(
+                        GuardianConfirmation.select(GuardianConfirmation.account).where(
+                            GuardianConfirmation.created_at > horizon
+                        )
+                    )
+                )
                 .limit(batch)
             )
             if not rows:

@@ -39,7 +39,7 @@ from typing import Any
 
 import peewee
 
-from chatpro_privacy.domain import audit
+from chatpro_privacy.domain import audit, deletion_feed
 from chatpro_privacy.domain.clock import clock
 from chatpro_privacy.domain.errors import FailedPrecondition, NotFound, Violations
 from chatpro_privacy.domain.principals import SYSTEM, Principal
@@ -333,6 +333,8 @@ def _apply(actor: Principal, vault: Vault, entry: LedgerEntry, action: str) -> d
             _redact_outbox(account.id, identifiers)
         if account is not None:
             erased["account"] = Account.delete().where(Account.id == account.id).execute()
+            for org in sorted(organisations):  # RET-5: apps drop what they cached of them
+                deletion_feed.member_gone(org, account.id, deletion_feed.ERASED)
         if account is not None or any(per_org.values()):
             audit.record(actor, action, "account", entry.account_id, ref)
     erased["data_keys"] = sum(destroyed.values())

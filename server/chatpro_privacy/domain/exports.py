@@ -47,7 +47,7 @@ from chatpro_privacy.plugin.types import (
     Withheld,
 )
 from chatpro_privacy.settings import PolicySettings
-from chatpro_privacy.storage.db import database
+from chatpro_privacy.storage.db import scan_reader
 from chatpro_privacy.storage.models import (
     Account,
     AccountFieldSource,
@@ -66,7 +66,6 @@ from chatpro_privacy.storage.models import (
     RightsRequestEvent,
     RoleGrant,
 )
-from chatpro_privacy.storage.queries import tuples
 
 SCHEMA_ID = "https://privacy.chatpro.co.uk/schemas/export-v1.json"
 JSON_FORMAT = "json"
@@ -152,13 +151,15 @@ def _json_list(text: str | None) -> list[Any]:
 
 def _keyset(query: pw.Select, *order: pw.Field, size: int = BATCH) -> Iterator[dict[str, Any]]:
     """Rows of ``query`` (dicts) in batches of ``size``, resuming after the last row's
-    ``order`` values: one short query per batch, never one that holds the whole table."""
+    ``order`` values: one short query per batch, never one that holds the whole table, each
+    on a ``scan_reader`` so that no connection's page cache keeps what was swept."""
     last: tuple[Any, ...] | None = None
     while True:
         page = query
         if last is not None:
             page = page.where(_after(order, last))
-        rows = list(page.order_by(*order).limit(size).dicts())
+        with scan_reader() as db:
+            rows = list(page.order_by(*order).limit(size).dicts().execute(db))
         yield from rows
         if len(rows) < size:
             return
@@ -176,9 +177,10 @@ class _Authored:
     """The person's readable content in one organisation, as the export hook sees it.
 
     The host pulls this iterator on its plugin worker threads, so each batch is read there,
-    on that thread's own connection, opened for the batch and closed after it (no worker
-    keeps a connection). A database error is kept, not raised, so that it is not counted
-    as the plugin's fault: the iterator just ends, and ``check`` fails the export after.
+    on a ``scan_reader`` opened for the batch and closed after it (no worker keeps a
+    connection, nor borrows one another call left open with a full page cache). A database
+    error is kept, not raised, so that it is not counted as the plugin's fault: the iterator
+    just ends, and ``check`` fails the export after.
     """
 
     def __init__(
@@ -205,38 +207,32 @@ class _Authored:
 
     def _batch(self, after: int) -> tuple[bool, int, list[ContentView]]:
         """(whether the page was full, its last seq, its readable items)."""
-        opened = database.is_closed()
-        if opened:
-            database.connect()
-        try:
+        with scan_reader() as db:
             rows = list(
-                tuples(
-                    ContentItem.select(
-                        ContentItem.seq,
-                        ContentItem.id,
-                        ContentItem.kind,
-                        ContentItem.conversation,
-                        ContentItem.author_ref,
-                        ContentItem.key_id,
-                        ContentItem.body,
-                        ContentItem.created_at,
-                    )
-                    .where(
-                        (ContentItem.author_account == self.account_id)
-                        & (ContentItem.organisation == self.organisation_id)
-                        & (ContentItem.seq > after)
-                        & self.served
-                    )
-                    .order_by(ContentItem.seq)
-                    .limit(self.size)
+                ContentItem.select(
+                    ContentItem.seq,
+                    ContentItem.id,
+                    ContentItem.kind,
+                    ContentItem.conversation,
+                    ContentItem.author_ref,
+                    ContentItem.key_id,
+                    ContentItem.body,
+                    ContentItem.created_at,
                 )
+                .where(
+                    (ContentItem.author_account == self.account_id)
+                    & (ContentItem.organisation == self.organisation_id)
+                    & (ContentItem.seq > after)
+                    & self.served
+                )
+                .order_by(ContentItem.seq)
+                .limit(self.size)
+                .tuples()
+                .execute(db)
             )
-            texts = self.vault.open_texts(
-                self.organisation_id, ((r[1], r[5], r[6]) for r in rows if r[2] == MESSAGE)
-            )
-        finally:
-            if opened:
-                database.close()
+        texts = self.vault.open_texts(
+            self.organisation_id, ((r[1], r[5], r[6]) for r in rows if r[2] == MESSAGE)
+        )
         views = []
         for _, item_id, kind, conversation_id, author_ref, _, _, created_at in rows:
             text = "" if kind == CALL_RECORDING else texts.get(item_id)
@@ -411,14 +407,13 @@ class Exports:
             m.organisation_id: m
             for m in Membership.select().where(Membership.account == account.id)
         }
-        authored = {
-            org_id
-            for (org_id,) in tuples(
-                ContentItem.select(ContentItem.organisation)
-                .where(ContentItem.author_account == account.id)
-                .distinct()
-            )
-        }
+        query = (
+            ContentItem.select(ContentItem.organisation)
+            .where(ContentItem.author_account == account.id)
+            .distinct()
+        )
+        with scan_reader() as db:  # it reads every row the person wrote (see scan_reader)
+            authored = {org_id for (org_id,) in query.tuples().execute(db)}
         parts = []
         ids = sorted(set(memberships) | authored)
         for org in Organisation.select().where(Organisation.id.in_(ids)).order_by(Organisation.id):

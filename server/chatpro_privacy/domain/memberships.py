@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 
-from chatpro_privacy.domain import audit, consent, outbox
+from chatpro_privacy.domain import audit, consent, deletion_feed, outbox
 from chatpro_privacy.domain.clock import clock
 from chatpro_privacy.domain.errors import (
     AlreadyExists,
@@ -293,6 +293,7 @@ def remove(principal: Principal, organisation_id: str, account_id: str) -> None:
         Membership.delete().where(
             (Membership.organisation == org.id) & (Membership.account == target)
         ).execute()
+        deletion_feed.member_gone(org.id, target, deletion_feed.REMOVED)
         still_admin = (
             Membership.select()
             .where((Membership.account == target) & (Membership.role == ADMINISTRATOR))

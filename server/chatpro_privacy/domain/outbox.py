@@ -62,6 +62,7 @@ ACCOUNT_SETUP_REQUESTED = "account_setup_requested"
 STATEMENT_ACKNOWLEDGEMENT_REQUESTED = "statement_acknowledgement_requested"
 CONTENT_FLAGGED = "content_flagged"
 RIGHTS_REQUEST_UPDATED = "rights_request_updated"
+ACCOUNT_EXPIRY_WARNING = "account_expiry_warning"
 
 MAX_PAGE = 500
 DEFAULT_PAGE = 100
@@ -232,6 +233,14 @@ def _resolve(
                 "organisation_name": org.name,
                 "statement_version": stored["statement_version"],
                 "effective_time": dt.datetime.fromisoformat(stored["effective_at"]),
+            }
+    elif event.event_type == ACCOUNT_EXPIRY_WARNING:
+        account = accounts.get(event.account_id or "")
+        if account is not None and account.expiry_warned_at is not None:
+            payload = {
+                "account_id": account.id,
+                "email": account.email,
+                "expire_time": dt.datetime.fromisoformat(stored["expire_at"]),
             }
     elif event.event_type == CONTENT_FLAGGED:
         admins = [

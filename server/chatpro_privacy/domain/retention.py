@@ -55,6 +55,12 @@ def _served_from(now: dt.datetime, months: int) -> tuple[dt.datetime, bool]:
     return dt.datetime(next_year, next_month, 1), False
 
 
+def months_passed(column: Any, months: int, now: dt.datetime) -> Any:
+    """A condition: at least ``months`` calendar months have passed since ``column``."""
+    threshold, strict = _served_from(now, months)
+    return column <= threshold if strict else column < threshold
+
+
 @dataclass(frozen=True)
 class Segment:
     """Content created in [start, end) is kept ``months``."""
@@ -103,6 +109,15 @@ def _kept(segment: Segment, now: dt.datetime) -> Any:
     return condition
 
 
+def served_under(schedule: list[Segment], now: dt.datetime) -> Any:
+    """A condition on ContentItem: kept at ``now`` under ``schedule`` (kind aside)."""
+    condition: Any = None
+    for segment in schedule:
+        part = _kept(segment, now)
+        condition = part if condition is None else condition | part
+    return condition
+
+
 class Retention:
     """Each organisation's periods, as its plugins decide them, and the conditions that
     follow from them."""
@@ -135,9 +150,10 @@ class Retention:
         at = now or clock.now()
         condition: Any = None
         for kind in kinds:
-            for segment in await self.schedule(organisation_id, kind):
-                part = (ContentItem.kind == kind) & _kept(segment, at)
-                condition = part if condition is None else condition | part
+            part = (ContentItem.kind == kind) & served_under(
+                await self.schedule(organisation_id, kind), at
+            )
+            condition = part if condition is None else condition | part
         return condition
 
     async def expired(self, organisation_id: str, now: dt.datetime | None = None) -> Any:

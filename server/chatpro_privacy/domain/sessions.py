@@ -97,6 +97,7 @@ class Sessions:
         with database.atomic():
             if new_hash:
                 Account.update(password_hash=new_hash).where(Account.id == account.id).execute()
+            queries.touch_account(account.id, clock.now())  # in use (RET-2)
             return self.open_session(
                 account.id, account.subject_ref, PERSON_SESSION, self.policy.session_lifetime
             )

@@ -48,6 +48,7 @@ PUBLIC_METHODS = frozenset(
         "AccountService/StartGuardianSession",
         "AccountService/SignIn",
         "AccountService/CompleteAccountSetup",
+        "RetentionService/GetRetentionSchedule",
     )
 )
 PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")

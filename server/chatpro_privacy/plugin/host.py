@@ -427,6 +427,9 @@ class PluginHost:
         )
         return answers[0][1] if answers else None
 
+    async def retention_purged(self, organisation_id: str, batch: list[ContentRef]) -> None:
+        await self._call(organisation_id, "chatpro_retention_purged", batch=tuple(batch))
+
     async def flags(self, organisation_id: str, content: ContentView) -> list[tuple[str, Flag]]:
         def check(answers: list[tuple[str, Any]]) -> None:
             for plugin, flags in answers:

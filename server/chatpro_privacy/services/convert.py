@@ -212,6 +212,14 @@ def outbox_event(event: outbox.DeliverableEvent) -> outbox_pb2.OutboxEvent:
                 **{**p, "effective_time": timestamp(p["effective_time"])}
             )
         )
+    elif event.event_type == outbox.ACCOUNT_EXPIRY_WARNING:
+        message.account_expiry_warning.CopyFrom(
+            outbox_pb2.AccountExpiryWarning(
+                account_id=p["account_id"],
+                email=p["email"],
+                expire_time=timestamp(p["expire_time"]),
+            )
+        )
     elif event.event_type == outbox.RIGHTS_REQUEST_UPDATED:
         message.rights_request_updated.CopyFrom(outbox_pb2.RightsRequestUpdated(**p))
     elif event.event_type == outbox.CONTENT_FLAGGED:

@@ -9,16 +9,19 @@ from chatpro.privacy.v1 import organisation_service_pb2 as pb
 from chatpro.privacy.v1 import organisation_service_pb2_grpc as pb_grpc
 
 from chatpro_privacy.domain import context as call
-from chatpro_privacy.domain import memberships, organisations
+from chatpro_privacy.domain import legal_holds, memberships, organisations
 from chatpro_privacy.domain.provisioning import Provision, Provisioning
+from chatpro_privacy.domain.retention import Retention
 from chatpro_privacy.plugin.host import PluginHost
 from chatpro_privacy.services import convert
+from chatpro_privacy.storage.models import LegalHold
 
 
 class OrganisationService(pb_grpc.OrganisationServiceServicer):
-    def __init__(self, host: PluginHost, provisioning: Provisioning) -> None:
+    def __init__(self, host: PluginHost, provisioning: Provisioning, retention: Retention) -> None:
         self.host = host
         self.provisioning = provisioning
+        self.retention = retention
 
     async def CreateOrganisation(
         self, request: pb.CreateOrganisationRequest, context: Any
@@ -198,3 +201,57 @@ class OrganisationService(pb_grpc.OrganisationServiceServicer):
             call.principal.get(), request.organisation_id, request.statement_version
         )
         return pb.AcknowledgeStatementResponse(membership=convert.membership(row))
+
+    async def PlaceLegalHold(
+        self, request: pb.PlaceLegalHoldRequest, context: Any
+    ) -> pb.PlaceLegalHoldResponse:
+        hold = legal_holds.place(
+            call.principal.get(),
+            request.organisation_id,
+            request.account_id,
+            request.conversation_id,
+            request.reason,
+        )
+        return pb.PlaceLegalHoldResponse(legal_hold=_hold(hold))
+
+    async def ReleaseLegalHold(
+        self, request: pb.ReleaseLegalHoldRequest, context: Any
+    ) -> pb.ReleaseLegalHoldResponse:
+        hold = legal_holds.release(
+            call.principal.get(), request.organisation_id, request.legal_hold_id
+        )
+        return pb.ReleaseLegalHoldResponse(legal_hold=_hold(hold))
+
+    async def ListLegalHolds(
+        self, request: pb.ListLegalHoldsRequest, context: Any
+    ) -> pb.ListLegalHoldsResponse:
+        rows = legal_holds.holds(call.principal.get(), request.organisation_id)
+        return pb.ListLegalHoldsResponse(legal_holds=[_hold(h) for h in rows])
+
+    async def PreviewRetentionChange(
+        self, request: pb.PreviewRetentionChangeRequest, context: Any
+    ) -> pb.PreviewRetentionChangeResponse:
+        preview = await legal_holds.preview(
+            call.principal.get(),
+            self.retention,
+            request.organisation_id,
+            request.content_kind,
+            request.months,
+        )
+        return pb.PreviewRetentionChangeResponse(
+            would_delete=preview.would_delete,
+            would_keep=preview.would_keep,
+            due_now=preview.due_now,
+        )
+
+
+def _hold(h: LegalHold) -> pb.LegalHold:
+    return pb.LegalHold(
+        legal_hold_id=h.id,
+        organisation_id=h.organisation_id,
+        account_id=h.account_id or "",
+        conversation_id=h.conversation_id or "",
+        reason=h.reason,
+        place_time=convert.timestamp(h.placed_at),
+        release_time=convert.timestamp(h.released_at),
+    )

@@ -63,6 +63,8 @@ class Account(BaseModel):
     pending_email = pw.TextField(null=True)
     # The policy version last accepted: a cache of the ledger for the acceptance gate.
     policy_version = pw.TextField(null=True)
+    # When the person was warned that the unused account will expire (RET-2).
+    expiry_warned_at = pw.DateTimeField(null=True)
 
 
 class AccountFieldSource(BaseModel):
@@ -598,6 +600,56 @@ class KeptCorrespondence(BaseModel):
     kept_at = pw.DateTimeField()
 
 
+class LegalHold(BaseModel):
+    id = pw.TextField(primary_key=True)
+    organisation = pw.ForeignKeyField(
+        Organisation, on_delete="CASCADE", column_name="organisation_id"
+    )
+    organisation_id: str
+    # A member hold names the pseudonym, so that it outlives the account.
+    subject_ref = pw.TextField(null=True)
+    account = pw.ForeignKeyField(Account, null=True, on_delete="SET NULL", column_name="account_id")
+    account_id: str | None
+    conversation = pw.ForeignKeyField(
+        Conversation, null=True, on_delete="CASCADE", column_name="conversation_id"
+    )
+    conversation_id: str | None
+    reason = pw.TextField()
+    placed_by = pw.TextField()
+    placed_at = pw.DateTimeField()
+    released_by = pw.TextField(null=True)
+    released_at = pw.DateTimeField(null=True)
+
+
+class SweepCursor(BaseModel):
+    name = pw.TextField(primary_key=True)
+    position = pw.BigIntegerField()
+    owner = pw.TextField(null=True)
+    lease_until = pw.DateTimeField(null=True)
+    updated_at = pw.DateTimeField()
+
+
+class SweepRun(BaseModel):
+    id = pw.AutoField()
+    kind = pw.TextField()
+    owner = pw.TextField()
+    started_at = pw.DateTimeField()
+    finished_at = pw.DateTimeField(null=True)
+    deleted = pw.BigIntegerField()
+    kept = pw.TextField()  # JSON {reason: count}
+    max_batch_lock_ms = pw.FloatField()
+
+
+class DeletionFeed(BaseModel):
+    seq = pw.AutoField()
+    reason = pw.TextField()  # "expired" | "erased" | "removed"
+    organisation_id = pw.TextField()
+    conversation_id = pw.TextField(null=True)
+    content_ids = pw.TextField()  # JSON list
+    account_id = pw.TextField(null=True)
+    created_at = pw.DateTimeField()
+
+
 ALL_MODELS: tuple[type[BaseModel], ...] = (
     PolicyVersion,
     ControllerInfo,
@@ -645,4 +697,8 @@ ALL_MODELS: tuple[type[BaseModel], ...] = (
     ProcessingObjection,
     MonitoringStop,
     KeptCorrespondence,
+    LegalHold,
+    SweepCursor,
+    SweepRun,
+    DeletionFeed,
 )

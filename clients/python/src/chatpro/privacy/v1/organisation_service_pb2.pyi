@@ -938,3 +938,267 @@ class AcknowledgeStatementResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AcknowledgeStatementResponse: _TypeAlias = AcknowledgeStatementResponse  # noqa: Y015
+
+@_typing.final
+class LegalHold(_message.Message):
+    """A legal hold on an organisation's content (RET-1)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LEGAL_HOLD_ID_FIELD_NUMBER: _builtins.int
+    ORGANISATION_ID_FIELD_NUMBER: _builtins.int
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    CONVERSATION_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    PLACE_TIME_FIELD_NUMBER: _builtins.int
+    RELEASE_TIME_FIELD_NUMBER: _builtins.int
+    legal_hold_id: _builtins.str
+    """Identifier."""
+    organisation_id: _builtins.str
+    """The organisation."""
+    account_id: _builtins.str
+    """The member whose content is held; empty for a conversation hold."""
+    conversation_id: _builtins.str
+    """The conversation held; empty for a member hold."""
+    reason: _builtins.str
+    """Why, e.g. a litigation reference."""
+    @_builtins.property
+    def place_time(self) -> _timestamp_pb2.Timestamp:
+        """When it was placed."""
+
+    @_builtins.property
+    def release_time(self) -> _timestamp_pb2.Timestamp:
+        """When it was released; unset while in force."""
+
+    def __init__(
+        self,
+        *,
+        legal_hold_id: _builtins.str = ...,
+        organisation_id: _builtins.str = ...,
+        account_id: _builtins.str = ...,
+        conversation_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        place_time: _timestamp_pb2.Timestamp | None = ...,
+        release_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["place_time", b"place_time", "release_time", b"release_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "conversation_id", b"conversation_id", "legal_hold_id", b"legal_hold_id", "organisation_id", b"organisation_id", "place_time", b"place_time", "reason", b"reason", "release_time", b"release_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LegalHold: _TypeAlias = LegalHold  # noqa: Y015
+
+@_typing.final
+class PlaceLegalHoldRequest(_message.Message):
+    """Request for OrganisationService.PlaceLegalHold."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANISATION_ID_FIELD_NUMBER: _builtins.int
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    CONVERSATION_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    organisation_id: _builtins.str
+    """The organisation."""
+    account_id: _builtins.str
+    """The member whose content to hold (or a conversation_id)."""
+    conversation_id: _builtins.str
+    """The conversation to hold (or an account_id)."""
+    reason: _builtins.str
+    """Why; required."""
+    def __init__(
+        self,
+        *,
+        organisation_id: _builtins.str = ...,
+        account_id: _builtins.str = ...,
+        conversation_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "conversation_id", b"conversation_id", "organisation_id", b"organisation_id", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PlaceLegalHoldRequest: _TypeAlias = PlaceLegalHoldRequest  # noqa: Y015
+
+@_typing.final
+class PlaceLegalHoldResponse(_message.Message):
+    """Response for OrganisationService.PlaceLegalHold."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LEGAL_HOLD_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def legal_hold(self) -> Global___LegalHold:
+        """The hold."""
+
+    def __init__(
+        self,
+        *,
+        legal_hold: Global___LegalHold | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["legal_hold", b"legal_hold"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["legal_hold", b"legal_hold"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PlaceLegalHoldResponse: _TypeAlias = PlaceLegalHoldResponse  # noqa: Y015
+
+@_typing.final
+class ReleaseLegalHoldRequest(_message.Message):
+    """Request for OrganisationService.ReleaseLegalHold."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANISATION_ID_FIELD_NUMBER: _builtins.int
+    LEGAL_HOLD_ID_FIELD_NUMBER: _builtins.int
+    organisation_id: _builtins.str
+    """The organisation."""
+    legal_hold_id: _builtins.str
+    """The hold."""
+    def __init__(
+        self,
+        *,
+        organisation_id: _builtins.str = ...,
+        legal_hold_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["legal_hold_id", b"legal_hold_id", "organisation_id", b"organisation_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReleaseLegalHoldRequest: _TypeAlias = ReleaseLegalHoldRequest  # noqa: Y015
+
+@_typing.final
+class ReleaseLegalHoldResponse(_message.Message):
+    """Response for OrganisationService.ReleaseLegalHold."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LEGAL_HOLD_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def legal_hold(self) -> Global___LegalHold:
+        """The hold, released."""
+
+    def __init__(
+        self,
+        *,
+        legal_hold: Global___LegalHold | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["legal_hold", b"legal_hold"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["legal_hold", b"legal_hold"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReleaseLegalHoldResponse: _TypeAlias = ReleaseLegalHoldResponse  # noqa: Y015
+
+@_typing.final
+class ListLegalHoldsRequest(_message.Message):
+    """Request for OrganisationService.ListLegalHolds."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANISATION_ID_FIELD_NUMBER: _builtins.int
+    organisation_id: _builtins.str
+    """The organisation."""
+    def __init__(
+        self,
+        *,
+        organisation_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["organisation_id", b"organisation_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListLegalHoldsRequest: _TypeAlias = ListLegalHoldsRequest  # noqa: Y015
+
+@_typing.final
+class ListLegalHoldsResponse(_message.Message):
+    """Response for OrganisationService.ListLegalHolds."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LEGAL_HOLDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def legal_holds(self) -> _containers.RepeatedCompositeFieldContainer[Global___LegalHold]:
+        """Newest first."""
+
+    def __init__(
+        self,
+        *,
+        legal_holds: _abc.Iterable[Global___LegalHold] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["legal_holds", b"legal_holds"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListLegalHoldsResponse: _TypeAlias = ListLegalHoldsResponse  # noqa: Y015
+
+@_typing.final
+class PreviewRetentionChangeRequest(_message.Message):
+    """Request for OrganisationService.PreviewRetentionChange."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANISATION_ID_FIELD_NUMBER: _builtins.int
+    CONTENT_KIND_FIELD_NUMBER: _builtins.int
+    MONTHS_FIELD_NUMBER: _builtins.int
+    organisation_id: _builtins.str
+    """The organisation."""
+    content_kind: _builtins.str
+    """"message" or "call_recording"."""
+    months: _builtins.int
+    """The period considered, 1 to 120 months."""
+    def __init__(
+        self,
+        *,
+        organisation_id: _builtins.str = ...,
+        content_kind: _builtins.str = ...,
+        months: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_kind", b"content_kind", "months", b"months", "organisation_id", b"organisation_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PreviewRetentionChangeRequest: _TypeAlias = PreviewRetentionChangeRequest  # noqa: Y015
+
+@_typing.final
+class PreviewRetentionChangeResponse(_message.Message):
+    """Response for OrganisationService.PreviewRetentionChange."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WOULD_DELETE_FIELD_NUMBER: _builtins.int
+    WOULD_KEEP_FIELD_NUMBER: _builtins.int
+    DUE_NOW_FIELD_NUMBER: _builtins.int
+    would_delete: _builtins.int
+    """Items a sweep would delete now under that period (holds and other keeps aside)."""
+    would_keep: _builtins.int
+    """Of those, items a legal hold or an open request would keep."""
+    due_now: _builtins.int
+    """Items past the period the organisation has now."""
+    def __init__(
+        self,
+        *,
+        would_delete: _builtins.int = ...,
+        would_keep: _builtins.int = ...,
+        due_now: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["due_now", b"due_now", "would_delete", b"would_delete", "would_keep", b"would_keep"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PreviewRetentionChangeResponse: _TypeAlias = PreviewRetentionChangeResponse  # noqa: Y015

@@ -121,6 +121,26 @@ class OrganisationServiceStub:
                 request_serializer=chatpro_dot_privacy_dot_v1_dot_organisation__service__pb2.AcknowledgeStatementRequest.SerializeToString,
                 response_deserializer=chatpro_dot_privacy_dot_v1_dot_organisation__service__pb2.AcknowledgeStatementResponse.FromString,
                 _registered_method=True)
+        self.PlaceLegalHold = channel.unary_unary(
+                '/chatpro.privacy.v1.OrganisationService/PlaceLegalHold',
+                request_serializer=chatpro_dot_privacy_dot_v1_dot_organisation__service__pb2.PlaceLegalHoldRequest.SerializeToString,
+                response_deserializer=chatpro_dot_privacy_dot_v1_dot_organisation__service__pb2.PlaceLegalHoldResponse.FromString,
+                _registered_method=True)
+        self.ReleaseLegalHold = channel.unary_unary(
+                '/chatpro.privacy.v1.OrganisationService/ReleaseLegalHold',
+                request_serializer=chatpro_dot_privacy_dot_v1_dot_organisation__service__pb2.ReleaseLegalHoldRequest.SerializeToString,
+                response_deserializer=chatpro_dot_privacy_dot_v1_dot_organisation__service__pb2.ReleaseLegalHoldResponse.FromString,
+                _registered_method=True)
+        self.ListLegalHolds = channel.unary_unary(
+                '/chatpro.privacy.v1.OrganisationService/ListLegalHolds',
+                request_serializer=chatpro_dot_privacy_dot_v1_dot_organisation__service__pb2.ListLegalHoldsRequest.SerializeToString,
+                response_deserializer=chatpro_dot_privacy_dot_v1_dot_organisation__service__pb2.ListLegalHoldsResponse.FromString,
+                _registered_method=True)
+        self.PreviewRetentionChange = channel.unary_unary(
+                '/chatpro.privacy.v1.OrganisationService/PreviewRetentionChange',
+                request_serializer=chatpro_dot_privacy_dot_v1_dot_organisation__service__pb2.PreviewRetentionChangeRequest.SerializeToString,
+                response_deserializer=chatpro_dot_privacy_dot_v1_dot_organisation__service__pb2.PreviewRetentionChangeResponse.FromString,
+                _registered_method=True)
 
 
 class OrganisationServiceServicer:
@@ -252,6 +272,35 @@ class OrganisationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PlaceLegalHold(self, request, context):
+        """Places a legal hold on a member's content or a conversation: the sweep keeps it past its
+        retention period until the hold is released (administrators).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReleaseLegalHold(self, request, context):
+        """Releases a legal hold; the next sweep deletes what is overdue (administrators).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListLegalHolds(self, request, context):
+        """The organisation's legal holds, current and released (administrators).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PreviewRetentionChange(self, request, context):
+        """A dry run: how many items a new retention period would delete now, before it is set.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OrganisationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -339,6 +388,26 @@ def add_OrganisationServiceServicer_to_server(servicer, server):
                     servicer.AcknowledgeStatement,
                     request_deserializer=chatpro_dot_privacy_dot_v1_dot_organisation__service__pb2.AcknowledgeStatementRequest.FromString,
                     response_serializer=chatpro_dot_privacy_dot_v1_dot_organisation__service__pb2.AcknowledgeStatementResponse.SerializeToString,
+            ),
+            'PlaceLegalHold': grpc.unary_unary_rpc_method_handler(
+                    servicer.PlaceLegalHold,
+                    request_deserializer=chatpro_dot_privacy_dot_v1_dot_organisation__service__pb2.PlaceLegalHoldRequest.FromString,
+                    response_serializer=chatpro_dot_privacy_dot_v1_dot_organisation__service__pb2.PlaceLegalHoldResponse.SerializeToString,
+            ),
+            'ReleaseLegalHold': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReleaseLegalHold,
+                    request_deserializer=chatpro_dot_privacy_dot_v1_dot_organisation__service__pb2.ReleaseLegalHoldRequest.FromString,
+                    response_serializer=chatpro_dot_privacy_dot_v1_dot_organisation__service__pb2.ReleaseLegalHoldResponse.SerializeToString,
+            ),
+            'ListLegalHolds': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListLegalHolds,
+                    request_deserializer=chatpro_dot_privacy_dot_v1_dot_organisation__service__pb2.ListLegalHoldsRequest.FromString,
+                    response_serializer=chatpro_dot_privacy_dot_v1_dot_organisation__service__pb2.ListLegalHoldsResponse.SerializeToString,
+            ),
+            'PreviewRetentionChange': grpc.unary_unary_rpc_method_handler(
+                    servicer.PreviewRetentionChange,
+                    request_deserializer=chatpro_dot_privacy_dot_v1_dot_organisation__service__pb2.PreviewRetentionChangeRequest.FromString,
+                    response_serializer=chatpro_dot_privacy_dot_v1_dot_organisation__service__pb2.PreviewRetentionChangeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -802,6 +871,114 @@ class OrganisationService:
             '/chatpro.privacy.v1.OrganisationService/AcknowledgeStatement',
             chatpro_dot_privacy_dot_v1_dot_organisation__service__pb2.AcknowledgeStatementRequest.SerializeToString,
             chatpro_dot_privacy_dot_v1_dot_organisation__service__pb2.AcknowledgeStatementResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PlaceLegalHold(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chatpro.privacy.v1.OrganisationService/PlaceLegalHold',
+            chatpro_dot_privacy_dot_v1_dot_organisation__service__pb2.PlaceLegalHoldRequest.SerializeToString,
+            chatpro_dot_privacy_dot_v1_dot_organisation__service__pb2.PlaceLegalHoldResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReleaseLegalHold(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chatpro.privacy.v1.OrganisationService/ReleaseLegalHold',
+            chatpro_dot_privacy_dot_v1_dot_organisation__service__pb2.ReleaseLegalHoldRequest.SerializeToString,
+            chatpro_dot_privacy_dot_v1_dot_organisation__service__pb2.ReleaseLegalHoldResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListLegalHolds(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chatpro.privacy.v1.OrganisationService/ListLegalHolds',
+            chatpro_dot_privacy_dot_v1_dot_organisation__service__pb2.ListLegalHoldsRequest.SerializeToString,
+            chatpro_dot_privacy_dot_v1_dot_organisation__service__pb2.ListLegalHoldsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PreviewRetentionChange(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chatpro.privacy.v1.OrganisationService/PreviewRetentionChange',
+            chatpro_dot_privacy_dot_v1_dot_organisation__service__pb2.PreviewRetentionChangeRequest.SerializeToString,
+            chatpro_dot_privacy_dot_v1_dot_organisation__service__pb2.PreviewRetentionChangeResponse.FromString,
             options,
             channel_credentials,
             insecure,

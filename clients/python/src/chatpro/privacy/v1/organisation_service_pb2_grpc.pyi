@@ -78,6 +78,16 @@ class OrganisationServiceStub:
     """A member acknowledges a new version of the statement (CON-5); required before posting
     again when the version announces a longer retention period.
     """
+    PlaceLegalHold: _grpc.UnaryUnaryMultiCallable[_organisation_service_pb2.PlaceLegalHoldRequest, _organisation_service_pb2.PlaceLegalHoldResponse]
+    """Places a legal hold on a member's content or a conversation: the sweep keeps it past its
+    retention period until the hold is released (administrators).
+    """
+    ReleaseLegalHold: _grpc.UnaryUnaryMultiCallable[_organisation_service_pb2.ReleaseLegalHoldRequest, _organisation_service_pb2.ReleaseLegalHoldResponse]
+    """Releases a legal hold; the next sweep deletes what is overdue (administrators)."""
+    ListLegalHolds: _grpc.UnaryUnaryMultiCallable[_organisation_service_pb2.ListLegalHoldsRequest, _organisation_service_pb2.ListLegalHoldsResponse]
+    """The organisation's legal holds, current and released (administrators)."""
+    PreviewRetentionChange: _grpc.UnaryUnaryMultiCallable[_organisation_service_pb2.PreviewRetentionChangeRequest, _organisation_service_pb2.PreviewRetentionChangeResponse]
+    """A dry run: how many items a new retention period would delete now, before it is set."""
 
 @_typing.type_check_only
 class OrganisationServiceAsyncStub(OrganisationServiceStub):
@@ -129,6 +139,16 @@ class OrganisationServiceAsyncStub(OrganisationServiceStub):
     """A member acknowledges a new version of the statement (CON-5); required before posting
     again when the version announces a longer retention period.
     """
+    PlaceLegalHold: _aio.UnaryUnaryMultiCallable[_organisation_service_pb2.PlaceLegalHoldRequest, _organisation_service_pb2.PlaceLegalHoldResponse]  # type: ignore[assignment]
+    """Places a legal hold on a member's content or a conversation: the sweep keeps it past its
+    retention period until the hold is released (administrators).
+    """
+    ReleaseLegalHold: _aio.UnaryUnaryMultiCallable[_organisation_service_pb2.ReleaseLegalHoldRequest, _organisation_service_pb2.ReleaseLegalHoldResponse]  # type: ignore[assignment]
+    """Releases a legal hold; the next sweep deletes what is overdue (administrators)."""
+    ListLegalHolds: _aio.UnaryUnaryMultiCallable[_organisation_service_pb2.ListLegalHoldsRequest, _organisation_service_pb2.ListLegalHoldsResponse]  # type: ignore[assignment]
+    """The organisation's legal holds, current and released (administrators)."""
+    PreviewRetentionChange: _aio.UnaryUnaryMultiCallable[_organisation_service_pb2.PreviewRetentionChangeRequest, _organisation_service_pb2.PreviewRetentionChangeResponse]  # type: ignore[assignment]
+    """A dry run: how many items a new retention period would delete now, before it is set."""
 
 class OrganisationServiceServicer(metaclass=_abc_1.ABCMeta):
     """Organisations as controllers of their content: their statement and the plugins that
@@ -279,5 +299,39 @@ class OrganisationServiceServicer(metaclass=_abc_1.ABCMeta):
         """A member acknowledges a new version of the statement (CON-5); required before posting
         again when the version announces a longer retention period.
         """
+
+    @_abc_1.abstractmethod
+    def PlaceLegalHold(
+        self,
+        request: _organisation_service_pb2.PlaceLegalHoldRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_organisation_service_pb2.PlaceLegalHoldResponse, _abc.Awaitable[_organisation_service_pb2.PlaceLegalHoldResponse]]:
+        """Places a legal hold on a member's content or a conversation: the sweep keeps it past its
+        retention period until the hold is released (administrators).
+        """
+
+    @_abc_1.abstractmethod
+    def ReleaseLegalHold(
+        self,
+        request: _organisation_service_pb2.ReleaseLegalHoldRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_organisation_service_pb2.ReleaseLegalHoldResponse, _abc.Awaitable[_organisation_service_pb2.ReleaseLegalHoldResponse]]:
+        """Releases a legal hold; the next sweep deletes what is overdue (administrators)."""
+
+    @_abc_1.abstractmethod
+    def ListLegalHolds(
+        self,
+        request: _organisation_service_pb2.ListLegalHoldsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_organisation_service_pb2.ListLegalHoldsResponse, _abc.Awaitable[_organisation_service_pb2.ListLegalHoldsResponse]]:
+        """The organisation's legal holds, current and released (administrators)."""
+
+    @_abc_1.abstractmethod
+    def PreviewRetentionChange(
+        self,
+        request: _organisation_service_pb2.PreviewRetentionChangeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_organisation_service_pb2.PreviewRetentionChangeResponse, _abc.Awaitable[_organisation_service_pb2.PreviewRetentionChangeResponse]]:
+        """A dry run: how many items a new retention period would delete now, before it is set."""
 
 def add_OrganisationServiceServicer_to_server(servicer: OrganisationServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

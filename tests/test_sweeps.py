@@ -1,0 +1,306 @@
+"""The retention sweep (RET-1, RET-5), legal holds and the dry run, ChatPro's own schedule
+(RET-4) and the expiry of unused accounts (RET-2)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import grpc
+from chatpro.privacy.v1 import messaging_service_pb2 as msg
+from chatpro.privacy.v1 import organisation_service_pb2 as org_pb
+from chatpro.privacy.v1 import retention_service_pb2 as ret
+from chatpro.privacy.v1 import retention_service_pb2_grpc as ret_grpc
+from chatpro.privacy.v1 import rights_pb2
+from chatpro.privacy.v1 import rights_service_pb2 as rights_pb
+from chatpro_privacy.domain.clock import clock
+from chatpro_privacy.domain.retention import expiry
+from chatpro_privacy.domain.sweeps import ContentSweeper
+from chatpro_privacy.storage.models import (
+    Account,
+    ContentItem,
+    ContentToken,
+    Device,
+    Session,
+    SweepCursor,
+)
+from conftest import Api, rpc_error
+from orgs import Org, build_org, conversation, send
+from test_content import upload
+
+
+def _at(instant: dt.datetime) -> None:
+    clock.offset = instant - dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def _sweep(server: Any, stop_after: int | None = None, **kw: Any) -> dict[str, Any]:
+    runtime = server.runtime
+    sweeper = ContentSweeper(runtime.retention, runtime.plugins, runtime.vault, **kw)
+    return server.run(sweeper.run(stop_after=stop_after)).as_dict()  # type: ignore[no-any-return]
+
+
+def _texts(api: Api, token: str, conversation_id: str) -> list[str]:
+    listed = api.messaging.ListMessages(
+        msg.ListMessagesRequest(conversation_id=conversation_id), metadata=api.auth(token)
+    )
+    return [m.text for m in listed.messages]
+
+
+def _school(api: Api) -> tuple[Org, str, str]:
+    school = build_org(api, "s", members=("pupil1", "pupil2"))
+    p1, p2 = school.members["pupil1"], school.members["pupil2"]
+    kept = conversation(api, p1, school.organisation_id, [p2])
+    other = conversation(api, p2, school.organisation_id, [p1])
+    return school, kept, other
+
+
+def test_the_sweep_deletes_expired_content_keeps_held_content_and_tells_apps(
+    api: Api, server: Any
+) -> None:
+    school, held, other = _school(api)
+    p1, p2 = school.members["pupil1"], school.members["pupil2"]
+    send(api, p1, held, "under a hold")
+    send(api, p2, other, "plain old words")
+    recording = upload(api, p2.token, other, [b"old audio"])
+    hold = api.orgs.PlaceLegalHold(
+        org_pb.PlaceLegalHoldRequest(
+            organisation_id=school.organisation_id, conversation_id=held, reason="claim 2026/17"
+        ),
+        metadata=api.auth(school.admin.token),
+    ).legal_hold
+    created = ContentItem.select().order_by(ContentItem.seq).first().created_at
+    after_expiry = expiry(created, 12) + dt.timedelta(minutes=5)
+    preview = api.orgs.PreviewRetentionChange(
+        org_pb.PreviewRetentionChangeRequest(
+            organisation_id=school.organisation_id, content_kind="message", months=1
+        ),
+        metadata=api.auth(school.admin.token),
+    )
+    assert (preview.would_delete, preview.would_keep, preview.due_now) == (0, 0, 0)
+    try:
+        _at(after_expiry)
+        school.admin.token = api.sign_in("sadmin")
+        preview = api.orgs.PreviewRetentionChange(
+            org_pb.PreviewRetentionChangeRequest(
+                organisation_id=school.organisation_id, content_kind="message", months=12
+            ),
+            metadata=api.auth(school.admin.token),
+        )
+        assert (preview.would_delete, preview.would_keep, preview.due_now) == (1, 1, 2)
+        report = _sweep(server)
+        assert report["deleted"] == 2 and report["kept"] == {"legal_hold": 1}
+        remaining = [c.id for c in ContentItem.select()]
+        assert len(remaining) == 1
+        assert ContentToken.select().where(ContentToken.item_seq.not_in(
+            ContentItem.select(ContentItem.seq))).count() == 0  # fmt: skip
+        assert not list((server.runtime.vault.blobs.root).rglob(f"*{recording.recording_id}*"))
+        # The apps of the conversation's participants are told what to drop.
+        p2.token = api.sign_in("spupil2")
+        feed = ret_grpc.RetentionServiceStub(api.channel).ListDeletions(
+            ret.ListDeletionsRequest(), metadata=api.auth(p2.token)
+        )
+        (entry,) = feed.deletions
+        assert (entry.reason, entry.conversation_id, len(entry.content_ids)) == (
+            ret.DELETION_REASON_EXPIRED,
+            other,
+            2,
+        )
+        again = ret_grpc.RetentionServiceStub(api.channel).ListDeletions(
+            ret.ListDeletionsRequest(after_sequence=feed.last_sequence), metadata=api.auth(p2.token)
+        )
+        assert list(again.deletions) == []
+        # Released, the held content goes at the next sweep.
+        api.orgs.ReleaseLegalHold(
+            org_pb.ReleaseLegalHoldRequest(
+                organisation_id=school.organisation_id, legal_hold_id=hold.legal_hold_id
+            ),
+            metadata=api.auth(school.admin.token),
+        )
+        assert _sweep(server)["deleted"] == 1
+        assert ContentItem.select().count() == 0
+    finally:
+        clock.offset = dt.timedelta(0)
+
+
+def test_an_interrupted_sweep_resumes_where_it_stopped(api: Api, server: Any) -> None:
+    school, conv, _ = _school(api)
+    p1 = school.members["pupil1"]
+    for i in range(7):
+        send(api, p1, conv, f"message {i}")
+    created = ContentItem.select().order_by(ContentItem.seq.desc()).first().created_at
+    try:
+        _at(expiry(created, 12) + dt.timedelta(seconds=1))
+        crashed = _sweep(server, owner="first", batch_size=3, stop_after=1)
+        assert crashed["deleted"] == 3
+        cursor = SweepCursor.get()
+        assert cursor.owner == "first" and cursor.position > 0  # the lease is still held
+        assert _sweep(server, owner="second")["skipped_organisations"] == 1
+        _at(expiry(created, 12) + dt.timedelta(minutes=3))  # the dead process's lease runs out
+        resumed = _sweep(server, owner="second", batch_size=3)
+        assert resumed["deleted"] == 4 and ContentItem.select().count() == 0
+        assert SweepCursor.get().position == 0  # the pass finished: the next starts afresh
+    finally:
+        clock.offset = dt.timedelta(0)
+
+
+def test_open_requests_and_legal_claims_keep_content(api: Api, server: Any) -> None:
+    school, conv, other = _school(api)
+    p1, p2 = school.members["pupil1"], school.members["pupil2"]
+    send(api, p1, conv, "asked about")
+    send(api, p2, other, "restricted")
+    api.rights.CreateRightsRequest(
+        rights_pb.CreateRightsRequestRequest(type=rights_pb2.RIGHTS_REQUEST_TYPE_ACCESS),
+        metadata=api.auth(p1.token),
+    )
+    from chatpro_privacy.storage.models import ProcessingRestriction
+
+    ProcessingRestriction.create(
+        account=p2.account_id, restriction_case="legal_claims", rights_request_id="r",
+        created_at=clock.now(),
+    )  # fmt: skip
+    created = ContentItem.select().order_by(ContentItem.seq.desc()).first().created_at
+    try:
+        _at(expiry(created, 12) + dt.timedelta(seconds=1))
+        report = _sweep(server)
+        assert report["deleted"] == 0
+        assert report["kept"] == {"open_rights_request": 1, "restricted_for_legal_claims": 1}
+    finally:
+        clock.offset = dt.timedelta(0)
+
+
+def test_a_plugin_veto_keeps_the_batch(api: Api, server: Any) -> None:
+    from chatpro_privacy.plugin import hookimpl
+    from chatpro_privacy.plugin.types import PluginContext, RetentionVeto
+
+    class Holder:
+        def __init__(self, context: PluginContext) -> None:
+            pass
+
+        @hookimpl
+        def chatpro_retention_veto(self, batch: Any) -> RetentionVeto:
+            return RetentionVeto("the school's archive review is not finished")
+
+    server.runtime.plugins.install("holder", Holder)
+    school, conv, _ = _school(api)
+    api.orgs.EnablePlugin(
+        org_pb.EnablePluginRequest(organisation_id=school.organisation_id, plugin_name="holder"),
+        metadata=api.auth(school.operator),
+    )
+    send(api, school.members["pupil1"], conv, "archived")
+    created = ContentItem.get().created_at
+    try:
+        _at(expiry(created, 12) + dt.timedelta(seconds=1))
+        report = _sweep(server)
+        assert report["kept"] == {"plugin: the school's archive review is not finished": 1}
+        assert ContentItem.select().count() == 1
+    finally:
+        clock.offset = dt.timedelta(0)
+
+
+def test_legal_holds_are_for_the_organisations_administrators(api: Api) -> None:
+    school, conv, _ = _school(api)
+    other = build_org(api, "o", members=(), operator=school.operator)
+    request = org_pb.PlaceLegalHoldRequest(
+        organisation_id=school.organisation_id, conversation_id=conv, reason="claim"
+    )
+    for token, code in (
+        (school.members["pupil1"].token, grpc.StatusCode.PERMISSION_DENIED),
+        (other.admin.token, grpc.StatusCode.NOT_FOUND),
+        (school.operator, grpc.StatusCode.PERMISSION_DENIED),
+    ):
+        assert (
+            rpc_error(lambda t=token: api.orgs.PlaceLegalHold(request, metadata=api.auth(t))).code
+            == code
+        )
+    request.account_id = school.members["pupil1"].account_id
+    failure = rpc_error(
+        lambda: api.orgs.PlaceLegalHold(request, metadata=api.auth(school.admin.token))
+    )
+    assert failure.violations == {"account_id": "ONE_TARGET"}
+
+
+def test_chatpro_keeps_its_own_data_as_its_schedule_says(api: Api, server: Any) -> None:
+    stub = ret_grpc.RetentionServiceStub(api.channel)
+    rules = {r.data: r for r in stub.GetRetentionSchedule(ret.GetRetentionScheduleRequest()).rules}
+    assert rules["sessions"].days == 30 and rules["device records"].days == 365
+    assert "6 months" in rules["accounts unused"].period
+    account, token = api.adult()
+    from chatpro.privacy.v1 import account_pb2, account_service_pb2
+
+    api.accounts.RecordDeviceUse(
+        account_service_pb2.RecordDeviceUseRequest(device=account_pb2.DeviceInfo(device_id="d1")),
+        metadata=api.auth(token),
+    )
+    try:
+        _at(clock.now() + dt.timedelta(days=400))
+        from chatpro_privacy.domain import lifecycle
+
+        done = server.run(_purge(server))
+        assert done["sessions"] >= 1 and done["devices"] == 1
+        assert Session.select().where(Session.account == account.account_id).count() == 0
+        assert Device.select().count() == 0
+        del lifecycle
+    finally:
+        clock.offset = dt.timedelta(0)
+
+
+async def _purge(server: Any) -> dict[str, int]:
+    from chatpro_privacy.domain import lifecycle
+
+    return lifecycle.purge(server.runtime.settings.policy)
+
+
+def test_an_unused_account_is_warned_then_expires(api: Api, server: Any) -> None:
+    from chatpro_privacy.domain import lifecycle
+
+    account, _ = api.adult()
+    service = api.service_token()
+    runtime = server.runtime
+    expiry_job = lifecycle.Expiry(
+        runtime.settings.policy, runtime.plugins, runtime.vault, runtime.ledger
+    )
+
+    async def warn() -> int:
+        return expiry_job.warn()
+
+    try:
+        _at(clock.now() + dt.timedelta(days=150))
+        assert server.run(warn()) == 0  # not six months yet
+        _at(clock.now() + dt.timedelta(days=40))
+        assert server.run(warn()) == 1
+        (warning,) = [
+            e for e in api.outbox_events(service).events if e.HasField("account_expiry_warning")
+        ]
+        assert warning.account_expiry_warning.email == "alice@example.com"
+        assert server.run(expiry_job.expire()) == 0  # the notice period runs
+        _at(clock.now() + dt.timedelta(days=31))
+        assert server.run(expiry_job.expire()) == 1
+        assert Account.get_or_none(Account.id == account.account_id) is None
+        assert len(runtime.ledger.entries()) == 1
+    finally:
+        clock.offset = dt.timedelta(0)
+
+
+def test_using_the_account_after_the_warning_cancels_it(api: Api, server: Any) -> None:
+    from chatpro_privacy.domain import lifecycle
+
+    account, _ = api.adult()
+    runtime = server.runtime
+    expiry_job = lifecycle.Expiry(
+        runtime.settings.policy, runtime.plugins, runtime.vault, runtime.ledger
+    )
+
+    async def warn() -> int:
+        return expiry_job.warn()
+
+    try:
+        _at(clock.now() + dt.timedelta(days=200))
+        assert server.run(warn()) == 1
+        _at(clock.now() + dt.timedelta(days=1))
+        api.sign_in("alice")  # used again
+        _at(clock.now() + dt.timedelta(days=40))
+        assert server.run(warn()) == 0
+        assert server.run(expiry_job.expire()) == 0
+        assert Account.get_by_id(account.account_id).expiry_warned_at is None
+    finally:
+        clock.offset = dt.timedelta(0)
