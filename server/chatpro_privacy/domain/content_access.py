@@ -67,9 +67,24 @@ def require_administrator(principal: Principal, organisation_id: str) -> Members
 def participant(principal: Principal, conversation_id: str) -> tuple[Conversation, bool]:
     """(conversation, may post) for a participant who is an active member of its
     organisation. Anyone else, administrators included, is told it does not exist."""
+    conversation, can_send, _ = poster(principal, conversation_id)
+    return conversation, can_send
+
+
+def poster(principal: Principal, conversation_id: str) -> tuple[Conversation, bool, str | None]:
+    """As ``participant``, with the statement version the member must still acknowledge
+    (one query: this is every message's path)."""
     account_id = refuse_platform(principal)
     row = (
-        ConversationParticipant.select(ConversationParticipant.can_send, Conversation)
+        ConversationParticipant.select(
+            Conversation.id,
+            Conversation.organisation,
+            Conversation.kind,
+            Conversation.mode,
+            Conversation.created_at,
+            ConversationParticipant.can_send,
+            Membership.acknowledgement_required,
+        )
         .join(Conversation)
         .join(
             Membership,
@@ -83,6 +98,7 @@ def participant(principal: Principal, conversation_id: str) -> tuple[Conversatio
             & (ConversationParticipant.account == account_id)
             & (Membership.state == memberships.ACTIVE)
         )
+        .tuples()
         .first()
     )
     if row is None:
@@ -91,18 +107,21 @@ def participant(principal: Principal, conversation_id: str) -> tuple[Conversatio
             "no such conversation",
             {"conversation_id": conversation_id[:64]},
         )
-    return row.conversation, bool(row.can_send)
+    identifier, organisation_id, kind, mode, created_at, can_send, pending = row
+    conversation = Conversation(
+        id=identifier, organisation=organisation_id, kind=kind, mode=mode, created_at=created_at
+    )
+    return conversation, bool(can_send), pending
 
 
-def require_acknowledged(principal: Principal, organisation_id: str) -> None:
+def require_acknowledged(organisation_id: str, required_version: str | None) -> None:
     """CON-5: a member who has not acknowledged a statement announcing longer retention
-    posts nothing more until they do."""
-    mine = memberships.membership(organisation_id, principal.account_id)
-    if mine is None or mine.acknowledgement_required is None:
+    posts nothing more once it is in effect, until they do."""
+    if required_version is None:
         return
     statement = OrganisationStatement.get_or_none(
         (OrganisationStatement.organisation == organisation_id)
-        & (OrganisationStatement.version == mine.acknowledgement_required)
+        & (OrganisationStatement.version == required_version)
     )
     if statement is not None and statement.effective_at <= clock.now():
         raise FailedPrecondition(

@@ -23,12 +23,12 @@ from chatpro_privacy.domain.tokens import new_id
 from chatpro_privacy.domain.vault import Vault
 from chatpro_privacy.plugin.host import PluginError, PluginHost
 from chatpro_privacy.plugin.types import ContentKind, ContentRef, ContentView
+from chatpro_privacy.storage import queries
 from chatpro_privacy.storage.db import database
 from chatpro_privacy.storage.models import (
     Account,
     ContentFlag,
     ContentItem,
-    ContentToken,
     ConversationParticipant,
 )
 from chatpro_privacy.storage.queries import tuples
@@ -70,10 +70,7 @@ def replayed(conversation_id: str, author_ref: str, request_id: str | None) -> C
 
 def store_tokens(organisation_id: str, item_seq: int, tokens: list[bytes]) -> None:
     if tokens:
-        ContentToken.insert_many(
-            [(organisation_id, token, item_seq) for token in tokens],
-            fields=[ContentToken.organisation_id, ContentToken.token, ContentToken.item_seq],
-        ).execute()
+        queries.insert_tokens(organisation_id, item_seq, tokens)
 
 
 class Messages:
@@ -105,7 +102,7 @@ class Messages:
     async def send(
         self, principal: Principal, conversation_id: str, text: str, request_id: str
     ) -> MessageView:
-        conversation, can_send = content_access.participant(principal, conversation_id)
+        conversation, can_send, unacknowledged = content_access.poster(principal, conversation_id)
         org_id = conversation.organisation_id
         if not text or len(text) > MAX_TEXT:
             raise InvalidArgument(
@@ -115,7 +112,7 @@ class Messages:
         author_ref = str(principal.subject_ref)
         if (prior := replayed(conversation.id, author_ref, key)) is not None:
             return self._replay(prior, text)
-        content_access.require_acknowledged(principal, org_id)
+        content_access.require_acknowledged(org_id, unacknowledged)
         if not can_send:
             raise PermissionDenied(
                 "BROADCAST_SENDERS_ONLY", "only the broadcast's senders may post in it"
@@ -147,6 +144,8 @@ class Messages:
     async def _flag(self, item: ContentItem, text: str) -> None:
         """Ask the organisation's monitoring hooks about an item just stored. The item stays
         whatever they do: a failing plugin is logged, never a lost message."""
+        if not await self.host.implements(item.organisation_id, "chatpro_flag_content"):
+            return  # the defaults flag nothing
         recipients = tuple(
             ref
             for (ref,) in tuples(

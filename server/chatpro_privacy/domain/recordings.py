@@ -92,14 +92,16 @@ class Recordings:
     async def upload(
         self, principal: Principal, meta: RecordingMeta, chunks: AsyncIterator[bytes]
     ) -> RecordingView:
-        conversation, can_send = content_access.participant(principal, meta.conversation_id)
+        conversation, can_send, unacknowledged = content_access.poster(
+            principal, meta.conversation_id
+        )
         org_id = conversation.organisation_id
         _validate(meta)
         request_id = check_request_id(meta.request_id)
         author_ref = str(principal.subject_ref)
         if (prior := replayed(conversation.id, author_ref, request_id)) is not None:
             return _replay(prior)
-        content_access.require_acknowledged(principal, org_id)
+        content_access.require_acknowledged(org_id, unacknowledged)
         if not can_send:
             raise PermissionDenied(
                 "BROADCAST_SENDERS_ONLY", "only the broadcast's senders may post in it"

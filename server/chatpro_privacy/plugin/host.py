@@ -427,6 +427,18 @@ class PluginHost:
         )
         return answers[0][1] if answers else None
 
+    async def implements(self, organisation_id: str, hook: str) -> bool:
+        """Whether any of the organisation's own plugins (not the defaults) implements
+        ``hook``: a call nobody but the defaults would answer can be skipped. A faulted
+        plugin counts, so that calls needing it still fail rather than pass silently."""
+        org = await self.organisation(organisation_id)
+        if org.faulted:
+            return True
+        return any(
+            impl.plugin_name != defaults.NAME
+            for impl in getattr(org.manager.hook, hook).get_hookimpls()
+        )
+
     async def retention_purged(self, organisation_id: str, batch: list[ContentRef]) -> None:
         await self._call(organisation_id, "chatpro_retention_purged", batch=tuple(batch))
 

@@ -125,6 +125,19 @@ def device(account_id: str, device_id: str) -> Device:
     return rows[0]
 
 
+def insert_tokens(organisation_id: str, item_seq: int, tokens: list[bytes]) -> None:
+    """An item's keyed word tokens, in one statement: the hot path of every message sent."""
+    db = database.obj
+    param = db.param
+    values = ", ".join([f"({param}, {param}, {param})"] * len(tokens))
+    flat: list[Any] = []
+    for token in tokens:
+        flat += [organisation_id, token, item_seq]
+    db.execute_sql(
+        f"INSERT INTO content_token (organisation_id, token, item_seq) VALUES {values}", flat
+    )
+
+
 def touch_account(account_id: str, now: dt.datetime) -> int:
     return int(_execute(_TOUCH, (now, account_id)).rowcount)
 
