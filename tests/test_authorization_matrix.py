@@ -552,9 +552,9 @@ OVERRIDES: dict[str, Callable[[World], dict[str, Any]]] = {
         "months": 12,
     },
     "RetentionService/GetAnonymisedStatistics": lambda w: {
-        "table": retention_service_pb2.STATISTICS_TABLE_MESSAGES_PER_ORGANISATION_WEEK,
-        "start_time": _timestamp(_now() - dt.timedelta(days=7)),
-        "end_time": _timestamp(_now() + dt.timedelta(days=1)),
+        "table": retention_service_pb2.STATISTICS_TABLE_ACTIVE_ACCOUNTS_BY_AGE_BAND,
+        "start_time": _timestamp(dt.datetime(2026, 1, 1, tzinfo=dt.UTC)),
+        "end_time": _timestamp(dt.datetime(2026, 2, 1, tzinfo=dt.UTC)),
     },
     "RightsService/CancelRightsRequest": lambda w: {
         "rights_request_id": w.ids["request_to_cancel"]

@@ -88,6 +88,7 @@ def test_an_access_request_waits_for_the_organisation_and_tells_the_requester(
     school = build_org(api, "s", members=("pupil",))
     pupil = school.members["pupil"]
     made = request(api, pupil.token, S.RIGHTS_REQUEST_TYPE_ACCESS, details="all my data")
+    assert made.details == "all my data"
     assert made.state == S.RIGHTS_REQUEST_STATE_RECEIVED
     assert made.channel == S.RIGHTS_REQUEST_CHANNEL_PERSON
     received = made.receive_time.ToDatetime().date()
@@ -103,6 +104,10 @@ def test_an_access_request_waits_for_the_organisation_and_tells_the_requester(
         metadata=api.auth(school.admin.token),
     ).rights_requests
     assert [r.rights_request_id for r in pending] == [made.rights_request_id]
+    # The organisation sees its own part, not the person's words, evidence or history (ORG-5).
+    (seen,) = pending
+    assert (seen.details, seen.identity_evidence, list(seen.history)) == ("", "", [])
+    assert [p.organisation_id for p in seen.organisation_parts] == [school.organisation_id]
     failure = rpc_error(
         lambda: api.rights.AnswerRightsRequest(
             pb.AnswerRightsRequestRequest(
@@ -123,6 +128,7 @@ def test_an_access_request_waits_for_the_organisation_and_tells_the_requester(
         metadata=api.auth(school.admin.token),
     ).rights_request
     assert done.state == S.RIGHTS_REQUEST_STATE_COMPLETED
+    done = get(api, pupil.token, made.rights_request_id)
     assert [(e.to_state, e.actor) for e in done.history] == [
         (S.RIGHTS_REQUEST_STATE_RECEIVED, "person"),
         (S.RIGHTS_REQUEST_STATE_IN_PROGRESS, "data_privacy_manager"),
@@ -552,3 +558,38 @@ def test_journey_6_a_leaver_is_erased_and_told_what_was_kept(
         "a pay dispute may go to a tribunal"
     ]
     assert len(server.runtime.ledger.entries()) == 1
+
+
+def test_a_correction_is_checked_when_asked_for(api: Api, unchanged) -> None:  # type: ignore[no-untyped-def]
+    _, person = api.adult()
+    failure = unchanged(
+        lambda: request(api, person, S.RIGHTS_REQUEST_TYPE_RECTIFICATION,
+                        corrections=[S.Correction(field="date_of_birth", value="2020-13-45")])
+    )  # fmt: skip
+    assert failure.violations == {"corrections": "INVALID_DATE"}
+
+
+def test_an_erasure_under_a_legal_claims_restriction_cannot_be_completed(
+    api: Api, dpm: str
+) -> None:
+    account, person = api.adult()
+    made = request(api, person, S.RIGHTS_REQUEST_TYPE_ERASURE)
+    verify(api, dpm, made.rights_request_id)
+    ProcessingRestriction.create(
+        account=account.account_id, restriction_case="legal_claims", rights_request_id="r",
+        created_at=clock.now(),
+    )  # fmt: skip
+    failure = rpc_error(
+        lambda: api.rights.CompleteRightsRequest(
+            pb.CompleteRightsRequestRequest(rights_request_id=made.rights_request_id),
+            metadata=api.auth(dpm),
+        )
+    )
+    assert failure.reason == "HELD_FOR_LEGAL_CLAIMS"
+    refused = api.rights.RefuseRightsRequest(
+        pb.RefuseRightsRequestRequest(
+            rights_request_id=made.rights_request_id, reason="held for legal claims"
+        ),
+        metadata=api.auth(dpm),
+    ).rights_request
+    assert refused.state == S.RIGHTS_REQUEST_STATE_REFUSED

@@ -329,6 +329,8 @@ def _person(*roles: Role) -> Principal:
 
 START = dt.datetime(2025, 1, 1)
 END = dt.datetime(2025, 3, 1)
+MONDAY = dt.datetime(2024, 12, 30)
+WEEK = dt.timedelta(days=7)
 
 
 @pytest.mark.parametrize(
@@ -351,14 +353,17 @@ def test_only_privacy_staff_may_ask(principal: Principal) -> None:
         ("", START, END, {"table"}),
         ("people_by_postcode", START, END, {"table"}),
         (statistics.MESSAGES_PER_ORGANISATION_WEEK, None, None, {"start_time", "end_time"}),
-        (statistics.MESSAGES_PER_ORGANISATION_WEEK, END, START, {"end_time"}),
-        (statistics.MESSAGES_PER_ORGANISATION_WEEK, START, START, {"end_time"}),
+        (statistics.MESSAGES_PER_ORGANISATION_WEEK, MONDAY + WEEK, MONDAY, {"end_time"}),
+        (statistics.MESSAGES_PER_ORGANISATION_WEEK, MONDAY, MONDAY, {"end_time"}),
         (
             statistics.MESSAGES_PER_ORGANISATION_WEEK,
-            START,
-            START + dt.timedelta(days=367),
+            MONDAY,
+            MONDAY + 53 * WEEK,
             {"end_time"},
         ),
+        # Ranges fall on whole weeks and months, so that no two differ by one person.
+        (statistics.MESSAGES_PER_ORGANISATION_WEEK, START, MONDAY + WEEK, {"start_time"}),
+        (statistics.ACTIVE_ACCOUNTS_BY_AGE_BAND, START, END - dt.timedelta(hours=1), {"end_time"}),
     ],
 )
 def test_the_range_is_checked(

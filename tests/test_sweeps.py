@@ -304,3 +304,46 @@ def test_using_the_account_after_the_warning_cancels_it(api: Api, server: Any) -
         assert Account.get_by_id(account.account_id).expiry_warned_at is None
     finally:
         clock.offset = dt.timedelta(0)
+
+
+def test_a_hold_placed_while_the_plugin_is_asked_still_keeps_the_item(
+    api: Api, server: Any, monkeypatch: Any
+) -> None:
+    """The keep checks run again under the batch's lock (a hold can come during the veto)."""
+    school, conv, _ = _school(api)
+    send(api, school.members["pupil1"], conv, "held at the last moment")
+    ContentItem.update(created_at=clock.now() - dt.timedelta(days=800)).execute()
+    api.orgs.PlaceLegalHold(
+        org_pb.PlaceLegalHoldRequest(
+            organisation_id=school.organisation_id, conversation_id=conv, reason="late claim"
+        ),
+        metadata=api.auth(school.admin.token),
+    )
+    monkeypatch.setattr(ContentSweeper, "_kept", lambda self, org, rows: {})  # checked too early
+    assert _sweep(server)["deleted"] == 0
+    assert ContentItem.select().count() == 1
+
+
+def test_erasure_keeps_content_under_a_legal_hold(api: Api, server: Any) -> None:
+    from chatpro_privacy.domain import erasure
+    from chatpro_privacy.domain.principals import SYSTEM
+
+    school, conv, _ = _school(api)
+    p1 = school.members["pupil1"]
+    send(api, p1, conv, "evidence")
+    api.orgs.PlaceLegalHold(
+        org_pb.PlaceLegalHoldRequest(
+            organisation_id=school.organisation_id, account_id=p1.account_id, reason="claim 9"
+        ),
+        metadata=api.auth(school.admin.token),
+    )
+    runtime = server.runtime
+
+    async def erase() -> None:
+        erasure.erase(SYSTEM, runtime.vault, p1.account_id, [], [], None, runtime.ledger)
+
+    server.run(erase())
+    (kept,) = ContentItem.select()
+    assert kept.author_account_id is None  # kept as the organisation's record, pseudonymised
+    p2 = school.members["pupil2"]
+    assert _texts(api, p2.token, conv) == ["evidence"]

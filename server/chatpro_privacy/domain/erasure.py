@@ -56,6 +56,7 @@ from chatpro_privacy.storage.models import (
     Account,
     AccountFieldSource,
     AccountSetup,
+    ContentFlag,
     ContentItem,
     ConversationParticipant,
     Correspondence,
@@ -65,7 +66,9 @@ from chatpro_privacy.storage.models import (
     GuardianAccess,
     GuardianConfirmation,
     InstallationEvent,
+    LegalHold,
     Membership,
+    MonitoringAccess,
     MonitoringStop,
     OutboxEvent,
     ProcessingObjection,
@@ -200,10 +203,41 @@ def erase(
         else OrganisationAction(org, DELETE, NO_DECISION, "default")
         for org in sorted(involved)
     ]
+    held = _holds(subject_ref)
+    actions = [  # RET-1: content under a legal hold is kept, pseudonymised, whatever was decided
+        OrganisationAction(
+            a.organisation_id,
+            KEEP_PSEUDONYMISED,
+            f"legal hold: {held[a.organisation_id]}",
+            "legal_hold",
+        )
+        if a.organisation_id in held and a.action == DELETE
+        else a
+        for a in actions
+    ]
     records = [KeptRecord(k.what, k.reason, k.decided_by) for k in kept]
     entry = ledger.begin(account.id, subject_ref, rights_request_id, actions, records)
     ledger.finish(account.id, _apply(actor, vault, entry, "account.erase"))
     return _report(ledger.get(account.id) or entry)
+
+
+def _holds(subject_ref: str) -> dict[str, str]:
+    """Organisations holding this person's content: on them, or on a conversation holding
+    some of it; with the hold's reason."""
+    held: dict[str, str] = {}
+    for hold in LegalHold.select().where(
+        LegalHold.released_at.is_null()
+        & (
+            (LegalHold.subject_ref == subject_ref)
+            | LegalHold.conversation.in_(
+                ContentItem.select(ContentItem.conversation).where(
+                    ContentItem.author_ref == subject_ref
+                )
+            )
+        )
+    ):
+        held.setdefault(hold.organisation_id, hold.reason)
+    return held
 
 
 def reapply(vault: Vault, ledger: ErasureLedger, actor: Principal = SYSTEM) -> int:
@@ -329,6 +363,23 @@ def _apply(actor: Principal, vault: Vault, entry: LedgerEntry, action: str) -> d
             identifiers = []
         erased["rights_requests_blanked"] = _blank_rights_requests(ref, identifiers)
         _redact(Disclosure, Disclosure.subject_ref == ref, ("reason",), identifiers)
+        if organisations:  # free text their organisations wrote about them
+            involved = sorted(organisations)
+            _redact(
+                MonitoringAccess,
+                MonitoringAccess.organisation.in_(involved),
+                ("filters", "refusal_reason"),
+                identifiers,
+            )
+            _redact(LegalHold, LegalHold.organisation.in_(involved), ("reason",), identifiers)
+            _redact(
+                ContentFlag,
+                ContentFlag.item_seq.in_(
+                    ContentItem.select(ContentItem.seq).where(ContentItem.author_ref == ref)
+                ),
+                ("reason",),
+                identifiers,
+            )
         if account is not None:
             _redact_outbox(account.id, identifiers)
         if account is not None:

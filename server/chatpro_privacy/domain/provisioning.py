@@ -205,7 +205,12 @@ class Provisioning:
             )
         account = Account.get_by_id(prior.account_id)
         membership = memberships.membership(organisation_id, account.id)
-        assert membership is not None
+        if membership is None:
+            raise FailedPrecondition(
+                "MEMBER_REMOVED",
+                "this provisioning was done, and the member has been removed since",
+                {"account_id": account.id},
+            )
         return account, membership
 
     async def complete_setup(

@@ -36,12 +36,14 @@ from chatpro_privacy.domain import (
     erasure,
     outbox,
     paging,
+    restrictions,
     validation,
 )
 from chatpro_privacy.domain import disclosures as disclosure_rules
 from chatpro_privacy.domain.accounts import PERSON, request_email_change, set_sources
 from chatpro_privacy.domain.clock import clock
 from chatpro_privacy.domain.errors import (
+    DomainError,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
@@ -189,6 +191,25 @@ def erasure_by(vault: Vault, ledger: ErasureLedger) -> Eraser:
         )
 
     return run
+
+
+def _corrected(v: Violations, name: str, value: str) -> tuple[Any, Any]:
+    """A correction's value as stored (and, for an email, its key), or a violation."""
+    if name == "name":
+        return validation.name(v, value, "corrections"), None
+    if name == "date_of_birth":
+        try:
+            born = dt.date.fromisoformat(value)
+        except ValueError:
+            v.add("corrections", "a date of birth is YYYY-MM-DD", "INVALID_DATE")
+            return None, None
+        return (
+            validation.date_of_birth(
+                v, born.year, born.month, born.day, clock.today(), "corrections"
+            ),
+            None,
+        )
+    return validation.email(v, value, "corrections")  # email or guardian_email
 
 
 def _is_dpm(principal: Principal) -> bool:
@@ -347,6 +368,8 @@ class Rights:
                     )
                 elif not value:
                     v.add("corrections", f"{name} needs its corrected value", "REQUIRED")
+                else:  # checked now, so that a verified request cannot fail later
+                    _corrected(v, name, value)
         elif r.corrections:
             v.add("corrections", "only rectification requests carry corrections", "NOT_APPLICABLE")
         if (r.type == RESTRICTION) != bool(r.restriction_case):
@@ -649,6 +672,16 @@ class Rights:
                 "NOT_KEEPABLE",
             )
         v.raise_if_any()
+        if (
+            row.type == ERASURE
+            and row.account_id
+            and restrictions.held_for_legal_claims(row.account_id)
+        ):
+            raise FailedPrecondition(
+                "HELD_FOR_LEGAL_CLAIMS",
+                "a restriction for legal claims holds this person's data from erasure: refuse "
+                "the request, or complete it once the restriction ends",
+            )
         if row.step != STEP_AWAIT_DPM:
             raise FailedPrecondition(
                 "NOT_AWAITING_DECISION",
@@ -715,7 +748,26 @@ class Rights:
             )
             .order_by(RightsRequest.due_date)
         )
-        return [self.view(r) for r in rows]
+        return [self.organisation_view(r, admin.organisation_id) for r in rows]
+
+    def organisation_view(self, row: RightsRequest, organisation_id: str) -> RequestView:
+        """What an organisation sees of a request (ORG-5): its own part, the type, state and
+        due date; not the person's words, the identity evidence, the history or what any
+        other organisation answered."""
+        own = RightsRequest(**row.__data__)
+        for name in ("details", "identity_method", "identity_evidence", "extension_reason",
+                     "refusal_reason", "outcome", "recipient_id", "purpose_id"):  # fmt: skip
+            setattr(own, name, "")
+        own.corrections, own.kept_parts = "[]", "[]"
+        own.correspondence_id = None
+        parts = [
+            p
+            for p in RightsRequestOrganisation.select().where(
+                (RightsRequestOrganisation.rights_request == row.id)
+                & (RightsRequestOrganisation.organisation == organisation_id)
+            )
+        ]
+        return RequestView(own, parts, [])
 
     async def answer(
         self,
@@ -754,7 +806,7 @@ class Rights:
             self._record_answer(row, part.organisation_id, decision, why, "administrator")
             audit.record(principal, "rights.answer", "rights_request", row.id, row.subject_ref)
         await self.advance(row.id)
-        return self.view(self._load(row.id))
+        return self.organisation_view(self._load(row.id), part.organisation_id)
 
     def _record_answer(
         self, row: RightsRequest, organisation_id: str, decision: str, reason: str, by: str
@@ -926,30 +978,18 @@ class Rights:
     def _rectify(self, row: RightsRequest) -> str:
         """Apply verified corrections (RGT-2); a new email takes effect once confirmed."""
         account = Account.get_by_id(row.account_id)
-        updates: dict[str, Any] = {}
         v = Violations()
-        said = []
-        for name, value in json.loads(row.corrections):
-            if name == "name":
-                updates["name"] = validation.name(v, value, "corrections")
-            elif name == "date_of_birth":
-                try:
-                    born = dt.date.fromisoformat(value)
-                except ValueError:
-                    v.add("corrections", "a date of birth is YYYY-MM-DD", "INVALID_DATE")
-                    continue
-                updates["date_of_birth"] = validation.date_of_birth(
-                    v, born.year, born.month, born.day, clock.today(), "corrections"
-                )
-            elif name == "guardian_email":
-                updates["guardian_email"], _ = validation.email(v, value, "corrections")
-            elif name == "email":
-                address, key = validation.email(v, value, "corrections")
-                if key != account.email_key:
-                    request_email_change(account.id, address, self.policy.email_token_lifetime)
-                    said.append("your new email address takes effect once you confirm it")
+        corrected = {
+            name: _corrected(v, name, value) for name, value in json.loads(row.corrections)
+        }
         if v.items:
             raise InvalidArgument(v.items)
+        said = []
+        address = corrected.pop("email", None)
+        if address is not None and address[1] != account.email_key:
+            request_email_change(account.id, address[0], self.policy.email_token_lifetime)
+            said.append("your new email address takes effect once you confirm it")
+        updates = {name: value[0] for name, value in corrected.items()}
         if updates:
             Account.update(**updates).where(Account.id == account.id).execute()
             set_sources(account.id, list(updates), PERSON)
@@ -1036,8 +1076,21 @@ class Rights:
             raise FailedPrecondition("ERASURE_UNAVAILABLE", "erasure is not configured")
         parts = self.view(row).organisations
         kept = self.view(row).kept
+        try:
+            self.eraser(SYSTEM, row.account_id or "", parts, kept, row.id)
+        except DomainError as exc:  # e.g. a legal-claims restriction placed since
+            with database.atomic():
+                self._move(
+                    row,
+                    REFUSED,
+                    "system",
+                    f"erasure could not be carried out: {exc.message}",
+                    step=STEP_DONE,
+                    refusal_reason=exc.message,
+                    outcome=f"Your data was not erased: {exc.message} {COMPLAINT_NOTICE}",
+                )
+            return
         await self._tell_plugins(row, parts, "erased")
-        self.eraser(SYSTEM, row.account_id or "", parts, kept, row.id)
         with database.atomic():
             self._move(
                 row,

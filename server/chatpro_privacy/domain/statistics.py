@@ -96,11 +96,28 @@ def table(
             v.add("end_time", "must be after the start time", "OUT_OF_RANGE")
         elif end - start > MAX_SPAN:
             v.add("end_time", "a table spans at most 366 days", "OUT_OF_RANGE")
+    # Two tables whose ranges differ by a second would differ by one person: ranges fall on
+    # whole weeks (messages) or whole months (accounts), so no two can differ by less.
+    unit = "week" if name == MESSAGES_PER_ORGANISATION_WEEK else "month"
+    for field, at in (("start_time", start), ("end_time", end)):
+        if at is not None and name in TABLES and not _on_boundary(at, unit):
+            v.add(
+                field,
+                "must be a Monday at 00:00 UTC"
+                if unit == "week"
+                else "must be the first of a month at 00:00 UTC",
+                "NOT_ON_BOUNDARY",
+            )
     v.raise_if_any()
     assert start is not None and end is not None
     if name == MESSAGES_PER_ORGANISATION_WEEK:
         return _messages_per_organisation_week(start, end)
     return _active_accounts_by_age_band(start, end)
+
+
+def _on_boundary(at: dt.datetime, unit: str) -> bool:
+    midnight = at.hour == at.minute == at.second == at.microsecond == 0
+    return midnight and (at.weekday() == 0 if unit == "week" else at.day == 1)
 
 
 def _left_out(column: Any) -> Any:

@@ -63,6 +63,36 @@ LEGAL_CLAIMS = "restricted_for_legal_claims"
 PLUGIN_UNAVAILABLE = "plugin_unavailable"
 
 
+class _LeaseLost(Exception):
+    """Another process took this organisation's lease: it carries on, this one stops."""
+
+
+def _not_kept(organisation_id: str) -> Any:
+    """Content no hold, open request or legal-claims restriction keeps (as ``_kept``)."""
+    holds = LegalHold.select(LegalHold.subject_ref).where(
+        (LegalHold.organisation == organisation_id)
+        & LegalHold.released_at.is_null()
+        & LegalHold.subject_ref.is_null(False)
+    )
+    held_conversations = LegalHold.select(LegalHold.conversation).where(
+        (LegalHold.organisation == organisation_id)
+        & LegalHold.released_at.is_null()
+        & LegalHold.conversation.is_null(False)
+    )
+    requesting = RightsRequest.select(RightsRequest.subject_ref).where(
+        RightsRequest.type.in_(HOLDING_REQUESTS) & RightsRequest.state.in_(OPEN_STATES)
+    )
+    claims = ProcessingRestriction.select(ProcessingRestriction.account).where(
+        ProcessingRestriction.restriction_case == "legal_claims"
+    )
+    return (
+        ContentItem.author_ref.not_in(holds)
+        & ContentItem.conversation.not_in(held_conversations)
+        & ContentItem.author_ref.not_in(requesting)
+        & (ContentItem.author_account.is_null() | ContentItem.author_account.not_in(claims))
+    )
+
+
 @dataclass
 class ContentSweepReport:
     deleted: int = 0
@@ -243,7 +273,13 @@ class ContentSweeper:
                 if reason is not None:
                     kept.update({r.seq: reason for r in remaining})
                     remaining = []
-            deleted, lock_ms = self._delete(organisation_id, name, remaining, rows[-1].seq, expired)
+            try:
+                deleted, lock_ms = self._delete(
+                    organisation_id, name, remaining, rows[-1].seq, expired
+                )
+            except _LeaseLost:
+                log.warning("sweep lease lost", organisation_id=organisation_id)
+                return True
             cursor = rows[-1].seq
             report.batches += 1
             report.deleted += len(deleted)
@@ -339,15 +375,17 @@ class ContentSweeper:
         with database.atomic() as transaction:
             if not self.leases.advance(name, last_seq):
                 transaction.rollback()  # another process took over: leave it to them
-                return [], (time.perf_counter() - started) * 1000
+                raise _LeaseLost
             deleted: list[_Row] = []
             if rows:
                 seqs = [r.seq for r in rows]
+                # Checked again under the lock: a hold, a request or a restriction may have
+                # come while the plugin was asked.
                 still = {
                     seq
                     for (seq,) in tuples(
                         ContentItem.select(ContentItem.seq).where(
-                            ContentItem.seq.in_(seqs) & expired
+                            ContentItem.seq.in_(seqs) & expired & _not_kept(organisation_id)
                         )
                     )
                 }
