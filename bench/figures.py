@@ -46,6 +46,7 @@ from chatpro.privacy.v1 import (
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 import loadgen
+import sweep
 import world
 
 PASSWORD = "correct horse battery staple 42"
@@ -78,6 +79,9 @@ class BenchContext:
     server_pid: int | None = None  # for the server's memory, from /proc
     # another server process on the same database, for one call: (channel, process id)
     fresh_server: FreshServer | None = None
+    # migrates and seeds the sweep world (bench/sweep.py) in the run's directory
+    build_sweep_world: BuildSweepWorld | None = None
+    sweep_time_limit: float = sweep.DEFAULT_TIME_LIMIT_S
     health: health_pb2_grpc.HealthStub = field(init=False)
     accounts: account_service_pb2_grpc.AccountServiceAsyncStub = field(init=False)
     policies: policy_service_pb2_grpc.PolicyServiceAsyncStub = field(init=False)
@@ -90,6 +94,8 @@ class BenchContext:
     policy_version: str = ""
     bearer: tuple[tuple[str, str], ...] = ()
     verified_exports: set[int] = field(default_factory=set)
+    sweep_world: sweep.SweepWorld | None = None
+    last_sweep: dict[str, Any] | None = None  # the latest sweep pass, not yet reported
     _serial: itertools.count[int] = field(default_factory=itertools.count)
 
     def __post_init__(self) -> None:
@@ -180,6 +186,7 @@ class BenchContext:
 
 ReadAuthored = Callable[[str, str], Awaitable[tuple[int, float]]]
 FreshServer = Callable[[], contextlib.AbstractAsyncContextManager[tuple[grpc.aio.Channel, int]]]
+BuildSweepWorld = Callable[[], Awaitable[sweep.SweepWorld]]
 Measure = Callable[[BenchContext], Awaitable[loadgen.Sample]]
 Setup = Callable[[BenchContext], Awaitable[None]]
 
@@ -197,6 +204,7 @@ class Measurement:
     setup: Setup = _no_setup  # run once, before the first round
     concurrency: int | None = None  # fixed in-flight calls, instead of --concurrency
     calls: int | None = None  # a latency: this many calls one at a time, their median in ms
+    rounds: int | None = None  # measured in the first this many rounds only (None: every one)
 
     @property
     def latency(self) -> bool:
@@ -228,12 +236,17 @@ def _register(m: Measurement) -> Measurement:
 
 
 def measurement(
-    name: str, unit: str, description: str, *, setup: Setup = _no_setup
+    name: str,
+    unit: str,
+    description: str,
+    *,
+    setup: Setup = _no_setup,
+    rounds: int | None = None,
 ) -> Callable[[Measure], Measure]:
     """Register an arbitrary measurement function."""
 
     def decorate(fn: Measure) -> Measure:
-        _register(Measurement(name, unit, description, fn, setup))
+        _register(Measurement(name, unit, description, fn, setup, rounds=rounds))
         return fn
 
     return decorate
@@ -759,6 +772,125 @@ for _label, _size in EXPORT_SIZES.items():
     _export_figures(_label, _size)
 
 
+# -- the retention sweep (bench/sweep.py) --------------------------------------------------
+
+# One pass of each takes minutes (1,000,000 messages): measured in the first round only.
+SWEEP_ROUNDS = 1
+
+
+async def _sweep_world(ctx: BenchContext) -> sweep.SweepWorld:
+    if ctx.sweep_world is None:
+        if ctx.build_sweep_world is None:
+            raise SetupFailure("the sweep figures need the run's directory")
+        ctx.sweep_world = await ctx.build_sweep_world()
+    return ctx.sweep_world
+
+
+async def _sweep_setup(ctx: BenchContext) -> None:
+    await _sweep_world(ctx)
+
+
+async def _pass(ctx: BenchContext, mode: str) -> dict[str, Any]:
+    """One timed pass on a fresh copy of the seeded database, which is removed after."""
+    world_ = await _sweep_world(ctx)
+    path = await asyncio.to_thread(world_.copy, f"sweep-{mode}.sqlite3")
+    argument = ctx.sweep_time_limit if mode == "sweep" else sweep.RAW_BATCH
+    try:
+        result = await asyncio.to_thread(world_.run, mode, path, argument)
+    except sweep.SweepWorldError as exc:
+        raise SetupFailure(str(exc)) from exc
+    finally:
+        await asyncio.to_thread(sweep.remove, path)
+    items, tokens = result["before"]
+    if (items, tokens) != (world_.messages, world_.tokens):
+        raise SetupFailure(f"the {mode} pass found {items} items and {tokens} tokens")
+    left_items, left_tokens = result["after"]
+    finished = result.get("finished", True)
+    if finished and (result["rows"] != world_.messages or left_items or left_tokens):
+        raise SetupFailure(
+            f"the {mode} pass deleted {result['rows']} of {world_.messages} messages and "
+            f"left {left_items} items and {left_tokens} word tokens"
+        )
+    if not finished:  # stopped at the time limit: what it did is still all or nothing
+        if result["rows"] != world_.messages - left_items:
+            raise SetupFailure(f"the stopped sweep reports {result['rows']} rows deleted")
+        world._progress(
+            f"warning: the sweep was stopped at its time limit ({ctx.sweep_time_limit:.0f} s) "
+            f"with {result['rows']:,} of {world_.messages:,} messages deleted; its rate is "
+            "that of the part it did"
+        )
+    return result
+
+
+def _rate_sample(result: dict[str, Any], detail: str) -> loadgen.Sample:
+    rows, seconds = int(result["rows"]), float(result["seconds"])
+    return loadgen.Sample(
+        completed=rows,
+        duration=seconds,
+        value=rows / seconds,
+        detail=f"{rows:,} rows in {seconds:.1f} s, {detail}",
+    )
+
+
+@measurement(
+    "sqlite_delete_rows_per_s",
+    "rows/s",
+    f"the baseline: plain sqlite3 deleting the same {sweep.SWEEP_MESSAGES:,} messages "
+    f"(DELETE ... WHERE seq IN (...), {sweep.RAW_BATCH:,} a transaction; the word tokens go "
+    "by the foreign key) from an identical copy, with the service's pragmas",
+    setup=_sweep_setup,
+    rounds=SWEEP_ROUNDS,
+)
+async def sqlite_delete(ctx: BenchContext) -> loadgen.Sample:
+    result = await _pass(ctx, "raw")
+    return _rate_sample(
+        result, f"{sweep.RAW_BATCH:,} a transaction, longest {result['max_batch_ms']:.0f} ms"
+    )
+
+
+@measurement(
+    "sweep_rows_per_s",
+    "rows/s",
+    f"ContentSweeper.run() deleting {sweep.SWEEP_MESSAGES:,} expired messages and their "
+    "word tokens, in a process of its own, as `chatpro-privacy sweep` runs it",
+    setup=_sweep_setup,
+    rounds=SWEEP_ROUNDS,
+)
+async def sweep_rows(ctx: BenchContext) -> loadgen.Sample:
+    result = await _pass(ctx, "sweep")
+    ctx.last_sweep = result
+    low, high = result["batch_rows"]
+    state = "finished" if result["finished"] else "STOPPED AT THE TIME LIMIT"
+    return _rate_sample(
+        result,
+        f"{result['batches']:,} batches of {low} to {high}, "
+        f"longest lock {result['max_batch_lock_ms']:.0f} ms, {state}",
+    )
+
+
+@measurement(
+    "sweep_max_batch_lock_ms",
+    "ms",
+    "the longest write-lock hold of one batch in that sweep (the report's max_batch_lock_ms)",
+    setup=_sweep_setup,
+    rounds=SWEEP_ROUNDS,
+)
+async def sweep_max_lock(ctx: BenchContext) -> loadgen.Sample:
+    result, ctx.last_sweep = ctx.last_sweep, None
+    if result is None:  # reported alone: a pass of its own
+        result = await _pass(ctx, "sweep")
+    value = float(result["max_batch_lock_ms"])
+    if result["report"] is not None and abs(result["report"]["max_batch_lock_ms"] - value) > 0.01:
+        raise SetupFailure(f"the sweep reports {result['report']['max_batch_lock_ms']} ms")
+    return loadgen.Sample(
+        completed=1,
+        duration=float(result["seconds"]),
+        value=value,
+        detail=f"of {result['batches']:,} batches"
+        + ("" if result["finished"] else ", sweep stopped at the time limit"),
+    )
+
+
 # -- plugin hook dispatch (in the bench process, no server) -------------------------------
 
 HOOK_PLUGINS = 10
@@ -915,6 +1047,13 @@ RATIOS: list[RatioFigure] = [
         "export_100k_peak_mb",
         "export_10k_peak_mb",
         "the server's peak memory growth exporting 100k messages relative to 10k (<= 1.5)",
+    ),
+    RatioFigure(
+        "sweep_vs_sqlite_ratio",
+        "sweep_rows_per_s",
+        "sqlite_delete_rows_per_s",
+        f"the retention sweep's rows/s relative to plain sqlite3 deleting the same "
+        f"{sweep.SWEEP_MESSAGES:,} messages (>= 0.5)",
     ),
     RatioFigure(
         "register_vs_argon2_ratio",

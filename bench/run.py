@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/run.py --output bench-results.json \
         [--duration SECONDS] [--concurrency N] [--repeat N] [--warmup SECONDS] \
-        [--keep-temp] [--only FIGURE[,FIGURE...]] [--seed-over-grpc]
+        [--keep-temp] [--only FIGURE[,FIGURE...]] [--seed-over-grpc] \
+        [--sweep-time-limit SECONDS]
 
 Starts the server on a free loopback port with a fresh SQLite database (or the PostgreSQL
 database in DATABASE_URL), drives load over one grpc.aio channel, prints a table and
@@ -34,6 +35,7 @@ from typing import Any
 import grpc
 
 import figures
+import sweep
 import world
 from server_process import (
     Database,
@@ -123,6 +125,13 @@ def _parser() -> argparse.ArgumentParser:
         "database (takes minutes)",
     )
     parser.add_argument(
+        "--sweep-time-limit",
+        type=_positive(float),
+        default=sweep.DEFAULT_TIME_LIMIT_S,
+        help="stop a retention sweep pass after this many seconds (its rate is then that of "
+        f"the part it did; default {sweep.DEFAULT_TIME_LIMIT_S:.0f})",
+    )
+    parser.add_argument(
         "--only",
         metavar="FIGURE[,FIGURE...]",
         help="report only these figures (and measure what they are made of)",
@@ -172,9 +181,16 @@ async def _rounds(
     standalone = [name for name in selection.measurements if name not in used]
     for name in selection.measurements:
         await figures.MEASUREMENTS[name].setup(ctx)
+
+    def due(name: str, round_no: int) -> bool:
+        rounds = figures.MEASUREMENTS[name].rounds
+        return rounds is None or round_no < rounds
+
     for round_no in range(repeat):
         label = f"[round {round_no + 1}/{repeat}]"
         for ratio in selection.ratios:
+            if not (due(ratio.target, round_no) and due(ratio.baseline, round_no)):
+                continue
             # Baseline and target back to back; the order flips each round (ABBA) so
             # that a drift in the machine's speed does not favour either.
             order = [ratio.baseline, ratio.target]
@@ -187,7 +203,8 @@ async def _rounds(
             results.ratios.setdefault(ratio.name, []).append(value)
             _progress(f"{label} {ratio.name:<24} {value:12.3f}")
         for name in standalone:
-            await _measure(ctx, server, name, results, label)
+            if due(name, round_no):
+                await _measure(ctx, server, name, results, label)
     return results
 
 
@@ -224,6 +241,13 @@ async def _bench(
         finally:
             await asyncio.to_thread(fresh.stop)
 
+    async def build_sweep_world() -> sweep.SweepWorld:
+        _progress(f"seeding the sweep world ({sweep.SWEEP_MESSAGES:,} messages)")
+        try:
+            return await asyncio.to_thread(sweep.build, workdir, env)
+        except sweep.SweepWorldError as exc:
+            raise figures.SetupFailure(str(exc)) from exc
+
     async def read_authored(organisation_id: str, account_id: str) -> tuple[int, float]:
         return await asyncio.to_thread(world.read_authored, env, organisation_id, account_id)
 
@@ -245,6 +269,8 @@ async def _bench(
                 read_authored=read_authored,
                 server_pid=server.pid,
                 fresh_server=fresh_server,
+                build_sweep_world=build_sweep_world,
+                sweep_time_limit=args.sweep_time_limit,
             )
             started = loop.time()
             results = await _rounds(ctx, server, args.repeat, selection)
@@ -332,6 +358,15 @@ def _meta(args: argparse.Namespace, database: Database, selection: Selection) ->
         meta["only"] = args.only
     if {"monitor_search_100k_ms", "export_10k_s", "export_100k_s"} & set(selection.measurements):
         meta["seeded_with"] = "SendMessage" if args.seed_over_grpc else "database"
+    if {"sweep_rows_per_s", "sqlite_delete_rows_per_s", "sweep_max_batch_lock_ms"} & set(
+        selection.measurements
+    ):
+        meta["sweep"] = {
+            "messages": sweep.SWEEP_MESSAGES,
+            "raw_batch": sweep.RAW_BATCH,
+            "rounds": figures.SWEEP_ROUNDS,
+            "time_limit_s": args.sweep_time_limit,
+        }
     if database.kind == "sqlite":
         meta["sqlite_synchronous"] = os.environ.get("CHATPRO_SQLITE_SYNCHRONOUS", "FULL").upper()
     return meta
