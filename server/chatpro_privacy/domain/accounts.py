@@ -219,26 +219,13 @@ class Accounts:
         is_child = (
             born is not None and validation.age_on(born, today) < self.policy.age_of_digital_consent
         )
-        guardian_email = guardian_key = None
-        if is_child:
-            if not r.guardian_email:
-                v.add(
-                    "guardian_email",
-                    f"is required under the age of {self.policy.age_of_digital_consent}",
-                    "GUARDIAN_EMAIL_REQUIRED",
-                )
-            else:
-                guardian_email, guardian_key = validation.email(
-                    v, r.guardian_email, "guardian_email"
-                )
-                if guardian_key == email_key:
-                    v.add("guardian_email", "must be the guardian's own address", "SAME_AS_EMAIL")
-        elif r.guardian_email:
-            v.add(
-                "guardian_email",
-                f"is only collected under the age of {self.policy.age_of_digital_consent}",
-                "NOT_COLLECTED",
-            )
+        guardian_email = validation.guardian_email(
+            v,
+            r.guardian_email,
+            is_child=is_child,
+            age_of_consent=self.policy.age_of_digital_consent,
+            own_email_key=email_key,
+        )
         v.raise_if_any()
         return (
             {

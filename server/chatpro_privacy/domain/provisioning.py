@@ -84,28 +84,16 @@ class Provisioning:
         born = validation.date_of_birth(v, *p.date_of_birth, today=clock.today())
         if p.role not in (memberships.MEMBER, memberships.ADMINISTRATOR):
             v.add("role", "is required", "REQUIRED")
-        guardian_email = None
-        if self._is_child(born):
-            if p.role == memberships.ADMINISTRATOR:
-                v.add("role", "a child cannot administer an organisation", "CHILD_ADMINISTRATOR")
-            if not p.guardian_email:
-                v.add(
-                    "guardian_email",
-                    f"is required under the age of {self.policy.age_of_digital_consent}",
-                    "GUARDIAN_EMAIL_REQUIRED",
-                )
-            else:
-                guardian_email, guardian_key = validation.email(
-                    v, p.guardian_email, "guardian_email"
-                )
-                if guardian_key == email_key:
-                    v.add("guardian_email", "must be the guardian's own address", "SAME_AS_EMAIL")
-        elif p.guardian_email:
-            v.add(
-                "guardian_email",
-                f"is only collected under the age of {self.policy.age_of_digital_consent}",
-                "NOT_COLLECTED",
-            )
+        is_child = self._is_child(born)
+        if is_child and p.role == memberships.ADMINISTRATOR:
+            v.add("role", "a child cannot administer an organisation", "CHILD_ADMINISTRATOR")
+        guardian_email = validation.guardian_email(
+            v,
+            p.guardian_email,
+            is_child=is_child,
+            age_of_consent=self.policy.age_of_digital_consent,
+            own_email_key=email_key,
+        )
         v.raise_if_any()
         if (prior := self._replay(org.id, p)) is not None:
             return prior

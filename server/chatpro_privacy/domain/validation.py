@@ -155,3 +155,29 @@ def optional_text(v: Violations, field: str, value: str, max_len: int) -> str:
     elif _has_control(text):
         v.add(field, "must not contain control characters", "INVALID_CHARACTERS")
     return text
+
+
+def guardian_email(
+    v: Violations, value: str, *, is_child: bool, age_of_consent: int, own_email_key: str
+) -> str | None:
+    """A guardian's address: required under the age of digital consent, refused above it,
+    and never the person's own (ACC-3)."""
+    if not is_child:
+        if value:
+            v.add(
+                "guardian_email",
+                f"is only collected under the age of {age_of_consent}",
+                "NOT_COLLECTED",
+            )
+        return None
+    if not value:
+        v.add(
+            "guardian_email",
+            f"is required under the age of {age_of_consent}",
+            "GUARDIAN_EMAIL_REQUIRED",
+        )
+        return None
+    address, key = email(v, value, "guardian_email")
+    if key == own_email_key:
+        v.add("guardian_email", "must be the guardian's own address", "SAME_AS_EMAIL")
+    return address
