@@ -23,6 +23,8 @@ from chatpro.privacy.v1 import (
 from chatpro.privacy.v1 import messaging_service_pb2 as msg
 from chatpro.privacy.v1 import monitoring_service_pb2 as mon
 from chatpro.privacy.v1 import organisation_service_pb2 as org_pb
+from chatpro.privacy.v1 import retention_service_pb2 as ret
+from chatpro.privacy.v1 import retention_service_pb2_grpc as ret_grpc
 from chatpro.privacy.v1 import rights_service_pb2 as pb
 from chatpro_privacy.domain.clock import clock
 from chatpro_privacy.storage.models import (
@@ -558,6 +560,13 @@ def test_journey_6_a_leaver_is_erased_and_told_what_was_kept(
         "a pay dispute may go to a tribunal"
     ]
     assert len(server.runtime.ledger.entries()) == 1
+    # RET-5: the colleague's app is told to drop what it cached of the erased member.
+    feed = ret_grpc.RetentionServiceStub(api.channel).ListDeletions(
+        ret.ListDeletionsRequest(), metadata=api.auth(colleague.token)
+    )
+    assert [(d.reason, d.organisation_id, d.account_id) for d in feed.deletions] == [
+        (ret.DELETION_REASON_ERASED, employer.organisation_id, leaver.account_id)
+    ]
 
 
 def test_a_correction_is_checked_when_asked_for(api: Api, unchanged) -> None:  # type: ignore[no-untyped-def]

@@ -347,3 +347,36 @@ def test_erasure_keeps_content_under_a_legal_hold(api: Api, server: Any) -> None
     assert kept.author_account_id is None  # kept as the organisation's record, pseudonymised
     p2 = school.members["pupil2"]
     assert _texts(api, p2.token, conv) == ["evidence"]
+
+
+def test_the_feed_tells_a_removed_member_alone_and_bad_cursors_are_refused(api: Api) -> None:
+    """RET-5: a removal concerns its member (their app drops the organisation's content);
+    the organisation's other members are not told of it."""
+    school, _, _ = _school(api)
+    p1, p2 = school.members["pupil1"], school.members["pupil2"]
+    api.orgs.RemoveMember(
+        org_pb.RemoveMemberRequest(
+            organisation_id=school.organisation_id, account_id=p1.account_id
+        ),
+        metadata=api.auth(school.admin.token),
+    )
+    stub = ret_grpc.RetentionServiceStub(api.channel)
+
+    def feed(token: str) -> list[ret.Deletion]:
+        return list(
+            stub.ListDeletions(ret.ListDeletionsRequest(), metadata=api.auth(token)).deletions
+        )
+
+    (removed,) = feed(p1.token)
+    assert (removed.reason, removed.organisation_id, removed.account_id) == (
+        ret.DELETION_REASON_REMOVED,
+        school.organisation_id,
+        p1.account_id,
+    )
+    assert feed(p2.token) == []
+    failure = rpc_error(
+        lambda: stub.ListDeletions(
+            ret.ListDeletionsRequest(after_sequence=-1, page_size=501), metadata=api.auth(p2.token)
+        )
+    )
+    assert failure.violations == {"after_sequence": "OUT_OF_RANGE", "page_size": "OUT_OF_RANGE"}

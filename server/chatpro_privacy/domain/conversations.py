@@ -153,7 +153,6 @@ def mine(
         .order_by(Conversation.created_at.desc(), Conversation.id.desc())
     )
     rows = list(query.offset(cursor or 0).limit(size + 1))
-    token = str((cursor or 0) + size) if len(rows) > size else ""
-    rows = rows[:size]
+    rows, token = paging.by_offset(rows, size, cursor)
     people = _participants([c.id for c in rows])
     return [ConversationView(c, people[c.id]) for c in rows], token

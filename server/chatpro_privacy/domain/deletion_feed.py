@@ -67,10 +67,17 @@ def member_gone(organisation_id: str, account_id: str, reason: str) -> None:
 def for_person(principal: Principal, after: int, page_size: int) -> tuple[list[DeletionFeed], int]:
     if not principal.acts_for_subject or principal.account_id is None:
         raise PermissionDenied("PEOPLE_ONLY", "the feed is for the apps of people signed in")
-    if after < 0 or not 0 <= page_size <= MAX_PAGE:
-        raise InvalidArgument(
-            [FieldViolation("page_size", f"must be 0 to {MAX_PAGE}", "OUT_OF_RANGE")]
+    problems = []
+    if after < 0:
+        problems.append(
+            FieldViolation(
+                "after_sequence", "must be 0 or a sequence from the feed", "OUT_OF_RANGE"
+            )
         )
+    if not 0 <= page_size <= MAX_PAGE:
+        problems.append(FieldViolation("page_size", f"must be 1 to {MAX_PAGE}", "OUT_OF_RANGE"))
+    if problems:
+        raise InvalidArgument(problems)
     me = principal.account_id
     organisations = Membership.select(Membership.organisation).where(Membership.account == me)
     conversations = ConversationParticipant.select(ConversationParticipant.conversation).where(

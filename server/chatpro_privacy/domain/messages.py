@@ -208,8 +208,7 @@ class Messages:
         if cursor is not None:
             query = query.where(ContentItem.seq < cursor)
         rows = list(query.order_by(ContentItem.seq.desc()).limit(size + 1))
-        token = str(rows[size - 1].seq) if len(rows) > size else ""
-        rows = rows[:size]
+        rows, token = paging.by_seq(rows, size)
         texts = self.vault.open_texts(
             conversation.organisation_id, ((r.id, r.key_id, r.body) for r in rows)
         )

@@ -369,8 +369,8 @@ class Monitoring:
         if cursor is not None:
             query = query.where(ContentItem.seq > cursor)
         rows = list(query.order_by(ContentItem.seq).limit(size + 1)) if total else []
-        token = str(rows[size - 1].seq) if len(rows) > size else ""
-        return rows[:size], total, token
+        page, token = paging.by_seq(rows, size)
+        return page, total, token
 
     async def statistics(
         self, principal: Principal, organisation_id: str, reason: str, scope: Scope
@@ -520,8 +520,7 @@ class Monitoring:
             .offset(cursor or 0)
             .limit(size + 1)
         )
-        token = str((cursor or 0) + size) if len(rows) > size else ""
-        return rows[:size], token
+        return paging.by_offset(rows, size, cursor)
 
     def checks(
         self, principal: Principal, organisation_id: str, page_size: int, page_token: str
@@ -538,8 +537,7 @@ class Monitoring:
             .offset(cursor or 0)
             .limit(size + 1)
         )
-        token = str((cursor or 0) + size) if len(rows) > size else ""
-        rows = rows[:size]
+        rows, token = paging.by_offset(rows, size, cursor)
         included = (
             {
                 a

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any, TypeVar
+
 from chatpro_privacy.domain.errors import FieldViolation, InvalidArgument
 
 DEFAULT_PAGE = 50
 MAX_PAGE = 200
+T = TypeVar("T")
 
 
 def page(page_size: int, page_token: str) -> tuple[int, int | None]:
@@ -26,8 +29,11 @@ def page(page_size: int, page_token: str) -> tuple[int, int | None]:
     return page_size or DEFAULT_PAGE, cursor
 
 
-def next_token(rows: list[int], size: int) -> tuple[list[int], str]:
-    """Trim a fetch of size + 1 positions to a page, and the token of the page after."""
-    if len(rows) > size:
-        return rows[:size], str(rows[size - 1])
-    return rows, ""
+def by_offset(rows: list[T], size: int, cursor: int | None) -> tuple[list[T], str]:
+    """A fetch of size + 1 rows from offset ``cursor`` cut to a page, and the next token."""
+    return rows[:size], str((cursor or 0) + size) if len(rows) > size else ""
+
+
+def by_seq(rows: list[Any], size: int) -> tuple[list[Any], str]:
+    """A fetch of size + 1 rows in ``seq`` order cut to a page; the token is the last seq."""
+    return rows[:size], str(rows[size - 1].seq) if len(rows) > size else ""

@@ -194,8 +194,7 @@ class Recordings:
         if cursor is not None:
             query = query.where(ContentItem.seq < cursor)
         rows = list(query.order_by(ContentItem.seq.desc()).limit(size + 1))
-        token = str(rows[size - 1].seq) if len(rows) > size else ""
-        rows = rows[:size]
+        rows, token = paging.by_seq(rows, size)
         live = self.vault.readable(r.key_id for r in rows)
         return [RecordingView(r, r.key_id in live) for r in rows], token
 

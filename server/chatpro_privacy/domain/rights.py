@@ -310,8 +310,8 @@ class Rights:
             .offset(cursor or 0)
             .limit(size + 1)
         )
-        token = str((cursor or 0) + size) if len(rows) > size else ""
-        return [self.view(r) for r in rows[:size]], token
+        page, token = paging.by_offset(rows, size, cursor)
+        return [self.view(r) for r in page], token
 
     # -- making a request ---------------------------------------------------------------------
 
