@@ -1,13 +1,15 @@
 """Shared fixtures: a real server per test on SQLite (a temp file) or, when DATABASE_URL
-names PostgreSQL, on a fresh schema of that database; generated stubs; helpers."""
+names PostgreSQL, on a schema of that database reset for each test; generated stubs; helpers."""
 
 from __future__ import annotations
 
 import datetime as dt
+import graphlib
 import hashlib
 import os
 import re
 import secrets
+import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -35,7 +37,8 @@ from chatpro.privacy.v1 import (
 )
 from chatpro_privacy.domain import roles
 from chatpro_privacy.domain.clock import clock
-from chatpro_privacy.storage.db import database, is_postgres
+from chatpro_privacy.storage import migrations
+from chatpro_privacy.storage.db import close_database, database, is_postgres, open_database
 from chatpro_privacy.storage.models import ALL_MODELS
 from chatpro_privacy.testing import InProcessServer
 from google.rpc import error_details_pb2
@@ -59,26 +62,146 @@ def content_key_env(folder: Path) -> dict[str, str]:
     }
 
 
-@pytest.fixture
-def database_target(tmp_path: Path) -> Iterator[tuple[str, str | None]]:
-    """(url, schema): a temp SQLite file, or a throwaway schema on the PostgreSQL named."""
+def wait_until_serving(target: str, timeout: float) -> None:
+    """Wait for a server process that is starting to accept calls, trying every 50-200 ms
+    rather than after grpc's default first back-off of about a second."""
+    options = [("grpc.initial_reconnect_backoff_ms", 50), ("grpc.max_reconnect_backoff_ms", 200)]
+    with grpc.insecure_channel(target, options=options) as channel:
+        grpc.channel_ready_future(channel).result(timeout=timeout)
+
+
+@dataclass(frozen=True)
+class SharedSchema:
+    """A PostgreSQL schema migrated once per session and put back to just-migrated before each
+    test: emptying the few tables a test filled takes milliseconds, where creating, migrating
+    and dropping a schema per test took ~0.2 s."""
+
+    name: str
+    tables: tuple[str, ...]  # children before parents, so that no DELETE breaks a foreign key
+    truncated: frozenset[str]  # tables with triggers (the append-only ledger refuses DELETE)
+    seeded: tuple[str, ...]  # tables the migrations filled, parents first; copied to {name}_seed
+    sequences: str  # a SELECT of setval() calls that puts every sequence back
+
+    @classmethod
+    def migrate(cls, url: str, cur: Any) -> SharedSchema:
+        name = f"t_{secrets.token_hex(6)}"
+        cur.execute(f"CREATE SCHEMA {name}")
+        open_database(url, schema=name)
+        migrations.migrate()
+        close_database()
+        cur.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = %s AND tablename <> %s",
+            (name, "schema_migrations"),
+        )
+        tables = sorted(row[0] for row in cur.fetchall())
+        cur.execute(
+            "SELECT r.relname, p.relname FROM pg_constraint c"
+            " JOIN pg_class r ON r.oid = c.conrelid JOIN pg_class p ON p.oid = c.confrelid"
+            " WHERE c.contype = 'f' AND c.connamespace = %s::regnamespace",
+            (name,),
+        )
+        parents: dict[str, set[str]] = {t: set() for t in tables}
+        for child, parent in cur.fetchall():
+            if child != parent:
+                parents[child].add(parent)
+        cur.execute(
+            "SELECT DISTINCT r.relname FROM pg_trigger t JOIN pg_class r ON r.oid = t.tgrelid"
+            " WHERE NOT t.tgisinternal AND r.relnamespace = %s::regnamespace",
+            (name,),
+        )
+        truncated = {row[0] for row in cur.fetchall()}
+        order = list(graphlib.TopologicalSorter(parents).static_order())  # parents first
+        cur.execute(f"CREATE SCHEMA {name}_seed")
+        seeded = []
+        for table in order:
+            cur.execute(f"SELECT EXISTS (SELECT 1 FROM {name}.{table})")
+            if cur.fetchone()[0]:
+                cur.execute(f"CREATE TABLE {name}_seed.{table} AS TABLE {name}.{table}")
+                seeded.append(table)
+        cur.execute(
+            "SELECT sequencename FROM pg_sequences WHERE schemaname = %s ORDER BY 1", (name,)
+        )
+        setvals = []
+        for (sequence,) in cur.fetchall():
+            cur.execute(f"SELECT last_value, is_called FROM {name}.{sequence}")
+            value, called = cur.fetchone()
+            setvals.append(f"setval('{name}.{sequence}', {value}, {called})")
+        return cls(
+            name,
+            tuple(reversed(order)),
+            frozenset(truncated),
+            tuple(seeded),
+            "SELECT " + ", ".join(setvals) if setvals else "SELECT 1",
+        )
+
+    def reset(self, cur: Any) -> None:
+        """Empty every table a test filled, restore the seed rows and the sequences."""
+        cur.execute(
+            " UNION ALL ".join(f"(SELECT '{t}' FROM {self.name}.{t} LIMIT 1)" for t in self.tables)
+        )
+        filled = {row[0] for row in cur.fetchall()}
+        cur.execute("BEGIN")
+        try:
+            for table in self.tables:
+                if table in filled and table in self.truncated:
+                    cur.execute(f"TRUNCATE {self.name}.{table} CASCADE")
+                elif table in filled:
+                    cur.execute(f"DELETE FROM {self.name}.{table}")
+            for table in self.seeded:
+                cur.execute(f"INSERT INTO {self.name}.{table} TABLE {self.name}_seed.{table}")
+            cur.execute(self.sequences)
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        cur.execute("COMMIT")
+
+    def drop(self, cur: Any) -> None:
+        cur.execute(f"DROP SCHEMA {self.name} CASCADE")
+        cur.execute(f"DROP SCHEMA {self.name}_seed CASCADE")
+
+
+@pytest.fixture(scope="session")
+def migrated_database(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[Path, None] | tuple[SharedSchema, Any]]:
+    """The session's migrated database: a SQLite file each test copies, or, on PostgreSQL, a
+    shared schema each test resets (with the admin cursor that resets it). Either way every
+    test starts on a database exactly as the migrations leave it."""
     pg = _pg_url()
     if pg is None:
-        yield f"sqlite:///{tmp_path}/privacy.sqlite3", None
+        template = tmp_path_factory.mktemp("migrated") / "privacy.sqlite3"
+        open_database(f"sqlite:///{template}")
+        migrations.migrate()  # connects and closes: the WAL is checkpointed into the file
+        close_database()
+        assert not template.with_name(template.name + "-wal").exists()
+        yield template, None
         return
     import psycopg2
 
-    schema = f"t_{secrets.token_hex(6)}"
     admin = psycopg2.connect(pg)
     admin.autocommit = True
     with admin.cursor() as cur:
-        cur.execute(f"CREATE SCHEMA {schema}")
-    try:
-        yield pg, schema
-    finally:
-        with admin.cursor() as cur:
-            cur.execute(f"DROP SCHEMA {schema} CASCADE")
-        admin.close()
+        cur.execute("SET lock_timeout = '10s'")  # a test that left a lock fails, not hangs
+        shared = SharedSchema.migrate(pg, cur)
+        try:
+            yield shared, cur
+        finally:
+            shared.drop(cur)
+    admin.close()
+
+
+@pytest.fixture
+def database_target(
+    tmp_path: Path, migrated_database: tuple[Path, None] | tuple[SharedSchema, Any]
+) -> tuple[str, str | None]:
+    """(url, schema): a migrated temp SQLite file, or PostgreSQL's shared schema, reset."""
+    migrated, cur = migrated_database
+    if isinstance(migrated, Path):
+        target = tmp_path / "privacy.sqlite3"
+        shutil.copyfile(migrated, target)
+        return f"sqlite:///{target}", None
+    migrated.reset(cur)
+    return str(_pg_url()), migrated.name
 
 
 @dataclass
@@ -243,18 +366,20 @@ def rpc_error(call: Callable[[], Any]) -> RpcFailure:
 def database_fingerprint() -> str:
     """A digest of every row of every table: equal before and after means nothing changed."""
     digest = hashlib.sha256()
-    with database.connection_context():
-        for model in ALL_MODELS:
-            digest.update(model._meta.table_name.encode())
-            columns = [f.column_name for f in model._meta.sorted_fields]
-            order = ", ".join(columns)
-            cursor = database.execute_sql(
-                f"SELECT {order} FROM {model._meta.table_name} ORDER BY {order}"
+    # On this thread's connection, left open as by any other query a test makes: a new
+    # PostgreSQL backend per fingerprint spent most of its time loading the catalogue.
+    database.connect(reuse_if_open=True)
+    for model in ALL_MODELS:
+        digest.update(model._meta.table_name.encode())
+        columns = [f.column_name for f in model._meta.sorted_fields]
+        order = ", ".join(columns)
+        cursor = database.execute_sql(
+            f"SELECT {order} FROM {model._meta.table_name} ORDER BY {order}"
+        )
+        for row in cursor.fetchall():
+            digest.update(
+                repr(tuple(bytes(v) if isinstance(v, memoryview) else v for v in row)).encode()
             )
-            for row in cursor.fetchall():
-                digest.update(
-                    repr(tuple(bytes(v) if isinstance(v, memoryview) else v for v in row)).encode()
-                )
     return digest.hexdigest()
 
 

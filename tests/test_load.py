@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import quote
 
@@ -19,7 +20,7 @@ import grpc
 from chatpro.privacy.v1 import account_pb2, account_service_pb2, account_service_pb2_grpc
 from chatpro_privacy.storage.db import open_database
 from chatpro_privacy.storage.models import Account, Device
-from conftest import PASSWORD, content_key_env, registration
+from conftest import PASSWORD, content_key_env, registration, wait_until_serving
 
 CLIENTS = 16
 RUN_SECONDS = 1.5
@@ -51,16 +52,20 @@ def test_no_acknowledged_write_is_lost_across_sigterm(
             env=env, stdout=log, stderr=log,
         )  # fmt: skip
     try:
+        wait_until_serving(f"127.0.0.1:{port}", timeout=30)
         channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-        grpc.channel_ready_future(channel).result(timeout=30)
         stub = account_service_pb2_grpc.AccountServiceStub(channel)
-        tokens = []
-        for i in range(CLIENTS):
+
+        def signed_in(i: int) -> str:
             stub.Register(registration(username=f"load{i}"))
             signed = stub.SignIn(
                 account_service_pb2.SignInRequest(login=f"load{i}", password=PASSWORD)
             )
-            tokens.append(signed.session_token)
+            return str(signed.session_token)
+
+        # At once, so that the server's hashing workers (argon2 at full cost) share the work.
+        with ThreadPoolExecutor(CLIENTS) as pool:
+            tokens = list(pool.map(signed_in, range(CLIENTS)))
         acknowledged = [0] * CLIENTS
         refused = [0] * CLIENTS
         stop = threading.Event()

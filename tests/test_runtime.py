@@ -29,7 +29,7 @@ from chatpro.privacy.v1 import (
 from chatpro_privacy.domain import roles
 from chatpro_privacy.storage import migrations
 from chatpro_privacy.testing import InProcessServer
-from conftest import Api, content_key_env, registration
+from conftest import Api, content_key_env, registration, wait_until_serving
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -102,9 +102,7 @@ def served(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int, dict[
             [*CLI, "serve", "--address", f"127.0.0.1:{port}"], env=env, stdout=out, stderr=out
         )
     try:
-        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-        grpc.channel_ready_future(channel).result(timeout=20)
-        channel.close()
+        wait_until_serving(f"127.0.0.1:{port}", timeout=20)
         yield proc, port, env, log
     finally:
         if proc.poll() is None:

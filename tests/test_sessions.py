@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import secrets
 
 import grpc
 import pytest
 from chatpro.privacy.v1 import account_service_pb2
 from chatpro_privacy.domain import roles
 from chatpro_privacy.domain.clock import clock
+from chatpro_privacy.domain.passwords import TEST_PARAMETERS, Passwords
+from chatpro_privacy.settings import SettingsError, from_env
 from chatpro_privacy.storage.models import Session
 from conftest import PASSWORD, Api, rpc_error
 
@@ -233,3 +237,27 @@ def test_register_and_sign_in_are_rate_limited_per_peer(
             api.sign_in("user0")
         assert rpc_error(lambda: api.sign_in("user0")).reason == "RATE_LIMITED"
         channel.close()
+
+
+def test_only_test_suites_hash_passwords_cheaply() -> None:
+    """A served process hashes with argon2id's RFC 9106 low-memory profile (ACC-5). The cheap
+    "test" profile that InProcessServer picks is chosen in code alone: no variable selects it."""
+    keys = {
+        name: secrets.token_hex(32)
+        for name in ("CHATPRO_SECRET_KEY", "CHATPRO_RECEIPT_SIGNING_KEY", "CHATPRO_MASTER_KEY")
+    }
+    served = from_env({**keys, "CHATPRO_PASSWORD_HASH_PROFILE": "test"})
+    assert served.password_hash_profile == "default"
+    with pytest.raises(SettingsError):
+        served.with_overrides(password_hash_profile="cheap")
+
+    async def stored(passwords: Passwords) -> str:
+        try:
+            return await passwords.hash(PASSWORD)
+        finally:
+            passwords.shutdown()
+
+    production = asyncio.run(stored(Passwords(workers=1)))
+    assert production.startswith("$argon2id$v=19$m=65536,t=3,p=4$")
+    cheap = asyncio.run(stored(Passwords(workers=1, parameters=TEST_PARAMETERS)))
+    assert cheap.startswith("$argon2id$v=19$m=8,t=1,p=1$")

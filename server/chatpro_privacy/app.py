@@ -50,7 +50,7 @@ from chatpro_privacy.domain.exports import Exports
 from chatpro_privacy.domain.guardians import Guardians
 from chatpro_privacy.domain.messages import Messages
 from chatpro_privacy.domain.monitoring import Monitoring
-from chatpro_privacy.domain.passwords import Passwords
+from chatpro_privacy.domain.passwords import TEST_PARAMETERS, Passwords
 from chatpro_privacy.domain.provisioning import Provisioning
 from chatpro_privacy.domain.receipts import Receipts, ReceiptSigner
 from chatpro_privacy.domain.recordings import Recordings
@@ -135,7 +135,10 @@ class Runtime:
     @classmethod
     def build(cls, settings: Settings, plugins: PluginHost | None = None) -> Runtime:
         audit.configure(settings.secret_key)
-        passwords = Passwords(workers=settings.password_hash_workers)
+        passwords = Passwords(
+            workers=settings.password_hash_workers,
+            parameters=TEST_PARAMETERS if settings.password_hash_profile == "test" else None,
+        )
         confirmations = ConfirmationTokens(settings.secret_key)
         sessions = Sessions(settings.policy, passwords)
         accounts = Accounts(settings.policy, passwords, confirmations, sessions)

@@ -123,7 +123,9 @@ class InProcessServer:
     ) -> Iterator[InProcessServer]:
         """Open and migrate the database, serve on a free port, stop on exit.
 
-        The key store and blob store go in a temporary folder unless overridden.
+        The key store and blob store go in a temporary folder unless overridden. Passwords
+        are hashed with argon2id's test parameters (microseconds, not ~100 ms, a hash) unless
+        ``password_hash_profile="default"`` is passed.
         """
         with tempfile.TemporaryDirectory(prefix="chatpro-keys-") as scratch:
             settings = replace(
@@ -137,6 +139,7 @@ class InProcessServer:
                 database_url=database_url,
                 address="127.0.0.1:0",
                 password_hash_workers=2,
+                password_hash_profile="test",
             ).with_overrides(**overrides)
             storage_db.open_database(
                 database_url, schema=schema, sqlite_synchronous=settings.sqlite_synchronous

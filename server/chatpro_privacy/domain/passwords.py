@@ -8,21 +8,32 @@ is capped so that a flood of sign-ins is refused quickly instead of queueing for
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from argon2 import PasswordHasher
+from argon2 import Parameters, PasswordHasher, profiles
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from chatpro_privacy.domain.errors import ResourceExhausted
 
 T = TypeVar("T")
 
+# Test suites only (Settings.password_hash_profile "test", never read from the environment):
+# argon2id at its least cost, microseconds a hash, so that a suite that registers and signs in
+# thousands of times does not spend minutes hashing. Salt and hash keep the production lengths.
+TEST_PARAMETERS: Parameters = dataclasses.replace(profiles.CHEAPEST, salt_len=16, hash_len=32)
+
 
 class Passwords:
-    def __init__(self, workers: int = 2, max_waiting: int = 64) -> None:
-        self._hasher = PasswordHasher()  # argon2id, RFC 9106 low-memory profile
+    def __init__(
+        self, workers: int = 2, max_waiting: int = 64, parameters: Parameters | None = None
+    ) -> None:
+        # argon2id, RFC 9106 low-memory profile, unless a test suite names cheaper parameters
+        self._hasher = (
+            PasswordHasher() if parameters is None else PasswordHasher.from_parameters(parameters)
+        )
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="argon2")
         self._max_in_flight = workers + max_waiting
         self._in_flight = 0
