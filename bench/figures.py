@@ -859,19 +859,21 @@ async def sqlite_delete(ctx: BenchContext) -> loadgen.Sample:
 async def sweep_rows(ctx: BenchContext) -> loadgen.Sample:
     result = await _pass(ctx, "sweep")
     ctx.last_sweep = result
-    low, high = result["batch_rows"]
+    low, high = result["transaction_rows"]
     state = "finished" if result["finished"] else "STOPPED AT THE TIME LIMIT"
     return _rate_sample(
         result,
-        f"{result['batches']:,} batches of {low} to {high}, "
-        f"longest lock {result['max_batch_lock_ms']:.0f} ms, {state}",
+        f"{result['transactions']:,} transactions of {low} to {high} items, "
+        f"lock median {result['median_lock_ms']:.1f} ms, p99 {result['p99_lock_ms']:.1f} ms, "
+        f"longest {result['max_batch_lock_ms']:.1f} ms, {state}",
     )
 
 
 @measurement(
     "sweep_max_batch_lock_ms",
     "ms",
-    "the longest write-lock hold of one batch in that sweep (the report's max_batch_lock_ms)",
+    "the longest write-lock hold of any one transaction in that sweep (a batch of items, or "
+    "the word tokens of some of them; the report's max_batch_lock_ms)",
     setup=_sweep_setup,
     rounds=SWEEP_ROUNDS,
 )
@@ -886,7 +888,8 @@ async def sweep_max_lock(ctx: BenchContext) -> loadgen.Sample:
         completed=1,
         duration=float(result["seconds"]),
         value=value,
-        detail=f"of {result['batches']:,} batches"
+        detail=f"of {result['transactions']:,} transactions (median "
+        f"{result['median_lock_ms']:.1f} ms, p99 {result['p99_lock_ms']:.1f} ms)"
         + ("" if result["finished"] else ", sweep stopped at the time limit"),
     )
 

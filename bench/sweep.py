@@ -23,6 +23,7 @@ import random
 import secrets
 import shutil
 import sqlite3
+import statistics
 import subprocess
 import sys
 import time
@@ -325,18 +326,15 @@ def _sweep_job(url: str, time_limit: float) -> dict[str, Any]:
         timeout=settings.plugin_timeout_seconds, fault_limit=settings.plugin_fault_limit
     )
     keys = KeyStore(settings.key_store_url, settings.master_key)
-    sweeper = ContentSweeper(Retention(host), host, Vault(keys, BlobStore(settings.blob_dir)))
-    # Observed from outside, so that a pass stopped at the time limit still tells its
-    # batches; a finished pass's own report must agree.
-    batches: list[tuple[int, float]] = []  # (rows given to the delete, lock ms)
-    delete = sweeper._delete
-
-    def observed(*args: Any, **kwargs: Any) -> Any:
-        result = delete(*args, **kwargs)
-        batches.append((len(args[2]), result[1]))
-        return result
-
-    sweeper._delete = observed  # type: ignore[method-assign]
+    # Every transaction that held the write lock, observed as it ends, so that a pass
+    # stopped at the time limit still tells them; a finished pass's own report must agree.
+    held: list[tuple[int, float]] = []  # (rows, lock ms)
+    sweeper = ContentSweeper(
+        Retention(host),
+        host,
+        Vault(keys, BlobStore(settings.blob_dir)),
+        observer=lambda rows, ms: held.append((rows, ms)),
+    )
     connection = db.connection()
     before = _count(connection)
 
@@ -351,16 +349,20 @@ def _sweep_job(url: str, time_limit: float) -> dict[str, Any]:
     try:
         report, seconds = asyncio.run(timed())
         after = _count(connection)
-        sizes = [n for n, _ in batches]
+        sizes = [n for n, _ in held]
+        locks = sorted(ms for _, ms in held)
         return {
             "mode": "sweep",
             "finished": report is not None,
             "rows": report.deleted if report is not None else before[0] - after[0],
             "seconds": seconds,
             "report": report.as_dict() if report is not None else None,
-            "max_batch_lock_ms": max((ms for _, ms in batches), default=0.0),
-            "batches": len(batches),
-            "batch_rows": [min(sizes, default=0), max(sizes, default=0)],
+            "max_batch_lock_ms": locks[-1] if locks else 0.0,
+            "median_lock_ms": statistics.median(locks) if locks else 0.0,
+            "p99_lock_ms": locks[int(len(locks) * 0.99)] if locks else 0.0,
+            "transactions": len(held),
+            "batches": report.batches if report is not None else None,
+            "transaction_rows": [min(sizes, default=0), max(sizes, default=0)],
             "before": before,
             "after": after,
             "pragmas": _pragmas(connection),

@@ -7,20 +7,26 @@ import datetime as dt
 from typing import Any
 
 import grpc
+import pytest
 from chatpro.privacy.v1 import messaging_service_pb2 as msg
 from chatpro.privacy.v1 import organisation_service_pb2 as org_pb
 from chatpro.privacy.v1 import retention_service_pb2 as ret
 from chatpro.privacy.v1 import retention_service_pb2_grpc as ret_grpc
 from chatpro.privacy.v1 import rights_pb2
 from chatpro.privacy.v1 import rights_service_pb2 as rights_pb
+from chatpro_privacy.domain import sweeps
 from chatpro_privacy.domain.clock import clock
 from chatpro_privacy.domain.retention import expiry
 from chatpro_privacy.domain.sweeps import ContentSweeper
+from chatpro_privacy.storage.db import database, is_postgres
 from chatpro_privacy.storage.models import (
     Account,
+    ContentFlag,
     ContentItem,
+    ContentPurge,
     ContentToken,
     Device,
+    LegalHold,
     Session,
     SweepCursor,
 )
@@ -141,6 +147,87 @@ def test_an_interrupted_sweep_resumes_where_it_stopped(api: Api, server: Any) ->
         assert SweepCursor.get().position == 0  # the pass finished: the next starts afresh
     finally:
         clock.offset = dt.timedelta(0)
+
+
+def test_words_left_by_a_sweep_that_died_after_its_commit_go_with_the_next(
+    api: Api, server: Any, monkeypatch: Any
+) -> None:
+    """On SQLite tokens and flags leave after the batch's commit (RET-1): a sweep that dies
+    in between leaves a ``content_purge`` row, and the next sweep finishes the job."""
+    school, conv, _ = _school(api)
+    for i in range(5):
+        send(api, school.members["pupil1"], conv, f"words to forget {i}")
+    first = ContentItem.select().order_by(ContentItem.seq).first()
+    ContentFlag.create(
+        item_seq=first.seq, plugin_name="p", category="c", reason="r", created_at=clock.now()
+    )
+    ContentItem.update(created_at=clock.now() - dt.timedelta(days=800)).execute()
+    tokens = ContentToken.select().count()
+    assert tokens >= 15
+
+    async def died(*args: Any) -> None:
+        raise RuntimeError("power cut")
+
+    deferred = sweeps._defers_tokens()
+    monkeypatch.setattr(ContentSweeper, "_purge", died)
+    try:
+        _sweep(server)
+    except RuntimeError:
+        assert deferred  # only SQLite purges after the commit
+    assert ContentItem.select().count() == 0
+    if deferred:  # the items went, their words are still there, and so is the record
+        assert ContentToken.select().count() == tokens
+        assert ContentFlag.select().count() == 1
+        assert ContentPurge.select().count() == 1
+    monkeypatch.undo()
+    report = _sweep(server)
+    assert report["deleted"] == 0
+    assert (ContentToken.select().count(), ContentFlag.select().count()) == (0, 0)
+    assert ContentPurge.select().count() == 0
+
+
+def test_each_transaction_is_sized_to_the_lock_target_and_the_connection_is_restored(
+    api: Api, server: Any
+) -> None:
+    """Every transaction that holds the write lock is observed and counted in the report;
+    the next one's size follows the last one's lock time; on SQLite the connection's
+    foreign keys and durability settings are what they were before (RET-1)."""
+    school, conv, _ = _school(api)
+    for i in range(30):
+        send(api, school.members["pupil1"], conv, f"old news {i}")
+    ContentItem.update(created_at=clock.now() - dt.timedelta(days=800)).execute()
+    settings = ("foreign_keys", "synchronous", "wal_autocheckpoint")
+    before = {} if is_postgres() else {n: database.execute_sql(f"PRAGMA {n}").fetchone()[0]
+                                        for n in settings}  # fmt: skip
+    held: list[tuple[int, float]] = []
+    report = _sweep(server, batch_size=7, observer=lambda rows, ms: held.append((rows, ms)))
+    assert report["deleted"] == 30 and report["batches"] >= 2
+    assert report["max_batch_lock_ms"] == round(max(ms for _, ms in held), 3)
+    assert held[0][0] == 7  # the first batch is the size asked for; later ones adapt
+    # On SQLite each batch's word tokens follow in transactions of their own.
+    assert sum(rows for rows, _ in held) == (30 if is_postgres() else 60)
+    if not is_postgres():
+        assert {n: database.execute_sql(f"PRAGMA {n}").fetchone()[0] for n in settings} == before
+        assert before["foreign_keys"] == 1
+    assert ContentToken.select().count() == 0
+
+
+@pytest.mark.parametrize(
+    ("size", "lock_ms", "expected"),
+    [
+        (100, 10.0, 100),  # on target
+        (100, 9.0, 111),  # a little fast: a little more
+        (100, 5.0, 120),  # twice as fast: a fifth more, no more (it may have been luck)
+        (100, 12.5, 80),  # a little slow: in proportion
+        (100, 20.0, 50),  # twice as slow: half
+        (100, 500.0, 50),  # far slower: at most halved
+        (30, 500.0, 20),  # never under the least
+        (4500, 1.0, 5000),  # nor over the most
+    ],
+)
+def test_a_transaction_size_follows_its_lock_time(size: int, lock_ms: float, expected: int) -> None:
+    assert sweeps.TARGET_LOCK_MS == 10.0
+    assert sweeps._adapted(size, lock_ms, sweeps.MIN_BATCH, sweeps.MAX_BATCH) == expected
 
 
 def test_open_requests_and_legal_claims_keep_content(api: Api, server: Any) -> None:
@@ -309,19 +396,24 @@ def test_using_the_account_after_the_warning_cancels_it(api: Api, server: Any) -
 def test_a_hold_placed_while_the_plugin_is_asked_still_keeps_the_item(
     api: Api, server: Any, monkeypatch: Any
 ) -> None:
-    """The keep checks run again under the batch's lock (a hold can come during the veto)."""
+    """The keep rules are in the deleting statement itself: a hold can come during the veto."""
     school, conv, _ = _school(api)
     send(api, school.members["pupil1"], conv, "held at the last moment")
     ContentItem.update(created_at=clock.now() - dt.timedelta(days=800)).execute()
-    api.orgs.PlaceLegalHold(
-        org_pb.PlaceLegalHoldRequest(
-            organisation_id=school.organisation_id, conversation_id=conv, reason="late claim"
-        ),
-        metadata=api.auth(school.admin.token),
-    )
-    monkeypatch.setattr(ContentSweeper, "_kept", lambda self, org, rows: {})  # checked too early
-    assert _sweep(server)["deleted"] == 0
+    asked = ContentSweeper._veto
+
+    async def hold_while_asked(self: ContentSweeper, organisation_id: str, rows: Any) -> Any:
+        LegalHold.create(
+            id="late", organisation=organisation_id, conversation=conv, reason="late claim",
+            placed_by="admin", placed_at=clock.now(),
+        )  # fmt: skip
+        return await asked(self, organisation_id, rows)
+
+    monkeypatch.setattr(ContentSweeper, "_veto", hold_while_asked)
+    report = _sweep(server)
+    assert (report["deleted"], report["kept"]) == (0, {"legal_hold": 1})
     assert ContentItem.select().count() == 1
+    assert ContentToken.select().count() > 0  # its words stay searchable
 
 
 def test_erasure_keeps_content_under_a_legal_hold(api: Api, server: Any) -> None:

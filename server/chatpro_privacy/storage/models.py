@@ -629,6 +629,14 @@ class SweepCursor(BaseModel):
     updated_at = pw.DateTimeField()
 
 
+class ContentPurge(BaseModel):
+    id = pw.AutoField()
+    organisation_id = pw.TextField()
+    first_seq = pw.BigIntegerField()
+    last_seq = pw.BigIntegerField()
+    created_at = pw.DateTimeField()
+
+
 class SweepRun(BaseModel):
     id = pw.AutoField()
     kind = pw.TextField()
@@ -701,4 +709,5 @@ ALL_MODELS: tuple[type[BaseModel], ...] = (
     SweepCursor,
     SweepRun,
     DeletionFeed,
+    ContentPurge,
 )
