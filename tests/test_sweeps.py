@@ -153,10 +153,12 @@ def test_words_left_by_a_sweep_that_died_after_its_commit_go_with_the_next(
     api: Api, server: Any, monkeypatch: Any
 ) -> None:
     """On SQLite tokens and flags leave after the batch's commit (RET-1): a sweep that dies
-    in between leaves a ``content_purge`` row, and the next sweep finishes the job."""
+    in between leaves a ``content_purge`` row, and the next sweep finishes the job. The
+    audio of a recording goes at once, before anything that could stop the sweep."""
     school, conv, _ = _school(api)
     for i in range(5):
         send(api, school.members["pupil1"], conv, f"words to forget {i}")
+    recording = upload(api, school.members["pupil1"].token, conv, [b"old audio"])
     first = ContentItem.select().order_by(ContentItem.seq).first()
     ContentFlag.create(
         item_seq=first.seq, plugin_name="p", category="c", reason="r", created_at=clock.now()
@@ -175,6 +177,7 @@ def test_words_left_by_a_sweep_that_died_after_its_commit_go_with_the_next(
     except RuntimeError:
         assert deferred  # only SQLite purges after the commit
     assert ContentItem.select().count() == 0
+    assert not list(server.runtime.vault.blobs.root.rglob(f"*{recording.recording_id}*"))
     if deferred:  # the items went, their words are still there, and so is the record
         assert ContentToken.select().count() == tokens
         assert ContentFlag.select().count() == 1
@@ -184,6 +187,40 @@ def test_words_left_by_a_sweep_that_died_after_its_commit_go_with_the_next(
     assert report["deleted"] == 0
     assert (ContentToken.select().count(), ContentFlag.select().count()) == (0, 0)
     assert ContentPurge.select().count() == 0
+
+
+def test_an_organisation_whose_plugin_cannot_say_its_period_waits_alone(
+    api: Api, server: Any
+) -> None:
+    """A plugin that fails to give its organisation's period keeps that organisation's
+    content (its rules are never guessed) without stopping the sweep of the others."""
+    from chatpro_privacy.plugin import hookimpl
+    from chatpro_privacy.plugin.types import PluginContext
+
+    class Broken:
+        def __init__(self, context: PluginContext) -> None:
+            pass
+
+        @hookimpl
+        def chatpro_retention_months(self, kind: str) -> int:
+            raise RuntimeError("the archive service is down")
+
+    server.runtime.plugins.install("broken", Broken)
+    operator = api.staff("operator", "sweepop")
+    broken = build_org(api, "a", members=("one", "two"), operator=operator)
+    plain = build_org(api, "b", members=("one", "two"), operator=operator)
+    for org in (broken, plain):
+        one, two = org.members["one"], org.members["two"]
+        send(api, one, conversation(api, one, org.organisation_id, [two]), "old words")
+    api.orgs.EnablePlugin(
+        org_pb.EnablePluginRequest(organisation_id=broken.organisation_id, plugin_name="broken"),
+        metadata=api.auth(operator),
+    )
+    ContentItem.update(created_at=clock.now() - dt.timedelta(days=800)).execute()
+    report = _sweep(server)
+    assert (report["deleted"], report["unavailable_organisations"]) == (1, 1)
+    (left,) = ContentItem.select()
+    assert left.organisation_id == broken.organisation_id
 
 
 def test_each_transaction_is_sized_to_the_lock_target_and_the_connection_is_restored(

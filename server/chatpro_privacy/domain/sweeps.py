@@ -122,9 +122,10 @@ def _sweep_transaction(defer_dependents: bool = False) -> Iterator[None]:
     if is_postgres():
         yield
         return
+    names = ("foreign_keys",) if defer_dependents else ()
     saved = {
         name: int(database.execute_sql(f"PRAGMA {name}").fetchone()[0])
-        for name in ("synchronous", "wal_autocheckpoint", "foreign_keys")
+        for name in (*names, "synchronous", "wal_autocheckpoint")
     }
     database.execute_sql("PRAGMA synchronous=NORMAL")
     database.execute_sql("PRAGMA wal_autocheckpoint=0")
@@ -133,8 +134,18 @@ def _sweep_transaction(defer_dependents: bool = False) -> Iterator[None]:
     try:
         yield
     finally:
-        for name, value in saved.items():
-            database.execute_sql(f"PRAGMA {name}={value}")
+        try:  # foreign keys first: of these settings, the one that must never stay changed
+            for name, value in saved.items():
+                database.execute_sql(f"PRAGMA {name}={value}")
+            restored = all(
+                int(database.execute_sql(f"PRAGMA {name}").fetchone()[0]) == value
+                for name, value in saved.items()
+            )
+        except Exception:
+            restored = False
+        if not restored:  # a fresh connection gets open_database's settings
+            log.error("sweep could not restore the connection's settings: reconnecting")
+            database.close()
 
 
 class _LeaseLost(Exception):
@@ -174,6 +185,7 @@ class ContentSweepReport:
     batches: int = 0
     organisations: int = 0
     skipped_organisations: int = 0  # another process holds their lease
+    unavailable_organisations: int = 0  # their plugin could not say their period
     max_batch_lock_ms: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
@@ -183,6 +195,7 @@ class ContentSweepReport:
             "batches": self.batches,
             "organisations": self.organisations,
             "skipped_organisations": self.skipped_organisations,
+            "unavailable_organisations": self.unavailable_organisations,
             "max_batch_lock_ms": round(self.max_batch_lock_ms, 3),
         }
 
@@ -284,6 +297,14 @@ class ContentSweeper:
             report.organisations += 1
             try:
                 finished = await self._sweep(organisation_id, name, now, report, stop_after)
+            except PluginError as exc:  # its period is unknown: its content waits, not others'
+                log.warning(
+                    "sweep skipped an organisation: plugin unavailable",
+                    organisation_id=organisation_id,
+                    reason=exc.reason,
+                )
+                report.unavailable_organisations += 1
+                finished = True
             finally:
                 if stop_after is None or report.batches < stop_after:
                     self.leases.release(name)
@@ -310,10 +331,10 @@ class ContentSweeper:
         report: ContentSweepReport,
         stop_after: int | None,
     ) -> bool:
+        await self._finish_purges(organisation_id, report)  # what a dead sweep left
         at = now or clock.now()
         expired = await self.retention.expired(organisation_id, at)
         deletable = expired & _not_kept(organisation_id)
-        await self._finish_purges(organisation_id, report)  # what a dead sweep left
         cursor = self.leases.position(name)
         while True:
             # Between transactions the server's other work gets the event loop (and a
@@ -335,7 +356,7 @@ class ContentSweeper:
                     kept.update({r.seq: reason for r in remaining})
                     remaining = []
             try:
-                deleted = self._delete(
+                deleted, purge_id = self._delete(
                     organisation_id,
                     name,
                     (cursor, rows[-1].seq),
@@ -356,12 +377,12 @@ class ContentSweeper:
             report.batches += 1
             report.deleted += len(deleted)
             report.kept.update(kept.values())
+            for row in deleted:  # blobs at once after the commit, before anything can stop us
+                if row.kind == CALL_RECORDING:
+                    self.vault.delete_recording(organisation_id, row.id)
+            if purge_id is not None:
+                await self._purge(purge_id, [r.seq for r in deleted], report)
             if deleted:
-                if _defers_tokens():
-                    await self._purge(organisation_id, [r.seq for r in deleted], report)
-                for row in deleted:  # blobs after the commit
-                    if row.kind == CALL_RECORDING:
-                        self.vault.delete_recording(organisation_id, row.id)
                 await self._tell(organisation_id, deleted)
 
     def _candidates(self, organisation_id: str, cursor: int, expired: Any) -> list[_Row]:
@@ -460,13 +481,15 @@ class ContentSweeper:
         held: list[int],
         deletable: Any,
         report: ContentSweepReport,
-    ) -> list[_Row]:
+    ) -> tuple[list[_Row], int | None]:
         """One batch in one transaction: the cursor moves past ``span`` (after, up to) and
         of ``rows`` what is still deletable goes. The keep rules are in the statement
-        itself, so a hold placed while the plugin was asked still keeps its items."""
+        itself, so a hold placed while the plugin was asked still keeps its items. Returns
+        what went and, if its tokens are still to go, the ``content_purge`` row's id."""
         after, last = span
         started = time.perf_counter()
         deleted: list[_Row] = []
+        purge_id: int | None = None
         with (
             _no_collection(),
             _sweep_transaction(defer_dependents=_defers_tokens()),
@@ -497,12 +520,12 @@ class ContentSweeper:
                     raise RuntimeError("the sweep deleted an item it had not checked")
                 if deleted:
                     if _defers_tokens():
-                        ContentPurge.create(
+                        purge_id = ContentPurge.create(
                             organisation_id=organisation_id,
                             first_seq=deleted[0].seq,
                             last_seq=deleted[-1].seq,
                             created_at=clock.now(),
-                        )
+                        ).id
                     deletion_feed.content_deleted(
                         organisation_id,
                         [(r.conversation_id, r.id) for r in deleted],
@@ -511,13 +534,14 @@ class ContentSweeper:
         lock_ms = (time.perf_counter() - started) * 1000
         self._held(len(rows), lock_ms, report)
         self.batch_size = _adapted(self.batch_size, lock_ms, MIN_BATCH, MAX_BATCH)
-        return deleted
+        return deleted, purge_id
 
-    async def _purge(
-        self, organisation_id: str, seqs: list[int], report: ContentSweepReport
-    ) -> None:
+    async def _purge(self, purge_id: int, seqs: list[int], report: ContentSweepReport) -> None:
         """Delete the word tokens and flags of deleted items, a few items' worth a
-        transaction, then the ``content_purge`` rows that recorded them (SQLite only)."""
+        transaction; the last also deletes the ``content_purge`` row that recorded them."""
+        if not seqs:
+            with database.atomic():
+                ContentPurge.delete_by_id(purge_id)
         start = 0
         while start < len(seqs):
             await asyncio.sleep(0)
@@ -528,39 +552,38 @@ class ContentSweeper:
                 ContentToken.delete().where(ContentToken.item_seq.in_(chunk)).execute()
                 ContentFlag.delete().where(ContentFlag.item_seq.in_(chunk)).execute()
                 if start >= len(seqs):
-                    ContentPurge.delete().where(
-                        (ContentPurge.organisation_id == organisation_id)
-                        & (ContentPurge.first_seq >= seqs[0])
-                        & (ContentPurge.last_seq <= seqs[-1])
-                    ).execute()
+                    ContentPurge.delete_by_id(purge_id)
             lock_ms = (time.perf_counter() - started) * 1000
             self._held(len(chunk), lock_ms, report)
             self.purge_size = _adapted(self.purge_size, lock_ms, MIN_PURGE, MAX_PURGE)
 
     async def _finish_purges(self, organisation_id: str, report: ContentSweepReport) -> None:
-        """Tokens and flags of items a dead sweep deleted but did not get to."""
-        for first, last in tuples(
-            ContentPurge.select(ContentPurge.first_seq, ContentPurge.last_seq)
-            .where(ContentPurge.organisation_id == organisation_id)
-            .order_by(ContentPurge.first_seq)
-        ):
+        """Tokens and flags of items a dead sweep deleted but did not get to: in the
+        recorded range, those whose item is gone (sequences are never reused)."""
+        pending = list(
+            tuples(
+                ContentPurge.select(ContentPurge.id, ContentPurge.first_seq, ContentPurge.last_seq)
+                .where(ContentPurge.organisation_id == organisation_id)
+                .order_by(ContentPurge.first_seq)
+            )
+        )
+        for purge_id, first, last in pending:
             present = ContentItem.select(ContentItem.seq).where(
                 ContentItem.seq.between(first, last)
             )
+            tokens = ContentToken.select(ContentToken.item_seq).where(
+                (ContentToken.organisation_id == organisation_id)
+                & ContentToken.item_seq.between(first, last)
+                & ContentToken.item_seq.not_in(present)
+            )
+            flags = ContentFlag.select(ContentFlag.item_seq).where(
+                ContentFlag.item_seq.between(first, last) & ContentFlag.item_seq.not_in(present)
+            )
             orphans = sorted(
-                {
-                    seq
-                    for model in (ContentToken, ContentFlag)
-                    for (seq,) in tuples(
-                        model.select(model.item_seq)
-                        .where(model.item_seq.between(first, last) & model.item_seq.not_in(present))
-                        .distinct()
-                    )
-                }
+                {seq for query in (tokens, flags) for (seq,) in tuples(query.distinct())}
             )
             log.info("sweep finishes a purge", organisation_id=organisation_id, items=len(orphans))
-            # The range's own row goes with the last chunk (or at once if nothing is left).
-            await self._purge(organisation_id, [first, *orphans, last], report)
+            await self._purge(purge_id, orphans, report)
 
     def _held(self, rows: int, lock_ms: float, report: ContentSweepReport) -> None:
         report.max_batch_lock_ms = max(report.max_batch_lock_ms, lock_ms)
