@@ -37,6 +37,21 @@ log = structlog.get_logger("chatpro_privacy.messages")
 
 MESSAGE: ContentKind = "message"
 CALL_RECORDING: ContentKind = "call_recording"
+
+
+def content_ref(
+    kind: str, content_id: str, conversation_id: str, author_ref: str, created_at: dt.datetime
+) -> ContentRef:
+    """A stored row as plugins see it (the column's text narrowed to a content kind)."""
+    return ContentRef(
+        MESSAGE if kind == MESSAGE else CALL_RECORDING,
+        content_id,
+        conversation_id,
+        author_ref,
+        created_at,
+    )
+
+
 MAX_TEXT = 10_000
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 

@@ -25,14 +25,14 @@ from chatpro_privacy.domain.errors import (
     PermissionDenied,
     Violations,
 )
-from chatpro_privacy.domain.messages import CALL_RECORDING, MESSAGE
+from chatpro_privacy.domain.messages import CALL_RECORDING, MESSAGE, content_ref
 from chatpro_privacy.domain.principals import Principal
 from chatpro_privacy.domain.recordings import Recordings
 from chatpro_privacy.domain.retention import Retention
 from chatpro_privacy.domain.tokens import new_id
 from chatpro_privacy.domain.vault import Vault
 from chatpro_privacy.plugin.host import PluginError, PluginHost
-from chatpro_privacy.plugin.types import AccessRequest, ContentRef
+from chatpro_privacy.plugin.types import AccessRequest
 from chatpro_privacy.storage.db import database, is_postgres
 from chatpro_privacy.storage.models import (
     Account,
@@ -460,13 +460,7 @@ class Monitoring:
             .limit(MAX_CANDIDATES)
         )
         refs = [
-            ContentRef(
-                MESSAGE if c.kind == MESSAGE else CALL_RECORDING,
-                c.id,
-                c.conversation_id,
-                c.author_ref,
-                c.created_at,
-            )
+            content_ref(c.kind, c.id, c.conversation_id, c.author_ref, c.created_at)
             for c in candidates
         ]
         chosen = await self.host.choose_sample(org_id, refs, sample_size) if refs else []

@@ -45,7 +45,7 @@ from peewee import Case
 
 from chatpro_privacy.domain import deletion_feed
 from chatpro_privacy.domain.clock import clock
-from chatpro_privacy.domain.messages import CALL_RECORDING, MESSAGE
+from chatpro_privacy.domain.messages import CALL_RECORDING, content_ref
 from chatpro_privacy.domain.retention import Retention
 from chatpro_privacy.domain.vault import Vault
 from chatpro_privacy.plugin.host import PluginError, PluginHost
@@ -601,16 +601,7 @@ class ContentSweeper:
 
 
 def _refs(rows: list[_Row]) -> list[ContentRef]:
-    return [
-        ContentRef(
-            MESSAGE if r.kind == MESSAGE else CALL_RECORDING,
-            r.id,
-            r.conversation_id,
-            r.author_ref,
-            r.created_at,
-        )
-        for r in rows
-    ]
+    return [content_ref(r.kind, r.id, r.conversation_id, r.author_ref, r.created_at) for r in rows]
 
 
 def _adapted(size: int, lock_ms: float, least: int, most: int) -> int:
