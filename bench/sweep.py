@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from server_process import ServerError, migrate
+
 SWEEP_MESSAGES = 1_000_000
 SWEEP_AUTHORS = 300
 SWEEP_CONVERSATIONS = 30
@@ -46,7 +48,6 @@ SEED_CHUNK = 100_000  # messages per seeding transaction
 RAW_BATCH = 20_000
 DEFAULT_TIME_LIMIT_S = 1200.0  # a sweep pass is stopped after this (bench --sweep-time-limit)
 JOB_TIMEOUT_S = 3 * 3600.0  # the process itself, whatever happens
-MIGRATE_TIMEOUT_S = 120.0
 
 
 class SweepWorldError(RuntimeError):
@@ -55,13 +56,6 @@ class SweepWorldError(RuntimeError):
 
 def _progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def _command() -> list[str]:
-    script = Path(sys.executable).with_name("chatpro-privacy")
-    if script.exists():
-        return [str(script)]
-    return [sys.executable, "-m", "chatpro_privacy"]
 
 
 def _stamp(moment: dt.datetime) -> str:
@@ -130,17 +124,10 @@ def build(
         "CHATPRO_KEY_STORE_URL": f"sqlite:///{workdir / 'sweep-keys.sqlite3'}",
         "CHATPRO_BLOB_DIR": str(workdir / "sweep-blobs"),
     }
-    done = subprocess.run(
-        [*_command(), "migrate"],
-        cwd=workdir,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=MIGRATE_TIMEOUT_S,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise SweepWorldError(f"migrating the sweep database failed:\n{done.stderr}".rstrip())
+    try:
+        migrate(workdir, env)
+    except ServerError as exc:
+        raise SweepWorldError(f"migrating the sweep database failed: {exc}") from exc
     started = time.perf_counter()
     tokens = seed(seeded, messages)
     seconds = time.perf_counter() - started

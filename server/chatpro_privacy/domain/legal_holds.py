@@ -6,6 +6,7 @@ delete before it is set."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from chatpro_privacy.domain import audit, content_access, memberships, validation
 from chatpro_privacy.domain.clock import clock
@@ -16,6 +17,19 @@ from chatpro_privacy.domain.tokens import new_id
 from chatpro_privacy.plugin.types import CONTENT_KINDS, ContentKind
 from chatpro_privacy.storage.db import database
 from chatpro_privacy.storage.models import Account, ContentItem, Conversation, LegalHold
+
+
+def under_hold(organisation_id: str) -> Any:
+    """A condition on ContentItem: under one of the organisation's holds still in force, on
+    its author (by pseudonym, so that it outlives the account) or on its conversation."""
+    active = (LegalHold.organisation == organisation_id) & LegalHold.released_at.is_null()
+    people = LegalHold.select(LegalHold.subject_ref).where(
+        active & LegalHold.subject_ref.is_null(False)
+    )
+    conversations = LegalHold.select(LegalHold.conversation).where(
+        active & LegalHold.conversation.is_null(False)
+    )
+    return ContentItem.author_ref.in_(people) | ContentItem.conversation.in_(conversations)
 
 
 def place(
@@ -119,22 +133,10 @@ async def preview(
     now = clock.now()
     considered = ~served_under(segments(org_id, content_kind, months), now)
     due = await retention.expired(org_id, now)
-    held = LegalHold.select(LegalHold.subject_ref).where(
-        (LegalHold.organisation == org_id)
-        & LegalHold.released_at.is_null()
-        & LegalHold.subject_ref.is_null(False)
-    )
-    held_conversations = LegalHold.select(LegalHold.conversation).where(
-        (LegalHold.organisation == org_id)
-        & LegalHold.released_at.is_null()
-        & LegalHold.conversation.is_null(False)
-    )
     base = ContentItem.select().where(
         (ContentItem.organisation == org_id) & (ContentItem.kind == content_kind) & considered
     )
-    kept = base.where(
-        ContentItem.author_ref.in_(held) | ContentItem.conversation.in_(held_conversations)
-    ).count()
+    kept = base.where(under_hold(org_id)).count()
     total = base.count()
     due_now = (
         ContentItem.select()

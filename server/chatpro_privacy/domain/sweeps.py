@@ -43,7 +43,7 @@ from typing import Any
 import structlog
 from peewee import Case
 
-from chatpro_privacy.domain import deletion_feed
+from chatpro_privacy.domain import deletion_feed, legal_holds, restrictions, rights
 from chatpro_privacy.domain.clock import clock
 from chatpro_privacy.domain.messages import CALL_RECORDING, content_ref
 from chatpro_privacy.domain.retention import Retention
@@ -78,8 +78,7 @@ FIRST_BATCH = 100  # grows while batches stay short: the first must not blow the
 MIN_PURGE, MAX_PURGE = 10, 2000  # items whose word tokens one transaction deletes
 FIRST_PURGE = 50
 CHECKPOINT_EVERY = 50  # transactions; the WAL is checkpointed between them, not inside one
-HOLDING_REQUESTS = ("access", "portability", "erasure")
-OPEN_STATES = ("received", "identity_verification", "in_progress", "awaiting_organisation")
+HOLDING_REQUESTS = (rights.ACCESS, rights.PORTABILITY, rights.ERASURE)
 
 LEGAL_HOLD = "legal_hold"
 OPEN_REQUEST = "open_rights_request"
@@ -154,25 +153,14 @@ class _LeaseLost(Exception):
 
 def _not_kept(organisation_id: str) -> Any:
     """Content no hold, open request or legal-claims restriction keeps (as ``_kept``)."""
-    holds = LegalHold.select(LegalHold.subject_ref).where(
-        (LegalHold.organisation == organisation_id)
-        & LegalHold.released_at.is_null()
-        & LegalHold.subject_ref.is_null(False)
-    )
-    held_conversations = LegalHold.select(LegalHold.conversation).where(
-        (LegalHold.organisation == organisation_id)
-        & LegalHold.released_at.is_null()
-        & LegalHold.conversation.is_null(False)
-    )
     requesting = RightsRequest.select(RightsRequest.subject_ref).where(
-        RightsRequest.type.in_(HOLDING_REQUESTS) & RightsRequest.state.in_(OPEN_STATES)
+        RightsRequest.type.in_(HOLDING_REQUESTS) & RightsRequest.state.not_in(sorted(rights.FINAL))
     )
     claims = ProcessingRestriction.select(ProcessingRestriction.account).where(
-        ProcessingRestriction.restriction_case == "legal_claims"
+        ProcessingRestriction.restriction_case == restrictions.LEGAL_CLAIMS
     )
     return (
-        ContentItem.author_ref.not_in(holds)
-        & ContentItem.conversation.not_in(held_conversations)
+        ~legal_holds.under_hold(organisation_id)
         & ContentItem.author_ref.not_in(requesting)
         & (ContentItem.author_account.is_null() | ContentItem.author_account.not_in(claims))
     )
@@ -437,7 +425,7 @@ class ContentSweeper:
                 RightsRequest.select(RightsRequest.subject_ref).where(
                     RightsRequest.subject_ref.in_(refs)
                     & RightsRequest.type.in_(HOLDING_REQUESTS)
-                    & RightsRequest.state.in_(OPEN_STATES)
+                    & RightsRequest.state.not_in(sorted(rights.FINAL))
                 )
             )
         }
@@ -447,7 +435,7 @@ class ContentSweeper:
                 for (account,) in tuples(
                     ProcessingRestriction.select(ProcessingRestriction.account).where(
                         ProcessingRestriction.account.in_(accounts)
-                        & (ProcessingRestriction.restriction_case == "legal_claims")
+                        & (ProcessingRestriction.restriction_case == restrictions.LEGAL_CLAIMS)
                     )
                 )
             }
