@@ -297,9 +297,9 @@ def _sweep_job(url: str, time_limit: float) -> dict[str, Any]:
     Runtime.build), timed from the call to its return; cancelled at its next await after
     ``time_limit`` seconds (then ``finished`` is false and the rows are counted)."""
     from chatpro_privacy import logs
-    from chatpro_privacy.domain.retention import Retention
-    from chatpro_privacy.domain.sweeps import ContentSweeper
-    from chatpro_privacy.domain.vault import Vault
+    from chatpro_privacy.domain.organisations.retention_periods import Retention
+    from chatpro_privacy.domain.retention.content_sweep import ContentSweeper
+    from chatpro_privacy.domain.vault.envelope import Vault
     from chatpro_privacy.plugin.host import PluginHost
     from chatpro_privacy.settings import from_env
     from chatpro_privacy.storage.blobs import BlobStore

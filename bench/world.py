@@ -472,10 +472,10 @@ def store_messages(
 
     Blocking; the bench runs it on a worker thread while the server is idle.
     """
-    from chatpro_privacy.domain.clock import clock
-    from chatpro_privacy.domain.messages import MESSAGE
-    from chatpro_privacy.domain.tokens import new_id
-    from chatpro_privacy.domain.vault import Vault
+    from chatpro_privacy.clock import clock
+    from chatpro_privacy.domain.content.messages import MESSAGE
+    from chatpro_privacy.domain.kernel.tokens import new_id
+    from chatpro_privacy.domain.vault.envelope import Vault
     from chatpro_privacy.settings import from_env
     from chatpro_privacy.storage.blobs import BlobStore
     from chatpro_privacy.storage.db import close_database, open_database

@@ -35,8 +35,8 @@ from chatpro.privacy.v1 import (
     policy_service_pb2_grpc,
     rights_service_pb2_grpc,
 )
-from chatpro_privacy.domain import roles
-from chatpro_privacy.domain.clock import clock
+from chatpro_privacy.clock import clock
+from chatpro_privacy.domain.accounts import roles
 from chatpro_privacy.storage import migrations
 from chatpro_privacy.storage.db import close_database, database, is_postgres, open_database
 from chatpro_privacy.storage.models import ALL_MODELS

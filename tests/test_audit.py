@@ -13,7 +13,7 @@ from pathlib import Path
 import grpc
 import pytest
 from chatpro.privacy.v1 import audit_service_pb2, audit_service_pb2_grpc
-from chatpro_privacy.domain import audit
+from chatpro_privacy.domain.records import audit
 from chatpro_privacy.storage.db import database
 from chatpro_privacy.storage.models import AuditEntry, AuditHead
 from chatpro_privacy.testing import InProcessServer

@@ -13,7 +13,7 @@ from chatpro.privacy.v1 import (
     organisation_service_pb2,
     organisation_service_pb2_grpc,
 )
-from chatpro_privacy.domain.clock import clock
+from chatpro_privacy.clock import clock
 from conftest import Api
 from google.protobuf import timestamp_pb2
 

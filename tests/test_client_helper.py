@@ -31,8 +31,8 @@ from chatpro.privacy.v1 import (
     policy_service_pb2,
     policy_service_pb2_grpc,
 )
-from chatpro_privacy.domain import errors as domain
-from chatpro_privacy.domain import roles
+from chatpro_privacy.domain.accounts import roles
+from chatpro_privacy.domain.kernel import errors as domain
 from chatpro_privacy.edge import status as edge_status
 from chatpro_privacy.testing import InProcessServer
 from google.protobuf import any_pb2, duration_pb2

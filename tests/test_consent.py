@@ -15,7 +15,7 @@ from chatpro.privacy.v1 import (
     consent_pb2,
     consent_service_pb2,
 )
-from chatpro_privacy.domain.clock import clock
+from chatpro_privacy.clock import clock
 from chatpro_privacy.storage.db import database
 from chatpro_privacy.storage.models import Account, AuditEntry, ConsentEvent, GuardianAccess
 from conftest import Api, child_birthday, rpc_error

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from chatpro_privacy.domain.due_dates import due
+from chatpro_privacy.domain.kernel.due_dates import due
 from hypothesis import given
 from hypothesis import strategies as st
 

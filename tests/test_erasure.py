@@ -23,10 +23,10 @@ from chatpro.privacy.v1 import account_pb2, common_pb2, organisation_pb2
 from chatpro.privacy.v1 import account_service_pb2 as acc
 from chatpro.privacy.v1 import messaging_service_pb2 as msg
 from chatpro_privacy import logs
-from chatpro_privacy.domain import erasure
-from chatpro_privacy.domain.erasure import ErasureReport, KeptPart, OrganisationDecision
-from chatpro_privacy.domain.errors import FailedPrecondition, InvalidArgument
-from chatpro_privacy.domain.principals import SYSTEM
+from chatpro_privacy.domain.kernel.errors import FailedPrecondition, InvalidArgument
+from chatpro_privacy.domain.kernel.principals import SYSTEM
+from chatpro_privacy.domain.rights import erasure
+from chatpro_privacy.domain.rights.erasure import ErasureReport, KeptPart, OrganisationDecision
 from chatpro_privacy.storage.db import database, is_postgres
 from chatpro_privacy.storage.erasure_ledger import ErasureLedger
 from chatpro_privacy.storage.models import (

@@ -20,11 +20,16 @@ import pytest
 from chatpro.privacy.v1 import account_pb2, account_service_pb2, organisation_pb2
 from chatpro.privacy.v1 import monitoring_service_pb2 as mon
 from chatpro.privacy.v1 import organisation_service_pb2 as org_pb
-from chatpro_privacy.domain.clock import clock
-from chatpro_privacy.domain.due_dates import due
-from chatpro_privacy.domain.errors import NotFound
-from chatpro_privacy.domain.exports import CHUNK_BYTES, SCHEMA_ID, ExportChunk, Exports
-from chatpro_privacy.domain.tokens import new_id
+from chatpro_privacy.clock import clock
+from chatpro_privacy.domain.kernel.due_dates import due
+from chatpro_privacy.domain.kernel.errors import NotFound
+from chatpro_privacy.domain.kernel.tokens import new_id
+from chatpro_privacy.domain.rights.export.document import (
+    CHUNK_BYTES,
+    SCHEMA_ID,
+    ExportChunk,
+    Exports,
+)
 from chatpro_privacy.storage.db import SCAN_CACHE_KIB, database, is_postgres
 from chatpro_privacy.storage.models import (
     Account,
@@ -40,7 +45,7 @@ from test_disclosures import create, disclose
 from test_monitoring import SAFEGUARDING, scope
 
 SCHEMA = json.loads(
-    resources.files("chatpro_privacy.domain")
+    resources.files("chatpro_privacy.domain.rights.export")
     .joinpath("data", "export.schema.json")
     .read_text("utf-8")
 )

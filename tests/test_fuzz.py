@@ -17,7 +17,7 @@ from chatpro.privacy.v1 import (
     outbox_service_pb2,
     policy_service_pb2,
 )
-from chatpro_privacy.domain import roles
+from chatpro_privacy.domain.accounts import roles
 from conftest import Api, database_fingerprint
 from google.protobuf import descriptor, message_factory
 from google.protobuf.message import Message

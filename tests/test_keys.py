@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from chatpro_privacy.domain.crypto import (
+from chatpro_privacy.domain.vault.crypto import (
     ContentUnreadable,
     content_aad,
     seal,

@@ -11,7 +11,7 @@ import grpc
 import pytest
 from chatpro.privacy.v1 import monitoring_service_pb2 as mon
 from chatpro.privacy.v1 import organisation_service_pb2 as org_pb
-from chatpro_privacy.domain.clock import clock
+from chatpro_privacy.clock import clock
 from chatpro_privacy.plugin import hookimpl
 from chatpro_privacy.plugin.types import AccessDecision, AccessRequest, ContentRef, PluginContext
 from chatpro_privacy.storage.models import ContentItem, ContentToken, MonitoringAccess

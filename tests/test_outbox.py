@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import grpc
 from chatpro.privacy.v1 import outbox_service_pb2
-from chatpro_privacy.domain import outbox
+from chatpro_privacy.domain.records import outbox
 from chatpro_privacy.storage.db import database
 from chatpro_privacy.testing import InProcessServer
 from conftest import Api, child_birthday, rpc_error

@@ -8,8 +8,8 @@ import datetime as dt
 import grpc
 import pytest
 from chatpro.privacy.v1 import account_service_pb2, policy_pb2, policy_service_pb2
-from chatpro_privacy.domain import policy
-from chatpro_privacy.domain.clock import clock
+from chatpro_privacy.clock import clock
+from chatpro_privacy.domain.consent import policy
 from chatpro_privacy.storage.models import ConsentEvent, OutboxEvent, PolicyNoticeFanout
 from conftest import Api, rpc_error
 from google.protobuf import timestamp_pb2

@@ -9,7 +9,7 @@ import uuid
 import grpc
 import pytest
 from chatpro.privacy.v1 import account_pb2, account_service_pb2, common_pb2
-from chatpro_privacy.domain.clock import clock
+from chatpro_privacy.clock import clock
 from chatpro_privacy.storage.models import (
     Account,
     AuditEntry,

@@ -10,8 +10,8 @@ import pytest
 from chatpro.privacy.v1 import messaging_service_pb2 as msg
 from chatpro.privacy.v1 import monitoring_service_pb2 as mon
 from chatpro.privacy.v1 import organisation_service_pb2 as org_pb
-from chatpro_privacy.domain.clock import clock
-from chatpro_privacy.domain.retention import expiry
+from chatpro_privacy.clock import clock
+from chatpro_privacy.domain.organisations.retention_periods import expiry
 from chatpro_privacy.storage.models import ContentItem
 from conftest import Api, rpc_error
 from orgs import Org, build_org, conversation, send

@@ -26,7 +26,7 @@ from chatpro.privacy.v1 import organisation_service_pb2 as org_pb
 from chatpro.privacy.v1 import retention_service_pb2 as ret
 from chatpro.privacy.v1 import retention_service_pb2_grpc as ret_grpc
 from chatpro.privacy.v1 import rights_service_pb2 as pb
-from chatpro_privacy.domain.clock import clock
+from chatpro_privacy.clock import clock
 from chatpro_privacy.storage.models import (
     Account,
     ConsentEvent,
@@ -453,7 +453,8 @@ def test_journey_5_the_access_export_streams_to_the_requester_with_a_checksum(
     assert chunks[-1].sha256 == hashlib.sha256(data).hexdigest()
     document = json.loads(data)
     schema_path = (
-        Path(__file__).parents[1] / "server/chatpro_privacy/domain/data/export.schema.json"
+        Path(__file__).parents[1]
+        / "server/chatpro_privacy/domain/rights/export/data/export.schema.json"
     )
     jsonschema.validate(document, json.loads(schema_path.read_text()))
     text = data.decode()

@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from chatpro_privacy.domain import tokens, validation
-from chatpro_privacy.domain.errors import InvalidArgument, ResourceExhausted, Violations
-from chatpro_privacy.domain.throttle import FailureThrottle
+from chatpro_privacy.domain.kernel import tokens, validation
+from chatpro_privacy.domain.kernel.errors import InvalidArgument, ResourceExhausted, Violations
+from chatpro_privacy.domain.kernel.throttle import FailureThrottle
 from hypothesis import given
 from hypothesis import strategies as st
 

@@ -26,7 +26,7 @@ from chatpro.privacy.v1 import (
     policy_service_pb2,
     policy_service_pb2_grpc,
 )
-from chatpro_privacy.domain import roles
+from chatpro_privacy.domain.accounts import roles
 from chatpro_privacy.storage import migrations
 from chatpro_privacy.testing import InProcessServer
 from conftest import Api, content_key_env, registration, wait_until_serving

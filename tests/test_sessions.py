@@ -9,9 +9,9 @@ import secrets
 import grpc
 import pytest
 from chatpro.privacy.v1 import account_service_pb2
-from chatpro_privacy.domain import roles
-from chatpro_privacy.domain.clock import clock
-from chatpro_privacy.domain.passwords import TEST_PARAMETERS, Passwords
+from chatpro_privacy.clock import clock
+from chatpro_privacy.domain.accounts import roles
+from chatpro_privacy.domain.kernel.passwords import TEST_PARAMETERS, Passwords
 from chatpro_privacy.settings import SettingsError, from_env
 from chatpro_privacy.storage.models import Session
 from conftest import PASSWORD, Api, rpc_error

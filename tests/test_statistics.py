@@ -10,11 +10,11 @@ import uuid
 from fractions import Fraction
 
 import pytest
-from chatpro_privacy.domain import statistics
-from chatpro_privacy.domain.clock import clock
-from chatpro_privacy.domain.errors import InvalidArgument, PermissionDenied
-from chatpro_privacy.domain.principals import Principal, PrincipalKind, Role
-from chatpro_privacy.domain.statistics import TOTAL, Table, suppress
+from chatpro_privacy.clock import clock
+from chatpro_privacy.domain.kernel.errors import InvalidArgument, PermissionDenied
+from chatpro_privacy.domain.kernel.principals import Principal, PrincipalKind, Role
+from chatpro_privacy.domain.retention import statistics
+from chatpro_privacy.domain.retention.statistics import TOTAL, Table, suppress
 from chatpro_privacy.storage.models import Account, ProcessingObjection, ProcessingRestriction
 from conftest import Api
 from hypothesis import HealthCheck, given, settings

@@ -12,7 +12,7 @@ from collections import Counter
 from typing import Any
 from urllib.parse import quote
 
-from chatpro_privacy.domain.clock import clock
+from chatpro_privacy.clock import clock
 from chatpro_privacy.storage.models import ContentItem, DeletionFeed
 from conftest import Api
 from orgs import build_org, conversation, send

@@ -14,10 +14,10 @@ from chatpro.privacy.v1 import retention_service_pb2 as ret
 from chatpro.privacy.v1 import retention_service_pb2_grpc as ret_grpc
 from chatpro.privacy.v1 import rights_pb2
 from chatpro.privacy.v1 import rights_service_pb2 as rights_pb
-from chatpro_privacy.domain import sweeps
-from chatpro_privacy.domain.clock import clock
-from chatpro_privacy.domain.retention import expiry
-from chatpro_privacy.domain.sweeps import ContentSweeper
+from chatpro_privacy.clock import clock
+from chatpro_privacy.domain.organisations.retention_periods import expiry
+from chatpro_privacy.domain.retention import content_sweep as sweeps
+from chatpro_privacy.domain.retention.content_sweep import ContentSweeper
 from chatpro_privacy.storage.db import database, is_postgres
 from chatpro_privacy.storage.models import (
     Account,
@@ -357,7 +357,7 @@ def test_chatpro_keeps_its_own_data_as_its_schedule_says(api: Api, server: Any) 
     )
     try:
         _at(clock.now() + dt.timedelta(days=400))
-        from chatpro_privacy.domain import lifecycle
+        from chatpro_privacy.domain.retention import own_schedule as lifecycle
 
         done = server.run(_purge(server))
         assert done["sessions"] >= 1 and done["devices"] == 1
@@ -369,13 +369,13 @@ def test_chatpro_keeps_its_own_data_as_its_schedule_says(api: Api, server: Any) 
 
 
 async def _purge(server: Any) -> dict[str, int]:
-    from chatpro_privacy.domain import lifecycle
+    from chatpro_privacy.domain.retention import own_schedule as lifecycle
 
     return lifecycle.purge(server.runtime.settings.policy)
 
 
 def test_an_unused_account_is_warned_then_expires(api: Api, server: Any) -> None:
-    from chatpro_privacy.domain import lifecycle
+    from chatpro_privacy.domain.retention import own_schedule as lifecycle
 
     account, _ = api.adult()
     service = api.service_token()
@@ -406,7 +406,7 @@ def test_an_unused_account_is_warned_then_expires(api: Api, server: Any) -> None
 
 
 def test_using_the_account_after_the_warning_cancels_it(api: Api, server: Any) -> None:
-    from chatpro_privacy.domain import lifecycle
+    from chatpro_privacy.domain.retention import own_schedule as lifecycle
 
     account, _ = api.adult()
     runtime = server.runtime
@@ -454,8 +454,8 @@ def test_a_hold_placed_while_the_plugin_is_asked_still_keeps_the_item(
 
 
 def test_erasure_keeps_content_under_a_legal_hold(api: Api, server: Any) -> None:
-    from chatpro_privacy.domain import erasure
-    from chatpro_privacy.domain.principals import SYSTEM
+    from chatpro_privacy.domain.kernel.principals import SYSTEM
+    from chatpro_privacy.domain.rights import erasure
 
     school, conv, _ = _school(api)
     p1 = school.members["pupil1"]

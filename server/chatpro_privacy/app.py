@@ -43,24 +43,25 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
-from chatpro_privacy.domain import audit, policy
-from chatpro_privacy.domain.accounts import Accounts
-from chatpro_privacy.domain.consent import Consents
-from chatpro_privacy.domain.exports import Exports
-from chatpro_privacy.domain.guardians import Guardians
-from chatpro_privacy.domain.messages import Messages
-from chatpro_privacy.domain.monitoring import Monitoring
-from chatpro_privacy.domain.passwords import TEST_PARAMETERS, Passwords
-from chatpro_privacy.domain.provisioning import Provisioning
-from chatpro_privacy.domain.receipts import Receipts, ReceiptSigner
-from chatpro_privacy.domain.recordings import Recordings
-from chatpro_privacy.domain.retention import Retention
-from chatpro_privacy.domain.rights import Rights, erasure_by
-from chatpro_privacy.domain.sessions import Sessions
-from chatpro_privacy.domain.tokens import ConfirmationTokens
-from chatpro_privacy.domain.vault import Vault
+from chatpro_privacy.domain.accounts.accounts import Accounts
+from chatpro_privacy.domain.accounts.guardians import Guardians
+from chatpro_privacy.domain.accounts.provisioning import Provisioning
+from chatpro_privacy.domain.accounts.sessions import Sessions
+from chatpro_privacy.domain.consent import policy
+from chatpro_privacy.domain.consent.ledger import Consents
+from chatpro_privacy.domain.consent.receipts import Receipts, ReceiptSigner
+from chatpro_privacy.domain.content.messages import Messages
+from chatpro_privacy.domain.content.monitoring import Monitoring
+from chatpro_privacy.domain.content.recordings import Recordings
+from chatpro_privacy.domain.kernel.passwords import TEST_PARAMETERS, Passwords
+from chatpro_privacy.domain.kernel.tokens import ConfirmationTokens
+from chatpro_privacy.domain.organisations.retention_periods import Retention
+from chatpro_privacy.domain.records import audit
+from chatpro_privacy.domain.rights.export.document import Exports
+from chatpro_privacy.domain.rights.requests import Rights, erasure_by
+from chatpro_privacy.domain.vault.envelope import Vault
 from chatpro_privacy.edge.interceptors import EdgeInterceptor
-from chatpro_privacy.jobs.sweeps import Sweeps
+from chatpro_privacy.jobs.scheduler import Sweeps
 from chatpro_privacy.plugin.host import PluginHost
 from chatpro_privacy.services.account_service import AccountService
 from chatpro_privacy.services.audit_service import AuditService

@@ -13,10 +13,13 @@ from collections.abc import Sequence
 from chatpro_privacy import logs
 from chatpro_privacy import settings as settings_mod
 from chatpro_privacy.app import AddressInUseError, Runtime, prepare_database, serve, sweeps_of
-from chatpro_privacy.domain import audit, erasure, key_destruction, roles
-from chatpro_privacy.domain.errors import DomainError
-from chatpro_privacy.domain.principals import SYSTEM
-from chatpro_privacy.domain.vault import Vault
+from chatpro_privacy.domain.accounts import roles
+from chatpro_privacy.domain.content import key_destruction
+from chatpro_privacy.domain.kernel.errors import DomainError
+from chatpro_privacy.domain.kernel.principals import SYSTEM
+from chatpro_privacy.domain.records import audit
+from chatpro_privacy.domain.rights import erasure
+from chatpro_privacy.domain.vault.envelope import Vault
 from chatpro_privacy.settings import Settings, SettingsError
 from chatpro_privacy.storage.blobs import BlobStore
 from chatpro_privacy.storage.erasure_ledger import ErasureLedger

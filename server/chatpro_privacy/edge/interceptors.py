@@ -21,11 +21,11 @@ import grpc
 import structlog
 from google.protobuf.message import Message
 
-from chatpro_privacy.domain import context
-from chatpro_privacy.domain.errors import DomainError, PermissionDenied, Unauthenticated
-from chatpro_privacy.domain.policy import PolicyGate
-from chatpro_privacy.domain.principals import ANONYMOUS, Principal
-from chatpro_privacy.domain.sessions import Sessions
+from chatpro_privacy import context
+from chatpro_privacy.domain.accounts.sessions import Sessions
+from chatpro_privacy.domain.consent.policy import PolicyGate
+from chatpro_privacy.domain.kernel.errors import DomainError, PermissionDenied, Unauthenticated
+from chatpro_privacy.domain.kernel.principals import ANONYMOUS, Principal
 from chatpro_privacy.edge import status as status_map
 from chatpro_privacy.edge.text import refuse_nul
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
-from chatpro_privacy.domain.errors import FieldViolation, InvalidArgument
+from chatpro_privacy.domain.kernel.errors import FieldViolation, InvalidArgument
 
 
 def _nul_paths(message: Message, prefix: str = "") -> list[str]:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from chatpro_privacy.domain import accounts
-from chatpro_privacy.domain.clock import clock
+from chatpro_privacy.clock import clock
+from chatpro_privacy.domain.accounts import accounts
 from chatpro_privacy.settings import PolicySettings
 from chatpro_privacy.storage.db import database
 from chatpro_privacy.storage.models import RegistrationRequest

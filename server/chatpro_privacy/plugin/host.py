@@ -28,9 +28,9 @@ from typing import Any
 import pluggy
 import structlog
 
-from chatpro_privacy.domain import outbox
-from chatpro_privacy.domain.clock import clock
-from chatpro_privacy.domain.errors import NotFound, Unavailable
+from chatpro_privacy.clock import clock
+from chatpro_privacy.domain.kernel.errors import NotFound, Unavailable
+from chatpro_privacy.domain.records import outbox
 from chatpro_privacy.plugin import defaults, hookspecs
 from chatpro_privacy.plugin.types import (
     CONTENT_KINDS,

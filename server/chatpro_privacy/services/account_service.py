@@ -7,11 +7,11 @@ from typing import Any
 from chatpro.privacy.v1 import account_service_pb2 as pb
 from chatpro.privacy.v1 import account_service_pb2_grpc as pb_grpc
 
-from chatpro_privacy.domain import accounts
-from chatpro_privacy.domain import context as call
-from chatpro_privacy.domain.guardians import Guardians
-from chatpro_privacy.domain.provisioning import Provisioning
-from chatpro_privacy.domain.sessions import Sessions
+from chatpro_privacy import context as call
+from chatpro_privacy.domain.accounts import accounts
+from chatpro_privacy.domain.accounts.guardians import Guardians
+from chatpro_privacy.domain.accounts.provisioning import Provisioning
+from chatpro_privacy.domain.accounts.sessions import Sessions
 from chatpro_privacy.services import convert
 
 

@@ -8,8 +8,8 @@ from typing import Any
 from chatpro.privacy.v1 import breach_service_pb2 as pb
 from chatpro.privacy.v1 import breach_service_pb2_grpc as pb_grpc
 
-from chatpro_privacy.domain import breaches
-from chatpro_privacy.domain import context as call
+from chatpro_privacy import context as call
+from chatpro_privacy.domain.compliance import breaches
 from chatpro_privacy.services import convert
 
 RISKS = {

@@ -7,10 +7,10 @@ from typing import Any
 from chatpro.privacy.v1 import consent_service_pb2 as pb
 from chatpro.privacy.v1 import consent_service_pb2_grpc as pb_grpc
 
-from chatpro_privacy.domain import context as call
-from chatpro_privacy.domain.consent import Consents
-from chatpro_privacy.domain.purposes import register
-from chatpro_privacy.domain.receipts import Receipts
+from chatpro_privacy import context as call
+from chatpro_privacy.domain.consent.ledger import Consents
+from chatpro_privacy.domain.consent.purposes import register
+from chatpro_privacy.domain.consent.receipts import Receipts
 from chatpro_privacy.services import convert
 
 

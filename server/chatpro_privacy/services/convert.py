@@ -15,10 +15,14 @@ from chatpro.privacy.v1 import (
 )
 from google.protobuf import timestamp_pb2
 
-from chatpro_privacy.domain import accounts, consent, organisations, outbox, purposes
-from chatpro_privacy.domain.errors import FieldViolation, InvalidArgument
-from chatpro_privacy.domain.principals import Role
-from chatpro_privacy.domain.sessions import ACTIVE, PENDING_GUARDIAN, PENDING_SETUP
+from chatpro_privacy.domain.accounts import accounts
+from chatpro_privacy.domain.accounts.sessions import ACTIVE, PENDING_GUARDIAN, PENDING_SETUP
+from chatpro_privacy.domain.consent import ledger as consent
+from chatpro_privacy.domain.consent import purposes
+from chatpro_privacy.domain.kernel.errors import FieldViolation, InvalidArgument
+from chatpro_privacy.domain.kernel.principals import Role
+from chatpro_privacy.domain.organisations import organisations
+from chatpro_privacy.domain.records import outbox
 from chatpro_privacy.storage import models
 
 SOURCES = {

@@ -6,9 +6,9 @@ import json
 
 from chatpro.privacy.v1 import messaging_pb2, monitoring_service_pb2
 
-from chatpro_privacy.domain import conversations, monitoring
-from chatpro_privacy.domain.messages import MessageView
-from chatpro_privacy.domain.recordings import RecordingView
+from chatpro_privacy.domain.content import conversations, monitoring
+from chatpro_privacy.domain.content.messages import MessageView
+from chatpro_privacy.domain.content.recordings import RecordingView
 from chatpro_privacy.services.convert import optional_time, timestamp
 from chatpro_privacy.storage.models import MonitoringAccess
 

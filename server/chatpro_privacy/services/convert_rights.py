@@ -6,8 +6,8 @@ import json
 
 from chatpro.privacy.v1 import common_pb2, rights_pb2
 
-from chatpro_privacy.domain import rights
-from chatpro_privacy.domain.rights import RequestView
+from chatpro_privacy.domain.rights import requests as rights
+from chatpro_privacy.domain.rights.requests import RequestView
 from chatpro_privacy.services.convert import timestamp
 
 TYPES = {

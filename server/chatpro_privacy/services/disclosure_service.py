@@ -7,8 +7,8 @@ from typing import Any
 from chatpro.privacy.v1 import disclosure_service_pb2 as pb
 from chatpro.privacy.v1 import disclosure_service_pb2_grpc as pb_grpc
 
-from chatpro_privacy.domain import context as call
-from chatpro_privacy.domain import disclosures
+from chatpro_privacy import context as call
+from chatpro_privacy.domain.consent import disclosures
 from chatpro_privacy.services import convert
 
 

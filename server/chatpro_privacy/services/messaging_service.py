@@ -8,11 +8,11 @@ from typing import Any
 from chatpro.privacy.v1 import messaging_service_pb2 as pb
 from chatpro.privacy.v1 import messaging_service_pb2_grpc as pb_grpc
 
-from chatpro_privacy.domain import content_access, conversations
-from chatpro_privacy.domain import context as call
-from chatpro_privacy.domain.errors import FieldViolation, InvalidArgument
-from chatpro_privacy.domain.messages import Messages
-from chatpro_privacy.domain.recordings import RecordingMeta, Recordings
+from chatpro_privacy import context as call
+from chatpro_privacy.domain.content import content_access, conversations
+from chatpro_privacy.domain.content.messages import Messages
+from chatpro_privacy.domain.content.recordings import RecordingMeta, Recordings
+from chatpro_privacy.domain.kernel.errors import FieldViolation, InvalidArgument
 from chatpro_privacy.edge.text import refuse_nul
 from chatpro_privacy.services import convert_content as cc
 from chatpro_privacy.services.convert import optional_time

@@ -9,8 +9,8 @@ from typing import Any
 from chatpro.privacy.v1 import monitoring_service_pb2 as pb
 from chatpro.privacy.v1 import monitoring_service_pb2_grpc as pb_grpc
 
-from chatpro_privacy.domain import context as call
-from chatpro_privacy.domain.monitoring import Monitoring
+from chatpro_privacy import context as call
+from chatpro_privacy.domain.content.monitoring import Monitoring
 from chatpro_privacy.services import convert_content as cc
 
 

@@ -8,10 +8,11 @@ from chatpro.privacy.v1 import organisation_pb2
 from chatpro.privacy.v1 import organisation_service_pb2 as pb
 from chatpro.privacy.v1 import organisation_service_pb2_grpc as pb_grpc
 
-from chatpro_privacy.domain import context as call
-from chatpro_privacy.domain import legal_holds, memberships, organisations
-from chatpro_privacy.domain.provisioning import Provision, Provisioning
-from chatpro_privacy.domain.retention import Retention
+from chatpro_privacy import context as call
+from chatpro_privacy.domain.accounts.provisioning import Provision, Provisioning
+from chatpro_privacy.domain.organisations import memberships, organisations
+from chatpro_privacy.domain.organisations.retention_periods import Retention
+from chatpro_privacy.domain.retention import legal_holds
 from chatpro_privacy.plugin.host import PluginHost
 from chatpro_privacy.services import convert
 from chatpro_privacy.storage.models import LegalHold

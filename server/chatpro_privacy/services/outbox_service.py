@@ -7,9 +7,9 @@ from typing import Any
 from chatpro.privacy.v1 import outbox_service_pb2 as pb
 from chatpro.privacy.v1 import outbox_service_pb2_grpc as pb_grpc
 
-from chatpro_privacy.domain import context as call
-from chatpro_privacy.domain import outbox
-from chatpro_privacy.domain.tokens import ConfirmationTokens
+from chatpro_privacy import context as call
+from chatpro_privacy.domain.kernel.tokens import ConfirmationTokens
+from chatpro_privacy.domain.records import outbox
 from chatpro_privacy.services import convert
 
 

@@ -9,8 +9,10 @@ from typing import Any
 from chatpro.privacy.v1 import retention_service_pb2 as pb
 from chatpro.privacy.v1 import retention_service_pb2_grpc as pb_grpc
 
-from chatpro_privacy.domain import context as call
-from chatpro_privacy.domain import deletion_feed, lifecycle, statistics
+from chatpro_privacy import context as call
+from chatpro_privacy.domain.records import deletion_feed
+from chatpro_privacy.domain.retention import own_schedule as lifecycle
+from chatpro_privacy.domain.retention import statistics
 from chatpro_privacy.services.convert import optional_time, timestamp
 from chatpro_privacy.settings import PolicySettings
 

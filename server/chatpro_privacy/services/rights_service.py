@@ -8,8 +8,8 @@ from typing import Any
 from chatpro.privacy.v1 import rights_service_pb2 as pb
 from chatpro.privacy.v1 import rights_service_pb2_grpc as pb_grpc
 
-from chatpro_privacy.domain import context as call
-from chatpro_privacy.domain.rights import Kept, NewRequest, Rights
+from chatpro_privacy import context as call
+from chatpro_privacy.domain.rights.requests import Kept, NewRequest, Rights
 from chatpro_privacy.services import convert_rights as cr
 
 

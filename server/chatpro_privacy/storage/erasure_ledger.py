@@ -21,7 +21,7 @@ from typing import Any
 
 import peewee
 
-from chatpro_privacy.domain.clock import clock
+from chatpro_privacy.clock import clock
 from chatpro_privacy.storage.keystore import _open
 
 PENDING = "pending"

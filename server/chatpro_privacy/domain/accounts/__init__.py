@@ -1,0 +1,1 @@
+"""Accounts: registration, profile, devices, sessions, guardians, roles, provisioning (ACC-)."""

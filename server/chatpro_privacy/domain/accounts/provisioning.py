@@ -1,0 +1,288 @@
+"""Accounts an organisation provisions from its records (ACC-6).
+
+An administrator gives a person's name, date of birth and email; the account waits, with no
+password, until the person follows the set-up token sent through the outbox, chooses a
+username and password, and accepts the current policy. Someone under the age of digital
+consent still needs their guardian's consent (ACC-3): the school's records do not replace
+it. Each field's source is recorded as the organisation (ACC-9). The person then joins by
+accepting the invitation and acknowledging the statement, like any invited member.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from dataclasses import dataclass
+
+import peewee
+
+from chatpro_privacy.clock import clock
+from chatpro_privacy.domain.accounts.accounts import ORGANISATION, PERSON, set_sources
+from chatpro_privacy.domain.accounts.sessions import ACTIVE, PENDING_GUARDIAN, PENDING_SETUP
+from chatpro_privacy.domain.consent import ledger as consent
+from chatpro_privacy.domain.consent import policy as policy_rules
+from chatpro_privacy.domain.kernel import tokens, validation
+from chatpro_privacy.domain.kernel.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    Violations,
+)
+from chatpro_privacy.domain.kernel.passwords import Passwords
+from chatpro_privacy.domain.kernel.principals import Principal, PrincipalKind
+from chatpro_privacy.domain.organisations import memberships
+from chatpro_privacy.domain.records import audit, outbox
+from chatpro_privacy.settings import PolicySettings
+from chatpro_privacy.storage.db import database
+from chatpro_privacy.storage.models import (
+    Account,
+    AccountSetup,
+    GuardianConfirmation,
+    Membership,
+    ProvisionRequest,
+)
+
+# Stored instead of a password hash until set-up: argon2 refuses it, so nothing matches.
+NO_PASSWORD = "!provisioned"
+
+
+@dataclass(frozen=True)
+class Provision:
+    organisation_id: str
+    name: str
+    date_of_birth: tuple[int, int, int]
+    email: str
+    guardian_email: str
+    role: str
+    request_id: str
+
+
+def _fingerprint(p: Provision) -> str:
+    key = json.dumps([p.name, list(p.date_of_birth), p.email.lower(), p.guardian_email.lower()])
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+class Provisioning:
+    def __init__(
+        self, policy: PolicySettings, passwords: Passwords, confirmations: tokens.ConfirmationTokens
+    ) -> None:
+        self.policy = policy
+        self.passwords = passwords
+        self.confirmations = confirmations
+
+    def _is_child(self, born: dt.date | None) -> bool:
+        return (
+            born is not None
+            and validation.age_on(born, clock.today()) < self.policy.age_of_digital_consent
+        )
+
+    def provision(self, principal: Principal, p: Provision) -> tuple[Account, Membership]:
+        org = memberships.require_manager(principal, p.organisation_id)
+        v = Violations()
+        validation.request_id(v, p.request_id)
+        name = validation.name(v, p.name)
+        email, email_key = validation.email(v, p.email)
+        born = validation.date_of_birth(v, *p.date_of_birth, today=clock.today())
+        if p.role not in (memberships.MEMBER, memberships.ADMINISTRATOR):
+            v.add("role", "is required", "REQUIRED")
+        is_child = self._is_child(born)
+        if is_child and p.role == memberships.ADMINISTRATOR:
+            v.add("role", "a child cannot administer an organisation", "CHILD_ADMINISTRATOR")
+        guardian_email = validation.guardian_email(
+            v,
+            p.guardian_email,
+            is_child=is_child,
+            age_of_consent=self.policy.age_of_digital_consent,
+            own_email_key=email_key,
+        )
+        v.raise_if_any()
+        if (prior := self._replay(org.id, p)) is not None:
+            return prior
+        if Account.select().where(Account.email_key == email_key).exists():
+            raise AlreadyExists(
+                "EMAIL_ALREADY_REGISTERED",
+                "an account with that email exists: invite it instead",
+                {"field": "email"},
+            )
+        now = clock.now()
+        account_id = tokens.new_id()
+        setup_id = tokens.new_id()
+        try:
+            with database.atomic():
+                account = Account.create(
+                    id=account_id,
+                    subject_ref=tokens.new_id(),
+                    username="",
+                    username_key=f"~setup:{account_id}",  # a username no one can choose
+                    email=email,
+                    email_key=email_key,
+                    name=name,
+                    date_of_birth=born,
+                    guardian_email=guardian_email,
+                    password_hash=NO_PASSWORD,
+                    state=PENDING_SETUP,
+                    created_at=now,
+                    last_active_at=now,
+                )
+                fields = ["name", "date_of_birth", "email"]
+                set_sources(
+                    account_id,
+                    fields + (["guardian_email"] if guardian_email else []),
+                    ORGANISATION,
+                )
+                membership = Membership.create(
+                    organisation=org.id,
+                    account=account_id,
+                    role=p.role,
+                    state=memberships.INVITED,
+                    invited_at=now,
+                )
+                ProvisionRequest.create(
+                    organisation=org.id,
+                    request_id=p.request_id,
+                    account=account_id,
+                    fingerprint=_fingerprint(p),
+                    created_at=now,
+                )
+                AccountSetup.create(
+                    id=setup_id,
+                    account=account_id,
+                    organisation=org.id,
+                    created_at=now,
+                    expires_at=now + self.policy.account_setup_token_lifetime,
+                )
+                outbox.emit(
+                    outbox.ACCOUNT_SETUP_REQUESTED,
+                    account_id,
+                    setup_id=setup_id,
+                    organisation_id=org.id,
+                )
+                audit.record(
+                    principal,
+                    f"account.provision:{p.role}",
+                    "organisation",
+                    org.id,
+                    account.subject_ref,
+                )
+        except peewee.IntegrityError:
+            if (prior := self._replay(org.id, p)) is not None:
+                return prior
+            raise AlreadyExists(
+                "EMAIL_ALREADY_REGISTERED",
+                "an account with that email exists: invite it instead",
+                {"field": "email"},
+            ) from None
+        return account, membership
+
+    @staticmethod
+    def _replay(organisation_id: str, p: Provision) -> tuple[Account, Membership] | None:
+        prior = ProvisionRequest.get_or_none(
+            (ProvisionRequest.organisation == organisation_id)
+            & (ProvisionRequest.request_id == p.request_id)
+        )
+        if prior is None:
+            return None
+        if prior.fingerprint != _fingerprint(p):
+            raise InvalidArgument(
+                [
+                    FieldViolation(
+                        "request_id",
+                        "was already used for a different person",
+                        "REQUEST_ID_REUSED",
+                    )
+                ]
+            )
+        account = Account.get_by_id(prior.account_id)
+        membership = memberships.membership(organisation_id, account.id)
+        if membership is None:
+            raise FailedPrecondition(
+                "MEMBER_REMOVED",
+                "this provisioning was done, and the member has been removed since",
+                {"account_id": account.id},
+            )
+        return account, membership
+
+    async def complete_setup(
+        self, token: str, username: str, password: str, accepted_policy_version: str
+    ) -> Account:
+        setup_id = self.confirmations.open(tokens.ACCOUNT_SETUP, token)
+        setup = AccountSetup.get_or_none(AccountSetup.id == setup_id)
+        now = clock.now()
+        if setup is None:
+            raise InvalidArgument(
+                [FieldViolation("token", "no longer matches an account", "TOKEN_INVALID")]
+            )
+        if setup.used_at is not None:
+            raise InvalidArgument(
+                [FieldViolation("token", "was already used", "TOKEN_ALREADY_USED")]
+            )
+        if setup.expires_at <= now:
+            raise InvalidArgument([FieldViolation("token", "has expired", "TOKEN_EXPIRED")])
+        account: Account = Account.get_by_id(setup.account_id)
+        v = Violations()
+        chosen, username_key = validation.username(v, username)
+        validation.password(v, password, forbidden=(username, account.email.split("@")[0]))
+        current = policy_rules.current_policy()
+        if accepted_policy_version != current.version:
+            v.add(
+                "accepted_policy_version",
+                f"must be the current policy version {current.version}",
+                "POLICY_VERSION_NOT_CURRENT",
+            )
+        v.raise_if_any()
+        if Account.select().where(Account.username_key == username_key).exists():
+            raise AlreadyExists("USERNAME_TAKEN", "that username is taken", {"field": "username"})
+        password_hash = await self.passwords.hash(password)
+        is_child = self._is_child(account.date_of_birth)
+        state = PENDING_GUARDIAN if is_child else ACTIVE
+        try:
+            with database.atomic():
+                claimed = (
+                    AccountSetup.update(used_at=now)
+                    .where((AccountSetup.id == setup.id) & AccountSetup.used_at.is_null())
+                    .execute()
+                )
+                if not claimed:
+                    raise FailedPrecondition("TOKEN_ALREADY_USED", "the set-up token was used")
+                Account.update(
+                    username=chosen,
+                    username_key=username_key,
+                    password_hash=password_hash,
+                    state=state,
+                    activated_at=None if is_child else now,
+                    last_active_at=now,
+                    policy_version=current.version,
+                ).where(Account.id == account.id).execute()
+                set_sources(account.id, ["username", "password"], PERSON)
+                consent.append(
+                    subject_ref=account.subject_ref,
+                    notice_version=current.version,
+                    purpose=consent.PURPOSE_POLICY,
+                    lawful_basis="consent",
+                    data_categories=["identity", "contact", "profile"],
+                    collection_method="organisation_provisioning",
+                    event_type=consent.ACKNOWLEDGED if is_child else consent.GIVEN,
+                    given_by="person",
+                )
+                actor = Principal(PrincipalKind.PERSON, account.id, account.subject_ref)
+                audit.record(actor, "account.setup", "account", account.id, account.subject_ref)
+                if is_child:
+                    confirmation_id = tokens.new_id()
+                    GuardianConfirmation.create(
+                        id=confirmation_id,
+                        account=account.id,
+                        created_at=now,
+                        expires_at=now + self.policy.guardian_token_lifetime,
+                    )
+                    outbox.emit(
+                        outbox.GUARDIAN_CONSENT_REQUESTED,
+                        account.id,
+                        confirmation_id=confirmation_id,
+                    )
+        except peewee.IntegrityError:
+            raise AlreadyExists(
+                "USERNAME_TAKEN", "that username is taken", {"field": "username"}
+            ) from None
+        return Account.get_by_id(account.id)

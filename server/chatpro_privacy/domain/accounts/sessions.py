@@ -1,0 +1,209 @@
+"""Sign-in, sign-out and turning a bearer credential into a Principal (SEC-3, ACC-5)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from chatpro_privacy.clock import clock
+from chatpro_privacy.domain.kernel import tokens, validation
+from chatpro_privacy.domain.kernel.errors import (
+    FailedPrecondition,
+    PermissionDenied,
+    ResourceExhausted,
+    Unauthenticated,
+    Violations,
+)
+from chatpro_privacy.domain.kernel.passwords import Passwords
+from chatpro_privacy.domain.kernel.principals import Principal, PrincipalKind, Role
+from chatpro_privacy.domain.kernel.throttle import FailureThrottle
+from chatpro_privacy.domain.records import audit
+from chatpro_privacy.settings import PolicySettings
+from chatpro_privacy.storage import queries
+from chatpro_privacy.storage.db import database
+from chatpro_privacy.storage.models import Account, ServiceCredential, Session
+
+ACTIVE = "active"
+PERSON_SESSION = "person"
+GUARDIAN_SESSION = "guardian"
+PENDING_GUARDIAN = "pending_guardian_consent"
+PENDING_SETUP = "pending_setup"  # provisioned by an organisation (ACC-6), not yet set up
+MAX_LOGIN = 254
+
+
+def throttle_key(account_id: str | None, login_key: str = "") -> str:
+    return f"account:{account_id}" if account_id else f"login:{login_key}"
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    token: str
+    expires_at: dt.datetime
+    account_id: str
+
+
+class Sessions:
+    def __init__(self, policy: PolicySettings, passwords: Passwords) -> None:
+        self.policy = policy
+        self.passwords = passwords
+        self.account_throttle = FailureThrottle(5, dt.timedelta(minutes=15), clock.now)
+        self.peer_throttle = FailureThrottle(30, dt.timedelta(minutes=15), clock.now)
+        # Every attempt counts here, failed or not: a cap on one address's sign-in rate.
+        self.peer_rate = FailureThrottle(
+            policy.sign_in_per_peer, policy.peer_rate_window, clock.now
+        )
+
+    async def sign_in(self, login: str, password: str, peer: str) -> SignedIn:
+        v = Violations()
+        if not login:
+            v.add("login", "is required", "REQUIRED")
+        elif len(login) > MAX_LOGIN:
+            v.add("login", f"must be at most {MAX_LOGIN} characters", "TOO_LONG")
+        if not password:
+            v.add("password", "is required", "REQUIRED")
+        elif len(password) > 256:
+            v.add("password", "must be at most 256 characters", "TOO_LONG")
+        v.raise_if_any()
+        login_key = login.strip().lower()
+        message = "too many failed sign-ins; wait before trying again"
+        self.peer_rate.reserve(peer, "RATE_LIMITED", "too many sign-ins from this address; wait")
+        self.peer_throttle.reserve(peer, "SIGN_IN_THROTTLED", message)
+        account = Account.get_or_none(
+            (Account.username_key == login_key) | (Account.email_key == login_key)
+        )
+        # Per account, whichever login names it; an unknown login is throttled by itself.
+        key = throttle_key(account.id if account else None, login_key)
+        try:
+            self.account_throttle.reserve(key, "SIGN_IN_THROTTLED", message)
+        except ResourceExhausted:
+            self.peer_throttle.release(peer)
+            raise
+        ok = await self.passwords.verify(account.password_hash if account else None, password)
+        if not ok or account is None:  # both reserved attempts stay counted as failures
+            raise Unauthenticated("INVALID_CREDENTIALS", "the login or password is wrong")
+        self.peer_throttle.release(peer)
+        self.account_throttle.clear(key)
+        if account.state == PENDING_SETUP:  # no password was ever set: cannot match
+            raise Unauthenticated("INVALID_CREDENTIALS", "the login or password is wrong")
+        if account.state == PENDING_GUARDIAN:
+            raise FailedPrecondition(
+                "GUARDIAN_CONSENT_PENDING",
+                "this account is waiting for the guardian to confirm it",
+            )
+        new_hash = (
+            await self.passwords.hash(password)
+            if self.passwords.needs_rehash(account.password_hash)
+            else None
+        )
+        with database.atomic():
+            if new_hash:
+                Account.update(password_hash=new_hash).where(Account.id == account.id).execute()
+            queries.touch_account(account.id, clock.now())  # in use (RET-2)
+            return self.open_session(
+                account.id, account.subject_ref, PERSON_SESSION, self.policy.session_lifetime
+            )
+
+    def open_session(
+        self, account_id: str, subject_ref: str, kind: str, lifetime: dt.timedelta
+    ) -> SignedIn:
+        """Create a session (a person's own, or a guardian's for the child) and audit it."""
+        token, token_hash = tokens.new_bearer_token(tokens.SESSION_PREFIX)
+        now = clock.now()
+        expires = now + lifetime
+        session_id = tokens.new_id()
+        with database.atomic():
+            Session.create(
+                id=session_id,
+                account=account_id,
+                token_hash=token_hash,
+                created_at=now,
+                expires_at=expires,
+                kind=kind,
+            )
+            actor_kind = (
+                PrincipalKind.GUARDIAN if kind == GUARDIAN_SESSION else PrincipalKind.PERSON
+            )
+            actor = Principal(actor_kind, account_id, subject_ref)
+            audit.record(actor, f"session.create:{kind}", "session", session_id, subject_ref)
+        return SignedIn(token, expires, account_id)
+
+    def sign_out(self, principal: Principal) -> None:
+        if not principal.acts_for_subject or principal.session_id is None:
+            raise PermissionDenied("PEOPLE_ONLY", "only a signed-in person can sign out")
+        with database.atomic():
+            Session.update(revoked_at=clock.now()).where(
+                (Session.id == principal.session_id) & Session.revoked_at.is_null()
+            ).execute()
+            audit.record(
+                principal, "session.revoke", "session", principal.session_id, principal.subject_ref
+            )
+
+    def authenticate(self, token: str, certificate_subject: str | None = None) -> Principal:
+        """The principal behind a bearer token or a verified client certificate."""
+        if not token:
+            if certificate_subject:
+                return self._service_by_certificate(certificate_subject)
+            raise Unauthenticated("CREDENTIALS_REQUIRED", "this method needs a bearer token")
+        if not tokens.is_well_formed_bearer(token):
+            raise Unauthenticated("TOKEN_MALFORMED", "the bearer token is malformed")
+        digest = tokens.digest(token)
+        if token.startswith(tokens.SERVICE_PREFIX):
+            credential = ServiceCredential.get_or_none(
+                (ServiceCredential.token_hash == digest) & ServiceCredential.revoked_at.is_null()
+            )
+            if credential is None:
+                raise Unauthenticated("TOKEN_INVALID", "the service token is not valid")
+            return _service(credential)
+        rows = queries.session_principal(digest)
+        if not rows:
+            raise Unauthenticated("TOKEN_INVALID", "the session token is not valid")
+        session_id, revoked_at, expires_at, account_id, subject_ref, kind, accepted, born, _ = rows[
+            0
+        ]
+        if revoked_at is not None:
+            raise Unauthenticated("SESSION_REVOKED", "the session was signed out or revoked")
+        expiry = queries.timestamp(expires_at)
+        if expiry is None or expiry <= clock.now():
+            raise Unauthenticated("SESSION_EXPIRED", "the session has expired; sign in again")
+        if kind == GUARDIAN_SESSION:  # acts for the child; holds none of the child's roles
+            if (
+                validation.age_on(queries.date(born), clock.today())
+                >= self.policy.age_of_digital_consent
+            ):
+                raise Unauthenticated(
+                    "CHILD_NOW_OF_AGE", "the account holder now gives their own consent"
+                )
+            return Principal(
+                PrincipalKind.GUARDIAN,
+                account_id=account_id,
+                subject_ref=subject_ref,
+                session_id=session_id,
+                policy_version=accepted,
+            )
+        return Principal(
+            PrincipalKind.PERSON,
+            account_id=account_id,
+            subject_ref=subject_ref,
+            session_id=session_id,
+            roles=frozenset(Role(row[8]) for row in rows if row[8] is not None),
+            policy_version=accepted,
+        )
+
+    def _service_by_certificate(self, subject: str) -> Principal:
+        credential = ServiceCredential.get_or_none(
+            (ServiceCredential.certificate_subject == subject)
+            & ServiceCredential.revoked_at.is_null()
+        )
+        if credential is None:
+            raise Unauthenticated(
+                "CERTIFICATE_NOT_REGISTERED", "the client certificate names no registered service"
+            )
+        return _service(credential)
+
+
+def _service(credential: ServiceCredential) -> Principal:
+    return Principal(
+        PrincipalKind.SERVICE,
+        service_name=credential.name,
+        scopes=frozenset(credential.scopes.split()),
+    )

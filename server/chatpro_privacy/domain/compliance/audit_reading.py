@@ -1,0 +1,68 @@
+"""Reading and verifying the audit trail: for the data privacy manager and operators, and
+itself audited (SEC-5)."""
+
+from __future__ import annotations
+
+from chatpro_privacy.domain.kernel.errors import (
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+)
+from chatpro_privacy.domain.kernel.principals import Principal, Role
+from chatpro_privacy.domain.records import audit
+from chatpro_privacy.storage import queries
+from chatpro_privacy.storage.db import database
+from chatpro_privacy.storage.models import AuditEntry
+
+MAX_PAGE = 500
+
+
+def _require(principal: Principal) -> None:
+    if not (
+        principal.is_person
+        and (principal.has_role(Role.DATA_PRIVACY_MANAGER) or principal.has_role(Role.OPERATOR))
+    ):
+        raise PermissionDenied("PRIVACY_STAFF_ONLY", "the audit trail is for privacy staff")
+
+
+def verify(principal: Principal) -> audit.Verification:
+    _require(principal)
+    with database.atomic():
+        audit.record(principal, "audit.verify", "audit_trail")
+    return audit.verify()
+
+
+def entries(
+    principal: Principal, account_id: str, page_size: int, page_token: str
+) -> tuple[list[AuditEntry], str]:
+    _require(principal)
+    if not 0 <= page_size <= MAX_PAGE:
+        raise InvalidArgument(
+            [FieldViolation("page_size", f"must be 0 to {MAX_PAGE}", "OUT_OF_RANGE")]
+        )
+    before = 0
+    if page_token:
+        if not page_token.isdigit() or len(page_token) > 18:
+            raise InvalidArgument(
+                [
+                    FieldViolation(
+                        "page_token", "is not a token from this list", "INVALID_PAGE_TOKEN"
+                    )
+                ]
+            )
+        before = int(page_token)
+    query = AuditEntry.select()
+    subject_ref = None
+    if account_id:
+        subject_ref = queries.account_subject(account_id[:64])
+        if subject_ref is None:
+            raise NotFound("ACCOUNT_NOT_FOUND", "no such account", {"account_id": account_id[:64]})
+        query = query.where(AuditEntry.subject_ref == subject_ref)
+    if before:
+        query = query.where(AuditEntry.id < before)
+    limit = page_size or 100
+    with database.atomic():
+        rows = list(query.order_by(AuditEntry.id.desc()).limit(limit))
+        audit.record(principal, "audit.read", "audit_trail", account_id[:64] or None, subject_ref)
+    return rows, (str(rows[-1].id) if len(rows) == limit else "")

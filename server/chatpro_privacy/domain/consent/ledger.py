@@ -1,0 +1,360 @@
+"""The consent ledger (CON-2 to CON-4, RGT-7, ACC-11).
+
+Events are only ever appended (the database refuses UPDATE and DELETE on the table); the
+state of consent for a purpose, now or at any past time, is derived from the latest event
+for it. Processing that rests on consent asks ``has_consent`` first.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from chatpro_privacy.clock import clock
+from chatpro_privacy.domain.consent.notices import NoticeHistory
+from chatpro_privacy.domain.consent.purposes import Purpose, register
+from chatpro_privacy.domain.kernel import access, validation
+from chatpro_privacy.domain.kernel.errors import (
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+)
+from chatpro_privacy.domain.kernel.principals import Principal
+from chatpro_privacy.domain.kernel.tokens import new_id
+from chatpro_privacy.domain.records import audit
+from chatpro_privacy.settings import PolicySettings
+from chatpro_privacy.storage import queries
+from chatpro_privacy.storage.db import database
+from chatpro_privacy.storage.models import Account, ConsentEvent
+
+GIVEN = "given"
+WITHDRAWN = "withdrawn"
+RENEWED = "renewed"
+EXPIRED = "expired"
+ACKNOWLEDGED = "acknowledged"
+IN_FORCE = frozenset({GIVEN, RENEWED})
+
+PURPOSE_POLICY = "policy"
+PURPOSE_GUARDIAN_CONSENT = "guardian_consent"
+MAX_METHOD = 64
+MAX_PAGE = 500
+
+
+def append(
+    *,
+    subject_ref: str,
+    notice_version: str,
+    purpose: str,
+    lawful_basis: str,
+    data_categories: list[str],
+    collection_method: str,
+    event_type: str,
+    given_by: str,
+    valid_until: dt.datetime | None = None,
+) -> ConsentEvent:
+    """Append one event in the caller's transaction; returns it (its ``seq`` unread)."""
+    event = ConsentEvent(
+        id=new_id(),
+        subject_ref=subject_ref,
+        notice_version=notice_version,
+        purpose=purpose,
+        lawful_basis=lawful_basis,
+        data_categories=json.dumps(sorted(data_categories)),
+        collection_method=collection_method,
+        event_type=event_type,
+        given_by=given_by,
+        occurred_at=clock.now(),
+        valid_until=valid_until,
+    )
+    queries.insert_consent_event(event)
+    return event
+
+
+def _in_force(event_type: str, valid_until: dt.datetime | None, at: dt.datetime) -> bool:
+    return event_type in IN_FORCE and (valid_until is None or valid_until > at)
+
+
+def has_consent(subject_ref: str, purpose: str) -> bool:
+    """Whether consent for ``purpose`` is in force now: the check before any processing
+    that rests on consent."""
+    latest = queries.latest_consent(subject_ref, purpose)
+    return latest is not None and _in_force(*latest, clock.now())
+
+
+@dataclass(frozen=True)
+class PurposeState:
+    purpose: Purpose
+    status: str  # "given" | "withdrawn" | "not_given"
+    event: ConsentEvent | None
+
+
+def _status(event: ConsentEvent | None, at: dt.datetime) -> str:
+    if event is None or event.event_type == ACKNOWLEDGED:
+        return "not_given"
+    return "given" if _in_force(event.event_type, event.valid_until, at) else "withdrawn"
+
+
+def _method(value: str) -> str:
+    method = value.strip() or "api"
+    if len(method) > MAX_METHOD or not method.replace("_", "").replace("-", "").isalnum():
+        raise InvalidArgument(
+            [
+                FieldViolation(
+                    "collection_method",
+                    "must be up to 64 letters, digits, '_' or '-'",
+                    "INVALID_FORMAT",
+                )
+            ]
+        )
+    return method
+
+
+class Consents:
+    def __init__(self, policy: PolicySettings, notices: Callable[[], NoticeHistory]) -> None:
+        self.policy = policy
+        self._notices = notices
+
+    def _notice_version(self) -> str:
+        current = self._notices().current(clock.now())
+        return current.version if current else ""
+
+    def _writable_subject(self, principal: Principal) -> tuple[str, dt.date]:
+        """The caller's own subject (or the child's, for a guardian) and its date of birth."""
+        brief = queries.account_brief(access.own_account(principal))
+        if brief is None:
+            raise NotFound(
+                "ACCOUNT_NOT_FOUND", "no such account", {"account_id": str(principal.account_id)}
+            )
+        return brief
+
+    def _subject(self, principal: Principal, account_id: str = "") -> tuple[Account, bool]:
+        """The account acted on, and whether it belongs to someone other than the caller."""
+        target = access.target_account(principal, account_id)
+        account = queries.account(target)
+        if account is None:
+            raise NotFound("ACCOUNT_NOT_FOUND", "no such account", {"account_id": target})
+        return account, access.is_other(principal, target)
+
+    def _consent_purpose(self, purpose_id: str) -> Purpose:
+        purpose = register().get(purpose_id)
+        if not purpose.rests_on_consent:
+            raise FailedPrecondition(
+                "PURPOSE_NOT_BASED_ON_CONSENT",
+                f"{purpose.id} rests on {purpose.lawful_basis.replace('_', ' ')}, not consent",
+                {"purpose_id": purpose.id, "lawful_basis": purpose.lawful_basis},
+            )
+        return purpose
+
+    def notice_version(self) -> str:
+        return self._notice_version()
+
+    def withdrawable_purpose(self, purpose_id: str) -> Purpose:
+        """A purpose whose consent can be withdrawn on its own (RGT-7)."""
+        purpose = self._consent_purpose(purpose_id)
+        if not purpose.withdrawable:
+            raise FailedPrecondition(
+                "WITHDRAW_BY_ERASURE",
+                "consent to the policy is withdrawn by closing the account (an erasure request)",
+            )
+        return purpose
+
+    def is_child(self, born: dt.date) -> bool:
+        return validation.age_on(born, clock.today()) < self.policy.age_of_digital_consent
+
+    def grant(self, principal: Principal, purpose_id: str, method: str) -> ConsentEvent:
+        purpose = self._consent_purpose(purpose_id)
+        collection = _method(method)
+        if not purpose.withdrawable:
+            raise FailedPrecondition(
+                "GRANTED_BY_ACCEPTING_POLICY", "this consent is given by accepting the policy"
+            )
+        subject_ref, born = self._writable_subject(principal)
+        if principal.is_person and self.is_child(born):
+            raise PermissionDenied(
+                "GUARDIAN_MUST_CONSENT",
+                "under the age of digital consent, a guardian gives consent for you",
+            )
+        with database.atomic():
+            renewing = has_consent(subject_ref, purpose.id)
+            event = self._append(
+                principal, subject_ref, purpose, collection, RENEWED if renewing else GIVEN
+            )
+        return event
+
+    def preview(self, principal: Principal, purpose_id: str) -> tuple[list[str], bool]:
+        purpose = self._consent_purpose(purpose_id)
+        subject_ref, _ = self._writable_subject(principal)
+        return list(purpose.services_lost_on_withdrawal), has_consent(subject_ref, purpose.id)
+
+    def withdraw(
+        self, principal: Principal, purpose_id: str, method: str
+    ) -> tuple[ConsentEvent, list[str]]:
+        purpose = self._consent_purpose(purpose_id)
+        collection = _method(method)
+        if not purpose.withdrawable:
+            raise FailedPrecondition(
+                "WITHDRAW_BY_ERASURE",
+                "consent to the policy is withdrawn by closing the account (an erasure request)",
+            )
+        subject_ref, _ = self._writable_subject(principal)
+        with database.atomic():
+            if not has_consent(subject_ref, purpose.id):
+                raise FailedPrecondition(
+                    "CONSENT_NOT_IN_FORCE",
+                    "there is no consent in force to withdraw",
+                    {"purpose_id": purpose.id},
+                )
+            event = self._append(principal, subject_ref, purpose, collection, WITHDRAWN)
+        return event, list(purpose.services_lost_on_withdrawal)
+
+    def _append(
+        self, principal: Principal, subject_ref: str, purpose: Purpose, method: str, event_type: str
+    ) -> ConsentEvent:
+        event = append(
+            subject_ref=subject_ref,
+            notice_version=self._notice_version(),
+            purpose=purpose.id,
+            lawful_basis=purpose.lawful_basis,
+            data_categories=list(purpose.data_categories),
+            collection_method=method,
+            event_type=event_type,
+            given_by="guardian" if principal.is_guardian else "person",
+        )
+        verb = "withdraw" if event_type == WITHDRAWN else "grant"
+        audit.record(
+            principal, f"consent.{verb}:{purpose.id}", "consent_event", event.id, subject_ref
+        )
+        return event
+
+    def state(
+        self, principal: Principal, account_id: str, at: dt.datetime | None
+    ) -> tuple[list[PurposeState], str]:
+        account, other = self._subject(principal, account_id)
+        when = at or clock.now()
+        if other:
+            with database.atomic():
+                audit.record(principal, "consent.read", "account", account.id, account.subject_ref)
+        shown = [
+            register().purposes[PURPOSE_POLICY],
+            *[p for p in register().consent_purposes() if p.id != PURPOSE_POLICY],
+        ]
+        events = self._latest_by_purpose(account.subject_ref, when)
+        states = [PurposeState(p, _status(events.get(p.id), when), events.get(p.id)) for p in shown]
+        accepted = (
+            account.policy_version or "" if at is None else _accepted_at(account.subject_ref, when)
+        )
+        return states, accepted
+
+    @staticmethod
+    def _latest_by_purpose(subject_ref: str, at: dt.datetime) -> dict[str, ConsentEvent]:
+        latest_events: dict[str, ConsentEvent] = {}
+        for event in (
+            ConsentEvent.select()
+            .where((ConsentEvent.subject_ref == subject_ref) & (ConsentEvent.occurred_at <= at))
+            .order_by(ConsentEvent.seq)
+        ):
+            latest_events[event.purpose] = event
+        return latest_events
+
+    def events(
+        self, principal: Principal, account_id: str, page_size: int, page_token: str
+    ) -> tuple[list[ConsentEvent], str]:
+        if not 0 <= page_size <= MAX_PAGE:
+            raise InvalidArgument(
+                [FieldViolation("page_size", f"must be 0 to {MAX_PAGE}", "OUT_OF_RANGE")]
+            )
+        after = _decode_page_token(page_token)
+        account, other = self._subject(principal, account_id)
+        if other:
+            with database.atomic():
+                audit.record(principal, "consent.read", "account", account.id, account.subject_ref)
+        limit = page_size or 100
+        rows = list(
+            ConsentEvent.select()
+            .where((ConsentEvent.subject_ref == account.subject_ref) & (ConsentEvent.seq > after))
+            .order_by(ConsentEvent.seq)
+            .limit(limit)
+        )
+        token = _encode_page_token(rows[-1].seq) if len(rows) == limit else ""
+        return rows, token
+
+
+def record_registration_choices(
+    subject_ref: str, purposes: list[str], notice_version: str, is_child: bool
+) -> None:
+    """Consents ticked on the sign-up form (CON-3); inside the registration transaction."""
+    for purpose_id in purposes:
+        purpose = register().purposes[purpose_id]
+        append(
+            subject_ref=subject_ref,
+            notice_version=notice_version,
+            purpose=purpose.id,
+            lawful_basis=purpose.lawful_basis,
+            data_categories=list(purpose.data_categories),
+            collection_method="registration",
+            event_type=ACKNOWLEDGED if is_child else GIVEN,
+            given_by="person",
+        )
+
+
+def validate_registration_purposes(purposes: list[str]) -> tuple[list[str], list[FieldViolation]]:
+    problems: list[FieldViolation] = []
+    chosen = list(dict.fromkeys(purposes))
+    if len(chosen) > len(register().purposes):
+        return [], [FieldViolation("consented_purposes", "names too many purposes", "TOO_MANY")]
+    for purpose_id in chosen:
+        purpose = register().purposes.get(purpose_id)
+        if purpose is None:
+            problems.append(
+                FieldViolation(
+                    "consented_purposes", f"{purpose_id[:64]!r} is not a purpose", "UNKNOWN_PURPOSE"
+                )
+            )
+        elif not purpose.rests_on_consent or not purpose.withdrawable:
+            problems.append(
+                FieldViolation(
+                    "consented_purposes",
+                    f"{purpose_id} is not asked for by consent",
+                    "PURPOSE_NOT_BASED_ON_CONSENT",
+                )
+            )
+    return chosen, problems
+
+
+def _accepted_at(subject_ref: str, at: dt.datetime) -> str:
+    event = (
+        ConsentEvent.select(ConsentEvent.notice_version)
+        .where(
+            (ConsentEvent.subject_ref == subject_ref)
+            & (ConsentEvent.purpose == PURPOSE_POLICY)
+            & (ConsentEvent.occurred_at <= at)
+        )
+        .order_by(ConsentEvent.seq.desc())
+        .first()
+    )
+    return event.notice_version if event else ""
+
+
+def _encode_page_token(seq: int) -> str:
+    return base64.urlsafe_b64encode(f"c1:{seq}".encode()).decode().rstrip("=")
+
+
+def _decode_page_token(token: str) -> int:
+    if not token:
+        return 0
+    try:
+        text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        prefix, _, seq = text.partition(":")
+        value = int(seq)
+        if prefix != "c1" or not 0 <= value < 2**63:
+            raise ValueError(prefix)
+        return value
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidArgument(
+            [FieldViolation("page_token", "is not a token from this list", "INVALID_PAGE_TOKEN")]
+        ) from None

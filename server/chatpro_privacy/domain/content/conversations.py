@@ -1,0 +1,161 @@
+"""Conversations (ORG-2): individual or group, two-way or broadcast, among the active
+members of one organisation, which controls their content."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from chatpro_privacy.clock import clock
+from chatpro_privacy.domain.content import content_access
+from chatpro_privacy.domain.kernel import paging
+from chatpro_privacy.domain.kernel.errors import FieldViolation, InvalidArgument, Violations
+from chatpro_privacy.domain.kernel.principals import Principal
+from chatpro_privacy.domain.kernel.tokens import new_id
+from chatpro_privacy.domain.organisations import memberships
+from chatpro_privacy.domain.records import audit
+from chatpro_privacy.storage.db import database
+from chatpro_privacy.storage.models import Conversation, ConversationParticipant, Membership
+from chatpro_privacy.storage.queries import tuples
+
+INDIVIDUAL = "individual"
+GROUP = "group"
+TWO_WAY = "two_way"
+BROADCAST = "broadcast"
+MAX_PARTICIPANTS = 5000
+
+
+@dataclass(frozen=True)
+class ConversationView:
+    conversation: Conversation
+    participants: list[tuple[str, bool]]  # (account id, may post)
+
+
+def _ids(v: Violations, field: str, values: list[str]) -> list[str]:
+    seen: list[str] = []
+    for value in values:
+        if not value or len(value) > 64:
+            v.add(field, "holds an empty or overlong account id", "INVALID_ACCOUNT_ID")
+        elif value not in seen:
+            seen.append(value)
+    return seen
+
+
+def create(
+    principal: Principal,
+    organisation_id: str,
+    kind: str,
+    mode: str,
+    participant_ids: list[str],
+    sender_ids: list[str],
+) -> ConversationView:
+    mine = content_access.active_membership(principal, organisation_id)
+    creator = mine.account_id
+    v = Violations()
+    if kind not in (INDIVIDUAL, GROUP):
+        v.add("kind", "is required: individual or group", "REQUIRED")
+    if mode not in (TWO_WAY, BROADCAST):
+        v.add("mode", "is required: two-way or broadcast", "REQUIRED")
+    others = [a for a in _ids(v, "participant_account_ids", participant_ids) if a != creator]
+    senders = _ids(v, "sender_account_ids", sender_ids)
+    if kind == INDIVIDUAL and len(others) != 1:
+        v.add(
+            "participant_account_ids",
+            "an individual conversation has exactly one other participant",
+            "ONE_PARTICIPANT",
+        )
+    if kind == GROUP and not others:
+        v.add("participant_account_ids", "a group needs other participants", "REQUIRED")
+    if len(others) + 1 > MAX_PARTICIPANTS:
+        v.add("participant_account_ids", f"at most {MAX_PARTICIPANTS} participants", "TOO_MANY")
+    if senders and mode != BROADCAST:
+        v.add("sender_account_ids", "only broadcasts name their senders", "NOT_BROADCAST")
+    if any(s not in others and s != creator for s in senders):
+        v.add("sender_account_ids", "senders must be participants", "NOT_A_PARTICIPANT")
+    v.raise_if_any()
+    everyone = [creator, *others]
+    active = {
+        m.account_id
+        for m in Membership.select(Membership.account).where(
+            (Membership.organisation == mine.organisation_id)
+            & (Membership.account.in_(everyone))
+            & (Membership.state == memberships.ACTIVE)
+        )
+    }
+    missing = [a for a in others if a not in active]
+    if missing:
+        # Only members are named here; whether an outsider's account exists stays unsaid.
+        raise InvalidArgument(
+            [
+                FieldViolation(
+                    "participant_account_ids",
+                    f"{len(missing)} of them are not active members of the organisation",
+                    "NOT_A_MEMBER",
+                )
+            ]
+        )
+    may_post = set(everyone) if mode == TWO_WAY else {creator, *senders}
+    with database.atomic():
+        conversation = Conversation.create(
+            id=new_id(),
+            organisation=mine.organisation_id,
+            kind=kind,
+            mode=mode,
+            created_at=clock.now(),
+        )
+        ConversationParticipant.insert_many(
+            [
+                {"conversation": conversation.id, "account": a, "can_send": a in may_post}
+                for a in everyone
+            ]
+        ).execute()
+        audit.record(
+            principal, f"conversation.create:{kind}:{mode}", "conversation", conversation.id
+        )
+    return ConversationView(conversation, [(a, a in may_post) for a in everyone])
+
+
+def _participants(conversation_ids: list[str]) -> dict[str, list[tuple[str, bool]]]:
+    found: dict[str, list[tuple[str, bool]]] = {c: [] for c in conversation_ids}
+    if not conversation_ids:
+        return found
+    rows = tuples(
+        ConversationParticipant.select(
+            ConversationParticipant.conversation,
+            ConversationParticipant.account,
+            ConversationParticipant.can_send,
+        )
+        .where(ConversationParticipant.conversation.in_(conversation_ids))
+        .order_by(ConversationParticipant.conversation, ConversationParticipant.account)
+    )
+    for conversation_id, account_id, can_send in rows:
+        found[conversation_id].append((account_id, bool(can_send)))
+    return found
+
+
+def participants_of(conversation_ids: list[str]) -> dict[str, list[tuple[str, bool]]]:
+    return _participants(sorted(set(conversation_ids)))
+
+
+def get(principal: Principal, conversation_id: str) -> ConversationView:
+    conversation, _ = content_access.participant(principal, conversation_id)
+    return ConversationView(conversation, _participants([conversation.id])[conversation.id])
+
+
+def mine(
+    principal: Principal, organisation_id: str, page_size: int, page_token: str
+) -> tuple[list[ConversationView], str]:
+    membership = content_access.active_membership(principal, organisation_id)
+    size, cursor = paging.page(page_size, page_token)
+    query = (
+        Conversation.select()
+        .join(ConversationParticipant)
+        .where(
+            (Conversation.organisation == membership.organisation_id)
+            & (ConversationParticipant.account == membership.account_id)
+        )
+        .order_by(Conversation.created_at.desc(), Conversation.id.desc())
+    )
+    rows = list(query.offset(cursor or 0).limit(size + 1))
+    rows, token = paging.by_offset(rows, size, cursor)
+    people = _participants([c.id for c in rows])
+    return [ConversationView(c, people[c.id]) for c in rows], token

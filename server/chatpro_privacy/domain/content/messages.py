@@ -1,0 +1,232 @@
+"""Messages (ORG-2): sent by participants, stored sealed with the author's data key in the
+organisation, indexed by keyed word tokens, and shown to the conversation's participants.
+
+The organisation's monitoring hooks look at each message as it is sent (PLG-2); their flags
+are kept, and the administrators told through the outbox, without the content.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass
+
+import peewee
+import structlog
+
+from chatpro_privacy.clock import clock
+from chatpro_privacy.domain.content import content_access
+from chatpro_privacy.domain.kernel import paging
+from chatpro_privacy.domain.kernel.errors import FieldViolation, InvalidArgument, PermissionDenied
+from chatpro_privacy.domain.kernel.principals import Principal
+from chatpro_privacy.domain.kernel.tokens import new_id
+from chatpro_privacy.domain.organisations.retention_periods import Retention
+from chatpro_privacy.domain.records import outbox
+from chatpro_privacy.domain.vault.envelope import Vault
+from chatpro_privacy.plugin.host import PluginError, PluginHost
+from chatpro_privacy.plugin.types import ContentKind, ContentRef, ContentView
+from chatpro_privacy.storage import queries
+from chatpro_privacy.storage.db import database
+from chatpro_privacy.storage.models import (
+    Account,
+    ContentFlag,
+    ContentItem,
+    ConversationParticipant,
+)
+from chatpro_privacy.storage.queries import tuples
+
+log = structlog.get_logger("chatpro_privacy.messages")
+
+MESSAGE: ContentKind = "message"
+CALL_RECORDING: ContentKind = "call_recording"
+
+
+def content_ref(
+    kind: str, content_id: str, conversation_id: str, author_ref: str, created_at: dt.datetime
+) -> ContentRef:
+    """A stored row as plugins see it (the column's text narrowed to a content kind)."""
+    return ContentRef(
+        MESSAGE if kind == MESSAGE else CALL_RECORDING,
+        content_id,
+        conversation_id,
+        author_ref,
+        created_at,
+    )
+
+
+MAX_TEXT = 10_000
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+@dataclass(frozen=True)
+class MessageView:
+    message_id: str
+    conversation_id: str
+    sender_account_id: str | None
+    text: str | None  # None when its key is destroyed
+    sent_at: dt.datetime
+
+
+def check_request_id(value: str) -> str | None:
+    if value and not _REQUEST_ID.match(value):
+        raise InvalidArgument(
+            [FieldViolation("request_id", "must be 1 to 64 of A-Z a-z 0-9 . _ -", "INVALID_FORMAT")]
+        )
+    return value or None
+
+
+def replayed(conversation_id: str, author_ref: str, request_id: str | None) -> ContentItem | None:
+    if request_id is None:
+        return None
+    return ContentItem.get_or_none(
+        (ContentItem.conversation == conversation_id)
+        & (ContentItem.author_ref == author_ref)
+        & (ContentItem.request_id == request_id)
+    )
+
+
+def store_tokens(organisation_id: str, item_seq: int, tokens: list[bytes]) -> None:
+    if tokens:
+        queries.insert_tokens(organisation_id, item_seq, tokens)
+
+
+class Messages:
+    def __init__(self, vault: Vault, host: PluginHost, retention: Retention) -> None:
+        self.vault = vault
+        self.host = host
+        self.retention = retention
+
+    def _view(self, item: ContentItem, text: str | None) -> MessageView:
+        return MessageView(
+            item.id, item.conversation_id, item.author_account_id, text, item.created_at
+        )
+
+    def _replay(self, prior: ContentItem, text: str) -> MessageView:
+        """A retry gets the message first stored, if it is the same message."""
+        stored = self.vault.open_texts(
+            prior.organisation_id, [(prior.id, prior.key_id, prior.body)]
+        )
+        if prior.kind != MESSAGE or stored[prior.id] not in (text, None):
+            raise InvalidArgument(
+                [
+                    FieldViolation(
+                        "request_id", "was already used for another message", "REQUEST_ID_REUSED"
+                    )
+                ]
+            )
+        return self._view(prior, stored[prior.id])
+
+    async def send(
+        self, principal: Principal, conversation_id: str, text: str, request_id: str
+    ) -> MessageView:
+        conversation, can_send, unacknowledged = content_access.poster(principal, conversation_id)
+        org_id = conversation.organisation_id
+        if not text or len(text) > MAX_TEXT:
+            raise InvalidArgument(
+                [FieldViolation("text", f"must be 1 to {MAX_TEXT} characters", "OUT_OF_RANGE")]
+            )
+        key = check_request_id(request_id)
+        author_ref = str(principal.subject_ref)
+        if (prior := replayed(conversation.id, author_ref, key)) is not None:
+            return self._replay(prior, text)
+        content_access.require_acknowledged(org_id, unacknowledged)
+        if not can_send:
+            raise PermissionDenied(
+                "BROADCAST_SENDERS_ONLY", "only the broadcast's senders may post in it"
+            )
+        item_id = new_id()
+        sealed = self.vault.seal_text(org_id, item_id, author_ref, text)
+        try:
+            with database.atomic():
+                item = ContentItem.create(
+                    id=item_id,
+                    organisation=org_id,
+                    conversation=conversation.id,
+                    kind=MESSAGE,
+                    author_ref=author_ref,
+                    author_account=principal.account_id,
+                    request_id=key,
+                    key_id=sealed.key_id,
+                    body=sealed.body,
+                    created_at=clock.now(),
+                )
+                store_tokens(org_id, item.seq, sealed.tokens)
+        except peewee.IntegrityError:
+            if (prior := replayed(conversation.id, author_ref, key)) is not None:
+                return self._replay(prior, text)
+            raise
+        await self._flag(item, text)
+        return self._view(item, text)
+
+    async def _flag(self, item: ContentItem, text: str) -> None:
+        """Ask the organisation's monitoring hooks about an item just stored. The item stays
+        whatever they do: a failing plugin is logged, never a lost message."""
+        if not await self.host.implements(item.organisation_id, "chatpro_flag_content"):
+            return  # the defaults flag nothing
+        recipients = tuple(
+            ref
+            for (ref,) in tuples(
+                Account.select(Account.subject_ref)
+                .join(ConversationParticipant)
+                .where(
+                    (ConversationParticipant.conversation == item.conversation_id)
+                    & (Account.subject_ref != item.author_ref)
+                )
+            )
+        )
+        view = ContentView(
+            ContentRef(MESSAGE, item.id, item.conversation_id, item.author_ref, item.created_at),
+            text,
+            recipients,
+        )
+        try:
+            flags = await self.host.flags(item.organisation_id, view)
+        except PluginError as exc:
+            log.warning("content not checked by plugins", reason=exc.reason, content_id=item.id)
+            return
+        if not flags:
+            return
+        with database.atomic():
+            for plugin, flag in flags:
+                ContentFlag.create(
+                    item_seq=item.seq,
+                    plugin_name=plugin,
+                    category=flag.category[:64],
+                    reason=flag.reason[:500],
+                    created_at=clock.now(),
+                )
+                outbox.emit(
+                    outbox.CONTENT_FLAGGED,
+                    None,
+                    organisation_id=item.organisation_id,
+                    content_id=item.id,
+                    conversation_id=item.conversation_id,
+                    plugin_name=plugin,
+                    category=flag.category[:64],
+                )
+
+    async def list(
+        self, principal: Principal, conversation_id: str, page_size: int, page_token: str
+    ) -> tuple[list[MessageView], str]:
+        conversation, _ = content_access.participant(principal, conversation_id)
+        size, cursor = paging.page(page_size, page_token)
+        served = await self.retention.served(conversation.organisation_id, (MESSAGE,))
+        query = ContentItem.select(
+            ContentItem.seq,
+            ContentItem.id,
+            ContentItem.conversation,
+            ContentItem.author_account,
+            ContentItem.key_id,
+            ContentItem.body,
+            ContentItem.created_at,
+        ).where(
+            (ContentItem.conversation == conversation.id) & (ContentItem.kind == MESSAGE) & served
+        )
+        if cursor is not None:
+            query = query.where(ContentItem.seq < cursor)
+        rows = list(query.order_by(ContentItem.seq.desc()).limit(size + 1))
+        rows, token = paging.by_seq(rows, size)
+        texts = self.vault.open_texts(
+            conversation.organisation_id, ((r.id, r.key_id, r.body) for r in rows)
+        )
+        return [self._view(r, texts[r.id]) for r in rows], token

@@ -1,0 +1,550 @@
+"""Monitoring of an organisation's content by its administrators (ORG-3, PLG-2).
+
+Every call states a reason and passes the organisation's plugin, which may refuse it. An
+access record (who, why, what scope, which filters, how many results, whose content) is
+committed before any result leaves; a refusal is recorded too. Searches match keyed word
+tokens, so that only the items returned are ever decrypted. Members read a summary of the
+checks made in their organisation, and whether their content was among the results.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from peewee import JOIN, SQL, NodeList, fn
+
+from chatpro_privacy.clock import clock
+from chatpro_privacy.domain.content import content_access, conversations
+from chatpro_privacy.domain.content.messages import CALL_RECORDING, MESSAGE, content_ref
+from chatpro_privacy.domain.content.recordings import Recordings
+from chatpro_privacy.domain.kernel import paging
+from chatpro_privacy.domain.kernel.errors import (
+    NotFound,
+    PermissionDenied,
+    Violations,
+)
+from chatpro_privacy.domain.kernel.principals import Principal
+from chatpro_privacy.domain.kernel.tokens import new_id
+from chatpro_privacy.domain.organisations.retention_periods import Retention
+from chatpro_privacy.domain.vault import crypto
+from chatpro_privacy.domain.vault.envelope import Vault
+from chatpro_privacy.plugin.host import PluginError, PluginHost
+from chatpro_privacy.plugin.types import AccessRequest
+from chatpro_privacy.storage.db import database, is_postgres
+from chatpro_privacy.storage.models import (
+    Account,
+    ContentFlag,
+    ContentItem,
+    ContentToken,
+    ConversationParticipant,
+    Membership,
+    MonitoringAccess,
+    MonitoringAccessSubject,
+    MonitoringStop,
+)
+from chatpro_privacy.storage.queries import tuples
+
+log = structlog.get_logger("chatpro_privacy.monitoring")
+
+REASONS = ("routine_check", "random_check", "safeguarding_concern", "legal_request")
+MAX_SPAN = dt.timedelta(days=366)
+MAX_KEYWORDS = 10
+MAX_PEOPLE = 100
+MAX_SAMPLE = 100
+MAX_CANDIDATES = 5000
+
+
+@dataclass(frozen=True)
+class Scope:
+    start: dt.datetime | None
+    end: dt.datetime | None
+    people: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Item:
+    row: ContentItem
+    recipients: list[str]
+    text: str | None
+    readable: bool
+    flags: list[tuple[str, str, str]]  # (plugin, category, reason)
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    items: list[Item]
+    total: int
+    next_page_token: str
+    access_id: str
+
+
+@dataclass(frozen=True)
+class Statistics:
+    total: int
+    per_day: list[tuple[str, int]]
+    senders: list[tuple[str, int]]
+    recipients: list[tuple[str, int]]
+    access_id: str
+
+
+@dataclass(frozen=True)
+class Check:
+    access: MonitoringAccess
+    included_mine: bool
+
+
+def _reason(v: Violations, reason: str) -> None:
+    if reason not in REASONS:
+        v.add("reason", "is required: why the content is looked at", "REASON_REQUIRED")
+
+
+def _scope(v: Violations, scope: Scope, organisation_id: str) -> None:
+    if scope.start is None or scope.end is None:
+        v.add("scope", "needs a start and an end time", "REQUIRED")
+    elif scope.end <= scope.start:
+        v.add("scope.end_time", "must be after the start time", "OUT_OF_RANGE")
+    elif scope.end - scope.start > MAX_SPAN:
+        v.add("scope.end_time", "a check spans at most 366 days", "OUT_OF_RANGE")
+    if len(scope.people) > MAX_PEOPLE:
+        v.add("scope.person_account_ids", f"at most {MAX_PEOPLE}", "TOO_MANY")
+    elif scope.people:
+        members = {
+            m.account_id
+            for m in Membership.select(Membership.account).where(
+                (Membership.organisation == organisation_id)
+                & (Membership.account.in_([p[:64] for p in scope.people]))
+            )
+        }
+        if any(p not in members for p in scope.people):
+            v.add(
+                "scope.person_account_ids",
+                "names someone who is not a member of the organisation",
+                "NOT_A_MEMBER",
+            )
+
+
+def _filters(scope: Scope, **more: str) -> dict[str, str]:
+    found = {
+        "start_time": scope.start.isoformat() if scope.start else "",
+        "end_time": scope.end.isoformat() if scope.end else "",
+    }
+    if scope.people:
+        found["person_account_ids"] = ",".join(scope.people)
+    found.update({k: v for k, v in more.items() if v})
+    return found
+
+
+def _unindexed(column: Any) -> Any:
+    """SQLite's unary plus: the planner may not drive the query from this column's index.
+    A keyword search is narrowest from its word tokens; without statistics SQLite would
+    rather walk the whole organisation's time range."""
+    return column if is_postgres() else NodeList((SQL("+"), column), glue="")
+
+
+def _in_scope(organisation_id: str, scope: Scope, *, by_tokens: bool = False) -> Any:
+    stopped = MonitoringStop.select(MonitoringStop.account).where(
+        MonitoringStop.organisation == organisation_id
+    )
+    organisation, created = ContentItem.organisation, ContentItem.created_at
+    if by_tokens:
+        organisation, created = _unindexed(organisation), _unindexed(created)
+    where = (
+        (organisation == organisation_id)
+        & (created >= scope.start)
+        & (created < scope.end)
+        # RGT-5: members whose restriction the organisation decided stops its monitoring.
+        & (ContentItem.author_account.is_null() | ContentItem.author_account.not_in(stopped))
+    )
+    if scope.people:
+        conversations_of = ConversationParticipant.select(
+            ConversationParticipant.conversation
+        ).where(ConversationParticipant.account.in_(scope.people))
+        where &= ContentItem.author_account.in_(scope.people) | ContentItem.conversation.in_(
+            conversations_of
+        )
+    return where
+
+
+class Monitoring:
+    def __init__(
+        self, vault: Vault, host: PluginHost, recordings: Recordings, retention: Retention
+    ) -> None:
+        self.vault = vault
+        self.host = host
+        self.recordings = recordings
+        self.retention = retention
+
+    # -- the gate every check passes -------------------------------------------------------
+
+    async def _approve(
+        self,
+        principal: Principal,
+        organisation_id: str,
+        reason: str,
+        operation: str,
+        filters: dict[str, str],
+    ) -> tuple[str, AccessRequest]:
+        request = AccessRequest(str(principal.subject_ref), reason, operation, dict(filters))
+        decision, plugin = await self.host.approve_access(organisation_id, request)
+        if not decision.allowed:
+            self._record(principal, organisation_id, request, 0, plugin, [], decision.reason)
+            raise PermissionDenied(
+                "ACCESS_REFUSED_BY_ORGANISATION",
+                f"the organisation's rules refuse this check: {decision.reason or 'no reason'}",
+                {"decided_by": plugin},
+            )
+        return plugin, request
+
+    def _record(
+        self,
+        principal: Principal,
+        organisation_id: str,
+        request: AccessRequest,
+        result_count: int,
+        decided_by: str,
+        subjects: list[str],
+        refusal: str | None = None,
+    ) -> str:
+        access_id = new_id()
+        with database.atomic():
+            MonitoringAccess.create(
+                id=access_id,
+                organisation=organisation_id,
+                admin_account=principal.account_id,
+                admin_ref=str(principal.subject_ref),
+                reason=request.reason,
+                operation=request.scope,
+                filters=json.dumps(dict(request.filters), sort_keys=True),
+                result_count=result_count,
+                refused=refusal is not None,
+                refusal_reason=(refusal or "")[:500],
+                decided_by=decided_by,
+                created_at=clock.now(),
+            )
+            unique = sorted(set(subjects))
+            for start in range(0, len(unique), 500):
+                MonitoringAccessSubject.insert_many(
+                    [(access_id, ref) for ref in unique[start : start + 500]],
+                    fields=[MonitoringAccessSubject.access, MonitoringAccessSubject.subject_ref],
+                ).execute()
+        return access_id
+
+    async def _recorded(
+        self,
+        principal: Principal,
+        organisation_id: str,
+        request: AccessRequest,
+        result_count: int,
+        decided_by: str,
+        subjects: list[str],
+    ) -> str:
+        access_id = self._record(
+            principal, organisation_id, request, result_count, decided_by, subjects
+        )
+        try:
+            await self.host.access_recorded(organisation_id, request, result_count)
+        except PluginError as exc:
+            log.warning("plugin not told of an access", reason=exc.reason, access_id=access_id)
+        return access_id
+
+    # -- building results --------------------------------------------------------------------
+
+    def _items(self, organisation_id: str, rows: list[ContentItem]) -> tuple[list[Item], list[str]]:
+        """The items as administrators see them, and every subject ref they touch."""
+        people = conversations.participants_of([r.conversation_id for r in rows])
+        texts = self.vault.open_texts(
+            organisation_id, ((r.id, r.key_id, r.body) for r in rows if r.kind == MESSAGE)
+        )
+        live = self.vault.readable(r.key_id for r in rows)
+        flags: dict[int, list[tuple[str, str, str]]] = {}
+        seqs = [r.seq for r in rows]
+        if seqs:
+            for seq, plugin, category, why in tuples(
+                ContentFlag.select(
+                    ContentFlag.item_seq,
+                    ContentFlag.plugin_name,
+                    ContentFlag.category,
+                    ContentFlag.reason,
+                )
+                .where(ContentFlag.item_seq.in_(seqs))
+                .order_by(ContentFlag.id)
+            ):
+                flags.setdefault(seq, []).append((plugin, category, why))
+        items = []
+        touched_accounts: set[str] = set()
+        subjects = {r.author_ref for r in rows}
+        for r in rows:
+            recipients = [a for a, _ in people[r.conversation_id] if a != r.author_account_id]
+            touched_accounts.update(recipients)
+            readable = r.key_id in live
+            text = texts.get(r.id) if r.kind == MESSAGE else None
+            readable = readable and (text is not None or r.kind == CALL_RECORDING)
+            items.append(Item(r, recipients, text, readable, flags.get(r.seq, [])))
+        if touched_accounts:
+            subjects.update(
+                ref
+                for (ref,) in tuples(
+                    Account.select(Account.subject_ref).where(
+                        Account.id.in_(sorted(touched_accounts))
+                    )
+                )
+            )
+        return items, sorted(subjects)
+
+    # -- the checks --------------------------------------------------------------------------
+
+    async def search(
+        self,
+        principal: Principal,
+        organisation_id: str,
+        reason: str,
+        scope: Scope,
+        keywords: list[str],
+        flagged_only: bool,
+        page_size: int,
+        page_token: str,
+    ) -> SearchResult:
+        admin = content_access.require_administrator(principal, organisation_id)
+        org_id = admin.organisation_id
+        v = Violations()
+        _reason(v, reason)
+        _scope(v, scope, org_id)
+        if len(keywords) > MAX_KEYWORDS:
+            v.add("keywords", f"at most {MAX_KEYWORDS}", "TOO_MANY")
+        words = crypto.words(" ".join(k[:100] for k in keywords[:MAX_KEYWORDS]))
+        if keywords and not words:
+            v.add("keywords", "hold no word to search for", "NO_WORDS")
+        v.raise_if_any()
+        size, cursor = paging.page(page_size, page_token)
+        plugin, request = await self._approve(
+            principal,
+            org_id,
+            reason,
+            "search",
+            _filters(
+                scope,
+                keywords=",".join(words),
+                flagged_only="true" if flagged_only else "",
+                page_token=page_token,
+            ),
+        )
+        served = await self.retention.served(org_id)
+        rows, total, token = self._search_rows(
+            org_id, scope, words, flagged_only, size, cursor, served
+        )
+        items, subjects = self._items(org_id, rows)
+        access_id = await self._recorded(principal, org_id, request, len(items), plugin, subjects)
+        return SearchResult(items, total, token, access_id)
+
+    def _search_rows(
+        self,
+        org_id: str,
+        scope: Scope,
+        words: list[str],
+        flagged_only: bool,
+        size: int,
+        cursor: int | None,
+        served: Any,
+    ) -> tuple[list[ContentItem], int, str]:
+        """(page, total, next token): tokens narrow the items first, then the scope."""
+        where = _in_scope(org_id, scope, by_tokens=bool(words)) & served
+        if flagged_only:
+            where &= ContentItem.seq.in_(ContentFlag.select(ContentFlag.item_seq))
+        if words:
+            tokens = self.vault.search_tokens(org_id, words)
+            if not tokens:  # no live key: nothing can match
+                return [], 0, ""
+            matching = (
+                ContentToken.select(ContentToken.item_seq)
+                .where((ContentToken.organisation_id == org_id) & ContentToken.token.in_(tokens))
+                .group_by(ContentToken.item_seq)
+                .having(fn.COUNT(fn.DISTINCT(ContentToken.token)) == len(words))
+            )
+            where &= ContentItem.seq.in_(matching)
+        total = ContentItem.select().where(where).count()
+        query = ContentItem.select().where(where)
+        if cursor is not None:
+            query = query.where(ContentItem.seq > cursor)
+        rows = list(query.order_by(ContentItem.seq).limit(size + 1)) if total else []
+        page, token = paging.by_seq(rows, size)
+        return page, total, token
+
+    async def statistics(
+        self, principal: Principal, organisation_id: str, reason: str, scope: Scope
+    ) -> Statistics:
+        admin = content_access.require_administrator(principal, organisation_id)
+        org_id = admin.organisation_id
+        v = Violations()
+        _reason(v, reason)
+        _scope(v, scope, org_id)
+        v.raise_if_any()
+        plugin, request = await self._approve(
+            principal, org_id, reason, "statistics", _filters(scope)
+        )
+        where = _in_scope(org_id, scope) & await self.retention.served(org_id)
+        day = fn.DATE(ContentItem.created_at)
+        per_day = [
+            (str(d)[:10], int(n))
+            for d, n in tuples(
+                ContentItem.select(day, fn.COUNT(ContentItem.seq))
+                .where(where)
+                .group_by(day)
+                .order_by(day)
+            )
+        ]
+        senders = [
+            (a or "", int(n))
+            for a, n in tuples(
+                ContentItem.select(ContentItem.author_account, fn.COUNT(ContentItem.seq))
+                .where(where)
+                .group_by(ContentItem.author_account)
+                .order_by(fn.COUNT(ContentItem.seq).desc(), ContentItem.author_account)
+            )
+        ]
+        count = fn.COUNT(ContentItem.seq)
+        recipients = [
+            (a, int(n))
+            for a, n in tuples(
+                ContentItem.select(ConversationParticipant.account, count)
+                .join(
+                    ConversationParticipant,
+                    JOIN.INNER,
+                    on=(ConversationParticipant.conversation == ContentItem.conversation),
+                )
+                .where(
+                    where
+                    & (
+                        ContentItem.author_account.is_null()
+                        | (ConversationParticipant.account != ContentItem.author_account)
+                    )
+                )
+                .group_by(ConversationParticipant.account)
+                .order_by(count.desc(), ConversationParticipant.account)
+            )
+        ]
+        total = sum(n for _, n in per_day)
+        access_id = await self._recorded(principal, org_id, request, total, plugin, [])
+        return Statistics(total, per_day, senders, recipients, access_id)
+
+    async def random_check(
+        self, principal: Principal, organisation_id: str, scope: Scope, sample_size: int
+    ) -> tuple[list[Item], str]:
+        admin = content_access.require_administrator(principal, organisation_id)
+        org_id = admin.organisation_id
+        v = Violations()
+        _scope(v, scope, org_id)
+        if not 1 <= sample_size <= MAX_SAMPLE:
+            v.add("sample_size", f"must be 1 to {MAX_SAMPLE}", "OUT_OF_RANGE")
+        v.raise_if_any()
+        plugin, request = await self._approve(
+            principal,
+            org_id,
+            "random_check",
+            "random_check",
+            _filters(scope, sample_size=str(sample_size)),
+        )
+        candidates = list(
+            ContentItem.select(
+                ContentItem.seq,
+                ContentItem.id,
+                ContentItem.kind,
+                ContentItem.conversation,
+                ContentItem.author_ref,
+                ContentItem.created_at,
+            )
+            .where(_in_scope(org_id, scope) & await self.retention.served(org_id))
+            .order_by(fn.RANDOM())
+            .limit(MAX_CANDIDATES)
+        )
+        refs = [
+            content_ref(c.kind, c.id, c.conversation_id, c.author_ref, c.created_at)
+            for c in candidates
+        ]
+        chosen = await self.host.choose_sample(org_id, refs, sample_size) if refs else []
+        ids = [r.content_id for r in chosen]
+        rows = (
+            list(ContentItem.select().where(ContentItem.id.in_(ids)).order_by(ContentItem.seq))
+            if ids
+            else []
+        )
+        items, subjects = self._items(org_id, rows)
+        access_id = await self._recorded(principal, org_id, request, len(items), plugin, subjects)
+        return items, access_id
+
+    async def listen(
+        self, principal: Principal, organisation_id: str, reason: str, recording_id: str
+    ) -> Iterator[tuple[int, bytes]]:
+        admin = content_access.require_administrator(principal, organisation_id)
+        org_id = admin.organisation_id
+        v = Violations()
+        _reason(v, reason)
+        v.raise_if_any()
+        item = ContentItem.get_or_none(
+            (ContentItem.id == recording_id[:64])
+            & (ContentItem.organisation == org_id)
+            & (ContentItem.kind == CALL_RECORDING)
+            & await self.retention.served(org_id, (CALL_RECORDING,))
+        )
+        if item is None:
+            raise NotFound(
+                "RECORDING_NOT_FOUND", "no such recording", {"recording_id": recording_id[:64]}
+            )
+        plugin, request = await self._approve(
+            principal, org_id, reason, "listen", {"recording_id": item.id}
+        )
+        chunks = self.recordings.stream(item)
+        _, subjects = self._items(org_id, [item])
+        await self._recorded(principal, org_id, request, 1, plugin, subjects)
+        return chunks
+
+    # -- reading the records ------------------------------------------------------------------
+
+    def access_records(
+        self, principal: Principal, organisation_id: str, page_size: int, page_token: str
+    ) -> tuple[list[MonitoringAccess], str]:
+        admin = content_access.require_administrator(principal, organisation_id)
+        size, cursor = paging.page(page_size, page_token)
+        rows = list(
+            MonitoringAccess.select()
+            .where(MonitoringAccess.organisation == admin.organisation_id)
+            .order_by(MonitoringAccess.created_at.desc(), MonitoringAccess.id.desc())
+            .offset(cursor or 0)
+            .limit(size + 1)
+        )
+        return paging.by_offset(rows, size, cursor)
+
+    def checks(
+        self, principal: Principal, organisation_id: str, page_size: int, page_token: str
+    ) -> tuple[list[Check], str]:
+        mine = content_access.active_membership(principal, organisation_id)
+        size, cursor = paging.page(page_size, page_token)
+        rows = list(
+            MonitoringAccess.select()
+            .where(
+                (MonitoringAccess.organisation == mine.organisation_id)
+                & (MonitoringAccess.refused == False)  # noqa: E712 - SQL comparison
+            )
+            .order_by(MonitoringAccess.created_at.desc(), MonitoringAccess.id.desc())
+            .offset(cursor or 0)
+            .limit(size + 1)
+        )
+        rows, token = paging.by_offset(rows, size, cursor)
+        included = (
+            {
+                a
+                for (a,) in tuples(
+                    MonitoringAccessSubject.select(MonitoringAccessSubject.access).where(
+                        (MonitoringAccessSubject.access.in_([r.id for r in rows]))
+                        & (MonitoringAccessSubject.subject_ref == principal.subject_ref)
+                    )
+                )
+            }
+            if rows
+            else set()
+        )
+        return [Check(r, r.id in included) for r in rows], token

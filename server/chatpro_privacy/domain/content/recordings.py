@@ -1,0 +1,221 @@
+"""Call recordings (ORG-2): metadata in the database, the audio sealed chunk by chunk in
+the blob store, each chunk bound to its organisation, recording and position.
+
+Audio is written as it arrives, so memory stays flat whatever the length; an upload that
+fails part way leaves no chunk behind.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+
+import peewee
+
+from chatpro_privacy.clock import clock
+from chatpro_privacy.domain.content import content_access
+from chatpro_privacy.domain.content.messages import CALL_RECORDING, check_request_id, replayed
+from chatpro_privacy.domain.kernel import paging
+from chatpro_privacy.domain.kernel.errors import (
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Violations,
+)
+from chatpro_privacy.domain.kernel.principals import Principal
+from chatpro_privacy.domain.kernel.tokens import new_id
+from chatpro_privacy.domain.organisations.retention_periods import Retention
+from chatpro_privacy.domain.vault.crypto import ContentUnreadable
+from chatpro_privacy.domain.vault.envelope import Vault
+from chatpro_privacy.storage.blobs import BlobMissing
+from chatpro_privacy.storage.db import database
+from chatpro_privacy.storage.keystore import DataKey
+from chatpro_privacy.storage.models import ContentItem
+
+MEDIA_TYPES = frozenset({"audio/ogg", "audio/mpeg", "audio/mp4", "audio/wav", "audio/webm"})
+MAX_CHUNK = 1024 * 1024
+MAX_RECORDING_BYTES = 2 * 1024 * 1024 * 1024
+MAX_DURATION = 86_400
+
+
+@dataclass(frozen=True)
+class RecordingMeta:
+    conversation_id: str
+    started_at: dt.datetime | None
+    duration_seconds: int
+    media_type: str
+    request_id: str
+
+
+@dataclass(frozen=True)
+class RecordingView:
+    item: ContentItem
+    readable: bool
+
+
+def _validate(meta: RecordingMeta) -> None:
+    v = Violations()
+    if meta.started_at is None:
+        v.add("metadata.start_time", "is required", "REQUIRED")
+    elif meta.started_at > clock.now() + dt.timedelta(minutes=5):
+        v.add("metadata.start_time", "is in the future", "DATE_IN_FUTURE")
+    if not 1 <= meta.duration_seconds <= MAX_DURATION:
+        v.add("metadata.duration_seconds", f"must be 1 to {MAX_DURATION}", "OUT_OF_RANGE")
+    if meta.media_type not in MEDIA_TYPES:
+        v.add(
+            "metadata.media_type",
+            f"must be one of {', '.join(sorted(MEDIA_TYPES))}",
+            "UNSUPPORTED_MEDIA_TYPE",
+        )
+    v.raise_if_any()
+
+
+def _replay(prior: ContentItem) -> RecordingView:
+    if prior.kind != CALL_RECORDING:
+        raise InvalidArgument(
+            [
+                FieldViolation(
+                    "metadata.request_id", "was already used for a message", "REQUEST_ID_REUSED"
+                )
+            ]
+        )
+    return RecordingView(prior, True)
+
+
+class Recordings:
+    def __init__(self, vault: Vault, retention: Retention) -> None:
+        self.vault = vault
+        self.retention = retention
+
+    async def upload(
+        self, principal: Principal, meta: RecordingMeta, chunks: AsyncIterator[bytes]
+    ) -> RecordingView:
+        conversation, can_send, unacknowledged = content_access.poster(
+            principal, meta.conversation_id
+        )
+        org_id = conversation.organisation_id
+        _validate(meta)
+        request_id = check_request_id(meta.request_id)
+        author_ref = str(principal.subject_ref)
+        if (prior := replayed(conversation.id, author_ref, request_id)) is not None:
+            return _replay(prior)
+        content_access.require_acknowledged(org_id, unacknowledged)
+        if not can_send:
+            raise PermissionDenied(
+                "BROADCAST_SENDERS_ONLY", "only the broadcast's senders may post in it"
+            )
+        key = self.vault.author_key(org_id, author_ref)
+        recording_id = new_id()
+        count = size = 0
+        try:
+            async for chunk in chunks:
+                if not chunk or len(chunk) > MAX_CHUNK:
+                    raise InvalidArgument(
+                        [FieldViolation("chunk", "must be 1 byte to 1 MiB", "OUT_OF_RANGE")]
+                    )
+                size += len(chunk)
+                if size > MAX_RECORDING_BYTES:
+                    raise InvalidArgument(
+                        [FieldViolation("chunk", "the recording is over 2 GiB", "TOO_LARGE")]
+                    )
+                self.vault.put_chunk(key, org_id, recording_id, count, chunk)
+                count += 1
+            if count == 0:
+                raise InvalidArgument(
+                    [FieldViolation("chunk", "a recording needs its audio", "REQUIRED")]
+                )
+            with database.atomic():
+                item = ContentItem.create(
+                    id=recording_id,
+                    organisation=org_id,
+                    conversation=conversation.id,
+                    kind=CALL_RECORDING,
+                    author_ref=author_ref,
+                    author_account=principal.account_id,
+                    request_id=request_id,
+                    key_id=key.key_id,
+                    body=None,
+                    started_at=meta.started_at,
+                    duration_seconds=meta.duration_seconds,
+                    media_type=meta.media_type,
+                    chunk_count=count,
+                    size_bytes=size,
+                    created_at=clock.now(),
+                )
+        except BaseException as exc:
+            self.vault.delete_recording(org_id, recording_id)
+            if isinstance(exc, peewee.IntegrityError):
+                prior = replayed(conversation.id, author_ref, request_id)
+                if prior is not None:
+                    return _replay(prior)
+            raise
+        return RecordingView(item, True)
+
+    async def _item(self, principal: Principal, recording_id: str) -> ContentItem:
+        item = ContentItem.get_or_none(
+            (ContentItem.id == recording_id[:64]) & (ContentItem.kind == CALL_RECORDING)
+        )
+        if item is not None:
+            try:
+                content_access.participant(principal, item.conversation_id)
+            except NotFound:
+                item = None
+        else:
+            content_access.refuse_platform(principal)
+        if item is not None and not await self.is_served(item):
+            item = None  # past its retention period: gone for every caller (RET-1)
+        if item is None:
+            raise NotFound(
+                "RECORDING_NOT_FOUND", "no such recording", {"recording_id": recording_id[:64]}
+            )
+        return item
+
+    async def is_served(self, item: ContentItem) -> bool:
+        served = await self.retention.served(item.organisation_id, (CALL_RECORDING,))
+        return bool(ContentItem.select().where((ContentItem.seq == item.seq) & served).exists())
+
+    async def get(self, principal: Principal, recording_id: str) -> RecordingView:
+        item = await self._item(principal, recording_id)
+        return RecordingView(item, bool(self.vault.readable([item.key_id])))
+
+    async def list(
+        self, principal: Principal, conversation_id: str, page_size: int, page_token: str
+    ) -> tuple[list[RecordingView], str]:
+        conversation, _ = content_access.participant(principal, conversation_id)
+        size, cursor = paging.page(page_size, page_token)
+        served = await self.retention.served(conversation.organisation_id, (CALL_RECORDING,))
+        query = ContentItem.select().where(
+            (ContentItem.conversation == conversation.id)
+            & (ContentItem.kind == CALL_RECORDING)
+            & served
+        )
+        if cursor is not None:
+            query = query.where(ContentItem.seq < cursor)
+        rows = list(query.order_by(ContentItem.seq.desc()).limit(size + 1))
+        rows, token = paging.by_seq(rows, size)
+        live = self.vault.readable(r.key_id for r in rows)
+        return [RecordingView(r, r.key_id in live) for r in rows], token
+
+    async def audio(self, principal: Principal, recording_id: str) -> Iterator[tuple[int, bytes]]:
+        return self.stream(await self._item(principal, recording_id))
+
+    def stream(self, item: ContentItem) -> Iterator[tuple[int, bytes]]:
+        """The chunks in order; checks the key before the first is sent."""
+        key = self.vault.keys.data_keys([item.key_id]).get(item.key_id)
+        if key is None:
+            raise FailedPrecondition(
+                "CONTENT_KEY_DESTROYED", "this recording's key was destroyed; it cannot be played"
+            )
+        return self._chunks(key, item)
+
+    def _chunks(self, key: DataKey, item: ContentItem) -> Iterator[tuple[int, bytes]]:
+        for index in range(int(item.chunk_count or 0)):
+            try:
+                yield index, self.vault.get_chunk(key, item.organisation_id, item.id, index)
+            except (BlobMissing, ContentUnreadable):
+                raise FailedPrecondition(
+                    "RECORDING_AUDIO_UNREADABLE", "part of this recording's audio is unreadable"
+                ) from None

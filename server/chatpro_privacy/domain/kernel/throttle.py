@@ -1,0 +1,76 @@
+"""Sign-in throttling per account and per peer, in memory only.
+
+Network addresses serve throttling and are never stored (ACC-2). Each key keeps the
+times of its recent failures; past the limit within the window, further attempts are
+refused until the oldest failure leaves the window.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+from collections.abc import Callable
+
+from chatpro_privacy.domain.kernel.errors import ResourceExhausted
+
+
+class FailureThrottle:
+    def __init__(
+        self,
+        limit: int,
+        window: dt.timedelta,
+        now: Callable[[], dt.datetime],
+        max_keys: int = 100_000,
+    ) -> None:
+        self.limit = limit
+        self.window = window
+        self._now = now
+        self._max_keys = max_keys
+        self._failures: dict[str, collections.deque[dt.datetime]] = {}
+
+    def _recent(self, key: str) -> collections.deque[dt.datetime] | None:
+        failures = self._failures.get(key)
+        if failures is None:
+            return None
+        horizon = self._now() - self.window
+        while failures and failures[0] <= horizon:
+            failures.popleft()
+        if not failures:
+            del self._failures[key]
+            return None
+        return failures
+
+    def check(self, key: str, reason: str, message: str) -> None:
+        failures = self._recent(key)
+        if failures is not None and len(failures) >= self.limit:
+            wait = (failures[0] + self.window - self._now()).total_seconds()
+            raise ResourceExhausted(reason, message, max(1.0, wait))
+
+    def fail(self, key: str) -> None:
+        if len(self._failures) >= self._max_keys:
+            self._prune()
+        self._failures.setdefault(key, collections.deque(maxlen=self.limit * 2)).append(self._now())
+
+    def clear(self, key: str) -> None:
+        self._failures.pop(key, None)
+
+    def reserve(self, key: str, reason: str, message: str) -> None:
+        """Check, then count this attempt as a failure until it is known to have succeeded:
+        concurrent attempts cannot all slip past the check while a password is hashed."""
+        self.check(key, reason, message)
+        self.fail(key)
+
+    def release(self, key: str) -> None:
+        """Take back the newest reserved attempt (it succeeded)."""
+        failures = self._failures.get(key)
+        if failures:
+            failures.pop()
+            if not failures:
+                del self._failures[key]
+
+    def _prune(self) -> None:
+        for key in list(self._failures):
+            self._recent(key)
+        if len(self._failures) >= self._max_keys:  # still full: drop the oldest half
+            for key in list(self._failures)[: self._max_keys // 2]:
+                del self._failures[key]

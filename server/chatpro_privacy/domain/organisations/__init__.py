@@ -1,0 +1,1 @@
+"""Organisations: statements, memberships, plugin settings, retention periods (ORG-, PLG-)."""

@@ -1,0 +1,321 @@
+"""Memberships of organisations (ORG-1, ORG-5, ACC-4, CON-5).
+
+An account may belong to several organisations, as member or administrator. A person joins
+by accepting an invitation and acknowledging the organisation's statement in effect (an
+event in the consent ledger). Administrators must give a mobile number; nobody else is
+asked for one, and it is deleted when its holder administers no organisation any more.
+
+Outside an organisation, its members and records do not exist (NOT_FOUND, ORG-5).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+from chatpro_privacy.clock import clock
+from chatpro_privacy.domain.consent import ledger as consent
+from chatpro_privacy.domain.kernel.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+)
+from chatpro_privacy.domain.kernel.principals import Principal, Role
+from chatpro_privacy.domain.records import audit, deletion_feed, outbox
+from chatpro_privacy.storage.db import database
+from chatpro_privacy.storage.models import Account, Membership, Organisation, OrganisationStatement
+from chatpro_privacy.storage.queries import tuples
+
+MEMBER = "member"
+ADMINISTRATOR = "administrator"
+INVITED = "invited"
+ACTIVE = "active"
+_MOBILE = re.compile(r"^\+?[0-9]{7,15}$")
+
+
+def organisation(organisation_id: str) -> Organisation:
+    """The organisation: INVALID_ARGUMENT without an id, NOT_FOUND for an unknown one."""
+    if not organisation_id:
+        raise InvalidArgument([FieldViolation("organisation_id", "is required", "REQUIRED")])
+    org = Organisation.get_or_none(Organisation.id == organisation_id[:64])
+    if org is None:
+        raise NotFound(
+            "ORGANISATION_NOT_FOUND",
+            "no such organisation",
+            {"organisation_id": organisation_id[:64]},
+        )
+    return org
+
+
+def membership(organisation_id: str, account_id: str | None) -> Membership | None:
+    if not account_id:
+        return None
+    return Membership.get_or_none(
+        (Membership.organisation == organisation_id) & (Membership.account == account_id)
+    )
+
+
+def require_manager(principal: Principal, organisation_id: str) -> Organisation:
+    """An operator, or an active administrator of this organisation. Anyone else is told the
+    organisation does not exist, unless they are its member (then: not allowed)."""
+    org = organisation(organisation_id)
+    if principal.is_person and principal.has_role(Role.OPERATOR):
+        return org
+    mine = membership(org.id, principal.account_id) if principal.is_person else None
+    if mine is None:
+        raise NotFound(
+            "ORGANISATION_NOT_FOUND", "no such organisation", {"organisation_id": org.id}
+        )
+    if mine.role != ADMINISTRATOR or mine.state != ACTIVE:
+        raise PermissionDenied(
+            "ADMINISTRATORS_ONLY", "only the organisation's administrators may do this"
+        )
+    return org
+
+
+def require_visible(principal: Principal, organisation_id: str) -> Organisation:
+    """ORG-5: an organisation exists only for its members (invited ones too: they read the
+    statement before joining) and for ChatPro's staff, who manage organisations."""
+    org = organisation(organisation_id)
+    if principal.is_person and principal.roles & {Role.OPERATOR, Role.DATA_PRIVACY_MANAGER}:
+        return org
+    if principal.acts_for_subject and membership(org.id, principal.account_id) is not None:
+        return org
+    raise NotFound("ORGANISATION_NOT_FOUND", "no such organisation", {"organisation_id": org.id})
+
+
+def invite(principal: Principal, organisation_id: str, account_id: str, role: str) -> Membership:
+    org = require_manager(principal, organisation_id)
+    if role not in (MEMBER, ADMINISTRATOR):
+        raise InvalidArgument([FieldViolation("role", "is required", "REQUIRED")])
+    if not account_id:
+        raise InvalidArgument([FieldViolation("account_id", "is required", "REQUIRED")])
+    account = Account.get_or_none(Account.id == account_id[:64])
+    if account is None:
+        raise NotFound("ACCOUNT_NOT_FOUND", "no such account", {"account_id": account_id[:64]})
+    if membership(org.id, account.id) is not None:
+        raise AlreadyExists("ALREADY_A_MEMBER", "the account is a member or invited already")
+    with database.atomic():
+        row = Membership.create(
+            organisation=org.id,
+            account=account.id,
+            role=role,
+            state=INVITED,
+            invited_at=clock.now(),
+        )
+        outbox.emit(outbox.MEMBERSHIP_INVITED, account.id, organisation_id=org.id, role=role)
+        audit.record(
+            principal, f"membership.invite:{role}", "organisation", org.id, account.subject_ref
+        )
+    return row
+
+
+def _statement_in_effect(organisation_id: str) -> OrganisationStatement | None:
+    return (
+        OrganisationStatement.select()
+        .where(
+            (OrganisationStatement.organisation == organisation_id)
+            & (OrganisationStatement.effective_at <= clock.now())
+        )
+        .order_by(OrganisationStatement.effective_at.desc(), OrganisationStatement.id.desc())
+        .first()
+    )
+
+
+def accept(
+    principal: Principal, organisation_id: str, statement_version: str, mobile_number: str
+) -> Membership:
+    if not principal.is_person:
+        raise PermissionDenied("PEOPLE_ONLY", "the invited person accepts")
+    org = organisation(organisation_id)
+    mine = membership(org.id, principal.account_id)
+    if mine is None:
+        raise NotFound(
+            "ORGANISATION_NOT_FOUND", "no such organisation", {"organisation_id": org.id}
+        )
+    if mine.state == ACTIVE:
+        raise AlreadyExists("ALREADY_A_MEMBER", "you are a member already")
+    statement = _statement_in_effect(org.id)
+    if statement is None:
+        raise FailedPrecondition(
+            "NO_STATEMENT_PUBLISHED", "the organisation has published no statement yet"
+        )
+    if statement_version != statement.version:
+        raise FailedPrecondition(
+            "STATEMENT_VERSION_NOT_CURRENT",
+            f"acknowledge the statement in effect ({statement.version})",
+            {"current_version": statement.version},
+        )
+    mobile = mobile_number.replace(" ", "")
+    if mine.role == ADMINISTRATOR and not _MOBILE.match(mobile):
+        raise InvalidArgument(
+            [
+                FieldViolation(
+                    "mobile_number", "an administrator must give a mobile number", "REQUIRED"
+                )
+            ]
+        )
+    if mine.role != ADMINISTRATOR and mobile_number:
+        raise InvalidArgument(
+            [
+                FieldViolation(
+                    "mobile_number", "is only collected from administrators", "NOT_COLLECTED"
+                )
+            ]
+        )
+    now = clock.now()
+    # A published version not yet in effect that announces longer retention still needs
+    # this newcomer's acknowledgement when it arrives.
+    upcoming = (
+        OrganisationStatement.select()
+        .where(
+            (OrganisationStatement.organisation == org.id)
+            & (OrganisationStatement.effective_at > now)
+            & (OrganisationStatement.requires_reacknowledgement == True)  # noqa: E712
+        )
+        .order_by(OrganisationStatement.effective_at.desc())
+        .first()
+    )
+    with database.atomic():
+        Membership.update(
+            state=ACTIVE,
+            statement_version=statement.version,
+            joined_at=now,
+            acknowledgement_required=upcoming.version if upcoming else None,
+        ).where(
+            (Membership.organisation == org.id) & (Membership.account == principal.account_id)
+        ).execute()
+        if mine.role == ADMINISTRATOR:
+            Account.update(mobile_number=mobile).where(Account.id == principal.account_id).execute()
+        _acknowledged(principal, org.id, statement.version, "joining")
+        audit.record(principal, "membership.join", "organisation", org.id, principal.subject_ref)
+    return Membership.get(
+        (Membership.organisation == org.id) & (Membership.account == principal.account_id)
+    )
+
+
+def _acknowledged(principal: Principal, organisation_id: str, version: str, how: str) -> None:
+    """The acknowledgement, as an event in the consent ledger (CON-5)."""
+    consent.append(
+        subject_ref=str(principal.subject_ref),
+        notice_version=f"{organisation_id}/{version}",
+        purpose="organisation_statement",
+        lawful_basis="organisation",
+        data_categories=[],
+        collection_method=how,
+        event_type=consent.ACKNOWLEDGED,
+        given_by="person",
+    )
+
+
+def require_reacknowledgement(
+    organisation_id: str, version: str, effective_at: dt.datetime
+) -> None:
+    """Inside the publishing transaction: every active member must acknowledge ``version``
+    before posting once it is in effect, and is told so through the outbox."""
+    Membership.update(acknowledgement_required=version).where(
+        (Membership.organisation == organisation_id) & (Membership.state == ACTIVE)
+    ).execute()
+    for (account_id,) in tuples(
+        Membership.select(Membership.account).where(
+            (Membership.organisation == organisation_id) & (Membership.state == ACTIVE)
+        )
+    ):
+        outbox.emit(
+            outbox.STATEMENT_ACKNOWLEDGEMENT_REQUESTED,
+            account_id,
+            organisation_id=organisation_id,
+            statement_version=version,
+            effective_at=effective_at.isoformat(),
+        )
+
+
+def acknowledge(principal: Principal, organisation_id: str, statement_version: str) -> Membership:
+    """A member acknowledges the statement in effect (CON-5)."""
+    if not principal.is_person:
+        raise PermissionDenied("PEOPLE_ONLY", "members acknowledge for themselves")
+    org = organisation(organisation_id)
+    mine = membership(org.id, principal.account_id)
+    if mine is None or mine.state != ACTIVE:
+        raise NotFound(
+            "ORGANISATION_NOT_FOUND", "no such organisation", {"organisation_id": org.id}
+        )
+    statement = _statement_in_effect(org.id)
+    if statement is None or statement_version != statement.version:
+        current = statement.version if statement else ""
+        raise FailedPrecondition(
+            "STATEMENT_VERSION_NOT_CURRENT",
+            f"acknowledge the statement in effect ({current})",
+            {"current_version": current},
+        )
+    still_required = (
+        mine.acknowledgement_required
+        if mine.acknowledgement_required not in (None, statement.version)
+        and OrganisationStatement.select()
+        .where(
+            (OrganisationStatement.organisation == org.id)
+            & (OrganisationStatement.version == mine.acknowledgement_required)
+            & (OrganisationStatement.effective_at > clock.now())
+        )
+        .exists()
+        else None
+    )
+    with database.atomic():
+        Membership.update(
+            statement_version=statement.version, acknowledgement_required=still_required
+        ).where(
+            (Membership.organisation == org.id) & (Membership.account == principal.account_id)
+        ).execute()
+        _acknowledged(principal, org.id, statement.version, "statement_update")
+        audit.record(
+            principal, "membership.acknowledge", "organisation", org.id, principal.subject_ref
+        )
+    found = membership(org.id, principal.account_id)
+    assert found is not None
+    return found
+
+
+def remove(principal: Principal, organisation_id: str, account_id: str) -> None:
+    leaving = principal.is_person and account_id in ("", principal.account_id)
+    org = organisation(organisation_id) if leaving else require_manager(principal, organisation_id)
+    target = str(principal.account_id) if leaving else account_id
+    row = membership(org.id, target)
+    if row is None and leaving:  # ORG-5: to an outsider the organisation does not exist
+        raise NotFound(
+            "ORGANISATION_NOT_FOUND", "no such organisation", {"organisation_id": org.id}
+        )
+    if row is None:
+        raise NotFound("MEMBER_NOT_FOUND", "no such member", {"account_id": target[:64]})
+    account = Account.get_by_id(target)
+    with database.atomic():
+        Membership.delete().where(
+            (Membership.organisation == org.id) & (Membership.account == target)
+        ).execute()
+        deletion_feed.member_gone(org.id, target, deletion_feed.REMOVED)
+        still_admin = (
+            Membership.select()
+            .where((Membership.account == target) & (Membership.role == ADMINISTRATOR))
+            .exists()
+        )
+        if not still_admin and account.mobile_number is not None:
+            # ACC-4: a mobile number is held only while its holder administers somewhere.
+            Account.update(mobile_number=None).where(Account.id == target).execute()
+        audit.record(principal, "membership.remove", "organisation", org.id, account.subject_ref)
+
+
+def members(principal: Principal, organisation_id: str) -> list[Membership]:
+    org = require_manager(principal, organisation_id)
+    with database.atomic():
+        audit.record(principal, "membership.list", "organisation", org.id)
+    return list(
+        Membership.select().where(Membership.organisation == org.id).order_by(Membership.invited_at)
+    )
+
+
+def mine(principal: Principal) -> list[Membership]:
+    if not principal.is_person:
+        raise PermissionDenied("PEOPLE_ONLY", "only people have memberships")
+    return list(Membership.select().where(Membership.account == principal.account_id))

@@ -1,0 +1,1 @@
+"""Records of what happened: the outbox, the audit trail, the deletion feed."""

@@ -1,0 +1,185 @@
+"""The audit trail (SEC-5): who read another person's data or changed personal data, by ids
+only, tamper-evident.
+
+Entries are written inside the transaction of the change they record, so a change and its
+entry commit together or not at all. They hold pseudonymous refs, never personal data.
+
+Each entry belongs to one of PARTITIONS chains (by its subject, or its actor), so that
+writers to different chains do not wait on one head. An entry's MAC covers its fields, its
+position and the previous entry's MAC, keyed by a secret that is not in the database; each
+chain's head (newest position and MAC) is stored with a MAC of its own, so cutting off the
+newest entries shows too. ``verify`` walks every chain and reports the first entry that was
+changed, removed or cut off.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from chatpro_privacy import context
+from chatpro_privacy.clock import clock
+from chatpro_privacy.domain.kernel.principals import Principal
+from chatpro_privacy.storage import queries
+from chatpro_privacy.storage.models import AuditEntry, AuditHead
+
+PARTITIONS = 16
+
+
+class _Keys:
+    """The process's audit key, derived from the service's secret key at start-up."""
+
+    key: bytes = b""
+
+
+_keys = _Keys()
+
+
+def configure(secret_key: bytes) -> None:
+    _keys.key = hmac.new(secret_key, b"chatpro-audit-chain-v1", hashlib.sha256).digest()
+
+
+def _mac(*parts: Any) -> str:
+    if not _keys.key:
+        raise RuntimeError("the audit key is not configured")
+    message = "\x1f".join("" if p is None else str(p) for p in parts).encode("utf-8")
+    return hmac.new(_keys.key, message, hashlib.sha256).hexdigest()
+
+
+def _partition(ref: str) -> int:
+    return int(hashlib.sha256(ref.encode("utf-8")).hexdigest()[:4], 16) % PARTITIONS
+
+
+def _entry_mac(partition: int, seq: int, previous: str, fields: Iterable[Any]) -> str:
+    return _mac("entry", partition, seq, previous, *fields)
+
+
+def _head_mac(partition: int, seq: int, mac: str) -> str:
+    return _mac("head", partition, seq, mac)
+
+
+def record(
+    actor: Principal,
+    action: str,
+    target_type: str,
+    target_id: str | None = None,
+    subject_ref: str | None = None,
+) -> None:
+    occurred = clock.now()
+    fields = (
+        occurred,
+        context.request_id.get(),
+        actor.kind.value,
+        actor.audit_ref,
+        action,
+        subject_ref,
+        target_type,
+        target_id,
+    )
+    partition = _partition(subject_ref or actor.audit_ref)
+    queries.lock_audit_partition(partition)
+    head = queries.audit_head(partition)
+    seq, previous = (head[0] + 1, head[1]) if head else (1, "")
+    mac = _entry_mac(partition, seq, previous, _canonical(fields))
+    queries.insert_audit(fields, partition, seq, mac, _head_mac(partition, seq, mac))
+
+
+def _canonical(fields: Iterable[Any]) -> list[Any]:
+    """Field values as text, the same whether written now or read back from either database."""
+    values = list(fields)
+    stamp = queries.timestamp(values[0])
+    values[0] = stamp.isoformat(" ") if stamp else ""
+    return values
+
+
+@dataclass(frozen=True)
+class Problem:
+    partition: int
+    seq: int
+    entry_id: int | None
+    kind: str  # "changed" | "removed" | "cut_off" | "head_changed"
+    detail: str
+
+
+@dataclass(frozen=True)
+class Verification:
+    entries_checked: int
+    legacy_entries: int
+    problems: list[Problem]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def _walk(
+    partition: int, entries: Iterable[AuditEntry], head: AuditHead | None
+) -> tuple[int, Problem | None]:
+    """Check one chain: (entries checked, its first problem or None)."""
+    position, previous, checked = 1, "", 0
+    for entry in entries:
+        checked += 1
+        seq, mac = int(entry.chain_seq or 0), str(entry.mac or "")
+        if seq != position:
+            return checked, Problem(
+                partition, position, None, "removed", f"entries {position} to {seq - 1} are missing"
+            )
+        fields = (
+            entry.occurred_at,
+            entry.request_id,
+            entry.actor_type,
+            entry.actor_ref,
+            entry.action,
+            entry.subject_ref,
+            entry.target_type,
+            entry.target_id,
+        )
+        if not hmac.compare_digest(mac, _entry_mac(partition, seq, previous, _canonical(fields))):
+            return checked, Problem(
+                partition, seq, int(entry.id), "changed", "the entry or its link fails its MAC"
+            )
+        previous, position = mac, position + 1
+    last = position - 1
+    if head is None:
+        if last:
+            return checked, Problem(
+                partition, last, None, "head_changed", "the chain's head is missing"
+            )
+        return checked, None
+    if not hmac.compare_digest(
+        str(head.head_mac), _head_mac(partition, int(head.seq), str(head.mac))
+    ):
+        return checked, Problem(
+            partition, int(head.seq), None, "head_changed", "the head fails its MAC"
+        )
+    if int(head.seq) != last or str(head.mac) != previous:
+        return checked, Problem(
+            partition,
+            position,
+            None,
+            "cut_off",
+            f"the chain ends at {last}; its head records {head.seq}",
+        )
+    return checked, None
+
+
+def verify() -> Verification:
+    """Walk every chain; report the first problem of each (and so the first overall)."""
+    problems: list[Problem] = []
+    checked = 0
+    heads = {int(h.chain_partition): h for h in AuditHead.select()}
+    for partition in range(PARTITIONS):
+        entries = (
+            AuditEntry.select()
+            .where(AuditEntry.chain_partition == partition)
+            .order_by(AuditEntry.chain_seq)
+        )
+        count, problem = _walk(partition, entries, heads.get(partition))
+        checked += count
+        if problem is not None:
+            problems.append(problem)
+    legacy = AuditEntry.select().where(AuditEntry.chain_partition.is_null()).count()
+    return Verification(checked, legacy, problems)

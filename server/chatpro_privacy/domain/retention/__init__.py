@@ -1,0 +1,1 @@
+"""How long things live and the sweeps that end them (RET-)."""

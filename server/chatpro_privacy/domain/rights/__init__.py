@@ -1,0 +1,1 @@
+"""Data-subject rights requests and how each right is carried out (RGT-)."""

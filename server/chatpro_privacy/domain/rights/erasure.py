@@ -1,0 +1,570 @@
+"""Erasure of a person's data (RGT-3, RET-1), once a verified erasure request is completed.
+
+Per organisation, the organisation decides what becomes of the content the person wrote
+there: "delete" destroys their data key in that organisation (the key store is apart from
+the content, so every copy of that content, backups included, is unreadable for good),
+deletes their content rows (word tokens and flags go with them by foreign key) and, after
+the commit, their call recordings' audio; "keep_pseudonymised" keeps the content as the
+organisation's record, readable by its other participants, with ``author_account_id``
+cleared and only the random ``author_ref`` left. Content in an organisation that gave no
+decision is deleted: keeping someone's words needs a decision, deleting them does not.
+
+ChatPro's own data goes with the ``account`` row: every table that names an account
+cascades or is set NULL by foreign key (``_LINKED`` counts them first). Proof records
+(consent events, audit entries, rights requests, disclosures, monitoring access subjects)
+keep only the pseudonymous subject ref; what the person wrote in their rights requests is
+blanked, and any of their identifiers found in the free text of those records is redacted.
+Correspondence may be kept for a stated legal reason (RGT-3): it is copied to
+``kept_correspondence`` under the subject ref before the account goes. Nothing else of
+ChatPro's own data can be kept.
+
+A legal-claims restriction holds the person's data from every deletion (RET-1): erasure is
+refused while one is in force, and changes nothing.
+
+Each erasure is recorded in the erasure ledger (in the key store's database, without
+personal data), so that ``reapply`` erases the person again if a restore of the content
+database brings them back.
+
+Plugins are not told here: the rights state machine calls the ``chatpro_member_changed``
+hook ("erased") for each organisation after ``erase`` returns.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import peewee
+
+from chatpro_privacy.clock import clock
+from chatpro_privacy.domain.kernel.errors import FailedPrecondition, NotFound, Violations
+from chatpro_privacy.domain.kernel.principals import SYSTEM, Principal
+from chatpro_privacy.domain.records import audit, deletion_feed
+from chatpro_privacy.domain.vault.envelope import Vault
+from chatpro_privacy.storage.db import database, is_postgres
+from chatpro_privacy.storage.erasure_ledger import (
+    DONE,
+    ErasureLedger,
+    KeptRecord,
+    LedgerEntry,
+    OrganisationAction,
+)
+from chatpro_privacy.storage.models import (
+    Account,
+    AccountFieldSource,
+    AccountSetup,
+    ContentFlag,
+    ContentItem,
+    ConversationParticipant,
+    Correspondence,
+    Device,
+    Disclosure,
+    EmailConfirmation,
+    GuardianAccess,
+    GuardianConfirmation,
+    InstallationEvent,
+    LegalHold,
+    Membership,
+    MonitoringAccess,
+    MonitoringStop,
+    OutboxEvent,
+    ProcessingObjection,
+    ProcessingRestriction,
+    ProvisionRequest,
+    RegistrationRequest,
+    RightsRequest,
+    RightsRequestEvent,
+    RightsRequestOrganisation,
+    RoleGrant,
+    Session,
+)
+
+DELETE = "delete"
+KEEP_PSEUDONYMISED = "keep_pseudonymised"
+ACTIONS = frozenset({DELETE, KEEP_PSEUDONYMISED})
+CORRESPONDENCE = "correspondence"
+KEEPABLE = frozenset({CORRESPONDENCE})
+LEGAL_CLAIMS = "legal_claims"
+ERASED = "[erased]"
+NO_DECISION = "no decision: deleted by default"
+
+# Tables that name the account, with what the report calls them. They all go with the
+# account row by ON DELETE CASCADE; they are counted first so the report says what went.
+_LINKED: tuple[tuple[str, Any], ...] = (
+    ("field_sources", AccountFieldSource.account),
+    ("registration_requests", RegistrationRequest.account),
+    ("guardian_confirmations", GuardianConfirmation.account),
+    ("email_confirmations", EmailConfirmation.account),
+    ("sessions", Session.account),
+    ("role_grants", RoleGrant.account),
+    ("devices", Device.account),
+    ("installation_events", InstallationEvent.account),
+    ("correspondence", Correspondence.account),
+    ("guardian_accesses", GuardianAccess.account),
+    ("memberships", Membership.account),
+    ("conversation_participations", ConversationParticipant.account),
+    ("account_setups", AccountSetup.account),
+    ("provision_requests", ProvisionRequest.account),
+    ("processing_restrictions", ProcessingRestriction.account),
+    ("processing_objections", ProcessingObjection.account),
+    ("monitoring_stops", MonitoringStop.account),
+)
+
+
+@dataclass(frozen=True)
+class OrganisationDecision:
+    """An organisation's answer for the content the person wrote there."""
+
+    organisation_id: str
+    action: str  # "delete" | "keep_pseudonymised"
+    reason: str
+    decided_by: str  # "plugin:<name>" | "administrator"
+
+
+@dataclass(frozen=True)
+class KeptPart:
+    """Part of ChatPro's own data kept for a stated legal reason (RGT-3)."""
+
+    what: str  # only "correspondence"
+    reason: str
+    decided_by: str  # "data_privacy_manager"
+
+
+@dataclass(frozen=True)
+class OrganisationOutcome:
+    organisation_id: str
+    action: str
+    reason: str
+    decided_by: str  # as decided, or "default" when the organisation gave no decision
+    items: int  # content items deleted, or kept pseudonymised
+    data_key_destroyed: bool
+
+
+@dataclass(frozen=True)
+class ErasureReport:
+    """What went, per kind, and what stayed and why."""
+
+    account_id: str
+    subject_ref: str
+    erased: dict[str, int]
+    pseudonymised: dict[str, int]  # content kept as organisations' records, by kind
+    kept: list[KeptPart]
+    kept_counts: dict[str, int]
+    organisations: list[OrganisationOutcome] = field(default_factory=list)
+
+
+def erase(
+    actor: Principal,
+    vault: Vault,
+    account_id: str,
+    decisions: list[OrganisationDecision],
+    kept: list[KeptPart],
+    rights_request_id: str | None,
+    ledger: ErasureLedger,
+) -> ErasureReport:
+    """Erase the account's data as decided; idempotent for the same account.
+
+    Commits its own transaction (then deletes blobs and checkpoints the SQLite WAL), so it
+    must be called outside one. Authorisation is the caller's: this runs what a completed
+    request decided. Calling it again after it finished returns the recorded report; after
+    a crash mid-way it finishes the job.
+    """
+    if database.in_transaction():
+        raise RuntimeError("erase commits its own transaction: call it outside one")
+    _validate(decisions, kept)
+    account = Account.get_or_none(Account.id == account_id[:64])
+    if account is None:
+        # The request's account_id is set NULL with the account: find the entry by request.
+        entry = ledger.get(account_id[:64]) or (
+            ledger.for_request(rights_request_id) if rights_request_id else None
+        )
+        if entry is None:
+            raise NotFound("ACCOUNT_NOT_FOUND", "no such account", {"account_id": account_id[:64]})
+        if entry.state != DONE:  # the content committed, then the process stopped
+            ledger.finish(entry.account_id, _apply(actor, vault, entry, "account.erase"))
+            entry = ledger.get(entry.account_id) or entry
+        return _report(entry)
+    restriction = ProcessingRestriction.get_or_none(ProcessingRestriction.account == account.id)
+    if restriction is not None and restriction.restriction_case == LEGAL_CLAIMS:
+        raise FailedPrecondition(
+            "HELD_FOR_LEGAL_CLAIMS",
+            "a restriction for legal claims holds this person's data from deletion",
+            {"account_id": account.id},
+        )
+    subject_ref = str(account.subject_ref)
+    chosen = {d.organisation_id: d for d in decisions}
+    involved = set(chosen) | _content_organisations(subject_ref) | _member_organisations(account.id)
+    actions = [
+        OrganisationAction(org, d.action, d.reason, d.decided_by)
+        if (d := chosen.get(org)) is not None
+        else OrganisationAction(org, DELETE, NO_DECISION, "default")
+        for org in sorted(involved)
+    ]
+    held = _holds(subject_ref)
+    actions = [  # RET-1: content under a legal hold is kept, pseudonymised, whatever was decided
+        OrganisationAction(
+            a.organisation_id,
+            KEEP_PSEUDONYMISED,
+            f"legal hold: {held[a.organisation_id]}",
+            "legal_hold",
+        )
+        if a.organisation_id in held and a.action == DELETE
+        else a
+        for a in actions
+    ]
+    records = [KeptRecord(k.what, k.reason, k.decided_by) for k in kept]
+    entry = ledger.begin(account.id, subject_ref, rights_request_id, actions, records)
+    ledger.finish(account.id, _apply(actor, vault, entry, "account.erase"))
+    return _report(ledger.get(account.id) or entry)
+
+
+def _holds(subject_ref: str) -> dict[str, str]:
+    """Organisations holding this person's content: on them, or on a conversation holding
+    some of it; with the hold's reason."""
+    held: dict[str, str] = {}
+    for hold in LegalHold.select().where(
+        LegalHold.released_at.is_null()
+        & (
+            (LegalHold.subject_ref == subject_ref)
+            | LegalHold.conversation.in_(
+                ContentItem.select(ContentItem.conversation).where(
+                    ContentItem.author_ref == subject_ref
+                )
+            )
+        )
+    ):
+        held.setdefault(hold.organisation_id, hold.reason)
+    return held
+
+
+def reapply(vault: Vault, ledger: ErasureLedger, actor: Principal = SYSTEM) -> int:
+    """Erase again every recorded erasure that a restore of the content database undid.
+
+    An entry is re-applied when its account is back, or content of its subject that was to
+    be deleted is. The recorded decisions are applied as they were; a restored legal-claims
+    restriction does not stop it (it predates the erasure that was allowed). Returns how
+    many entries were re-applied: 0 once everything is erased.
+    """
+    if database.in_transaction():
+        raise RuntimeError("reapply commits its own transactions: call it outside one")
+    done = 0
+    for entry in ledger.entries(DONE):
+        if _needs_reapplying(entry):
+            _apply(actor, vault, entry, "account.erase:reapply")
+            done += 1
+    return done
+
+
+# -- internals -------------------------------------------------------------------------------
+
+
+def _validate(decisions: list[OrganisationDecision], kept: list[KeptPart]) -> None:
+    v = Violations()
+    seen: set[str] = set()
+    for i, d in enumerate(decisions):
+        if d.action not in ACTIONS:
+            v.add(f"decisions[{i}].action", "must be delete or keep_pseudonymised", "UNKNOWN")
+        if not d.organisation_id:
+            v.add(f"decisions[{i}].organisation_id", "is required", "REQUIRED")
+        elif d.organisation_id in seen:
+            v.add(f"decisions[{i}].organisation_id", "decided twice", "DUPLICATE")
+        seen.add(d.organisation_id)
+        if not d.decided_by:
+            v.add(f"decisions[{i}].decided_by", "is required", "REQUIRED")
+    kinds: set[str] = set()
+    for i, k in enumerate(kept):
+        if k.what not in KEEPABLE:
+            v.add(f"kept[{i}].what", "only correspondence can be kept", "NOT_KEEPABLE")
+        elif k.what in kinds:
+            v.add(f"kept[{i}].what", "kept twice", "DUPLICATE")
+        kinds.add(k.what)
+        if not k.reason.strip():
+            v.add(f"kept[{i}].reason", "a kept part needs its legal reason", "REQUIRED")
+        if not k.decided_by:
+            v.add(f"kept[{i}].decided_by", "is required", "REQUIRED")
+    v.raise_if_any()
+
+
+def _content_organisations(subject_ref: str) -> set[str]:
+    rows = (
+        ContentItem.select(ContentItem.organisation_id)
+        .where(ContentItem.author_ref == subject_ref)
+        .distinct()
+    )
+    return {str(row.organisation_id) for row in rows}
+
+
+def _member_organisations(account_id: str) -> set[str]:
+    rows = Membership.select(Membership.organisation_id).where(Membership.account == account_id)
+    return {str(row.organisation_id) for row in rows}
+
+
+def _needs_reapplying(entry: LedgerEntry) -> bool:
+    if Account.select().where(Account.id == entry.account_id).exists():
+        return True
+    return any(entry.action_for(org) == DELETE for org in _content_organisations(entry.subject_ref))
+
+
+def _apply(actor: Principal, vault: Vault, entry: LedgerEntry, action: str) -> dict[str, Any]:
+    """Carry out a ledger entry against the content database as it is now; idempotent.
+
+    Keys first (they are the erasure of every copy; a failure after leaves content that is
+    unreadable and a retry finishes), then one transaction for the rows, then the blobs.
+    """
+    ref = entry.subject_ref
+    account = Account.get_or_none(Account.id == entry.account_id)
+    organisations = {o.organisation_id: o for o in entry.organisations}
+    for org in _content_organisations(ref) | (
+        _member_organisations(account.id) if account is not None else set()
+    ):
+        organisations.setdefault(org, OrganisationAction(org, DELETE, NO_DECISION, "default"))
+    destroyed = {
+        org: vault.keys.destroy_member_key(org, ref)
+        for org, decision in organisations.items()
+        if decision.action == DELETE
+    }
+    erased: dict[str, int] = {}
+    pseudonymised: dict[str, int] = {}
+    kept_counts: dict[str, int] = {}
+    per_org: dict[str, int] = {}
+    recordings: list[tuple[str, str]] = []
+    with database.atomic():
+        for org, decision in organisations.items():
+            mine = (ContentItem.organisation == org) & (ContentItem.author_ref == ref)
+            by_kind = _count_by_kind(mine)
+            per_org[org] = sum(by_kind.values())
+            if decision.action == DELETE:
+                recordings += [
+                    (org, str(item.id))
+                    for item in ContentItem.select(ContentItem.id).where(
+                        mine & (ContentItem.kind == "call_recording")
+                    )
+                ]
+                ContentItem.delete().where(mine).execute()
+                _add(erased, by_kind)
+            else:
+                ContentItem.update(author_account=None).where(mine).execute()
+                _add(pseudonymised, by_kind)
+        if account is not None:
+            for kept in entry.kept:
+                if kept.what == CORRESPONDENCE:
+                    kept_counts[CORRESPONDENCE] = _keep_correspondence(account.id, ref, kept)
+            for label, column in _LINKED:
+                count = column.model.select().where(column == account.id).count()
+                if count:
+                    erased[label] = erased.get(label, 0) + count
+            if CORRESPONDENCE in kept_counts:
+                erased.pop(CORRESPONDENCE, None)
+            identifiers = _identifiers(account)
+        else:
+            identifiers = []
+        erased["rights_requests_blanked"] = _blank_rights_requests(ref, identifiers)
+        _redact(Disclosure, Disclosure.subject_ref == ref, ("reason",), identifiers)
+        if organisations:  # free text their organisations wrote about them
+            involved = sorted(organisations)
+            _redact(
+                MonitoringAccess,
+                MonitoringAccess.organisation.in_(involved),
+                ("filters", "refusal_reason"),
+                identifiers,
+            )
+            _redact(LegalHold, LegalHold.organisation.in_(involved), ("reason",), identifiers)
+            _redact(
+                ContentFlag,
+                ContentFlag.item_seq.in_(
+                    ContentItem.select(ContentItem.seq).where(ContentItem.author_ref == ref)
+                ),
+                ("reason",),
+                identifiers,
+            )
+        if account is not None:
+            _redact_outbox(account.id, identifiers)
+        if account is not None:
+            erased["account"] = Account.delete().where(Account.id == account.id).execute()
+            for org in sorted(organisations):  # RET-5: apps drop what they cached of them
+                deletion_feed.member_gone(org, account.id, deletion_feed.ERASED)
+        if account is not None or any(per_org.values()):
+            audit.record(actor, action, "account", entry.account_id, ref)
+    erased["data_keys"] = sum(destroyed.values())
+    erased["recording_chunks"] = sum(vault.delete_recording(org, rid) for org, rid in recordings)
+    checkpoint()
+    return {
+        "erased": erased,
+        "pseudonymised": pseudonymised,
+        "kept": kept_counts,
+        "organisations": {
+            org: {"items": per_org.get(org, 0), "data_key_destroyed": destroyed.get(org, False)}
+            for org in organisations
+        },
+    }
+
+
+def checkpoint() -> None:
+    """Move the WAL into the SQLite file and truncate it, so that deleted rows (zeroed there by
+    ``secure_delete``) linger in no log file. Nothing to do on PostgreSQL."""
+    if not is_postgres():
+        database.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def _count_by_kind(where: Any) -> dict[str, int]:
+    counts = {
+        label: ContentItem.select().where(where & (ContentItem.kind == kind)).count()
+        for kind, label in (("message", "messages"), ("call_recording", "call_recordings"))
+    }
+    return {label: n for label, n in counts.items() if n}
+
+
+def _add(into: dict[str, int], counts: dict[str, int]) -> None:
+    for kind, n in counts.items():
+        into[kind] = into.get(kind, 0) + n
+
+
+def _keep_correspondence(account_id: str, subject_ref: str, kept: KeptRecord) -> int:
+    """Copy the account's correspondence under the subject ref; already kept rows stay."""
+    p = database.param
+    now = clock.now()
+    database.execute_sql(
+        "INSERT INTO kept_correspondence (id, subject_ref, kind, subject, body, received_at,"
+        " kept_reason, kept_by, kept_at)"
+        f" SELECT id, {p}, kind, subject, body, received_at, {p}, {p}, {p}"
+        f" FROM correspondence WHERE account_id = {p}"
+        " ON CONFLICT (id) DO NOTHING",
+        (
+            subject_ref,
+            kept.reason,
+            kept.decided_by,
+            now if is_postgres() else now.isoformat(sep=" "),
+            account_id,
+        ),
+    )
+    row = database.execute_sql(
+        f"SELECT COUNT(*) FROM kept_correspondence WHERE subject_ref = {p}", (subject_ref,)
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _identifiers(account: Account) -> list[str]:
+    """The person's identifiers as they may appear in free text, longest first."""
+    values: list[str] = [
+        str(v)
+        for v in (
+            account.name,
+            account.username,
+            account.email,
+            account.pending_email,
+            account.guardian_email,
+            account.mobile_number,
+            account.date_of_birth.isoformat() if account.date_of_birth else None,
+        )
+        if v
+    ]
+    values += [
+        str(row.new_email)
+        for row in EmailConfirmation.select(EmailConfirmation.new_email).where(
+            EmailConfirmation.account == account.id
+        )
+    ]
+    return sorted({v for v in values if len(v) >= 4}, key=len, reverse=True)
+
+
+def _scrub(text: str, identifiers: Iterable[str]) -> str:
+    for value in identifiers:
+        text = re.sub(re.escape(value), ERASED, text, flags=re.IGNORECASE)
+    return text
+
+
+def _redact(model: Any, where: Any, columns: tuple[str, ...], identifiers: list[str]) -> int:
+    """Replace the person's identifiers in free-text columns of proof records."""
+    if not identifiers:
+        return 0
+    changed = 0
+    for row in model.select().where(where):
+        updates = {
+            column: scrubbed
+            for column in columns
+            if (scrubbed := _scrub(str(getattr(row, column)), identifiers))
+            != str(getattr(row, column))
+        }
+        if updates:
+            changed += model.update(**updates).where(model._meta.primary_key == row._pk).execute()
+    return changed
+
+
+def _redact_outbox(account_id: str, identifiers: list[str]) -> None:
+    """Payloads hold ids, but a rights request's notice carries its note: scrub it too."""
+    if not identifiers:
+        return
+    for event in OutboxEvent.select().where(OutboxEvent.account_id == account_id):
+        payload = json.loads(event.payload)
+        scrubbed = {
+            k: _scrub(v, identifiers) if isinstance(v, str) else v for k, v in payload.items()
+        }
+        if scrubbed != payload:
+            OutboxEvent.update(payload=json.dumps(scrubbed, sort_keys=True)).where(
+                OutboxEvent.seq == event.seq
+            ).execute()
+
+
+def _blank_rights_requests(subject_ref: str, identifiers: list[str]) -> int:
+    """Blank what the person wrote in their requests (their own words, new name or email);
+    the request, its history and its outcome stay as proof under the subject ref."""
+    mine = RightsRequest.subject_ref == subject_ref
+    count = (
+        RightsRequest.update(
+            details=peewee.Case(None, [(RightsRequest.details == "", "")], ERASED),
+            corrections="[]",
+        )
+        .where(mine & ((RightsRequest.details != ERASED) | (RightsRequest.corrections != "[]")))
+        .execute()
+    )
+    ids = RightsRequest.select(RightsRequest.id).where(mine)
+    _redact(
+        RightsRequest,
+        mine,
+        (
+            "identity_evidence",
+            "refusal_reason",
+            "extension_reason",
+            "outcome",
+            "kept_parts",
+        ),
+        identifiers,
+    )
+    _redact(RightsRequestEvent, RightsRequestEvent.rights_request.in_(ids), ("note",), identifiers)
+    for answer in RightsRequestOrganisation.select().where(
+        RightsRequestOrganisation.rights_request.in_(ids)
+    ):
+        scrubbed = _scrub(str(answer.reason), identifiers)
+        if scrubbed != answer.reason:
+            RightsRequestOrganisation.update(reason=scrubbed).where(
+                (RightsRequestOrganisation.rights_request == answer.rights_request_id)
+                & (RightsRequestOrganisation.organisation == answer.organisation_id)
+            ).execute()
+    return int(count)
+
+
+def _report(entry: LedgerEntry) -> ErasureReport:
+    summary = entry.summary
+    outcomes = summary.get("organisations", {})
+    return ErasureReport(
+        account_id=entry.account_id,
+        subject_ref=entry.subject_ref,
+        erased={str(k): int(v) for k, v in summary.get("erased", {}).items()},
+        pseudonymised={str(k): int(v) for k, v in summary.get("pseudonymised", {}).items()},
+        kept=[KeptPart(k.what, k.reason, k.decided_by) for k in entry.kept],
+        kept_counts={str(k): int(v) for k, v in summary.get("kept", {}).items()},
+        organisations=[
+            OrganisationOutcome(
+                o.organisation_id,
+                o.action,
+                o.reason,
+                o.decided_by,
+                int(outcomes.get(o.organisation_id, {}).get("items", 0)),
+                bool(outcomes.get(o.organisation_id, {}).get("data_key_destroyed", False)),
+            )
+            for o in entry.organisations
+        ],
+    )

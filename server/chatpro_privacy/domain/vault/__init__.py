@@ -1,0 +1,1 @@
+"""Encryption at rest for content: envelope keys and keyed word tokens."""
