@@ -236,6 +236,15 @@ class PluginHost:
 
         future.add_done_callback(finished)
 
+    def has_plugins(self, organisation_id: str) -> bool:
+        """Whether the organisation enabled any plugin (a faulted one included): if so its
+        plugins answer for it, otherwise its administrators do."""
+        return bool(
+            OrganisationPlugin.select()
+            .where(OrganisationPlugin.organisation == organisation_id)
+            .exists()
+        )
+
     async def organisation(self, organisation_id: str) -> OrganisationPlugins:
         cached = self._organisations.get(organisation_id)
         # Reloaded now and then, so that a statement coming into effect later is seen.

@@ -33,7 +33,6 @@ from chatpro_privacy.storage.models import (
     DeletionFeed,
     Device,
     Membership,
-    OrganisationPlugin,
     OutboxConsumer,
     OutboxEvent,
     ProcessingRestriction,
@@ -253,11 +252,7 @@ class Expiry:
         }
         decisions = []
         for org in sorted(organisations):
-            if (
-                not OrganisationPlugin.select()
-                .where(OrganisationPlugin.organisation == org)
-                .exists()
-            ):
+            if not self.host.has_plugins(org):
                 continue
             try:
                 answer, plugin = await self.host.departed_content(

@@ -59,7 +59,6 @@ from chatpro_privacy.storage.models import (
     Correspondence,
     Membership,
     MonitoringStop,
-    OrganisationPlugin,
     OutboxConsumer,
     ProcessingObjection,
     ProcessingRestriction,
@@ -855,11 +854,7 @@ class Rights:
         )
         member = MemberView(row.subject_ref, "member")
         for part in pending:
-            if not (
-                OrganisationPlugin.select()
-                .where(OrganisationPlugin.organisation == part.organisation_id)
-                .exists()
-            ):
+            if not self.host.has_plugins(part.organisation_id):
                 continue  # its administrators answer
             try:
                 decision, reason, plugin = await self._plugin_answer(
@@ -1038,11 +1033,7 @@ class Rights:
     ) -> None:
         member = MemberView(row.subject_ref, "member")
         for part in parts:
-            if (
-                OrganisationPlugin.select()
-                .where(OrganisationPlugin.organisation == part.organisation_id)
-                .exists()
-            ):
+            if self.host.has_plugins(part.organisation_id):
                 try:
                     await self.host.member_changed(part.organisation_id, member, change)
                 except PluginError as exc:
