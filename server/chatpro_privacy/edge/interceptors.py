@@ -26,8 +26,8 @@ from chatpro_privacy.domain.accounts.sessions import Sessions
 from chatpro_privacy.domain.consent.policy import PolicyGate
 from chatpro_privacy.domain.kernel.errors import DomainError, PermissionDenied, Unauthenticated
 from chatpro_privacy.domain.kernel.principals import ANONYMOUS, Principal
+from chatpro_privacy.domain.kernel.text import refuse_nul
 from chatpro_privacy.edge import status as status_map
-from chatpro_privacy.edge.text import refuse_nul
 
 log = structlog.get_logger("chatpro_privacy.access")
 

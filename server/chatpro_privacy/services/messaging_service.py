@@ -13,7 +13,7 @@ from chatpro_privacy.domain.content import content_access, conversations
 from chatpro_privacy.domain.content.messages import Messages
 from chatpro_privacy.domain.content.recordings import RecordingMeta, Recordings
 from chatpro_privacy.domain.kernel.errors import FieldViolation, InvalidArgument
-from chatpro_privacy.edge.text import refuse_nul
+from chatpro_privacy.domain.kernel.text import refuse_nul
 from chatpro_privacy.services import convert_content as cc
 from chatpro_privacy.services.convert import optional_time
 

@@ -2,6 +2,9 @@
 
 PostgreSQL cannot store one (SQLite can), and no field of this API has a use for one, so a
 request carrying one is refused before any handler sees it, the same on either database.
+A domain rule, so the edge (every unary request) and servicers (the first message of a
+client stream) share it without services importing the edge. It reads messages through the
+protobuf runtime only, never a generated module.
 """
 
 from __future__ import annotations
