@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from chatpro.privacy.v1 import account_service_pb2 as pb
 from chatpro.privacy.v1 import account_service_pb2_grpc as pb_grpc
 
@@ -12,10 +10,13 @@ from chatpro_privacy.domain.accounts import accounts
 from chatpro_privacy.domain.accounts.guardians import Guardians
 from chatpro_privacy.domain.accounts.provisioning import Provisioning
 from chatpro_privacy.domain.accounts.sessions import Sessions
-from chatpro_privacy.services import convert
+from chatpro_privacy.services.convert import account as convert
+from chatpro_privacy.services.convert import account_service as replies
+from chatpro_privacy.services.convert.common import SOURCE_NAMES, date_tuple, timestamp
+from chatpro_privacy.services.servicer import Context
 
 
-def peer_host(context: Any) -> str:
+def peer_host(context: Context) -> str:
     """The caller's address without the port: a throttling key, never stored."""
     peer = str(context.peer() or "")
     kind, _, rest = peer.partition(":")
@@ -37,14 +38,14 @@ class AccountService(pb_grpc.AccountServiceServicer):
         self.sessions = sessions
         self.guardians = guardians
 
-    async def Register(self, request: pb.RegisterRequest, context: Any) -> pb.RegisterResponse:
+    async def Register(self, request: pb.RegisterRequest, context: Context) -> pb.RegisterResponse:
         account = await self.accounts.register(
             accounts.Registration(
                 request_id=request.request_id,
                 username=request.username,
                 email=request.email,
                 name=request.name,
-                date_of_birth=convert.date_tuple(request.date_of_birth),
+                date_of_birth=date_tuple(request.date_of_birth),
                 password=request.password,
                 guardian_email=request.guardian_email,
                 accepted_policy_version=request.accepted_policy_version,
@@ -57,18 +58,18 @@ class AccountService(pb_grpc.AccountServiceServicer):
         return pb.RegisterResponse(account=convert.account(self.accounts.view(account)))
 
     async def ConfirmGuardianConsent(
-        self, request: pb.ConfirmGuardianConsentRequest, context: Any
+        self, request: pb.ConfirmGuardianConsentRequest, context: Context
     ) -> pb.ConfirmGuardianConsentResponse:
         account, guardian = self.accounts.confirm_guardian(request.token)
         return pb.ConfirmGuardianConsentResponse(
             account_id=account.id,
             state=convert.STATES[account.state],
             guardian_session_token=guardian.token,
-            guardian_session_expire_time=convert.timestamp(guardian.expires_at),
+            guardian_session_expire_time=timestamp(guardian.expires_at),
         )
 
     async def CompleteAccountSetup(
-        self, request: pb.CompleteAccountSetupRequest, context: Any
+        self, request: pb.CompleteAccountSetupRequest, context: Context
     ) -> pb.CompleteAccountSetupResponse:
         account = await self.provisioning.complete_setup(
             request.token, request.username, request.password, request.accepted_policy_version
@@ -77,26 +78,22 @@ class AccountService(pb_grpc.AccountServiceServicer):
             account_id=account.id, state=convert.STATES[account.state]
         )
 
-    async def SignIn(self, request: pb.SignInRequest, context: Any) -> pb.SignInResponse:
+    async def SignIn(self, request: pb.SignInRequest, context: Context) -> pb.SignInResponse:
         signed_in = await self.sessions.sign_in(request.login, request.password, peer_host(context))
-        return pb.SignInResponse(
-            session_token=signed_in.token,
-            expire_time=convert.timestamp(signed_in.expires_at),
-            account_id=signed_in.account_id,
-        )
+        return replies.session(pb.SignInResponse, signed_in)
 
-    async def SignOut(self, request: pb.SignOutRequest, context: Any) -> pb.SignOutResponse:
+    async def SignOut(self, request: pb.SignOutRequest, context: Context) -> pb.SignOutResponse:
         self.sessions.sign_out(call.principal.get())
         return pb.SignOutResponse()
 
     async def GetAccount(
-        self, request: pb.GetAccountRequest, context: Any
+        self, request: pb.GetAccountRequest, context: Context
     ) -> pb.GetAccountResponse:
         view = self.accounts.get(call.principal.get(), request.account_id)
         return pb.GetAccountResponse(account=convert.account(view))
 
     async def UpdateProfile(
-        self, request: pb.UpdateProfileRequest, context: Any
+        self, request: pb.UpdateProfileRequest, context: Context
     ) -> pb.UpdateProfileResponse:
         p = request.profile
         view, sent = self.accounts.update_profile(
@@ -106,7 +103,7 @@ class AccountService(pb_grpc.AccountServiceServicer):
                 username=p.username,
                 email=p.email,
                 name=p.name,
-                date_of_birth=convert.date_tuple(p.date_of_birth),
+                date_of_birth=date_tuple(p.date_of_birth),
                 profile_picture=p.profile_picture,
                 guardian_email=p.guardian_email,
             ),
@@ -114,13 +111,13 @@ class AccountService(pb_grpc.AccountServiceServicer):
         return pb.UpdateProfileResponse(account=convert.account(view), email_confirmation_sent=sent)
 
     async def ConfirmEmailChange(
-        self, request: pb.ConfirmEmailChangeRequest, context: Any
+        self, request: pb.ConfirmEmailChangeRequest, context: Context
     ) -> pb.ConfirmEmailChangeResponse:
         view = self.accounts.confirm_email(call.principal.get(), request.token)
         return pb.ConfirmEmailChangeResponse(account=convert.account(view))
 
     async def ChangePassword(
-        self, request: pb.ChangePasswordRequest, context: Any
+        self, request: pb.ChangePasswordRequest, context: Context
     ) -> pb.ChangePasswordResponse:
         revoked = await self.accounts.change_password(
             call.principal.get(), request.current_password, request.new_password
@@ -128,24 +125,24 @@ class AccountService(pb_grpc.AccountServiceServicer):
         return pb.ChangePasswordResponse(revoked_sessions=revoked)
 
     async def RecordDeviceUse(
-        self, request: pb.RecordDeviceUseRequest, context: Any
+        self, request: pb.RecordDeviceUseRequest, context: Context
     ) -> pb.RecordDeviceUseResponse:
         row = self.accounts.record_device_use(
             call.principal.get(),
             request.account_id,
             convert.device_data(request.device),
-            convert.SOURCE_NAMES.get(request.source, "" if request.source == 0 else "unknown"),
+            SOURCE_NAMES.get(request.source, "" if request.source == 0 else "unknown"),
         )
         return pb.RecordDeviceUseResponse(device=convert.device(row))
 
     async def ListDevices(
-        self, request: pb.ListDevicesRequest, context: Any
+        self, request: pb.ListDevicesRequest, context: Context
     ) -> pb.ListDevicesResponse:
         rows = self.accounts.list_devices(call.principal.get(), request.account_id)
         return pb.ListDevicesResponse(devices=[convert.device(r) for r in rows])
 
     async def RecordInstallationEvent(
-        self, request: pb.RecordInstallationEventRequest, context: Any
+        self, request: pb.RecordInstallationEventRequest, context: Context
     ) -> pb.RecordInstallationEventResponse:
         event_id = self.accounts.record_installation(
             call.principal.get(),
@@ -157,7 +154,7 @@ class AccountService(pb_grpc.AccountServiceServicer):
         return pb.RecordInstallationEventResponse(event_id=event_id)
 
     async def SubmitCorrespondence(
-        self, request: pb.SubmitCorrespondenceRequest, context: Any
+        self, request: pb.SubmitCorrespondenceRequest, context: Context
     ) -> pb.SubmitCorrespondenceResponse:
         record = self.accounts.submit_correspondence(
             call.principal.get(),
@@ -166,21 +163,17 @@ class AccountService(pb_grpc.AccountServiceServicer):
             request.body,
         )
         return pb.SubmitCorrespondenceResponse(
-            correspondence_id=record.id, receive_time=convert.timestamp(record.received_at)
+            correspondence_id=record.id, receive_time=timestamp(record.received_at)
         )
 
     async def RequestGuardianAccess(
-        self, request: pb.RequestGuardianAccessRequest, context: Any
+        self, request: pb.RequestGuardianAccessRequest, context: Context
     ) -> pb.RequestGuardianAccessResponse:
         self.guardians.request_access(request.child_login)
         return pb.RequestGuardianAccessResponse()
 
     async def StartGuardianSession(
-        self, request: pb.StartGuardianSessionRequest, context: Any
+        self, request: pb.StartGuardianSessionRequest, context: Context
     ) -> pb.StartGuardianSessionResponse:
         session = self.guardians.start_session(request.token)
-        return pb.StartGuardianSessionResponse(
-            session_token=session.token,
-            expire_time=convert.timestamp(session.expires_at),
-            account_id=session.account_id,
-        )
+        return replies.session(pb.StartGuardianSessionResponse, session)

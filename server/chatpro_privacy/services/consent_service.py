@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from chatpro.privacy.v1 import consent_service_pb2 as pb
 from chatpro.privacy.v1 import consent_service_pb2_grpc as pb_grpc
 
@@ -11,7 +9,9 @@ from chatpro_privacy import context as call
 from chatpro_privacy.domain.consent.ledger import Consents
 from chatpro_privacy.domain.consent.purposes import register
 from chatpro_privacy.domain.consent.receipts import Receipts
-from chatpro_privacy.services import convert
+from chatpro_privacy.services.convert import consent as convert
+from chatpro_privacy.services.convert.common import time_field
+from chatpro_privacy.services.servicer import Context
 
 
 class ConsentService(pb_grpc.ConsentServiceServicer):
@@ -20,7 +20,7 @@ class ConsentService(pb_grpc.ConsentServiceServicer):
         self.receipts = receipts
 
     async def ListPurposes(
-        self, request: pb.ListPurposesRequest, context: Any
+        self, request: pb.ListPurposesRequest, context: Context
     ) -> pb.ListPurposesResponse:
         reg = register()
         return pb.ListPurposesResponse(
@@ -29,7 +29,7 @@ class ConsentService(pb_grpc.ConsentServiceServicer):
         )
 
     async def GrantConsent(
-        self, request: pb.GrantConsentRequest, context: Any
+        self, request: pb.GrantConsentRequest, context: Context
     ) -> pb.GrantConsentResponse:
         event = self.consents.grant(
             call.principal.get(), request.purpose_id, request.collection_method
@@ -37,7 +37,7 @@ class ConsentService(pb_grpc.ConsentServiceServicer):
         return pb.GrantConsentResponse(event=convert.consent_event(event))
 
     async def WithdrawConsent(
-        self, request: pb.WithdrawConsentRequest, context: Any
+        self, request: pb.WithdrawConsentRequest, context: Context
     ) -> pb.WithdrawConsentResponse:
         event, lost = self.consents.withdraw(
             call.principal.get(), request.purpose_id, request.collection_method
@@ -45,22 +45,22 @@ class ConsentService(pb_grpc.ConsentServiceServicer):
         return pb.WithdrawConsentResponse(event=convert.consent_event(event), services_lost=lost)
 
     async def PreviewWithdrawal(
-        self, request: pb.PreviewWithdrawalRequest, context: Any
+        self, request: pb.PreviewWithdrawalRequest, context: Context
     ) -> pb.PreviewWithdrawalResponse:
         lost, given = self.consents.preview(call.principal.get(), request.purpose_id)
         return pb.PreviewWithdrawalResponse(services_lost=lost, currently_given=given)
 
     async def GetConsentState(
-        self, request: pb.GetConsentStateRequest, context: Any
+        self, request: pb.GetConsentStateRequest, context: Context
     ) -> pb.GetConsentStateResponse:
-        at = convert.optional_time(request.at_time, request.HasField("at_time"), "at_time")
+        at = time_field(request, "at_time")
         states, accepted = self.consents.state(call.principal.get(), request.account_id, at)
         return pb.GetConsentStateResponse(
             purposes=[convert.purpose_consent(s) for s in states], accepted_policy_version=accepted
         )
 
     async def ListConsentEvents(
-        self, request: pb.ListConsentEventsRequest, context: Any
+        self, request: pb.ListConsentEventsRequest, context: Context
     ) -> pb.ListConsentEventsResponse:
         events, token = self.consents.events(
             call.principal.get(), request.account_id, request.page_size, request.page_token
@@ -70,12 +70,12 @@ class ConsentService(pb_grpc.ConsentServiceServicer):
         )
 
     async def GetConsentReceipt(
-        self, request: pb.GetConsentReceiptRequest, context: Any
+        self, request: pb.GetConsentReceiptRequest, context: Context
     ) -> pb.GetConsentReceiptResponse:
         body, jws, key_id = self.receipts.receipt(call.principal.get())
         return pb.GetConsentReceiptResponse(receipt_json=body, jws=jws, key_id=key_id)
 
     async def GetReceiptSigningKeys(
-        self, request: pb.GetReceiptSigningKeysRequest, context: Any
+        self, request: pb.GetReceiptSigningKeysRequest, context: Context
     ) -> pb.GetReceiptSigningKeysResponse:
         return pb.GetReceiptSigningKeysResponse(jwks_json=self.receipts.signer.jwks())

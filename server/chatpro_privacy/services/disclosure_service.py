@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from chatpro.privacy.v1 import disclosure_service_pb2 as pb
 from chatpro.privacy.v1 import disclosure_service_pb2_grpc as pb_grpc
 
 from chatpro_privacy import context as call
 from chatpro_privacy.domain.consent import disclosures
-from chatpro_privacy.services import convert
+from chatpro_privacy.services.convert import consent as convert
+from chatpro_privacy.services.servicer import Context
 
 
 class DisclosureService(pb_grpc.DisclosureServiceServicer):
     async def CreateRecipient(
-        self, request: pb.CreateRecipientRequest, context: Any
+        self, request: pb.CreateRecipientRequest, context: Context
     ) -> pb.CreateRecipientResponse:
         r = request.recipient
         created = disclosures.create_recipient(
@@ -27,14 +26,14 @@ class DisclosureService(pb_grpc.DisclosureServiceServicer):
         return pb.CreateRecipientResponse(recipient=convert.recipient(created))
 
     async def ListRecipients(
-        self, request: pb.ListRecipientsRequest, context: Any
+        self, request: pb.ListRecipientsRequest, context: Context
     ) -> pb.ListRecipientsResponse:
         return pb.ListRecipientsResponse(
             recipients=[convert.recipient(r) for r in disclosures.list_recipients()]
         )
 
     async def RecordDisclosure(
-        self, request: pb.RecordDisclosureRequest, context: Any
+        self, request: pb.RecordDisclosureRequest, context: Context
     ) -> pb.RecordDisclosureResponse:
         logged = disclosures.record(
             call.principal.get(),
@@ -46,7 +45,7 @@ class DisclosureService(pb_grpc.DisclosureServiceServicer):
         return pb.RecordDisclosureResponse(disclosure=convert.disclosure(logged))
 
     async def ListDisclosures(
-        self, request: pb.ListDisclosuresRequest, context: Any
+        self, request: pb.ListDisclosuresRequest, context: Context
     ) -> pb.ListDisclosuresResponse:
         rows = disclosures.list_for(call.principal.get(), request.account_id)
         return pb.ListDisclosuresResponse(disclosures=[convert.disclosure(d) for d in rows])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
 
 from chatpro.privacy.v1 import messaging_service_pb2 as pb
 from chatpro.privacy.v1 import messaging_service_pb2_grpc as pb_grpc
@@ -11,11 +10,12 @@ from chatpro.privacy.v1 import messaging_service_pb2_grpc as pb_grpc
 from chatpro_privacy import context as call
 from chatpro_privacy.domain.content import content_access, conversations
 from chatpro_privacy.domain.content.messages import Messages
-from chatpro_privacy.domain.content.recordings import RecordingMeta, Recordings
+from chatpro_privacy.domain.content.recordings import Recordings
 from chatpro_privacy.domain.kernel.errors import FieldViolation, InvalidArgument
 from chatpro_privacy.domain.kernel.text import refuse_nul
-from chatpro_privacy.services import convert_content as cc
-from chatpro_privacy.services.convert import optional_time
+from chatpro_privacy.services.convert import messaging as cc
+from chatpro_privacy.services.convert.messaging_service import recording_meta
+from chatpro_privacy.services.servicer import Context
 
 
 class MessagingService(pb_grpc.MessagingServiceServicer):
@@ -24,7 +24,7 @@ class MessagingService(pb_grpc.MessagingServiceServicer):
         self.recordings = recordings
 
     async def CreateConversation(
-        self, request: pb.CreateConversationRequest, context: Any
+        self, request: pb.CreateConversationRequest, context: Context
     ) -> pb.CreateConversationResponse:
         view = conversations.create(
             call.principal.get(),
@@ -37,13 +37,13 @@ class MessagingService(pb_grpc.MessagingServiceServicer):
         return pb.CreateConversationResponse(conversation=cc.conversation(view))
 
     async def GetConversation(
-        self, request: pb.GetConversationRequest, context: Any
+        self, request: pb.GetConversationRequest, context: Context
     ) -> pb.GetConversationResponse:
         view = conversations.get(call.principal.get(), request.conversation_id)
         return pb.GetConversationResponse(conversation=cc.conversation(view))
 
     async def ListConversations(
-        self, request: pb.ListConversationsRequest, context: Any
+        self, request: pb.ListConversationsRequest, context: Context
     ) -> pb.ListConversationsResponse:
         views, token = conversations.mine(
             call.principal.get(), request.organisation_id, request.page_size, request.page_token
@@ -53,7 +53,7 @@ class MessagingService(pb_grpc.MessagingServiceServicer):
         )
 
     async def SendMessage(
-        self, request: pb.SendMessageRequest, context: Any
+        self, request: pb.SendMessageRequest, context: Context
     ) -> pb.SendMessageResponse:
         view = await self.messages.send(
             call.principal.get(), request.conversation_id, request.text, request.request_id
@@ -61,7 +61,7 @@ class MessagingService(pb_grpc.MessagingServiceServicer):
         return pb.SendMessageResponse(message=cc.message(view))
 
     async def ListMessages(
-        self, request: pb.ListMessagesRequest, context: Any
+        self, request: pb.ListMessagesRequest, context: Context
     ) -> pb.ListMessagesResponse:
         views, token = await self.messages.list(
             call.principal.get(), request.conversation_id, request.page_size, request.page_token
@@ -71,7 +71,7 @@ class MessagingService(pb_grpc.MessagingServiceServicer):
         )
 
     async def UploadCallRecording(
-        self, request_iterator: AsyncIterator[pb.UploadCallRecordingRequest], context: Any
+        self, request_iterator: AsyncIterator[pb.UploadCallRecordingRequest], context: Context
     ) -> pb.UploadCallRecordingResponse:
         principal = call.principal.get()
         content_access.refuse_platform(principal)
@@ -81,14 +81,7 @@ class MessagingService(pb_grpc.MessagingServiceServicer):
                 [FieldViolation("metadata", "must come first, before the audio", "REQUIRED")]
             )
         refuse_nul(first)
-        m = first.metadata
-        meta = RecordingMeta(
-            conversation_id=m.conversation_id,
-            started_at=optional_time(m.start_time, m.HasField("start_time"), "metadata.start_time"),
-            duration_seconds=m.duration_seconds,
-            media_type=m.media_type,
-            request_id=m.request_id,
-        )
+        meta = recording_meta(first.metadata)
 
         async def chunks() -> AsyncIterator[bytes]:
             async for part in request_iterator:
@@ -102,13 +95,13 @@ class MessagingService(pb_grpc.MessagingServiceServicer):
         return pb.UploadCallRecordingResponse(recording=cc.recording(view))
 
     async def GetCallRecording(
-        self, request: pb.GetCallRecordingRequest, context: Any
+        self, request: pb.GetCallRecordingRequest, context: Context
     ) -> pb.GetCallRecordingResponse:
         view = await self.recordings.get(call.principal.get(), request.recording_id)
         return pb.GetCallRecordingResponse(recording=cc.recording(view))
 
     async def ListCallRecordings(
-        self, request: pb.ListCallRecordingsRequest, context: Any
+        self, request: pb.ListCallRecordingsRequest, context: Context
     ) -> pb.ListCallRecordingsResponse:
         views, token = await self.recordings.list(
             call.principal.get(), request.conversation_id, request.page_size, request.page_token
@@ -118,7 +111,7 @@ class MessagingService(pb_grpc.MessagingServiceServicer):
         )
 
     async def StreamCallRecordingAudio(
-        self, request: pb.StreamCallRecordingAudioRequest, context: Any
+        self, request: pb.StreamCallRecordingAudioRequest, context: Context
     ) -> AsyncIterator[pb.StreamCallRecordingAudioResponse]:
         chunks = await self.recordings.audio(call.principal.get(), request.recording_id)
         for index, data in chunks:

@@ -4,14 +4,14 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
 
 from chatpro.privacy.v1 import monitoring_service_pb2 as pb
 from chatpro.privacy.v1 import monitoring_service_pb2_grpc as pb_grpc
 
 from chatpro_privacy import context as call
 from chatpro_privacy.domain.content.monitoring import Monitoring
-from chatpro_privacy.services import convert_content as cc
+from chatpro_privacy.services.convert import monitoring_service as cc
+from chatpro_privacy.services.servicer import Context
 
 
 class MonitoringService(pb_grpc.MonitoringServiceServicer):
@@ -19,7 +19,7 @@ class MonitoringService(pb_grpc.MonitoringServiceServicer):
         self.monitoring = monitoring
 
     async def SearchContent(
-        self, request: pb.SearchContentRequest, context: Any
+        self, request: pb.SearchContentRequest, context: Context
     ) -> pb.SearchContentResponse:
         result = await self.monitoring.search(
             call.principal.get(),
@@ -39,7 +39,7 @@ class MonitoringService(pb_grpc.MonitoringServiceServicer):
         )
 
     async def GetContentStatistics(
-        self, request: pb.GetContentStatisticsRequest, context: Any
+        self, request: pb.GetContentStatisticsRequest, context: Context
     ) -> pb.GetContentStatisticsResponse:
         stats = await self.monitoring.statistics(
             call.principal.get(),
@@ -47,16 +47,10 @@ class MonitoringService(pb_grpc.MonitoringServiceServicer):
             cc.REASONS.get(request.reason, ""),
             cc.scope(request.scope),
         )
-        return pb.GetContentStatisticsResponse(
-            total_count=stats.total,
-            per_day=[pb.DailyCount(day=d, count=n) for d, n in stats.per_day],
-            senders=[pb.PersonCount(account_id=a, count=n) for a, n in stats.senders],
-            recipients=[pb.PersonCount(account_id=a, count=n) for a, n in stats.recipients],
-            access_id=stats.access_id,
-        )
+        return cc.statistics(stats)
 
     async def RandomCheck(
-        self, request: pb.RandomCheckRequest, context: Any
+        self, request: pb.RandomCheckRequest, context: Context
     ) -> pb.RandomCheckResponse:
         items, access_id = await self.monitoring.random_check(
             call.principal.get(),
@@ -67,7 +61,7 @@ class MonitoringService(pb_grpc.MonitoringServiceServicer):
         return pb.RandomCheckResponse(items=[cc.item(i) for i in items], access_id=access_id)
 
     async def StreamRecordingAudio(
-        self, request: pb.StreamRecordingAudioRequest, context: Any
+        self, request: pb.StreamRecordingAudioRequest, context: Context
     ) -> AsyncIterator[pb.StreamRecordingAudioResponse]:
         chunks = await self.monitoring.listen(
             call.principal.get(),
@@ -79,7 +73,7 @@ class MonitoringService(pb_grpc.MonitoringServiceServicer):
             yield pb.StreamRecordingAudioResponse(index=index, data=data)
 
     async def ListAccessRecords(
-        self, request: pb.ListAccessRecordsRequest, context: Any
+        self, request: pb.ListAccessRecordsRequest, context: Context
     ) -> pb.ListAccessRecordsResponse:
         rows, token = self.monitoring.access_records(
             call.principal.get(), request.organisation_id, request.page_size, request.page_token
@@ -89,7 +83,7 @@ class MonitoringService(pb_grpc.MonitoringServiceServicer):
         )
 
     async def ListMonitoringChecks(
-        self, request: pb.ListMonitoringChecksRequest, context: Any
+        self, request: pb.ListMonitoringChecksRequest, context: Context
     ) -> pb.ListMonitoringChecksResponse:
         checks, token = self.monitoring.checks(
             call.principal.get(), request.organisation_id, request.page_size, request.page_token

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from chatpro.privacy.v1 import organisation_pb2
 from chatpro.privacy.v1 import organisation_service_pb2 as pb
 from chatpro.privacy.v1 import organisation_service_pb2_grpc as pb_grpc
 
@@ -14,8 +11,10 @@ from chatpro_privacy.domain.organisations import memberships, organisations
 from chatpro_privacy.domain.organisations.retention_periods import Retention
 from chatpro_privacy.domain.retention import legal_holds
 from chatpro_privacy.plugin.host import PluginHost
-from chatpro_privacy.services import convert
-from chatpro_privacy.storage.models import LegalHold
+from chatpro_privacy.services.convert import organisation as convert
+from chatpro_privacy.services.convert.common import date_tuple, time_field
+from chatpro_privacy.services.convert.organisation_service import export_format, legal_hold
+from chatpro_privacy.services.servicer import Context
 
 
 class OrganisationService(pb_grpc.OrganisationServiceServicer):
@@ -25,7 +24,7 @@ class OrganisationService(pb_grpc.OrganisationServiceServicer):
         self.retention = retention
 
     async def CreateOrganisation(
-        self, request: pb.CreateOrganisationRequest, context: Any
+        self, request: pb.CreateOrganisationRequest, context: Context
     ) -> pb.CreateOrganisationResponse:
         org = organisations.create(
             call.principal.get(), request.name, request.privacy_contact_email
@@ -33,7 +32,7 @@ class OrganisationService(pb_grpc.OrganisationServiceServicer):
         return pb.CreateOrganisationResponse(organisation=convert.organisation(org))
 
     async def GetOrganisation(
-        self, request: pb.GetOrganisationRequest, context: Any
+        self, request: pb.GetOrganisationRequest, context: Context
     ) -> pb.GetOrganisationResponse:
         return pb.GetOrganisationResponse(
             organisation=convert.organisation(
@@ -42,7 +41,7 @@ class OrganisationService(pb_grpc.OrganisationServiceServicer):
         )
 
     async def PublishStatement(
-        self, request: pb.PublishStatementRequest, context: Any
+        self, request: pb.PublishStatementRequest, context: Context
     ) -> pb.PublishStatementResponse:
         statement = organisations.publish_statement(
             call.principal.get(),
@@ -51,20 +50,18 @@ class OrganisationService(pb_grpc.OrganisationServiceServicer):
             request.version,
             request.text,
             dict(request.retention_months),
-            convert.optional_time(
-                request.effective_time, request.HasField("effective_time"), "effective_time"
-            ),
+            time_field(request, "effective_time"),
         )
         return pb.PublishStatementResponse(statement=convert.statement(statement))
 
     async def GetStatement(
-        self, request: pb.GetStatementRequest, context: Any
+        self, request: pb.GetStatementRequest, context: Context
     ) -> pb.GetStatementResponse:
         statement = organisations.statement_in_effect(call.principal.get(), request.organisation_id)
         return pb.GetStatementResponse(statement=convert.statement(statement))
 
     async def ListOrganisationPlugins(
-        self, request: pb.ListOrganisationPluginsRequest, context: Any
+        self, request: pb.ListOrganisationPluginsRequest, context: Context
     ) -> pb.ListOrganisationPluginsResponse:
         statuses = organisations.plugins(call.principal.get(), self.host, request.organisation_id)
         return pb.ListOrganisationPluginsResponse(
@@ -72,7 +69,7 @@ class OrganisationService(pb_grpc.OrganisationServiceServicer):
         )
 
     async def EnablePlugin(
-        self, request: pb.EnablePluginRequest, context: Any
+        self, request: pb.EnablePluginRequest, context: Context
     ) -> pb.EnablePluginResponse:
         status = await organisations.enable(
             call.principal.get(),
@@ -84,7 +81,7 @@ class OrganisationService(pb_grpc.OrganisationServiceServicer):
         return pb.EnablePluginResponse(plugin=convert.plugin_status(status))
 
     async def ConfigurePlugin(
-        self, request: pb.ConfigurePluginRequest, context: Any
+        self, request: pb.ConfigurePluginRequest, context: Context
     ) -> pb.ConfigurePluginResponse:
         status = await organisations.enable(
             call.principal.get(),
@@ -97,7 +94,7 @@ class OrganisationService(pb_grpc.OrganisationServiceServicer):
         return pb.ConfigurePluginResponse(plugin=convert.plugin_status(status))
 
     async def DisablePlugin(
-        self, request: pb.DisablePluginRequest, context: Any
+        self, request: pb.DisablePluginRequest, context: Context
     ) -> pb.DisablePluginResponse:
         status = organisations.disable(
             call.principal.get(), self.host, request.organisation_id, request.plugin_name
@@ -105,38 +102,27 @@ class OrganisationService(pb_grpc.OrganisationServiceServicer):
         return pb.DisablePluginResponse(plugin=convert.plugin_status(status))
 
     async def GetRetentionPolicy(
-        self, request: pb.GetRetentionPolicyRequest, context: Any
+        self, request: pb.GetRetentionPolicyRequest, context: Context
     ) -> pb.GetRetentionPolicyResponse:
         decisions = await organisations.retention_policy(
             call.principal.get(), self.host, request.organisation_id
         )
         return pb.GetRetentionPolicyResponse(
-            periods=[
-                organisation_pb2.RetentionPeriod(
-                    content_kind=d.kind,
-                    months=d.months,
-                    decided_by=d.decided_by,
-                    applies_to_content_after=convert.timestamp(d.applies_to_content_after),
-                )
-                for d in decisions
-            ]
+            periods=[convert.retention_period(d) for d in decisions]
         )
 
     async def ListExportFormats(
-        self, request: pb.ListExportFormatsRequest, context: Any
+        self, request: pb.ListExportFormatsRequest, context: Context
     ) -> pb.ListExportFormatsResponse:
         formats = await organisations.export_formats(
             call.principal.get(), self.host, request.organisation_id
         )
         return pb.ListExportFormatsResponse(
-            formats=[
-                pb.ExportFormat(name=f.name, media_type=f.media_type, plugin_name=plugin)
-                for plugin, f in formats
-            ]
+            formats=[export_format(plugin, f) for plugin, f in formats]
         )
 
     async def InviteMember(
-        self, request: pb.InviteMemberRequest, context: Any
+        self, request: pb.InviteMemberRequest, context: Context
     ) -> pb.InviteMemberResponse:
         row = memberships.invite(
             call.principal.get(),
@@ -147,7 +133,7 @@ class OrganisationService(pb_grpc.OrganisationServiceServicer):
         return pb.InviteMemberResponse(membership=convert.membership(row))
 
     async def AcceptInvitation(
-        self, request: pb.AcceptInvitationRequest, context: Any
+        self, request: pb.AcceptInvitationRequest, context: Context
     ) -> pb.AcceptInvitationResponse:
         row = memberships.accept(
             call.principal.get(),
@@ -158,33 +144,33 @@ class OrganisationService(pb_grpc.OrganisationServiceServicer):
         return pb.AcceptInvitationResponse(membership=convert.membership(row))
 
     async def RemoveMember(
-        self, request: pb.RemoveMemberRequest, context: Any
+        self, request: pb.RemoveMemberRequest, context: Context
     ) -> pb.RemoveMemberResponse:
         memberships.remove(call.principal.get(), request.organisation_id, request.account_id)
         return pb.RemoveMemberResponse()
 
     async def ListMembers(
-        self, request: pb.ListMembersRequest, context: Any
+        self, request: pb.ListMembersRequest, context: Context
     ) -> pb.ListMembersResponse:
         rows = memberships.members(call.principal.get(), request.organisation_id)
         return pb.ListMembersResponse(memberships=[convert.membership(m) for m in rows])
 
     async def ListMyMemberships(
-        self, request: pb.ListMyMembershipsRequest, context: Any
+        self, request: pb.ListMyMembershipsRequest, context: Context
     ) -> pb.ListMyMembershipsResponse:
         return pb.ListMyMembershipsResponse(
             memberships=[convert.membership(m) for m in memberships.mine(call.principal.get())]
         )
 
     async def ProvisionMember(
-        self, request: pb.ProvisionMemberRequest, context: Any
+        self, request: pb.ProvisionMemberRequest, context: Context
     ) -> pb.ProvisionMemberResponse:
         account, membership = self.provisioning.provision(
             call.principal.get(),
             Provision(
                 organisation_id=request.organisation_id,
                 name=request.name,
-                date_of_birth=convert.date_tuple(request.date_of_birth),
+                date_of_birth=date_tuple(request.date_of_birth),
                 email=request.email,
                 guardian_email=request.guardian_email,
                 role=convert.MEMBER_ROLE_NAMES.get(request.role, ""),
@@ -196,7 +182,7 @@ class OrganisationService(pb_grpc.OrganisationServiceServicer):
         )
 
     async def AcknowledgeStatement(
-        self, request: pb.AcknowledgeStatementRequest, context: Any
+        self, request: pb.AcknowledgeStatementRequest, context: Context
     ) -> pb.AcknowledgeStatementResponse:
         row = memberships.acknowledge(
             call.principal.get(), request.organisation_id, request.statement_version
@@ -204,7 +190,7 @@ class OrganisationService(pb_grpc.OrganisationServiceServicer):
         return pb.AcknowledgeStatementResponse(membership=convert.membership(row))
 
     async def PlaceLegalHold(
-        self, request: pb.PlaceLegalHoldRequest, context: Any
+        self, request: pb.PlaceLegalHoldRequest, context: Context
     ) -> pb.PlaceLegalHoldResponse:
         hold = legal_holds.place(
             call.principal.get(),
@@ -213,24 +199,24 @@ class OrganisationService(pb_grpc.OrganisationServiceServicer):
             request.conversation_id,
             request.reason,
         )
-        return pb.PlaceLegalHoldResponse(legal_hold=_hold(hold))
+        return pb.PlaceLegalHoldResponse(legal_hold=legal_hold(hold))
 
     async def ReleaseLegalHold(
-        self, request: pb.ReleaseLegalHoldRequest, context: Any
+        self, request: pb.ReleaseLegalHoldRequest, context: Context
     ) -> pb.ReleaseLegalHoldResponse:
         hold = legal_holds.release(
             call.principal.get(), request.organisation_id, request.legal_hold_id
         )
-        return pb.ReleaseLegalHoldResponse(legal_hold=_hold(hold))
+        return pb.ReleaseLegalHoldResponse(legal_hold=legal_hold(hold))
 
     async def ListLegalHolds(
-        self, request: pb.ListLegalHoldsRequest, context: Any
+        self, request: pb.ListLegalHoldsRequest, context: Context
     ) -> pb.ListLegalHoldsResponse:
         rows = legal_holds.holds(call.principal.get(), request.organisation_id)
-        return pb.ListLegalHoldsResponse(legal_holds=[_hold(h) for h in rows])
+        return pb.ListLegalHoldsResponse(legal_holds=[legal_hold(h) for h in rows])
 
     async def PreviewRetentionChange(
-        self, request: pb.PreviewRetentionChangeRequest, context: Any
+        self, request: pb.PreviewRetentionChangeRequest, context: Context
     ) -> pb.PreviewRetentionChangeResponse:
         preview = await legal_holds.preview(
             call.principal.get(),
@@ -244,15 +230,3 @@ class OrganisationService(pb_grpc.OrganisationServiceServicer):
             would_keep=preview.would_keep,
             due_now=preview.due_now,
         )
-
-
-def _hold(h: LegalHold) -> pb.LegalHold:
-    return pb.LegalHold(
-        legal_hold_id=h.id,
-        organisation_id=h.organisation_id,
-        account_id=h.account_id or "",
-        conversation_id=h.conversation_id or "",
-        reason=h.reason,
-        place_time=convert.timestamp(h.placed_at),
-        release_time=convert.timestamp(h.released_at),
-    )

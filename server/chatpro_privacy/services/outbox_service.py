@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from chatpro.privacy.v1 import outbox_service_pb2 as pb
 from chatpro.privacy.v1 import outbox_service_pb2_grpc as pb_grpc
 
 from chatpro_privacy import context as call
 from chatpro_privacy.domain.kernel.tokens import ConfirmationTokens
 from chatpro_privacy.domain.records import outbox
-from chatpro_privacy.services import convert
+from chatpro_privacy.services.convert.outbox import outbox_event
+from chatpro_privacy.services.servicer import Context
 
 
 class OutboxService(pb_grpc.OutboxServiceServicer):
@@ -18,20 +17,20 @@ class OutboxService(pb_grpc.OutboxServiceServicer):
         self.confirmations = confirmations
 
     async def ListOutboxEvents(
-        self, request: pb.ListOutboxEventsRequest, context: Any
+        self, request: pb.ListOutboxEventsRequest, context: Context
     ) -> pb.ListOutboxEventsResponse:
         consumer = outbox.consumer_for(call.principal.get(), request.consumer)
         events, acked, latest = outbox.read(
             consumer, request.page_size, self.confirmations, request.after_sequence
         )
         return pb.ListOutboxEventsResponse(
-            events=[convert.outbox_event(e) for e in events],
+            events=[outbox_event(e) for e in events],
             acknowledged_sequence=acked,
             latest_sequence=latest,
         )
 
     async def AcknowledgeOutboxEvents(
-        self, request: pb.AcknowledgeOutboxEventsRequest, context: Any
+        self, request: pb.AcknowledgeOutboxEventsRequest, context: Context
     ) -> pb.AcknowledgeOutboxEventsResponse:
         consumer = outbox.consumer_for(call.principal.get(), request.consumer)
         acked = outbox.acknowledge(consumer, request.through_sequence)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from chatpro.privacy.v1 import policy_service_pb2 as pb
 from chatpro.privacy.v1 import policy_service_pb2_grpc as pb_grpc
 
 from chatpro_privacy import context as call
 from chatpro_privacy.domain.consent import policy
-from chatpro_privacy.services import convert
+from chatpro_privacy.services.convert import policy as convert
+from chatpro_privacy.services.convert.common import time_field
+from chatpro_privacy.services.servicer import Context
 
 
 class PolicyService(pb_grpc.PolicyServiceServicer):
@@ -17,38 +17,36 @@ class PolicyService(pb_grpc.PolicyServiceServicer):
         self.policies = policies
 
     async def GetCurrentPolicy(
-        self, request: pb.GetCurrentPolicyRequest, context: Any
+        self, request: pb.GetCurrentPolicyRequest, context: Context
     ) -> pb.GetCurrentPolicyResponse:
         return pb.GetCurrentPolicyResponse(policy=convert.policy_version(policy.current_policy()))
 
     async def GetControllerInfo(
-        self, request: pb.GetControllerInfoRequest, context: Any
+        self, request: pb.GetControllerInfoRequest, context: Context
     ) -> pb.GetControllerInfoResponse:
         return pb.GetControllerInfoResponse(controller=convert.controller(policy.controller_info()))
 
     async def ListPolicyVersions(
-        self, request: pb.ListPolicyVersionsRequest, context: Any
+        self, request: pb.ListPolicyVersionsRequest, context: Context
     ) -> pb.ListPolicyVersionsResponse:
         return pb.ListPolicyVersionsResponse(
             policies=[convert.policy_version(v) for v in policy.list_versions()]
         )
 
     async def GetPolicyVersion(
-        self, request: pb.GetPolicyVersionRequest, context: Any
+        self, request: pb.GetPolicyVersionRequest, context: Context
     ) -> pb.GetPolicyVersionResponse:
         return pb.GetPolicyVersionResponse(
             policy=convert.policy_version(policy.get_version(request.version))
         )
 
     async def PublishPolicyVersion(
-        self, request: pb.PublishPolicyVersionRequest, context: Any
+        self, request: pb.PublishPolicyVersionRequest, context: Context
     ) -> pb.PublishPolicyVersionResponse:
         published, notified = await self.policies.publish(
             call.principal.get(),
             request.version,
-            convert.optional_time(
-                request.effective_time, request.HasField("effective_time"), "effective_time"
-            ),
+            time_field(request, "effective_time"),
             request.change_summary,
             request.text,
             request.requires_reacceptance,
@@ -58,13 +56,13 @@ class PolicyService(pb_grpc.PolicyServiceServicer):
         )
 
     async def AcceptPolicy(
-        self, request: pb.AcceptPolicyRequest, context: Any
+        self, request: pb.AcceptPolicyRequest, context: Context
     ) -> pb.AcceptPolicyResponse:
         version, record_id = self.policies.accept(call.principal.get(), request.version)
         return pb.AcceptPolicyResponse(accepted_version=version, record_id=record_id)
 
     async def ListPendingAcceptances(
-        self, request: pb.ListPendingAcceptancesRequest, context: Any
+        self, request: pb.ListPendingAcceptancesRequest, context: Context
     ) -> pb.ListPendingAcceptancesResponse:
         ids, token = self.policies.pending_acceptances(
             call.principal.get(), request.version, request.page_size, request.page_token

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
 
 from chatpro.privacy.v1 import rights_service_pb2 as pb
 from chatpro.privacy.v1 import rights_service_pb2_grpc as pb_grpc
 
 from chatpro_privacy import context as call
 from chatpro_privacy.domain.rights.requests import Kept, NewRequest, Rights
-from chatpro_privacy.services import convert_rights as cr
+from chatpro_privacy.services.convert import rights as cr
+from chatpro_privacy.services.convert.rights_service import export_chunk
+from chatpro_privacy.services.servicer import Context
 
 
 class RightsService(pb_grpc.RightsServiceServicer):
@@ -18,7 +19,7 @@ class RightsService(pb_grpc.RightsServiceServicer):
         self.rights = rights
 
     async def CreateRightsRequest(
-        self, request: pb.CreateRightsRequestRequest, context: Any
+        self, request: pb.CreateRightsRequestRequest, context: Context
     ) -> pb.CreateRightsRequestResponse:
         view = await self.rights.create(
             call.principal.get(),
@@ -38,13 +39,13 @@ class RightsService(pb_grpc.RightsServiceServicer):
         return pb.CreateRightsRequestResponse(rights_request=cr.rights_request(view))
 
     async def GetRightsRequest(
-        self, request: pb.GetRightsRequestRequest, context: Any
+        self, request: pb.GetRightsRequestRequest, context: Context
     ) -> pb.GetRightsRequestResponse:
         view = self.rights.get(call.principal.get(), request.rights_request_id)
         return pb.GetRightsRequestResponse(rights_request=cr.rights_request(view))
 
     async def ListRightsRequests(
-        self, request: pb.ListRightsRequestsRequest, context: Any
+        self, request: pb.ListRightsRequestsRequest, context: Context
     ) -> pb.ListRightsRequestsResponse:
         views, token = self.rights.list_requests(
             call.principal.get(),
@@ -57,13 +58,13 @@ class RightsService(pb_grpc.RightsServiceServicer):
         )
 
     async def CancelRightsRequest(
-        self, request: pb.CancelRightsRequestRequest, context: Any
+        self, request: pb.CancelRightsRequestRequest, context: Context
     ) -> pb.CancelRightsRequestResponse:
         view = self.rights.cancel(call.principal.get(), request.rights_request_id)
         return pb.CancelRightsRequestResponse(rights_request=cr.rights_request(view))
 
     async def VerifyRequesterIdentity(
-        self, request: pb.VerifyRequesterIdentityRequest, context: Any
+        self, request: pb.VerifyRequesterIdentityRequest, context: Context
     ) -> pb.VerifyRequesterIdentityResponse:
         view = await self.rights.verify(
             call.principal.get(),
@@ -75,7 +76,7 @@ class RightsService(pb_grpc.RightsServiceServicer):
         return pb.VerifyRequesterIdentityResponse(rights_request=cr.rights_request(view))
 
     async def ExtendRightsRequest(
-        self, request: pb.ExtendRightsRequestRequest, context: Any
+        self, request: pb.ExtendRightsRequestRequest, context: Context
     ) -> pb.ExtendRightsRequestResponse:
         view = self.rights.extend(
             call.principal.get(), request.rights_request_id, request.months, request.reason
@@ -83,13 +84,13 @@ class RightsService(pb_grpc.RightsServiceServicer):
         return pb.ExtendRightsRequestResponse(rights_request=cr.rights_request(view))
 
     async def RefuseRightsRequest(
-        self, request: pb.RefuseRightsRequestRequest, context: Any
+        self, request: pb.RefuseRightsRequestRequest, context: Context
     ) -> pb.RefuseRightsRequestResponse:
         view = self.rights.refuse(call.principal.get(), request.rights_request_id, request.reason)
         return pb.RefuseRightsRequestResponse(rights_request=cr.rights_request(view))
 
     async def CompleteRightsRequest(
-        self, request: pb.CompleteRightsRequestRequest, context: Any
+        self, request: pb.CompleteRightsRequestRequest, context: Context
     ) -> pb.CompleteRightsRequestResponse:
         view = await self.rights.complete(
             call.principal.get(),
@@ -100,7 +101,7 @@ class RightsService(pb_grpc.RightsServiceServicer):
         return pb.CompleteRightsRequestResponse(rights_request=cr.rights_request(view))
 
     async def ListOrganisationRightsRequests(
-        self, request: pb.ListOrganisationRightsRequestsRequest, context: Any
+        self, request: pb.ListOrganisationRightsRequestsRequest, context: Context
     ) -> pb.ListOrganisationRightsRequestsResponse:
         views = self.rights.organisation_pending(call.principal.get(), request.organisation_id)
         return pb.ListOrganisationRightsRequestsResponse(
@@ -108,7 +109,7 @@ class RightsService(pb_grpc.RightsServiceServicer):
         )
 
     async def AnswerRightsRequest(
-        self, request: pb.AnswerRightsRequestRequest, context: Any
+        self, request: pb.AnswerRightsRequestRequest, context: Context
     ) -> pb.AnswerRightsRequestResponse:
         view = await self.rights.answer(
             call.principal.get(),
@@ -120,14 +121,9 @@ class RightsService(pb_grpc.RightsServiceServicer):
         return pb.AnswerRightsRequestResponse(rights_request=cr.rights_request(view))
 
     async def StreamRightsExport(
-        self, request: pb.StreamRightsExportRequest, context: Any
+        self, request: pb.StreamRightsExportRequest, context: Context
     ) -> AsyncIterator[pb.StreamRightsExportResponse]:
         async for chunk in self.rights.export(
             call.principal.get(), request.rights_request_id, request.format
         ):
-            yield pb.StreamRightsExportResponse(
-                data=chunk.data,
-                offset=chunk.offset,
-                sha256=chunk.sha256,
-                media_type=chunk.media_type,
-            )
+            yield export_chunk(chunk)

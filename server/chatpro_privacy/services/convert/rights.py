@@ -1,14 +1,14 @@
-"""Rights requests <-> protobuf messages."""
+"""Rights requests <-> rights.proto."""
 
 from __future__ import annotations
 
 import json
 
-from chatpro.privacy.v1 import common_pb2, rights_pb2
+from chatpro.privacy.v1 import rights_pb2
 
 from chatpro_privacy.domain.rights import requests as rights
 from chatpro_privacy.domain.rights.requests import RequestView
-from chatpro_privacy.services.convert import timestamp
+from chatpro_privacy.services.convert.common import calendar_date, timestamp
 
 TYPES = {
     rights_pb2.RIGHTS_REQUEST_TYPE_ACCESS: rights.ACCESS,
@@ -52,7 +52,6 @@ GROUND_VALUES = {v: k for k, v in GROUNDS.items()}
 
 def rights_request(view: RequestView) -> rights_pb2.RightsRequest:
     r = view.row
-    due = r.due_date
     return rights_pb2.RightsRequest(
         rights_request_id=r.id,
         account_id=r.account_id or "",
@@ -61,7 +60,7 @@ def rights_request(view: RequestView) -> rights_pb2.RightsRequest:
         channel=CHANNELS[r.channel],
         details=r.details,
         receive_time=timestamp(r.received_at),
-        due_date=common_pb2.CalendarDate(year=due.year, month=due.month, day=due.day),
+        due_date=calendar_date(r.due_date),
         extension_months=r.extension_months,
         extension_reason=r.extension_reason,
         identity_method=r.identity_method,

@@ -1,0 +1,56 @@
+"""Shared values of common.proto and the well-known types: times, dates, data sources."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from chatpro.privacy.v1 import common_pb2
+from google.protobuf import timestamp_pb2
+from google.protobuf.message import Message
+
+from chatpro_privacy.domain.accounts import accounts
+from chatpro_privacy.domain.kernel.errors import FieldViolation, InvalidArgument
+
+SOURCES = {
+    accounts.PERSON: common_pb2.DATA_SOURCE_PERSON,
+    accounts.GUARDIAN: common_pb2.DATA_SOURCE_GUARDIAN,
+    accounts.ORGANISATION: common_pb2.DATA_SOURCE_ORGANISATION,
+    accounts.DEVICE: common_pb2.DATA_SOURCE_DEVICE,
+    accounts.ANALYTICS_PROVIDER: common_pb2.DATA_SOURCE_ANALYTICS_PROVIDER,
+}
+SOURCE_NAMES = {v: k for k, v in SOURCES.items()}
+
+
+def source(name: str) -> common_pb2.DataSource.ValueType:
+    return SOURCES.get(name, common_pb2.DATA_SOURCE_UNSPECIFIED)
+
+
+def timestamp(value: dt.datetime | None) -> timestamp_pb2.Timestamp | None:
+    """Stored times are naive UTC; None stays unset on the wire."""
+    if value is None:
+        return None
+    ts = timestamp_pb2.Timestamp()
+    ts.FromDatetime(value.replace(tzinfo=dt.UTC))
+    return ts
+
+
+def date_tuple(date: common_pb2.CalendarDate) -> tuple[int, int, int]:
+    return (date.year, date.month, date.day)
+
+
+def calendar_date(date: dt.date) -> common_pb2.CalendarDate:
+    return common_pb2.CalendarDate(year=date.year, month=date.month, day=date.day)
+
+
+def time_field(message: Message, name: str, prefix: str = "") -> dt.datetime | None:
+    """An optional timestamp field: None when unset, a field violation (named with the
+    request path ``prefix + name``) when it holds no representable time."""
+    if not message.HasField(name):
+        return None
+    try:
+        value: dt.datetime = getattr(message, name).ToDatetime()
+    except (ValueError, OverflowError):
+        raise InvalidArgument(
+            [FieldViolation(prefix + name, "is not a valid timestamp", "INVALID_TIMESTAMP")]
+        ) from None
+    return value

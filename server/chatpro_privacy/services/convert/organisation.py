@@ -1,0 +1,78 @@
+"""Organisations, statements, plugins, memberships and retention periods -> organisation.proto."""
+
+from __future__ import annotations
+
+import json
+
+from chatpro.privacy.v1 import organisation_pb2
+
+from chatpro_privacy.domain.organisations import organisations
+from chatpro_privacy.services.convert.common import timestamp
+from chatpro_privacy.storage import models
+
+PLUGIN_STATES = {
+    "available": organisation_pb2.PLUGIN_STATE_AVAILABLE,
+    "enabled": organisation_pb2.PLUGIN_STATE_ENABLED,
+    "faulted": organisation_pb2.PLUGIN_STATE_FAULTED,
+}
+MEMBER_ROLES = {
+    "member": organisation_pb2.MEMBER_ROLE_MEMBER,
+    "administrator": organisation_pb2.MEMBER_ROLE_ADMINISTRATOR,
+}
+MEMBER_ROLE_NAMES = {v: k for k, v in MEMBER_ROLES.items()}
+MEMBERSHIP_STATES = {
+    "invited": organisation_pb2.MEMBERSHIP_STATE_INVITED,
+    "active": organisation_pb2.MEMBERSHIP_STATE_ACTIVE,
+}
+
+
+def organisation(o: models.Organisation) -> organisation_pb2.Organisation:
+    return organisation_pb2.Organisation(
+        organisation_id=o.id,
+        name=o.name,
+        privacy_contact_email=o.privacy_contact_email,
+        create_time=timestamp(o.created_at),
+    )
+
+
+def statement(s: models.OrganisationStatement) -> organisation_pb2.OrganisationStatement:
+    return organisation_pb2.OrganisationStatement(
+        organisation_id=s.organisation_id,
+        version=s.version,
+        text=s.text,
+        text_sha256=s.text_sha256,
+        retention_months=json.loads(s.retention_months),
+        effective_time=timestamp(s.effective_at),
+        requires_reacknowledgement=bool(s.requires_reacknowledgement),
+    )
+
+
+def plugin_status(p: organisations.PluginStatus) -> organisation_pb2.OrganisationPlugin:
+    return organisation_pb2.OrganisationPlugin(
+        plugin_name=p.name,
+        state=PLUGIN_STATES[p.state],
+        config_json=p.config,
+        fault_reason=p.fault_reason,
+        distribution=p.distribution,
+    )
+
+
+def membership(m: models.Membership) -> organisation_pb2.Membership:
+    return organisation_pb2.Membership(
+        organisation_id=m.organisation_id,
+        account_id=m.account_id,
+        role=MEMBER_ROLES[m.role],
+        state=MEMBERSHIP_STATES[m.state],
+        acknowledged_statement_version=m.statement_version or "",
+        join_time=timestamp(m.joined_at),
+        acknowledgement_required_version=m.acknowledgement_required or "",
+    )
+
+
+def retention_period(d: organisations.RetentionDecision) -> organisation_pb2.RetentionPeriod:
+    return organisation_pb2.RetentionPeriod(
+        content_kind=d.kind,
+        months=d.months,
+        decided_by=d.decided_by,
+        applies_to_content_after=timestamp(d.applies_to_content_after),
+    )
