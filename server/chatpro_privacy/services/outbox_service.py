@@ -7,7 +7,7 @@ from chatpro.privacy.v1 import outbox_service_pb2_grpc as pb_grpc
 
 from chatpro_privacy import context as call
 from chatpro_privacy.domain.kernel.tokens import ConfirmationTokens
-from chatpro_privacy.domain.records import outbox
+from chatpro_privacy.domain.records import outbox_cursors as outbox
 from chatpro_privacy.services.convert.outbox import outbox_event
 from chatpro_privacy.services.servicer import Context
 

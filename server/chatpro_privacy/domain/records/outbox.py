@@ -1,8 +1,7 @@
-"""The notification outbox (ACC-10).
+"""The notification outbox (ACC-10): its event types, and writing them.
 
 ``emit`` is called inside the transaction of the change that causes the notification, so
-the two commit together. Events are read by sequence after a consumer's cursor and
-acknowledged; what is not acknowledged is read again, so delivery is at least once.
+the two commit together. Consumers read events by cursor (``outbox_cursors``).
 
 On PostgreSQL, concurrent transactions could commit sequence numbers out of order and a
 reader that had already moved past a gap would skip the late one. ``emit`` therefore takes
@@ -12,20 +11,23 @@ sequence order. SQLite has a single writer anyway.
 Payloads hold ids only. Secrets (confirmation tokens) and contact details are resolved
 when the event is read, so no table ever stores a token, and an erased account's
 pending notifications carry nothing about it.
+
+Each event type is one entry in ``EVENT_TYPES``: its payload dataclass (the fields of the
+proto message of the same name, so the edge converts it without a case of its own) and
+the resolver that turns the stored ids into that payload, or None once it no longer
+applies.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import re
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeGuard, TypeVar
 
 from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.kernel import tokens
-from chatpro_privacy.domain.kernel.errors import FieldViolation, InvalidArgument, PermissionDenied
-from chatpro_privacy.domain.kernel.principals import Principal
 from chatpro_privacy.storage.db import database, is_postgres
 from chatpro_privacy.storage.models import (
     Account,
@@ -37,7 +39,6 @@ from chatpro_privacy.storage.models import (
     GuardianConfirmation,
     Membership,
     Organisation,
-    OutboxConsumer,
     OutboxEvent,
     PolicyVersion,
     RightsRequest,
@@ -64,8 +65,13 @@ CONTENT_FLAGGED = "content_flagged"
 RIGHTS_REQUEST_UPDATED = "rights_request_updated"
 ACCOUNT_EXPIRY_WARNING = "account_expiry_warning"
 
-MAX_PAGE = 500
-DEFAULT_PAGE = 100
+
+class Payload:
+    """What an event delivers: a dataclass whose fields are its proto message's fields."""
+
+
+P = TypeVar("P", bound=Payload)
+C = TypeVar("C", GuardianAccess, EmailConfirmation, AccountSetup, GuardianConfirmation)
 
 
 @dataclass(frozen=True)
@@ -74,8 +80,356 @@ class DeliverableEvent:
     event_type: str
     account_id: str | None
     created_at: Any
-    superseded: bool
-    payload: dict[str, Any] = field(default_factory=dict)
+    payload: Payload | None  # None: what the event announced no longer applies
+
+    @property
+    def superseded(self) -> bool:
+        return self.payload is None
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One stored event being read, and what its resolver may look up."""
+
+    row: OutboxEvent
+    stored: dict[str, Any]
+    account: Account | None  # the event's account, from the page's accounts
+    confirmations: tokens.ConfirmationTokens
+    now: dt.datetime
+
+    def pending(self, confirmation: C | None) -> TypeGuard[C]:
+        """A single-use confirmation that can still be used."""
+        return (
+            confirmation is not None
+            and confirmation.used_at is None
+            and confirmation.expires_at > self.now
+        )
+
+    def token(self, kind: str, confirmation: Any) -> str:
+        return self.confirmations.issue(kind, confirmation.id)
+
+    def organisation(self) -> Organisation | None:
+        return Organisation.get_or_none(Organisation.id == self.stored["organisation_id"])
+
+
+@dataclass(frozen=True)
+class EventType:
+    payload: type[Payload]
+    resolve: Callable[[Reading], Payload | None]
+
+
+EVENT_TYPES: dict[str, EventType] = {}
+
+
+def _event(
+    name: str, payload: type[P]
+) -> Callable[[Callable[[Reading], P | None]], Callable[[Reading], P | None]]:
+    def register(resolve: Callable[[Reading], P | None]) -> Callable[[Reading], P | None]:
+        EVENT_TYPES[name] = EventType(payload, resolve)
+        return resolve
+
+    return register
+
+
+@dataclass(frozen=True)
+class _GuardianLink(Payload):
+    """A link for a child's guardian: to confirm the account, or to act for the child."""
+
+    account_id: str
+    guardian_email: str | None
+    child_name: str
+    token: str
+    expire_time: dt.datetime
+
+
+@dataclass(frozen=True)
+class GuardianConsentRequested(_GuardianLink):
+    pass
+
+
+@_event(GUARDIAN_CONSENT_REQUESTED, GuardianConsentRequested)
+def _guardian_consent(r: Reading) -> GuardianConsentRequested | None:
+    gc = (
+        GuardianConfirmation.select(GuardianConfirmation, Account)
+        .join(Account)
+        .where(GuardianConfirmation.id == r.stored["confirmation_id"])
+        .first()
+    )
+    if not r.pending(gc):
+        return None
+    child = gc.account
+    return GuardianConsentRequested(
+        child.id, child.guardian_email, child.name, r.token(tokens.GUARDIAN, gc), gc.expires_at
+    )
+
+
+@dataclass(frozen=True)
+class GuardianAccessRequested(_GuardianLink):
+    pass
+
+
+@_event(GUARDIAN_ACCESS_REQUESTED, GuardianAccessRequested)
+def _guardian_access(r: Reading) -> GuardianAccessRequested | None:
+    ga = GuardianAccess.get_or_none(GuardianAccess.id == r.stored["access_id"])
+    child = r.account
+    if child is None or not r.pending(ga):
+        return None
+    token = r.token(tokens.GUARDIAN_ACCESS, ga)
+    return GuardianAccessRequested(child.id, child.guardian_email, child.name, token, ga.expires_at)
+
+
+@dataclass(frozen=True)
+class EmailConfirmationRequested(Payload):
+    account_id: str | None
+    email: str
+    token: str
+    expire_time: dt.datetime
+
+
+@_event(EMAIL_CONFIRMATION_REQUESTED, EmailConfirmationRequested)
+def _email_confirmation(r: Reading) -> EmailConfirmationRequested | None:
+    ec = EmailConfirmation.get_or_none(EmailConfirmation.id == r.stored["confirmation_id"])
+    if not r.pending(ec):
+        return None
+    token = r.token(tokens.EMAIL, ec)
+    return EmailConfirmationRequested(r.row.account_id, ec.new_email, token, ec.expires_at)
+
+
+@dataclass(frozen=True)
+class PasswordChanged(Payload):
+    account_id: str
+    email: str
+
+
+@_event(PASSWORD_CHANGED, PasswordChanged)
+def _password_changed(r: Reading) -> PasswordChanged | None:
+    return PasswordChanged(r.account.id, r.account.email) if r.account else None
+
+
+@dataclass(frozen=True)
+class PolicyVersionPublished(Payload):
+    account_id: str
+    email: str
+    version: str
+    change_summary: str
+    effective_time: dt.datetime
+    requires_reacceptance: bool
+
+
+@_event(POLICY_VERSION_PUBLISHED, PolicyVersionPublished)
+def _policy_published(r: Reading) -> PolicyVersionPublished | None:
+    v = PolicyVersion.get_or_none(PolicyVersion.version == r.stored["version"])
+    if r.account is None or v is None:
+        return None
+    return PolicyVersionPublished(
+        r.account.id,
+        r.account.email,
+        v.version,
+        v.change_summary,
+        v.effective_at,
+        v.requires_reacceptance,
+    )
+
+
+@dataclass(frozen=True)
+class PluginFaulted(Payload):
+    organisation_id: str
+    plugin_name: str
+    reason: str
+    emails: list[str]
+
+
+@_event(PLUGIN_FAULTED, PluginFaulted)
+def _plugin_faulted(r: Reading) -> PluginFaulted | None:
+    org = r.organisation()
+    if org is None:
+        return None
+    s = r.stored
+    return PluginFaulted(org.id, s["plugin_name"], s["reason"], [org.privacy_contact_email])
+
+
+@dataclass(frozen=True)
+class MembershipInvited(Payload):
+    account_id: str
+    email: str
+    organisation_id: str
+    organisation_name: str
+    role: str
+
+
+@_event(MEMBERSHIP_INVITED, MembershipInvited)
+def _membership_invited(r: Reading) -> MembershipInvited | None:
+    org = r.organisation()
+    if r.account is None or org is None:
+        return None
+    return MembershipInvited(r.account.id, r.account.email, org.id, org.name, r.stored["role"])
+
+
+@dataclass(frozen=True)
+class BreachNotified(Payload):
+    account_id: str
+    email: str
+    breach_id: str
+    summary: str
+    data_categories: list[str]
+
+
+@_event(BREACH_NOTIFIED, BreachNotified)
+def _breach_notified(r: Reading) -> BreachNotified | None:
+    breach = Breach.get_or_none(Breach.id == r.stored["breach_id"])
+    if r.account is None or breach is None:
+        return None
+    categories = json.loads(breach.data_categories)
+    return BreachNotified(r.account.id, r.account.email, breach.id, breach.summary, categories)
+
+
+@dataclass(frozen=True)
+class BreachReportedToOrganisation(Payload):
+    organisation_id: str
+    email: str
+    breach_id: str
+    summary: str
+
+
+@_event(BREACH_REPORTED_TO_ORGANISATION, BreachReportedToOrganisation)
+def _breach_reported(r: Reading) -> BreachReportedToOrganisation | None:
+    org = r.organisation()
+    breach = Breach.get_or_none(Breach.id == r.stored["breach_id"])
+    if org is None or breach is None:
+        return None
+    return BreachReportedToOrganisation(
+        org.id, org.privacy_contact_email, breach.id, breach.summary
+    )
+
+
+@dataclass(frozen=True)
+class AccountSetupRequested(Payload):
+    account_id: str
+    email: str
+    name: str
+    organisation_id: str
+    organisation_name: str
+    token: str
+    expire_time: dt.datetime
+
+
+@_event(ACCOUNT_SETUP_REQUESTED, AccountSetupRequested)
+def _account_setup(r: Reading) -> AccountSetupRequested | None:
+    setup = AccountSetup.get_or_none(AccountSetup.id == r.stored["setup_id"])
+    org = r.organisation()
+    a = r.account
+    if a is None or org is None or not r.pending(setup):
+        return None
+    token = r.token(tokens.ACCOUNT_SETUP, setup)
+    return AccountSetupRequested(a.id, a.email, a.name, org.id, org.name, token, setup.expires_at)
+
+
+@dataclass(frozen=True)
+class StatementAcknowledgementRequested(Payload):
+    account_id: str
+    email: str
+    organisation_id: str
+    organisation_name: str
+    statement_version: str
+    effective_time: dt.datetime
+
+
+@_event(STATEMENT_ACKNOWLEDGEMENT_REQUESTED, StatementAcknowledgementRequested)
+def _statement_acknowledgement(r: Reading) -> StatementAcknowledgementRequested | None:
+    org = r.organisation()
+    a = r.account
+    if org is None or a is None:
+        return None
+    version = r.stored["statement_version"]
+    pending = Membership.get_or_none(
+        (Membership.organisation == r.stored["organisation_id"])
+        & (Membership.account == r.row.account_id)
+    )
+    if pending is None or pending.acknowledgement_required != version:
+        return None
+    effective = dt.datetime.fromisoformat(r.stored["effective_at"])
+    return StatementAcknowledgementRequested(a.id, a.email, org.id, org.name, version, effective)
+
+
+@dataclass(frozen=True)
+class AccountExpiryWarning(Payload):
+    account_id: str
+    email: str
+    expire_time: dt.datetime
+
+
+@_event(ACCOUNT_EXPIRY_WARNING, AccountExpiryWarning)
+def _account_expiry(r: Reading) -> AccountExpiryWarning | None:
+    a = r.account
+    if a is None or a.expiry_warned_at is None:
+        return None
+    expires = dt.datetime.fromisoformat(r.stored["expire_at"])
+    return AccountExpiryWarning(a.id, a.email, expires)
+
+
+@dataclass(frozen=True)
+class ContentFlagged(Payload):
+    organisation_id: str
+    content_id: str
+    conversation_id: str
+    plugin_name: str
+    category: str
+    administrator_account_ids: list[str]
+
+
+@_event(CONTENT_FLAGGED, ContentFlagged)
+def _content_flagged(r: Reading) -> ContentFlagged | None:
+    s = r.stored
+    if not ContentItem.select().where(ContentItem.id == s["content_id"]).exists():
+        return None
+    admins = [
+        m.account_id
+        for m in Membership.select(Membership.account).where(
+            (Membership.organisation == s["organisation_id"])
+            & (Membership.role == "administrator")
+            & (Membership.state == "active")
+        )
+    ]
+    return ContentFlagged(
+        s["organisation_id"],
+        s["content_id"],
+        s["conversation_id"],
+        s["plugin_name"],
+        s["category"],
+        admins,
+    )
+
+
+@dataclass(frozen=True)
+class RightsRequestUpdated(Payload):
+    account_id: str
+    email: str
+    rights_request_id: str
+    type: str
+    state: str
+    due_date: str
+    note: str
+    outcome: str
+    complaint_notice: str
+
+
+@_event(RIGHTS_REQUEST_UPDATED, RightsRequestUpdated)
+def _rights_request_updated(r: Reading) -> RightsRequestUpdated | None:
+    a = r.account
+    request = RightsRequest.get_or_none(RightsRequest.id == r.stored["rights_request_id"])
+    if a is None or request is None:
+        return None
+    return RightsRequestUpdated(
+        account_id=a.id,
+        email=(a.guardian_email or a.email) if request.channel == "guardian" else a.email,
+        rights_request_id=request.id,
+        type=request.type,
+        state=request.state,
+        due_date=request.due_date.isoformat(),
+        note=r.stored["note"],
+        outcome=request.outcome,
+        complaint_notice=COMPLAINT_NOTICE if request.state == "refused" else "",
+    )
 
 
 def emit(event_type: str, account_id: str | None, **payload: str) -> int:
@@ -93,189 +447,24 @@ def emit(event_type: str, account_id: str | None, **payload: str) -> int:
     return int(event.seq)
 
 
-def _resolve(
-    event: OutboxEvent,
-    confirmations: tokens.ConfirmationTokens,
-    accounts: dict[str, Account],
+def resolve(
+    event: OutboxEvent, confirmations: tokens.ConfirmationTokens, accounts: dict[str, Account]
 ) -> DeliverableEvent:
     """Turn a stored event into what is delivered; ``accounts`` holds the page's accounts."""
-    stored = json.loads(event.payload)
-    payload: dict[str, Any] = {}
-    now = clock.now()
-    if event.event_type == GUARDIAN_CONSENT_REQUESTED:
-        gc = (
-            GuardianConfirmation.select(GuardianConfirmation, Account)
-            .join(Account)
-            .where(GuardianConfirmation.id == stored["confirmation_id"])
-            .first()
-        )
-        if gc is not None and gc.used_at is None and gc.expires_at > now:
-            payload = {
-                "account_id": gc.account.id,
-                "guardian_email": gc.account.guardian_email,
-                "child_name": gc.account.name,
-                "token": confirmations.issue(tokens.GUARDIAN, gc.id),
-                "expire_time": gc.expires_at,
-            }
-    elif event.event_type == EMAIL_CONFIRMATION_REQUESTED:
-        ec = EmailConfirmation.get_or_none(EmailConfirmation.id == stored["confirmation_id"])
-        if ec is not None and ec.used_at is None and ec.expires_at > now:
-            payload = {
-                "account_id": event.account_id,
-                "email": ec.new_email,
-                "token": confirmations.issue(tokens.EMAIL, ec.id),
-                "expire_time": ec.expires_at,
-            }
-    elif event.event_type == PASSWORD_CHANGED:
-        account = accounts.get(event.account_id or "")
-        if account is not None:
-            payload = {"account_id": account.id, "email": account.email}
-    elif event.event_type == POLICY_VERSION_PUBLISHED:
-        account = accounts.get(event.account_id or "")
-        version = PolicyVersion.get_or_none(PolicyVersion.version == stored["version"])
-        if account is not None and version is not None:
-            payload = {
-                "account_id": account.id,
-                "email": account.email,
-                "version": version.version,
-                "change_summary": version.change_summary,
-                "effective_time": version.effective_at,
-                "requires_reacceptance": version.requires_reacceptance,
-            }
-    elif event.event_type == GUARDIAN_ACCESS_REQUESTED:
-        ga = GuardianAccess.get_or_none(GuardianAccess.id == stored["access_id"])
-        account = accounts.get(event.account_id or "")
-        if ga is not None and account is not None and ga.used_at is None and ga.expires_at > now:
-            payload = {
-                "account_id": account.id,
-                "guardian_email": account.guardian_email,
-                "child_name": account.name,
-                "token": confirmations.issue(tokens.GUARDIAN_ACCESS, ga.id),
-                "expire_time": ga.expires_at,
-            }
-    elif event.event_type == PLUGIN_FAULTED:
-        org = Organisation.get_or_none(Organisation.id == stored["organisation_id"])
-        if org is not None:
-            payload = {**stored, "emails": [org.privacy_contact_email]}
-    elif event.event_type == MEMBERSHIP_INVITED:
-        account = accounts.get(event.account_id or "")
-        org = Organisation.get_or_none(Organisation.id == stored["organisation_id"])
-        if account is not None and org is not None:
-            payload = {
-                "account_id": account.id,
-                "email": account.email,
-                "organisation_id": org.id,
-                "organisation_name": org.name,
-                "role": stored["role"],
-            }
-    elif event.event_type == BREACH_NOTIFIED:
-        account = accounts.get(event.account_id or "")
-        breach = Breach.get_or_none(Breach.id == stored["breach_id"])
-        if account is not None and breach is not None:
-            payload = {
-                "account_id": account.id,
-                "email": account.email,
-                "breach_id": breach.id,
-                "summary": breach.summary,
-                "data_categories": json.loads(breach.data_categories),
-            }
-    elif event.event_type == BREACH_REPORTED_TO_ORGANISATION:
-        org = Organisation.get_or_none(Organisation.id == stored["organisation_id"])
-        breach = Breach.get_or_none(Breach.id == stored["breach_id"])
-        if org is not None and breach is not None:
-            payload = {
-                "organisation_id": org.id,
-                "email": org.privacy_contact_email,
-                "breach_id": breach.id,
-                "summary": breach.summary,
-            }
-    elif event.event_type == ACCOUNT_SETUP_REQUESTED:
-        setup = AccountSetup.get_or_none(AccountSetup.id == stored["setup_id"])
-        account = accounts.get(event.account_id or "")
-        org = Organisation.get_or_none(Organisation.id == stored["organisation_id"])
-        if (
-            setup is not None
-            and account is not None
-            and org is not None
-            and setup.used_at is None
-            and setup.expires_at > now
-        ):
-            payload = {
-                "account_id": account.id,
-                "email": account.email,
-                "name": account.name,
-                "organisation_id": org.id,
-                "organisation_name": org.name,
-                "token": confirmations.issue(tokens.ACCOUNT_SETUP, setup.id),
-                "expire_time": setup.expires_at,
-            }
-    elif event.event_type == STATEMENT_ACKNOWLEDGEMENT_REQUESTED:
-        account = accounts.get(event.account_id or "")
-        org = Organisation.get_or_none(Organisation.id == stored["organisation_id"])
-        pending = (
-            Membership.get_or_none(
-                (Membership.organisation == stored["organisation_id"])
-                & (Membership.account == event.account_id)
-            )
-            if account is not None
-            else None
-        )
-        if (
-            org is not None
-            and account is not None
-            and pending is not None
-            and pending.acknowledgement_required == stored["statement_version"]
-        ):
-            payload = {
-                "account_id": account.id,
-                "email": account.email,
-                "organisation_id": org.id,
-                "organisation_name": org.name,
-                "statement_version": stored["statement_version"],
-                "effective_time": dt.datetime.fromisoformat(stored["effective_at"]),
-            }
-    elif event.event_type == ACCOUNT_EXPIRY_WARNING:
-        account = accounts.get(event.account_id or "")
-        if account is not None and account.expiry_warned_at is not None:
-            payload = {
-                "account_id": account.id,
-                "email": account.email,
-                "expire_time": dt.datetime.fromisoformat(stored["expire_at"]),
-            }
-    elif event.event_type == CONTENT_FLAGGED:
-        admins = [
-            m.account_id
-            for m in Membership.select(Membership.account).where(
-                (Membership.organisation == stored["organisation_id"])
-                & (Membership.role == "administrator")
-                & (Membership.state == "active")
-            )
-        ]
-        if ContentItem.select().where(ContentItem.id == stored["content_id"]).exists():
-            payload = {**stored, "administrator_account_ids": admins}
-    elif event.event_type == RIGHTS_REQUEST_UPDATED:
-        account = accounts.get(event.account_id or "")
-        request = RightsRequest.get_or_none(RightsRequest.id == stored["rights_request_id"])
-        if account is not None and request is not None:
-            to_guardian = request.channel == "guardian" and account.guardian_email
-            payload = {
-                "account_id": account.id,
-                "email": account.guardian_email if to_guardian else account.email,
-                "rights_request_id": request.id,
-                "type": request.type,
-                "state": request.state,
-                "due_date": request.due_date.isoformat(),
-                "note": stored["note"],
-                "outcome": request.outcome,
-                "complaint_notice": COMPLAINT_NOTICE if request.state == "refused" else "",
-            }
+    kind = EVENT_TYPES.get(event.event_type)
+    reading = Reading(
+        event,
+        json.loads(event.payload),
+        accounts.get(event.account_id or ""),
+        confirmations,
+        clock.now(),
+    )
     return DeliverableEvent(
         sequence=int(event.seq),
         event_type=event.event_type,
         account_id=event.account_id,
         created_at=event.created_at,
-        superseded=not payload,
-        payload=payload,
+        payload=kind.resolve(reading) if kind else None,
     )
 
 
@@ -293,106 +482,6 @@ def notice_sequence(event_type: str, rights_request_id: str) -> int:
     return int(row.seq) if row else 0
 
 
-def acknowledged(consumer: str) -> int:
-    row = OutboxConsumer.get_or_none(OutboxConsumer.name == consumer)
-    return int(row.acked_seq) if row else 0
-
-
 def latest_sequence() -> int:
     latest = OutboxEvent.select(OutboxEvent.seq).order_by(OutboxEvent.seq.desc()).first()
     return int(latest.seq) if latest else 0
-
-
-def read(
-    consumer: str,
-    page_size: int,
-    confirmations: tokens.ConfirmationTokens,
-    after_sequence: int = 0,
-) -> tuple[list[DeliverableEvent], int, int]:
-    """Events after the consumer's cursor (or ``after_sequence``), its cursor, the latest."""
-    _check_consumer(consumer)
-    if page_size < 0 or page_size > MAX_PAGE:
-        raise InvalidArgument(
-            [FieldViolation("page_size", f"must be between 0 and {MAX_PAGE}", "OUT_OF_RANGE")]
-        )
-    if after_sequence < 0:
-        raise InvalidArgument(
-            [FieldViolation("after_sequence", "must not be negative", "OUT_OF_RANGE")]
-        )
-    cursor = acknowledged(consumer)
-    start = max(cursor, after_sequence)
-    with database.atomic():  # one snapshot for events and the latest sequence
-        rows = list(
-            OutboxEvent.select()
-            .where(OutboxEvent.seq > start)
-            .order_by(OutboxEvent.seq)
-            .limit(page_size or DEFAULT_PAGE)
-        )
-        wanted = {row.account_id for row in rows if row.account_id}
-        # One query for the page's accounts, not one per event.
-        accounts = {a.id: a for a in Account.select().where(Account.id.in_(sorted(wanted)))}
-        events = [_resolve(row, confirmations, accounts) for row in rows]
-        latest = latest_sequence()
-    return events, cursor, latest
-
-
-def acknowledge(consumer: str, through_sequence: int) -> int:
-    """Move the cursor forward (never back); returns the cursor after the call."""
-    _check_consumer(consumer)
-    with database.atomic():
-        latest = latest_sequence()
-        if through_sequence < 0 or through_sequence > latest:
-            raise InvalidArgument(
-                [
-                    FieldViolation(
-                        "through_sequence",
-                        f"must be between 0 and the latest sequence ({latest})",
-                        "OUT_OF_RANGE",
-                    )
-                ]
-            )
-        now = clock.now()
-        OutboxConsumer.insert(
-            name=consumer, acked_seq=0, updated_at=now
-        ).on_conflict_ignore().execute()
-        # Only forward, even with acknowledgements racing on several replicas.
-        OutboxConsumer.update(acked_seq=through_sequence, updated_at=now).where(
-            (OutboxConsumer.name == consumer) & (OutboxConsumer.acked_seq < through_sequence)
-        ).execute()
-        return acknowledged(consumer)
-
-
-_CONSUMER = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}(\.[a-z0-9_-]{1,32})?$")
-
-
-def _check_consumer(consumer: str) -> None:
-    if not _CONSUMER.match(consumer):
-        raise InvalidArgument(
-            [
-                FieldViolation(
-                    "consumer",
-                    "must be a service name, optionally followed by '.' and a channel",
-                    "INVALID_FORMAT",
-                )
-            ]
-        )
-
-
-def consumer_for(principal: Principal, requested: str) -> str:
-    """The outbox is read by services granted the "outbox" scope (it carries confirmation
-    tokens). A service reads and acknowledges only its own cursors: its name, or its name
-    followed by "." and a channel (e.g. "notifications.email")."""
-    if not principal.is_service:
-        raise PermissionDenied("SERVICES_ONLY", "only internal services read the outbox")
-    if "outbox" not in principal.scopes:
-        raise PermissionDenied(
-            "SCOPE_REQUIRED", "this service has no outbox scope", {"scope": "outbox"}
-        )
-    name = str(principal.service_name)
-    consumer = requested or name
-    _check_consumer(consumer)
-    if consumer != name and not consumer.startswith(name + "."):
-        raise PermissionDenied(
-            "NOT_YOUR_CONSUMER", f"a service's consumers are {name!r} or {name!r} + '.channel'"
-        )
-    return consumer
