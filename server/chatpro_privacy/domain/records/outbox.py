@@ -97,13 +97,18 @@ class Reading:
     confirmations: tokens.ConfirmationTokens
     now: dt.datetime
 
-    def pending(self, confirmation: C | None) -> TypeGuard[C]:
+    def live(self, confirmation: C | None) -> TypeGuard[C]:
         """A single-use confirmation that can still be used."""
         return (
             confirmation is not None
             and confirmation.used_at is None
             and confirmation.expires_at > self.now
         )
+
+    def pending(self, model: type[C], key: str) -> C | None:
+        """The confirmation the stored ``key`` names, while it can still be used."""
+        confirmation = model.get_or_none(model.id == self.stored[key])
+        return confirmation if self.live(confirmation) else None
 
     def token(self, kind: str, confirmation: Any) -> str:
         return self.confirmations.issue(kind, confirmation.id)
@@ -155,7 +160,7 @@ def _guardian_consent(r: Reading) -> GuardianConsentRequested | None:
         .where(GuardianConfirmation.id == r.stored["confirmation_id"])
         .first()
     )
-    if not r.pending(gc):
+    if not r.live(gc):
         return None
     child = gc.account
     return GuardianConsentRequested(
@@ -170,9 +175,9 @@ class GuardianAccessRequested(_GuardianLink):
 
 @_event(GUARDIAN_ACCESS_REQUESTED, GuardianAccessRequested)
 def _guardian_access(r: Reading) -> GuardianAccessRequested | None:
-    ga = GuardianAccess.get_or_none(GuardianAccess.id == r.stored["access_id"])
+    ga = r.pending(GuardianAccess, "access_id")
     child = r.account
-    if child is None or not r.pending(ga):
+    if child is None or ga is None:
         return None
     token = r.token(tokens.GUARDIAN_ACCESS, ga)
     return GuardianAccessRequested(child.id, child.guardian_email, child.name, token, ga.expires_at)
@@ -188,8 +193,8 @@ class EmailConfirmationRequested(Payload):
 
 @_event(EMAIL_CONFIRMATION_REQUESTED, EmailConfirmationRequested)
 def _email_confirmation(r: Reading) -> EmailConfirmationRequested | None:
-    ec = EmailConfirmation.get_or_none(EmailConfirmation.id == r.stored["confirmation_id"])
-    if not r.pending(ec):
+    ec = r.pending(EmailConfirmation, "confirmation_id")
+    if ec is None:
         return None
     token = r.token(tokens.EMAIL, ec)
     return EmailConfirmationRequested(r.row.account_id, ec.new_email, token, ec.expires_at)
@@ -315,10 +320,10 @@ class AccountSetupRequested(Payload):
 
 @_event(ACCOUNT_SETUP_REQUESTED, AccountSetupRequested)
 def _account_setup(r: Reading) -> AccountSetupRequested | None:
-    setup = AccountSetup.get_or_none(AccountSetup.id == r.stored["setup_id"])
+    setup = r.pending(AccountSetup, "setup_id")
     org = r.organisation()
     a = r.account
-    if a is None or org is None or not r.pending(setup):
+    if a is None or org is None or setup is None:
         return None
     token = r.token(tokens.ACCOUNT_SETUP, setup)
     return AccountSetupRequested(a.id, a.email, a.name, org.id, org.name, token, setup.expires_at)
