@@ -35,6 +35,7 @@ from chatpro_privacy.plugin import defaults, hookspecs
 from chatpro_privacy.plugin.types import (
     CONTENT_KINDS,
     DEFAULT_RETENTION_MONTHS,
+    MAX_RETENTION_MONTHS,
     AccessDecision,
     AccessRequest,
     ContentDisposition,
@@ -57,7 +58,6 @@ log = structlog.get_logger("chatpro_privacy.plugins")
 
 ENABLED = "enabled"
 FAULTED = "faulted"
-MAX_RETENTION_MONTHS = 120
 STREAM_CHUNK = 200
 CACHE_SECONDS = 60.0
 

@@ -11,6 +11,7 @@ from typing import Any, Literal
 ContentKind = Literal["message", "call_recording"]
 CONTENT_KINDS: tuple[ContentKind, ...] = ("message", "call_recording")
 DEFAULT_RETENTION_MONTHS = 12
+MAX_RETENTION_MONTHS = 120
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from chatpro_privacy.domain.consent import ledger as consent
 from chatpro_privacy.domain.consent import purposes
 from chatpro_privacy.domain.kernel.errors import FieldViolation, InvalidArgument
 from chatpro_privacy.domain.kernel.principals import Role
-from chatpro_privacy.domain.organisations import organisations
+from chatpro_privacy.domain.organisations import plugin_settings
 from chatpro_privacy.domain.records import outbox
 from chatpro_privacy.storage import models
 
@@ -372,7 +372,7 @@ def statement(s: models.OrganisationStatement) -> organisation_pb2.OrganisationS
     )
 
 
-def plugin_status(p: organisations.PluginStatus) -> organisation_pb2.OrganisationPlugin:
+def plugin_status(p: plugin_settings.PluginStatus) -> organisation_pb2.OrganisationPlugin:
     return organisation_pb2.OrganisationPlugin(
         plugin_name=p.name,
         state=PLUGIN_STATES[p.state],

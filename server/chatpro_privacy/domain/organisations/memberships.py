@@ -27,7 +27,7 @@ from chatpro_privacy.domain.kernel.principals import Principal, Role
 from chatpro_privacy.domain.records import audit, deletion_feed, outbox
 from chatpro_privacy.storage.db import database
 from chatpro_privacy.storage.models import Account, Membership, Organisation, OrganisationStatement
-from chatpro_privacy.storage.queries import tuples
+from chatpro_privacy.storage.queries import statement_in_effect, tuples
 
 MEMBER = "member"
 ADMINISTRATOR = "administrator"
@@ -113,18 +113,6 @@ def invite(principal: Principal, organisation_id: str, account_id: str, role: st
     return row
 
 
-def _statement_in_effect(organisation_id: str) -> OrganisationStatement | None:
-    return (
-        OrganisationStatement.select()
-        .where(
-            (OrganisationStatement.organisation == organisation_id)
-            & (OrganisationStatement.effective_at <= clock.now())
-        )
-        .order_by(OrganisationStatement.effective_at.desc(), OrganisationStatement.id.desc())
-        .first()
-    )
-
-
 def accept(
     principal: Principal, organisation_id: str, statement_version: str, mobile_number: str
 ) -> Membership:
@@ -138,7 +126,7 @@ def accept(
         )
     if mine.state == ACTIVE:
         raise AlreadyExists("ALREADY_A_MEMBER", "you are a member already")
-    statement = _statement_in_effect(org.id)
+    statement = statement_in_effect(org.id, clock.now())
     if statement is None:
         raise FailedPrecondition(
             "NO_STATEMENT_PUBLISHED", "the organisation has published no statement yet"
@@ -243,7 +231,7 @@ def acknowledge(principal: Principal, organisation_id: str, statement_version: s
         raise NotFound(
             "ORGANISATION_NOT_FOUND", "no such organisation", {"organisation_id": org.id}
         )
-    statement = _statement_in_effect(org.id)
+    statement = statement_in_effect(org.id, clock.now())
     if statement is None or statement_version != statement.version:
         current = statement.version if statement else ""
         raise FailedPrecondition(
