@@ -15,12 +15,17 @@ from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.kernel.errors import FailedPrecondition, FieldViolation, InvalidArgument
 from chatpro_privacy.domain.kernel.principals import Principal
 from chatpro_privacy.domain.organisations import memberships
-from chatpro_privacy.domain.records import audit
-from chatpro_privacy.plugin.host import ENABLED, FAULTED, PluginFault, PluginHost
-from chatpro_privacy.plugin.types import OrganisationView
+from chatpro_privacy.domain.records import audit, outbox
+from chatpro_privacy.plugin.faults import PluginFault
+from chatpro_privacy.plugin.host import PluginHost
+from chatpro_privacy.plugin.store import OrganisationSettings, PluginSetting
+from chatpro_privacy.plugin.types import CONTENT_KINDS, OrganisationView
 from chatpro_privacy.storage.db import database
-from chatpro_privacy.storage.models import OrganisationPlugin
+from chatpro_privacy.storage.models import Organisation, OrganisationPlugin
+from chatpro_privacy.storage.queries import statement_in_effect
 
+ENABLED = "enabled"
+FAULTED = "faulted"
 MAX_CONFIG_BYTES = 64 * 1024
 
 
@@ -88,9 +93,7 @@ async def enable(
             [FieldViolation("plugin_name", "is not installed on this server", "UNKNOWN_PLUGIN")]
         )
     config = _config(config_json)
-    existing = OrganisationPlugin.get_or_none(
-        (OrganisationPlugin.organisation == org.id) & (OrganisationPlugin.plugin_name == name)
-    )
+    existing = OrganisationPlugin.get_or_none(_row(org.id, name))
     if only_reconfigure and existing is None:
         raise FailedPrecondition("PLUGIN_NOT_ENABLED", "enable the plugin before configuring it")
     view = OrganisationView(org.id, org.name)
@@ -127,10 +130,7 @@ async def enable(
                 consecutive_faults=0,
                 fault_reason=None,
                 updated_at=clock.now(),
-            ).where(
-                (OrganisationPlugin.organisation == org.id)
-                & (OrganisationPlugin.plugin_name == name)
-            ).execute()
+            ).where(_row(org.id, name)).execute()
         audit.record(principal, f"plugin.enable:{name}", "organisation", org.id)
     host.invalidate(org.id)
     return next(p for p in plugins(principal, host, org.id) if p.name == name)
@@ -141,14 +141,7 @@ def disable(
 ) -> PluginStatus:
     org = memberships.require_manager(principal, organisation_id)
     with database.atomic():
-        removed = (
-            OrganisationPlugin.delete()
-            .where(
-                (OrganisationPlugin.organisation == org.id)
-                & (OrganisationPlugin.plugin_name == name)
-            )
-            .execute()
-        )
+        removed = OrganisationPlugin.delete().where(_row(org.id, name)).execute()
         if not removed:
             raise FailedPrecondition(
                 "PLUGIN_NOT_ENABLED", "the plugin is not enabled for this organisation"
@@ -166,3 +159,83 @@ async def export_formats(
 ) -> list[tuple[str, Any]]:
     org = memberships.require_manager(principal, organisation_id)
     return await host.export_formats(org.id)
+
+
+def _row(organisation_id: str, plugin: str) -> Any:
+    """A condition: the organisation's setting for ``plugin``."""
+    return (OrganisationPlugin.organisation == organisation_id) & (
+        OrganisationPlugin.plugin_name == plugin
+    )
+
+
+class PluginSettings:
+    """The host's PluginStore: the organisations' plugin settings in the database."""
+
+    def load(self, organisation_id: str) -> OrganisationSettings | None:
+        org = Organisation.get_or_none(Organisation.id == organisation_id)
+        if org is None:
+            return None
+        view = OrganisationView(org.id, org.name, _announced_retention(org.id))
+        rows = OrganisationPlugin.select().where(OrganisationPlugin.organisation == org.id)
+        return OrganisationSettings(
+            view,
+            tuple(
+                PluginSetting(
+                    name=row.plugin_name,
+                    config=json.loads(row.config),
+                    fault_reason=(row.fault_reason or "faulted") if row.state == FAULTED else None,
+                    consecutive_faults=row.consecutive_faults,
+                )
+                for row in rows
+            ),
+        )
+
+    def has_plugins(self, organisation_id: str) -> bool:
+        return bool(
+            OrganisationPlugin.select()
+            .where(OrganisationPlugin.organisation == organisation_id)
+            .exists()
+        )
+
+    def record_fault(
+        self, organisation_id: str, plugin: str, reason: str, limit: int
+    ) -> int | None:
+        with database.atomic():
+            row = OrganisationPlugin.get_or_none(_row(organisation_id, plugin))
+            if row is None or row.state == FAULTED:
+                return None
+            faults = int(row.consecutive_faults) + 1
+            state = FAULTED if faults >= limit else ENABLED
+            OrganisationPlugin.update(
+                consecutive_faults=faults,
+                state=state,
+                fault_reason=reason,
+                updated_at=clock.now(),
+            ).where(_row(organisation_id, plugin)).execute()
+            if state == FAULTED:
+                outbox.emit(
+                    outbox.PLUGIN_FAULTED,
+                    None,
+                    organisation_id=organisation_id,
+                    plugin_name=plugin,
+                    reason=reason,
+                )
+        return faults
+
+    def record_success(self, organisation_id: str, plugin: str) -> None:
+        with database.atomic():
+            OrganisationPlugin.update(consecutive_faults=0).where(
+                _row(organisation_id, plugin)
+            ).execute()
+
+    def in_transaction(self) -> bool:
+        return database.obj is not None and bool(database.in_transaction())
+
+
+def _announced_retention(organisation_id: str) -> dict[str, int]:
+    """Months per content kind announced by the statement in effect (none: {})."""
+    statement = statement_in_effect(organisation_id, clock.now())
+    if statement is None:
+        return {}
+    months = json.loads(statement.retention_months)
+    return {k: int(v) for k, v in months.items() if k in CONTENT_KINDS}
