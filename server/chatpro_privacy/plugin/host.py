@@ -20,24 +20,10 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 from chatpro_privacy.domain.kernel.errors import NotFound
+from chatpro_privacy.plugin import types
 from chatpro_privacy.plugin.dispatch import Answers, Check, Dispatcher
 from chatpro_privacy.plugin.faults import BadAnswer
-from chatpro_privacy.plugin.types import (
-    DEFAULT_RETENTION_MONTHS,
-    MAX_RETENTION_MONTHS,
-    AccessDecision,
-    AccessRequest,
-    ContentDisposition,
-    ContentKind,
-    ContentRef,
-    ContentView,
-    ExportFormat,
-    ExportRecord,
-    Flag,
-    MemberView,
-    RetentionVeto,
-    Withheld,
-)
+from chatpro_privacy.plugin.types import DEFAULT_RETENTION_MONTHS, MAX_RETENTION_MONTHS
 
 
 class PluginHost(Dispatcher):
@@ -52,7 +38,7 @@ class PluginHost(Dispatcher):
         plugin, answer = answers[0]
         return answer, plugin
 
-    async def retention(self, organisation_id: str, kind: ContentKind) -> tuple[int, str]:
+    async def retention(self, organisation_id: str, kind: types.ContentKind) -> tuple[int, str]:
         """(months, deciding plugin), never beyond what the statement announces (PLG-1)."""
 
         def check(answers: Answers) -> None:
@@ -72,10 +58,10 @@ class PluginHost(Dispatcher):
         return min(months, allowed), plugin
 
     async def retention_veto(
-        self, organisation_id: str, batch: list[ContentRef]
-    ) -> RetentionVeto | None:
+        self, organisation_id: str, batch: list[types.ContentRef]
+    ) -> types.RetentionVeto | None:
         check = _each(
-            lambda veto: isinstance(veto, RetentionVeto) and bool(veto.reason),
+            lambda veto: isinstance(veto, types.RetentionVeto) and bool(veto.reason),
             "a veto must be a RetentionVeto with a reason",
         )
         _, answers = await self._call(
@@ -83,19 +69,21 @@ class PluginHost(Dispatcher):
         )
         return answers[0][1] if answers else None
 
-    async def retention_purged(self, organisation_id: str, batch: list[ContentRef]) -> None:
+    async def retention_purged(self, organisation_id: str, batch: list[types.ContentRef]) -> None:
         await self._call(organisation_id, "chatpro_retention_purged", batch=tuple(batch))
 
-    async def flags(self, organisation_id: str, content: ContentView) -> list[tuple[str, Flag]]:
-        check = _each(lambda flags: _list_of(flags, Flag), "flags must be a list of Flag")
+    async def flags(
+        self, organisation_id: str, content: types.ContentView
+    ) -> list[tuple[str, types.Flag]]:
+        check = _each(lambda flags: _list_of(flags, types.Flag), "flags must be a list of Flag")
         _, answers = await self._call(
             organisation_id, "chatpro_flag_content", check, content=content
         )
         return [(plugin, flag) for plugin, flags in answers for flag in flags]
 
     async def choose_sample(
-        self, organisation_id: str, candidates: list[ContentRef], size: int
-    ) -> list[ContentRef]:
+        self, organisation_id: str, candidates: list[types.ContentRef], size: int
+    ) -> list[types.ContentRef]:
         allowed = set(candidates)
         check = _first(
             lambda sample: (
@@ -111,21 +99,21 @@ class PluginHost(Dispatcher):
         return list(sample)
 
     async def approve_access(
-        self, organisation_id: str, request: AccessRequest
-    ) -> tuple[AccessDecision, str]:
+        self, organisation_id: str, request: types.AccessRequest
+    ) -> tuple[types.AccessDecision, str]:
         check = _first(
-            lambda decision: isinstance(decision, AccessDecision),
+            lambda decision: isinstance(decision, types.AccessDecision),
             "an access decision must be an AccessDecision",
         )
         return await self._decide(organisation_id, "chatpro_approve_access", check, request=request)
 
     async def departed_content(
-        self, organisation_id: str, member: MemberView, change: str
-    ) -> tuple[ContentDisposition, str]:
+        self, organisation_id: str, member: types.MemberView, change: str
+    ) -> tuple[types.ContentDisposition, str]:
         """What becomes of a departed or erased member's content, and which plugin said so."""
         check = _first(
             lambda answer: (
-                isinstance(answer, ContentDisposition)
+                isinstance(answer, types.ContentDisposition)
                 and answer.action in ("keep_pseudonymised", "delete")
                 and (answer.action != "keep_pseudonymised" or bool(answer.reason))
             ),
@@ -136,34 +124,40 @@ class PluginHost(Dispatcher):
         )
 
     async def restriction_stops_monitoring(
-        self, organisation_id: str, member: MemberView
+        self, organisation_id: str, member: types.MemberView
     ) -> tuple[bool, str]:
         check = _first(lambda answer: isinstance(answer, bool), "the answer must be True or False")
         return await self._decide(
             organisation_id, "chatpro_restriction_stops_monitoring", check, member=member
         )
 
-    async def member_changed(self, organisation_id: str, member: MemberView, change: str) -> None:
+    async def member_changed(
+        self, organisation_id: str, member: types.MemberView, change: str
+    ) -> None:
         await self._call(organisation_id, "chatpro_member_changed", member=member, change=change)
 
     async def access_recorded(
-        self, organisation_id: str, request: AccessRequest, result_count: int
+        self, organisation_id: str, request: types.AccessRequest, result_count: int
     ) -> None:
         await self._call(
             organisation_id, "chatpro_access_recorded", request=request, result_count=result_count
         )
 
-    async def export_formats(self, organisation_id: str) -> list[tuple[str, ExportFormat]]:
+    async def export_formats(self, organisation_id: str) -> list[tuple[str, types.ExportFormat]]:
         check = _each(
-            lambda offered: _list_of(offered, ExportFormat),
+            lambda offered: _list_of(offered, types.ExportFormat),
             "formats must be a list of ExportFormat",
         )
         _, answers = await self._call(organisation_id, "chatpro_export_formats", check)
         return [(plugin, f) for plugin, offered in answers for f in offered]
 
     async def export_content(
-        self, organisation_id: str, subject_ref: str, purpose: str, items: Iterable[ContentView]
-    ) -> AsyncIterator[ExportRecord | Withheld]:
+        self,
+        organisation_id: str,
+        subject_ref: str,
+        purpose: str,
+        items: Iterable[types.ContentView],
+    ) -> AsyncIterator[types.ExportRecord | types.Withheld]:
         """The organisation's part of a person's export, streamed and checked item by item."""
         _, answers = await self._call(
             organisation_id,
@@ -173,11 +167,13 @@ class PluginHost(Dispatcher):
             items=iter(items),
         )
         plugin, stream = answers[0]
-        async for record in self._drain(organisation_id, plugin, stream, (ExportRecord, Withheld)):
+        async for record in self._drain(
+            organisation_id, plugin, stream, (types.ExportRecord, types.Withheld)
+        ):
             yield record
 
     async def render_export(
-        self, organisation_id: str, format_name: str, records: Iterable[ExportRecord]
+        self, organisation_id: str, format_name: str, records: Iterable[types.ExportRecord]
     ) -> AsyncIterator[bytes]:
         _, answers = await self._call(
             organisation_id, "chatpro_render_export", format_name=format_name, records=iter(records)
