@@ -901,8 +901,10 @@ HOOK_PLUGINS = 10
 
 def _ten_plugin_manager() -> tuple[Any, Any, Any]:
     """The host, a manager holding ten plugins (plus the defaults) and an organisation view."""
+    from chatpro_privacy.domain.organisations.plugin_settings import PluginSettings
     from chatpro_privacy.plugin import Flag, PluginContext, hookimpl
-    from chatpro_privacy.plugin.host import PluginHost, new_manager
+    from chatpro_privacy.plugin.discovery import new_manager
+    from chatpro_privacy.plugin.host import PluginHost
     from chatpro_privacy.plugin.types import OrganisationView
 
     class Quiet:
@@ -917,7 +919,7 @@ def _ten_plugin_manager() -> tuple[Any, Any, Any]:
     manager = new_manager()
     for n in range(HOOK_PLUGINS):
         manager.register(Quiet(PluginContext(view, {})), name=f"quiet{n}")
-    return PluginHost({}), manager, view
+    return PluginHost({}, store=PluginSettings()), manager, view
 
 
 def _count_calls(call: Callable[[], object], duration: float) -> loadgen.Sample:

@@ -297,6 +297,7 @@ def _sweep_job(url: str, time_limit: float) -> dict[str, Any]:
     Runtime.build), timed from the call to its return; cancelled at its next await after
     ``time_limit`` seconds (then ``finished`` is false and the rows are counted)."""
     from chatpro_privacy import logs
+    from chatpro_privacy.domain.organisations.plugin_settings import PluginSettings
     from chatpro_privacy.domain.organisations.retention_periods import Retention
     from chatpro_privacy.domain.retention.content_sweep import ContentSweeper
     from chatpro_privacy.domain.vault.envelope import Vault
@@ -310,7 +311,9 @@ def _sweep_job(url: str, time_limit: float) -> dict[str, Any]:
     settings = from_env(os.environ)
     db = _open(url)
     host = PluginHost(
-        timeout=settings.plugin_timeout_seconds, fault_limit=settings.plugin_fault_limit
+        store=PluginSettings(),
+        timeout=settings.plugin_timeout_seconds,
+        fault_limit=settings.plugin_fault_limit,
     )
     keys = KeyStore(settings.key_store_url, settings.master_key)
     # Every transaction that held the write lock, observed as it ends, so that a pass

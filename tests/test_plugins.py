@@ -15,8 +15,10 @@ from chatpro.privacy.v1 import (
     organisation_service_pb2,
     organisation_service_pb2_grpc,
 )
+from chatpro_privacy.domain.organisations.plugin_settings import PluginSettings
 from chatpro_privacy.plugin import ContentRef, ContentView, ExportRecord, PluginContext, hookimpl
-from chatpro_privacy.plugin.host import PluginHost, discover
+from chatpro_privacy.plugin.discovery import discover
+from chatpro_privacy.plugin.host import PluginHost
 from chatpro_privacy.storage.db import database
 from chatpro_privacy.storage.models import OrganisationPlugin
 from chatpro_privacy.testing import InProcessServer, PluginKit
@@ -101,7 +103,7 @@ BROKEN = {
 @pytest.fixture
 def host() -> PluginHost:
     installed = discover()  # school_safeguarding, from its entry point
-    plugin_host = PluginHost(installed, timeout=LIMIT, fault_limit=3)
+    plugin_host = PluginHost(installed, store=PluginSettings(), timeout=LIMIT, fault_limit=3)
     for name, factory in BROKEN.items():
         plugin_host.install(name, factory)
     return plugin_host
@@ -266,7 +268,7 @@ def test_a_stuck_plugin_returns_on_time_without_blocking_the_server(orgs) -> Non
     assert retention(api, operator, b)["message"] == (12, "defaults")
     release.set()  # the stuck calls end; the school's calls are tried again
     deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and api.server.runtime.plugins._abandoned:
+    while time.monotonic() < deadline and api.server.runtime.plugins.workers.stuck_calls():
         time.sleep(0.05)
     assert retention(api, operator, a)["message"] == (24, "sleeps")
 
@@ -331,7 +333,7 @@ def test_streams_are_checked_chunk_by_chunk(orgs, host: PluginHost) -> None:  # 
 
     assert len(api.server.run(export(b))) == 2000  # the defaults stream every item
     enable(api, operator, a, "broken_stream")
-    from chatpro_privacy.plugin.host import PluginError
+    from chatpro_privacy.plugin.faults import PluginError
 
     with pytest.raises(PluginError) as caught:
         api.server.run(export(a))
@@ -353,10 +355,10 @@ def test_plugins_are_never_called_inside_a_write_transaction(orgs, host: PluginH
 
 
 def test_dispatch_with_ten_plugins_collects_in_order() -> None:
-    from chatpro_privacy.plugin.host import new_manager
+    from chatpro_privacy.plugin.discovery import new_manager
     from chatpro_privacy.plugin.types import OrganisationView
 
-    plugin_host = PluginHost({})
+    plugin_host = PluginHost({}, store=PluginSettings())
     manager = new_manager()
     view = OrganisationView("org", "Org")
     for n in range(10):

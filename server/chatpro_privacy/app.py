@@ -55,6 +55,7 @@ from chatpro_privacy.domain.content.monitoring import Monitoring
 from chatpro_privacy.domain.content.recordings import Recordings
 from chatpro_privacy.domain.kernel.passwords import TEST_PARAMETERS, Passwords
 from chatpro_privacy.domain.kernel.tokens import ConfirmationTokens
+from chatpro_privacy.domain.organisations.plugin_settings import PluginSettings
 from chatpro_privacy.domain.organisations.retention_periods import Retention
 from chatpro_privacy.domain.records import audit
 from chatpro_privacy.domain.rights.export.document import Exports
@@ -146,7 +147,9 @@ class Runtime:
         gate = policy.PolicyGate()
         consents = Consents(settings.policy, gate.history)
         host = plugins or PluginHost(
-            timeout=settings.plugin_timeout_seconds, fault_limit=settings.plugin_fault_limit
+            store=PluginSettings(),
+            timeout=settings.plugin_timeout_seconds,
+            fault_limit=settings.plugin_fault_limit,
         )
         vault = Vault(
             KeyStore(settings.key_store_url, settings.master_key), BlobStore(settings.blob_dir)

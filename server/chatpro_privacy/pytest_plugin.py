@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from chatpro_privacy.plugin.host import Factory
+from chatpro_privacy.plugin.discovery import Factory
 from chatpro_privacy.testing import PluginKit
 
 

@@ -32,7 +32,9 @@ from chatpro_privacy import app
 from chatpro_privacy.domain.accounts.accounts import Registration
 from chatpro_privacy.domain.accounts.roles import grant_role
 from chatpro_privacy.domain.consent.policy import current_policy
-from chatpro_privacy.plugin.host import Factory, PluginHost
+from chatpro_privacy.domain.organisations.plugin_settings import PluginSettings
+from chatpro_privacy.plugin.discovery import Factory
+from chatpro_privacy.plugin.host import PluginHost
 from chatpro_privacy.plugin.types import (
     CONTENT_KINDS,
     ContentRef,
@@ -238,7 +240,9 @@ class PluginKit:
         **overrides: Any,
     ) -> Iterator[PluginKit]:
         """Serve with the plugin installed (``factory``, or its entry point) and enabled."""
-        host = PluginHost(timeout=overrides.pop("plugin_timeout_seconds", 2.0))
+        host = PluginHost(
+            store=PluginSettings(), timeout=overrides.pop("plugin_timeout_seconds", 2.0)
+        )
         if factory is not None:
             host.install(plugin_name, factory)
         with contextlib.ExitStack() as stack:

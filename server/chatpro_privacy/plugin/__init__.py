@@ -10,44 +10,12 @@ that takes a :class:`PluginContext` and returns the plugin object.
 
 import pluggy
 
+from chatpro_privacy.plugin import types
 from chatpro_privacy.plugin.hookspecs import PROJECT
-from chatpro_privacy.plugin.types import (
-    CONTENT_KINDS,
-    AccessDecision,
-    AccessRequest,
-    ContentDisposition,
-    ContentKind,
-    ContentRef,
-    ContentView,
-    ExportFormat,
-    ExportRecord,
-    Flag,
-    MemberView,
-    OrganisationView,
-    PluginContext,
-    RetentionVeto,
-    Withheld,
-)
+from chatpro_privacy.plugin.types import *  # noqa: F403  (the values plugins see and return)
 
 ENTRY_POINT_GROUP = PROJECT
 hookimpl = pluggy.HookimplMarker(PROJECT)
 
-__all__ = [
-    "CONTENT_KINDS",
-    "ENTRY_POINT_GROUP",
-    "AccessDecision",
-    "AccessRequest",
-    "ContentDisposition",
-    "ContentKind",
-    "ContentRef",
-    "ContentView",
-    "ExportFormat",
-    "ExportRecord",
-    "Flag",
-    "MemberView",
-    "OrganisationView",
-    "PluginContext",
-    "RetentionVeto",
-    "Withheld",
-    "hookimpl",
-]
+__all__ = ["ENTRY_POINT_GROUP", "hookimpl"]
+__all__ += types.__all__

@@ -8,9 +8,29 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+# What plugin authors import from ``chatpro_privacy.plugin``.
+__all__ = [
+    "CONTENT_KINDS",
+    "AccessDecision",
+    "AccessRequest",
+    "ContentDisposition",
+    "ContentKind",
+    "ContentRef",
+    "ContentView",
+    "ExportFormat",
+    "ExportRecord",
+    "Flag",
+    "MemberView",
+    "OrganisationView",
+    "PluginContext",
+    "RetentionVeto",
+    "Withheld",
+]
+
 ContentKind = Literal["message", "call_recording"]
 CONTENT_KINDS: tuple[ContentKind, ...] = ("message", "call_recording")
 DEFAULT_RETENTION_MONTHS = 12
+MAX_RETENTION_MONTHS = 120
 
 
 @dataclass(frozen=True)
@@ -32,11 +52,17 @@ class PluginContext:
 
 
 @dataclass(frozen=True)
-class ContentRef:
-    """One item of content, without its body."""
+class ContentKey:
+    """Which item of content: what every value about one item starts with."""
 
     kind: ContentKind
     content_id: str
+
+
+@dataclass(frozen=True)
+class ContentRef(ContentKey):
+    """One item of content, without its body."""
+
     conversation_id: str
     author_ref: str  # the author's pseudonymous subject id
     created_at: dt.datetime
@@ -78,36 +104,38 @@ class AccessRequest:
 
 @dataclass(frozen=True)
 class AccessDecision:
+    """A plugin's answer to an AccessRequest; a refusal says why."""
+
     allowed: bool
     reason: str = ""
 
 
 @dataclass(frozen=True)
-class ExportRecord:
+class ExportRecord(ContentKey):
     """One record of an organisation's part of a person's export."""
 
-    kind: ContentKind
-    content_id: str
     fields: Mapping[str, Any]
 
 
 @dataclass(frozen=True)
-class Withheld:
+class Withheld(ContentKey):
     """An item kept out of an export, with the legal exemption relied on (RGT-1, PLG-3)."""
 
-    kind: ContentKind
-    content_id: str
     exemption: str
 
 
 @dataclass(frozen=True)
 class ExportFormat:
+    """A format a plugin can render an export in, named as people choose it."""
+
     name: str
-    media_type: str
+    media_type: str  # of the rendered bytes, e.g. "application/json"
 
 
 @dataclass(frozen=True)
 class MemberView:
+    """A member as plugins know them: pseudonymous, with their role."""
+
     subject_ref: str
     role: str  # "member" | "administrator"
 

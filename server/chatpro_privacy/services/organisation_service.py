@@ -7,7 +7,13 @@ from chatpro.privacy.v1 import organisation_service_pb2_grpc as pb_grpc
 
 from chatpro_privacy import context as call
 from chatpro_privacy.domain.accounts.provisioning import Provision, Provisioning
-from chatpro_privacy.domain.organisations import memberships, organisations
+from chatpro_privacy.domain.organisations import (
+    memberships,
+    organisations,
+    plugin_settings,
+    retention_periods,
+    statements,
+)
 from chatpro_privacy.domain.organisations.retention_periods import Retention
 from chatpro_privacy.domain.retention import legal_holds
 from chatpro_privacy.plugin.host import PluginHost
@@ -43,7 +49,7 @@ class OrganisationService(pb_grpc.OrganisationServiceServicer):
     async def PublishStatement(
         self, request: pb.PublishStatementRequest, context: Context
     ) -> pb.PublishStatementResponse:
-        statement = organisations.publish_statement(
+        statement = statements.publish_statement(
             call.principal.get(),
             self.host,
             request.organisation_id,
@@ -57,13 +63,13 @@ class OrganisationService(pb_grpc.OrganisationServiceServicer):
     async def GetStatement(
         self, request: pb.GetStatementRequest, context: Context
     ) -> pb.GetStatementResponse:
-        statement = organisations.statement_in_effect(call.principal.get(), request.organisation_id)
+        statement = statements.statement_in_effect(call.principal.get(), request.organisation_id)
         return pb.GetStatementResponse(statement=convert.statement(statement))
 
     async def ListOrganisationPlugins(
         self, request: pb.ListOrganisationPluginsRequest, context: Context
     ) -> pb.ListOrganisationPluginsResponse:
-        statuses = organisations.plugins(call.principal.get(), self.host, request.organisation_id)
+        statuses = plugin_settings.plugins(call.principal.get(), self.host, request.organisation_id)
         return pb.ListOrganisationPluginsResponse(
             plugins=[convert.plugin_status(p) for p in statuses]
         )
@@ -71,7 +77,7 @@ class OrganisationService(pb_grpc.OrganisationServiceServicer):
     async def EnablePlugin(
         self, request: pb.EnablePluginRequest, context: Context
     ) -> pb.EnablePluginResponse:
-        status = await organisations.enable(
+        status = await plugin_settings.enable(
             call.principal.get(),
             self.host,
             request.organisation_id,
@@ -83,7 +89,7 @@ class OrganisationService(pb_grpc.OrganisationServiceServicer):
     async def ConfigurePlugin(
         self, request: pb.ConfigurePluginRequest, context: Context
     ) -> pb.ConfigurePluginResponse:
-        status = await organisations.enable(
+        status = await plugin_settings.enable(
             call.principal.get(),
             self.host,
             request.organisation_id,
@@ -96,7 +102,7 @@ class OrganisationService(pb_grpc.OrganisationServiceServicer):
     async def DisablePlugin(
         self, request: pb.DisablePluginRequest, context: Context
     ) -> pb.DisablePluginResponse:
-        status = organisations.disable(
+        status = plugin_settings.disable(
             call.principal.get(), self.host, request.organisation_id, request.plugin_name
         )
         return pb.DisablePluginResponse(plugin=convert.plugin_status(status))
@@ -104,7 +110,7 @@ class OrganisationService(pb_grpc.OrganisationServiceServicer):
     async def GetRetentionPolicy(
         self, request: pb.GetRetentionPolicyRequest, context: Context
     ) -> pb.GetRetentionPolicyResponse:
-        decisions = await organisations.retention_policy(
+        decisions = await retention_periods.retention_policy(
             call.principal.get(), self.host, request.organisation_id
         )
         return pb.GetRetentionPolicyResponse(
@@ -114,7 +120,7 @@ class OrganisationService(pb_grpc.OrganisationServiceServicer):
     async def ListExportFormats(
         self, request: pb.ListExportFormatsRequest, context: Context
     ) -> pb.ListExportFormatsResponse:
-        formats = await organisations.export_formats(
+        formats = await plugin_settings.export_formats(
             call.principal.get(), self.host, request.organisation_id
         )
         return pb.ListExportFormatsResponse(

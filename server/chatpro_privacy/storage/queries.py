@@ -13,7 +13,7 @@ from functools import cache
 from typing import Any, NamedTuple
 
 from chatpro_privacy.storage.db import database, is_postgres
-from chatpro_privacy.storage.models import Account, ConsentEvent, Device
+from chatpro_privacy.storage.models import Account, ConsentEvent, Device, OrganisationStatement
 
 _SESSION_PRINCIPAL = """
 SELECT s.id, s.revoked_at, s.expires_at, a.id, a.subject_ref, s.kind, a.policy_version,
@@ -215,3 +215,25 @@ def insert_consent_event(event: ConsentEvent) -> None:
 def tuples(query: Any) -> Iterator[tuple[Any, ...]]:
     """A peewee query's rows as plain tuples, typed for the callers that unpack them."""
     return iter(query.tuples())
+
+
+def statements_in_effect(organisation_id: str, at: dt.datetime, *columns: Any) -> Any:
+    """An organisation's statements in effect by ``at``, oldest first (ties: first published
+    first); ``columns`` narrows the select for callers that need only a few."""
+    return (
+        OrganisationStatement.select(*columns)
+        .where(
+            (OrganisationStatement.organisation == organisation_id)
+            & (OrganisationStatement.effective_at <= at)
+        )
+        .order_by(OrganisationStatement.effective_at, OrganisationStatement.id)
+    )
+
+
+def statement_in_effect(organisation_id: str, at: dt.datetime) -> OrganisationStatement | None:
+    """The statement in effect at ``at``: the last of those in effect by then."""
+    return (
+        statements_in_effect(organisation_id, at)
+        .order_by(OrganisationStatement.effective_at.desc(), OrganisationStatement.id.desc())
+        .first()
+    )

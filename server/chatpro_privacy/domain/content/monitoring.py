@@ -33,7 +33,8 @@ from chatpro_privacy.domain.kernel.tokens import new_id
 from chatpro_privacy.domain.organisations.retention_periods import Retention
 from chatpro_privacy.domain.vault import crypto
 from chatpro_privacy.domain.vault.envelope import Vault
-from chatpro_privacy.plugin.host import PluginError, PluginHost
+from chatpro_privacy.plugin.faults import PluginError
+from chatpro_privacy.plugin.host import PluginHost
 from chatpro_privacy.plugin.types import AccessRequest
 from chatpro_privacy.storage.db import database, is_postgres
 from chatpro_privacy.storage.models import (

@@ -15,19 +15,12 @@ import re
 
 from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.consent import ledger as consent
-from chatpro_privacy.domain.kernel.errors import (
-    AlreadyExists,
-    FailedPrecondition,
-    FieldViolation,
-    InvalidArgument,
-    NotFound,
-    PermissionDenied,
-)
+from chatpro_privacy.domain.kernel import errors
 from chatpro_privacy.domain.kernel.principals import Principal, Role
 from chatpro_privacy.domain.records import audit, deletion_feed, outbox
 from chatpro_privacy.storage.db import database
 from chatpro_privacy.storage.models import Account, Membership, Organisation, OrganisationStatement
-from chatpro_privacy.storage.queries import tuples
+from chatpro_privacy.storage.queries import statement_in_effect, tuples
 
 MEMBER = "member"
 ADMINISTRATOR = "administrator"
@@ -36,17 +29,22 @@ ACTIVE = "active"
 _MOBILE = re.compile(r"^\+?[0-9]{7,15}$")
 
 
+def unknown(organisation_id: str) -> errors.NotFound:
+    """What anyone outside an organisation is told of it: that it does not exist (ORG-5)."""
+    return errors.NotFound(
+        "ORGANISATION_NOT_FOUND", "no such organisation", {"organisation_id": organisation_id}
+    )
+
+
 def organisation(organisation_id: str) -> Organisation:
     """The organisation: INVALID_ARGUMENT without an id, NOT_FOUND for an unknown one."""
     if not organisation_id:
-        raise InvalidArgument([FieldViolation("organisation_id", "is required", "REQUIRED")])
+        raise errors.InvalidArgument(
+            [errors.FieldViolation("organisation_id", "is required", "REQUIRED")]
+        )
     org = Organisation.get_or_none(Organisation.id == organisation_id[:64])
     if org is None:
-        raise NotFound(
-            "ORGANISATION_NOT_FOUND",
-            "no such organisation",
-            {"organisation_id": organisation_id[:64]},
-        )
+        raise unknown(organisation_id[:64])
     return org
 
 
@@ -66,11 +64,9 @@ def require_manager(principal: Principal, organisation_id: str) -> Organisation:
         return org
     mine = membership(org.id, principal.account_id) if principal.is_person else None
     if mine is None:
-        raise NotFound(
-            "ORGANISATION_NOT_FOUND", "no such organisation", {"organisation_id": org.id}
-        )
+        raise unknown(org.id)
     if mine.role != ADMINISTRATOR or mine.state != ACTIVE:
-        raise PermissionDenied(
+        raise errors.PermissionDenied(
             "ADMINISTRATORS_ONLY", "only the organisation's administrators may do this"
         )
     return org
@@ -84,20 +80,24 @@ def require_visible(principal: Principal, organisation_id: str) -> Organisation:
         return org
     if principal.acts_for_subject and membership(org.id, principal.account_id) is not None:
         return org
-    raise NotFound("ORGANISATION_NOT_FOUND", "no such organisation", {"organisation_id": org.id})
+    raise unknown(org.id)
 
 
 def invite(principal: Principal, organisation_id: str, account_id: str, role: str) -> Membership:
     org = require_manager(principal, organisation_id)
     if role not in (MEMBER, ADMINISTRATOR):
-        raise InvalidArgument([FieldViolation("role", "is required", "REQUIRED")])
+        raise errors.InvalidArgument([errors.FieldViolation("role", "is required", "REQUIRED")])
     if not account_id:
-        raise InvalidArgument([FieldViolation("account_id", "is required", "REQUIRED")])
+        raise errors.InvalidArgument(
+            [errors.FieldViolation("account_id", "is required", "REQUIRED")]
+        )
     account = Account.get_or_none(Account.id == account_id[:64])
     if account is None:
-        raise NotFound("ACCOUNT_NOT_FOUND", "no such account", {"account_id": account_id[:64]})
+        raise errors.NotFound(
+            "ACCOUNT_NOT_FOUND", "no such account", {"account_id": account_id[:64]}
+        )
     if membership(org.id, account.id) is not None:
-        raise AlreadyExists("ALREADY_A_MEMBER", "the account is a member or invited already")
+        raise errors.AlreadyExists("ALREADY_A_MEMBER", "the account is a member or invited already")
     with database.atomic():
         row = Membership.create(
             organisation=org.id,
@@ -113,55 +113,41 @@ def invite(principal: Principal, organisation_id: str, account_id: str, role: st
     return row
 
 
-def _statement_in_effect(organisation_id: str) -> OrganisationStatement | None:
-    return (
-        OrganisationStatement.select()
-        .where(
-            (OrganisationStatement.organisation == organisation_id)
-            & (OrganisationStatement.effective_at <= clock.now())
-        )
-        .order_by(OrganisationStatement.effective_at.desc(), OrganisationStatement.id.desc())
-        .first()
-    )
-
-
 def accept(
     principal: Principal, organisation_id: str, statement_version: str, mobile_number: str
 ) -> Membership:
     if not principal.is_person:
-        raise PermissionDenied("PEOPLE_ONLY", "the invited person accepts")
+        raise errors.PermissionDenied("PEOPLE_ONLY", "the invited person accepts")
     org = organisation(organisation_id)
     mine = membership(org.id, principal.account_id)
     if mine is None:
-        raise NotFound(
-            "ORGANISATION_NOT_FOUND", "no such organisation", {"organisation_id": org.id}
-        )
+        raise unknown(org.id)
     if mine.state == ACTIVE:
-        raise AlreadyExists("ALREADY_A_MEMBER", "you are a member already")
-    statement = _statement_in_effect(org.id)
+        raise errors.AlreadyExists("ALREADY_A_MEMBER", "you are a member already")
+    statement = statement_in_effect(org.id, clock.now())
     if statement is None:
-        raise FailedPrecondition(
+        raise errors.FailedPrecondition(
             "NO_STATEMENT_PUBLISHED", "the organisation has published no statement yet"
         )
     if statement_version != statement.version:
-        raise FailedPrecondition(
+        raise errors.FailedPrecondition(
             "STATEMENT_VERSION_NOT_CURRENT",
             f"acknowledge the statement in effect ({statement.version})",
             {"current_version": statement.version},
         )
     mobile = mobile_number.replace(" ", "")
     if mine.role == ADMINISTRATOR and not _MOBILE.match(mobile):
-        raise InvalidArgument(
+        raise errors.InvalidArgument(
             [
-                FieldViolation(
+                errors.FieldViolation(
                     "mobile_number", "an administrator must give a mobile number", "REQUIRED"
                 )
             ]
         )
     if mine.role != ADMINISTRATOR and mobile_number:
-        raise InvalidArgument(
+        raise errors.InvalidArgument(
             [
-                FieldViolation(
+                errors.FieldViolation(
                     "mobile_number", "is only collected from administrators", "NOT_COLLECTED"
                 )
             ]
@@ -236,17 +222,15 @@ def require_reacknowledgement(
 def acknowledge(principal: Principal, organisation_id: str, statement_version: str) -> Membership:
     """A member acknowledges the statement in effect (CON-5)."""
     if not principal.is_person:
-        raise PermissionDenied("PEOPLE_ONLY", "members acknowledge for themselves")
+        raise errors.PermissionDenied("PEOPLE_ONLY", "members acknowledge for themselves")
     org = organisation(organisation_id)
     mine = membership(org.id, principal.account_id)
     if mine is None or mine.state != ACTIVE:
-        raise NotFound(
-            "ORGANISATION_NOT_FOUND", "no such organisation", {"organisation_id": org.id}
-        )
-    statement = _statement_in_effect(org.id)
+        raise unknown(org.id)
+    statement = statement_in_effect(org.id, clock.now())
     if statement is None or statement_version != statement.version:
         current = statement.version if statement else ""
-        raise FailedPrecondition(
+        raise errors.FailedPrecondition(
             "STATEMENT_VERSION_NOT_CURRENT",
             f"acknowledge the statement in effect ({current})",
             {"current_version": current},
@@ -284,11 +268,9 @@ def remove(principal: Principal, organisation_id: str, account_id: str) -> None:
     target = str(principal.account_id) if leaving else account_id
     row = membership(org.id, target)
     if row is None and leaving:  # ORG-5: to an outsider the organisation does not exist
-        raise NotFound(
-            "ORGANISATION_NOT_FOUND", "no such organisation", {"organisation_id": org.id}
-        )
+        raise unknown(org.id)
     if row is None:
-        raise NotFound("MEMBER_NOT_FOUND", "no such member", {"account_id": target[:64]})
+        raise errors.NotFound("MEMBER_NOT_FOUND", "no such member", {"account_id": target[:64]})
     account = Account.get_by_id(target)
     with database.atomic():
         Membership.delete().where(
@@ -317,5 +299,5 @@ def members(principal: Principal, organisation_id: str) -> list[Membership]:
 
 def mine(principal: Principal) -> list[Membership]:
     if not principal.is_person:
-        raise PermissionDenied("PEOPLE_ONLY", "only people have memberships")
+        raise errors.PermissionDenied("PEOPLE_ONLY", "only people have memberships")
     return list(Membership.select().where(Membership.account == principal.account_id))

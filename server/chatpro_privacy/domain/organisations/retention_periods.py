@@ -22,9 +22,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from chatpro_privacy.clock import clock
+from chatpro_privacy.domain.kernel.principals import Principal
+from chatpro_privacy.domain.organisations import memberships
+from chatpro_privacy.domain.organisations.statements import longer_since
 from chatpro_privacy.plugin.host import PluginHost
 from chatpro_privacy.plugin.types import CONTENT_KINDS, DEFAULT_RETENTION_MONTHS, ContentKind
 from chatpro_privacy.storage.models import ContentItem, OrganisationStatement
+from chatpro_privacy.storage.queries import statements_in_effect
 
 # Plugins' answers are reused this long; publishing a statement or changing a plugin clears
 # them at once (PluginHost.invalidate).
@@ -72,16 +76,11 @@ class Segment:
 
 def segments(organisation_id: str, kind: ContentKind, months_now: int) -> list[Segment]:
     """The periods content of ``kind`` was created under, oldest first."""
-    now = clock.now()
-    statements = list(
-        OrganisationStatement.select(
-            OrganisationStatement.effective_at, OrganisationStatement.retention_months
-        )
-        .where(
-            (OrganisationStatement.organisation == organisation_id)
-            & (OrganisationStatement.effective_at <= now)
-        )
-        .order_by(OrganisationStatement.effective_at, OrganisationStatement.id)
+    statements = statements_in_effect(
+        organisation_id,
+        clock.now(),
+        OrganisationStatement.effective_at,
+        OrganisationStatement.retention_months,
     )
     bounds: list[tuple[dt.datetime | None, int]] = [(None, DEFAULT_RETENTION_MONTHS)]
     for s in statements:
@@ -159,3 +158,26 @@ class Retention:
     async def expired(self, organisation_id: str, now: dt.datetime | None = None) -> Any:
         """A condition on ContentItem: past its period at ``now``."""
         return ~(await self.served(organisation_id, CONTENT_KINDS, now))
+
+
+@dataclass(frozen=True)
+class RetentionDecision:
+    kind: str
+    months: int
+    decided_by: str
+    applies_to_content_after: dt.datetime | None = None
+
+
+async def retention_policy(
+    principal: Principal, host: PluginHost, organisation_id: str
+) -> list[RetentionDecision]:
+    """Each kind of content's period, as the organisation's plugins decide within what its
+    statement announces. Reading it calls the organisation's plugins, so it is not public."""
+    org = memberships.require_manager(principal, organisation_id)
+    decisions = []
+    for kind in CONTENT_KINDS:
+        months, plugin = await host.retention(org.id, kind)
+        decisions.append(
+            RetentionDecision(kind, months, plugin, longer_since(org.id, kind, months))
+        )
+    return decisions

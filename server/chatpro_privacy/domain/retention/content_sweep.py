@@ -51,7 +51,8 @@ from chatpro_privacy.domain.records import deletion_feed
 from chatpro_privacy.domain.retention import legal_holds
 from chatpro_privacy.domain.rights import requests as rights
 from chatpro_privacy.domain.vault.envelope import Vault
-from chatpro_privacy.plugin.host import PluginError, PluginHost
+from chatpro_privacy.plugin.faults import PluginError
+from chatpro_privacy.plugin.host import PluginHost
 from chatpro_privacy.plugin.types import ContentRef
 from chatpro_privacy.storage.db import database, is_postgres
 from chatpro_privacy.storage.models import (

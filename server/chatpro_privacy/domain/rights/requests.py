@@ -48,7 +48,8 @@ from chatpro_privacy.domain.kernel.tokens import new_id
 from chatpro_privacy.domain.records import audit, outbox
 from chatpro_privacy.domain.rights import erasure
 from chatpro_privacy.domain.vault.envelope import Vault
-from chatpro_privacy.plugin.host import PluginError, PluginHost
+from chatpro_privacy.plugin.faults import PluginError
+from chatpro_privacy.plugin.host import PluginHost
 from chatpro_privacy.plugin.types import MemberView
 from chatpro_privacy.settings import PolicySettings
 from chatpro_privacy.storage.db import database

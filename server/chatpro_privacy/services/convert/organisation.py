@@ -6,7 +6,7 @@ import json
 
 from chatpro.privacy.v1 import organisation_pb2
 
-from chatpro_privacy.domain.organisations import organisations
+from chatpro_privacy.domain.organisations import plugin_settings, retention_periods
 from chatpro_privacy.services.convert.common import timestamp
 from chatpro_privacy.storage import models
 
@@ -47,7 +47,7 @@ def statement(s: models.OrganisationStatement) -> organisation_pb2.OrganisationS
     )
 
 
-def plugin_status(p: organisations.PluginStatus) -> organisation_pb2.OrganisationPlugin:
+def plugin_status(p: plugin_settings.PluginStatus) -> organisation_pb2.OrganisationPlugin:
     return organisation_pb2.OrganisationPlugin(
         plugin_name=p.name,
         state=PLUGIN_STATES[p.state],
@@ -69,7 +69,7 @@ def membership(m: models.Membership) -> organisation_pb2.Membership:
     )
 
 
-def retention_period(d: organisations.RetentionDecision) -> organisation_pb2.RetentionPeriod:
+def retention_period(d: retention_periods.RetentionDecision) -> organisation_pb2.RetentionPeriod:
     return organisation_pb2.RetentionPeriod(
         content_kind=d.kind,
         months=d.months,

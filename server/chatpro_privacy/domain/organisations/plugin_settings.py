@@ -1,0 +1,241 @@
+"""Which plugins each organisation enables, with what configuration (PLG-4), and what the
+host needs of those settings: it reads them, and counts faults in them, through the
+``PluginStore`` it is given, so that the host itself knows no storage.
+
+Managing an organisation's plugins is for operators and its own active administrators.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from chatpro_privacy.clock import clock
+from chatpro_privacy.domain.kernel.errors import FailedPrecondition, FieldViolation, InvalidArgument
+from chatpro_privacy.domain.kernel.principals import Principal
+from chatpro_privacy.domain.organisations import memberships
+from chatpro_privacy.domain.records import audit, outbox
+from chatpro_privacy.plugin.faults import PluginFault
+from chatpro_privacy.plugin.host import PluginHost
+from chatpro_privacy.plugin.store import OrganisationSettings, PluginSetting
+from chatpro_privacy.plugin.types import CONTENT_KINDS, OrganisationView
+from chatpro_privacy.storage.db import database
+from chatpro_privacy.storage.models import Organisation, OrganisationPlugin
+from chatpro_privacy.storage.queries import statement_in_effect
+
+ENABLED = "enabled"
+FAULTED = "faulted"
+MAX_CONFIG_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class PluginStatus:
+    name: str
+    state: str  # "available" | "enabled" | "faulted"
+    config: str
+    fault_reason: str
+    distribution: str
+
+
+def plugins(principal: Principal, host: PluginHost, organisation_id: str) -> list[PluginStatus]:
+    org = memberships.require_manager(principal, organisation_id)
+    rows = {
+        r.plugin_name: r
+        for r in OrganisationPlugin.select().where(OrganisationPlugin.organisation == org.id)
+    }
+    statuses = []
+    for name in sorted(set(host.installed) | set(rows)):
+        row = rows.get(name)
+        installed = host.installed.get(name)
+        statuses.append(
+            PluginStatus(
+                name=name,
+                state=row.state if row else "available",
+                config=row.config if row else "{}",
+                fault_reason=(row.fault_reason or "") if row and row.state == FAULTED else "",
+                distribution=installed.distribution if installed else "not installed",
+            )
+        )
+    return statuses
+
+
+def _config(text: str) -> dict[str, Any]:
+    if len(text.encode("utf-8")) > MAX_CONFIG_BYTES:
+        raise InvalidArgument(
+            [FieldViolation("config_json", "must be at most 64 KiB", "TOO_LARGE")]
+        )
+    try:
+        value = json.loads(text or "{}")
+    except ValueError:
+        raise InvalidArgument(
+            [FieldViolation("config_json", "is not JSON", "INVALID_JSON")]
+        ) from None
+    if not isinstance(value, dict):
+        raise InvalidArgument(
+            [FieldViolation("config_json", "must be a JSON object", "INVALID_JSON")]
+        )
+    return value
+
+
+async def enable(
+    principal: Principal,
+    host: PluginHost,
+    organisation_id: str,
+    name: str,
+    config_json: str,
+    *,
+    only_reconfigure: bool = False,
+) -> PluginStatus:
+    org = memberships.require_manager(principal, organisation_id)
+    if name not in host.installed:
+        raise InvalidArgument(
+            [FieldViolation("plugin_name", "is not installed on this server", "UNKNOWN_PLUGIN")]
+        )
+    config = _config(config_json)
+    existing = OrganisationPlugin.get_or_none(_row(org.id, name))
+    if only_reconfigure and existing is None:
+        raise FailedPrecondition("PLUGIN_NOT_ENABLED", "enable the plugin before configuring it")
+    view = OrganisationView(org.id, org.name)
+    try:
+        await host.run_isolated(lambda tracker: host.check_config(name, view, config))
+    except PluginFault as fault:
+        cause = fault.__cause__
+        if isinstance(cause, ValueError):
+            raise InvalidArgument(
+                [FieldViolation("config_json", str(cause)[:200], "PLUGIN_CONFIG_INVALID")]
+            ) from None
+        raise InvalidArgument(
+            [
+                FieldViolation(
+                    "plugin_name", f"the plugin could not start ({fault.detail})", "PLUGIN_BROKEN"
+                )
+            ]
+        ) from None
+    text = json.dumps(config, sort_keys=True)
+    with database.atomic():
+        if existing is None:
+            OrganisationPlugin.create(
+                organisation=org.id,
+                plugin_name=name,
+                config=text,
+                state=ENABLED,
+                consecutive_faults=0,
+                updated_at=clock.now(),
+            )
+        else:
+            OrganisationPlugin.update(
+                config=text,
+                state=ENABLED,
+                consecutive_faults=0,
+                fault_reason=None,
+                updated_at=clock.now(),
+            ).where(_row(org.id, name)).execute()
+        audit.record(principal, f"plugin.enable:{name}", "organisation", org.id)
+    host.invalidate(org.id)
+    return next(p for p in plugins(principal, host, org.id) if p.name == name)
+
+
+def disable(
+    principal: Principal, host: PluginHost, organisation_id: str, name: str
+) -> PluginStatus:
+    org = memberships.require_manager(principal, organisation_id)
+    with database.atomic():
+        removed = OrganisationPlugin.delete().where(_row(org.id, name)).execute()
+        if not removed:
+            raise FailedPrecondition(
+                "PLUGIN_NOT_ENABLED", "the plugin is not enabled for this organisation"
+            )
+        audit.record(principal, f"plugin.disable:{name}", "organisation", org.id)
+    host.invalidate(org.id)
+    return next(
+        (p for p in plugins(principal, host, org.id) if p.name == name),
+        PluginStatus(name, "available", "{}", "", "not installed"),
+    )
+
+
+async def export_formats(
+    principal: Principal, host: PluginHost, organisation_id: str
+) -> list[tuple[str, Any]]:
+    org = memberships.require_manager(principal, organisation_id)
+    return await host.export_formats(org.id)
+
+
+def _row(organisation_id: str, plugin: str) -> Any:
+    """A condition: the organisation's setting for ``plugin``."""
+    return (OrganisationPlugin.organisation == organisation_id) & (
+        OrganisationPlugin.plugin_name == plugin
+    )
+
+
+class PluginSettings:
+    """The host's PluginStore: the organisations' plugin settings in the database."""
+
+    def load(self, organisation_id: str) -> OrganisationSettings | None:
+        org = Organisation.get_or_none(Organisation.id == organisation_id)
+        if org is None:
+            return None
+        view = OrganisationView(org.id, org.name, _announced_retention(org.id))
+        rows = OrganisationPlugin.select().where(OrganisationPlugin.organisation == org.id)
+        return OrganisationSettings(
+            view,
+            tuple(
+                PluginSetting(
+                    name=row.plugin_name,
+                    config=json.loads(row.config),
+                    fault_reason=(row.fault_reason or "faulted") if row.state == FAULTED else None,
+                    consecutive_faults=row.consecutive_faults,
+                )
+                for row in rows
+            ),
+        )
+
+    def has_plugins(self, organisation_id: str) -> bool:
+        return bool(
+            OrganisationPlugin.select()
+            .where(OrganisationPlugin.organisation == organisation_id)
+            .exists()
+        )
+
+    def record_fault(
+        self, organisation_id: str, plugin: str, reason: str, limit: int
+    ) -> int | None:
+        with database.atomic():
+            row = OrganisationPlugin.get_or_none(_row(organisation_id, plugin))
+            if row is None or row.state == FAULTED:
+                return None
+            faults = int(row.consecutive_faults) + 1
+            state = FAULTED if faults >= limit else ENABLED
+            OrganisationPlugin.update(
+                consecutive_faults=faults,
+                state=state,
+                fault_reason=reason,
+                updated_at=clock.now(),
+            ).where(_row(organisation_id, plugin)).execute()
+            if state == FAULTED:
+                outbox.emit(
+                    outbox.PLUGIN_FAULTED,
+                    None,
+                    organisation_id=organisation_id,
+                    plugin_name=plugin,
+                    reason=reason,
+                )
+        return faults
+
+    def record_success(self, organisation_id: str, plugin: str) -> None:
+        with database.atomic():
+            OrganisationPlugin.update(consecutive_faults=0).where(
+                _row(organisation_id, plugin)
+            ).execute()
+
+    def in_transaction(self) -> bool:
+        return database.obj is not None and bool(database.in_transaction())
+
+
+def _announced_retention(organisation_id: str) -> dict[str, int]:
+    """Months per content kind announced by the statement in effect (none: {})."""
+    statement = statement_in_effect(organisation_id, clock.now())
+    if statement is None:
+        return {}
+    months = json.loads(statement.retention_months)
+    return {k: int(v) for k, v in months.items() if k in CONTENT_KINDS}
