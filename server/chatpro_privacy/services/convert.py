@@ -15,7 +15,7 @@ from chatpro.privacy.v1 import (
 )
 from google.protobuf import timestamp_pb2
 
-from chatpro_privacy.domain.accounts import accounts
+from chatpro_privacy.domain.accounts import devices, profile, sources
 from chatpro_privacy.domain.accounts.sessions import ACTIVE, PENDING_GUARDIAN, PENDING_SETUP
 from chatpro_privacy.domain.consent import ledger as consent
 from chatpro_privacy.domain.consent import purposes
@@ -26,11 +26,11 @@ from chatpro_privacy.domain.records import outbox
 from chatpro_privacy.storage import models
 
 SOURCES = {
-    accounts.PERSON: common_pb2.DATA_SOURCE_PERSON,
-    accounts.GUARDIAN: common_pb2.DATA_SOURCE_GUARDIAN,
-    accounts.ORGANISATION: common_pb2.DATA_SOURCE_ORGANISATION,
-    accounts.DEVICE: common_pb2.DATA_SOURCE_DEVICE,
-    accounts.ANALYTICS_PROVIDER: common_pb2.DATA_SOURCE_ANALYTICS_PROVIDER,
+    sources.PERSON: common_pb2.DATA_SOURCE_PERSON,
+    sources.GUARDIAN: common_pb2.DATA_SOURCE_GUARDIAN,
+    sources.ORGANISATION: common_pb2.DATA_SOURCE_ORGANISATION,
+    sources.DEVICE: common_pb2.DATA_SOURCE_DEVICE,
+    sources.ANALYTICS_PROVIDER: common_pb2.DATA_SOURCE_ANALYTICS_PROVIDER,
 }
 SOURCE_NAMES = {v: k for k, v in SOURCES.items()}
 STATES = {
@@ -65,8 +65,8 @@ def date_tuple(date: common_pb2.CalendarDate) -> tuple[int, int, int]:
     return (date.year, date.month, date.day)
 
 
-def device_data(info: account_pb2.DeviceInfo) -> accounts.DeviceData:
-    return accounts.DeviceData(
+def device_data(info: account_pb2.DeviceInfo) -> devices.DeviceData:
+    return devices.DeviceData(
         device_type=info.device_type,
         device_id=info.device_id,
         operating_system=info.operating_system,
@@ -74,7 +74,7 @@ def device_data(info: account_pb2.DeviceInfo) -> accounts.DeviceData:
     )
 
 
-def account(view: accounts.AccountView) -> account_pb2.Account:
+def account(view: profile.AccountView) -> account_pb2.Account:
     a = view.account
     message = account_pb2.Account(
         account_id=a.id,

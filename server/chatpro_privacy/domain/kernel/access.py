@@ -31,5 +31,11 @@ def own_account(principal: Principal) -> str:
     return principal.account_id
 
 
+def require_person(principal: Principal, message: str) -> None:
+    """For calls only a signed-in person makes about themselves (a service has no profile)."""
+    if not principal.is_person:
+        raise PermissionDenied("PEOPLE_ONLY", message)
+
+
 def is_other(principal: Principal, account_id: str) -> bool:
     return account_id != principal.account_id
