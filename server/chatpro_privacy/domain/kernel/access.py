@@ -37,5 +37,11 @@ def require_person(principal: Principal, message: str) -> None:
         raise PermissionDenied("PEOPLE_ONLY", message)
 
 
+def require_staff(principal: Principal, role: Role, code: str, message: str) -> None:
+    """For work a signed-in member of ChatPro's staff does in that role (never a service)."""
+    if not (principal.is_person and principal.has_role(role)):
+        raise PermissionDenied(code, message)
+
+
 def is_other(principal: Principal, account_id: str) -> bool:
     return account_id != principal.account_id
