@@ -54,6 +54,16 @@ def content_ref(
     )
 
 
+# An item's sequence number and what a ContentRef is made of, but its time: what a caller
+# reading items in bulk selects before whatever else it needs.
+REF_COLUMNS = (
+    ContentItem.seq,
+    ContentItem.id,
+    ContentItem.kind,
+    ContentItem.conversation,
+    ContentItem.author_ref,
+)
+
 MAX_TEXT = 10_000
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 

@@ -45,7 +45,7 @@ from peewee import Case
 
 from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.consent import restrictions
-from chatpro_privacy.domain.content.messages import CALL_RECORDING, content_ref
+from chatpro_privacy.domain.content.messages import CALL_RECORDING, REF_COLUMNS, content_ref
 from chatpro_privacy.domain.organisations.retention_periods import Retention
 from chatpro_privacy.domain.records import deletion_feed
 from chatpro_privacy.domain.retention import legal_holds
@@ -337,11 +337,7 @@ class ContentSweeper:
             _Row(*r)
             for r in tuples(
                 ContentItem.select(
-                    ContentItem.seq,
-                    ContentItem.id,
-                    ContentItem.kind,
-                    ContentItem.conversation,
-                    ContentItem.author_ref,
+                    *REF_COLUMNS,
                     ContentItem.author_account,
                     ContentItem.created_at,
                     keeps,
