@@ -375,14 +375,12 @@ async def _purge(server: Any) -> dict[str, int]:
 
 
 def test_an_unused_account_is_warned_then_expires(api: Api, server: Any) -> None:
-    from chatpro_privacy.domain.retention import own_schedule as lifecycle
+    from chatpro_privacy.domain.retention.account_expiry import Expiry
 
     account, _ = api.adult()
     service = api.service_token()
     runtime = server.runtime
-    expiry_job = lifecycle.Expiry(
-        runtime.settings.policy, runtime.plugins, runtime.vault, runtime.ledger
-    )
+    expiry_job = Expiry(runtime.settings.policy, runtime.plugins, runtime.vault, runtime.ledger)
 
     async def warn() -> int:
         return expiry_job.warn()
@@ -406,13 +404,11 @@ def test_an_unused_account_is_warned_then_expires(api: Api, server: Any) -> None
 
 
 def test_using_the_account_after_the_warning_cancels_it(api: Api, server: Any) -> None:
-    from chatpro_privacy.domain.retention import own_schedule as lifecycle
+    from chatpro_privacy.domain.retention.account_expiry import Expiry
 
     account, _ = api.adult()
     runtime = server.runtime
-    expiry_job = lifecycle.Expiry(
-        runtime.settings.policy, runtime.plugins, runtime.vault, runtime.ledger
-    )
+    expiry_job = Expiry(runtime.settings.policy, runtime.plugins, runtime.vault, runtime.ledger)
 
     async def warn() -> int:
         return expiry_job.warn()

@@ -29,7 +29,7 @@ import grpc
 from chatpro.privacy.v1 import organisation_service_pb2, organisation_service_pb2_grpc
 
 from chatpro_privacy import app
-from chatpro_privacy.domain.accounts.accounts import Registration
+from chatpro_privacy.domain.accounts.registration import Registration
 from chatpro_privacy.domain.accounts.roles import grant_role
 from chatpro_privacy.domain.consent.policy import current_policy
 from chatpro_privacy.domain.organisations.plugin_settings import PluginSettings

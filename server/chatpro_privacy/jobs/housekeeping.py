@@ -8,11 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from chatpro_privacy.clock import clock
-from chatpro_privacy.domain.accounts import accounts
+from chatpro_privacy.domain.accounts import registration
 from chatpro_privacy.settings import PolicySettings
-from chatpro_privacy.storage.db import database
-from chatpro_privacy.storage.models import RegistrationRequest
 
 
 @dataclass(frozen=True)
@@ -22,10 +19,6 @@ class SweepReport:
 
 
 def sweep(policy: PolicySettings) -> SweepReport:
-    children = accounts.delete_unconfirmed_children(policy.unconfirmed_child_retention)
-    horizon = clock.now() - policy.registration_request_retention
-    with database.atomic():
-        requests = (
-            RegistrationRequest.delete().where(RegistrationRequest.created_at <= horizon).execute()
-        )
-    return SweepReport(children, int(requests))
+    children = registration.delete_unconfirmed_children(policy.unconfirmed_child_retention)
+    requests = registration.delete_old_registration_requests(policy.registration_request_retention)
+    return SweepReport(children, requests)

@@ -6,7 +6,7 @@ from chatpro.privacy.v1 import account_service_pb2 as pb
 from chatpro.privacy.v1 import account_service_pb2_grpc as pb_grpc
 
 from chatpro_privacy import context as call
-from chatpro_privacy.domain.accounts import accounts
+from chatpro_privacy.domain.accounts import accounts, profile, registration
 from chatpro_privacy.domain.accounts.guardians import Guardians
 from chatpro_privacy.domain.accounts.provisioning import Provisioning
 from chatpro_privacy.domain.accounts.sessions import Sessions
@@ -40,7 +40,7 @@ class AccountService(pb_grpc.AccountServiceServicer):
 
     async def Register(self, request: pb.RegisterRequest, context: Context) -> pb.RegisterResponse:
         account = await self.accounts.register(
-            accounts.Registration(
+            registration.Registration(
                 request_id=request.request_id,
                 username=request.username,
                 email=request.email,
@@ -98,7 +98,7 @@ class AccountService(pb_grpc.AccountServiceServicer):
         p = request.profile
         view, sent = self.accounts.update_profile(
             call.principal.get(),
-            accounts.ProfileChanges(
+            profile.ProfileChanges(
                 paths=list(request.update_mask.paths),
                 username=p.username,
                 email=p.email,

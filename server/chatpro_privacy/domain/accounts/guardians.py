@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 
 from chatpro_privacy.clock import clock
+from chatpro_privacy.domain.accounts import email_links
 from chatpro_privacy.domain.accounts.sessions import ACTIVE, GUARDIAN_SESSION, Sessions, SignedIn
 from chatpro_privacy.domain.kernel import tokens, validation
 from chatpro_privacy.domain.kernel.errors import FailedPrecondition, FieldViolation, InvalidArgument
@@ -54,13 +55,8 @@ class Guardians:
             )
             if recent >= self.policy.guardian_access_requests_per_hour:
                 return
-            access_id = tokens.new_id()
-            GuardianAccess.create(
-                id=access_id,
-                account=child.id,
-                created_at=now,
-                expires_at=now + self.policy.guardian_access_token_lifetime,
-            )
+            lifetime = self.policy.guardian_access_token_lifetime
+            access_id = email_links.issue(GuardianAccess, child.id, now, lifetime)
             outbox.emit(outbox.GUARDIAN_ACCESS_REQUESTED, child.id, access_id=access_id)
 
     def _still_a_child(self, child: Account) -> bool:
@@ -73,15 +69,9 @@ class Guardians:
         access_id = self.confirmations.open(tokens.GUARDIAN_ACCESS, token)
         now = clock.now()
         with database.atomic():
-            grant = GuardianAccess.get_or_none(GuardianAccess.id == access_id)
-            if grant is None:
-                raise InvalidArgument([FieldViolation("token", "is not valid", "TOKEN_INVALID")])
-            if grant.used_at is not None:
-                raise InvalidArgument(
-                    [FieldViolation("token", "was already used", "TOKEN_ALREADY_USED")]
-                )
-            if grant.expires_at <= now:
-                raise InvalidArgument([FieldViolation("token", "has expired", "TOKEN_EXPIRED")])
+            grant = email_links.usable(
+                GuardianAccess.get_or_none(GuardianAccess.id == access_id), now, "is not valid"
+            )
             child = Account.get_by_id(grant.account_id)
             if not self._still_a_child(child):
                 raise FailedPrecondition(

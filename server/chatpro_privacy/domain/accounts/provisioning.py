@@ -18,13 +18,14 @@ from dataclasses import dataclass
 import peewee
 
 from chatpro_privacy.clock import clock
-from chatpro_privacy.domain.accounts.accounts import ORGANISATION, PERSON, set_sources
+from chatpro_privacy.domain.accounts import email_links
+from chatpro_privacy.domain.accounts.profile import email_taken, username_taken
+from chatpro_privacy.domain.accounts.registration import accept_policy, request_guardian_consent
 from chatpro_privacy.domain.accounts.sessions import ACTIVE, PENDING_GUARDIAN, PENDING_SETUP
-from chatpro_privacy.domain.consent import ledger as consent
+from chatpro_privacy.domain.accounts.sources import ORGANISATION, PERSON, set_sources
 from chatpro_privacy.domain.consent import policy as policy_rules
 from chatpro_privacy.domain.kernel import tokens, validation
 from chatpro_privacy.domain.kernel.errors import (
-    AlreadyExists,
     FailedPrecondition,
     FieldViolation,
     InvalidArgument,
@@ -39,13 +40,13 @@ from chatpro_privacy.storage.db import database
 from chatpro_privacy.storage.models import (
     Account,
     AccountSetup,
-    GuardianConfirmation,
     Membership,
     ProvisionRequest,
 )
 
 # Stored instead of a password hash until set-up: argon2 refuses it, so nothing matches.
 NO_PASSWORD = "!provisioned"
+_INVITE_INSTEAD = "an account with that email exists: invite it instead"
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,17 @@ class Provision:
     guardian_email: str
     role: str
     request_id: str
+
+
+@dataclass(frozen=True)
+class _Person:
+    """A provisioned person's details, as validated."""
+
+    name: str
+    email: str
+    email_key: str
+    born: dt.date | None
+    guardian_email: str | None
 
 
 def _fingerprint(p: Provision) -> str:
@@ -80,6 +92,20 @@ class Provisioning:
 
     def provision(self, principal: Principal, p: Provision) -> tuple[Account, Membership]:
         org = memberships.require_manager(principal, p.organisation_id)
+        person = self._validate(p)
+        if (prior := self._replay(org.id, p)) is not None:
+            return prior
+        if Account.select().where(Account.email_key == person.email_key).exists():
+            raise email_taken(_INVITE_INSTEAD)
+        try:
+            with database.atomic():
+                return self._create(principal, org.id, p, person)
+        except peewee.IntegrityError:
+            if (prior := self._replay(org.id, p)) is not None:
+                return prior
+            raise email_taken(_INVITE_INSTEAD) from None
+
+    def _validate(self, p: Provision) -> _Person:
         v = Violations()
         validation.request_id(v, p.request_id)
         name = validation.name(v, p.name)
@@ -98,82 +124,65 @@ class Provisioning:
             own_email_key=email_key,
         )
         v.raise_if_any()
-        if (prior := self._replay(org.id, p)) is not None:
-            return prior
-        if Account.select().where(Account.email_key == email_key).exists():
-            raise AlreadyExists(
-                "EMAIL_ALREADY_REGISTERED",
-                "an account with that email exists: invite it instead",
-                {"field": "email"},
-            )
+        return _Person(name, email, email_key, born, guardian_email)
+
+    def _create(
+        self, principal: Principal, organisation_id: str, p: Provision, person: _Person
+    ) -> tuple[Account, Membership]:
+        """Inside the caller's transaction: the waiting account, its invitation, and the
+        set-up link the outbox sends."""
         now = clock.now()
         account_id = tokens.new_id()
-        setup_id = tokens.new_id()
-        try:
-            with database.atomic():
-                account = Account.create(
-                    id=account_id,
-                    subject_ref=tokens.new_id(),
-                    username="",
-                    username_key=f"~setup:{account_id}",  # a username no one can choose
-                    email=email,
-                    email_key=email_key,
-                    name=name,
-                    date_of_birth=born,
-                    guardian_email=guardian_email,
-                    password_hash=NO_PASSWORD,
-                    state=PENDING_SETUP,
-                    created_at=now,
-                    last_active_at=now,
-                )
-                fields = ["name", "date_of_birth", "email"]
-                set_sources(
-                    account_id,
-                    fields + (["guardian_email"] if guardian_email else []),
-                    ORGANISATION,
-                )
-                membership = Membership.create(
-                    organisation=org.id,
-                    account=account_id,
-                    role=p.role,
-                    state=memberships.INVITED,
-                    invited_at=now,
-                )
-                ProvisionRequest.create(
-                    organisation=org.id,
-                    request_id=p.request_id,
-                    account=account_id,
-                    fingerprint=_fingerprint(p),
-                    created_at=now,
-                )
-                AccountSetup.create(
-                    id=setup_id,
-                    account=account_id,
-                    organisation=org.id,
-                    created_at=now,
-                    expires_at=now + self.policy.account_setup_token_lifetime,
-                )
-                outbox.emit(
-                    outbox.ACCOUNT_SETUP_REQUESTED,
-                    account_id,
-                    setup_id=setup_id,
-                    organisation_id=org.id,
-                )
-                audit.record(
-                    principal,
-                    f"account.provision:{p.role}",
-                    "organisation",
-                    org.id,
-                    account.subject_ref,
-                )
-        except peewee.IntegrityError:
-            if (prior := self._replay(org.id, p)) is not None:
-                return prior
-            raise AlreadyExists(
-                "EMAIL_ALREADY_REGISTERED",
-                "an account with that email exists: invite it instead",
-                {"field": "email"},
-            ) from None
+        account = Account.create(
+            id=account_id,
+            subject_ref=tokens.new_id(),
+            username="",
+            username_key=f"~setup:{account_id}",  # a username no one can choose
+            email=person.email,
+            email_key=person.email_key,
+            name=person.name,
+            date_of_birth=person.born,
+            guardian_email=person.guardian_email,
+            password_hash=NO_PASSWORD,
+            state=PENDING_SETUP,
+            created_at=now,
+            last_active_at=now,
+        )
+        fields = ["name", "date_of_birth", "email"]
+        set_sources(
+            account_id, fields + (["guardian_email"] if person.guardian_email else []), ORGANISATION
+        )
+        membership = Membership.create(
+            organisation=organisation_id,
+            account=account_id,
+            role=p.role,
+            state=memberships.INVITED,
+            invited_at=now,
+        )
+        ProvisionRequest.create(
+            organisation=organisation_id,
+            request_id=p.request_id,
+            account=account_id,
+            fingerprint=_fingerprint(p),
+            created_at=now,
+        )
+        lifetime = self.policy.account_setup_token_lifetime
+        setup_id = email_links.issue(
+            AccountSetup, account_id, now, lifetime, organisation=organisation_id
+        )
+        outbox.emit(
+            outbox.ACCOUNT_SETUP_REQUESTED,
+            account_id,
+            setup_id=setup_id,
+            organisation_id=organisation_id,
+        )
+        audit.record(
+            principal,
+            f"account.provision:{p.role}",
+            "organisation",
+            organisation_id,
+            account.subject_ref,
+        )
         return account, membership
 
     @staticmethod
@@ -208,35 +217,20 @@ class Provisioning:
         self, token: str, username: str, password: str, accepted_policy_version: str
     ) -> Account:
         setup_id = self.confirmations.open(tokens.ACCOUNT_SETUP, token)
-        setup = AccountSetup.get_or_none(AccountSetup.id == setup_id)
         now = clock.now()
-        if setup is None:
-            raise InvalidArgument(
-                [FieldViolation("token", "no longer matches an account", "TOKEN_INVALID")]
-            )
-        if setup.used_at is not None:
-            raise InvalidArgument(
-                [FieldViolation("token", "was already used", "TOKEN_ALREADY_USED")]
-            )
-        if setup.expires_at <= now:
-            raise InvalidArgument([FieldViolation("token", "has expired", "TOKEN_EXPIRED")])
+        setup = email_links.usable(
+            AccountSetup.get_or_none(AccountSetup.id == setup_id),
+            now,
+            "no longer matches an account",
+        )
         account: Account = Account.get_by_id(setup.account_id)
-        v = Violations()
-        chosen, username_key = validation.username(v, username)
-        validation.password(v, password, forbidden=(username, account.email.split("@")[0]))
-        current = policy_rules.current_policy()
-        if accepted_policy_version != current.version:
-            v.add(
-                "accepted_policy_version",
-                f"must be the current policy version {current.version}",
-                "POLICY_VERSION_NOT_CURRENT",
-            )
-        v.raise_if_any()
+        chosen, username_key, version = self._validate_setup(
+            account, username, password, accepted_policy_version
+        )
         if Account.select().where(Account.username_key == username_key).exists():
-            raise AlreadyExists("USERNAME_TAKEN", "that username is taken", {"field": "username"})
+            raise username_taken()
         password_hash = await self.passwords.hash(password)
         is_child = self._is_child(account.date_of_birth)
-        state = PENDING_GUARDIAN if is_child else ACTIVE
         try:
             with database.atomic():
                 claimed = (
@@ -250,39 +244,48 @@ class Provisioning:
                     username=chosen,
                     username_key=username_key,
                     password_hash=password_hash,
-                    state=state,
+                    state=PENDING_GUARDIAN if is_child else ACTIVE,
                     activated_at=None if is_child else now,
                     last_active_at=now,
-                    policy_version=current.version,
+                    policy_version=version,
                 ).where(Account.id == account.id).execute()
-                set_sources(account.id, ["username", "password"], PERSON)
-                consent.append(
-                    subject_ref=account.subject_ref,
-                    notice_version=current.version,
-                    purpose=consent.PURPOSE_POLICY,
-                    lawful_basis="consent",
-                    data_categories=["identity", "contact", "profile"],
-                    collection_method="organisation_provisioning",
-                    event_type=consent.ACKNOWLEDGED if is_child else consent.GIVEN,
-                    given_by="person",
-                )
-                actor = Principal(PrincipalKind.PERSON, account.id, account.subject_ref)
-                audit.record(actor, "account.setup", "account", account.id, account.subject_ref)
-                if is_child:
-                    confirmation_id = tokens.new_id()
-                    GuardianConfirmation.create(
-                        id=confirmation_id,
-                        account=account.id,
-                        created_at=now,
-                        expires_at=now + self.policy.guardian_token_lifetime,
-                    )
-                    outbox.emit(
-                        outbox.GUARDIAN_CONSENT_REQUESTED,
-                        account.id,
-                        confirmation_id=confirmation_id,
-                    )
+                self._record_setup(account, version, is_child, now)
         except peewee.IntegrityError:
-            raise AlreadyExists(
-                "USERNAME_TAKEN", "that username is taken", {"field": "username"}
-            ) from None
+            raise username_taken() from None
         return Account.get_by_id(account.id)
+
+    @staticmethod
+    def _validate_setup(
+        account: Account, username: str, password: str, accepted_policy_version: str
+    ) -> tuple[str, str, str]:
+        """The chosen username, its key, and the policy version the person accepted."""
+        v = Violations()
+        chosen, username_key = validation.username(v, username)
+        validation.password(v, password, forbidden=(username, account.email.split("@")[0]))
+        current = policy_rules.current_policy()
+        if accepted_policy_version != current.version:
+            v.add(
+                "accepted_policy_version",
+                f"must be the current policy version {current.version}",
+                "POLICY_VERSION_NOT_CURRENT",
+            )
+        v.raise_if_any()
+        return chosen, username_key, current.version
+
+    def _record_setup(
+        self, account: Account, version: str, is_child: bool, now: dt.datetime
+    ) -> None:
+        """Inside the caller's transaction: what the person gave, their acceptance of the
+        policy and, for a child, the request for their guardian's consent (ACC-3)."""
+        set_sources(account.id, ["username", "password"], PERSON)
+        accept_policy(
+            account.subject_ref,
+            version,
+            is_child,
+            ["identity", "contact", "profile"],
+            "organisation_provisioning",
+        )
+        actor = Principal(PrincipalKind.PERSON, account.id, account.subject_ref)
+        audit.record(actor, "account.setup", "account", account.id, account.subject_ref)
+        if is_child:
+            request_guardian_consent(account.id, now, self.policy.guardian_token_lifetime)

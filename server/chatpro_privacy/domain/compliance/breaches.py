@@ -9,13 +9,12 @@ import json
 from dataclasses import dataclass
 
 from chatpro_privacy.clock import clock
-from chatpro_privacy.domain.kernel import validation
+from chatpro_privacy.domain.kernel import access, validation
 from chatpro_privacy.domain.kernel.errors import (
     FailedPrecondition,
     FieldViolation,
     InvalidArgument,
     NotFound,
-    PermissionDenied,
     Violations,
 )
 from chatpro_privacy.domain.kernel.principals import Principal, Role
@@ -55,8 +54,12 @@ class BreachView:
 
 
 def _require(principal: Principal) -> None:
-    if not (principal.is_person and principal.has_role(Role.DATA_PRIVACY_MANAGER)):
-        raise PermissionDenied("DPM_ONLY", "breaches are handled by the data privacy manager")
+    access.require_staff(
+        principal,
+        Role.DATA_PRIVACY_MANAGER,
+        "DPM_ONLY",
+        "breaches are handled by the data privacy manager",
+    )
 
 
 def _get(breach_id: str) -> Breach:

@@ -35,9 +35,11 @@ _COUNTRY = re.compile(r"^[A-Z]{2}$")
 
 
 def _require(principal: Principal, *, operator: bool = False) -> None:
-    if operator and not (principal.is_person and principal.has_role(Role.OPERATOR)):
-        raise PermissionDenied("OPERATORS_ONLY", "only an operator manages recipients")
-    if not operator and not (principal.is_service or principal.has_role(Role.DATA_PRIVACY_MANAGER)):
+    if operator:
+        access.require_staff(
+            principal, Role.OPERATOR, "OPERATORS_ONLY", "only an operator manages recipients"
+        )
+    elif not (principal.is_service or principal.has_role(Role.DATA_PRIVACY_MANAGER)):
         raise PermissionDenied(
             "SERVICES_ONLY",
             "disclosures are recorded by internal services or the data privacy manager",

@@ -11,7 +11,7 @@ import time
 from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.consent import ledger as consent
 from chatpro_privacy.domain.consent.notices import NoticeHistory, NoticeVersion
-from chatpro_privacy.domain.kernel import validation
+from chatpro_privacy.domain.kernel import access, validation
 from chatpro_privacy.domain.kernel.errors import (
     FailedPrecondition,
     FieldViolation,
@@ -126,10 +126,12 @@ class Policies:
         text: str,
         requires_reacceptance: bool,
     ) -> tuple[PolicyVersion, int]:
-        if not (principal.is_person and principal.has_role(Role.OPERATOR)):
-            raise PermissionDenied(
-                "OPERATORS_ONLY", "only an operator can publish a policy version"
-            )
+        access.require_staff(
+            principal,
+            Role.OPERATOR,
+            "OPERATORS_ONLY",
+            "only an operator can publish a policy version",
+        )
         now = clock.now()
         effective = effective_at or now
         v = Violations()

@@ -64,6 +64,11 @@ def require_administrator(principal: Principal, organisation_id: str) -> Members
     return mine
 
 
+def administered(principal: Principal, organisation_id: str) -> str:
+    """The id, as stored, of an organisation the caller administers."""
+    return str(require_administrator(principal, organisation_id).organisation_id)
+
+
 def participant(principal: Principal, conversation_id: str) -> tuple[Conversation, bool]:
     """(conversation, may post) for a participant who is an active member of its
     organisation. Anyone else, administrators included, is told it does not exist."""

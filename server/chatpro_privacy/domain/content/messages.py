@@ -55,6 +55,16 @@ def content_ref(
     )
 
 
+# An item's sequence number and what a ContentRef is made of, but its time: what a caller
+# reading items in bulk selects before whatever else it needs.
+REF_COLUMNS = (
+    ContentItem.seq,
+    ContentItem.id,
+    ContentItem.kind,
+    ContentItem.conversation,
+    ContentItem.author_ref,
+)
+
 MAX_TEXT = 10_000
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
@@ -84,6 +94,54 @@ def replayed(conversation_id: str, author_ref: str, request_id: str | None) -> C
         & (ContentItem.author_ref == author_ref)
         & (ContentItem.request_id == request_id)
     )
+
+
+class Posting:
+    """A new item in a conversation, message or recording: the checks every post passes, in
+    the order callers see their errors, and the row every post writes."""
+
+    def __init__(self, principal: Principal, conversation_id: str) -> None:
+        conversation, self.can_send, self.unacknowledged = content_access.poster(
+            principal, conversation_id
+        )
+        self.conversation_id: str = conversation.id
+        self.organisation_id: str = conversation.organisation_id
+        self.author_ref = str(principal.subject_ref)
+        self.author_account_id = principal.account_id
+        self.request_id: str | None = None
+
+    def prior(self, request_id: str) -> ContentItem | None:
+        """The item a retry of this request already stored, once the request id is valid."""
+        self.request_id = check_request_id(request_id)
+        return self.retried()
+
+    def retried(self) -> ContentItem | None:
+        return replayed(self.conversation_id, self.author_ref, self.request_id)
+
+    def require_allowed(self) -> None:
+        content_access.require_acknowledged(self.organisation_id, self.unacknowledged)
+        if not self.can_send:
+            raise PermissionDenied(
+                "BROADCAST_SENDERS_ONLY", "only the broadcast's senders may post in it"
+            )
+
+    def create(
+        self, item_id: str, kind: ContentKind, key_id: str, body: bytes | None, **fields: object
+    ) -> ContentItem:
+        """Inside the caller's transaction."""
+        return ContentItem.create(
+            id=item_id,
+            organisation=self.organisation_id,
+            conversation=self.conversation_id,
+            kind=kind,
+            author_ref=self.author_ref,
+            author_account=self.author_account_id,
+            request_id=self.request_id,
+            key_id=key_id,
+            body=body,
+            created_at=clock.now(),
+            **fields,
+        )
 
 
 def store_tokens(organisation_id: str, item_seq: int, tokens: list[bytes]) -> None:
@@ -120,40 +178,22 @@ class Messages:
     async def send(
         self, principal: Principal, conversation_id: str, text: str, request_id: str
     ) -> MessageView:
-        conversation, can_send, unacknowledged = content_access.poster(principal, conversation_id)
-        org_id = conversation.organisation_id
+        posting = Posting(principal, conversation_id)
         if not text or len(text) > MAX_TEXT:
             raise InvalidArgument(
                 [FieldViolation("text", f"must be 1 to {MAX_TEXT} characters", "OUT_OF_RANGE")]
             )
-        key = check_request_id(request_id)
-        author_ref = str(principal.subject_ref)
-        if (prior := replayed(conversation.id, author_ref, key)) is not None:
+        if (prior := posting.prior(request_id)) is not None:
             return self._replay(prior, text)
-        content_access.require_acknowledged(org_id, unacknowledged)
-        if not can_send:
-            raise PermissionDenied(
-                "BROADCAST_SENDERS_ONLY", "only the broadcast's senders may post in it"
-            )
+        posting.require_allowed()
         item_id = new_id()
-        sealed = self.vault.seal_text(org_id, item_id, author_ref, text)
+        sealed = self.vault.seal_text(posting.organisation_id, item_id, posting.author_ref, text)
         try:
             with database.atomic():
-                item = ContentItem.create(
-                    id=item_id,
-                    organisation=org_id,
-                    conversation=conversation.id,
-                    kind=MESSAGE,
-                    author_ref=author_ref,
-                    author_account=principal.account_id,
-                    request_id=key,
-                    key_id=sealed.key_id,
-                    body=sealed.body,
-                    created_at=clock.now(),
-                )
-                store_tokens(org_id, item.seq, sealed.tokens)
+                item = posting.create(item_id, MESSAGE, sealed.key_id, sealed.body)
+                store_tokens(posting.organisation_id, item.seq, sealed.tokens)
         except peewee.IntegrityError:
-            if (prior := replayed(conversation.id, author_ref, key)) is not None:
+            if (prior := posting.retried()) is not None:
                 return self._replay(prior, text)
             raise
         await self._flag(item, text)

@@ -20,7 +20,12 @@ from peewee import JOIN, SQL, NodeList, fn
 
 from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.content import content_access, conversations
-from chatpro_privacy.domain.content.messages import CALL_RECORDING, MESSAGE, content_ref
+from chatpro_privacy.domain.content.messages import (
+    CALL_RECORDING,
+    MESSAGE,
+    REF_COLUMNS,
+    content_ref,
+)
 from chatpro_privacy.domain.content.recordings import Recordings
 from chatpro_privacy.domain.kernel import paging
 from chatpro_privacy.domain.kernel.errors import (
@@ -171,6 +176,16 @@ def _in_scope(organisation_id: str, scope: Scope, *, by_tokens: bool = False) ->
     return where
 
 
+@dataclass(frozen=True)
+class _Check:
+    """One administrator's check as the organisation's rules decided it: what is recorded."""
+
+    principal: Principal
+    organisation_id: str
+    request: AccessRequest
+    decided_by: str
+
+
 class Monitoring:
     def __init__(
         self, vault: Vault, host: PluginHost, recordings: Recordings, retention: Retention
@@ -189,42 +204,37 @@ class Monitoring:
         reason: str,
         operation: str,
         filters: dict[str, str],
-    ) -> tuple[str, AccessRequest]:
+    ) -> _Check:
         request = AccessRequest(str(principal.subject_ref), reason, operation, dict(filters))
         decision, plugin = await self.host.approve_access(organisation_id, request)
+        check = _Check(principal, organisation_id, request, plugin)
         if not decision.allowed:
-            self._record(principal, organisation_id, request, 0, plugin, [], decision.reason)
+            self._record(check, 0, [], decision.reason)
             raise PermissionDenied(
                 "ACCESS_REFUSED_BY_ORGANISATION",
                 f"the organisation's rules refuse this check: {decision.reason or 'no reason'}",
                 {"decided_by": plugin},
             )
-        return plugin, request
+        return check
 
     def _record(
-        self,
-        principal: Principal,
-        organisation_id: str,
-        request: AccessRequest,
-        result_count: int,
-        decided_by: str,
-        subjects: list[str],
-        refusal: str | None = None,
+        self, check: _Check, result_count: int, subjects: list[str], refusal: str | None = None
     ) -> str:
         access_id = new_id()
+        request = check.request
         with database.atomic():
             MonitoringAccess.create(
                 id=access_id,
-                organisation=organisation_id,
-                admin_account=principal.account_id,
-                admin_ref=str(principal.subject_ref),
+                organisation=check.organisation_id,
+                admin_account=check.principal.account_id,
+                admin_ref=str(check.principal.subject_ref),
                 reason=request.reason,
                 operation=request.scope,
                 filters=json.dumps(dict(request.filters), sort_keys=True),
                 result_count=result_count,
                 refused=refusal is not None,
                 refusal_reason=(refusal or "")[:500],
-                decided_by=decided_by,
+                decided_by=check.decided_by,
                 created_at=clock.now(),
             )
             unique = sorted(set(subjects))
@@ -235,20 +245,10 @@ class Monitoring:
                 ).execute()
         return access_id
 
-    async def _recorded(
-        self,
-        principal: Principal,
-        organisation_id: str,
-        request: AccessRequest,
-        result_count: int,
-        decided_by: str,
-        subjects: list[str],
-    ) -> str:
-        access_id = self._record(
-            principal, organisation_id, request, result_count, decided_by, subjects
-        )
+    async def _recorded(self, check: _Check, result_count: int, subjects: list[str]) -> str:
+        access_id = self._record(check, result_count, subjects)
         try:
-            await self.host.access_recorded(organisation_id, request, result_count)
+            await self.host.access_recorded(check.organisation_id, check.request, result_count)
         except PluginError as exc:
             log.warning("plugin not told of an access", reason=exc.reason, access_id=access_id)
         return access_id
@@ -310,8 +310,7 @@ class Monitoring:
         page_size: int,
         page_token: str,
     ) -> SearchResult:
-        admin = content_access.require_administrator(principal, organisation_id)
-        org_id = admin.organisation_id
+        org_id = content_access.administered(principal, organisation_id)
         v = Violations()
         _reason(v, reason)
         _scope(v, scope, org_id)
@@ -322,7 +321,7 @@ class Monitoring:
             v.add("keywords", "hold no word to search for", "NO_WORDS")
         v.raise_if_any()
         size, cursor = paging.page(page_size, page_token)
-        plugin, request = await self._approve(
+        check = await self._approve(
             principal,
             org_id,
             reason,
@@ -339,7 +338,7 @@ class Monitoring:
             org_id, scope, words, flagged_only, size, cursor, served
         )
         items, subjects = self._items(org_id, rows)
-        access_id = await self._recorded(principal, org_id, request, len(items), plugin, subjects)
+        access_id = await self._recorded(check, len(items), subjects)
         return SearchResult(items, total, token, access_id)
 
     def _search_rows(
@@ -378,15 +377,12 @@ class Monitoring:
     async def statistics(
         self, principal: Principal, organisation_id: str, reason: str, scope: Scope
     ) -> Statistics:
-        admin = content_access.require_administrator(principal, organisation_id)
-        org_id = admin.organisation_id
+        org_id = content_access.administered(principal, organisation_id)
         v = Violations()
         _reason(v, reason)
         _scope(v, scope, org_id)
         v.raise_if_any()
-        plugin, request = await self._approve(
-            principal, org_id, reason, "statistics", _filters(scope)
-        )
+        check = await self._approve(principal, org_id, reason, "statistics", _filters(scope))
         where = _in_scope(org_id, scope) & await self.retention.served(org_id)
         day = fn.DATE(ContentItem.created_at)
         per_day = [
@@ -429,20 +425,19 @@ class Monitoring:
             )
         ]
         total = sum(n for _, n in per_day)
-        access_id = await self._recorded(principal, org_id, request, total, plugin, [])
+        access_id = await self._recorded(check, total, [])
         return Statistics(total, per_day, senders, recipients, access_id)
 
     async def random_check(
         self, principal: Principal, organisation_id: str, scope: Scope, sample_size: int
     ) -> tuple[list[Item], str]:
-        admin = content_access.require_administrator(principal, organisation_id)
-        org_id = admin.organisation_id
+        org_id = content_access.administered(principal, organisation_id)
         v = Violations()
         _scope(v, scope, org_id)
         if not 1 <= sample_size <= MAX_SAMPLE:
             v.add("sample_size", f"must be 1 to {MAX_SAMPLE}", "OUT_OF_RANGE")
         v.raise_if_any()
-        plugin, request = await self._approve(
+        check = await self._approve(
             principal,
             org_id,
             "random_check",
@@ -450,14 +445,7 @@ class Monitoring:
             _filters(scope, sample_size=str(sample_size)),
         )
         candidates = list(
-            ContentItem.select(
-                ContentItem.seq,
-                ContentItem.id,
-                ContentItem.kind,
-                ContentItem.conversation,
-                ContentItem.author_ref,
-                ContentItem.created_at,
-            )
+            ContentItem.select(*REF_COLUMNS, ContentItem.created_at)
             .where(_in_scope(org_id, scope) & await self.retention.served(org_id))
             .order_by(fn.RANDOM())
             .limit(MAX_CANDIDATES)
@@ -474,14 +462,13 @@ class Monitoring:
             else []
         )
         items, subjects = self._items(org_id, rows)
-        access_id = await self._recorded(principal, org_id, request, len(items), plugin, subjects)
+        access_id = await self._recorded(check, len(items), subjects)
         return items, access_id
 
     async def listen(
         self, principal: Principal, organisation_id: str, reason: str, recording_id: str
     ) -> Iterator[tuple[int, bytes]]:
-        admin = content_access.require_administrator(principal, organisation_id)
-        org_id = admin.organisation_id
+        org_id = content_access.administered(principal, organisation_id)
         v = Violations()
         _reason(v, reason)
         v.raise_if_any()
@@ -495,12 +482,10 @@ class Monitoring:
             raise NotFound(
                 "RECORDING_NOT_FOUND", "no such recording", {"recording_id": recording_id[:64]}
             )
-        plugin, request = await self._approve(
-            principal, org_id, reason, "listen", {"recording_id": item.id}
-        )
+        check = await self._approve(principal, org_id, reason, "listen", {"recording_id": item.id})
         chunks = self.recordings.stream(item)
         _, subjects = self._items(org_id, [item])
-        await self._recorded(principal, org_id, request, 1, plugin, subjects)
+        await self._recorded(check, 1, subjects)
         return chunks
 
     # -- reading the records ------------------------------------------------------------------
@@ -508,33 +493,19 @@ class Monitoring:
     def access_records(
         self, principal: Principal, organisation_id: str, page_size: int, page_token: str
     ) -> tuple[list[MonitoringAccess], str]:
-        admin = content_access.require_administrator(principal, organisation_id)
-        size, cursor = paging.page(page_size, page_token)
-        rows = list(
-            MonitoringAccess.select()
-            .where(MonitoringAccess.organisation == admin.organisation_id)
-            .order_by(MonitoringAccess.created_at.desc(), MonitoringAccess.id.desc())
-            .offset(cursor or 0)
-            .limit(size + 1)
-        )
-        return paging.by_offset(rows, size, cursor)
+        org_id = content_access.administered(principal, organisation_id)
+        return _accesses(MonitoringAccess.organisation == org_id, page_size, page_token)
 
     def checks(
         self, principal: Principal, organisation_id: str, page_size: int, page_token: str
     ) -> tuple[list[Check], str]:
         mine = content_access.active_membership(principal, organisation_id)
-        size, cursor = paging.page(page_size, page_token)
-        rows = list(
-            MonitoringAccess.select()
-            .where(
-                (MonitoringAccess.organisation == mine.organisation_id)
-                & (MonitoringAccess.refused == False)  # noqa: E712 - SQL comparison
-            )
-            .order_by(MonitoringAccess.created_at.desc(), MonitoringAccess.id.desc())
-            .offset(cursor or 0)
-            .limit(size + 1)
+        rows, token = _accesses(
+            (MonitoringAccess.organisation == mine.organisation_id)
+            & (MonitoringAccess.refused == False),  # noqa: E712 - SQL comparison
+            page_size,
+            page_token,
         )
-        rows, token = paging.by_offset(rows, size, cursor)
         included = (
             {
                 a
@@ -549,3 +520,16 @@ class Monitoring:
             else set()
         )
         return [Check(r, r.id in included) for r in rows], token
+
+
+def _accesses(where: Any, page_size: int, page_token: str) -> tuple[list[MonitoringAccess], str]:
+    """A page of recorded checks, newest first."""
+    size, cursor = paging.page(page_size, page_token)
+    rows = list(
+        MonitoringAccess.select()
+        .where(where)
+        .order_by(MonitoringAccess.created_at.desc(), MonitoringAccess.id.desc())
+        .offset(cursor or 0)
+        .limit(size + 1)
+    )
+    return paging.by_offset(rows, size, cursor)

@@ -15,14 +15,13 @@ import peewee
 
 from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.content import content_access
-from chatpro_privacy.domain.content.messages import CALL_RECORDING, check_request_id, replayed
+from chatpro_privacy.domain.content.messages import CALL_RECORDING, Posting
 from chatpro_privacy.domain.kernel import paging
 from chatpro_privacy.domain.kernel.errors import (
     FailedPrecondition,
     FieldViolation,
     InvalidArgument,
     NotFound,
-    PermissionDenied,
     Violations,
 )
 from chatpro_privacy.domain.kernel.principals import Principal
@@ -93,21 +92,13 @@ class Recordings:
     async def upload(
         self, principal: Principal, meta: RecordingMeta, chunks: AsyncIterator[bytes]
     ) -> RecordingView:
-        conversation, can_send, unacknowledged = content_access.poster(
-            principal, meta.conversation_id
-        )
-        org_id = conversation.organisation_id
+        posting = Posting(principal, meta.conversation_id)
+        org_id = posting.organisation_id
         _validate(meta)
-        request_id = check_request_id(meta.request_id)
-        author_ref = str(principal.subject_ref)
-        if (prior := replayed(conversation.id, author_ref, request_id)) is not None:
+        if (prior := posting.prior(meta.request_id)) is not None:
             return _replay(prior)
-        content_access.require_acknowledged(org_id, unacknowledged)
-        if not can_send:
-            raise PermissionDenied(
-                "BROADCAST_SENDERS_ONLY", "only the broadcast's senders may post in it"
-            )
-        key = self.vault.author_key(org_id, author_ref)
+        posting.require_allowed()
+        key = self.vault.author_key(org_id, posting.author_ref)
         recording_id = new_id()
         count = size = 0
         try:
@@ -128,27 +119,21 @@ class Recordings:
                     [FieldViolation("chunk", "a recording needs its audio", "REQUIRED")]
                 )
             with database.atomic():
-                item = ContentItem.create(
-                    id=recording_id,
-                    organisation=org_id,
-                    conversation=conversation.id,
-                    kind=CALL_RECORDING,
-                    author_ref=author_ref,
-                    author_account=principal.account_id,
-                    request_id=request_id,
-                    key_id=key.key_id,
-                    body=None,
+                item = posting.create(
+                    recording_id,
+                    CALL_RECORDING,
+                    key.key_id,
+                    None,
                     started_at=meta.started_at,
                     duration_seconds=meta.duration_seconds,
                     media_type=meta.media_type,
                     chunk_count=count,
                     size_bytes=size,
-                    created_at=clock.now(),
                 )
         except BaseException as exc:
             self.vault.delete_recording(org_id, recording_id)
             if isinstance(exc, peewee.IntegrityError):
-                prior = replayed(conversation.id, author_ref, request_id)
+                prior = posting.retried()
                 if prior is not None:
                     return _replay(prior)
             raise

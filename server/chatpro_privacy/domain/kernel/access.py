@@ -31,5 +31,17 @@ def own_account(principal: Principal) -> str:
     return principal.account_id
 
 
+def require_person(principal: Principal, message: str) -> None:
+    """For calls only a signed-in person makes about themselves (a service has no profile)."""
+    if not principal.is_person:
+        raise PermissionDenied("PEOPLE_ONLY", message)
+
+
+def require_staff(principal: Principal, role: Role, code: str, message: str) -> None:
+    """For work a signed-in member of ChatPro's staff does in that role (never a service)."""
+    if not (principal.is_person and principal.has_role(role)):
+        raise PermissionDenied(code, message)
+
+
 def is_other(principal: Principal, account_id: str) -> bool:
     return account_id != principal.account_id

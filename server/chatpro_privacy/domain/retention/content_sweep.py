@@ -45,10 +45,11 @@ from peewee import Case
 
 from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.consent import restrictions
-from chatpro_privacy.domain.content.messages import CALL_RECORDING, content_ref
+from chatpro_privacy.domain.content.messages import CALL_RECORDING, REF_COLUMNS, content_ref
 from chatpro_privacy.domain.organisations.retention_periods import Retention
 from chatpro_privacy.domain.records import deletion_feed
 from chatpro_privacy.domain.retention import legal_holds
+from chatpro_privacy.domain.retention.leases import Leases
 from chatpro_privacy.domain.rights import requests as rights
 from chatpro_privacy.domain.vault.envelope import Vault
 from chatpro_privacy.plugin.faults import PluginError
@@ -63,14 +64,12 @@ from chatpro_privacy.storage.models import (
     LegalHold,
     ProcessingRestriction,
     RightsRequest,
-    SweepCursor,
     SweepRun,
 )
 from chatpro_privacy.storage.queries import tuples
 
 log = structlog.get_logger("chatpro_privacy.sweep")
 
-LEASE = dt.timedelta(minutes=2)
 # Each transaction of the sweep aims at this long a hold of the write lock, a fifth of the
 # 50 ms any one may take: what a transaction finds varies (pages cached or not, a busy
 # disk), and the longest of thousands comes to two or three times the target
@@ -202,52 +201,6 @@ class _Row:
     author_account_id: str | None
     created_at: dt.datetime
     kept: bool  # a hold, an open request or a legal-claims restriction keeps it
-
-
-class Leases:
-    """One process at a time per cursor: a row it claims until a deadline it keeps renewing."""
-
-    def __init__(self, owner: str) -> None:
-        self.owner = owner
-
-    def acquire(self, name: str) -> bool:
-        now = clock.now()
-        with database.atomic():
-            SweepCursor.insert(
-                name=name, position=0, owner=None, lease_until=None, updated_at=now
-            ).on_conflict_ignore().execute()
-            claimed = (
-                SweepCursor.update(owner=self.owner, lease_until=now + LEASE, updated_at=now)
-                .where(
-                    (SweepCursor.name == name)
-                    & (
-                        SweepCursor.owner.is_null()
-                        | (SweepCursor.owner == self.owner)
-                        | (SweepCursor.lease_until < now)
-                    )
-                )
-                .execute()
-            )
-        return bool(claimed)
-
-    def release(self, name: str) -> None:
-        with database.atomic():
-            SweepCursor.update(owner=None, lease_until=None).where(
-                (SweepCursor.name == name) & (SweepCursor.owner == self.owner)
-            ).execute()
-
-    def position(self, name: str) -> int:
-        row = SweepCursor.get_or_none(SweepCursor.name == name)
-        return int(row.position) if row else 0
-
-    def advance(self, name: str, position: int) -> bool:
-        """Inside the batch's transaction: move the cursor and renew the lease, if still ours."""
-        now = clock.now()
-        return bool(
-            SweepCursor.update(position=position, lease_until=now + LEASE, updated_at=now)
-            .where((SweepCursor.name == name) & (SweepCursor.owner == self.owner))
-            .execute()
-        )
 
 
 class ContentSweeper:
@@ -385,11 +338,7 @@ class ContentSweeper:
             _Row(*r)
             for r in tuples(
                 ContentItem.select(
-                    ContentItem.seq,
-                    ContentItem.id,
-                    ContentItem.kind,
-                    ContentItem.conversation,
-                    ContentItem.author_ref,
+                    *REF_COLUMNS,
                     ContentItem.author_account,
                     ContentItem.created_at,
                     keeps,

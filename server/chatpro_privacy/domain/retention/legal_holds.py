@@ -42,8 +42,7 @@ def place(
     conversation_id: str,
     reason: str,
 ) -> LegalHold:
-    admin = content_access.require_administrator(principal, organisation_id)
-    org_id = admin.organisation_id
+    org_id = content_access.administered(principal, organisation_id)
     v = Violations()
     why = validation.required_text(v, "reason", reason, 500)
     if bool(account_id) == bool(conversation_id):
@@ -80,9 +79,9 @@ def place(
 
 
 def release(principal: Principal, organisation_id: str, legal_hold_id: str) -> LegalHold:
-    admin = content_access.require_administrator(principal, organisation_id)
+    org_id = content_access.administered(principal, organisation_id)
     hold = LegalHold.get_or_none(
-        (LegalHold.id == legal_hold_id[:64]) & (LegalHold.organisation == admin.organisation_id)
+        (LegalHold.id == legal_hold_id[:64]) & (LegalHold.organisation == org_id)
     )
     if hold is None:
         raise NotFound(
@@ -101,10 +100,10 @@ def release(principal: Principal, organisation_id: str, legal_hold_id: str) -> L
 
 
 def holds(principal: Principal, organisation_id: str) -> list[LegalHold]:
-    admin = content_access.require_administrator(principal, organisation_id)
+    org_id = content_access.administered(principal, organisation_id)
     return list(
         LegalHold.select()
-        .where(LegalHold.organisation == admin.organisation_id)
+        .where(LegalHold.organisation == org_id)
         .order_by(LegalHold.placed_at.desc(), LegalHold.id)
     )
 
@@ -124,8 +123,7 @@ async def preview(
     months: int,
 ) -> Preview:
     """A dry run: what a sweep would delete now if ``kind`` were kept ``months``."""
-    admin = content_access.require_administrator(principal, organisation_id)
-    org_id = admin.organisation_id
+    org_id = content_access.administered(principal, organisation_id)
     v = Violations()
     if kind not in CONTENT_KINDS:
         v.add("content_kind", "must be message or call_recording", "UNKNOWN_CONTENT_KIND")

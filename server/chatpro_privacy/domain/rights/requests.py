@@ -29,7 +29,8 @@ import peewee
 import structlog
 
 from chatpro_privacy.clock import clock
-from chatpro_privacy.domain.accounts.accounts import PERSON, request_email_change, set_sources
+from chatpro_privacy.domain.accounts.profile import request_email_change
+from chatpro_privacy.domain.accounts.sources import PERSON, set_sources
 from chatpro_privacy.domain.consent import disclosures as disclosure_rules
 from chatpro_privacy.domain.consent import ledger as consent
 from chatpro_privacy.domain.consent import restrictions

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from chatpro.privacy.v1 import account_pb2
 
-from chatpro_privacy.domain.accounts import accounts
+from chatpro_privacy.domain.accounts import devices, profile
 from chatpro_privacy.domain.accounts.sessions import ACTIVE, PENDING_GUARDIAN, PENDING_SETUP
 from chatpro_privacy.domain.kernel.principals import Role
 from chatpro_privacy.services.convert.common import calendar_date, source, timestamp
@@ -30,8 +30,8 @@ CORRESPONDENCE_KINDS = {
 }
 
 
-def device_data(info: account_pb2.DeviceInfo) -> accounts.DeviceData:
-    return accounts.DeviceData(
+def device_data(info: account_pb2.DeviceInfo) -> devices.DeviceData:
+    return devices.DeviceData(
         device_type=info.device_type,
         device_id=info.device_id,
         operating_system=info.operating_system,
@@ -39,7 +39,7 @@ def device_data(info: account_pb2.DeviceInfo) -> accounts.DeviceData:
     )
 
 
-def account(view: accounts.AccountView) -> account_pb2.Account:
+def account(view: profile.AccountView) -> account_pb2.Account:
     a = view.account
     return account_pb2.Account(
         account_id=a.id,

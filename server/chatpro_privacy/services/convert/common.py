@@ -8,15 +8,15 @@ from chatpro.privacy.v1 import common_pb2
 from google.protobuf import timestamp_pb2
 from google.protobuf.message import Message
 
-from chatpro_privacy.domain.accounts import accounts
+from chatpro_privacy.domain.accounts import sources
 from chatpro_privacy.domain.kernel.errors import FieldViolation, InvalidArgument
 
 SOURCES = {
-    accounts.PERSON: common_pb2.DATA_SOURCE_PERSON,
-    accounts.GUARDIAN: common_pb2.DATA_SOURCE_GUARDIAN,
-    accounts.ORGANISATION: common_pb2.DATA_SOURCE_ORGANISATION,
-    accounts.DEVICE: common_pb2.DATA_SOURCE_DEVICE,
-    accounts.ANALYTICS_PROVIDER: common_pb2.DATA_SOURCE_ANALYTICS_PROVIDER,
+    sources.PERSON: common_pb2.DATA_SOURCE_PERSON,
+    sources.GUARDIAN: common_pb2.DATA_SOURCE_GUARDIAN,
+    sources.ORGANISATION: common_pb2.DATA_SOURCE_ORGANISATION,
+    sources.DEVICE: common_pb2.DATA_SOURCE_DEVICE,
+    sources.ANALYTICS_PROVIDER: common_pb2.DATA_SOURCE_ANALYTICS_PROVIDER,
 }
 SOURCE_NAMES = {v: k for k, v in SOURCES.items()}
 

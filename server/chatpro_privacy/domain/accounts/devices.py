@@ -1,0 +1,188 @@
+"""Device and installation records (ACC-7): what the app reports about the device it
+runs on, and analytics providers' reports, which rest on the person's consent."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from chatpro_privacy.clock import clock
+from chatpro_privacy.domain.accounts.profile import load_account
+from chatpro_privacy.domain.accounts.sources import ANALYTICS_PROVIDER, DEVICE
+from chatpro_privacy.domain.consent import ledger as consent
+from chatpro_privacy.domain.consent import restrictions
+from chatpro_privacy.domain.kernel import access, tokens, validation
+from chatpro_privacy.domain.kernel.errors import (
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    NotFound,
+    Violations,
+)
+from chatpro_privacy.domain.kernel.principals import Principal
+from chatpro_privacy.domain.records import audit
+from chatpro_privacy.storage import queries
+from chatpro_privacy.storage.db import database
+from chatpro_privacy.storage.models import Device, InstallationEvent
+
+ANALYTICS = "analytics"  # the purpose of the register that device analytics rests on
+INSTALLATION_EVENTS = ("install", "uninstall", "update_check")
+
+
+@dataclass(frozen=True)
+class DeviceData:
+    device_type: str
+    device_id: str
+    operating_system: str
+    browser_type: str
+
+
+def validate_device(v: Violations, device: DeviceData, prefix: str = "device") -> DeviceData:
+    device_id = device.device_id.strip()
+    if not device_id:
+        v.add(f"{prefix}.device_id", "is required", "REQUIRED")
+    elif len(device_id) > validation.MAX_DEVICE_ID:
+        v.add(
+            f"{prefix}.device_id",
+            f"must be at most {validation.MAX_DEVICE_ID} characters",
+            "TOO_LONG",
+        )
+    return DeviceData(
+        device_type=validation.optional_text(
+            v, f"{prefix}.device_type", device.device_type, validation.MAX_DEVICE_FIELD
+        ),
+        device_id=device_id,
+        operating_system=validation.optional_text(
+            v, f"{prefix}.operating_system", device.operating_system, validation.MAX_DEVICE_FIELD
+        ),
+        browser_type=validation.optional_text(
+            v, f"{prefix}.browser_type", device.browser_type, validation.MAX_DEVICE_FIELD
+        ),
+    )
+
+
+def upsert_device(account_id: str, device: DeviceData, source: str) -> None:
+    queries.upsert_device(
+        account_id,
+        device.device_id,
+        device.device_type,
+        device.operating_system,
+        device.browser_type,
+        source,
+        clock.now(),
+    )
+
+
+def _check_source(principal: Principal, source: str) -> str:
+    """Who may report device data: a person only from their device, a service also as an
+    analytics provider."""
+    if principal.is_person and source not in ("", DEVICE):
+        raise InvalidArgument(
+            [
+                FieldViolation(
+                    "source", "people report device data from their device", "INVALID_SOURCE"
+                )
+            ]
+        )
+    if principal.is_service and source not in ("", DEVICE, ANALYTICS_PROVIDER):
+        raise InvalidArgument(
+            [
+                FieldViolation(
+                    "source", "must be the device or an analytics provider", "INVALID_SOURCE"
+                )
+            ]
+        )
+    return source or DEVICE
+
+
+def _require_analytics_allowed(account_id: str, subject_ref: str) -> None:
+    """RGT-4, RGT-5: analytics stops for a restriction or an objection; it rests on consent,
+    so without it (or after its withdrawal) nothing is kept."""
+    restrictions.require_unrestricted(account_id, "analytics")
+    if restrictions.objected(account_id, "legitimate_interest"):
+        raise FailedPrecondition("PROCESSING_OBJECTED_TO", "the person objected to this processing")
+    if not consent.has_consent(subject_ref, ANALYTICS):
+        raise FailedPrecondition(
+            "CONSENT_REQUIRED",
+            "the person has not consented to analytics from device data",
+            {"purpose_id": ANALYTICS},
+        )
+
+
+class DeviceRecords:
+    """Part of ``Accounts``."""
+
+    def record_device_use(
+        self, principal: Principal, account_id: str, device: DeviceData, source: str
+    ) -> Device:
+        target = access.target_account(principal, account_id, write=True)
+        source = _check_source(principal, source)
+        v = Violations()
+        device = validate_device(v, device)
+        v.raise_if_any()
+        subject_ref = (
+            principal.subject_ref
+            if target == principal.account_id
+            else queries.account_subject(target)
+        )
+        if subject_ref is None:
+            raise NotFound("ACCOUNT_NOT_FOUND", "no such account", {"account_id": target})
+        with database.atomic():
+            if source == ANALYTICS_PROVIDER:
+                _require_analytics_allowed(target, subject_ref)
+            upsert_device(target, device, source)
+            if source == DEVICE:  # use of the app marks the account active (ACC-7, RET-2)
+                queries.touch_account(target, clock.now())
+            audit.record(principal, "device.use", "account", target, subject_ref)
+            return queries.device(target, device.device_id)
+
+    def list_devices(self, principal: Principal, account_id: str) -> list[Device]:
+        target = access.target_account(principal, account_id)
+        account = load_account(target)
+        if target != principal.account_id:
+            with database.atomic():
+                audit.record(principal, "device.read", "account", target, account.subject_ref)
+        return list(
+            Device.select().where(Device.account == target).order_by(Device.last_used_at.desc())
+        )
+
+    def record_installation(
+        self,
+        principal: Principal,
+        account_id: str,
+        application_number: str,
+        os_type: str,
+        event_type: str,
+    ) -> str:
+        v = Violations()
+        number = validation.required_text(v, "application_number", application_number, 64)
+        os_name = validation.required_text(v, "operating_system_type", os_type, 32)
+        if event_type not in INSTALLATION_EVENTS:
+            v.add("event_type", "must be install, uninstall or update check", "REQUIRED")
+        v.raise_if_any()
+        target = _installation_account(principal, account_id)
+        event_id = tokens.new_id()
+        with database.atomic():
+            subject_ref = None if target is None else load_account(target).subject_ref
+            InstallationEvent.create(
+                id=event_id,
+                account=target,
+                application_number=number,
+                operating_system_type=os_name,
+                event_type=event_type,
+                source=DEVICE,
+                recorded_at=clock.now(),
+            )
+            if subject_ref is not None:
+                audit.record(
+                    principal, "installation.record", "installation_event", event_id, subject_ref
+                )
+        return event_id
+
+
+def _installation_account(principal: Principal, account_id: str) -> str | None:
+    """A person's installations are their own; a service may report one for nobody."""
+    if principal.is_person:
+        return access.target_account(principal, account_id, write=True)
+    if len(account_id) > 64:
+        raise InvalidArgument([FieldViolation("account_id", "is too long", "TOO_LONG")])
+    return account_id or None
