@@ -6,27 +6,19 @@ the embedded SQLite default and on PostgreSQL from ``DATABASE_URL``.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
-from typing import Any
-from urllib.parse import urlparse
 
 import peewee
 from playhouse.db_url import connect
+
+from chatpro_privacy.storage.dialect import DatabaseUrlError, connection_arguments
 
 database = peewee.DatabaseProxy()
 # SQLite only: the same database with a small page cache, for reads that sweep many rows once
 # (see ``scan_reader``); None on PostgreSQL, whose pages the server caches.
 _scanner: tuple[peewee.Database, peewee.Database] | None = None  # (database.obj, its twin)
 SCAN_CACHE_KIB = 2_000  # SQLite's own default
-
-_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-
-
-class DatabaseUrlError(ValueError):
-    """DATABASE_URL names no database this service supports."""
 
 
 def is_postgres(db: peewee.Database | None = None) -> bool:
@@ -43,36 +35,19 @@ def open_database(
     is FULL by default so that a write acknowledged to a caller survives a power cut, not
     only a crash of the process. ``schema`` (PostgreSQL only) isolates test runs.
     """
-    parsed = urlparse(url)
-    kwargs: dict[str, Any] = {}
-    if parsed.scheme == "sqlite":
-        path = parsed.path[1:] if parsed.path.startswith("/") else parsed.path
-        if not path or path == ":memory:":
-            raise DatabaseUrlError(
-                "an in-memory SQLite database is one per connection; name a file"
-            )
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        if sqlite_synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
-            raise DatabaseUrlError(f"unknown SQLite synchronous mode {sqlite_synchronous!r}")
-        kwargs["pragmas"] = {
-            "journal_mode": "wal",
-            "synchronous": sqlite_synchronous.upper(),
-            "foreign_keys": 1,
-            "busy_timeout": 10_000,
-            "cache_size": -32_000,
-            # Deleted rows are overwritten with zeros, so an erased person's data does not
-            # linger in free pages of the file or its WAL (see domain/erasure.py).
-            "secure_delete": 1,
-        }
-    elif parsed.scheme in {"postgres", "postgresql", "postgresext"}:
-        if schema is not None:
-            if not _SCHEMA_NAME.match(schema):
-                raise DatabaseUrlError(f"bad schema name {schema!r}")
-            kwargs["options"] = f"-c search_path={schema}"
-    else:
-        raise DatabaseUrlError(
-            f"unsupported DATABASE_URL scheme {parsed.scheme!r}: use sqlite:/// or postgresql://"
-        )
+    if sqlite_synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
+        raise DatabaseUrlError(f"unknown SQLite synchronous mode {sqlite_synchronous!r}")
+    pragmas = {
+        "journal_mode": "wal",
+        "synchronous": sqlite_synchronous.upper(),
+        "foreign_keys": 1,
+        "busy_timeout": 10_000,
+        "cache_size": -32_000,
+        # Deleted rows are overwritten with zeros, so an erased person's data does not
+        # linger in free pages of the file or its WAL (see domain/rights/erasure.py).
+        "secure_delete": 1,
+    }
+    kwargs = connection_arguments(url, what="DATABASE_URL", schema=schema, sqlite_pragmas=pragmas)
     db = connect(url, **kwargs)
     database.initialize(db)
     global _scanner

@@ -14,15 +14,12 @@ content database has committed, so that a crash in between leaves a trace that t
 from __future__ import annotations
 
 import json
-import threading
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-import peewee
-
 from chatpro_privacy.clock import clock
-from chatpro_privacy.storage.keystore import _open
+from chatpro_privacy.storage.shared_connection import SharedConnection
 
 PENDING = "pending"
 DONE = "done"
@@ -63,7 +60,7 @@ class LedgerEntry:
         return "delete"
 
 
-class ErasureLedger:
+class ErasureLedger(SharedConnection):
     """Append and read erasure entries in the key store's database.
 
     One connection under a lock, like the key store's own, so that the event loop and worker
@@ -71,17 +68,14 @@ class ErasureLedger:
     """
 
     def __init__(self, url: str, *, schema: str | None = None) -> None:
-        self._lock = threading.Lock()
-        self._db = _open(url, schema)
-        self._pg = isinstance(self._db, peewee.PostgresqlDatabase)
-        self._p = self._db.param
+        super().__init__(url, schema, "key store")
         with self._lock:
             self._db.connect(reuse_if_open=True)
             if not self._pg:
                 # Per connection: rows this ledger deletes or rewrites leave no old bytes.
-                self._db.execute_sql("PRAGMA secure_delete = ON")
+                self._execute("PRAGMA secure_delete = ON")
             with self._db.atomic():
-                self._db.execute_sql(
+                self._execute(
                     "CREATE TABLE IF NOT EXISTS erasure_ledger ("
                     " id TEXT PRIMARY KEY,"
                     " account_id TEXT NOT NULL UNIQUE,"
@@ -94,11 +88,6 @@ class ErasureLedger:
                     " summary TEXT NOT NULL)"
                 )
 
-    def close(self) -> None:
-        with self._lock:
-            if not self._db.is_closed():
-                self._db.close()
-
     def begin(
         self,
         account_id: str,
@@ -110,7 +99,6 @@ class ErasureLedger:
         """Record an erasure about to happen. An earlier entry for the account is replaced:
         a pending one that never finished, or a done one whose account a restore brought
         back and that is now being erased again."""
-        p = self._p
         entry = LedgerEntry(
             uuid.uuid4().hex,
             account_id,
@@ -122,20 +110,18 @@ class ErasureLedger:
             kept,
         )
         with self._lock, self._db.atomic():
-            self._db.execute_sql(
-                f"DELETE FROM erasure_ledger WHERE account_id = {p}", (account_id,)
-            )
-            self._db.execute_sql(
+            self._execute("DELETE FROM erasure_ledger WHERE account_id = ?", (account_id,))
+            self._execute(
                 "INSERT INTO erasure_ledger (id, account_id, subject_ref, rights_request_id,"
                 " state, erased_at, organisations, kept, summary)"
-                f" VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, {p}, {p})",
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     entry.id,
                     account_id,
                     subject_ref,
                     rights_request_id,
                     PENDING,
-                    self._stamp(entry.erased_at),
+                    entry.erased_at,
                     json.dumps([o.__dict__ for o in organisations]),
                     json.dumps([k.__dict__ for k in kept]),
                     "{}",
@@ -145,30 +131,29 @@ class ErasureLedger:
 
     def finish(self, account_id: str, summary: dict[str, Any]) -> None:
         """Mark the account's erasure done, with the counts of what it erased."""
-        p = self._p
         with self._lock, self._db.atomic():
-            self._db.execute_sql(
-                f"UPDATE erasure_ledger SET state = {p}, summary = {p} WHERE account_id = {p}",
+            self._execute(
+                "UPDATE erasure_ledger SET state = ?, summary = ? WHERE account_id = ?",
                 (DONE, json.dumps(summary, sort_keys=True), account_id),
             )
 
     def get(self, account_id: str) -> LedgerEntry | None:
-        rows = self._select(f"WHERE account_id = {self._p}", (account_id,))
+        rows = self._select("WHERE account_id = ?", (account_id,))
         return rows[0] if rows else None
 
     def for_request(self, rights_request_id: str) -> LedgerEntry | None:
-        rows = self._select(f"WHERE rights_request_id = {self._p}", (rights_request_id,))
+        rows = self._select("WHERE rights_request_id = ?", (rights_request_id,))
         return rows[0] if rows else None
 
     def entries(self, state: str = DONE) -> list[LedgerEntry]:
         """Entries in the order they were made."""
-        return self._select(f"WHERE state = {self._p} ORDER BY erased_at, id", (state,))
+        return self._select("WHERE state = ? ORDER BY erased_at, id", (state,))
 
     # -- internals -------------------------------------------------------------------------
 
     def _select(self, where: str, params: tuple[Any, ...]) -> list[LedgerEntry]:
         with self._lock:
-            rows = self._db.execute_sql(
+            rows = self._execute(
                 "SELECT id, account_id, subject_ref, rights_request_id, state, erased_at,"
                 f" organisations, kept, summary FROM erasure_ledger {where}",
                 params,
@@ -187,6 +172,3 @@ class ErasureLedger:
             )
             for r in rows
         ]
-
-    def _stamp(self, when: Any) -> Any:
-        return when if self._pg else when.isoformat(sep=" ")

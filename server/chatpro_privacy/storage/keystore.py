@@ -19,22 +19,18 @@ from __future__ import annotations
 
 import re
 import secrets
-import threading
 import uuid
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import peewee
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from playhouse.db_url import connect
 
 from chatpro_privacy.clock import clock
-from chatpro_privacy.storage.db import DatabaseUrlError
+from chatpro_privacy.storage.shared_connection import SharedConnection
 
 KEY_BYTES = 32
 NONCE_BYTES = 12
@@ -84,42 +80,7 @@ def _unwrap(kek: bytes, wrapped: bytes, aad: bytes) -> bytes:
     return key
 
 
-def _open(url: str, schema: str | None) -> peewee.Database:
-    """Open the key database like ``db.open_database`` does, without binding the proxy.
-
-    One connection shared by every thread (``thread_safe=False``) under the store's lock:
-    the hot path reads a key per message and should not open a connection per thread.
-    """
-    parsed = urlparse(url)
-    kwargs: dict[str, Any] = {"thread_safe": False}
-    if parsed.scheme == "sqlite":
-        path = parsed.path[1:] if parsed.path.startswith("/") else parsed.path
-        if not path or path == ":memory:":
-            raise DatabaseUrlError("a key store must be a file: an in-memory one loses every key")
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        kwargs["pragmas"] = {
-            "journal_mode": "wal",
-            "synchronous": "FULL",
-            "foreign_keys": 1,
-            "busy_timeout": 10_000,
-            # A destroyed key's wrapped bytes must not linger in free pages.
-            "secure_delete": 1,
-        }
-        kwargs["check_same_thread"] = False
-    elif parsed.scheme in {"postgres", "postgresql", "postgresext"}:
-        if schema is not None:
-            if not _SCHEMA_NAME.match(schema):
-                raise DatabaseUrlError(f"bad schema name {schema!r}")
-            kwargs["options"] = f"-c search_path={schema}"
-    else:
-        raise DatabaseUrlError(
-            f"unsupported key store URL scheme {parsed.scheme!r}: use sqlite:/// or postgresql://"
-        )
-    db: peewee.Database = connect(url, **kwargs)
-    return db
-
-
-class KeyStore:
+class KeyStore(SharedConnection):
     """Get-or-create, look up and destroy organisation and data keys.
 
     Rows are always read from the store, so a key destroyed by another process is never
@@ -130,11 +91,8 @@ class KeyStore:
     def __init__(self, url: str, master_key: bytes, *, schema: str | None = None) -> None:
         if len(master_key) != KEY_BYTES:
             raise ValueError("master key must be 32 bytes")
+        super().__init__(url, schema, "key store")
         self._master = bytes(master_key)
-        self._lock = threading.Lock()
-        self._db = _open(url, schema)
-        self._pg = isinstance(self._db, peewee.PostgresqlDatabase)
-        self._p = self._db.param
         # Unwrapped keys by everything their AAD binds plus the wrapped bytes, so a cache
         # hit is exactly a row that has unwrapped before.
         self._org_cache: _Cache = OrderedDict()
@@ -149,13 +107,12 @@ class KeyStore:
         with self._lock:
             self._org_cache.clear()
             self._data_cache.clear()
-            if not self._db.is_closed():
-                self._db.close()
+        super().close()
 
     def _create_tables(self) -> None:
         blob = "BYTEA" if self._pg else "BLOB"
         with self._db.atomic():
-            self._db.execute_sql(
+            self._execute(
                 "CREATE TABLE IF NOT EXISTS organisation_key ("
                 " organisation_id TEXT PRIMARY KEY,"
                 f" wrapped {blob} NOT NULL,"
@@ -163,7 +120,7 @@ class KeyStore:
             )
             # The foreign key stops a data key being created under an organisation key that
             # a concurrent destroy has just removed (it would be orphaned and unreadable).
-            self._db.execute_sql(
+            self._execute(
                 "CREATE TABLE IF NOT EXISTS data_key ("
                 " key_id TEXT PRIMARY KEY,"
                 " organisation_id TEXT NOT NULL"
@@ -173,7 +130,7 @@ class KeyStore:
                 " created_at TIMESTAMP NOT NULL,"
                 " UNIQUE (organisation_id, subject_ref))"
             )
-            self._db.execute_sql(
+            self._execute(
                 "CREATE INDEX IF NOT EXISTS data_key_organisation_id ON data_key (organisation_id)"
             )
 
@@ -185,15 +142,14 @@ class KeyStore:
         Two processes racing both insert; the loser's insert fails on the unique
         constraint and it reads the winner's key, so an author has exactly one key.
         """
-        p = self._p
         select = (
             "SELECT d.key_id, d.organisation_id, d.subject_ref, d.wrapped, o.wrapped"
             " FROM data_key d JOIN organisation_key o ON o.organisation_id = d.organisation_id"
-            f" WHERE d.organisation_id = {p} AND d.subject_ref = {p}"
+            " WHERE d.organisation_id = ? AND d.subject_ref = ?"
         )
         with self._lock:
             for _ in range(5):
-                rows = self._db.execute_sql(select, (organisation_id, subject_ref)).fetchall()
+                rows = self._execute(select, (organisation_id, subject_ref)).fetchall()
                 if rows:
                     return self._data_key_from_row(rows[0])
                 org_key = self._org_key_or_create(organisation_id)
@@ -202,11 +158,11 @@ class KeyStore:
                 wrapped = _wrap(org_key, key, _data_aad(organisation_id, subject_ref))
                 try:
                     with self._db.atomic():
-                        self._db.execute_sql(
+                        self._execute(
                             "INSERT INTO data_key"
                             " (key_id, organisation_id, subject_ref, wrapped, created_at)"
-                            f" VALUES ({p}, {p}, {p}, {p}, {p})",
-                            (key_id, organisation_id, subject_ref, wrapped, self._now()),
+                            " VALUES (?, ?, ?, ?, ?)",
+                            (key_id, organisation_id, subject_ref, wrapped, clock.now()),
                         )
                 except peewee.IntegrityError:
                     continue  # another writer won, or the organisation key just went
@@ -222,8 +178,8 @@ class KeyStore:
         with self._lock:
             for start in range(0, len(ids), _CHUNK):
                 chunk = ids[start : start + _CHUNK]
-                marks = ", ".join([self._p] * len(chunk))
-                rows = self._db.execute_sql(
+                marks = ", ".join("?" * len(chunk))
+                rows = self._execute(
                     "SELECT d.key_id, d.organisation_id, d.subject_ref, d.wrapped, o.wrapped"
                     " FROM data_key d"
                     " JOIN organisation_key o ON o.organisation_id = d.organisation_id"
@@ -238,26 +194,25 @@ class KeyStore:
     def organisation_data_keys(self, organisation_id: str) -> list[DataKey]:
         """Every live data key of an organisation (none once its key is destroyed)."""
         with self._lock:
-            rows = self._db.execute_sql(
+            rows = self._execute(
                 "SELECT d.key_id, d.organisation_id, d.subject_ref, d.wrapped, o.wrapped"
                 " FROM data_key d"
                 " JOIN organisation_key o ON o.organisation_id = d.organisation_id"
-                f" WHERE d.organisation_id = {self._p} ORDER BY d.subject_ref",
+                " WHERE d.organisation_id = ? ORDER BY d.subject_ref",
                 (organisation_id,),
             ).fetchall()
             return [self._data_key_from_row(row) for row in rows]
 
     def destroy_member_key(self, organisation_id: str, subject_ref: str) -> bool:
         """Destroy one author's data key; True if there was one to destroy."""
-        p = self._p
         with self._lock, self._db.atomic():
-            rows = self._db.execute_sql(
+            rows = self._execute(
                 "SELECT key_id, wrapped FROM data_key"
-                f" WHERE organisation_id = {p} AND subject_ref = {p}",
+                " WHERE organisation_id = ? AND subject_ref = ?",
                 (organisation_id, subject_ref),
             ).fetchall()
-            self._db.execute_sql(
-                f"DELETE FROM data_key WHERE organisation_id = {p} AND subject_ref = {p}",
+            self._execute(
+                "DELETE FROM data_key WHERE organisation_id = ? AND subject_ref = ?",
                 (organisation_id, subject_ref),
             )
             for key_id, wrapped in rows:
@@ -266,21 +221,18 @@ class KeyStore:
 
     def destroy_organisation_key(self, organisation_id: str) -> int:
         """Destroy an organisation key and all its data keys; the number of data keys."""
-        p = self._p
         with self._lock, self._db.atomic():
-            data_rows = self._db.execute_sql(
-                f"SELECT key_id, subject_ref, wrapped FROM data_key WHERE organisation_id = {p}",
+            data_rows = self._execute(
+                "SELECT key_id, subject_ref, wrapped FROM data_key WHERE organisation_id = ?",
                 (organisation_id,),
             ).fetchall()
-            org_rows = self._db.execute_sql(
-                f"SELECT wrapped FROM organisation_key WHERE organisation_id = {p}",
+            org_rows = self._execute(
+                "SELECT wrapped FROM organisation_key WHERE organisation_id = ?",
                 (organisation_id,),
             ).fetchall()
-            self._db.execute_sql(
-                f"DELETE FROM data_key WHERE organisation_id = {p}", (organisation_id,)
-            )
-            self._db.execute_sql(
-                f"DELETE FROM organisation_key WHERE organisation_id = {p}", (organisation_id,)
+            self._execute("DELETE FROM data_key WHERE organisation_id = ?", (organisation_id,))
+            self._execute(
+                "DELETE FROM organisation_key WHERE organisation_id = ?", (organisation_id,)
             )
             for key_id, subject_ref, wrapped in data_rows:
                 self._data_cache.pop((key_id, organisation_id, subject_ref, bytes(wrapped)), None)
@@ -290,25 +242,20 @@ class KeyStore:
 
     # -- internals (called with the lock held) -----------------------------------------
 
-    def _now(self) -> object:
-        now = clock.now()
-        return now if self._pg else now.isoformat(sep=" ")
-
     def _org_key_or_create(self, organisation_id: str) -> bytes:
-        p = self._p
-        select = f"SELECT wrapped FROM organisation_key WHERE organisation_id = {p}"
+        select = "SELECT wrapped FROM organisation_key WHERE organisation_id = ?"
         for _ in range(5):
-            rows = self._db.execute_sql(select, (organisation_id,)).fetchall()
+            rows = self._execute(select, (organisation_id,)).fetchall()
             if rows:
                 return self._org_key_from_wrapped(organisation_id, bytes(rows[0][0]))
             key = secrets.token_bytes(KEY_BYTES)
             wrapped = _wrap(self._master, key, _org_aad(organisation_id))
             try:
                 with self._db.atomic():
-                    self._db.execute_sql(
+                    self._execute(
                         "INSERT INTO organisation_key (organisation_id, wrapped, created_at)"
-                        f" VALUES ({p}, {p}, {p})",
-                        (organisation_id, wrapped, self._now()),
+                        " VALUES (?, ?, ?)",
+                        (organisation_id, wrapped, clock.now()),
                     )
             except peewee.IntegrityError:
                 continue  # another writer created it first: use theirs

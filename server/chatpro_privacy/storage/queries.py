@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
-from functools import cache
 from typing import Any, NamedTuple
 
 from chatpro_privacy.storage.db import database, is_postgres
+from chatpro_privacy.storage.dialect import parameters, render
 from chatpro_privacy.storage.models import Account, ConsentEvent, Device, OrganisationStatement
 
 _SESSION_PRINCIPAL = """
@@ -62,21 +62,14 @@ ON CONFLICT (account_id, device_id) DO UPDATE SET
   use_count = device.use_count + 1"""
 
 
-@cache
-def _render(sql: str, postgres: bool) -> str:
-    return sql.replace("?", "%s") if postgres else sql
-
-
 def _sql(sql: str) -> str:
-    return _render(sql, is_postgres())
+    return render(sql, is_postgres())
 
 
 def _execute(sql: str, params: tuple[Any, ...]) -> Any:
-    if (
-        not is_postgres()
-    ):  # store datetimes as peewee does on SQLite, without the deprecated adapter
-        params = tuple(p.isoformat(" ") if isinstance(p, dt.datetime) else p for p in params)
-    return database.execute_sql(_sql(sql), params)
+    """Datetimes go as peewee writes them on SQLite, without the deprecated adapter."""
+    postgres = is_postgres()
+    return database.execute_sql(render(sql, postgres), parameters(params, postgres))
 
 
 def timestamp(value: Any) -> dt.datetime | None:
