@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from chatpro.privacy.v1 import messaging_pb2, organisation_pb2
 from chatpro.privacy.v1 import messaging_service_pb2 as msg
 from chatpro.privacy.v1 import organisation_service_pb2 as org_pb
-from conftest import Api
+from helpers import Api
 
 STATEMENT_VERSION = "2026-01-01"
 

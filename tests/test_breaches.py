@@ -14,8 +14,8 @@ from chatpro.privacy.v1 import (
     organisation_service_pb2_grpc,
 )
 from chatpro_privacy.clock import clock
-from conftest import Api
 from google.protobuf import timestamp_pb2
+from helpers import Api
 
 
 def ts(value: dt.datetime) -> timestamp_pb2.Timestamp:

@@ -18,8 +18,8 @@ from chatpro.privacy.v1 import (
 from chatpro_privacy.clock import clock
 from chatpro_privacy.storage.db import database
 from chatpro_privacy.storage.models import Account, AuditEntry, ConsentEvent, GuardianAccess
-from conftest import Api, child_birthday, rpc_error
 from google.protobuf import timestamp_pb2
+from helpers import Api, child_birthday, rpc_error
 
 STATE = consent_service_pb2.GetConsentStateRequest
 

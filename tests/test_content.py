@@ -19,8 +19,8 @@ from chatpro.privacy.v1 import messaging_pb2
 from chatpro.privacy.v1 import messaging_service_pb2 as msg
 from chatpro_privacy import logs
 from chatpro_privacy.storage.db import is_postgres
-from conftest import Api, database_fingerprint, rpc_error
 from google.protobuf import timestamp_pb2
+from helpers import Api, database_fingerprint, rpc_error
 from orgs import Org, build_org, conversation, person, send
 
 

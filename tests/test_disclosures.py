@@ -7,7 +7,7 @@ import grpc
 import pytest
 from chatpro.privacy.v1 import consent_pb2, disclosure_service_pb2
 from chatpro_privacy.storage.models import Account, Disclosure
-from conftest import Api, rpc_error
+from helpers import Api, rpc_error
 
 
 def create(api: Api, operator: str, **fields: object) -> consent_pb2.Recipient:

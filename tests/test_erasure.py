@@ -42,7 +42,7 @@ from chatpro_privacy.storage.models import (
     Session,
 )
 from chatpro_privacy.testing import InProcessServer
-from conftest import PASSWORD, Api, database_fingerprint
+from helpers import PASSWORD, Api, database_fingerprint
 from orgs import Org, Person, build_org, conversation, join, send
 from test_content import upload
 

@@ -38,7 +38,7 @@ from chatpro_privacy.storage.models import (
     RightsRequestEvent,
 )
 from chatpro_privacy.testing import InProcessServer
-from conftest import Api
+from helpers import Api
 from orgs import Person, build_org, conversation, join, send
 from test_content import upload
 from test_disclosures import create, disclose

@@ -18,9 +18,9 @@ from chatpro.privacy.v1 import (
     policy_service_pb2,
 )
 from chatpro_privacy.domain.accounts import roles
-from conftest import Api, database_fingerprint
 from google.protobuf import descriptor, message_factory
 from google.protobuf.message import Message
+from helpers import Api, database_fingerprint
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -8,7 +8,7 @@ import pytest
 from chatpro.privacy.v1 import organisation_pb2, organisation_service_pb2_grpc
 from chatpro.privacy.v1 import organisation_service_pb2 as pb
 from chatpro_privacy.storage.models import Account, ConsentEvent
-from conftest import Api, rpc_error
+from helpers import Api, rpc_error
 
 
 @pytest.fixture

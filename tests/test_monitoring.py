@@ -15,8 +15,8 @@ from chatpro_privacy.clock import clock
 from chatpro_privacy.plugin import hookimpl
 from chatpro_privacy.plugin.types import AccessDecision, AccessRequest, ContentRef, PluginContext
 from chatpro_privacy.storage.models import ContentItem, ContentToken, MonitoringAccess
-from conftest import Api, rpc_error
 from google.protobuf import timestamp_pb2
+from helpers import Api, rpc_error
 from orgs import Org, build_org, conversation, send
 from test_content import upload
 

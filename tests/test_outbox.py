@@ -7,7 +7,7 @@ from chatpro.privacy.v1 import outbox_service_pb2
 from chatpro_privacy.domain.records import outbox
 from chatpro_privacy.storage.db import database
 from chatpro_privacy.testing import InProcessServer
-from conftest import Api, child_birthday, rpc_error
+from helpers import Api, child_birthday, rpc_error
 
 
 def ack(api: Api, token: str, through: int, consumer: str = "") -> int:

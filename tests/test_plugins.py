@@ -20,8 +20,8 @@ from chatpro_privacy.plugin.host import PluginHost, discover
 from chatpro_privacy.storage.db import database
 from chatpro_privacy.storage.models import OrganisationPlugin
 from chatpro_privacy.testing import InProcessServer, PluginKit
-from conftest import Api, rpc_error
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from helpers import Api, rpc_error
 
 LIMIT = 0.3
 release = threading.Event()

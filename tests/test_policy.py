@@ -11,8 +11,8 @@ from chatpro.privacy.v1 import account_service_pb2, policy_pb2, policy_service_p
 from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.consent import policy
 from chatpro_privacy.storage.models import ConsentEvent, OutboxEvent, PolicyNoticeFanout
-from conftest import Api, rpc_error
 from google.protobuf import timestamp_pb2
+from helpers import Api, rpc_error
 
 GET = account_service_pb2.GetAccountRequest()
 

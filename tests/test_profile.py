@@ -8,8 +8,8 @@ import pytest
 from chatpro.privacy.v1 import account_pb2, account_service_pb2, common_pb2
 from chatpro_privacy.domain.accounts import roles
 from chatpro_privacy.storage.models import Account, AuditEntry, Correspondence, InstallationEvent
-from conftest import Api, child_birthday, rpc_error
 from google.protobuf import field_mask_pb2
+from helpers import Api, child_birthday, rpc_error
 
 GET = account_service_pb2.GetAccountRequest()
 

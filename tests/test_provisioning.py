@@ -11,7 +11,7 @@ from chatpro.privacy.v1 import account_pb2, account_service_pb2, organisation_pb
 from chatpro.privacy.v1 import organisation_service_pb2 as org_pb
 from chatpro_privacy.clock import clock
 from chatpro_privacy.storage.models import Account, AccountFieldSource, ConsentEvent
-from conftest import Api, child_birthday, rpc_error
+from helpers import Api, child_birthday, rpc_error
 from orgs import STATEMENT_VERSION, Person, build_org, conversation, send
 
 

@@ -17,7 +17,7 @@ from chatpro_privacy.storage.models import (
     GuardianConfirmation,
     OutboxEvent,
 )
-from conftest import PASSWORD, Api, child_birthday, registration, rpc_error
+from helpers import PASSWORD, Api, child_birthday, registration, rpc_error
 
 
 def test_adult_registers_signs_in_and_reads_profile(api: Api) -> None:

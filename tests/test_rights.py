@@ -34,7 +34,7 @@ from chatpro_privacy.storage.models import (
     ProcessingRestriction,
     RightsRequest,
 )
-from conftest import Api, child_birthday, rpc_error
+from helpers import Api, child_birthday, rpc_error
 from orgs import build_org, conversation, join, send
 from test_disclosures import create as create_recipient
 from test_monitoring import scope

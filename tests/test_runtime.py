@@ -29,7 +29,6 @@ from chatpro.privacy.v1 import (
 from chatpro_privacy.domain.accounts import roles
 from chatpro_privacy.storage import migrations
 from chatpro_privacy.testing import InProcessServer
-from conftest import Api, content_key_env, registration, wait_until_serving
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -38,6 +37,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
+from helpers import Api, content_key_env, registration, wait_until_serving
 
 CLI = [sys.executable, "-m", "chatpro_privacy"]
 

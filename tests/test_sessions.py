@@ -14,7 +14,7 @@ from chatpro_privacy.domain.accounts import roles
 from chatpro_privacy.domain.kernel.passwords import TEST_PARAMETERS, Passwords
 from chatpro_privacy.settings import SettingsError, from_env
 from chatpro_privacy.storage.models import Session
-from conftest import PASSWORD, Api, rpc_error
+from helpers import PASSWORD, Api, rpc_error
 
 GET = account_service_pb2.GetAccountRequest()
 

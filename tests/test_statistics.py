@@ -16,7 +16,7 @@ from chatpro_privacy.domain.kernel.principals import Principal, PrincipalKind, R
 from chatpro_privacy.domain.retention import statistics
 from chatpro_privacy.domain.retention.statistics import TOTAL, Table, suppress
 from chatpro_privacy.storage.models import Account, ProcessingObjection, ProcessingRestriction
-from conftest import Api
+from helpers import Api
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from orgs import build_org, conversation, send

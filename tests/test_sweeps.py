@@ -30,7 +30,7 @@ from chatpro_privacy.storage.models import (
     Session,
     SweepCursor,
 )
-from conftest import Api, rpc_error
+from helpers import Api, rpc_error
 from orgs import Org, build_org, conversation, send
 from test_content import upload
 
