@@ -4,6 +4,7 @@ conftest.py, which pytest loads by itself and nothing imports."""
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import re
 import secrets
@@ -34,8 +35,16 @@ from chatpro.privacy.v1 import (
 )
 from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.accounts import roles
+from chatpro_privacy.domain.kernel.tokens import new_id
 from chatpro_privacy.storage.db import database, is_postgres
-from chatpro_privacy.storage.models import ALL_MODELS
+from chatpro_privacy.storage.models import (
+    ALL_MODELS,
+    Account,
+    ContentFlag,
+    PolicyVersion,
+    ProcessingRestriction,
+    RightsRequest,
+)
 from chatpro_privacy.testing import InProcessServer
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
@@ -224,3 +233,81 @@ def database_fingerprint() -> str:
 
 def on_postgres() -> bool:
     return is_postgres()
+
+
+# -- rows written straight to the tables ------------------------------------------------------
+# For states the API reaches only after many steps, or not at all (a crash half way). Each
+# builder fills every column with a plain default; a test names only what it is about.
+
+
+def rights_request_row(account_id: str, **overrides: Any) -> RightsRequest:
+    """A person's rights request, received now and still open unless ``overrides`` say not."""
+    received = overrides.get("received_at", clock.now())
+    fields: dict[str, Any] = {
+        "id": new_id(),
+        "account": account_id,
+        "subject_ref": Account.get_by_id(account_id).subject_ref,
+        "type": "access",
+        "state": "received",
+        "step": "verify",
+        "channel": "person",
+        "details": "",
+        "received_at": received,
+        "due_date": received.date(),
+        "extension_months": 0,
+        "extension_reason": "",
+        "identity_method": "session",
+        "identity_evidence": "",
+        "refusal_reason": "",
+        "corrections": "[]",
+        "restriction_case": "",
+        "objection_ground": "",
+        "purpose_id": "",
+        "recipient_id": "",
+        "kept_parts": "[]",
+        "outcome": "",
+        "updated_at": received,
+    }
+    fields.update(overrides)
+    return RightsRequest.create(**fields)
+
+
+def restriction_row(
+    account_id: str,
+    restriction_case: str = "legal_claims",
+    *,
+    rights_request_id: str = "r",
+    created_at: dt.datetime | None = None,
+) -> ProcessingRestriction:
+    """A processing restriction in force, as a completed rights request leaves it."""
+    return ProcessingRestriction.create(
+        account=account_id,
+        restriction_case=restriction_case,
+        rights_request_id=rights_request_id,
+        created_at=created_at or clock.now(),
+    )
+
+
+def content_flag_row(item_seq: int, created_at: dt.datetime | None = None) -> ContentFlag:
+    """A plugin's flag on a content item, which must go when the item goes."""
+    return ContentFlag.create(
+        item_seq=item_seq,
+        plugin_name="p",
+        category="c",
+        reason="r",
+        created_at=created_at or clock.now(),
+    )
+
+
+def policy_version_row(version: str, *, requires_reacceptance: bool) -> PolicyVersion:
+    """A policy version published now, without the notices that publishing would send."""
+    now = clock.now()
+    return PolicyVersion.create(
+        version=version,
+        effective_at=now,
+        change_summary="s",
+        text="t",
+        text_sha256="0" * 64,
+        requires_reacceptance=requires_reacceptance,
+        published_at=now,
+    )

@@ -37,12 +37,18 @@ from chatpro_privacy.storage.models import (
     ContentToken,
     Correspondence,
     Device,
-    ProcessingRestriction,
     RightsRequest,
     Session,
 )
 from chatpro_privacy.testing import InProcessServer
-from helpers import PASSWORD, Api, database_fingerprint
+from helpers import (
+    PASSWORD,
+    Api,
+    content_flag_row,
+    database_fingerprint,
+    restriction_row,
+    rights_request_row,
+)
 from orgs import Org, Person, build_org, conversation, join, send
 from test_content import upload
 
@@ -106,30 +112,16 @@ def world(api: Api, server: InProcessServer) -> Iterator[World]:
     send(api, keeping.members["pupil"], keeping_chat, "noted")
     recording = upload(api, zed.token, deleting_chat, [b"zed audio" * 1000])
     now = dt.datetime(2026, 1, 1)
-    RightsRequest.create(
+    rights_request_row(
+        zed.account_id,
         id="rr-zed",
-        account=zed.account_id,
-        subject_ref=Account.get_by_id(zed.account_id).subject_ref,
         type="erasure",
         state="in_progress",
         step="erase",
-        channel="person",
         details=f"Please erase me, {NAME}, born {BIRTHDAY}",
         received_at=now,
-        due_date=now.date(),
-        extension_months=0,
-        extension_reason="",
-        identity_method="session",
         identity_evidence=f"signed in as {USERNAME}",
-        refusal_reason="",
         corrections=json.dumps([["email", EMAIL]]),
-        restriction_case="",
-        objection_ground="",
-        purpose_id="",
-        recipient_id="",
-        kept_parts="[]",
-        outcome="",
-        updated_at=now,
     )
     ledger = ErasureLedger(server.settings.key_store_url)
     try:
@@ -212,13 +204,7 @@ def test_erasure_leaves_no_identity_anywhere(  # type: ignore[no-untyped-def]
     ]
     key_id = ContentItem.get(ContentItem.seq == deleted_seqs[0]).key_id
     assert ContentToken.select().where(ContentToken.item_seq.in_(deleted_seqs)).count() > 0
-    ContentFlag.create(
-        item_seq=deleted_seqs[0],
-        plugin_name="p",
-        category="c",
-        reason="r",
-        created_at=dt.datetime(2026, 1, 1),
-    )
+    content_flag_row(deleted_seqs[0], created_at=dt.datetime(2026, 1, 1))
     pupil_k = w.keeping.members["pupil"]
     pupil_d = w.deleting.members["pupil"]
     others = Account.id != zed.account_id
@@ -392,11 +378,8 @@ def test_the_command_reapplies_erasures_to_a_restored_sqlite_file(  # type: igno
 
 
 def test_a_legal_claims_restriction_holds_everything(server: InProcessServer, world: World) -> None:
-    ProcessingRestriction.create(
-        account=world.zed.account_id,
-        restriction_case="legal_claims",
-        rights_request_id="rr-other",
-        created_at=dt.datetime(2026, 1, 1),
+    restriction_row(
+        world.zed.account_id, rights_request_id="rr-other", created_at=dt.datetime(2026, 1, 1)
     )
     before = database_fingerprint()
     with pytest.raises(FailedPrecondition) as refused:

@@ -12,7 +12,7 @@ from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.consent import policy
 from chatpro_privacy.storage.models import ConsentEvent, OutboxEvent, PolicyNoticeFanout
 from google.protobuf import timestamp_pb2
-from helpers import Api, rpc_error
+from helpers import Api, policy_version_row, rpc_error
 
 GET = account_service_pb2.GetAccountRequest()
 
@@ -166,11 +166,7 @@ def test_notification_fanout_resumes_after_a_crash(api: Api) -> None:
     for i in range(7):
         api.register(username=f"user{i}")
     # A publication whose fan-out stopped after the first batch of 3.
-    from chatpro_privacy.storage.models import PolicyVersion
-
-    now = clock.now()
-    PolicyVersion.create(version="2026-12-01", effective_at=now, change_summary="s", text="t",
-                         text_sha256="0" * 64, requires_reacceptance=False, published_at=now)  # fmt: skip
+    policy_version_row("2026-12-01", requires_reacceptance=False)
     PolicyNoticeFanout.create(version="2026-12-01", last_account_id="", notified=0)
     assert asyncio.run(policy.notify_accounts("2026-12-01", batch=3)) == 7
     assert asyncio.run(policy.resume_notifications()) == 0

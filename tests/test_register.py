@@ -17,7 +17,7 @@ from chatpro_privacy.storage.models import (
     GuardianConfirmation,
     OutboxEvent,
 )
-from helpers import PASSWORD, Api, child_birthday, registration, rpc_error
+from helpers import PASSWORD, Api, child_birthday, policy_version_row, registration, rpc_error
 
 
 def test_adult_registers_signs_in_and_reads_profile(api: Api) -> None:
@@ -336,15 +336,9 @@ def test_request_ids_are_echoed_in_errors(api: Api) -> None:
 
 
 def test_a_retry_gets_its_first_answer_even_after_a_new_policy(api: Api) -> None:
-    from chatpro_privacy.storage.models import PolicyVersion
-
     request = registration(username="early")
     first = api.accounts.Register(request).account
-    now = clock.now()
-    PolicyVersion.create(
-        version="2026-01-01", effective_at=now, change_summary="s", text="t", text_sha256="0" * 64,
-        requires_reacceptance=True, published_at=now,
-    )  # fmt: skip
+    policy_version_row("2026-01-01", requires_reacceptance=True)
     assert api.accounts.Register(request).account.account_id == first.account_id
     late = rpc_error(lambda: api.register(username="late"))
     assert late.reason == "POLICY_VERSION_NOT_CURRENT"

@@ -34,7 +34,7 @@ from chatpro_privacy.storage.models import (
     ProcessingRestriction,
     RightsRequest,
 )
-from helpers import Api, child_birthday, rpc_error
+from helpers import Api, child_birthday, restriction_row, rpc_error
 from orgs import build_org, conversation, join, send
 from test_disclosures import create as create_recipient
 from test_monitoring import scope
@@ -585,10 +585,7 @@ def test_an_erasure_under_a_legal_claims_restriction_cannot_be_completed(
     account, person = api.adult()
     made = request(api, person, S.RIGHTS_REQUEST_TYPE_ERASURE)
     verify(api, dpm, made.rights_request_id)
-    ProcessingRestriction.create(
-        account=account.account_id, restriction_case="legal_claims", rights_request_id="r",
-        created_at=clock.now(),
-    )  # fmt: skip
+    restriction_row(account.account_id)
     failure = rpc_error(
         lambda: api.rights.CompleteRightsRequest(
             pb.CompleteRightsRequestRequest(rights_request_id=made.rights_request_id),

@@ -30,7 +30,7 @@ from chatpro_privacy.storage.models import (
     Session,
     SweepCursor,
 )
-from helpers import Api, rpc_error
+from helpers import Api, content_flag_row, restriction_row, rpc_error
 from orgs import Org, build_org, conversation, send
 from test_content import upload
 
@@ -160,9 +160,7 @@ def test_words_left_by_a_sweep_that_died_after_its_commit_go_with_the_next(
         send(api, school.members["pupil1"], conv, f"words to forget {i}")
     recording = upload(api, school.members["pupil1"].token, conv, [b"old audio"])
     first = ContentItem.select().order_by(ContentItem.seq).first()
-    ContentFlag.create(
-        item_seq=first.seq, plugin_name="p", category="c", reason="r", created_at=clock.now()
-    )
+    content_flag_row(first.seq)
     ContentItem.update(created_at=clock.now() - dt.timedelta(days=800)).execute()
     tokens = ContentToken.select().count()
     assert tokens >= 15
@@ -276,12 +274,7 @@ def test_open_requests_and_legal_claims_keep_content(api: Api, server: Any) -> N
         rights_pb.CreateRightsRequestRequest(type=rights_pb2.RIGHTS_REQUEST_TYPE_ACCESS),
         metadata=api.auth(p1.token),
     )
-    from chatpro_privacy.storage.models import ProcessingRestriction
-
-    ProcessingRestriction.create(
-        account=p2.account_id, restriction_case="legal_claims", rights_request_id="r",
-        created_at=clock.now(),
-    )  # fmt: skip
+    restriction_row(p2.account_id)
     created = ContentItem.select().order_by(ContentItem.seq.desc()).first().created_at
     try:
         _at(expiry(created, 12) + dt.timedelta(seconds=1))
