@@ -23,7 +23,7 @@ from chatpro_privacy.testing import InProcessServer
 
 # Before the import: helpers' asserts report their values as they did when they lived here.
 pytest.register_assert_rewrite("helpers")
-from helpers import Api, RpcFailure, database_fingerprint, rpc_error  # noqa: E402
+from helpers import Api, RpcFailure, Unchanged, database_fingerprint, rpc_error  # noqa: E402
 
 
 def _pg_url() -> str | None:
@@ -184,7 +184,7 @@ def api(server: InProcessServer) -> Iterator[Api]:
 
 
 @pytest.fixture
-def unchanged() -> Callable[[Callable[[], Any]], RpcFailure]:
+def unchanged() -> Unchanged:
     """Run a failing call and assert the database is exactly as it was before it."""
 
     def check(call: Callable[[], Any]) -> RpcFailure:

@@ -98,8 +98,9 @@ class Api:
         self.rights = rights_service_pb2_grpc.RightsServiceStub(self.channel)
 
     @staticmethod
-    def auth(token: str) -> list[tuple[str, str]]:
-        return [("authorization", f"Bearer {token}")]
+    def auth(token: str) -> tuple[tuple[str, str], ...]:
+        """A tuple, the metadata type grpc's stubs declare."""
+        return (("authorization", f"Bearer {token}"),)
 
     def register(self, **fields: Any) -> account_pb2.Account:
         request = registration(**fields)
@@ -190,12 +191,16 @@ class RpcFailure:
     message: str
 
 
+# The ``unchanged`` fixture: runs a call that must fail, asserts it changed nothing.
+Unchanged = Callable[[Callable[[], Any]], RpcFailure]
+
+
 def rpc_error(call: Callable[[], Any]) -> RpcFailure:
     """Run ``call``, which must fail, and decode its google.rpc.Status."""
     with pytest.raises(grpc.RpcError) as caught:
         call()
     error = caught.value
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    status = rpc_status.from_call(error)
     reason, metadata, violations = "", {}, {}
     if status is not None:
         for detail in status.details:
@@ -208,7 +213,7 @@ def rpc_error(call: Callable[[], Any]) -> RpcFailure:
                 bad = error_details_pb2.BadRequest()
                 detail.Unpack(bad)
                 violations = {v.field: v.reason for v in bad.field_violations}
-    return RpcFailure(error.code(), reason, metadata, violations, error.details() or "")  # type: ignore[attr-defined]
+    return RpcFailure(error.code(), reason, metadata, violations, error.details() or "")
 
 
 def database_fingerprint() -> str:

@@ -27,7 +27,13 @@ class Org:
     members: dict[str, Person] = field(default_factory=dict)
 
 
-def join(api: Api, organisation_id: str, inviter: str, person: Person, role: int) -> None:
+def join(
+    api: Api,
+    organisation_id: str,
+    inviter: str,
+    person: Person,
+    role: organisation_pb2.MemberRole.ValueType,
+) -> None:
     api.orgs.InviteMember(
         org_pb.InviteMemberRequest(
             organisation_id=organisation_id, account_id=person.account_id, role=role
@@ -94,7 +100,7 @@ def conversation(
     others: list[Person],
     *,
     broadcast: bool = False,
-    kind: int = messaging_pb2.CONVERSATION_KIND_GROUP,
+    kind: messaging_pb2.ConversationKind.ValueType = messaging_pb2.CONVERSATION_KIND_GROUP,
 ) -> str:
     response = api.messaging.CreateConversation(
         msg.CreateConversationRequest(

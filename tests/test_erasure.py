@@ -13,10 +13,10 @@ import os
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from chatpro.privacy.v1 import account_pb2, common_pb2, organisation_pb2
@@ -191,8 +191,8 @@ def texts(api: Api, token: str, chat: str) -> list[tuple[str, str, bool]]:
     return [(m.sender_account_id, m.text, m.readable) for m in listed.messages]
 
 
-def test_erasure_leaves_no_identity_anywhere(  # type: ignore[no-untyped-def]
-    api: Api, server: InProcessServer, world: World, database_target
+def test_erasure_leaves_no_identity_anywhere(
+    api: Api, server: InProcessServer, world: World, database_target: tuple[str, str | None]
 ) -> None:
     w, zed = world, world.zed
     subject_ref = Account.get_by_id(zed.account_id).subject_ref
@@ -245,7 +245,8 @@ def test_erasure_leaves_no_identity_anywhere(  # type: ignore[no-untyped-def]
     rows = table_rows()
     assert_no_identity(rows, "a table")
     for model in ALL_MODELS:
-        for row in model.select().tuples():
+        # peewee's types call every query's rows models, whatever .tuples() or .dicts() says.
+        for row in cast("Iterable[tuple[Any, ...]]", model.select().tuples()):
             assert zed.account_id not in [str(v) for v in row] or model._meta.table_name in {
                 "audit_entry",  # target_id names the erased account, by its random id
                 "outbox_event",  # account_id without a foreign key; payloads hold ids only
@@ -295,7 +296,10 @@ def test_erasure_leaves_no_identity_anywhere(  # type: ignore[no-untyped-def]
 
 
 def _snapshot() -> dict[Any, list[dict[str, Any]]]:
-    return {model: list(model.select().dicts()) for model in ALL_MODELS}
+    return {
+        model: list(cast("Iterable[dict[str, Any]]", model.select().dicts()))
+        for model in ALL_MODELS
+    }
 
 
 def _restore(snapshot: dict[Any, list[dict[str, Any]]]) -> None:
@@ -313,6 +317,7 @@ def _restore(snapshot: dict[Any, list[dict[str, Any]]]) -> None:
             model.insert_many(rows).on_conflict_ignore().execute()
         for model in (RightsRequest, ContentItem):
             pk = model._meta.primary_key
+            assert pk is not False  # both have a primary key; peewee types it Field | False
             for row in snapshot[model]:
                 model.update(**row).where(pk == row[pk.name]).execute()
 
@@ -340,8 +345,8 @@ def test_reapply_erases_again_after_a_restore(
     assert erased_fingerprint != database_fingerprint()  # a new audit entry says it was redone
 
 
-def test_the_command_reapplies_erasures_to_a_restored_sqlite_file(  # type: ignore[no-untyped-def]
-    server: InProcessServer, world: World, database_target, tmp_path: Path
+def test_the_command_reapplies_erasures_to_a_restored_sqlite_file(
+    server: InProcessServer, world: World, database_target: tuple[str, str | None], tmp_path: Path
 ) -> None:
     url, schema = database_target
     if schema is not None:

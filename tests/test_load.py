@@ -74,7 +74,7 @@ def test_no_acknowledged_write_is_lost_across_sigterm(
             request = account_service_pb2.RecordDeviceUseRequest(
                 device=account_pb2.DeviceInfo(device_id=f"device-{i}")
             )
-            metadata = [("authorization", f"Bearer {tokens[i]}")]
+            metadata = (("authorization", f"Bearer {tokens[i]}"),)
             deadline = time.monotonic() + 15
             while time.monotonic() < deadline:
                 try:

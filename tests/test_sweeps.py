@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from functools import partial
 from typing import Any
 
 import grpc
@@ -42,7 +43,7 @@ def _at(instant: dt.datetime) -> None:
 def _sweep(server: Any, stop_after: int | None = None, **kw: Any) -> dict[str, Any]:
     runtime = server.runtime
     sweeper = ContentSweeper(runtime.retention, runtime.plugins, runtime.vault, **kw)
-    return server.run(sweeper.run(stop_after=stop_after)).as_dict()  # type: ignore[no-any-return]
+    return server.run(sweeper.run(stop_after=stop_after)).as_dict()
 
 
 def _texts(api: Api, token: str, conversation_id: str) -> list[str]:
@@ -326,7 +327,7 @@ def test_legal_holds_are_for_the_organisations_administrators(api: Api) -> None:
         (school.operator, grpc.StatusCode.PERMISSION_DENIED),
     ):
         assert (
-            rpc_error(lambda t=token: api.orgs.PlaceLegalHold(request, metadata=api.auth(t))).code
+            rpc_error(partial(api.orgs.PlaceLegalHold, request, metadata=api.auth(token))).code
             == code
         )
     request.account_id = school.members["pupil1"].account_id
