@@ -22,7 +22,18 @@ $(BUF): package.json
 	npm install --no-audit --no-fund --silent
 	touch $@
 
-## proto: regenerate the chatpro.privacy.v1 modules and their type stubs
+# The generated chatpro.privacy.v1 modules are committed; they are remade only when a proto or
+# the generator changes, so that building and testing never rewrite tracked files. The venv is
+# order-only: reinstalling packages is no reason to regenerate.
+PROTOS    := $(wildcard protos/chatpro/privacy/v1/*.proto)
+GEN_DIR   := clients/python/src/chatpro/privacy/v1
+GENERATED := $(foreach suffix,_pb2.py _pb2.pyi _pb2_grpc.py _pb2_grpc.pyi,\
+	$(patsubst protos/chatpro/privacy/v1/%.proto,$(GEN_DIR)/%$(suffix),$(PROTOS)))
+
+$(GENERATED) &: $(PROTOS) scripts/gen_protos.sh | $(STAMP)
+	PY=$(PY) scripts/gen_protos.sh
+
+## proto: regenerate the chatpro.privacy.v1 modules and their type stubs, changed or not
 proto: $(STAMP)
 	PY=$(PY) scripts/gen_protos.sh
 
@@ -31,7 +42,7 @@ proto-check: proto
 	git diff --exit-code -- clients/python/src/chatpro
 
 ## migrate: apply database migrations (DATABASE_URL, default a SQLite file in ./data)
-migrate: proto
+migrate: $(STAMP) $(GENERATED)
 	$(VENV)/bin/chatpro-privacy migrate
 
 ## run: serve on $(ADDRESS) with the embedded SQLite default
@@ -39,17 +50,19 @@ run: migrate
 	$(VENV)/bin/chatpro-privacy serve --address $(ADDRESS)
 
 ## test: the whole suite (set DATABASE_URL=postgresql://... to run it on PostgreSQL)
-test: proto
+test: $(STAMP) $(GENERATED)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
-## lint: buf lint on the protos, ruff and mypy on the code
-lint: proto $(BUF)
+## lint: buf lint on the protos, ruff (rules and formatting) and mypy on the code
+LINTED := server tests bench clients/python/src/chatpro_privacy_client plugins
+lint: $(STAMP) $(GENERATED) $(BUF)
 	$(BUF) lint
-	$(VENV)/bin/ruff check server tests bench clients/python/src/chatpro_privacy_client plugins
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/ruff format --check $(LINTED)
 	$(VENV)/bin/mypy
 
 ## bench: throughput ratios against a no-op call in the same run -> bench-results.json
-bench: proto
+bench: $(STAMP) $(GENERATED)
 	$(PY) bench/run.py --output bench-results.json $(BENCH_ARGS)
 
 clean:

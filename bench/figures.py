@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import argon2
 import grpc
@@ -101,30 +101,12 @@ class BenchContext:
     def __post_init__(self) -> None:
         self.health = health_pb2_grpc.HealthStub(self.channel)
         # Given an aio channel, the generated stubs are their async variants.
-        self.accounts = cast(
-            "account_service_pb2_grpc.AccountServiceAsyncStub",
-            account_service_pb2_grpc.AccountServiceStub(self.channel),
-        )
-        self.policies = cast(
-            "policy_service_pb2_grpc.PolicyServiceAsyncStub",
-            policy_service_pb2_grpc.PolicyServiceStub(self.channel),
-        )
-        self.consent = cast(
-            "consent_service_pb2_grpc.ConsentServiceAsyncStub",
-            consent_service_pb2_grpc.ConsentServiceStub(self.channel),
-        )
-        self.messaging = cast(
-            "messaging_service_pb2_grpc.MessagingServiceAsyncStub",
-            messaging_service_pb2_grpc.MessagingServiceStub(self.channel),
-        )
-        self.monitoring = cast(
-            "monitoring_service_pb2_grpc.MonitoringServiceAsyncStub",
-            monitoring_service_pb2_grpc.MonitoringServiceStub(self.channel),
-        )
-        self.rights = cast(
-            "rights_service_pb2_grpc.RightsServiceAsyncStub",
-            rights_service_pb2_grpc.RightsServiceStub(self.channel),
-        )
+        self.accounts = account_service_pb2_grpc.AccountServiceStub(self.channel)
+        self.policies = policy_service_pb2_grpc.PolicyServiceStub(self.channel)
+        self.consent = consent_service_pb2_grpc.ConsentServiceStub(self.channel)
+        self.messaging = messaging_service_pb2_grpc.MessagingServiceStub(self.channel)
+        self.monitoring = monitoring_service_pb2_grpc.MonitoringServiceStub(self.channel)
+        self.rights = rights_service_pb2_grpc.RightsServiceStub(self.channel)
 
     def new_registration(self) -> account_service_pb2.RegisterRequest:
         """A valid adult registration no earlier call of this run has used."""
@@ -705,10 +687,7 @@ def _export_figures(label: str, size: int) -> None:
         if ctx.fresh_server is None:
             raise SetupFailure("the export memory figures need a fresh server per export")
         async with ctx.fresh_server() as (channel, pid):
-            rights = cast(
-                "rights_service_pb2_grpc.RightsServiceAsyncStub",
-                rights_service_pb2_grpc.RightsServiceStub(channel),
-            )
+            rights = rights_service_pb2_grpc.RightsServiceStub(channel)
             # One small call first (session, database, rights code), so that the figure is
             # the export's and not the first call's; then start-up work settles.
             await rights.GetRightsRequest(

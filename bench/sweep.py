@@ -211,7 +211,8 @@ def seed(path: Path, messages: int) -> int:
         tokens = 0
         for start in range(0, messages, SEED_CHUNK):
             count = min(SEED_CHUNK, messages - start)
-            items, item_tokens = [], []
+            items = []
+            item_tokens: list[tuple[str, bytes, int]] = []
             for seq in range(start + 1, start + count + 1):
                 account_id, ref = authors[rng.randrange(SWEEP_AUTHORS)]
                 at = oldest + dt.timedelta(seconds=span * (seq - 1) / messages + rng.random())

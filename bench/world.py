@@ -36,7 +36,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TypeAlias, cast
+from typing import TypeAlias
 
 import grpc
 from chatpro.privacy.v1 import (
@@ -147,18 +147,9 @@ class _Builder:
     grant_role: GrantRole
 
     def __post_init__(self) -> None:
-        self.accounts_stub = cast(
-            "account_service_pb2_grpc.AccountServiceAsyncStub",
-            account_service_pb2_grpc.AccountServiceStub(self.channel),
-        )
-        self.orgs_stub = cast(
-            "organisation_service_pb2_grpc.OrganisationServiceAsyncStub",
-            organisation_service_pb2_grpc.OrganisationServiceStub(self.channel),
-        )
-        self.messaging_stub = cast(
-            "messaging_service_pb2_grpc.MessagingServiceAsyncStub",
-            messaging_service_pb2_grpc.MessagingServiceStub(self.channel),
-        )
+        self.accounts_stub = account_service_pb2_grpc.AccountServiceStub(self.channel)
+        self.orgs_stub = organisation_service_pb2_grpc.OrganisationServiceStub(self.channel)
+        self.messaging_stub = messaging_service_pb2_grpc.MessagingServiceStub(self.channel)
 
     # -- people and organisations ----------------------------------------------------------
 
@@ -371,7 +362,7 @@ class ExportSubject:
     account_id: str
     person: Person
     rights_request_id: str
-    state: int  # the request's state once the organisation answered
+    state: rights_pb2.RightsRequestState.ValueType  # once the organisation answered
 
 
 @dataclass
@@ -387,10 +378,7 @@ class ExportWorld(_Builder):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self.rights_stub = cast(
-            "rights_service_pb2_grpc.RightsServiceAsyncStub",
-            rights_service_pb2_grpc.RightsServiceStub(self.channel),
-        )
+        self.rights_stub = rights_service_pb2_grpc.RightsServiceStub(self.channel)
 
     async def subject(self, size: int, store: StoreMessages | None) -> ExportSubject:
         """The person of ``size`` messages, made (and their messages seeded) on first use."""
@@ -432,7 +420,7 @@ class ExportWorld(_Builder):
 
     async def _access_request(
         self, org_id: str, person: Person, dpm: Person, admin: Person
-    ) -> tuple[str, int]:
+    ) -> tuple[str, rights_pb2.RightsRequestState.ValueType]:
         """The person asks for access, the data privacy manager verifies them and the
         organisation's administrator answers "exported": (request id, state after)."""
         made = await self.rights_stub.CreateRightsRequest(

@@ -1,73 +1,34 @@
 """Shared fixtures: a real server per test on SQLite (a temp file) or, when DATABASE_URL
-names PostgreSQL, on a schema of that database reset for each test; generated stubs; helpers."""
+names PostgreSQL, on a schema of that database reset for each test. Only fixtures live here:
+pytest loads this file on its own terms, so what test modules import is in helpers.py."""
 
 from __future__ import annotations
 
 import datetime as dt
 import graphlib
-import hashlib
 import os
-import re
 import secrets
 import shutil
-import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
-from chatpro.privacy.v1 import (
-    account_pb2,
-    account_service_pb2,
-    account_service_pb2_grpc,
-    common_pb2,
-    consent_service_pb2,
-    consent_service_pb2_grpc,
-    disclosure_service_pb2_grpc,
-    messaging_service_pb2_grpc,
-    monitoring_service_pb2_grpc,
-    organisation_service_pb2_grpc,
-    outbox_service_pb2,
-    outbox_service_pb2_grpc,
-    policy_service_pb2,
-    policy_service_pb2_grpc,
-    rights_service_pb2_grpc,
-)
 from chatpro_privacy.clock import clock
-from chatpro_privacy.domain.accounts import roles
 from chatpro_privacy.storage import migrations
-from chatpro_privacy.storage.db import close_database, database, is_postgres, open_database
-from chatpro_privacy.storage.models import ALL_MODELS
+from chatpro_privacy.storage.db import close_database, open_database
 from chatpro_privacy.testing import InProcessServer
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 
-PASSWORD = "correct horse battery staple"
-POLICY_VERSION = "2023-02-12"
+# Before the import: helpers' asserts report their values as they did when they lived here.
+pytest.register_assert_rewrite("helpers")
+from helpers import Api, RpcFailure, Unchanged, database_fingerprint, rpc_error  # noqa: E402
 
 
 def _pg_url() -> str | None:
     url = os.environ.get("DATABASE_URL", "")
     return url if url.startswith(("postgres://", "postgresql://")) else None
-
-
-def content_key_env(folder: Path) -> dict[str, str]:
-    """Settings that keep a served process's master key, key store and blobs in ``folder``."""
-    return {
-        "CHATPRO_MASTER_KEY": secrets.token_hex(32),
-        "CHATPRO_KEY_STORE_URL": f"sqlite:///{folder}/keys.sqlite3",
-        "CHATPRO_BLOB_DIR": f"{folder}/blobs",
-    }
-
-
-def wait_until_serving(target: str, timeout: float) -> None:
-    """Wait for a server process that is starting to accept calls, trying every 50-200 ms
-    rather than after grpc's default first back-off of about a second."""
-    options = [("grpc.initial_reconnect_backoff_ms", 50), ("grpc.max_reconnect_backoff_ms", 200)]
-    with grpc.insecure_channel(target, options=options) as channel:
-        grpc.channel_ready_future(channel).result(timeout=timeout)
 
 
 @dataclass(frozen=True)
@@ -204,117 +165,6 @@ def database_target(
     return str(_pg_url()), migrated.name
 
 
-@dataclass
-class Api:
-    """Generated stubs on one channel, and helpers for the journeys the tests walk."""
-
-    server: InProcessServer
-    channel: grpc.Channel
-    accounts: account_service_pb2_grpc.AccountServiceStub = field(init=False)
-    policy: policy_service_pb2_grpc.PolicyServiceStub = field(init=False)
-    outbox: outbox_service_pb2_grpc.OutboxServiceStub = field(init=False)
-    consent: consent_service_pb2_grpc.ConsentServiceStub = field(init=False)
-    disclosures: disclosure_service_pb2_grpc.DisclosureServiceStub = field(init=False)
-    orgs: organisation_service_pb2_grpc.OrganisationServiceStub = field(init=False)
-    messaging: messaging_service_pb2_grpc.MessagingServiceStub = field(init=False)
-    monitoring: monitoring_service_pb2_grpc.MonitoringServiceStub = field(init=False)
-    rights: rights_service_pb2_grpc.RightsServiceStub = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.accounts = account_service_pb2_grpc.AccountServiceStub(self.channel)
-        self.policy = policy_service_pb2_grpc.PolicyServiceStub(self.channel)
-        self.outbox = outbox_service_pb2_grpc.OutboxServiceStub(self.channel)
-        self.consent = consent_service_pb2_grpc.ConsentServiceStub(self.channel)
-        self.disclosures = disclosure_service_pb2_grpc.DisclosureServiceStub(self.channel)
-        self.orgs = organisation_service_pb2_grpc.OrganisationServiceStub(self.channel)
-        self.messaging = messaging_service_pb2_grpc.MessagingServiceStub(self.channel)
-        self.monitoring = monitoring_service_pb2_grpc.MonitoringServiceStub(self.channel)
-        self.rights = rights_service_pb2_grpc.RightsServiceStub(self.channel)
-
-    @staticmethod
-    def auth(token: str) -> list[tuple[str, str]]:
-        return [("authorization", f"Bearer {token}")]
-
-    def register(self, **fields: Any) -> account_pb2.Account:
-        request = registration(**fields)
-        response: account_service_pb2.RegisterResponse = self.accounts.Register(request)
-        return response.account
-
-    def sign_in(self, login: str, password: str = PASSWORD) -> str:
-        response = self.accounts.SignIn(
-            account_service_pb2.SignInRequest(login=login, password=password)
-        )
-        return str(response.session_token)
-
-    def adult(self, username: str = "alice") -> tuple[account_pb2.Account, str]:
-        account = self.register(username=username)
-        return account, self.sign_in(username)
-
-    def service_token(
-        self, name: str = "notifications", scopes: tuple[str, ...] = ("outbox",)
-    ) -> str:
-        token = roles.add_service(name, scopes=scopes)
-        assert token is not None
-        return token
-
-    def outbox_events(self, token: str, **kw: Any) -> outbox_service_pb2.ListOutboxEventsResponse:
-        return self.outbox.ListOutboxEvents(
-            outbox_service_pb2.ListOutboxEventsRequest(**kw), metadata=self.auth(token)
-        )
-
-    def staff(self, role: str, username: str = "") -> str:
-        """A signed-in account holding a platform role; returns its session token."""
-        name = username or role.replace("_", "")[:20]
-        self.register(username=name)
-        roles.grant_role(name, role, "test")
-        return self.sign_in(name)
-
-    def publish(self, operator: str, version: str, *, requires: bool = True, **kw: Any) -> Any:
-        request = policy_service_pb2.PublishPolicyVersionRequest(
-            version=version,
-            change_summary=kw.pop("change_summary", "We changed things."),
-            text=kw.pop("text", f"Policy text of {version}."),
-            requires_reacceptance=requires,
-            **kw,
-        )
-        return self.policy.PublishPolicyVersion(request, metadata=self.auth(operator))
-
-    def grant(self, token: str, purpose: str) -> Any:
-        return self.consent.GrantConsent(
-            consent_service_pb2.GrantConsentRequest(purpose_id=purpose), metadata=self.auth(token)
-        )
-
-    def withdraw(self, token: str, purpose: str) -> Any:
-        return self.consent.WithdrawConsent(
-            consent_service_pb2.WithdrawConsentRequest(purpose_id=purpose),
-            metadata=self.auth(token),
-        )
-
-    def current_policy(self) -> str:
-        response = self.policy.GetCurrentPolicy(policy_service_pb2.GetCurrentPolicyRequest())
-        return str(response.policy.version)
-
-
-def registration(**fields: Any) -> account_service_pb2.RegisterRequest:
-    username = fields.pop("username", "alice")
-    base: dict[str, Any] = {
-        "request_id": str(uuid.uuid4()),
-        "username": username,
-        "email": f"{re.sub('[^a-z0-9]', '', username.lower()) or 'someone'}@example.com",
-        "name": "Alice Example",
-        "date_of_birth": common_pb2.CalendarDate(year=1990, month=5, day=17),
-        "password": PASSWORD,
-        "accepted_policy_version": POLICY_VERSION,
-    }
-    base.update(fields)
-    return account_service_pb2.RegisterRequest(**base)
-
-
-def child_birthday(age: int = 12) -> common_pb2.CalendarDate:
-    today = clock.today()
-    return common_pb2.CalendarDate(year=today.year - age, month=1, day=1)
-
-
 @pytest.fixture
 def server(database_target: tuple[str, str | None]) -> Iterator[InProcessServer]:
     url, schema = database_target
@@ -333,58 +183,8 @@ def api(server: InProcessServer) -> Iterator[Api]:
         channel.close()
 
 
-@dataclass
-class RpcFailure:
-    code: grpc.StatusCode
-    reason: str
-    metadata: dict[str, str]
-    violations: dict[str, str]  # field -> violation reason
-    message: str
-
-
-def rpc_error(call: Callable[[], Any]) -> RpcFailure:
-    """Run ``call``, which must fail, and decode its google.rpc.Status."""
-    with pytest.raises(grpc.RpcError) as caught:
-        call()
-    error = caught.value
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
-    reason, metadata, violations = "", {}, {}
-    if status is not None:
-        for detail in status.details:
-            if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-                info = error_details_pb2.ErrorInfo()
-                detail.Unpack(info)
-                assert info.domain == "privacy.chatpro.co.uk"
-                reason, metadata = info.reason, dict(info.metadata)
-            elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-                bad = error_details_pb2.BadRequest()
-                detail.Unpack(bad)
-                violations = {v.field: v.reason for v in bad.field_violations}
-    return RpcFailure(error.code(), reason, metadata, violations, error.details() or "")  # type: ignore[attr-defined]
-
-
-def database_fingerprint() -> str:
-    """A digest of every row of every table: equal before and after means nothing changed."""
-    digest = hashlib.sha256()
-    # On this thread's connection, left open as by any other query a test makes: a new
-    # PostgreSQL backend per fingerprint spent most of its time loading the catalogue.
-    database.connect(reuse_if_open=True)
-    for model in ALL_MODELS:
-        digest.update(model._meta.table_name.encode())
-        columns = [f.column_name for f in model._meta.sorted_fields]
-        order = ", ".join(columns)
-        cursor = database.execute_sql(
-            f"SELECT {order} FROM {model._meta.table_name} ORDER BY {order}"
-        )
-        for row in cursor.fetchall():
-            digest.update(
-                repr(tuple(bytes(v) if isinstance(v, memoryview) else v for v in row)).encode()
-            )
-    return digest.hexdigest()
-
-
 @pytest.fixture
-def unchanged() -> Callable[[Callable[[], Any]], RpcFailure]:
+def unchanged() -> Unchanged:
     """Run a failing call and assert the database is exactly as it was before it."""
 
     def check(call: Callable[[], Any]) -> RpcFailure:
@@ -394,7 +194,3 @@ def unchanged() -> Callable[[Callable[[], Any]], RpcFailure]:
         return failure
 
     return check
-
-
-def on_postgres() -> bool:
-    return is_postgres()

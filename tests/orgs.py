@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from chatpro.privacy.v1 import messaging_pb2, organisation_pb2
 from chatpro.privacy.v1 import messaging_service_pb2 as msg
 from chatpro.privacy.v1 import organisation_service_pb2 as org_pb
-from conftest import Api
+from helpers import Api
 
 STATEMENT_VERSION = "2026-01-01"
 
@@ -27,7 +27,13 @@ class Org:
     members: dict[str, Person] = field(default_factory=dict)
 
 
-def join(api: Api, organisation_id: str, inviter: str, person: Person, role: int) -> None:
+def join(
+    api: Api,
+    organisation_id: str,
+    inviter: str,
+    person: Person,
+    role: organisation_pb2.MemberRole.ValueType,
+) -> None:
     api.orgs.InviteMember(
         org_pb.InviteMemberRequest(
             organisation_id=organisation_id, account_id=person.account_id, role=role
@@ -94,7 +100,7 @@ def conversation(
     others: list[Person],
     *,
     broadcast: bool = False,
-    kind: int = messaging_pb2.CONVERSATION_KIND_GROUP,
+    kind: messaging_pb2.ConversationKind.ValueType = messaging_pb2.CONVERSATION_KIND_GROUP,
 ) -> str:
     response = api.messaging.CreateConversation(
         msg.CreateConversationRequest(

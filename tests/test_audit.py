@@ -17,7 +17,7 @@ from chatpro_privacy.domain.records import audit
 from chatpro_privacy.storage.db import database
 from chatpro_privacy.storage.models import AuditEntry, AuditHead
 from chatpro_privacy.testing import InProcessServer
-from conftest import Api, content_key_env, rpc_error
+from helpers import Api, content_key_env, rpc_error
 
 
 def busy(api: Api) -> str:

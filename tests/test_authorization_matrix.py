@@ -37,11 +37,11 @@ from chatpro.privacy.v1 import (
     rights_service_pb2,
 )
 from chatpro_privacy.app import SERVICE_NAMES
-from conftest import PASSWORD, POLICY_VERSION, Api, child_birthday
 from google.protobuf import descriptor, field_mask_pb2, message_factory, timestamp_pb2
 from google.protobuf.message import Message
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
+from helpers import PASSWORD, POLICY_VERSION, Api, child_birthday
 from orgs import STATEMENT_VERSION, build_org, conversation, person, send
 
 Code = grpc.StatusCode

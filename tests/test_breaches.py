@@ -4,6 +4,9 @@ organisations told through the outbox, listed by deadline for the data privacy m
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
+from functools import partial
+from typing import Any
 
 import grpc
 import pytest
@@ -14,8 +17,8 @@ from chatpro.privacy.v1 import (
     organisation_service_pb2_grpc,
 )
 from chatpro_privacy.clock import clock
-from conftest import Api
 from google.protobuf import timestamp_pb2
+from helpers import Api, Unchanged
 
 
 def ts(value: dt.datetime) -> timestamp_pb2.Timestamp:
@@ -29,7 +32,9 @@ def stub(api: Api) -> breach_service_pb2_grpc.BreachServiceStub:
     return breach_service_pb2_grpc.BreachServiceStub(api.channel)
 
 
-def test_a_stolen_laptop_journey_8(api: Api, stub, unchanged) -> None:  # type: ignore[no-untyped-def]
+def test_a_stolen_laptop_journey_8(
+    api: Api, stub: breach_service_pb2_grpc.BreachServiceStub, unchanged: Unchanged
+) -> None:
     dpm = api.staff("data_privacy_manager", "dpm")
     auth = api.auth(dpm)
     operator = api.staff("operator")
@@ -98,7 +103,9 @@ def test_a_stolen_laptop_journey_8(api: Api, stub, unchanged) -> None:  # type: 
     assert closed.HasField("close_time")
 
 
-def test_open_breaches_are_listed_by_deadline_and_a_late_notice_shows(api: Api, stub) -> None:  # type: ignore[no-untyped-def]
+def test_open_breaches_are_listed_by_deadline_and_a_late_notice_shows(
+    api: Api, stub: breach_service_pb2_grpc.BreachServiceStub
+) -> None:
     auth = api.auth(api.staff("data_privacy_manager", "dpm"))
     now = clock.now()
     later = stub.RecordBreach(
@@ -165,13 +172,22 @@ def test_open_breaches_are_listed_by_deadline_and_a_late_notice_shows(api: Api, 
         ),
     ],
 )
-def test_bad_input_changes_nothing(api: Api, stub, unchanged, call, code, reason) -> None:  # type: ignore[no-untyped-def]
+def test_bad_input_changes_nothing(
+    api: Api,
+    stub: breach_service_pb2_grpc.BreachServiceStub,
+    unchanged: Unchanged,
+    call: Callable[[breach_service_pb2_grpc.BreachServiceStub, tuple[tuple[str, str], ...]], Any],
+    code: grpc.StatusCode,
+    reason: str,
+) -> None:
     auth = api.auth(api.staff("data_privacy_manager", "dpm"))
     failure = unchanged(lambda: call(stub, auth))
     assert (failure.code, failure.reason) == (code, reason)
 
 
-def test_an_assessment_naming_unknown_people_changes_nothing(api: Api, stub, unchanged) -> None:  # type: ignore[no-untyped-def]
+def test_an_assessment_naming_unknown_people_changes_nothing(
+    api: Api, stub: breach_service_pb2_grpc.BreachServiceStub, unchanged: Unchanged
+) -> None:
     auth = api.auth(api.staff("data_privacy_manager", "dpm"))
     breach = stub.RecordBreach(
         pb.RecordBreachRequest(summary="Misaddressed email"), metadata=auth
@@ -182,14 +198,16 @@ def test_an_assessment_naming_unknown_people_changes_nothing(api: Api, stub, unc
         (pb.AssessBreachRequest(breach_id=breach.breach_id, data_categories=["contact"]), "REQUIRED"),
         (pb.AssessBreachRequest(breach_id=breach.breach_id, risk=pb.BREACH_RISK_LOW, data_categories=["dreams"]), "UNKNOWN_CATEGORY"),
     ):  # fmt: skip
-        assert unchanged(lambda r=request: stub.AssessBreach(r, metadata=auth)).reason == reason
+        assert unchanged(partial(stub.AssessBreach, request, metadata=auth)).reason == reason
 
 
-def test_breaches_are_for_the_data_privacy_manager(api: Api, stub, unchanged) -> None:  # type: ignore[no-untyped-def]
+def test_breaches_are_for_the_data_privacy_manager(
+    api: Api, stub: breach_service_pb2_grpc.BreachServiceStub, unchanged: Unchanged
+) -> None:
     _, person = api.adult()
     operator = api.staff("operator")
     for token in (person, operator):
         failure = unchanged(
-            lambda t=token: stub.ListBreaches(pb.ListBreachesRequest(), metadata=api.auth(t))
+            partial(stub.ListBreaches, pb.ListBreachesRequest(), metadata=api.auth(token))
         )
         assert (failure.code, failure.reason) == (grpc.StatusCode.PERMISSION_DENIED, "DPM_ONLY")

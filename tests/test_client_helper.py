@@ -192,8 +192,10 @@ class AccountServicer(account_service_pb2_grpc.AccountServiceServicer):
 def _serve(seen: Seen, bind: Callable[[grpc.Server], int]) -> Iterator[str]:
     """Serve the fake servicers on a port ``bind`` picks; yields the target."""
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    policy_service_pb2_grpc.add_PolicyServiceServicer_to_server(PolicyServicer(seen), server)
-    # Only GetAccount is implemented; the generated base answers UNIMPLEMENTED for the rest.
+    # The fakes implement only the methods the client helper calls; the generated bases answer
+    # UNIMPLEMENTED for the rest, though their stubs declare every method abstract.
+    policy = PolicyServicer(seen)  # type: ignore[abstract]
+    policy_service_pb2_grpc.add_PolicyServiceServicer_to_server(policy, server)
     accounts = AccountServicer()  # type: ignore[abstract]
     account_service_pb2_grpc.add_AccountServiceServicer_to_server(accounts, server)
     port = bind(server)

@@ -18,8 +18,8 @@ from chatpro.privacy.v1 import (
 from chatpro_privacy.clock import clock
 from chatpro_privacy.storage.db import database
 from chatpro_privacy.storage.models import Account, AuditEntry, ConsentEvent, GuardianAccess
-from conftest import Api, child_birthday, rpc_error
 from google.protobuf import timestamp_pb2
+from helpers import Api, Unchanged, child_birthday, rpc_error
 
 STATE = consent_service_pb2.GetConsentStateRequest
 
@@ -114,13 +114,15 @@ def test_grant_withdraw_regrant_keeps_events_in_order_and_past_state(api: Api) -
         ("analytics", grpc.StatusCode.FAILED_PRECONDITION, "CONSENT_NOT_IN_FORCE"),
     ],
 )
-def test_bad_withdrawals_change_nothing(api: Api, unchanged, purpose, code, reason) -> None:  # type: ignore[no-untyped-def]
+def test_bad_withdrawals_change_nothing(
+    api: Api, unchanged: Unchanged, purpose: str, code: grpc.StatusCode, reason: str
+) -> None:
     _, token = api.adult()
     failure = unchanged(lambda: api.withdraw(token, purpose))
     assert (failure.code, failure.reason) == (code, reason)
 
 
-def test_bad_grants_and_pages_change_nothing(api: Api, unchanged) -> None:  # type: ignore[no-untyped-def]
+def test_bad_grants_and_pages_change_nothing(api: Api, unchanged: Unchanged) -> None:
     _, token = api.adult()
     failure = unchanged(
         lambda: api.consent.GrantConsent(
@@ -171,7 +173,7 @@ def test_the_ledger_is_append_only_in_the_database_con2(api: Api) -> None:
     assert ConsentEvent.select().count() == 2
 
 
-def test_consents_chosen_at_registration_con3(api: Api, unchanged) -> None:  # type: ignore[no-untyped-def]
+def test_consents_chosen_at_registration_con3(api: Api, unchanged: Unchanged) -> None:
     api.register(consented_purposes=["sharing.professional_advisers", "analytics"])
     token = api.sign_in("alice")
     current = state(api, token)
@@ -255,7 +257,7 @@ def _child(api: Api) -> tuple[str, account_service_pb2.ConfirmGuardianConsentRes
     return service, confirmed
 
 
-def test_a_child_cannot_consent_but_the_guardian_can(api: Api, unchanged) -> None:  # type: ignore[no-untyped-def]
+def test_a_child_cannot_consent_but_the_guardian_can(api: Api, unchanged: Unchanged) -> None:
     _, confirmed = _child(api)
     kid = api.sign_in("kid")
     # The child's ticked box was only acknowledged.
@@ -283,7 +285,7 @@ def test_a_child_cannot_consent_but_the_guardian_can(api: Api, unchanged) -> Non
     api.withdraw(kid, "analytics")
 
 
-def test_guardian_access_by_emailed_link(api: Api, unchanged) -> None:  # type: ignore[no-untyped-def]
+def test_guardian_access_by_emailed_link(api: Api, unchanged: Unchanged) -> None:
     service, _ = _child(api)
     api.accounts.RequestGuardianAccess(
         account_service_pb2.RequestGuardianAccessRequest(child_login="KID")
@@ -330,7 +332,7 @@ def test_at_time_in_the_future_is_just_now(api: Api) -> None:
     assert Account.select().count() == 1
 
 
-def test_a_child_cannot_make_themselves_guardian_or_adult(api: Api, unchanged) -> None:  # type: ignore[no-untyped-def]
+def test_a_child_cannot_make_themselves_guardian_or_adult(api: Api, unchanged: Unchanged) -> None:
     from google.protobuf import field_mask_pb2
 
     _child(api)
@@ -352,7 +354,9 @@ def test_a_child_cannot_make_themselves_guardian_or_adult(api: Api, unchanged) -
     assert failure.violations == {"profile.date_of_birth": "NEEDS_VERIFICATION"}
 
 
-def test_guardian_authority_ends_at_the_age_of_digital_consent_acc11(api: Api, unchanged) -> None:  # type: ignore[no-untyped-def]
+def test_guardian_authority_ends_at_the_age_of_digital_consent_acc11(
+    api: Api, unchanged: Unchanged
+) -> None:
     service, _ = _child(api)  # born on 1 January, 12 years ago: 13 next New Year's Day
     new_year = dt.datetime(clock.today().year + 1, 1, 1)
     clock.advance(new_year - dt.timedelta(minutes=30) - clock.now())

@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import grpc
@@ -19,8 +20,9 @@ from chatpro.privacy.v1 import messaging_pb2
 from chatpro.privacy.v1 import messaging_service_pb2 as msg
 from chatpro_privacy import logs
 from chatpro_privacy.storage.db import is_postgres
-from conftest import Api, database_fingerprint, rpc_error
+from chatpro_privacy.testing import InProcessServer
 from google.protobuf import timestamp_pb2
+from helpers import Api, Unchanged, database_fingerprint, rpc_error
 from orgs import Org, build_org, conversation, person, send
 
 
@@ -92,7 +94,7 @@ def test_a_retried_send_is_stored_once(api: Api, school: Org) -> None:
     assert len(listed.messages) == 1
 
 
-def test_broadcast_only_its_senders_post(api: Api, school: Org, unchanged) -> None:  # type: ignore[no-untyped-def]
+def test_broadcast_only_its_senders_post(api: Api, school: Org, unchanged: Unchanged) -> None:
     teacher, p1 = school.members["teacher"], school.members["pupil1"]
     channel = conversation(api, teacher, school.organisation_id, [p1], broadcast=True)
     send(api, teacher, channel, "Homework is due on Friday")
@@ -107,7 +109,9 @@ def test_broadcast_only_its_senders_post(api: Api, school: Org, unchanged) -> No
     assert [m.text for m in listed.messages] == ["Homework is due on Friday"]
 
 
-def test_conversations_are_among_active_members_only(api: Api, school: Org, unchanged) -> None:  # type: ignore[no-untyped-def]
+def test_conversations_are_among_active_members_only(
+    api: Api, school: Org, unchanged: Unchanged
+) -> None:
     p1, p2 = school.members["pupil1"], school.members["pupil2"]
     outsider = person(api, "outsider")
     failure = unchanged(lambda: conversation(api, p1, school.organisation_id, [outsider]))
@@ -176,8 +180,8 @@ def test_call_recording_round_trip_in_chunks(api: Api, school: Org) -> None:
 def test_an_upload_without_metadata_or_audio_stores_nothing(
     api: Api,
     school: Org,
-    server,
-    unchanged,  # type: ignore[no-untyped-def]
+    server: InProcessServer,
+    unchanged: Unchanged,
 ) -> None:
     p1, p2 = school.members["pupil1"], school.members["pupil2"]
     group = conversation(api, p1, school.organisation_id, [p2])
@@ -192,7 +196,9 @@ def test_an_upload_without_metadata_or_audio_stores_nothing(
     assert list(Path(server.settings.blob_dir).rglob("*")) in ([], [Path(server.settings.blob_dir)])
 
 
-def test_nothing_is_stored_in_plaintext(api: Api, school: Org, server, database_target) -> None:  # type: ignore[no-untyped-def]
+def test_nothing_is_stored_in_plaintext(
+    api: Api, school: Org, server: InProcessServer, database_target: tuple[str, str | None]
+) -> None:
     """Messages and recordings leave no plaintext in the database file, its WAL, the blob
     store, the key store or the logs (ORG-2, SEC-1)."""
     p1, p2 = school.members["pupil1"], school.members["pupil2"]
@@ -236,7 +242,9 @@ def test_nothing_is_stored_in_plaintext(api: Api, school: Org, server, database_
                 assert b"AUDIO-PLAINTEXT" not in repr(row).encode()
 
 
-def test_destroyed_keys_make_content_unreadable(api: Api, school: Org, server) -> None:  # type: ignore[no-untyped-def]
+def test_destroyed_keys_make_content_unreadable(
+    api: Api, school: Org, server: InProcessServer
+) -> None:
     p1, p2 = school.members["pupil1"], school.members["pupil2"]
     group = conversation(api, p1, school.organisation_id, [p2])
     send(api, p1, group, "from pupil one")
@@ -280,8 +288,10 @@ def test_platform_staff_get_permission_denied_on_content(api: Api, school: Org) 
     send(api, p1, group, "private")
     for token in (school.operator, api.staff("data_privacy_manager", "dpm")):
         failure = rpc_error(
-            lambda token=token: api.messaging.ListMessages(
-                msg.ListMessagesRequest(conversation_id=group), metadata=api.auth(token)
+            partial(
+                api.messaging.ListMessages,
+                msg.ListMessagesRequest(conversation_id=group),
+                metadata=api.auth(token),
             )
         )
         assert (failure.code, failure.reason) == (
@@ -293,8 +303,8 @@ def test_platform_staff_get_permission_denied_on_content(api: Api, school: Org) 
 def test_the_command_destroys_a_members_keys_and_their_word_tokens(
     api: Api,
     school: Org,
-    server,
-    database_target,  # type: ignore[no-untyped-def]
+    server: InProcessServer,
+    database_target: tuple[str, str | None],
 ) -> None:
     url, schema = database_target
     if schema is not None:

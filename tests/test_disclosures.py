@@ -3,19 +3,23 @@ transfer outside the EEA and UK (SEC-2)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from functools import partial
+from typing import Any
+
 import grpc
 import pytest
 from chatpro.privacy.v1 import consent_pb2, disclosure_service_pb2
 from chatpro_privacy.storage.models import Account, Disclosure
-from conftest import Api, rpc_error
+from helpers import Api, Unchanged, rpc_error
 
 
-def create(api: Api, operator: str, **fields: object) -> consent_pb2.Recipient:
+def create(api: Api, operator: str, **fields: Any) -> consent_pb2.Recipient:
     recipient = consent_pb2.Recipient(
         name=fields.pop("name", "Smith & Co Solicitors"),
         category=fields.pop("category", "professional_advisers"),
         country_code=fields.pop("country_code", "GB"),
-        lawful_basis=fields.pop("lawful_basis", consent_pb2.LAWFUL_BASIS_CONSENT),  # type: ignore[arg-type]
+        lawful_basis=fields.pop("lawful_basis", consent_pb2.LAWFUL_BASIS_CONSENT),
     )
     response = api.disclosures.CreateRecipient(
         disclosure_service_pb2.CreateRecipientRequest(recipient=recipient),
@@ -24,7 +28,13 @@ def create(api: Api, operator: str, **fields: object) -> consent_pb2.Recipient:
     return response.recipient
 
 
-def disclose(api: Api, token: str, recipient_id: str, account_id: str, categories=("identity",)):  # type: ignore[no-untyped-def]
+def disclose(
+    api: Api,
+    token: str,
+    recipient_id: str,
+    account_id: str,
+    categories: Sequence[str] = ("identity",),
+) -> disclosure_service_pb2.RecordDisclosureResponse:
     return api.disclosures.RecordDisclosure(
         disclosure_service_pb2.RecordDisclosureRequest(
             recipient_id=recipient_id,
@@ -36,7 +46,7 @@ def disclose(api: Api, token: str, recipient_id: str, account_id: str, categorie
     )
 
 
-def test_recipients_are_registered_by_operators(api: Api, unchanged) -> None:  # type: ignore[no-untyped-def]
+def test_recipients_are_registered_by_operators(api: Api, unchanged: Unchanged) -> None:
     operator = api.staff("operator")
     _, person = api.adult()
     denied = unchanged(lambda: create(api, person))
@@ -61,13 +71,15 @@ def test_recipients_are_registered_by_operators(api: Api, unchanged) -> None:  #
         ),
     ],
 )
-def test_bad_recipients_are_refused(api: Api, unchanged, fields, violations) -> None:  # type: ignore[no-untyped-def]
+def test_bad_recipients_are_refused(
+    api: Api, unchanged: Unchanged, fields: dict[str, Any], violations: dict[str, str]
+) -> None:
     operator = api.staff("operator")
     failure = unchanged(lambda: create(api, operator, **fields))
     assert failure.violations == violations
 
 
-def test_disclosure_needs_consent_for_the_category(api: Api, unchanged) -> None:  # type: ignore[no-untyped-def]
+def test_disclosure_needs_consent_for_the_category(api: Api, unchanged: Unchanged) -> None:
     operator = api.staff("operator")
     adviser = create(api, operator)
     account, person = api.adult()
@@ -94,7 +106,7 @@ def test_disclosure_needs_consent_for_the_category(api: Api, unchanged) -> None:
     assert [d.disclosure_id for d in mine.disclosures] == [logged.disclosure_id]
 
 
-def test_disclosure_outside_the_eea_and_uk_is_refused_sec2(api: Api, unchanged) -> None:  # type: ignore[no-untyped-def]
+def test_disclosure_outside_the_eea_and_uk_is_refused_sec2(api: Api, unchanged: Unchanged) -> None:
     operator = api.staff("operator")
     us = create(
         api, operator, name="US Cloud Inc", category="it_service_providers", country_code="US"
@@ -127,7 +139,7 @@ def test_legally_required_reporting_needs_no_consent(api: Api) -> None:
     assert logged.lawful_basis == consent_pb2.LAWFUL_BASIS_LEGAL_OBLIGATION
 
 
-def test_only_services_and_the_dpm_record_disclosures(api: Api, unchanged) -> None:  # type: ignore[no-untyped-def]
+def test_only_services_and_the_dpm_record_disclosures(api: Api, unchanged: Unchanged) -> None:
     operator = api.staff("operator")
     hmrc = create(
         api,
@@ -145,10 +157,19 @@ def test_only_services_and_the_dpm_record_disclosures(api: Api, unchanged) -> No
         ({"categories": ("thoughts",)}, (grpc.StatusCode.INVALID_ARGUMENT, "UNKNOWN_CATEGORY")),
         ({"categories": ()}, (grpc.StatusCode.INVALID_ARGUMENT, "REQUIRED")),
     ):
-        args = {"recipient_id": hmrc.recipient_id, "account_id": account.account_id, **kwargs}
+        args: dict[str, Any] = {
+            "recipient_id": hmrc.recipient_id,
+            "account_id": account.account_id,
+            **kwargs,
+        }
         failure = unchanged(
-            lambda a=args: disclose(
-                api, service, a["recipient_id"], a["account_id"], a.get("categories", ("identity",))
+            partial(
+                disclose,
+                api,
+                service,
+                args["recipient_id"],
+                args["account_id"],
+                args.get("categories", ("identity",)),
             )
         )
         assert (failure.code, failure.reason) == expected
@@ -159,7 +180,9 @@ def test_only_services_and_the_dpm_record_disclosures(api: Api, unchanged) -> No
     )
 
 
-def test_the_basis_comes_from_the_register_not_the_recipient(api: Api, unchanged) -> None:  # type: ignore[no-untyped-def]
+def test_the_basis_comes_from_the_register_not_the_recipient(
+    api: Api, unchanged: Unchanged
+) -> None:
     operator = api.staff("operator")
     # Sharing with professional advisers rests on consent: a "contract" adviser would skip it.
     failure = unchanged(
@@ -168,7 +191,9 @@ def test_the_basis_comes_from_the_register_not_the_recipient(api: Api, unchanged
     assert failure.violations == {"recipient.lawful_basis": "BASIS_NOT_IN_REGISTER"}
 
 
-def test_categories_beyond_the_consented_purpose_are_refused(api: Api, unchanged) -> None:  # type: ignore[no-untyped-def]
+def test_categories_beyond_the_consented_purpose_are_refused(
+    api: Api, unchanged: Unchanged
+) -> None:
     operator = api.staff("operator")
     adviser = create(api, operator)
     account, person = api.adult()

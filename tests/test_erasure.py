@@ -13,10 +13,10 @@ import os
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from chatpro.privacy.v1 import account_pb2, common_pb2, organisation_pb2
@@ -37,12 +37,18 @@ from chatpro_privacy.storage.models import (
     ContentToken,
     Correspondence,
     Device,
-    ProcessingRestriction,
     RightsRequest,
     Session,
 )
 from chatpro_privacy.testing import InProcessServer
-from conftest import PASSWORD, Api, database_fingerprint
+from helpers import (
+    PASSWORD,
+    Api,
+    content_flag_row,
+    database_fingerprint,
+    restriction_row,
+    rights_request_row,
+)
 from orgs import Org, Person, build_org, conversation, join, send
 from test_content import upload
 
@@ -106,30 +112,16 @@ def world(api: Api, server: InProcessServer) -> Iterator[World]:
     send(api, keeping.members["pupil"], keeping_chat, "noted")
     recording = upload(api, zed.token, deleting_chat, [b"zed audio" * 1000])
     now = dt.datetime(2026, 1, 1)
-    RightsRequest.create(
+    rights_request_row(
+        zed.account_id,
         id="rr-zed",
-        account=zed.account_id,
-        subject_ref=Account.get_by_id(zed.account_id).subject_ref,
         type="erasure",
         state="in_progress",
         step="erase",
-        channel="person",
         details=f"Please erase me, {NAME}, born {BIRTHDAY}",
         received_at=now,
-        due_date=now.date(),
-        extension_months=0,
-        extension_reason="",
-        identity_method="session",
         identity_evidence=f"signed in as {USERNAME}",
-        refusal_reason="",
         corrections=json.dumps([["email", EMAIL]]),
-        restriction_case="",
-        objection_ground="",
-        purpose_id="",
-        recipient_id="",
-        kept_parts="[]",
-        outcome="",
-        updated_at=now,
     )
     ledger = ErasureLedger(server.settings.key_store_url)
     try:
@@ -199,8 +191,8 @@ def texts(api: Api, token: str, chat: str) -> list[tuple[str, str, bool]]:
     return [(m.sender_account_id, m.text, m.readable) for m in listed.messages]
 
 
-def test_erasure_leaves_no_identity_anywhere(  # type: ignore[no-untyped-def]
-    api: Api, server: InProcessServer, world: World, database_target
+def test_erasure_leaves_no_identity_anywhere(
+    api: Api, server: InProcessServer, world: World, database_target: tuple[str, str | None]
 ) -> None:
     w, zed = world, world.zed
     subject_ref = Account.get_by_id(zed.account_id).subject_ref
@@ -212,13 +204,7 @@ def test_erasure_leaves_no_identity_anywhere(  # type: ignore[no-untyped-def]
     ]
     key_id = ContentItem.get(ContentItem.seq == deleted_seqs[0]).key_id
     assert ContentToken.select().where(ContentToken.item_seq.in_(deleted_seqs)).count() > 0
-    ContentFlag.create(
-        item_seq=deleted_seqs[0],
-        plugin_name="p",
-        category="c",
-        reason="r",
-        created_at=dt.datetime(2026, 1, 1),
-    )
+    content_flag_row(deleted_seqs[0], created_at=dt.datetime(2026, 1, 1))
     pupil_k = w.keeping.members["pupil"]
     pupil_d = w.deleting.members["pupil"]
     others = Account.id != zed.account_id
@@ -259,7 +245,8 @@ def test_erasure_leaves_no_identity_anywhere(  # type: ignore[no-untyped-def]
     rows = table_rows()
     assert_no_identity(rows, "a table")
     for model in ALL_MODELS:
-        for row in model.select().tuples():
+        # peewee's types call every query's rows models, whatever .tuples() or .dicts() says.
+        for row in cast("Iterable[tuple[Any, ...]]", model.select().tuples()):
             assert zed.account_id not in [str(v) for v in row] or model._meta.table_name in {
                 "audit_entry",  # target_id names the erased account, by its random id
                 "outbox_event",  # account_id without a foreign key; payloads hold ids only
@@ -309,7 +296,10 @@ def test_erasure_leaves_no_identity_anywhere(  # type: ignore[no-untyped-def]
 
 
 def _snapshot() -> dict[Any, list[dict[str, Any]]]:
-    return {model: list(model.select().dicts()) for model in ALL_MODELS}
+    return {
+        model: list(cast("Iterable[dict[str, Any]]", model.select().dicts()))
+        for model in ALL_MODELS
+    }
 
 
 def _restore(snapshot: dict[Any, list[dict[str, Any]]]) -> None:
@@ -327,6 +317,7 @@ def _restore(snapshot: dict[Any, list[dict[str, Any]]]) -> None:
             model.insert_many(rows).on_conflict_ignore().execute()
         for model in (RightsRequest, ContentItem):
             pk = model._meta.primary_key
+            assert pk is not False  # both have a primary key; peewee types it Field | False
             for row in snapshot[model]:
                 model.update(**row).where(pk == row[pk.name]).execute()
 
@@ -354,8 +345,8 @@ def test_reapply_erases_again_after_a_restore(
     assert erased_fingerprint != database_fingerprint()  # a new audit entry says it was redone
 
 
-def test_the_command_reapplies_erasures_to_a_restored_sqlite_file(  # type: ignore[no-untyped-def]
-    server: InProcessServer, world: World, database_target, tmp_path: Path
+def test_the_command_reapplies_erasures_to_a_restored_sqlite_file(
+    server: InProcessServer, world: World, database_target: tuple[str, str | None], tmp_path: Path
 ) -> None:
     url, schema = database_target
     if schema is not None:
@@ -392,11 +383,8 @@ def test_the_command_reapplies_erasures_to_a_restored_sqlite_file(  # type: igno
 
 
 def test_a_legal_claims_restriction_holds_everything(server: InProcessServer, world: World) -> None:
-    ProcessingRestriction.create(
-        account=world.zed.account_id,
-        restriction_case="legal_claims",
-        rights_request_id="rr-other",
-        created_at=dt.datetime(2026, 1, 1),
+    restriction_row(
+        world.zed.account_id, rights_request_id="rr-other", created_at=dt.datetime(2026, 1, 1)
     )
     before = database_fingerprint()
     with pytest.raises(FailedPrecondition) as refused:

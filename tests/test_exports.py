@@ -38,7 +38,7 @@ from chatpro_privacy.storage.models import (
     RightsRequestEvent,
 )
 from chatpro_privacy.testing import InProcessServer
-from conftest import Api
+from helpers import Api, rights_request_row
 from orgs import Person, build_org, conversation, join, send
 from test_content import upload
 from test_disclosures import create, disclose
@@ -63,32 +63,15 @@ PICTURE = b"\x89PNG-picture-marker"
 
 
 def rights_request(account_id: str, kind: str = "access") -> RightsRequest:
-    account = Account.get_by_id(account_id)
     now = clock.now()
-    request = RightsRequest.create(
-        id=new_id(),
-        account=account_id,
-        subject_ref=account.subject_ref,
+    request = rights_request_row(
+        account_id,
         type=kind,
         state="completed",
         step="done",
-        channel="person",
         details="Please send me everything you hold.",
         received_at=now,
         due_date=due(now.date()),
-        extension_months=0,
-        extension_reason="",
-        identity_method="session",
-        identity_evidence="",
-        refusal_reason="",
-        corrections="[]",
-        restriction_case="",
-        objection_ground="",
-        purpose_id="",
-        recipient_id="",
-        kept_parts="[]",
-        outcome="",
-        updated_at=now,
     )
     RightsRequestEvent.create(
         rights_request=request.id,

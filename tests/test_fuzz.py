@@ -18,9 +18,9 @@ from chatpro.privacy.v1 import (
     policy_service_pb2,
 )
 from chatpro_privacy.domain.accounts import roles
-from conftest import Api, database_fingerprint
 from google.protobuf import descriptor, message_factory
 from google.protobuf.message import Message
+from helpers import Api, database_fingerprint
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -138,7 +138,7 @@ def test_random_requests_get_a_proper_status_and_refusals_change_nothing(
     path = f"/{service}/{method.name}"
     if method.server_streaming:
         pytest.skip("no streaming methods yet")
-    call = api.channel.unary_unary(
+    call: grpc.UnaryUnaryMultiCallable[Message, Message] = api.channel.unary_unary(
         path,
         request_serializer=lambda m: m.SerializeToString(),
         response_deserializer=response_cls.FromString,
@@ -150,12 +150,12 @@ def test_random_requests_get_a_proper_status_and_refusals_change_nothing(
     @given(request=messages(method.input_type), who=st.sampled_from(tokens))
     def check(request: Message, who: str) -> None:
         before = database_fingerprint()
-        metadata = [("authorization", f"Bearer {who}")] if who else []
+        metadata = (("authorization", f"Bearer {who}"),) if who else ()
         try:
             call(request, metadata=metadata, timeout=30)
         except grpc.RpcError as error:
-            code = error.code()  # type: ignore[attr-defined]
-            assert code in PROPER, f"{path} answered {code}: {error.details()}"  # type: ignore[attr-defined]
+            code = error.code()
+            assert code in PROPER, f"{path} answered {code}: {error.details()}"
             assert database_fingerprint() == before, f"a refused {path} changed the database"
 
     check()

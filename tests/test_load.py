@@ -20,7 +20,7 @@ import grpc
 from chatpro.privacy.v1 import account_pb2, account_service_pb2, account_service_pb2_grpc
 from chatpro_privacy.storage.db import open_database
 from chatpro_privacy.storage.models import Account, Device
-from conftest import PASSWORD, content_key_env, registration, wait_until_serving
+from helpers import PASSWORD, content_key_env, registration, wait_until_serving
 
 CLIENTS = 16
 RUN_SECONDS = 1.5
@@ -74,7 +74,7 @@ def test_no_acknowledged_write_is_lost_across_sigterm(
             request = account_service_pb2.RecordDeviceUseRequest(
                 device=account_pb2.DeviceInfo(device_id=f"device-{i}")
             )
-            metadata = [("authorization", f"Bearer {tokens[i]}")]
+            metadata = (("authorization", f"Bearer {tokens[i]}"),)
             deadline = time.monotonic() + 15
             while time.monotonic() < deadline:
                 try:

@@ -3,12 +3,14 @@ acknowledged, administrators' mobile numbers, several organisations, removal."""
 
 from __future__ import annotations
 
+from functools import partial
+
 import grpc
 import pytest
 from chatpro.privacy.v1 import organisation_pb2, organisation_service_pb2_grpc
 from chatpro.privacy.v1 import organisation_service_pb2 as pb
 from chatpro_privacy.storage.models import Account, ConsentEvent
-from conftest import Api, rpc_error
+from helpers import Api, Unchanged, rpc_error
 
 
 @pytest.fixture
@@ -16,7 +18,9 @@ def org_stub(api: Api) -> organisation_service_pb2_grpc.OrganisationServiceStub:
     return organisation_service_pb2_grpc.OrganisationServiceStub(api.channel)
 
 
-def new_org(api: Api, stub, operator: str, name: str) -> str:  # type: ignore[no-untyped-def]
+def new_org(
+    api: Api, stub: organisation_service_pb2_grpc.OrganisationServiceStub, operator: str, name: str
+) -> str:
     org = stub.CreateOrganisation(pb.CreateOrganisationRequest(name=name, privacy_contact_email="dpo@example.org"),
                                   metadata=api.auth(operator)).organisation  # fmt: skip
     stub.PublishStatement(pb.PublishStatementRequest(organisation_id=org.organisation_id, version="2026-01-01",
@@ -25,8 +29,8 @@ def new_org(api: Api, stub, operator: str, name: str) -> str:  # type: ignore[no
 
 
 def test_joining_acknowledges_the_statement_and_admins_give_a_mobile(
-    api: Api, org_stub, unchanged
-) -> None:  # type: ignore[no-untyped-def]
+    api: Api, org_stub: organisation_service_pb2_grpc.OrganisationServiceStub, unchanged: Unchanged
+) -> None:
     operator = api.staff("operator")
     school = new_org(api, org_stub, operator, "Ashford School")
     alice, alice_token = api.adult("alice")
@@ -128,7 +132,9 @@ def test_joining_acknowledges_the_statement_and_admins_give_a_mobile(
     assert Account.get_by_id(bob.account_id).mobile_number is None
 
 
-def test_bad_invitations_change_nothing(api: Api, org_stub, unchanged) -> None:  # type: ignore[no-untyped-def]
+def test_bad_invitations_change_nothing(
+    api: Api, org_stub: organisation_service_pb2_grpc.OrganisationServiceStub, unchanged: Unchanged
+) -> None:
     operator = api.staff("operator")
     school = new_org(api, org_stub, operator, "Ashford School")
     alice, _ = api.adult("alice")
@@ -138,9 +144,7 @@ def test_bad_invitations_change_nothing(api: Api, org_stub, unchanged) -> None: 
         (pb.InviteMemberRequest(organisation_id="nope", account_id=alice.account_id, role=organisation_pb2.MEMBER_ROLE_MEMBER), "ORGANISATION_NOT_FOUND"),
     ):  # fmt: skip
         assert (
-            unchanged(
-                lambda r=request: org_stub.InviteMember(r, metadata=api.auth(operator))
-            ).reason
+            unchanged(partial(org_stub.InviteMember, request, metadata=api.auth(operator))).reason
             == reason
         )
     invite = pb.InviteMemberRequest(
@@ -153,7 +157,9 @@ def test_bad_invitations_change_nothing(api: Api, org_stub, unchanged) -> None: 
     assert (again.code, again.reason) == (grpc.StatusCode.ALREADY_EXISTS, "ALREADY_A_MEMBER")
 
 
-def test_an_organisation_and_its_statement_exist_only_for_its_people(api: Api, org_stub) -> None:  # type: ignore[no-untyped-def]
+def test_an_organisation_and_its_statement_exist_only_for_its_people(
+    api: Api, org_stub: organisation_service_pb2_grpc.OrganisationServiceStub
+) -> None:
     """ORG-5: invited and active members and ChatPro's staff read them; nobody else does."""
     operator = api.staff("operator")
     school = new_org(api, org_stub, operator, "Ashford School")

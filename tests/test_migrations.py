@@ -7,7 +7,7 @@ from pathlib import Path
 from chatpro_privacy.storage import migrations
 from chatpro_privacy.storage.db import database
 from chatpro_privacy.storage.models import ALL_MODELS, PolicyVersion
-from conftest import Api
+from helpers import Api
 
 
 def test_migrations_are_recorded_and_idempotent(api: Api) -> None:

@@ -15,8 +15,8 @@ from chatpro_privacy.clock import clock
 from chatpro_privacy.plugin import hookimpl
 from chatpro_privacy.plugin.types import AccessDecision, AccessRequest, ContentRef, PluginContext
 from chatpro_privacy.storage.models import ContentItem, ContentToken, MonitoringAccess
-from conftest import Api, rpc_error
 from google.protobuf import timestamp_pb2
+from helpers import Api, Unchanged, rpc_error
 from orgs import Org, build_org, conversation, send
 from test_content import upload
 
@@ -147,7 +147,7 @@ def test_safeguarding_journey(api: Api, school: Org) -> None:
 def test_every_check_states_a_reason_and_the_plugin_may_refuse(
     api: Api,
     school: Org,
-    unchanged,  # type: ignore[no-untyped-def]
+    unchanged: Unchanged,
 ) -> None:
     p1, p2 = school.members["pupil1"], school.members["pupil2"]
     group = conversation(api, p1, school.organisation_id, [p2])

@@ -7,7 +7,7 @@ from chatpro.privacy.v1 import outbox_service_pb2
 from chatpro_privacy.domain.records import outbox
 from chatpro_privacy.storage.db import database
 from chatpro_privacy.testing import InProcessServer
-from conftest import Api, child_birthday, rpc_error
+from helpers import Api, Unchanged, child_birthday, rpc_error
 
 
 def ack(api: Api, token: str, through: int, consumer: str = "") -> int:
@@ -63,7 +63,7 @@ def test_each_consumer_has_its_own_cursor(api: Api) -> None:
     assert len(api.outbox_events(service).events) == 2  # defaults to the service's name
 
 
-def test_bad_cursor_requests_change_nothing(api: Api, unchanged) -> None:  # type: ignore[no-untyped-def]
+def test_bad_cursor_requests_change_nothing(api: Api, unchanged: Unchanged) -> None:
     service = api.service_token()
     make_children(api, 1)
     failure = unchanged(lambda: ack(api, service, 5))
@@ -112,7 +112,9 @@ def test_emit_outside_a_transaction_is_a_bug(api: Api) -> None:
         outbox.emit(outbox.PASSWORD_CHANGED, "someone")
 
 
-def test_only_services_with_the_outbox_scope_read_their_own_cursors(api: Api, unchanged) -> None:  # type: ignore[no-untyped-def]
+def test_only_services_with_the_outbox_scope_read_their_own_cursors(
+    api: Api, unchanged: Unchanged
+) -> None:
     plain = api.service_token("analytics-ingest", scopes=())
     failure = rpc_error(lambda: api.outbox_events(plain))
     assert (failure.code, failure.reason) == (grpc.StatusCode.PERMISSION_DENIED, "SCOPE_REQUIRED")

@@ -22,8 +22,8 @@ from chatpro_privacy.plugin.host import PluginHost
 from chatpro_privacy.storage.db import database
 from chatpro_privacy.storage.models import OrganisationPlugin
 from chatpro_privacy.testing import InProcessServer, PluginKit
-from conftest import Api, rpc_error
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from helpers import Api, Unchanged, rpc_error
 
 LIMIT = 0.3
 release = threading.Event()
@@ -168,7 +168,9 @@ def retention(api: Api, token: str, org: str) -> dict[str, tuple[int, str]]:
     return {p.content_kind: (p.months, p.decided_by) for p in response.periods}
 
 
-def test_an_organisations_plugin_applies_to_it_alone(orgs, host: PluginHost) -> None:  # type: ignore[no-untyped-def]
+def test_an_organisations_plugin_applies_to_it_alone(
+    orgs: tuple[Api, str, str, str], host: PluginHost
+) -> None:
     api, operator, a, b = orgs
     enable(api, operator, a, "school_safeguarding", {"words": ["unsafe"]})
     assert retention(api, operator, a) == {
@@ -208,7 +210,9 @@ def test_an_organisations_plugin_applies_to_it_alone(orgs, host: PluginHost) -> 
     assert retention(api, operator, a)["message"] == (12, "defaults")
 
 
-def test_a_raising_plugin_fails_the_call_and_is_faulted_after_repeats(orgs, unchanged) -> None:  # type: ignore[no-untyped-def]
+def test_a_raising_plugin_fails_the_call_and_is_faulted_after_repeats(
+    orgs: tuple[Api, str, str, str], unchanged: Unchanged
+) -> None:
     api, operator, a, b = orgs
     enable(api, operator, a, "raises")
     for _ in range(3):
@@ -237,7 +241,9 @@ def test_a_raising_plugin_fails_the_call_and_is_faulted_after_repeats(orgs, unch
     assert OrganisationPlugin.get(OrganisationPlugin.organisation == a).consecutive_faults == 0
 
 
-def test_a_stuck_plugin_returns_on_time_without_blocking_the_server(orgs) -> None:  # type: ignore[no-untyped-def]
+def test_a_stuck_plugin_returns_on_time_without_blocking_the_server(
+    orgs: tuple[Api, str, str, str],
+) -> None:
     api, operator, a, b = orgs
     enable(api, operator, a, "sleeps")
     started = time.monotonic()
@@ -255,8 +261,8 @@ def test_a_stuck_plugin_returns_on_time_without_blocking_the_server(orgs) -> Non
     with pytest.raises(grpc.RpcError) as caught:
         future.result(timeout=10)
     elapsed = time.monotonic() - started
-    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
-    assert "sleeps" in caught.value.details()  # type: ignore[attr-defined]
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "sleeps" in (caught.value.details() or "")
     assert LIMIT <= elapsed < LIMIT + 2.0
     failure = rpc_error(lambda: retention(api, operator, a))
     assert failure.reason == "PLUGIN_TIMEOUT"
@@ -273,7 +279,7 @@ def test_a_stuck_plugin_returns_on_time_without_blocking_the_server(orgs) -> Non
     assert retention(api, operator, a)["message"] == (24, "sleeps")
 
 
-def test_garbage_answers_are_refused_and_count_as_faults(orgs) -> None:  # type: ignore[no-untyped-def]
+def test_garbage_answers_are_refused_and_count_as_faults(orgs: tuple[Api, str, str, str]) -> None:
     api, operator, a, _ = orgs
     enable(api, operator, a, "garbage")
     for _ in range(3):
@@ -282,7 +288,9 @@ def test_garbage_answers_are_refused_and_count_as_faults(orgs) -> None:  # type:
     assert rpc_error(lambda: retention(api, operator, a)).reason == "PLUGIN_FAULTED"
 
 
-def test_a_hookimpl_without_a_spec_is_rejected(orgs, unchanged) -> None:  # type: ignore[no-untyped-def]
+def test_a_hookimpl_without_a_spec_is_rejected(
+    orgs: tuple[Api, str, str, str], unchanged: Unchanged
+) -> None:
     api, operator, a, _ = orgs
     failure = unchanged(lambda: enable(api, operator, a, "no_spec"))
     assert failure.violations == {"plugin_name": "PLUGIN_BROKEN"}
@@ -298,7 +306,14 @@ def test_a_hookimpl_without_a_spec_is_rejected(orgs, unchanged) -> None:  # type
         ("school_safeguarding", json.dumps({"words": 3}), "config_json", "PLUGIN_CONFIG_INVALID"),
     ],
 )
-def test_enable_bad_input_changes_nothing(orgs, unchanged, name, config, field, reason) -> None:  # type: ignore[no-untyped-def]
+def test_enable_bad_input_changes_nothing(
+    orgs: tuple[Api, str, str, str],
+    unchanged: Unchanged,
+    name: str,
+    config: str,
+    field: str,
+    reason: str,
+) -> None:
     api, operator, a, _ = orgs
     failure = unchanged(
         lambda: _stub(api).EnablePlugin(
@@ -311,7 +326,9 @@ def test_enable_bad_input_changes_nothing(orgs, unchanged, name, config, field, 
     assert failure.violations == {field: reason}
 
 
-def test_only_operators_and_administrators_manage_plugins(orgs, unchanged) -> None:  # type: ignore[no-untyped-def]
+def test_only_operators_and_administrators_manage_plugins(
+    orgs: tuple[Api, str, str, str], unchanged: Unchanged
+) -> None:
     api, _, a, _ = orgs
     _, person = api.adult("pupil")
     # An outsider is told the organisation does not exist (ORG-5).
@@ -324,7 +341,9 @@ def test_only_operators_and_administrators_manage_plugins(orgs, unchanged) -> No
     assert (missing.code, missing.reason) == (grpc.StatusCode.NOT_FOUND, "ORGANISATION_NOT_FOUND")
 
 
-def test_streams_are_checked_chunk_by_chunk(orgs, host: PluginHost) -> None:  # type: ignore[no-untyped-def]
+def test_streams_are_checked_chunk_by_chunk(
+    orgs: tuple[Api, str, str, str], host: PluginHost
+) -> None:
     api, operator, a, b = orgs
     items = [ContentView(PluginKit.content_ref(f"m{i}"), f"text {i}") for i in range(2000)]
 
@@ -343,7 +362,9 @@ def test_streams_are_checked_chunk_by_chunk(orgs, host: PluginHost) -> None:  # 
     )
 
 
-def test_plugins_are_never_called_inside_a_write_transaction(orgs, host: PluginHost) -> None:  # type: ignore[no-untyped-def]
+def test_plugins_are_never_called_inside_a_write_transaction(
+    orgs: tuple[Api, str, str, str], host: PluginHost
+) -> None:
     api, _, a, _ = orgs
 
     async def inside() -> None:
@@ -369,4 +390,4 @@ def test_dispatch_with_ten_plugins_collects_in_order() -> None:
         manager, "chatpro_retention_months", {"organisation": view, "kind": "message"}
     )
     assert first == [("defaults", 12)]
-    assert ContentRef  # re-exported for plugin authors
+    assert ContentRef is not None  # re-exported for plugin authors

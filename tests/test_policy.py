@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from typing import Any
 
 import grpc
 import pytest
@@ -11,8 +12,8 @@ from chatpro.privacy.v1 import account_service_pb2, policy_pb2, policy_service_p
 from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.consent import policy
 from chatpro_privacy.storage.models import ConsentEvent, OutboxEvent, PolicyNoticeFanout
-from conftest import Api, rpc_error
 from google.protobuf import timestamp_pb2
+from helpers import Api, Unchanged, policy_version_row, rpc_error
 
 GET = account_service_pb2.GetAccountRequest()
 
@@ -29,7 +30,7 @@ def accept(api: Api, token: str, version: str) -> policy_service_pb2.AcceptPolic
     )
 
 
-def test_only_operators_publish(api: Api, unchanged) -> None:  # type: ignore[no-untyped-def]
+def test_only_operators_publish(api: Api, unchanged: Unchanged) -> None:
     _, person = api.adult()
     failure = unchanged(lambda: api.publish(person, "2026-12-01"))
     assert (failure.code, failure.reason) == (grpc.StatusCode.PERMISSION_DENIED, "OPERATORS_ONLY")
@@ -50,7 +51,9 @@ def test_only_operators_publish(api: Api, unchanged) -> None:  # type: ignore[no
         ),
     ],
 )
-def test_publish_bad_input(api: Api, unchanged, fields, violations) -> None:  # type: ignore[no-untyped-def]
+def test_publish_bad_input(
+    api: Api, unchanged: Unchanged, fields: dict[str, Any], violations: dict[str, str]
+) -> None:
     operator = api.staff("operator")
     version = fields.pop("version", "2026-12-01")
     failure = unchanged(lambda: api.publish(operator, version, **fields))
@@ -58,7 +61,7 @@ def test_publish_bad_input(api: Api, unchanged, fields, violations) -> None:  # 
     assert failure.violations == violations
 
 
-def test_reacceptance_gate_journey_2(api: Api, unchanged) -> None:  # type: ignore[no-untyped-def]
+def test_reacceptance_gate_journey_2(api: Api, unchanged: Unchanged) -> None:
     operator = api.staff("operator")
     accept(api, operator, "2023-02-12")
     _, alice = api.adult()
@@ -166,11 +169,7 @@ def test_notification_fanout_resumes_after_a_crash(api: Api) -> None:
     for i in range(7):
         api.register(username=f"user{i}")
     # A publication whose fan-out stopped after the first batch of 3.
-    from chatpro_privacy.storage.models import PolicyVersion
-
-    now = clock.now()
-    PolicyVersion.create(version="2026-12-01", effective_at=now, change_summary="s", text="t",
-                         text_sha256="0" * 64, requires_reacceptance=False, published_at=now)  # fmt: skip
+    policy_version_row("2026-12-01", requires_reacceptance=False)
     PolicyNoticeFanout.create(version="2026-12-01", last_account_id="", notified=0)
     assert asyncio.run(policy.notify_accounts("2026-12-01", batch=3)) == 7
     assert asyncio.run(policy.resume_notifications()) == 0
@@ -181,7 +180,7 @@ def test_notification_fanout_resumes_after_a_crash(api: Api) -> None:
     assert PolicyNoticeFanout.get_by_id("2026-12-01").finished_at is not None
 
 
-def test_versions_are_listed_and_read(api: Api, unchanged) -> None:  # type: ignore[no-untyped-def]
+def test_versions_are_listed_and_read(api: Api, unchanged: Unchanged) -> None:
     operator = api.staff("operator")
     api.publish(operator, "2026-12-01")
     versions = api.policy.ListPolicyVersions(

@@ -3,13 +3,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
 import pytest
 from chatpro.privacy.v1 import account_pb2, account_service_pb2, common_pb2
 from chatpro_privacy.domain.accounts import roles
 from chatpro_privacy.storage.models import Account, AuditEntry, Correspondence, InstallationEvent
-from conftest import Api, child_birthday, rpc_error
 from google.protobuf import field_mask_pb2
+from helpers import Api, Unchanged, child_birthday, rpc_error
 
 GET = account_service_pb2.GetAccountRequest()
 
@@ -91,14 +93,20 @@ def test_update_username_dob_and_picture(api: Api) -> None:
         ),
     ],
 )
-def test_update_profile_bad_input(api: Api, unchanged, paths, profile, violations) -> None:  # type: ignore[no-untyped-def]
+def test_update_profile_bad_input(
+    api: Api,
+    unchanged: Unchanged,
+    paths: list[str],
+    profile: dict[str, Any],
+    violations: dict[str, str],
+) -> None:
     _, token = api.adult()
     failure = unchanged(lambda: update(api, token, paths, **profile))
     assert failure.code == grpc.StatusCode.INVALID_ARGUMENT
     assert failure.violations == violations
 
 
-def test_new_email_takes_effect_only_after_confirmation(api: Api, unchanged) -> None:  # type: ignore[no-untyped-def]
+def test_new_email_takes_effect_only_after_confirmation(api: Api, unchanged: Unchanged) -> None:
     _, token = api.adult()
     response = update(api, token, ["email"], email="new.alice@example.com")
     assert response.email_confirmation_sent
@@ -122,7 +130,7 @@ def test_new_email_takes_effect_only_after_confirmation(api: Api, unchanged) -> 
     assert replay.violations == {"token": "TOKEN_ALREADY_USED"}
 
 
-def test_new_email_already_registered_is_refused(api: Api, unchanged) -> None:  # type: ignore[no-untyped-def]
+def test_new_email_already_registered_is_refused(api: Api, unchanged: Unchanged) -> None:
     api.register(username="bob")
     _, token = api.adult()
     failure = unchanged(lambda: update(api, token, ["email"], email="BOB@example.com"))
@@ -132,7 +140,7 @@ def test_new_email_already_registered_is_refused(api: Api, unchanged) -> None:  
     )
 
 
-def test_people_read_only_their_own_account(api: Api, unchanged) -> None:  # type: ignore[no-untyped-def]
+def test_people_read_only_their_own_account(api: Api, unchanged: Unchanged) -> None:
     alice, _ = api.adult()
     _, bob = api.adult("bob")
     failure = unchanged(
@@ -189,7 +197,9 @@ def test_device_use_is_recorded_and_marks_the_account_active_acc7(api: Api) -> N
     assert [(d.info.device_id, d.use_count) for d in devices] == [("dev-1", 2)]
 
 
-def test_analytics_provider_data_comes_through_a_service_acc9(api: Api, unchanged) -> None:  # type: ignore[no-untyped-def]
+def test_analytics_provider_data_comes_through_a_service_acc9(
+    api: Api, unchanged: Unchanged
+) -> None:
     account = api.register(consented_purposes=["analytics"])
     token = api.sign_in("alice")
     service = api.service_token("analytics-ingest")
@@ -235,7 +245,7 @@ def test_analytics_provider_data_comes_through_a_service_acc9(api: Api, unchange
     assert failure.violations == {"account_id": "REQUIRED"}
 
 
-def test_installation_events_acc7(api: Api, unchanged) -> None:  # type: ignore[no-untyped-def]
+def test_installation_events_acc7(api: Api, unchanged: Unchanged) -> None:
     account, token = api.adult()
     service = api.service_token("updates")
     install = account_service_pb2.RecordInstallationEventRequest(
@@ -267,7 +277,9 @@ def test_installation_events_acc7(api: Api, unchanged) -> None:  # type: ignore[
     }
 
 
-def test_correspondence_is_kept_as_a_record_of_the_account_acc8(api: Api, unchanged) -> None:  # type: ignore[no-untyped-def]
+def test_correspondence_is_kept_as_a_record_of_the_account_acc8(
+    api: Api, unchanged: Unchanged
+) -> None:
     account, token = api.adult()
     response = api.accounts.SubmitCorrespondence(
         account_service_pb2.SubmitCorrespondenceRequest(
@@ -301,7 +313,7 @@ def test_audit_entries_hold_ids_never_personal_data(api: Api) -> None:
         assert not (values & personal), entry.__data__
 
 
-def test_a_second_email_change_supersedes_the_first(api: Api, unchanged) -> None:  # type: ignore[no-untyped-def]
+def test_a_second_email_change_supersedes_the_first(api: Api, unchanged: Unchanged) -> None:
     _, token = api.adult()
     update(api, token, ["email"], email="one@example.com")
     update(api, token, ["email"], email="two@example.com")

@@ -11,7 +11,7 @@ from chatpro.privacy.v1 import account_pb2, account_service_pb2, organisation_pb
 from chatpro.privacy.v1 import organisation_service_pb2 as org_pb
 from chatpro_privacy.clock import clock
 from chatpro_privacy.storage.models import Account, AccountFieldSource, ConsentEvent
-from conftest import Api, child_birthday, rpc_error
+from helpers import Api, Unchanged, child_birthday, rpc_error
 from orgs import STATEMENT_VERSION, Person, build_org, conversation, send
 
 
@@ -58,7 +58,7 @@ def accept(api: Api, org_id: str, token: str, version: str = STATEMENT_VERSION) 
     )
 
 
-def test_a_school_provisions_pupils_who_set_up_and_join(api: Api, unchanged) -> None:  # type: ignore[no-untyped-def]
+def test_a_school_provisions_pupils_who_set_up_and_join(api: Api, unchanged: Unchanged) -> None:
     school = build_org(api, "s", members=(), retention_months={"message": 24})
     mailer = api.service_token("mailer")
     org_id = school.organisation_id
@@ -142,7 +142,7 @@ def test_a_school_provisions_pupils_who_set_up_and_join(api: Api, unchanged) -> 
     assert send(api, kim, group, "hi").text == "hi"
 
 
-def test_a_longer_retention_statement_is_acknowledged_again(api: Api, unchanged) -> None:  # type: ignore[no-untyped-def]
+def test_a_longer_retention_statement_is_acknowledged_again(api: Api, unchanged: Unchanged) -> None:
     school = build_org(api, "s", members=("pupil1", "pupil2"))
     org_id = school.organisation_id
     api.orgs.EnablePlugin(

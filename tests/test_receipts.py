@@ -7,7 +7,7 @@ import json
 import pytest
 from chatpro.privacy.v1 import consent_service_pb2
 from chatpro_privacy_client.receipts import InvalidReceipt, verify
-from conftest import Api
+from helpers import Api
 
 
 def test_receipt_verifies_offline_and_a_changed_byte_fails(api: Api) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import uuid
+from typing import Any
 
 import grpc
 import pytest
@@ -17,7 +18,15 @@ from chatpro_privacy.storage.models import (
     GuardianConfirmation,
     OutboxEvent,
 )
-from conftest import PASSWORD, Api, child_birthday, registration, rpc_error
+from helpers import (
+    PASSWORD,
+    Api,
+    Unchanged,
+    child_birthday,
+    policy_version_row,
+    registration,
+    rpc_error,
+)
 
 
 def test_adult_registers_signs_in_and_reads_profile(api: Api) -> None:
@@ -54,7 +63,7 @@ def test_each_item_records_its_source_acc9(api: Api) -> None:
     assert account.profile_picture_type == "image/png"
 
 
-def test_registration_needs_the_current_policy_version(api: Api, unchanged) -> None:  # type: ignore[no-untyped-def]
+def test_registration_needs_the_current_policy_version(api: Api, unchanged: Unchanged) -> None:
     failure = unchanged(lambda: api.register(accepted_policy_version="2020-01-01"))
     assert failure.code == grpc.StatusCode.FAILED_PRECONDITION
     assert failure.reason == "POLICY_VERSION_NOT_CURRENT"
@@ -69,7 +78,7 @@ def test_retry_with_same_request_id_returns_same_account(api: Api) -> None:
     assert Account.select().count() == 1
 
 
-def test_reused_request_id_with_other_data_is_refused(api: Api, unchanged) -> None:  # type: ignore[no-untyped-def]
+def test_reused_request_id_with_other_data_is_refused(api: Api, unchanged: Unchanged) -> None:
     request = registration(username="first")
     api.accounts.Register(request)
     other = registration(username="second", request_id=request.request_id)
@@ -88,7 +97,7 @@ def test_concurrent_registers_of_one_username_exactly_one_wins(api: Api) -> None
             api.accounts.Register(request)
             outcome = "ok"
         except grpc.RpcError as exc:
-            outcome = exc.code().name  # type: ignore[attr-defined]
+            outcome = exc.code().name
         with lock:
             results.append(outcome)
 
@@ -101,7 +110,7 @@ def test_concurrent_registers_of_one_username_exactly_one_wins(api: Api) -> None
     assert Account.select().where(Account.username_key == "popular").count() == 1
 
 
-def test_username_and_email_are_unique_case_insensitively(api: Api, unchanged) -> None:  # type: ignore[no-untyped-def]
+def test_username_and_email_are_unique_case_insensitively(api: Api, unchanged: Unchanged) -> None:
     api.register(username="bob", email="bob@example.com")
     failure = unchanged(lambda: api.register(username="BOB", email="other@example.com"))
     assert (failure.code, failure.reason) == (grpc.StatusCode.ALREADY_EXISTS, "USERNAME_TAKEN")
@@ -149,19 +158,21 @@ BAD_FIELDS = [
 
 
 @pytest.mark.parametrize(("fields", "expected"), BAD_FIELDS, ids=[str(e) for _, e in BAD_FIELDS])
-def test_bad_input_is_refused_field_by_field(api: Api, unchanged, fields, expected) -> None:  # type: ignore[no-untyped-def]
+def test_bad_input_is_refused_field_by_field(
+    api: Api, unchanged: Unchanged, fields: dict[str, Any], expected: dict[str, str]
+) -> None:
     failure = unchanged(lambda: api.register(**fields))
     assert failure.code == grpc.StatusCode.INVALID_ARGUMENT
     assert failure.violations == expected
     assert failure.reason == next(iter(expected.values()))
 
 
-def test_every_bad_field_is_named_at_once(api: Api, unchanged) -> None:  # type: ignore[no-untyped-def]
+def test_every_bad_field_is_named_at_once(api: Api, unchanged: Unchanged) -> None:
     failure = unchanged(lambda: api.register(username="", email="nope", name="", password="x"))
     assert set(failure.violations) == {"username", "email", "name", "password"}
 
 
-def test_oversized_message_is_refused(api: Api, unchanged) -> None:  # type: ignore[no-untyped-def]
+def test_oversized_message_is_refused(api: Api, unchanged: Unchanged) -> None:
     failure = unchanged(
         lambda: api.register(profile_picture=b"\xff\xd8\xff" + b"0" * (5 * 1024 * 1024))
     )
@@ -180,7 +191,7 @@ def _guardian_token(api: Api, service_token: str, account_id: str) -> str:
     return str(mine[0].guardian_consent_requested.token)
 
 
-def test_child_needs_guardian_email(api: Api, unchanged) -> None:  # type: ignore[no-untyped-def]
+def test_child_needs_guardian_email(api: Api, unchanged: Unchanged) -> None:
     failure = unchanged(lambda: api.register(username="kid", date_of_birth=child_birthday(12)))
     assert failure.violations == {"guardian_email": "GUARDIAN_EMAIL_REQUIRED"}
     failure = unchanged(
@@ -236,7 +247,7 @@ def test_child_account_pending_until_guardian_confirms(api: Api) -> None:
     assert replayed.superseded and not replayed.HasField("guardian_consent_requested")
 
 
-def test_replayed_guardian_token_is_refused(api: Api, unchanged) -> None:  # type: ignore[no-untyped-def]
+def test_replayed_guardian_token_is_refused(api: Api, unchanged: Unchanged) -> None:
     service = api.service_token()
     child = api.register(
         username="kid", date_of_birth=child_birthday(), guardian_email="mum@example.com"
@@ -251,7 +262,7 @@ def test_replayed_guardian_token_is_refused(api: Api, unchanged) -> None:  # typ
     )
 
 
-def test_expired_guardian_token_is_refused(api: Api, unchanged) -> None:  # type: ignore[no-untyped-def]
+def test_expired_guardian_token_is_refused(api: Api, unchanged: Unchanged) -> None:
     service = api.service_token()
     child = api.register(
         username="kid", date_of_birth=child_birthday(), guardian_email="mum@example.com"
@@ -276,7 +287,9 @@ def test_expired_guardian_token_is_refused(api: Api, unchanged) -> None:  # type
         "x" * 5000,
     ],
 )
-def test_malformed_or_forged_guardian_token_is_refused(api: Api, unchanged, token: str) -> None:  # type: ignore[no-untyped-def]
+def test_malformed_or_forged_guardian_token_is_refused(
+    api: Api, unchanged: Unchanged, token: str
+) -> None:
     api.register(username="kid", date_of_birth=child_birthday(), guardian_email="mum@example.com")
     failure = unchanged(
         lambda: api.accounts.ConfirmGuardianConsent(
@@ -313,7 +326,7 @@ def test_unconfirmed_child_is_deleted_after_14_days_acc11(api: Api) -> None:
     assert [e.superseded for e in events] == [True]
 
 
-def test_register_without_request_id_changes_nothing(api: Api, unchanged) -> None:  # type: ignore[no-untyped-def]
+def test_register_without_request_id_changes_nothing(api: Api, unchanged: Unchanged) -> None:
     request = registration(request_id="")
     failure = unchanged(lambda: api.accounts.Register(request))
     assert failure.violations == {"request_id": "REQUIRED"}
@@ -330,35 +343,29 @@ def test_register_password_is_usable(api: Api) -> None:
 def test_request_ids_are_echoed_in_errors(api: Api) -> None:
     rid = uuid.uuid4().hex
     with pytest.raises(grpc.RpcError) as caught:
-        api.accounts.Register(registration(username=""), metadata=[("x-request-id", rid)])
-    trailing = dict(caught.value.trailing_metadata() or ())  # type: ignore[attr-defined]
+        api.accounts.Register(registration(username=""), metadata=(("x-request-id", rid),))
+    trailing = {m.key: m.value for m in caught.value.trailing_metadata() or ()}
     assert rid in str(trailing.get("grpc-status-details-bin", b""))
 
 
 def test_a_retry_gets_its_first_answer_even_after_a_new_policy(api: Api) -> None:
-    from chatpro_privacy.storage.models import PolicyVersion
-
     request = registration(username="early")
     first = api.accounts.Register(request).account
-    now = clock.now()
-    PolicyVersion.create(
-        version="2026-01-01", effective_at=now, change_summary="s", text="t", text_sha256="0" * 64,
-        requires_reacceptance=True, published_at=now,
-    )  # fmt: skip
+    policy_version_row("2026-01-01", requires_reacceptance=True)
     assert api.accounts.Register(request).account.account_id == first.account_id
     late = rpc_error(lambda: api.register(username="late"))
     assert late.reason == "POLICY_VERSION_NOT_CURRENT"
     assert late.metadata["current_version"] == "2026-01-01"
 
 
-def test_a_nul_character_is_refused_on_every_database(api: Api, unchanged) -> None:  # type: ignore[no-untyped-def]
+def test_a_nul_character_is_refused_on_every_database(api: Api, unchanged: Unchanged) -> None:
     failure = unchanged(lambda: api.register(name="Ali\x00ce"))
     assert failure.violations == {"name": "INVALID_CHARACTERS"}
     failure = unchanged(lambda: api.register(device=account_pb2.DeviceInfo(device_id="d\x00")))
     assert failure.violations == {"device.device_id": "INVALID_CHARACTERS"}
 
 
-def test_a_replay_without_the_password_gets_nothing(api: Api, unchanged) -> None:  # type: ignore[no-untyped-def]
+def test_a_replay_without_the_password_gets_nothing(api: Api, unchanged: Unchanged) -> None:
     request = registration(username="first")
     api.accounts.Register(request)
     forged = account_service_pb2.RegisterRequest()

@@ -13,7 +13,7 @@ from chatpro.privacy.v1 import organisation_service_pb2 as org_pb
 from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.organisations.retention_periods import expiry
 from chatpro_privacy.storage.models import ContentItem
-from conftest import Api, rpc_error
+from helpers import Api, rpc_error
 from orgs import Org, build_org, conversation, send
 from test_content import upload
 from test_monitoring import _ts

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +15,11 @@ import grpc
 import jsonschema
 import pytest
 from chatpro.privacy.v1 import (
+    account_pb2,
     account_service_pb2,
     common_pb2,
     disclosure_service_pb2,
+    organisation_pb2,
     outbox_service_pb2,
     rights_pb2,
 )
@@ -34,7 +37,7 @@ from chatpro_privacy.storage.models import (
     ProcessingRestriction,
     RightsRequest,
 )
-from conftest import Api, child_birthday, rpc_error
+from helpers import Api, Unchanged, child_birthday, restriction_row, rpc_error
 from orgs import build_org, conversation, join, send
 from test_disclosures import create as create_recipient
 from test_monitoring import scope
@@ -43,7 +46,9 @@ S = rights_pb2
 DATE = common_pb2.CalendarDate
 
 
-def request(api: Api, token: str, type_: int, **kw: Any) -> S.RightsRequest:
+def request(
+    api: Api, token: str, type_: S.RightsRequestType.ValueType, **kw: Any
+) -> S.RightsRequest:
     return api.rights.CreateRightsRequest(
         pb.CreateRightsRequestRequest(type=type_, **kw), metadata=api.auth(token)
     ).rights_request
@@ -145,7 +150,7 @@ def test_an_access_request_waits_for_the_organisation_and_tells_the_requester(
     # Nobody else sees it; another organisation's admin does not either.
     other = build_org(api, "o", members=(), operator=school.operator)
     for token in (other.admin.token, school.admin.token):
-        assert rpc_error(lambda t=token: get(api, t, made.rights_request_id)).code == (
+        assert rpc_error(partial(get, api, token, made.rights_request_id)).code == (
             grpc.StatusCode.NOT_FOUND
         )
     assert get(api, dpm, made.rights_request_id).state == S.RIGHTS_REQUEST_STATE_COMPLETED
@@ -154,7 +159,7 @@ def test_an_access_request_waits_for_the_organisation_and_tells_the_requester(
 def test_refusal_needs_a_reason_and_states_the_right_to_complain(
     api: Api,
     dpm: str,
-    unchanged,  # type: ignore[no-untyped-def]
+    unchanged: Unchanged,
 ) -> None:
     _, person = api.adult()
     made = request(api, person, S.RIGHTS_REQUEST_TYPE_OBJECTION,
@@ -178,7 +183,7 @@ def test_refusal_needs_a_reason_and_states_the_right_to_complain(
     )
 
 
-def test_due_dates_and_extensions_across_month_ends(api: Api, unchanged) -> None:  # type: ignore[no-untyped-def]
+def test_due_dates_and_extensions_across_month_ends(api: Api, unchanged: Unchanged) -> None:
     clock.offset = dt.datetime(2027, 1, 31, 12, 0) - dt.datetime.now(dt.UTC).replace(tzinfo=None)
     try:
         _, person = api.adult()
@@ -220,7 +225,9 @@ def test_the_data_privacy_manager_lists_by_due_date_and_enters_correspondence(
         clock.offset = dt.timedelta(0)
     letter = api.accounts.SubmitCorrespondence(
         account_service_pb2.SubmitCorrespondenceRequest(
-            kind=1, subject="Please erase me", body="I cannot sign in."
+            kind=account_pb2.CORRESPONDENCE_KIND_CONTACT,
+            subject="Please erase me",
+            body="I cannot sign in.",
         ),
         metadata=api.auth(person),
     )
@@ -347,7 +354,9 @@ def test_an_objection_needs_the_data_privacy_managers_decision(api: Api, dpm: st
     assert done.state == S.RIGHTS_REQUEST_STATE_COMPLETED and "upheld" in done.outcome
 
 
-def test_portability_to_a_third_party_outside_the_eea_is_refused(api: Api, unchanged) -> None:  # type: ignore[no-untyped-def]
+def test_portability_to_a_third_party_outside_the_eea_is_refused(
+    api: Api, unchanged: Unchanged
+) -> None:
     operator = api.staff("operator")
     us = create_recipient(api, operator, name="US Cloud Inc", category="it_service_providers",
                           country_code="US")  # fmt: skip
@@ -398,9 +407,9 @@ def test_processing_resumes_after_a_crash(api: Api, dpm: str, server: Any) -> No
     assert server.run(server.runtime.rights.resume()) == 0
 
 
-def test_bad_requests_are_refused_and_change_nothing(api: Api, unchanged) -> None:  # type: ignore[no-untyped-def]
+def test_bad_requests_are_refused_and_change_nothing(api: Api, unchanged: Unchanged) -> None:
     _, person = api.adult()
-    cases = [
+    cases: list[tuple[dict[str, Any], dict[str, str]]] = [
         ({}, {"type": "REQUIRED"}),
         ({"type": S.RIGHTS_REQUEST_TYPE_RECTIFICATION}, {"corrections": "REQUIRED"}),
         ({"type": S.RIGHTS_REQUEST_TYPE_RESTRICTION}, {"restriction_case": "REQUIRED"}),
@@ -410,8 +419,10 @@ def test_bad_requests_are_refused_and_change_nothing(api: Api, unchanged) -> Non
     ]  # fmt: skip
     for fields, violations in cases:
         failure = unchanged(
-            lambda f=fields: api.rights.CreateRightsRequest(
-                pb.CreateRightsRequestRequest(**f), metadata=api.auth(person)
+            partial(
+                api.rights.CreateRightsRequest,
+                pb.CreateRightsRequestRequest(**fields),
+                metadata=api.auth(person),
             )
         )
         assert failure.violations == violations, fields
@@ -484,14 +495,16 @@ def test_journey_6_a_leaver_is_erased_and_told_what_was_kept(
         metadata=api.auth(employer.operator),
     )
     leaver, colleague = employer.members["leaver"], employer.members["colleague"]
-    join(api, club.organisation_id, club.operator, leaver, 1)
+    join(api, club.organisation_id, club.operator, leaver, organisation_pb2.MEMBER_ROLE_MEMBER)
     work = conversation(api, leaver, employer.organisation_id, [colleague])
     send(api, leaver, work, "handover notes")
     chat = conversation(api, leaver, club.organisation_id, [club.admin])
     send(api, leaver, chat, "see you at training")
     api.accounts.SubmitCorrespondence(
         account_service_pb2.SubmitCorrespondenceRequest(
-            kind=1, subject="Complaint", body="About my final pay."
+            kind=account_pb2.CORRESPONDENCE_KIND_CONTACT,
+            subject="Complaint",
+            body="About my final pay.",
         ),
         metadata=api.auth(leaver.token),
     )
@@ -570,7 +583,7 @@ def test_journey_6_a_leaver_is_erased_and_told_what_was_kept(
     ]
 
 
-def test_a_correction_is_checked_when_asked_for(api: Api, unchanged) -> None:  # type: ignore[no-untyped-def]
+def test_a_correction_is_checked_when_asked_for(api: Api, unchanged: Unchanged) -> None:
     _, person = api.adult()
     failure = unchanged(
         lambda: request(api, person, S.RIGHTS_REQUEST_TYPE_RECTIFICATION,
@@ -585,10 +598,7 @@ def test_an_erasure_under_a_legal_claims_restriction_cannot_be_completed(
     account, person = api.adult()
     made = request(api, person, S.RIGHTS_REQUEST_TYPE_ERASURE)
     verify(api, dpm, made.rights_request_id)
-    ProcessingRestriction.create(
-        account=account.account_id, restriction_case="legal_claims", rights_request_id="r",
-        created_at=clock.now(),
-    )  # fmt: skip
+    restriction_row(account.account_id)
     failure = rpc_error(
         lambda: api.rights.CompleteRightsRequest(
             pb.CompleteRightsRequestRequest(rights_request_id=made.rights_request_id),

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from chatpro_privacy.domain.kernel import tokens, validation
@@ -12,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 
-def violations_of(check, *args, **kwargs) -> dict[str, str]:  # type: ignore[no-untyped-def]
+def violations_of(check: Callable[..., object], *args: Any, **kwargs: Any) -> dict[str, str]:
     v = Violations()
     check(v, *args, **kwargs)
     return {i.field: i.reason for i in v.items}

@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -29,7 +30,6 @@ from chatpro.privacy.v1 import (
 from chatpro_privacy.domain.accounts import roles
 from chatpro_privacy.storage import migrations
 from chatpro_privacy.testing import InProcessServer
-from conftest import Api, content_key_env, registration, wait_until_serving
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -38,6 +38,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
+from helpers import Api, content_key_env, registration, wait_until_serving
 
 CLI = [sys.executable, "-m", "chatpro_privacy"]
 
@@ -110,7 +111,9 @@ def served(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int, dict[
             proc.wait()
 
 
-def test_a_taken_port_is_an_error_not_shared(served) -> None:  # type: ignore[no-untyped-def]
+def test_a_taken_port_is_an_error_not_shared(
+    served: tuple[subprocess.Popen[bytes], int, dict[str, str], Path],
+) -> None:
     _, port, env, _ = served
     second = subprocess.run(
         [*CLI, "serve", "--address", f"127.0.0.1:{port}"], env=env, capture_output=True, timeout=30
@@ -119,7 +122,9 @@ def test_a_taken_port_is_an_error_not_shared(served) -> None:  # type: ignore[no
     assert b"cannot bind" in second.stderr
 
 
-def test_sigterm_drains_in_flight_calls(served) -> None:  # type: ignore[no-untyped-def]
+def test_sigterm_drains_in_flight_calls(
+    served: tuple[subprocess.Popen[bytes], int, dict[str, str], Path],
+) -> None:
     proc, port, _, log = served
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     stub = account_service_pb2_grpc.AccountServiceStub(channel)
@@ -143,13 +148,15 @@ def test_sigterm_drains_in_flight_calls(served) -> None:  # type: ignore[no-unty
     channel.close()
 
 
-def test_access_log_has_one_line_per_call(served) -> None:  # type: ignore[no-untyped-def]
+def test_access_log_has_one_line_per_call(
+    served: tuple[subprocess.Popen[bytes], int, dict[str, str], Path],
+) -> None:
     _, port, _, log = served
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     stub = policy_service_pb2_grpc.PolicyServiceStub(channel)
     rid = uuid.uuid4().hex
     stub.GetCurrentPolicy(
-        policy_service_pb2.GetCurrentPolicyRequest(), metadata=[("x-request-id", rid)]
+        policy_service_pb2.GetCurrentPolicyRequest(), metadata=(("x-request-id", rid),)
     )
     channel.close()
     time.sleep(0.2)
@@ -167,8 +174,14 @@ def _key() -> ec.EllipticCurvePrivateKey:
 
 
 def _cert(
-    subject: str, key, issuer_name: str, issuer_key, *, ca: bool = False, server: bool = False
-) -> x509.Certificate:  # type: ignore[no-untyped-def]
+    subject: str,
+    key: ec.EllipticCurvePrivateKey,
+    issuer_name: str,
+    issuer_key: ec.EllipticCurvePrivateKey,
+    *,
+    ca: bool = False,
+    server: bool = False,
+) -> x509.Certificate:
     now = dt.datetime.now(dt.UTC)
     builder = (
         x509.CertificateBuilder()
@@ -190,7 +203,7 @@ def _cert(
     return builder.sign(issuer_key, hashes.SHA256())
 
 
-def _pem(obj) -> bytes:  # type: ignore[no-untyped-def]
+def _pem(obj: x509.Certificate | ec.EllipticCurvePrivateKey) -> bytes:
     if isinstance(obj, x509.Certificate):
         return obj.public_bytes(serialization.Encoding.PEM)
     return obj.private_bytes(
@@ -207,12 +220,20 @@ def test_tls_and_mtls_service_credentials(
     server_cert = _cert("localhost", server_key, "ChatPro test CA", ca_key, server=True)
     client_key = _key()
     client_cert = _cert("notifications", client_key, "ChatPro test CA", ca_key)
-    files = {}
-    for name, obj in {"ca": ca, "server": server_cert, "server_key": server_key}.items():
+    files: dict[str, Path] = {}
+    pems: dict[str, x509.Certificate | ec.EllipticCurvePrivateKey] = {
+        "ca": ca,
+        "server": server_cert,
+        "server_key": server_key,
+    }
+    for name, obj in pems.items():
         files[name] = tmp_path / f"{name}.pem"
         files[name].write_bytes(_pem(obj))
     url, schema = database_target
-    tls_files = {"tls_cert_file": str(files["server"]), "tls_key_file": str(files["server_key"])}
+    tls_files: dict[str, Any] = {
+        "tls_cert_file": str(files["server"]),
+        "tls_key_file": str(files["server_key"]),
+    }
     with InProcessServer.start(url, schema=schema, **tls_files) as srv:
         plain = grpc.insecure_channel(srv.target)
         with pytest.raises(grpc.RpcError):
@@ -229,7 +250,7 @@ def test_tls_and_mtls_service_credentials(
             outbox_service_pb2_grpc.OutboxServiceStub(tls).ListOutboxEvents(
                 outbox_service_pb2.ListOutboxEventsRequest()
             )
-        assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED  # type: ignore[attr-defined]
+        assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
         tls.close()
     with InProcessServer.start(
         url, schema=schema, tls_client_ca_file=str(files["ca"]), **tls_files
@@ -252,7 +273,7 @@ def test_tls_and_mtls_service_credentials(
         _, token = api.adult()
         with pytest.raises(grpc.RpcError) as denied:
             api.outbox_events(token)
-        assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED  # type: ignore[attr-defined]
+        assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
         mtls.close()
 
 

@@ -11,8 +11,8 @@ from chatpro.privacy.v1 import account_service_pb2
 from chatpro_privacy import logs
 from chatpro_privacy.storage.db import database, is_postgres
 from chatpro_privacy.storage.models import ALL_MODELS
-from conftest import Api, child_birthday
 from google.protobuf import field_mask_pb2
+from helpers import Api, child_birthday
 
 
 def _all_rows_text() -> str:

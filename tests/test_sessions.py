@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import secrets
+from functools import partial
 
 import grpc
 import pytest
@@ -14,7 +15,7 @@ from chatpro_privacy.domain.accounts import roles
 from chatpro_privacy.domain.kernel.passwords import TEST_PARAMETERS, Passwords
 from chatpro_privacy.settings import SettingsError, from_env
 from chatpro_privacy.storage.models import Session
-from conftest import PASSWORD, Api, rpc_error
+from helpers import PASSWORD, Api, Unchanged, rpc_error
 
 GET = account_service_pb2.GetAccountRequest()
 
@@ -31,7 +32,7 @@ def test_sign_in_by_username_or_email_case_insensitively(api: Api) -> None:
         assert dt.timedelta(days=29) < expires - clock.now() <= dt.timedelta(days=30)
 
 
-def test_unknown_user_and_wrong_password_get_the_same_error(api: Api, unchanged) -> None:  # type: ignore[no-untyped-def]
+def test_unknown_user_and_wrong_password_get_the_same_error(api: Api, unchanged: Unchanged) -> None:
     api.register(username="erin")
     wrong = unchanged(lambda: api.sign_in("erin", "not the password at all"))
     unknown = unchanged(lambda: api.sign_in("nobody", "not the password at all"))
@@ -53,8 +54,8 @@ def test_unknown_user_and_wrong_password_get_the_same_error(api: Api, unchanged)
     ],
 )
 def test_sign_in_bad_input(
-    api: Api, unchanged, login: str, password: str, violations: dict[str, str]
-) -> None:  # type: ignore[no-untyped-def]
+    api: Api, unchanged: Unchanged, login: str, password: str, violations: dict[str, str]
+) -> None:
     failure = unchanged(lambda: api.sign_in(login, password))
     assert failure.code == grpc.StatusCode.INVALID_ARGUMENT
     assert failure.violations == violations
@@ -88,7 +89,7 @@ def test_repeated_failures_are_throttled_per_peer(api: Api) -> None:
     )
 
 
-def test_calls_need_credentials(api: Api, unchanged) -> None:  # type: ignore[no-untyped-def]
+def test_calls_need_credentials(api: Api, unchanged: Unchanged) -> None:
     failure = unchanged(lambda: api.accounts.GetAccount(GET))
     assert (failure.code, failure.reason) == (
         grpc.StatusCode.UNAUTHENTICATED,
@@ -106,19 +107,21 @@ def test_calls_need_credentials(api: Api, unchanged) -> None:  # type: ignore[no
         ("Bearer " + "x" * 4000, "TOKEN_MALFORMED"),
     ],
 )
-def test_malformed_and_unknown_tokens(api: Api, unchanged, header: str, reason: str) -> None:  # type: ignore[no-untyped-def]
-    failure = unchanged(lambda: api.accounts.GetAccount(GET, metadata=[("authorization", header)]))
+def test_malformed_and_unknown_tokens(
+    api: Api, unchanged: Unchanged, header: str, reason: str
+) -> None:
+    failure = unchanged(lambda: api.accounts.GetAccount(GET, metadata=(("authorization", header),)))
     assert (failure.code, failure.reason) == (grpc.StatusCode.UNAUTHENTICATED, reason)
 
 
-def test_expired_session_is_refused(api: Api, unchanged) -> None:  # type: ignore[no-untyped-def]
+def test_expired_session_is_refused(api: Api, unchanged: Unchanged) -> None:
     _, token = api.adult()
     clock.advance(dt.timedelta(days=30, seconds=1))
     failure = unchanged(lambda: api.accounts.GetAccount(GET, metadata=api.auth(token)))
     assert failure.reason == "SESSION_EXPIRED"
 
 
-def test_sign_out_revokes_the_session(api: Api, unchanged) -> None:  # type: ignore[no-untyped-def]
+def test_sign_out_revokes_the_session(api: Api, unchanged: Unchanged) -> None:
     _, token = api.adult()
     other = api.sign_in("alice")
     api.accounts.SignOut(account_service_pb2.SignOutRequest(), metadata=api.auth(token))
@@ -127,7 +130,7 @@ def test_sign_out_revokes_the_session(api: Api, unchanged) -> None:  # type: ign
     assert api.accounts.GetAccount(GET, metadata=api.auth(other)).account.username == "alice"
 
 
-def test_change_password_revokes_other_sessions(api: Api, unchanged) -> None:  # type: ignore[no-untyped-def]
+def test_change_password_revokes_other_sessions(api: Api, unchanged: Unchanged) -> None:
     _, token = api.adult()
     others = [api.sign_in("alice") for _ in range(2)]
     failure = unchanged(
@@ -157,7 +160,7 @@ def test_change_password_revokes_other_sessions(api: Api, unchanged) -> None:  #
     assert response.revoked_sessions == 2
     for other in others:
         assert (
-            rpc_error(lambda o=other: api.accounts.GetAccount(GET, metadata=api.auth(o))).reason
+            rpc_error(partial(api.accounts.GetAccount, GET, metadata=api.auth(other))).reason
             == "SESSION_REVOKED"
         )
     assert api.accounts.GetAccount(GET, metadata=api.auth(token)).account.username == "alice"
@@ -189,7 +192,7 @@ def test_public_methods_need_no_credentials(api: Api) -> None:
 def test_throttle_counts_failures_per_account_whichever_login_names_it(api: Api) -> None:
     api.register(username="hana", email="hana@example.com")
     for login in ("hana", "HANA@example.com", "Hana", "hana@example.com", "HANA"):
-        assert rpc_error(lambda lg=login: api.sign_in(lg, "wrong password here")).reason == (
+        assert rpc_error(partial(api.sign_in, login, "wrong password here")).reason == (
             "INVALID_CREDENTIALS"
         )
     assert rpc_error(lambda: api.sign_in("hana@example.com")).reason == "SIGN_IN_THROTTLED"

@@ -15,8 +15,8 @@ from chatpro_privacy.domain.kernel.errors import InvalidArgument, PermissionDeni
 from chatpro_privacy.domain.kernel.principals import Principal, PrincipalKind, Role
 from chatpro_privacy.domain.retention import statistics
 from chatpro_privacy.domain.retention.statistics import TOTAL, Table, suppress
-from chatpro_privacy.storage.models import Account, ProcessingObjection, ProcessingRestriction
-from conftest import Api
+from chatpro_privacy.storage.models import Account, ProcessingObjection
+from helpers import Api, restriction_row
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from orgs import build_org, conversation, send
@@ -397,9 +397,7 @@ def _account(born: dt.date, last_active: dt.datetime, state: str = "active") -> 
 
 
 def _restrict(account_id: str) -> None:
-    ProcessingRestriction.create(
-        account=account_id, restriction_case="accuracy", rights_request_id="r", created_at=START
-    )
+    restriction_row(account_id, "accuracy", created_at=START)
 
 
 def _object(account_id: str, ground: str) -> None:

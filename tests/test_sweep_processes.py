@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 from chatpro_privacy.clock import clock
 from chatpro_privacy.storage.models import ContentItem, DeletionFeed
-from conftest import Api
+from helpers import Api
 from orgs import build_org, conversation, send
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from functools import partial
 from typing import Any
 
 import grpc
@@ -30,7 +31,7 @@ from chatpro_privacy.storage.models import (
     Session,
     SweepCursor,
 )
-from conftest import Api, rpc_error
+from helpers import Api, content_flag_row, restriction_row, rpc_error
 from orgs import Org, build_org, conversation, send
 from test_content import upload
 
@@ -42,7 +43,7 @@ def _at(instant: dt.datetime) -> None:
 def _sweep(server: Any, stop_after: int | None = None, **kw: Any) -> dict[str, Any]:
     runtime = server.runtime
     sweeper = ContentSweeper(runtime.retention, runtime.plugins, runtime.vault, **kw)
-    return server.run(sweeper.run(stop_after=stop_after)).as_dict()  # type: ignore[no-any-return]
+    return server.run(sweeper.run(stop_after=stop_after)).as_dict()
 
 
 def _texts(api: Api, token: str, conversation_id: str) -> list[str]:
@@ -160,9 +161,7 @@ def test_words_left_by_a_sweep_that_died_after_its_commit_go_with_the_next(
         send(api, school.members["pupil1"], conv, f"words to forget {i}")
     recording = upload(api, school.members["pupil1"].token, conv, [b"old audio"])
     first = ContentItem.select().order_by(ContentItem.seq).first()
-    ContentFlag.create(
-        item_seq=first.seq, plugin_name="p", category="c", reason="r", created_at=clock.now()
-    )
+    content_flag_row(first.seq)
     ContentItem.update(created_at=clock.now() - dt.timedelta(days=800)).execute()
     tokens = ContentToken.select().count()
     assert tokens >= 15
@@ -276,12 +275,7 @@ def test_open_requests_and_legal_claims_keep_content(api: Api, server: Any) -> N
         rights_pb.CreateRightsRequestRequest(type=rights_pb2.RIGHTS_REQUEST_TYPE_ACCESS),
         metadata=api.auth(p1.token),
     )
-    from chatpro_privacy.storage.models import ProcessingRestriction
-
-    ProcessingRestriction.create(
-        account=p2.account_id, restriction_case="legal_claims", rights_request_id="r",
-        created_at=clock.now(),
-    )  # fmt: skip
+    restriction_row(p2.account_id)
     created = ContentItem.select().order_by(ContentItem.seq.desc()).first().created_at
     try:
         _at(expiry(created, 12) + dt.timedelta(seconds=1))
@@ -333,7 +327,7 @@ def test_legal_holds_are_for_the_organisations_administrators(api: Api) -> None:
         (school.operator, grpc.StatusCode.PERMISSION_DENIED),
     ):
         assert (
-            rpc_error(lambda t=token: api.orgs.PlaceLegalHold(request, metadata=api.auth(t))).code
+            rpc_error(partial(api.orgs.PlaceLegalHold, request, metadata=api.auth(token))).code
             == code
         )
     request.account_id = school.members["pupil1"].account_id

@@ -153,6 +153,7 @@ class Device(BaseModel):
 class InstallationEvent(BaseModel):
     id = pw.TextField(primary_key=True)
     account = pw.ForeignKeyField(Account, null=True, on_delete="CASCADE", column_name="account_id")
+    account_id: str | None
     application_number = pw.TextField()
     operating_system_type = pw.TextField()
     event_type = pw.TextField()
@@ -163,6 +164,7 @@ class InstallationEvent(BaseModel):
 class Correspondence(BaseModel):
     id = pw.TextField(primary_key=True)
     account = pw.ForeignKeyField(Account, on_delete="CASCADE", column_name="account_id")
+    account_id: str
     kind = pw.TextField()
     subject = pw.TextField()
     body = pw.TextField()
