@@ -20,7 +20,12 @@ from peewee import JOIN, SQL, NodeList, fn
 
 from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.content import content_access, conversations
-from chatpro_privacy.domain.content.messages import CALL_RECORDING, MESSAGE, content_ref
+from chatpro_privacy.domain.content.messages import (
+    CALL_RECORDING,
+    MESSAGE,
+    REF_COLUMNS,
+    content_ref,
+)
 from chatpro_privacy.domain.content.recordings import Recordings
 from chatpro_privacy.domain.kernel import paging
 from chatpro_privacy.domain.kernel.errors import (
@@ -449,14 +454,7 @@ class Monitoring:
             _filters(scope, sample_size=str(sample_size)),
         )
         candidates = list(
-            ContentItem.select(
-                ContentItem.seq,
-                ContentItem.id,
-                ContentItem.kind,
-                ContentItem.conversation,
-                ContentItem.author_ref,
-                ContentItem.created_at,
-            )
+            ContentItem.select(*REF_COLUMNS)
             .where(_in_scope(org_id, scope) & await self.retention.served(org_id))
             .order_by(fn.RANDOM())
             .limit(MAX_CANDIDATES)

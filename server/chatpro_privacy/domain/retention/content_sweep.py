@@ -45,7 +45,7 @@ from peewee import Case
 
 from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.consent import restrictions
-from chatpro_privacy.domain.content.messages import CALL_RECORDING, content_ref
+from chatpro_privacy.domain.content.messages import CALL_RECORDING, REF_COLUMNS, content_ref
 from chatpro_privacy.domain.organisations.retention_periods import Retention
 from chatpro_privacy.domain.records import deletion_feed
 from chatpro_privacy.domain.retention import legal_holds
@@ -198,8 +198,8 @@ class _Row:
     kind: str
     conversation_id: str
     author_ref: str
-    author_account_id: str | None
     created_at: dt.datetime
+    author_account_id: str | None
     kept: bool  # a hold, an open request or a legal-claims restriction keeps it
 
 
@@ -383,16 +383,7 @@ class ContentSweeper:
         return [
             _Row(*r)
             for r in tuples(
-                ContentItem.select(
-                    ContentItem.seq,
-                    ContentItem.id,
-                    ContentItem.kind,
-                    ContentItem.conversation,
-                    ContentItem.author_ref,
-                    ContentItem.author_account,
-                    ContentItem.created_at,
-                    keeps,
-                )
+                ContentItem.select(*REF_COLUMNS, ContentItem.author_account, keeps)
                 .where(
                     (ContentItem.organisation == organisation_id)
                     & (ContentItem.seq > cursor)
