@@ -24,12 +24,8 @@ from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.kernel.due_dates import due
 from chatpro_privacy.domain.kernel.errors import NotFound
 from chatpro_privacy.domain.kernel.tokens import new_id
-from chatpro_privacy.domain.rights.export.document import (
-    CHUNK_BYTES,
-    SCHEMA_ID,
-    ExportChunk,
-    Exports,
-)
+from chatpro_privacy.domain.rights.export.exports import SCHEMA_ID, Exports
+from chatpro_privacy.domain.rights.export.streaming import CHUNK_BYTES, ExportChunk
 from chatpro_privacy.storage.db import SCAN_CACHE_KIB, database, is_postgres
 from chatpro_privacy.storage.models import (
     Account,

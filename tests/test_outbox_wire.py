@@ -158,5 +158,7 @@ def test_every_payload_names_the_fields_of_its_proto_message() -> None:
     messages = {f.name: f.message_type for f in oneof.fields}
     for name, kind in outbox.EVENT_TYPES.items():
         fields = {f.name for f in dataclasses.fields(kind.payload)}  # type: ignore[arg-type]
-        assert fields == set(messages[name].fields_by_name), name
-        assert kind.payload.__name__ == messages[name].name, name
+        message = messages[name]
+        assert message is not None, name
+        assert fields == set(message.fields_by_name), name
+        assert kind.payload.__name__ == message.name, name

@@ -58,8 +58,9 @@ from chatpro_privacy.domain.kernel.tokens import ConfirmationTokens
 from chatpro_privacy.domain.organisations.plugin_settings import PluginSettings
 from chatpro_privacy.domain.organisations.retention_periods import Retention
 from chatpro_privacy.domain.records import audit
-from chatpro_privacy.domain.rights.export.document import Exports
-from chatpro_privacy.domain.rights.requests import Rights, erasure_by
+from chatpro_privacy.domain.rights.execution import erasure_by
+from chatpro_privacy.domain.rights.export.exports import Exports
+from chatpro_privacy.domain.rights.requests import Rights
 from chatpro_privacy.domain.vault.envelope import Vault
 from chatpro_privacy.edge.interceptors import EdgeInterceptor
 from chatpro_privacy.jobs.scheduler import Sweeps

@@ -8,7 +8,9 @@ from chatpro.privacy.v1 import rights_service_pb2 as pb
 from chatpro.privacy.v1 import rights_service_pb2_grpc as pb_grpc
 
 from chatpro_privacy import context as call
-from chatpro_privacy.domain.rights.requests import Kept, NewRequest, Rights
+from chatpro_privacy.domain.rights.intake import NewRequest
+from chatpro_privacy.domain.rights.requests import Rights
+from chatpro_privacy.domain.rights.workflow import Kept
 from chatpro_privacy.services.convert import rights as cr
 from chatpro_privacy.services.convert.rights_service import export_chunk
 from chatpro_privacy.services.servicer import Context

@@ -42,6 +42,18 @@ MESSAGE: ContentKind = "message"
 CALL_RECORDING: ContentKind = "call_recording"
 
 
+# What a ContentRef is read from: the item's seq, then ``content_ref``'s arguments in order.
+# Queries that show stored items to plugins select these first, then whatever else they need.
+REF_COLUMNS = (
+    ContentItem.seq,
+    ContentItem.id,
+    ContentItem.kind,
+    ContentItem.conversation,
+    ContentItem.author_ref,
+    ContentItem.created_at,
+)
+
+
 def content_ref(
     kind: str, content_id: str, conversation_id: str, author_ref: str, created_at: dt.datetime
 ) -> ContentRef:
@@ -57,14 +69,6 @@ def content_ref(
 
 # An item's sequence number and what a ContentRef is made of, but its time: what a caller
 # reading items in bulk selects before whatever else it needs.
-REF_COLUMNS = (
-    ContentItem.seq,
-    ContentItem.id,
-    ContentItem.kind,
-    ContentItem.conversation,
-    ContentItem.author_ref,
-)
-
 MAX_TEXT = 10_000
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 

@@ -445,7 +445,7 @@ class Monitoring:
             _filters(scope, sample_size=str(sample_size)),
         )
         candidates = list(
-            ContentItem.select(*REF_COLUMNS, ContentItem.created_at)
+            ContentItem.select(*REF_COLUMNS)
             .where(_in_scope(org_id, scope) & await self.retention.served(org_id))
             .order_by(fn.RANDOM())
             .limit(MAX_CANDIDATES)

@@ -50,7 +50,7 @@ from chatpro_privacy.domain.organisations.retention_periods import Retention
 from chatpro_privacy.domain.records import deletion_feed
 from chatpro_privacy.domain.retention import legal_holds
 from chatpro_privacy.domain.retention.leases import Leases
-from chatpro_privacy.domain.rights import requests as rights
+from chatpro_privacy.domain.rights import workflow as rights
 from chatpro_privacy.domain.vault.envelope import Vault
 from chatpro_privacy.plugin.faults import PluginError
 from chatpro_privacy.plugin.host import PluginHost
@@ -198,8 +198,8 @@ class _Row:
     kind: str
     conversation_id: str
     author_ref: str
-    author_account_id: str | None
     created_at: dt.datetime
+    author_account_id: str | None
     kept: bool  # a hold, an open request or a legal-claims restriction keeps it
 
 
@@ -337,12 +337,7 @@ class ContentSweeper:
         return [
             _Row(*r)
             for r in tuples(
-                ContentItem.select(
-                    *REF_COLUMNS,
-                    ContentItem.author_account,
-                    ContentItem.created_at,
-                    keeps,
-                )
+                ContentItem.select(*REF_COLUMNS, ContentItem.author_account, keeps)
                 .where(
                     (ContentItem.organisation == organisation_id)
                     & (ContentItem.seq > cursor)

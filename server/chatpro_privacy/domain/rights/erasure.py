@@ -25,8 +25,9 @@ Each erasure is recorded in the erasure ledger (in the key store's database, wit
 personal data), so that ``reapply`` erases the person again if a restore of the content
 database brings them back.
 
-Plugins are not told here: the rights state machine calls the ``chatpro_member_changed``
-hook ("erased") for each organisation after ``erase`` returns.
+Plugins are not told here: the rights request's execution (``execution.Execution``) calls
+the ``chatpro_member_changed`` hook ("erased") for each organisation after ``erase``
+returns.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from typing import Any
 import peewee
 
 from chatpro_privacy.clock import clock
+from chatpro_privacy.domain.content.messages import CALL_RECORDING, MESSAGE
 from chatpro_privacy.domain.kernel.errors import FailedPrecondition, NotFound, Violations
 from chatpro_privacy.domain.kernel.principals import SYSTEM, Principal
 from chatpro_privacy.domain.records import audit, deletion_feed
@@ -102,7 +104,7 @@ _LINKED: tuple[tuple[str, Any], ...] = (
     ("role_grants", RoleGrant.account),
     ("devices", Device.account),
     ("installation_events", InstallationEvent.account),
-    ("correspondence", Correspondence.account),
+    (CORRESPONDENCE, Correspondence.account),
     ("guardian_accesses", GuardianAccess.account),
     ("memberships", Membership.account),
     ("conversation_participations", ConversationParticipant.account),
@@ -196,7 +198,7 @@ def erase(
         )
     subject_ref = str(account.subject_ref)
     chosen = {d.organisation_id: d for d in decisions}
-    involved = set(chosen) | _content_organisations(subject_ref) | _member_organisations(account.id)
+    involved = set(chosen) | organisations_concerned(subject_ref, account.id)
     actions = [
         OrganisationAction(org, d.action, d.reason, d.decided_by)
         if (d := chosen.get(org)) is not None
@@ -288,17 +290,28 @@ def _validate(decisions: list[OrganisationDecision], kept: list[KeptPart]) -> No
     v.raise_if_any()
 
 
+def organisations_concerned(subject_ref: str, account_id: str | None) -> set[str]:
+    """The organisations with a part in the person's erasure (or any rights request): those
+    holding content they wrote and, while the account exists, those they belong to."""
+    member = (
+        {
+            str(row.organisation_id)
+            for row in Membership.select(Membership.organisation_id).where(
+                Membership.account == account_id
+            )
+        }
+        if account_id is not None
+        else set()
+    )
+    return member | _content_organisations(subject_ref)
+
+
 def _content_organisations(subject_ref: str) -> set[str]:
     rows = (
         ContentItem.select(ContentItem.organisation_id)
         .where(ContentItem.author_ref == subject_ref)
         .distinct()
     )
-    return {str(row.organisation_id) for row in rows}
-
-
-def _member_organisations(account_id: str) -> set[str]:
-    rows = Membership.select(Membership.organisation_id).where(Membership.account == account_id)
     return {str(row.organisation_id) for row in rows}
 
 
@@ -316,90 +329,142 @@ def _apply(actor: Principal, vault: Vault, entry: LedgerEntry, action: str) -> d
     """
     ref = entry.subject_ref
     account = Account.get_or_none(Account.id == entry.account_id)
-    organisations = {o.organisation_id: o for o in entry.organisations}
-    for org in _content_organisations(ref) | (
-        _member_organisations(account.id) if account is not None else set()
-    ):
-        organisations.setdefault(org, OrganisationAction(org, DELETE, NO_DECISION, "default"))
+    organisations = _decisions_now(entry, account)
     destroyed = {
         org: vault.keys.destroy_member_key(org, ref)
         for org, decision in organisations.items()
         if decision.action == DELETE
     }
-    erased: dict[str, int] = {}
-    pseudonymised: dict[str, int] = {}
-    kept_counts: dict[str, int] = {}
-    per_org: dict[str, int] = {}
-    recordings: list[tuple[str, str]] = []
     with database.atomic():
-        for org, decision in organisations.items():
-            mine = (ContentItem.organisation == org) & (ContentItem.author_ref == ref)
-            by_kind = _count_by_kind(mine)
-            per_org[org] = sum(by_kind.values())
-            if decision.action == DELETE:
-                recordings += [
-                    (org, str(item.id))
-                    for item in ContentItem.select(ContentItem.id).where(
-                        mine & (ContentItem.kind == "call_recording")
-                    )
-                ]
-                ContentItem.delete().where(mine).execute()
-                _add(erased, by_kind)
-            else:
-                ContentItem.update(author_account=None).where(mine).execute()
-                _add(pseudonymised, by_kind)
+        content = _dispose_of_content(ref, organisations)
+        erased = dict(content.erased)
+        kept_counts: dict[str, int] = {}
+        identifiers: list[str] = []
         if account is not None:
-            for kept in entry.kept:
-                if kept.what == CORRESPONDENCE:
-                    kept_counts[CORRESPONDENCE] = _keep_correspondence(account.id, ref, kept)
-            for label, column in _LINKED:
-                count = column.model.select().where(column == account.id).count()
-                if count:
-                    erased[label] = erased.get(label, 0) + count
-            if CORRESPONDENCE in kept_counts:
-                erased.pop(CORRESPONDENCE, None)
+            kept_counts = _keep_parts(account.id, ref, entry.kept)
+            _add(erased, _going_with_account(account.id, kept_counts))
             identifiers = _identifiers(account)
-        else:
-            identifiers = []
         erased["rights_requests_blanked"] = _blank_rights_requests(ref, identifiers)
-        _redact(Disclosure, Disclosure.subject_ref == ref, ("reason",), identifiers)
-        if organisations:  # free text their organisations wrote about them
-            involved = sorted(organisations)
-            _redact(
-                MonitoringAccess,
-                MonitoringAccess.organisation.in_(involved),
-                ("filters", "refusal_reason"),
-                identifiers,
-            )
-            _redact(LegalHold, LegalHold.organisation.in_(involved), ("reason",), identifiers)
-            _redact(
-                ContentFlag,
-                ContentFlag.item_seq.in_(
-                    ContentItem.select(ContentItem.seq).where(ContentItem.author_ref == ref)
-                ),
-                ("reason",),
-                identifiers,
-            )
+        _redact_proof_records(ref, sorted(organisations), identifiers)
         if account is not None:
             _redact_outbox(account.id, identifiers)
-        if account is not None:
-            erased["account"] = Account.delete().where(Account.id == account.id).execute()
-            for org in sorted(organisations):  # RET-5: apps drop what they cached of them
-                deletion_feed.member_gone(org, account.id, deletion_feed.ERASED)
-        if account is not None or any(per_org.values()):
+            erased["account"] = _delete_account(account.id, organisations)
+        if account is not None or any(content.per_org.values()):
             audit.record(actor, action, "account", entry.account_id, ref)
     erased["data_keys"] = sum(destroyed.values())
-    erased["recording_chunks"] = sum(vault.delete_recording(org, rid) for org, rid in recordings)
+    erased["recording_chunks"] = sum(
+        vault.delete_recording(org, rid) for org, rid in content.recordings
+    )
     checkpoint()
     return {
         "erased": erased,
-        "pseudonymised": pseudonymised,
+        "pseudonymised": content.pseudonymised,
         "kept": kept_counts,
         "organisations": {
-            org: {"items": per_org.get(org, 0), "data_key_destroyed": destroyed.get(org, False)}
+            org: {
+                "items": content.per_org.get(org, 0),
+                "data_key_destroyed": destroyed.get(org, False),
+            }
             for org in organisations
         },
     }
+
+
+def _decisions_now(entry: LedgerEntry, account: Account | None) -> dict[str, OrganisationAction]:
+    """The recorded decision per organisation, and "delete" for any organisation that now
+    holds the person's content or membership without one (a restore brought it back)."""
+    organisations = {o.organisation_id: o for o in entry.organisations}
+    for org in organisations_concerned(entry.subject_ref, account.id if account else None):
+        organisations.setdefault(org, OrganisationAction(org, DELETE, NO_DECISION, "default"))
+    return organisations
+
+
+@dataclass
+class _Disposal:
+    """What became of the person's content: counts by kind, items per organisation, and the
+    call recordings whose audio goes after the commit."""
+
+    erased: dict[str, int] = field(default_factory=dict)
+    pseudonymised: dict[str, int] = field(default_factory=dict)
+    per_org: dict[str, int] = field(default_factory=dict)
+    recordings: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _dispose_of_content(ref: str, organisations: dict[str, OrganisationAction]) -> _Disposal:
+    """Each organisation's decision on the content the person wrote there: its rows deleted,
+    or kept as the organisation's record with only the pseudonymous author ref."""
+    done = _Disposal()
+    for org, decision in organisations.items():
+        mine = (ContentItem.organisation == org) & (ContentItem.author_ref == ref)
+        by_kind = _count_by_kind(mine)
+        done.per_org[org] = sum(by_kind.values())
+        if decision.action == DELETE:
+            done.recordings += [
+                (org, str(item.id))
+                for item in ContentItem.select(ContentItem.id).where(
+                    mine & (ContentItem.kind == CALL_RECORDING)
+                )
+            ]
+            ContentItem.delete().where(mine).execute()
+            _add(done.erased, by_kind)
+        else:
+            ContentItem.update(author_account=None).where(mine).execute()
+            _add(done.pseudonymised, by_kind)
+    return done
+
+
+def _keep_parts(account_id: str, ref: str, kept: list[KeptRecord]) -> dict[str, int]:
+    """Copy what a stated legal reason keeps out of the account's reach, before it goes."""
+    return {
+        part.what: _keep_correspondence(account_id, ref, part)
+        for part in kept
+        if part.what == CORRESPONDENCE
+    }
+
+
+def _going_with_account(account_id: str, kept_counts: dict[str, int]) -> dict[str, int]:
+    """What the account row takes with it by foreign key, counted for the report; a kept
+    part (named as its table is here) is reported as kept, not erased."""
+    counts = {}
+    for label, column in _LINKED:
+        if label in kept_counts:
+            continue
+        count = column.model.select().where(column == account_id).count()
+        if count:
+            counts[label] = count
+    return counts
+
+
+def _redact_proof_records(ref: str, organisations: list[str], identifiers: list[str]) -> None:
+    """Proof records stay; the person's identifiers in their free text go: disclosures'
+    reasons, and what their organisations wrote about them."""
+    _redact(Disclosure, Disclosure.subject_ref == ref, ("reason",), identifiers)
+    if not organisations:
+        return
+    _redact(
+        MonitoringAccess,
+        MonitoringAccess.organisation.in_(organisations),
+        ("filters", "refusal_reason"),
+        identifiers,
+    )
+    _redact(LegalHold, LegalHold.organisation.in_(organisations), ("reason",), identifiers)
+    _redact(
+        ContentFlag,
+        ContentFlag.item_seq.in_(
+            ContentItem.select(ContentItem.seq).where(ContentItem.author_ref == ref)
+        ),
+        ("reason",),
+        identifiers,
+    )
+
+
+def _delete_account(account_id: str, organisations: dict[str, OrganisationAction]) -> int:
+    """The account row, and with it every table that names it; each organisation's apps are
+    told to drop what they cached of the person (RET-5)."""
+    deleted = int(Account.delete().where(Account.id == account_id).execute())
+    for org in sorted(organisations):
+        deletion_feed.member_gone(org, account_id, deletion_feed.ERASED)
+    return deleted
 
 
 def checkpoint() -> None:
@@ -412,7 +477,7 @@ def checkpoint() -> None:
 def _count_by_kind(where: Any) -> dict[str, int]:
     counts = {
         label: ContentItem.select().where(where & (ContentItem.kind == kind)).count()
-        for kind, label in (("message", "messages"), ("call_recording", "call_recordings"))
+        for kind, label in ((MESSAGE, "messages"), (CALL_RECORDING, "call_recordings"))
     }
     return {label: n for label, n in counts.items() if n}
 

@@ -6,8 +6,8 @@ import json
 
 from chatpro.privacy.v1 import rights_pb2
 
-from chatpro_privacy.domain.rights import requests as rights
-from chatpro_privacy.domain.rights.requests import RequestView
+from chatpro_privacy.domain.rights import workflow as rights
+from chatpro_privacy.domain.rights.workflow import RequestView
 from chatpro_privacy.services.convert.common import calendar_date, timestamp
 
 TYPES = {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from chatpro.privacy.v1 import rights_service_pb2 as pb
 
-from chatpro_privacy.domain.rights.export.document import ExportChunk
+from chatpro_privacy.domain.rights.export.streaming import ExportChunk
 
 
 def export_chunk(chunk: ExportChunk) -> pb.StreamRightsExportResponse:
