@@ -19,6 +19,7 @@ from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.organisations.retention_periods import expiry
 from chatpro_privacy.domain.retention import content_sweep as sweeps
 from chatpro_privacy.domain.retention.content_sweep import ContentSweeper
+from chatpro_privacy.storage import tuning
 from chatpro_privacy.storage.db import database, is_postgres
 from chatpro_privacy.storage.models import (
     Account,
@@ -169,7 +170,7 @@ def test_words_left_by_a_sweep_that_died_after_its_commit_go_with_the_next(
     async def died(*args: Any) -> None:
         raise RuntimeError("power cut")
 
-    deferred = sweeps._defers_tokens()
+    deferred = tuning.single_writer()
     monkeypatch.setattr(ContentSweeper, "_purge", died)
     try:
         _sweep(server)

@@ -8,7 +8,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import peewee
 import structlog
 
 from chatpro_privacy.domain.consent import policy as policy_rules
@@ -21,8 +20,8 @@ from chatpro_privacy.domain.vault.envelope import Vault
 from chatpro_privacy.jobs import housekeeping
 from chatpro_privacy.plugin.host import PluginHost
 from chatpro_privacy.settings import PolicySettings
-from chatpro_privacy.storage.db import database, is_postgres
 from chatpro_privacy.storage.erasure_ledger import ErasureLedger
+from chatpro_privacy.storage.tuning import refresh_planner_statistics
 
 log = structlog.get_logger("chatpro_privacy.sweep")
 
@@ -47,19 +46,5 @@ class Sweeps:
         report["content"] = (await sweeper.run()).as_dict()
         report["rights_requests_resumed"] = await self.rights.resume()
         report["policy_notices_resumed"] = await policy_rules.resume_notifications()
-        if not is_postgres():
-            _refresh_statistics()
+        refresh_planner_statistics()
         return report
-
-
-def _refresh_statistics() -> None:
-    """Fresh statistics for SQLite's planner (cheap with a limit). ANALYZE reads, then
-    writes: begun as a reader, it could not take the write lock another process's sweep
-    had just used, so it takes that lock first (waiting the busy timeout). Statistics are
-    only a help: if they cannot be written now, the next sweep writes them."""
-    try:
-        with database.atomic("IMMEDIATE"):
-            database.execute_sql("PRAGMA analysis_limit=1000")
-            database.execute_sql("PRAGMA optimize")
-    except peewee.OperationalError as exc:
-        log.warning("planner statistics not refreshed", error=str(exc))

@@ -39,6 +39,12 @@ SELECT field, source, recorded_at FROM account_field_source
 WHERE account_id = ? ORDER BY field"""
 _DEVICE = "SELECT * FROM device WHERE account_id = ? AND device_id = ?"
 _TOUCH = "UPDATE account SET last_active_at = ? WHERE id = ?"
+_KEEP_CORRESPONDENCE = """
+INSERT INTO kept_correspondence (id, subject_ref, kind, subject, body, received_at, kept_reason,
+                                 kept_by, kept_at)
+SELECT id, ?, kind, subject, body, received_at, ?, ?, ? FROM correspondence WHERE account_id = ?
+ON CONFLICT (id) DO NOTHING"""
+_KEPT_CORRESPONDENCE = "SELECT COUNT(*) FROM kept_correspondence WHERE subject_ref = ?"
 _AUDIT = """
 INSERT INTO audit_entry
   (occurred_at, request_id, actor_type, actor_ref, action, subject_ref, target_type, target_id,
@@ -163,12 +169,6 @@ def insert_audit(
     _execute(_AUDIT_HEAD_UPSERT, (partition, seq, mac, head_mac))
 
 
-def lock_audit_partition(partition: int) -> None:
-    """Writers of one partition take turns (PostgreSQL; SQLite has one writer anyway)."""
-    if is_postgres():
-        database.execute_sql("SELECT pg_advisory_xact_lock(%s)", (727_100 + partition,))
-
-
 def date(value: Any) -> dt.date:
     """A DATE column as a date (SQLite returns text)."""
     return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value))
@@ -230,3 +230,13 @@ def statement_in_effect(organisation_id: str, at: dt.datetime) -> OrganisationSt
         .order_by(OrganisationStatement.effective_at.desc(), OrganisationStatement.id.desc())
         .first()
     )
+
+
+def keep_correspondence(
+    account_id: str, subject_ref: str, reason: str, kept_by: str, now: dt.datetime
+) -> int:
+    """Copy an account's correspondence under its subject ref (rows already kept stay);
+    returns how many the subject ref now has kept."""
+    _execute(_KEEP_CORRESPONDENCE, (subject_ref, reason, kept_by, now, account_id))
+    row = _execute(_KEPT_CORRESPONDENCE, (subject_ref,)).fetchone()
+    return int(row[0]) if row else 0

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from peewee import JOIN, SQL, NodeList, fn
+from peewee import JOIN, fn
 
 from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.content import content_access, conversations
@@ -41,7 +41,8 @@ from chatpro_privacy.domain.vault.envelope import Vault
 from chatpro_privacy.plugin.faults import PluginError
 from chatpro_privacy.plugin.host import PluginHost
 from chatpro_privacy.plugin.types import AccessRequest
-from chatpro_privacy.storage.db import database, is_postgres
+from chatpro_privacy.storage import tuning
+from chatpro_privacy.storage.db import database
 from chatpro_privacy.storage.models import (
     Account,
     ContentFlag,
@@ -145,20 +146,13 @@ def _filters(scope: Scope, **more: str) -> dict[str, str]:
     return found
 
 
-def _unindexed(column: Any) -> Any:
-    """SQLite's unary plus: the planner may not drive the query from this column's index.
-    A keyword search is narrowest from its word tokens; without statistics SQLite would
-    rather walk the whole organisation's time range."""
-    return column if is_postgres() else NodeList((SQL("+"), column), glue="")
-
-
 def _in_scope(organisation_id: str, scope: Scope, *, by_tokens: bool = False) -> Any:
     stopped = MonitoringStop.select(MonitoringStop.account).where(
         MonitoringStop.organisation == organisation_id
     )
     organisation, created = ContentItem.organisation, ContentItem.created_at
     if by_tokens:
-        organisation, created = _unindexed(organisation), _unindexed(created)
+        organisation, created = tuning.unindexed(organisation), tuning.unindexed(created)
     where = (
         (organisation == organisation_id)
         & (created >= scope.start)

@@ -23,7 +23,7 @@ from typing import Any
 from chatpro_privacy import context
 from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.kernel.principals import Principal
-from chatpro_privacy.storage import queries
+from chatpro_privacy.storage import queries, tuning
 from chatpro_privacy.storage.models import AuditEntry, AuditHead
 
 PARTITIONS = 16
@@ -80,7 +80,7 @@ def record(
         target_id,
     )
     partition = _partition(subject_ref or actor.audit_ref)
-    queries.lock_audit_partition(partition)
+    tuning.lock_audit_partition(partition)
     head = queries.audit_head(partition)
     seq, previous = (head[0] + 1, head[1]) if head else (1, "")
     mac = _entry_mac(partition, seq, previous, _canonical(fields))

@@ -28,7 +28,8 @@ from typing import Any, TypeGuard, TypeVar
 
 from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.kernel import tokens
-from chatpro_privacy.storage.db import database, is_postgres
+from chatpro_privacy.storage import tuning
+from chatpro_privacy.storage.db import database
 from chatpro_privacy.storage.models import (
     Account,
     AccountSetup,
@@ -44,7 +45,6 @@ from chatpro_privacy.storage.models import (
     RightsRequest,
 )
 
-_OUTBOX_LOCK_ID = 727_002
 COMPLAINT_NOTICE = (
     "You have the right to complain to the Information Commissioner's Office (ICO): "
     "https://ico.org.uk/make-a-complaint/, telephone 0303 123 1113."
@@ -441,8 +441,7 @@ def emit(event_type: str, account_id: str | None, **payload: str) -> int:
     """Append an event in the caller's transaction; returns its sequence."""
     if not database.in_transaction():
         raise RuntimeError("outbox events are written only inside the causing transaction")
-    if is_postgres():
-        database.execute_sql("SELECT pg_advisory_xact_lock(%s)", (_OUTBOX_LOCK_ID,))
+    tuning.lock_outbox()
     event = OutboxEvent.create(
         account_id=account_id,
         event_type=event_type,

@@ -55,7 +55,8 @@ from chatpro_privacy.domain.vault.envelope import Vault
 from chatpro_privacy.plugin.faults import PluginError
 from chatpro_privacy.plugin.host import PluginHost
 from chatpro_privacy.plugin.types import ContentRef
-from chatpro_privacy.storage.db import database, is_postgres
+from chatpro_privacy.storage import tuning
+from chatpro_privacy.storage.db import database
 from chatpro_privacy.storage.models import (
     ContentFlag,
     ContentItem,
@@ -93,11 +94,6 @@ PLUGIN_UNAVAILABLE = "plugin_unavailable"
 Observer = Callable[[int, float], None]
 
 
-def _defers_tokens() -> bool:
-    """Whether word tokens and flags leave in transactions of their own (see the module)."""
-    return not is_postgres()
-
-
 @contextlib.contextmanager
 def _no_collection() -> Iterator[None]:
     """No garbage collection while a transaction holds the lock: a full collection in a
@@ -109,45 +105,6 @@ def _no_collection() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
-
-
-@contextlib.contextmanager
-def _sweep_transaction(defer_dependents: bool = False) -> Iterator[None]:
-    """The connection's settings for one of the sweep's transactions, restored after it.
-
-    On SQLite it commits with synchronous=NORMAL and without an automatic checkpoint in its
-    commit: a deletion lost to a power cut is simply made again by the next sweep (nothing
-    acknowledged to a caller is at stake), and the lock stays short. With
-    ``defer_dependents`` foreign keys are off for it, so that deleting items leaves their
-    tokens and flags for ``content_purge``. The settings come back before anything else
-    can use the connection."""
-    if is_postgres():
-        yield
-        return
-    names = ("foreign_keys",) if defer_dependents else ()
-    saved = {
-        name: int(database.execute_sql(f"PRAGMA {name}").fetchone()[0])
-        for name in (*names, "synchronous", "wal_autocheckpoint")
-    }
-    database.execute_sql("PRAGMA synchronous=NORMAL")
-    database.execute_sql("PRAGMA wal_autocheckpoint=0")
-    if defer_dependents:
-        database.execute_sql("PRAGMA foreign_keys=OFF")
-    try:
-        yield
-    finally:
-        try:  # foreign keys first: of these settings, the one that must never stay changed
-            for name, value in saved.items():
-                database.execute_sql(f"PRAGMA {name}={value}")
-            restored = all(
-                int(database.execute_sql(f"PRAGMA {name}").fetchone()[0]) == value
-                for name, value in saved.items()
-            )
-        except Exception:
-            restored = False
-        if not restored:  # a fresh connection gets open_database's settings
-            log.error("sweep could not restore the connection's settings: reconnecting")
-            database.close()
 
 
 class _LeaseLost(Exception):
@@ -428,7 +385,7 @@ class ContentSweeper:
         purge_id: int | None = None
         with (
             _no_collection(),
-            _sweep_transaction(defer_dependents=_defers_tokens()),
+            tuning.short_transaction(leave_dependents=tuning.single_writer()),
             database.atomic() as tx,
         ):
             if not self.leases.advance(name, last):
@@ -455,7 +412,7 @@ class ContentSweeper:
                 if len(deleted) != len(gone):  # never: the span holds nothing else deletable
                     raise RuntimeError("the sweep deleted an item it had not checked")
                 if deleted:
-                    if _defers_tokens():
+                    if tuning.single_writer():
                         purge_id = ContentPurge.create(
                             organisation_id=organisation_id,
                             first_seq=deleted[0].seq,
@@ -484,7 +441,7 @@ class ContentSweeper:
             chunk = seqs[start : start + self.purge_size]
             start += len(chunk)
             started = time.perf_counter()
-            with _no_collection(), _sweep_transaction(), database.atomic():
+            with _no_collection(), tuning.short_transaction(), database.atomic():
                 ContentToken.delete().where(ContentToken.item_seq.in_(chunk)).execute()
                 ContentFlag.delete().where(ContentFlag.item_seq.in_(chunk)).execute()
                 if start >= len(seqs):
@@ -526,8 +483,8 @@ class ContentSweeper:
         if self.observer is not None:
             self.observer(rows, lock_ms)
         self._transactions += 1
-        if self._transactions % CHECKPOINT_EVERY == 0 and not is_postgres():
-            database.execute_sql("PRAGMA wal_checkpoint(PASSIVE)")
+        if self._transactions % CHECKPOINT_EVERY == 0:
+            tuning.checkpoint()
 
     async def _tell(self, organisation_id: str, rows: list[_Row]) -> None:
         try:

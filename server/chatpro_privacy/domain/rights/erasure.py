@@ -46,7 +46,8 @@ from chatpro_privacy.domain.kernel.errors import FailedPrecondition, NotFound, V
 from chatpro_privacy.domain.kernel.principals import SYSTEM, Principal
 from chatpro_privacy.domain.records import audit, deletion_feed
 from chatpro_privacy.domain.vault.envelope import Vault
-from chatpro_privacy.storage.db import database, is_postgres
+from chatpro_privacy.storage import queries, tuning
+from chatpro_privacy.storage.db import database
 from chatpro_privacy.storage.erasure_ledger import (
     DONE,
     ErasureLedger,
@@ -470,8 +471,7 @@ def _delete_account(account_id: str, organisations: dict[str, OrganisationAction
 def checkpoint() -> None:
     """Move the WAL into the SQLite file and truncate it, so that deleted rows (zeroed there by
     ``secure_delete``) linger in no log file. Nothing to do on PostgreSQL."""
-    if not is_postgres():
-        database.execute_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    tuning.checkpoint(truncate=True)
 
 
 def _count_by_kind(where: Any) -> dict[str, int]:
@@ -489,26 +489,9 @@ def _add(into: dict[str, int], counts: dict[str, int]) -> None:
 
 def _keep_correspondence(account_id: str, subject_ref: str, kept: KeptRecord) -> int:
     """Copy the account's correspondence under the subject ref; already kept rows stay."""
-    p = database.param
-    now = clock.now()
-    database.execute_sql(
-        "INSERT INTO kept_correspondence (id, subject_ref, kind, subject, body, received_at,"
-        " kept_reason, kept_by, kept_at)"
-        f" SELECT id, {p}, kind, subject, body, received_at, {p}, {p}, {p}"
-        f" FROM correspondence WHERE account_id = {p}"
-        " ON CONFLICT (id) DO NOTHING",
-        (
-            subject_ref,
-            kept.reason,
-            kept.decided_by,
-            now if is_postgres() else now.isoformat(sep=" "),
-            account_id,
-        ),
+    return queries.keep_correspondence(
+        account_id, subject_ref, kept.reason, kept.decided_by, clock.now()
     )
-    row = database.execute_sql(
-        f"SELECT COUNT(*) FROM kept_correspondence WHERE subject_ref = {p}", (subject_ref,)
-    ).fetchone()
-    return int(row[0]) if row else 0
 
 
 def _identifiers(account: Account) -> list[str]:
