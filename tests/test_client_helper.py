@@ -358,7 +358,8 @@ def test_each_code_maps_to_its_class(
     assert error.request_id == "req-1"
     assert error.domain == cp.DOMAIN
     assert error.field_violations == []
-    assert error.retry_after is None
+    # UNAVAILABLE says when to retry (RetryInfo), as every retryable refusal does.
+    assert error.retry_after == (1.0 if cls is cp.Unavailable else None)
     assert error.message and error.details() == error.message
     assert reason in str(error) and "req-1" in str(error)
 

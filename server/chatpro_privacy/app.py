@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import grpc
 import structlog
@@ -43,6 +45,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
+from chatpro_privacy.database_health import DatabaseHealth
 from chatpro_privacy.domain.accounts.accounts import Accounts
 from chatpro_privacy.domain.accounts.guardians import Guardians
 from chatpro_privacy.domain.accounts.provisioning import Provisioning
@@ -62,6 +65,7 @@ from chatpro_privacy.domain.rights.execution import erasure_by
 from chatpro_privacy.domain.rights.export.exports import Exports
 from chatpro_privacy.domain.rights.requests import Rights
 from chatpro_privacy.domain.vault.envelope import Vault
+from chatpro_privacy.edge.call_workers import CallWorkers
 from chatpro_privacy.edge.interceptors import EdgeInterceptor
 from chatpro_privacy.jobs.scheduler import Sweeps
 from chatpro_privacy.plugin.host import PluginHost
@@ -80,11 +84,12 @@ from chatpro_privacy.services.rights_service import RightsService
 from chatpro_privacy.settings import Settings
 from chatpro_privacy.storage import migrations
 from chatpro_privacy.storage.blobs import BlobStore
-from chatpro_privacy.storage.db import open_database
+from chatpro_privacy.storage.db import close_database, open_database
 from chatpro_privacy.storage.erasure_ledger import ErasureLedger
 from chatpro_privacy.storage.keystore import KeyStore
 
 log = structlog.get_logger("chatpro_privacy.server")
+T = TypeVar("T")
 
 SERVICE_NAMES = tuple(
     service.full_name
@@ -193,18 +198,27 @@ class RunningServer:
     port: int
     health: HealthServicer
     runtime: Runtime
-    sweeper: asyncio.Task[None] | None = None
+    edge: EdgeInterceptor
+    workers: CallWorkers
+    background: CallWorkers  # the sweep and the database probe, apart from calls
+    tasks: list[asyncio.Task[None]]
 
     async def stop(self, grace: float | None = None) -> None:
-        """Drain: report NOT_SERVING, refuse new calls, let in-flight calls finish."""
+        """Drain: NOT_SERVING first (a load balancer stops sending), then new calls are
+        refused UNAVAILABLE, running ones get the grace period, and the rest are answered
+        UNAVAILABLE before the server stops."""
         await self.health.enter_graceful_shutdown()
-        if self.sweeper is not None:
-            self.sweeper.cancel()
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self.sweeper
-        await self.server.stop(
+                await task
+        await self.edge.drain(
             self.runtime.settings.grace_period_seconds if grace is None else grace
         )
+        await self.server.stop(0.5)
+        self.workers.shutdown()
+        self.background.shutdown()
         self.runtime.passwords.shutdown()
         self.runtime.plugins.shutdown()
         self.runtime.vault.keys.close()
@@ -244,30 +258,29 @@ def sweeps_of(runtime: Runtime) -> Sweeps:
     )
 
 
-async def _sweep_forever(runtime: Runtime) -> None:
+async def _sweep_forever(runtime: Runtime, background: CallWorkers) -> None:
+    """Sweeps run on a background worker: their queries never hold the server's loop."""
     while True:
         await asyncio.sleep(runtime.settings.sweep_interval_seconds)
         try:
-            report = await sweeps_of(runtime).run()
+            report = await background.run(sweeps_of(runtime).run)
             log.info("sweep", **report)
         except Exception:
             log.exception("sweep failed")
 
 
-async def start(
-    settings: Settings, *, runtime: Runtime | None = None, sweep: bool = True
-) -> RunningServer:
-    """Build, bind and start a server. The database must already be open and migrated."""
-    runtime = runtime or Runtime.build(settings)
-    server = grpc.aio.server(
-        interceptors=[EdgeInterceptor(runtime.sessions, runtime.gate)],
-        options=[
-            ("grpc.so_reuseport", 0),  # a taken port is an error, never shared
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-        ],
-        maximum_concurrent_rpcs=1000,
+async def _report_serving(health: HealthServicer, serving: bool) -> None:
+    status = (
+        health_pb2.HealthCheckResponse.SERVING
+        if serving
+        else (health_pb2.HealthCheckResponse.NOT_SERVING)
     )
+    for name in (*SERVICE_NAMES, ""):
+        await health.set(name, status)
+
+
+def _add_services(server: grpc.aio.Server, runtime: Runtime) -> None:
+    settings = runtime.settings
     account_service_pb2_grpc.add_AccountServiceServicer_to_server(
         AccountService(runtime.accounts, runtime.sessions, runtime.guardians, runtime.provisioning),
         server,
@@ -299,6 +312,27 @@ async def start(
     outbox_service_pb2_grpc.add_OutboxServiceServicer_to_server(
         OutboxService(runtime.confirmations), server
     )
+
+
+async def start(
+    settings: Settings, *, runtime: Runtime | None = None, sweep: bool = True
+) -> RunningServer:
+    """Build, bind and start a server. The database must already be open and migrated."""
+    runtime = runtime or Runtime.build(settings)
+    workers = CallWorkers(settings.call_worker_count, on_stop=close_database)
+    background = CallWorkers(2, on_stop=close_database)
+    database_health = DatabaseHealth()
+    edge = EdgeInterceptor(runtime.sessions, runtime.gate, workers, database_health)
+    server = grpc.aio.server(
+        interceptors=[edge],
+        options=[
+            ("grpc.so_reuseport", 0),  # a taken port is an error, never shared
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ],
+        maximum_concurrent_rpcs=1000,
+    )
+    _add_services(server, runtime)
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     reflection.enable_server_reflection(
@@ -321,11 +355,26 @@ async def start(
         raise AddressInUseError(f"cannot bind {settings.address}: address in use")
     await server.start()
     # Rights requests that stopped part way (a crash, a restart) carry on.
-    await runtime.rights.resume()
-    for name in (*SERVICE_NAMES, ""):
-        await health.set(name, health_pb2.HealthCheckResponse.SERVING)
-    sweeper = asyncio.create_task(_sweep_forever(runtime)) if sweep else None
-    return RunningServer(server, port, health, runtime, sweeper)
+    await background.run(runtime.rights.resume)
+    await _report_serving(health, True)
+    tasks = [
+        asyncio.create_task(
+            database_health.watch(
+                lambda: background.run(_async(database_health.probe_once)),
+                lambda serving: _report_serving(health, serving),
+            )
+        )
+    ]
+    if sweep:
+        tasks.append(asyncio.create_task(_sweep_forever(runtime, background)))
+    return RunningServer(server, port, health, runtime, edge, workers, background, tasks)
+
+
+def _async(fn: Callable[[], T]) -> Callable[[], Coroutine[Any, Any, T]]:
+    async def run() -> T:
+        return fn()
+
+    return run
 
 
 async def serve(settings: Settings) -> None:

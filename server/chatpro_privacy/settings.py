@@ -81,6 +81,10 @@ class Settings:
     sweep_interval_seconds: float = 3600.0
     plugin_timeout_seconds: float = 2.0
     plugin_fault_limit: int = 3
+    # Calls inside the database at once, each on a worker thread with a connection of its
+    # own (so also the size of the connection pool). None: 16 on PostgreSQL, where a slow
+    # network wants many in flight; 4 on SQLite, whose single writer gains nothing from more.
+    call_workers: int | None = None
     policy: PolicySettings = field(default_factory=PolicySettings)
 
     def with_overrides(self, **overrides: Any) -> Settings:
@@ -92,6 +96,12 @@ class Settings:
             result = replace(result, policy=replace(result.policy, **policy_changes))
         result.validate()
         return result
+
+    @property
+    def call_worker_count(self) -> int:
+        if self.call_workers is not None:
+            return self.call_workers
+        return 4 if self.database_url.startswith("sqlite") else 16
 
     def validate(self) -> None:
         if self.log_format not in {"json", "console", "auto"}:
@@ -114,6 +124,8 @@ class Settings:
             raise SettingsError("the master key must be 32 bytes (64 hex digits)")
         if self.key_store_url == self.database_url:
             raise SettingsError("the key store must be a database apart from the content")
+        if self.call_workers is not None and not 1 <= self.call_workers <= 512:
+            raise SettingsError("call workers must be between 1 and 512")
         if self.password_hash_workers < 1:
             raise SettingsError("password hashing needs at least one worker")
         if self.password_hash_profile not in PASSWORD_HASH_PROFILES:
@@ -185,6 +197,9 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         key_store_url=source.get("CHATPRO_KEY_STORE_URL", DEFAULT_KEY_STORE_URL),
         blob_dir=source.get("CHATPRO_BLOB_DIR", DEFAULT_BLOB_DIR),
         sqlite_synchronous=source.get("CHATPRO_SQLITE_SYNCHRONOUS", "FULL"),
+        call_workers=int(source["CHATPRO_CALL_WORKERS"])
+        if "CHATPRO_CALL_WORKERS" in source
+        else None,
         policy=policy,
     )
     settings.validate()

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import inspect
 import re
 import time
 import traceback
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
 
 import grpc
 import structlog
@@ -24,12 +26,19 @@ from google.protobuf.message import Message
 from chatpro_privacy import context
 from chatpro_privacy.domain.accounts.sessions import Sessions
 from chatpro_privacy.domain.consent.policy import PolicyGate
-from chatpro_privacy.domain.kernel.errors import DomainError, PermissionDenied, Unauthenticated
+from chatpro_privacy.domain.kernel.errors import (
+    DomainError,
+    PermissionDenied,
+    Unauthenticated,
+    Unavailable,
+)
 from chatpro_privacy.domain.kernel.principals import ANONYMOUS, Principal
 from chatpro_privacy.domain.kernel.text import refuse_nul
 from chatpro_privacy.edge import status as status_map
+from chatpro_privacy.edge.call_workers import CallWorkers
 
 log = structlog.get_logger("chatpro_privacy.access")
+T = TypeVar("T")
 
 _V1 = "/chatpro.privacy.v1."
 # Methods that need no credentials (SEC-3 names these and nothing else).
@@ -79,19 +88,74 @@ def is_public(method: str) -> bool:
     return method in PUBLIC_METHODS or method.startswith(PUBLIC_PREFIXES)
 
 
-def _metadata(ctx: grpc.aio.ServicerContext[Any, Any], key: str) -> str:
+async def _empty() -> AsyncIterator[Any]:
+    return
+    yield  # pragma: no cover - makes this an async generator
+
+
+def _metadata(ctx: Any, key: str) -> str:
     for k, v in ctx.invocation_metadata() or ():
         if k == key:
             return v if isinstance(v, str) else v.decode("utf-8", "replace")
     return ""
 
 
+class DatabaseGuard(Protocol):
+    """What the edge needs to know of the database's health (see database_health.py)."""
+
+    def before_call(self) -> None: ...
+
+    def failure(self, exc: BaseException) -> DomainError | None: ...
+
+    def refuse_if_down(self) -> None: ...
+
+
+@dataclass
+class _Call:
+    """One call's state shared between the server's loop and its worker."""
+
+    principal: Principal = ANONYMOUS
+
+
+class _CallView:
+    """The call as its worker sees it: what was read of it on the server's loop. gRPC's
+    context belongs to the server's loop and is not touched from a worker."""
+
+    def __init__(self, ctx: grpc.aio.ServicerContext[Any, Any]) -> None:
+        self._peer = ctx.peer()
+        self._metadata = tuple(ctx.invocation_metadata() or ())
+        self._auth = dict(ctx.auth_context())
+
+    def peer(self) -> str:
+        return str(self._peer)
+
+    def invocation_metadata(self) -> tuple[Any, ...]:
+        return self._metadata
+
+    def auth_context(self) -> dict[str, Any]:
+        return self._auth
+
+
+_END = object()  # a server stream has no more items
+
+
 class EdgeInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, sessions: Sessions, gate: PolicyGate) -> None:
+    def __init__(
+        self,
+        sessions: Sessions,
+        gate: PolicyGate,
+        workers: CallWorkers | None = None,
+        guard: DatabaseGuard | None = None,
+    ) -> None:
         self.sessions = sessions
         self.gate = gate
+        self.workers = workers
+        self.guard = guard
+        self.draining = False
+        self._cut_off = False
+        self._calls: set[asyncio.Task[Any]] = set()
 
-    def _authenticate(self, method: str, ctx: grpc.aio.ServicerContext[Any, Any]) -> Principal:
+    def _authenticate(self, method: str, ctx: Any) -> Principal:
         if is_public(method):
             return ANONYMOUS
         header = _metadata(ctx, "authorization")
@@ -142,8 +206,7 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
         await ctx.abort_with_status(status)
         return status.code.name, reason  # pragma: no cover - abort raises
 
-    def _log(self, started: float, code: str, reason: str | None) -> None:
-        principal = context.principal.get()
+    def _log(self, started: float, code: str, reason: str | None, principal: Principal) -> None:
         log.info(
             "call",
             code=code,
@@ -156,50 +219,147 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
     @contextlib.asynccontextmanager
     async def _scope(
         self, method: str, ctx: grpc.aio.ServicerContext[Any, Any]
-    ) -> AsyncIterator[None]:
-        """Everything around one call: context, authentication, error mapping, the log line."""
+    ) -> AsyncIterator[_Call]:
+        """Everything around one call on the server's loop: context, error mapping, the log
+        line. While the server drains, new calls are refused and those still running at the
+        end of the grace period are answered UNAVAILABLE, so a client retries elsewhere."""
         request_id, started = await self._enter(method, ctx)
         code, reason = "OK", None
+        call = _Call()
+        task = asyncio.current_task()
+        tracked = task is not None and not method.startswith(PUBLIC_PREFIXES)
+        if tracked:
+            assert task is not None
+            self._calls.add(task)
         try:
-            context.principal.set(self._authenticate(method, ctx))
+            if self.draining and tracked:
+                raise Unavailable(
+                    "SERVER_DRAINING", "this server is shutting down; retry on another"
+                )
             ctx.set_trailing_metadata((("x-request-id", request_id),))
-            yield
+            yield call
         except grpc.aio.AbortError:
             code = ctx.code().name if ctx.code() else "UNKNOWN"
             raise
-        except asyncio.CancelledError:  # the caller went away or the deadline passed
-            code = "CANCELLED"
-            raise
+        except asyncio.CancelledError as exc:
+            if not (tracked and self._cut_off):
+                code = "CANCELLED"  # the caller went away or the deadline passed
+                raise
+            drained = Unavailable(
+                "SERVER_DRAINING", "this server shut down before the call finished; retry"
+            )
+            code, reason = self._status_names(drained)
+            await self._fail(ctx, drained, request_id)
+            raise AssertionError("unreachable") from exc  # pragma: no cover - abort raises
         except Exception as exc:
             code, reason = self._status_names(exc)
             await self._fail(ctx, exc, request_id)
         finally:
-            self._log(started, code, reason)
+            if tracked:
+                assert task is not None
+                self._calls.discard(task)
+            self._log(started, code, reason, call.principal)
+
+    async def drain(self, grace: float) -> None:
+        """Refuse new calls, give running ones ``grace`` seconds, then answer the rest
+        UNAVAILABLE (never CANCELLED: the client retries with its request id)."""
+        self.draining = True
+        deadline = time.monotonic() + grace
+        while self._calls and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        self._cut_off = True
+        for task in list(self._calls):
+            task.cancel()
+        while self._calls and time.monotonic() < deadline + 2:
+            await asyncio.sleep(0.01)
+
+    def _admit(self, method: str, ctx: Any, call: _Call) -> None:
+        """Authenticate the caller and check the request, on the call's worker."""
+        if self.guard is not None:
+            self.guard.refuse_if_down()
+            self.guard.before_call()
+        call.principal = self._authenticate(method, ctx)
+        context.principal.set(call.principal)
+
+    async def _guarded(self, work: Awaitable[T]) -> T:
+        """On a worker: a database failure becomes the retryable error it is."""
+        try:
+            return await work
+        except DomainError:
+            raise
+        except Exception as exc:
+            mapped = self.guard.failure(exc) if self.guard is not None else None
+            if mapped is not None:
+                raise mapped from exc
+            raise
+
+    def _on_worker(self, method: str) -> bool:
+        return self.workers is not None and not method.startswith(PUBLIC_PREFIXES)
 
     def _wrap_unary(
         self, method: str, behaviour: Callable[[Any, Any], Awaitable[Any]]
     ) -> Callable[[Any, Any], Awaitable[Any]]:
-        async def call(request: Any, ctx: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            async with self._scope(method, ctx):
-                if isinstance(request, Message):
-                    refuse_nul(request)
-                return await behaviour(request, ctx)
+        async def work(request: Any, view: Any, call: _Call) -> Any:
+            self._admit(method, view, call)
+            if isinstance(request, Message):
+                refuse_nul(request)
+            return await behaviour(request, view)
 
-        return call
+        async def handle(request: Any, ctx: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            async with self._scope(method, ctx) as call:
+                if not self._on_worker(method):
+                    return await work(request, ctx, call)
+                assert self.workers is not None
+                async with self.workers.lease() as lease:
+                    if not isinstance(request, Message):  # a client stream
+                        request = lease.incoming(request)
+                    return await lease.run(self._guarded(work(request, _CallView(ctx), call)))
+
+        return handle
 
     def _wrap_stream(
         self, method: str, behaviour: Callable[[Any, Any], Any]
     ) -> Callable[[Any, Any], AsyncIterator[Any]]:
-        async def call(request: Any, ctx: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
-            async with self._scope(method, ctx):
-                result = behaviour(request, ctx)
-                if inspect.isasyncgen(result):
-                    async for item in result:
-                        yield item
-                else:
-                    await result
+        async def start(
+            request: Any, view: Any, call: _Call
+        ) -> tuple[AsyncIterator[Any], contextvars.Context]:
+            """The stream's items, and the context (the principal) they are made in."""
+            self._admit(method, view, call)
+            if isinstance(request, Message):
+                refuse_nul(request)
+            result = behaviour(request, view)
+            if not inspect.isasyncgen(result):
+                await result
+                result = _empty()
+            return result, contextvars.copy_context()
 
-        return call
+        async def step(items: AsyncIterator[Any]) -> Any:
+            return await anext(items, _END)
+
+        async def handle(
+            request: Any, ctx: grpc.aio.ServicerContext[Any, Any]
+        ) -> AsyncIterator[Any]:
+            async with self._scope(method, ctx) as call:
+                if not self._on_worker(method):
+                    items, _ = await start(request, ctx, call)
+                    async for item in items:
+                        yield item
+                    return
+                assert self.workers is not None
+                async with self.workers.lease() as lease:
+                    started = start(request, _CallView(ctx), call)
+                    items, made_in = await lease.run(self._guarded(started))
+                    try:
+                        while (
+                            item := await lease.run(self._guarded(step(items)), made_in.copy())
+                        ) is not _END:
+                            yield item
+                    finally:
+                        if inspect.isasyncgen(items):
+                            with contextlib.suppress(BaseException):
+                                await lease.run(items.aclose(), made_in.copy())
+
+        return handle
 
     @staticmethod
     def _status_names(exc: BaseException) -> tuple[str, str]:

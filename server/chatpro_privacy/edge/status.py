@@ -5,6 +5,8 @@ This is the one place that knows both the domain's error classes and gRPC codes.
 
 from __future__ import annotations
 
+import datetime as dt
+
 import grpc
 from google.protobuf import any_pb2, duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
@@ -57,14 +59,10 @@ def to_status(error: errors.DomainError, request_id: str) -> grpc.Status:
                 )
             )
         )
-    if isinstance(error, errors.ResourceExhausted):
-        details.append(
-            _pack(
-                error_details_pb2.RetryInfo(
-                    retry_delay=duration_pb2.Duration(seconds=int(error.retry_after_seconds))
-                )
-            )
-        )
+    if isinstance(error, errors.ResourceExhausted | errors.Unavailable):
+        delay = duration_pb2.Duration()
+        delay.FromTimedelta(dt.timedelta(seconds=error.retry_after_seconds))
+        details.append(_pack(error_details_pb2.RetryInfo(retry_delay=delay)))
     status = status_pb2.Status(code=code_for(error), message=error.message, details=details)
     return rpc_status.to_status(status)
 

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 import peewee
 from playhouse.db_url import connect
 
-from chatpro_privacy.storage.dialect import DatabaseUrlError, connection_arguments
+from chatpro_privacy.storage.dialect import DatabaseUrlError, connection_arguments, discard
 
 database = peewee.DatabaseProxy()
 # SQLite only: the same database with a small page cache, for reads that sweep many rows once
@@ -48,6 +48,11 @@ def open_database(
         "secure_delete": 1,
     }
     kwargs = connection_arguments(url, what="DATABASE_URL", schema=schema, sqlite_pragmas=pragmas)
+    if "pragmas" in kwargs:
+        # Calls run on several threads: a transaction takes SQLite's write lock when it
+        # begins, so a writer waits its turn (busy_timeout) instead of failing at once when
+        # it would upgrade a read lock another writer has overtaken.
+        kwargs["lock_type"] = "IMMEDIATE"
     db = connect(url, **kwargs)
     database.initialize(db)
     global _scanner
@@ -78,6 +83,12 @@ def scan_reader() -> Iterator[peewee.Database | peewee.DatabaseProxy]:
     finally:
         if opened:
             db.close()
+
+
+def discard_connection() -> None:
+    """This thread's connection failed: its next statement connects afresh."""
+    if database.obj is not None:
+        discard(database.obj)
 
 
 def close_database() -> None:

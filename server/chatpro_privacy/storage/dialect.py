@@ -9,6 +9,7 @@ comparisons between the two kinds of rows hold.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import re
 from functools import cache
@@ -16,7 +17,18 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+import peewee
+
 POSTGRES_SCHEMES = frozenset({"postgres", "postgresql", "postgresext"})
+# A database on another host: give up connecting after a few seconds, and notice a peer that
+# vanished without closing (a cut network) within about ten, instead of the kernel's hours.
+POSTGRES_CONNECTION = {
+    "connect_timeout": 3,
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 2,
+    "keepalives_count": 3,
+}
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
@@ -40,10 +52,10 @@ def connection_arguments(
         return {"pragmas": dict(sqlite_pragmas)}
     if parsed.scheme in POSTGRES_SCHEMES:
         if schema is None:
-            return {}
+            return dict(POSTGRES_CONNECTION)
         if not _SCHEMA_NAME.match(schema):
             raise DatabaseUrlError(f"bad schema name {schema!r}")
-        return {"options": f"-c search_path={schema}"}
+        return {**POSTGRES_CONNECTION, "options": f"-c search_path={schema}"}
     raise DatabaseUrlError(
         f"unsupported {what} URL scheme {parsed.scheme!r}: use sqlite:/// or postgresql://"
     )
@@ -64,3 +76,48 @@ def parameter(value: Any, postgres: bool) -> Any:
 
 def parameters(values: tuple[Any, ...], postgres: bool) -> tuple[Any, ...]:
     return values if postgres else tuple(parameter(v, postgres) for v in values)
+
+
+# SQLite's own words for a database file that cannot be used at all (as opposed to a
+# statement that failed): the file is gone, unreadable, or the disk failed.
+_SQLITE_UNUSABLE = (
+    "unable to open",
+    "disk i/o error",
+    "readonly database",
+    "database or disk is full",
+)
+_SQLITE_BUSY = ("database is locked", "database is busy")
+
+
+def connection_failed(exc: BaseException, postgres: bool) -> bool:
+    """Whether ``exc`` means the database could not be reached or its connection broke
+    (restart, failover, a cut network), rather than that a statement was refused. Such a
+    call's outcome is unknown to the caller, and the connection must not be used again."""
+    if isinstance(exc, peewee.InterfaceError):
+        return True
+    if not isinstance(exc, peewee.OperationalError):
+        return False
+    if postgres:
+        return True  # psycopg2's OperationalError: connection lost, refused, timed out
+    return any(words in str(exc).lower() for words in _SQLITE_UNUSABLE)
+
+
+def busy(exc: BaseException, postgres: bool) -> bool:
+    """SQLite's single writer was held past the busy timeout: worth retrying shortly."""
+    return (
+        not postgres
+        and isinstance(exc, peewee.OperationalError)
+        and any(words in str(exc).lower() for words in _SQLITE_BUSY)
+    )
+
+
+def discard(db: peewee.Database) -> None:
+    """Forget this thread's connection to ``db`` after it failed, so that its next statement
+    connects afresh. ``close()`` refuses while peewee thinks a transaction is open, and a
+    broken connection cannot roll back, so peewee's per-thread state is reset directly."""
+    state = db._state  # type: ignore[attr-defined]  # peewee's thread-local connection state
+    conn = state.conn
+    state.reset()
+    if conn is not None:
+        with contextlib.suppress(Exception):
+            conn.close()

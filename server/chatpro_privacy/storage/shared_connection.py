@@ -14,7 +14,13 @@ from typing import Any
 import peewee
 from playhouse.db_url import connect
 
-from chatpro_privacy.storage.dialect import connection_arguments, parameters, render
+from chatpro_privacy.storage.dialect import (
+    connection_arguments,
+    connection_failed,
+    discard,
+    parameters,
+    render,
+)
 
 _PRAGMAS = {
     "journal_mode": "wal",
@@ -39,7 +45,12 @@ class SharedConnection:
         self._pg = isinstance(self._db, peewee.PostgresqlDatabase)
 
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        return self._db.execute_sql(render(sql, self._pg), parameters(tuple(params), self._pg))
+        try:
+            return self._db.execute_sql(render(sql, self._pg), parameters(tuple(params), self._pg))
+        except peewee.DatabaseError as exc:
+            if connection_failed(exc, self._pg):
+                discard(self._db)
+            raise
 
     def close(self) -> None:
         with self._lock:

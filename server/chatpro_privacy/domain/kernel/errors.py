@@ -75,7 +75,17 @@ class ResourceExhausted(DomainError):
 
 
 class Unavailable(DomainError):
-    """A dependency is down; the call may be retried."""
+    """A dependency is down; the call may be retried after ``retry_after_seconds``."""
+
+    def __init__(
+        self,
+        reason: str,
+        message: str,
+        metadata: Mapping[str, str] | None = None,
+        retry_after_seconds: float = 1.0,
+    ) -> None:
+        super().__init__(reason, message, metadata)
+        self.retry_after_seconds = retry_after_seconds
 
 
 class Violations:

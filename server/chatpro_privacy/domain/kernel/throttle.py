@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
+import threading
 from collections.abc import Callable
 
 from chatpro_privacy.domain.kernel.errors import ResourceExhausted
@@ -27,6 +28,7 @@ class FailureThrottle:
         self._now = now
         self._max_keys = max_keys
         self._failures: dict[str, collections.deque[dt.datetime]] = {}
+        self._lock = threading.RLock()  # calls run on several worker threads
 
     def _recent(self, key: str) -> collections.deque[dt.datetime] | None:
         failures = self._failures.get(key)
@@ -41,32 +43,39 @@ class FailureThrottle:
         return failures
 
     def check(self, key: str, reason: str, message: str) -> None:
-        failures = self._recent(key)
-        if failures is not None and len(failures) >= self.limit:
-            wait = (failures[0] + self.window - self._now()).total_seconds()
-            raise ResourceExhausted(reason, message, max(1.0, wait))
+        with self._lock:
+            failures = self._recent(key)
+            if failures is not None and len(failures) >= self.limit:
+                wait = (failures[0] + self.window - self._now()).total_seconds()
+                raise ResourceExhausted(reason, message, max(1.0, wait))
 
     def fail(self, key: str) -> None:
-        if len(self._failures) >= self._max_keys:
-            self._prune()
-        self._failures.setdefault(key, collections.deque(maxlen=self.limit * 2)).append(self._now())
+        with self._lock:
+            if len(self._failures) >= self._max_keys:
+                self._prune()
+            self._failures.setdefault(key, collections.deque(maxlen=self.limit * 2)).append(
+                self._now()
+            )
 
     def clear(self, key: str) -> None:
-        self._failures.pop(key, None)
+        with self._lock:
+            self._failures.pop(key, None)
 
     def reserve(self, key: str, reason: str, message: str) -> None:
         """Check, then count this attempt as a failure until it is known to have succeeded:
         concurrent attempts cannot all slip past the check while a password is hashed."""
-        self.check(key, reason, message)
-        self.fail(key)
+        with self._lock:
+            self.check(key, reason, message)
+            self.fail(key)
 
     def release(self, key: str) -> None:
         """Take back the newest reserved attempt (it succeeded)."""
-        failures = self._failures.get(key)
-        if failures:
-            failures.pop()
-            if not failures:
-                del self._failures[key]
+        with self._lock:
+            failures = self._failures.get(key)
+            if failures:
+                failures.pop()
+                if not failures:
+                    del self._failures[key]
 
     def _prune(self) -> None:
         for key in list(self._failures):
