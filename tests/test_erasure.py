@@ -121,7 +121,7 @@ def world(api: Api, server: InProcessServer) -> Iterator[World]:
         details=f"Please erase me, {NAME}, born {BIRTHDAY}",
         received_at=now,
         identity_evidence=f"signed in as {USERNAME}",
-        corrections=json.dumps([["email", EMAIL]]),
+        corrections=[["email", EMAIL]],
     )
     ledger = ErasureLedger(server.settings.key_store_url)
     try:
@@ -254,7 +254,9 @@ def test_erasure_leaves_no_identity_anywhere(
             }, model._meta.table_name
     assert subject_ref in rows  # consent events, audit entries, the request keep the pseudonym
     request = RightsRequest.get_by_id("rr-zed")
-    assert (request.details, request.corrections, request.account_id) == ("[erased]", "[]", None)
+    assert (request.details, request.corrections, request.account_id) == ("[erased]", [], None)
+    stored = database.execute_sql("SELECT corrections FROM rights_request WHERE id = 'rr-zed'")
+    assert stored.fetchone()[0] == "[]"  # the text the column always held once blanked
     assert request.identity_evidence == "signed in as [erased]"
 
     # Nor does the SQLite file, its WAL, the key store or a blob.

@@ -58,6 +58,6 @@ def test_two_concurrent_sweeps_delete_each_item_once(
     dropped = Counter(
         content_id
         for entry in DeletionFeed.select().where(DeletionFeed.reason == "expired")
-        for content_id in json.loads(entry.content_ids)
+        for content_id in entry.content_ids
     )
     assert len(dropped) == expected and set(dropped.values()) == {1}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import peewee as pw
 
 from chatpro_privacy.storage.db import database
+from chatpro_privacy.storage.fields import JsonField
 
 
 class BaseModel(pw.Model):
@@ -175,7 +176,7 @@ class OutboxEvent(BaseModel):
     seq = pw.BigAutoField()
     account_id = pw.TextField(null=True)
     event_type = pw.TextField()
-    payload = pw.TextField()
+    payload = JsonField(sort_keys=True)
     created_at = pw.DateTimeField()
 
 
@@ -219,7 +220,7 @@ class ConsentEvent(BaseModel):
     notice_version = pw.TextField()
     purpose = pw.TextField()
     lawful_basis = pw.TextField()
-    data_categories = pw.TextField()
+    data_categories = JsonField()
     collection_method = pw.TextField()
     event_type = pw.TextField()
     given_by = pw.TextField()
@@ -250,7 +251,7 @@ class Disclosure(BaseModel):
     recipient = pw.ForeignKeyField(Recipient, column_name="recipient_id")
     recipient_id: str
     subject_ref = pw.TextField()
-    data_categories = pw.TextField()
+    data_categories = JsonField()
     lawful_basis = pw.TextField()
     reason = pw.TextField()
     disclosed_at = pw.DateTimeField()
@@ -279,7 +280,7 @@ class OrganisationStatement(BaseModel):
     version = pw.TextField()
     text = pw.TextField()
     text_sha256 = pw.TextField()
-    retention_months = pw.TextField()  # JSON {content kind: months}
+    retention_months = JsonField()  # {content kind: months}
     effective_at = pw.DateTimeField()
     published_at = pw.DateTimeField()
     requires_reacknowledgement = pw.BooleanField(default=False)
@@ -291,7 +292,7 @@ class OrganisationPlugin(BaseModel):
     )
     organisation_id: str
     plugin_name = pw.TextField()
-    config = pw.TextField()  # JSON object
+    config = JsonField(sort_keys=True)  # object
     state = pw.TextField()  # "enabled" | "faulted"
     consecutive_faults = pw.IntegerField()
     fault_reason = pw.TextField(null=True)
@@ -308,7 +309,7 @@ class Breach(BaseModel):
     deadline_at = pw.DateTimeField()
     recorded_at = pw.DateTimeField()
     risk = pw.TextField(null=True)  # "low" | "medium" | "high" once assessed
-    data_categories = pw.TextField()  # JSON list
+    data_categories = JsonField()  # list
     assessed_at = pw.DateTimeField(null=True)
     regulator_notified_at = pw.DateTimeField(null=True)
     regulator_reference = pw.TextField(null=True)
@@ -445,7 +446,7 @@ class MonitoringAccess(BaseModel):
     admin_ref = pw.TextField()
     reason = pw.TextField()
     operation = pw.TextField()
-    filters = pw.TextField()  # JSON object of strings
+    filters = JsonField(sort_keys=True)  # object of strings
     result_count = pw.IntegerField()
     refused = pw.BooleanField()
     refusal_reason = pw.TextField()
@@ -510,12 +511,12 @@ class RightsRequest(BaseModel):
     identity_method = pw.TextField()
     identity_evidence = pw.TextField()
     refusal_reason = pw.TextField()
-    corrections = pw.TextField()  # JSON [[field, value], ...]
+    corrections = JsonField()  # [[field, value], ...]
     restriction_case = pw.TextField()
     objection_ground = pw.TextField()
     purpose_id = pw.TextField()
     recipient_id = pw.TextField()
-    kept_parts = pw.TextField()  # JSON [{what, reason, decided_by}]
+    kept_parts = JsonField()  # [{what, reason, decided_by}]
     outcome = pw.TextField()
     updated_at = pw.DateTimeField()
 
@@ -646,7 +647,7 @@ class SweepRun(BaseModel):
     started_at = pw.DateTimeField()
     finished_at = pw.DateTimeField(null=True)
     deleted = pw.BigIntegerField()
-    kept = pw.TextField()  # JSON {reason: count}
+    kept = JsonField()  # {reason: count}
     max_batch_lock_ms = pw.FloatField()
 
 
@@ -655,7 +656,7 @@ class DeletionFeed(BaseModel):
     reason = pw.TextField()  # "expired" | "erased" | "removed"
     organisation_id = pw.TextField()
     conversation_id = pw.TextField(null=True)
-    content_ids = pw.TextField()  # JSON list
+    content_ids = JsonField()  # list
     account_id = pw.TextField(null=True)
     created_at = pw.DateTimeField()
 

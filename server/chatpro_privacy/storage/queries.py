@@ -187,6 +187,7 @@ def latest_consent(subject_ref: str, purpose: str) -> tuple[str, dt.datetime | N
 
 
 def insert_consent_event(event: ConsentEvent) -> None:
+    """Columns as peewee would write them: the JSON list encoded by its field."""
     _execute(
         _INSERT_CONSENT,
         (
@@ -195,7 +196,7 @@ def insert_consent_event(event: ConsentEvent) -> None:
             event.notice_version,
             event.purpose,
             event.lawful_basis,
-            event.data_categories,
+            ConsentEvent.data_categories.db_value(event.data_categories),
             event.collection_method,
             event.event_type,
             event.given_by,

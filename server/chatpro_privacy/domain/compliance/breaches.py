@@ -5,7 +5,6 @@ the outbox. For the data privacy manager."""
 from __future__ import annotations
 
 import datetime as dt
-import json
 from dataclasses import dataclass
 
 from chatpro_privacy.clock import clock
@@ -101,7 +100,7 @@ def record(principal: Principal, summary: str, known_at: dt.datetime | None) -> 
             known_at=known,
             deadline_at=known + REGULATOR_DEADLINE,
             recorded_at=now,
-            data_categories="[]",
+            data_categories=[],
         )
         audit.record(principal, "breach.record", "breach", breach.id)
     return view(breach)
@@ -144,9 +143,9 @@ def assess(
         raise NotFound("ORGANISATION_NOT_FOUND", "an organisation does not exist")
     now = clock.now()
     with database.atomic():
-        Breach.update(
-            risk=risk, data_categories=json.dumps(sorted(set(categories))), assessed_at=now
-        ).where(Breach.id == breach.id).execute()
+        Breach.update(risk=risk, data_categories=sorted(set(categories)), assessed_at=now).where(
+            Breach.id == breach.id
+        ).execute()
         known_subjects = {
             s.subject_ref for s in BreachSubject.select().where(BreachSubject.breach == breach.id)
         }

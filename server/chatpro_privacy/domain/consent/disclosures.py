@@ -4,7 +4,6 @@ recipient (CON-3), and no personal data leaving the EEA and UK (SEC-2)."""
 
 from __future__ import annotations
 
-import json
 import re
 
 from chatpro_privacy.clock import clock
@@ -137,7 +136,7 @@ def record_portability(
             id=new_id(),
             recipient=recipient.id,
             subject_ref=subject_ref,
-            data_categories=json.dumps(sorted(purpose.data_categories)),
+            data_categories=sorted(purpose.data_categories),
             lawful_basis=recipient.lawful_basis,
             reason=f"portability request {rights_request_id}",
             disclosed_at=clock.now(),
@@ -184,7 +183,7 @@ def record(
             id=new_id(),
             recipient=recipient.id,
             subject_ref=subject_ref,
-            data_categories=json.dumps(chosen),
+            data_categories=chosen,
             lawful_basis=recipient.lawful_basis,
             reason=why,
             disclosed_at=clock.now(),

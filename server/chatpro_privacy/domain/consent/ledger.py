@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -64,7 +63,7 @@ def append(
         notice_version=notice_version,
         purpose=purpose,
         lawful_basis=lawful_basis,
-        data_categories=json.dumps(sorted(data_categories)),
+        data_categories=sorted(data_categories),
         collection_method=collection_method,
         event_type=event_type,
         given_by=given_by,

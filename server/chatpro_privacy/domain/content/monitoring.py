@@ -10,7 +10,6 @@ checks made in their organisation, and whether their content was among the resul
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -224,7 +223,7 @@ class Monitoring:
                 admin_ref=str(check.principal.subject_ref),
                 reason=request.reason,
                 operation=request.scope,
-                filters=json.dumps(dict(request.filters), sort_keys=True),
+                filters=dict(request.filters),
                 result_count=result_count,
                 refused=refusal is not None,
                 refusal_reason=(refusal or "")[:500],

@@ -33,7 +33,7 @@ MAX_CONFIG_BYTES = 64 * 1024
 class PluginStatus:
     name: str
     state: str  # "available" | "enabled" | "faulted"
-    config: str
+    config: str  # JSON text, as stored
     fault_reason: str
     distribution: str
 
@@ -52,7 +52,7 @@ def plugins(principal: Principal, host: PluginHost, organisation_id: str) -> lis
             PluginStatus(
                 name=name,
                 state=row.state if row else "available",
-                config=row.config if row else "{}",
+                config=OrganisationPlugin.config.db_value(row.config) if row else "{}",
                 fault_reason=(row.fault_reason or "") if row and row.state == FAULTED else "",
                 distribution=installed.distribution if installed else "not installed",
             )
@@ -112,20 +112,19 @@ async def enable(
                 )
             ]
         ) from None
-    text = json.dumps(config, sort_keys=True)
     with database.atomic():
         if existing is None:
             OrganisationPlugin.create(
                 organisation=org.id,
                 plugin_name=name,
-                config=text,
+                config=config,
                 state=ENABLED,
                 consecutive_faults=0,
                 updated_at=clock.now(),
             )
         else:
             OrganisationPlugin.update(
-                config=text,
+                config=config,
                 state=ENABLED,
                 consecutive_faults=0,
                 fault_reason=None,
@@ -182,7 +181,7 @@ class PluginSettings:
             tuple(
                 PluginSetting(
                     name=row.plugin_name,
-                    config=json.loads(row.config),
+                    config=row.config,
                     fault_reason=(row.fault_reason or "faulted") if row.state == FAULTED else None,
                     consecutive_faults=row.consecutive_faults,
                 )
@@ -237,5 +236,5 @@ def _announced_retention(organisation_id: str) -> dict[str, int]:
     statement = statement_in_effect(organisation_id, clock.now())
     if statement is None:
         return {}
-    months = json.loads(statement.retention_months)
+    months = statement.retention_months
     return {k: int(v) for k, v in months.items() if k in CONTENT_KINDS}

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
-import json
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -84,7 +83,7 @@ def segments(organisation_id: str, kind: ContentKind, months_now: int) -> list[S
     )
     bounds: list[tuple[dt.datetime | None, int]] = [(None, DEFAULT_RETENTION_MONTHS)]
     for s in statements:
-        announced = int(json.loads(s.retention_months).get(kind, DEFAULT_RETENTION_MONTHS))
+        announced = int(s.retention_months.get(kind, DEFAULT_RETENTION_MONTHS))
         bounds.append((s.effective_at, announced))
     found: list[Segment] = []
     for i, (start, announced) in enumerate(bounds):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 
 from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.consent.notices import NoticeHistory, NoticeVersion
@@ -66,7 +65,7 @@ def publish_statement(
             version=version,
             text=text,
             text_sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),
-            retention_months=json.dumps(dict(sorted(retention_months.items()))),
+            retention_months=dict(sorted(retention_months.items())),
             effective_at=effective,
             published_at=now,
             requires_reacknowledgement=longer,
@@ -80,7 +79,7 @@ def publish_statement(
 
 def announced(statement: OrganisationStatement | None) -> dict[str, int]:
     """Months per kind a statement announces, 12 for what it leaves out."""
-    months = json.loads(statement.retention_months) if statement is not None else {}
+    months = statement.retention_months if statement is not None else {}
     return {kind: int(months.get(kind, DEFAULT_RETENTION_MONTHS)) for kind in CONTENT_KINDS}
 
 

@@ -9,7 +9,6 @@ their app drops the organisation's content altogether).
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 
 from chatpro_privacy.clock import clock
@@ -40,7 +39,7 @@ def content_deleted(organisation_id: str, items: list[tuple[str, str]], reason: 
                 "reason": reason,
                 "organisation_id": organisation_id,
                 "conversation_id": conversation_id,
-                "content_ids": json.dumps(ids),
+                "content_ids": ids,
                 "account_id": None,
                 "created_at": now,
             }
@@ -58,7 +57,7 @@ def member_gone(organisation_id: str, account_id: str, reason: str) -> None:
         reason=reason,
         organisation_id=organisation_id,
         conversation_id=None,
-        content_ids="[]",
+        content_ids=[],
         account_id=account_id,
         created_at=clock.now(),
     )

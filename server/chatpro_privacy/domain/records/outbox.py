@@ -21,7 +21,6 @@ applies.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeGuard, TypeVar
@@ -284,8 +283,9 @@ def _breach_notified(r: Reading) -> BreachNotified | None:
     breach = Breach.get_or_none(Breach.id == r.stored["breach_id"])
     if r.account is None or breach is None:
         return None
-    categories = json.loads(breach.data_categories)
-    return BreachNotified(r.account.id, r.account.email, breach.id, breach.summary, categories)
+    return BreachNotified(
+        r.account.id, r.account.email, breach.id, breach.summary, breach.data_categories
+    )
 
 
 @dataclass(frozen=True)
@@ -445,7 +445,7 @@ def emit(event_type: str, account_id: str | None, **payload: str) -> int:
     event = OutboxEvent.create(
         account_id=account_id,
         event_type=event_type,
-        payload=json.dumps(payload, sort_keys=True),
+        payload=payload,
         created_at=clock.now(),
     )
     return int(event.seq)
@@ -458,7 +458,7 @@ def resolve(
     kind = EVENT_TYPES.get(event.event_type)
     reading = Reading(
         event,
-        json.loads(event.payload),
+        event.payload,
         accounts.get(event.account_id or ""),
         confirmations,
         clock.now(),

@@ -32,7 +32,6 @@ import asyncio
 import contextlib
 import datetime as dt
 import gc
-import json
 import time
 import uuid
 from collections import Counter
@@ -219,7 +218,7 @@ class ContentSweeper:
                 started_at=started,
                 finished_at=clock.now(),
                 deleted=report.deleted,
-                kept=json.dumps(dict(report.kept)),
+                kept=dict(report.kept),
                 max_batch_lock_ms=report.max_batch_lock_ms,
             )
         log.info("content sweep", owner=self.owner, **report.as_dict())

@@ -9,8 +9,6 @@ and the legal reason, told to the person before anything is erased.
 
 from __future__ import annotations
 
-import json
-
 from chatpro_privacy.domain.consent import restrictions
 from chatpro_privacy.domain.kernel import due_dates, validation
 from chatpro_privacy.domain.kernel.errors import FailedPrecondition, Violations
@@ -224,7 +222,7 @@ class Decisions(Workflow):
             DPM,
             ERASURE_DECIDED + (f"; kept: {summary}" if summary else ""),
             step=STEP_ERASE,
-            kept_parts=json.dumps(parts),
+            kept_parts=parts,
             outcome=said
             or ("Your data was erased" + (f", except: {summary}." if summary else ".")),
         )

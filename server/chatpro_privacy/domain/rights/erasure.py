@@ -32,7 +32,6 @@ returns.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -525,19 +524,21 @@ def _scrub(text: str, identifiers: Iterable[str]) -> str:
 
 
 def _redact(model: Any, where: Any, columns: tuple[str, ...], identifiers: list[str]) -> int:
-    """Replace the person's identifiers in free-text columns of proof records."""
+    """Replace the person's identifiers in free-text columns of proof records. A JSON column
+    is scrubbed as the text it is stored as, and that text written back without re-encoding."""
     if not identifiers:
         return 0
     changed = 0
+    fields = [model._meta.fields[column] for column in columns]
     for row in model.select().where(where):
+        stored = {f: str(f.db_value(getattr(row, f.name))) for f in fields}
         updates = {
-            column: scrubbed
-            for column in columns
-            if (scrubbed := _scrub(str(getattr(row, column)), identifiers))
-            != str(getattr(row, column))
+            f: peewee.Value(scrubbed, converter=False)
+            for f, text in stored.items()
+            if (scrubbed := _scrub(text, identifiers)) != text
         }
         if updates:
-            changed += model.update(**updates).where(model._meta.primary_key == row._pk).execute()
+            changed += model.update(updates).where(model._meta.primary_key == row._pk).execute()
     return changed
 
 
@@ -546,14 +547,12 @@ def _redact_outbox(account_id: str, identifiers: list[str]) -> None:
     if not identifiers:
         return
     for event in OutboxEvent.select().where(OutboxEvent.account_id == account_id):
-        payload = json.loads(event.payload)
+        payload = event.payload
         scrubbed = {
             k: _scrub(v, identifiers) if isinstance(v, str) else v for k, v in payload.items()
         }
         if scrubbed != payload:
-            OutboxEvent.update(payload=json.dumps(scrubbed, sort_keys=True)).where(
-                OutboxEvent.seq == event.seq
-            ).execute()
+            OutboxEvent.update(payload=scrubbed).where(OutboxEvent.seq == event.seq).execute()
 
 
 def _blank_rights_requests(subject_ref: str, identifiers: list[str]) -> int:
@@ -563,9 +562,9 @@ def _blank_rights_requests(subject_ref: str, identifiers: list[str]) -> int:
     count = (
         RightsRequest.update(
             details=peewee.Case(None, [(RightsRequest.details == "", "")], ERASED),
-            corrections="[]",
+            corrections=[],
         )
-        .where(mine & ((RightsRequest.details != ERASED) | (RightsRequest.corrections != "[]")))
+        .where(mine & ((RightsRequest.details != ERASED) | (RightsRequest.corrections != [])))
         .execute()
     )
     ids = RightsRequest.select(RightsRequest.id).where(mine)

@@ -10,7 +10,6 @@ told of a restriction or an erasure once it is carried out.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -188,7 +187,7 @@ class Execution(Workflow):
         """Apply verified corrections (RGT-2); a new email takes effect once confirmed."""
         account = Account.get_by_id(row.account_id)
         v = Violations()
-        fixed = {name: corrected(v, name, value) for name, value in json.loads(row.corrections)}
+        fixed = {name: corrected(v, name, value) for name, value in row.corrections}
         if v.items:
             raise InvalidArgument(v.items)
         said = []

@@ -11,7 +11,6 @@ receipt (``due_dates``).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
 import peewee
@@ -223,12 +222,12 @@ class Intake(Workflow):
             identity_method="",
             identity_evidence="",
             refusal_reason="",
-            corrections=json.dumps(r.corrections),
+            corrections=r.corrections,
             restriction_case=r.restriction_case,
             objection_ground=r.objection_ground,
             purpose_id=r.purpose_id,
             recipient_id=r.recipient_id,
-            kept_parts="[]",
+            kept_parts=[],
             outcome="",
             updated_at=now,
         )

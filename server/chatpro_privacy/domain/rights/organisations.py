@@ -82,7 +82,7 @@ class OrganisationParts(Workflow):
         for name in ("details", "identity_method", "identity_evidence", "extension_reason",
                      "refusal_reason", "outcome", "recipient_id", "purpose_id"):  # fmt: skip
             setattr(own, name, "")
-        own.corrections, own.kept_parts = "[]", "[]"
+        own.corrections, own.kept_parts = [], []
         own.correspondence_id = None
         parts = [
             p

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import abc
 import datetime as dt
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,7 +85,7 @@ class RequestView:
 
     @property
     def kept(self) -> list[Kept]:
-        return [Kept(**k) for k in json.loads(self.row.kept_parts)]
+        return [Kept(**k) for k in self.row.kept_parts]
 
 
 def is_dpm(principal: Principal) -> bool:

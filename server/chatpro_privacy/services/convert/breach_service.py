@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from chatpro.privacy.v1 import breach_service_pb2 as pb
 
 from chatpro_privacy.domain.compliance import breaches
@@ -25,7 +23,7 @@ def breach(v: breaches.BreachView) -> pb.Breach:
         known_time=timestamp(b.known_at),
         deadline_time=timestamp(b.deadline_at),
         risk=RISKS.get(b.risk or "", pb.BREACH_RISK_UNSPECIFIED),
-        data_categories=json.loads(b.data_categories),
+        data_categories=b.data_categories,
         people_affected=v.people_affected,
         organisation_ids=v.organisation_ids,
         regulator_notification_required=v.regulator_required,

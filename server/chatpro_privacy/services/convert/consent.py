@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from chatpro.privacy.v1 import consent_pb2
 
 from chatpro_privacy.domain.consent import ledger as consent
@@ -60,7 +58,7 @@ def consent_event(e: models.ConsentEvent) -> consent_pb2.ConsentEvent:
         notice_version=e.notice_version,
         purpose_id=e.purpose,
         lawful_basis=lawful_basis(e.lawful_basis),
-        data_categories=json.loads(e.data_categories),
+        data_categories=e.data_categories,
         collection_method=e.collection_method,
         event_type=CONSENT_EVENT_TYPES.get(
             e.event_type, consent_pb2.CONSENT_EVENT_TYPE_UNSPECIFIED
@@ -98,7 +96,7 @@ def disclosure(d: models.Disclosure) -> consent_pb2.Disclosure:
         disclosure_id=d.id,
         recipient_id=d.recipient_id,
         subject_id=d.subject_ref,
-        data_categories=json.loads(d.data_categories),
+        data_categories=d.data_categories,
         lawful_basis=lawful_basis(d.lawful_basis),
         disclose_time=timestamp(d.disclosed_at),
         reason=d.reason,

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import json
-
 from chatpro.privacy.v1 import monitoring_service_pb2 as pb
 
 from chatpro_privacy.domain.content import monitoring
@@ -59,7 +57,7 @@ def access_record(a: MonitoringAccess) -> pb.AccessRecord:
         administrator_account_id=a.admin_account_id or "",
         reason=REASON_VALUES.get(a.reason, 0),  # type: ignore[arg-type]
         operation=a.operation,
-        filters=json.loads(a.filters),
+        filters=a.filters,
         result_count=a.result_count,
         access_time=timestamp(a.created_at),
         refused=bool(a.refused),

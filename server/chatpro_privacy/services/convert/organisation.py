@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from chatpro.privacy.v1 import organisation_pb2
 
 from chatpro_privacy.domain.organisations import plugin_settings, retention_periods
@@ -41,7 +39,7 @@ def statement(s: models.OrganisationStatement) -> organisation_pb2.OrganisationS
         version=s.version,
         text=s.text,
         text_sha256=s.text_sha256,
-        retention_months=json.loads(s.retention_months),
+        retention_months=s.retention_months,
         effective_time=timestamp(s.effective_at),
         requires_reacknowledgement=bool(s.requires_reacknowledgement),
     )

@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import json
-
 from chatpro.privacy.v1 import retention_service_pb2 as pb
 
 from chatpro_privacy.domain.records import deletion_feed
@@ -33,7 +31,7 @@ def deletion(r: DeletionFeed) -> pb.Deletion:
         reason=REASONS[r.reason],
         organisation_id=r.organisation_id,
         conversation_id=r.conversation_id or "",
-        content_ids=json.loads(r.content_ids),
+        content_ids=r.content_ids,
         account_id=r.account_id or "",
         delete_time=timestamp(r.created_at),
     )

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from chatpro.privacy.v1 import rights_pb2
 
 from chatpro_privacy.domain.rights import workflow as rights
@@ -68,8 +66,7 @@ def rights_request(view: RequestView) -> rights_pb2.RightsRequest:
         refusal_reason=r.refusal_reason,
         complaint_notice=rights.COMPLAINT_NOTICE if r.state == rights.REFUSED else "",
         corrections=[
-            rights_pb2.Correction(field=name, value=value)
-            for name, value in json.loads(r.corrections)
+            rights_pb2.Correction(field=name, value=value) for name, value in r.corrections
         ],
         restriction_case=CASE_VALUES.get(r.restriction_case, 0),  # type: ignore[arg-type]
         objection_ground=GROUND_VALUES.get(r.objection_ground, 0),  # type: ignore[arg-type]

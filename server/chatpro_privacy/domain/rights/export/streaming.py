@@ -55,12 +55,10 @@ def dumps(value: object) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=plain)
 
 
-def json_list(text: str | None) -> list[Any]:
-    """A column holding a JSON list; text that is not one is kept as it is."""
-    try:
-        value = json.loads(text or "[]")
-    except ValueError:
-        return [text]
+def json_list(value: object) -> list[Any]:
+    """A JSON column's value as a list; a value that is not one is kept, in a list of one."""
+    if value is None:
+        return []
     return value if isinstance(value, list) else [value]
 
 
