@@ -17,7 +17,7 @@ from chatpro.privacy.v1 import rights_pb2
 from chatpro.privacy.v1 import rights_service_pb2 as rights_pb
 from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.organisations.retention_periods import expiry
-from chatpro_privacy.domain.retention import content_sweep as sweeps
+from chatpro_privacy.domain.retention import content_sweep
 from chatpro_privacy.domain.retention.content_sweep import ContentSweeper
 from chatpro_privacy.storage.db import database, is_postgres
 from chatpro_privacy.storage.models import (
@@ -169,7 +169,7 @@ def test_words_left_by_a_sweep_that_died_after_its_commit_go_with_the_next(
     async def died(*args: Any) -> None:
         raise RuntimeError("power cut")
 
-    deferred = sweeps._defers_tokens()
+    deferred = content_sweep._defers_tokens()
     monkeypatch.setattr(ContentSweeper, "_purge", died)
     try:
         _sweep(server)
@@ -262,8 +262,11 @@ def test_each_transaction_is_sized_to_the_lock_target_and_the_connection_is_rest
     ],
 )
 def test_a_transaction_size_follows_its_lock_time(size: int, lock_ms: float, expected: int) -> None:
-    assert sweeps.TARGET_LOCK_MS == 10.0
-    assert sweeps._adapted(size, lock_ms, sweeps.MIN_BATCH, sweeps.MAX_BATCH) == expected
+    assert content_sweep.TARGET_LOCK_MS == 10.0
+    assert (
+        content_sweep._adapted(size, lock_ms, content_sweep.MIN_BATCH, content_sweep.MAX_BATCH)
+        == expected
+    )
 
 
 def test_open_requests_and_legal_claims_keep_content(api: Api, server: Any) -> None:
@@ -351,21 +354,18 @@ def test_chatpro_keeps_its_own_data_as_its_schedule_says(api: Api, server: Any) 
     )
     try:
         _at(clock.now() + dt.timedelta(days=400))
-        from chatpro_privacy.domain.retention import own_schedule as lifecycle
-
         done = server.run(_purge(server))
         assert done["sessions"] >= 1 and done["devices"] == 1
         assert Session.select().where(Session.account == account.account_id).count() == 0
         assert Device.select().count() == 0
-        del lifecycle
     finally:
         clock.offset = dt.timedelta(0)
 
 
 async def _purge(server: Any) -> dict[str, int]:
-    from chatpro_privacy.domain.retention import own_schedule as lifecycle
+    from chatpro_privacy.domain.retention import own_schedule
 
-    return lifecycle.purge(server.runtime.settings.policy)
+    return own_schedule.purge(server.runtime.settings.policy)
 
 
 def test_an_unused_account_is_warned_then_expires(api: Api, server: Any) -> None:
