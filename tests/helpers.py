@@ -45,6 +45,7 @@ from chatpro_privacy.storage.models import (
     ALL_MODELS,
     Account,
     ContentFlag,
+    ContentItem,
     PolicyVersion,
     ProcessingRestriction,
     RightsRequest,
@@ -351,6 +352,12 @@ def restriction_row(
         rights_request_id=rights_request_id,
         created_at=created_at or clock.now(),
     )
+
+
+def backdate_content(days: int = 800) -> None:
+    """Make every content item ``days`` old: by default past the 12 or 24 months the tests'
+    organisations keep it, so that the next sweep finds it all expired."""
+    ContentItem.update(created_at=clock.now() - dt.timedelta(days=days)).execute()
 
 
 def content_flag_row(item_seq: int, created_at: dt.datetime | None = None) -> ContentFlag:

@@ -31,7 +31,7 @@ from chatpro_privacy.storage.models import (
     Session,
     SweepCursor,
 )
-from helpers import Api, content_flag_row, restriction_row, rpc_error, set_clock
+from helpers import Api, backdate_content, content_flag_row, restriction_row, rpc_error, set_clock
 from orgs import Org, build_org, conversation, send, upload
 
 
@@ -159,7 +159,7 @@ def test_words_left_by_a_sweep_that_died_after_its_commit_go_with_the_next(
     recording = upload(api, school.members["pupil1"].token, conv, [b"old audio"])
     first = ContentItem.select().order_by(ContentItem.seq).first()
     content_flag_row(first.seq)
-    ContentItem.update(created_at=clock.now() - dt.timedelta(days=800)).execute()
+    backdate_content()
     tokens = ContentToken.select().count()
     assert tokens >= 15
 
@@ -212,7 +212,7 @@ def test_an_organisation_whose_plugin_cannot_say_its_period_waits_alone(
         org_pb.EnablePluginRequest(organisation_id=broken.organisation_id, plugin_name="broken"),
         metadata=api.auth(operator),
     )
-    ContentItem.update(created_at=clock.now() - dt.timedelta(days=800)).execute()
+    backdate_content()
     report = _sweep(server)
     assert (report["deleted"], report["unavailable_organisations"]) == (1, 1)
     (left,) = ContentItem.select()
@@ -228,7 +228,7 @@ def test_each_transaction_is_sized_to_the_lock_target_and_the_connection_is_rest
     school, conv, _ = _school(api)
     for i in range(30):
         send(api, school.members["pupil1"], conv, f"old news {i}")
-    ContentItem.update(created_at=clock.now() - dt.timedelta(days=800)).execute()
+    backdate_content()
     settings = ("foreign_keys", "synchronous", "wal_autocheckpoint")
     before = {} if is_postgres() else {n: database.execute_sql(f"PRAGMA {n}").fetchone()[0]
                                         for n in settings}  # fmt: skip
@@ -423,7 +423,7 @@ def test_a_hold_placed_while_the_plugin_is_asked_still_keeps_the_item(
     """The keep rules are in the deleting statement itself: a hold can come during the veto."""
     school, conv, _ = _school(api)
     send(api, school.members["pupil1"], conv, "held at the last moment")
-    ContentItem.update(created_at=clock.now() - dt.timedelta(days=800)).execute()
+    backdate_content()
     asked = ContentSweeper._veto
 
     async def hold_while_asked(self: ContentSweeper, organisation_id: str, rows: Any) -> Any:
