@@ -257,7 +257,7 @@ def seed(path: Path, messages: int) -> int:
             raise SweepWorldError(f"the seeded rows break foreign keys: {problems}")
         db.execute("PRAGMA journal_mode = WAL")
         # The statistics a server that has swept before has: each sweep ends with
-        # PRAGMA optimize under analysis_limit=1000 (jobs/sweeps.py).
+        # PRAGMA optimize under analysis_limit=1000 (jobs/scheduler.py).
         db.execute("PRAGMA analysis_limit = 1000")
         db.execute("ANALYZE")
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")

@@ -1,6 +1,7 @@
 """What the tests import: the API stubs and the journeys they walk, request builders, the decoding
-of a refused call's google.rpc.Status, a fingerprint of the database. Fixtures stay in
-conftest.py, which pytest loads by itself and nothing imports."""
+of a refused call's google.rpc.Status, a fingerprint of the database, rows written straight to
+the tables. Organisations and their content are built in orgs.py. Fixtures stay in conftest.py,
+which pytest loads by itself and nothing imports; no test module imports another."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import datetime as dt
 import hashlib
 import re
 import secrets
+import socket
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,8 +23,10 @@ from chatpro.privacy.v1 import (
     account_service_pb2,
     account_service_pb2_grpc,
     common_pb2,
+    consent_pb2,
     consent_service_pb2,
     consent_service_pb2_grpc,
+    disclosure_service_pb2,
     disclosure_service_pb2_grpc,
     messaging_service_pb2_grpc,
     monitoring_service_pb2_grpc,
@@ -41,11 +45,13 @@ from chatpro_privacy.storage.models import (
     ALL_MODELS,
     Account,
     ContentFlag,
+    ContentItem,
     PolicyVersion,
     ProcessingRestriction,
     RightsRequest,
 )
 from chatpro_privacy.testing import InProcessServer
+from google.protobuf import timestamp_pb2
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
@@ -60,6 +66,13 @@ def content_key_env(folder: Path) -> dict[str, str]:
         "CHATPRO_KEY_STORE_URL": f"sqlite:///{folder}/keys.sqlite3",
         "CHATPRO_BLOB_DIR": f"{folder}/blobs",
     }
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 that nothing listened on when asked, for a served process."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def wait_until_serving(target: str, timeout: float) -> None:
@@ -182,6 +195,54 @@ def child_birthday(age: int = 12) -> common_pb2.CalendarDate:
     return common_pb2.CalendarDate(year=today.year - age, month=1, day=1)
 
 
+def set_clock(instant: dt.datetime) -> None:
+    """Move the service's clock to read ``instant`` (naive UTC) now; it runs on from there.
+    The ``server`` fixture sets it back after each test."""
+    clock.offset = instant - dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def timestamp(when: dt.datetime) -> timestamp_pb2.Timestamp:
+    """``when`` as a protobuf Timestamp; a naive time is UTC, as the service's clock gives it."""
+    stamp = timestamp_pb2.Timestamp()
+    stamp.FromDatetime(when if when.tzinfo else when.replace(tzinfo=dt.UTC))
+    return stamp
+
+
+def create_recipient(api: Api, operator: str, **fields: Any) -> consent_pb2.Recipient:
+    """A third party registered by ``operator``: a UK firm of solicitors, shared with on
+    consent, unless ``fields`` say otherwise."""
+    recipient = consent_pb2.Recipient(
+        name=fields.pop("name", "Smith & Co Solicitors"),
+        category=fields.pop("category", "professional_advisers"),
+        country_code=fields.pop("country_code", "GB"),
+        lawful_basis=fields.pop("lawful_basis", consent_pb2.LAWFUL_BASIS_CONSENT),
+    )
+    response = api.disclosures.CreateRecipient(
+        disclosure_service_pb2.CreateRecipientRequest(recipient=recipient),
+        metadata=api.auth(operator),
+    )
+    return response.recipient
+
+
+def disclose(
+    api: Api,
+    token: str,
+    recipient_id: str,
+    account_id: str,
+    categories: Sequence[str] = ("identity",),
+) -> disclosure_service_pb2.RecordDisclosureResponse:
+    """Record a disclosure of ``account_id``'s data to a recipient, as ``token``'s holder."""
+    return api.disclosures.RecordDisclosure(
+        disclosure_service_pb2.RecordDisclosureRequest(
+            recipient_id=recipient_id,
+            account_id=account_id,
+            data_categories=list(categories),
+            reason="claim 42",
+        ),
+        metadata=api.auth(token),
+    )
+
+
 @dataclass
 class RpcFailure:
     code: grpc.StatusCode
@@ -291,6 +352,12 @@ def restriction_row(
         rights_request_id=rights_request_id,
         created_at=created_at or clock.now(),
     )
+
+
+def backdate_content(days: int = 800) -> None:
+    """Make every content item ``days`` old: by default past the 12 or 24 months the tests'
+    organisations keep it, so that the next sweep finds it all expired."""
+    ContentItem.update(created_at=clock.now() - dt.timedelta(days=days)).execute()
 
 
 def content_flag_row(item_seq: int, created_at: dt.datetime | None = None) -> ContentFlag:

@@ -1,16 +1,22 @@
-"""Builds organisations with administrators, members and conversations over gRPC, for the
-content, monitoring and authorisation tests."""
+"""Builds organisations with administrators, members and conversations over gRPC, and the
+content and monitoring requests made in them, for the content, monitoring, rights and
+authorisation tests."""
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from chatpro.privacy.v1 import messaging_pb2, organisation_pb2
 from chatpro.privacy.v1 import messaging_service_pb2 as msg
+from chatpro.privacy.v1 import monitoring_service_pb2 as mon
 from chatpro.privacy.v1 import organisation_service_pb2 as org_pb
-from helpers import Api
+from chatpro_privacy.clock import clock
+from helpers import Api, timestamp
 
 STATEMENT_VERSION = "2026-01-01"
+SAFEGUARDING = mon.MONITORING_REASON_SAFEGUARDING_CONCERN
 
 
 @dataclass
@@ -121,3 +127,35 @@ def send(api: Api, sender: Person, conversation_id: str, text: str) -> messaging
         msg.SendMessageRequest(conversation_id=conversation_id, text=text),
         metadata=api.auth(sender.token),
     ).message
+
+
+def upload(
+    api: Api, token: str, conversation_id: str, chunks: list[bytes], request_id: str = ""
+) -> messaging_pb2.CallRecording:
+    """A call recording of ``chunks`` uploaded to a conversation as ``token``'s holder."""
+
+    def requests() -> Iterator[msg.UploadCallRecordingRequest]:
+        yield msg.UploadCallRecordingRequest(
+            metadata=msg.CallRecordingMetadata(
+                conversation_id=conversation_id,
+                start_time=timestamp(dt.datetime(2026, 11, 1, 9, 0)),
+                duration_seconds=60,
+                media_type="audio/ogg",
+                request_id=request_id,
+            )
+        )
+        for chunk in chunks:
+            yield msg.UploadCallRecordingRequest(chunk=chunk)
+
+    return api.messaging.UploadCallRecording(requests(), metadata=api.auth(token)).recording
+
+
+def scope(days: int = 30, people: tuple[str, ...] = ()) -> mon.MonitoringScope:
+    """A monitoring scope of the last ``days`` days (up to a minute from now), of everyone's
+    content or only ``people``'s."""
+    now = clock.now()
+    return mon.MonitoringScope(
+        start_time=timestamp(now - dt.timedelta(days=days)),
+        end_time=timestamp(now + dt.timedelta(minutes=1)),
+        person_account_ids=list(people),
+    )

@@ -37,11 +37,11 @@ from chatpro.privacy.v1 import (
     rights_service_pb2,
 )
 from chatpro_privacy.app import SERVICE_NAMES
-from google.protobuf import descriptor, field_mask_pb2, message_factory, timestamp_pb2
+from google.protobuf import descriptor, field_mask_pb2, message_factory
 from google.protobuf.message import Message
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
-from helpers import PASSWORD, POLICY_VERSION, Api, child_birthday
+from helpers import PASSWORD, POLICY_VERSION, Api, child_birthday, timestamp
 from orgs import STATEMENT_VERSION, build_org, conversation, person, send
 
 Code = grpc.StatusCode
@@ -326,12 +326,6 @@ class World:
     second_member: str  # another participant of the group conversation
 
 
-def _timestamp(when: dt.datetime) -> timestamp_pb2.Timestamp:
-    ts = timestamp_pb2.Timestamp()
-    ts.FromDatetime(when)
-    return ts
-
-
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -340,7 +334,7 @@ def _recording(conversation_id: str) -> messaging_service_pb2.UploadCallRecordin
     return messaging_service_pb2.UploadCallRecordingRequest(
         metadata=messaging_service_pb2.CallRecordingMetadata(
             conversation_id=conversation_id,
-            start_time=_timestamp(_now() - dt.timedelta(hours=1)),
+            start_time=timestamp(_now() - dt.timedelta(hours=1)),
             duration_seconds=60,
             media_type="audio/ogg",
         )
@@ -492,8 +486,8 @@ def build_world(api: Api) -> World:
 
 def _scope() -> monitoring_service_pb2.MonitoringScope:
     return monitoring_service_pb2.MonitoringScope(
-        start_time=_timestamp(_now() - dt.timedelta(days=7)),
-        end_time=_timestamp(_now() + dt.timedelta(days=1)),
+        start_time=timestamp(_now() - dt.timedelta(days=7)),
+        end_time=timestamp(_now() + dt.timedelta(days=1)),
     )
 
 
@@ -553,8 +547,8 @@ OVERRIDES: dict[str, Callable[[World], dict[str, Any]]] = {
     },
     "RetentionService/GetAnonymisedStatistics": lambda w: {
         "table": retention_service_pb2.STATISTICS_TABLE_ACTIVE_ACCOUNTS_BY_AGE_BAND,
-        "start_time": _timestamp(dt.datetime(2026, 1, 1, tzinfo=dt.UTC)),
-        "end_time": _timestamp(dt.datetime(2026, 2, 1, tzinfo=dt.UTC)),
+        "start_time": timestamp(dt.datetime(2026, 1, 1, tzinfo=dt.UTC)),
+        "end_time": timestamp(dt.datetime(2026, 2, 1, tzinfo=dt.UTC)),
     },
     "RightsService/CancelRightsRequest": lambda w: {
         "rights_request_id": w.ids["request_to_cancel"]

@@ -18,13 +18,7 @@ from chatpro.privacy.v1 import (
 )
 from chatpro_privacy.clock import clock
 from google.protobuf import timestamp_pb2
-from helpers import Api, Unchanged
-
-
-def ts(value: dt.datetime) -> timestamp_pb2.Timestamp:
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(value.replace(tzinfo=dt.UTC))
-    return stamp
+from helpers import Api, Unchanged, timestamp
 
 
 @pytest.fixture
@@ -52,7 +46,7 @@ def test_a_stolen_laptop_journey_8(
     bob, _ = api.adult("bob")
     known = clock.now() - dt.timedelta(hours=2)
     breach = stub.RecordBreach(
-        pb.RecordBreachRequest(summary="A support laptop was stolen.", known_time=ts(known)),
+        pb.RecordBreachRequest(summary="A support laptop was stolen.", known_time=timestamp(known)),
         metadata=auth,
     ).breach
     assert breach.deadline_time.ToDatetime() == known + dt.timedelta(hours=72)
@@ -109,11 +103,13 @@ def test_open_breaches_are_listed_by_deadline_and_a_late_notice_shows(
     auth = api.auth(api.staff("data_privacy_manager", "dpm"))
     now = clock.now()
     later = stub.RecordBreach(
-        pb.RecordBreachRequest(summary="Later", known_time=ts(now - dt.timedelta(hours=1))),
+        pb.RecordBreachRequest(summary="Later", known_time=timestamp(now - dt.timedelta(hours=1))),
         metadata=auth,
     ).breach
     sooner = stub.RecordBreach(
-        pb.RecordBreachRequest(summary="Sooner", known_time=ts(now - dt.timedelta(hours=10))),
+        pb.RecordBreachRequest(
+            summary="Sooner", known_time=timestamp(now - dt.timedelta(hours=10))
+        ),
         metadata=auth,
     ).breach
     listed = stub.ListBreaches(pb.ListBreachesRequest(open_only=True), metadata=auth).breaches

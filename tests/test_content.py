@@ -3,14 +3,12 @@ encrypted, readable by participants only."""
 
 from __future__ import annotations
 
-import datetime as dt
 import io
 import json
 import logging
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 
@@ -21,34 +19,8 @@ from chatpro.privacy.v1 import messaging_service_pb2 as msg
 from chatpro_privacy import logs
 from chatpro_privacy.storage.db import is_postgres
 from chatpro_privacy.testing import InProcessServer
-from google.protobuf import timestamp_pb2
 from helpers import Api, Unchanged, database_fingerprint, rpc_error
-from orgs import Org, build_org, conversation, person, send
-
-
-def _ts(when: dt.datetime) -> timestamp_pb2.Timestamp:
-    ts = timestamp_pb2.Timestamp()
-    ts.FromDatetime(when.replace(tzinfo=dt.UTC))
-    return ts
-
-
-def upload(
-    api: Api, token: str, conversation_id: str, chunks: list[bytes], request_id: str = ""
-) -> messaging_pb2.CallRecording:
-    def requests() -> Iterator[msg.UploadCallRecordingRequest]:
-        yield msg.UploadCallRecordingRequest(
-            metadata=msg.CallRecordingMetadata(
-                conversation_id=conversation_id,
-                start_time=_ts(dt.datetime(2026, 11, 1, 9, 0)),
-                duration_seconds=60,
-                media_type="audio/ogg",
-                request_id=request_id,
-            )
-        )
-        for chunk in chunks:
-            yield msg.UploadCallRecordingRequest(chunk=chunk)
-
-    return api.messaging.UploadCallRecording(requests(), metadata=api.auth(token)).recording
+from orgs import Org, build_org, conversation, person, send, upload
 
 
 @pytest.fixture

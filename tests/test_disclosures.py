@@ -3,7 +3,6 @@ transfer outside the EEA and UK (SEC-2)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
@@ -11,47 +10,15 @@ import grpc
 import pytest
 from chatpro.privacy.v1 import consent_pb2, disclosure_service_pb2
 from chatpro_privacy.storage.models import Account, Disclosure
-from helpers import Api, Unchanged, rpc_error
-
-
-def create(api: Api, operator: str, **fields: Any) -> consent_pb2.Recipient:
-    recipient = consent_pb2.Recipient(
-        name=fields.pop("name", "Smith & Co Solicitors"),
-        category=fields.pop("category", "professional_advisers"),
-        country_code=fields.pop("country_code", "GB"),
-        lawful_basis=fields.pop("lawful_basis", consent_pb2.LAWFUL_BASIS_CONSENT),
-    )
-    response = api.disclosures.CreateRecipient(
-        disclosure_service_pb2.CreateRecipientRequest(recipient=recipient),
-        metadata=api.auth(operator),
-    )
-    return response.recipient
-
-
-def disclose(
-    api: Api,
-    token: str,
-    recipient_id: str,
-    account_id: str,
-    categories: Sequence[str] = ("identity",),
-) -> disclosure_service_pb2.RecordDisclosureResponse:
-    return api.disclosures.RecordDisclosure(
-        disclosure_service_pb2.RecordDisclosureRequest(
-            recipient_id=recipient_id,
-            account_id=account_id,
-            data_categories=list(categories),
-            reason="claim 42",
-        ),
-        metadata=api.auth(token),
-    )
+from helpers import Api, Unchanged, create_recipient, disclose, rpc_error
 
 
 def test_recipients_are_registered_by_operators(api: Api, unchanged: Unchanged) -> None:
     operator = api.staff("operator")
     _, person = api.adult()
-    denied = unchanged(lambda: create(api, person))
+    denied = unchanged(lambda: create_recipient(api, person))
     assert denied.reason == "OPERATORS_ONLY"
-    created = create(api, operator)
+    created = create_recipient(api, operator)
     assert created.recipient_id and created.country_code == "GB"
     listed = api.disclosures.ListRecipients(
         disclosure_service_pb2.ListRecipientsRequest(), metadata=api.auth(person)
@@ -75,13 +42,13 @@ def test_bad_recipients_are_refused(
     api: Api, unchanged: Unchanged, fields: dict[str, Any], violations: dict[str, str]
 ) -> None:
     operator = api.staff("operator")
-    failure = unchanged(lambda: create(api, operator, **fields))
+    failure = unchanged(lambda: create_recipient(api, operator, **fields))
     assert failure.violations == violations
 
 
 def test_disclosure_needs_consent_for_the_category(api: Api, unchanged: Unchanged) -> None:
     operator = api.staff("operator")
-    adviser = create(api, operator)
+    adviser = create_recipient(api, operator)
     account, person = api.adult()
     service = api.service_token("claims")
     refused = unchanged(lambda: disclose(api, service, adviser.recipient_id, account.account_id))
@@ -108,7 +75,7 @@ def test_disclosure_needs_consent_for_the_category(api: Api, unchanged: Unchange
 
 def test_disclosure_outside_the_eea_and_uk_is_refused_sec2(api: Api, unchanged: Unchanged) -> None:
     operator = api.staff("operator")
-    us = create(
+    us = create_recipient(
         api, operator, name="US Cloud Inc", category="it_service_providers", country_code="US"
     )
     account, person = api.adult()
@@ -120,7 +87,7 @@ def test_disclosure_outside_the_eea_and_uk_is_refused_sec2(api: Api, unchanged: 
         "TRANSFER_OUTSIDE_EEA_UK",
     )
     assert refused.metadata["country_code"] == "US" and refused.metadata["country_list_version"]
-    ie = create(
+    ie = create_recipient(
         api, operator, name="EU Hosting Ltd", category="it_service_providers", country_code="IE"
     )
     assert (
@@ -131,7 +98,7 @@ def test_disclosure_outside_the_eea_and_uk_is_refused_sec2(api: Api, unchanged: 
 
 def test_legally_required_reporting_needs_no_consent(api: Api) -> None:
     operator = api.staff("operator")
-    hmrc = create(api, operator, name="HM Revenue and Customs", category="hmrc_and_regulators",
+    hmrc = create_recipient(api, operator, name="HM Revenue and Customs", category="hmrc_and_regulators",
                   lawful_basis=consent_pb2.LAWFUL_BASIS_LEGAL_OBLIGATION)  # fmt: skip
     account, _ = api.adult()
     service = api.service_token("reporting")
@@ -141,7 +108,7 @@ def test_legally_required_reporting_needs_no_consent(api: Api) -> None:
 
 def test_only_services_and_the_dpm_record_disclosures(api: Api, unchanged: Unchanged) -> None:
     operator = api.staff("operator")
-    hmrc = create(
+    hmrc = create_recipient(
         api,
         operator,
         category="hmrc_and_regulators",
@@ -186,7 +153,7 @@ def test_the_basis_comes_from_the_register_not_the_recipient(
     operator = api.staff("operator")
     # Sharing with professional advisers rests on consent: a "contract" adviser would skip it.
     failure = unchanged(
-        lambda: create(api, operator, lawful_basis=consent_pb2.LAWFUL_BASIS_CONTRACT)
+        lambda: create_recipient(api, operator, lawful_basis=consent_pb2.LAWFUL_BASIS_CONTRACT)
     )
     assert failure.violations == {"recipient.lawful_basis": "BASIS_NOT_IN_REGISTER"}
 
@@ -195,7 +162,7 @@ def test_categories_beyond_the_consented_purpose_are_refused(
     api: Api, unchanged: Unchanged
 ) -> None:
     operator = api.staff("operator")
-    adviser = create(api, operator)
+    adviser = create_recipient(api, operator)
     account, person = api.adult()
     api.grant(person, "sharing.professional_advisers")  # identity and contact only
     service = api.service_token("claims")

@@ -49,8 +49,7 @@ from helpers import (
     restriction_row,
     rights_request_row,
 )
-from orgs import Org, Person, build_org, conversation, join, send
-from test_content import upload
+from orgs import Org, Person, build_org, conversation, join, send, upload
 
 NAME = "Zebulon Quixote-Vorpal"
 USERNAME = "zqxvorpal"

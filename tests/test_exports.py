@@ -34,11 +34,8 @@ from chatpro_privacy.storage.models import (
     RightsRequestEvent,
 )
 from chatpro_privacy.testing import InProcessServer
-from helpers import Api, rights_request_row
-from orgs import Person, build_org, conversation, join, send
-from test_content import upload
-from test_disclosures import create, disclose
-from test_monitoring import SAFEGUARDING, scope
+from helpers import Api, create_recipient, disclose, rights_request_row
+from orgs import SAFEGUARDING, Person, build_org, conversation, join, scope, send, upload
 
 SCHEMA = json.loads(
     resources.files("chatpro_privacy.domain.rights.export")
@@ -173,7 +170,9 @@ def world(api: Api) -> World:
     api.grant(subject.token, "sharing.professional_advisers")
     api.grant(subject.token, "analytics")
     api.withdraw(subject.token, "analytics")
-    adviser = create(api, api.staff("operator", "recipientop"), name="Marker Advisers LLP")
+    adviser = create_recipient(
+        api, api.staff("operator", "recipientop"), name="Marker Advisers LLP"
+    )
     disclose(api, api.service_token("claims"), adviser.recipient_id, subject.account_id)
     api.monitoring.SearchContent(
         mon.SearchContentRequest(

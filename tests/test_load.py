@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -20,16 +19,10 @@ import grpc
 from chatpro.privacy.v1 import account_pb2, account_service_pb2, account_service_pb2_grpc
 from chatpro_privacy.storage.db import open_database
 from chatpro_privacy.storage.models import Account, Device
-from helpers import PASSWORD, content_key_env, registration, wait_until_serving
+from helpers import PASSWORD, content_key_env, free_port, registration, wait_until_serving
 
 CLIENTS = 16
 RUN_SECONDS = 1.5
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_no_acknowledged_write_is_lost_across_sigterm(
@@ -37,7 +30,7 @@ def test_no_acknowledged_write_is_lost_across_sigterm(
 ) -> None:
     url, schema = database_target
     served_url = url if schema is None else f"{url}?options={quote(f'-c search_path={schema}')}"
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "DATABASE_URL": served_url,

@@ -4,7 +4,6 @@ reason, the access is recorded, and members see that a check was made."""
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 import grpc
@@ -15,27 +14,8 @@ from chatpro_privacy.clock import clock
 from chatpro_privacy.plugin import hookimpl
 from chatpro_privacy.plugin.types import AccessDecision, AccessRequest, ContentRef, PluginContext
 from chatpro_privacy.storage.models import ContentItem, ContentToken, MonitoringAccess
-from google.protobuf import timestamp_pb2
 from helpers import Api, Unchanged, rpc_error
-from orgs import Org, build_org, conversation, send
-from test_content import upload
-
-SAFEGUARDING = mon.MONITORING_REASON_SAFEGUARDING_CONCERN
-
-
-def _ts(when: dt.datetime) -> timestamp_pb2.Timestamp:
-    ts = timestamp_pb2.Timestamp()
-    ts.FromDatetime(when.replace(tzinfo=dt.UTC))
-    return ts
-
-
-def scope(days: int = 30, people: tuple[str, ...] = ()) -> mon.MonitoringScope:
-    now = clock.now()
-    return mon.MonitoringScope(
-        start_time=_ts(now - dt.timedelta(days=days)),
-        end_time=_ts(now + dt.timedelta(minutes=1)),
-        person_account_ids=list(people),
-    )
+from orgs import SAFEGUARDING, Org, build_org, conversation, scope, send, upload
 
 
 class Gatekeeper:

@@ -12,16 +12,9 @@ from chatpro.privacy.v1 import account_service_pb2, policy_pb2, policy_service_p
 from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.consent import policy
 from chatpro_privacy.storage.models import ConsentEvent, OutboxEvent, PolicyNoticeFanout
-from google.protobuf import timestamp_pb2
-from helpers import Api, Unchanged, policy_version_row, rpc_error
+from helpers import Api, Unchanged, policy_version_row, rpc_error, timestamp
 
 GET = account_service_pb2.GetAccountRequest()
-
-
-def ts(value: dt.datetime) -> timestamp_pb2.Timestamp:
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(value.replace(tzinfo=dt.UTC))
-    return stamp
 
 
 def accept(api: Api, token: str, version: str) -> policy_service_pb2.AcceptPolicyResponse:
@@ -46,7 +39,7 @@ def test_only_operators_publish(api: Api, unchanged: Unchanged) -> None:
         ({"text": "x" * 200_001}, {"text": "TOO_LONG"}),
         ({"change_summary": ""}, {"change_summary": "REQUIRED"}),
         (
-            {"effective_time": ts(dt.datetime(2020, 1, 1))},
+            {"effective_time": timestamp(dt.datetime(2020, 1, 1))},
             {"effective_time": "BEFORE_CURRENT_VERSION"},
         ),
     ],
@@ -108,7 +101,9 @@ def test_a_version_not_requiring_reacceptance_blocks_nothing(api: Api) -> None:
 def test_a_future_version_gates_only_once_effective(api: Api) -> None:
     operator = api.staff("operator")
     _, alice = api.adult()
-    api.publish(operator, "2027-01-01", effective_time=ts(clock.now() + dt.timedelta(days=10)))
+    api.publish(
+        operator, "2027-01-01", effective_time=timestamp(clock.now() + dt.timedelta(days=10))
+    )
     assert api.current_policy() == "2023-02-12"
     assert api.accounts.GetAccount(GET, metadata=api.auth(alice)).account.username == "alice"
     clock.advance(dt.timedelta(days=10, seconds=1))

@@ -13,10 +13,8 @@ from chatpro.privacy.v1 import organisation_service_pb2 as org_pb
 from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.organisations.retention_periods import expiry
 from chatpro_privacy.storage.models import ContentItem
-from helpers import Api, rpc_error
-from orgs import Org, build_org, conversation, send
-from test_content import upload
-from test_monitoring import _ts
+from helpers import Api, rpc_error, set_clock, timestamp
+from orgs import Org, build_org, conversation, send, upload
 
 
 @pytest.mark.parametrize(
@@ -31,10 +29,6 @@ from test_monitoring import _ts
 )
 def test_calendar_months_in_utc(created: dt.datetime, months: int, expires: dt.datetime) -> None:
     assert expiry(created, months) == expires
-
-
-def _at(instant: dt.datetime) -> None:
-    clock.offset = instant - dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
 def _relogin(api: Api, school: Org) -> None:
@@ -70,8 +64,8 @@ def test_content_is_served_until_it_expires_and_not_a_second_longer(api: Api) ->
                 organisation_id=school.organisation_id,
                 reason=mon.MONITORING_REASON_LEGAL_REQUEST,
                 scope=mon.MonitoringScope(
-                    start_time=_ts(created - dt.timedelta(days=1)),
-                    end_time=_ts(created + dt.timedelta(days=1)),
+                    start_time=timestamp(created - dt.timedelta(days=1)),
+                    end_time=timestamp(created + dt.timedelta(days=1)),
                 ),
             ),
             metadata=api.auth(school.admin.token),
@@ -79,7 +73,7 @@ def test_content_is_served_until_it_expires_and_not_a_second_longer(api: Api) ->
         return texts, recordings, found  # fmt: skip
 
     try:
-        _at(ends - dt.timedelta(minutes=5))
+        set_clock(ends - dt.timedelta(minutes=5))
         _relogin(api, school)
         clock.frozen = ends - dt.timedelta(seconds=1)
         assert visible() == (["ephemeral words"], [recording.recording_id], 2)
@@ -109,7 +103,7 @@ def test_a_longer_period_covers_only_content_created_after_its_statement(api: Ap
     group = conversation(api, p1, school.organisation_id, [p2])
     before = send(api, p1, group, "before the statement")
     try:
-        _at(clock.now() + dt.timedelta(days=2))
+        set_clock(clock.now() + dt.timedelta(days=2))
         school.operator = api.sign_in("soperator")
         api.orgs.PublishStatement(
             org_pb.PublishStatementRequest(
@@ -139,11 +133,11 @@ def test_a_longer_period_covers_only_content_created_after_its_statement(api: Ap
             )
             return [m.text for m in listed.messages]
 
-        _at(expiry(first, 12) + dt.timedelta(seconds=1))
+        set_clock(expiry(first, 12) + dt.timedelta(seconds=1))
         assert texts() == ["after the statement"]  # the older message kept its 12 months
-        _at(expiry(second, 12) + dt.timedelta(days=1))
+        set_clock(expiry(second, 12) + dt.timedelta(days=1))
         assert texts() == ["after the statement"]  # the newer one has 24
-        _at(expiry(second, 24) + dt.timedelta(seconds=1))
+        set_clock(expiry(second, 24) + dt.timedelta(seconds=1))
         assert texts() == []
     finally:
         clock.offset = dt.timedelta(0)

@@ -37,10 +37,16 @@ from chatpro_privacy.storage.models import (
     ProcessingRestriction,
     RightsRequest,
 )
-from helpers import Api, Unchanged, child_birthday, restriction_row, rpc_error
-from orgs import build_org, conversation, join, send
-from test_disclosures import create as create_recipient
-from test_monitoring import scope
+from helpers import (
+    Api,
+    Unchanged,
+    child_birthday,
+    create_recipient,
+    restriction_row,
+    rpc_error,
+    set_clock,
+)
+from orgs import build_org, conversation, join, scope, send
 
 S = rights_pb2
 DATE = common_pb2.CalendarDate
@@ -184,7 +190,7 @@ def test_refusal_needs_a_reason_and_states_the_right_to_complain(
 
 
 def test_due_dates_and_extensions_across_month_ends(api: Api, unchanged: Unchanged) -> None:
-    clock.offset = dt.datetime(2027, 1, 31, 12, 0) - dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    set_clock(dt.datetime(2027, 1, 31, 12, 0))
     try:
         _, person = api.adult()
         dpm = api.staff("data_privacy_manager", "dpm")

@@ -9,7 +9,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -38,7 +37,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
-from helpers import Api, content_key_env, registration, wait_until_serving
+from helpers import Api, content_key_env, free_port, registration, wait_until_serving
 
 CLI = [sys.executable, "-m", "chatpro_privacy"]
 
@@ -79,16 +78,10 @@ def test_policy_and_controller_are_served_without_sign_in_con6(api: Api) -> None
     assert controller.email == "privacy@chatpro.co.uk" and "BS9 4PN" in controller.postal_address
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int, dict[str, str], Path]]:
     """`chatpro-privacy serve` as a real process on SQLite."""
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "DATABASE_URL": f"sqlite:///{tmp_path}/served.sqlite3",

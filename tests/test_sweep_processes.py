@@ -3,7 +3,6 @@ one of them at a time, so every expired item is deleted exactly once."""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import subprocess
@@ -12,9 +11,8 @@ from collections import Counter
 from typing import Any
 from urllib.parse import quote
 
-from chatpro_privacy.clock import clock
 from chatpro_privacy.storage.models import ContentItem, DeletionFeed
-from helpers import Api
+from helpers import Api, backdate_content
 from orgs import build_org, conversation, send
 
 
@@ -31,7 +29,7 @@ def test_two_concurrent_sweeps_delete_each_item_once(
         for i in range(12):
             send(api, one if i % 2 else two, group, f"{prefix} message {i}")
             expected += 1
-    ContentItem.update(created_at=clock.now() - dt.timedelta(days=800)).execute()
+    backdate_content()
     served_url = url if schema is None else f"{url}?options={quote(f'-c search_path={schema}')}"
     env = {
         **os.environ,

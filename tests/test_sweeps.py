@@ -17,7 +17,7 @@ from chatpro.privacy.v1 import rights_pb2
 from chatpro.privacy.v1 import rights_service_pb2 as rights_pb
 from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.organisations.retention_periods import expiry
-from chatpro_privacy.domain.retention import content_sweep as sweeps
+from chatpro_privacy.domain.retention import content_sweep
 from chatpro_privacy.domain.retention.content_sweep import ContentSweeper
 from chatpro_privacy.storage import tuning
 from chatpro_privacy.storage.db import database, is_postgres
@@ -32,13 +32,8 @@ from chatpro_privacy.storage.models import (
     Session,
     SweepCursor,
 )
-from helpers import Api, content_flag_row, restriction_row, rpc_error
-from orgs import Org, build_org, conversation, send
-from test_content import upload
-
-
-def _at(instant: dt.datetime) -> None:
-    clock.offset = instant - dt.datetime.now(dt.UTC).replace(tzinfo=None)
+from helpers import Api, backdate_content, content_flag_row, restriction_row, rpc_error, set_clock
+from orgs import Org, build_org, conversation, send, upload
 
 
 def _sweep(server: Any, stop_after: int | None = None, **kw: Any) -> dict[str, Any]:
@@ -86,7 +81,7 @@ def test_the_sweep_deletes_expired_content_keeps_held_content_and_tells_apps(
     )
     assert (preview.would_delete, preview.would_keep, preview.due_now) == (0, 0, 0)
     try:
-        _at(after_expiry)
+        set_clock(after_expiry)
         school.admin.token = api.sign_in("sadmin")
         preview = api.orgs.PreviewRetentionChange(
             org_pb.PreviewRetentionChangeRequest(
@@ -137,13 +132,15 @@ def test_an_interrupted_sweep_resumes_where_it_stopped(api: Api, server: Any) ->
         send(api, p1, conv, f"message {i}")
     created = ContentItem.select().order_by(ContentItem.seq.desc()).first().created_at
     try:
-        _at(expiry(created, 12) + dt.timedelta(seconds=1))
+        set_clock(expiry(created, 12) + dt.timedelta(seconds=1))
         crashed = _sweep(server, owner="first", batch_size=3, stop_after=1)
         assert crashed["deleted"] == 3
         cursor = SweepCursor.get()
         assert cursor.owner == "first" and cursor.position > 0  # the lease is still held
         assert _sweep(server, owner="second")["skipped_organisations"] == 1
-        _at(expiry(created, 12) + dt.timedelta(minutes=3))  # the dead process's lease runs out
+        set_clock(
+            expiry(created, 12) + dt.timedelta(minutes=3)
+        )  # the dead process's lease runs out
         resumed = _sweep(server, owner="second", batch_size=3)
         assert resumed["deleted"] == 4 and ContentItem.select().count() == 0
         assert SweepCursor.get().position == 0  # the pass finished: the next starts afresh
@@ -163,7 +160,7 @@ def test_words_left_by_a_sweep_that_died_after_its_commit_go_with_the_next(
     recording = upload(api, school.members["pupil1"].token, conv, [b"old audio"])
     first = ContentItem.select().order_by(ContentItem.seq).first()
     content_flag_row(first.seq)
-    ContentItem.update(created_at=clock.now() - dt.timedelta(days=800)).execute()
+    backdate_content()
     tokens = ContentToken.select().count()
     assert tokens >= 15
 
@@ -216,7 +213,7 @@ def test_an_organisation_whose_plugin_cannot_say_its_period_waits_alone(
         org_pb.EnablePluginRequest(organisation_id=broken.organisation_id, plugin_name="broken"),
         metadata=api.auth(operator),
     )
-    ContentItem.update(created_at=clock.now() - dt.timedelta(days=800)).execute()
+    backdate_content()
     report = _sweep(server)
     assert (report["deleted"], report["unavailable_organisations"]) == (1, 1)
     (left,) = ContentItem.select()
@@ -232,7 +229,7 @@ def test_each_transaction_is_sized_to_the_lock_target_and_the_connection_is_rest
     school, conv, _ = _school(api)
     for i in range(30):
         send(api, school.members["pupil1"], conv, f"old news {i}")
-    ContentItem.update(created_at=clock.now() - dt.timedelta(days=800)).execute()
+    backdate_content()
     settings = ("foreign_keys", "synchronous", "wal_autocheckpoint")
     before = {} if is_postgres() else {n: database.execute_sql(f"PRAGMA {n}").fetchone()[0]
                                         for n in settings}  # fmt: skip
@@ -263,8 +260,11 @@ def test_each_transaction_is_sized_to_the_lock_target_and_the_connection_is_rest
     ],
 )
 def test_a_transaction_size_follows_its_lock_time(size: int, lock_ms: float, expected: int) -> None:
-    assert sweeps.TARGET_LOCK_MS == 10.0
-    assert sweeps._adapted(size, lock_ms, sweeps.MIN_BATCH, sweeps.MAX_BATCH) == expected
+    assert content_sweep.TARGET_LOCK_MS == 10.0
+    assert (
+        content_sweep._adapted(size, lock_ms, content_sweep.MIN_BATCH, content_sweep.MAX_BATCH)
+        == expected
+    )
 
 
 def test_open_requests_and_legal_claims_keep_content(api: Api, server: Any) -> None:
@@ -279,7 +279,7 @@ def test_open_requests_and_legal_claims_keep_content(api: Api, server: Any) -> N
     restriction_row(p2.account_id)
     created = ContentItem.select().order_by(ContentItem.seq.desc()).first().created_at
     try:
-        _at(expiry(created, 12) + dt.timedelta(seconds=1))
+        set_clock(expiry(created, 12) + dt.timedelta(seconds=1))
         report = _sweep(server)
         assert report["deleted"] == 0
         assert report["kept"] == {"open_rights_request": 1, "restricted_for_legal_claims": 1}
@@ -308,7 +308,7 @@ def test_a_plugin_veto_keeps_the_batch(api: Api, server: Any) -> None:
     send(api, school.members["pupil1"], conv, "archived")
     created = ContentItem.get().created_at
     try:
-        _at(expiry(created, 12) + dt.timedelta(seconds=1))
+        set_clock(expiry(created, 12) + dt.timedelta(seconds=1))
         report = _sweep(server)
         assert report["kept"] == {"plugin: the school's archive review is not finished": 1}
         assert ContentItem.select().count() == 1
@@ -351,22 +351,19 @@ def test_chatpro_keeps_its_own_data_as_its_schedule_says(api: Api, server: Any) 
         metadata=api.auth(token),
     )
     try:
-        _at(clock.now() + dt.timedelta(days=400))
-        from chatpro_privacy.domain.retention import own_schedule as lifecycle
-
+        set_clock(clock.now() + dt.timedelta(days=400))
         done = server.run(_purge(server))
         assert done["sessions"] >= 1 and done["devices"] == 1
         assert Session.select().where(Session.account == account.account_id).count() == 0
         assert Device.select().count() == 0
-        del lifecycle
     finally:
         clock.offset = dt.timedelta(0)
 
 
 async def _purge(server: Any) -> dict[str, int]:
-    from chatpro_privacy.domain.retention import own_schedule as lifecycle
+    from chatpro_privacy.domain.retention import own_schedule
 
-    return lifecycle.purge(server.runtime.settings.policy)
+    return own_schedule.purge(server.runtime.settings.policy)
 
 
 def test_an_unused_account_is_warned_then_expires(api: Api, server: Any) -> None:
@@ -381,16 +378,16 @@ def test_an_unused_account_is_warned_then_expires(api: Api, server: Any) -> None
         return expiry_job.warn()
 
     try:
-        _at(clock.now() + dt.timedelta(days=150))
+        set_clock(clock.now() + dt.timedelta(days=150))
         assert server.run(warn()) == 0  # not six months yet
-        _at(clock.now() + dt.timedelta(days=40))
+        set_clock(clock.now() + dt.timedelta(days=40))
         assert server.run(warn()) == 1
         (warning,) = [
             e for e in api.outbox_events(service).events if e.HasField("account_expiry_warning")
         ]
         assert warning.account_expiry_warning.email == "alice@example.com"
         assert server.run(expiry_job.expire()) == 0  # the notice period runs
-        _at(clock.now() + dt.timedelta(days=31))
+        set_clock(clock.now() + dt.timedelta(days=31))
         assert server.run(expiry_job.expire()) == 1
         assert Account.get_or_none(Account.id == account.account_id) is None
         assert len(runtime.ledger.entries()) == 1
@@ -409,11 +406,11 @@ def test_using_the_account_after_the_warning_cancels_it(api: Api, server: Any) -
         return expiry_job.warn()
 
     try:
-        _at(clock.now() + dt.timedelta(days=200))
+        set_clock(clock.now() + dt.timedelta(days=200))
         assert server.run(warn()) == 1
-        _at(clock.now() + dt.timedelta(days=1))
+        set_clock(clock.now() + dt.timedelta(days=1))
         api.sign_in("alice")  # used again
-        _at(clock.now() + dt.timedelta(days=40))
+        set_clock(clock.now() + dt.timedelta(days=40))
         assert server.run(warn()) == 0
         assert server.run(expiry_job.expire()) == 0
         assert Account.get_by_id(account.account_id).expiry_warned_at is None
@@ -427,7 +424,7 @@ def test_a_hold_placed_while_the_plugin_is_asked_still_keeps_the_item(
     """The keep rules are in the deleting statement itself: a hold can come during the veto."""
     school, conv, _ = _school(api)
     send(api, school.members["pupil1"], conv, "held at the last moment")
-    ContentItem.update(created_at=clock.now() - dt.timedelta(days=800)).execute()
+    backdate_content()
     asked = ContentSweeper._veto
 
     async def hold_while_asked(self: ContentSweeper, organisation_id: str, rows: Any) -> Any:
