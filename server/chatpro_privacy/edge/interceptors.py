@@ -183,6 +183,7 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
         supplied = _metadata(ctx, "x-request-id")
         request_id = supplied if _REQUEST_ID.match(supplied) else uuid.uuid4().hex
         context.request_id.set(request_id)
+        context.statements.set(context.Statements())
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id, method=method)
         return request_id, time.perf_counter()
@@ -207,11 +208,13 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
         return status.code.name, reason  # pragma: no cover - abort raises
 
     def _log(self, started: float, code: str, reason: str | None, principal: Principal) -> None:
+        counted = context.statements.get()
         log.info(
             "call",
             code=code,
             reason=reason,
             duration_ms=round((time.perf_counter() - started) * 1000, 3),
+            db_statements=counted.count if counted is not None else 0,
             principal=principal.kind.value,
             **({"service": principal.service_name} if principal.service_name else {}),
         )

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import peewee
 from playhouse.db_url import connect
 
+from chatpro_privacy.context import Statements
 from chatpro_privacy.storage.dialect import DatabaseUrlError, connection_arguments, discard
 
 database = peewee.DatabaseProxy()
@@ -53,7 +55,7 @@ def open_database(
         # begins, so a writer waits its turn (busy_timeout) instead of failing at once when
         # it would upgrade a read lock another writer has overtaken.
         kwargs["lock_type"] = "IMMEDIATE"
-    db = connect(url, **kwargs)
+    db = _counted(connect(url, **kwargs))
     database.initialize(db)
     global _scanner
     _scanner = None
@@ -83,6 +85,21 @@ def scan_reader() -> Iterator[peewee.Database | peewee.DatabaseProxy]:
     finally:
         if opened:
             db.close()
+
+
+def _counted(db: peewee.Database) -> peewee.Database:
+    """``db`` with every round trip counted for the current call (see context.Statements):
+    peewee sends each query through ``execute_sql``, and transactions through ``begin``,
+    ``commit`` and ``rollback``."""
+    for name in ("execute_sql", "begin", "commit", "rollback"):
+        method = getattr(db, name)
+
+        def counted(*args: Any, _method: Any = method, **kwargs: Any) -> Any:
+            Statements.add()
+            return _method(*args, **kwargs)
+
+        setattr(db, name, counted)
+    return db
 
 
 def discard_connection() -> None:

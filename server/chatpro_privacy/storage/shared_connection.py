@@ -14,6 +14,7 @@ from typing import Any
 import peewee
 from playhouse.db_url import connect
 
+from chatpro_privacy.context import Statements
 from chatpro_privacy.storage.dialect import (
     connection_arguments,
     connection_failed,
@@ -45,6 +46,7 @@ class SharedConnection:
         self._pg = isinstance(self._db, peewee.PostgresqlDatabase)
 
     def _execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        Statements.add()
         try:
             return self._db.execute_sql(render(sql, self._pg), parameters(tuple(params), self._pg))
         except peewee.DatabaseError as exc:
