@@ -19,7 +19,7 @@ DEFAULT_MASTER_KEY_FILE = "data/master.key"
 DEFAULT_KEY_STORE_URL = "sqlite:///data/keys.sqlite3"
 DEFAULT_BLOB_DIR = "data/blobs"
 # "default" is argon2-cffi's RFC 9106 low-memory profile; "test" is for test suites alone
-# (see ``domain/passwords.py``), so no variable or flag can select it.
+# (see ``domain/kernel/passwords.py``), so no variable or flag can select it.
 PASSWORD_HASH_PROFILES = ("default", "test")
 
 

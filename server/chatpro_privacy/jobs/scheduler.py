@@ -12,7 +12,7 @@ import structlog
 
 from chatpro_privacy.domain.consent import policy as policy_rules
 from chatpro_privacy.domain.organisations.retention_periods import Retention
-from chatpro_privacy.domain.retention import own_schedule as lifecycle
+from chatpro_privacy.domain.retention import own_schedule
 from chatpro_privacy.domain.retention.account_expiry import Expiry
 from chatpro_privacy.domain.retention.content_sweep import ContentSweeper
 from chatpro_privacy.domain.rights.requests import Rights
@@ -38,7 +38,7 @@ class Sweeps:
     async def run(self, owner: str | None = None) -> dict[str, Any]:
         report: dict[str, Any] = {}
         report.update(housekeeping.sweep(self.policy).__dict__)
-        report["own_data_deleted"] = lifecycle.purge(self.policy)
+        report["own_data_deleted"] = own_schedule.purge(self.policy)
         expiry = Expiry(self.policy, self.host, self.vault, self.ledger)
         report["accounts_warned"] = expiry.warn()
         report["accounts_expired"] = await expiry.expire()

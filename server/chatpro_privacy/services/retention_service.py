@@ -8,8 +8,7 @@ from chatpro.privacy.v1 import retention_service_pb2_grpc as pb_grpc
 
 from chatpro_privacy import context as call
 from chatpro_privacy.domain.records import deletion_feed
-from chatpro_privacy.domain.retention import own_schedule as lifecycle
-from chatpro_privacy.domain.retention import statistics
+from chatpro_privacy.domain.retention import own_schedule, statistics
 from chatpro_privacy.services.convert import retention_service as convert
 from chatpro_privacy.services.convert.common import time_field
 from chatpro_privacy.services.servicer import Context
@@ -24,7 +23,7 @@ class RetentionService(pb_grpc.RetentionServiceServicer):
         self, request: pb.GetRetentionScheduleRequest, context: Context
     ) -> pb.GetRetentionScheduleResponse:
         return pb.GetRetentionScheduleResponse(
-            rules=[convert.rule(r) for r in lifecycle.schedule(self.policy)]
+            rules=[convert.rule(r) for r in own_schedule.schedule(self.policy)]
         )
 
     async def ListDeletions(

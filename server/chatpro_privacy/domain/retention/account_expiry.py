@@ -25,7 +25,7 @@ from chatpro_privacy.storage.erasure_ledger import ErasureLedger
 from chatpro_privacy.storage.models import Account, ContentItem, Membership, ProcessingRestriction
 from chatpro_privacy.storage.queries import tuples
 
-log = structlog.get_logger("chatpro_privacy.lifecycle")
+log = structlog.get_logger("chatpro_privacy.account_expiry")
 
 
 class Expiry:
