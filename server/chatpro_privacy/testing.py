@@ -32,6 +32,7 @@ from chatpro_privacy import app
 from chatpro_privacy.domain.accounts.registration import Registration
 from chatpro_privacy.domain.accounts.roles import grant_role
 from chatpro_privacy.domain.consent.policy import current_policy
+from chatpro_privacy.domain.kernel.principals import Role
 from chatpro_privacy.domain.organisations.plugin_settings import PluginSettings
 from chatpro_privacy.plugin.discovery import Factory
 from chatpro_privacy.plugin.host import PluginHost
@@ -299,5 +300,5 @@ async def _operator(server: InProcessServer) -> str:
             device=None,
         )
     )
-    grant_role(username, "operator", "plugin kit")
+    grant_role(username, Role.OPERATOR, "plugin kit")
     return (await runtime.sessions.sign_in(username, "kit operator passphrase", "kit")).token

@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from chatpro_privacy.domain.kernel.vocabulary import MemberRole
+
 # What plugin authors import from ``chatpro_privacy.plugin``.
 __all__ = [
     "CONTENT_KINDS",
@@ -137,7 +139,7 @@ class MemberView:
     """A member as plugins know them: pseudonymous, with their role."""
 
     subject_ref: str
-    role: str  # "member" | "administrator"
+    role: MemberRole
 
 
 Disposition = Literal["keep_pseudonymised", "delete"]

@@ -56,7 +56,7 @@ class Account(BaseModel):
     profile_picture = pw.BlobField(null=True)
     profile_picture_type = pw.TextField(null=True)
     password_hash = pw.TextField()
-    state = pw.TextField()
+    state = pw.TextField()  # domain.kernel.vocabulary.AccountState
     created_at = pw.DateTimeField()
     activated_at = pw.DateTimeField(null=True)
     last_active_at = pw.DateTimeField()
@@ -111,7 +111,7 @@ class Session(BaseModel):
     created_at = pw.DateTimeField()
     expires_at = pw.DateTimeField()
     revoked_at = pw.DateTimeField(null=True)
-    kind = pw.TextField(default="person")  # "person", or "guardian" acting for the child
+    kind = pw.TextField(default="person")  # domain.accounts.sessions.SessionKind
 
 
 class ServiceCredential(BaseModel):
@@ -126,7 +126,7 @@ class ServiceCredential(BaseModel):
 
 class RoleGrant(BaseModel):
     account = pw.ForeignKeyField(Account, on_delete="CASCADE", column_name="account_id")
-    role = pw.TextField()
+    role = pw.TextField()  # domain.kernel.principals.Role
     granted_at = pw.DateTimeField()
     granted_by = pw.TextField()
 
@@ -347,8 +347,8 @@ class Membership(BaseModel):
     organisation_id: str
     account = pw.ForeignKeyField(Account, on_delete="CASCADE", column_name="account_id")
     account_id: str
-    role = pw.TextField()  # "member" | "administrator"
-    state = pw.TextField()  # "invited" | "active"
+    role = pw.TextField()  # domain.kernel.vocabulary.MemberRole
+    state = pw.TextField()  # domain.kernel.vocabulary.MembershipState
     statement_version = pw.TextField(null=True)
     invited_at = pw.DateTimeField()
     joined_at = pw.DateTimeField(null=True)
@@ -495,11 +495,11 @@ class RightsRequest(BaseModel):
     account = pw.ForeignKeyField(Account, null=True, on_delete="SET NULL", column_name="account_id")
     account_id: str | None
     subject_ref = pw.TextField()
-    type = pw.TextField()
-    state = pw.TextField()
+    type = pw.TextField()  # domain.kernel.vocabulary.RequestType
+    state = pw.TextField()  # domain.kernel.vocabulary.RequestState
     # The next processing step, so that work resumes where it stopped after a crash.
-    step = pw.TextField()
-    channel = pw.TextField()  # "person" | "guardian" | "correspondence"
+    step = pw.TextField()  # domain.rights.workflow.RequestStep
+    channel = pw.TextField()  # domain.kernel.vocabulary.RequestChannel
     details = pw.TextField()
     correspondence_id = pw.TextField(null=True)
     request_key = pw.TextField(null=True)
@@ -526,8 +526,8 @@ class RightsRequestEvent(BaseModel):
         RightsRequest, on_delete="CASCADE", column_name="rights_request_id"
     )
     rights_request_id: str
-    from_state = pw.TextField()
-    to_state = pw.TextField()
+    from_state = pw.TextField()  # domain.kernel.vocabulary.RequestState, "" on the first event
+    to_state = pw.TextField()  # domain.kernel.vocabulary.RequestState
     actor = pw.TextField()
     note = pw.TextField()
     created_at = pw.DateTimeField()
@@ -557,7 +557,7 @@ class ProcessingRestriction(BaseModel):
         Account, primary_key=True, on_delete="CASCADE", column_name="account_id"
     )
     account_id: str
-    restriction_case = pw.TextField()
+    restriction_case = pw.TextField()  # domain.consent.restrictions.RestrictionCase
     rights_request_id = pw.TextField()
     created_at = pw.DateTimeField()
 
@@ -565,7 +565,7 @@ class ProcessingRestriction(BaseModel):
 class ProcessingObjection(BaseModel):
     account = pw.ForeignKeyField(Account, on_delete="CASCADE", column_name="account_id")
     account_id: str
-    ground = pw.TextField()
+    ground = pw.TextField()  # domain.consent.restrictions.ObjectionGround
     rights_request_id = pw.TextField()
     created_at = pw.DateTimeField()
 

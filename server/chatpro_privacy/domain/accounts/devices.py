@@ -98,7 +98,7 @@ def _require_analytics_allowed(account_id: str, subject_ref: str) -> None:
     """RGT-4, RGT-5: analytics stops for a restriction or an objection; it rests on consent,
     so without it (or after its withdrawal) nothing is kept."""
     restrictions.require_unrestricted(account_id, "analytics")
-    if restrictions.objected(account_id, "legitimate_interest"):
+    if restrictions.objected(account_id, restrictions.ObjectionGround.LEGITIMATE_INTEREST):
         raise FailedPrecondition("PROCESSING_OBJECTED_TO", "the person objected to this processing")
     if not consent.has_consent(subject_ref, ANALYTICS):
         raise FailedPrecondition(

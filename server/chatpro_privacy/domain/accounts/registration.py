@@ -16,13 +16,7 @@ from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.accounts import email_links
 from chatpro_privacy.domain.accounts.devices import DeviceData, upsert_device, validate_device
 from chatpro_privacy.domain.accounts.profile import email_taken, username_taken
-from chatpro_privacy.domain.accounts.sessions import (
-    ACTIVE,
-    GUARDIAN_SESSION,
-    PENDING_GUARDIAN,
-    Sessions,
-    SignedIn,
-)
+from chatpro_privacy.domain.accounts.sessions import SessionKind, Sessions, SignedIn
 from chatpro_privacy.domain.accounts.sources import DEVICE, PERSON, set_sources
 from chatpro_privacy.domain.consent import ledger as consent
 from chatpro_privacy.domain.consent import policy as policy_rules
@@ -36,6 +30,7 @@ from chatpro_privacy.domain.kernel.errors import (
 from chatpro_privacy.domain.kernel.passwords import Passwords
 from chatpro_privacy.domain.kernel.principals import ANONYMOUS, Principal, PrincipalKind
 from chatpro_privacy.domain.kernel.throttle import FailureThrottle
+from chatpro_privacy.domain.kernel.vocabulary import AccountState
 from chatpro_privacy.domain.records import audit, outbox
 from chatpro_privacy.settings import PolicySettings
 from chatpro_privacy.storage.db import database
@@ -224,7 +219,7 @@ class Registrations:
             id=account_id,
             subject_ref=subject_ref,
             password_hash=password_hash,
-            state=PENDING_GUARDIAN if is_child else ACTIVE,
+            state=AccountState.PENDING_GUARDIAN_CONSENT if is_child else AccountState.ACTIVE,
             created_at=now,
             activated_at=None if is_child else now,
             last_active_at=now,
@@ -264,9 +259,9 @@ class Registrations:
                 GuardianConfirmation.id == gc.id
             ).execute()
             version = policy_rules.current_policy().version
-            Account.update(state=ACTIVE, activated_at=now, policy_version=version).where(
-                Account.id == account.id
-            ).execute()
+            Account.update(
+                state=AccountState.ACTIVE, activated_at=now, policy_version=version
+            ).where(Account.id == account.id).execute()
             for purpose, categories, basis in (
                 (consent.PURPOSE_POLICY, REGISTRATION_CATEGORIES, "consent"),
                 (consent.PURPOSE_GUARDIAN_CONSENT, ["contact"], "legal_obligation"),
@@ -287,10 +282,10 @@ class Registrations:
             guardian = self.sessions.open_session(
                 account.id,
                 account.subject_ref,
-                GUARDIAN_SESSION,
+                SessionKind.GUARDIAN,
                 self.policy.guardian_session_lifetime,
             )
-        account.state = ACTIVE
+        account.state = AccountState.ACTIVE
         return account, guardian
 
 
@@ -303,7 +298,7 @@ def delete_unconfirmed_children(older_than: dt.timedelta, batch: int = 500) -> i
             rows = list(
                 Account.select(Account.id, Account.subject_ref)
                 .where(
-                    (Account.state == PENDING_GUARDIAN)
+                    (Account.state == AccountState.PENDING_GUARDIAN_CONSENT)
                     & (Account.created_at <= horizon)
                     # A provisioned child asks for consent when set up, not when provisioned.
                     & ~Account.id.in_(

@@ -21,6 +21,7 @@ from chatpro_privacy.domain.kernel.errors import (
     Violations,
 )
 from chatpro_privacy.domain.kernel.principals import Principal, Role
+from chatpro_privacy.domain.kernel.vocabulary import AccountState
 from chatpro_privacy.domain.records import audit, outbox
 from chatpro_privacy.storage.db import database
 from chatpro_privacy.storage.models import (
@@ -31,7 +32,6 @@ from chatpro_privacy.storage.models import (
 )
 
 FANOUT_BATCH = 500
-ACTIVE = "active"
 
 
 def _history() -> NoticeHistory:
@@ -205,7 +205,7 @@ class Policies:
         query = (
             Account.select(Account.id)
             .where(
-                (Account.state == ACTIVE)
+                (Account.state == AccountState.ACTIVE)
                 & (Account.policy_version.is_null() | Account.policy_version.not_in(satisfied))
                 & (Account.id > page_token)
             )

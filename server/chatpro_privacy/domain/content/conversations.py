@@ -11,7 +11,7 @@ from chatpro_privacy.domain.kernel import paging
 from chatpro_privacy.domain.kernel.errors import FieldViolation, InvalidArgument, Violations
 from chatpro_privacy.domain.kernel.principals import Principal
 from chatpro_privacy.domain.kernel.tokens import new_id
-from chatpro_privacy.domain.organisations import memberships
+from chatpro_privacy.domain.kernel.vocabulary import MembershipState
 from chatpro_privacy.domain.records import audit
 from chatpro_privacy.storage.db import database
 from chatpro_privacy.storage.models import Conversation, ConversationParticipant, Membership
@@ -78,7 +78,7 @@ def create(
         for m in Membership.select(Membership.account).where(
             (Membership.organisation == mine.organisation_id)
             & (Membership.account.in_(everyone))
-            & (Membership.state == memberships.ACTIVE)
+            & (Membership.state == MembershipState.ACTIVE)
         )
     }
     missing = [a for a in others if a not in active]

@@ -7,6 +7,7 @@ Managing an organisation's plugins is for operators and its own active administr
 
 from __future__ import annotations
 
+import enum
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -24,15 +25,19 @@ from chatpro_privacy.storage.db import database
 from chatpro_privacy.storage.models import Organisation, OrganisationPlugin
 from chatpro_privacy.storage.queries import statement_in_effect
 
-ENABLED = "enabled"
-FAULTED = "faulted"
 MAX_CONFIG_BYTES = 64 * 1024
+
+
+class PluginState(enum.StrEnum):
+    AVAILABLE = "available"  # not enabled for the organisation: shown, never stored
+    ENABLED = "enabled"
+    FAULTED = "faulted"  # stopped by the host after repeated faults, until enabled again
 
 
 @dataclass(frozen=True)
 class PluginStatus:
     name: str
-    state: str  # "available" | "enabled" | "faulted"
+    state: PluginState
     config: str
     fault_reason: str
     distribution: str
@@ -51,9 +56,11 @@ def plugins(principal: Principal, host: PluginHost, organisation_id: str) -> lis
         statuses.append(
             PluginStatus(
                 name=name,
-                state=row.state if row else "available",
+                state=PluginState(row.state) if row else PluginState.AVAILABLE,
                 config=row.config if row else "{}",
-                fault_reason=(row.fault_reason or "") if row and row.state == FAULTED else "",
+                fault_reason=(row.fault_reason or "")
+                if row and row.state == PluginState.FAULTED
+                else "",
                 distribution=installed.distribution if installed else "not installed",
             )
         )
@@ -119,14 +126,14 @@ async def enable(
                 organisation=org.id,
                 plugin_name=name,
                 config=text,
-                state=ENABLED,
+                state=PluginState.ENABLED,
                 consecutive_faults=0,
                 updated_at=clock.now(),
             )
         else:
             OrganisationPlugin.update(
                 config=text,
-                state=ENABLED,
+                state=PluginState.ENABLED,
                 consecutive_faults=0,
                 fault_reason=None,
                 updated_at=clock.now(),
@@ -150,7 +157,7 @@ def disable(
     host.invalidate(org.id)
     return next(
         (p for p in plugins(principal, host, org.id) if p.name == name),
-        PluginStatus(name, "available", "{}", "", "not installed"),
+        PluginStatus(name, PluginState.AVAILABLE, "{}", "", "not installed"),
     )
 
 
@@ -183,7 +190,9 @@ class PluginSettings:
                 PluginSetting(
                     name=row.plugin_name,
                     config=json.loads(row.config),
-                    fault_reason=(row.fault_reason or "faulted") if row.state == FAULTED else None,
+                    fault_reason=(row.fault_reason or "faulted")
+                    if row.state == PluginState.FAULTED
+                    else None,
                     consecutive_faults=row.consecutive_faults,
                 )
                 for row in rows
@@ -202,17 +211,17 @@ class PluginSettings:
     ) -> int | None:
         with database.atomic():
             row = OrganisationPlugin.get_or_none(_row(organisation_id, plugin))
-            if row is None or row.state == FAULTED:
+            if row is None or row.state == PluginState.FAULTED:
                 return None
             faults = int(row.consecutive_faults) + 1
-            state = FAULTED if faults >= limit else ENABLED
+            state = PluginState.FAULTED if faults >= limit else PluginState.ENABLED
             OrganisationPlugin.update(
                 consecutive_faults=faults,
                 state=state,
                 fault_reason=reason,
                 updated_at=clock.now(),
             ).where(_row(organisation_id, plugin)).execute()
-            if state == FAULTED:
+            if state == PluginState.FAULTED:
                 outbox.emit(
                     outbox.PLUGIN_FAULTED,
                     None,

@@ -28,6 +28,12 @@ from typing import Any, TypeGuard, TypeVar
 
 from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.kernel import tokens
+from chatpro_privacy.domain.kernel.vocabulary import (
+    MemberRole,
+    MembershipState,
+    RequestChannel,
+    RequestState,
+)
 from chatpro_privacy.storage.db import database, is_postgres
 from chatpro_privacy.storage.models import (
     Account,
@@ -391,8 +397,8 @@ def _content_flagged(r: Reading) -> ContentFlagged | None:
         m.account_id
         for m in Membership.select(Membership.account).where(
             (Membership.organisation == s["organisation_id"])
-            & (Membership.role == "administrator")
-            & (Membership.state == "active")
+            & (Membership.role == MemberRole.ADMINISTRATOR)
+            & (Membership.state == MembershipState.ACTIVE)
         )
     ]
     return ContentFlagged(
@@ -426,14 +432,16 @@ def _rights_request_updated(r: Reading) -> RightsRequestUpdated | None:
         return None
     return RightsRequestUpdated(
         account_id=a.id,
-        email=(a.guardian_email or a.email) if request.channel == "guardian" else a.email,
+        email=(a.guardian_email or a.email)
+        if request.channel == RequestChannel.GUARDIAN
+        else a.email,
         rights_request_id=request.id,
         type=request.type,
         state=request.state,
         due_date=request.due_date.isoformat(),
         note=r.stored["note"],
         outcome=request.outcome,
-        complaint_notice=COMPLAINT_NOTICE if request.state == "refused" else "",
+        complaint_notice=COMPLAINT_NOTICE if request.state == RequestState.REFUSED else "",
     )
 
 

@@ -44,8 +44,9 @@ import structlog
 from peewee import Case
 
 from chatpro_privacy.clock import clock
-from chatpro_privacy.domain.consent import restrictions
+from chatpro_privacy.domain.consent.restrictions import RestrictionCase
 from chatpro_privacy.domain.content.messages import CALL_RECORDING, REF_COLUMNS, content_ref
+from chatpro_privacy.domain.kernel.vocabulary import RequestType
 from chatpro_privacy.domain.organisations.retention_periods import Retention
 from chatpro_privacy.domain.records import deletion_feed
 from chatpro_privacy.domain.retention import legal_holds
@@ -81,7 +82,7 @@ FIRST_BATCH = 100  # grows while batches stay short: the first must not blow the
 MIN_PURGE, MAX_PURGE = 10, 2000  # items whose word tokens one transaction deletes
 FIRST_PURGE = 50
 CHECKPOINT_EVERY = 50  # transactions; the WAL is checkpointed between them, not inside one
-HOLDING_REQUESTS = (rights.ACCESS, rights.PORTABILITY, rights.ERASURE)
+HOLDING_REQUESTS = (RequestType.ACCESS, RequestType.PORTABILITY, RequestType.ERASURE)
 
 LEGAL_HOLD = "legal_hold"
 OPEN_REQUEST = "open_rights_request"
@@ -160,7 +161,7 @@ def _not_kept(organisation_id: str) -> Any:
         RightsRequest.type.in_(HOLDING_REQUESTS) & RightsRequest.state.not_in(sorted(rights.FINAL))
     )
     claims = ProcessingRestriction.select(ProcessingRestriction.account).where(
-        ProcessingRestriction.restriction_case == restrictions.LEGAL_CLAIMS
+        ProcessingRestriction.restriction_case == RestrictionCase.LEGAL_CLAIMS
     )
     return (
         ~legal_holds.under_hold(organisation_id)
@@ -383,7 +384,7 @@ class ContentSweeper:
                 for (account,) in tuples(
                     ProcessingRestriction.select(ProcessingRestriction.account).where(
                         ProcessingRestriction.account.in_(accounts)
-                        & (ProcessingRestriction.restriction_case == restrictions.LEGAL_CLAIMS)
+                        & (ProcessingRestriction.restriction_case == RestrictionCase.LEGAL_CLAIMS)
                     )
                 )
             }

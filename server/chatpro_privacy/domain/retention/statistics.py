@@ -20,11 +20,12 @@ from typing import Any
 
 from peewee import fn
 
-from chatpro_privacy.domain.accounts.sessions import ACTIVE
+from chatpro_privacy.domain.consent.restrictions import ObjectionGround
 from chatpro_privacy.domain.content.messages import MESSAGE
 from chatpro_privacy.domain.kernel.errors import PermissionDenied, Violations
 from chatpro_privacy.domain.kernel.principals import Principal, Role
 from chatpro_privacy.domain.kernel.validation import age_on
+from chatpro_privacy.domain.kernel.vocabulary import AccountState
 from chatpro_privacy.storage.models import (
     Account,
     ContentItem,
@@ -38,7 +39,6 @@ ACTIVE_ACCOUNTS_BY_AGE_BAND = "active_accounts_by_age_band"
 TABLES = (MESSAGES_PER_ORGANISATION_WEEK, ACTIVE_ACCOUNTS_BY_AGE_BAND)
 TOTAL = "total"
 MAX_SPAN = dt.timedelta(days=366)
-LEGITIMATE_INTEREST = "legitimate_interest"
 # (lowest age in the band, label), youngest first.
 AGE_BANDS = (
     (0, "under 13"),
@@ -124,7 +124,7 @@ def _left_out(column: Any) -> Any:
     """True for an account whose data may not feed statistics (RGT-4, RGT-5)."""
     restricted = ProcessingRestriction.select(ProcessingRestriction.account)
     objected = ProcessingObjection.select(ProcessingObjection.account).where(
-        ProcessingObjection.ground == LEGITIMATE_INTEREST
+        ProcessingObjection.ground == ObjectionGround.LEGITIMATE_INTEREST
     )
     return column.in_(restricted) | column.in_(objected)
 
@@ -200,7 +200,7 @@ def _active_accounts_by_age_band(start: dt.datetime, end: dt.datetime) -> Table:
     query = (
         Account.select(Account.date_of_birth, day, fn.COUNT(Account.id))
         .where(
-            (Account.state == ACTIVE)
+            (Account.state == AccountState.ACTIVE)
             & (Account.last_active_at >= start)
             & (Account.last_active_at < end)
             & ~_left_out(Account.id)

@@ -41,6 +41,7 @@ from typing import Any
 import peewee
 
 from chatpro_privacy.clock import clock
+from chatpro_privacy.domain.consent.restrictions import RestrictionCase
 from chatpro_privacy.domain.content.messages import CALL_RECORDING, MESSAGE
 from chatpro_privacy.domain.kernel.errors import FailedPrecondition, NotFound, Violations
 from chatpro_privacy.domain.kernel.principals import SYSTEM, Principal
@@ -89,7 +90,6 @@ KEEP_PSEUDONYMISED = "keep_pseudonymised"
 ACTIONS = frozenset({DELETE, KEEP_PSEUDONYMISED})
 CORRESPONDENCE = "correspondence"
 KEEPABLE = frozenset({CORRESPONDENCE})
-LEGAL_CLAIMS = "legal_claims"
 ERASED = "[erased]"
 NO_DECISION = "no decision: deleted by default"
 
@@ -190,7 +190,7 @@ def erase(
             entry = ledger.get(entry.account_id) or entry
         return _report(entry)
     restriction = ProcessingRestriction.get_or_none(ProcessingRestriction.account == account.id)
-    if restriction is not None and restriction.restriction_case == LEGAL_CLAIMS:
+    if restriction is not None and restriction.restriction_case == RestrictionCase.LEGAL_CLAIMS:
         raise FailedPrecondition(
             "HELD_FOR_LEGAL_CLAIMS",
             "a restriction for legal claims holds this person's data from deletion",

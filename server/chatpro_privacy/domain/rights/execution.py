@@ -21,6 +21,7 @@ from chatpro_privacy.domain.accounts.profile import request_email_change
 from chatpro_privacy.domain.accounts.sources import PERSON, set_sources
 from chatpro_privacy.domain.consent import disclosures as disclosure_rules
 from chatpro_privacy.domain.consent import ledger as consent
+from chatpro_privacy.domain.consent.restrictions import RestrictionCase
 from chatpro_privacy.domain.kernel import validation
 from chatpro_privacy.domain.kernel.errors import (
     DomainError,
@@ -30,21 +31,10 @@ from chatpro_privacy.domain.kernel.errors import (
     Violations,
 )
 from chatpro_privacy.domain.kernel.principals import SYSTEM, Principal
+from chatpro_privacy.domain.kernel.vocabulary import MemberRole, RequestState, RequestType
 from chatpro_privacy.domain.records import audit
 from chatpro_privacy.domain.rights import erasure
-from chatpro_privacy.domain.rights.workflow import (
-    ACCESS,
-    COMPLAINT_NOTICE,
-    COMPLETED,
-    PARTIALLY_COMPLETED,
-    PORTABILITY,
-    RECTIFICATION,
-    REFUSED,
-    RESTRICTION,
-    STEP_DONE,
-    Kept,
-    Workflow,
-)
+from chatpro_privacy.domain.rights.workflow import COMPLAINT_NOTICE, Kept, RequestStep, Workflow
 from chatpro_privacy.domain.vault.envelope import Vault
 from chatpro_privacy.plugin.faults import PluginError
 from chatpro_privacy.plugin.host import PluginHost
@@ -155,16 +145,21 @@ class Execution(Workflow):
     async def _execute(self, row: RightsRequest) -> None:
         parts = self.view(row).organisations
         with database.atomic():
-            if row.type in (ACCESS, PORTABILITY):
+            if row.type in (RequestType.ACCESS, RequestType.PORTABILITY):
                 self._export_ready(row, parts)
-            elif row.type == RECTIFICATION:
+            elif row.type == RequestType.RECTIFICATION:
                 outcome = self._rectify(row)
                 self._move(
-                    row, COMPLETED, "system", "corrections applied", step=STEP_DONE, outcome=outcome
+                    row,
+                    RequestState.COMPLETED,
+                    "system",
+                    "corrections applied",
+                    step=RequestStep.DONE,
+                    outcome=outcome,
                 )
-            elif row.type == RESTRICTION:
+            elif row.type == RequestType.RESTRICTION:
                 self._restrict(row, parts)
-        if row.type == RESTRICTION:
+        if row.type == RequestType.RESTRICTION:
             await self._tell_plugins(row, parts, "restricted")
 
     def _export_ready(self, row: RightsRequest, parts: list[RightsRequestOrganisation]) -> None:
@@ -173,10 +168,10 @@ class Execution(Workflow):
         withheld = [p for p in parts if p.decision == "withheld"]
         self._move(
             row,
-            PARTIALLY_COMPLETED if withheld else COMPLETED,
+            RequestState.PARTIALLY_COMPLETED if withheld else RequestState.COMPLETED,
             "system",
             "your export is ready to download",
-            step=STEP_DONE,
+            step=RequestStep.DONE,
             outcome="Your export is ready."
             + "".join(
                 f" Organisation {p.organisation_id} withheld its part: {p.reason}."
@@ -232,14 +227,14 @@ class Execution(Workflow):
         )
         self._move(
             row,
-            COMPLETED,
+            RequestState.COMPLETED,
             "system",
             f"processing restricted ({row.restriction_case})",
-            step=STEP_DONE,
+            step=RequestStep.DONE,
             outcome="ChatPro's own processing of your data has stopped"
             + (
                 "; your data is also held from every deletion."
-                if row.restriction_case == "legal_claims"
+                if row.restriction_case == RestrictionCase.LEGAL_CLAIMS
                 else "."
             )
             + told,
@@ -248,7 +243,7 @@ class Execution(Workflow):
     async def _tell_plugins(
         self, row: RightsRequest, parts: list[RightsRequestOrganisation], change: str
     ) -> None:
-        member = MemberView(row.subject_ref, "member")
+        member = MemberView(row.subject_ref, MemberRole.MEMBER)
         for part in parts:
             if self.host.has_plugins(part.organisation_id):
                 try:
@@ -267,10 +262,10 @@ class Execution(Workflow):
             with database.atomic():
                 self._move(
                     row,
-                    REFUSED,
+                    RequestState.REFUSED,
                     "system",
                     f"erasure could not be carried out: {exc.message}",
-                    step=STEP_DONE,
+                    step=RequestStep.DONE,
                     refusal_reason=exc.message,
                     outcome=f"Your data was not erased: {exc.message} {COMPLAINT_NOTICE}",
                 )
@@ -279,12 +274,12 @@ class Execution(Workflow):
         with database.atomic():
             self._move(
                 row,
-                PARTIALLY_COMPLETED
+                RequestState.PARTIALLY_COMPLETED
                 if kept or any(p.decision == "keep_pseudonymised" for p in parts)
-                else COMPLETED,
+                else RequestState.COMPLETED,
                 "system",
                 "erasure carried out",
-                step=STEP_DONE,
+                step=RequestStep.DONE,
             )
 
     # -- exports ------------------------------------------------------------------------------
@@ -296,9 +291,9 @@ class Execution(Workflow):
             raise PermissionDenied(
                 "REQUESTER_ONLY", "an export goes to the requester alone, never to ChatPro's staff"
             )
-        if row.type not in (ACCESS, PORTABILITY) or row.state not in (
-            COMPLETED,
-            PARTIALLY_COMPLETED,
+        if row.type not in (RequestType.ACCESS, RequestType.PORTABILITY) or row.state not in (
+            RequestState.COMPLETED,
+            RequestState.PARTIALLY_COMPLETED,
         ):
             raise FailedPrecondition(
                 "EXPORT_NOT_READY",

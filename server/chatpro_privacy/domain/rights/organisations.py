@@ -18,17 +18,10 @@ from chatpro_privacy.domain.content import content_access
 from chatpro_privacy.domain.kernel import validation
 from chatpro_privacy.domain.kernel.errors import FailedPrecondition, NotFound, Violations
 from chatpro_privacy.domain.kernel.principals import Principal
+from chatpro_privacy.domain.kernel.vocabulary import MemberRole, RequestType
 from chatpro_privacy.domain.records import audit
 from chatpro_privacy.domain.rights import erasure
-from chatpro_privacy.domain.rights.workflow import (
-    ACCESS,
-    ERASURE,
-    FINAL,
-    PORTABILITY,
-    RESTRICTION,
-    RequestView,
-    Workflow,
-)
+from chatpro_privacy.domain.rights.workflow import FINAL, RequestView, Workflow
 from chatpro_privacy.plugin.faults import PluginError
 from chatpro_privacy.plugin.host import PluginHost
 from chatpro_privacy.plugin.types import MemberView
@@ -37,12 +30,13 @@ from chatpro_privacy.storage.models import RightsRequest, RightsRequestOrganisat
 
 log = structlog.get_logger("chatpro_privacy.rights")
 
-# What each organisation may answer, by the right exercised; only these requests ask them.
-ORGANISATION_DECISIONS = {
-    ACCESS: ("exported", "withheld"),
-    PORTABILITY: ("exported", "withheld"),
-    ERASURE: ("delete", "keep_pseudonymised"),
-    RESTRICTION: ("monitoring_stops", "monitoring_continues"),
+# What each organisation may answer, by the right exercised (the stored type, which each member
+# equals); only these requests ask them.
+ORGANISATION_DECISIONS: dict[str, tuple[str, str]] = {
+    RequestType.ACCESS: ("exported", "withheld"),
+    RequestType.PORTABILITY: ("exported", "withheld"),
+    RequestType.ERASURE: ("delete", "keep_pseudonymised"),
+    RequestType.RESTRICTION: ("monitoring_stops", "monitoring_continues"),
 }
 # Decisions that give the person less than they asked for must say why.
 NEEDS_REASON = frozenset({"withheld", "keep_pseudonymised", "monitoring_continues"})
@@ -128,7 +122,7 @@ class OrganisationParts(Workflow):
         if part.answered or row.state in FINAL:
             raise FailedPrecondition("ALREADY_ANSWERED", "this part was answered already")
         with database.atomic():
-            self._record_answer(row, part.organisation_id, decision, why, "administrator")
+            self._record_answer(row, part.organisation_id, decision, why, MemberRole.ADMINISTRATOR)
             audit.record(principal, "rights.answer", "rights_request", row.id, row.subject_ref)
         await self.advance(row.id)
         return self.organisation_view(self._load(row.id), part.organisation_id)
@@ -164,7 +158,7 @@ class OrganisationParts(Workflow):
                     reason="",
                     decided_by="",
                 ).on_conflict_ignore().execute()
-        member = MemberView(row.subject_ref, "member")
+        member = MemberView(row.subject_ref, MemberRole.MEMBER)
         for part in list(_unanswered(row.id)):
             if not self.host.has_plugins(part.organisation_id):
                 continue  # its administrators answer
@@ -182,12 +176,12 @@ class OrganisationParts(Workflow):
     async def _plugin_answer(
         self, row: RightsRequest, organisation_id: str, member: MemberView
     ) -> tuple[str, str, str]:
-        if row.type == ERASURE:
+        if row.type == RequestType.ERASURE:
             disposition, plugin = await self.host.departed_content(
                 organisation_id, member, "erased"
             )
             return disposition.action, disposition.reason, plugin
-        if row.type == RESTRICTION:
+        if row.type == RequestType.RESTRICTION:
             stops, plugin = await self.host.restriction_stops_monitoring(organisation_id, member)
             return (
                 ("monitoring_stops", "", plugin)

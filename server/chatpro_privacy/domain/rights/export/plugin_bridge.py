@@ -30,6 +30,7 @@ from chatpro_privacy.domain.content.messages import (
     content_ref,
 )
 from chatpro_privacy.domain.kernel.errors import NotFound, Unavailable
+from chatpro_privacy.domain.kernel.vocabulary import RequestType
 from chatpro_privacy.domain.organisations.retention_periods import Retention
 from chatpro_privacy.domain.rights.export.held_data import membership
 from chatpro_privacy.domain.rights.export.streaming import (
@@ -39,7 +40,6 @@ from chatpro_privacy.domain.rights.export.streaming import (
     json_object,
     json_value,
 )
-from chatpro_privacy.domain.rights.workflow import ACCESS
 from chatpro_privacy.domain.vault.envelope import Vault
 from chatpro_privacy.plugin.host import PluginHost
 from chatpro_privacy.plugin.types import CONTENT_KINDS, ContentView, ExportRecord, Withheld
@@ -240,7 +240,7 @@ class PluginBridge:
             ("name", lambda: json_value(org.name)),
             ("privacy_contact_email", lambda: json_value(org.privacy_contact_email)),
         ]
-        if purpose == ACCESS:
+        if purpose == RequestType.ACCESS:
             sections.append(("membership", lambda: json_value(membership(part.membership))))
         if part.withheld_reason is not None:
             reason = part.withheld_reason
