@@ -37,7 +37,7 @@ from chatpro_privacy.domain.organisations.plugin_settings import PluginSettings
 from chatpro_privacy.plugin.discovery import Factory
 from chatpro_privacy.plugin.host import PluginHost
 from chatpro_privacy.plugin.types import (
-    CONTENT_KINDS,
+    ContentKind,
     ContentRef,
     ContentView,
     ExportRecord,
@@ -224,7 +224,7 @@ class PluginKit:
     @staticmethod
     def content_ref(content_id: str, author_ref: str = "pupil-1") -> ContentRef:
         return ContentRef(
-            "message", content_id, "conversation-1", author_ref, dt.datetime(2026, 1, 1)
+            ContentKind.MESSAGE, content_id, "conversation-1", author_ref, dt.datetime(2026, 1, 1)
         )
 
     @classmethod
@@ -267,7 +267,7 @@ class PluginKit:
                     organisation_id=org.organisation_id,
                     version="2026-01-01",
                     text="Our Privacy and Rules statement.",
-                    retention_months={k: announced_months for k in CONTENT_KINDS},
+                    retention_months={k: announced_months for k in ContentKind},
                 ),
                 metadata=kit.metadata,
             )

@@ -4,6 +4,7 @@ handle, a model object, or anything of another organisation."""
 from __future__ import annotations
 
 import datetime as dt
+import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -12,7 +13,6 @@ from chatpro_privacy.domain.kernel.vocabulary import MemberRole
 
 # What plugin authors import from ``chatpro_privacy.plugin``.
 __all__ = [
-    "CONTENT_KINDS",
     "AccessDecision",
     "AccessRequest",
     "ContentDisposition",
@@ -29,8 +29,14 @@ __all__ = [
     "Withheld",
 ]
 
-ContentKind = Literal["message", "call_recording"]
-CONTENT_KINDS: tuple[ContentKind, ...] = ("message", "call_recording")
+
+class ContentKind(enum.StrEnum):
+    """What an item of content is; each kind has its own retention period (PLG-1)."""
+
+    MESSAGE = "message"
+    CALL_RECORDING = "call_recording"
+
+
 DEFAULT_RETENTION_MONTHS = 12
 MAX_RETENTION_MONTHS = 120
 

@@ -366,8 +366,8 @@ class Conversation(BaseModel):
         Organisation, on_delete="CASCADE", column_name="organisation_id"
     )
     organisation_id: str
-    kind = pw.TextField()  # "individual" | "group"
-    mode = pw.TextField()  # "two_way" | "broadcast"
+    kind = pw.TextField()  # domain.content.conversations.ConversationKind
+    mode = pw.TextField()  # domain.content.conversations.ConversationMode
     created_at = pw.DateTimeField()
 
 
@@ -397,7 +397,7 @@ class ContentItem(BaseModel):
         Conversation, on_delete="CASCADE", column_name="conversation_id"
     )
     conversation_id: str
-    kind = pw.TextField()  # "message" | "call_recording"
+    kind = pw.TextField()  # plugin.types.ContentKind
     author_ref = pw.TextField()
     author_account = pw.ForeignKeyField(
         Account, null=True, on_delete="SET NULL", column_name="author_account_id"

@@ -68,7 +68,7 @@ def _months(config: Mapping[str, Any]) -> dict[str, int]:
     if not isinstance(months, dict):
         raise ValueError("retention_months must map a content kind to months")
     for kind, value in months.items():
-        if kind not in ("message", "call_recording"):
+        if kind not in set(ContentKind):
             raise ValueError(f"retention_months: unknown content kind {kind!r}")
         if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 120:
             raise ValueError("retention_months: months must be whole numbers from 1 to 120")

@@ -21,8 +21,6 @@ from peewee import JOIN, SQL, NodeList, fn
 from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.content import content_access, conversations
 from chatpro_privacy.domain.content.messages import (
-    CALL_RECORDING,
-    MESSAGE,
     REF_COLUMNS,
     content_ref,
 )
@@ -40,7 +38,7 @@ from chatpro_privacy.domain.vault import crypto
 from chatpro_privacy.domain.vault.envelope import Vault
 from chatpro_privacy.plugin.faults import PluginError
 from chatpro_privacy.plugin.host import PluginHost
-from chatpro_privacy.plugin.types import AccessRequest
+from chatpro_privacy.plugin.types import AccessRequest, ContentKind
 from chatpro_privacy.storage.db import database, is_postgres
 from chatpro_privacy.storage.models import (
     Account,
@@ -259,7 +257,8 @@ class Monitoring:
         """The items as administrators see them, and every subject ref they touch."""
         people = conversations.participants_of([r.conversation_id for r in rows])
         texts = self.vault.open_texts(
-            organisation_id, ((r.id, r.key_id, r.body) for r in rows if r.kind == MESSAGE)
+            organisation_id,
+            ((r.id, r.key_id, r.body) for r in rows if r.kind == ContentKind.MESSAGE),
         )
         live = self.vault.readable(r.key_id for r in rows)
         flags: dict[int, list[tuple[str, str, str]]] = {}
@@ -283,8 +282,8 @@ class Monitoring:
             recipients = [a for a, _ in people[r.conversation_id] if a != r.author_account_id]
             touched_accounts.update(recipients)
             readable = r.key_id in live
-            text = texts.get(r.id) if r.kind == MESSAGE else None
-            readable = readable and (text is not None or r.kind == CALL_RECORDING)
+            text = texts.get(r.id) if r.kind == ContentKind.MESSAGE else None
+            readable = readable and (text is not None or r.kind == ContentKind.CALL_RECORDING)
             items.append(Item(r, recipients, text, readable, flags.get(r.seq, [])))
         if touched_accounts:
             subjects.update(
@@ -475,8 +474,8 @@ class Monitoring:
         item = ContentItem.get_or_none(
             (ContentItem.id == recording_id[:64])
             & (ContentItem.organisation == org_id)
-            & (ContentItem.kind == CALL_RECORDING)
-            & await self.retention.served(org_id, (CALL_RECORDING,))
+            & (ContentItem.kind == ContentKind.CALL_RECORDING)
+            & await self.retention.served(org_id, (ContentKind.CALL_RECORDING,))
         )
         if item is None:
             raise NotFound(

@@ -20,7 +20,7 @@ from chatpro_privacy.domain.records import audit, outbox
 from chatpro_privacy.plugin.faults import PluginFault
 from chatpro_privacy.plugin.host import PluginHost
 from chatpro_privacy.plugin.store import OrganisationSettings, PluginSetting
-from chatpro_privacy.plugin.types import CONTENT_KINDS, OrganisationView
+from chatpro_privacy.plugin.types import ContentKind, OrganisationView
 from chatpro_privacy.storage.db import database
 from chatpro_privacy.storage.models import Organisation, OrganisationPlugin
 from chatpro_privacy.storage.queries import statement_in_effect
@@ -247,4 +247,4 @@ def _announced_retention(organisation_id: str) -> dict[str, int]:
     if statement is None:
         return {}
     months = json.loads(statement.retention_months)
-    return {k: int(v) for k, v in months.items() if k in CONTENT_KINDS}
+    return {k: int(v) for k, v in months.items() if k in set(ContentKind)}

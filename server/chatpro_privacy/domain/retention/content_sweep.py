@@ -45,7 +45,7 @@ from peewee import Case
 
 from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.consent.restrictions import RestrictionCase
-from chatpro_privacy.domain.content.messages import CALL_RECORDING, REF_COLUMNS, content_ref
+from chatpro_privacy.domain.content.messages import REF_COLUMNS, content_ref
 from chatpro_privacy.domain.kernel.vocabulary import RequestType
 from chatpro_privacy.domain.organisations.retention_periods import Retention
 from chatpro_privacy.domain.records import deletion_feed
@@ -55,7 +55,7 @@ from chatpro_privacy.domain.rights import workflow as rights
 from chatpro_privacy.domain.vault.envelope import Vault
 from chatpro_privacy.plugin.faults import PluginError
 from chatpro_privacy.plugin.host import PluginHost
-from chatpro_privacy.plugin.types import ContentRef
+from chatpro_privacy.plugin.types import ContentKind, ContentRef
 from chatpro_privacy.storage.db import database, is_postgres
 from chatpro_privacy.storage.models import (
     ContentFlag,
@@ -324,7 +324,7 @@ class ContentSweeper:
             report.deleted += len(deleted)
             report.kept.update(kept.values())
             for row in deleted:  # blobs at once after the commit, before anything can stop us
-                if row.kind == CALL_RECORDING:
+                if row.kind == ContentKind.CALL_RECORDING:
                     self.vault.delete_recording(organisation_id, row.id)
             if purge_id is not None:
                 await self._purge(purge_id, [r.seq for r in deleted], report)

@@ -21,11 +21,11 @@ from typing import Any
 from peewee import fn
 
 from chatpro_privacy.domain.consent.restrictions import ObjectionGround
-from chatpro_privacy.domain.content.messages import MESSAGE
 from chatpro_privacy.domain.kernel.errors import PermissionDenied, Violations
 from chatpro_privacy.domain.kernel.principals import Principal, Role
 from chatpro_privacy.domain.kernel.validation import age_on
 from chatpro_privacy.domain.kernel.vocabulary import AccountState
+from chatpro_privacy.plugin.types import ContentKind
 from chatpro_privacy.storage.models import (
     Account,
     ContentItem,
@@ -176,7 +176,7 @@ def _messages_per_organisation_week(start: dt.datetime, end: dt.datetime) -> Tab
     query = (
         ContentItem.select(ContentItem.organisation, day, fn.COUNT(ContentItem.seq))
         .where(
-            (ContentItem.kind == MESSAGE)
+            (ContentItem.kind == ContentKind.MESSAGE)
             & (ContentItem.created_at >= start)
             & (ContentItem.created_at < end)
             & (author.is_null() | ~_left_out(author))

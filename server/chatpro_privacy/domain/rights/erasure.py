@@ -42,11 +42,11 @@ import peewee
 
 from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.consent.restrictions import RestrictionCase
-from chatpro_privacy.domain.content.messages import CALL_RECORDING, MESSAGE
 from chatpro_privacy.domain.kernel.errors import FailedPrecondition, NotFound, Violations
 from chatpro_privacy.domain.kernel.principals import SYSTEM, Principal
 from chatpro_privacy.domain.records import audit, deletion_feed
 from chatpro_privacy.domain.vault.envelope import Vault
+from chatpro_privacy.plugin.types import ContentKind
 from chatpro_privacy.storage.db import database, is_postgres
 from chatpro_privacy.storage.erasure_ledger import (
     DONE,
@@ -402,7 +402,7 @@ def _dispose_of_content(ref: str, organisations: dict[str, OrganisationAction]) 
             done.recordings += [
                 (org, str(item.id))
                 for item in ContentItem.select(ContentItem.id).where(
-                    mine & (ContentItem.kind == CALL_RECORDING)
+                    mine & (ContentItem.kind == ContentKind.CALL_RECORDING)
                 )
             ]
             ContentItem.delete().where(mine).execute()
@@ -475,9 +475,9 @@ def checkpoint() -> None:
 
 
 def _count_by_kind(where: Any) -> dict[str, int]:
-    counts = {
-        label: ContentItem.select().where(where & (ContentItem.kind == kind)).count()
-        for kind, label in ((MESSAGE, "messages"), (CALL_RECORDING, "call_recordings"))
+    counts = {  # labelled "messages" and "call_recordings"
+        f"{kind}s": ContentItem.select().where(where & (ContentItem.kind == kind)).count()
+        for kind in ContentKind
     }
     return {label: n for label, n in counts.items() if n}
 
