@@ -221,8 +221,8 @@ class ConsentEvent(BaseModel):
     lawful_basis = pw.TextField()
     data_categories = pw.TextField()
     collection_method = pw.TextField()
-    event_type = pw.TextField()
-    given_by = pw.TextField()
+    event_type = pw.TextField()  # domain.consent.ledger.ConsentEventType
+    given_by = pw.TextField()  # domain.consent.ledger.ConsentActor
     occurred_at = pw.DateTimeField()
     valid_until = pw.DateTimeField(null=True)
 
@@ -241,7 +241,7 @@ class Recipient(BaseModel):
     name = pw.TextField()
     category = pw.TextField()
     country_code = pw.TextField()
-    lawful_basis = pw.TextField()
+    lawful_basis = pw.TextField()  # domain.consent.purposes.LawfulBasis
     created_at = pw.DateTimeField()
 
 
@@ -334,7 +334,7 @@ class BreachOrganisation(BaseModel):
 class BreachNotice(BaseModel):
     id = pw.AutoField()
     breach = pw.ForeignKeyField(Breach, column_name="breach_id")
-    kind = pw.TextField()  # "person" | "organisation" | "regulator"
+    kind = pw.TextField()  # domain.compliance.breaches.NoticeKind
     target = pw.TextField()
     outbox_seq = pw.BigIntegerField()
     created_at = pw.DateTimeField()
@@ -652,7 +652,7 @@ class SweepRun(BaseModel):
 
 class DeletionFeed(BaseModel):
     seq = pw.AutoField()
-    reason = pw.TextField()  # "expired" | "erased" | "removed"
+    reason = pw.TextField()  # domain.records.deletion_feed.DeletionReason
     organisation_id = pw.TextField()
     conversation_id = pw.TextField(null=True)
     content_ids = pw.TextField()  # JSON list

@@ -20,6 +20,7 @@ from chatpro_privacy.domain.accounts.sessions import SessionKind, Sessions, Sign
 from chatpro_privacy.domain.accounts.sources import DEVICE, PERSON, set_sources
 from chatpro_privacy.domain.consent import ledger as consent
 from chatpro_privacy.domain.consent import policy as policy_rules
+from chatpro_privacy.domain.consent.purposes import LawfulBasis
 from chatpro_privacy.domain.kernel import tokens, validation
 from chatpro_privacy.domain.kernel.errors import (
     FailedPrecondition,
@@ -80,11 +81,13 @@ def accept_policy(
         subject_ref=subject_ref,
         notice_version=version,
         purpose=consent.PURPOSE_POLICY,
-        lawful_basis="consent",
+        lawful_basis=LawfulBasis.CONSENT,
         data_categories=categories,
         collection_method=method,
-        event_type=consent.ACKNOWLEDGED if is_child else consent.GIVEN,
-        given_by="person",
+        event_type=consent.ConsentEventType.ACKNOWLEDGED
+        if is_child
+        else consent.ConsentEventType.GIVEN,
+        given_by=consent.ConsentActor.PERSON,
     )
 
 
@@ -263,8 +266,8 @@ class Registrations:
                 state=AccountState.ACTIVE, activated_at=now, policy_version=version
             ).where(Account.id == account.id).execute()
             for purpose, categories, basis in (
-                (consent.PURPOSE_POLICY, REGISTRATION_CATEGORIES, "consent"),
-                (consent.PURPOSE_GUARDIAN_CONSENT, ["contact"], "legal_obligation"),
+                (consent.PURPOSE_POLICY, REGISTRATION_CATEGORIES, LawfulBasis.CONSENT),
+                (consent.PURPOSE_GUARDIAN_CONSENT, ["contact"], LawfulBasis.LEGAL_OBLIGATION),
             ):
                 consent.append(
                     subject_ref=account.subject_ref,
@@ -273,8 +276,8 @@ class Registrations:
                     lawful_basis=basis,
                     data_categories=categories,
                     collection_method="guardian_email_confirmation",
-                    event_type=consent.GIVEN,
-                    given_by="guardian",
+                    event_type=consent.ConsentEventType.GIVEN,
+                    given_by=consent.ConsentActor.GUARDIAN,
                 )
             audit.record(
                 ANONYMOUS, "account.guardian_confirm", "account", account.id, account.subject_ref

@@ -15,6 +15,7 @@ import re
 
 from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.consent import ledger as consent
+from chatpro_privacy.domain.consent.purposes import LawfulBasis
 from chatpro_privacy.domain.kernel import errors
 from chatpro_privacy.domain.kernel.principals import Principal, Role
 from chatpro_privacy.domain.kernel.vocabulary import MemberRole, MembershipState
@@ -186,11 +187,11 @@ def _acknowledged(principal: Principal, organisation_id: str, version: str, how:
         subject_ref=str(principal.subject_ref),
         notice_version=f"{organisation_id}/{version}",
         purpose="organisation_statement",
-        lawful_basis="organisation",
+        lawful_basis=LawfulBasis.ORGANISATION,
         data_categories=[],
         collection_method=how,
-        event_type=consent.ACKNOWLEDGED,
-        given_by="person",
+        event_type=consent.ConsentEventType.ACKNOWLEDGED,
+        given_by=consent.ConsentActor.PERSON,
     )
 
 
@@ -274,7 +275,7 @@ def remove(principal: Principal, organisation_id: str, account_id: str) -> None:
         Membership.delete().where(
             (Membership.organisation == org.id) & (Membership.account == target)
         ).execute()
-        deletion_feed.member_gone(org.id, target, deletion_feed.REMOVED)
+        deletion_feed.member_gone(org.id, target, deletion_feed.DeletionReason.REMOVED)
         still_admin = (
             Membership.select()
             .where((Membership.account == target) & (Membership.role == MemberRole.ADMINISTRATOR))

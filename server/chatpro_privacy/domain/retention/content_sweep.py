@@ -466,7 +466,7 @@ class ContentSweeper:
                     deletion_feed.content_deleted(
                         organisation_id,
                         [(r.conversation_id, r.id) for r in deleted],
-                        deletion_feed.EXPIRED,
+                        deletion_feed.DeletionReason.EXPIRED,
                     )
         lock_ms = (time.perf_counter() - started) * 1000
         self._held(len(rows), lock_ms, report)

@@ -49,10 +49,10 @@ from chatpro_privacy.domain.vault.envelope import Vault
 from chatpro_privacy.plugin.types import ContentKind
 from chatpro_privacy.storage.db import database, is_postgres
 from chatpro_privacy.storage.erasure_ledger import (
-    DONE,
     ErasureLedger,
     KeptRecord,
     LedgerEntry,
+    LedgerState,
     OrganisationAction,
 )
 from chatpro_privacy.storage.models import (
@@ -185,7 +185,7 @@ def erase(
         )
         if entry is None:
             raise NotFound("ACCOUNT_NOT_FOUND", "no such account", {"account_id": account_id[:64]})
-        if entry.state != DONE:  # the content committed, then the process stopped
+        if entry.state != LedgerState.DONE:  # the content committed, then the process stopped
             ledger.finish(entry.account_id, _apply(actor, vault, entry, "account.erase"))
             entry = ledger.get(entry.account_id) or entry
         return _report(entry)
@@ -253,7 +253,7 @@ def reapply(vault: Vault, ledger: ErasureLedger, actor: Principal = SYSTEM) -> i
     if database.in_transaction():
         raise RuntimeError("reapply commits its own transactions: call it outside one")
     done = 0
-    for entry in ledger.entries(DONE):
+    for entry in ledger.entries(LedgerState.DONE):
         if _needs_reapplying(entry):
             _apply(actor, vault, entry, "account.erase:reapply")
             done += 1
@@ -463,7 +463,7 @@ def _delete_account(account_id: str, organisations: dict[str, OrganisationAction
     told to drop what they cached of the person (RET-5)."""
     deleted = int(Account.delete().where(Account.id == account_id).execute())
     for org in sorted(organisations):
-        deletion_feed.member_gone(org, account_id, deletion_feed.ERASED)
+        deletion_feed.member_gone(org, account_id, deletion_feed.DeletionReason.ERASED)
     return deleted
 
 

@@ -118,8 +118,8 @@ def withdraw_consent(
         lawful_basis=purpose.lawful_basis,
         data_categories=list(purpose.data_categories),
         collection_method="rights_request",
-        event_type=consent.WITHDRAWN,
-        given_by="guardian" if principal.is_guardian else "person",
+        event_type=consent.ConsentEventType.WITHDRAWN,
+        given_by=consent.ConsentActor.of(principal),
     )
     return list(purpose.services_lost_on_withdrawal)
 

@@ -183,7 +183,7 @@ async def consents(subject_ref: str) -> AsyncIterator[str]:
 
 def _status(event: dict[str, Any] | None, now: dt.datetime) -> str:
     """As ``consent.Consents.state`` derives it from the latest event."""
-    if event is None or event["event_type"] == consent.ACKNOWLEDGED:
+    if event is None or event["event_type"] == consent.ConsentEventType.ACKNOWLEDGED:
         return "not_given"
     until = event["valid_until"]
     in_force = event["event_type"] in consent.IN_FORCE and (until is None or until > now)
