@@ -7,7 +7,7 @@ import datetime as dt
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from chatpro_privacy.domain.kernel.vocabulary import MemberRole
 
@@ -19,6 +19,7 @@ __all__ = [
     "ContentKind",
     "ContentRef",
     "ContentView",
+    "Disposition",
     "ExportFormat",
     "ExportRecord",
     "Flag",
@@ -148,7 +149,11 @@ class MemberView:
     role: MemberRole
 
 
-Disposition = Literal["keep_pseudonymised", "delete"]
+class Disposition(enum.StrEnum):
+    """What becomes of a departed or erased member's content in an organisation."""
+
+    DELETE = "delete"
+    KEEP_PSEUDONYMISED = "keep_pseudonymised"  # the organisation's record; needs a reason
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ class LedgerState(enum.StrEnum):
 @dataclass(frozen=True)
 class OrganisationAction:
     organisation_id: str
-    action: str  # "delete" | "keep_pseudonymised"
+    action: str  # plugin.types.Disposition
     reason: str
     decided_by: str
 

@@ -70,7 +70,7 @@ class Account(BaseModel):
 class AccountFieldSource(BaseModel):
     account = pw.ForeignKeyField(Account, on_delete="CASCADE", column_name="account_id")
     field = pw.TextField()
-    source = pw.TextField()
+    source = pw.TextField()  # domain.accounts.sources.DataSource
     recorded_at = pw.DateTimeField()
 
     class Meta:
@@ -141,7 +141,7 @@ class Device(BaseModel):
     device_type = pw.TextField()
     operating_system = pw.TextField()
     browser_type = pw.TextField()
-    source = pw.TextField()
+    source = pw.TextField()  # domain.accounts.sources.DataSource
     first_used_at = pw.DateTimeField()
     last_used_at = pw.DateTimeField()
     use_count = pw.BigIntegerField()
@@ -156,8 +156,8 @@ class InstallationEvent(BaseModel):
     account_id: str | None
     application_number = pw.TextField()
     operating_system_type = pw.TextField()
-    event_type = pw.TextField()
-    source = pw.TextField()
+    event_type = pw.TextField()  # domain.accounts.devices.InstallationEventType
+    source = pw.TextField()  # domain.accounts.sources.DataSource
     recorded_at = pw.DateTimeField()
 
 
@@ -165,7 +165,7 @@ class Correspondence(BaseModel):
     id = pw.TextField(primary_key=True)
     account = pw.ForeignKeyField(Account, on_delete="CASCADE", column_name="account_id")
     account_id: str
-    kind = pw.TextField()
+    kind = pw.TextField()  # domain.accounts.correspondence.CorrespondenceKind
     subject = pw.TextField()
     body = pw.TextField()
     received_at = pw.DateTimeField()
@@ -593,7 +593,7 @@ class KeptCorrespondence(BaseModel):
 
     id = pw.TextField(primary_key=True)
     subject_ref = pw.TextField()
-    kind = pw.TextField()
+    kind = pw.TextField()  # domain.accounts.correspondence.CorrespondenceKind
     subject = pw.TextField()
     body = pw.TextField()
     received_at = pw.DateTimeField()

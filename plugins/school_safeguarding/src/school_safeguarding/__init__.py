@@ -26,6 +26,7 @@ from chatpro_privacy.plugin import (
     ContentDisposition,
     ContentKind,
     ContentView,
+    Disposition,
     ExportFormat,
     ExportRecord,
     Flag,
@@ -129,7 +130,7 @@ class SchoolSafeguarding:
     @hookimpl
     def chatpro_departed_content(self, member: MemberView, change: str) -> ContentDisposition:
         return ContentDisposition(
-            "keep_pseudonymised",
+            Disposition.KEEP_PSEUDONYMISED,
             "the school keeps messages as safeguarding records for its retention period",
         )
 

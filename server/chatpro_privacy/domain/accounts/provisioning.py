@@ -21,7 +21,7 @@ from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.accounts import email_links
 from chatpro_privacy.domain.accounts.profile import email_taken, username_taken
 from chatpro_privacy.domain.accounts.registration import accept_policy, request_guardian_consent
-from chatpro_privacy.domain.accounts.sources import ORGANISATION, PERSON, set_sources
+from chatpro_privacy.domain.accounts.sources import DataSource, set_sources
 from chatpro_privacy.domain.consent import policy as policy_rules
 from chatpro_privacy.domain.kernel import tokens, validation
 from chatpro_privacy.domain.kernel.errors import (
@@ -150,7 +150,9 @@ class Provisioning:
         )
         fields = ["name", "date_of_birth", "email"]
         set_sources(
-            account_id, fields + (["guardian_email"] if person.guardian_email else []), ORGANISATION
+            account_id,
+            fields + (["guardian_email"] if person.guardian_email else []),
+            DataSource.ORGANISATION,
         )
         membership = Membership.create(
             organisation=organisation_id,
@@ -279,7 +281,7 @@ class Provisioning:
     ) -> None:
         """Inside the caller's transaction: what the person gave, their acceptance of the
         policy and, for a child, the request for their guardian's consent (ACC-3)."""
-        set_sources(account.id, ["username", "password"], PERSON)
+        set_sources(account.id, ["username", "password"], DataSource.PERSON)
         accept_policy(
             account.subject_ref,
             version,

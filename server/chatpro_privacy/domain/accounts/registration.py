@@ -17,7 +17,7 @@ from chatpro_privacy.domain.accounts import email_links
 from chatpro_privacy.domain.accounts.devices import DeviceData, upsert_device, validate_device
 from chatpro_privacy.domain.accounts.profile import email_taken, username_taken
 from chatpro_privacy.domain.accounts.sessions import SessionKind, Sessions, SignedIn
-from chatpro_privacy.domain.accounts.sources import DEVICE, PERSON, set_sources
+from chatpro_privacy.domain.accounts.sources import DataSource, set_sources
 from chatpro_privacy.domain.consent import ledger as consent
 from chatpro_privacy.domain.consent import policy as policy_rules
 from chatpro_privacy.domain.consent.purposes import LawfulBasis
@@ -232,12 +232,12 @@ class Registrations:
         provided = ["username", "email", "name", "date_of_birth", "password"]
         provided += ["guardian_email"] if is_child else []
         provided += ["profile_picture"] if columns["profile_picture"] else []
-        set_sources(account_id, provided, PERSON)
+        set_sources(account_id, provided, DataSource.PERSON)
         RegistrationRequest.create(
             request_id=r.request_id, account=account_id, fingerprint=_fingerprint(r), created_at=now
         )
         if isinstance(device := fields["device"], DeviceData):
-            upsert_device(account_id, device, DEVICE)
+            upsert_device(account_id, device, DataSource.DEVICE)
         accept_policy(subject_ref, version, is_child, REGISTRATION_CATEGORIES, "registration")
         purposes = cast(list[str], fields["purposes"])
         consent.record_registration_choices(subject_ref, list(purposes), version, is_child)

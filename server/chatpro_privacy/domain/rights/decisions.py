@@ -29,6 +29,7 @@ from chatpro_privacy.domain.rights.workflow import (
     Workflow,
     require_dpm,
 )
+from chatpro_privacy.plugin.types import Disposition
 from chatpro_privacy.storage.db import database
 from chatpro_privacy.storage.models import RightsRequest
 
@@ -204,7 +205,9 @@ class Decisions(Workflow):
             {"what": k.what, "reason": k.reason, "decided_by": Role.DATA_PRIVACY_MANAGER}
             for k in kept
         ]
-        kept_orgs = [p for p in self.view(row).organisations if p.decision == "keep_pseudonymised"]
+        kept_orgs = [
+            p for p in self.view(row).organisations if p.decision == Disposition.KEEP_PSEUDONYMISED
+        ]
         summary = "; ".join(
             [f"{k['what']}: {k['reason']}" for k in parts]
             + [f"content kept by organisation {p.organisation_id}: {p.reason}" for p in kept_orgs]

@@ -46,7 +46,7 @@ from chatpro_privacy.domain.kernel.errors import FailedPrecondition, NotFound, V
 from chatpro_privacy.domain.kernel.principals import SYSTEM, Principal
 from chatpro_privacy.domain.records import audit, deletion_feed
 from chatpro_privacy.domain.vault.envelope import Vault
-from chatpro_privacy.plugin.types import ContentKind
+from chatpro_privacy.plugin.types import ContentKind, Disposition
 from chatpro_privacy.storage.db import database, is_postgres
 from chatpro_privacy.storage.erasure_ledger import (
     ErasureLedger,
@@ -85,9 +85,6 @@ from chatpro_privacy.storage.models import (
     Session,
 )
 
-DELETE = "delete"
-KEEP_PSEUDONYMISED = "keep_pseudonymised"
-ACTIONS = frozenset({DELETE, KEEP_PSEUDONYMISED})
 CORRESPONDENCE = "correspondence"
 KEEPABLE = frozenset({CORRESPONDENCE})
 ERASED = "[erased]"
@@ -121,7 +118,7 @@ class OrganisationDecision:
     """An organisation's answer for the content the person wrote there."""
 
     organisation_id: str
-    action: str  # "delete" | "keep_pseudonymised"
+    action: str  # a Disposition, checked by ``erase``
     reason: str
     decided_by: str  # "plugin:<name>" | "administrator"
 
@@ -202,18 +199,18 @@ def erase(
     actions = [
         OrganisationAction(org, d.action, d.reason, d.decided_by)
         if (d := chosen.get(org)) is not None
-        else OrganisationAction(org, DELETE, NO_DECISION, "default")
+        else OrganisationAction(org, Disposition.DELETE, NO_DECISION, "default")
         for org in sorted(involved)
     ]
     held = _holds(subject_ref)
     actions = [  # RET-1: content under a legal hold is kept, pseudonymised, whatever was decided
         OrganisationAction(
             a.organisation_id,
-            KEEP_PSEUDONYMISED,
+            Disposition.KEEP_PSEUDONYMISED,
             f"legal hold: {held[a.organisation_id]}",
             "legal_hold",
         )
-        if a.organisation_id in held and a.action == DELETE
+        if a.organisation_id in held and a.action == Disposition.DELETE
         else a
         for a in actions
     ]
@@ -267,7 +264,7 @@ def _validate(decisions: list[OrganisationDecision], kept: list[KeptPart]) -> No
     v = Violations()
     seen: set[str] = set()
     for i, d in enumerate(decisions):
-        if d.action not in ACTIONS:
+        if d.action not in set(Disposition):
             v.add(f"decisions[{i}].action", "must be delete or keep_pseudonymised", "UNKNOWN")
         if not d.organisation_id:
             v.add(f"decisions[{i}].organisation_id", "is required", "REQUIRED")
@@ -318,7 +315,8 @@ def _content_organisations(subject_ref: str) -> set[str]:
 def _needs_reapplying(entry: LedgerEntry) -> bool:
     if Account.select().where(Account.id == entry.account_id).exists():
         return True
-    return any(entry.action_for(org) == DELETE for org in _content_organisations(entry.subject_ref))
+    organisations = _content_organisations(entry.subject_ref)
+    return any(entry.action_for(org) == Disposition.DELETE for org in organisations)
 
 
 def _apply(actor: Principal, vault: Vault, entry: LedgerEntry, action: str) -> dict[str, Any]:
@@ -333,7 +331,7 @@ def _apply(actor: Principal, vault: Vault, entry: LedgerEntry, action: str) -> d
     destroyed = {
         org: vault.keys.destroy_member_key(org, ref)
         for org, decision in organisations.items()
-        if decision.action == DELETE
+        if decision.action == Disposition.DELETE
     }
     with database.atomic():
         content = _dispose_of_content(ref, organisations)
@@ -375,7 +373,9 @@ def _decisions_now(entry: LedgerEntry, account: Account | None) -> dict[str, Org
     holds the person's content or membership without one (a restore brought it back)."""
     organisations = {o.organisation_id: o for o in entry.organisations}
     for org in organisations_concerned(entry.subject_ref, account.id if account else None):
-        organisations.setdefault(org, OrganisationAction(org, DELETE, NO_DECISION, "default"))
+        organisations.setdefault(
+            org, OrganisationAction(org, Disposition.DELETE, NO_DECISION, "default")
+        )
     return organisations
 
 
@@ -398,7 +398,7 @@ def _dispose_of_content(ref: str, organisations: dict[str, OrganisationAction]) 
         mine = (ContentItem.organisation == org) & (ContentItem.author_ref == ref)
         by_kind = _count_by_kind(mine)
         done.per_org[org] = sum(by_kind.values())
-        if decision.action == DELETE:
+        if decision.action == Disposition.DELETE:
             done.recordings += [
                 (org, str(item.id))
                 for item in ContentItem.select(ContentItem.id).where(

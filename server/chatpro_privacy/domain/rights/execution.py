@@ -18,7 +18,7 @@ import structlog
 
 from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.accounts.profile import request_email_change
-from chatpro_privacy.domain.accounts.sources import PERSON, set_sources
+from chatpro_privacy.domain.accounts.sources import DataSource, set_sources
 from chatpro_privacy.domain.consent import disclosures as disclosure_rules
 from chatpro_privacy.domain.consent import ledger as consent
 from chatpro_privacy.domain.consent.restrictions import RestrictionCase
@@ -38,7 +38,7 @@ from chatpro_privacy.domain.rights.workflow import COMPLAINT_NOTICE, Kept, Reque
 from chatpro_privacy.domain.vault.envelope import Vault
 from chatpro_privacy.plugin.faults import PluginError
 from chatpro_privacy.plugin.host import PluginHost
-from chatpro_privacy.plugin.types import MemberView
+from chatpro_privacy.plugin.types import Disposition, MemberView
 from chatpro_privacy.settings import PolicySettings
 from chatpro_privacy.storage.db import database
 from chatpro_privacy.storage.erasure_ledger import ErasureLedger
@@ -194,7 +194,7 @@ class Execution(Workflow):
         updates = {name: value[0] for name, value in fixed.items()}
         if updates:
             Account.update(**updates).where(Account.id == account.id).execute()
-            set_sources(account.id, list(updates), PERSON)
+            set_sources(account.id, list(updates), DataSource.PERSON)
             said.insert(0, "corrected: " + ", ".join(sorted(updates)))
         return "; ".join(said).capitalize() + "."
 
@@ -275,7 +275,7 @@ class Execution(Workflow):
             self._move(
                 row,
                 RequestState.PARTIALLY_COMPLETED
-                if kept or any(p.decision == "keep_pseudonymised" for p in parts)
+                if kept or any(p.decision == Disposition.KEEP_PSEUDONYMISED for p in parts)
                 else RequestState.COMPLETED,
                 "system",
                 "erasure carried out",

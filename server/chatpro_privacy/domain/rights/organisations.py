@@ -24,7 +24,7 @@ from chatpro_privacy.domain.rights import erasure
 from chatpro_privacy.domain.rights.workflow import FINAL, RequestView, Workflow
 from chatpro_privacy.plugin.faults import PluginError
 from chatpro_privacy.plugin.host import PluginHost
-from chatpro_privacy.plugin.types import MemberView
+from chatpro_privacy.plugin.types import Disposition, MemberView
 from chatpro_privacy.storage.db import database
 from chatpro_privacy.storage.models import RightsRequest, RightsRequestOrganisation
 
@@ -35,11 +35,11 @@ log = structlog.get_logger("chatpro_privacy.rights")
 ORGANISATION_DECISIONS: dict[str, tuple[str, str]] = {
     RequestType.ACCESS: ("exported", "withheld"),
     RequestType.PORTABILITY: ("exported", "withheld"),
-    RequestType.ERASURE: ("delete", "keep_pseudonymised"),
+    RequestType.ERASURE: (Disposition.DELETE, Disposition.KEEP_PSEUDONYMISED),
     RequestType.RESTRICTION: ("monitoring_stops", "monitoring_continues"),
 }
 # Decisions that give the person less than they asked for must say why.
-NEEDS_REASON = frozenset({"withheld", "keep_pseudonymised", "monitoring_continues"})
+NEEDS_REASON = frozenset({"withheld", Disposition.KEEP_PSEUDONYMISED, "monitoring_continues"})
 
 
 def _unanswered(rights_request_id: str) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from chatpro.privacy.v1 import account_pb2
 
 from chatpro_privacy.domain.accounts import devices, profile
+from chatpro_privacy.domain.accounts.correspondence import CorrespondenceKind
 from chatpro_privacy.domain.kernel.principals import Role
 from chatpro_privacy.domain.kernel.vocabulary import AccountState
 from chatpro_privacy.services.convert.common import calendar_date, source, timestamp
@@ -21,13 +22,13 @@ ROLES: dict[str, account_pb2.PlatformRole.ValueType] = {
     Role.DATA_PRIVACY_MANAGER: account_pb2.PLATFORM_ROLE_DATA_PRIVACY_MANAGER,
 }
 INSTALLATION_EVENTS = {
-    account_pb2.INSTALLATION_EVENT_TYPE_INSTALL: "install",
-    account_pb2.INSTALLATION_EVENT_TYPE_UNINSTALL: "uninstall",
-    account_pb2.INSTALLATION_EVENT_TYPE_UPDATE_CHECK: "update_check",
+    account_pb2.INSTALLATION_EVENT_TYPE_INSTALL: devices.InstallationEventType.INSTALL,
+    account_pb2.INSTALLATION_EVENT_TYPE_UNINSTALL: devices.InstallationEventType.UNINSTALL,
+    account_pb2.INSTALLATION_EVENT_TYPE_UPDATE_CHECK: devices.InstallationEventType.UPDATE_CHECK,
 }
 CORRESPONDENCE_KINDS = {
-    account_pb2.CORRESPONDENCE_KIND_CONTACT: "contact",
-    account_pb2.CORRESPONDENCE_KIND_PROBLEM_REPORT: "problem_report",
+    account_pb2.CORRESPONDENCE_KIND_CONTACT: CorrespondenceKind.CONTACT,
+    account_pb2.CORRESPONDENCE_KIND_PROBLEM_REPORT: CorrespondenceKind.PROBLEM_REPORT,
 }
 
 
