@@ -543,6 +543,7 @@ class RightsRequestOrganisation(BaseModel):
     )
     organisation_id: str
     answered = pw.BooleanField()
+    # domain.rights.organisations.PartDecision, or a plugin.types.Disposition for an erasure
     decision = pw.TextField()
     reason = pw.TextField()
     decided_by = pw.TextField()

@@ -67,7 +67,7 @@ class Guardians:
         )
 
     def start_session(self, token: str) -> SignedIn:
-        access_id = self.confirmations.open(tokens.GUARDIAN_ACCESS, token)
+        access_id = self.confirmations.open(tokens.ConfirmationKind.GUARDIAN_ACCESS, token)
         now = clock.now()
         with database.atomic():
             grant = email_links.usable(

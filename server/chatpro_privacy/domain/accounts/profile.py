@@ -231,7 +231,7 @@ class Profiles:
 
     def confirm_email(self, principal: Principal, token: str) -> AccountView:
         access.require_person(principal, "only the account's owner can confirm an email change")
-        confirmation_id = self.confirmations.open(tokens.EMAIL, token)
+        confirmation_id = self.confirmations.open(tokens.ConfirmationKind.EMAIL, token)
         now = clock.now()
         with database.atomic():
             ec = EmailConfirmation.get_or_none(EmailConfirmation.id == confirmation_id)

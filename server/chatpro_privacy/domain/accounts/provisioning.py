@@ -218,7 +218,7 @@ class Provisioning:
     async def complete_setup(
         self, token: str, username: str, password: str, accepted_policy_version: str
     ) -> Account:
-        setup_id = self.confirmations.open(tokens.ACCOUNT_SETUP, token)
+        setup_id = self.confirmations.open(tokens.ConfirmationKind.ACCOUNT_SETUP, token)
         now = clock.now()
         setup = email_links.usable(
             AccountSetup.get_or_none(AccountSetup.id == setup_id),

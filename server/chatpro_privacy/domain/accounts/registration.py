@@ -249,7 +249,7 @@ class Registrations:
 
     def confirm_guardian(self, token: str) -> tuple[Account, SignedIn]:
         """Activate a child's account; the guardian gets a short session acting for the child."""
-        confirmation_id = self.confirmations.open(tokens.GUARDIAN, token)
+        confirmation_id = self.confirmations.open(tokens.ConfirmationKind.GUARDIAN, token)
         now = clock.now()
         with database.atomic():
             gc = email_links.usable(

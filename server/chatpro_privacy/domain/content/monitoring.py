@@ -10,6 +10,7 @@ checks made in their organisation, and whether their content was among the resul
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -55,12 +56,29 @@ from chatpro_privacy.storage.queries import tuples
 
 log = structlog.get_logger("chatpro_privacy.monitoring")
 
-REASONS = ("routine_check", "random_check", "safeguarding_concern", "legal_request")
 MAX_SPAN = dt.timedelta(days=366)
 MAX_KEYWORDS = 10
 MAX_PEOPLE = 100
 MAX_SAMPLE = 100
 MAX_CANDIDATES = 5000
+
+
+class MonitoringReason(enum.StrEnum):
+    """Why an administrator looks at content: every access states one (ORG-3)."""
+
+    ROUTINE_CHECK = "routine_check"
+    RANDOM_CHECK = "random_check"
+    SAFEGUARDING_CONCERN = "safeguarding_concern"
+    LEGAL_REQUEST = "legal_request"
+
+
+class Operation(enum.StrEnum):
+    """What an access does, as its record and the organisation's plugin see it."""
+
+    SEARCH = "search"
+    STATISTICS = "statistics"
+    RANDOM_CHECK = "random_check"
+    LISTEN = "listen"
 
 
 @dataclass(frozen=True)
@@ -103,7 +121,7 @@ class Check:
 
 
 def _reason(v: Violations, reason: str) -> None:
-    if reason not in REASONS:
+    if reason not in set(MonitoringReason):
         v.add("reason", "is required: why the content is looked at", "REASON_REQUIRED")
 
 
@@ -200,7 +218,7 @@ class Monitoring:
         principal: Principal,
         organisation_id: str,
         reason: str,
-        operation: str,
+        operation: Operation,
         filters: dict[str, str],
     ) -> _Check:
         request = AccessRequest(str(principal.subject_ref), reason, operation, dict(filters))
@@ -324,7 +342,7 @@ class Monitoring:
             principal,
             org_id,
             reason,
-            "search",
+            Operation.SEARCH,
             _filters(
                 scope,
                 keywords=",".join(words),
@@ -381,7 +399,9 @@ class Monitoring:
         _reason(v, reason)
         _scope(v, scope, org_id)
         v.raise_if_any()
-        check = await self._approve(principal, org_id, reason, "statistics", _filters(scope))
+        check = await self._approve(
+            principal, org_id, reason, Operation.STATISTICS, _filters(scope)
+        )
         where = _in_scope(org_id, scope) & await self.retention.served(org_id)
         day = fn.DATE(ContentItem.created_at)
         per_day = [
@@ -439,8 +459,8 @@ class Monitoring:
         check = await self._approve(
             principal,
             org_id,
-            "random_check",
-            "random_check",
+            MonitoringReason.RANDOM_CHECK,
+            Operation.RANDOM_CHECK,
             _filters(scope, sample_size=str(sample_size)),
         )
         candidates = list(
@@ -481,7 +501,9 @@ class Monitoring:
             raise NotFound(
                 "RECORDING_NOT_FOUND", "no such recording", {"recording_id": recording_id[:64]}
             )
-        check = await self._approve(principal, org_id, reason, "listen", {"recording_id": item.id})
+        check = await self._approve(
+            principal, org_id, reason, Operation.LISTEN, {"recording_id": item.id}
+        )
         chunks = self.recordings.stream(item)
         _, subjects = self._items(org_id, [item])
         await self._recorded(check, 1, subjects)

@@ -116,7 +116,7 @@ class Reading:
         confirmation = model.get_or_none(model.id == self.stored[key])
         return confirmation if self.live(confirmation) else None
 
-    def token(self, kind: str, confirmation: Any) -> str:
+    def token(self, kind: tokens.ConfirmationKind, confirmation: Any) -> str:
         return self.confirmations.issue(kind, confirmation.id)
 
     def organisation(self) -> Organisation | None:
@@ -170,7 +170,11 @@ def _guardian_consent(r: Reading) -> GuardianConsentRequested | None:
         return None
     child = gc.account
     return GuardianConsentRequested(
-        child.id, child.guardian_email, child.name, r.token(tokens.GUARDIAN, gc), gc.expires_at
+        child.id,
+        child.guardian_email,
+        child.name,
+        r.token(tokens.ConfirmationKind.GUARDIAN, gc),
+        gc.expires_at,
     )
 
 
@@ -185,7 +189,7 @@ def _guardian_access(r: Reading) -> GuardianAccessRequested | None:
     child = r.account
     if child is None or ga is None:
         return None
-    token = r.token(tokens.GUARDIAN_ACCESS, ga)
+    token = r.token(tokens.ConfirmationKind.GUARDIAN_ACCESS, ga)
     return GuardianAccessRequested(child.id, child.guardian_email, child.name, token, ga.expires_at)
 
 
@@ -202,7 +206,7 @@ def _email_confirmation(r: Reading) -> EmailConfirmationRequested | None:
     ec = r.pending(EmailConfirmation, "confirmation_id")
     if ec is None:
         return None
-    token = r.token(tokens.EMAIL, ec)
+    token = r.token(tokens.ConfirmationKind.EMAIL, ec)
     return EmailConfirmationRequested(r.row.account_id, ec.new_email, token, ec.expires_at)
 
 
@@ -331,7 +335,7 @@ def _account_setup(r: Reading) -> AccountSetupRequested | None:
     a = r.account
     if a is None or org is None or setup is None:
         return None
-    token = r.token(tokens.ACCOUNT_SETUP, setup)
+    token = r.token(tokens.ConfirmationKind.ACCOUNT_SETUP, setup)
     return AccountSetupRequested(a.id, a.email, a.name, org.id, org.name, token, setup.expires_at)
 
 

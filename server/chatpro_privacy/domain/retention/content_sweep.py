@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import enum
 import gc
 import json
 import time
@@ -84,10 +85,15 @@ FIRST_PURGE = 50
 CHECKPOINT_EVERY = 50  # transactions; the WAL is checkpointed between them, not inside one
 HOLDING_REQUESTS = (RequestType.ACCESS, RequestType.PORTABILITY, RequestType.ERASURE)
 
-LEGAL_HOLD = "legal_hold"
-OPEN_REQUEST = "open_rights_request"
-LEGAL_CLAIMS = "restricted_for_legal_claims"
-PLUGIN_UNAVAILABLE = "plugin_unavailable"
+
+class KeptReason(enum.StrEnum):
+    """Why expired content stayed; a plugin's veto is reported as "plugin: <its reason>"."""
+
+    LEGAL_HOLD = "legal_hold"
+    OPEN_REQUEST = "open_rights_request"
+    LEGAL_CLAIMS = "restricted_for_legal_claims"
+    PLUGIN_UNAVAILABLE = "plugin_unavailable"
+
 
 # Called with (rows, milliseconds) after each transaction that held the write lock: the
 # bench's view of every hold, not only the longest.
@@ -394,11 +400,11 @@ class ContentSweeper:
         kept: dict[int, str] = {}
         for r in rows:
             if r.author_ref in held_people or r.conversation_id in held_conversations:
-                kept[r.seq] = LEGAL_HOLD
+                kept[r.seq] = KeptReason.LEGAL_HOLD
             elif r.author_account_id in claims:
-                kept[r.seq] = LEGAL_CLAIMS
+                kept[r.seq] = KeptReason.LEGAL_CLAIMS
             elif r.author_ref in requesting:
-                kept[r.seq] = OPEN_REQUEST
+                kept[r.seq] = KeptReason.OPEN_REQUEST
         return kept
 
     async def _veto(self, organisation_id: str, rows: list[_Row]) -> str | None:
@@ -406,7 +412,7 @@ class ContentSweeper:
             veto = await self.host.retention_veto(organisation_id, _refs(rows))
         except PluginError as exc:
             log.warning("sweep kept a batch: plugin unavailable", reason=exc.reason)
-            return PLUGIN_UNAVAILABLE
+            return KeptReason.PLUGIN_UNAVAILABLE
         return f"plugin: {veto.reason}"[:200] if veto is not None else None
 
     def _delete(

@@ -14,6 +14,7 @@ People who restricted processing (RGT-5) or objected to processing on legitimate
 from __future__ import annotations
 
 import datetime as dt
+import enum
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -34,9 +35,6 @@ from chatpro_privacy.storage.models import (
 )
 
 THRESHOLD = 10
-MESSAGES_PER_ORGANISATION_WEEK = "messages_per_organisation_week"
-ACTIVE_ACCOUNTS_BY_AGE_BAND = "active_accounts_by_age_band"
-TABLES = (MESSAGES_PER_ORGANISATION_WEEK, ACTIVE_ACCOUNTS_BY_AGE_BAND)
 TOTAL = "total"
 MAX_SPAN = dt.timedelta(days=366)
 # (lowest age in the band, label), youngest first.
@@ -50,6 +48,13 @@ AGE_BANDS = (
     (50, "50-64"),
     (65, "65+"),
 )
+
+
+class StatisticsTable(enum.StrEnum):
+    """The anonymised tables there are; each falls on its own boundaries (week, month)."""
+
+    MESSAGES_PER_ORGANISATION_WEEK = "messages_per_organisation_week"
+    ACTIVE_ACCOUNTS_BY_AGE_BAND = "active_accounts_by_age_band"
 
 
 @dataclass(frozen=True)
@@ -85,8 +90,8 @@ def table(
     v = Violations()
     if not name:
         v.add("table", "is required", "REQUIRED")
-    elif name not in TABLES:
-        v.add("table", f"must be one of {', '.join(TABLES)}", "UNKNOWN_TABLE")
+    elif name not in set(StatisticsTable):
+        v.add("table", f"must be one of {', '.join(StatisticsTable)}", "UNKNOWN_TABLE")
     if start is None:
         v.add("start_time", "is required", "REQUIRED")
     if end is None:
@@ -98,9 +103,9 @@ def table(
             v.add("end_time", "a table spans at most 366 days", "OUT_OF_RANGE")
     # Two tables whose ranges differ by a second would differ by one person: ranges fall on
     # whole weeks (messages) or whole months (accounts), so no two can differ by less.
-    unit = "week" if name == MESSAGES_PER_ORGANISATION_WEEK else "month"
+    unit = "week" if name == StatisticsTable.MESSAGES_PER_ORGANISATION_WEEK else "month"
     for field, at in (("start_time", start), ("end_time", end)):
-        if at is not None and name in TABLES and not _on_boundary(at, unit):
+        if at is not None and name in set(StatisticsTable) and not _on_boundary(at, unit):
             v.add(
                 field,
                 "must be a Monday at 00:00 UTC"
@@ -110,7 +115,7 @@ def table(
             )
     v.raise_if_any()
     assert start is not None and end is not None
-    if name == MESSAGES_PER_ORGANISATION_WEEK:
+    if name == StatisticsTable.MESSAGES_PER_ORGANISATION_WEEK:
         return _messages_per_organisation_week(start, end)
     return _active_accounts_by_age_band(start, end)
 

@@ -30,10 +30,11 @@ from chatpro_privacy.domain.kernel.errors import (
     PermissionDenied,
     Violations,
 )
-from chatpro_privacy.domain.kernel.principals import SYSTEM, Principal
+from chatpro_privacy.domain.kernel.principals import SYSTEM, Principal, PrincipalKind
 from chatpro_privacy.domain.kernel.vocabulary import MemberRole, RequestState, RequestType
 from chatpro_privacy.domain.records import audit
 from chatpro_privacy.domain.rights import erasure
+from chatpro_privacy.domain.rights.organisations import PartDecision
 from chatpro_privacy.domain.rights.workflow import COMPLAINT_NOTICE, Kept, RequestStep, Workflow
 from chatpro_privacy.domain.vault.envelope import Vault
 from chatpro_privacy.plugin.faults import PluginError
@@ -152,7 +153,7 @@ class Execution(Workflow):
                 self._move(
                     row,
                     RequestState.COMPLETED,
-                    "system",
+                    PrincipalKind.SYSTEM,
                     "corrections applied",
                     step=RequestStep.DONE,
                     outcome=outcome,
@@ -165,11 +166,11 @@ class Execution(Workflow):
     def _export_ready(self, row: RightsRequest, parts: list[RightsRequestOrganisation]) -> None:
         """Access and portability: the export is made as it is streamed; naming any
         organisation that withheld its part makes the request partly completed."""
-        withheld = [p for p in parts if p.decision == "withheld"]
+        withheld = [p for p in parts if p.decision == PartDecision.WITHHELD]
         self._move(
             row,
             RequestState.PARTIALLY_COMPLETED if withheld else RequestState.COMPLETED,
-            "system",
+            PrincipalKind.SYSTEM,
             "your export is ready to download",
             step=RequestStep.DONE,
             outcome="Your export is ready."
@@ -213,7 +214,7 @@ class Execution(Workflow):
             },
         ).execute()
         for part in parts:
-            if part.decision == "monitoring_stops":
+            if part.decision == PartDecision.MONITORING_STOPS:
                 MonitoringStop.insert(
                     organisation=part.organisation_id,
                     account=row.account_id,
@@ -222,13 +223,17 @@ class Execution(Workflow):
                 ).on_conflict_ignore().execute()
         told = "".join(
             f" Organisation {p.organisation_id}: monitoring "
-            + ("stops." if p.decision == "monitoring_stops" else f"continues ({p.reason}).")
+            + (
+                "stops."
+                if p.decision == PartDecision.MONITORING_STOPS
+                else f"continues ({p.reason})."
+            )
             for p in parts
         )
         self._move(
             row,
             RequestState.COMPLETED,
-            "system",
+            PrincipalKind.SYSTEM,
             f"processing restricted ({row.restriction_case})",
             step=RequestStep.DONE,
             outcome="ChatPro's own processing of your data has stopped"
@@ -263,7 +268,7 @@ class Execution(Workflow):
                 self._move(
                     row,
                     RequestState.REFUSED,
-                    "system",
+                    PrincipalKind.SYSTEM,
                     f"erasure could not be carried out: {exc.message}",
                     step=RequestStep.DONE,
                     refusal_reason=exc.message,
@@ -277,7 +282,7 @@ class Execution(Workflow):
                 RequestState.PARTIALLY_COMPLETED
                 if kept or any(p.decision == Disposition.KEEP_PSEUDONYMISED for p in parts)
                 else RequestState.COMPLETED,
-                "system",
+                PrincipalKind.SYSTEM,
                 "erasure carried out",
                 step=RequestStep.DONE,
             )
@@ -311,7 +316,7 @@ class Execution(Workflow):
         withheld = {
             p.organisation_id: p.reason
             for p in self.view(row).organisations
-            if p.decision == "withheld"
+            if p.decision == PartDecision.WITHHELD
         }
         if row.recipient_id:
             disclosure_rules.record_portability(

@@ -27,7 +27,7 @@ from chatpro_privacy.domain.kernel.errors import (
     PermissionDenied,
     Violations,
 )
-from chatpro_privacy.domain.kernel.principals import Principal
+from chatpro_privacy.domain.kernel.principals import Principal, PrincipalKind
 from chatpro_privacy.domain.kernel.tokens import new_id
 from chatpro_privacy.domain.kernel.vocabulary import RequestChannel, RequestState, RequestType
 from chatpro_privacy.domain.records import audit, outbox
@@ -177,7 +177,7 @@ class Intake(Workflow):
                     self._move(
                         row,
                         RequestState.COMPLETED,
-                        "system",
+                        PrincipalKind.SYSTEM,
                         "consent withdrawn",
                         step=RequestStep.DONE,
                         outcome="Your consent was withdrawn."

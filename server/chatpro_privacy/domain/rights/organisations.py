@@ -9,6 +9,7 @@ administrators do (AnswerRightsRequest), seeing only their own part of the reque
 
 from __future__ import annotations
 
+import enum
 from typing import Any
 
 import structlog
@@ -30,16 +31,29 @@ from chatpro_privacy.storage.models import RightsRequest, RightsRequestOrganisat
 
 log = structlog.get_logger("chatpro_privacy.rights")
 
+
+class PartDecision(enum.StrEnum):
+    """An organisation's answer for its part of an export or a restriction; its part of an
+    erasure is answered with a Disposition."""
+
+    EXPORTED = "exported"
+    WITHHELD = "withheld"
+    MONITORING_STOPS = "monitoring_stops"
+    MONITORING_CONTINUES = "monitoring_continues"
+
+
 # What each organisation may answer, by the right exercised (the stored type, which each member
 # equals); only these requests ask them.
 ORGANISATION_DECISIONS: dict[str, tuple[str, str]] = {
-    RequestType.ACCESS: ("exported", "withheld"),
-    RequestType.PORTABILITY: ("exported", "withheld"),
+    RequestType.ACCESS: (PartDecision.EXPORTED, PartDecision.WITHHELD),
+    RequestType.PORTABILITY: (PartDecision.EXPORTED, PartDecision.WITHHELD),
     RequestType.ERASURE: (Disposition.DELETE, Disposition.KEEP_PSEUDONYMISED),
-    RequestType.RESTRICTION: ("monitoring_stops", "monitoring_continues"),
+    RequestType.RESTRICTION: (PartDecision.MONITORING_STOPS, PartDecision.MONITORING_CONTINUES),
 }
 # Decisions that give the person less than they asked for must say why.
-NEEDS_REASON = frozenset({"withheld", Disposition.KEEP_PSEUDONYMISED, "monitoring_continues"})
+NEEDS_REASON = frozenset(
+    {PartDecision.WITHHELD, Disposition.KEEP_PSEUDONYMISED, PartDecision.MONITORING_CONTINUES}
+)
 
 
 def _unanswered(rights_request_id: str) -> Any:
@@ -184,9 +198,13 @@ class OrganisationParts(Workflow):
         if row.type == RequestType.RESTRICTION:
             stops, plugin = await self.host.restriction_stops_monitoring(organisation_id, member)
             return (
-                ("monitoring_stops", "", plugin)
+                (PartDecision.MONITORING_STOPS, "", plugin)
                 if stops
-                else ("monitoring_continues", "the organisation's rules keep monitoring", plugin)
+                else (
+                    PartDecision.MONITORING_CONTINUES,
+                    "the organisation's rules keep monitoring",
+                    plugin,
+                )
             )
         # Access and portability: the organisation's export hook decides item by item.
-        return "exported", "", "export hooks"
+        return PartDecision.EXPORTED, "", "export hooks"

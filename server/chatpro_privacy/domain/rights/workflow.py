@@ -24,7 +24,7 @@ import structlog
 
 from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.kernel.errors import FailedPrecondition, NotFound, PermissionDenied
-from chatpro_privacy.domain.kernel.principals import Principal, Role
+from chatpro_privacy.domain.kernel.principals import Principal, PrincipalKind, Role
 from chatpro_privacy.domain.kernel.vocabulary import RequestState, RequestType
 from chatpro_privacy.domain.records import outbox
 from chatpro_privacy.domain.rights import erasure
@@ -215,13 +215,16 @@ class Workflow(abc.ABC):
                             self._move(
                                 row,
                                 RequestState.AWAITING_ORGANISATION,
-                                "system",
+                                PrincipalKind.SYSTEM,
                                 "waiting for the organisations concerned to answer",
                             )
                         return
                     if row.state == RequestState.AWAITING_ORGANISATION:
                         self._move(
-                            row, RequestState.IN_PROGRESS, "system", "every organisation answered"
+                            row,
+                            RequestState.IN_PROGRESS,
+                            PrincipalKind.SYSTEM,
+                            "every organisation answered",
                         )
                     after = (
                         RequestStep.AWAIT_DPM
