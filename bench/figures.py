@@ -915,9 +915,9 @@ def _count_calls(call: Callable[[], object], duration: float) -> loadgen.Sample:
 def _content() -> object:
     import datetime as dt
 
-    from chatpro_privacy.plugin import ContentRef, ContentView
+    from chatpro_privacy.plugin import ContentKind, ContentRef, ContentView
 
-    ref = ContentRef("message", "m1", "c1", "author", dt.datetime(2026, 1, 1))
+    ref = ContentRef(ContentKind.MESSAGE, "m1", "c1", "author", dt.datetime(2026, 1, 1))
     return ContentView(ref, "hello")
 
 

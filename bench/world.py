@@ -461,9 +461,9 @@ def store_messages(
     Blocking; the bench runs it on a worker thread while the server is idle.
     """
     from chatpro_privacy.clock import clock
-    from chatpro_privacy.domain.content.messages import MESSAGE
     from chatpro_privacy.domain.kernel.tokens import new_id
     from chatpro_privacy.domain.vault.envelope import Vault
+    from chatpro_privacy.plugin.types import ContentKind
     from chatpro_privacy.settings import from_env
     from chatpro_privacy.storage.blobs import BlobStore
     from chatpro_privacy.storage.db import close_database, open_database
@@ -499,7 +499,7 @@ def store_messages(
                         "id": item_id,
                         "organisation": organisation_id,
                         "conversation": conversation_id,
-                        "kind": MESSAGE,
+                        "kind": ContentKind.MESSAGE,
                         "author_ref": refs[account_id],
                         "author_account": account_id,
                         "key_id": sealed.key_id,

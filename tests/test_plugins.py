@@ -16,7 +16,14 @@ from chatpro.privacy.v1 import (
     organisation_service_pb2_grpc,
 )
 from chatpro_privacy.domain.organisations.plugin_settings import PluginSettings
-from chatpro_privacy.plugin import ContentRef, ContentView, ExportRecord, PluginContext, hookimpl
+from chatpro_privacy.plugin import (
+    ContentKind,
+    ContentRef,
+    ContentView,
+    ExportRecord,
+    PluginContext,
+    hookimpl,
+)
 from chatpro_privacy.plugin.discovery import discover
 from chatpro_privacy.plugin.host import PluginHost
 from chatpro_privacy.storage.db import database
@@ -369,7 +376,7 @@ def test_plugins_are_never_called_inside_a_write_transaction(
 
     async def inside() -> None:
         with database.atomic():
-            await host.retention(a, "message")
+            await host.retention(a, ContentKind.MESSAGE)
 
     with pytest.raises(RuntimeError, match="inside a write transaction"):
         api.server.run(inside())

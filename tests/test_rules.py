@@ -62,13 +62,13 @@ def test_confirmation_tokens_are_bound_to_key_kind_and_id() -> None:
     mine = tokens.ConfirmationTokens(b"k" * 32)
     theirs = tokens.ConfirmationTokens(b"x" * 32)
     cid = tokens.new_id()
-    token = mine.issue(tokens.GUARDIAN, cid)
-    assert mine.open(tokens.GUARDIAN, token) == cid
+    token = mine.issue(tokens.ConfirmationKind.GUARDIAN, cid)
+    assert mine.open(tokens.ConfirmationKind.GUARDIAN, token) == cid
     for bad_kind, bad_token, keys in (
-        (tokens.EMAIL, token, mine),  # a guardian token is not an email token
-        (tokens.GUARDIAN, token, theirs),  # another key
-        (tokens.GUARDIAN, token.replace(cid, tokens.new_id()), mine),  # another id
-        (tokens.GUARDIAN, token[:-1] + ("A" if token[-1] != "A" else "B"), mine),
+        (tokens.ConfirmationKind.EMAIL, token, mine),  # a guardian token is not an email token
+        (tokens.ConfirmationKind.GUARDIAN, token, theirs),  # another key
+        (tokens.ConfirmationKind.GUARDIAN, token.replace(cid, tokens.new_id()), mine),  # another id
+        (tokens.ConfirmationKind.GUARDIAN, token[:-1] + ("A" if token[-1] != "A" else "B"), mine),
     ):
         with pytest.raises(InvalidArgument) as caught:
             keys.open(bad_kind, bad_token)
@@ -79,7 +79,7 @@ def test_confirmation_tokens_are_bound_to_key_kind_and_id() -> None:
 def test_any_string_is_either_a_valid_token_or_refused_cleanly(text: str) -> None:
     keys = tokens.ConfirmationTokens(b"k" * 32)
     with pytest.raises(InvalidArgument):
-        keys.open(tokens.GUARDIAN, text)
+        keys.open(tokens.ConfirmationKind.GUARDIAN, text)
 
 
 def test_bearer_tokens_are_random_and_only_digests_are_kept() -> None:

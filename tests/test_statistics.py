@@ -344,7 +344,9 @@ WEEK = dt.timedelta(days=7)
 )
 def test_only_privacy_staff_may_ask(principal: Principal) -> None:
     with pytest.raises(PermissionDenied):
-        statistics.table(principal, statistics.ACTIVE_ACCOUNTS_BY_AGE_BAND, START, END)
+        statistics.table(
+            principal, statistics.StatisticsTable.ACTIVE_ACCOUNTS_BY_AGE_BAND, START, END
+        )
 
 
 @pytest.mark.parametrize(
@@ -352,18 +354,38 @@ def test_only_privacy_staff_may_ask(principal: Principal) -> None:
     [
         ("", START, END, {"table"}),
         ("people_by_postcode", START, END, {"table"}),
-        (statistics.MESSAGES_PER_ORGANISATION_WEEK, None, None, {"start_time", "end_time"}),
-        (statistics.MESSAGES_PER_ORGANISATION_WEEK, MONDAY + WEEK, MONDAY, {"end_time"}),
-        (statistics.MESSAGES_PER_ORGANISATION_WEEK, MONDAY, MONDAY, {"end_time"}),
         (
-            statistics.MESSAGES_PER_ORGANISATION_WEEK,
+            statistics.StatisticsTable.MESSAGES_PER_ORGANISATION_WEEK,
+            None,
+            None,
+            {"start_time", "end_time"},
+        ),
+        (
+            statistics.StatisticsTable.MESSAGES_PER_ORGANISATION_WEEK,
+            MONDAY + WEEK,
+            MONDAY,
+            {"end_time"},
+        ),
+        (statistics.StatisticsTable.MESSAGES_PER_ORGANISATION_WEEK, MONDAY, MONDAY, {"end_time"}),
+        (
+            statistics.StatisticsTable.MESSAGES_PER_ORGANISATION_WEEK,
             MONDAY,
             MONDAY + 53 * WEEK,
             {"end_time"},
         ),
         # Ranges fall on whole weeks and months, so that no two differ by one person.
-        (statistics.MESSAGES_PER_ORGANISATION_WEEK, START, MONDAY + WEEK, {"start_time"}),
-        (statistics.ACTIVE_ACCOUNTS_BY_AGE_BAND, START, END - dt.timedelta(hours=1), {"end_time"}),
+        (
+            statistics.StatisticsTable.MESSAGES_PER_ORGANISATION_WEEK,
+            START,
+            MONDAY + WEEK,
+            {"start_time"},
+        ),
+        (
+            statistics.StatisticsTable.ACTIVE_ACCOUNTS_BY_AGE_BAND,
+            START,
+            END - dt.timedelta(hours=1),
+            {"end_time"},
+        ),
     ],
 )
 def test_the_range_is_checked(
@@ -419,7 +441,10 @@ def test_active_accounts_by_age_band(api: Api) -> None:
     _object(_account(adult, january), "direct_marketing")  # statistics are not marketing
     _account(adult, END)  # last active after the range
     result = statistics.table(
-        _person(Role.DATA_PRIVACY_MANAGER), statistics.ACTIVE_ACCOUNTS_BY_AGE_BAND, START, END
+        _person(Role.DATA_PRIVACY_MANAGER),
+        statistics.StatisticsTable.ACTIVE_ACCOUNTS_BY_AGE_BAND,
+        START,
+        END,
     )
     bands = [label for _, label in statistics.AGE_BANDS]
     assert [c.row for c in result.row_totals] == bands
@@ -459,7 +484,7 @@ def test_messages_per_organisation_week(api: Api) -> None:
     monday = dt.datetime.combine(today - dt.timedelta(days=today.weekday()), dt.time())
     week = f"{today.isocalendar()[0]}-W{today.isocalendar()[1]:02d}"
     operator = _person(Role.OPERATOR)
-    name = statistics.MESSAGES_PER_ORGANISATION_WEEK
+    name = statistics.StatisticsTable.MESSAGES_PER_ORGANISATION_WEEK
     result = statistics.table(operator, name, monday, monday + dt.timedelta(days=7))
     # 15 messages in a (the restricted member's and the objector's left out), 4 in b.
     assert sorted(c.row for c in result.row_totals) == sorted(

@@ -16,7 +16,7 @@ from chatpro_privacy.app import AddressInUseError, Runtime, prepare_database, se
 from chatpro_privacy.domain.accounts import roles
 from chatpro_privacy.domain.content import key_destruction
 from chatpro_privacy.domain.kernel.errors import DomainError
-from chatpro_privacy.domain.kernel.principals import SYSTEM
+from chatpro_privacy.domain.kernel.principals import SYSTEM, Role
 from chatpro_privacy.domain.records import audit
 from chatpro_privacy.domain.rights import erasure
 from chatpro_privacy.domain.vault.envelope import Vault
@@ -62,12 +62,12 @@ def _parser() -> argparse.ArgumentParser:
 
     grant = sub.add_parser("grant-role", help="grant a platform role to an account")
     grant.add_argument("login", help="username or email")
-    grant.add_argument("role", choices=["operator", "data_privacy_manager"])
+    grant.add_argument("role", choices=[role.value for role in Role])
     grant.add_argument("--by", default="cli", help="who grants it, for the record")
 
     revoke = sub.add_parser("revoke-role", help="take a platform role away")
     revoke.add_argument("login")
-    revoke.add_argument("role", choices=["operator", "data_privacy_manager"])
+    revoke.add_argument("role", choices=[role.value for role in Role])
 
     service = sub.add_parser(
         "add-service", help="register an internal service; prints its token once"

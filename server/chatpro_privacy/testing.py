@@ -32,11 +32,12 @@ from chatpro_privacy import app
 from chatpro_privacy.domain.accounts.registration import Registration
 from chatpro_privacy.domain.accounts.roles import grant_role
 from chatpro_privacy.domain.consent.policy import current_policy
+from chatpro_privacy.domain.kernel.principals import Role
 from chatpro_privacy.domain.organisations.plugin_settings import PluginSettings
 from chatpro_privacy.plugin.discovery import Factory
 from chatpro_privacy.plugin.host import PluginHost
 from chatpro_privacy.plugin.types import (
-    CONTENT_KINDS,
+    ContentKind,
     ContentRef,
     ContentView,
     ExportRecord,
@@ -223,7 +224,7 @@ class PluginKit:
     @staticmethod
     def content_ref(content_id: str, author_ref: str = "pupil-1") -> ContentRef:
         return ContentRef(
-            "message", content_id, "conversation-1", author_ref, dt.datetime(2026, 1, 1)
+            ContentKind.MESSAGE, content_id, "conversation-1", author_ref, dt.datetime(2026, 1, 1)
         )
 
     @classmethod
@@ -266,7 +267,7 @@ class PluginKit:
                     organisation_id=org.organisation_id,
                     version="2026-01-01",
                     text="Our Privacy and Rules statement.",
-                    retention_months={k: announced_months for k in CONTENT_KINDS},
+                    retention_months={k: announced_months for k in ContentKind},
                 ),
                 metadata=kit.metadata,
             )
@@ -299,5 +300,5 @@ async def _operator(server: InProcessServer) -> str:
             device=None,
         )
     )
-    grant_role(username, "operator", "plugin kit")
+    grant_role(username, Role.OPERATOR, "plugin kit")
     return (await runtime.sessions.sign_in(username, "kit operator passphrase", "kit")).token

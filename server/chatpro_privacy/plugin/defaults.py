@@ -17,6 +17,7 @@ from chatpro_privacy.plugin.types import (
     ContentDisposition,
     ContentRef,
     ContentView,
+    Disposition,
     ExportFormat,
     ExportRecord,
     Withheld,
@@ -70,7 +71,7 @@ class Defaults:
 
     @_impl(trylast=True)
     def chatpro_departed_content(self) -> ContentDisposition:
-        return ContentDisposition("delete", "no organisation rule keeps it")
+        return ContentDisposition(Disposition.DELETE, "no organisation rule keeps it")
 
     @_impl(trylast=True)
     def chatpro_restriction_stops_monitoring(self) -> bool:

@@ -15,7 +15,7 @@ import structlog
 from chatpro_privacy.domain.kernel.errors import NotFound
 from chatpro_privacy.plugin import defaults, hookspecs
 from chatpro_privacy.plugin.discovery import Factory, Installed, discover, new_manager
-from chatpro_privacy.plugin.faults import BadAnswer, PluginError, PluginFault
+from chatpro_privacy.plugin.faults import BadAnswer, FaultKind, PluginError, PluginFault
 from chatpro_privacy.plugin.isolation import QUEUED, Tracker, Workers
 from chatpro_privacy.plugin.store import PluginStore
 from chatpro_privacy.plugin.types import OrganisationView, PluginContext
@@ -119,7 +119,7 @@ class Dispatcher:
                 loaded.manager.check_pending()
             except (PluginFault, ValueError, pluggy.PluginValidationError) as exc:
                 loaded.faulted[setting.name] = str(exc)
-                fault = PluginFault(setting.name, "raised", str(exc)[:200])
+                fault = PluginFault(setting.name, FaultKind.RAISED, str(exc)[:200])
                 await self._fault(view.organisation_id, fault)
             loaded.fault_counts[setting.name] = setting.consecutive_faults
         self._organisations[organisation_id] = loaded
@@ -170,7 +170,7 @@ class Dispatcher:
         org = await self.organisation(organisation_id)
         if org.faulted:
             plugin, reason = next(iter(org.faulted.items()))
-            raise PluginError(organisation_id, PluginFault(plugin, "faulted", reason))
+            raise PluginError(organisation_id, PluginFault(plugin, FaultKind.FAULTED, reason))
         arguments = {"organisation": org.view, **kwargs}
         try:
             answers = await self.run_isolated(
@@ -229,7 +229,7 @@ class Dispatcher:
     # -- faults ------------------------------------------------------------------------------
 
     async def _checked(self, organisation_id: str, plugin: str, detail: str) -> PluginError:
-        fault = PluginFault(plugin, "bad_result", detail)
+        fault = PluginFault(plugin, FaultKind.BAD_RESULT, detail)
         await self._fault(organisation_id, fault)
         return PluginError(organisation_id, fault)
 
@@ -239,7 +239,7 @@ class Dispatcher:
         log.warning(
             "plugin fault", organisation_id=organisation_id, plugin=fault.plugin, kind=fault.kind
         )
-        if fault.plugin in (defaults.NAME, QUEUED) or fault.kind == "busy":
+        if fault.plugin in (defaults.NAME, QUEUED) or fault.kind == FaultKind.BUSY:
             return
         reason = f"{fault.kind}: {fault.detail}"[:500]
         faults = self.store.record_fault(organisation_id, fault.plugin, reason, self.fault_limit)

@@ -3,16 +3,26 @@ the plugin, and nothing is changed."""
 
 from __future__ import annotations
 
+import enum
+
 from chatpro_privacy.domain.kernel.errors import Unavailable
+
+
+class FaultKind(enum.StrEnum):
+    RAISED = "raised"
+    TIMEOUT = "timeout"
+    BAD_RESULT = "bad_result"
+    FAULTED = "faulted"  # stopped after repeated faults: not called at all
+    BUSY = "busy"  # no worker free, or earlier calls still stuck: not counted as a fault
 
 
 class PluginFault(Exception):
     """A plugin raised, overran its time limit, or answered something it may not."""
 
-    def __init__(self, plugin: str, kind: str, detail: str) -> None:
+    def __init__(self, plugin: str, kind: FaultKind, detail: str) -> None:
         super().__init__(f"plugin {plugin} {kind}: {detail}")
         self.plugin = plugin
-        self.kind = kind  # "raised" | "timeout" | "bad_result" | "faulted" | "busy"
+        self.kind = kind
         self.detail = detail
 
 
@@ -30,11 +40,11 @@ class PluginError(Unavailable):
 
     def __init__(self, organisation_id: str, fault: PluginFault) -> None:
         reason = {
-            "raised": "PLUGIN_FAILED",
-            "timeout": "PLUGIN_TIMEOUT",
-            "bad_result": "PLUGIN_BAD_RESULT",
-            "faulted": "PLUGIN_FAULTED",
-            "busy": "PLUGIN_BUSY",
+            FaultKind.RAISED: "PLUGIN_FAILED",
+            FaultKind.TIMEOUT: "PLUGIN_TIMEOUT",
+            FaultKind.BAD_RESULT: "PLUGIN_BAD_RESULT",
+            FaultKind.FAULTED: "PLUGIN_FAULTED",
+            FaultKind.BUSY: "PLUGIN_BUSY",
         }[fault.kind]
         super().__init__(
             reason,

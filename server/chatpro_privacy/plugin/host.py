@@ -114,8 +114,8 @@ class PluginHost(Dispatcher):
         check = _first(
             lambda answer: (
                 isinstance(answer, types.ContentDisposition)
-                and answer.action in ("keep_pseudonymised", "delete")
-                and (answer.action != "keep_pseudonymised" or bool(answer.reason))
+                and answer.action in set(types.Disposition)
+                and (answer.action != types.Disposition.KEEP_PSEUDONYMISED or bool(answer.reason))
             ),
             "a disposition is delete, or keep with a reason",
         )

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from chatpro_privacy.plugin.faults import PluginFault
+from chatpro_privacy.plugin.faults import FaultKind, PluginFault
 
 QUEUED = "(queued)"
 MAX_ABANDONED = 2  # stuck calls one organisation may hold before its calls fail fast
@@ -44,7 +44,7 @@ class Workers:
         """
         stuck = self._abandoned.get(organisation_id)
         if stuck and stuck[0] >= MAX_ABANDONED:
-            raise PluginFault(stuck[1], "busy", "earlier calls are still stuck")
+            raise PluginFault(stuck[1], FaultKind.BUSY, "earlier calls are still stuck")
         tracker = Tracker()
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(self._pool, fn, tracker, *args)
@@ -52,15 +52,15 @@ class Workers:
             return await asyncio.wait_for(asyncio.shield(future), self.timeout)
         except TimeoutError:
             if tracker.current == QUEUED:  # never started: no plugin is to blame
-                raise PluginFault(QUEUED, "busy", "no worker was free in time") from None
+                raise PluginFault(QUEUED, FaultKind.BUSY, "no worker was free in time") from None
             self._abandon(organisation_id, tracker.current, future)
             raise PluginFault(
-                tracker.current, "timeout", f"no answer within {self.timeout:g}s"
+                tracker.current, FaultKind.TIMEOUT, f"no answer within {self.timeout:g}s"
             ) from None
         except PluginFault:
             raise
         except Exception as exc:
-            raise PluginFault(tracker.current, "raised", type(exc).__name__) from exc
+            raise PluginFault(tracker.current, FaultKind.RAISED, type(exc).__name__) from exc
 
     def _abandon(self, organisation_id: str, plugin: str, future: asyncio.Future[Any]) -> None:
         count, _ = self._abandoned.get(organisation_id, (0, plugin))

@@ -4,19 +4,22 @@ handle, a model object, or anything of another organisation."""
 from __future__ import annotations
 
 import datetime as dt
+import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
+
+from chatpro_privacy.domain.kernel.vocabulary import MemberRole
 
 # What plugin authors import from ``chatpro_privacy.plugin``.
 __all__ = [
-    "CONTENT_KINDS",
     "AccessDecision",
     "AccessRequest",
     "ContentDisposition",
     "ContentKind",
     "ContentRef",
     "ContentView",
+    "Disposition",
     "ExportFormat",
     "ExportRecord",
     "Flag",
@@ -27,8 +30,14 @@ __all__ = [
     "Withheld",
 ]
 
-ContentKind = Literal["message", "call_recording"]
-CONTENT_KINDS: tuple[ContentKind, ...] = ("message", "call_recording")
+
+class ContentKind(enum.StrEnum):
+    """What an item of content is; each kind has its own retention period (PLG-1)."""
+
+    MESSAGE = "message"
+    CALL_RECORDING = "call_recording"
+
+
 DEFAULT_RETENTION_MONTHS = 12
 MAX_RETENTION_MONTHS = 120
 
@@ -137,10 +146,14 @@ class MemberView:
     """A member as plugins know them: pseudonymous, with their role."""
 
     subject_ref: str
-    role: str  # "member" | "administrator"
+    role: MemberRole
 
 
-Disposition = Literal["keep_pseudonymised", "delete"]
+class Disposition(enum.StrEnum):
+    """What becomes of a departed or erased member's content in an organisation."""
+
+    DELETE = "delete"
+    KEEP_PSEUDONYMISED = "keep_pseudonymised"  # the organisation's record; needs a reason
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from chatpro.privacy.v1 import rights_service_pb2 as pb
 from chatpro.privacy.v1 import rights_service_pb2_grpc as pb_grpc
 
 from chatpro_privacy import context as call
+from chatpro_privacy.domain.kernel.principals import Role
 from chatpro_privacy.domain.rights.intake import NewRequest
 from chatpro_privacy.domain.rights.requests import Rights
 from chatpro_privacy.domain.rights.workflow import Kept
@@ -98,7 +99,7 @@ class RightsService(pb_grpc.RightsServiceServicer):
             call.principal.get(),
             request.rights_request_id,
             request.outcome,
-            [Kept(k.what, k.reason, "data_privacy_manager") for k in request.kept_parts],
+            [Kept(k.what, k.reason, Role.DATA_PRIVACY_MANAGER) for k in request.kept_parts],
         )
         return pb.CompleteRightsRequestResponse(rights_request=cr.rights_request(view))
 

@@ -13,6 +13,7 @@ content database has committed, so that a crash in between leaves a trace that t
 
 from __future__ import annotations
 
+import enum
 import json
 import uuid
 from dataclasses import dataclass, field
@@ -21,14 +22,16 @@ from typing import Any
 from chatpro_privacy.clock import clock
 from chatpro_privacy.storage.shared_connection import SharedConnection
 
-PENDING = "pending"
-DONE = "done"
+
+class LedgerState(enum.StrEnum):
+    PENDING = "pending"  # written before the content is touched
+    DONE = "done"  # the content database has committed
 
 
 @dataclass(frozen=True)
 class OrganisationAction:
     organisation_id: str
-    action: str  # "delete" | "keep_pseudonymised"
+    action: str  # plugin.types.Disposition
     reason: str
     decided_by: str
 
@@ -46,7 +49,7 @@ class LedgerEntry:
     account_id: str
     subject_ref: str
     rights_request_id: str | None
-    state: str
+    state: LedgerState
     erased_at: Any
     organisations: list[OrganisationAction]
     kept: list[KeptRecord]
@@ -104,7 +107,7 @@ class ErasureLedger(SharedConnection):
             account_id,
             subject_ref,
             rights_request_id,
-            PENDING,
+            LedgerState.PENDING,
             clock.now(),
             organisations,
             kept,
@@ -120,7 +123,7 @@ class ErasureLedger(SharedConnection):
                     account_id,
                     subject_ref,
                     rights_request_id,
-                    PENDING,
+                    LedgerState.PENDING,
                     entry.erased_at,
                     json.dumps([o.__dict__ for o in organisations]),
                     json.dumps([k.__dict__ for k in kept]),
@@ -134,7 +137,7 @@ class ErasureLedger(SharedConnection):
         with self._lock, self._db.atomic():
             self._execute(
                 "UPDATE erasure_ledger SET state = ?, summary = ? WHERE account_id = ?",
-                (DONE, json.dumps(summary, sort_keys=True), account_id),
+                (LedgerState.DONE, json.dumps(summary, sort_keys=True), account_id),
             )
 
     def get(self, account_id: str) -> LedgerEntry | None:
@@ -145,7 +148,7 @@ class ErasureLedger(SharedConnection):
         rows = self._select("WHERE rights_request_id = ?", (rights_request_id,))
         return rows[0] if rows else None
 
-    def entries(self, state: str = DONE) -> list[LedgerEntry]:
+    def entries(self, state: LedgerState = LedgerState.DONE) -> list[LedgerEntry]:
         """Entries in the order they were made."""
         return self._select("WHERE state = ? ORDER BY erased_at, id", (state,))
 
@@ -164,7 +167,7 @@ class ErasureLedger(SharedConnection):
                 str(r[1]),
                 str(r[2]),
                 None if r[3] is None else str(r[3]),
-                str(r[4]),
+                LedgerState(r[4]),
                 r[5],
                 [OrganisationAction(**o) for o in json.loads(r[6])],
                 [KeptRecord(**k) for k in json.loads(r[7])],

@@ -57,7 +57,7 @@ class Account(BaseModel):
     profile_picture = pw.BlobField(null=True)
     profile_picture_type = pw.TextField(null=True)
     password_hash = pw.TextField()
-    state = pw.TextField()
+    state = pw.TextField()  # domain.kernel.vocabulary.AccountState
     created_at = pw.DateTimeField()
     activated_at = pw.DateTimeField(null=True)
     last_active_at = pw.DateTimeField()
@@ -71,7 +71,7 @@ class Account(BaseModel):
 class AccountFieldSource(BaseModel):
     account = pw.ForeignKeyField(Account, on_delete="CASCADE", column_name="account_id")
     field = pw.TextField()
-    source = pw.TextField()
+    source = pw.TextField()  # domain.accounts.sources.DataSource
     recorded_at = pw.DateTimeField()
 
     class Meta:
@@ -112,7 +112,7 @@ class Session(BaseModel):
     created_at = pw.DateTimeField()
     expires_at = pw.DateTimeField()
     revoked_at = pw.DateTimeField(null=True)
-    kind = pw.TextField(default="person")  # "person", or "guardian" acting for the child
+    kind = pw.TextField(default="person")  # domain.accounts.sessions.SessionKind
 
 
 class ServiceCredential(BaseModel):
@@ -127,7 +127,7 @@ class ServiceCredential(BaseModel):
 
 class RoleGrant(BaseModel):
     account = pw.ForeignKeyField(Account, on_delete="CASCADE", column_name="account_id")
-    role = pw.TextField()
+    role = pw.TextField()  # domain.kernel.principals.Role
     granted_at = pw.DateTimeField()
     granted_by = pw.TextField()
 
@@ -142,7 +142,7 @@ class Device(BaseModel):
     device_type = pw.TextField()
     operating_system = pw.TextField()
     browser_type = pw.TextField()
-    source = pw.TextField()
+    source = pw.TextField()  # domain.accounts.sources.DataSource
     first_used_at = pw.DateTimeField()
     last_used_at = pw.DateTimeField()
     use_count = pw.BigIntegerField()
@@ -157,8 +157,8 @@ class InstallationEvent(BaseModel):
     account_id: str | None
     application_number = pw.TextField()
     operating_system_type = pw.TextField()
-    event_type = pw.TextField()
-    source = pw.TextField()
+    event_type = pw.TextField()  # domain.accounts.devices.InstallationEventType
+    source = pw.TextField()  # domain.accounts.sources.DataSource
     recorded_at = pw.DateTimeField()
 
 
@@ -166,7 +166,7 @@ class Correspondence(BaseModel):
     id = pw.TextField(primary_key=True)
     account = pw.ForeignKeyField(Account, on_delete="CASCADE", column_name="account_id")
     account_id: str
-    kind = pw.TextField()
+    kind = pw.TextField()  # domain.accounts.correspondence.CorrespondenceKind
     subject = pw.TextField()
     body = pw.TextField()
     received_at = pw.DateTimeField()
@@ -222,8 +222,8 @@ class ConsentEvent(BaseModel):
     lawful_basis = pw.TextField()
     data_categories = JsonField()
     collection_method = pw.TextField()
-    event_type = pw.TextField()
-    given_by = pw.TextField()
+    event_type = pw.TextField()  # domain.consent.ledger.ConsentEventType
+    given_by = pw.TextField()  # domain.consent.ledger.ConsentActor
     occurred_at = pw.DateTimeField()
     valid_until = pw.DateTimeField(null=True)
 
@@ -242,7 +242,7 @@ class Recipient(BaseModel):
     name = pw.TextField()
     category = pw.TextField()
     country_code = pw.TextField()
-    lawful_basis = pw.TextField()
+    lawful_basis = pw.TextField()  # domain.consent.purposes.LawfulBasis
     created_at = pw.DateTimeField()
 
 
@@ -335,7 +335,7 @@ class BreachOrganisation(BaseModel):
 class BreachNotice(BaseModel):
     id = pw.AutoField()
     breach = pw.ForeignKeyField(Breach, column_name="breach_id")
-    kind = pw.TextField()  # "person" | "organisation" | "regulator"
+    kind = pw.TextField()  # domain.compliance.breaches.NoticeKind
     target = pw.TextField()
     outbox_seq = pw.BigIntegerField()
     created_at = pw.DateTimeField()
@@ -348,8 +348,8 @@ class Membership(BaseModel):
     organisation_id: str
     account = pw.ForeignKeyField(Account, on_delete="CASCADE", column_name="account_id")
     account_id: str
-    role = pw.TextField()  # "member" | "administrator"
-    state = pw.TextField()  # "invited" | "active"
+    role = pw.TextField()  # domain.kernel.vocabulary.MemberRole
+    state = pw.TextField()  # domain.kernel.vocabulary.MembershipState
     statement_version = pw.TextField(null=True)
     invited_at = pw.DateTimeField()
     joined_at = pw.DateTimeField(null=True)
@@ -367,8 +367,8 @@ class Conversation(BaseModel):
         Organisation, on_delete="CASCADE", column_name="organisation_id"
     )
     organisation_id: str
-    kind = pw.TextField()  # "individual" | "group"
-    mode = pw.TextField()  # "two_way" | "broadcast"
+    kind = pw.TextField()  # domain.content.conversations.ConversationKind
+    mode = pw.TextField()  # domain.content.conversations.ConversationMode
     created_at = pw.DateTimeField()
 
 
@@ -398,7 +398,7 @@ class ContentItem(BaseModel):
         Conversation, on_delete="CASCADE", column_name="conversation_id"
     )
     conversation_id: str
-    kind = pw.TextField()  # "message" | "call_recording"
+    kind = pw.TextField()  # plugin.types.ContentKind
     author_ref = pw.TextField()
     author_account = pw.ForeignKeyField(
         Account, null=True, on_delete="SET NULL", column_name="author_account_id"
@@ -496,11 +496,11 @@ class RightsRequest(BaseModel):
     account = pw.ForeignKeyField(Account, null=True, on_delete="SET NULL", column_name="account_id")
     account_id: str | None
     subject_ref = pw.TextField()
-    type = pw.TextField()
-    state = pw.TextField()
+    type = pw.TextField()  # domain.kernel.vocabulary.RequestType
+    state = pw.TextField()  # domain.kernel.vocabulary.RequestState
     # The next processing step, so that work resumes where it stopped after a crash.
-    step = pw.TextField()
-    channel = pw.TextField()  # "person" | "guardian" | "correspondence"
+    step = pw.TextField()  # domain.rights.workflow.RequestStep
+    channel = pw.TextField()  # domain.kernel.vocabulary.RequestChannel
     details = pw.TextField()
     correspondence_id = pw.TextField(null=True)
     request_key = pw.TextField(null=True)
@@ -527,8 +527,8 @@ class RightsRequestEvent(BaseModel):
         RightsRequest, on_delete="CASCADE", column_name="rights_request_id"
     )
     rights_request_id: str
-    from_state = pw.TextField()
-    to_state = pw.TextField()
+    from_state = pw.TextField()  # domain.kernel.vocabulary.RequestState, "" on the first event
+    to_state = pw.TextField()  # domain.kernel.vocabulary.RequestState
     actor = pw.TextField()
     note = pw.TextField()
     created_at = pw.DateTimeField()
@@ -544,6 +544,7 @@ class RightsRequestOrganisation(BaseModel):
     )
     organisation_id: str
     answered = pw.BooleanField()
+    # domain.rights.organisations.PartDecision, or a plugin.types.Disposition for an erasure
     decision = pw.TextField()
     reason = pw.TextField()
     decided_by = pw.TextField()
@@ -558,7 +559,7 @@ class ProcessingRestriction(BaseModel):
         Account, primary_key=True, on_delete="CASCADE", column_name="account_id"
     )
     account_id: str
-    restriction_case = pw.TextField()
+    restriction_case = pw.TextField()  # domain.consent.restrictions.RestrictionCase
     rights_request_id = pw.TextField()
     created_at = pw.DateTimeField()
 
@@ -566,7 +567,7 @@ class ProcessingRestriction(BaseModel):
 class ProcessingObjection(BaseModel):
     account = pw.ForeignKeyField(Account, on_delete="CASCADE", column_name="account_id")
     account_id: str
-    ground = pw.TextField()
+    ground = pw.TextField()  # domain.consent.restrictions.ObjectionGround
     rights_request_id = pw.TextField()
     created_at = pw.DateTimeField()
 
@@ -594,7 +595,7 @@ class KeptCorrespondence(BaseModel):
 
     id = pw.TextField(primary_key=True)
     subject_ref = pw.TextField()
-    kind = pw.TextField()
+    kind = pw.TextField()  # domain.accounts.correspondence.CorrespondenceKind
     subject = pw.TextField()
     body = pw.TextField()
     received_at = pw.DateTimeField()
@@ -653,7 +654,7 @@ class SweepRun(BaseModel):
 
 class DeletionFeed(BaseModel):
     seq = pw.AutoField()
-    reason = pw.TextField()  # "expired" | "erased" | "removed"
+    reason = pw.TextField()  # domain.records.deletion_feed.DeletionReason
     organisation_id = pw.TextField()
     conversation_id = pw.TextField(null=True)
     content_ids = JsonField()  # list

@@ -26,6 +26,7 @@ from chatpro_privacy.plugin import (
     ContentDisposition,
     ContentKind,
     ContentView,
+    Disposition,
     ExportFormat,
     ExportRecord,
     Flag,
@@ -68,7 +69,7 @@ def _months(config: Mapping[str, Any]) -> dict[str, int]:
     if not isinstance(months, dict):
         raise ValueError("retention_months must map a content kind to months")
     for kind, value in months.items():
-        if kind not in ("message", "call_recording"):
+        if kind not in set(ContentKind):
             raise ValueError(f"retention_months: unknown content kind {kind!r}")
         if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 120:
             raise ValueError("retention_months: months must be whole numbers from 1 to 120")
@@ -129,7 +130,7 @@ class SchoolSafeguarding:
     @hookimpl
     def chatpro_departed_content(self, member: MemberView, change: str) -> ContentDisposition:
         return ContentDisposition(
-            "keep_pseudonymised",
+            Disposition.KEEP_PSEUDONYMISED,
             "the school keeps messages as safeguarding records for its retention period",
         )
 

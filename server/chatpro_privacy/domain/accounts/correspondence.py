@@ -3,6 +3,8 @@ record of their account so that an export or an erasure reaches them too."""
 
 from __future__ import annotations
 
+import enum
+
 from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.kernel import access, tokens, validation
 from chatpro_privacy.domain.kernel.errors import Violations
@@ -11,7 +13,10 @@ from chatpro_privacy.domain.records import audit
 from chatpro_privacy.storage.db import database
 from chatpro_privacy.storage.models import Correspondence
 
-CORRESPONDENCE_KINDS = ("contact", "problem_report")
+
+class CorrespondenceKind(enum.StrEnum):
+    CONTACT = "contact"
+    PROBLEM_REPORT = "problem_report"
 
 
 class Correspondences:
@@ -22,7 +27,7 @@ class Correspondences:
     ) -> Correspondence:
         access.require_person(principal, "correspondence is kept as a record of a person's account")
         v = Violations()
-        if kind not in CORRESPONDENCE_KINDS:
+        if kind not in set(CorrespondenceKind):
             v.add("kind", "must be contact or problem report", "REQUIRED")
         subject_text = validation.required_text(v, "subject", subject, validation.MAX_SUBJECT)
         body_text = validation.required_text(

@@ -3,11 +3,12 @@ runs on, and analytics providers' reports, which rest on the person's consent.""
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.accounts.profile import load_account
-from chatpro_privacy.domain.accounts.sources import ANALYTICS_PROVIDER, DEVICE
+from chatpro_privacy.domain.accounts.sources import DataSource
 from chatpro_privacy.domain.consent import ledger as consent
 from chatpro_privacy.domain.consent import restrictions
 from chatpro_privacy.domain.kernel import access, tokens, validation
@@ -25,7 +26,12 @@ from chatpro_privacy.storage.db import database
 from chatpro_privacy.storage.models import Device, InstallationEvent
 
 ANALYTICS = "analytics"  # the purpose of the register that device analytics rests on
-INSTALLATION_EVENTS = ("install", "uninstall", "update_check")
+
+
+class InstallationEventType(enum.StrEnum):
+    INSTALL = "install"
+    UNINSTALL = "uninstall"
+    UPDATE_CHECK = "update_check"
 
 
 @dataclass(frozen=True)
@@ -75,7 +81,7 @@ def upsert_device(account_id: str, device: DeviceData, source: str) -> None:
 def _check_source(principal: Principal, source: str) -> str:
     """Who may report device data: a person only from their device, a service also as an
     analytics provider."""
-    if principal.is_person and source not in ("", DEVICE):
+    if principal.is_person and source not in ("", DataSource.DEVICE):
         raise InvalidArgument(
             [
                 FieldViolation(
@@ -83,7 +89,11 @@ def _check_source(principal: Principal, source: str) -> str:
                 )
             ]
         )
-    if principal.is_service and source not in ("", DEVICE, ANALYTICS_PROVIDER):
+    if principal.is_service and source not in (
+        "",
+        DataSource.DEVICE,
+        DataSource.ANALYTICS_PROVIDER,
+    ):
         raise InvalidArgument(
             [
                 FieldViolation(
@@ -91,14 +101,14 @@ def _check_source(principal: Principal, source: str) -> str:
                 )
             ]
         )
-    return source or DEVICE
+    return source or DataSource.DEVICE
 
 
 def _require_analytics_allowed(account_id: str, subject_ref: str) -> None:
     """RGT-4, RGT-5: analytics stops for a restriction or an objection; it rests on consent,
     so without it (or after its withdrawal) nothing is kept."""
     restrictions.require_unrestricted(account_id, "analytics")
-    if restrictions.objected(account_id, "legitimate_interest"):
+    if restrictions.objected(account_id, restrictions.ObjectionGround.LEGITIMATE_INTEREST):
         raise FailedPrecondition("PROCESSING_OBJECTED_TO", "the person objected to this processing")
     if not consent.has_consent(subject_ref, ANALYTICS):
         raise FailedPrecondition(
@@ -127,10 +137,12 @@ class DeviceRecords:
         if subject_ref is None:
             raise NotFound("ACCOUNT_NOT_FOUND", "no such account", {"account_id": target})
         with database.atomic():
-            if source == ANALYTICS_PROVIDER:
+            if source == DataSource.ANALYTICS_PROVIDER:
                 _require_analytics_allowed(target, subject_ref)
             upsert_device(target, device, source)
-            if source == DEVICE:  # use of the app marks the account active (ACC-7, RET-2)
+            if (
+                source == DataSource.DEVICE
+            ):  # use of the app marks the account active (ACC-7, RET-2)
                 queries.touch_account(target, clock.now())
             audit.record(principal, "device.use", "account", target, subject_ref)
             return queries.device(target, device.device_id)
@@ -156,7 +168,7 @@ class DeviceRecords:
         v = Violations()
         number = validation.required_text(v, "application_number", application_number, 64)
         os_name = validation.required_text(v, "operating_system_type", os_type, 32)
-        if event_type not in INSTALLATION_EVENTS:
+        if event_type not in set(InstallationEventType):
             v.add("event_type", "must be install, uninstall or update check", "REQUIRED")
         v.raise_if_any()
         target = _installation_account(principal, account_id)
@@ -169,7 +181,7 @@ class DeviceRecords:
                 application_number=number,
                 operating_system_type=os_name,
                 event_type=event_type,
-                source=DEVICE,
+                source=DataSource.DEVICE,
                 recorded_at=clock.now(),
             )
             if subject_ref is not None:

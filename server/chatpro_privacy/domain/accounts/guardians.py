@@ -11,9 +11,10 @@ import datetime as dt
 
 from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.accounts import email_links
-from chatpro_privacy.domain.accounts.sessions import ACTIVE, GUARDIAN_SESSION, Sessions, SignedIn
+from chatpro_privacy.domain.accounts.sessions import SessionKind, Sessions, SignedIn
 from chatpro_privacy.domain.kernel import tokens, validation
 from chatpro_privacy.domain.kernel.errors import FailedPrecondition, FieldViolation, InvalidArgument
+from chatpro_privacy.domain.kernel.vocabulary import AccountState
 from chatpro_privacy.domain.records import outbox
 from chatpro_privacy.settings import PolicySettings
 from chatpro_privacy.storage.db import database
@@ -40,7 +41,7 @@ class Guardians:
         with database.atomic():
             child = Account.get_or_none(
                 ((Account.username_key == key) | (Account.email_key == key))
-                & (Account.state == ACTIVE)
+                & (Account.state == AccountState.ACTIVE)
                 & Account.guardian_email.is_null(False)
             )
             if child is None or not self._still_a_child(child):
@@ -66,7 +67,7 @@ class Guardians:
         )
 
     def start_session(self, token: str) -> SignedIn:
-        access_id = self.confirmations.open(tokens.GUARDIAN_ACCESS, token)
+        access_id = self.confirmations.open(tokens.ConfirmationKind.GUARDIAN_ACCESS, token)
         now = clock.now()
         with database.atomic():
             grant = email_links.usable(
@@ -79,5 +80,8 @@ class Guardians:
                 )
             GuardianAccess.update(used_at=now).where(GuardianAccess.id == grant.id).execute()
             return self.sessions.open_session(
-                child.id, child.subject_ref, GUARDIAN_SESSION, self.policy.guardian_session_lifetime
+                child.id,
+                child.subject_ref,
+                SessionKind.GUARDIAN,
+                self.policy.guardian_session_lifetime,
             )

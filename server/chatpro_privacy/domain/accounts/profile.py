@@ -12,7 +12,7 @@ import peewee
 from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.accounts import email_links
 from chatpro_privacy.domain.accounts.sessions import Sessions, throttle_key
-from chatpro_privacy.domain.accounts.sources import PERSON, set_sources
+from chatpro_privacy.domain.accounts.sources import DataSource, set_sources
 from chatpro_privacy.domain.kernel import access, tokens, validation
 from chatpro_privacy.domain.kernel.errors import (
     AlreadyExists,
@@ -169,7 +169,7 @@ class Profiles:
                     request_email_change(account.id, new_email[0], self.policy.email_token_lifetime)
                 if updates:
                     Account.update(**updates).where(Account.id == account.id).execute()
-                set_sources(account.id, [p for p in paths if p != "email"], PERSON)
+                set_sources(account.id, [p for p in paths if p != "email"], DataSource.PERSON)
                 audit.record(
                     principal,
                     "account.update:" + ",".join(sorted(paths)),
@@ -231,7 +231,7 @@ class Profiles:
 
     def confirm_email(self, principal: Principal, token: str) -> AccountView:
         access.require_person(principal, "only the account's owner can confirm an email change")
-        confirmation_id = self.confirmations.open(tokens.EMAIL, token)
+        confirmation_id = self.confirmations.open(tokens.ConfirmationKind.EMAIL, token)
         now = clock.now()
         with database.atomic():
             ec = EmailConfirmation.get_or_none(EmailConfirmation.id == confirmation_id)
@@ -250,7 +250,7 @@ class Profiles:
             Account.update(email=ec.new_email, email_key=key, pending_email=None).where(
                 Account.id == ec.account_id
             ).execute()
-            set_sources(str(ec.account_id), ["email"], PERSON)
+            set_sources(str(ec.account_id), ["email"], DataSource.PERSON)
             audit.record(
                 principal, "account.update:email", "account", ec.account_id, principal.subject_ref
             )
@@ -285,7 +285,7 @@ class Profiles:
                 )
                 .execute()
             )
-            set_sources(account.id, ["password"], PERSON)
+            set_sources(account.id, ["password"], DataSource.PERSON)
             outbox.emit(outbox.PASSWORD_CHANGED, account.id)
             audit.record(
                 principal, "account.update:password", "account", account.id, account.subject_ref

@@ -21,8 +21,7 @@ from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.accounts import email_links
 from chatpro_privacy.domain.accounts.profile import email_taken, username_taken
 from chatpro_privacy.domain.accounts.registration import accept_policy, request_guardian_consent
-from chatpro_privacy.domain.accounts.sessions import ACTIVE, PENDING_GUARDIAN, PENDING_SETUP
-from chatpro_privacy.domain.accounts.sources import ORGANISATION, PERSON, set_sources
+from chatpro_privacy.domain.accounts.sources import DataSource, set_sources
 from chatpro_privacy.domain.consent import policy as policy_rules
 from chatpro_privacy.domain.kernel import tokens, validation
 from chatpro_privacy.domain.kernel.errors import (
@@ -33,6 +32,7 @@ from chatpro_privacy.domain.kernel.errors import (
 )
 from chatpro_privacy.domain.kernel.passwords import Passwords
 from chatpro_privacy.domain.kernel.principals import Principal, PrincipalKind
+from chatpro_privacy.domain.kernel.vocabulary import AccountState, MemberRole, MembershipState
 from chatpro_privacy.domain.organisations import memberships
 from chatpro_privacy.domain.records import audit, outbox
 from chatpro_privacy.settings import PolicySettings
@@ -111,10 +111,10 @@ class Provisioning:
         name = validation.name(v, p.name)
         email, email_key = validation.email(v, p.email)
         born = validation.date_of_birth(v, *p.date_of_birth, today=clock.today())
-        if p.role not in (memberships.MEMBER, memberships.ADMINISTRATOR):
+        if p.role not in set(MemberRole):
             v.add("role", "is required", "REQUIRED")
         is_child = self._is_child(born)
-        if is_child and p.role == memberships.ADMINISTRATOR:
+        if is_child and p.role == MemberRole.ADMINISTRATOR:
             v.add("role", "a child cannot administer an organisation", "CHILD_ADMINISTRATOR")
         guardian_email = validation.guardian_email(
             v,
@@ -144,19 +144,21 @@ class Provisioning:
             date_of_birth=person.born,
             guardian_email=person.guardian_email,
             password_hash=NO_PASSWORD,
-            state=PENDING_SETUP,
+            state=AccountState.PENDING_SETUP,
             created_at=now,
             last_active_at=now,
         )
         fields = ["name", "date_of_birth", "email"]
         set_sources(
-            account_id, fields + (["guardian_email"] if person.guardian_email else []), ORGANISATION
+            account_id,
+            fields + (["guardian_email"] if person.guardian_email else []),
+            DataSource.ORGANISATION,
         )
         membership = Membership.create(
             organisation=organisation_id,
             account=account_id,
             role=p.role,
-            state=memberships.INVITED,
+            state=MembershipState.INVITED,
             invited_at=now,
         )
         ProvisionRequest.create(
@@ -216,7 +218,7 @@ class Provisioning:
     async def complete_setup(
         self, token: str, username: str, password: str, accepted_policy_version: str
     ) -> Account:
-        setup_id = self.confirmations.open(tokens.ACCOUNT_SETUP, token)
+        setup_id = self.confirmations.open(tokens.ConfirmationKind.ACCOUNT_SETUP, token)
         now = clock.now()
         setup = email_links.usable(
             AccountSetup.get_or_none(AccountSetup.id == setup_id),
@@ -244,7 +246,9 @@ class Provisioning:
                     username=chosen,
                     username_key=username_key,
                     password_hash=password_hash,
-                    state=PENDING_GUARDIAN if is_child else ACTIVE,
+                    state=AccountState.PENDING_GUARDIAN_CONSENT
+                    if is_child
+                    else AccountState.ACTIVE,
                     activated_at=None if is_child else now,
                     last_active_at=now,
                     policy_version=version,
@@ -277,7 +281,7 @@ class Provisioning:
     ) -> None:
         """Inside the caller's transaction: what the person gave, their acceptance of the
         policy and, for a child, the request for their guardian's consent (ACC-3)."""
-        set_sources(account.id, ["username", "password"], PERSON)
+        set_sources(account.id, ["username", "password"], DataSource.PERSON)
         accept_policy(
             account.subject_ref,
             version,

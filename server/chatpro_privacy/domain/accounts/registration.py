@@ -16,16 +16,11 @@ from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.accounts import email_links
 from chatpro_privacy.domain.accounts.devices import DeviceData, upsert_device, validate_device
 from chatpro_privacy.domain.accounts.profile import email_taken, username_taken
-from chatpro_privacy.domain.accounts.sessions import (
-    ACTIVE,
-    GUARDIAN_SESSION,
-    PENDING_GUARDIAN,
-    Sessions,
-    SignedIn,
-)
-from chatpro_privacy.domain.accounts.sources import DEVICE, PERSON, set_sources
+from chatpro_privacy.domain.accounts.sessions import SessionKind, Sessions, SignedIn
+from chatpro_privacy.domain.accounts.sources import DataSource, set_sources
 from chatpro_privacy.domain.consent import ledger as consent
 from chatpro_privacy.domain.consent import policy as policy_rules
+from chatpro_privacy.domain.consent.purposes import LawfulBasis
 from chatpro_privacy.domain.kernel import tokens, validation
 from chatpro_privacy.domain.kernel.errors import (
     FailedPrecondition,
@@ -36,6 +31,7 @@ from chatpro_privacy.domain.kernel.errors import (
 from chatpro_privacy.domain.kernel.passwords import Passwords
 from chatpro_privacy.domain.kernel.principals import ANONYMOUS, Principal, PrincipalKind
 from chatpro_privacy.domain.kernel.throttle import FailureThrottle
+from chatpro_privacy.domain.kernel.vocabulary import AccountState
 from chatpro_privacy.domain.records import audit, outbox
 from chatpro_privacy.settings import PolicySettings
 from chatpro_privacy.storage.db import database
@@ -85,11 +81,13 @@ def accept_policy(
         subject_ref=subject_ref,
         notice_version=version,
         purpose=consent.PURPOSE_POLICY,
-        lawful_basis="consent",
+        lawful_basis=LawfulBasis.CONSENT,
         data_categories=categories,
         collection_method=method,
-        event_type=consent.ACKNOWLEDGED if is_child else consent.GIVEN,
-        given_by="person",
+        event_type=consent.ConsentEventType.ACKNOWLEDGED
+        if is_child
+        else consent.ConsentEventType.GIVEN,
+        given_by=consent.ConsentActor.PERSON,
     )
 
 
@@ -224,7 +222,7 @@ class Registrations:
             id=account_id,
             subject_ref=subject_ref,
             password_hash=password_hash,
-            state=PENDING_GUARDIAN if is_child else ACTIVE,
+            state=AccountState.PENDING_GUARDIAN_CONSENT if is_child else AccountState.ACTIVE,
             created_at=now,
             activated_at=None if is_child else now,
             last_active_at=now,
@@ -234,12 +232,12 @@ class Registrations:
         provided = ["username", "email", "name", "date_of_birth", "password"]
         provided += ["guardian_email"] if is_child else []
         provided += ["profile_picture"] if columns["profile_picture"] else []
-        set_sources(account_id, provided, PERSON)
+        set_sources(account_id, provided, DataSource.PERSON)
         RegistrationRequest.create(
             request_id=r.request_id, account=account_id, fingerprint=_fingerprint(r), created_at=now
         )
         if isinstance(device := fields["device"], DeviceData):
-            upsert_device(account_id, device, DEVICE)
+            upsert_device(account_id, device, DataSource.DEVICE)
         accept_policy(subject_ref, version, is_child, REGISTRATION_CATEGORIES, "registration")
         purposes = cast(list[str], fields["purposes"])
         consent.record_registration_choices(subject_ref, list(purposes), version, is_child)
@@ -251,7 +249,7 @@ class Registrations:
 
     def confirm_guardian(self, token: str) -> tuple[Account, SignedIn]:
         """Activate a child's account; the guardian gets a short session acting for the child."""
-        confirmation_id = self.confirmations.open(tokens.GUARDIAN, token)
+        confirmation_id = self.confirmations.open(tokens.ConfirmationKind.GUARDIAN, token)
         now = clock.now()
         with database.atomic():
             gc = email_links.usable(
@@ -264,12 +262,12 @@ class Registrations:
                 GuardianConfirmation.id == gc.id
             ).execute()
             version = policy_rules.current_policy().version
-            Account.update(state=ACTIVE, activated_at=now, policy_version=version).where(
-                Account.id == account.id
-            ).execute()
+            Account.update(
+                state=AccountState.ACTIVE, activated_at=now, policy_version=version
+            ).where(Account.id == account.id).execute()
             for purpose, categories, basis in (
-                (consent.PURPOSE_POLICY, REGISTRATION_CATEGORIES, "consent"),
-                (consent.PURPOSE_GUARDIAN_CONSENT, ["contact"], "legal_obligation"),
+                (consent.PURPOSE_POLICY, REGISTRATION_CATEGORIES, LawfulBasis.CONSENT),
+                (consent.PURPOSE_GUARDIAN_CONSENT, ["contact"], LawfulBasis.LEGAL_OBLIGATION),
             ):
                 consent.append(
                     subject_ref=account.subject_ref,
@@ -278,8 +276,8 @@ class Registrations:
                     lawful_basis=basis,
                     data_categories=categories,
                     collection_method="guardian_email_confirmation",
-                    event_type=consent.GIVEN,
-                    given_by="guardian",
+                    event_type=consent.ConsentEventType.GIVEN,
+                    given_by=consent.ConsentActor.GUARDIAN,
                 )
             audit.record(
                 ANONYMOUS, "account.guardian_confirm", "account", account.id, account.subject_ref
@@ -287,10 +285,10 @@ class Registrations:
             guardian = self.sessions.open_session(
                 account.id,
                 account.subject_ref,
-                GUARDIAN_SESSION,
+                SessionKind.GUARDIAN,
                 self.policy.guardian_session_lifetime,
             )
-        account.state = ACTIVE
+        account.state = AccountState.ACTIVE
         return account, guardian
 
 
@@ -303,7 +301,7 @@ def delete_unconfirmed_children(older_than: dt.timedelta, batch: int = 500) -> i
             rows = list(
                 Account.select(Account.id, Account.subject_ref)
                 .where(
-                    (Account.state == PENDING_GUARDIAN)
+                    (Account.state == AccountState.PENDING_GUARDIAN_CONSENT)
                     & (Account.created_at <= horizon)
                     # A provisioned child asks for consent when set up, not when provisioned.
                     & ~Account.id.in_(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import enum
 from dataclasses import dataclass
 
 from chatpro_privacy.clock import clock
@@ -17,18 +18,19 @@ from chatpro_privacy.domain.kernel.errors import (
 from chatpro_privacy.domain.kernel.passwords import Passwords
 from chatpro_privacy.domain.kernel.principals import Principal, PrincipalKind, Role
 from chatpro_privacy.domain.kernel.throttle import FailureThrottle
+from chatpro_privacy.domain.kernel.vocabulary import AccountState
 from chatpro_privacy.domain.records import audit
 from chatpro_privacy.settings import PolicySettings
 from chatpro_privacy.storage import queries
 from chatpro_privacy.storage.db import database
 from chatpro_privacy.storage.models import Account, ServiceCredential, Session
 
-ACTIVE = "active"
-PERSON_SESSION = "person"
-GUARDIAN_SESSION = "guardian"
-PENDING_GUARDIAN = "pending_guardian_consent"
-PENDING_SETUP = "pending_setup"  # provisioned by an organisation (ACC-6), not yet set up
 MAX_LOGIN = 254
+
+
+class SessionKind(enum.StrEnum):
+    PERSON = "person"
+    GUARDIAN = "guardian"  # a guardian acting for the child, without the child's roles
 
 
 def throttle_key(account_id: str | None, login_key: str = "") -> str:
@@ -83,9 +85,9 @@ class Sessions:
             raise Unauthenticated("INVALID_CREDENTIALS", "the login or password is wrong")
         self.peer_throttle.release(peer)
         self.account_throttle.clear(key)
-        if account.state == PENDING_SETUP:  # no password was ever set: cannot match
+        if account.state == AccountState.PENDING_SETUP:  # no password was ever set: cannot match
             raise Unauthenticated("INVALID_CREDENTIALS", "the login or password is wrong")
-        if account.state == PENDING_GUARDIAN:
+        if account.state == AccountState.PENDING_GUARDIAN_CONSENT:
             raise FailedPrecondition(
                 "GUARDIAN_CONSENT_PENDING",
                 "this account is waiting for the guardian to confirm it",
@@ -100,11 +102,11 @@ class Sessions:
                 Account.update(password_hash=new_hash).where(Account.id == account.id).execute()
             queries.touch_account(account.id, clock.now())  # in use (RET-2)
             return self.open_session(
-                account.id, account.subject_ref, PERSON_SESSION, self.policy.session_lifetime
+                account.id, account.subject_ref, SessionKind.PERSON, self.policy.session_lifetime
             )
 
     def open_session(
-        self, account_id: str, subject_ref: str, kind: str, lifetime: dt.timedelta
+        self, account_id: str, subject_ref: str, kind: SessionKind, lifetime: dt.timedelta
     ) -> SignedIn:
         """Create a session (a person's own, or a guardian's for the child) and audit it."""
         token, token_hash = tokens.new_bearer_token(tokens.SESSION_PREFIX)
@@ -121,7 +123,7 @@ class Sessions:
                 kind=kind,
             )
             actor_kind = (
-                PrincipalKind.GUARDIAN if kind == GUARDIAN_SESSION else PrincipalKind.PERSON
+                PrincipalKind.GUARDIAN if kind == SessionKind.GUARDIAN else PrincipalKind.PERSON
             )
             actor = Principal(actor_kind, account_id, subject_ref)
             audit.record(actor, f"session.create:{kind}", "session", session_id, subject_ref)
@@ -165,7 +167,7 @@ class Sessions:
         expiry = queries.timestamp(expires_at)
         if expiry is None or expiry <= clock.now():
             raise Unauthenticated("SESSION_EXPIRED", "the session has expired; sign in again")
-        if kind == GUARDIAN_SESSION:  # acts for the child; holds none of the child's roles
+        if kind == SessionKind.GUARDIAN:  # acts for the child; holds none of the child's roles
             if (
                 validation.age_on(queries.date(born), clock.today())
                 >= self.policy.age_of_digital_consent

@@ -4,19 +4,25 @@ device or an analytics provider."""
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Sequence
 
 from chatpro_privacy.clock import clock
 from chatpro_privacy.storage.models import AccountFieldSource
 
-PERSON = "person"
-GUARDIAN = "guardian"
-ORGANISATION = "organisation"
-DEVICE = "device"
-ANALYTICS_PROVIDER = "analytics_provider"
+
+class DataSource(enum.StrEnum):
+    PERSON = "person"
+    GUARDIAN = "guardian"
+    ORGANISATION = "organisation"
+    DEVICE = "device"
+    ANALYTICS_PROVIDER = "analytics_provider"
+    # Never recorded per field: what the service itself records as it runs, as exports
+    # name it.
+    CHATPRO = "chatpro"
 
 
-def set_sources(account_id: str, fields: Sequence[str], source: str) -> None:
+def set_sources(account_id: str, fields: Sequence[str], source: DataSource) -> None:
     now = clock.now()
     for field in fields:
         AccountFieldSource.insert(

@@ -5,6 +5,7 @@ the outbox. For the data privacy manager."""
 from __future__ import annotations
 
 import datetime as dt
+import enum
 from dataclasses import dataclass
 
 from chatpro_privacy.clock import clock
@@ -30,9 +31,28 @@ from chatpro_privacy.storage.models import (
 )
 
 REGULATOR_DEADLINE = dt.timedelta(hours=72)
-RISKS = ("low", "medium", "high")
 CATEGORIES = ("identity", "contact", "device", "profile", "content")
 MAX_AFFECTED = 100_000
+
+
+class BreachRisk(enum.StrEnum):
+    """The risk to people's rights: medium or high is reported to the regulator, high is
+    also told to each person affected."""
+
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+
+
+class NoticeKind(enum.StrEnum):
+    """Who a breach notice went to."""
+
+    PERSON = "person"
+    ORGANISATION = "organisation"
+    REGULATOR = "regulator"
+
+
+REPORTABLE = frozenset({BreachRisk.MEDIUM, BreachRisk.HIGH})
 
 
 @dataclass(frozen=True)
@@ -44,7 +64,7 @@ class BreachView:
 
     @property
     def regulator_required(self) -> bool:
-        return self.breach.risk in ("medium", "high")
+        return self.breach.risk in REPORTABLE
 
     @property
     def deadline_met(self) -> bool:
@@ -118,7 +138,7 @@ def assess(
     _require(principal)
     breach = _get(breach_id)
     v = Violations()
-    if risk not in RISKS:
+    if risk not in set(BreachRisk):
         v.add("risk", "is required", "REQUIRED")
     unknown = sorted(set(categories) - set(CATEGORIES))
     if not categories:
@@ -153,11 +173,11 @@ def assess(
             if person.subject_ref in known_subjects:
                 continue
             BreachSubject.create(breach=breach.id, subject_ref=person.subject_ref)
-            if risk == "high":  # people are told when the risk to them is high
+            if risk == BreachRisk.HIGH:  # people are told when the risk to them is high
                 seq = outbox.emit(outbox.BREACH_NOTIFIED, person.id, breach_id=breach.id)
                 BreachNotice.create(
                     breach=breach.id,
-                    kind="person",
+                    kind=NoticeKind.PERSON,
                     target=person.id,
                     outbox_seq=seq,
                     created_at=now,
@@ -177,7 +197,11 @@ def assess(
                 organisation_id=org.id,
             )
             BreachNotice.create(
-                breach=breach.id, kind="organisation", target=org.id, outbox_seq=seq, created_at=now
+                breach=breach.id,
+                kind=NoticeKind.ORGANISATION,
+                target=org.id,
+                outbox_seq=seq,
+                created_at=now,
             )
         audit.record(principal, f"breach.assess:{risk}", "breach", breach.id)
     return view(_get(breach.id))
@@ -205,7 +229,7 @@ def notify_regulator(
             Breach.id == breach.id
         ).execute()
         BreachNotice.create(
-            breach=breach.id, kind="regulator", target=ref, outbox_seq=0, created_at=when
+            breach=breach.id, kind=NoticeKind.REGULATOR, target=ref, outbox_seq=0, created_at=when
         )
         audit.record(principal, "breach.notify_regulator", "breach", breach.id)
     return view(_get(breach.id))
@@ -216,7 +240,7 @@ def close(principal: Principal, breach_id: str) -> BreachView:
     breach = _get(breach_id)
     if breach.risk is None:
         raise FailedPrecondition("BREACH_NOT_ASSESSED", "assess the breach before closing it")
-    if breach.risk in ("medium", "high") and breach.regulator_notified_at is None:
+    if breach.risk in REPORTABLE and breach.regulator_notified_at is None:
         raise FailedPrecondition(
             "REGULATOR_NOT_NOTIFIED", "record the regulator's notice before closing"
         )

@@ -10,7 +10,7 @@ from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.consent import ledger as consent
 from chatpro_privacy.domain.consent import restrictions
 from chatpro_privacy.domain.consent.purposes import (
-    LAWFUL_BASES,
+    LawfulBasis,
     Purpose,
     register,
     transfer_countries,
@@ -56,7 +56,7 @@ def create_recipient(
         v.add("recipient.category", f"must be one of {', '.join(categories)}", "UNKNOWN_CATEGORY")
     if not _COUNTRY.match(country_code):
         v.add("recipient.country_code", "must be an ISO 3166-1 alpha-2 code", "INVALID_FORMAT")
-    if lawful_basis not in LAWFUL_BASES or lawful_basis == "organisation":
+    if lawful_basis not in set(LawfulBasis) or lawful_basis == LawfulBasis.ORGANISATION:
         v.add("recipient.lawful_basis", "is required", "REQUIRED")
     elif category in categories and register().disclosure_purpose(category, lawful_basis) is None:
         # The basis is the register's to say, not the recipient's (CON-4).

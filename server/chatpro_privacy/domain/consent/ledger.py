@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -31,12 +32,40 @@ from chatpro_privacy.storage import queries
 from chatpro_privacy.storage.db import database
 from chatpro_privacy.storage.models import Account, ConsentEvent
 
-GIVEN = "given"
-WITHDRAWN = "withdrawn"
-RENEWED = "renewed"
-EXPIRED = "expired"
-ACKNOWLEDGED = "acknowledged"
-IN_FORCE = frozenset({GIVEN, RENEWED})
+
+class ConsentEventType(enum.StrEnum):
+    """What an event in the ledger records (CON-2)."""
+
+    GIVEN = "given"
+    WITHDRAWN = "withdrawn"
+    RENEWED = "renewed"  # given again while in force
+    EXPIRED = "expired"
+    # Taken note of, which is no consent: a child's own acceptance, an organisation's
+    # statement (CON-5).
+    ACKNOWLEDGED = "acknowledged"
+
+
+class ConsentActor(enum.StrEnum):
+    """Who gave, withdrew or acknowledged: the person, or a guardian for the child."""
+
+    PERSON = "person"
+    GUARDIAN = "guardian"
+
+    @classmethod
+    def of(cls, principal: Principal) -> ConsentActor:
+        return cls.GUARDIAN if principal.is_guardian else cls.PERSON
+
+
+class ConsentStatus(enum.StrEnum):
+    """Where consent for a purpose stands, as the latest event makes it."""
+
+    GIVEN = "given"
+    WITHDRAWN = "withdrawn"  # withdrawn, or no longer valid
+    NOT_GIVEN = "not_given"
+
+
+IN_FORCE = frozenset({ConsentEventType.GIVEN, ConsentEventType.RENEWED})
+
 
 PURPOSE_POLICY = "policy"
 PURPOSE_GUARDIAN_CONSENT = "guardian_consent"
@@ -52,8 +81,8 @@ def append(
     lawful_basis: str,
     data_categories: list[str],
     collection_method: str,
-    event_type: str,
-    given_by: str,
+    event_type: ConsentEventType,
+    given_by: ConsentActor,
     valid_until: dt.datetime | None = None,
 ) -> ConsentEvent:
     """Append one event in the caller's transaction; returns it (its ``seq`` unread)."""
@@ -88,14 +117,16 @@ def has_consent(subject_ref: str, purpose: str) -> bool:
 @dataclass(frozen=True)
 class PurposeState:
     purpose: Purpose
-    status: str  # "given" | "withdrawn" | "not_given"
+    status: ConsentStatus
     event: ConsentEvent | None
 
 
-def _status(event: ConsentEvent | None, at: dt.datetime) -> str:
-    if event is None or event.event_type == ACKNOWLEDGED:
-        return "not_given"
-    return "given" if _in_force(event.event_type, event.valid_until, at) else "withdrawn"
+def _status(event: ConsentEvent | None, at: dt.datetime) -> ConsentStatus:
+    if event is None or event.event_type == ConsentEventType.ACKNOWLEDGED:
+        return ConsentStatus.NOT_GIVEN
+    if _in_force(event.event_type, event.valid_until, at):
+        return ConsentStatus.GIVEN
+    return ConsentStatus.WITHDRAWN
 
 
 def _method(value: str) -> str:
@@ -181,7 +212,11 @@ class Consents:
         with database.atomic():
             renewing = has_consent(subject_ref, purpose.id)
             event = self._append(
-                principal, subject_ref, purpose, collection, RENEWED if renewing else GIVEN
+                principal,
+                subject_ref,
+                purpose,
+                collection,
+                ConsentEventType.RENEWED if renewing else ConsentEventType.GIVEN,
             )
         return event
 
@@ -208,11 +243,18 @@ class Consents:
                     "there is no consent in force to withdraw",
                     {"purpose_id": purpose.id},
                 )
-            event = self._append(principal, subject_ref, purpose, collection, WITHDRAWN)
+            event = self._append(
+                principal, subject_ref, purpose, collection, ConsentEventType.WITHDRAWN
+            )
         return event, list(purpose.services_lost_on_withdrawal)
 
     def _append(
-        self, principal: Principal, subject_ref: str, purpose: Purpose, method: str, event_type: str
+        self,
+        principal: Principal,
+        subject_ref: str,
+        purpose: Purpose,
+        method: str,
+        event_type: ConsentEventType,
     ) -> ConsentEvent:
         event = append(
             subject_ref=subject_ref,
@@ -222,9 +264,9 @@ class Consents:
             data_categories=list(purpose.data_categories),
             collection_method=method,
             event_type=event_type,
-            given_by="guardian" if principal.is_guardian else "person",
+            given_by=ConsentActor.of(principal),
         )
-        verb = "withdraw" if event_type == WITHDRAWN else "grant"
+        verb = "withdraw" if event_type == ConsentEventType.WITHDRAWN else "grant"
         audit.record(
             principal, f"consent.{verb}:{purpose.id}", "consent_event", event.id, subject_ref
         )
@@ -296,8 +338,8 @@ def record_registration_choices(
             lawful_basis=purpose.lawful_basis,
             data_categories=list(purpose.data_categories),
             collection_method="registration",
-            event_type=ACKNOWLEDGED if is_child else GIVEN,
-            given_by="person",
+            event_type=ConsentEventType.ACKNOWLEDGED if is_child else ConsentEventType.GIVEN,
+            given_by=ConsentActor.PERSON,
         )
 
 

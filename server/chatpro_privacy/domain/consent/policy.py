@@ -11,6 +11,7 @@ import time
 from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.consent import ledger as consent
 from chatpro_privacy.domain.consent.notices import NoticeHistory, NoticeVersion
+from chatpro_privacy.domain.consent.purposes import LawfulBasis
 from chatpro_privacy.domain.kernel import access, validation
 from chatpro_privacy.domain.kernel.errors import (
     FailedPrecondition,
@@ -21,6 +22,7 @@ from chatpro_privacy.domain.kernel.errors import (
     Violations,
 )
 from chatpro_privacy.domain.kernel.principals import Principal, Role
+from chatpro_privacy.domain.kernel.vocabulary import AccountState
 from chatpro_privacy.domain.records import audit, outbox
 from chatpro_privacy.storage.db import database
 from chatpro_privacy.storage.models import (
@@ -31,7 +33,6 @@ from chatpro_privacy.storage.models import (
 )
 
 FANOUT_BATCH = 500
-ACTIVE = "active"
 
 
 def _history() -> NoticeHistory:
@@ -179,12 +180,14 @@ class Policies:
                 subject_ref=account.subject_ref,
                 notice_version=version,
                 purpose=consent.PURPOSE_POLICY,
-                lawful_basis="consent",
+                lawful_basis=LawfulBasis.CONSENT,
                 data_categories=["identity", "contact", "profile", "device"],
                 collection_method="policy_acceptance",
                 # A child's own acceptance lets them continue; consent is the guardian's.
-                event_type=consent.ACKNOWLEDGED if child_self else consent.RENEWED,
-                given_by="guardian" if principal.is_guardian else "person",
+                event_type=consent.ConsentEventType.ACKNOWLEDGED
+                if child_self
+                else consent.ConsentEventType.RENEWED,
+                given_by=consent.ConsentActor.of(principal),
             )
             Account.update(policy_version=version).where(Account.id == account.id).execute()
             audit.record(principal, "policy.accept", "policy_version", version, account.subject_ref)
@@ -205,7 +208,7 @@ class Policies:
         query = (
             Account.select(Account.id)
             .where(
-                (Account.state == ACTIVE)
+                (Account.state == AccountState.ACTIVE)
                 & (Account.policy_version.is_null() | Account.policy_version.not_in(satisfied))
                 & (Account.id > page_token)
             )

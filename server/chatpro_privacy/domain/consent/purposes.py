@@ -3,6 +3,7 @@ files shipped with the service, read once."""
 
 from __future__ import annotations
 
+import enum
 import tomllib
 from dataclasses import dataclass
 from functools import cache
@@ -11,7 +12,15 @@ from typing import Any
 
 from chatpro_privacy.domain.kernel.errors import FieldViolation, InvalidArgument
 
-LAWFUL_BASES = ("consent", "contract", "legitimate_interest", "legal_obligation", "organisation")
+
+class LawfulBasis(enum.StrEnum):
+    """What a purpose rests on (CON-4); a recipient takes any but the organisation's."""
+
+    CONSENT = "consent"
+    CONTRACT = "contract"
+    LEGITIMATE_INTEREST = "legitimate_interest"
+    LEGAL_OBLIGATION = "legal_obligation"
+    ORGANISATION = "organisation"  # the organisation's own, ChatPro being its processor
 
 
 @dataclass(frozen=True)
@@ -26,7 +35,7 @@ class Purpose:
 
     @property
     def rests_on_consent(self) -> bool:
-        return self.lawful_basis == "consent"
+        return self.lawful_basis == LawfulBasis.CONSENT
 
 
 @dataclass(frozen=True)
@@ -86,7 +95,7 @@ def register() -> Register:
             third_party_category=raw.get("third_party_category", ""),
             withdrawable=raw.get("withdrawable", True),
         )
-        if purpose.lawful_basis not in LAWFUL_BASES or purpose.id in purposes:
+        if purpose.lawful_basis not in set(LawfulBasis) or purpose.id in purposes:
             raise ValueError(f"purposes.toml: bad or repeated purpose {purpose.id!r}")
         purposes[purpose.id] = purpose
     return Register(str(data["version"]), purposes)

@@ -68,7 +68,9 @@ class Receipts:
         """(receipt JSON, JWS, key id) for the consents in force for the caller's account."""
         states, accepted = self.consents.state(principal, access.own_account(principal), None)
         controller = policy_rules.controller_info()
-        in_force = [s for s in states if s.status == "given" and s.event is not None]
+        in_force = [
+            s for s in states if s.status == consent.ConsentStatus.GIVEN and s.event is not None
+        ]
         latest = max((s.event for s in in_force if s.event), key=lambda e: e.seq, default=None)
         purposes = [
             {

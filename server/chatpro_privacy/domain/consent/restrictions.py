@@ -7,10 +7,24 @@ legal claims also holds the data from every deletion (RET-1).
 
 from __future__ import annotations
 
+import enum
+
 from chatpro_privacy.domain.kernel.errors import FailedPrecondition
 from chatpro_privacy.storage.models import ProcessingObjection, ProcessingRestriction
 
-LEGAL_CLAIMS = "legal_claims"
+
+class RestrictionCase(enum.StrEnum):
+    """The four cases in which a person may restrict processing (UK GDPR Art. 18)."""
+
+    ACCURACY_CONTESTED = "accuracy_contested"
+    UNLAWFUL_PROCESSING = "unlawful_processing"
+    LEGAL_CLAIMS = "legal_claims"  # also holds the data from every deletion
+    OBJECTION_PENDING = "objection_pending"
+
+
+class ObjectionGround(enum.StrEnum):
+    LEGITIMATE_INTEREST = "legitimate_interest"  # stops analytics and statistics
+    DIRECT_MARKETING = "direct_marketing"
 
 
 def restriction(account_id: str) -> str | None:
@@ -28,7 +42,7 @@ def require_unrestricted(account_id: str, what: str) -> None:
         )
 
 
-def objected(account_id: str, ground: str) -> bool:
+def objected(account_id: str, ground: ObjectionGround) -> bool:
     return (
         ProcessingObjection.select()
         .where((ProcessingObjection.account == account_id) & (ProcessingObjection.ground == ground))
@@ -37,4 +51,4 @@ def objected(account_id: str, ground: str) -> bool:
 
 
 def held_for_legal_claims(account_id: str) -> bool:
-    return restriction(account_id) == LEGAL_CLAIMS
+    return restriction(account_id) == RestrictionCase.LEGAL_CLAIMS

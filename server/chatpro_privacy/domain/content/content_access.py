@@ -12,6 +12,7 @@ from __future__ import annotations
 from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.kernel.errors import FailedPrecondition, NotFound, PermissionDenied
 from chatpro_privacy.domain.kernel.principals import Principal, Role
+from chatpro_privacy.domain.kernel.vocabulary import MemberRole, MembershipState
 from chatpro_privacy.domain.organisations import memberships
 from chatpro_privacy.storage.models import (
     Conversation,
@@ -49,7 +50,7 @@ def active_membership(principal: Principal, organisation_id: str) -> Membership:
     account_id = refuse_platform(principal)
     org = memberships.organisation(organisation_id)
     mine = memberships.membership(org.id, account_id)
-    if mine is None or mine.state != memberships.ACTIVE:
+    if mine is None or mine.state != MembershipState.ACTIVE:
         raise _no_organisation(org.id)
     return mine
 
@@ -57,7 +58,7 @@ def active_membership(principal: Principal, organisation_id: str) -> Membership:
 def require_administrator(principal: Principal, organisation_id: str) -> Membership:
     """An active administrator of this organisation (monitoring is theirs alone)."""
     mine = active_membership(principal, organisation_id)
-    if mine.role != memberships.ADMINISTRATOR:
+    if mine.role != MemberRole.ADMINISTRATOR:
         raise PermissionDenied(
             "ADMINISTRATORS_ONLY", "only the organisation's administrators may monitor content"
         )
@@ -101,7 +102,7 @@ def poster(principal: Principal, conversation_id: str) -> tuple[Conversation, bo
         .where(
             (ConversationParticipant.conversation == conversation_id[:64])
             & (ConversationParticipant.account == account_id)
-            & (Membership.state == memberships.ACTIVE)
+            & (Membership.state == MembershipState.ACTIVE)
         )
         .tuples()
         .first()

@@ -3,6 +3,7 @@ members of one organisation, which controls their content."""
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 from chatpro_privacy.clock import clock
@@ -11,17 +12,23 @@ from chatpro_privacy.domain.kernel import paging
 from chatpro_privacy.domain.kernel.errors import FieldViolation, InvalidArgument, Violations
 from chatpro_privacy.domain.kernel.principals import Principal
 from chatpro_privacy.domain.kernel.tokens import new_id
-from chatpro_privacy.domain.organisations import memberships
+from chatpro_privacy.domain.kernel.vocabulary import MembershipState
 from chatpro_privacy.domain.records import audit
 from chatpro_privacy.storage.db import database
 from chatpro_privacy.storage.models import Conversation, ConversationParticipant, Membership
 from chatpro_privacy.storage.queries import tuples
 
-INDIVIDUAL = "individual"
-GROUP = "group"
-TWO_WAY = "two_way"
-BROADCAST = "broadcast"
 MAX_PARTICIPANTS = 5000
+
+
+class ConversationKind(enum.StrEnum):
+    INDIVIDUAL = "individual"  # the creator and exactly one other member
+    GROUP = "group"
+
+
+class ConversationMode(enum.StrEnum):
+    TWO_WAY = "two_way"  # every participant may post
+    BROADCAST = "broadcast"  # only the creator and the named senders may post
 
 
 @dataclass(frozen=True)
@@ -51,23 +58,23 @@ def create(
     mine = content_access.active_membership(principal, organisation_id)
     creator = mine.account_id
     v = Violations()
-    if kind not in (INDIVIDUAL, GROUP):
+    if kind not in set(ConversationKind):
         v.add("kind", "is required: individual or group", "REQUIRED")
-    if mode not in (TWO_WAY, BROADCAST):
+    if mode not in set(ConversationMode):
         v.add("mode", "is required: two-way or broadcast", "REQUIRED")
     others = [a for a in _ids(v, "participant_account_ids", participant_ids) if a != creator]
     senders = _ids(v, "sender_account_ids", sender_ids)
-    if kind == INDIVIDUAL and len(others) != 1:
+    if kind == ConversationKind.INDIVIDUAL and len(others) != 1:
         v.add(
             "participant_account_ids",
             "an individual conversation has exactly one other participant",
             "ONE_PARTICIPANT",
         )
-    if kind == GROUP and not others:
+    if kind == ConversationKind.GROUP and not others:
         v.add("participant_account_ids", "a group needs other participants", "REQUIRED")
     if len(others) + 1 > MAX_PARTICIPANTS:
         v.add("participant_account_ids", f"at most {MAX_PARTICIPANTS} participants", "TOO_MANY")
-    if senders and mode != BROADCAST:
+    if senders and mode != ConversationMode.BROADCAST:
         v.add("sender_account_ids", "only broadcasts name their senders", "NOT_BROADCAST")
     if any(s not in others and s != creator for s in senders):
         v.add("sender_account_ids", "senders must be participants", "NOT_A_PARTICIPANT")
@@ -78,7 +85,7 @@ def create(
         for m in Membership.select(Membership.account).where(
             (Membership.organisation == mine.organisation_id)
             & (Membership.account.in_(everyone))
-            & (Membership.state == memberships.ACTIVE)
+            & (Membership.state == MembershipState.ACTIVE)
         )
     }
     missing = [a for a in others if a not in active]
@@ -93,7 +100,7 @@ def create(
                 )
             ]
         )
-    may_post = set(everyone) if mode == TWO_WAY else {creator, *senders}
+    may_post = set(everyone) if mode == ConversationMode.TWO_WAY else {creator, *senders}
     with database.atomic():
         conversation = Conversation.create(
             id=new_id(),

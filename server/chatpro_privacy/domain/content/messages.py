@@ -38,10 +38,6 @@ from chatpro_privacy.storage.queries import tuples
 
 log = structlog.get_logger("chatpro_privacy.messages")
 
-MESSAGE: ContentKind = "message"
-CALL_RECORDING: ContentKind = "call_recording"
-
-
 # What a ContentRef is read from: the item's seq, then ``content_ref``'s arguments in order.
 # Queries that show stored items to plugins select these first, then whatever else they need.
 REF_COLUMNS = (
@@ -59,7 +55,7 @@ def content_ref(
 ) -> ContentRef:
     """A stored row as plugins see it (the column's text narrowed to a content kind)."""
     return ContentRef(
-        MESSAGE if kind == MESSAGE else CALL_RECORDING,
+        ContentKind.MESSAGE if kind == ContentKind.MESSAGE else ContentKind.CALL_RECORDING,
         content_id,
         conversation_id,
         author_ref,
@@ -169,7 +165,7 @@ class Messages:
         stored = self.vault.open_texts(
             prior.organisation_id, [(prior.id, prior.key_id, prior.body)]
         )
-        if prior.kind != MESSAGE or stored[prior.id] not in (text, None):
+        if prior.kind != ContentKind.MESSAGE or stored[prior.id] not in (text, None):
             raise InvalidArgument(
                 [
                     FieldViolation(
@@ -194,7 +190,7 @@ class Messages:
         sealed = self.vault.seal_text(posting.organisation_id, item_id, posting.author_ref, text)
         try:
             with database.atomic():
-                item = posting.create(item_id, MESSAGE, sealed.key_id, sealed.body)
+                item = posting.create(item_id, ContentKind.MESSAGE, sealed.key_id, sealed.body)
                 store_tokens(posting.organisation_id, item.seq, sealed.tokens)
         except peewee.IntegrityError:
             if (prior := posting.retried()) is not None:
@@ -220,7 +216,9 @@ class Messages:
             )
         )
         view = ContentView(
-            ContentRef(MESSAGE, item.id, item.conversation_id, item.author_ref, item.created_at),
+            ContentRef(
+                ContentKind.MESSAGE, item.id, item.conversation_id, item.author_ref, item.created_at
+            ),
             text,
             recipients,
         )
@@ -255,7 +253,7 @@ class Messages:
     ) -> tuple[list[MessageView], str]:
         conversation, _ = content_access.participant(principal, conversation_id)
         size, cursor = paging.page(page_size, page_token)
-        served = await self.retention.served(conversation.organisation_id, (MESSAGE,))
+        served = await self.retention.served(conversation.organisation_id, (ContentKind.MESSAGE,))
         query = ContentItem.select(
             ContentItem.seq,
             ContentItem.id,
@@ -265,7 +263,9 @@ class Messages:
             ContentItem.body,
             ContentItem.created_at,
         ).where(
-            (ContentItem.conversation == conversation.id) & (ContentItem.kind == MESSAGE) & served
+            (ContentItem.conversation == conversation.id)
+            & (ContentItem.kind == ContentKind.MESSAGE)
+            & served
         )
         if cursor is not None:
             query = query.where(ContentItem.seq < cursor)

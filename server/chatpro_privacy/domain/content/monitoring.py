@@ -10,6 +10,7 @@ checks made in their organisation, and whether their content was among the resul
 from __future__ import annotations
 
 import datetime as dt
+import enum
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,8 +21,6 @@ from peewee import JOIN, fn
 from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.content import content_access, conversations
 from chatpro_privacy.domain.content.messages import (
-    CALL_RECORDING,
-    MESSAGE,
     REF_COLUMNS,
     content_ref,
 )
@@ -39,7 +38,7 @@ from chatpro_privacy.domain.vault import crypto
 from chatpro_privacy.domain.vault.envelope import Vault
 from chatpro_privacy.plugin.faults import PluginError
 from chatpro_privacy.plugin.host import PluginHost
-from chatpro_privacy.plugin.types import AccessRequest
+from chatpro_privacy.plugin.types import AccessRequest, ContentKind
 from chatpro_privacy.storage import tuning
 from chatpro_privacy.storage.db import database
 from chatpro_privacy.storage.models import (
@@ -57,12 +56,29 @@ from chatpro_privacy.storage.queries import tuples
 
 log = structlog.get_logger("chatpro_privacy.monitoring")
 
-REASONS = ("routine_check", "random_check", "safeguarding_concern", "legal_request")
 MAX_SPAN = dt.timedelta(days=366)
 MAX_KEYWORDS = 10
 MAX_PEOPLE = 100
 MAX_SAMPLE = 100
 MAX_CANDIDATES = 5000
+
+
+class MonitoringReason(enum.StrEnum):
+    """Why an administrator looks at content: every access states one (ORG-3)."""
+
+    ROUTINE_CHECK = "routine_check"
+    RANDOM_CHECK = "random_check"
+    SAFEGUARDING_CONCERN = "safeguarding_concern"
+    LEGAL_REQUEST = "legal_request"
+
+
+class Operation(enum.StrEnum):
+    """What an access does, as its record and the organisation's plugin see it."""
+
+    SEARCH = "search"
+    STATISTICS = "statistics"
+    RANDOM_CHECK = "random_check"
+    LISTEN = "listen"
 
 
 @dataclass(frozen=True)
@@ -105,7 +121,7 @@ class Check:
 
 
 def _reason(v: Violations, reason: str) -> None:
-    if reason not in REASONS:
+    if reason not in set(MonitoringReason):
         v.add("reason", "is required: why the content is looked at", "REASON_REQUIRED")
 
 
@@ -195,7 +211,7 @@ class Monitoring:
         principal: Principal,
         organisation_id: str,
         reason: str,
-        operation: str,
+        operation: Operation,
         filters: dict[str, str],
     ) -> _Check:
         request = AccessRequest(str(principal.subject_ref), reason, operation, dict(filters))
@@ -252,7 +268,8 @@ class Monitoring:
         """The items as administrators see them, and every subject ref they touch."""
         people = conversations.participants_of([r.conversation_id for r in rows])
         texts = self.vault.open_texts(
-            organisation_id, ((r.id, r.key_id, r.body) for r in rows if r.kind == MESSAGE)
+            organisation_id,
+            ((r.id, r.key_id, r.body) for r in rows if r.kind == ContentKind.MESSAGE),
         )
         live = self.vault.readable(r.key_id for r in rows)
         flags: dict[int, list[tuple[str, str, str]]] = {}
@@ -276,8 +293,8 @@ class Monitoring:
             recipients = [a for a, _ in people[r.conversation_id] if a != r.author_account_id]
             touched_accounts.update(recipients)
             readable = r.key_id in live
-            text = texts.get(r.id) if r.kind == MESSAGE else None
-            readable = readable and (text is not None or r.kind == CALL_RECORDING)
+            text = texts.get(r.id) if r.kind == ContentKind.MESSAGE else None
+            readable = readable and (text is not None or r.kind == ContentKind.CALL_RECORDING)
             items.append(Item(r, recipients, text, readable, flags.get(r.seq, [])))
         if touched_accounts:
             subjects.update(
@@ -318,7 +335,7 @@ class Monitoring:
             principal,
             org_id,
             reason,
-            "search",
+            Operation.SEARCH,
             _filters(
                 scope,
                 keywords=",".join(words),
@@ -375,7 +392,9 @@ class Monitoring:
         _reason(v, reason)
         _scope(v, scope, org_id)
         v.raise_if_any()
-        check = await self._approve(principal, org_id, reason, "statistics", _filters(scope))
+        check = await self._approve(
+            principal, org_id, reason, Operation.STATISTICS, _filters(scope)
+        )
         where = _in_scope(org_id, scope) & await self.retention.served(org_id)
         day = fn.DATE(ContentItem.created_at)
         per_day = [
@@ -433,8 +452,8 @@ class Monitoring:
         check = await self._approve(
             principal,
             org_id,
-            "random_check",
-            "random_check",
+            MonitoringReason.RANDOM_CHECK,
+            Operation.RANDOM_CHECK,
             _filters(scope, sample_size=str(sample_size)),
         )
         candidates = list(
@@ -468,14 +487,16 @@ class Monitoring:
         item = ContentItem.get_or_none(
             (ContentItem.id == recording_id[:64])
             & (ContentItem.organisation == org_id)
-            & (ContentItem.kind == CALL_RECORDING)
-            & await self.retention.served(org_id, (CALL_RECORDING,))
+            & (ContentItem.kind == ContentKind.CALL_RECORDING)
+            & await self.retention.served(org_id, (ContentKind.CALL_RECORDING,))
         )
         if item is None:
             raise NotFound(
                 "RECORDING_NOT_FOUND", "no such recording", {"recording_id": recording_id[:64]}
             )
-        check = await self._approve(principal, org_id, reason, "listen", {"recording_id": item.id})
+        check = await self._approve(
+            principal, org_id, reason, Operation.LISTEN, {"recording_id": item.id}
+        )
         chunks = self.recordings.stream(item)
         _, subjects = self._items(org_id, [item])
         await self._recorded(check, 1, subjects)

@@ -15,7 +15,7 @@ import peewee
 
 from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.content import content_access
-from chatpro_privacy.domain.content.messages import CALL_RECORDING, Posting
+from chatpro_privacy.domain.content.messages import Posting
 from chatpro_privacy.domain.kernel import paging
 from chatpro_privacy.domain.kernel.errors import (
     FailedPrecondition,
@@ -29,6 +29,7 @@ from chatpro_privacy.domain.kernel.tokens import new_id
 from chatpro_privacy.domain.organisations.retention_periods import Retention
 from chatpro_privacy.domain.vault.crypto import ContentUnreadable
 from chatpro_privacy.domain.vault.envelope import Vault
+from chatpro_privacy.plugin.types import ContentKind
 from chatpro_privacy.storage.blobs import BlobMissing
 from chatpro_privacy.storage.db import database
 from chatpro_privacy.storage.keystore import DataKey
@@ -73,7 +74,7 @@ def _validate(meta: RecordingMeta) -> None:
 
 
 def _replay(prior: ContentItem) -> RecordingView:
-    if prior.kind != CALL_RECORDING:
+    if prior.kind != ContentKind.CALL_RECORDING:
         raise InvalidArgument(
             [
                 FieldViolation(
@@ -121,7 +122,7 @@ class Recordings:
             with database.atomic():
                 item = posting.create(
                     recording_id,
-                    CALL_RECORDING,
+                    ContentKind.CALL_RECORDING,
                     key.key_id,
                     None,
                     started_at=meta.started_at,
@@ -141,7 +142,7 @@ class Recordings:
 
     async def _item(self, principal: Principal, recording_id: str) -> ContentItem:
         item = ContentItem.get_or_none(
-            (ContentItem.id == recording_id[:64]) & (ContentItem.kind == CALL_RECORDING)
+            (ContentItem.id == recording_id[:64]) & (ContentItem.kind == ContentKind.CALL_RECORDING)
         )
         if item is not None:
             try:
@@ -159,7 +160,7 @@ class Recordings:
         return item
 
     async def is_served(self, item: ContentItem) -> bool:
-        served = await self.retention.served(item.organisation_id, (CALL_RECORDING,))
+        served = await self.retention.served(item.organisation_id, (ContentKind.CALL_RECORDING,))
         return bool(ContentItem.select().where((ContentItem.seq == item.seq) & served).exists())
 
     async def get(self, principal: Principal, recording_id: str) -> RecordingView:
@@ -171,10 +172,12 @@ class Recordings:
     ) -> tuple[list[RecordingView], str]:
         conversation, _ = content_access.participant(principal, conversation_id)
         size, cursor = paging.page(page_size, page_token)
-        served = await self.retention.served(conversation.organisation_id, (CALL_RECORDING,))
+        served = await self.retention.served(
+            conversation.organisation_id, (ContentKind.CALL_RECORDING,)
+        )
         query = ContentItem.select().where(
             (ContentItem.conversation == conversation.id)
-            & (ContentItem.kind == CALL_RECORDING)
+            & (ContentItem.kind == ContentKind.CALL_RECORDING)
             & served
         )
         if cursor is not None:

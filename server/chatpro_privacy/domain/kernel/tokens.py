@@ -9,6 +9,7 @@ service's secret key, recomputed when the outbox hands it to the notification se
 from __future__ import annotations
 
 import base64
+import enum
 import hashlib
 import hmac
 import re
@@ -21,10 +22,15 @@ SERVICE_PREFIX = "cpsvc1_"
 _BEARER = re.compile(r"^(cps1_|cpsvc1_)[A-Za-z0-9_-]{43}$")
 _CONFIRMATION = re.compile(r"^(?P<kind>[a-z]{2})1_(?P<id>[0-9a-f]{32})_(?P<mac>[A-Za-z0-9_-]{43})$")
 
-GUARDIAN = "gc"
-EMAIL = "ec"
-GUARDIAN_ACCESS = "ga"
-ACCOUNT_SETUP = "as"
+
+class ConfirmationKind(enum.StrEnum):
+    """What a confirmation token confirms: its prefix, and part of what its MAC covers, so
+    that a token of one kind is never accepted as another."""
+
+    GUARDIAN = "gc"  # a guardian's consent to a child's account
+    EMAIL = "ec"  # a new email address
+    GUARDIAN_ACCESS = "ga"  # a guardian's sign-in for the child
+    ACCOUNT_SETUP = "as"  # setting up an account an organisation provisioned
 
 
 def _b64(data: bytes) -> str:
@@ -55,14 +61,14 @@ class ConfirmationTokens:
     def __init__(self, secret_key: bytes) -> None:
         self._key = secret_key
 
-    def _mac(self, kind: str, confirmation_id: str) -> str:
+    def _mac(self, kind: ConfirmationKind, confirmation_id: str) -> str:
         message = f"chatpro-confirmation:{kind}:{confirmation_id}".encode("ascii")
         return _b64(hmac.new(self._key, message, hashlib.sha256).digest())
 
-    def issue(self, kind: str, confirmation_id: str) -> str:
+    def issue(self, kind: ConfirmationKind, confirmation_id: str) -> str:
         return f"{kind}1_{confirmation_id}_{self._mac(kind, confirmation_id)}"
 
-    def open(self, kind: str, token: str, field: str = "token") -> str:
+    def open(self, kind: ConfirmationKind, token: str, field: str = "token") -> str:
         """The confirmation id inside ``token``; INVALID_ARGUMENT if it is not ours."""
         match = _CONFIRMATION.match(token or "")
         if not token:

@@ -15,17 +15,15 @@ import re
 
 from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.consent import ledger as consent
+from chatpro_privacy.domain.consent.purposes import LawfulBasis
 from chatpro_privacy.domain.kernel import errors
 from chatpro_privacy.domain.kernel.principals import Principal, Role
+from chatpro_privacy.domain.kernel.vocabulary import MemberRole, MembershipState
 from chatpro_privacy.domain.records import audit, deletion_feed, outbox
 from chatpro_privacy.storage.db import database
 from chatpro_privacy.storage.models import Account, Membership, Organisation, OrganisationStatement
 from chatpro_privacy.storage.queries import statement_in_effect, tuples
 
-MEMBER = "member"
-ADMINISTRATOR = "administrator"
-INVITED = "invited"
-ACTIVE = "active"
 _MOBILE = re.compile(r"^\+?[0-9]{7,15}$")
 
 
@@ -65,7 +63,7 @@ def require_manager(principal: Principal, organisation_id: str) -> Organisation:
     mine = membership(org.id, principal.account_id) if principal.is_person else None
     if mine is None:
         raise unknown(org.id)
-    if mine.role != ADMINISTRATOR or mine.state != ACTIVE:
+    if mine.role != MemberRole.ADMINISTRATOR or mine.state != MembershipState.ACTIVE:
         raise errors.PermissionDenied(
             "ADMINISTRATORS_ONLY", "only the organisation's administrators may do this"
         )
@@ -85,7 +83,7 @@ def require_visible(principal: Principal, organisation_id: str) -> Organisation:
 
 def invite(principal: Principal, organisation_id: str, account_id: str, role: str) -> Membership:
     org = require_manager(principal, organisation_id)
-    if role not in (MEMBER, ADMINISTRATOR):
+    if role not in set(MemberRole):
         raise errors.InvalidArgument([errors.FieldViolation("role", "is required", "REQUIRED")])
     if not account_id:
         raise errors.InvalidArgument(
@@ -103,7 +101,7 @@ def invite(principal: Principal, organisation_id: str, account_id: str, role: st
             organisation=org.id,
             account=account.id,
             role=role,
-            state=INVITED,
+            state=MembershipState.INVITED,
             invited_at=clock.now(),
         )
         outbox.emit(outbox.MEMBERSHIP_INVITED, account.id, organisation_id=org.id, role=role)
@@ -122,7 +120,7 @@ def accept(
     mine = membership(org.id, principal.account_id)
     if mine is None:
         raise unknown(org.id)
-    if mine.state == ACTIVE:
+    if mine.state == MembershipState.ACTIVE:
         raise errors.AlreadyExists("ALREADY_A_MEMBER", "you are a member already")
     statement = statement_in_effect(org.id, clock.now())
     if statement is None:
@@ -136,7 +134,7 @@ def accept(
             {"current_version": statement.version},
         )
     mobile = mobile_number.replace(" ", "")
-    if mine.role == ADMINISTRATOR and not _MOBILE.match(mobile):
+    if mine.role == MemberRole.ADMINISTRATOR and not _MOBILE.match(mobile):
         raise errors.InvalidArgument(
             [
                 errors.FieldViolation(
@@ -144,7 +142,7 @@ def accept(
                 )
             ]
         )
-    if mine.role != ADMINISTRATOR and mobile_number:
+    if mine.role != MemberRole.ADMINISTRATOR and mobile_number:
         raise errors.InvalidArgument(
             [
                 errors.FieldViolation(
@@ -167,14 +165,14 @@ def accept(
     )
     with database.atomic():
         Membership.update(
-            state=ACTIVE,
+            state=MembershipState.ACTIVE,
             statement_version=statement.version,
             joined_at=now,
             acknowledgement_required=upcoming.version if upcoming else None,
         ).where(
             (Membership.organisation == org.id) & (Membership.account == principal.account_id)
         ).execute()
-        if mine.role == ADMINISTRATOR:
+        if mine.role == MemberRole.ADMINISTRATOR:
             Account.update(mobile_number=mobile).where(Account.id == principal.account_id).execute()
         _acknowledged(principal, org.id, statement.version, "joining")
         audit.record(principal, "membership.join", "organisation", org.id, principal.subject_ref)
@@ -189,11 +187,11 @@ def _acknowledged(principal: Principal, organisation_id: str, version: str, how:
         subject_ref=str(principal.subject_ref),
         notice_version=f"{organisation_id}/{version}",
         purpose="organisation_statement",
-        lawful_basis="organisation",
+        lawful_basis=LawfulBasis.ORGANISATION,
         data_categories=[],
         collection_method=how,
-        event_type=consent.ACKNOWLEDGED,
-        given_by="person",
+        event_type=consent.ConsentEventType.ACKNOWLEDGED,
+        given_by=consent.ConsentActor.PERSON,
     )
 
 
@@ -203,11 +201,12 @@ def require_reacknowledgement(
     """Inside the publishing transaction: every active member must acknowledge ``version``
     before posting once it is in effect, and is told so through the outbox."""
     Membership.update(acknowledgement_required=version).where(
-        (Membership.organisation == organisation_id) & (Membership.state == ACTIVE)
+        (Membership.organisation == organisation_id) & (Membership.state == MembershipState.ACTIVE)
     ).execute()
     for (account_id,) in tuples(
         Membership.select(Membership.account).where(
-            (Membership.organisation == organisation_id) & (Membership.state == ACTIVE)
+            (Membership.organisation == organisation_id)
+            & (Membership.state == MembershipState.ACTIVE)
         )
     ):
         outbox.emit(
@@ -225,7 +224,7 @@ def acknowledge(principal: Principal, organisation_id: str, statement_version: s
         raise errors.PermissionDenied("PEOPLE_ONLY", "members acknowledge for themselves")
     org = organisation(organisation_id)
     mine = membership(org.id, principal.account_id)
-    if mine is None or mine.state != ACTIVE:
+    if mine is None or mine.state != MembershipState.ACTIVE:
         raise unknown(org.id)
     statement = statement_in_effect(org.id, clock.now())
     if statement is None or statement_version != statement.version:
@@ -276,10 +275,10 @@ def remove(principal: Principal, organisation_id: str, account_id: str) -> None:
         Membership.delete().where(
             (Membership.organisation == org.id) & (Membership.account == target)
         ).execute()
-        deletion_feed.member_gone(org.id, target, deletion_feed.REMOVED)
+        deletion_feed.member_gone(org.id, target, deletion_feed.DeletionReason.REMOVED)
         still_admin = (
             Membership.select()
-            .where((Membership.account == target) & (Membership.role == ADMINISTRATOR))
+            .where((Membership.account == target) & (Membership.role == MemberRole.ADMINISTRATOR))
             .exists()
         )
         if not still_admin and account.mobile_number is not None:

@@ -7,6 +7,7 @@ Managing an organisation's plugins is for operators and its own active administr
 
 from __future__ import annotations
 
+import enum
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -19,20 +20,24 @@ from chatpro_privacy.domain.records import audit, outbox
 from chatpro_privacy.plugin.faults import PluginFault
 from chatpro_privacy.plugin.host import PluginHost
 from chatpro_privacy.plugin.store import OrganisationSettings, PluginSetting
-from chatpro_privacy.plugin.types import CONTENT_KINDS, OrganisationView
+from chatpro_privacy.plugin.types import ContentKind, OrganisationView
 from chatpro_privacy.storage.db import database
 from chatpro_privacy.storage.models import Organisation, OrganisationPlugin
 from chatpro_privacy.storage.queries import statement_in_effect
 
-ENABLED = "enabled"
-FAULTED = "faulted"
 MAX_CONFIG_BYTES = 64 * 1024
+
+
+class PluginState(enum.StrEnum):
+    AVAILABLE = "available"  # not enabled for the organisation: shown, never stored
+    ENABLED = "enabled"
+    FAULTED = "faulted"  # stopped by the host after repeated faults, until enabled again
 
 
 @dataclass(frozen=True)
 class PluginStatus:
     name: str
-    state: str  # "available" | "enabled" | "faulted"
+    state: PluginState
     config: str  # JSON text, as stored
     fault_reason: str
     distribution: str
@@ -51,9 +56,11 @@ def plugins(principal: Principal, host: PluginHost, organisation_id: str) -> lis
         statuses.append(
             PluginStatus(
                 name=name,
-                state=row.state if row else "available",
+                state=PluginState(row.state) if row else PluginState.AVAILABLE,
                 config=OrganisationPlugin.config.db_value(row.config) if row else "{}",
-                fault_reason=(row.fault_reason or "") if row and row.state == FAULTED else "",
+                fault_reason=(row.fault_reason or "")
+                if row and row.state == PluginState.FAULTED
+                else "",
                 distribution=installed.distribution if installed else "not installed",
             )
         )
@@ -118,14 +125,14 @@ async def enable(
                 organisation=org.id,
                 plugin_name=name,
                 config=config,
-                state=ENABLED,
+                state=PluginState.ENABLED,
                 consecutive_faults=0,
                 updated_at=clock.now(),
             )
         else:
             OrganisationPlugin.update(
                 config=config,
-                state=ENABLED,
+                state=PluginState.ENABLED,
                 consecutive_faults=0,
                 fault_reason=None,
                 updated_at=clock.now(),
@@ -149,7 +156,7 @@ def disable(
     host.invalidate(org.id)
     return next(
         (p for p in plugins(principal, host, org.id) if p.name == name),
-        PluginStatus(name, "available", "{}", "", "not installed"),
+        PluginStatus(name, PluginState.AVAILABLE, "{}", "", "not installed"),
     )
 
 
@@ -182,7 +189,9 @@ class PluginSettings:
                 PluginSetting(
                     name=row.plugin_name,
                     config=row.config,
-                    fault_reason=(row.fault_reason or "faulted") if row.state == FAULTED else None,
+                    fault_reason=(row.fault_reason or "faulted")
+                    if row.state == PluginState.FAULTED
+                    else None,
                     consecutive_faults=row.consecutive_faults,
                 )
                 for row in rows
@@ -201,17 +210,17 @@ class PluginSettings:
     ) -> int | None:
         with database.atomic():
             row = OrganisationPlugin.get_or_none(_row(organisation_id, plugin))
-            if row is None or row.state == FAULTED:
+            if row is None or row.state == PluginState.FAULTED:
                 return None
             faults = int(row.consecutive_faults) + 1
-            state = FAULTED if faults >= limit else ENABLED
+            state = PluginState.FAULTED if faults >= limit else PluginState.ENABLED
             OrganisationPlugin.update(
                 consecutive_faults=faults,
                 state=state,
                 fault_reason=reason,
                 updated_at=clock.now(),
             ).where(_row(organisation_id, plugin)).execute()
-            if state == FAULTED:
+            if state == PluginState.FAULTED:
                 outbox.emit(
                     outbox.PLUGIN_FAULTED,
                     None,
@@ -237,4 +246,4 @@ def _announced_retention(organisation_id: str) -> dict[str, int]:
     if statement is None:
         return {}
     months = statement.retention_months
-    return {k: int(v) for k, v in months.items() if k in CONTENT_KINDS}
+    return {k: int(v) for k, v in months.items() if k in set(ContentKind)}

@@ -25,7 +25,7 @@ from chatpro_privacy.domain.kernel.principals import Principal
 from chatpro_privacy.domain.organisations import memberships
 from chatpro_privacy.domain.organisations.statements import longer_since
 from chatpro_privacy.plugin.host import PluginHost
-from chatpro_privacy.plugin.types import CONTENT_KINDS, DEFAULT_RETENTION_MONTHS, ContentKind
+from chatpro_privacy.plugin.types import DEFAULT_RETENTION_MONTHS, ContentKind
 from chatpro_privacy.storage.models import ContentItem, OrganisationStatement
 from chatpro_privacy.storage.queries import statements_in_effect
 
@@ -141,7 +141,7 @@ class Retention:
     async def served(
         self,
         organisation_id: str,
-        kinds: tuple[ContentKind, ...] = CONTENT_KINDS,
+        kinds: tuple[ContentKind, ...] = tuple(ContentKind),
         now: dt.datetime | None = None,
     ) -> Any:
         """A condition on ContentItem: still kept at ``now`` (RET-1)."""
@@ -156,12 +156,12 @@ class Retention:
 
     async def expired(self, organisation_id: str, now: dt.datetime | None = None) -> Any:
         """A condition on ContentItem: past its period at ``now``."""
-        return ~(await self.served(organisation_id, CONTENT_KINDS, now))
+        return ~(await self.served(organisation_id, tuple(ContentKind), now))
 
 
 @dataclass(frozen=True)
 class RetentionDecision:
-    kind: str
+    kind: ContentKind
     months: int
     decided_by: str
     applies_to_content_after: dt.datetime | None = None
@@ -174,7 +174,7 @@ async def retention_policy(
     statement announces. Reading it calls the organisation's plugins, so it is not public."""
     org = memberships.require_manager(principal, organisation_id)
     decisions = []
-    for kind in CONTENT_KINDS:
+    for kind in ContentKind:
         months, plugin = await host.retention(org.id, kind)
         decisions.append(
             RetentionDecision(kind, months, plugin, longer_since(org.id, kind, months))

@@ -18,9 +18,9 @@ from chatpro_privacy.domain.organisations import memberships
 from chatpro_privacy.domain.records import audit
 from chatpro_privacy.plugin.host import PluginHost
 from chatpro_privacy.plugin.types import (
-    CONTENT_KINDS,
     DEFAULT_RETENTION_MONTHS,
     MAX_RETENTION_MONTHS,
+    ContentKind,
 )
 from chatpro_privacy.storage.db import database
 from chatpro_privacy.storage.models import OrganisationStatement
@@ -49,7 +49,7 @@ def publish_statement(
     v = Violations()
     history.validate_new(v, version, effective, text, "statement", now)
     for kind, months in retention_months.items():
-        if kind not in CONTENT_KINDS:
+        if kind not in set(ContentKind):
             v.add(
                 "retention_months",
                 f"{kind[:32]!r} is not a kind of content",
@@ -80,7 +80,7 @@ def publish_statement(
 def announced(statement: OrganisationStatement | None) -> dict[str, int]:
     """Months per kind a statement announces, 12 for what it leaves out."""
     months = statement.retention_months if statement is not None else {}
-    return {kind: int(months.get(kind, DEFAULT_RETENTION_MONTHS)) for kind in CONTENT_KINDS}
+    return {kind: int(months.get(kind, DEFAULT_RETENTION_MONTHS)) for kind in ContentKind}
 
 
 def _announces_longer(organisation_id: str, effective: dt.datetime, months: dict[str, int]) -> bool:
@@ -90,9 +90,7 @@ def _announces_longer(organisation_id: str, effective: dt.datetime, months: dict
     if before is None:
         return False  # the first statement is acknowledged on joining anyway
     previous = announced(before)
-    return any(
-        months.get(kind, DEFAULT_RETENTION_MONTHS) > previous[kind] for kind in CONTENT_KINDS
-    )
+    return any(months.get(kind, DEFAULT_RETENTION_MONTHS) > previous[kind] for kind in ContentKind)
 
 
 def longer_since(organisation_id: str, kind: str, months: int) -> dt.datetime | None:

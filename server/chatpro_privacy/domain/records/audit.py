@@ -14,6 +14,7 @@ changed, removed or cut off.
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import hmac
 from collections.abc import Iterable
@@ -95,12 +96,21 @@ def _canonical(fields: Iterable[Any]) -> list[Any]:
     return values
 
 
+class ProblemKind(enum.StrEnum):
+    """How a chain was found tampered with."""
+
+    CHANGED = "changed"  # an entry, or its link, fails its MAC
+    REMOVED = "removed"  # entries are missing from the middle
+    CUT_OFF = "cut_off"  # the chain does not end where its head says
+    HEAD_CHANGED = "head_changed"  # the head is missing or fails its MAC
+
+
 @dataclass(frozen=True)
 class Problem:
     partition: int
     seq: int
     entry_id: int | None
-    kind: str  # "changed" | "removed" | "cut_off" | "head_changed"
+    kind: ProblemKind
     detail: str
 
 
@@ -125,7 +135,11 @@ def _walk(
         seq, mac = int(entry.chain_seq or 0), str(entry.mac or "")
         if seq != position:
             return checked, Problem(
-                partition, position, None, "removed", f"entries {position} to {seq - 1} are missing"
+                partition,
+                position,
+                None,
+                ProblemKind.REMOVED,
+                f"entries {position} to {seq - 1} are missing",
             )
         fields = (
             entry.occurred_at,
@@ -139,28 +153,32 @@ def _walk(
         )
         if not hmac.compare_digest(mac, _entry_mac(partition, seq, previous, _canonical(fields))):
             return checked, Problem(
-                partition, seq, int(entry.id), "changed", "the entry or its link fails its MAC"
+                partition,
+                seq,
+                int(entry.id),
+                ProblemKind.CHANGED,
+                "the entry or its link fails its MAC",
             )
         previous, position = mac, position + 1
     last = position - 1
     if head is None:
         if last:
             return checked, Problem(
-                partition, last, None, "head_changed", "the chain's head is missing"
+                partition, last, None, ProblemKind.HEAD_CHANGED, "the chain's head is missing"
             )
         return checked, None
     if not hmac.compare_digest(
         str(head.head_mac), _head_mac(partition, int(head.seq), str(head.mac))
     ):
         return checked, Problem(
-            partition, int(head.seq), None, "head_changed", "the head fails its MAC"
+            partition, int(head.seq), None, ProblemKind.HEAD_CHANGED, "the head fails its MAC"
         )
     if int(head.seq) != last or str(head.mac) != previous:
         return checked, Problem(
             partition,
             position,
             None,
-            "cut_off",
+            ProblemKind.CUT_OFF,
             f"the chain ends at {last}; its head records {head.seq}",
         )
     return checked, None

@@ -9,6 +9,7 @@ their app drops the organisation's content altogether).
 
 from __future__ import annotations
 
+import enum
 from collections import defaultdict
 
 from chatpro_privacy.clock import clock
@@ -17,14 +18,19 @@ from chatpro_privacy.domain.kernel.principals import Principal
 from chatpro_privacy.storage.db import database
 from chatpro_privacy.storage.models import ConversationParticipant, DeletionFeed, Membership
 
-EXPIRED = "expired"
-ERASED = "erased"
-REMOVED = "removed"
 MAX_PAGE = 500
 DEFAULT_PAGE = 100
 
 
-def content_deleted(organisation_id: str, items: list[tuple[str, str]], reason: str) -> None:
+class DeletionReason(enum.StrEnum):
+    EXPIRED = "expired"  # content past its retention period
+    ERASED = "erased"  # a member's data erased: caches drop what they hold of them
+    REMOVED = "removed"  # a member gone from an organisation: they drop its content
+
+
+def content_deleted(
+    organisation_id: str, items: list[tuple[str, str]], reason: DeletionReason
+) -> None:
     """Inside the deleting transaction: (conversation id, content id) pairs, one entry per
     conversation."""
     if not database.in_transaction():
@@ -48,7 +54,7 @@ def content_deleted(organisation_id: str, items: list[tuple[str, str]], reason: 
     ).execute()
 
 
-def member_gone(organisation_id: str, account_id: str, reason: str) -> None:
+def member_gone(organisation_id: str, account_id: str, reason: DeletionReason) -> None:
     """Inside the transaction: drop what the caches hold of this member here (ERASED), or,
     for the member themselves, the organisation's content (REMOVED)."""
     if not database.in_transaction():
@@ -90,7 +96,9 @@ def for_person(principal: Principal, after: int, page_size: int) -> tuple[list[D
                 (DeletionFeed.account_id == me)
                 | (
                     DeletionFeed.organisation_id.in_(organisations)
-                    & (DeletionFeed.reason != REMOVED)  # a removal concerns its member alone
+                    & (
+                        DeletionFeed.reason != DeletionReason.REMOVED
+                    )  # a removal concerns its member alone
                     & (
                         DeletionFeed.conversation_id.is_null()
                         | DeletionFeed.conversation_id.in_(conversations)

@@ -27,6 +27,12 @@ from typing import Any, TypeGuard, TypeVar
 
 from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.kernel import tokens
+from chatpro_privacy.domain.kernel.vocabulary import (
+    MemberRole,
+    MembershipState,
+    RequestChannel,
+    RequestState,
+)
 from chatpro_privacy.storage import tuning
 from chatpro_privacy.storage.db import database
 from chatpro_privacy.storage.models import (
@@ -109,7 +115,7 @@ class Reading:
         confirmation = model.get_or_none(model.id == self.stored[key])
         return confirmation if self.live(confirmation) else None
 
-    def token(self, kind: str, confirmation: Any) -> str:
+    def token(self, kind: tokens.ConfirmationKind, confirmation: Any) -> str:
         return self.confirmations.issue(kind, confirmation.id)
 
     def organisation(self) -> Organisation | None:
@@ -163,7 +169,11 @@ def _guardian_consent(r: Reading) -> GuardianConsentRequested | None:
         return None
     child = gc.account
     return GuardianConsentRequested(
-        child.id, child.guardian_email, child.name, r.token(tokens.GUARDIAN, gc), gc.expires_at
+        child.id,
+        child.guardian_email,
+        child.name,
+        r.token(tokens.ConfirmationKind.GUARDIAN, gc),
+        gc.expires_at,
     )
 
 
@@ -178,7 +188,7 @@ def _guardian_access(r: Reading) -> GuardianAccessRequested | None:
     child = r.account
     if child is None or ga is None:
         return None
-    token = r.token(tokens.GUARDIAN_ACCESS, ga)
+    token = r.token(tokens.ConfirmationKind.GUARDIAN_ACCESS, ga)
     return GuardianAccessRequested(child.id, child.guardian_email, child.name, token, ga.expires_at)
 
 
@@ -195,7 +205,7 @@ def _email_confirmation(r: Reading) -> EmailConfirmationRequested | None:
     ec = r.pending(EmailConfirmation, "confirmation_id")
     if ec is None:
         return None
-    token = r.token(tokens.EMAIL, ec)
+    token = r.token(tokens.ConfirmationKind.EMAIL, ec)
     return EmailConfirmationRequested(r.row.account_id, ec.new_email, token, ec.expires_at)
 
 
@@ -325,7 +335,7 @@ def _account_setup(r: Reading) -> AccountSetupRequested | None:
     a = r.account
     if a is None or org is None or setup is None:
         return None
-    token = r.token(tokens.ACCOUNT_SETUP, setup)
+    token = r.token(tokens.ConfirmationKind.ACCOUNT_SETUP, setup)
     return AccountSetupRequested(a.id, a.email, a.name, org.id, org.name, token, setup.expires_at)
 
 
@@ -391,8 +401,8 @@ def _content_flagged(r: Reading) -> ContentFlagged | None:
         m.account_id
         for m in Membership.select(Membership.account).where(
             (Membership.organisation == s["organisation_id"])
-            & (Membership.role == "administrator")
-            & (Membership.state == "active")
+            & (Membership.role == MemberRole.ADMINISTRATOR)
+            & (Membership.state == MembershipState.ACTIVE)
         )
     ]
     return ContentFlagged(
@@ -426,14 +436,16 @@ def _rights_request_updated(r: Reading) -> RightsRequestUpdated | None:
         return None
     return RightsRequestUpdated(
         account_id=a.id,
-        email=(a.guardian_email or a.email) if request.channel == "guardian" else a.email,
+        email=(a.guardian_email or a.email)
+        if request.channel == RequestChannel.GUARDIAN
+        else a.email,
         rights_request_id=request.id,
         type=request.type,
         state=request.state,
         due_date=request.due_date.isoformat(),
         note=r.stored["note"],
         outcome=request.outcome,
-        complaint_notice=COMPLAINT_NOTICE if request.state == "refused" else "",
+        complaint_notice=COMPLAINT_NOTICE if request.state == RequestState.REFUSED else "",
     )
 
 

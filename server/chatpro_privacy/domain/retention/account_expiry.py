@@ -10,8 +10,9 @@ from __future__ import annotations
 import structlog
 
 from chatpro_privacy.clock import clock
-from chatpro_privacy.domain.accounts.sessions import ACTIVE
+from chatpro_privacy.domain.consent.restrictions import RestrictionCase
 from chatpro_privacy.domain.kernel.principals import SYSTEM
+from chatpro_privacy.domain.kernel.vocabulary import AccountState, MemberRole
 from chatpro_privacy.domain.organisations.retention_periods import months_passed
 from chatpro_privacy.domain.records import outbox
 from chatpro_privacy.domain.rights import erasure
@@ -50,7 +51,7 @@ class Expiry:
             ).execute()
             for (account_id,) in tuples(
                 Account.select(Account.id).where(
-                    (Account.state == ACTIVE)
+                    (Account.state == AccountState.ACTIVE)
                     & months_passed(
                         Account.last_active_at, self.policy.account_inactivity_months, now
                     )
@@ -77,7 +78,7 @@ class Expiry:
                     & (Account.last_active_at <= Account.expiry_warned_at)
                     & ~Account.id.in_(
                         ProcessingRestriction.select(ProcessingRestriction.account).where(
-                            ProcessingRestriction.restriction_case == "legal_claims"
+                            ProcessingRestriction.restriction_case == RestrictionCase.LEGAL_CLAIMS
                         )
                     )
                 )
@@ -111,7 +112,7 @@ class Expiry:
                 continue
             try:
                 answer, plugin = await self.host.departed_content(
-                    org, MemberView(account.subject_ref, "member"), "expired"
+                    org, MemberView(account.subject_ref, MemberRole.MEMBER), "expired"
                 )
             except PluginError:
                 raise  # the organisation's rules cannot be asked: expire later, not now

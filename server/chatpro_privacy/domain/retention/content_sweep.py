@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import enum
 import gc
 import time
 import uuid
@@ -43,8 +44,9 @@ import structlog
 from peewee import Case
 
 from chatpro_privacy.clock import clock
-from chatpro_privacy.domain.consent import restrictions
-from chatpro_privacy.domain.content.messages import CALL_RECORDING, REF_COLUMNS, content_ref
+from chatpro_privacy.domain.consent.restrictions import RestrictionCase
+from chatpro_privacy.domain.content.messages import REF_COLUMNS, content_ref
+from chatpro_privacy.domain.kernel.vocabulary import RequestType
 from chatpro_privacy.domain.organisations.retention_periods import Retention
 from chatpro_privacy.domain.records import deletion_feed
 from chatpro_privacy.domain.retention import legal_holds
@@ -53,7 +55,7 @@ from chatpro_privacy.domain.rights import workflow as rights
 from chatpro_privacy.domain.vault.envelope import Vault
 from chatpro_privacy.plugin.faults import PluginError
 from chatpro_privacy.plugin.host import PluginHost
-from chatpro_privacy.plugin.types import ContentRef
+from chatpro_privacy.plugin.types import ContentKind, ContentRef
 from chatpro_privacy.storage import tuning
 from chatpro_privacy.storage.db import database
 from chatpro_privacy.storage.models import (
@@ -81,12 +83,17 @@ FIRST_BATCH = 100  # grows while batches stay short: the first must not blow the
 MIN_PURGE, MAX_PURGE = 10, 2000  # items whose word tokens one transaction deletes
 FIRST_PURGE = 50
 CHECKPOINT_EVERY = 50  # transactions; the WAL is checkpointed between them, not inside one
-HOLDING_REQUESTS = (rights.ACCESS, rights.PORTABILITY, rights.ERASURE)
+HOLDING_REQUESTS = (RequestType.ACCESS, RequestType.PORTABILITY, RequestType.ERASURE)
 
-LEGAL_HOLD = "legal_hold"
-OPEN_REQUEST = "open_rights_request"
-LEGAL_CLAIMS = "restricted_for_legal_claims"
-PLUGIN_UNAVAILABLE = "plugin_unavailable"
+
+class KeptReason(enum.StrEnum):
+    """Why expired content stayed; a plugin's veto is reported as "plugin: <its reason>"."""
+
+    LEGAL_HOLD = "legal_hold"
+    OPEN_REQUEST = "open_rights_request"
+    LEGAL_CLAIMS = "restricted_for_legal_claims"
+    PLUGIN_UNAVAILABLE = "plugin_unavailable"
+
 
 # Called with (rows, milliseconds) after each transaction that held the write lock: the
 # bench's view of every hold, not only the longest.
@@ -116,7 +123,7 @@ def _not_kept(organisation_id: str) -> Any:
         RightsRequest.type.in_(HOLDING_REQUESTS) & RightsRequest.state.not_in(sorted(rights.FINAL))
     )
     claims = ProcessingRestriction.select(ProcessingRestriction.account).where(
-        ProcessingRestriction.restriction_case == restrictions.LEGAL_CLAIMS
+        ProcessingRestriction.restriction_case == RestrictionCase.LEGAL_CLAIMS
     )
     return (
         ~legal_holds.under_hold(organisation_id)
@@ -279,7 +286,7 @@ class ContentSweeper:
             report.deleted += len(deleted)
             report.kept.update(kept.values())
             for row in deleted:  # blobs at once after the commit, before anything can stop us
-                if row.kind == CALL_RECORDING:
+                if row.kind == ContentKind.CALL_RECORDING:
                     self.vault.delete_recording(organisation_id, row.id)
             if purge_id is not None:
                 await self._purge(purge_id, [r.seq for r in deleted], report)
@@ -339,7 +346,7 @@ class ContentSweeper:
                 for (account,) in tuples(
                     ProcessingRestriction.select(ProcessingRestriction.account).where(
                         ProcessingRestriction.account.in_(accounts)
-                        & (ProcessingRestriction.restriction_case == restrictions.LEGAL_CLAIMS)
+                        & (ProcessingRestriction.restriction_case == RestrictionCase.LEGAL_CLAIMS)
                     )
                 )
             }
@@ -349,11 +356,11 @@ class ContentSweeper:
         kept: dict[int, str] = {}
         for r in rows:
             if r.author_ref in held_people or r.conversation_id in held_conversations:
-                kept[r.seq] = LEGAL_HOLD
+                kept[r.seq] = KeptReason.LEGAL_HOLD
             elif r.author_account_id in claims:
-                kept[r.seq] = LEGAL_CLAIMS
+                kept[r.seq] = KeptReason.LEGAL_CLAIMS
             elif r.author_ref in requesting:
-                kept[r.seq] = OPEN_REQUEST
+                kept[r.seq] = KeptReason.OPEN_REQUEST
         return kept
 
     async def _veto(self, organisation_id: str, rows: list[_Row]) -> str | None:
@@ -361,7 +368,7 @@ class ContentSweeper:
             veto = await self.host.retention_veto(organisation_id, _refs(rows))
         except PluginError as exc:
             log.warning("sweep kept a batch: plugin unavailable", reason=exc.reason)
-            return PLUGIN_UNAVAILABLE
+            return KeptReason.PLUGIN_UNAVAILABLE
         return f"plugin: {veto.reason}"[:200] if veto is not None else None
 
     def _delete(
@@ -421,7 +428,7 @@ class ContentSweeper:
                     deletion_feed.content_deleted(
                         organisation_id,
                         [(r.conversation_id, r.id) for r in deleted],
-                        deletion_feed.EXPIRED,
+                        deletion_feed.DeletionReason.EXPIRED,
                     )
         lock_ms = (time.perf_counter() - started) * 1000
         self._held(len(rows), lock_ms, report)

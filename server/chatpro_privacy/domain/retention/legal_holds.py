@@ -17,7 +17,7 @@ from chatpro_privacy.domain.kernel.tokens import new_id
 from chatpro_privacy.domain.organisations import memberships
 from chatpro_privacy.domain.organisations.retention_periods import Retention, segments, served_under
 from chatpro_privacy.domain.records import audit
-from chatpro_privacy.plugin.types import CONTENT_KINDS, ContentKind
+from chatpro_privacy.plugin.types import ContentKind
 from chatpro_privacy.storage.db import database
 from chatpro_privacy.storage.models import Account, ContentItem, Conversation, LegalHold
 
@@ -125,12 +125,12 @@ async def preview(
     """A dry run: what a sweep would delete now if ``kind`` were kept ``months``."""
     org_id = content_access.administered(principal, organisation_id)
     v = Violations()
-    if kind not in CONTENT_KINDS:
+    if kind not in set(ContentKind):
         v.add("content_kind", "must be message or call_recording", "UNKNOWN_CONTENT_KIND")
     if not 1 <= months <= 120:
         v.add("months", "must be 1 to 120", "OUT_OF_RANGE")
     v.raise_if_any()
-    content_kind: ContentKind = "message" if kind == "message" else "call_recording"
+    content_kind = ContentKind(kind)
     now = clock.now()
     considered = ~served_under(segments(org_id, content_kind, months), now)
     due = await retention.expired(org_id, now)

@@ -10,6 +10,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from chatpro_privacy.clock import clock
+from chatpro_privacy.domain.kernel.vocabulary import AccountState
 from chatpro_privacy.settings import PolicySettings
 from chatpro_privacy.storage.db import database
 from chatpro_privacy.storage.models import (
@@ -126,7 +127,7 @@ def purge(policy: PolicySettings) -> dict[str, int]:
         )
     with database.atomic():
         stale = Account.select(Account.id).where(
-            (Account.state == "pending_setup")
+            (Account.state == AccountState.PENDING_SETUP)
             & (Account.created_at <= now - policy.provisioned_account_retention)
         )
         AccountSetup.delete().where(AccountSetup.account.in_(stale)).execute()

@@ -14,17 +14,19 @@ People who restricted processing (RGT-5) or objected to processing on legitimate
 from __future__ import annotations
 
 import datetime as dt
+import enum
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from peewee import fn
 
-from chatpro_privacy.domain.accounts.sessions import ACTIVE
-from chatpro_privacy.domain.content.messages import MESSAGE
+from chatpro_privacy.domain.consent.restrictions import ObjectionGround
 from chatpro_privacy.domain.kernel.errors import PermissionDenied, Violations
 from chatpro_privacy.domain.kernel.principals import Principal, Role
 from chatpro_privacy.domain.kernel.validation import age_on
+from chatpro_privacy.domain.kernel.vocabulary import AccountState
+from chatpro_privacy.plugin.types import ContentKind
 from chatpro_privacy.storage.models import (
     Account,
     ContentItem,
@@ -33,12 +35,8 @@ from chatpro_privacy.storage.models import (
 )
 
 THRESHOLD = 10
-MESSAGES_PER_ORGANISATION_WEEK = "messages_per_organisation_week"
-ACTIVE_ACCOUNTS_BY_AGE_BAND = "active_accounts_by_age_band"
-TABLES = (MESSAGES_PER_ORGANISATION_WEEK, ACTIVE_ACCOUNTS_BY_AGE_BAND)
 TOTAL = "total"
 MAX_SPAN = dt.timedelta(days=366)
-LEGITIMATE_INTEREST = "legitimate_interest"
 # (lowest age in the band, label), youngest first.
 AGE_BANDS = (
     (0, "under 13"),
@@ -50,6 +48,13 @@ AGE_BANDS = (
     (50, "50-64"),
     (65, "65+"),
 )
+
+
+class StatisticsTable(enum.StrEnum):
+    """The anonymised tables there are; each falls on its own boundaries (week, month)."""
+
+    MESSAGES_PER_ORGANISATION_WEEK = "messages_per_organisation_week"
+    ACTIVE_ACCOUNTS_BY_AGE_BAND = "active_accounts_by_age_band"
 
 
 @dataclass(frozen=True)
@@ -85,8 +90,8 @@ def table(
     v = Violations()
     if not name:
         v.add("table", "is required", "REQUIRED")
-    elif name not in TABLES:
-        v.add("table", f"must be one of {', '.join(TABLES)}", "UNKNOWN_TABLE")
+    elif name not in set(StatisticsTable):
+        v.add("table", f"must be one of {', '.join(StatisticsTable)}", "UNKNOWN_TABLE")
     if start is None:
         v.add("start_time", "is required", "REQUIRED")
     if end is None:
@@ -98,9 +103,9 @@ def table(
             v.add("end_time", "a table spans at most 366 days", "OUT_OF_RANGE")
     # Two tables whose ranges differ by a second would differ by one person: ranges fall on
     # whole weeks (messages) or whole months (accounts), so no two can differ by less.
-    unit = "week" if name == MESSAGES_PER_ORGANISATION_WEEK else "month"
+    unit = "week" if name == StatisticsTable.MESSAGES_PER_ORGANISATION_WEEK else "month"
     for field, at in (("start_time", start), ("end_time", end)):
-        if at is not None and name in TABLES and not _on_boundary(at, unit):
+        if at is not None and name in set(StatisticsTable) and not _on_boundary(at, unit):
             v.add(
                 field,
                 "must be a Monday at 00:00 UTC"
@@ -110,7 +115,7 @@ def table(
             )
     v.raise_if_any()
     assert start is not None and end is not None
-    if name == MESSAGES_PER_ORGANISATION_WEEK:
+    if name == StatisticsTable.MESSAGES_PER_ORGANISATION_WEEK:
         return _messages_per_organisation_week(start, end)
     return _active_accounts_by_age_band(start, end)
 
@@ -124,7 +129,7 @@ def _left_out(column: Any) -> Any:
     """True for an account whose data may not feed statistics (RGT-4, RGT-5)."""
     restricted = ProcessingRestriction.select(ProcessingRestriction.account)
     objected = ProcessingObjection.select(ProcessingObjection.account).where(
-        ProcessingObjection.ground == LEGITIMATE_INTEREST
+        ProcessingObjection.ground == ObjectionGround.LEGITIMATE_INTEREST
     )
     return column.in_(restricted) | column.in_(objected)
 
@@ -176,7 +181,7 @@ def _messages_per_organisation_week(start: dt.datetime, end: dt.datetime) -> Tab
     query = (
         ContentItem.select(ContentItem.organisation, day, fn.COUNT(ContentItem.seq))
         .where(
-            (ContentItem.kind == MESSAGE)
+            (ContentItem.kind == ContentKind.MESSAGE)
             & (ContentItem.created_at >= start)
             & (ContentItem.created_at < end)
             & (author.is_null() | ~_left_out(author))
@@ -200,7 +205,7 @@ def _active_accounts_by_age_band(start: dt.datetime, end: dt.datetime) -> Table:
     query = (
         Account.select(Account.date_of_birth, day, fn.COUNT(Account.id))
         .where(
-            (Account.state == ACTIVE)
+            (Account.state == AccountState.ACTIVE)
             & (Account.last_active_at >= start)
             & (Account.last_active_at < end)
             & ~_left_out(Account.id)

@@ -12,45 +12,34 @@ from __future__ import annotations
 from chatpro_privacy.domain.consent import restrictions
 from chatpro_privacy.domain.kernel import due_dates, validation
 from chatpro_privacy.domain.kernel.errors import FailedPrecondition, Violations
-from chatpro_privacy.domain.kernel.principals import Principal
+from chatpro_privacy.domain.kernel.principals import Principal, Role
+from chatpro_privacy.domain.kernel.vocabulary import RequestState, RequestType
 from chatpro_privacy.domain.records import audit
 from chatpro_privacy.domain.rights import erasure
 from chatpro_privacy.domain.rights.execution import record_objection
 from chatpro_privacy.domain.rights.organisations import ORGANISATION_DECISIONS
 from chatpro_privacy.domain.rights.workflow import (
     COMPLAINT_NOTICE,
-    COMPLETED,
-    ERASURE,
     ERASURE_DECIDED,
-    IDENTITY_VERIFICATION,
-    IN_PROGRESS,
-    OBJECTION,
-    RECEIVED,
-    REFUSED,
-    STEP_AWAIT_DPM,
-    STEP_DONE,
-    STEP_ERASE,
-    STEP_EXECUTE,
-    STEP_ORGANISATIONS,
     Kept,
+    RequestStep,
     RequestView,
     Workflow,
     require_dpm,
 )
+from chatpro_privacy.plugin.types import Disposition
 from chatpro_privacy.storage.db import database
 from chatpro_privacy.storage.models import RightsRequest
 
-DPM = "data_privacy_manager"
 
-
-def _first_step(row: RightsRequest) -> str:
+def _first_step(row: RightsRequest) -> RequestStep:
     """What follows verification: the organisations concerned answer first, an objection
     waits for a decision, anything else is carried out."""
     if row.type in ORGANISATION_DECISIONS:
-        return STEP_ORGANISATIONS
-    if row.type == OBJECTION:
-        return STEP_AWAIT_DPM
-    return STEP_EXECUTE
+        return RequestStep.ORGANISATIONS
+    if row.type == RequestType.OBJECTION:
+        return RequestStep.AWAIT_DPM
+    return RequestStep.EXECUTE
 
 
 def _kept_violations(v: Violations, row: RightsRequest, kept: list[Kept]) -> None:
@@ -59,7 +48,7 @@ def _kept_violations(v: Violations, row: RightsRequest, kept: list[Kept]) -> Non
     for part in kept:
         if not part.what or not part.reason:
             v.add("kept_parts", "each kept part names what and the legal reason", "REQUIRED")
-    if kept and row.type != ERASURE:
+    if kept and row.type != RequestType.ERASURE:
         v.add("kept_parts", "only an erasure keeps parts", "NOT_APPLICABLE")
     if any(part.what not in erasure.KEEPABLE for part in kept):
         v.add(
@@ -86,7 +75,7 @@ class Decisions(Workflow):
         how = validation.required_text(v, "method", method, 200)
         seen = validation.required_text(v, "evidence", evidence, 1000)
         v.raise_if_any()
-        if row.state not in (RECEIVED, IDENTITY_VERIFICATION):
+        if row.state not in (RequestState.RECEIVED, RequestState.IDENTITY_VERIFICATION):
             raise FailedPrecondition(
                 "IDENTITY_ALREADY_VERIFIED", "identity was verified already", {"state": row.state}
             )
@@ -94,8 +83,8 @@ class Decisions(Workflow):
             if verified:
                 self._move(
                     row,
-                    IN_PROGRESS,
-                    DPM,
+                    RequestState.IN_PROGRESS,
+                    Role.DATA_PRIVACY_MANAGER,
                     f"identity verified: {how}",
                     step=_first_step(row),
                     identity_method=how,
@@ -104,8 +93,8 @@ class Decisions(Workflow):
             else:
                 self._move(
                     row,
-                    IDENTITY_VERIFICATION,
-                    DPM,
+                    RequestState.IDENTITY_VERIFICATION,
+                    Role.DATA_PRIVACY_MANAGER,
                     f"evidence of identity requested: {seen}",
                     identity_method=how,
                     identity_evidence=seen,
@@ -133,8 +122,8 @@ class Decisions(Workflow):
         with database.atomic():
             self._move(
                 row,
-                row.state,
-                DPM,
+                RequestState(row.state),
+                Role.DATA_PRIVACY_MANAGER,
                 f"extended by {months} month(s) to {due.isoformat()}: {why}",
                 extension_months=total,
                 extension_reason=why,
@@ -152,10 +141,10 @@ class Decisions(Workflow):
         with database.atomic():
             self._move(
                 row,
-                REFUSED,
-                DPM,
+                RequestState.REFUSED,
+                Role.DATA_PRIVACY_MANAGER,
                 f"refused: {why}",
-                step=STEP_DONE,
+                step=RequestStep.DONE,
                 refusal_reason=why,
                 outcome=f"Your request was refused: {why} {COMPLAINT_NOTICE}",
             )
@@ -173,7 +162,7 @@ class Decisions(Workflow):
         _kept_violations(v, row, kept)
         v.raise_if_any()
         if (
-            row.type == ERASURE
+            row.type == RequestType.ERASURE
             and row.account_id
             and restrictions.held_for_legal_claims(row.account_id)
         ):
@@ -182,21 +171,21 @@ class Decisions(Workflow):
                 "a restriction for legal claims holds this person's data from erasure: refuse "
                 "the request, or complete it once the restriction ends",
             )
-        if row.step != STEP_AWAIT_DPM:
+        if row.step != RequestStep.AWAIT_DPM:
             raise FailedPrecondition(
                 "NOT_AWAITING_DECISION",
                 "the request is not waiting for the data privacy manager",
                 {"state": row.state, "step": row.step},
             )
         with database.atomic():
-            if row.type == OBJECTION:
+            if row.type == RequestType.OBJECTION:
                 record_objection(row)
                 self._move(
                     row,
-                    COMPLETED,
-                    DPM,
+                    RequestState.COMPLETED,
+                    Role.DATA_PRIVACY_MANAGER,
                     "objection upheld: the processing objected to has stopped",
-                    step=STEP_DONE,
+                    step=RequestStep.DONE,
                     outcome=said or "Your objection was upheld; that processing has stopped.",
                 )
             else:
@@ -210,18 +199,23 @@ class Decisions(Workflow):
     def _decide_erasure(self, row: RightsRequest, kept: list[Kept], said: str) -> None:
         """Tell the person what is kept and why (the organisations' kept content too); the
         erasure runs once that notice is delivered (``Workflow.advance``)."""
-        parts = [{"what": k.what, "reason": k.reason, "decided_by": DPM} for k in kept]
-        kept_orgs = [p for p in self.view(row).organisations if p.decision == "keep_pseudonymised"]
+        parts = [
+            {"what": k.what, "reason": k.reason, "decided_by": Role.DATA_PRIVACY_MANAGER}
+            for k in kept
+        ]
+        kept_orgs = [
+            p for p in self.view(row).organisations if p.decision == Disposition.KEEP_PSEUDONYMISED
+        ]
         summary = "; ".join(
             [f"{k['what']}: {k['reason']}" for k in parts]
             + [f"content kept by organisation {p.organisation_id}: {p.reason}" for p in kept_orgs]
         )
         self._move(
             row,
-            IN_PROGRESS,
-            DPM,
+            RequestState.IN_PROGRESS,
+            Role.DATA_PRIVACY_MANAGER,
             ERASURE_DECIDED + (f"; kept: {summary}" if summary else ""),
-            step=STEP_ERASE,
+            step=RequestStep.ERASE,
             kept_parts=parts,
             outcome=said
             or ("Your data was erased" + (f", except: {summary}." if summary else ".")),

@@ -40,18 +40,19 @@ from typing import Any
 import peewee
 
 from chatpro_privacy.clock import clock
-from chatpro_privacy.domain.content.messages import CALL_RECORDING, MESSAGE
+from chatpro_privacy.domain.consent.restrictions import RestrictionCase
 from chatpro_privacy.domain.kernel.errors import FailedPrecondition, NotFound, Violations
 from chatpro_privacy.domain.kernel.principals import SYSTEM, Principal
 from chatpro_privacy.domain.records import audit, deletion_feed
 from chatpro_privacy.domain.vault.envelope import Vault
+from chatpro_privacy.plugin.types import ContentKind, Disposition
 from chatpro_privacy.storage import queries, tuning
 from chatpro_privacy.storage.db import database
 from chatpro_privacy.storage.erasure_ledger import (
-    DONE,
     ErasureLedger,
     KeptRecord,
     LedgerEntry,
+    LedgerState,
     OrganisationAction,
 )
 from chatpro_privacy.storage.models import (
@@ -84,12 +85,8 @@ from chatpro_privacy.storage.models import (
     Session,
 )
 
-DELETE = "delete"
-KEEP_PSEUDONYMISED = "keep_pseudonymised"
-ACTIONS = frozenset({DELETE, KEEP_PSEUDONYMISED})
 CORRESPONDENCE = "correspondence"
 KEEPABLE = frozenset({CORRESPONDENCE})
-LEGAL_CLAIMS = "legal_claims"
 ERASED = "[erased]"
 NO_DECISION = "no decision: deleted by default"
 
@@ -121,7 +118,7 @@ class OrganisationDecision:
     """An organisation's answer for the content the person wrote there."""
 
     organisation_id: str
-    action: str  # "delete" | "keep_pseudonymised"
+    action: str  # a Disposition, checked by ``erase``
     reason: str
     decided_by: str  # "plugin:<name>" | "administrator"
 
@@ -185,12 +182,12 @@ def erase(
         )
         if entry is None:
             raise NotFound("ACCOUNT_NOT_FOUND", "no such account", {"account_id": account_id[:64]})
-        if entry.state != DONE:  # the content committed, then the process stopped
+        if entry.state != LedgerState.DONE:  # the content committed, then the process stopped
             ledger.finish(entry.account_id, _apply(actor, vault, entry, "account.erase"))
             entry = ledger.get(entry.account_id) or entry
         return _report(entry)
     restriction = ProcessingRestriction.get_or_none(ProcessingRestriction.account == account.id)
-    if restriction is not None and restriction.restriction_case == LEGAL_CLAIMS:
+    if restriction is not None and restriction.restriction_case == RestrictionCase.LEGAL_CLAIMS:
         raise FailedPrecondition(
             "HELD_FOR_LEGAL_CLAIMS",
             "a restriction for legal claims holds this person's data from deletion",
@@ -202,18 +199,18 @@ def erase(
     actions = [
         OrganisationAction(org, d.action, d.reason, d.decided_by)
         if (d := chosen.get(org)) is not None
-        else OrganisationAction(org, DELETE, NO_DECISION, "default")
+        else OrganisationAction(org, Disposition.DELETE, NO_DECISION, "default")
         for org in sorted(involved)
     ]
     held = _holds(subject_ref)
     actions = [  # RET-1: content under a legal hold is kept, pseudonymised, whatever was decided
         OrganisationAction(
             a.organisation_id,
-            KEEP_PSEUDONYMISED,
+            Disposition.KEEP_PSEUDONYMISED,
             f"legal hold: {held[a.organisation_id]}",
             "legal_hold",
         )
-        if a.organisation_id in held and a.action == DELETE
+        if a.organisation_id in held and a.action == Disposition.DELETE
         else a
         for a in actions
     ]
@@ -253,7 +250,7 @@ def reapply(vault: Vault, ledger: ErasureLedger, actor: Principal = SYSTEM) -> i
     if database.in_transaction():
         raise RuntimeError("reapply commits its own transactions: call it outside one")
     done = 0
-    for entry in ledger.entries(DONE):
+    for entry in ledger.entries(LedgerState.DONE):
         if _needs_reapplying(entry):
             _apply(actor, vault, entry, "account.erase:reapply")
             done += 1
@@ -267,7 +264,7 @@ def _validate(decisions: list[OrganisationDecision], kept: list[KeptPart]) -> No
     v = Violations()
     seen: set[str] = set()
     for i, d in enumerate(decisions):
-        if d.action not in ACTIONS:
+        if d.action not in set(Disposition):
             v.add(f"decisions[{i}].action", "must be delete or keep_pseudonymised", "UNKNOWN")
         if not d.organisation_id:
             v.add(f"decisions[{i}].organisation_id", "is required", "REQUIRED")
@@ -318,7 +315,8 @@ def _content_organisations(subject_ref: str) -> set[str]:
 def _needs_reapplying(entry: LedgerEntry) -> bool:
     if Account.select().where(Account.id == entry.account_id).exists():
         return True
-    return any(entry.action_for(org) == DELETE for org in _content_organisations(entry.subject_ref))
+    organisations = _content_organisations(entry.subject_ref)
+    return any(entry.action_for(org) == Disposition.DELETE for org in organisations)
 
 
 def _apply(actor: Principal, vault: Vault, entry: LedgerEntry, action: str) -> dict[str, Any]:
@@ -333,7 +331,7 @@ def _apply(actor: Principal, vault: Vault, entry: LedgerEntry, action: str) -> d
     destroyed = {
         org: vault.keys.destroy_member_key(org, ref)
         for org, decision in organisations.items()
-        if decision.action == DELETE
+        if decision.action == Disposition.DELETE
     }
     with database.atomic():
         content = _dispose_of_content(ref, organisations)
@@ -375,7 +373,9 @@ def _decisions_now(entry: LedgerEntry, account: Account | None) -> dict[str, Org
     holds the person's content or membership without one (a restore brought it back)."""
     organisations = {o.organisation_id: o for o in entry.organisations}
     for org in organisations_concerned(entry.subject_ref, account.id if account else None):
-        organisations.setdefault(org, OrganisationAction(org, DELETE, NO_DECISION, "default"))
+        organisations.setdefault(
+            org, OrganisationAction(org, Disposition.DELETE, NO_DECISION, "default")
+        )
     return organisations
 
 
@@ -398,11 +398,11 @@ def _dispose_of_content(ref: str, organisations: dict[str, OrganisationAction]) 
         mine = (ContentItem.organisation == org) & (ContentItem.author_ref == ref)
         by_kind = _count_by_kind(mine)
         done.per_org[org] = sum(by_kind.values())
-        if decision.action == DELETE:
+        if decision.action == Disposition.DELETE:
             done.recordings += [
                 (org, str(item.id))
                 for item in ContentItem.select(ContentItem.id).where(
-                    mine & (ContentItem.kind == CALL_RECORDING)
+                    mine & (ContentItem.kind == ContentKind.CALL_RECORDING)
                 )
             ]
             ContentItem.delete().where(mine).execute()
@@ -463,7 +463,7 @@ def _delete_account(account_id: str, organisations: dict[str, OrganisationAction
     told to drop what they cached of the person (RET-5)."""
     deleted = int(Account.delete().where(Account.id == account_id).execute())
     for org in sorted(organisations):
-        deletion_feed.member_gone(org, account_id, deletion_feed.ERASED)
+        deletion_feed.member_gone(org, account_id, deletion_feed.DeletionReason.ERASED)
     return deleted
 
 
@@ -474,9 +474,9 @@ def checkpoint() -> None:
 
 
 def _count_by_kind(where: Any) -> dict[str, int]:
-    counts = {
-        label: ContentItem.select().where(where & (ContentItem.kind == kind)).count()
-        for kind, label in ((MESSAGE, "messages"), (CALL_RECORDING, "call_recordings"))
+    counts = {  # labelled "messages" and "call_recordings"
+        f"{kind}s": ContentItem.select().where(where & (ContentItem.kind == kind)).count()
+        for kind in ContentKind
     }
     return {label: n for label, n in counts.items() if n}
 

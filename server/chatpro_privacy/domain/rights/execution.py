@@ -17,9 +17,10 @@ import structlog
 
 from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.accounts.profile import request_email_change
-from chatpro_privacy.domain.accounts.sources import PERSON, set_sources
+from chatpro_privacy.domain.accounts.sources import DataSource, set_sources
 from chatpro_privacy.domain.consent import disclosures as disclosure_rules
 from chatpro_privacy.domain.consent import ledger as consent
+from chatpro_privacy.domain.consent.restrictions import RestrictionCase
 from chatpro_privacy.domain.kernel import validation
 from chatpro_privacy.domain.kernel.errors import (
     DomainError,
@@ -28,26 +29,16 @@ from chatpro_privacy.domain.kernel.errors import (
     PermissionDenied,
     Violations,
 )
-from chatpro_privacy.domain.kernel.principals import SYSTEM, Principal
+from chatpro_privacy.domain.kernel.principals import SYSTEM, Principal, PrincipalKind
+from chatpro_privacy.domain.kernel.vocabulary import MemberRole, RequestState, RequestType
 from chatpro_privacy.domain.records import audit
 from chatpro_privacy.domain.rights import erasure
-from chatpro_privacy.domain.rights.workflow import (
-    ACCESS,
-    COMPLAINT_NOTICE,
-    COMPLETED,
-    PARTIALLY_COMPLETED,
-    PORTABILITY,
-    RECTIFICATION,
-    REFUSED,
-    RESTRICTION,
-    STEP_DONE,
-    Kept,
-    Workflow,
-)
+from chatpro_privacy.domain.rights.organisations import PartDecision
+from chatpro_privacy.domain.rights.workflow import COMPLAINT_NOTICE, Kept, RequestStep, Workflow
 from chatpro_privacy.domain.vault.envelope import Vault
 from chatpro_privacy.plugin.faults import PluginError
 from chatpro_privacy.plugin.host import PluginHost
-from chatpro_privacy.plugin.types import MemberView
+from chatpro_privacy.plugin.types import Disposition, MemberView
 from chatpro_privacy.settings import PolicySettings
 from chatpro_privacy.storage.db import database
 from chatpro_privacy.storage.erasure_ledger import ErasureLedger
@@ -127,8 +118,8 @@ def withdraw_consent(
         lawful_basis=purpose.lawful_basis,
         data_categories=list(purpose.data_categories),
         collection_method="rights_request",
-        event_type=consent.WITHDRAWN,
-        given_by="guardian" if principal.is_guardian else "person",
+        event_type=consent.ConsentEventType.WITHDRAWN,
+        given_by=consent.ConsentActor.of(principal),
     )
     return list(purpose.services_lost_on_withdrawal)
 
@@ -154,28 +145,33 @@ class Execution(Workflow):
     async def _execute(self, row: RightsRequest) -> None:
         parts = self.view(row).organisations
         with database.atomic():
-            if row.type in (ACCESS, PORTABILITY):
+            if row.type in (RequestType.ACCESS, RequestType.PORTABILITY):
                 self._export_ready(row, parts)
-            elif row.type == RECTIFICATION:
+            elif row.type == RequestType.RECTIFICATION:
                 outcome = self._rectify(row)
                 self._move(
-                    row, COMPLETED, "system", "corrections applied", step=STEP_DONE, outcome=outcome
+                    row,
+                    RequestState.COMPLETED,
+                    PrincipalKind.SYSTEM,
+                    "corrections applied",
+                    step=RequestStep.DONE,
+                    outcome=outcome,
                 )
-            elif row.type == RESTRICTION:
+            elif row.type == RequestType.RESTRICTION:
                 self._restrict(row, parts)
-        if row.type == RESTRICTION:
+        if row.type == RequestType.RESTRICTION:
             await self._tell_plugins(row, parts, "restricted")
 
     def _export_ready(self, row: RightsRequest, parts: list[RightsRequestOrganisation]) -> None:
         """Access and portability: the export is made as it is streamed; naming any
         organisation that withheld its part makes the request partly completed."""
-        withheld = [p for p in parts if p.decision == "withheld"]
+        withheld = [p for p in parts if p.decision == PartDecision.WITHHELD]
         self._move(
             row,
-            PARTIALLY_COMPLETED if withheld else COMPLETED,
-            "system",
+            RequestState.PARTIALLY_COMPLETED if withheld else RequestState.COMPLETED,
+            PrincipalKind.SYSTEM,
             "your export is ready to download",
-            step=STEP_DONE,
+            step=RequestStep.DONE,
             outcome="Your export is ready."
             + "".join(
                 f" Organisation {p.organisation_id} withheld its part: {p.reason}."
@@ -198,7 +194,7 @@ class Execution(Workflow):
         updates = {name: value[0] for name, value in fixed.items()}
         if updates:
             Account.update(**updates).where(Account.id == account.id).execute()
-            set_sources(account.id, list(updates), PERSON)
+            set_sources(account.id, list(updates), DataSource.PERSON)
             said.insert(0, "corrected: " + ", ".join(sorted(updates)))
         return "; ".join(said).capitalize() + "."
 
@@ -217,7 +213,7 @@ class Execution(Workflow):
             },
         ).execute()
         for part in parts:
-            if part.decision == "monitoring_stops":
+            if part.decision == PartDecision.MONITORING_STOPS:
                 MonitoringStop.insert(
                     organisation=part.organisation_id,
                     account=row.account_id,
@@ -226,19 +222,23 @@ class Execution(Workflow):
                 ).on_conflict_ignore().execute()
         told = "".join(
             f" Organisation {p.organisation_id}: monitoring "
-            + ("stops." if p.decision == "monitoring_stops" else f"continues ({p.reason}).")
+            + (
+                "stops."
+                if p.decision == PartDecision.MONITORING_STOPS
+                else f"continues ({p.reason})."
+            )
             for p in parts
         )
         self._move(
             row,
-            COMPLETED,
-            "system",
+            RequestState.COMPLETED,
+            PrincipalKind.SYSTEM,
             f"processing restricted ({row.restriction_case})",
-            step=STEP_DONE,
+            step=RequestStep.DONE,
             outcome="ChatPro's own processing of your data has stopped"
             + (
                 "; your data is also held from every deletion."
-                if row.restriction_case == "legal_claims"
+                if row.restriction_case == RestrictionCase.LEGAL_CLAIMS
                 else "."
             )
             + told,
@@ -247,7 +247,7 @@ class Execution(Workflow):
     async def _tell_plugins(
         self, row: RightsRequest, parts: list[RightsRequestOrganisation], change: str
     ) -> None:
-        member = MemberView(row.subject_ref, "member")
+        member = MemberView(row.subject_ref, MemberRole.MEMBER)
         for part in parts:
             if self.host.has_plugins(part.organisation_id):
                 try:
@@ -266,10 +266,10 @@ class Execution(Workflow):
             with database.atomic():
                 self._move(
                     row,
-                    REFUSED,
-                    "system",
+                    RequestState.REFUSED,
+                    PrincipalKind.SYSTEM,
                     f"erasure could not be carried out: {exc.message}",
-                    step=STEP_DONE,
+                    step=RequestStep.DONE,
                     refusal_reason=exc.message,
                     outcome=f"Your data was not erased: {exc.message} {COMPLAINT_NOTICE}",
                 )
@@ -278,12 +278,12 @@ class Execution(Workflow):
         with database.atomic():
             self._move(
                 row,
-                PARTIALLY_COMPLETED
-                if kept or any(p.decision == "keep_pseudonymised" for p in parts)
-                else COMPLETED,
-                "system",
+                RequestState.PARTIALLY_COMPLETED
+                if kept or any(p.decision == Disposition.KEEP_PSEUDONYMISED for p in parts)
+                else RequestState.COMPLETED,
+                PrincipalKind.SYSTEM,
                 "erasure carried out",
-                step=STEP_DONE,
+                step=RequestStep.DONE,
             )
 
     # -- exports ------------------------------------------------------------------------------
@@ -295,9 +295,9 @@ class Execution(Workflow):
             raise PermissionDenied(
                 "REQUESTER_ONLY", "an export goes to the requester alone, never to ChatPro's staff"
             )
-        if row.type not in (ACCESS, PORTABILITY) or row.state not in (
-            COMPLETED,
-            PARTIALLY_COMPLETED,
+        if row.type not in (RequestType.ACCESS, RequestType.PORTABILITY) or row.state not in (
+            RequestState.COMPLETED,
+            RequestState.PARTIALLY_COMPLETED,
         ):
             raise FailedPrecondition(
                 "EXPORT_NOT_READY",
@@ -315,7 +315,7 @@ class Execution(Workflow):
         withheld = {
             p.organisation_id: p.reason
             for p in self.view(row).organisations
-            if p.decision == "withheld"
+            if p.decision == PartDecision.WITHHELD
         }
         if row.recipient_id:
             disclosure_rules.record_portability(

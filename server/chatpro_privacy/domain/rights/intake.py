@@ -18,6 +18,7 @@ import peewee
 from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.consent import disclosures as disclosure_rules
 from chatpro_privacy.domain.consent import ledger as consent
+from chatpro_privacy.domain.consent.restrictions import ObjectionGround, RestrictionCase
 from chatpro_privacy.domain.kernel import due_dates, paging
 from chatpro_privacy.domain.kernel.errors import (
     FailedPrecondition,
@@ -25,22 +26,13 @@ from chatpro_privacy.domain.kernel.errors import (
     PermissionDenied,
     Violations,
 )
-from chatpro_privacy.domain.kernel.principals import Principal
+from chatpro_privacy.domain.kernel.principals import Principal, PrincipalKind
 from chatpro_privacy.domain.kernel.tokens import new_id
+from chatpro_privacy.domain.kernel.vocabulary import RequestChannel, RequestState, RequestType
 from chatpro_privacy.domain.records import audit, outbox
 from chatpro_privacy.domain.rights.execution import CORRECTABLE, corrected, withdraw_consent
 from chatpro_privacy.domain.rights.workflow import (
-    CANCELLED,
-    COMPLETED,
-    OBJECTION,
-    PORTABILITY,
-    RECEIVED,
-    RECTIFICATION,
-    RESTRICTION,
-    STEP_DONE,
-    STEP_VERIFY,
-    TYPES,
-    WITHDRAWAL,
+    RequestStep,
     RequestView,
     Workflow,
     actor_of,
@@ -49,13 +41,6 @@ from chatpro_privacy.domain.rights.workflow import (
 from chatpro_privacy.storage.db import database
 from chatpro_privacy.storage.models import Account, Correspondence, RightsRequest
 
-RESTRICTION_CASES = (
-    "accuracy_contested",
-    "unlawful_processing",
-    "legal_claims",
-    "objection_pending",
-)
-OBJECTION_GROUNDS = ("legitimate_interest", "direct_marketing")
 MAX_DETAILS = 5000
 
 
@@ -76,35 +61,35 @@ class NewRequest:
 def _violations(r: NewRequest) -> Violations:
     """Everything wrong with a new request, each field named."""
     v = Violations()
-    if r.type not in TYPES:
+    if r.type not in set(RequestType):
         v.add("type", "is required: the right exercised", "REQUIRED")
     if len(r.details) > MAX_DETAILS:
         v.add("details", f"must be at most {MAX_DETAILS} characters", "TOO_LONG")
     if r.request_id and len(r.request_id) > 64:
         v.add("request_id", "must be at most 64 characters", "TOO_LONG")
-    if r.type == RECTIFICATION:
+    if r.type == RequestType.RECTIFICATION:
         _check_corrections(v, r.corrections)
     elif r.corrections:
         v.add("corrections", "only rectification requests carry corrections", "NOT_APPLICABLE")
-    if (r.type == RESTRICTION) != bool(r.restriction_case):
+    if (r.type == RequestType.RESTRICTION) != bool(r.restriction_case):
         v.add(
             "restriction_case",
             "a restriction, and only a restriction, names its case",
             "REQUIRED",
         )
-    elif r.restriction_case and r.restriction_case not in RESTRICTION_CASES:
+    elif r.restriction_case and r.restriction_case not in set(RestrictionCase):
         v.add("restriction_case", "is not one of the four cases", "UNKNOWN_CASE")
-    if r.objection_ground and r.objection_ground not in OBJECTION_GROUNDS:
+    if r.objection_ground and r.objection_ground not in set(ObjectionGround):
         v.add("objection_ground", "is not a ground of objection", "UNKNOWN_GROUND")
-    if (r.type == OBJECTION) != bool(r.objection_ground):
+    if (r.type == RequestType.OBJECTION) != bool(r.objection_ground):
         v.add(
             "objection_ground",
             "an objection, and only an objection, names its ground",
             "REQUIRED",
         )
-    if (r.type == WITHDRAWAL) != bool(r.purpose_id):
+    if (r.type == RequestType.WITHDRAWAL_OF_CONSENT) != bool(r.purpose_id):
         v.add("purpose_id", "a withdrawal, and only a withdrawal, names its purpose", "REQUIRED")
-    if r.recipient_id and r.type != PORTABILITY:
+    if r.recipient_id and r.type != RequestType.PORTABILITY:
         v.add("recipient_id", "only portability is sent to a third party", "NOT_APPLICABLE")
     return v
 
@@ -161,7 +146,11 @@ class Intake(Workflow):
         row = self._stoppable(row.id)
         with database.atomic():
             self._move(
-                row, CANCELLED, actor_of(principal), "cancelled by the requester", step=STEP_DONE
+                row,
+                RequestState.CANCELLED,
+                actor_of(principal),
+                "cancelled by the requester",
+                step=RequestStep.DONE,
             )
             audit.record(principal, "rights.cancel", "rights_request", row.id, row.subject_ref)
         return self.view(row)
@@ -177,19 +166,19 @@ class Intake(Workflow):
             # SEC-2 and RGT-6: a third party outside the EEA and UK, or without the person's
             # consent to share with its category, is refused before anything is recorded.
             disclosure_rules.check_transfer(r.recipient_id, account.subject_ref)
-        if r.type == WITHDRAWAL:
+        if r.type == RequestType.WITHDRAWAL_OF_CONSENT:
             self._check_withdrawal(account.subject_ref, r.purpose_id)
         try:
             with database.atomic():
                 row = self._received(principal, account, channel, r)
-                if r.type == WITHDRAWAL:
+                if r.type == RequestType.WITHDRAWAL_OF_CONSENT:
                     lost = withdraw_consent(self.consents, principal, row)
                     self._move(
                         row,
-                        COMPLETED,
-                        "system",
+                        RequestState.COMPLETED,
+                        PrincipalKind.SYSTEM,
                         "consent withdrawn",
-                        step=STEP_DONE,
+                        step=RequestStep.DONE,
                         outcome="Your consent was withdrawn."
                         + (f" Services no longer provided: {', '.join(lost)}." if lost else ""),
                     )
@@ -200,7 +189,7 @@ class Intake(Workflow):
         return self.view(row)
 
     def _received(
-        self, principal: Principal, account: Account, channel: str, r: NewRequest
+        self, principal: Principal, account: Account, channel: RequestChannel, r: NewRequest
     ) -> RightsRequest:
         """Inside a transaction: the request recorded, its first event, the requester told."""
         now = clock.now()
@@ -209,8 +198,8 @@ class Intake(Workflow):
             account=account.id,
             subject_ref=account.subject_ref,
             type=r.type,
-            state=RECEIVED,
-            step=STEP_VERIFY,
+            state=RequestState.RECEIVED,
+            step=RequestStep.VERIFY,
             channel=channel,
             details=r.details,
             correspondence_id=r.correspondence_id or None,
@@ -232,7 +221,7 @@ class Intake(Workflow):
             updated_at=now,
         )
         note = f"{r.type} request received"
-        self._event(row, "", RECEIVED, actor_of(principal), note)
+        self._event(row, "", RequestState.RECEIVED, actor_of(principal), note)
         outbox.emit(
             outbox.RIGHTS_REQUEST_UPDATED, row.account_id, rights_request_id=row.id, note=note
         )
@@ -241,7 +230,7 @@ class Intake(Workflow):
         )
         return row
 
-    def _subject(self, principal: Principal, r: NewRequest) -> tuple[Account, str]:
+    def _subject(self, principal: Principal, r: NewRequest) -> tuple[Account, RequestChannel]:
         """Whose request it is, and the channel it came by."""
         if is_dpm(principal) and r.account_id:
             account = Account.get_or_none(Account.id == r.account_id[:64])
@@ -262,7 +251,7 @@ class Intake(Workflow):
                     "no such correspondence from this account",
                     {"correspondence_id": r.correspondence_id[:64]},
                 )
-            return account, "correspondence"
+            return account, RequestChannel.CORRESPONDENCE
         if r.account_id and r.account_id != principal.account_id:
             raise PermissionDenied(
                 "NOT_YOUR_ACCOUNT", "only the data privacy manager enters requests for others"
@@ -272,7 +261,7 @@ class Intake(Workflow):
                 "PEOPLE_ONLY", "a request comes from the person, a guardian or correspondence"
             )
         return Account.get_by_id(principal.account_id), (
-            "guardian" if principal.is_guardian else "person"
+            RequestChannel.GUARDIAN if principal.is_guardian else RequestChannel.PERSON
         )
 
     def _check_withdrawal(self, subject_ref: str, purpose_id: str) -> None:

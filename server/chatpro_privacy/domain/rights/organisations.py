@@ -9,6 +9,7 @@ administrators do (AnswerRightsRequest), seeing only their own part of the reque
 
 from __future__ import annotations
 
+import enum
 from typing import Any
 
 import structlog
@@ -18,34 +19,41 @@ from chatpro_privacy.domain.content import content_access
 from chatpro_privacy.domain.kernel import validation
 from chatpro_privacy.domain.kernel.errors import FailedPrecondition, NotFound, Violations
 from chatpro_privacy.domain.kernel.principals import Principal
+from chatpro_privacy.domain.kernel.vocabulary import MemberRole, RequestType
 from chatpro_privacy.domain.records import audit
 from chatpro_privacy.domain.rights import erasure
-from chatpro_privacy.domain.rights.workflow import (
-    ACCESS,
-    ERASURE,
-    FINAL,
-    PORTABILITY,
-    RESTRICTION,
-    RequestView,
-    Workflow,
-)
+from chatpro_privacy.domain.rights.workflow import FINAL, RequestView, Workflow
 from chatpro_privacy.plugin.faults import PluginError
 from chatpro_privacy.plugin.host import PluginHost
-from chatpro_privacy.plugin.types import MemberView
+from chatpro_privacy.plugin.types import Disposition, MemberView
 from chatpro_privacy.storage.db import database
 from chatpro_privacy.storage.models import RightsRequest, RightsRequestOrganisation
 
 log = structlog.get_logger("chatpro_privacy.rights")
 
-# What each organisation may answer, by the right exercised; only these requests ask them.
-ORGANISATION_DECISIONS = {
-    ACCESS: ("exported", "withheld"),
-    PORTABILITY: ("exported", "withheld"),
-    ERASURE: ("delete", "keep_pseudonymised"),
-    RESTRICTION: ("monitoring_stops", "monitoring_continues"),
+
+class PartDecision(enum.StrEnum):
+    """An organisation's answer for its part of an export or a restriction; its part of an
+    erasure is answered with a Disposition."""
+
+    EXPORTED = "exported"
+    WITHHELD = "withheld"
+    MONITORING_STOPS = "monitoring_stops"
+    MONITORING_CONTINUES = "monitoring_continues"
+
+
+# What each organisation may answer, by the right exercised (the stored type, which each member
+# equals); only these requests ask them.
+ORGANISATION_DECISIONS: dict[str, tuple[str, str]] = {
+    RequestType.ACCESS: (PartDecision.EXPORTED, PartDecision.WITHHELD),
+    RequestType.PORTABILITY: (PartDecision.EXPORTED, PartDecision.WITHHELD),
+    RequestType.ERASURE: (Disposition.DELETE, Disposition.KEEP_PSEUDONYMISED),
+    RequestType.RESTRICTION: (PartDecision.MONITORING_STOPS, PartDecision.MONITORING_CONTINUES),
 }
 # Decisions that give the person less than they asked for must say why.
-NEEDS_REASON = frozenset({"withheld", "keep_pseudonymised", "monitoring_continues"})
+NEEDS_REASON = frozenset(
+    {PartDecision.WITHHELD, Disposition.KEEP_PSEUDONYMISED, PartDecision.MONITORING_CONTINUES}
+)
 
 
 def _unanswered(rights_request_id: str) -> Any:
@@ -128,7 +136,7 @@ class OrganisationParts(Workflow):
         if part.answered or row.state in FINAL:
             raise FailedPrecondition("ALREADY_ANSWERED", "this part was answered already")
         with database.atomic():
-            self._record_answer(row, part.organisation_id, decision, why, "administrator")
+            self._record_answer(row, part.organisation_id, decision, why, MemberRole.ADMINISTRATOR)
             audit.record(principal, "rights.answer", "rights_request", row.id, row.subject_ref)
         await self.advance(row.id)
         return self.organisation_view(self._load(row.id), part.organisation_id)
@@ -164,7 +172,7 @@ class OrganisationParts(Workflow):
                     reason="",
                     decided_by="",
                 ).on_conflict_ignore().execute()
-        member = MemberView(row.subject_ref, "member")
+        member = MemberView(row.subject_ref, MemberRole.MEMBER)
         for part in list(_unanswered(row.id)):
             if not self.host.has_plugins(part.organisation_id):
                 continue  # its administrators answer
@@ -182,17 +190,21 @@ class OrganisationParts(Workflow):
     async def _plugin_answer(
         self, row: RightsRequest, organisation_id: str, member: MemberView
     ) -> tuple[str, str, str]:
-        if row.type == ERASURE:
+        if row.type == RequestType.ERASURE:
             disposition, plugin = await self.host.departed_content(
                 organisation_id, member, "erased"
             )
             return disposition.action, disposition.reason, plugin
-        if row.type == RESTRICTION:
+        if row.type == RequestType.RESTRICTION:
             stops, plugin = await self.host.restriction_stops_monitoring(organisation_id, member)
             return (
-                ("monitoring_stops", "", plugin)
+                (PartDecision.MONITORING_STOPS, "", plugin)
                 if stops
-                else ("monitoring_continues", "the organisation's rules keep monitoring", plugin)
+                else (
+                    PartDecision.MONITORING_CONTINUES,
+                    "the organisation's rules keep monitoring",
+                    plugin,
+                )
             )
         # Access and portability: the organisation's export hook decides item by item.
-        return "exported", "", "export hooks"
+        return PartDecision.EXPORTED, "", "export hooks"

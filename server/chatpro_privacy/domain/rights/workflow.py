@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import abc
 import datetime as dt
+import enum
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +23,8 @@ import structlog
 
 from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.kernel.errors import FailedPrecondition, NotFound, PermissionDenied
-from chatpro_privacy.domain.kernel.principals import Principal, Role
+from chatpro_privacy.domain.kernel.principals import Principal, PrincipalKind, Role
+from chatpro_privacy.domain.kernel.vocabulary import RequestState, RequestType
 from chatpro_privacy.domain.records import outbox
 from chatpro_privacy.domain.rights import erasure
 from chatpro_privacy.storage.db import database
@@ -35,35 +37,29 @@ from chatpro_privacy.storage.models import (
 
 log = structlog.get_logger("chatpro_privacy.rights")
 
-# The rights a request exercises.
-ACCESS = "access"
-PORTABILITY = "portability"
-RECTIFICATION = "rectification"
-ERASURE = "erasure"
-RESTRICTION = "restriction"
-OBJECTION = "objection"
-WITHDRAWAL = "withdrawal_of_consent"
-TYPES = (ACCESS, PORTABILITY, RECTIFICATION, ERASURE, RESTRICTION, OBJECTION, WITHDRAWAL)
+FINAL = frozenset(
+    {
+        RequestState.COMPLETED,
+        RequestState.PARTIALLY_COMPLETED,
+        RequestState.REFUSED,
+        RequestState.CANCELLED,
+    }
+)
 
-RECEIVED = "received"
-IDENTITY_VERIFICATION = "identity_verification"
-IN_PROGRESS = "in_progress"
-AWAITING_ORGANISATION = "awaiting_organisation"
-COMPLETED = "completed"
-PARTIALLY_COMPLETED = "partially_completed"
-REFUSED = "refused"
-CANCELLED = "cancelled"
-FINAL = frozenset({COMPLETED, PARTIALLY_COMPLETED, REFUSED, CANCELLED})
 
-# Steps: what the request waits for, or what runs next.
-STEP_VERIFY = "verify"  # the data privacy manager verifies identity
-STEP_ORGANISATIONS = "organisations"  # ask each organisation concerned
-STEP_EXECUTE = "execute"  # carry the request out
-STEP_AWAIT_DPM = "await_dpm"  # a decision of the data privacy manager
-STEP_ERASE = "erase"  # erase once the person has been told what is kept and why
-STEP_DONE = "done"
+class RequestStep(enum.StrEnum):
+    """What the request waits for, or what runs next."""
+
+    VERIFY = "verify"  # the data privacy manager verifies identity
+    ORGANISATIONS = "organisations"  # ask each organisation concerned
+    EXECUTE = "execute"  # carry the request out
+    AWAIT_DPM = "await_dpm"  # a decision of the data privacy manager
+    ERASE = "erase"  # erase once the person has been told what is kept and why
+    DONE = "done"
+
+
 # Runnable steps; "organisations" also waits there, asking again until every part is answered.
-RUNNABLE_STEPS = (STEP_ORGANISATIONS, STEP_EXECUTE, STEP_ERASE)
+RUNNABLE_STEPS = (RequestStep.ORGANISATIONS, RequestStep.EXECUTE, RequestStep.ERASE)
 
 COMPLAINT_NOTICE = outbox.COMPLAINT_NOTICE
 # An erasure waits at most this long for the outbox to deliver the notice of what is kept.
@@ -100,14 +96,9 @@ def require_dpm(principal: Principal) -> None:
 
 
 def actor_of(principal: Principal) -> str:
-    """Who a step is recorded as taken by, in the request's history."""
-    if principal.is_guardian:
-        return "guardian"
-    if is_dpm(principal):
-        return "data_privacy_manager"
-    if principal.is_person:
-        return "person"
-    return principal.kind.value
+    """Who a step is recorded as taken by, in the request's history: the data privacy
+    manager by role, anyone else by kind (person, guardian, service...)."""
+    return Role.DATA_PRIVACY_MANAGER if is_dpm(principal) else principal.kind
 
 
 def _not_found(rights_request_id: str) -> NotFound:
@@ -170,7 +161,7 @@ class Workflow(abc.ABC):
         """An open request that can still be cancelled or refused: not once its erasure is
         being carried out."""
         row = self._open(rights_request_id)
-        if row.step == STEP_ERASE:
+        if row.step == RequestStep.ERASE:
             raise FailedPrecondition(
                 "ERASURE_UNDER_WAY", "the erasure is already being carried out"
             )
@@ -189,7 +180,9 @@ class Workflow(abc.ABC):
             created_at=clock.now(),
         )
 
-    def _move(self, row: RightsRequest, state: str, actor: str, note: str, **updates: Any) -> int:
+    def _move(
+        self, row: RightsRequest, state: RequestState, actor: str, note: str, **updates: Any
+    ) -> int:
         """Inside a transaction: record the step, and tell the requester through the outbox.
         Returns the outbox sequence of the notice."""
         previous = row.state
@@ -213,25 +206,34 @@ class Workflow(abc.ABC):
             row = self._load(rights_request_id)
             if row.state in FINAL or row.step not in RUNNABLE_STEPS:
                 return
-            if row.step == STEP_ORGANISATIONS:
+            if row.step == RequestStep.ORGANISATIONS:
                 answered = await self._ask_organisations(row)
                 with database.atomic():
                     if not answered:
-                        if row.state != AWAITING_ORGANISATION:
+                        if row.state != RequestState.AWAITING_ORGANISATION:
                             self._move(
                                 row,
-                                AWAITING_ORGANISATION,
-                                "system",
+                                RequestState.AWAITING_ORGANISATION,
+                                PrincipalKind.SYSTEM,
                                 "waiting for the organisations concerned to answer",
                             )
                         return
-                    if row.state == AWAITING_ORGANISATION:
-                        self._move(row, IN_PROGRESS, "system", "every organisation answered")
-                    after = STEP_AWAIT_DPM if row.type == ERASURE else STEP_EXECUTE
+                    if row.state == RequestState.AWAITING_ORGANISATION:
+                        self._move(
+                            row,
+                            RequestState.IN_PROGRESS,
+                            PrincipalKind.SYSTEM,
+                            "every organisation answered",
+                        )
+                    after = (
+                        RequestStep.AWAIT_DPM
+                        if row.type == RequestType.ERASURE
+                        else RequestStep.EXECUTE
+                    )
                     RightsRequest.update(step=after).where(RightsRequest.id == row.id).execute()
-            elif row.step == STEP_EXECUTE:
+            elif row.step == RequestStep.EXECUTE:
                 await self._execute(row)
-            elif row.step == STEP_ERASE:
+            elif row.step == RequestStep.ERASE:
                 if not self._notice_delivered(row):
                     return
                 await self._erase(row)

@@ -5,28 +5,30 @@ from __future__ import annotations
 from chatpro.privacy.v1 import account_pb2
 
 from chatpro_privacy.domain.accounts import devices, profile
-from chatpro_privacy.domain.accounts.sessions import ACTIVE, PENDING_GUARDIAN, PENDING_SETUP
+from chatpro_privacy.domain.accounts.correspondence import CorrespondenceKind
 from chatpro_privacy.domain.kernel.principals import Role
+from chatpro_privacy.domain.kernel.vocabulary import AccountState
 from chatpro_privacy.services.convert.common import calendar_date, source, timestamp
 from chatpro_privacy.storage import models
 
-STATES = {
-    ACTIVE: account_pb2.ACCOUNT_STATE_ACTIVE,
-    PENDING_GUARDIAN: account_pb2.ACCOUNT_STATE_PENDING_GUARDIAN_CONSENT,
-    PENDING_SETUP: account_pb2.ACCOUNT_STATE_PENDING_SETUP,
+# Keyed by the stored text, which each member equals.
+STATES: dict[str, account_pb2.AccountState.ValueType] = {
+    AccountState.ACTIVE: account_pb2.ACCOUNT_STATE_ACTIVE,
+    AccountState.PENDING_GUARDIAN_CONSENT: account_pb2.ACCOUNT_STATE_PENDING_GUARDIAN_CONSENT,
+    AccountState.PENDING_SETUP: account_pb2.ACCOUNT_STATE_PENDING_SETUP,
 }
-ROLES = {
-    Role.OPERATOR.value: account_pb2.PLATFORM_ROLE_OPERATOR,
-    Role.DATA_PRIVACY_MANAGER.value: account_pb2.PLATFORM_ROLE_DATA_PRIVACY_MANAGER,
+ROLES: dict[str, account_pb2.PlatformRole.ValueType] = {
+    Role.OPERATOR: account_pb2.PLATFORM_ROLE_OPERATOR,
+    Role.DATA_PRIVACY_MANAGER: account_pb2.PLATFORM_ROLE_DATA_PRIVACY_MANAGER,
 }
 INSTALLATION_EVENTS = {
-    account_pb2.INSTALLATION_EVENT_TYPE_INSTALL: "install",
-    account_pb2.INSTALLATION_EVENT_TYPE_UNINSTALL: "uninstall",
-    account_pb2.INSTALLATION_EVENT_TYPE_UPDATE_CHECK: "update_check",
+    account_pb2.INSTALLATION_EVENT_TYPE_INSTALL: devices.InstallationEventType.INSTALL,
+    account_pb2.INSTALLATION_EVENT_TYPE_UNINSTALL: devices.InstallationEventType.UNINSTALL,
+    account_pb2.INSTALLATION_EVENT_TYPE_UPDATE_CHECK: devices.InstallationEventType.UPDATE_CHECK,
 }
 CORRESPONDENCE_KINDS = {
-    account_pb2.CORRESPONDENCE_KIND_CONTACT: "contact",
-    account_pb2.CORRESPONDENCE_KIND_PROBLEM_REPORT: "problem_report",
+    account_pb2.CORRESPONDENCE_KIND_CONTACT: CorrespondenceKind.CONTACT,
+    account_pb2.CORRESPONDENCE_KIND_PROBLEM_REPORT: CorrespondenceKind.PROBLEM_REPORT,
 }
 
 

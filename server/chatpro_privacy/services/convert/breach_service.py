@@ -7,10 +7,11 @@ from chatpro.privacy.v1 import breach_service_pb2 as pb
 from chatpro_privacy.domain.compliance import breaches
 from chatpro_privacy.services.convert.common import timestamp
 
-RISKS = {
-    "low": pb.BREACH_RISK_LOW,
-    "medium": pb.BREACH_RISK_MEDIUM,
-    "high": pb.BREACH_RISK_HIGH,
+# Keyed by the stored text, which each member equals.
+RISKS: dict[str, pb.BreachRisk.ValueType] = {
+    breaches.BreachRisk.LOW: pb.BREACH_RISK_LOW,
+    breaches.BreachRisk.MEDIUM: pb.BREACH_RISK_MEDIUM,
+    breaches.BreachRisk.HIGH: pb.BREACH_RISK_HIGH,
 }
 RISK_NAMES = {v: k for k, v in RISKS.items()}
 

@@ -8,15 +8,16 @@ from chatpro.privacy.v1 import common_pb2
 from google.protobuf import timestamp_pb2
 from google.protobuf.message import Message
 
-from chatpro_privacy.domain.accounts import sources
+from chatpro_privacy.domain.accounts.sources import DataSource
 from chatpro_privacy.domain.kernel.errors import FieldViolation, InvalidArgument
 
-SOURCES = {
-    sources.PERSON: common_pb2.DATA_SOURCE_PERSON,
-    sources.GUARDIAN: common_pb2.DATA_SOURCE_GUARDIAN,
-    sources.ORGANISATION: common_pb2.DATA_SOURCE_ORGANISATION,
-    sources.DEVICE: common_pb2.DATA_SOURCE_DEVICE,
-    sources.ANALYTICS_PROVIDER: common_pb2.DATA_SOURCE_ANALYTICS_PROVIDER,
+# Keyed by the stored text, which each member equals.
+SOURCES: dict[str, common_pb2.DataSource.ValueType] = {
+    DataSource.PERSON: common_pb2.DATA_SOURCE_PERSON,
+    DataSource.GUARDIAN: common_pb2.DATA_SOURCE_GUARDIAN,
+    DataSource.ORGANISATION: common_pb2.DATA_SOURCE_ORGANISATION,
+    DataSource.DEVICE: common_pb2.DATA_SOURCE_DEVICE,
+    DataSource.ANALYTICS_PROVIDER: common_pb2.DATA_SOURCE_ANALYTICS_PROVIDER,
 }
 SOURCE_NAMES = {v: k for k, v in SOURCES.items()}
 

@@ -9,29 +9,30 @@ from chatpro_privacy.domain.consent import purposes
 from chatpro_privacy.services.convert.common import timestamp
 from chatpro_privacy.storage import models
 
-LAWFUL_BASES = {
-    "consent": consent_pb2.LAWFUL_BASIS_CONSENT,
-    "contract": consent_pb2.LAWFUL_BASIS_CONTRACT,
-    "legitimate_interest": consent_pb2.LAWFUL_BASIS_LEGITIMATE_INTEREST,
-    "legal_obligation": consent_pb2.LAWFUL_BASIS_LEGAL_OBLIGATION,
-    "organisation": consent_pb2.LAWFUL_BASIS_ORGANISATION,
+# Keyed by the stored text, which each member equals.
+LAWFUL_BASES: dict[str, consent_pb2.LawfulBasis.ValueType] = {
+    purposes.LawfulBasis.CONSENT: consent_pb2.LAWFUL_BASIS_CONSENT,
+    purposes.LawfulBasis.CONTRACT: consent_pb2.LAWFUL_BASIS_CONTRACT,
+    purposes.LawfulBasis.LEGITIMATE_INTEREST: consent_pb2.LAWFUL_BASIS_LEGITIMATE_INTEREST,
+    purposes.LawfulBasis.LEGAL_OBLIGATION: consent_pb2.LAWFUL_BASIS_LEGAL_OBLIGATION,
+    purposes.LawfulBasis.ORGANISATION: consent_pb2.LAWFUL_BASIS_ORGANISATION,
 }
 LAWFUL_BASIS_NAMES = {v: k for k, v in LAWFUL_BASES.items()}
-CONSENT_EVENT_TYPES = {
-    consent.GIVEN: consent_pb2.CONSENT_EVENT_TYPE_GIVEN,
-    consent.WITHDRAWN: consent_pb2.CONSENT_EVENT_TYPE_WITHDRAWN,
-    consent.RENEWED: consent_pb2.CONSENT_EVENT_TYPE_RENEWED,
-    consent.EXPIRED: consent_pb2.CONSENT_EVENT_TYPE_EXPIRED,
-    consent.ACKNOWLEDGED: consent_pb2.CONSENT_EVENT_TYPE_ACKNOWLEDGED,
+CONSENT_EVENT_TYPES: dict[str, consent_pb2.ConsentEventType.ValueType] = {
+    consent.ConsentEventType.GIVEN: consent_pb2.CONSENT_EVENT_TYPE_GIVEN,
+    consent.ConsentEventType.WITHDRAWN: consent_pb2.CONSENT_EVENT_TYPE_WITHDRAWN,
+    consent.ConsentEventType.RENEWED: consent_pb2.CONSENT_EVENT_TYPE_RENEWED,
+    consent.ConsentEventType.EXPIRED: consent_pb2.CONSENT_EVENT_TYPE_EXPIRED,
+    consent.ConsentEventType.ACKNOWLEDGED: consent_pb2.CONSENT_EVENT_TYPE_ACKNOWLEDGED,
 }
-CONSENT_ACTORS = {
-    "person": consent_pb2.CONSENT_ACTOR_PERSON,
-    "guardian": consent_pb2.CONSENT_ACTOR_GUARDIAN,
+CONSENT_ACTORS: dict[str, consent_pb2.ConsentActor.ValueType] = {
+    consent.ConsentActor.PERSON: consent_pb2.CONSENT_ACTOR_PERSON,
+    consent.ConsentActor.GUARDIAN: consent_pb2.CONSENT_ACTOR_GUARDIAN,
 }
 CONSENT_STATUSES = {
-    "given": consent_pb2.CONSENT_STATUS_GIVEN,
-    "withdrawn": consent_pb2.CONSENT_STATUS_WITHDRAWN,
-    "not_given": consent_pb2.CONSENT_STATUS_NOT_GIVEN,
+    consent.ConsentStatus.GIVEN: consent_pb2.CONSENT_STATUS_GIVEN,
+    consent.ConsentStatus.WITHDRAWN: consent_pb2.CONSENT_STATUS_WITHDRAWN,
+    consent.ConsentStatus.NOT_GIVEN: consent_pb2.CONSENT_STATUS_NOT_GIVEN,
 }
 
 

@@ -10,15 +10,16 @@ from chatpro_privacy.domain.content.recordings import RecordingView
 from chatpro_privacy.services.convert.common import timestamp
 
 KINDS = {
-    messaging_pb2.CONVERSATION_KIND_INDIVIDUAL: conversations.INDIVIDUAL,
-    messaging_pb2.CONVERSATION_KIND_GROUP: conversations.GROUP,
+    messaging_pb2.CONVERSATION_KIND_INDIVIDUAL: conversations.ConversationKind.INDIVIDUAL,
+    messaging_pb2.CONVERSATION_KIND_GROUP: conversations.ConversationKind.GROUP,
 }
 MODES = {
-    messaging_pb2.CONVERSATION_MODE_TWO_WAY: conversations.TWO_WAY,
-    messaging_pb2.CONVERSATION_MODE_BROADCAST: conversations.BROADCAST,
+    messaging_pb2.CONVERSATION_MODE_TWO_WAY: conversations.ConversationMode.TWO_WAY,
+    messaging_pb2.CONVERSATION_MODE_BROADCAST: conversations.ConversationMode.BROADCAST,
 }
-KIND_VALUES = {v: k for k, v in KINDS.items()}
-MODE_VALUES = {v: k for k, v in MODES.items()}
+# Keyed by the stored text, which each member equals.
+KIND_VALUES: dict[str, messaging_pb2.ConversationKind.ValueType] = {v: k for k, v in KINDS.items()}
+MODE_VALUES: dict[str, messaging_pb2.ConversationMode.ValueType] = {v: k for k, v in MODES.items()}
 
 
 def conversation(view: conversations.ConversationView) -> messaging_pb2.Conversation:

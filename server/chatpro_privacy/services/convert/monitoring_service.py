@@ -10,12 +10,13 @@ from chatpro_privacy.services.convert.common import time_field, timestamp
 from chatpro_privacy.storage.models import MonitoringAccess
 
 REASONS = {
-    pb.MONITORING_REASON_ROUTINE_CHECK: "routine_check",
-    pb.MONITORING_REASON_RANDOM_CHECK: "random_check",
-    pb.MONITORING_REASON_SAFEGUARDING_CONCERN: "safeguarding_concern",
-    pb.MONITORING_REASON_LEGAL_REQUEST: "legal_request",
+    pb.MONITORING_REASON_ROUTINE_CHECK: monitoring.MonitoringReason.ROUTINE_CHECK,
+    pb.MONITORING_REASON_RANDOM_CHECK: monitoring.MonitoringReason.RANDOM_CHECK,
+    pb.MONITORING_REASON_SAFEGUARDING_CONCERN: monitoring.MonitoringReason.SAFEGUARDING_CONCERN,
+    pb.MONITORING_REASON_LEGAL_REQUEST: monitoring.MonitoringReason.LEGAL_REQUEST,
 }
-REASON_VALUES = {v: k for k, v in REASONS.items()}
+# Keyed by the stored text, which each member equals.
+REASON_VALUES: dict[str, pb.MonitoringReason.ValueType] = {v: k for k, v in REASONS.items()}
 
 
 def scope(s: pb.MonitoringScope) -> monitoring.Scope:

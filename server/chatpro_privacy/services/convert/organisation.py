@@ -4,23 +4,25 @@ from __future__ import annotations
 
 from chatpro.privacy.v1 import organisation_pb2
 
+from chatpro_privacy.domain.kernel.vocabulary import MemberRole, MembershipState
 from chatpro_privacy.domain.organisations import plugin_settings, retention_periods
 from chatpro_privacy.services.convert.common import timestamp
 from chatpro_privacy.storage import models
 
 PLUGIN_STATES = {
-    "available": organisation_pb2.PLUGIN_STATE_AVAILABLE,
-    "enabled": organisation_pb2.PLUGIN_STATE_ENABLED,
-    "faulted": organisation_pb2.PLUGIN_STATE_FAULTED,
+    plugin_settings.PluginState.AVAILABLE: organisation_pb2.PLUGIN_STATE_AVAILABLE,
+    plugin_settings.PluginState.ENABLED: organisation_pb2.PLUGIN_STATE_ENABLED,
+    plugin_settings.PluginState.FAULTED: organisation_pb2.PLUGIN_STATE_FAULTED,
 }
-MEMBER_ROLES = {
-    "member": organisation_pb2.MEMBER_ROLE_MEMBER,
-    "administrator": organisation_pb2.MEMBER_ROLE_ADMINISTRATOR,
+# Keyed by the stored text, which each member equals.
+MEMBER_ROLES: dict[str, organisation_pb2.MemberRole.ValueType] = {
+    MemberRole.MEMBER: organisation_pb2.MEMBER_ROLE_MEMBER,
+    MemberRole.ADMINISTRATOR: organisation_pb2.MEMBER_ROLE_ADMINISTRATOR,
 }
 MEMBER_ROLE_NAMES = {v: k for k, v in MEMBER_ROLES.items()}
-MEMBERSHIP_STATES = {
-    "invited": organisation_pb2.MEMBERSHIP_STATE_INVITED,
-    "active": organisation_pb2.MEMBERSHIP_STATE_ACTIVE,
+MEMBERSHIP_STATES: dict[str, organisation_pb2.MembershipState.ValueType] = {
+    MembershipState.INVITED: organisation_pb2.MEMBERSHIP_STATE_INVITED,
+    MembershipState.ACTIVE: organisation_pb2.MEMBERSHIP_STATE_ACTIVE,
 }
 
 

@@ -10,14 +10,19 @@ from chatpro_privacy.domain.retention import own_schedule, statistics
 from chatpro_privacy.services.convert.common import timestamp
 from chatpro_privacy.storage.models import DeletionFeed
 
-REASONS = {
-    deletion_feed.EXPIRED: pb.DELETION_REASON_EXPIRED,
-    deletion_feed.ERASED: pb.DELETION_REASON_ERASED,
-    deletion_feed.REMOVED: pb.DELETION_REASON_REMOVED,
+# Keyed by the stored text, which each member equals.
+REASONS: dict[str, pb.DeletionReason.ValueType] = {
+    deletion_feed.DeletionReason.EXPIRED: pb.DELETION_REASON_EXPIRED,
+    deletion_feed.DeletionReason.ERASED: pb.DELETION_REASON_ERASED,
+    deletion_feed.DeletionReason.REMOVED: pb.DELETION_REASON_REMOVED,
 }
 TABLES = {
-    pb.STATISTICS_TABLE_MESSAGES_PER_ORGANISATION_WEEK: statistics.MESSAGES_PER_ORGANISATION_WEEK,
-    pb.STATISTICS_TABLE_ACTIVE_ACCOUNTS_BY_AGE_BAND: statistics.ACTIVE_ACCOUNTS_BY_AGE_BAND,
+    pb.STATISTICS_TABLE_MESSAGES_PER_ORGANISATION_WEEK: (
+        statistics.StatisticsTable.MESSAGES_PER_ORGANISATION_WEEK
+    ),
+    pb.STATISTICS_TABLE_ACTIVE_ACCOUNTS_BY_AGE_BAND: (
+        statistics.StatisticsTable.ACTIVE_ACCOUNTS_BY_AGE_BAND
+    ),
 }
 
 

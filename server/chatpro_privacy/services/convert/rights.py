@@ -4,48 +4,51 @@ from __future__ import annotations
 
 from chatpro.privacy.v1 import rights_pb2
 
+from chatpro_privacy.domain.consent.restrictions import ObjectionGround, RestrictionCase
+from chatpro_privacy.domain.kernel.vocabulary import RequestChannel, RequestState, RequestType
 from chatpro_privacy.domain.rights import workflow as rights
 from chatpro_privacy.domain.rights.workflow import RequestView
 from chatpro_privacy.services.convert.common import calendar_date, timestamp
 
 TYPES = {
-    rights_pb2.RIGHTS_REQUEST_TYPE_ACCESS: rights.ACCESS,
-    rights_pb2.RIGHTS_REQUEST_TYPE_PORTABILITY: rights.PORTABILITY,
-    rights_pb2.RIGHTS_REQUEST_TYPE_RECTIFICATION: rights.RECTIFICATION,
-    rights_pb2.RIGHTS_REQUEST_TYPE_ERASURE: rights.ERASURE,
-    rights_pb2.RIGHTS_REQUEST_TYPE_RESTRICTION: rights.RESTRICTION,
-    rights_pb2.RIGHTS_REQUEST_TYPE_OBJECTION: rights.OBJECTION,
-    rights_pb2.RIGHTS_REQUEST_TYPE_WITHDRAWAL_OF_CONSENT: rights.WITHDRAWAL,
+    rights_pb2.RIGHTS_REQUEST_TYPE_ACCESS: RequestType.ACCESS,
+    rights_pb2.RIGHTS_REQUEST_TYPE_PORTABILITY: RequestType.PORTABILITY,
+    rights_pb2.RIGHTS_REQUEST_TYPE_RECTIFICATION: RequestType.RECTIFICATION,
+    rights_pb2.RIGHTS_REQUEST_TYPE_ERASURE: RequestType.ERASURE,
+    rights_pb2.RIGHTS_REQUEST_TYPE_RESTRICTION: RequestType.RESTRICTION,
+    rights_pb2.RIGHTS_REQUEST_TYPE_OBJECTION: RequestType.OBJECTION,
+    rights_pb2.RIGHTS_REQUEST_TYPE_WITHDRAWAL_OF_CONSENT: RequestType.WITHDRAWAL_OF_CONSENT,
 }
 STATES = {
-    rights_pb2.RIGHTS_REQUEST_STATE_RECEIVED: rights.RECEIVED,
-    rights_pb2.RIGHTS_REQUEST_STATE_IDENTITY_VERIFICATION: rights.IDENTITY_VERIFICATION,
-    rights_pb2.RIGHTS_REQUEST_STATE_IN_PROGRESS: rights.IN_PROGRESS,
-    rights_pb2.RIGHTS_REQUEST_STATE_AWAITING_ORGANISATION: rights.AWAITING_ORGANISATION,
-    rights_pb2.RIGHTS_REQUEST_STATE_COMPLETED: rights.COMPLETED,
-    rights_pb2.RIGHTS_REQUEST_STATE_PARTIALLY_COMPLETED: rights.PARTIALLY_COMPLETED,
-    rights_pb2.RIGHTS_REQUEST_STATE_REFUSED: rights.REFUSED,
-    rights_pb2.RIGHTS_REQUEST_STATE_CANCELLED: rights.CANCELLED,
+    rights_pb2.RIGHTS_REQUEST_STATE_RECEIVED: RequestState.RECEIVED,
+    rights_pb2.RIGHTS_REQUEST_STATE_IDENTITY_VERIFICATION: RequestState.IDENTITY_VERIFICATION,
+    rights_pb2.RIGHTS_REQUEST_STATE_IN_PROGRESS: RequestState.IN_PROGRESS,
+    rights_pb2.RIGHTS_REQUEST_STATE_AWAITING_ORGANISATION: RequestState.AWAITING_ORGANISATION,
+    rights_pb2.RIGHTS_REQUEST_STATE_COMPLETED: RequestState.COMPLETED,
+    rights_pb2.RIGHTS_REQUEST_STATE_PARTIALLY_COMPLETED: RequestState.PARTIALLY_COMPLETED,
+    rights_pb2.RIGHTS_REQUEST_STATE_REFUSED: RequestState.REFUSED,
+    rights_pb2.RIGHTS_REQUEST_STATE_CANCELLED: RequestState.CANCELLED,
 }
-CHANNELS = {
-    "person": rights_pb2.RIGHTS_REQUEST_CHANNEL_PERSON,
-    "guardian": rights_pb2.RIGHTS_REQUEST_CHANNEL_GUARDIAN,
-    "correspondence": rights_pb2.RIGHTS_REQUEST_CHANNEL_CORRESPONDENCE,
+# Keyed by the stored text, which each member equals.
+CHANNELS: dict[str, rights_pb2.RightsRequestChannel.ValueType] = {
+    RequestChannel.PERSON: rights_pb2.RIGHTS_REQUEST_CHANNEL_PERSON,
+    RequestChannel.GUARDIAN: rights_pb2.RIGHTS_REQUEST_CHANNEL_GUARDIAN,
+    RequestChannel.CORRESPONDENCE: rights_pb2.RIGHTS_REQUEST_CHANNEL_CORRESPONDENCE,
 }
 CASES = {
-    rights_pb2.RESTRICTION_CASE_ACCURACY_CONTESTED: "accuracy_contested",
-    rights_pb2.RESTRICTION_CASE_UNLAWFUL_PROCESSING: "unlawful_processing",
-    rights_pb2.RESTRICTION_CASE_LEGAL_CLAIMS: "legal_claims",
-    rights_pb2.RESTRICTION_CASE_OBJECTION_PENDING: "objection_pending",
+    rights_pb2.RESTRICTION_CASE_ACCURACY_CONTESTED: RestrictionCase.ACCURACY_CONTESTED,
+    rights_pb2.RESTRICTION_CASE_UNLAWFUL_PROCESSING: RestrictionCase.UNLAWFUL_PROCESSING,
+    rights_pb2.RESTRICTION_CASE_LEGAL_CLAIMS: RestrictionCase.LEGAL_CLAIMS,
+    rights_pb2.RESTRICTION_CASE_OBJECTION_PENDING: RestrictionCase.OBJECTION_PENDING,
 }
 GROUNDS = {
-    rights_pb2.OBJECTION_GROUND_LEGITIMATE_INTEREST: "legitimate_interest",
-    rights_pb2.OBJECTION_GROUND_DIRECT_MARKETING: "direct_marketing",
+    rights_pb2.OBJECTION_GROUND_LEGITIMATE_INTEREST: ObjectionGround.LEGITIMATE_INTEREST,
+    rights_pb2.OBJECTION_GROUND_DIRECT_MARKETING: ObjectionGround.DIRECT_MARKETING,
 }
-TYPE_VALUES = {v: k for k, v in TYPES.items()}
-STATE_VALUES = {v: k for k, v in STATES.items()}
-CASE_VALUES = {v: k for k, v in CASES.items()}
-GROUND_VALUES = {v: k for k, v in GROUNDS.items()}
+TYPE_VALUES: dict[str, rights_pb2.RightsRequestType.ValueType] = {v: k for k, v in TYPES.items()}
+STATE_VALUES: dict[str, rights_pb2.RightsRequestState.ValueType] = {v: k for k, v in STATES.items()}
+CASE_VALUES: dict[str, rights_pb2.RestrictionCase.ValueType] = {v: k for k, v in CASES.items()}
+GROUND_VALUES: dict[str, rights_pb2.ObjectionGround.ValueType] = {v: k for k, v in GROUNDS.items()}
 
 
 def rights_request(view: RequestView) -> rights_pb2.RightsRequest:
@@ -64,7 +67,7 @@ def rights_request(view: RequestView) -> rights_pb2.RightsRequest:
         identity_method=r.identity_method,
         identity_evidence=r.identity_evidence,
         refusal_reason=r.refusal_reason,
-        complaint_notice=rights.COMPLAINT_NOTICE if r.state == rights.REFUSED else "",
+        complaint_notice=rights.COMPLAINT_NOTICE if r.state == RequestState.REFUSED else "",
         corrections=[
             rights_pb2.Correction(field=name, value=value) for name, value in r.corrections
         ],

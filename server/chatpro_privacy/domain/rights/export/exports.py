@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Mapping
 
 from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.kernel.errors import FailedPrecondition, NotFound
+from chatpro_privacy.domain.kernel.vocabulary import RequestType
 from chatpro_privacy.domain.organisations.retention_periods import Retention
 from chatpro_privacy.domain.rights.export import held_data, information
 from chatpro_privacy.domain.rights.export.plugin_bridge import OrgPart, PluginBridge
@@ -34,7 +35,6 @@ from chatpro_privacy.domain.rights.export.streaming import (
     json_value,
     timestamp,
 )
-from chatpro_privacy.domain.rights.workflow import ACCESS, PORTABILITY
 from chatpro_privacy.domain.vault.envelope import Vault
 from chatpro_privacy.plugin.host import PluginHost
 from chatpro_privacy.settings import PolicySettings
@@ -71,7 +71,7 @@ class Exports:
         rendered by the organisations' plugins; one that none offers is NOT_FOUND.
         """
         purpose = str(rights_request.type)
-        if purpose not in (ACCESS, PORTABILITY):
+        if purpose not in (RequestType.ACCESS, RequestType.PORTABILITY):
             raise FailedPrecondition(
                 "NOT_AN_EXPORT_REQUEST",
                 "only access and portability requests have an export",
@@ -105,7 +105,7 @@ class Exports:
         """The document's sections, in the schema's order; access states more than
         portability carries."""
         ref, account_id, policy = str(account.subject_ref), str(account.id), self.policy
-        access = purpose == ACCESS
+        access = purpose == RequestType.ACCESS
         sections: list[tuple[str, Section]] = [
             ("schema", lambda: json_value(SCHEMA_ID)),
             ("generated_at", lambda: json_value(timestamp(clock.now()))),

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 from chatpro_privacy.clock import clock
+from chatpro_privacy.domain.accounts.sources import DataSource
 from chatpro_privacy.domain.consent import ledger as consent
 from chatpro_privacy.domain.consent.purposes import register
 from chatpro_privacy.domain.rights.export.streaming import (
@@ -48,22 +49,24 @@ from chatpro_privacy.storage.models import (
     RoleGrant,
 )
 
-GIVEN = frozenset({"person", "guardian"})  # the sources portability carries (RGT-6)
+# The sources portability carries (RGT-6).
+GIVEN = frozenset({DataSource.PERSON, DataSource.GUARDIAN})
 # The account's personal columns, and where each came from when no source is recorded.
-ACCOUNT_FIELDS: dict[str, str] = {
-    "username": "person",
-    "email": "person",
-    "name": "person",
-    "date_of_birth": "person",
-    "guardian_email": "person",
-    "mobile_number": "person",  # given on accepting an administrator's invitation (ACC-4)
-    "profile_picture": "person",
-    "pending_email": "person",
-    "state": "chatpro",
-    "created_at": "chatpro",
-    "activated_at": "chatpro",
-    "last_active_at": "chatpro",
-    "policy_version": "person",
+ACCOUNT_FIELDS: dict[str, DataSource] = {
+    "username": DataSource.PERSON,
+    "email": DataSource.PERSON,
+    "name": DataSource.PERSON,
+    "date_of_birth": DataSource.PERSON,
+    "guardian_email": DataSource.PERSON,
+    # Given on accepting an administrator's invitation (ACC-4).
+    "mobile_number": DataSource.PERSON,
+    "profile_picture": DataSource.PERSON,
+    "pending_email": DataSource.PERSON,
+    "state": DataSource.CHATPRO,
+    "created_at": DataSource.CHATPRO,
+    "activated_at": DataSource.CHATPRO,
+    "last_active_at": DataSource.CHATPRO,
+    "policy_version": DataSource.PERSON,
 }
 
 
@@ -183,7 +186,7 @@ async def consents(subject_ref: str) -> AsyncIterator[str]:
 
 def _status(event: dict[str, Any] | None, now: dt.datetime) -> str:
     """As ``consent.Consents.state`` derives it from the latest event."""
-    if event is None or event["event_type"] == consent.ACKNOWLEDGED:
+    if event is None or event["event_type"] == consent.ConsentEventType.ACKNOWLEDGED:
         return "not_given"
     until = event["valid_until"]
     in_force = event["event_type"] in consent.IN_FORCE and (until is None or until > now)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+from chatpro_privacy.domain.accounts.sources import DataSource
 from chatpro_privacy.domain.consent.policy import controller_info
 from chatpro_privacy.domain.consent.purposes import register
 from chatpro_privacy.domain.rights.export.plugin_bridge import OrgPart
@@ -22,12 +23,12 @@ ICO = {
 }
 # ACC-9's sources, and ChatPro itself for what the service records as it runs.
 SOURCES = {
-    "person": "you gave it",
-    "guardian": "your parent or guardian gave it for you",
-    "organisation": "an organisation you belong to gave it",
-    "device": "your device sent it when you used the app",
-    "analytics_provider": "an analytics provider sent it (not a transfer out of the EEA)",
-    "chatpro": "ChatPro recorded it while providing the service",
+    DataSource.PERSON: "you gave it",
+    DataSource.GUARDIAN: "your parent or guardian gave it for you",
+    DataSource.ORGANISATION: "an organisation you belong to gave it",
+    DataSource.DEVICE: "your device sent it when you used the app",
+    DataSource.ANALYTICS_PROVIDER: "an analytics provider sent it (not a transfer out of the EEA)",
+    DataSource.CHATPRO: "ChatPro recorded it while providing the service",
 }
 
 

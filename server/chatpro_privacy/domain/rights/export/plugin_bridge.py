@@ -24,12 +24,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from chatpro_privacy.domain.content.messages import (
-    CALL_RECORDING,
-    MESSAGE,
     REF_COLUMNS,
     content_ref,
 )
 from chatpro_privacy.domain.kernel.errors import NotFound, Unavailable
+from chatpro_privacy.domain.kernel.vocabulary import RequestType
 from chatpro_privacy.domain.organisations.retention_periods import Retention
 from chatpro_privacy.domain.rights.export.held_data import membership
 from chatpro_privacy.domain.rights.export.streaming import (
@@ -39,10 +38,9 @@ from chatpro_privacy.domain.rights.export.streaming import (
     json_object,
     json_value,
 )
-from chatpro_privacy.domain.rights.workflow import ACCESS
 from chatpro_privacy.domain.vault.envelope import Vault
 from chatpro_privacy.plugin.host import PluginHost
-from chatpro_privacy.plugin.types import CONTENT_KINDS, ContentView, ExportRecord, Withheld
+from chatpro_privacy.plugin.types import ContentKind, ContentView, ExportRecord, Withheld
 from chatpro_privacy.storage.db import scan_reader
 from chatpro_privacy.storage.models import Account, ContentItem, Membership, Organisation
 
@@ -105,11 +103,11 @@ class _Authored:
                 .execute(db)
             )
         texts = self.vault.open_texts(
-            self.organisation_id, ((r[1], r[6], r[7]) for r in rows if r[2] == MESSAGE)
+            self.organisation_id, ((r[1], r[6], r[7]) for r in rows if r[2] == ContentKind.MESSAGE)
         )
         views = []
         for _, item_id, kind, conversation_id, author_ref, created_at, _, _ in rows:
-            text = "" if kind == CALL_RECORDING else texts.get(item_id)
+            text = "" if kind == ContentKind.CALL_RECORDING else texts.get(item_id)
             if text is None:  # its key is destroyed: erased in effect, no longer held
                 continue
             ref = content_ref(kind, item_id, conversation_id, author_ref, created_at)
@@ -205,7 +203,7 @@ class PluginBridge:
     async def _retention(self, organisation_id: str) -> tuple[list[dict[str, Any]], Any]:
         """The organisation's periods, and the condition for content still served (RET-1)."""
         periods: list[dict[str, Any]] = []
-        for kind in CONTENT_KINDS:
+        for kind in ContentKind:
             months, plugin = await self.host.retention(organisation_id, kind)
             periods.append({"kind": kind, "months": months, "decided_by": plugin})
         return periods, await self.retention.served(organisation_id)
@@ -240,7 +238,7 @@ class PluginBridge:
             ("name", lambda: json_value(org.name)),
             ("privacy_contact_email", lambda: json_value(org.privacy_contact_email)),
         ]
-        if purpose == ACCESS:
+        if purpose == RequestType.ACCESS:
             sections.append(("membership", lambda: json_value(membership(part.membership))))
         if part.withheld_reason is not None:
             reason = part.withheld_reason
