@@ -8,7 +8,6 @@ from chatpro_privacy.domain.accounts import devices, profile
 from chatpro_privacy.domain.accounts.sessions import ACTIVE, PENDING_GUARDIAN, PENDING_SETUP
 from chatpro_privacy.domain.kernel.principals import Role
 from chatpro_privacy.services.convert.common import calendar_date, source, timestamp
-from chatpro_privacy.storage import models
 
 STATES = {
     ACTIVE: account_pb2.ACCOUNT_STATE_ACTIVE,
@@ -65,7 +64,7 @@ def account(view: profile.AccountView) -> account_pb2.Account:
     )
 
 
-def device(row: models.Device) -> account_pb2.Device:
+def device(row: devices.DeviceView) -> account_pb2.Device:
     return account_pb2.Device(
         info=account_pb2.DeviceInfo(
             device_type=row.device_type,
