@@ -11,7 +11,7 @@ import base64
 import datetime as dt
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.consent.notices import NoticeHistory
@@ -26,6 +26,7 @@ from chatpro_privacy.domain.kernel.errors import (
 )
 from chatpro_privacy.domain.kernel.principals import Principal
 from chatpro_privacy.domain.kernel.tokens import new_id
+from chatpro_privacy.domain.kernel.views import JSON, View
 from chatpro_privacy.domain.records import audit
 from chatpro_privacy.settings import PolicySettings
 from chatpro_privacy.storage import queries
@@ -87,10 +88,41 @@ def has_consent(subject_ref: str, purpose: str) -> bool:
 
 
 @dataclass(frozen=True)
+class ConsentEventView(View):
+    """An event as the person and privacy staff read it; its place in the ledger stays here."""
+
+    id: str
+    subject_ref: str
+    notice_version: str
+    purpose: str
+    lawful_basis: str
+    data_categories: list[str] = field(metadata=JSON)
+    collection_method: str
+    event_type: str
+    given_by: str
+    occurred_at: dt.datetime
+    valid_until: dt.datetime | None
+
+
+@dataclass(frozen=True)
 class PurposeState:
     purpose: Purpose
     status: str  # "given" | "withdrawn" | "not_given"
+    event: ConsentEventView | None
+
+
+@dataclass(frozen=True)
+class LedgerState:
+    """A purpose's consent with the ledger's row behind it, for the domain: a receipt names
+    the latest event by its place in the ledger."""
+
+    purpose: Purpose
+    status: str  # "given" | "withdrawn" | "not_given"
     event: ConsentEvent | None
+
+    def view(self) -> PurposeState:
+        event = None if self.event is None else ConsentEventView.from_row(self.event)
+        return PurposeState(self.purpose, self.status, event)
 
 
 def _status(event: ConsentEvent | None, at: dt.datetime) -> str:
@@ -166,7 +198,7 @@ class Consents:
     def is_child(self, born: dt.date) -> bool:
         return validation.age_on(born, clock.today()) < self.policy.age_of_digital_consent
 
-    def grant(self, principal: Principal, purpose_id: str, method: str) -> ConsentEvent:
+    def grant(self, principal: Principal, purpose_id: str, method: str) -> ConsentEventView:
         purpose = self._consent_purpose(purpose_id)
         collection = _method(method)
         if not purpose.withdrawable:
@@ -193,7 +225,7 @@ class Consents:
 
     def withdraw(
         self, principal: Principal, purpose_id: str, method: str
-    ) -> tuple[ConsentEvent, list[str]]:
+    ) -> tuple[ConsentEventView, list[str]]:
         purpose = self._consent_purpose(purpose_id)
         collection = _method(method)
         if not purpose.withdrawable:
@@ -214,7 +246,7 @@ class Consents:
 
     def _append(
         self, principal: Principal, subject_ref: str, purpose: Purpose, method: str, event_type: str
-    ) -> ConsentEvent:
+    ) -> ConsentEventView:
         event = append(
             subject_ref=subject_ref,
             notice_version=self._notice_version(),
@@ -229,11 +261,17 @@ class Consents:
         audit.record(
             principal, f"consent.{verb}:{purpose.id}", "consent_event", event.id, subject_ref
         )
-        return event
+        return ConsentEventView.from_row(event)
 
     def state(
         self, principal: Principal, account_id: str, at: dt.datetime | None
     ) -> tuple[list[PurposeState], str]:
+        states, accepted = self.ledger_state(principal, account_id, at)
+        return [s.view() for s in states], accepted
+
+    def ledger_state(
+        self, principal: Principal, account_id: str, at: dt.datetime | None
+    ) -> tuple[list[LedgerState], str]:
         account, other = self._subject(principal, account_id)
         when = at or clock.now()
         if other:
@@ -244,7 +282,7 @@ class Consents:
             *[p for p in register().consent_purposes() if p.id != PURPOSE_POLICY],
         ]
         events = self._latest_by_purpose(account.subject_ref, when)
-        states = [PurposeState(p, _status(events.get(p.id), when), events.get(p.id)) for p in shown]
+        states = [LedgerState(p, _status(events.get(p.id), when), events.get(p.id)) for p in shown]
         accepted = (
             account.policy_version or "" if at is None else _accepted_at(account.subject_ref, when)
         )
@@ -263,7 +301,7 @@ class Consents:
 
     def events(
         self, principal: Principal, account_id: str, page_size: int, page_token: str
-    ) -> tuple[list[ConsentEvent], str]:
+    ) -> tuple[list[ConsentEventView], str]:
         if not 0 <= page_size <= MAX_PAGE:
             raise InvalidArgument(
                 [FieldViolation("page_size", f"must be 0 to {MAX_PAGE}", "OUT_OF_RANGE")]
@@ -281,7 +319,7 @@ class Consents:
             .limit(limit)
         )
         token = _encode_page_token(rows[-1].seq) if len(rows) == limit else ""
-        return rows, token
+        return [ConsentEventView.from_row(r) for r in rows], token
 
 
 def record_registration_choices(

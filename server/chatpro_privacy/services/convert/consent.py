@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
 from chatpro.privacy.v1 import consent_pb2
 
+from chatpro_privacy.domain.consent import disclosures, purposes
 from chatpro_privacy.domain.consent import ledger as consent
-from chatpro_privacy.domain.consent import purposes
 from chatpro_privacy.services.convert.common import timestamp
-from chatpro_privacy.storage import models
 
 LAWFUL_BASES = {
     "consent": consent_pb2.LAWFUL_BASIS_CONSENT,
@@ -53,14 +50,14 @@ def purpose(p: purposes.Purpose) -> consent_pb2.Purpose:
     )
 
 
-def consent_event(e: models.ConsentEvent) -> consent_pb2.ConsentEvent:
+def consent_event(e: consent.ConsentEventView) -> consent_pb2.ConsentEvent:
     return consent_pb2.ConsentEvent(
         record_id=e.id,
         subject_id=e.subject_ref,
         notice_version=e.notice_version,
         purpose_id=e.purpose,
         lawful_basis=lawful_basis(e.lawful_basis),
-        data_categories=json.loads(e.data_categories),
+        data_categories=e.data_categories,
         collection_method=e.collection_method,
         event_type=CONSENT_EVENT_TYPES.get(
             e.event_type, consent_pb2.CONSENT_EVENT_TYPE_UNSPECIFIED
@@ -82,7 +79,7 @@ def purpose_consent(state: consent.PurposeState) -> consent_pb2.PurposeConsent:
     )
 
 
-def recipient(r: models.Recipient) -> consent_pb2.Recipient:
+def recipient(r: disclosures.RecipientView) -> consent_pb2.Recipient:
     return consent_pb2.Recipient(
         recipient_id=r.id,
         name=r.name,
@@ -93,12 +90,12 @@ def recipient(r: models.Recipient) -> consent_pb2.Recipient:
     )
 
 
-def disclosure(d: models.Disclosure) -> consent_pb2.Disclosure:
+def disclosure(d: disclosures.DisclosureView) -> consent_pb2.Disclosure:
     return consent_pb2.Disclosure(
         disclosure_id=d.id,
         recipient_id=d.recipient_id,
         subject_id=d.subject_ref,
-        data_categories=json.loads(d.data_categories),
+        data_categories=d.data_categories,
         lawful_basis=lawful_basis(d.lawful_basis),
         disclose_time=timestamp(d.disclosed_at),
         reason=d.reason,
