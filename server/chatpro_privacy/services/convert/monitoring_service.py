@@ -3,13 +3,10 @@
 
 from __future__ import annotations
 
-import json
-
 from chatpro.privacy.v1 import monitoring_service_pb2 as pb
 
 from chatpro_privacy.domain.content import monitoring
 from chatpro_privacy.services.convert.common import time_field, timestamp
-from chatpro_privacy.storage.models import MonitoringAccess
 
 REASONS = {
     pb.MONITORING_REASON_ROUTINE_CHECK: "routine_check",
@@ -53,13 +50,13 @@ def statistics(stats: monitoring.Statistics) -> pb.GetContentStatisticsResponse:
     )
 
 
-def access_record(a: MonitoringAccess) -> pb.AccessRecord:
+def access_record(a: monitoring.AccessRecordView) -> pb.AccessRecord:
     return pb.AccessRecord(
         access_id=a.id,
         administrator_account_id=a.admin_account_id or "",
         reason=REASON_VALUES.get(a.reason, 0),  # type: ignore[arg-type]
         operation=a.operation,
-        filters=json.loads(a.filters),
+        filters=a.filters,
         result_count=a.result_count,
         access_time=timestamp(a.created_at),
         refused=bool(a.refused),
