@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-import json
-
 from chatpro.privacy.v1 import organisation_pb2
 
-from chatpro_privacy.domain.organisations import plugin_settings, retention_periods
+from chatpro_privacy.domain.organisations import (
+    memberships,
+    organisations,
+    plugin_settings,
+    retention_periods,
+    statements,
+)
 from chatpro_privacy.services.convert.common import timestamp
-from chatpro_privacy.storage import models
 
 PLUGIN_STATES = {
     "available": organisation_pb2.PLUGIN_STATE_AVAILABLE,
@@ -26,7 +29,7 @@ MEMBERSHIP_STATES = {
 }
 
 
-def organisation(o: models.Organisation) -> organisation_pb2.Organisation:
+def organisation(o: organisations.OrganisationView) -> organisation_pb2.Organisation:
     return organisation_pb2.Organisation(
         organisation_id=o.id,
         name=o.name,
@@ -35,13 +38,13 @@ def organisation(o: models.Organisation) -> organisation_pb2.Organisation:
     )
 
 
-def statement(s: models.OrganisationStatement) -> organisation_pb2.OrganisationStatement:
+def statement(s: statements.StatementView) -> organisation_pb2.OrganisationStatement:
     return organisation_pb2.OrganisationStatement(
         organisation_id=s.organisation_id,
         version=s.version,
         text=s.text,
         text_sha256=s.text_sha256,
-        retention_months=json.loads(s.retention_months),
+        retention_months=s.retention_months,
         effective_time=timestamp(s.effective_at),
         requires_reacknowledgement=bool(s.requires_reacknowledgement),
     )
@@ -57,7 +60,7 @@ def plugin_status(p: plugin_settings.PluginStatus) -> organisation_pb2.Organisat
     )
 
 
-def membership(m: models.Membership) -> organisation_pb2.Membership:
+def membership(m: memberships.MembershipView) -> organisation_pb2.Membership:
     return organisation_pb2.Membership(
         organisation_id=m.organisation_id,
         account_id=m.account_id,
