@@ -218,8 +218,8 @@ class OrganisationService(pb_grpc.OrganisationServiceServicer):
     async def ListLegalHolds(
         self, request: pb.ListLegalHoldsRequest, context: Context
     ) -> pb.ListLegalHoldsResponse:
-        rows = legal_holds.holds(call.principal.get(), request.organisation_id)
-        return pb.ListLegalHoldsResponse(legal_holds=[legal_hold(h) for h in rows])
+        found = legal_holds.holds(call.principal.get(), request.organisation_id)
+        return pb.ListLegalHoldsResponse(legal_holds=[legal_hold(h) for h in found])
 
     async def PreviewRetentionChange(
         self, request: pb.PreviewRetentionChangeRequest, context: Context
