@@ -9,12 +9,15 @@ their app drops the organisation's content altogether).
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections import defaultdict
+from dataclasses import dataclass, field
 
 from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.kernel.errors import FieldViolation, InvalidArgument, PermissionDenied
 from chatpro_privacy.domain.kernel.principals import Principal
+from chatpro_privacy.domain.kernel.views import JSON, View
 from chatpro_privacy.storage.db import database
 from chatpro_privacy.storage.models import ConversationParticipant, DeletionFeed, Membership
 
@@ -23,6 +26,17 @@ ERASED = "erased"
 REMOVED = "removed"
 MAX_PAGE = 500
 DEFAULT_PAGE = 100
+
+
+@dataclass(frozen=True)
+class DeletionView(View):
+    seq: int
+    reason: str
+    organisation_id: str
+    conversation_id: str | None
+    content_ids: list[str] = field(metadata=JSON)
+    account_id: str | None
+    created_at: dt.datetime
 
 
 def content_deleted(organisation_id: str, items: list[tuple[str, str]], reason: str) -> None:
@@ -64,7 +78,7 @@ def member_gone(organisation_id: str, account_id: str, reason: str) -> None:
     )
 
 
-def for_person(principal: Principal, after: int, page_size: int) -> tuple[list[DeletionFeed], int]:
+def for_person(principal: Principal, after: int, page_size: int) -> tuple[list[DeletionView], int]:
     if not principal.acts_for_subject or principal.account_id is None:
         raise PermissionDenied("PEOPLE_ONLY", "the feed is for the apps of people signed in")
     problems = []
@@ -103,4 +117,4 @@ def for_person(principal: Principal, after: int, page_size: int) -> tuple[list[D
         .limit(page_size or DEFAULT_PAGE)
     )
     last = rows[-1].seq if rows else after
-    return rows, int(last)
+    return [DeletionView.from_row(r) for r in rows], int(last)

@@ -3,14 +3,11 @@
 
 from __future__ import annotations
 
-import json
-
 from chatpro.privacy.v1 import retention_service_pb2 as pb
 
 from chatpro_privacy.domain.records import deletion_feed
 from chatpro_privacy.domain.retention import own_schedule, statistics
 from chatpro_privacy.services.convert.common import timestamp
-from chatpro_privacy.storage.models import DeletionFeed
 
 REASONS = {
     deletion_feed.EXPIRED: pb.DELETION_REASON_EXPIRED,
@@ -27,13 +24,13 @@ def rule(r: own_schedule.Rule) -> pb.RetentionRule:
     return pb.RetentionRule(data=r.data, period=r.period, days=r.days, enforced_by=r.enforced_by)
 
 
-def deletion(r: DeletionFeed) -> pb.Deletion:
+def deletion(r: deletion_feed.DeletionView) -> pb.Deletion:
     return pb.Deletion(
         sequence=r.seq,
         reason=REASONS[r.reason],
         organisation_id=r.organisation_id,
         conversation_id=r.conversation_id or "",
-        content_ids=json.loads(r.content_ids),
+        content_ids=r.content_ids,
         account_id=r.account_id or "",
         delete_time=timestamp(r.created_at),
     )
