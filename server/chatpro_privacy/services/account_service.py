@@ -127,19 +127,19 @@ class AccountService(pb_grpc.AccountServiceServicer):
     async def RecordDeviceUse(
         self, request: pb.RecordDeviceUseRequest, context: Context
     ) -> pb.RecordDeviceUseResponse:
-        row = self.accounts.record_device_use(
+        used = self.accounts.record_device_use(
             call.principal.get(),
             request.account_id,
             convert.device_data(request.device),
             SOURCE_NAMES.get(request.source, "" if request.source == 0 else "unknown"),
         )
-        return pb.RecordDeviceUseResponse(device=convert.device(row))
+        return pb.RecordDeviceUseResponse(device=convert.device(used))
 
     async def ListDevices(
         self, request: pb.ListDevicesRequest, context: Context
     ) -> pb.ListDevicesResponse:
-        rows = self.accounts.list_devices(call.principal.get(), request.account_id)
-        return pb.ListDevicesResponse(devices=[convert.device(r) for r in rows])
+        found = self.accounts.list_devices(call.principal.get(), request.account_id)
+        return pb.ListDevicesResponse(devices=[convert.device(d) for d in found])
 
     async def RecordInstallationEvent(
         self, request: pb.RecordInstallationEventRequest, context: Context

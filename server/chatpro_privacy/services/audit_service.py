@@ -21,10 +21,10 @@ class AuditService(pb_grpc.AuditServiceServicer):
     async def ListAuditEntries(
         self, request: pb.ListAuditEntriesRequest, context: Context
     ) -> pb.ListAuditEntriesResponse:
-        rows, token = audit_reading.entries(
+        entries, token = audit_reading.entries(
             call.principal.get(), request.account_id, request.page_size, request.page_token
         )
         return pb.ListAuditEntriesResponse(
-            entries=[convert.entry(r) for r in rows],
+            entries=[convert.entry(e) for e in entries],
             next_page_token=token,
         )

@@ -47,5 +47,5 @@ class DisclosureService(pb_grpc.DisclosureServiceServicer):
     async def ListDisclosures(
         self, request: pb.ListDisclosuresRequest, context: Context
     ) -> pb.ListDisclosuresResponse:
-        rows = disclosures.list_for(call.principal.get(), request.account_id)
-        return pb.ListDisclosuresResponse(disclosures=[convert.disclosure(d) for d in rows])
+        found = disclosures.list_for(call.principal.get(), request.account_id)
+        return pb.ListDisclosuresResponse(disclosures=[convert.disclosure(d) for d in found])

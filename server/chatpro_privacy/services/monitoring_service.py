@@ -75,11 +75,11 @@ class MonitoringService(pb_grpc.MonitoringServiceServicer):
     async def ListAccessRecords(
         self, request: pb.ListAccessRecordsRequest, context: Context
     ) -> pb.ListAccessRecordsResponse:
-        rows, token = self.monitoring.access_records(
+        records, token = self.monitoring.access_records(
             call.principal.get(), request.organisation_id, request.page_size, request.page_token
         )
         return pb.ListAccessRecordsResponse(
-            records=[cc.access_record(r) for r in rows], next_page_token=token
+            records=[cc.access_record(r) for r in records], next_page_token=token
         )
 
     async def ListMonitoringChecks(

@@ -158,8 +158,8 @@ class OrganisationService(pb_grpc.OrganisationServiceServicer):
     async def ListMembers(
         self, request: pb.ListMembersRequest, context: Context
     ) -> pb.ListMembersResponse:
-        rows = memberships.members(call.principal.get(), request.organisation_id)
-        return pb.ListMembersResponse(memberships=[convert.membership(m) for m in rows])
+        found = memberships.members(call.principal.get(), request.organisation_id)
+        return pb.ListMembersResponse(memberships=[convert.membership(m) for m in found])
 
     async def ListMyMemberships(
         self, request: pb.ListMyMembershipsRequest, context: Context
@@ -171,7 +171,7 @@ class OrganisationService(pb_grpc.OrganisationServiceServicer):
     async def ProvisionMember(
         self, request: pb.ProvisionMemberRequest, context: Context
     ) -> pb.ProvisionMemberResponse:
-        account, membership = self.provisioning.provision(
+        account_id, membership = self.provisioning.provision(
             call.principal.get(),
             Provision(
                 organisation_id=request.organisation_id,
@@ -184,7 +184,7 @@ class OrganisationService(pb_grpc.OrganisationServiceServicer):
             ),
         )
         return pb.ProvisionMemberResponse(
-            account_id=account.id, membership=convert.membership(membership)
+            account_id=account_id, membership=convert.membership(membership)
         )
 
     async def AcknowledgeStatement(
@@ -218,8 +218,8 @@ class OrganisationService(pb_grpc.OrganisationServiceServicer):
     async def ListLegalHolds(
         self, request: pb.ListLegalHoldsRequest, context: Context
     ) -> pb.ListLegalHoldsResponse:
-        rows = legal_holds.holds(call.principal.get(), request.organisation_id)
-        return pb.ListLegalHoldsResponse(legal_holds=[legal_hold(h) for h in rows])
+        found = legal_holds.holds(call.principal.get(), request.organisation_id)
+        return pb.ListLegalHoldsResponse(legal_holds=[legal_hold(h) for h in found])
 
     async def PreviewRetentionChange(
         self, request: pb.PreviewRetentionChangeRequest, context: Context

@@ -29,11 +29,11 @@ class RetentionService(pb_grpc.RetentionServiceServicer):
     async def ListDeletions(
         self, request: pb.ListDeletionsRequest, context: Context
     ) -> pb.ListDeletionsResponse:
-        rows, last = deletion_feed.for_person(
+        deletions, last = deletion_feed.for_person(
             call.principal.get(), request.after_sequence, request.page_size
         )
         return pb.ListDeletionsResponse(
-            deletions=[convert.deletion(r) for r in rows],
+            deletions=[convert.deletion(d) for d in deletions],
             last_sequence=last,
         )
 

@@ -3,6 +3,7 @@ runs on, and analytics providers' reports, which rest on the person's consent.""
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 from dataclasses import dataclass
 
@@ -20,6 +21,7 @@ from chatpro_privacy.domain.kernel.errors import (
     Violations,
 )
 from chatpro_privacy.domain.kernel.principals import Principal
+from chatpro_privacy.domain.kernel.views import View
 from chatpro_privacy.domain.records import audit
 from chatpro_privacy.storage import queries
 from chatpro_privacy.storage.db import database
@@ -40,6 +42,20 @@ class DeviceData:
     device_id: str
     operating_system: str
     browser_type: str
+
+
+@dataclass(frozen=True)
+class DeviceView(View):
+    """A device as its account's owner sees it: what it reported, from where, how often."""
+
+    device_type: str
+    device_id: str
+    operating_system: str
+    browser_type: str
+    source: str
+    first_used_at: dt.datetime
+    last_used_at: dt.datetime
+    use_count: int
 
 
 def validate_device(v: Violations, device: DeviceData, prefix: str = "device") -> DeviceData:
@@ -123,7 +139,7 @@ class DeviceRecords:
 
     def record_device_use(
         self, principal: Principal, account_id: str, device: DeviceData, source: str
-    ) -> Device:
+    ) -> DeviceView:
         target = access.target_account(principal, account_id, write=True)
         source = _check_source(principal, source)
         v = Violations()
@@ -145,17 +161,16 @@ class DeviceRecords:
             ):  # use of the app marks the account active (ACC-7, RET-2)
                 queries.touch_account(target, clock.now())
             audit.record(principal, "device.use", "account", target, subject_ref)
-            return queries.device(target, device.device_id)
+            return DeviceView.from_row(queries.device(target, device.device_id))
 
-    def list_devices(self, principal: Principal, account_id: str) -> list[Device]:
+    def list_devices(self, principal: Principal, account_id: str) -> list[DeviceView]:
         target = access.target_account(principal, account_id)
         account = load_account(target)
         if target != principal.account_id:
             with database.atomic():
                 audit.record(principal, "device.read", "account", target, account.subject_ref)
-        return list(
-            Device.select().where(Device.account == target).order_by(Device.last_used_at.desc())
-        )
+        rows = Device.select().where(Device.account == target).order_by(Device.last_used_at.desc())
+        return [DeviceView.from_row(r) for r in rows]
 
     def record_installation(
         self,

@@ -34,6 +34,7 @@ from chatpro_privacy.domain.kernel.passwords import Passwords
 from chatpro_privacy.domain.kernel.principals import Principal, PrincipalKind
 from chatpro_privacy.domain.kernel.vocabulary import AccountState, MemberRole, MembershipState
 from chatpro_privacy.domain.organisations import memberships
+from chatpro_privacy.domain.organisations.memberships import MembershipView
 from chatpro_privacy.domain.records import audit, outbox
 from chatpro_privacy.settings import PolicySettings
 from chatpro_privacy.storage.db import database
@@ -90,7 +91,8 @@ class Provisioning:
             and validation.age_on(born, clock.today()) < self.policy.age_of_digital_consent
         )
 
-    def provision(self, principal: Principal, p: Provision) -> tuple[Account, Membership]:
+    def provision(self, principal: Principal, p: Provision) -> tuple[str, MembershipView]:
+        """The provisioned account's id and its invitation; a retry gets the first answer."""
         org = memberships.require_manager(principal, p.organisation_id)
         person = self._validate(p)
         if (prior := self._replay(org.id, p)) is not None:
@@ -128,7 +130,7 @@ class Provisioning:
 
     def _create(
         self, principal: Principal, organisation_id: str, p: Provision, person: _Person
-    ) -> tuple[Account, Membership]:
+    ) -> tuple[str, MembershipView]:
         """Inside the caller's transaction: the waiting account, its invitation, and the
         set-up link the outbox sends."""
         now = clock.now()
@@ -185,10 +187,10 @@ class Provisioning:
             organisation_id,
             account.subject_ref,
         )
-        return account, membership
+        return account_id, MembershipView.from_row(membership)
 
     @staticmethod
-    def _replay(organisation_id: str, p: Provision) -> tuple[Account, Membership] | None:
+    def _replay(organisation_id: str, p: Provision) -> tuple[str, MembershipView] | None:
         prior = ProvisionRequest.get_or_none(
             (ProvisionRequest.organisation == organisation_id)
             & (ProvisionRequest.request_id == p.request_id)
@@ -213,7 +215,7 @@ class Provisioning:
                 "this provisioning was done, and the member has been removed since",
                 {"account_id": account.id},
             )
-        return account, membership
+        return account.id, MembershipView.from_row(membership)
 
     async def complete_setup(
         self, token: str, username: str, password: str, accepted_policy_version: str

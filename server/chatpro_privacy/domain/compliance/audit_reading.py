@@ -3,6 +3,9 @@ itself audited (SEC-5)."""
 
 from __future__ import annotations
 
+import datetime as dt
+from dataclasses import dataclass
+
 from chatpro_privacy.domain.kernel.errors import (
     FieldViolation,
     InvalidArgument,
@@ -10,12 +13,28 @@ from chatpro_privacy.domain.kernel.errors import (
     PermissionDenied,
 )
 from chatpro_privacy.domain.kernel.principals import Principal, Role
+from chatpro_privacy.domain.kernel.views import View
 from chatpro_privacy.domain.records import audit
 from chatpro_privacy.storage import queries
 from chatpro_privacy.storage.db import database
 from chatpro_privacy.storage.models import AuditEntry
 
 MAX_PAGE = 500
+
+
+@dataclass(frozen=True)
+class AuditEntryView(View):
+    """An entry as privacy staff read it: its chain position and MAC stay behind."""
+
+    id: int
+    occurred_at: dt.datetime
+    request_id: str
+    actor_type: str
+    actor_ref: str
+    action: str
+    subject_ref: str | None
+    target_type: str
+    target_id: str | None
 
 
 def _require(principal: Principal) -> None:
@@ -35,7 +54,7 @@ def verify(principal: Principal) -> audit.Verification:
 
 def entries(
     principal: Principal, account_id: str, page_size: int, page_token: str
-) -> tuple[list[AuditEntry], str]:
+) -> tuple[list[AuditEntryView], str]:
     _require(principal)
     if not 0 <= page_size <= MAX_PAGE:
         raise InvalidArgument(
@@ -65,4 +84,5 @@ def entries(
     with database.atomic():
         rows = list(query.order_by(AuditEntry.id.desc()).limit(limit))
         audit.record(principal, "audit.read", "audit_trail", account_id[:64] or None, subject_ref)
-    return rows, (str(rows[-1].id) if len(rows) == limit else "")
+    token = str(rows[-1].id) if len(rows) == limit else ""
+    return [AuditEntryView.from_row(r) for r in rows], token

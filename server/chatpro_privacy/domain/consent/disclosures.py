@@ -4,7 +4,9 @@ recipient (CON-3), and no personal data leaving the EEA and UK (SEC-2)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
+from dataclasses import dataclass
 
 from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.consent import ledger as consent
@@ -24,6 +26,7 @@ from chatpro_privacy.domain.kernel.errors import (
 )
 from chatpro_privacy.domain.kernel.principals import Principal, Role
 from chatpro_privacy.domain.kernel.tokens import new_id
+from chatpro_privacy.domain.kernel.views import View
 from chatpro_privacy.domain.records import audit
 from chatpro_privacy.storage import queries
 from chatpro_privacy.storage.db import database
@@ -31,6 +34,27 @@ from chatpro_privacy.storage.models import Disclosure, Recipient
 
 DATA_CATEGORIES = ("identity", "contact", "device", "profile")
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
+
+
+@dataclass(frozen=True)
+class RecipientView(View):
+    id: str
+    name: str
+    category: str
+    country_code: str
+    lawful_basis: str
+    created_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class DisclosureView(View):
+    id: str
+    recipient_id: str
+    subject_ref: str
+    data_categories: list[str]
+    lawful_basis: str
+    disclosed_at: dt.datetime
+    reason: str
 
 
 def _require(principal: Principal, *, operator: bool = False) -> None:
@@ -47,7 +71,7 @@ def _require(principal: Principal, *, operator: bool = False) -> None:
 
 def create_recipient(
     principal: Principal, name: str, category: str, country_code: str, lawful_basis: str
-) -> Recipient:
+) -> RecipientView:
     _require(principal, operator=True)
     v = Violations()
     clean_name = validation.required_text(v, "recipient.name", name, 200)
@@ -76,11 +100,11 @@ def create_recipient(
             created_at=clock.now(),
         )
         audit.record(principal, "recipient.create", "recipient", recipient.id)
-    return recipient
+    return RecipientView.from_row(recipient)
 
 
-def list_recipients() -> list[Recipient]:
-    return list(Recipient.select().order_by(Recipient.name))
+def list_recipients() -> list[RecipientView]:
+    return [RecipientView.from_row(r) for r in Recipient.select().order_by(Recipient.name)]
 
 
 def _allowed_recipient(recipient_id: str) -> tuple[Recipient, Purpose]:
@@ -147,7 +171,7 @@ def record_portability(
 
 def record(
     principal: Principal, recipient_id: str, account_id: str, categories: list[str], reason: str
-) -> Disclosure:
+) -> DisclosureView:
     """Log a disclosure before it is made, or refuse it with the reason."""
     _require(principal)
     v = Violations()
@@ -189,10 +213,10 @@ def record(
             disclosed_at=clock.now(),
         )
         audit.record(principal, "disclosure.record", "disclosure", disclosure.id, subject_ref)
-    return disclosure
+    return DisclosureView.from_row(disclosure)
 
 
-def list_for(principal: Principal, account_id: str) -> list[Disclosure]:
+def list_for(principal: Principal, account_id: str) -> list[DisclosureView]:
     target = access.target_account(principal, account_id)
     subject_ref = queries.account_subject(target)
     if subject_ref is None:
@@ -200,8 +224,9 @@ def list_for(principal: Principal, account_id: str) -> list[Disclosure]:
     if access.is_other(principal, target):
         with database.atomic():
             audit.record(principal, "disclosure.read", "account", target, subject_ref)
-    return list(
+    rows = (
         Disclosure.select()
         .where(Disclosure.subject_ref == subject_ref)
         .order_by(Disclosure.disclosed_at.desc())
     )
+    return [DisclosureView.from_row(r) for r in rows]

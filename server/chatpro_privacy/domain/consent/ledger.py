@@ -26,6 +26,7 @@ from chatpro_privacy.domain.kernel.errors import (
 )
 from chatpro_privacy.domain.kernel.principals import Principal
 from chatpro_privacy.domain.kernel.tokens import new_id
+from chatpro_privacy.domain.kernel.views import View
 from chatpro_privacy.domain.records import audit
 from chatpro_privacy.settings import PolicySettings
 from chatpro_privacy.storage import queries
@@ -115,10 +116,41 @@ def has_consent(subject_ref: str, purpose: str) -> bool:
 
 
 @dataclass(frozen=True)
+class ConsentEventView(View):
+    """An event as the person and privacy staff read it; its place in the ledger stays here."""
+
+    id: str
+    subject_ref: str
+    notice_version: str
+    purpose: str
+    lawful_basis: str
+    data_categories: list[str]
+    collection_method: str
+    event_type: str
+    given_by: str
+    occurred_at: dt.datetime
+    valid_until: dt.datetime | None
+
+
+@dataclass(frozen=True)
 class PurposeState:
     purpose: Purpose
     status: ConsentStatus
+    event: ConsentEventView | None
+
+
+@dataclass(frozen=True)
+class LedgerState:
+    """A purpose's consent with the ledger's row behind it, for the domain: a receipt names
+    the latest event by its place in the ledger."""
+
+    purpose: Purpose
+    status: ConsentStatus
     event: ConsentEvent | None
+
+    def view(self) -> PurposeState:
+        event = None if self.event is None else ConsentEventView.from_row(self.event)
+        return PurposeState(self.purpose, self.status, event)
 
 
 def _status(event: ConsentEvent | None, at: dt.datetime) -> ConsentStatus:
@@ -196,7 +228,7 @@ class Consents:
     def is_child(self, born: dt.date) -> bool:
         return validation.age_on(born, clock.today()) < self.policy.age_of_digital_consent
 
-    def grant(self, principal: Principal, purpose_id: str, method: str) -> ConsentEvent:
+    def grant(self, principal: Principal, purpose_id: str, method: str) -> ConsentEventView:
         purpose = self._consent_purpose(purpose_id)
         collection = _method(method)
         if not purpose.withdrawable:
@@ -227,7 +259,7 @@ class Consents:
 
     def withdraw(
         self, principal: Principal, purpose_id: str, method: str
-    ) -> tuple[ConsentEvent, list[str]]:
+    ) -> tuple[ConsentEventView, list[str]]:
         purpose = self._consent_purpose(purpose_id)
         collection = _method(method)
         if not purpose.withdrawable:
@@ -255,7 +287,7 @@ class Consents:
         purpose: Purpose,
         method: str,
         event_type: ConsentEventType,
-    ) -> ConsentEvent:
+    ) -> ConsentEventView:
         event = append(
             subject_ref=subject_ref,
             notice_version=self._notice_version(),
@@ -270,11 +302,17 @@ class Consents:
         audit.record(
             principal, f"consent.{verb}:{purpose.id}", "consent_event", event.id, subject_ref
         )
-        return event
+        return ConsentEventView.from_row(event)
 
     def state(
         self, principal: Principal, account_id: str, at: dt.datetime | None
     ) -> tuple[list[PurposeState], str]:
+        states, accepted = self.ledger_state(principal, account_id, at)
+        return [s.view() for s in states], accepted
+
+    def ledger_state(
+        self, principal: Principal, account_id: str, at: dt.datetime | None
+    ) -> tuple[list[LedgerState], str]:
         account, other = self._subject(principal, account_id)
         when = at or clock.now()
         if other:
@@ -285,7 +323,7 @@ class Consents:
             *[p for p in register().consent_purposes() if p.id != PURPOSE_POLICY],
         ]
         events = self._latest_by_purpose(account.subject_ref, when)
-        states = [PurposeState(p, _status(events.get(p.id), when), events.get(p.id)) for p in shown]
+        states = [LedgerState(p, _status(events.get(p.id), when), events.get(p.id)) for p in shown]
         accepted = (
             account.policy_version or "" if at is None else _accepted_at(account.subject_ref, when)
         )
@@ -304,7 +342,7 @@ class Consents:
 
     def events(
         self, principal: Principal, account_id: str, page_size: int, page_token: str
-    ) -> tuple[list[ConsentEvent], str]:
+    ) -> tuple[list[ConsentEventView], str]:
         if not 0 <= page_size <= MAX_PAGE:
             raise InvalidArgument(
                 [FieldViolation("page_size", f"must be 0 to {MAX_PAGE}", "OUT_OF_RANGE")]
@@ -322,7 +360,7 @@ class Consents:
             .limit(limit)
         )
         token = _encode_page_token(rows[-1].seq) if len(rows) == limit else ""
-        return rows, token
+        return [ConsentEventView.from_row(r) for r in rows], token
 
 
 def record_registration_choices(

@@ -7,6 +7,7 @@ import asyncio
 import datetime as dt
 import hashlib
 import time
+from dataclasses import dataclass
 
 from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.consent import ledger as consent
@@ -22,6 +23,7 @@ from chatpro_privacy.domain.kernel.errors import (
     Violations,
 )
 from chatpro_privacy.domain.kernel.principals import Principal, Role
+from chatpro_privacy.domain.kernel.views import View
 from chatpro_privacy.domain.kernel.vocabulary import AccountState
 from chatpro_privacy.domain.records import audit, outbox
 from chatpro_privacy.storage.db import database
@@ -33,6 +35,31 @@ from chatpro_privacy.storage.models import (
 )
 
 FANOUT_BATCH = 500
+
+
+@dataclass(frozen=True)
+class PolicyVersionView(View):
+    version: str
+    effective_at: dt.datetime
+    change_summary: str
+    text: str
+    text_sha256: str
+    requires_reacceptance: bool
+    published_at: dt.datetime
+
+
+@dataclass(frozen=True)
+class ControllerView(View):
+    """The controller's details, as the policy and every receipt and export name them."""
+
+    name: str
+    data_privacy_manager: str
+    postal_address: str
+    email: str
+    telephone: str
+    ico_reference: str
+    contact_url: str
+    supervisory_authority: str
 
 
 def _history() -> NoticeHistory:
@@ -78,7 +105,7 @@ class PolicyGate:
             )
 
 
-def current_policy() -> PolicyVersion:
+def current_policy() -> PolicyVersionView:
     """The latest version whose effective time has come."""
     version = (
         PolicyVersion.select()
@@ -88,14 +115,15 @@ def current_policy() -> PolicyVersion:
     )
     if version is None:
         raise FailedPrecondition("NO_POLICY_PUBLISHED", "no privacy policy is in effect")
-    return version
+    return PolicyVersionView.from_row(version)
 
 
-def list_versions() -> list[PolicyVersion]:
-    return list(PolicyVersion.select().order_by(PolicyVersion.effective_at.desc()))
+def list_versions() -> list[PolicyVersionView]:
+    rows = PolicyVersion.select().order_by(PolicyVersion.effective_at.desc())
+    return [PolicyVersionView.from_row(r) for r in rows]
 
 
-def get_version(version: str) -> PolicyVersion:
+def get_version(version: str) -> PolicyVersionView:
     if not version:
         raise InvalidArgument([FieldViolation("version", "is required", "REQUIRED")])
     row = PolicyVersion.get_or_none(PolicyVersion.version == version)
@@ -103,14 +131,14 @@ def get_version(version: str) -> PolicyVersion:
         raise NotFound(
             "POLICY_VERSION_NOT_FOUND", "no such policy version", {"version": version[:64]}
         )
-    return row
+    return PolicyVersionView.from_row(row)
 
 
-def controller_info() -> ControllerInfo:
+def controller_info() -> ControllerView:
     info = ControllerInfo.get_or_none(ControllerInfo.id == 1)
     if info is None:
         raise FailedPrecondition("CONTROLLER_UNKNOWN", "the controller's details are missing")
-    return info
+    return ControllerView.from_row(info)
 
 
 class Policies:
@@ -126,7 +154,7 @@ class Policies:
         change_summary: str,
         text: str,
         requires_reacceptance: bool,
-    ) -> tuple[PolicyVersion, int]:
+    ) -> tuple[PolicyVersionView, int]:
         access.require_staff(
             principal,
             Role.OPERATOR,
@@ -152,7 +180,7 @@ class Policies:
             audit.record(principal, "policy.publish", "policy_version", version)
         self.gate.invalidate()
         notified = await notify_accounts(version)
-        return row, notified
+        return PolicyVersionView.from_row(row), notified
 
     def accept(self, principal: Principal, version: str) -> tuple[str, str]:
         """Record acceptance of the version in effect; returns (version, consent record id)."""

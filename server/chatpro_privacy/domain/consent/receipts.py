@@ -66,7 +66,9 @@ class Receipts:
 
     def receipt(self, principal: Principal) -> tuple[str, str, str]:
         """(receipt JSON, JWS, key id) for the consents in force for the caller's account."""
-        states, accepted = self.consents.state(principal, access.own_account(principal), None)
+        states, accepted = self.consents.ledger_state(
+            principal, access.own_account(principal), None
+        )
         controller = policy_rules.controller_info()
         in_force = [
             s for s in states if s.status == consent.ConsentStatus.GIVEN and s.event is not None

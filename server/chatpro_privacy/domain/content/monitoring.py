@@ -33,6 +33,7 @@ from chatpro_privacy.domain.kernel.errors import (
 )
 from chatpro_privacy.domain.kernel.principals import Principal
 from chatpro_privacy.domain.kernel.tokens import new_id
+from chatpro_privacy.domain.kernel.views import View
 from chatpro_privacy.domain.organisations.retention_periods import Retention
 from chatpro_privacy.domain.vault import crypto
 from chatpro_privacy.domain.vault.envelope import Vault
@@ -115,8 +116,25 @@ class Statistics:
 
 
 @dataclass(frozen=True)
+class AccessRecordView(View):
+    """A recorded check as the organisation reads it back: the administrator's pseudonym
+    stays here."""
+
+    id: str
+    admin_account_id: str | None
+    reason: str
+    operation: str
+    filters: dict[str, str]
+    result_count: int
+    created_at: dt.datetime
+    refused: bool
+    refusal_reason: str
+    decided_by: str
+
+
+@dataclass(frozen=True)
 class Check:
-    access: MonitoringAccess
+    access: AccessRecordView
     included_mine: bool
 
 
@@ -506,9 +524,10 @@ class Monitoring:
 
     def access_records(
         self, principal: Principal, organisation_id: str, page_size: int, page_token: str
-    ) -> tuple[list[MonitoringAccess], str]:
+    ) -> tuple[list[AccessRecordView], str]:
         org_id = content_access.administered(principal, organisation_id)
-        return _accesses(MonitoringAccess.organisation == org_id, page_size, page_token)
+        rows, token = _accesses(MonitoringAccess.organisation == org_id, page_size, page_token)
+        return [AccessRecordView.from_row(r) for r in rows], token
 
     def checks(
         self, principal: Principal, organisation_id: str, page_size: int, page_token: str
@@ -533,7 +552,7 @@ class Monitoring:
             if rows
             else set()
         )
-        return [Check(r, r.id in included) for r in rows], token
+        return [Check(AccessRecordView.from_row(r), r.id in included) for r in rows], token
 
 
 def _accesses(where: Any, page_size: int, page_token: str) -> tuple[list[MonitoringAccess], str]:

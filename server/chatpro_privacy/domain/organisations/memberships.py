@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from dataclasses import dataclass
 
 from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.consent import ledger as consent
 from chatpro_privacy.domain.consent.purposes import LawfulBasis
 from chatpro_privacy.domain.kernel import errors
 from chatpro_privacy.domain.kernel.principals import Principal, Role
+from chatpro_privacy.domain.kernel.views import View
 from chatpro_privacy.domain.kernel.vocabulary import MemberRole, MembershipState
 from chatpro_privacy.domain.records import audit, deletion_feed, outbox
 from chatpro_privacy.storage.db import database
@@ -25,6 +27,17 @@ from chatpro_privacy.storage.models import Account, Membership, Organisation, Or
 from chatpro_privacy.storage.queries import statement_in_effect, tuples
 
 _MOBILE = re.compile(r"^\+?[0-9]{7,15}$")
+
+
+@dataclass(frozen=True)
+class MembershipView(View):
+    organisation_id: str
+    account_id: str
+    role: str
+    state: str
+    statement_version: str | None
+    joined_at: dt.datetime | None
+    acknowledgement_required: str | None
 
 
 def unknown(organisation_id: str) -> errors.NotFound:
@@ -81,7 +94,9 @@ def require_visible(principal: Principal, organisation_id: str) -> Organisation:
     raise unknown(org.id)
 
 
-def invite(principal: Principal, organisation_id: str, account_id: str, role: str) -> Membership:
+def invite(
+    principal: Principal, organisation_id: str, account_id: str, role: str
+) -> MembershipView:
     org = require_manager(principal, organisation_id)
     if role not in set(MemberRole):
         raise errors.InvalidArgument([errors.FieldViolation("role", "is required", "REQUIRED")])
@@ -108,12 +123,12 @@ def invite(principal: Principal, organisation_id: str, account_id: str, role: st
         audit.record(
             principal, f"membership.invite:{role}", "organisation", org.id, account.subject_ref
         )
-    return row
+    return MembershipView.from_row(row)
 
 
 def accept(
     principal: Principal, organisation_id: str, statement_version: str, mobile_number: str
-) -> Membership:
+) -> MembershipView:
     if not principal.is_person:
         raise errors.PermissionDenied("PEOPLE_ONLY", "the invited person accepts")
     org = organisation(organisation_id)
@@ -176,9 +191,10 @@ def accept(
             Account.update(mobile_number=mobile).where(Account.id == principal.account_id).execute()
         _acknowledged(principal, org.id, statement.version, "joining")
         audit.record(principal, "membership.join", "organisation", org.id, principal.subject_ref)
-    return Membership.get(
+    joined = Membership.get(
         (Membership.organisation == org.id) & (Membership.account == principal.account_id)
     )
+    return MembershipView.from_row(joined)
 
 
 def _acknowledged(principal: Principal, organisation_id: str, version: str, how: str) -> None:
@@ -218,7 +234,9 @@ def require_reacknowledgement(
         )
 
 
-def acknowledge(principal: Principal, organisation_id: str, statement_version: str) -> Membership:
+def acknowledge(
+    principal: Principal, organisation_id: str, statement_version: str
+) -> MembershipView:
     """A member acknowledges the statement in effect (CON-5)."""
     if not principal.is_person:
         raise errors.PermissionDenied("PEOPLE_ONLY", "members acknowledge for themselves")
@@ -258,7 +276,7 @@ def acknowledge(principal: Principal, organisation_id: str, statement_version: s
         )
     found = membership(org.id, principal.account_id)
     assert found is not None
-    return found
+    return MembershipView.from_row(found)
 
 
 def remove(principal: Principal, organisation_id: str, account_id: str) -> None:
@@ -287,16 +305,18 @@ def remove(principal: Principal, organisation_id: str, account_id: str) -> None:
         audit.record(principal, "membership.remove", "organisation", org.id, account.subject_ref)
 
 
-def members(principal: Principal, organisation_id: str) -> list[Membership]:
+def members(principal: Principal, organisation_id: str) -> list[MembershipView]:
     org = require_manager(principal, organisation_id)
     with database.atomic():
         audit.record(principal, "membership.list", "organisation", org.id)
-    return list(
+    rows = (
         Membership.select().where(Membership.organisation == org.id).order_by(Membership.invited_at)
     )
+    return [MembershipView.from_row(r) for r in rows]
 
 
-def mine(principal: Principal) -> list[Membership]:
+def mine(principal: Principal) -> list[MembershipView]:
     if not principal.is_person:
         raise errors.PermissionDenied("PEOPLE_ONLY", "only people have memberships")
-    return list(Membership.select().where(Membership.account == principal.account_id))
+    rows = Membership.select().where(Membership.account == principal.account_id)
+    return [MembershipView.from_row(r) for r in rows]

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from dataclasses import dataclass
 
 from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.consent.notices import NoticeHistory, NoticeVersion
 from chatpro_privacy.domain.kernel.errors import FailedPrecondition, Violations
 from chatpro_privacy.domain.kernel.principals import Principal
+from chatpro_privacy.domain.kernel.views import View
 from chatpro_privacy.domain.organisations import memberships
 from chatpro_privacy.domain.records import audit
 from chatpro_privacy.plugin.host import PluginHost
@@ -28,6 +30,17 @@ from chatpro_privacy.storage.queries import statement_in_effect as in_effect_at
 from chatpro_privacy.storage.queries import statements_in_effect
 
 
+@dataclass(frozen=True)
+class StatementView(View):
+    organisation_id: str
+    version: str
+    text: str
+    text_sha256: str
+    retention_months: dict[str, int]
+    effective_at: dt.datetime
+    requires_reacknowledgement: bool
+
+
 def publish_statement(
     principal: Principal,
     host: PluginHost,
@@ -36,7 +49,7 @@ def publish_statement(
     text: str,
     retention_months: dict[str, int],
     effective_at: dt.datetime | None,
-) -> OrganisationStatement:
+) -> StatementView:
     org = memberships.require_manager(principal, organisation_id)
     now = clock.now()
     effective = effective_at or now
@@ -74,7 +87,7 @@ def publish_statement(
             memberships.require_reacknowledgement(org.id, version, effective)
         audit.record(principal, "organisation.statement.publish", "organisation", org.id)
     host.invalidate(org.id)
-    return statement
+    return StatementView.from_row(statement)
 
 
 def announced(statement: OrganisationStatement | None) -> dict[str, int]:
@@ -105,11 +118,11 @@ def longer_since(organisation_id: str, kind: str, months: int) -> dt.datetime | 
     return since
 
 
-def statement_in_effect(principal: Principal, organisation_id: str) -> OrganisationStatement:
+def statement_in_effect(principal: Principal, organisation_id: str) -> StatementView:
     org = memberships.require_visible(principal, organisation_id)
     statement = in_effect_at(org.id, clock.now())
     if statement is None:
         raise FailedPrecondition(
             "NO_STATEMENT_PUBLISHED", "the organisation has published no statement"
         )
-    return statement
+    return StatementView.from_row(statement)

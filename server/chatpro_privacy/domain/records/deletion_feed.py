@@ -9,12 +9,15 @@ their app drops the organisation's content altogether).
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 from collections import defaultdict
+from dataclasses import dataclass
 
 from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.kernel.errors import FieldViolation, InvalidArgument, PermissionDenied
 from chatpro_privacy.domain.kernel.principals import Principal
+from chatpro_privacy.domain.kernel.views import View
 from chatpro_privacy.storage.db import database
 from chatpro_privacy.storage.models import ConversationParticipant, DeletionFeed, Membership
 
@@ -26,6 +29,17 @@ class DeletionReason(enum.StrEnum):
     EXPIRED = "expired"  # content past its retention period
     ERASED = "erased"  # a member's data erased: caches drop what they hold of them
     REMOVED = "removed"  # a member gone from an organisation: they drop its content
+
+
+@dataclass(frozen=True)
+class DeletionView(View):
+    seq: int
+    reason: DeletionReason
+    organisation_id: str
+    conversation_id: str | None
+    content_ids: list[str]
+    account_id: str | None
+    created_at: dt.datetime
 
 
 def content_deleted(
@@ -69,7 +83,7 @@ def member_gone(organisation_id: str, account_id: str, reason: DeletionReason) -
     )
 
 
-def for_person(principal: Principal, after: int, page_size: int) -> tuple[list[DeletionFeed], int]:
+def for_person(principal: Principal, after: int, page_size: int) -> tuple[list[DeletionView], int]:
     if not principal.acts_for_subject or principal.account_id is None:
         raise PermissionDenied("PEOPLE_ONLY", "the feed is for the apps of people signed in")
     problems = []
@@ -110,4 +124,4 @@ def for_person(principal: Principal, after: int, page_size: int) -> tuple[list[D
         .limit(page_size or DEFAULT_PAGE)
     )
     last = rows[-1].seq if rows else after
-    return rows, int(last)
+    return [DeletionView.from_row(r) for r in rows], int(last)

@@ -5,6 +5,7 @@ delete before it is set."""
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,12 +15,27 @@ from chatpro_privacy.domain.kernel import validation
 from chatpro_privacy.domain.kernel.errors import FailedPrecondition, NotFound, Violations
 from chatpro_privacy.domain.kernel.principals import Principal
 from chatpro_privacy.domain.kernel.tokens import new_id
+from chatpro_privacy.domain.kernel.views import View
 from chatpro_privacy.domain.organisations import memberships
 from chatpro_privacy.domain.organisations.retention_periods import Retention, segments, served_under
 from chatpro_privacy.domain.records import audit
 from chatpro_privacy.plugin.types import ContentKind
 from chatpro_privacy.storage.db import database
 from chatpro_privacy.storage.models import Account, ContentItem, Conversation, LegalHold
+
+
+@dataclass(frozen=True)
+class LegalHoldView(View):
+    """A hold as administrators see it: the pseudonym it names and who placed or released it
+    stay here."""
+
+    id: str
+    organisation_id: str
+    account_id: str | None
+    conversation_id: str | None
+    reason: str
+    placed_at: dt.datetime
+    released_at: dt.datetime | None
 
 
 def under_hold(organisation_id: str) -> Any:
@@ -41,7 +57,7 @@ def place(
     account_id: str,
     conversation_id: str,
     reason: str,
-) -> LegalHold:
+) -> LegalHoldView:
     org_id = content_access.administered(principal, organisation_id)
     v = Violations()
     why = validation.required_text(v, "reason", reason, 500)
@@ -75,10 +91,10 @@ def place(
             placed_at=clock.now(),
         )
         audit.record(principal, "legal_hold.place", "organisation", org_id, subject_ref)
-    return hold
+    return LegalHoldView.from_row(hold)
 
 
-def release(principal: Principal, organisation_id: str, legal_hold_id: str) -> LegalHold:
+def release(principal: Principal, organisation_id: str, legal_hold_id: str) -> LegalHoldView:
     org_id = content_access.administered(principal, organisation_id)
     hold = LegalHold.get_or_none(
         (LegalHold.id == legal_hold_id[:64]) & (LegalHold.organisation == org_id)
@@ -96,16 +112,17 @@ def release(principal: Principal, organisation_id: str, legal_hold_id: str) -> L
         audit.record(
             principal, "legal_hold.release", "organisation", hold.organisation_id, hold.subject_ref
         )
-    return LegalHold.get_by_id(hold.id)
+    return LegalHoldView.from_row(LegalHold.get_by_id(hold.id))
 
 
-def holds(principal: Principal, organisation_id: str) -> list[LegalHold]:
+def holds(principal: Principal, organisation_id: str) -> list[LegalHoldView]:
     org_id = content_access.administered(principal, organisation_id)
-    return list(
+    rows = (
         LegalHold.select()
         .where(LegalHold.organisation == org_id)
         .order_by(LegalHold.placed_at.desc(), LegalHold.id)
     )
+    return [LegalHoldView.from_row(r) for r in rows]
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,6 @@ from chatpro_privacy.domain.accounts.correspondence import CorrespondenceKind
 from chatpro_privacy.domain.kernel.principals import Role
 from chatpro_privacy.domain.kernel.vocabulary import AccountState
 from chatpro_privacy.services.convert.common import calendar_date, source, timestamp
-from chatpro_privacy.storage import models
 
 # Keyed by the stored text, which each member equals.
 STATES: dict[str, account_pb2.AccountState.ValueType] = {
@@ -67,7 +66,7 @@ def account(view: profile.AccountView) -> account_pb2.Account:
     )
 
 
-def device(row: models.Device) -> account_pb2.Device:
+def device(row: devices.DeviceView) -> account_pb2.Device:
     return account_pb2.Device(
         info=account_pb2.DeviceInfo(
             device_type=row.device_type,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from chatpro.privacy.v1 import audit_service_pb2 as pb
 
+from chatpro_privacy.domain.compliance.audit_reading import AuditEntryView
 from chatpro_privacy.domain.records import audit
 from chatpro_privacy.services.convert.common import timestamp
-from chatpro_privacy.storage.models import AuditEntry
 
 
 def verification(result: audit.Verification) -> pb.VerifyAuditResponse:
@@ -27,7 +27,7 @@ def verification(result: audit.Verification) -> pb.VerifyAuditResponse:
     )
 
 
-def entry(r: AuditEntry) -> pb.AuditEntry:
+def entry(r: AuditEntryView) -> pb.AuditEntry:
     return pb.AuditEntry(
         entry_id=r.id,
         occur_time=timestamp(r.occurred_at),

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from chatpro.privacy.v1 import consent_pb2
 
+from chatpro_privacy.domain.consent import disclosures, purposes
 from chatpro_privacy.domain.consent import ledger as consent
-from chatpro_privacy.domain.consent import purposes
 from chatpro_privacy.services.convert.common import timestamp
-from chatpro_privacy.storage import models
 
 # Keyed by the stored text, which each member equals.
 LAWFUL_BASES: dict[str, consent_pb2.LawfulBasis.ValueType] = {
@@ -52,7 +51,7 @@ def purpose(p: purposes.Purpose) -> consent_pb2.Purpose:
     )
 
 
-def consent_event(e: models.ConsentEvent) -> consent_pb2.ConsentEvent:
+def consent_event(e: consent.ConsentEventView) -> consent_pb2.ConsentEvent:
     return consent_pb2.ConsentEvent(
         record_id=e.id,
         subject_id=e.subject_ref,
@@ -81,7 +80,7 @@ def purpose_consent(state: consent.PurposeState) -> consent_pb2.PurposeConsent:
     )
 
 
-def recipient(r: models.Recipient) -> consent_pb2.Recipient:
+def recipient(r: disclosures.RecipientView) -> consent_pb2.Recipient:
     return consent_pb2.Recipient(
         recipient_id=r.id,
         name=r.name,
@@ -92,7 +91,7 @@ def recipient(r: models.Recipient) -> consent_pb2.Recipient:
     )
 
 
-def disclosure(d: models.Disclosure) -> consent_pb2.Disclosure:
+def disclosure(d: disclosures.DisclosureView) -> consent_pb2.Disclosure:
     return consent_pb2.Disclosure(
         disclosure_id=d.id,
         recipient_id=d.recipient_id,

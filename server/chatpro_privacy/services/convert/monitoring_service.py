@@ -7,7 +7,6 @@ from chatpro.privacy.v1 import monitoring_service_pb2 as pb
 
 from chatpro_privacy.domain.content import monitoring
 from chatpro_privacy.services.convert.common import time_field, timestamp
-from chatpro_privacy.storage.models import MonitoringAccess
 
 REASONS = {
     pb.MONITORING_REASON_ROUTINE_CHECK: monitoring.MonitoringReason.ROUTINE_CHECK,
@@ -52,7 +51,7 @@ def statistics(stats: monitoring.Statistics) -> pb.GetContentStatisticsResponse:
     )
 
 
-def access_record(a: MonitoringAccess) -> pb.AccessRecord:
+def access_record(a: monitoring.AccessRecordView) -> pb.AccessRecord:
     return pb.AccessRecord(
         access_id=a.id,
         administrator_account_id=a.admin_account_id or "",

@@ -5,9 +5,14 @@ from __future__ import annotations
 from chatpro.privacy.v1 import organisation_pb2
 
 from chatpro_privacy.domain.kernel.vocabulary import MemberRole, MembershipState
-from chatpro_privacy.domain.organisations import plugin_settings, retention_periods
+from chatpro_privacy.domain.organisations import (
+    memberships,
+    organisations,
+    plugin_settings,
+    retention_periods,
+    statements,
+)
 from chatpro_privacy.services.convert.common import timestamp
-from chatpro_privacy.storage import models
 
 PLUGIN_STATES = {
     plugin_settings.PluginState.AVAILABLE: organisation_pb2.PLUGIN_STATE_AVAILABLE,
@@ -26,7 +31,7 @@ MEMBERSHIP_STATES: dict[str, organisation_pb2.MembershipState.ValueType] = {
 }
 
 
-def organisation(o: models.Organisation) -> organisation_pb2.Organisation:
+def organisation(o: organisations.OrganisationView) -> organisation_pb2.Organisation:
     return organisation_pb2.Organisation(
         organisation_id=o.id,
         name=o.name,
@@ -35,7 +40,7 @@ def organisation(o: models.Organisation) -> organisation_pb2.Organisation:
     )
 
 
-def statement(s: models.OrganisationStatement) -> organisation_pb2.OrganisationStatement:
+def statement(s: statements.StatementView) -> organisation_pb2.OrganisationStatement:
     return organisation_pb2.OrganisationStatement(
         organisation_id=s.organisation_id,
         version=s.version,
@@ -57,7 +62,7 @@ def plugin_status(p: plugin_settings.PluginStatus) -> organisation_pb2.Organisat
     )
 
 
-def membership(m: models.Membership) -> organisation_pb2.Membership:
+def membership(m: memberships.MembershipView) -> organisation_pb2.Membership:
     return organisation_pb2.Membership(
         organisation_id=m.organisation_id,
         account_id=m.account_id,

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from chatpro.privacy.v1 import organisation_service_pb2 as pb
 
+from chatpro_privacy.domain.retention.legal_holds import LegalHoldView
 from chatpro_privacy.plugin.types import ExportFormat
 from chatpro_privacy.services.convert.common import timestamp
-from chatpro_privacy.storage.models import LegalHold
 
 
-def legal_hold(h: LegalHold) -> pb.LegalHold:
+def legal_hold(h: LegalHoldView) -> pb.LegalHold:
     return pb.LegalHold(
         legal_hold_id=h.id,
         organisation_id=h.organisation_id,

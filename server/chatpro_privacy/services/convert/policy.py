@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from chatpro.privacy.v1 import policy_pb2
 
+from chatpro_privacy.domain.consent import policy
 from chatpro_privacy.services.convert.common import timestamp
-from chatpro_privacy.storage import models
 
 
-def policy_version(row: models.PolicyVersion) -> policy_pb2.PolicyVersion:
+def policy_version(row: policy.PolicyVersionView) -> policy_pb2.PolicyVersion:
     return policy_pb2.PolicyVersion(
         version=row.version,
         effective_time=timestamp(row.effective_at),
@@ -20,7 +20,7 @@ def policy_version(row: models.PolicyVersion) -> policy_pb2.PolicyVersion:
     )
 
 
-def controller(row: models.ControllerInfo) -> policy_pb2.ControllerInfo:
+def controller(row: policy.ControllerView) -> policy_pb2.ControllerInfo:
     return policy_pb2.ControllerInfo(
         name=row.name,
         data_privacy_manager=row.data_privacy_manager,

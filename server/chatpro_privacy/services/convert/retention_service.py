@@ -8,7 +8,6 @@ from chatpro.privacy.v1 import retention_service_pb2 as pb
 from chatpro_privacy.domain.records import deletion_feed
 from chatpro_privacy.domain.retention import own_schedule, statistics
 from chatpro_privacy.services.convert.common import timestamp
-from chatpro_privacy.storage.models import DeletionFeed
 
 # Keyed by the stored text, which each member equals.
 REASONS: dict[str, pb.DeletionReason.ValueType] = {
@@ -30,7 +29,7 @@ def rule(r: own_schedule.Rule) -> pb.RetentionRule:
     return pb.RetentionRule(data=r.data, period=r.period, days=r.days, enforced_by=r.enforced_by)
 
 
-def deletion(r: DeletionFeed) -> pb.Deletion:
+def deletion(r: deletion_feed.DeletionView) -> pb.Deletion:
     return pb.Deletion(
         sequence=r.seq,
         reason=REASONS[r.reason],
