@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from chatpro_privacy.domain.records import outbox
-from chatpro_privacy.domain.rights import erasure
+from chatpro_privacy.domain.rights import redaction
 from chatpro_privacy.storage.db import database
 from chatpro_privacy.storage.fields import JsonField
 from chatpro_privacy.storage.models import (
@@ -83,8 +83,20 @@ def test_scrubbing_a_json_column_writes_back_the_scrubbed_text(api: Api) -> None
     kept = [{"what": "correspondence", "reason": "Ann's complaint", "decided_by": "dpm"}]
     rights_request_row(account.account_id, id="rr-kept", kept_parts=kept)
     where = RightsRequest.id == "rr-kept"
-    assert erasure._redact(RightsRequest, where, ("kept_parts", "outcome"), ["ann"]) == 1
+    assert redaction.redact(RightsRequest, where, ("kept_parts", "outcome"), ["ann"]) == 1
     assert stored("SELECT kept_parts FROM rights_request") == [
         '[{"what": "correspondence", "reason": "[erased]\'s complaint", "decided_by": "dpm"}]'
     ]
     assert RightsRequest.get(where).kept_parts[0]["reason"] == "[erased]'s complaint"
+
+
+def test_a_name_with_accents_is_scrubbed_from_json_columns_too_rgt3(api: Api) -> None:
+    """RGT-3: JSON text stores "Zoë" as "Zo\\u00eb"; the scrub looks in the decoded value."""
+    account, _ = api.adult()
+    kept = [{"what": "correspondence", "reason": "letter from Zoë Ångström", "decided_by": "dpm"}]
+    rights_request_row(account.account_id, id="rr-accent", kept_parts=kept)
+    where = RightsRequest.id == "rr-accent"
+    assert redaction.redact(RightsRequest, where, ("kept_parts",), ["Zoë Ångström"]) == 1
+    (text,) = stored("SELECT kept_parts FROM rights_request")
+    assert "Zo" not in text and "00eb" not in text
+    assert RightsRequest.get(where).kept_parts[0]["reason"] == "letter from [erased]"

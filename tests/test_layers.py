@@ -1,11 +1,9 @@
 """The architecture's layers, read from the source: which module imports what, and how
-long modules and functions are. Each rule carries the allow-list of what broke it when the rule
-came in (issue 13); the lists must only shrink, to empty, and anything new fails at once."""
+long modules and functions are (issue 13). Every rule holds with no exception."""
 
 from __future__ import annotations
 
 import ast
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,16 +16,6 @@ MAX_FUNCTION_LINES = 80
 
 # Models are one class per table and migrations are frozen history: neither is split by size.
 SIZE_EXEMPT = ("chatpro_privacy.storage.models", "chatpro_privacy.storage.migrations")
-
-# Today's imports against the layers, as (importing module, imported name). Must shrink to empty:
-# remove an entry when its import goes, and never add one.
-LAYER_VIOLATIONS_ALLOWED: frozenset[tuple[str, str]] = frozenset()
-
-# Today's modules over MAX_MODULE_LINES. Must shrink to empty: split them, then remove them here.
-LONG_MODULES_ALLOWED: frozenset[str] = frozenset({"chatpro_privacy.domain.rights.erasure"})
-
-# Today's functions over MAX_FUNCTION_LINES, as "module:qualified name". Must shrink to empty.
-LONG_FUNCTIONS_ALLOWED: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -117,13 +105,6 @@ def _layer(module: str) -> str:
     return parts[1] if len(parts) > 1 else ""
 
 
-def _warn_stale(name: str, stale: set[str] | set[tuple[str, str]]) -> None:
-    if stale:
-        warnings.warn(
-            f"{name} lists what no longer breaks its rule; remove: {sorted(stale)}", stacklevel=2
-        )
-
-
 def test_the_checks_look_at_the_package_and_see_its_imports() -> None:
     """Guards the guard: a checker that read nothing would pass every rule."""
     modules = dict(_modules())
@@ -145,35 +126,27 @@ def test_the_checks_look_at_the_package_and_see_its_imports() -> None:
 
 
 def test_no_module_imports_against_the_layers() -> None:
-    found: set[tuple[str, str]] = set()
     failures = []
     for module, path, tree in _parsed():
         rules = [rule for rule in RULES if rule.layer == _layer(module)]
         for imported in sorted(set(_imports(module, path, tree))):
             for rule in rules:
                 if rule.breaks(imported):
-                    found.add((module, imported))
-                    if (module, imported) not in LAYER_VIOLATIONS_ALLOWED:
-                        failures.append(
-                            f"{module} imports {imported}: {rule.layer}/ must not ({rule.why})"
-                        )
+                    failures.append(
+                        f"{module} imports {imported}: {rule.layer}/ must not ({rule.why})"
+                    )
     assert not failures, "imports against the layers:\n" + "\n".join(failures)
-    _warn_stale("LAYER_VIOLATIONS_ALLOWED", set(LAYER_VIOLATIONS_ALLOWED) - found)
 
 
 def test_no_module_is_too_long() -> None:
-    found: set[str] = set()
     failures = []
     for module, path in _modules():
         if _under(module, SIZE_EXEMPT):
             continue
         lines = len(path.read_text(encoding="utf-8").splitlines())
         if lines > MAX_MODULE_LINES:
-            found.add(module)
-            if module not in LONG_MODULES_ALLOWED:
-                failures.append(f"{module} has {lines} lines (at most {MAX_MODULE_LINES})")
+            failures.append(f"{module} has {lines} lines (at most {MAX_MODULE_LINES})")
     assert not failures, "modules to split:\n" + "\n".join(failures)
-    _warn_stale("LONG_MODULES_ALLOWED", set(LONG_MODULES_ALLOWED) - found)
 
 
 def _functions(
@@ -190,7 +163,6 @@ def _functions(
 
 
 def test_no_function_is_too_long() -> None:
-    found: set[str] = set()
     failures = []
     for module, _, tree in _parsed():
         if _under(module, SIZE_EXEMPT):
@@ -198,9 +170,5 @@ def test_no_function_is_too_long() -> None:
         for name, function in _functions(tree):
             lines = (function.end_lineno or function.lineno) - function.lineno + 1
             if lines > MAX_FUNCTION_LINES:
-                key = f"{module}:{name}"
-                found.add(key)
-                if key not in LONG_FUNCTIONS_ALLOWED:
-                    failures.append(f"{key} has {lines} lines (at most {MAX_FUNCTION_LINES})")
+                failures.append(f"{module}:{name} has {lines} lines (at most {MAX_FUNCTION_LINES})")
     assert not failures, "functions to split:\n" + "\n".join(failures)
-    _warn_stale("LONG_FUNCTIONS_ALLOWED", set(LONG_FUNCTIONS_ALLOWED) - found)

@@ -32,18 +32,15 @@ returns.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
-
-import peewee
 
 from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.consent.restrictions import RestrictionCase
 from chatpro_privacy.domain.kernel.errors import FailedPrecondition, NotFound, Violations
 from chatpro_privacy.domain.kernel.principals import SYSTEM, Principal
 from chatpro_privacy.domain.records import audit, deletion_feed
+from chatpro_privacy.domain.rights import redaction
 from chatpro_privacy.domain.vault.envelope import Vault
 from chatpro_privacy.plugin.types import ContentKind, Disposition
 from chatpro_privacy.storage import queries, tuning
@@ -59,35 +56,27 @@ from chatpro_privacy.storage.models import (
     Account,
     AccountFieldSource,
     AccountSetup,
-    ContentFlag,
     ContentItem,
     ConversationParticipant,
     Correspondence,
     Device,
-    Disclosure,
     EmailConfirmation,
     GuardianAccess,
     GuardianConfirmation,
     InstallationEvent,
     LegalHold,
     Membership,
-    MonitoringAccess,
     MonitoringStop,
-    OutboxEvent,
     ProcessingObjection,
     ProcessingRestriction,
     ProvisionRequest,
     RegistrationRequest,
-    RightsRequest,
-    RightsRequestEvent,
-    RightsRequestOrganisation,
     RoleGrant,
     Session,
 )
 
 CORRESPONDENCE = "correspondence"
 KEEPABLE = frozenset({CORRESPONDENCE})
-ERASED = "[erased]"
 NO_DECISION = "no decision: deleted by default"
 
 # Tables that name the account, with what the report calls them. They all go with the
@@ -341,11 +330,11 @@ def _apply(actor: Principal, vault: Vault, entry: LedgerEntry, action: str) -> d
         if account is not None:
             kept_counts = _keep_parts(account.id, ref, entry.kept)
             _add(erased, _going_with_account(account.id, kept_counts))
-            identifiers = _identifiers(account)
-        erased["rights_requests_blanked"] = _blank_rights_requests(ref, identifiers)
-        _redact_proof_records(ref, sorted(organisations), identifiers)
+            identifiers = redaction.identifiers(account)
+        erased["rights_requests_blanked"] = redaction.blank_rights_requests(ref, identifiers)
+        redaction.redact_proof_records(ref, sorted(organisations), identifiers)
         if account is not None:
-            _redact_outbox(account.id, identifiers)
+            redaction.redact_outbox(account.id, identifiers)
             erased["account"] = _delete_account(account.id, organisations)
         if account is not None or any(content.per_org.values()):
             audit.record(actor, action, "account", entry.account_id, ref)
@@ -435,29 +424,6 @@ def _going_with_account(account_id: str, kept_counts: dict[str, int]) -> dict[st
     return counts
 
 
-def _redact_proof_records(ref: str, organisations: list[str], identifiers: list[str]) -> None:
-    """Proof records stay; the person's identifiers in their free text go: disclosures'
-    reasons, and what their organisations wrote about them."""
-    _redact(Disclosure, Disclosure.subject_ref == ref, ("reason",), identifiers)
-    if not organisations:
-        return
-    _redact(
-        MonitoringAccess,
-        MonitoringAccess.organisation.in_(organisations),
-        ("filters", "refusal_reason"),
-        identifiers,
-    )
-    _redact(LegalHold, LegalHold.organisation.in_(organisations), ("reason",), identifiers)
-    _redact(
-        ContentFlag,
-        ContentFlag.item_seq.in_(
-            ContentItem.select(ContentItem.seq).where(ContentItem.author_ref == ref)
-        ),
-        ("reason",),
-        identifiers,
-    )
-
-
 def _delete_account(account_id: str, organisations: dict[str, OrganisationAction]) -> int:
     """The account row, and with it every table that names it; each organisation's apps are
     told to drop what they cached of the person (RET-5)."""
@@ -491,106 +457,6 @@ def _keep_correspondence(account_id: str, subject_ref: str, kept: KeptRecord) ->
     return queries.keep_correspondence(
         account_id, subject_ref, kept.reason, kept.decided_by, clock.now()
     )
-
-
-def _identifiers(account: Account) -> list[str]:
-    """The person's identifiers as they may appear in free text, longest first."""
-    values: list[str] = [
-        str(v)
-        for v in (
-            account.name,
-            account.username,
-            account.email,
-            account.pending_email,
-            account.guardian_email,
-            account.mobile_number,
-            account.date_of_birth.isoformat() if account.date_of_birth else None,
-        )
-        if v
-    ]
-    values += [
-        str(row.new_email)
-        for row in EmailConfirmation.select(EmailConfirmation.new_email).where(
-            EmailConfirmation.account == account.id
-        )
-    ]
-    return sorted({v for v in values if len(v) >= 4}, key=len, reverse=True)
-
-
-def _scrub(text: str, identifiers: Iterable[str]) -> str:
-    for value in identifiers:
-        text = re.sub(re.escape(value), ERASED, text, flags=re.IGNORECASE)
-    return text
-
-
-def _redact(model: Any, where: Any, columns: tuple[str, ...], identifiers: list[str]) -> int:
-    """Replace the person's identifiers in free-text columns of proof records. A JSON column
-    is scrubbed as the text it is stored as, and that text written back without re-encoding."""
-    if not identifiers:
-        return 0
-    changed = 0
-    fields = [model._meta.fields[column] for column in columns]
-    for row in model.select().where(where):
-        stored = {f: str(f.db_value(getattr(row, f.name))) for f in fields}
-        updates = {
-            f: peewee.Value(scrubbed, converter=False)
-            for f, text in stored.items()
-            if (scrubbed := _scrub(text, identifiers)) != text
-        }
-        if updates:
-            changed += model.update(updates).where(model._meta.primary_key == row._pk).execute()
-    return changed
-
-
-def _redact_outbox(account_id: str, identifiers: list[str]) -> None:
-    """Payloads hold ids, but a rights request's notice carries its note: scrub it too."""
-    if not identifiers:
-        return
-    for event in OutboxEvent.select().where(OutboxEvent.account_id == account_id):
-        payload = event.payload
-        scrubbed = {
-            k: _scrub(v, identifiers) if isinstance(v, str) else v for k, v in payload.items()
-        }
-        if scrubbed != payload:
-            OutboxEvent.update(payload=scrubbed).where(OutboxEvent.seq == event.seq).execute()
-
-
-def _blank_rights_requests(subject_ref: str, identifiers: list[str]) -> int:
-    """Blank what the person wrote in their requests (their own words, new name or email);
-    the request, its history and its outcome stay as proof under the subject ref."""
-    mine = RightsRequest.subject_ref == subject_ref
-    count = (
-        RightsRequest.update(
-            details=peewee.Case(None, [(RightsRequest.details == "", "")], ERASED),
-            corrections=[],
-        )
-        .where(mine & ((RightsRequest.details != ERASED) | (RightsRequest.corrections != [])))
-        .execute()
-    )
-    ids = RightsRequest.select(RightsRequest.id).where(mine)
-    _redact(
-        RightsRequest,
-        mine,
-        (
-            "identity_evidence",
-            "refusal_reason",
-            "extension_reason",
-            "outcome",
-            "kept_parts",
-        ),
-        identifiers,
-    )
-    _redact(RightsRequestEvent, RightsRequestEvent.rights_request.in_(ids), ("note",), identifiers)
-    for answer in RightsRequestOrganisation.select().where(
-        RightsRequestOrganisation.rights_request.in_(ids)
-    ):
-        scrubbed = _scrub(str(answer.reason), identifiers)
-        if scrubbed != answer.reason:
-            RightsRequestOrganisation.update(reason=scrubbed).where(
-                (RightsRequestOrganisation.rights_request == answer.rights_request_id)
-                & (RightsRequestOrganisation.organisation == answer.organisation_id)
-            ).execute()
-    return int(count)
 
 
 def _report(entry: LedgerEntry) -> ErasureReport:
