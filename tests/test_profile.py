@@ -3,15 +3,18 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import grpc
 import pytest
 from chatpro.privacy.v1 import account_pb2, account_service_pb2, common_pb2
+from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.accounts import roles
+from chatpro_privacy.domain.accounts.devices import ACTIVITY_PRECISION
 from chatpro_privacy.storage.models import Account, AuditEntry, Correspondence, InstallationEvent
 from google.protobuf import field_mask_pb2
-from helpers import Api, Unchanged, child_birthday, rpc_error
+from helpers import Api, Unchanged, child_birthday, rpc_error, set_clock
 
 GET = account_service_pb2.GetAccountRequest()
 
@@ -178,19 +181,22 @@ def test_data_privacy_manager_reads_another_account_and_it_is_audited(api: Api) 
 
 def test_device_use_is_recorded_and_marks_the_account_active_acc7(api: Api) -> None:
     account, token = api.adult()
-    before = Account.get_by_id(account.account_id).last_active_at
+    signed_in = Account.get_by_id(account.account_id).last_active_at
     device = account_pb2.DeviceInfo(
         device_id="dev-1", device_type="Pixel 8", operating_system="Android 15"
     )
     first = api.accounts.RecordDeviceUse(
         account_service_pb2.RecordDeviceUseRequest(device=device), metadata=api.auth(token)
     )
+    # Last use is kept to the hour (RET-2 counts months): within it, no second write.
+    assert Account.get_by_id(account.account_id).last_active_at == signed_in
+    set_clock(clock.now() + ACTIVITY_PRECISION + dt.timedelta(seconds=1))
     second = api.accounts.RecordDeviceUse(
         account_service_pb2.RecordDeviceUseRequest(device=device), metadata=api.auth(token)
     )
     assert (first.device.use_count, second.device.use_count) == (1, 2)
     assert second.device.source == common_pb2.DATA_SOURCE_DEVICE
-    assert Account.get_by_id(account.account_id).last_active_at > before
+    assert Account.get_by_id(account.account_id).last_active_at > signed_in
     devices = api.accounts.ListDevices(
         account_service_pb2.ListDevicesRequest(), metadata=api.auth(token)
     ).devices

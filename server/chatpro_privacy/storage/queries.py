@@ -14,16 +14,21 @@ from typing import Any, NamedTuple
 from chatpro_privacy.storage.db import database, is_postgres
 from chatpro_privacy.storage.dialect import parameters, render
 from chatpro_privacy.storage.models import Account, ConsentEvent, Device, OrganisationStatement
+from chatpro_privacy.storage.tuning import AUDIT_PARTITION_LOCKS
 
 _SESSION_PRINCIPAL = """
 SELECT s.id, s.revoked_at, s.expires_at, a.id, a.subject_ref, s.kind, a.policy_version,
-       a.date_of_birth, r.role
+       a.date_of_birth, a.last_active_at, r.role
 FROM session s
 JOIN account a ON a.id = s.account_id
 LEFT JOIN role_grant r ON r.account_id = a.id
 WHERE s.token_hash = ?"""
 
 _ACCOUNT = "SELECT * FROM account WHERE id = ?"
+_ACCOUNT_WITH_SOURCES = """
+SELECT a.*, s.field AS source_field, s.source AS source_kind, s.recorded_at AS source_recorded_at
+FROM account a LEFT JOIN account_field_source s ON s.account_id = a.id
+WHERE a.id = ? ORDER BY s.field"""
 _ACCOUNT_SUBJECT = "SELECT subject_ref FROM account WHERE id = ?"
 _ACCOUNT_BRIEF = "SELECT subject_ref, date_of_birth FROM account WHERE id = ?"
 _LATEST_CONSENT = """
@@ -37,7 +42,6 @@ _ROLES = "SELECT role FROM role_grant WHERE account_id = ? ORDER BY role"
 _SOURCES = """
 SELECT field, source, recorded_at FROM account_field_source
 WHERE account_id = ? ORDER BY field"""
-_DEVICE = "SELECT * FROM device WHERE account_id = ? AND device_id = ?"
 _TOUCH = "UPDATE account SET last_active_at = ? WHERE id = ?"
 _KEEP_CORRESPONDENCE = """
 INSERT INTO kept_correspondence (id, subject_ref, kind, subject, body, received_at, kept_reason,
@@ -51,6 +55,11 @@ INSERT INTO audit_entry
    chain_partition, chain_seq, mac)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
 _AUDIT_HEAD = "SELECT seq, mac FROM audit_head WHERE chain_partition = ?"
+# PostgreSQL: the partition's writers take turns (an advisory lock held to the transaction's
+# end), and the head is read in the same round trip. SQLite has one writer anyway.
+_LOCKED_AUDIT_HEAD = """
+SELECT h.seq, h.mac FROM (SELECT pg_advisory_xact_lock(?)) AS turn
+LEFT JOIN audit_head h ON h.chain_partition = ?"""
 _AUDIT_HEAD_UPSERT = """
 INSERT INTO audit_head (chain_partition, seq, mac, head_mac) VALUES (?, ?, ?, ?)
 ON CONFLICT (chain_partition) DO UPDATE SET
@@ -65,7 +74,8 @@ ON CONFLICT (account_id, device_id) DO UPDATE SET
   browser_type = excluded.browser_type,
   source = excluded.source,
   last_used_at = excluded.last_used_at,
-  use_count = device.use_count + 1"""
+  use_count = device.use_count + 1
+RETURNING *"""
 
 
 def _sql(sql: str) -> str:
@@ -87,7 +97,8 @@ def timestamp(value: Any) -> dt.datetime | None:
 
 def session_principal(token_hash: str) -> list[tuple[Any, ...]]:
     """(session id, revoked_at, expires_at, account id, subject ref, session kind,
-    accepted policy version, date of birth, role or None): one row per role, at least one."""
+    accepted policy version, date of birth, last active, role or None): one row per role, at
+    least one."""
     return list(_execute(_SESSION_PRINCIPAL, (token_hash,)).fetchall())
 
 
@@ -119,9 +130,17 @@ def sources(account_id: str) -> list[Source]:
     return [Source(str(f), str(src), timestamp(at)) for f, src, at in rows]
 
 
-def device(account_id: str, device_id: str) -> Device:
-    rows = list(Device.raw(_sql(_DEVICE), account_id, device_id))
-    return rows[0]
+def account_with_sources(account_id: str) -> tuple[Account, list[Source]] | None:
+    """An account and where each of its fields came from, in one round trip (GetAccount)."""
+    rows = list(Account.raw(_sql(_ACCOUNT_WITH_SOURCES), account_id))
+    if not rows:
+        return None
+    found = [
+        Source(str(r.source_field), str(r.source_kind), timestamp(r.source_recorded_at))
+        for r in rows
+        if r.source_field is not None
+    ]
+    return rows[0], found
 
 
 def insert_tokens(organisation_id: str, item_seq: int, tokens: list[bytes]) -> None:
@@ -149,16 +168,22 @@ def upsert_device(
     browser_type: str,
     source: str,
     now: dt.datetime,
-) -> None:
-    _execute(
-        _UPSERT_DEVICE,
-        (account_id, device_id, device_type, operating_system, browser_type, source, now, now),
-    )
+) -> Device:
+    """Record one use of a device and return its row, in one statement."""
+    params = (account_id, device_id, device_type, operating_system, browser_type, source, now, now)
+    postgres = is_postgres()
+    rows = list(Device.raw(render(_UPSERT_DEVICE, postgres), *parameters(params, postgres)))
+    return rows[0]  # read to the end: SQLite finishes a RETURNING statement when stepped out
 
 
-def audit_head(partition: int) -> tuple[int, str] | None:
-    row = _execute(_AUDIT_HEAD, (partition,)).fetchone()
-    return (int(row[0]), str(row[1])) if row else None
+def locked_audit_head(partition: int) -> tuple[int, str] | None:
+    """The partition's head (newest position and MAC), its writers' turn taken first."""
+    if is_postgres():
+        row = _execute(_LOCKED_AUDIT_HEAD, (AUDIT_PARTITION_LOCKS + partition, partition))
+    else:
+        row = _execute(_AUDIT_HEAD, (partition,))
+    found = row.fetchone()
+    return (int(found[0]), str(found[1])) if found and found[0] is not None else None
 
 
 def insert_audit(

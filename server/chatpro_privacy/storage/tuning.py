@@ -17,7 +17,8 @@ from chatpro_privacy.storage.db import database, is_postgres
 
 log = structlog.get_logger("chatpro_privacy.storage")
 
-# pg_advisory_xact_lock keys: the outbox's one, and a range for the audit partitions.
+# pg_advisory_xact_lock keys: the outbox's one, and a range for the audit partitions (taken
+# with the partition's head in queries.locked_audit_head).
 OUTBOX_LOCK = 727_002
 AUDIT_PARTITION_LOCKS = 727_100
 
@@ -33,14 +34,6 @@ def lock_outbox() -> None:
     SQLite has one writer anyway)."""
     if is_postgres():
         database.execute_sql("SELECT pg_advisory_xact_lock(%s)", (OUTBOX_LOCK,))
-
-
-def lock_audit_partition(partition: int) -> None:
-    """Writers of one audit partition take turns (PostgreSQL; SQLite has one writer)."""
-    if is_postgres():
-        database.execute_sql(
-            "SELECT pg_advisory_xact_lock(%s)", (AUDIT_PARTITION_LOCKS + partition,)
-        )
 
 
 def unindexed(column: Any) -> Any:

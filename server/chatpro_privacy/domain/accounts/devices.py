@@ -82,8 +82,8 @@ def validate_device(v: Violations, device: DeviceData, prefix: str = "device") -
     )
 
 
-def upsert_device(account_id: str, device: DeviceData, source: str) -> None:
-    queries.upsert_device(
+def upsert_device(account_id: str, device: DeviceData, source: str) -> Device:
+    return queries.upsert_device(
         account_id,
         device.device_id,
         device.device_type,
@@ -92,6 +92,17 @@ def upsert_device(account_id: str, device: DeviceData, source: str) -> None:
         source,
         clock.now(),
     )
+
+
+# How precisely the last use of an account is kept: expiry is six months after it (RET-2).
+ACTIVITY_PRECISION = dt.timedelta(hours=1)
+
+
+def _not_marked_recently(principal: Principal, account_id: str) -> bool:
+    """Whether the account's last use, as authentication saw it, is older than the precision
+    it is kept to (a statement saved on most calls); another account's is always marked."""
+    seen = principal.last_active_at if account_id == principal.account_id else None
+    return seen is None or clock.now() - seen >= ACTIVITY_PRECISION
 
 
 def _check_source(principal: Principal, source: str) -> str:
@@ -155,13 +166,11 @@ class DeviceRecords:
         with database.atomic():
             if source == DataSource.ANALYTICS_PROVIDER:
                 _require_analytics_allowed(target, subject_ref)
-            upsert_device(target, device, source)
-            if (
-                source == DataSource.DEVICE
-            ):  # use of the app marks the account active (ACC-7, RET-2)
-                queries.touch_account(target, clock.now())
+            row = upsert_device(target, device, source)
+            if source == DataSource.DEVICE and _not_marked_recently(principal, target):
+                queries.touch_account(target, clock.now())  # the app in use (ACC-7, RET-2)
             audit.record(principal, "device.use", "account", target, subject_ref)
-            return DeviceView.from_row(queries.device(target, device.device_id))
+            return DeviceView.from_row(row)
 
     def list_devices(self, principal: Principal, account_id: str) -> list[DeviceView]:
         target = access.target_account(principal, account_id)

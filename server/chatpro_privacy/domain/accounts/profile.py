@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import peewee
 
@@ -61,13 +62,23 @@ def email_taken(message: str = "an account with that email exists") -> AlreadyEx
     return AlreadyExists("EMAIL_ALREADY_REGISTERED", message, {"field": "email"})
 
 
-def load_account(account_id: str) -> Account:
+T = TypeVar("T")
+
+
+def _found(account_id: str, found: T | None) -> T:
+    if found is None:
+        raise NotFound("ACCOUNT_NOT_FOUND", "no such account", {"account_id": account_id})
+    return found
+
+
+def _checked(account_id: str) -> str:
     if len(account_id) > 64:
         raise InvalidArgument([FieldViolation("account_id", "is too long", "TOO_LONG")])
-    account = queries.account(account_id)
-    if account is None:
-        raise NotFound("ACCOUNT_NOT_FOUND", "no such account", {"account_id": account_id})
-    return account
+    return account_id
+
+
+def load_account(account_id: str) -> Account:
+    return _found(account_id, queries.account(_checked(account_id)))
 
 
 def request_email_change(account_id: str, address: str, lifetime: dt.timedelta) -> None:
@@ -141,12 +152,15 @@ class Profiles:
 
     def get(self, principal: Principal, account_id: str) -> AccountView:
         target = access.target_account(principal, account_id)
-        account = load_account(target)
+        # The account and its sources in one round trip: this is every app start's call.
+        account, sources = _found(target, queries.account_with_sources(_checked(target)))
         if target != principal.account_id:
             with database.atomic():
                 audit.record(principal, "account.read", "account", target, account.subject_ref)
-            return self.view(account)
-        return self.view(account, sorted(role.value for role in principal.roles))
+            roles = queries.roles(account.id)
+        else:
+            roles = sorted(role.value for role in principal.roles)
+        return AccountView(account, roles, sources)
 
     def update_profile(
         self, principal: Principal, changes: ProfileChanges

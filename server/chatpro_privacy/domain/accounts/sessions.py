@@ -159,9 +159,11 @@ class Sessions:
         rows = queries.session_principal(digest)
         if not rows:
             raise Unauthenticated("TOKEN_INVALID", "the session token is not valid")
-        session_id, revoked_at, expires_at, account_id, subject_ref, kind, accepted, born, _ = rows[
+        (session_id, revoked_at, expires_at, account_id, subject_ref, kind, accepted, born) = rows[
             0
-        ]
+        ][:8]
+        last_active = queries.timestamp(rows[0][8])
+        birth = queries.date(born) if born is not None else None
         if revoked_at is not None:
             raise Unauthenticated("SESSION_REVOKED", "the session was signed out or revoked")
         expiry = queries.timestamp(expires_at)
@@ -181,14 +183,17 @@ class Sessions:
                 subject_ref=subject_ref,
                 session_id=session_id,
                 policy_version=accepted,
+                date_of_birth=birth,
             )
         return Principal(
             PrincipalKind.PERSON,
             account_id=account_id,
             subject_ref=subject_ref,
             session_id=session_id,
-            roles=frozenset(Role(row[8]) for row in rows if row[8] is not None),
+            roles=frozenset(Role(row[9]) for row in rows if row[9] is not None),
             policy_version=accepted,
+            last_active_at=last_active,
+            date_of_birth=birth,
         )
 
     def _service_by_certificate(self, subject: str) -> Principal:

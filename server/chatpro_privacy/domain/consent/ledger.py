@@ -186,8 +186,12 @@ class Consents:
         return current.version if current else ""
 
     def _writable_subject(self, principal: Principal) -> tuple[str, dt.date]:
-        """The caller's own subject (or the child's, for a guardian) and its date of birth."""
-        brief = queries.account_brief(access.own_account(principal))
+        """The caller's own subject (or the child's, for a guardian) and its date of birth:
+        as authentication read them, or from the account when the caller came otherwise."""
+        account_id = access.own_account(principal)
+        if principal.subject_ref is not None and principal.date_of_birth is not None:
+            return principal.subject_ref, principal.date_of_birth
+        brief = queries.account_brief(account_id)
         if brief is None:
             raise NotFound(
                 "ACCOUNT_NOT_FOUND", "no such account", {"account_id": str(principal.account_id)}

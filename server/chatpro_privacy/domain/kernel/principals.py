@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 from dataclasses import dataclass, field
 
@@ -30,6 +31,11 @@ class Principal:
     roles: frozenset[Role] = field(default_factory=frozenset)
     # The policy version a person last accepted (for the acceptance gate).
     policy_version: str | None = None
+    # When the person's account was last marked in use (RET-2), as authentication found it:
+    # a call need not mark it again within the hour.
+    last_active_at: dt.datetime | None = None
+    # The account holder's date of birth (a child's, for a guardian), as authentication read it.
+    date_of_birth: dt.date | None = None
     # What an internal service may do beyond the common calls, e.g. "outbox".
     scopes: frozenset[str] = field(default_factory=frozenset)
 

@@ -24,7 +24,7 @@ from typing import Any
 from chatpro_privacy import context
 from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.kernel.principals import Principal
-from chatpro_privacy.storage import queries, tuning
+from chatpro_privacy.storage import queries
 from chatpro_privacy.storage.models import AuditEntry, AuditHead
 
 PARTITIONS = 16
@@ -81,8 +81,7 @@ def record(
         target_id,
     )
     partition = _partition(subject_ref or actor.audit_ref)
-    tuning.lock_audit_partition(partition)
-    head = queries.audit_head(partition)
+    head = queries.locked_audit_head(partition)
     seq, previous = (head[0] + 1, head[1]) if head else (1, "")
     mac = _entry_mac(partition, seq, previous, _canonical(fields))
     queries.insert_audit(fields, partition, seq, mac, _head_mac(partition, seq, mac))
