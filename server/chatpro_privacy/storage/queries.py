@@ -56,10 +56,9 @@ INSERT INTO audit_entry
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
 _AUDIT_HEAD = "SELECT seq, mac FROM audit_head WHERE chain_partition = ?"
 # PostgreSQL: the partition's writers take turns (an advisory lock held to the transaction's
-# end), and the head is read in the same round trip. SQLite has one writer anyway.
-_LOCKED_AUDIT_HEAD = """
-SELECT h.seq, h.mac FROM (SELECT pg_advisory_xact_lock(?)) AS turn
-LEFT JOIN audit_head h ON h.chain_partition = ?"""
+# end). The head is read by the next statement: a statement's snapshot is taken before it
+# waits for the lock, so one that locked and read at once could read a head already moved.
+_LOCK_AUDIT_PARTITION = "SELECT pg_advisory_xact_lock(?)"
 _AUDIT_HEAD_UPSERT = """
 INSERT INTO audit_head (chain_partition, seq, mac, head_mac) VALUES (?, ?, ?, ?)
 ON CONFLICT (chain_partition) DO UPDATE SET
@@ -179,11 +178,9 @@ def upsert_device(
 def locked_audit_head(partition: int) -> tuple[int, str] | None:
     """The partition's head (newest position and MAC), its writers' turn taken first."""
     if is_postgres():
-        row = _execute(_LOCKED_AUDIT_HEAD, (AUDIT_PARTITION_LOCKS + partition, partition))
-    else:
-        row = _execute(_AUDIT_HEAD, (partition,))
-    found = row.fetchone()
-    return (int(found[0]), str(found[1])) if found and found[0] is not None else None
+        _execute(_LOCK_AUDIT_PARTITION, (AUDIT_PARTITION_LOCKS + partition,))
+    found = _execute(_AUDIT_HEAD, (partition,)).fetchone()
+    return (int(found[0]), str(found[1])) if found else None
 
 
 def insert_audit(
