@@ -135,7 +135,7 @@ def _reapply_erasures(settings: Settings) -> int:
 async def _sweep(settings: Settings) -> dict[str, object]:
     runtime = Runtime.build(settings)
     try:
-        return await sweeps_of(runtime).run()
+        return await sweeps_of(runtime).run_after_others()
     finally:
         runtime.passwords.shutdown()
         runtime.plugins.shutdown()
