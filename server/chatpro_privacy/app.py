@@ -333,7 +333,9 @@ async def start(
     server = grpc.aio.server(
         interceptors=[edge],
         options=[
-            ("grpc.so_reuseport", 0),  # a taken port is an error, never shared
+            # A taken port is an error, never shared; but `serve --workers N` shares it among
+            # its own processes (replicas.py keeps others out).
+            ("grpc.so_reuseport", 1 if settings.serve_workers > 1 else 0),
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ],
@@ -384,9 +386,14 @@ def _async(fn: Callable[[], T]) -> Callable[[], Coroutine[Any, Any, T]]:
     return run
 
 
-async def serve(settings: Settings) -> None:
-    """Serve until SIGTERM/SIGINT, then drain gracefully."""
-    applied = prepare_database(settings)
+async def serve(settings: Settings, *, migrate: bool = True) -> None:
+    """Serve until SIGTERM/SIGINT, then drain gracefully. A replica (``migrate=False``) finds
+    the database migrated by the process that started it."""
+    if migrate:
+        applied = prepare_database(settings)
+    else:
+        open_database(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
+        applied = []
     running = await start(settings)
     log.info(
         "serving",
