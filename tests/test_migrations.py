@@ -6,7 +6,7 @@ from pathlib import Path
 
 from chatpro_privacy.storage import migrations
 from chatpro_privacy.storage.db import database
-from chatpro_privacy.storage.models import ALL_MODELS, PolicyVersion
+from chatpro_privacy.storage.models import ALL_MODELS, COUNTER_MODELS, PolicyVersion
 from helpers import Api
 
 
@@ -16,7 +16,7 @@ def test_migrations_are_recorded_and_idempotent(api: Api) -> None:
 
 
 def test_every_model_matches_its_table(api: Api) -> None:
-    for model in ALL_MODELS:
+    for model in (*ALL_MODELS, *COUNTER_MODELS):
         table = model._meta.table_name
         columns = {c.name for c in database.get_columns(table)}
         fields = {f.column_name for f in model._meta.sorted_fields}

@@ -45,6 +45,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
+from chatpro_privacy.clock import clock
 from chatpro_privacy.database_health import DatabaseHealth
 from chatpro_privacy.domain.accounts.accounts import Accounts
 from chatpro_privacy.domain.accounts.guardians import Guardians
@@ -61,6 +62,7 @@ from chatpro_privacy.domain.kernel.tokens import ConfirmationTokens
 from chatpro_privacy.domain.organisations.plugin_settings import PluginSettings
 from chatpro_privacy.domain.organisations.retention_periods import Retention
 from chatpro_privacy.domain.records import audit
+from chatpro_privacy.domain.records.throttle_counts import SharedThrottles
 from chatpro_privacy.domain.rights.execution import erasure_by
 from chatpro_privacy.domain.rights.export.exports import Exports
 from chatpro_privacy.domain.rights.requests import Rights
@@ -148,7 +150,10 @@ class Runtime:
             parameters=TEST_PARAMETERS if settings.password_hash_profile == "test" else None,
         )
         confirmations = ConfirmationTokens(settings.secret_key)
-        sessions = Sessions(settings.policy, passwords)
+        # Counted in the database: every replica spends one budget.
+        sessions = Sessions(
+            settings.policy, passwords, SharedThrottles(settings.secret_key, clock.now)
+        )
         accounts = Accounts(settings.policy, passwords, confirmations, sessions)
         gate = policy.PolicyGate()
         consents = Consents(settings.policy, gate.history)
@@ -259,12 +264,14 @@ def sweeps_of(runtime: Runtime) -> Sweeps:
 
 
 async def _sweep_forever(runtime: Runtime, background: CallWorkers) -> None:
-    """Sweeps run on a background worker: their queries never hold the server's loop."""
+    """Sweeps run on a background worker: their queries never hold the server's loop. One
+    replica at a time sweeps (see ``jobs/scheduler.py``)."""
     while True:
         await asyncio.sleep(runtime.settings.sweep_interval_seconds)
         try:
-            report = await background.run(sweeps_of(runtime).run)
-            log.info("sweep", **report)
+            report = await background.run(sweeps_of(runtime).run_unless_running)
+            if report is not None:  # None: another replica's sweep had the round
+                log.info("sweep", **report)
         except Exception:
             log.exception("sweep failed")
 
@@ -326,7 +333,9 @@ async def start(
     server = grpc.aio.server(
         interceptors=[edge],
         options=[
-            ("grpc.so_reuseport", 0),  # a taken port is an error, never shared
+            # A taken port is an error, never shared; but `serve --workers N` shares it among
+            # its own processes (replicas.py keeps others out).
+            ("grpc.so_reuseport", 1 if settings.serve_workers > 1 else 0),
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ],
@@ -377,9 +386,14 @@ def _async(fn: Callable[[], T]) -> Callable[[], Coroutine[Any, Any, T]]:
     return run
 
 
-async def serve(settings: Settings) -> None:
-    """Serve until SIGTERM/SIGINT, then drain gracefully."""
-    applied = prepare_database(settings)
+async def serve(settings: Settings, *, migrate: bool = True) -> None:
+    """Serve until SIGTERM/SIGINT, then drain gracefully. A replica (``migrate=False``) finds
+    the database migrated by the process that started it."""
+    if migrate:
+        applied = prepare_database(settings)
+    else:
+        open_database(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
+        applied = []
     running = await start(settings)
     log.info(
         "serving",

@@ -10,7 +10,7 @@ import json
 import sys
 from collections.abc import Sequence
 
-from chatpro_privacy import logs
+from chatpro_privacy import logs, replicas
 from chatpro_privacy import settings as settings_mod
 from chatpro_privacy.app import AddressInUseError, Runtime, prepare_database, serve, sweeps_of
 from chatpro_privacy.domain.accounts import roles
@@ -48,6 +48,13 @@ def _parser() -> argparse.ArgumentParser:
     serve_p.add_argument("--age-of-digital-consent", type=int)
     serve_p.add_argument(
         "--grace-period", type=float, dest="grace_period_seconds", metavar="SECONDS"
+    )
+    serve_p.add_argument(
+        "--workers",
+        type=int,
+        dest="serve_workers",
+        metavar="N",
+        help="server processes sharing the address (default 1, or $CHATPRO_SERVE_WORKERS)",
     )
 
     sub.add_parser("migrate", help="apply pending database migrations")
@@ -114,6 +121,7 @@ def _settings(args: argparse.Namespace) -> Settings:
             tls_client_ca_file=args.tls_client_ca_file,
             age_of_digital_consent=args.age_of_digital_consent,
             grace_period_seconds=args.grace_period_seconds,
+            serve_workers=args.serve_workers,
             session_lifetime=dt.timedelta(seconds=args.token_lifetime)
             if args.token_lifetime
             else None,
@@ -135,7 +143,7 @@ def _reapply_erasures(settings: Settings) -> int:
 async def _sweep(settings: Settings) -> dict[str, object]:
     runtime = Runtime.build(settings)
     try:
-        return await sweeps_of(runtime).run()
+        return await sweeps_of(runtime).run_after_others()
     finally:
         runtime.passwords.shutdown()
         runtime.plugins.shutdown()
@@ -150,11 +158,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (SettingsError, ValueError) as exc:
         print(f"chatpro-privacy: {exc}", file=sys.stderr)
         return 2
+    serving = args.command == "serve"
     logs.configure(
-        settings.log_format, settings.log_level, sys.stderr if args.command != "serve" else None
+        settings.log_format,
+        settings.log_level,
+        None if serving else sys.stderr,
+        pid=serving and settings.serve_workers > 1,
     )
     try:
-        if args.command == "serve":
+        if serving and settings.serve_workers > 1:
+            return replicas.serve_replicas(settings)
+        if serving:
             asyncio.run(serve(settings))
             return 0
         applied = prepare_database(settings)

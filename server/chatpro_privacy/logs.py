@@ -5,6 +5,7 @@ never a password, token or message body: nothing logs a request message."""
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import Any, TextIO
 
@@ -23,13 +24,25 @@ def _drop_secrets(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
-def configure(fmt: str = "auto", level: str = "info", stream: TextIO | None = None) -> None:
+def _process_id(pid: int) -> Any:
+    def add(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+        event["pid"] = pid
+        return event
+
+    return add
+
+
+def configure(
+    fmt: str = "auto", level: str = "info", stream: TextIO | None = None, *, pid: bool = False
+) -> None:
+    """``pid``: every line says which process wrote it (replicas share one output)."""
     out = stream or sys.stdout
     use_json = fmt == "json" or (fmt == "auto" and not out.isatty())
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        *([_process_id(os.getpid())] if pid else []),
         _drop_secrets,
     ]
     renderer: Any = (

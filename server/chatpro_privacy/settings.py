@@ -21,6 +21,7 @@ DEFAULT_BLOB_DIR = "data/blobs"
 # "default" is argon2-cffi's RFC 9106 low-memory profile; "test" is for test suites alone
 # (see ``domain/kernel/passwords.py``), so no variable or flag can select it.
 PASSWORD_HASH_PROFILES = ("default", "test")
+MAX_SERVE_WORKERS = 64
 
 
 class SettingsError(ValueError):
@@ -85,6 +86,8 @@ class Settings:
     # own (so also the size of the connection pool). None: 16 on PostgreSQL, where a slow
     # network wants many in flight; 4 on SQLite, whose single writer gains nothing from more.
     call_workers: int | None = None
+    # `serve --workers N`: server processes on the one address (SO_REUSEPORT), see replicas.py.
+    serve_workers: int = 1
     policy: PolicySettings = field(default_factory=PolicySettings)
 
     def with_overrides(self, **overrides: Any) -> Settings:
@@ -126,6 +129,10 @@ class Settings:
             raise SettingsError("the key store must be a database apart from the content")
         if self.call_workers is not None and not 1 <= self.call_workers <= 512:
             raise SettingsError("call workers must be between 1 and 512")
+        if not 1 <= self.serve_workers <= MAX_SERVE_WORKERS:
+            raise SettingsError(f"serve workers must be between 1 and {MAX_SERVE_WORKERS}")
+        if self.serve_workers > 1 and self.address.rpartition(":")[2] == "0":
+            raise SettingsError("several serve workers need a fixed port to share, not port 0")
         if self.password_hash_workers < 1:
             raise SettingsError("password hashing needs at least one worker")
         if self.password_hash_profile not in PASSWORD_HASH_PROFILES:
@@ -200,6 +207,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         call_workers=int(source["CHATPRO_CALL_WORKERS"])
         if "CHATPRO_CALL_WORKERS" in source
         else None,
+        serve_workers=int(source.get("CHATPRO_SERVE_WORKERS", "1")),
         policy=policy,
     )
     settings.validate()

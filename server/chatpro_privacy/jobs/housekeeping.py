@@ -1,14 +1,17 @@
 """Account housekeeping run by the server every sweep interval and by `chatpro-privacy sweep`.
 
 - child accounts whose guardian never confirmed are deleted after 14 days (ACC-11);
-- idempotency keys of Register are kept one day (RET-4).
+- idempotency keys of Register are kept one day (RET-4);
+- throttles' counts go once their window has passed.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.accounts import registration
+from chatpro_privacy.domain.records import throttle_counts
 from chatpro_privacy.settings import PolicySettings
 
 
@@ -16,9 +19,11 @@ from chatpro_privacy.settings import PolicySettings
 class SweepReport:
     unconfirmed_children_deleted: int
     registration_requests_deleted: int
+    throttle_counts_deleted: int
 
 
 def sweep(policy: PolicySettings) -> SweepReport:
     children = registration.delete_unconfirmed_children(policy.unconfirmed_child_retention)
     requests = registration.delete_old_registration_requests(policy.registration_request_retention)
-    return SweepReport(children, requests)
+    throttles = throttle_counts.delete_expired(clock.now())
+    return SweepReport(children, requests, throttles)

@@ -652,6 +652,16 @@ class SweepRun(BaseModel):
     max_batch_lock_ms = pw.FloatField()
 
 
+class ThrottleCount(BaseModel):
+    """A throttle's recent attempts for one key (see ``queries.throttle_attempt``)."""
+
+    key_hash = pw.TextField(primary_key=True)  # HMAC of the throttle, its limit and the key
+    name = pw.TextField()
+    attempts = pw.TextField()  # fixed-width times in milliseconds, a ring of the last `limit`
+    next_slot = pw.IntegerField()  # the oldest attempt's slot once the ring is full
+    expires_at = pw.DateTimeField()  # the newest attempt leaves the window
+
+
 class DeletionFeed(BaseModel):
     seq = pw.AutoField()
     reason = pw.TextField()  # domain.records.deletion_feed.DeletionReason
@@ -715,3 +725,8 @@ ALL_MODELS: tuple[type[BaseModel], ...] = (
     DeletionFeed,
     ContentPurge,
 )
+
+# Apart from ALL_MODELS, which hold the service's data: every attempt is counted here,
+# whether its call succeeded or was refused ("a refused call changes nothing" is said of the
+# data), and the rows hold keyed hashes and times only, no one's data.
+COUNTER_MODELS: tuple[type[BaseModel], ...] = (ThrottleCount,)

@@ -3,7 +3,6 @@ profile, device and installation records and correspondence each live in their o
 
 from __future__ import annotations
 
-from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.accounts.correspondence import Correspondences
 from chatpro_privacy.domain.accounts.devices import DeviceRecords
 from chatpro_privacy.domain.accounts.profile import Profiles
@@ -11,7 +10,6 @@ from chatpro_privacy.domain.accounts.registration import Registrations
 from chatpro_privacy.domain.accounts.sessions import Sessions
 from chatpro_privacy.domain.kernel import tokens
 from chatpro_privacy.domain.kernel.passwords import Passwords
-from chatpro_privacy.domain.kernel.throttle import FailureThrottle
 from chatpro_privacy.settings import PolicySettings
 
 
@@ -27,6 +25,6 @@ class Accounts(Registrations, Profiles, DeviceRecords, Correspondences):
         self.passwords = passwords
         self.confirmations = confirmations
         self.sessions = sessions
-        self.register_rate = FailureThrottle(
-            policy.register_per_peer, policy.peer_rate_window, clock.now
+        self.register_rate = sessions.throttles(
+            "register.peer_rate", policy.register_per_peer, policy.peer_rate_window
         )

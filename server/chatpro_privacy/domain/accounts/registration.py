@@ -30,7 +30,7 @@ from chatpro_privacy.domain.kernel.errors import (
 )
 from chatpro_privacy.domain.kernel.passwords import Passwords
 from chatpro_privacy.domain.kernel.principals import ANONYMOUS, Principal, PrincipalKind
-from chatpro_privacy.domain.kernel.throttle import FailureThrottle
+from chatpro_privacy.domain.kernel.throttle import Throttle
 from chatpro_privacy.domain.kernel.vocabulary import AccountState
 from chatpro_privacy.domain.records import audit, outbox
 from chatpro_privacy.settings import PolicySettings
@@ -124,7 +124,7 @@ class Registrations:
     passwords: Passwords
     confirmations: tokens.ConfirmationTokens
     sessions: Sessions
-    register_rate: FailureThrottle
+    register_rate: Throttle
 
     def _validate_registration(self, r: Registration) -> tuple[dict[str, object], bool]:
         v = Violations()

@@ -17,7 +17,7 @@ from chatpro_privacy.domain.kernel.errors import (
 )
 from chatpro_privacy.domain.kernel.passwords import Passwords
 from chatpro_privacy.domain.kernel.principals import Principal, PrincipalKind, Role
-from chatpro_privacy.domain.kernel.throttle import FailureThrottle
+from chatpro_privacy.domain.kernel.throttle import ThrottleMaker
 from chatpro_privacy.domain.kernel.vocabulary import AccountState
 from chatpro_privacy.domain.records import audit
 from chatpro_privacy.settings import PolicySettings
@@ -45,14 +45,17 @@ class SignedIn:
 
 
 class Sessions:
-    def __init__(self, policy: PolicySettings, passwords: Passwords) -> None:
+    def __init__(
+        self, policy: PolicySettings, passwords: Passwords, throttles: ThrottleMaker
+    ) -> None:
         self.policy = policy
         self.passwords = passwords
-        self.account_throttle = FailureThrottle(5, dt.timedelta(minutes=15), clock.now)
-        self.peer_throttle = FailureThrottle(30, dt.timedelta(minutes=15), clock.now)
+        self.throttles = throttles
+        self.account_throttle = throttles("sign_in.account", 5, dt.timedelta(minutes=15))
+        self.peer_throttle = throttles("sign_in.peer", 30, dt.timedelta(minutes=15))
         # Every attempt counts here, failed or not: a cap on one address's sign-in rate.
-        self.peer_rate = FailureThrottle(
-            policy.sign_in_per_peer, policy.peer_rate_window, clock.now
+        self.peer_rate = throttles(
+            "sign_in.peer_rate", policy.sign_in_per_peer, policy.peer_rate_window
         )
 
     async def sign_in(self, login: str, password: str, peer: str) -> SignedIn:

@@ -1,8 +1,10 @@
-"""Sign-in throttling per account and per peer, in memory only.
+"""Throttles: past ``limit`` failures (or attempts) within ``window``, further attempts are
+refused until the oldest leaves the window.
 
-Network addresses serve throttling and are never stored (ACC-2). Each key keeps the
-times of its recent failures; past the limit within the window, further attempts are
-refused until the oldest failure leaves the window.
+``Throttle`` is what the use cases call; ``FailureThrottle`` keeps the counts in this
+process's memory, and is the reference the shared throttle (``domain/records/throttle_counts``)
+is tested against: the server's throttles count in the database, so that every replica spends
+one budget. Network addresses serve throttling and are never stored (ACC-2).
 """
 
 from __future__ import annotations
@@ -11,11 +13,39 @@ import collections
 import datetime as dt
 import threading
 from collections.abc import Callable
+from typing import Protocol
 
 from chatpro_privacy.domain.kernel.errors import ResourceExhausted
 
 
+class Throttle(Protocol):
+    @property
+    def limit(self) -> int: ...
+
+    def check(self, key: str, reason: str, message: str) -> None:
+        """Raise ResourceExhausted (with when to retry) if ``key`` is at its limit."""
+
+    def fail(self, key: str) -> None:
+        """Count a failure of ``key`` now."""
+
+    def clear(self, key: str) -> None:
+        """Forget every failure of ``key``."""
+
+    def reserve(self, key: str, reason: str, message: str) -> None:
+        """Check, then count this attempt as a failure until it is known to have succeeded:
+        concurrent attempts cannot all slip past the check while a password is hashed."""
+
+    def release(self, key: str) -> None:
+        """Take back the newest reserved attempt (it succeeded)."""
+
+
+# Makes the throttle called ``name``: (name, limit, window).
+ThrottleMaker = Callable[[str, int, dt.timedelta], Throttle]
+
+
 class FailureThrottle:
+    """Each key keeps the times of its recent failures, in memory."""
+
     def __init__(
         self,
         limit: int,
@@ -62,14 +92,11 @@ class FailureThrottle:
             self._failures.pop(key, None)
 
     def reserve(self, key: str, reason: str, message: str) -> None:
-        """Check, then count this attempt as a failure until it is known to have succeeded:
-        concurrent attempts cannot all slip past the check while a password is hashed."""
         with self._lock:
             self.check(key, reason, message)
             self.fail(key)
 
     def release(self, key: str) -> None:
-        """Take back the newest reserved attempt (it succeeded)."""
         with self._lock:
             failures = self._failures.get(key)
             if failures:

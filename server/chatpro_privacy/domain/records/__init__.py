@@ -1,1 +1,2 @@
-"""Records of what happened: the outbox, the audit trail, the deletion feed."""
+"""Records of what happened: the outbox, the audit trail, the deletion feed, the attempts
+throttles count."""

@@ -1,6 +1,7 @@
 """Leases on the sweep's cursors: several server processes may sweep at once (on PostgreSQL
 or SQLite alike), and each cursor is worked on by one of them at a time; a dead process's
-lease runs out, so another picks its work up."""
+lease runs out, so another picks its work up. The sweep as a whole holds one too (a cursor
+whose position is unused, see ``jobs/scheduler.py``), so that replicas take turns."""
 
 from __future__ import annotations
 
@@ -44,6 +45,13 @@ class Leases:
             SweepCursor.update(owner=None, lease_until=None).where(
                 (SweepCursor.name == name) & (SweepCursor.owner == self.owner)
             ).execute()
+
+    def holder(self, name: str) -> str | None:
+        """Who holds the lease now, if anyone does."""
+        row = SweepCursor.get_or_none(
+            (SweepCursor.name == name) & (SweepCursor.lease_until >= clock.now())
+        )
+        return str(row.owner) if row and row.owner else None
 
     def position(self, name: str) -> int:
         row = SweepCursor.get_or_none(SweepCursor.name == name)
