@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import peewee
 import structlog
@@ -144,6 +145,25 @@ class Posting:
         )
 
 
+def conversation_page(
+    query: Any,
+    conversation_id: str,
+    kind: ContentKind,
+    served: Any,
+    cursor: int | None,
+    size: int,
+) -> tuple[list[Any], str]:
+    """A page of a conversation's items of one kind still kept, newest first, after the
+    page token's cursor; and the next page's token."""
+    query = query.where(
+        (ContentItem.conversation == conversation_id) & (ContentItem.kind == kind) & served
+    )
+    if cursor is not None:
+        query = query.where(ContentItem.seq < cursor)
+    rows = list(query.order_by(ContentItem.seq.desc()).limit(size + 1))
+    return paging.by_seq(rows, size)
+
+
 def store_tokens(organisation_id: str, item_seq: int, tokens: list[bytes]) -> None:
     if tokens:
         queries.insert_tokens(organisation_id, item_seq, tokens)
@@ -262,15 +282,10 @@ class Messages:
             ContentItem.key_id,
             ContentItem.body,
             ContentItem.created_at,
-        ).where(
-            (ContentItem.conversation == conversation.id)
-            & (ContentItem.kind == ContentKind.MESSAGE)
-            & served
         )
-        if cursor is not None:
-            query = query.where(ContentItem.seq < cursor)
-        rows = list(query.order_by(ContentItem.seq.desc()).limit(size + 1))
-        rows, token = paging.by_seq(rows, size)
+        rows, token = conversation_page(
+            query, conversation.id, ContentKind.MESSAGE, served, cursor, size
+        )
         texts = self.vault.open_texts(
             conversation.organisation_id, ((r.id, r.key_id, r.body) for r in rows)
         )

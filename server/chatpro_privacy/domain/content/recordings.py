@@ -15,7 +15,7 @@ import peewee
 
 from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.content import content_access
-from chatpro_privacy.domain.content.messages import Posting
+from chatpro_privacy.domain.content.messages import Posting, conversation_page
 from chatpro_privacy.domain.kernel import paging
 from chatpro_privacy.domain.kernel.errors import (
     FailedPrecondition,
@@ -175,15 +175,14 @@ class Recordings:
         served = await self.retention.served(
             conversation.organisation_id, (ContentKind.CALL_RECORDING,)
         )
-        query = ContentItem.select().where(
-            (ContentItem.conversation == conversation.id)
-            & (ContentItem.kind == ContentKind.CALL_RECORDING)
-            & served
+        rows, token = conversation_page(
+            ContentItem.select(),
+            conversation.id,
+            ContentKind.CALL_RECORDING,
+            served,
+            cursor,
+            size,
         )
-        if cursor is not None:
-            query = query.where(ContentItem.seq < cursor)
-        rows = list(query.order_by(ContentItem.seq.desc()).limit(size + 1))
-        rows, token = paging.by_seq(rows, size)
         live = self.vault.readable(r.key_id for r in rows)
         return [RecordingView(r, r.key_id in live) for r in rows], token
 
