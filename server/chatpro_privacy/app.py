@@ -221,7 +221,7 @@ class RunningServer:
         await self.edge.drain(
             self.runtime.settings.grace_period_seconds if grace is None else grace
         )
-        await self.server.stop(0.5)
+        await self.edge.stop(self.server)
         self.workers.shutdown()
         self.background.shutdown()
         self.runtime.passwords.shutdown()

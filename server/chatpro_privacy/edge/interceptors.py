@@ -81,6 +81,15 @@ GUARDIAN_PREFIXES = (
     _V1 + "AccountService/SignOut",
 )
 _CODE_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
+# grpc (1.85) cancels a call that reaches it once it has begun to stop (grpc/grpc#41785): the
+# client sees CANCELLED, which it does not retry, and no code of ours runs to answer it. So
+# if calls are still being refused at the end of a drain, the next ones are held this long
+# (each client calling in a loop then waits on one) and answered UNAVAILABLE only once grpc
+# has told every connection to go away (after GOAWAY_SECONDS): a client's next call finds the
+# port closed, an UNAVAILABLE of its own, instead of arriving while grpc stops. A server
+# nobody calls any more (a test's) stops at once.
+HOLD_SECONDS = 0.1
+GOAWAY_SECONDS = 0.02
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
@@ -153,7 +162,12 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
         self.guard = guard
         self.draining = False
         self._cut_off = False
-        self._calls: set[asyncio.Task[Any]] = set()
+        self._calls: set[asyncio.Task[Any]] = set()  # the service's: the drain waits for them
+        # Health and reflection calls: not waited for (a Health/Watch never ends by itself),
+        # but answered at the cut-off like the rest, so that none is left for grpc to cancel.
+        self._infrastructure: set[asyncio.Task[Any]] = set()
+        self._last_refused = 0.0  # time.monotonic() of the latest call refused as draining
+        self._release: asyncio.Event | None = None  # set: held refusals are answered
 
     def _authenticate(self, method: str, ctx: Any) -> Principal:
         if is_public(method):
@@ -230,12 +244,15 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
         code, reason = "OK", None
         call = _Call()
         task = asyncio.current_task()
-        tracked = task is not None and not method.startswith(PUBLIC_PREFIXES)
-        if tracked:
-            assert task is not None
-            self._calls.add(task)
+        tracked = not method.startswith(PUBLIC_PREFIXES)
+        running = self._calls if tracked else self._infrastructure
+        if task is not None:
+            running.add(task)
         try:
             if self.draining and tracked:
+                self._last_refused = time.monotonic()
+                if self._release is not None:
+                    await self._release.wait()
                 raise Unavailable(
                     "SERVER_DRAINING", "this server is shutting down; retry on another"
                 )
@@ -245,7 +262,7 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
             code = ctx.code().name if ctx.code() else "UNKNOWN"
             raise
         except asyncio.CancelledError as exc:
-            if not (tracked and self._cut_off):
+            if not self._cut_off:
                 code = "CANCELLED"  # the caller went away or the deadline passed
                 raise
             drained = Unavailable(
@@ -258,23 +275,43 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
             code, reason = self._status_names(exc)
             await self._fail(ctx, exc, request_id)
         finally:
-            if tracked:
-                assert task is not None
-                self._calls.discard(task)
+            if task is not None:
+                running.discard(task)
             self._log(started, code, reason, call.principal)
 
     async def drain(self, grace: float) -> None:
         """Refuse new calls, give running ones ``grace`` seconds, then answer the rest
-        UNAVAILABLE (never CANCELLED: the client retries with its request id)."""
+        UNAVAILABLE (never CANCELLED: the client retries with its request id). Open health
+        watches end UNAVAILABLE too, having been told NOT_SERVING: left to the server's stop,
+        grpc would cancel them, and log each as an error."""
         self.draining = True
         deadline = time.monotonic() + grace
         while self._calls and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         self._cut_off = True
-        for task in list(self._calls):
+        for task in (*self._calls, *self._infrastructure):
             task.cancel()
-        while self._calls and time.monotonic() < deadline + 2:
+        while (self._calls or self._infrastructure) and time.monotonic() < deadline + 2:
             await asyncio.sleep(0.01)
+
+    async def stop(self, server: grpc.aio.Server, grace: float = 0.5) -> None:
+        """After ``drain``: stop ``server``, holding the refusal of calls that keep arriving
+        until grpc has told their connections to go away (see HOLD_SECONDS); ``grace`` is
+        grpc's own, for whatever is still running."""
+        release = asyncio.Event()
+        holding = time.monotonic() - self._last_refused < HOLD_SECONDS
+        if holding:
+            self._release = release
+            await asyncio.sleep(HOLD_SECONDS)
+        stopping = asyncio.ensure_future(server.stop(grace))
+        try:
+            if holding:
+                await asyncio.sleep(GOAWAY_SECONDS)
+        finally:
+            release.set()
+            for task in list(self._infrastructure):  # a health watch opened since the cut-off
+                task.cancel()
+        await stopping
 
     def _admit(self, method: str, ctx: Any, call: _Call) -> None:
         """Authenticate the caller and check the request, on the call's worker."""
