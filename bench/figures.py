@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import itertools
 import json
+import os
+import statistics
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -45,15 +48,19 @@ from chatpro.privacy.v1 import (
 )
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+import cpu
 import loadgen
+import postgres
 import sweep
 import world
+from server_process import Skip, call_statements
 
 PASSWORD = "correct horse battery staple 42"
 ADULT_DATE_OF_BIRTH = common_pb2.CalendarDate(year=1990, month=5, day=1)
 DEVICE_IDS = tuple(f"bench-device-{i}" for i in range(5))
 SETUP_TIMEOUT_S = 30.0
 LATENCY_TIMEOUT_S = 120.0  # per call of a latency measurement
+LOG_SETTLE_S = 0.2  # lets the server write the access log lines of the window's last calls
 
 
 class SetupFailure(RuntimeError):
@@ -62,8 +69,9 @@ class SetupFailure(RuntimeError):
 
 @dataclass
 class BenchContext:
-    """What measurements share: the one channel, its stubs, the load settings and the
-    signed-in user."""
+    """What measurements of one server share: its channel and stubs, the load settings and
+    the signed-in user. The bench's own server has one; the PostgreSQL servers share
+    another (``pg``), bound to whichever of them runs."""
 
     channel: grpc.aio.Channel
     warmup: float
@@ -76,7 +84,15 @@ class BenchContext:
     store_messages: world.StoreMessages | None = None
     # the baseline of the export figures: world.read_authored against the server's database
     read_authored: ReadAuthored | None = None
-    server_pid: int | None = None  # for the server's memory, from /proc
+    server_pid: int | None = None  # for the server's memory and CPU, from /proc
+    address: str = ""  # host:port, for more channels to the same server
+    log_path: Path | None = None  # the server's access log (db_statements)
+    proxy_pid: int | None = None  # the delay proxy between the server and its database
+    # in the process titles of the database's backends (PostgreSQL on this machine)
+    database_title: str = ""
+    # the PostgreSQL figures' databases and servers, and the context bound to them
+    pg_site: postgres.PostgresSite | None = None
+    pg: BenchContext | None = None
     # another server process on the same database, for one call: (channel, process id)
     fresh_server: FreshServer | None = None
     # migrates and seeds the sweep world (bench/sweep.py) in the run's directory
@@ -107,6 +123,31 @@ class BenchContext:
         self.messaging = messaging_service_pb2_grpc.MessagingServiceStub(self.channel)
         self.monitoring = monitoring_service_pb2_grpc.MonitoringServiceStub(self.channel)
         self.rights = rights_service_pb2_grpc.RightsServiceStub(self.channel)
+
+    def bind(self, served: postgres.Served) -> None:
+        """Point this context (and its content world) at another running server."""
+        self.channel = served.channel
+        self.__post_init__()
+        self.address, self.log_path = served.address, served.log_path
+        self.server_pid, self.proxy_pid = served.pid, served.proxy_pid
+        self.database_title = served.database
+        if self.content is not None:
+            self.content.rebind(served.channel)
+
+    def on_channel(self, channel: grpc.aio.Channel) -> BenchContext:
+        """The same context (user, world) over another channel to the same server."""
+        return dataclasses.replace(self, channel=channel)
+
+    def processes(self) -> dict[str, int]:
+        """The processes whose CPU the rpc/s figures report: the bench (the client), the
+        server and the delay proxy (and, found as the window starts, the server's children
+        and the database's backends)."""
+        found = {"client": os.getpid()}
+        if self.server_pid is not None:
+            found["server"] = self.server_pid
+        if self.proxy_pid is not None:
+            found["proxy"] = self.proxy_pid
+        return found
 
     def new_registration(self) -> account_service_pb2.RegisterRequest:
         """A valid adult registration no earlier call of this run has used."""
@@ -187,6 +228,10 @@ class Measurement:
     concurrency: int | None = None  # fixed in-flight calls, instead of --concurrency
     calls: int | None = None  # a latency: this many calls one at a time, their median in ms
     rounds: int | None = None  # measured in the first this many rounds only (None: every one)
+    # an rpc/s measurement's method (``Service/Method``), and the figure of the median
+    # db_statements of its calls in the window (from the server's access log)
+    method: str | None = None
+    statements: str | None = None
 
     @property
     def latency(self) -> bool:
@@ -237,26 +282,119 @@ def measurement(
 BuildCall = Callable[[BenchContext], loadgen.RpcCall]
 
 
+async def _target(ctx: BenchContext, on: postgres.Kind | None) -> BenchContext:
+    """The context of the server a measurement runs against: the bench's own (``on`` is
+    None), or the PostgreSQL server of kind ``on``, started if it is not running."""
+    if on is None:
+        return ctx
+    if ctx.pg_site is None:
+        raise Skip("the PostgreSQL figures need a PostgreSQL site")
+    served = await ctx.pg_site.use(on)
+    if ctx.pg is None:
+        ctx.pg = BenchContext(
+            channel=served.channel,
+            warmup=ctx.warmup,
+            duration=ctx.duration,
+            concurrency=ctx.concurrency,
+            run_prefix=f"{ctx.run_prefix}pg",
+            grant_role=ctx.pg_site.grant_role,
+        )
+    ctx.pg.bind(served)
+    return ctx.pg
+
+
+async def _drive(
+    target: BenchContext,
+    build: BuildCall,
+    *,
+    concurrency: int,
+    channels: int,
+    logged: str | None,
+) -> loadgen.Sample:
+    """The closed loop against ``target``, with the CPU use of its processes over the
+    window and the median db_statements of the window's calls of the method ``logged``.
+    With ``channels`` > 1, over that many new connections, each caller keeping to one."""
+    opened = [
+        grpc.aio.insecure_channel(target.address, options=[("grpc.use_local_subchannel_pool", 1)])
+        for _ in range(channels if channels > 1 else 0)
+    ]
+    offset = target.log_path.stat().st_size if target.log_path is not None else 0
+    watch = cpu.CpuWatch(
+        target.processes(),
+        tree_root="server" if target.server_pid else None,
+        groups={"postgres": f" {target.database_title}"} if target.database_title else None,
+    )
+    try:
+        calls = [build(target.on_channel(c)) for c in opened] or [build(target)]
+        sample = await loadgen.drive_rpcs(
+            calls,
+            concurrency=concurrency,
+            warmup=target.warmup,
+            duration=target.duration,
+            at_window_edges=watch.mark,
+        )
+    finally:
+        for c in opened:
+            await c.close()
+    sample.cpu = watch.percent()
+    sample.note = cpu.describe(sample.cpu)
+    sample.server_log = target.log_path
+    if logged is not None and target.log_path is not None and sample.wall_window is not None:
+        await asyncio.sleep(LOG_SETTLE_S)
+        counts = await asyncio.to_thread(
+            call_statements, target.log_path, offset, logged, sample.wall_window
+        )
+        if counts:
+            sample.statements = statistics.median(counts)
+    return sample
+
+
 def rpc_measurement(
     name: str,
     description: str,
     *,
     setup: Setup = _no_setup,
     concurrency: int | None = None,
+    rounds: int | None = None,
+    logged: str | None = None,
+    on: postgres.Kind | None = None,
+    channels: int = 1,
 ) -> Callable[[BuildCall], BuildCall]:
     """Register a closed-loop rpc/s measurement. The decorated function builds, per run,
-    the call to repeat: given the seconds left in the window (its deadline), a call."""
+    the call to repeat: given the seconds left in the window (its deadline), a call.
+
+    ``logged`` is the ``Service/Method`` called: figure ``db_statements_<name without
+    _rps>`` then reports the median ``db_statements`` of the window's calls from the
+    server's access log. ``on`` runs it (and its setup) against a PostgreSQL server of
+    that kind instead of the bench's own; ``channels`` spreads the callers over that many
+    connections."""
 
     def decorate(build: BuildCall) -> BuildCall:
         async def measure(ctx: BenchContext) -> loadgen.Sample:
-            return await loadgen.drive_rpcs(
-                build(ctx),
+            return await _drive(
+                await _target(ctx, on),
+                build,
                 concurrency=concurrency or ctx.concurrency,
-                warmup=ctx.warmup,
-                duration=ctx.duration,
+                channels=channels,
+                logged=logged,
             )
 
-        _register(Measurement(name, "rpc/s", description, measure, setup, concurrency))
+        async def set_up(ctx: BenchContext) -> None:
+            await setup(await _target(ctx, on))
+
+        _register(
+            Measurement(
+                name,
+                "rpc/s",
+                description,
+                measure,
+                set_up,
+                concurrency,
+                rounds=rounds,
+                method=logged,
+                statements=f"db_statements_{name.removesuffix('_rps')}" if logged else None,
+            )
+        )
         return build
 
     return decorate
@@ -342,7 +480,10 @@ async def _policy_known(ctx: BenchContext) -> None:
 
 
 @rpc_measurement(
-    "get_account_rps", "AccountService.GetAccount of one's own account", setup=_signed_in
+    "get_account_rps",
+    "AccountService.GetAccount of one's own account",
+    setup=_signed_in,
+    logged="AccountService/GetAccount",
 )
 def get_account(ctx: BenchContext) -> loadgen.RpcCall:
     request = account_service_pb2.GetAccountRequest()
@@ -360,6 +501,7 @@ def get_account(ctx: BenchContext) -> loadgen.RpcCall:
     "record_device_use_rps",
     f"AccountService.RecordDeviceUse, {len(DEVICE_IDS)} device ids in turn, one user",
     setup=_signed_in,
+    logged="AccountService/RecordDeviceUse",
 )
 def record_device_use(ctx: BenchContext) -> loadgen.RpcCall:
     requests = [
@@ -385,6 +527,7 @@ def record_device_use(ctx: BenchContext) -> loadgen.RpcCall:
     "grant_consent_rps",
     "ConsentService.GrantConsent for analytics, one user (each call appends a ledger event)",
     setup=_signed_in,
+    logged="ConsentService/GrantConsent",
 )
 def grant_consent(ctx: BenchContext) -> loadgen.RpcCall:
     request = consent_service_pb2.GrantConsentRequest(purpose_id="analytics")
@@ -406,6 +549,7 @@ REGISTER_CONCURRENCY = 8
     "AccountService.Register, a new adult account per call",
     setup=_policy_known,
     concurrency=REGISTER_CONCURRENCY,
+    logged="AccountService/Register",
 )
 def register(ctx: BenchContext) -> loadgen.RpcCall:
     def call(timeout: float) -> Awaitable[object]:
@@ -451,6 +595,7 @@ async def _listable_conversation(ctx: BenchContext) -> None:
     "send_message_rps",
     "MessagingService.SendMessage, one member posting to a two-person group conversation",
     setup=_send_conversation,
+    logged="MessagingService/SendMessage",
 )
 def send_message(ctx: BenchContext) -> loadgen.RpcCall:
     content = _world(ctx)
@@ -477,6 +622,7 @@ def send_message(ctx: BenchContext) -> loadgen.RpcCall:
     "list_messages_rps",
     f"MessagingService.ListMessages, the newest {LIST_PAGE} of a conversation, by a participant",
     setup=_listable_conversation,
+    logged="MessagingService/ListMessages",
 )
 def list_messages(ctx: BenchContext) -> loadgen.RpcCall:
     conversation = _world(ctx).conversations[0]
@@ -492,6 +638,70 @@ def list_messages(ctx: BenchContext) -> loadgen.RpcCall:
         return result
 
     return call
+
+
+# -- PostgreSQL: a database on another host, and several server processes ----------------
+
+PG_CONCURRENCY = 16  # the server's call workers on PostgreSQL: each kept busy
+WORKERS_CONCURRENCY = 64
+# SO_REUSEPORT spreads connections (not calls) over the processes: many, each caller on one.
+WORKERS_CHANNELS = 16
+
+# The hot RPCs, also measured on PostgreSQL (for their db_statements; GetAccount and
+# RecordDeviceUse also as the baselines of the delay figures): the call and its setup.
+HOT_RPCS: dict[str, tuple[BuildCall, Setup]] = {
+    "get_account": (get_account, _signed_in),
+    "record_device_use": (record_device_use, _signed_in),
+    "grant_consent": (grant_consent, _signed_in),
+    "register": (register, _policy_known),
+    "send_message": (send_message, _send_conversation),
+    "list_messages": (list_messages, _listable_conversation),
+}
+DELAYED_RPCS = ("get_account", "record_device_use")
+# Measured only for their db_statements: the first round is enough.
+PG_STATEMENTS_ROUNDS = 1
+
+
+def _postgres_figures() -> None:
+    """``pg_<rpc>_rps`` (and its ``db_statements_pg_<rpc>``) for each hot RPC, straight to
+    PostgreSQL; ``pg_delay_<rpc>_rps`` through the delay proxy; and GetAccount under
+    ``serve --workers 1`` and ``--workers 2``."""
+    delay_ms = postgres.DELAY_S * 1000
+    for rpc, (build, setup) in HOT_RPCS.items():
+        main = MEASUREMENTS[f"{rpc}_rps"]
+        delayed = rpc in DELAYED_RPCS
+        concurrency = REGISTER_CONCURRENCY if rpc == "register" else PG_CONCURRENCY
+        rpc_measurement(
+            f"pg_{rpc}_rps",
+            f"{main.description}; PostgreSQL, {concurrency} in flight",
+            setup=setup,
+            concurrency=concurrency,
+            rounds=None if delayed else PG_STATEMENTS_ROUNDS,
+            logged=main.method,
+            on=postgres.DIRECT,
+        )(build)
+        if delayed:
+            rpc_measurement(
+                f"pg_delay_{rpc}_rps",
+                f"{main.description}; PostgreSQL through a proxy adding {delay_ms:g} ms each "
+                f"way, {concurrency} in flight",
+                setup=setup,
+                concurrency=concurrency,
+                on=postgres.DELAYED,
+            )(build)
+    for kind in (postgres.WORKERS_1, postgres.WORKERS_2):
+        rpc_measurement(
+            f"pg_workers_{kind.workers}_get_account_rps",
+            f"AccountService.GetAccount; PostgreSQL, `serve --workers {kind.workers}`, "
+            f"{WORKERS_CONCURRENCY} in flight over {WORKERS_CHANNELS} connections",
+            setup=_signed_in,
+            concurrency=WORKERS_CONCURRENCY,
+            on=kind,
+            channels=WORKERS_CHANNELS,
+        )(get_account)
+
+
+_postgres_figures()
 
 
 SEARCHED_MESSAGES = 100_000
@@ -1008,6 +1218,22 @@ RATIOS: list[RatioFigure] = [
         "noop_rps",
         f"ListMessages ({LIST_PAGE} a page) throughput relative to a no-op call",
     ),
+    *(
+        RatioFigure(
+            f"pg_delay_{rpc}_ratio",
+            f"pg_delay_{rpc}_rps",
+            f"pg_{rpc}_rps",
+            f"{MEASUREMENTS[f'{rpc}_rps'].method} throughput with PostgreSQL "
+            f"{postgres.DELAY_S * 1000:g} ms away each way relative to straight to it (>= 0.7)",
+        )
+        for rpc in DELAYED_RPCS
+    ),
+    RatioFigure(
+        "two_workers_ratio",
+        "pg_workers_2_get_account_rps",
+        "pg_workers_1_get_account_rps",
+        "GetAccount throughput on PostgreSQL with `serve --workers 2` relative to 1 (>= 1.3)",
+    ),
     RatioFigure(
         "monitor_search_100k_vs_noop",
         "monitor_search_100k_ms",
@@ -1048,9 +1274,14 @@ RATIOS: list[RatioFigure] = [
 ]
 
 
+def statement_figures() -> dict[str, str]:
+    """The db_statements figures and the measurement each comes from."""
+    return {m.statements: m.name for m in MEASUREMENTS.values() if m.statements}
+
+
 def check_registry() -> None:
     names = {r.name for r in RATIOS}
-    clash = names & MEASUREMENTS.keys()
+    clash = (names | statement_figures().keys()) & MEASUREMENTS.keys()
     if clash or len(names) != len(RATIOS):
         raise ValueError(f"figure names must be unique: {sorted(clash)}")
     for ratio in RATIOS:

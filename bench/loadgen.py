@@ -14,9 +14,10 @@ import collections
 import statistics
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import grpc
 
@@ -55,10 +56,17 @@ class Sample:
     error_examples: list[str] = field(default_factory=list)
     duration: float = 0.0
     latencies: list[float] = field(default_factory=list)  # seconds, from time_calls
+    # The measured window on the wall clock (time.time()), to find its calls in a server log.
+    wall_window: tuple[float, float] | None = None
     # A measurement's own figure (seconds, megabytes...), when it is neither a rate nor a
     # median latency; ``detail`` then says how it was taken.
     value: float | None = None
     detail: str = ""
+    note: str = ""  # appended to the usual detail line of a rate (e.g. CPU use)
+    # Median database round trips of the window's calls, from the server's access log.
+    statements: float | None = None
+    cpu: dict[str, float] | None = None  # percent of one core over the window, by process
+    server_log: Path | None = None  # the log of the server measured (for its failed calls)
 
     @property
     def rate(self) -> float:
@@ -84,14 +92,41 @@ class Sample:
         return f"{self.error_count} failed calls ({counts}); e.g.:{examples}"
 
 
-async def drive_rpcs(call: RpcCall, *, concurrency: int, warmup: float, duration: float) -> Sample:
-    """Keep ``concurrency`` calls in flight; count completions in the measured window."""
+async def drive_rpcs(
+    call: RpcCall | Sequence[RpcCall],
+    *,
+    concurrency: int,
+    warmup: float,
+    duration: float,
+    at_window_edges: Callable[[], None] | None = None,
+) -> Sample:
+    """Keep ``concurrency`` calls in flight; count completions in the measured window.
+
+    Given several calls, caller ``i`` always makes ``call[i % len(call)]`` (e.g. one per
+    channel, so that each caller keeps to one connection). ``at_window_edges`` runs on the
+    loop as the window starts and as it ends."""
+    calls = [call] if callable(call) else list(call)
     loop = asyncio.get_running_loop()
     began = loop.time()
     window = Window(began + warmup, began + warmup + duration)
-    sample = Sample(duration=window.duration)
+    to_wall = time.time() - loop.time()
+    sample = Sample(
+        duration=window.duration, wall_window=(window.start + to_wall, window.end + to_wall)
+    )
+    edges_done: asyncio.Future[None] = loop.create_future()
+    if at_window_edges is None:
+        edges_done.set_result(None)
+    else:
+        edge = at_window_edges
 
-    async def caller() -> None:
+        def at_end() -> None:
+            edge()
+            edges_done.set_result(None)
+
+        loop.call_at(window.start, edge)
+        loop.call_at(window.end, at_end)
+
+    async def caller(call: RpcCall) -> None:
         while (remaining := window.end - loop.time()) > 0:
             try:
                 await call(remaining)
@@ -112,7 +147,8 @@ async def drive_rpcs(call: RpcCall, *, concurrency: int, warmup: float, duration
                 elif ended < window.start:
                     sample.warmup_completed += 1
 
-    await asyncio.gather(*(caller() for _ in range(concurrency)))
+    await asyncio.gather(*(caller(calls[i % len(calls)]) for i in range(concurrency)))
+    await edges_done
     return sample
 
 

@@ -3,12 +3,13 @@
     .venv/bin/python bench/run.py --output bench-results.json \
         [--duration SECONDS] [--concurrency N] [--repeat N] [--warmup SECONDS] \
         [--keep-temp] [--only FIGURE[,FIGURE...]] [--seed-over-grpc] \
-        [--sweep-time-limit SECONDS]
+        [--sweep-time-limit SECONDS] [--postgres URL|none]
 
 Starts the server on a free loopback port with a fresh SQLite database (or the PostgreSQL
 database in DATABASE_URL), drives load over one grpc.aio channel, prints a table and
-writes the figures as JSON. Any failed call in a measured window fails the run (exit 1).
-See bench/README.md.
+writes the figures as JSON. The PostgreSQL figures run servers of their own on databases
+of their own (bench/postgres.py), and are skipped when no PostgreSQL answers. Any failed
+call in a measured window fails the run (exit 1). See bench/README.md.
 """
 
 from __future__ import annotations
@@ -35,12 +36,15 @@ from typing import Any
 import grpc
 
 import figures
+import postgres
 import sweep
 import world
 from server_process import (
     Database,
     ServerError,
     ServerProcess,
+    Skip,
+    failed_calls,
     grant_role,
     migrate,
     server_env,
@@ -59,33 +63,46 @@ class BenchFailure(RuntimeError):
 
 @dataclass(frozen=True)
 class Selection:
-    """The ratio figures, measurements and per-call figures a run reports."""
+    """The ratio figures, measurements, per-call and db_statements figures a run reports."""
 
     ratios: list[figures.RatioFigure]
     measurements: list[str]  # in registry order
     per_call_us: dict[str, tuple[str, str]]
+    statements: dict[str, str]  # figure: the measurement whose calls it counts
 
     @classmethod
     def choose(cls, only: str | None) -> Selection:
         """Everything, or the figures named (comma separated) and what they are made of."""
+        all_statements = figures.statement_figures()
         if not only:
-            return cls(list(figures.RATIOS), list(figures.MEASUREMENTS), dict(figures.PER_CALL_US))
+            return cls(
+                list(figures.RATIOS),
+                list(figures.MEASUREMENTS),
+                dict(figures.PER_CALL_US),
+                all_statements,
+            )
         names = {n.strip() for n in only.split(",") if n.strip()}
         known = {r.name for r in figures.RATIOS} | set(figures.MEASUREMENTS)
-        known |= set(figures.PER_CALL_US)
+        known |= set(figures.PER_CALL_US) | set(all_statements)
         if unknown := sorted(names - known):
             raise BenchFailure(f"unknown figure(s) {', '.join(unknown)}; known: {sorted(known)}")
         ratios = [r for r in figures.RATIOS if r.name in names]
         per_call = {n: parts for n, parts in figures.PER_CALL_US.items() if n in names}
+        statements = {n: m for n, m in all_statements.items() if n in names}
         wanted = names | {p for r in ratios for p in (r.target, r.baseline)}
         wanted |= {p for parts in per_call.values() for p in parts}
-        return cls(ratios, [n for n in figures.MEASUREMENTS if n in wanted], per_call)
+        wanted |= set(statements.values())
+        measured = [n for n in figures.MEASUREMENTS if n in wanted]
+        return cls(ratios, measured, per_call, statements)
 
 
 @dataclass
 class Results:
     samples: dict[str, list[float]] = field(default_factory=dict)
     ratios: dict[str, list[float]] = field(default_factory=dict)
+    cpu: dict[str, list[dict[str, float]]] = field(default_factory=dict)  # by round
+    skipped: dict[str, str] = field(default_factory=dict)  # measurement: why
+    postgres: dict[str, Any] = field(default_factory=dict)  # the PostgreSQL figures' server
 
 
 def _positive(kind: type[int] | type[float]) -> Any:
@@ -132,6 +149,14 @@ def _parser() -> argparse.ArgumentParser:
         f"the part it did; default {sweep.DEFAULT_TIME_LIMIT_S:.0f})",
     )
     parser.add_argument(
+        "--postgres",
+        metavar="URL|none",
+        default=postgres.default_admin_url(),
+        help="the PostgreSQL server of the PostgreSQL figures: a URL of a database there "
+        "from which to create and drop the run's own databases (default "
+        f"${postgres.ADMIN_URL_ENV} or {postgres.DEFAULT_ADMIN_URL}); none: skip them",
+    )
+    parser.add_argument(
         "--only",
         metavar="FIGURE[,FIGURE...]",
         help="report only these figures (and measure what they are made of)",
@@ -151,10 +176,11 @@ async def _measure(
     value = m.value(sample)
     await asyncio.sleep(SETTLE_S)
     if sample.error_count:
-        failed = "\n  ".join(server.failed_calls()) or "(none logged)"
+        log_path = sample.server_log or server.log_path
+        failed = "\n  ".join(failed_calls(log_path)) or "(none logged)"
         raise BenchFailure(
             f"{name}: {sample.describe_errors()}\n"
-            f"  server log ({server.log_path}), last failed calls:\n  {failed}"
+            f"  server log ({log_path}), last failed calls:\n  {failed}"
         )
     if sample.completed == 0:
         raise BenchFailure(f"{name}: no call completed in the {sample.duration:.1f} s window")
@@ -167,9 +193,17 @@ async def _measure(
             f"{sample.completed} in window, {sample.warmup_completed} warm-up, "
             f"{sample.cut_off} cut off"
         )
+    if sample.statements is not None:
+        detail += f"; median db_statements {sample.statements:g}"
+    if sample.note:
+        detail += f"; {sample.note}"
     shown = f"{value:12.3f}" if abs(value) < 100 else f"{value:12.1f}"
     _progress(f"{label} {name:<24} {shown} {m.unit:<7} ({detail})")
     results.samples.setdefault(name, []).append(value)
+    if m.statements is not None and sample.statements is not None:
+        results.samples.setdefault(m.statements, []).append(sample.statements)
+    if sample.cpu:
+        results.cpu.setdefault(name, []).append(sample.cpu)
     return value
 
 
@@ -180,11 +214,15 @@ async def _rounds(
     used = {part for r in selection.ratios for part in (r.target, r.baseline)}
     standalone = [name for name in selection.measurements if name not in used]
     for name in selection.measurements:
-        await figures.MEASUREMENTS[name].setup(ctx)
+        try:
+            await figures.MEASUREMENTS[name].setup(ctx)
+        except Skip as exc:
+            results.skipped[name] = str(exc)
+            _progress(f"SKIPPED {name}: {exc}")
 
     def due(name: str, round_no: int) -> bool:
         rounds = figures.MEASUREMENTS[name].rounds
-        return rounds is None or round_no < rounds
+        return name not in results.skipped and (rounds is None or round_no < rounds)
 
     for round_no in range(repeat):
         label = f"[round {round_no + 1}/{repeat}]"
@@ -216,6 +254,8 @@ async def _bench(
     if task is not None:
         loop.add_signal_handler(signal.SIGTERM, task.cancel)  # so that the server is stopped
     env = server_env(database, workdir)
+    admin_url = None if args.postgres.strip().lower() in ("", "none") else args.postgres
+    site = postgres.PostgresSite(admin_url, workdir)
 
     async def grant(login: str, role: str) -> None:
         await asyncio.to_thread(grant_role, workdir, env, login, role)
@@ -268,6 +308,9 @@ async def _bench(
                 store_messages=None if args.seed_over_grpc else store,
                 read_authored=read_authored,
                 server_pid=server.pid,
+                address=server.address,
+                log_path=server.log_path,
+                pg_site=site,
                 fresh_server=fresh_server,
                 build_sweep_world=build_sweep_world,
                 sweep_time_limit=args.sweep_time_limit,
@@ -275,6 +318,15 @@ async def _bench(
             started = loop.time()
             results = await _rounds(ctx, server, args.repeat, selection)
             _progress(f"setup and rounds took {loop.time() - started:.0f} s")
+            if site.version:
+                results.postgres = {
+                    "server": postgres.where(site.admin_url or ""),
+                    "version": site.version,
+                    "delay_ms_each_way": postgres.DELAY_S * 1000,
+                    "concurrency": figures.PG_CONCURRENCY,
+                    "workers_concurrency": figures.WORKERS_CONCURRENCY,
+                    "workers_channels": figures.WORKERS_CHANNELS,
+                }
             return results
     except ServerError as exc:
         raise BenchFailure(
@@ -291,6 +343,7 @@ async def _bench(
         code = server.stop()
         if code not in (None, 0):
             _progress(f"warning: the server exited with {code} after SIGTERM")
+        await site.close()
 
 
 def _figures(results: Results, selection: Selection) -> dict[str, dict[str, Any]]:
@@ -309,6 +362,8 @@ def _figures(results: Results, selection: Selection) -> dict[str, dict[str, Any]
     for ratio in selection.ratios:
         raw(ratio.baseline)
         raw(ratio.target)
+        if ratio.name not in results.ratios:
+            continue
         value = statistics.median(results.ratios[ratio.name])
         out[ratio.name] = {
             "value": value,
@@ -327,7 +382,30 @@ def _figures(results: Results, selection: Selection) -> dict[str, dict[str, Any]
             "ratio": baseline_rate / target_rate,
             "baseline": baseline,
         }
+    for name in selection.statements:
+        if name in results.samples:
+            out[name] = {
+                "value": statistics.median(results.samples[name]),
+                "unit": "stmt/call",
+                "ratio": None,
+                "baseline": None,
+            }
     return out
+
+
+def _skipped(results: Results, selection: Selection) -> dict[str, str]:
+    """Every figure selected but not reported, and why."""
+    why = dict(results.skipped)
+    for ratio in selection.ratios:
+        for part in (ratio.baseline, ratio.target):
+            if part in results.skipped and ratio.name not in results.ratios:
+                why.setdefault(ratio.name, results.skipped[part])
+    for name, measurement in selection.statements.items():
+        if name not in results.samples:
+            why[name] = results.skipped.get(
+                measurement, f"no access log line of {measurement}'s calls gave db_statements"
+            )
+    return why
 
 
 def _version(dist: str) -> str:
@@ -337,7 +415,9 @@ def _version(dist: str) -> str:
         return "unknown"
 
 
-def _meta(args: argparse.Namespace, database: Database, selection: Selection) -> dict[str, Any]:
+def _meta(
+    args: argparse.Namespace, database: Database, selection: Selection, results: Results
+) -> dict[str, Any]:
     chosen = [figures.MEASUREMENTS[name] for name in selection.measurements]
     meta: dict[str, Any] = {
         "python": platform.python_version(),
@@ -369,6 +449,12 @@ def _meta(args: argparse.Namespace, database: Database, selection: Selection) ->
         }
     if database.kind == "sqlite":
         meta["sqlite_synchronous"] = os.environ.get("CHATPRO_SQLITE_SYNCHRONOUS", "FULL").upper()
+    if results.postgres:
+        meta["postgres"] = results.postgres
+    if results.cpu:
+        meta["cpu_percent"] = results.cpu
+    if skipped := _skipped(results, selection):
+        meta["skipped"] = skipped
     return meta
 
 
@@ -438,7 +524,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"bench: temporary files kept in {workdir}", file=sys.stderr)
     rows = _figures(results, selection)
     print(_table(rows))
-    _write_json(args.output, {"figures": rows, "meta": _meta(args, database, selection)})
+    for name, why in _skipped(results, selection).items():
+        print(f"skipped {name}: {why}")
+    meta = _meta(args, database, selection, results)
+    _write_json(args.output, {"figures": rows, "meta": meta})
     print(f"\nwrote {args.output}", file=sys.stderr)
     return 0
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import json
 import os
 import secrets
@@ -17,9 +18,10 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -33,6 +35,11 @@ BIND_ATTEMPTS = 3
 
 class ServerError(RuntimeError):
     """The server could not be prepared, started or reached."""
+
+
+class Skip(Exception):
+    """A measurement cannot be made here (no PostgreSQL, a flag the server rejects): its
+    figures are reported as skipped, with this message, and the rest of the run goes on."""
 
 
 @dataclass(frozen=True)
@@ -116,24 +123,31 @@ def grant_role(workdir: Path, env: dict[str, str], login: str, role: str) -> Non
 
 
 class ServerProcess:
-    def __init__(self, workdir: Path, env: dict[str, str], log_path: Path) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        env: dict[str, str],
+        log_path: Path,
+        serve_args: Sequence[str] = (),
+    ) -> None:
         self.workdir = workdir
         self.env = env
         self.log_path = log_path
+        self.serve_args = tuple(serve_args)  # more `serve` options, e.g. --workers 2
         self.address = ""
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
     @property
     def pid(self) -> int | None:
-        """The server's process id while it runs (the process that serves: no workers)."""
+        """The id of the process started, while it runs (with --workers, the parent)."""
         return None if self._process is None else self._process.pid
 
     def _launch(self) -> None:
         self.address = f"127.0.0.1:{_free_port()}"
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self._process = subprocess.Popen(
-            [*_command(), "serve", "--address", self.address],
+            [*_command(), "serve", "--address", self.address, *self.serve_args],
             cwd=self.workdir,
             env=self.env,
             stdin=subprocess.DEVNULL,
@@ -188,6 +202,9 @@ class ServerProcess:
                         process.kill()
                     process.wait()
             code = process.returncode
+            # Its session (start_new_session): anything it started and left behind.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)
         if self._log is not None:
             self._log.close()
             self._log = None
@@ -202,21 +219,60 @@ class ServerProcess:
 
     def failed_calls(self, limit: int = 5) -> list[str]:
         """Access log lines of calls that did not end OK, most recent last."""
-        found: list[str] = []
+        return failed_calls(self.log_path, limit)
+
+    def log_size(self) -> int:
+        """Where the next log line will start (to read only what comes after)."""
         try:
-            with open(self.log_path, encoding="utf-8", errors="replace") as log:
-                for line in log:
-                    try:
-                        entry = json.loads(line)
-                    except ValueError:
-                        continue
-                    if (
-                        isinstance(entry, dict)
-                        and entry.get("event") == "call"
-                        and entry.get("code") not in ("OK", "CANCELLED", "DEADLINE_EXCEEDED")
-                    ):
-                        found.append(line.strip())
-                        del found[:-limit]
+            return self.log_path.stat().st_size
         except OSError:
-            pass
-        return found
+            return 0
+
+
+def _entries(log_path: Path, offset: int = 0) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(line, JSON object) of each JSON line of a log from byte ``offset`` on."""
+    try:
+        with open(log_path, "rb") as log:
+            log.seek(offset)
+            for raw in log:
+                try:
+                    entry = json.loads(raw)
+                except ValueError:
+                    continue
+                if isinstance(entry, dict):
+                    yield raw.decode("utf-8", errors="replace").strip(), entry
+    except OSError:
+        return
+
+
+def failed_calls(log_path: Path, limit: int = 5) -> list[str]:
+    """Access log lines of calls that did not end OK, most recent last."""
+    found: list[str] = []
+    for line, entry in _entries(log_path):
+        if entry.get("event") == "call" and entry.get("code") not in (
+            "OK",
+            "CANCELLED",
+            "DEADLINE_EXCEEDED",
+        ):
+            found.append(line)
+            del found[:-limit]
+    return found
+
+
+def call_statements(
+    log_path: Path, offset: int, method: str, window: tuple[float, float]
+) -> list[int]:
+    """``db_statements`` of each call of ``method`` (``Service/Method``) that ended OK inside
+    ``window`` (wall clock), from the access log lines after byte ``offset``."""
+    found: list[int] = []
+    for _, entry in _entries(log_path, offset):
+        if (
+            entry.get("event") == "call"
+            and entry.get("code") == "OK"
+            and str(entry.get("method", "")).endswith(f".{method}")
+            and "db_statements" in entry
+        ):
+            ended = dt.datetime.fromisoformat(str(entry["timestamp"])).timestamp()
+            if window[0] <= ended <= window[1]:
+                found.append(int(entry["db_statements"]))
+    return found

@@ -151,6 +151,11 @@ class _Builder:
         self.orgs_stub = organisation_service_pb2_grpc.OrganisationServiceStub(self.channel)
         self.messaging_stub = messaging_service_pb2_grpc.MessagingServiceStub(self.channel)
 
+    def rebind(self, channel: grpc.aio.Channel) -> None:
+        """Make further calls over ``channel`` (another server on the same database)."""
+        self.channel = channel
+        self.__post_init__()
+
     # -- people and organisations ----------------------------------------------------------
 
     async def _person(self, limit: asyncio.Semaphore | None = None) -> tuple[str, Person]:
