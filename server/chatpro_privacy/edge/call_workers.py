@@ -18,6 +18,7 @@ import asyncio
 import concurrent.futures
 import contextvars
 import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -80,13 +81,14 @@ class _Worker:
         return done
 
     def stop(self, on_stop: Callable[[], None] | None) -> None:
+        """Ask the loop to stop once its current work is done (``join`` waits for it)."""
+
         def finish() -> None:
             if on_stop is not None:
                 on_stop()
             self.loop.stop()
 
         self.loop.call_soon_threadsafe(finish)
-        self.thread.join(timeout=5)
 
 
 class Lease:
@@ -161,9 +163,14 @@ class CallWorkers:
         async with self.lease() as lease:
             return await lease.run(fn())
 
-    def shutdown(self) -> None:
+    def shutdown(self, timeout: float = 5.0) -> None:
+        """Stop every worker, waiting ``timeout`` seconds in all (not per worker): a worker
+        stuck on an unreachable database is a daemon thread and is left behind."""
         for worker in self._workers:
             worker.stop(self._on_stop)
+        deadline = time.monotonic() + timeout
+        for worker in self._workers:
+            worker.thread.join(max(0.0, deadline - time.monotonic()))
 
 
 class _LeaseContext:
