@@ -146,7 +146,6 @@ class CallWorkers:
         self._on_stop = on_stop
         self._workers = [_Worker(f"call-{i}", on_start) for i in range(size)]
         self._free: asyncio.Queue[_Worker] | None = None
-        self.busy = 0
 
     def _queue(self) -> asyncio.Queue[_Worker]:
         if self._free is None:  # made on the server's loop, at its first use
@@ -180,7 +179,6 @@ class _LeaseContext:
 
     async def __aenter__(self) -> Lease:
         self._worker = await self._workers._queue().get()
-        self._workers.busy += 1
         return Lease(self._worker, asyncio.get_running_loop())
 
     async def __aexit__(self, *exc: object) -> None:
@@ -189,7 +187,6 @@ class _LeaseContext:
         queue = self._workers._queue()
 
         def release(_: object = None) -> None:
-            self._workers.busy -= 1
             queue.put_nowait(worker)
 
         if worker.idle.is_set():
