@@ -176,13 +176,13 @@ def test_nothing_is_stored_in_plaintext(
     p1, p2 = school.members["pupil1"], school.members["pupil2"]
     group = conversation(api, p1, school.organisation_id, [p2])
     secret_text = "zanzibar-marmalade-417 is the secret"
-    secret_audio = b"AUDIO-PLAINTEXT-MARKER" * 1000
+    secret_audio = b"AUDIO-PLAINTEXT-MARKER" * 4000  # two chunks, the first of >= 64 KiB
     buffer = io.StringIO()
     logs.configure("json", "debug", stream=buffer)
     logging.getLogger("peewee").setLevel(logging.DEBUG)  # even SQL with its parameters
     try:
         send(api, p1, group, secret_text)
-        upload(api, p2.token, group, [secret_audio[:10_000], secret_audio[10_000:]])
+        upload(api, p2.token, group, [secret_audio[:70_000], secret_audio[70_000:]])
         api.messaging.ListMessages(
             msg.ListMessagesRequest(conversation_id=group), metadata=api.auth(p2.token)
         )

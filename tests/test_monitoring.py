@@ -214,7 +214,8 @@ def test_statistics_and_random_checks(api: Api, school: Org) -> None:
 def test_an_administrator_listens_to_a_recording_and_it_is_recorded(api: Api, school: Org) -> None:
     p1, p2 = school.members["pupil1"], school.members["pupil2"]
     group = conversation(api, p1, school.organisation_id, [p2])
-    recording = upload(api, p1.token, group, [b"one", b"two"])
+    first = b"one" * 22_000  # every chunk but the last holds at least 64 KiB
+    recording = upload(api, p1.token, group, [first, b"two"])
     found = search(api, school)
     assert [(i.content_kind, i.content_id, i.text) for i in found.items] == [
         ("call_recording", recording.recording_id, "")
@@ -227,7 +228,7 @@ def test_an_administrator_listens_to_a_recording_and_it_is_recorded(api: Api, sc
         ),
         metadata=api.auth(school.admin.token),
     )
-    assert b"".join(c.data for c in chunks) == b"onetwo"
+    assert b"".join(c.data for c in chunks) == first + b"two"
     listen = MonitoringAccess.get(MonitoringAccess.operation == "listen")
     assert listen.result_count == 1
 

@@ -56,7 +56,7 @@ from chatpro_privacy.domain.consent.ledger import Consents
 from chatpro_privacy.domain.consent.receipts import Receipts, ReceiptSigner
 from chatpro_privacy.domain.content.messages import Messages
 from chatpro_privacy.domain.content.monitoring import Monitoring
-from chatpro_privacy.domain.content.recordings import Recordings
+from chatpro_privacy.domain.content.recordings import Recordings, UploadLimits
 from chatpro_privacy.domain.kernel.passwords import TEST_PARAMETERS, Passwords
 from chatpro_privacy.domain.kernel.tokens import ConfirmationTokens
 from chatpro_privacy.domain.organisations.plugin_settings import PluginSettings
@@ -67,6 +67,7 @@ from chatpro_privacy.domain.rights.execution import erasure_by
 from chatpro_privacy.domain.rights.export.exports import Exports
 from chatpro_privacy.domain.rights.requests import Rights
 from chatpro_privacy.domain.vault.envelope import Vault
+from chatpro_privacy.edge.admission import Admission, Limits
 from chatpro_privacy.edge.call_workers import CallWorkers
 from chatpro_privacy.edge.interceptors import EdgeInterceptor
 from chatpro_privacy.jobs.scheduler import Sweeps
@@ -86,7 +87,7 @@ from chatpro_privacy.services.rights_service import RightsService
 from chatpro_privacy.settings import Settings
 from chatpro_privacy.storage import migrations
 from chatpro_privacy.storage.blobs import BlobStore
-from chatpro_privacy.storage.db import close_database, open_database
+from chatpro_privacy.storage.db import close_database, database, open_database
 from chatpro_privacy.storage.erasure_ledger import ErasureLedger
 from chatpro_privacy.storage.keystore import KeyStore
 
@@ -167,7 +168,15 @@ class Runtime:
         )
         retention = Retention(host)
         ledger = ErasureLedger(settings.key_store_url)
-        recordings = Recordings(vault, retention)
+        recordings = Recordings(
+            vault,
+            retention,
+            UploadLimits(
+                max_chunks=settings.upload_max_chunks,
+                min_chunk_bytes=settings.upload_min_chunk_bytes,
+                per_organisation=settings.uploads_per_organisation,
+            ),
+        )
         return cls(
             settings=settings,
             passwords=passwords,
@@ -326,10 +335,25 @@ async def start(
 ) -> RunningServer:
     """Build, bind and start a server. The database must already be open and migrated."""
     runtime = runtime or Runtime.build(settings)
-    workers = CallWorkers(settings.call_worker_count, on_stop=close_database)
+    workers = CallWorkers(
+        settings.call_worker_count,
+        on_stop=close_database,
+        idle_seconds=settings.stream_idle_seconds,
+        # A client stream lends its worker out while it waits, never inside a transaction.
+        may_lend=lambda: not database.in_transaction(),
+    )
     background = CallWorkers(2, on_stop=close_database)
     database_health = DatabaseHealth()
-    edge = EdgeInterceptor(runtime.sessions, runtime.gate, workers, database_health)
+    limits = Limits(
+        calls=settings.max_calls,
+        calls_per_principal=settings.calls_per_principal,
+        calls_per_service=settings.calls_per_service,
+        watches=settings.max_watches,
+        watches_per_address=settings.watches_per_address,
+    )
+    edge = EdgeInterceptor(
+        runtime.sessions, runtime.gate, workers, database_health, Admission(limits)
+    )
     server = grpc.aio.server(
         interceptors=[edge],
         options=[
@@ -338,8 +362,10 @@ async def start(
             ("grpc.so_reuseport", 1 if settings.serve_workers > 1 else 0),
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            *_connection_options(settings),
         ],
-        maximum_concurrent_rpcs=1000,
+        # A backstop above the edge's own budgets (edge/admission.py), which refuse first.
+        maximum_concurrent_rpcs=limits.transport_cap,
     )
     _add_services(server, runtime)
     health = HealthServicer()
@@ -377,6 +403,30 @@ async def start(
     if sweep:
         tasks.append(asyncio.create_task(_sweep_forever(runtime, background)))
     return RunningServer(server, port, health, runtime, edge, workers, background, tasks)
+
+
+def _connection_options(settings: Settings) -> list[tuple[str, int]]:
+    """What one connection may hold and how long it lives (see Settings and README)."""
+
+    def ms(seconds: float) -> int:
+        return int(seconds * 1000)
+
+    return [
+        # Calls in flight on one connection; a client's further calls wait in the client.
+        ("grpc.max_concurrent_streams", settings.streams_per_connection),
+        # A peer that vanished without closing (a phone off the network) is found and its
+        # calls ended, instead of holding their places until TCP gives up hours later.
+        ("grpc.keepalive_time_ms", ms(settings.keepalive_seconds)),
+        ("grpc.keepalive_timeout_ms", ms(settings.keepalive_timeout_seconds)),
+        # Clients' own keepalive pings are welcome every 10 s or more, with or without calls;
+        # faster ones count as strikes, and after two the connection is closed.
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_recv_ping_interval_without_data_ms", ms(settings.min_client_ping_seconds)),
+        ("grpc.http2.max_ping_strikes", 2),
+        ("grpc.max_connection_idle_ms", ms(settings.max_connection_idle_seconds)),
+        ("grpc.max_connection_age_ms", ms(settings.max_connection_age_seconds)),
+        ("grpc.max_connection_age_grace_ms", ms(settings.max_connection_age_grace_seconds)),
+    ]
 
 
 def _async(fn: Callable[[], T]) -> Callable[[], Coroutine[Any, Any, T]]:

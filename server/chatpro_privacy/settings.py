@@ -88,6 +88,30 @@ class Settings:
     call_workers: int | None = None
     # `serve --workers N`: server processes on the one address (SO_REUSEPORT), see replicas.py.
     serve_workers: int = 1
+    # Capacity that no one client can take (issue 15); see edge/admission.py and README.
+    max_calls: int = 1000  # work calls in flight in one process
+    calls_per_principal: int = 32  # one person's (or guardian's) session
+    calls_per_service: int = 500  # one internal service, which acts for many people
+    max_watches: int = 1000  # Health/Watch and reflection streams, a budget apart
+    watches_per_address: int = 8
+    streams_per_connection: int = 100  # HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS
+    # A client stream (an upload) that sends nothing for this long is ended.
+    stream_idle_seconds: float = 30.0
+    # The connection: pinged after this long without traffic, dropped if the ping is not
+    # answered within the timeout; clients may ping every 10 s at most; a connection with no
+    # call for the idle time is closed; every connection is closed after the age (so that
+    # replicas behind a balancer even out), its calls having the grace to finish.
+    keepalive_seconds: float = 60.0
+    keepalive_timeout_seconds: float = 20.0
+    min_client_ping_seconds: float = 10.0
+    max_connection_idle_seconds: float = 900.0
+    max_connection_age_seconds: float = 3600.0
+    max_connection_age_grace_seconds: float = 3600.0
+    # Call recordings: chunks per upload, the least a chunk other than the last may hold,
+    # uploads in flight per organisation in one process.
+    upload_max_chunks: int = 32_768
+    upload_min_chunk_bytes: int = 64 * 1024
+    uploads_per_organisation: int = 50
     policy: PolicySettings = field(default_factory=PolicySettings)
 
     def with_overrides(self, **overrides: Any) -> Settings:
@@ -133,6 +157,21 @@ class Settings:
             raise SettingsError(f"serve workers must be between 1 and {MAX_SERVE_WORKERS}")
         if self.serve_workers > 1 and self.address.rpartition(":")[2] == "0":
             raise SettingsError("several serve workers need a fixed port to share, not port 0")
+        for name in (
+            "max_calls",
+            "calls_per_principal",
+            "calls_per_service",
+            "max_watches",
+            "watches_per_address",
+            "streams_per_connection",
+            "upload_max_chunks",
+            "upload_min_chunk_bytes",
+            "uploads_per_organisation",
+        ):
+            if int(getattr(self, name)) < 1:
+                raise SettingsError(f"{name} must be at least 1")
+        if self.stream_idle_seconds <= 0 or self.keepalive_seconds <= 0:
+            raise SettingsError("the stream idle time and the keepalive time must be positive")
         if self.password_hash_workers < 1:
             raise SettingsError("password hashing needs at least one worker")
         if self.password_hash_profile not in PASSWORD_HASH_PROFILES:
@@ -162,6 +201,35 @@ def _load_key(
             with os.fdopen(fd, "w") as handle:
                 handle.write(secrets.token_hex(32))
     return bytes.fromhex(path.read_text().strip())
+
+
+# CHATPRO_<NAME> -> the Settings field of that name, for the capacity settings (issue 15).
+_CAPACITY_VARIABLES: dict[str, type[int] | type[float]] = {
+    "max_calls": int,
+    "calls_per_principal": int,
+    "calls_per_service": int,
+    "max_watches": int,
+    "watches_per_address": int,
+    "streams_per_connection": int,
+    "stream_idle_seconds": float,
+    "keepalive_seconds": float,
+    "max_connection_idle_seconds": float,
+    "max_connection_age_seconds": float,
+    "max_connection_age_grace_seconds": float,
+    "uploads_per_organisation": int,
+}
+
+
+def _capacity(source: Mapping[str, str]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for name, kind in _CAPACITY_VARIABLES.items():
+        variable = f"CHATPRO_{name.upper()}"
+        if variable in source:
+            try:
+                found[name] = kind(source[variable])
+            except ValueError as exc:
+                raise SettingsError(f"{variable} must be a number") from exc
+    return found
 
 
 def from_env(env: Mapping[str, str] | None = None) -> Settings:
@@ -209,6 +277,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         else None,
         serve_workers=int(source.get("CHATPRO_SERVE_WORKERS", "1")),
         policy=policy,
+        **_capacity(source),
     )
     settings.validate()
     return settings

@@ -10,17 +10,28 @@ size. A call waiting for a free worker waits on the server's loop, costing nothi
 Streams cross between the loops: a server stream's items are produced on the worker and
 written by the server's loop; a client stream's messages are read by the server's loop and
 handed to the worker as they arrive.
+
+A client stream does not keep its worker while it waits for the client's next message
+(issue 15): the worker goes back to the pool for that time, unless the call is inside a
+transaction, and the call takes the same worker back, ahead of other calls, once the message
+is there. Other calls may run on the worker meanwhile, but one call's code only ever runs
+while that call holds the worker, so no two calls share a transaction. A client that sends
+nothing for ``idle_seconds`` is answered DEADLINE_EXCEEDED.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import contextvars
 import threading
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
+
+from chatpro_privacy.domain.kernel.errors import DeadlineExceeded
 
 T = TypeVar("T")
 
@@ -28,8 +39,6 @@ T = TypeVar("T")
 class _Worker:
     def __init__(self, name: str, on_start: Callable[[], None] | None) -> None:
         self.loop = asyncio.new_event_loop()
-        self.idle = threading.Event()
-        self.idle.set()
         self._started = threading.Event()
         self._on_start = on_start
         self.thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -48,18 +57,18 @@ class _Worker:
 
     def submit(
         self, coro: Coroutine[Any, Any, T], context: contextvars.Context
-    ) -> concurrent.futures.Future[T]:
+    ) -> tuple[concurrent.futures.Future[T], threading.Event]:
         """Run ``coro`` on this worker's loop in ``context`` (the caller's context vars).
-        Cancelling the returned future cancels the work; ``idle`` is set once it has
+        Cancelling the returned future cancels the work; the event is set once the work has
         really stopped (a cancelled call may be inside a database call until then)."""
         done: concurrent.futures.Future[T] = concurrent.futures.Future()
-        self.idle.clear()
+        stopped = threading.Event()
 
         def start() -> None:
             task = self.loop.create_task(coro, context=context)
 
             def finish(t: asyncio.Task[T]) -> None:
-                self.idle.set()
+                stopped.set()
                 if done.done():
                     return
                 if t.cancelled():
@@ -78,7 +87,7 @@ class _Worker:
             done.add_done_callback(cancel)
 
         self.loop.call_soon_threadsafe(start)
-        return done
+        return done, stopped
 
     def stop(self, on_stop: Callable[[], None] | None) -> None:
         """Ask the loop to stop once its current work is done (``join`` waits for it)."""
@@ -91,12 +100,61 @@ class _Worker:
         self.loop.call_soon_threadsafe(finish)
 
 
-class Lease:
-    """One worker, held by one call until it ends."""
+class _Pool:
+    """The free workers, on the server's loop. A call that lent its worker out while it
+    waited for its client takes that same worker back before any other call gets it."""
 
-    def __init__(self, worker: _Worker, server_loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, workers: list[_Worker]) -> None:
+        self._free: deque[_Worker] = deque(workers)
+        self._waiting: deque[asyncio.Future[_Worker]] = deque()
+        self._reclaims: dict[_Worker, asyncio.Future[None]] = {}
+
+    async def take(self) -> _Worker:
+        if self._free:
+            return self._free.popleft()
+        waiter: asyncio.Future[_Worker] = asyncio.get_running_loop().create_future()
+        self._waiting.append(waiter)
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.put(waiter.result())  # given to a call that has just gone away
+            raise
+
+    def put(self, worker: _Worker) -> None:
+        reclaim = self._reclaims.pop(worker, None)
+        if reclaim is not None:
+            reclaim.set_result(None)
+            return
+        while self._waiting:
+            waiter = self._waiting.popleft()
+            if not waiter.done():
+                waiter.set_result(worker)
+                return
+        self._free.append(worker)
+
+    def take_back(self, worker: _Worker) -> asyncio.Future[None]:
+        """Resolved once ``worker``, lent out, is this caller's again."""
+        back: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if worker in self._free:
+            self._free.remove(worker)
+            back.set_result(None)
+        else:
+            self._reclaims[worker] = back
+        return back
+
+
+class Lease:
+    """One worker, held by one call until it ends (lent out while its client stream waits)."""
+
+    def __init__(self, workers: CallWorkers, worker: _Worker) -> None:
+        self._workers = workers
         self._worker = worker
-        self._server_loop = server_loop
+        self._server_loop = asyncio.get_running_loop()
+        self._stopped: list[threading.Event] = []  # one per piece of work submitted
+        self.held = True
+        self._pause: asyncio.Task[Any] | None = None
+        self._stop_requested = False
 
     async def run(
         self, coro: Coroutine[Any, Any, T], context: contextvars.Context | None = None
@@ -104,7 +162,8 @@ class Lease:
         """Run ``coro`` on the leased worker, in ``context`` (by default a copy of the
         caller's); awaited from the server's loop. If the call is cancelled, the work is
         cancelled on the worker too."""
-        future = self._worker.submit(coro, context or contextvars.copy_context())
+        future, stopped = self._worker.submit(coro, context or contextvars.copy_context())
+        self._stopped = [e for e in self._stopped if not e.is_set()] + [stopped]
         return await asyncio.wrap_future(future, loop=self._server_loop)
 
     def on_server(self, awaitable: Awaitable[T]) -> Awaitable[T]:
@@ -116,22 +175,97 @@ class Lease:
         future = asyncio.run_coroutine_threadsafe(run(), self._server_loop)
         return asyncio.wrap_future(future)
 
-    def incoming(self, messages: AsyncIterator[Any]) -> AsyncIterator[Any]:
-        """A client stream, read on the server's loop, as an iterator for the worker."""
+    def incoming(
+        self, messages: AsyncIterator[Any], check: Callable[[Any], None] = lambda _: None
+    ) -> AsyncIterator[Any]:
+        """A client stream, read on the server's loop, as an iterator for the worker; each
+        message goes through ``check`` as it arrives. While it waits for a message the
+        worker is lent to other calls if the pool's ``may_lend()`` (called on the worker:
+        false inside a transaction)."""
         lease = self
+        idle = self._workers.idle_seconds
+        may_lend = self._workers.may_lend
+
+        async def read() -> Any:
+            try:
+                message = await asyncio.wait_for(messages.__anext__(), idle)
+            except TimeoutError:
+                raise DeadlineExceeded(
+                    "STREAM_IDLE", f"nothing was sent for {idle:g} seconds; send it again"
+                ) from None
+            check(message)
+            return message
 
         class _Incoming:
             def __aiter__(self) -> _Incoming:
                 return self
 
             async def __anext__(self) -> Any:
-                return await lease.on_server(messages.__anext__())
+                if not may_lend():
+                    return await lease.on_server(read())
+                return await lease._lent_while(read)
 
         return _Incoming()
 
+    async def _lent_while(self, read: Callable[[], Awaitable[T]]) -> T:
+        """On the worker: ``read()`` on the server's loop with the worker lent out. Returns,
+        or raises (a cancellation included), only once the worker is this call's again."""
+        future = asyncio.run_coroutine_threadsafe(self._lend(read), self._server_loop)
+        waited = asyncio.wrap_future(future)
+        try:
+            return await asyncio.shield(waited)
+        except asyncio.CancelledError:
+            if not waited.done():  # this call was cancelled: stop reading, take the worker
+                self._server_loop.call_soon_threadsafe(self._stop_lending)
+                with contextlib.suppress(BaseException):  # the cancellation is what counts
+                    await waited
+            raise
+
+    def _stop_lending(self) -> None:
+        if self._pause is not None:
+            self._pause.cancel()
+        else:  # asked before the read began: it will not begin
+            self._stop_requested = True
+
+    async def _lend(self, read: Callable[[], Awaitable[T]]) -> T:
+        """On the server's loop: lend the worker out, read, take the worker back."""
+        if self._stop_requested:
+            raise asyncio.CancelledError
+        self._pause = asyncio.current_task()
+        self.held = False
+        self._workers.pool().put(self._worker)
+        try:
+            return await read()
+        finally:
+            self._pause = None
+            await self._take_back()
+
+    async def _take_back(self) -> None:
+        back = self._workers.pool().take_back(self._worker)
+        cancelled = False
+        while not back.done():
+            try:
+                await asyncio.shield(back)
+            except asyncio.CancelledError:
+                cancelled = True  # the worker must be ours before this call unwinds
+        self.held = True
+        if cancelled:
+            raise asyncio.CancelledError
+
+    def running(self) -> list[threading.Event]:
+        """The events of work submitted that has not yet stopped."""
+        return [e for e in self._stopped if not e.is_set()]
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            self._workers.pool().put(self._worker)
+
 
 class CallWorkers:
-    """``size`` workers; ``lease()`` waits (on the server's loop) until one is free."""
+    """``size`` workers; ``lease()`` waits (on the server's loop) until one is free.
+    ``idle_seconds``: how long a client stream may send nothing; ``may_lend()``, on a
+    worker: whether the call there may lend it out now (not inside a transaction)."""
 
     def __init__(
         self,
@@ -139,20 +273,22 @@ class CallWorkers:
         *,
         on_start: Callable[[], None] | None = None,
         on_stop: Callable[[], None] | None = None,
+        idle_seconds: float = 30.0,
+        may_lend: Callable[[], bool] = lambda: True,
     ) -> None:
         if size < 1:
             raise ValueError("at least one call worker")
         self.size = size
+        self.idle_seconds = idle_seconds
+        self.may_lend = may_lend
         self._on_stop = on_stop
         self._workers = [_Worker(f"call-{i}", on_start) for i in range(size)]
-        self._free: asyncio.Queue[_Worker] | None = None
+        self._pool: _Pool | None = None
 
-    def _queue(self) -> asyncio.Queue[_Worker]:
-        if self._free is None:  # made on the server's loop, at its first use
-            self._free = asyncio.Queue()
-            for worker in self._workers:
-                self._free.put_nowait(worker)
-        return self._free
+    def pool(self) -> _Pool:
+        if self._pool is None:  # made on the server's loop, at its first use
+            self._pool = _Pool(self._workers)
+        return self._pool
 
     def lease(self) -> _LeaseContext:
         return _LeaseContext(self)
@@ -175,22 +311,25 @@ class CallWorkers:
 class _LeaseContext:
     def __init__(self, workers: CallWorkers) -> None:
         self._workers = workers
-        self._worker: _Worker | None = None
+        self._lease: Lease | None = None
 
     async def __aenter__(self) -> Lease:
-        self._worker = await self._workers._queue().get()
-        return Lease(self._worker, asyncio.get_running_loop())
+        self._lease = Lease(self._workers, await self._workers.pool().take())
+        return self._lease
 
     async def __aexit__(self, *exc: object) -> None:
-        worker = self._worker
-        assert worker is not None
-        queue = self._workers._queue()
+        lease = self._lease
+        assert lease is not None
+        running = lease.running()
+        if not running:
+            lease.release()
+            return
+        # A cancelled call's work is still stopping (taking its worker back first if it had
+        # lent it out): the worker is free after it.
+        loop = asyncio.get_running_loop()
 
-        def release(_: object = None) -> None:
-            queue.put_nowait(worker)
+        def wait() -> None:
+            for event in running:
+                event.wait()
 
-        if worker.idle.is_set():
-            release()
-        else:  # a cancelled call's work is still stopping: the worker is free after it
-            loop = asyncio.get_running_loop()
-            loop.run_in_executor(None, worker.idle.wait).add_done_callback(release)
+        loop.run_in_executor(None, wait).add_done_callback(lambda _: lease.release())

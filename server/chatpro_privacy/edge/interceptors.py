@@ -34,7 +34,9 @@ from chatpro_privacy.domain.kernel.errors import (
 )
 from chatpro_privacy.domain.kernel.principals import ANONYMOUS, Principal
 from chatpro_privacy.domain.kernel.text import refuse_nul
+from chatpro_privacy.edge import request_caps
 from chatpro_privacy.edge import status as status_map
+from chatpro_privacy.edge.admission import Admission, Ticket
 from chatpro_privacy.edge.call_workers import CallWorkers
 
 log = structlog.get_logger("chatpro_privacy.access")
@@ -124,6 +126,7 @@ class _Call:
     """One call's state shared between the server's loop and its worker."""
 
     principal: Principal = ANONYMOUS
+    ticket: Ticket | None = None  # its places in the admission budgets
 
 
 class _CallView:
@@ -148,6 +151,18 @@ class _CallView:
 _END = object()  # a server stream has no more items
 
 
+async def _whole(
+    messages: AsyncIterator[Any], ctx: grpc.aio.ServicerContext[Any, Any]
+) -> AsyncIterator[Any]:
+    """A client stream's messages; its end only if the client ended it. grpc ends the
+    stream of a call the client cancelled (or whose connection broke) as if the client had
+    sent its last message: read as the end, half an upload would be stored as a whole."""
+    async for message in messages:
+        yield message
+    if ctx.cancelled() or ctx.done():
+        raise asyncio.CancelledError
+
+
 class EdgeInterceptor(grpc.aio.ServerInterceptor):
     def __init__(
         self,
@@ -155,11 +170,13 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
         gate: PolicyGate,
         workers: CallWorkers | None = None,
         guard: DatabaseGuard | None = None,
+        admission: Admission | None = None,
     ) -> None:
         self.sessions = sessions
         self.gate = gate
         self.workers = workers
         self.guard = guard
+        self.admission = admission or Admission()
         self.draining = False
         self._cut_off = False
         self._calls: set[asyncio.Task[Any]] = set()  # the service's: the drain waits for them
@@ -257,6 +274,7 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
                     "SERVER_DRAINING", "this server is shutting down; retry on another"
                 )
             ctx.set_trailing_metadata((("x-request-id", request_id),))
+            call.ticket = self.admission.enter(method, ctx.peer())
             yield call
         except grpc.aio.AbortError:
             code = ctx.code().name if ctx.code() else "UNKNOWN"
@@ -275,6 +293,8 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
             code, reason = self._status_names(exc)
             await self._fail(ctx, exc, request_id)
         finally:
+            if call.ticket is not None:
+                self.admission.leave(call.ticket)
             if task is not None:
                 running.discard(task)
             self._log(started, code, reason, call.principal)
@@ -320,6 +340,8 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
             self.guard.before_call()
         call.principal = self._authenticate(method, ctx)
         context.principal.set(call.principal)
+        if call.ticket is not None:
+            self.admission.enter_principal(call.ticket, call.principal)
 
     async def _guarded(self, work: Awaitable[T]) -> T:
         """On a worker: a database failure becomes the retryable error it is."""
@@ -347,12 +369,14 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
 
         async def handle(request: Any, ctx: grpc.aio.ServicerContext[Any, Any]) -> Any:
             async with self._scope(method, ctx) as call:
+                if isinstance(request, Message):
+                    request_caps.check(request)  # before any work, on the server's loop
                 if not self._on_worker(method):
                     return await work(request, ctx, call)
                 assert self.workers is not None
                 async with self.workers.lease() as lease:
                     if not isinstance(request, Message):  # a client stream
-                        request = lease.incoming(request)
+                        request = lease.incoming(_whole(request, ctx), request_caps.check)
                     return await lease.run(self._guarded(work(request, _CallView(ctx), call)))
 
         return handle
@@ -380,6 +404,8 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
             request: Any, ctx: grpc.aio.ServicerContext[Any, Any]
         ) -> AsyncIterator[Any]:
             async with self._scope(method, ctx) as call:
+                if isinstance(request, Message):
+                    request_caps.check(request)  # before any work, on the server's loop
                 if not self._on_worker(method):
                     items, _ = await start(request, ctx, call)
                     async for item in items:

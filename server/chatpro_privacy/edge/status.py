@@ -25,6 +25,7 @@ _CODES: dict[type[errors.DomainError], int] = {
     errors.FailedPrecondition: code_pb2.FAILED_PRECONDITION,
     errors.ResourceExhausted: code_pb2.RESOURCE_EXHAUSTED,
     errors.Unavailable: code_pb2.UNAVAILABLE,
+    errors.DeadlineExceeded: code_pb2.DEADLINE_EXCEEDED,
 }
 
 

@@ -32,7 +32,10 @@ from chatpro_privacy.storage.models import (
 
 REGULATOR_DEADLINE = dt.timedelta(hours=72)
 CATEGORIES = ("identity", "contact", "device", "profile", "content")
-MAX_AFFECTED = 100_000
+# People named in one assessment: each is a row and, at high risk, a notice written in one
+# transaction. A breach affecting more is assessed again with the next ones (people already
+# named are skipped), so no single write holds the database for long.
+MAX_AFFECTED = 10_000
 
 
 class BreachRisk(enum.StrEnum):

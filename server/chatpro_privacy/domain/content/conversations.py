@@ -18,7 +18,11 @@ from chatpro_privacy.storage.db import database
 from chatpro_privacy.storage.models import Conversation, ConversationParticipant, Membership
 from chatpro_privacy.storage.queries import tuples
 
+# A whole school or company in one broadcast; the request's ids are capped at this before
+# any work (edge/request_caps.py).
 MAX_PARTICIPANTS = 5000
+# Who may post in a broadcast besides its creator: a school's or a department's staff.
+MAX_SENDERS = 200
 
 
 class ConversationKind(enum.StrEnum):
@@ -38,13 +42,17 @@ class ConversationView:
 
 
 def _ids(v: Violations, field: str, values: list[str]) -> list[str]:
-    seen: list[str] = []
+    """The ids once each, in the order given; linear in their number (a dict keeps order)."""
+    seen: dict[str, None] = {}
+    bad = False
     for value in values:
         if not value or len(value) > 64:
-            v.add(field, "holds an empty or overlong account id", "INVALID_ACCOUNT_ID")
-        elif value not in seen:
-            seen.append(value)
-    return seen
+            bad = True
+        else:
+            seen.setdefault(value)
+    if bad:
+        v.add(field, "holds an empty or overlong account id", "INVALID_ACCOUNT_ID")
+    return list(seen)
 
 
 def create(
@@ -76,7 +84,10 @@ def create(
         v.add("participant_account_ids", f"at most {MAX_PARTICIPANTS} participants", "TOO_MANY")
     if senders and mode != ConversationMode.BROADCAST:
         v.add("sender_account_ids", "only broadcasts name their senders", "NOT_BROADCAST")
-    if any(s not in others and s != creator for s in senders):
+    if len(senders) > MAX_SENDERS:
+        v.add("sender_account_ids", f"at most {MAX_SENDERS} senders", "TOO_MANY")
+    participating = {creator, *others}
+    if any(s not in participating for s in senders):
         v.add("sender_account_ids", "senders must be participants", "NOT_A_PARTICIPANT")
     v.raise_if_any()
     everyone = [creator, *others]

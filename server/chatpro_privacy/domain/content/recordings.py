@@ -2,12 +2,21 @@
 the blob store, each chunk bound to its organisation, recording and position.
 
 Audio is written as it arrives, so memory stays flat whatever the length; an upload that
-fails part way leaves no chunk behind.
+fails part way (refused, cancelled, its connection broken) leaves no chunk behind and no
+recording, so a retry with its request id starts afresh.
+
+An upload's work is bounded (issue 15): at most ``max_chunks`` chunks, each but the last at
+least ``min_chunk_bytes`` (one file per chunk: a million one-byte chunks would be a million
+files), and at most ``per_organisation`` uploads in flight for one organisation in this
+process, so one organisation's members cannot hold every server's uploads.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import threading
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
@@ -22,6 +31,7 @@ from chatpro_privacy.domain.kernel.errors import (
     FieldViolation,
     InvalidArgument,
     NotFound,
+    ResourceExhausted,
     Violations,
 )
 from chatpro_privacy.domain.kernel.principals import Principal
@@ -42,12 +52,22 @@ MAX_DURATION = 86_400
 
 
 @dataclass(frozen=True)
+class UploadLimits:
+    """The defaults let a recording of the largest size through in chunks of the least size."""
+
+    max_chunks: int = MAX_RECORDING_BYTES // (64 * 1024)
+    min_chunk_bytes: int = 64 * 1024
+    per_organisation: int = 50
+
+
+@dataclass(frozen=True)
 class RecordingMeta:
     conversation_id: str
     started_at: dt.datetime | None
     duration_seconds: int
     media_type: str
     request_id: str
+    size_bytes: int = 0  # the whole audio's size, if the client declared it
 
 
 @dataclass(frozen=True)
@@ -64,6 +84,8 @@ def _validate(meta: RecordingMeta) -> None:
         v.add("metadata.start_time", "is in the future", "DATE_IN_FUTURE")
     if not 1 <= meta.duration_seconds <= MAX_DURATION:
         v.add("metadata.duration_seconds", f"must be 1 to {MAX_DURATION}", "OUT_OF_RANGE")
+    if not 0 <= meta.size_bytes <= MAX_RECORDING_BYTES:
+        v.add("metadata.size_bytes", "must be 0 (not declared) to 2 GiB", "OUT_OF_RANGE")
     if meta.media_type not in MEDIA_TYPES:
         v.add(
             "metadata.media_type",
@@ -86,9 +108,67 @@ def _replay(prior: ContentItem) -> RecordingView:
 
 
 class Recordings:
-    def __init__(self, vault: Vault, retention: Retention) -> None:
+    def __init__(
+        self, vault: Vault, retention: Retention, limits: UploadLimits | None = None
+    ) -> None:
         self.vault = vault
         self.retention = retention
+        self.limits = limits or UploadLimits()
+        self._lock = threading.Lock()  # uploads run on several call workers
+        self._in_flight: Counter[str] = Counter()
+
+    @contextlib.contextmanager
+    def _slot(self, org_id: str) -> Iterator[None]:
+        """One of the organisation's places for an upload in flight, for the upload's time."""
+        with self._lock:
+            if self._in_flight[org_id] >= self.limits.per_organisation:
+                raise ResourceExhausted(
+                    "UPLOADS_PER_ORGANISATION_EXHAUSTED",
+                    f"at most {self.limits.per_organisation} recordings are uploaded at once "
+                    "for one organisation; try again shortly",
+                    retry_after_seconds=5,
+                )
+            self._in_flight[org_id] += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._in_flight[org_id] -= 1
+                if self._in_flight[org_id] <= 0:
+                    del self._in_flight[org_id]
+
+    def _check_chunk(self, chunk: bytes, count: int, previous: int, size: int) -> None:
+        """``chunk`` is number ``count``; ``previous``, the size of the one before it, is
+        checked now that it is known not to be the last."""
+        if not chunk or len(chunk) > MAX_CHUNK:
+            raise InvalidArgument(
+                [FieldViolation("chunk", "must be 1 byte to 1 MiB", "OUT_OF_RANGE")]
+            )
+        least = self.limits.min_chunk_bytes
+        if count > 0 and previous < least:
+            raise InvalidArgument(
+                [
+                    FieldViolation(
+                        "chunk",
+                        f"every chunk but the last holds at least {least} bytes",
+                        "CHUNK_TOO_SMALL",
+                    )
+                ]
+            )
+        if count >= self.limits.max_chunks:
+            raise InvalidArgument(
+                [
+                    FieldViolation(
+                        "chunk",
+                        f"at most {self.limits.max_chunks} chunks; send larger ones",
+                        "TOO_MANY_CHUNKS",
+                    )
+                ]
+            )
+        if size > MAX_RECORDING_BYTES:
+            raise InvalidArgument(
+                [FieldViolation("chunk", "the recording is over 2 GiB", "TOO_LARGE")]
+            )
 
     async def upload(
         self, principal: Principal, meta: RecordingMeta, chunks: AsyncIterator[bytes]
@@ -99,25 +179,36 @@ class Recordings:
         if (prior := posting.prior(meta.request_id)) is not None:
             return _replay(prior)
         posting.require_allowed()
+        with self._slot(org_id):
+            return await self._store(posting, meta, chunks)
+
+    async def _store(
+        self, posting: Posting, meta: RecordingMeta, chunks: AsyncIterator[bytes]
+    ) -> RecordingView:
+        org_id = posting.organisation_id
         key = self.vault.author_key(org_id, posting.author_ref)
         recording_id = new_id()
-        count = size = 0
+        count = size = previous = 0
         try:
             async for chunk in chunks:
-                if not chunk or len(chunk) > MAX_CHUNK:
-                    raise InvalidArgument(
-                        [FieldViolation("chunk", "must be 1 byte to 1 MiB", "OUT_OF_RANGE")]
-                    )
                 size += len(chunk)
-                if size > MAX_RECORDING_BYTES:
-                    raise InvalidArgument(
-                        [FieldViolation("chunk", "the recording is over 2 GiB", "TOO_LARGE")]
-                    )
+                self._check_chunk(chunk, count, previous, size)
                 self.vault.put_chunk(key, org_id, recording_id, count, chunk)
                 count += 1
+                previous = len(chunk)
             if count == 0:
                 raise InvalidArgument(
                     [FieldViolation("chunk", "a recording needs its audio", "REQUIRED")]
+                )
+            if meta.size_bytes and size != meta.size_bytes:
+                raise InvalidArgument(
+                    [
+                        FieldViolation(
+                            "metadata.size_bytes",
+                            f"{meta.size_bytes} bytes were declared and {size} arrived",
+                            "SIZE_MISMATCH",
+                        )
+                    ]
                 )
             with database.atomic():
                 item = posting.create(

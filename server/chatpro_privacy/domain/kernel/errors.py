@@ -74,6 +74,10 @@ class ResourceExhausted(DomainError):
         self.retry_after_seconds = retry_after_seconds
 
 
+class DeadlineExceeded(DomainError):
+    """The caller took too long: a client stream sent nothing for longer than allowed."""
+
+
 class Unavailable(DomainError):
     """A dependency is down; the call may be retried after ``retry_after_seconds``."""
 

@@ -15,4 +15,5 @@ def recording_meta(m: pb.CallRecordingMetadata) -> RecordingMeta:
         duration_seconds=m.duration_seconds,
         media_type=m.media_type,
         request_id=m.request_id,
+        size_bytes=m.size_bytes,
     )

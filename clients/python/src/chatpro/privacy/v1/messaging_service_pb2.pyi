@@ -315,6 +315,7 @@ class CallRecordingMetadata(_message.Message):
     DURATION_SECONDS_FIELD_NUMBER: _builtins.int
     MEDIA_TYPE_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    SIZE_BYTES_FIELD_NUMBER: _builtins.int
     conversation_id: _builtins.str
     """The conversation the call was made in."""
     duration_seconds: _builtins.int
@@ -322,7 +323,14 @@ class CallRecordingMetadata(_message.Message):
     media_type: _builtins.str
     """The audio's media type: audio/ogg, audio/mpeg, audio/mp4, audio/wav or audio/webm."""
     request_id: _builtins.str
-    """The caller's id for this upload, so that a retry does not store it twice."""
+    """The caller's id for this upload, so that a retry does not store it twice. An upload
+    that fails, is cancelled or breaks off stores nothing, so its retry starts afresh.
+    """
+    size_bytes: _builtins.int
+    """The audio's whole size in bytes, if the client knows it: then the recording is stored
+    only if exactly this many bytes arrived, so that a stream cut short after a chunk can
+    never be taken for the whole. 0: not declared.
+    """
     @_builtins.property
     def start_time(self) -> _timestamp_pb2.Timestamp:
         """When the call started."""
@@ -335,10 +343,11 @@ class CallRecordingMetadata(_message.Message):
         duration_seconds: _builtins.int = ...,
         media_type: _builtins.str = ...,
         request_id: _builtins.str = ...,
+        size_bytes: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["conversation_id", b"conversation_id", "duration_seconds", b"duration_seconds", "media_type", b"media_type", "request_id", b"request_id", "start_time", b"start_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["conversation_id", b"conversation_id", "duration_seconds", b"duration_seconds", "media_type", b"media_type", "request_id", b"request_id", "size_bytes", b"size_bytes", "start_time", b"start_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -346,14 +355,18 @@ Global___CallRecordingMetadata: _TypeAlias = CallRecordingMetadata  # noqa: Y015
 
 @_typing.final
 class UploadCallRecordingRequest(_message.Message):
-    """Request for MessagingService.UploadCallRecording: the metadata first, then chunks."""
+    """Request for MessagingService.UploadCallRecording: the metadata first, then chunks.
+    At most 32,768 chunks per upload; each but the last holds at least 64 KiB (65,536
+    bytes). A stream that sends nothing for 30 seconds is ended DEADLINE_EXCEEDED, and an
+    organisation has at most 50 uploads in flight on one server (RESOURCE_EXHAUSTED).
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
     METADATA_FIELD_NUMBER: _builtins.int
     CHUNK_FIELD_NUMBER: _builtins.int
     chunk: _builtins.bytes
-    """Audio bytes, 1 byte to 1 MiB per message."""
+    """Audio bytes, 1 byte to 1 MiB per message; at least 64 KiB but in the last."""
     @_builtins.property
     def metadata(self) -> Global___CallRecordingMetadata:
         """First message only."""
