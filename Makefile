@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 BUF    := node_modules/.bin/buf
 ADDRESS ?= 127.0.0.1:50051
 
-.PHONY: install proto proto-check migrate run test lint bench clean
+.PHONY: install proto proto-check migrate run test stress lint bench clean
 
 PLUGIN_PACKAGES := $(wildcard plugins/*/pyproject.toml)
 
@@ -52,6 +52,11 @@ run: migrate
 ## test: the whole suite (set DATABASE_URL=postgresql://... to run it on PostgreSQL)
 test: $(STAMP) $(GENERATED)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+## stress: timed trials of the attacks one client could make on everyone's capacity
+## (issue 15): tests/stress_*.py, apart from the suite since what they check are timings
+stress: $(STAMP) $(GENERATED)
+	$(PY) -m pytest -q -p no:logging tests/stress_*.py $(PYTEST_ARGS)
 
 ## lint: buf lint on the protos, ruff (rules and formatting) and mypy on the code
 LINTED := server tests bench clients/python/src/chatpro_privacy_client plugins

@@ -56,19 +56,22 @@ class _Worker:
             self.loop.close()
 
     def submit(
-        self, coro: Coroutine[Any, Any, T], context: contextvars.Context
-    ) -> tuple[concurrent.futures.Future[T], threading.Event]:
+        self,
+        coro: Coroutine[Any, Any, T],
+        context: contextvars.Context,
+        on_stopped: Callable[[], None] = lambda: None,
+    ) -> concurrent.futures.Future[T]:
         """Run ``coro`` on this worker's loop in ``context`` (the caller's context vars).
-        Cancelling the returned future cancels the work; the event is set once the work has
-        really stopped (a cancelled call may be inside a database call until then)."""
+        Cancelling the returned future cancels the work; ``on_stopped`` is called (on this
+        worker) once the work has really stopped: a cancelled call may be inside a database
+        call until then."""
         done: concurrent.futures.Future[T] = concurrent.futures.Future()
-        stopped = threading.Event()
 
         def start() -> None:
             task = self.loop.create_task(coro, context=context)
 
             def finish(t: asyncio.Task[T]) -> None:
-                stopped.set()
+                on_stopped()
                 if done.done():
                     return
                 if t.cancelled():
@@ -87,7 +90,7 @@ class _Worker:
             done.add_done_callback(cancel)
 
         self.loop.call_soon_threadsafe(start)
-        return done, stopped
+        return done
 
     def stop(self, on_stop: Callable[[], None] | None) -> None:
         """Ask the loop to stop once its current work is done (``join`` waits for it)."""
@@ -107,7 +110,9 @@ class _Pool:
     def __init__(self, workers: list[_Worker]) -> None:
         self._free: deque[_Worker] = deque(workers)
         self._waiting: deque[asyncio.Future[_Worker]] = deque()
-        self._reclaims: dict[_Worker, asyncio.Future[None]] = {}
+        # Calls waiting to take back a worker they lent out: several calls may have, since
+        # each lends its worker while it waits and others run there meanwhile.
+        self._reclaims: dict[_Worker, deque[asyncio.Future[None]]] = {}
 
     async def take(self) -> _Worker:
         if self._free:
@@ -122,10 +127,14 @@ class _Pool:
             raise
 
     def put(self, worker: _Worker) -> None:
-        reclaim = self._reclaims.pop(worker, None)
-        if reclaim is not None:
-            reclaim.set_result(None)
-            return
+        reclaims = self._reclaims.get(worker)
+        while reclaims:
+            reclaim = reclaims.popleft()
+            if not reclaims:
+                del self._reclaims[worker]
+            if not reclaim.done():
+                reclaim.set_result(None)
+                return
         while self._waiting:
             waiter = self._waiting.popleft()
             if not waiter.done():
@@ -140,7 +149,7 @@ class _Pool:
             self._free.remove(worker)
             back.set_result(None)
         else:
-            self._reclaims[worker] = back
+            self._reclaims.setdefault(worker, deque()).append(back)
         return back
 
 
@@ -151,7 +160,7 @@ class Lease:
         self._workers = workers
         self._worker = worker
         self._server_loop = asyncio.get_running_loop()
-        self._stopped: list[threading.Event] = []  # one per piece of work submitted
+        self._stopped: list[asyncio.Future[None]] = []  # one per piece of work submitted
         self.held = True
         self._pause: asyncio.Task[Any] | None = None
         self._stop_requested = False
@@ -162,9 +171,20 @@ class Lease:
         """Run ``coro`` on the leased worker, in ``context`` (by default a copy of the
         caller's); awaited from the server's loop. If the call is cancelled, the work is
         cancelled on the worker too."""
-        future, stopped = self._worker.submit(coro, context or contextvars.copy_context())
-        self._stopped = [e for e in self._stopped if not e.is_set()] + [stopped]
-        return await asyncio.wrap_future(future, loop=self._server_loop)
+        loop = self._server_loop
+        stopped: asyncio.Future[None] = loop.create_future()
+
+        def stopping() -> None:
+            if not stopped.done():
+                stopped.set_result(None)
+
+        def on_stopped() -> None:  # on the worker: told to the server's loop
+            with contextlib.suppress(RuntimeError):  # unless it has closed: nothing waits
+                loop.call_soon_threadsafe(stopping)
+
+        self._stopped = [*self.running(), stopped]
+        future = self._worker.submit(coro, context or contextvars.copy_context(), on_stopped)
+        return await asyncio.wrap_future(future, loop=loop)
 
     def on_server(self, awaitable: Awaitable[T]) -> Awaitable[T]:
         """From the worker: await something that lives on the server's loop (a stream)."""
@@ -217,7 +237,9 @@ class Lease:
         except asyncio.CancelledError:
             if not waited.done():  # this call was cancelled: stop reading, take the worker
                 self._server_loop.call_soon_threadsafe(self._stop_lending)
-                with contextlib.suppress(BaseException):  # the cancellation is what counts
+                # The cancellation is what counts (never swallow GeneratorExit: a coroutine
+                # closed at shutdown must close).
+                with contextlib.suppress(Exception, asyncio.CancelledError):
                     await waited
             raise
 
@@ -252,9 +274,9 @@ class Lease:
         if cancelled:
             raise asyncio.CancelledError
 
-    def running(self) -> list[threading.Event]:
-        """The events of work submitted that has not yet stopped."""
-        return [e for e in self._stopped if not e.is_set()]
+    def running(self) -> list[asyncio.Future[None]]:
+        """Work submitted that has not yet stopped."""
+        return [f for f in self._stopped if not f.done()]
 
     def release(self) -> None:
         if self.held:
@@ -325,11 +347,6 @@ class _LeaseContext:
             lease.release()
             return
         # A cancelled call's work is still stopping (taking its worker back first if it had
-        # lent it out): the worker is free after it.
-        loop = asyncio.get_running_loop()
-
-        def wait() -> None:
-            for event in running:
-                event.wait()
-
-        loop.run_in_executor(None, wait).add_done_callback(lambda _: lease.release())
+        # lent it out): the worker is free after it. No thread waits for that: hundreds of
+        # cancelled uploads would fill an executor, each waiting on a worker another holds.
+        asyncio.gather(*running).add_done_callback(lambda _: lease.release())

@@ -15,8 +15,8 @@ from chatpro_privacy.domain.kernel.tokens import new_id
 from chatpro_privacy.domain.kernel.vocabulary import MembershipState
 from chatpro_privacy.domain.records import audit
 from chatpro_privacy.storage.db import database
-from chatpro_privacy.storage.models import Conversation, ConversationParticipant, Membership
-from chatpro_privacy.storage.queries import tuples
+from chatpro_privacy.storage.models import Conversation, ConversationParticipant
+from chatpro_privacy.storage.queries import active_members, insert_participants, tuples
 
 # A whole school or company in one broadcast; the request's ids are capped at this before
 # any work (edge/request_caps.py).
@@ -91,14 +91,7 @@ def create(
         v.add("sender_account_ids", "senders must be participants", "NOT_A_PARTICIPANT")
     v.raise_if_any()
     everyone = [creator, *others]
-    active = {
-        m.account_id
-        for m in Membership.select(Membership.account).where(
-            (Membership.organisation == mine.organisation_id)
-            & (Membership.account.in_(everyone))
-            & (Membership.state == MembershipState.ACTIVE)
-        )
-    }
+    active = active_members(mine.organisation_id, everyone, MembershipState.ACTIVE)
     missing = [a for a in others if a not in active]
     if missing:
         # Only members are named here; whether an outsider's account exists stays unsaid.
@@ -120,12 +113,7 @@ def create(
             mode=mode,
             created_at=clock.now(),
         )
-        ConversationParticipant.insert_many(
-            [
-                {"conversation": conversation.id, "account": a, "can_send": a in may_post}
-                for a in everyone
-            ]
-        ).execute()
+        insert_participants(conversation.id, [(a, a in may_post) for a in everyone])
         audit.record(
             principal, f"conversation.create:{kind}:{mode}", "conversation", conversation.id
         )

@@ -24,16 +24,17 @@ MODE_VALUES: dict[str, messaging_pb2.ConversationMode.ValueType] = {v: k for k, 
 
 def conversation(view: conversations.ConversationView) -> messaging_pb2.Conversation:
     c = view.conversation
-    return messaging_pb2.Conversation(
+    converted = messaging_pb2.Conversation(
         conversation_id=c.id,
         organisation_id=c.organisation_id,
         kind=KIND_VALUES[c.kind],
         mode=MODE_VALUES[c.mode],
-        participants=[
-            messaging_pb2.Participant(account_id=a, can_send=can) for a, can in view.participants
-        ],
         create_time=timestamp(c.created_at),
     )
+    add = converted.participants.add  # in place: a list of messages first costs twice as much
+    for account_id, can_send in view.participants:
+        add(account_id=account_id, can_send=can_send)
+    return converted
 
 
 def message(view: MessageView) -> messaging_pb2.ChatMessage:

@@ -68,6 +68,7 @@ class RegisterRequest(_message.Message):
         """Purposes resting on consent that the person agreed to on the sign-up form, e.g.
         sharing with each category of third party (CON-3). For a child they are recorded as
         acknowledged; the guardian gives them.
+        At most 32 (the register holds fewer).
         """
 
     def __init__(

@@ -239,15 +239,17 @@ class AssessBreachRequest(_message.Message):
     """The assessed risk."""
     @_builtins.property
     def data_categories(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Data categories involved."""
+        """Data categories involved; at most 10."""
 
     @_builtins.property
     def affected_account_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Accounts affected."""
+        """Accounts affected; at most 10,000 per assessment (assess again to name more: people
+        already named are not named twice).
+        """
 
     @_builtins.property
     def organisation_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Organisations whose content is involved; each is told."""
+        """Organisations whose content is involved; each is told. At most 1,000."""
 
     def __init__(
         self,

@@ -126,7 +126,7 @@ class RecordDisclosureRequest(_message.Message):
     """Why, in a few words (no personal data)."""
     @_builtins.property
     def data_categories(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Which categories."""
+        """Which categories; at most 10."""
 
     def __init__(
         self,

@@ -39,11 +39,11 @@ class CreateConversationRequest(_message.Message):
     """Two-way or broadcast."""
     @_builtins.property
     def participant_account_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """The other participants (the caller takes part anyway)."""
+        """The other participants (the caller takes part anyway); at most 5,000 in all."""
 
     @_builtins.property
     def sender_account_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Broadcast only: who else besides the caller may post."""
+        """Broadcast only: who else besides the caller may post; at most 200."""
 
     def __init__(
         self,

@@ -69,7 +69,7 @@ class MonitoringScope(_message.Message):
 
     @_builtins.property
     def person_account_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Only content sent by or to these members; empty for everyone."""
+        """Only content sent by or to these members; empty for everyone. At most 100."""
 
     def __init__(
         self,
@@ -205,7 +205,7 @@ class SearchContentRequest(_message.Message):
 
     @_builtins.property
     def keywords(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Words that must all occur (case and accents as typed are normalised); up to 10."""
+        """Words that must all occur (case and accents as typed are normalised); at most 10."""
 
     def __init__(
         self,

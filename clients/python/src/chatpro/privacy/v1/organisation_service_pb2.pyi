@@ -156,7 +156,7 @@ class PublishStatementRequest(_message.Message):
     """The text."""
     @_builtins.property
     def retention_months(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
-        """Months announced per content kind; 12 to 120."""
+        """Months announced per content kind; 12 to 120. At most 16 kinds."""
 
     @_builtins.property
     def effective_time(self) -> _timestamp_pb2.Timestamp:

@@ -55,7 +55,7 @@ class CreateRightsRequestRequest(_message.Message):
     """The caller's id for this request, so that a retry does not make it twice."""
     @_builtins.property
     def corrections(self) -> _containers.RepeatedCompositeFieldContainer[_rights_pb2.Correction]:
-        """Rectification: the corrections."""
+        """Rectification: the corrections; at most 4 (one per field that can be corrected)."""
 
     def __init__(
         self,
@@ -164,7 +164,7 @@ class ListRightsRequestsRequest(_message.Message):
     """From the previous page."""
     @_builtins.property
     def states(self) -> _containers.RepeatedScalarFieldContainer[_rights_pb2.RightsRequestState.ValueType]:
-        """Only these states; all when empty."""
+        """Only these states; all when empty. At most 16."""
 
     def __init__(
         self,
@@ -432,7 +432,7 @@ class CompleteRightsRequestRequest(_message.Message):
     """What was done, told to the requester."""
     @_builtins.property
     def kept_parts(self) -> _containers.RepeatedCompositeFieldContainer[_rights_pb2.KeptPart]:
-        """Erasure: the parts of ChatPro's own data kept, each with its legal reason."""
+        """Erasure: the parts of ChatPro's own data kept, each with its legal reason; at most 20."""
 
     def __init__(
         self,
