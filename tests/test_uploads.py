@@ -238,3 +238,29 @@ def test_a_declared_size_keeps_a_stream_cut_short_from_being_stored(
     whole = [first, *[msg.UploadCallRecordingRequest(chunk=CHUNK)] * 5]
     stored = api.messaging.UploadCallRecording(iter(whole), metadata=api.auth(p1.token))
     assert stored.recording.size_bytes == 5 * len(CHUNK)
+
+
+def test_uploads_in_flight_when_the_server_stops_leave_no_blob(
+    database_target: tuple[str, str | None],
+) -> None:
+    """Stopping cancels them: each takes its worker back (one worker for six uploads) and
+    removes its partial audio before the workers stop."""
+    url, schema = database_target
+    with (
+        InProcessServer.start(
+            url, schema=schema, call_workers=1, uploads_per_organisation=10
+        ) as server,
+        grpc.insecure_channel(server.target) as channel,
+    ):
+        api = Api(server, channel)
+        school = build_org(api, "t", members=("pupil1", "pupil2"))
+        p1, p2 = school.members["pupil1"], school.members["pupil2"]
+        group = conversation(api, p1, school.organisation_id, [p2])
+        held = [_held_upload(api, p.token, group, 2) for p in (p1, p2) * 3]
+        _wait(lambda: len(_blobs(server)) == 12)
+        server.stop()
+        for call, release in held:
+            release.set()
+            with pytest.raises(grpc.RpcError):
+                call.result(10)
+        assert _blobs(server) == []

@@ -231,6 +231,7 @@ class RunningServer:
             self.runtime.settings.grace_period_seconds if grace is None else grace
         )
         await self.edge.stop(self.server)
+        await self.workers.settle(2.0)
         self.workers.shutdown()
         self.background.shutdown()
         self.runtime.passwords.shutdown()

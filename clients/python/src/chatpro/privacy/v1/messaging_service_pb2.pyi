@@ -39,7 +39,7 @@ class CreateConversationRequest(_message.Message):
     """Two-way or broadcast."""
     @_builtins.property
     def participant_account_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """The other participants (the caller takes part anyway); at most 5,000 in all."""
+        """The other participants (the caller takes part anyway); at most 1,000 in all."""
 
     @_builtins.property
     def sender_account_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
