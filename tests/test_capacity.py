@@ -14,11 +14,12 @@ import grpc
 import pytest
 from chatpro.privacy.v1 import account_service_pb2, policy_service_pb2
 from chatpro.privacy.v1 import messaging_service_pb2 as msg
+from chatpro.privacy.v1 import messaging_service_pb2_grpc as msg_grpc
 from chatpro_privacy.settings import from_env
 from chatpro_privacy.testing import InProcessServer
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from helpers import Api, rpc_error, timestamp
-from orgs import Org, build_org, conversation
+from orgs import Org, build_org, conversation, upload
 
 
 @pytest.fixture
@@ -207,3 +208,35 @@ def test_capacity_settings_come_from_the_environment() -> None:
         tuned.watches_per_address,
         tuned.max_connection_age_seconds,
     ) == (2.5, 8, 4, 600.0)
+
+
+def test_a_client_slow_to_read_a_stream_holds_no_database_worker(
+    api: Api, school: Org, server: InProcessServer
+) -> None:
+    """One call worker; a participant streams a recording's audio (5 MiB) and stops reading
+    after the first chunk: everyone else's calls still answer at once."""
+    p1, p2 = school.members["pupil1"], school.members["pupil2"]
+    group = conversation(api, p1, school.organisation_id, [p2])
+    recording = upload(api, p1.token, group, [b"\x01" * (1024 * 1024)] * 5)
+    # A connection whose window stays small (no BDP probing): the server's writes wait.
+    slow = grpc.insecure_channel(
+        server.target,
+        options=[("grpc.http2.bdp_probe", 0), ("grpc.use_local_subchannel_pool", 1)],
+    )
+    stream = msg_grpc.MessagingServiceStub(slow).StreamCallRecordingAudio(
+        msg.StreamCallRecordingAudioRequest(recording_id=recording.recording_id),
+        metadata=api.auth(p2.token),
+    )
+    try:
+        assert next(stream).index == 0
+        time.sleep(0.3)  # the server has written what the connection's window takes
+        started = time.perf_counter()
+        api.policy.GetCurrentPolicy(policy_service_pb2.GetCurrentPolicyRequest(), timeout=3)
+        api.accounts.GetAccount(
+            account_service_pb2.GetAccountRequest(), metadata=api.auth(p1.token), timeout=3
+        )
+        assert time.perf_counter() - started < 1
+        assert [c.index for c in stream] == [1, 2, 3, 4]  # the rest still comes, in order
+    finally:
+        stream.cancel()
+        slow.close()

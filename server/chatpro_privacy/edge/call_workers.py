@@ -257,15 +257,24 @@ class Lease:
         if self._stop_requested:
             raise asyncio.CancelledError
         self._pause = asyncio.current_task()
-        self.held = False
-        self._workers.pool().put(self._worker)
+        self.lend()
         try:
             return await read()
         finally:
             self._pause = None
-            await self._take_back()
+            await self.take_back()
 
-    async def _take_back(self) -> None:
+    def lend(self) -> None:
+        """On the server's loop: give the worker to other calls while this one waits on its
+        client; ``take_back`` before this call's code runs on the worker again."""
+        self.held = False
+        self._workers.pool().put(self._worker)
+
+    async def take_back(self) -> None:
+        """The worker lent out is this call's again (ahead of calls waiting for any worker);
+        completes even if cancelled meanwhile, then raises the cancellation."""
+        if self.held:
+            return
         back = self._workers.pool().take_back(self._worker)
         cancelled = False
         while not back.done():

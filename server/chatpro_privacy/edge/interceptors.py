@@ -401,7 +401,9 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
             return result, contextvars.copy_context()
 
         async def step(items: AsyncIterator[Any]) -> Any:
-            return await anext(items, _END)
+            """The next item, and whether the worker may be lent out while it is sent."""
+            item = await anext(items, _END)
+            return item, self.workers is not None and self.workers.may_lend()
 
         async def handle(
             request: Any, ctx: grpc.aio.ServicerContext[Any, Any]
@@ -419,10 +421,18 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
                     started = start(request, _CallView(ctx), call)
                     items, made_in = await lease.run(self._guarded(started))
                     try:
-                        while (
-                            item := await lease.run(self._guarded(step(items)), made_in.copy())
-                        ) is not _END:
-                            yield item
+                        while True:
+                            item, lendable = await lease.run(
+                                self._guarded(step(items)), made_in.copy()
+                            )
+                            if item is _END:
+                                break
+                            if lendable:  # a client slow to read holds no worker meanwhile
+                                lease.lend()
+                            try:
+                                yield item
+                            finally:
+                                await lease.take_back()
                     finally:
                         if inspect.isasyncgen(items):
                             with contextlib.suppress(BaseException):
