@@ -240,3 +240,34 @@ def test_a_client_slow_to_read_a_stream_holds_no_database_worker(
     finally:
         stream.cancel()
         slow.close()
+
+
+def test_connections_are_closed_after_their_age(database_target: tuple[str, str | None]) -> None:
+    """max_connection_age reaches grpc: a connection older than it is told to go away (the
+    client's channel goes idle and reconnects for its next call)."""
+    url, schema = database_target
+    with InProcessServer.start(
+        url, schema=schema, max_connection_age_seconds=0.5, max_connection_age_grace_seconds=0.5
+    ) as srv:
+        channel = grpc.insecure_channel(srv.target)
+        states: list[grpc.ChannelConnectivity] = []
+        channel.subscribe(states.append)
+        try:
+            health = health_pb2_grpc.HealthStub(channel)
+            health.Check(health_pb2.HealthCheckRequest(), timeout=5)
+            ready, idle = grpc.ChannelConnectivity.READY, grpc.ChannelConnectivity.IDLE
+
+            def went_idle() -> bool:  # ready, then idle: the server sent GOAWAY
+                seen = list(states)
+                return ready in seen and idle in seen[seen.index(ready) :]
+
+            deadline = time.monotonic() + 5
+            while not went_idle():
+                assert time.monotonic() < deadline, states
+                time.sleep(0.05)
+            assert health.Check(health_pb2.HealthCheckRequest(), timeout=5).status == (
+                health_pb2.HealthCheckResponse.SERVING
+            )
+        finally:
+            channel.unsubscribe(states.append)
+            channel.close()
