@@ -54,12 +54,13 @@ test: $(STAMP) $(GENERATED)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 ## lint: buf lint on the protos, ruff (rules and formatting) and mypy on the code
-LINTED := server tests bench clients/python/src/chatpro_privacy_client plugins
+LINTED := server tests bench clients/python/src/chatpro_privacy_client clients/python/tests plugins
 lint: $(STAMP) $(GENERATED) $(BUF)
 	$(BUF) lint
 	$(VENV)/bin/ruff check $(LINTED)
 	$(VENV)/bin/ruff format --check $(LINTED)
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy clients/python/tests
 
 ## bench: throughput ratios against a no-op call in the same run -> bench-results.json
 bench: $(STAMP) $(GENERATED)
