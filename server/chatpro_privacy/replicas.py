@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import errno
 import multiprocessing
 import os
@@ -95,6 +96,10 @@ def serve_one(settings: Settings, slot: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's ^C reaches the parent, too
     logs.configure(settings.log_format, settings.log_level, pid=True)
     _stop_when_orphaned(os.getppid())
+    if settings.metrics_address is not None:  # each worker's metrics on a port of its own
+        host, _, port = settings.metrics_address.rpartition(":")
+        shifted = int(port) + slot if int(port) else 0
+        settings = dataclasses.replace(settings, metrics_address=f"{host}:{shifted}")
     try:
         asyncio.run(serve(settings, migrate=False))
     except AddressInUseError as exc:

@@ -88,6 +88,13 @@ class Settings:
     call_workers: int | None = None
     # `serve --workers N`: server processes on the one address (SO_REUSEPORT), see replicas.py.
     serve_workers: int = 1
+    # Calls the server accepts at once (running or waiting for a worker); more are refused
+    # RESOURCE_EXHAUSTED by gRPC itself.
+    max_concurrent_calls: int = 1000
+    # Prometheus metrics on their own port ("host:port"), off when None; with --workers N,
+    # worker i serves on port + i. The database figures are read every refresh interval.
+    metrics_address: str | None = None
+    metrics_refresh_seconds: float = 30.0
     policy: PolicySettings = field(default_factory=PolicySettings)
 
     def with_overrides(self, **overrides: Any) -> Settings:
@@ -137,6 +144,28 @@ class Settings:
             raise SettingsError("password hashing needs at least one worker")
         if self.password_hash_profile not in PASSWORD_HASH_PROFILES:
             raise SettingsError(f"unknown password hash profile {self.password_hash_profile!r}")
+        self._validate_limits()
+
+    def _validate_limits(self) -> None:
+        """The limits a deployment tunes (see the README's settings table)."""
+        if not 0 < self.plugin_timeout_seconds <= 60:
+            raise SettingsError("the plugin time limit must be more than 0 and at most 60 s")
+        if not 1 <= self.plugin_fault_limit <= 100:
+            raise SettingsError("the plugin fault limit must be between 1 and 100")
+        if self.sweep_interval_seconds < 1:
+            raise SettingsError("the sweep interval must be at least 1 second")
+        if self.grace_period_seconds < 0:
+            raise SettingsError("the grace period must not be negative")
+        if not 1 <= self.max_concurrent_calls <= 100_000:
+            raise SettingsError("max concurrent calls must be between 1 and 100000")
+        if self.metrics_refresh_seconds <= 0:
+            raise SettingsError("the metrics refresh interval must be positive")
+        if self.metrics_address is not None:
+            host, colon, port = self.metrics_address.rpartition(":")
+            if not colon or not host or not port.isdigit() or int(port) > 65535:
+                raise SettingsError("the metrics address must be host:port")
+            if self.metrics_address == self.address and int(port) != 0:
+                raise SettingsError("metrics need a port of their own, not the gRPC address")
 
 
 def _load_key(
@@ -162,6 +191,29 @@ def _load_key(
             with os.fdopen(fd, "w") as handle:
                 handle.write(secrets.token_hex(32))
     return bytes.fromhex(path.read_text().strip())
+
+
+# Settings read from the environment as numbers: variable -> (setting, type).
+_NUMBERS: dict[str, tuple[str, type[int] | type[float]]] = {
+    "CHATPRO_PLUGIN_TIMEOUT_SECONDS": ("plugin_timeout_seconds", float),
+    "CHATPRO_PLUGIN_FAULT_LIMIT": ("plugin_fault_limit", int),
+    "CHATPRO_SWEEP_INTERVAL_SECONDS": ("sweep_interval_seconds", float),
+    "CHATPRO_GRACE_PERIOD_SECONDS": ("grace_period_seconds", float),
+    "CHATPRO_PASSWORD_HASH_WORKERS": ("password_hash_workers", int),
+    "CHATPRO_MAX_CONCURRENT_CALLS": ("max_concurrent_calls", int),
+    "CHATPRO_METRICS_REFRESH_SECONDS": ("metrics_refresh_seconds", float),
+}
+
+
+def _numbers(source: Mapping[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for variable, (name, kind) in _NUMBERS.items():
+        if variable in source:
+            try:
+                values[name] = kind(source[variable])
+            except ValueError as exc:
+                raise SettingsError(f"{variable} must be a number") from exc
+    return values
 
 
 def from_env(env: Mapping[str, str] | None = None) -> Settings:
@@ -208,7 +260,9 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         if "CHATPRO_CALL_WORKERS" in source
         else None,
         serve_workers=int(source.get("CHATPRO_SERVE_WORKERS", "1")),
+        metrics_address=source.get("CHATPRO_METRICS_ADDRESS") or None,
         policy=policy,
+        **_numbers(source),
     )
     settings.validate()
     return settings
