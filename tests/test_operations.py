@@ -3,6 +3,9 @@ under grpc.reflection.v1, OpenTelemetry when installed, and every tuned limit a 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import dataclasses
 import sys
 import time
 import urllib.request
@@ -20,7 +23,8 @@ from chatpro.privacy.v1 import (
     rights_pb2,
     rights_service_pb2,
 )
-from chatpro_privacy.observability import tracing
+from chatpro_privacy import app
+from chatpro_privacy.observability import metrics, tracing
 from chatpro_privacy.plugin import hookimpl
 from chatpro_privacy.plugin.types import PluginContext
 from chatpro_privacy.settings import SettingsError, from_env
@@ -277,8 +281,10 @@ def test_every_tuned_limit_is_a_setting(tmp_path: Any) -> None:
             "CHATPRO_MAX_CONCURRENT_CALLS": "200",
             "CHATPRO_METRICS_ADDRESS": "127.0.0.1:9464",
             "CHATPRO_METRICS_REFRESH_SECONDS": "15",
+            "CHATPRO_PEER_RATE_WINDOW_SECONDS": "120",
         }
     )
+    assert settings.policy.peer_rate_window.total_seconds() == 120
     assert (
         settings.plugin_timeout_seconds,
         settings.plugin_fault_limit,
@@ -296,6 +302,7 @@ def test_every_tuned_limit_is_a_setting(tmp_path: Any) -> None:
         ("CHATPRO_PLUGIN_TIMEOUT_SECONDS", "soon"),
         ("CHATPRO_METRICS_ADDRESS", "9464"),
         ("CHATPRO_METRICS_ADDRESS", "127.0.0.1:50051"),  # the gRPC address itself
+        ("CHATPRO_PEER_RATE_WINDOW_SECONDS", "0"),
     ):
         with pytest.raises(SettingsError):
             from_env({**keys, variable: bad})
@@ -308,3 +315,39 @@ def test_plugin_limits_reach_the_plugin_host(database_target: tuple[str, str | N
     ) as server:
         plugins = server.runtime.plugins
         assert (plugins.workers.timeout, plugins.fault_limit) == (0.25, 7)
+
+
+def test_sweep_rounds_and_last_success_are_metered(metered: tuple[Api, int]) -> None:
+    """A scheduled round (the first after ``sweep_interval_seconds``) moves the rounds
+    counter and the last-success time (RET-1)."""
+    api, port = metered
+    server = api.server
+    running = server._running
+    assert running is not None
+    before = scrape(port)
+    settings = dataclasses.replace(server.settings, sweep_interval_seconds=0.01)
+    runtime = dataclasses.replace(server.runtime, settings=settings)
+
+    async def one_round() -> None:
+        task = asyncio.create_task(app._sweep_forever(runtime, running.background))
+        deadline = time.monotonic() + 30
+        rounds = ("chatpro_privacy_sweep_rounds_total", {"outcome": "ok"})
+        while metrics.REGISTRY.get_sample_value(*rounds) in (
+            None,
+            value(before, "chatpro_privacy_sweep_rounds_total", outcome="ok"),
+        ):
+            assert time.monotonic() < deadline, "no sweep round finished"
+            await asyncio.sleep(0.02)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    server.run(one_round())
+    after = scrape(port)
+    assert value(after, "chatpro_privacy_sweep_rounds_total", outcome="ok") == (
+        value(before, "chatpro_privacy_sweep_rounds_total", outcome="ok") + 1
+    )
+    assert value(after, "chatpro_privacy_sweep_last_success_timestamp_seconds") > max(
+        value(before, "chatpro_privacy_sweep_last_success_timestamp_seconds"), time.time() - 60
+    )
+    assert value(after, "chatpro_privacy_sweep_running") == 0

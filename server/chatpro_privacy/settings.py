@@ -126,6 +126,8 @@ class Settings:
             raise SettingsError("the age of digital consent must be between 1 and 18")
         if self.policy.session_lifetime <= dt.timedelta(0):
             raise SettingsError("the session token lifetime must be positive")
+        if self.policy.peer_rate_window <= dt.timedelta(0):
+            raise SettingsError("the per-address rate window must be positive")
         if len(self.secret_key) < 32:
             raise SettingsError("the secret key must be at least 32 bytes")
         if len(self.receipt_signing_key) != 32:
@@ -232,6 +234,9 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
             policy,
             session_lifetime=dt.timedelta(seconds=int(source["CHATPRO_TOKEN_LIFETIME_SECONDS"])),
         )
+    if "CHATPRO_PEER_RATE_WINDOW_SECONDS" in source:
+        window = dt.timedelta(seconds=int(source["CHATPRO_PEER_RATE_WINDOW_SECONDS"]))
+        policy = replace(policy, peer_rate_window=window)
     settings = Settings(
         address=source.get("CHATPRO_ADDRESS", Settings.address),
         database_url=source.get("DATABASE_URL", DEFAULT_DATABASE_URL),
