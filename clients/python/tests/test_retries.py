@@ -22,36 +22,11 @@ from chatpro.privacy.v1 import (
     policy_service_pb2,
     policy_service_pb2_grpc,
 )
-from google.protobuf import any_pb2, duration_pb2
-from google.rpc import code_pb2, error_details_pb2, status_pb2  # type: ignore[import-untyped, unused-ignore]
+from fakes import rich_status
+from google.rpc import code_pb2  # type: ignore[import-untyped, unused-ignore]
 
 READ = "/chatpro.privacy.v1.PolicyService/GetCurrentPolicy"
 WRITE = "/chatpro.privacy.v1.AccountService/Register"
-
-
-@dataclass(frozen=True)
-class _Status(grpc.Status):
-    code: grpc.StatusCode
-    details: str
-    trailing_metadata: tuple[tuple[str, bytes], ...]
-
-
-def _status(code: grpc.StatusCode, request_id: str, retry_after: float | None) -> _Status:
-    info = error_details_pb2.ErrorInfo(
-        reason=f"TEST_{code.name}", domain=cp.DOMAIN, metadata={"request_id": request_id}
-    )
-    details = [info]
-    if retry_after is not None:
-        delay = duration_pb2.Duration()
-        delay.FromNanoseconds(int(retry_after * 1e9))
-        details.append(error_details_pb2.RetryInfo(retry_delay=delay))
-    packed = []
-    for detail in details:
-        item = any_pb2.Any()
-        item.Pack(detail)
-        packed.append(item)
-    status = status_pb2.Status(code=code.value[0], message="scripted", details=packed)
-    return _Status(code, "scripted", (("grpc-status-details-bin", status.SerializeToString()),))
 
 
 Outcome = tuple[grpc.StatusCode, float | None] | None  # None: answer OK
@@ -73,7 +48,7 @@ class Script:
         if outcome is not None:
             code, retry_after = outcome
             request_id = dict(context.invocation_metadata()).get("x-request-id", "")
-            context.abort_with_status(_status(code, str(request_id), retry_after))
+            context.abort_with_status(rich_status(code, str(request_id), retry_after))
 
 
 class _Policy(policy_service_pb2_grpc.PolicyServiceServicer):
