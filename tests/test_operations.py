@@ -10,6 +10,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 import grpc
@@ -27,7 +28,8 @@ from chatpro_privacy import app
 from chatpro_privacy.observability import metrics, tracing
 from chatpro_privacy.plugin import hookimpl
 from chatpro_privacy.plugin.types import PluginContext
-from chatpro_privacy.settings import SettingsError, from_env
+from chatpro_privacy.replicas import worker_settings
+from chatpro_privacy.settings import Settings, SettingsError, from_env
 from chatpro_privacy.testing import InProcessServer, PluginKit
 from grpc_reflection.v1alpha import reflection_pb2
 from helpers import Api, child_birthday, rpc_error
@@ -351,3 +353,10 @@ def test_sweep_rounds_and_last_success_are_metered(metered: tuple[Api, int]) -> 
         value(before, "chatpro_privacy_sweep_last_success_timestamp_seconds"), time.time() - 60
     )
     assert value(after, "chatpro_privacy_sweep_running") == 0
+
+
+def test_each_replica_worker_serves_metrics_on_a_port_of_its_own() -> None:
+    base = Settings(address="127.0.0.1:50051", metrics_address="127.0.0.1:9464")
+    ports = [worker_settings(base, slot).metrics_address for slot in range(3)]
+    assert ports == ["127.0.0.1:9464", "127.0.0.1:9465", "127.0.0.1:9466"]
+    assert worker_settings(replace(base, metrics_address=None), 2).metrics_address is None
