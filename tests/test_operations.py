@@ -277,6 +277,7 @@ def test_every_tuned_limit_is_a_setting(tmp_path: Any) -> None:
             **keys,
             "CHATPRO_PLUGIN_TIMEOUT_SECONDS": "0.5",
             "CHATPRO_PLUGIN_FAULT_LIMIT": "5",
+            "CHATPRO_PLUGIN_WORKERS": "8",
             "CHATPRO_SWEEP_INTERVAL_SECONDS": "600",
             "CHATPRO_GRACE_PERIOD_SECONDS": "3",
             "CHATPRO_PASSWORD_HASH_WORKERS": "4",
@@ -287,6 +288,7 @@ def test_every_tuned_limit_is_a_setting(tmp_path: Any) -> None:
         }
     )
     assert settings.policy.peer_rate_window.total_seconds() == 120
+    assert settings.plugin_workers == 8
     assert (
         settings.plugin_timeout_seconds,
         settings.plugin_fault_limit,
@@ -300,6 +302,7 @@ def test_every_tuned_limit_is_a_setting(tmp_path: Any) -> None:
     for variable, bad in (
         ("CHATPRO_PLUGIN_TIMEOUT_SECONDS", "0"),
         ("CHATPRO_PLUGIN_FAULT_LIMIT", "0"),
+        ("CHATPRO_PLUGIN_WORKERS", "0"),
         ("CHATPRO_SWEEP_INTERVAL_SECONDS", "0.1"),
         ("CHATPRO_PLUGIN_TIMEOUT_SECONDS", "soon"),
         ("CHATPRO_METRICS_ADDRESS", "9464"),
@@ -313,10 +316,11 @@ def test_every_tuned_limit_is_a_setting(tmp_path: Any) -> None:
 def test_plugin_limits_reach_the_plugin_host(database_target: tuple[str, str | None]) -> None:
     url, schema = database_target
     with InProcessServer.start(
-        url, schema=schema, plugin_timeout_seconds=0.25, plugin_fault_limit=7
+        url, schema=schema, plugin_timeout_seconds=0.25, plugin_fault_limit=7, plugin_workers=3
     ) as server:
         plugins = server.runtime.plugins
         assert (plugins.workers.timeout, plugins.fault_limit) == (0.25, 7)
+        assert plugins.workers._pool._max_workers == 3
 
 
 def test_sweep_rounds_and_last_success_are_metered(metered: tuple[Api, int]) -> None:

@@ -162,6 +162,7 @@ class Runtime:
             store=PluginSettings(),
             timeout=settings.plugin_timeout_seconds,
             fault_limit=settings.plugin_fault_limit,
+            workers=settings.plugin_workers,
         )
         vault = Vault(
             KeyStore(settings.key_store_url, settings.master_key), BlobStore(settings.blob_dir)

@@ -82,6 +82,8 @@ class Settings:
     sweep_interval_seconds: float = 3600.0
     plugin_timeout_seconds: float = 2.0
     plugin_fault_limit: int = 3
+    # Threads plugin code runs on, shared by every organisation's plugins in the process.
+    plugin_workers: int = 16
     # Calls inside the database at once, each on a worker thread with a connection of its
     # own (so also the size of the connection pool). None: 16 on PostgreSQL, where a slow
     # network wants many in flight; 4 on SQLite, whose single writer gains nothing from more.
@@ -154,6 +156,8 @@ class Settings:
             raise SettingsError("the plugin time limit must be more than 0 and at most 60 s")
         if not 1 <= self.plugin_fault_limit <= 100:
             raise SettingsError("the plugin fault limit must be between 1 and 100")
+        if not 1 <= self.plugin_workers <= 256:
+            raise SettingsError("plugin workers must be between 1 and 256")
         if self.sweep_interval_seconds < 1:
             raise SettingsError("the sweep interval must be at least 1 second")
         if self.grace_period_seconds < 0:
@@ -199,6 +203,7 @@ def _load_key(
 _NUMBERS: dict[str, tuple[str, type[int] | type[float]]] = {
     "CHATPRO_PLUGIN_TIMEOUT_SECONDS": ("plugin_timeout_seconds", float),
     "CHATPRO_PLUGIN_FAULT_LIMIT": ("plugin_fault_limit", int),
+    "CHATPRO_PLUGIN_WORKERS": ("plugin_workers", int),
     "CHATPRO_SWEEP_INTERVAL_SECONDS": ("sweep_interval_seconds", float),
     "CHATPRO_GRACE_PERIOD_SECONDS": ("grace_period_seconds", float),
     "CHATPRO_PASSWORD_HASH_WORKERS": ("password_hash_workers", int),
