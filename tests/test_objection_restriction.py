@@ -24,7 +24,8 @@ from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.retention.account_expiry import Expiry
 from chatpro_privacy.storage.models import Account
 from helpers import Api, Unchanged, create_recipient, disclose, rpc_error, set_clock
-from test_rights import request, verify
+from helpers import request_right as request
+from helpers import verify_requester as verify
 
 S = rights_pb2
 LI = consent_pb2.LAWFUL_BASIS_LEGITIMATE_INTEREST
