@@ -82,7 +82,8 @@ def test_rgt_4_an_upheld_objection_to_legitimate_interest_stops_every_processing
 ) -> None:
     """RGT-4: once the data privacy manager upholds the objection, each processing on
     legitimate interest refuses the person's data where it happens: disclosures to the new
-    owners of the business, device records; processing on consent carries on."""
+    owners of the business, device records, correspondence records; processing on consent
+    carries on."""
     operator = api.staff("operator")
     account, person = api.adult()
     new_owners = create_recipient(api, operator, name="NewCo Ltd", category="new_owners",
@@ -92,6 +93,10 @@ def test_rgt_4_an_upheld_objection_to_legitimate_interest_stops_every_processing
     service = api.service_token("transfers")
     disclose(api, service, new_owners.recipient_id, account.account_id)
     assert use_device(api, person).use_count == 1
+    write = account_service_pb2.SubmitCorrespondenceRequest(
+        kind=account_pb2.CORRESPONDENCE_KIND_CONTACT, subject="Hello", body="A question."
+    )
+    api.accounts.SubmitCorrespondence(write, metadata=api.auth(person))
 
     made = request(api, person, S.RIGHTS_REQUEST_TYPE_OBJECTION,
                    objection_ground=S.OBJECTION_GROUND_LEGITIMATE_INTEREST)  # fmt: skip
@@ -112,6 +117,11 @@ def test_rgt_4_an_upheld_objection_to_legitimate_interest_stops_every_processing
     assert refused.metadata["purpose_id"] == "business_transfer"
     assert use_device(api, person).use_count == 0  # not recorded
     assert [d.use_count for d in devices(api, person)] == [1]
+    kept = unchanged(lambda: api.accounts.SubmitCorrespondence(write, metadata=api.auth(person)))
+    assert (kept.reason, kept.metadata["purpose_id"]) == (
+        "PROCESSING_OBJECTED_TO",
+        "correspondence",
+    )
     assert objected(api, person) == ON_LEGITIMATE_INTEREST
     # Consent-based sharing is not what was objected to.
     disclose(api, service, adviser.recipient_id, account.account_id)
