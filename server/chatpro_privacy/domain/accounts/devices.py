@@ -29,7 +29,7 @@ from chatpro_privacy.domain.kernel.errors import (
 from chatpro_privacy.domain.kernel.principals import Principal
 from chatpro_privacy.domain.kernel.views import View
 from chatpro_privacy.domain.records import audit
-from chatpro_privacy.storage import queries
+from chatpro_privacy.storage import chained, queries
 from chatpro_privacy.storage.db import database
 from chatpro_privacy.storage.models import Device, InstallationEvent
 
@@ -89,8 +89,8 @@ def validate_device(v: Violations, device: DeviceData, prefix: str = "device") -
     )
 
 
-def upsert_device(account_id: str, device: DeviceData, source: str) -> Device:
-    return queries.upsert_device(
+def _device_use(account_id: str, device: DeviceData, source: str) -> chained.Write:
+    return queries.device_use(
         account_id,
         device.device_id,
         device.device_type,
@@ -99,6 +99,12 @@ def upsert_device(account_id: str, device: DeviceData, source: str) -> Device:
         source,
         clock.now(),
     )
+
+
+def upsert_device(account_id: str, device: DeviceData, source: str) -> Device:
+    """In the caller's transaction."""
+    rows: list[Device] = chained.run(_device_use(account_id, device, source), Device)
+    return rows[0]
 
 
 # How precisely the last use of an account is kept: expiry is six months after it (RET-2).
@@ -152,16 +158,21 @@ def _require_analytics_allowed(account_id: str, subject_ref: str) -> None:
         )
 
 
-def _consented_fields(account_id: str, subject_ref: str, device: DeviceData) -> DeviceData:
+def _consented_fields(subject_ref: str, device: DeviceData, restricted: bool) -> DeviceData:
     """CON-4: the fields the register says need consent are blanked unless the person gave
-    it for their purpose, and while their processing is restricted (RGT-5)."""
-    restricted = restrictions.restriction(account_id) is not None
-    blank = {
-        use.field: ""
-        for use in register().device_data
-        if use.need == DeviceNeed.CONSENT
-        and (restricted or not consent.has_consent(subject_ref, use.purpose_id))
-    }
+    it for their purpose, and while their processing is restricted (RGT-5). The ledger is
+    read only for a field that was reported."""
+    given: dict[str, bool] = {}
+    blank = {}
+    for use in register().device_data:
+        if use.need != DeviceNeed.CONSENT or not getattr(device, use.field):
+            continue
+        if use.purpose_id not in given:
+            given[use.purpose_id] = not restricted and consent.has_consent(
+                subject_ref, use.purpose_id
+            )
+        if not given[use.purpose_id]:
+            blank[use.field] = ""
     return replace(device, **blank)
 
 
@@ -198,20 +209,35 @@ class DeviceRecords:
         )
         if subject_ref is None:
             raise NotFound("ACCOUNT_NOT_FOUND", "no such account", {"account_id": target})
-        with database.atomic():
-            if source == DataSource.ANALYTICS_PROVIDER:
-                _require_analytics_allowed(target, subject_ref)
-            else:
-                device = _consented_fields(target, subject_ref, device)
-            if source == DataSource.DEVICE and _not_marked_recently(principal, target):
-                queries.touch_account(target, clock.now())  # the app in use (ACC-7, RET-2)
-            if source == DataSource.DEVICE and restrictions.objected_to(
-                target, register().get(DEVICE_SECURITY)
-            ):
-                return _not_recorded(device, source)  # RGT-4: the records stop, use counts
-            row = upsert_device(target, device, source)
-            audit.record(principal, "device.use", "account", target, subject_ref)
+        touch = source == DataSource.DEVICE and _not_marked_recently(principal, target)
+        if source != DataSource.ANALYTICS_PROVIDER:
+            person = restrictions.standing(target)
+            device = _consented_fields(subject_ref, device, restrictions.RESTRICTED in person)
+            if restrictions.stops(register().get(DEVICE_SECURITY), person):
+                if touch:  # RGT-4: the records stop; the use still keeps the account alive
+                    with database.atomic():
+                        queries.touch_account(target, clock.now())
+                return _not_recorded(device, source)
+        if source == DataSource.ANALYTICS_PROVIDER or touch:
+            with database.atomic():
+                if source == DataSource.ANALYTICS_PROVIDER:
+                    _require_analytics_allowed(target, subject_ref)
+                row = upsert_device(target, device, source)
+                if touch:
+                    queries.touch_account(target, clock.now())  # the app in use (ACC-7, RET-2)
+                audit.record(principal, "device.use", "account", target, subject_ref)
             return DeviceView.from_row(row)
+        # The hot path: the device's use and its audit entry in one round trip.
+        (row,) = audit.recorded_write(
+            principal,
+            "device.use",
+            "account",
+            target,
+            subject_ref,
+            _device_use(target, device, source),
+            Device,
+        )
+        return DeviceView.from_row(row)
 
     def list_devices(self, principal: Principal, account_id: str) -> list[DeviceView]:
         target = access.target_account(principal, account_id)

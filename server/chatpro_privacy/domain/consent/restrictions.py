@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import enum
 
+import peewee as pw
+
 from chatpro_privacy.domain.consent.purposes import Purpose, register
 from chatpro_privacy.domain.kernel import access
 from chatpro_privacy.domain.kernel.errors import FailedPrecondition
@@ -36,6 +38,7 @@ class ObjectionGround(enum.StrEnum):
 
 
 DIRECT_MARKETING = "direct_marketing"  # the purpose of the register an objection stops
+RESTRICTED = "restricted"  # in ``standing``: the person's processing is restricted
 
 
 def restriction(account_id: str) -> str | None:
@@ -61,17 +64,41 @@ def objected(account_id: str, ground: ObjectionGround) -> bool:
     )
 
 
+def _grounds_stopping(purpose: Purpose) -> set[str]:
+    """The grounds of objection that stop this purpose."""
+    grounds: set[str] = set()
+    if purpose.rests_on_legitimate_interest:
+        grounds.add(ObjectionGround.LEGITIMATE_INTEREST)
+    if purpose.id == DIRECT_MARKETING:
+        grounds.add(ObjectionGround.DIRECT_MARKETING)
+    return grounds
+
+
+def standing(account_id: str) -> frozenset[str]:
+    """In one round trip (device use is a hot path): the grounds of the person's objections
+    in force, and ``RESTRICTED`` if their processing is restricted."""
+    grounds = ProcessingObjection.select(ProcessingObjection.ground).where(
+        ProcessingObjection.account == account_id
+    )
+    restricted = ProcessingRestriction.select(pw.Value(RESTRICTED)).where(
+        ProcessingRestriction.account == account_id
+    )
+    return frozenset(str(row[0]) for row in (grounds + restricted).tuples())
+
+
+def stops(purpose: Purpose, person_standing: frozenset[str]) -> bool:
+    """Whether the person's objections, as ``standing`` read them, stop this purpose."""
+    return bool(_grounds_stopping(purpose) & person_standing)
+
+
 def objected_to(account_id: str, purpose: Purpose) -> bool:
     """Whether an objection in force stops this purpose for the person (RGT-4)."""
-    grounds = []
-    if purpose.rests_on_legitimate_interest:
-        grounds.append(ObjectionGround.LEGITIMATE_INTEREST)
-    if purpose.id == DIRECT_MARKETING:
-        grounds.append(ObjectionGround.DIRECT_MARKETING)
+    grounds = _grounds_stopping(purpose)
     return bool(grounds) and (
         ProcessingObjection.select()
         .where(
-            (ProcessingObjection.account == account_id) & ProcessingObjection.ground.in_(grounds)
+            (ProcessingObjection.account == account_id)
+            & ProcessingObjection.ground.in_(sorted(grounds))
         )
         .exists()
     )
