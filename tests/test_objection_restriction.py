@@ -333,3 +333,21 @@ def test_rgt_5_objection_pending_restricts_while_the_objection_is_decided(
     r.lift("your objection was decided: our grounds override it")
     assert r.tell().reason == "your objection was decided: our grounds override it"
     r.disclosure()
+
+
+def test_rgt_5_a_new_restriction_while_one_is_being_lifted_replaces_it(api: Api, dpm: str) -> None:
+    """RGT-5: if the person restricts processing again before the lifting notice is
+    delivered, the new restriction holds and the old notice is withdrawn (superseded)."""
+    r = Restricted(api, dpm, S.RESTRICTION_CASE_ACCURACY_CONTESTED)
+    r.lift("accuracy verified")
+    again = request(api, r.token, S.RIGHTS_REQUEST_TYPE_RESTRICTION,
+                    restriction_case=S.RESTRICTION_CASE_LEGAL_CLAIMS)  # fmt: skip
+    assert verify(api, dpm, again.rights_request_id).state == S.RIGHTS_REQUEST_STATE_COMPLETED
+    events = api.outbox_events(r.notifier).events
+    (notice,) = [e for e in events if e.HasField("restriction_lifting") or e.superseded]
+    assert notice.superseded
+    api.outbox.AcknowledgeOutboxEvents(
+        outbox_service_pb2.AcknowledgeOutboxEventsRequest(through_sequence=events[-1].sequence),
+        metadata=api.auth(r.notifier),
+    )
+    assert rpc_error(r.disclosure).reason == "PROCESSING_RESTRICTED"

@@ -470,17 +470,19 @@ def _restriction_lifting(r: Reading) -> RestrictionLifting | None:
     """RGT-5: told before the restriction is lifted; withdrawn if a new one replaced it."""
     a = r.account
     rights_request_id = r.stored["rights_request_id"]
+    placed = (
+        None
+        if a is None
+        else ProcessingRestriction.get_or_none(ProcessingRestriction.account == a.id)
+    )
+    if a is None or placed is None or placed.rights_request_id != rights_request_id:
+        return None
     request = RightsRequest.get_or_none(RightsRequest.id == rights_request_id)
-    if a is None or request is None:
-        return None
-    placed = ProcessingRestriction.get_or_none(ProcessingRestriction.account == a.id)
-    if placed is not None and placed.rights_request_id != rights_request_id:
-        return None
     return RestrictionLifting(
         account_id=a.id,
-        email=_requester_email(a, request),
-        rights_request_id=request.id,
-        restriction_case=request.restriction_case,
+        email=_requester_email(a, request) if request else str(a.email),
+        rights_request_id=rights_request_id,
+        restriction_case=placed.restriction_case,
         reason=r.stored["reason"],
     )
 

@@ -79,7 +79,9 @@ def _view(row: ProcessingRestriction, notice: OutboxEvent | None) -> Restriction
 def _history(rights_request_id: str, actor: str, note: str) -> None:
     """A step in the history of the request that placed the restriction (RGT-8); its state
     stays as it was (completed)."""
-    request = RightsRequest.get_by_id(rights_request_id)
+    request = RightsRequest.get_or_none(RightsRequest.id == rights_request_id)
+    if request is None:  # placed without a request (a restore, a test): nothing to append to
+        return
     RightsRequestEvent.create(
         rights_request=request.id,
         from_state=request.state,
