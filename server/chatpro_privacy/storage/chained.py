@@ -31,12 +31,16 @@ class Write(NamedTuple):
 
 
 _CHAINED = """
-WITH audit_step AS (
-  INSERT INTO audit_head (chain_partition, seq, mac, head_mac) SELECT ?, ?, ?, ? WHERE ? = 0
-  ON CONFLICT (chain_partition) DO UPDATE SET
-    seq = excluded.seq, mac = excluded.mac, head_mac = excluded.head_mac
-  WHERE audit_head.seq = ?
+WITH moved AS (
+  UPDATE audit_head SET seq = ?, mac = ?, head_mac = ?
+  WHERE chain_partition = ? AND seq = ?
   RETURNING chain_partition
+), created AS (
+  INSERT INTO audit_head (chain_partition, seq, mac, head_mac) SELECT ?, ?, ?, ? WHERE ? = 0
+  ON CONFLICT (chain_partition) DO NOTHING
+  RETURNING chain_partition
+), audit_step AS (
+  SELECT chain_partition FROM moved UNION ALL SELECT chain_partition FROM created
 ), audit_entry_step AS (
   INSERT INTO audit_entry
     (occurred_at, request_id, actor_type, actor_ref, action, subject_ref, target_type,
@@ -79,12 +83,13 @@ def run_chained(write: Write, fields: tuple[Any, ...], link: Link, model: Any = 
     """The write, its audit entry ``fields`` and the head's move, as one statement; no rows
     if the head is no longer at ``link.follows`` (nothing was written)."""
     sql = _CHAINED.format(write=write.sql.format(source="FROM audit_step"))
+    head = (link.seq, link.mac, link.head_mac)
     params = (
+        *head,
         link.partition,
-        link.seq,
-        link.mac,
-        link.head_mac,
         link.follows,
+        link.partition,
+        *head,
         link.follows,
         *fields,
         link.seq,
