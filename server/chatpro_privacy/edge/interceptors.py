@@ -51,6 +51,7 @@ PUBLIC_METHODS = frozenset(
         "PolicyService/GetPolicyVersion",
         "ConsentService/ListPurposes",
         "ConsentService/GetReceiptSigningKeys",
+        "ConsentService/GetLegitimateInterestAssessment",
         "AccountService/Register",
         "AccountService/ConfirmGuardianConsent",
         "AccountService/RequestGuardianAccess",
