@@ -30,7 +30,7 @@ def server(database_target: tuple[str, str | None]) -> Iterator[InProcessServer]
         schema=schema,
         call_workers=1,
         calls_per_principal=3,
-        max_calls=6,
+        max_concurrent_calls=6,
         watches_per_address=2,
         stream_idle_seconds=5.0,
     ) as srv:

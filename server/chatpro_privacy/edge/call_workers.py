@@ -318,6 +318,9 @@ class CallWorkers:
         self._on_stop = on_stop
         self._workers = [_Worker(f"call-{i}", on_start) for i in range(size)]
         self._pool: _Pool | None = None
+        # Read by the metrics endpoint's thread: plain integers, written on the server's loop.
+        self.in_use = 0  # calls holding a lease (a lease lent out while its client waits too)
+        self.waiting = 0
 
     def pool(self) -> _Pool:
         if self._pool is None:  # made on the server's loop, at its first use
@@ -358,17 +361,30 @@ class _LeaseContext:
         self._lease: Lease | None = None
 
     async def __aenter__(self) -> Lease:
-        self._lease = Lease(self._workers, await self._workers.pool().take())
+        workers = self._workers
+        workers.waiting += 1
+        try:
+            worker = await workers.pool().take()
+        finally:
+            workers.waiting -= 1
+        workers.in_use += 1
+        self._lease = Lease(workers, worker)
         return self._lease
 
     async def __aexit__(self, *exc: object) -> None:
         lease = self._lease
         assert lease is not None
+        workers = self._workers
+
+        def release(_: object = None) -> None:
+            workers.in_use -= 1
+            lease.release()
+
         running = lease.running()
         if not running:
-            lease.release()
+            release()
             return
         # A cancelled call's work is still stopping (taking its worker back first if it had
         # lent it out): the worker is free after it. No thread waits for that: hundreds of
         # cancelled uploads would fill an executor, each waiting on a worker another holds.
-        asyncio.gather(*running).add_done_callback(lambda _: lease.release())
+        asyncio.gather(*running).add_done_callback(release)
