@@ -171,11 +171,12 @@ async def _whole(
     if not ctx.done():
         ended = asyncio.get_running_loop().create_future()
 
-        def done(_: object) -> None:
+        def done(_: grpc.aio.ServicerContext[Any, Any]) -> None:
             if not ended.done():
                 ended.set_result(None)
 
-        ctx.add_done_callback(done)
+        # grpc takes any callable; its stubs name a class of their own.
+        ctx.add_done_callback(done)  # type: ignore[arg-type]
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(ended, END_SETTLE_SECONDS)
     if ctx.cancelled() or ctx.done():
