@@ -161,6 +161,9 @@ class Runtime:
             store=PluginSettings(),
             timeout=settings.plugin_timeout_seconds,
             fault_limit=settings.plugin_fault_limit,
+            concurrency=settings.plugin_concurrency,
+            memory_mb=settings.plugin_memory_mb,
+            user=settings.plugin_user,
         )
         vault = Vault(
             KeyStore(settings.key_store_url, settings.master_key), BlobStore(settings.blob_dir)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+DEFAULT_DATA_DIR = "data"
 DEFAULT_DATABASE_URL = "sqlite:///data/chatpro-privacy.sqlite3"
 DEFAULT_SECRET_KEY_FILE = "data/secret.key"
 DEFAULT_RECEIPT_KEY_FILE = "data/receipt-signing.key"
@@ -82,6 +83,11 @@ class Settings:
     sweep_interval_seconds: float = 3600.0
     plugin_timeout_seconds: float = 2.0
     plugin_fault_limit: int = 3
+    # Each organisation's plugin budget (its own worker process): calls at once and memory.
+    plugin_concurrency: int = 4
+    plugin_memory_mb: int = 512
+    # The user plugin workers run as when the server runs as root.
+    plugin_user: str = "nobody"
     # Calls inside the database at once, each on a worker thread with a connection of its
     # own (so also the size of the connection pool). None: 16 on PostgreSQL, where a slow
     # network wants many in flight; 4 on SQLite, whose single writer gains nothing from more.
@@ -133,6 +139,12 @@ class Settings:
             raise SettingsError(f"serve workers must be between 1 and {MAX_SERVE_WORKERS}")
         if self.serve_workers > 1 and self.address.rpartition(":")[2] == "0":
             raise SettingsError("several serve workers need a fixed port to share, not port 0")
+        if not 1 <= self.plugin_concurrency <= 64:
+            raise SettingsError("plugin concurrency must be between 1 and 64")
+        if not 0 <= self.plugin_memory_mb <= 1 << 20:
+            raise SettingsError("plugin memory must be between 0 (no limit) and 1048576 MiB")
+        if not 0 < self.plugin_timeout_seconds <= 600:
+            raise SettingsError("the plugin time limit must be between 0 and 600 seconds")
         if self.password_hash_workers < 1:
             raise SettingsError("password hashing needs at least one worker")
         if self.password_hash_profile not in PASSWORD_HASH_PROFILES:
@@ -208,6 +220,10 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         if "CHATPRO_CALL_WORKERS" in source
         else None,
         serve_workers=int(source.get("CHATPRO_SERVE_WORKERS", "1")),
+        plugin_timeout_seconds=float(source.get("CHATPRO_PLUGIN_TIMEOUT_SECONDS", "2")),
+        plugin_concurrency=int(source.get("CHATPRO_PLUGIN_CONCURRENCY", "4")),
+        plugin_memory_mb=int(source.get("CHATPRO_PLUGIN_MEMORY_MB", "512")),
+        plugin_user=source.get("CHATPRO_PLUGIN_USER", "nobody"),
         policy=policy,
     )
     settings.validate()

@@ -13,7 +13,7 @@ import datetime as dt
 import enum
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import structlog
 from peewee import JOIN, fn
@@ -40,6 +40,8 @@ from chatpro_privacy.domain.vault.envelope import Vault
 from chatpro_privacy.plugin.faults import PluginError
 from chatpro_privacy.plugin.host import PluginHost
 from chatpro_privacy.plugin.types import AccessRequest, ContentKind
+from chatpro_privacy.plugin.types import MonitoringOperation as PluginOperation
+from chatpro_privacy.plugin.types import MonitoringReason as PluginReason
 from chatpro_privacy.storage import tuning
 from chatpro_privacy.storage.db import database
 from chatpro_privacy.storage.models import (
@@ -232,7 +234,12 @@ class Monitoring:
         operation: Operation,
         filters: dict[str, str],
     ) -> _Check:
-        request = AccessRequest(str(principal.subject_ref), reason, operation, dict(filters))
+        request = AccessRequest(
+            str(principal.subject_ref),
+            cast(PluginReason, str(reason)),
+            cast(PluginOperation, str(operation.value)),
+            dict(filters),
+        )
         decision, plugin = await self.host.approve_access(organisation_id, request)
         check = _Check(principal, organisation_id, request, plugin)
         if not decision.allowed:

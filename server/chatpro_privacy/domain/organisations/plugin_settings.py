@@ -17,7 +17,7 @@ from chatpro_privacy.domain.kernel.errors import FailedPrecondition, FieldViolat
 from chatpro_privacy.domain.kernel.principals import Principal
 from chatpro_privacy.domain.organisations import memberships
 from chatpro_privacy.domain.records import audit, outbox
-from chatpro_privacy.plugin.faults import PluginFault
+from chatpro_privacy.plugin.faults import FaultKind, PluginError, PluginFault
 from chatpro_privacy.plugin.host import PluginHost
 from chatpro_privacy.plugin.store import OrganisationSettings, PluginSetting
 from chatpro_privacy.plugin.types import ContentKind, OrganisationView
@@ -95,7 +95,7 @@ async def enable(
     only_reconfigure: bool = False,
 ) -> PluginStatus:
     org = memberships.require_manager(principal, organisation_id)
-    if name not in host.installed:
+    if host.find(name) is None:  # looked for again: installed since the server started?
         raise InvalidArgument(
             [FieldViolation("plugin_name", "is not installed on this server", "UNKNOWN_PLUGIN")]
         )
@@ -103,22 +103,8 @@ async def enable(
     existing = OrganisationPlugin.get_or_none(_row(org.id, name))
     if only_reconfigure and existing is None:
         raise FailedPrecondition("PLUGIN_NOT_ENABLED", "enable the plugin before configuring it")
-    view = OrganisationView(org.id, org.name)
-    try:
-        await host.run_isolated(lambda tracker: host.check_config(name, view, config))
-    except PluginFault as fault:
-        cause = fault.__cause__
-        if isinstance(cause, ValueError):
-            raise InvalidArgument(
-                [FieldViolation("config_json", str(cause)[:200], "PLUGIN_CONFIG_INVALID")]
-            ) from None
-        raise InvalidArgument(
-            [
-                FieldViolation(
-                    "plugin_name", f"the plugin could not start ({fault.detail})", "PLUGIN_BROKEN"
-                )
-            ]
-        ) from None
+    view = OrganisationView(org.id, org.name, _announced_retention(org.id))
+    await _try(host, org.id, name, view, config)
     with database.atomic():
         if existing is None:
             OrganisationPlugin.create(
@@ -140,6 +126,33 @@ async def enable(
         audit.record(principal, f"plugin.enable:{name}", "organisation", org.id)
     host.invalidate(org.id)
     return next(p for p in plugins(principal, host, org.id) if p.name == name)
+
+
+async def _try(
+    host: PluginHost, organisation_id: str, name: str, view: OrganisationView, config: Any
+) -> None:
+    """Make the plugin once with ``config`` in the organisation's worker: a ValueError from
+    its constructor refuses the configuration; a plugin that cannot start, or whose hooks
+    are written wrong, is refused naming why (the hook, the argument)."""
+    try:
+        await host.trial(organisation_id, name, view, config)
+    except PluginFault as fault:
+        if fault.kind == FaultKind.BUSY:
+            raise PluginError(organisation_id, fault) from None
+        if fault.stage == "config":
+            message = fault.detail.split(": ", 1)[-1]
+            raise InvalidArgument(
+                [FieldViolation("config_json", message[:200], "PLUGIN_CONFIG_INVALID")]
+            ) from None
+        raise InvalidArgument(
+            [
+                FieldViolation(
+                    "plugin_name",
+                    f"the plugin could not start ({fault.kind}: {fault.detail})"[:300],
+                    "PLUGIN_BROKEN",
+                )
+            ]
+        ) from None
 
 
 def disable(
@@ -182,7 +195,11 @@ class PluginSettings:
         if org is None:
             return None
         view = OrganisationView(org.id, org.name, _announced_retention(org.id))
-        rows = OrganisationPlugin.select().where(OrganisationPlugin.organisation == org.id)
+        rows = (
+            OrganisationPlugin.select()
+            .where(OrganisationPlugin.organisation == org.id)
+            .order_by(OrganisationPlugin.plugin_name)
+        )
         return OrganisationSettings(
             view,
             tuple(
