@@ -262,3 +262,51 @@ def _descriptors() -> list[str]:
         if "sqlite" in target or target.startswith("socket:") or ".key" in target:
             seen.append(target)
     return seen
+
+
+class Numbered:
+    """Decides retention as configured: which of two decides shows the order."""
+
+    def __init__(self, context: PluginContext) -> None:
+        self.months = int(context.config.get("months", 6))
+
+    @hookimpl
+    def chatpro_retention_months(self) -> int:
+        return self.months
+
+
+class Recorder:
+    """Remembers the lifecycle changes it is told of and the justifications it is asked
+    about, and shows them as export format names ("seen-left", ...), a collect hook."""
+
+    def __init__(self, context: PluginContext) -> None:
+        self.seen: list[str] = []
+
+    @hookimpl
+    def chatpro_member_changed(self, change: str) -> None:
+        self.seen.append(f"changed-{change}")
+
+    @hookimpl
+    def chatpro_departed_content(self, change: str) -> None:
+        self.seen.append(f"departed-{change}")  # leaves the decision to the next plugin
+
+    @hookimpl
+    def chatpro_approve_access(self, request: AccessRequest) -> None:
+        self.seen.append(f"justified-{request.justification}")
+
+    @hookimpl
+    def chatpro_export_formats(self) -> list[ExportFormat]:
+        return [ExportFormat(f"seen-{s}", "text/plain") for s in self.seen]
+
+
+class FlagFails:
+    """Its flag hook fails while configured to ({"fail": true})."""
+
+    def __init__(self, context: PluginContext) -> None:
+        self.fail = bool(context.config.get("fail", True))
+
+    @hookimpl
+    def chatpro_flag_content(self) -> list[Flag]:
+        if self.fail:
+            raise RuntimeError("the classifier is down")
+        return []

@@ -247,3 +247,14 @@ def test_a_plugin_installed_since_start_up_is_found(
         _enable(api, operator, org, "school_safeguarding")
         assert _flags(api, org, "I was bullied")
         channel.close()
+
+
+def test_the_kit_shows_the_plugins_own_traceback(tmp_path: Path) -> None:
+    from chatpro_privacy.testing import PluginFailed
+    from plugin_samples import Raises
+
+    url = f"sqlite:///{tmp_path}/kit.sqlite3"
+    with PluginKit.start("raises", Raises, {}, url) as kit, pytest.raises(PluginFailed) as caught:
+        kit.retention()
+    assert "plugin_samples.py" in caught.value.traceback
+    assert "RuntimeError: a bug in the school's code" in str(caught.value)

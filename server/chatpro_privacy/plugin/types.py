@@ -14,6 +14,7 @@ from chatpro_privacy.domain.kernel.vocabulary import MemberRole
 # What plugin authors import from ``chatpro_privacy.plugin``.
 __all__ = [
     "DEFAULT_RETENTION_MONTHS",
+    "MAX_JUSTIFICATION",
     "MAX_RETENTION_MONTHS",
     "MIN_RETENTION_MONTHS",
     "AccessDecision",
@@ -53,6 +54,8 @@ class ContentKind(enum.StrEnum):
 MIN_RETENTION_MONTHS = 1
 DEFAULT_RETENTION_MONTHS = 12
 MAX_RETENTION_MONTHS = 120
+
+MAX_JUSTIFICATION = 500
 
 # Fixed sets of values hooks are given, as the strings they are.
 ExportPurpose = Literal["access", "portability"]
@@ -129,7 +132,8 @@ class AccessRequest:
     reason: MonitoringReason
     scope: MonitoringOperation  # the operation asked for
     filters: Mapping[str, str] = field(default_factory=dict)
-    # The administrator's own words on why (e.g. a ticket number): given with every request.
+    # The administrator's own words on why (e.g. a ticket number), up to MAX_JUSTIFICATION
+    # characters: given with every request, so that a plugin may require it.
     justification: str = ""
 
 

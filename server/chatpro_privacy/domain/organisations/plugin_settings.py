@@ -12,6 +12,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import peewee
+
 from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.kernel.errors import FailedPrecondition, FieldViolation, InvalidArgument
 from chatpro_privacy.domain.kernel.principals import Principal
@@ -26,6 +28,7 @@ from chatpro_privacy.storage.models import Organisation, OrganisationPlugin
 from chatpro_privacy.storage.queries import statement_in_effect
 
 MAX_CONFIG_BYTES = 64 * 1024
+MAX_POSITION = 1000
 
 
 class PluginState(enum.StrEnum):
@@ -41,6 +44,7 @@ class PluginStatus:
     config: str  # JSON text, as stored
     fault_reason: str
     distribution: str
+    position: int = 0  # the organisation's order: lower first, then name; 0 when available
 
 
 def plugins(principal: Principal, host: PluginHost, organisation_id: str) -> list[PluginStatus]:
@@ -62,6 +66,7 @@ def plugins(principal: Principal, host: PluginHost, organisation_id: str) -> lis
                 if row and row.state == PluginState.FAULTED
                 else "",
                 distribution=installed.distribution if installed else "not installed",
+                position=int(row.position) if row else 0,
             )
         )
     return statuses
@@ -93,6 +98,7 @@ async def enable(
     config_json: str,
     *,
     only_reconfigure: bool = False,
+    position: int = 0,
 ) -> PluginStatus:
     org = memberships.require_manager(principal, organisation_id)
     if host.find(name) is None:  # looked for again: installed since the server started?
@@ -100,6 +106,10 @@ async def enable(
             [FieldViolation("plugin_name", "is not installed on this server", "UNKNOWN_PLUGIN")]
         )
     config = _config(config_json)
+    if not 0 <= position <= MAX_POSITION:
+        raise InvalidArgument(
+            [FieldViolation("position", f"must be 0 to {MAX_POSITION}", "OUT_OF_RANGE")]
+        )
     existing = OrganisationPlugin.get_or_none(_row(org.id, name))
     if only_reconfigure and existing is None:
         raise FailedPrecondition("PLUGIN_NOT_ENABLED", "enable the plugin before configuring it")
@@ -114,6 +124,7 @@ async def enable(
                 state=PluginState.ENABLED,
                 consecutive_faults=0,
                 updated_at=clock.now(),
+                position=position or _next_position(org.id),
             )
         else:
             OrganisationPlugin.update(
@@ -122,6 +133,7 @@ async def enable(
                 consecutive_faults=0,
                 fault_reason=None,
                 updated_at=clock.now(),
+                position=position or existing.position,
             ).where(_row(org.id, name)).execute()
         audit.record(principal, f"plugin.enable:{name}", "organisation", org.id)
     host.invalidate(org.id)
@@ -180,6 +192,16 @@ async def export_formats(
     return await host.export_formats(org.id)
 
 
+def _next_position(organisation_id: str) -> int:
+    """After every plugin the organisation has enabled."""
+    last = (
+        OrganisationPlugin.select(peewee.fn.MAX(OrganisationPlugin.position))
+        .where(OrganisationPlugin.organisation == organisation_id)
+        .scalar()
+    )
+    return min(int(last or 0) + 1, MAX_POSITION)
+
+
 def _row(organisation_id: str, plugin: str) -> Any:
     """A condition: the organisation's setting for ``plugin``."""
     return (OrganisationPlugin.organisation == organisation_id) & (
@@ -198,7 +220,7 @@ class PluginSettings:
         rows = (
             OrganisationPlugin.select()
             .where(OrganisationPlugin.organisation == org.id)
-            .order_by(OrganisationPlugin.plugin_name)
+            .order_by(OrganisationPlugin.position, OrganisationPlugin.plugin_name)
         )
         return OrganisationSettings(
             view,
