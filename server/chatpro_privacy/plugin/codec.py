@@ -20,7 +20,7 @@ import json
 import os
 import struct
 import typing
-from dataclasses import fields, is_dataclass
+from dataclasses import fields
 from types import MappingProxyType
 from typing import Any
 
@@ -70,19 +70,27 @@ def _field_types(cls: type) -> dict[str, Any]:
 _FIELDS = {name: _field_types(cls) for name, cls in _VALUE_TYPES.items()}
 
 
+_FIELD_NAMES = {cls: tuple(f.name for f in fields(cls)) for cls in _VALUE_TYPES.values()}
+_ENUM_NAMES = {cls: name for name, cls in _ENUMS.items()}
+
+
 def encode(value: Any) -> Any:
     """A JSON-ready form of ``value``; CodecError for a type that may not cross."""
-    if value is None or (
-        isinstance(value, str | bool | int | float) and not isinstance(value, enum.Enum)
-    ):
+    kind = type(value)
+    if kind is str or kind is int or kind is float or kind is bool or value is None:
         return value
+    names = _FIELD_NAMES.get(kind)
+    if names is not None:
+        return {"$t": kind.__name__, "f": {n: encode(getattr(value, n)) for n in names}}
     if isinstance(value, enum.Enum):
-        name = type(value).__name__
-        if _ENUMS.get(name) is not type(value):
-            if isinstance(value, str):  # the server's own string sets cross as strings
-                return str(value.value)
-            raise CodecError(f"{name} values cannot be sent")
-        return {"$e": [name, value.value]}
+        enum_name = _ENUM_NAMES.get(kind)
+        if enum_name is not None:
+            return {"$e": [enum_name, value.value]}
+        if isinstance(value, str):  # the server's own string sets cross as strings
+            return str(value.value)
+        raise CodecError(f"{kind.__name__} values cannot be sent")
+    if isinstance(value, str | int | float):  # subclasses of the plain types
+        return value
     if isinstance(value, list):
         return [encode(v) for v in value]
     if isinstance(value, tuple):
@@ -93,10 +101,7 @@ def encode(value: Any) -> Any:
         return {"$b": base64.b64encode(value).decode("ascii")}
     if isinstance(value, dt.datetime):
         return {"$dt": value.isoformat()}
-    name = type(value).__name__
-    if is_dataclass(value) and _VALUE_TYPES.get(name) is type(value):
-        return {"$t": name, "f": {f.name: encode(getattr(value, f.name)) for f in fields(value)}}
-    raise CodecError(f"a {name} cannot be sent between the server and a plugin")
+    raise CodecError(f"a {kind.__name__} cannot be sent between the server and a plugin")
 
 
 def _encode_dict(value: Any) -> Any:
