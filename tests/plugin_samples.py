@@ -310,3 +310,15 @@ class FlagFails:
         if self.fail:
             raise RuntimeError("the classifier is down")
         return []
+
+
+class Hog:
+    """Asks for far more memory than an organisation's budget."""
+
+    def __init__(self, context: PluginContext) -> None:
+        pass
+
+    @hookimpl
+    def chatpro_retention_months(self) -> int:
+        hoard = bytearray(2 * 1024 * 1024 * 1024)
+        return len(hoard) % 100 + 1

@@ -22,7 +22,16 @@ from chatpro_privacy.plugin.host import PluginHost
 from chatpro_privacy.storage.models import OrganisationPlugin
 from chatpro_privacy.testing import InProcessServer, PluginKit
 from helpers import Api, rpc_error
-from plugin_samples import Approver, Coroutine, Hostile, Leaky, SlowFlags, TypoArgument, Wraps
+from plugin_samples import (
+    Approver,
+    Coroutine,
+    Hog,
+    Hostile,
+    Leaky,
+    SlowFlags,
+    TypoArgument,
+    Wraps,
+)
 
 SAMPLES = {
     "hostile": Hostile,
@@ -33,6 +42,7 @@ SAMPLES = {
     "coroutine": Coroutine,
     "typo_argument": TypoArgument,
     "leaky": Leaky,
+    "hog": Hog,
 }
 LIMIT = 2.0
 
@@ -258,3 +268,19 @@ def test_the_kit_shows_the_plugins_own_traceback(tmp_path: Path) -> None:
         kit.retention()
     assert "plugin_samples.py" in caught.value.traceback
     assert "RuntimeError: a bug in the school's code" in str(caught.value)
+
+
+def test_a_plugin_past_its_memory_budget_fails_alone(
+    world: tuple[Api, str, str, str, list[str]],
+) -> None:
+    """The worker's address space is capped (RLIMIT_AS): a plugin asking for 2 GiB gets a
+    MemoryError in its own process, named in the fault; the other organisation answers."""
+    api, operator, a, b, _ = world
+    _enable(api, operator, a, "hog")
+    _enable(api, operator, b, "school_safeguarding")
+    stub = organisation_service_pb2_grpc.OrganisationServiceStub(api.channel)
+    request = organisation_service_pb2.GetRetentionPolicyRequest(organisation_id=a)
+    failure = rpc_error(lambda: stub.GetRetentionPolicy(request, metadata=api.auth(operator)))
+    assert (failure.reason, failure.metadata["plugin"]) == ("PLUGIN_FAILED", "hog")
+    assert api.server.runtime.plugins.last_faults[a].detail.startswith("MemoryError")
+    assert _flags(api, b, "I was bullied") == [("safeguarding", "mentions 'bullied'")]
