@@ -1109,13 +1109,12 @@ async def _ten_plugin_worker() -> Any:
     """An organisation's worker process with the same ten plugins, made as the host makes
     them (the bench runs as whichever user it runs as: the worker contains itself alike)."""
     import sys
-    from concurrent.futures import ThreadPoolExecutor
 
     from chatpro_privacy.plugin import codec
     from chatpro_privacy.plugin.supervisor import Budget, WorkerProcess
     from chatpro_privacy.plugin.types import OrganisationView
 
-    worker = WorkerProcess("bench-org", Budget(), "nobody", ThreadPoolExecutor(1))
+    worker = WorkerProcess("bench-org", Budget(), "nobody")
     await worker.started()
     target = "bench_plugins:Quiet"
     await worker.request("prepare", 30, "quiet0", path=list(sys.path), targets=[["quiet0", target]])

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import json
+import statistics
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -175,7 +176,10 @@ def test_a_hanging_organisation_neither_slows_nor_faults_another(
     while time.monotonic() < deadline:
         during.append(_timed(lambda: _flags(api, b, "I was bullied")))
         assert _flags(api, b, "I was bullied") == [("safeguarding", "mentions 'bullied'")]
-    assert max(during) < normal + 0.5
+    # In their normal time: never near A's time limit (it waits on nothing of A's), and
+    # typically as fast as before (the machine's other load aside).
+    assert max(during) < LIMIT / 2
+    assert statistics.median(during) < normal + 0.2
     concurrent.futures.wait(hanging, timeout=30)
     assert all(f.exception() is not None for f in hanging)  # A's calls failed on time
     for future in constructors:
@@ -284,3 +288,26 @@ def test_a_plugin_past_its_memory_budget_fails_alone(
     assert (failure.reason, failure.metadata["plugin"]) == ("PLUGIN_FAILED", "hog")
     assert api.server.runtime.plugins.last_faults[a].detail.startswith("MemoryError")
     assert _flags(api, b, "I was bullied") == [("safeguarding", "mentions 'bullied'")]
+
+
+def test_the_kit_has_a_helper_for_every_hook(tmp_path: Path) -> None:
+    from chatpro_privacy.plugin import AccessRequest, Disposition, RetentionVeto
+    from plugin_samples import Holder
+
+    url = f"sqlite:///{tmp_path}/kit.sqlite3"
+    with PluginKit.start("holder", Holder, {}, url) as kit:
+        refs = [kit.content_ref("m1"), kit.content_ref("m2")]
+        assert kit.retention_veto(refs) == RetentionVeto(
+            "the school's archive review is not finished"
+        )
+        kit.retention_purged(refs)
+        assert len(kit.sample(refs, 1)) == 1
+        assert kit.approve(justification="T-1")[0].allowed
+        kit.access_recorded(AccessRequest("admin-1", "routine_check", "search"), 3)
+        kit.member_changed("joined")
+        assert kit.departed("left")[0].action == Disposition.DELETE
+        assert kit.restriction_stops_monitoring() == (True, "defaults")
+        assert kit.retention()["message"] == (12, "defaults")
+        assert kit.flags("hello") == []
+        assert kit.export_formats() == ["json"]
+        assert len(kit.export(["a", "b"])) == 2

@@ -17,7 +17,6 @@ import importlib
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,7 +67,6 @@ class Dispatcher:
         store: PluginStore,
         timeout: float = 2.0,
         fault_limit: int = 3,
-        workers: int = 16,
         concurrency: int = 4,
         memory_mb: int = 512,
         user: str = "nobody",
@@ -79,7 +77,6 @@ class Dispatcher:
         self.budget = Budget(concurrency, timeout, memory_mb)
         self.user = user
         self.workers = Workers(timeout, 4)  # the defaults' streams, pulled off the event loop
-        self._pulls = ThreadPoolExecutor(workers, thread_name_prefix="plugin-pull")
         self._defaults = new_manager()
         self._processes: dict[str, WorkerProcess] = {}
         self._organisations: dict[str, OrganisationPlugins] = {}
@@ -117,7 +114,6 @@ class Dispatcher:
             process.kill()
         self._processes.clear()
         self.workers.shutdown()
-        self._pulls.shutdown(wait=False, cancel_futures=True)
 
     def has_plugins(self, organisation_id: str) -> bool:
         """Whether the organisation enabled any plugin (a faulted one included): if so its
@@ -213,7 +209,7 @@ class Dispatcher:
         """The organisation's worker process, started if it has none alive."""
         process = self._processes.get(organisation_id)
         if process is None or process.dead:
-            process = WorkerProcess(organisation_id, self.budget, self.user, self._pulls)
+            process = WorkerProcess(organisation_id, self.budget, self.user)
             self._processes[organisation_id] = process
         await process.started()  # callers arriving together wait for the one start
         return process

@@ -124,16 +124,16 @@ class WorkerProcess:
     """One organisation's worker process, the calls awaiting its answers, and the streams
     it pulls from the server."""
 
-    def __init__(
-        self, organisation_id: str, budget: Budget, user: str, pulls: ThreadPoolExecutor
-    ) -> None:
+    def __init__(self, organisation_id: str, budget: Budget, user: str) -> None:
         self.organisation_id = organisation_id
         self.budget = budget
         self.slots = Slots(budget.concurrency)
         self.killed = False
         self.dead = False
         self.contained: dict[str, Any] = {}
-        self._pulls = pulls
+        # The organisation's own threads for what its plugins pull from the server: another
+        # organisation's slow export never waits for them.
+        self._pulls = ThreadPoolExecutor(budget.concurrency, thread_name_prefix="plugin-pull")
         self._ids = itertools.count(1)
         self._pending: dict[int, concurrent.futures.Future[dict[str, Any]]] = {}
         self._inputs: dict[int, Iterator[Any]] = {}
@@ -303,6 +303,7 @@ class WorkerProcess:
         for pipe in (self.process.stdin, self.process.stdout):
             if pipe is not None:
                 pipe.close()
+        self._pulls.shutdown(wait=False, cancel_futures=True)
         if not self.killed:
             log.warning("plugin worker ended", organisation_id=self.organisation_id, exit_code=code)
 
