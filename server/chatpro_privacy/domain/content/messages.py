@@ -27,7 +27,6 @@ from chatpro_privacy.domain.vault.envelope import Vault
 from chatpro_privacy.plugin.host import PluginHost
 from chatpro_privacy.plugin.types import ContentKind, ContentRef
 from chatpro_privacy.storage import queries
-from chatpro_privacy.storage.db import database
 from chatpro_privacy.storage.models import (
     ContentItem,
 )
