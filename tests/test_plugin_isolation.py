@@ -311,3 +311,28 @@ def test_the_kit_has_a_helper_for_every_hook(tmp_path: Path) -> None:
         assert kit.flags("hello") == []
         assert kit.export_formats() == ["json"]
         assert len(kit.export(["a", "b"])) == 2
+
+
+def test_the_server_makes_its_data_its_users_alone(tmp_path: Path) -> None:
+    """Files the server creates are 0600 and its data directory 0700 (even one made before
+    with looser modes), so that a plugin worker dropped to another user reads none."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "data").mkdir(mode=0o755)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CHATPRO_")}
+    env.pop("DATABASE_URL", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "chatpro_privacy", "migrate"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    data = tmp_path / "data"
+    assert data.stat().st_mode & 0o777 == 0o700
+    made = [p for p in data.rglob("*") if p.is_file()]
+    assert {p.name for p in made} >= {"master.key", "secret.key", "chatpro-privacy.sqlite3"}
+    assert {oct(p.stat().st_mode & 0o777) for p in made} == {"0o600"}
