@@ -190,7 +190,8 @@ class WorkerProcess:
             if self.dead:
                 raise WorkerLost(self.killed, self.process.returncode)
             self._send({"op": op, "id": ident, **fields})
-            reply = await asyncio.wait_for(asyncio.wrap_future(future), timeout)
+            async with asyncio.timeout(timeout):
+                reply = await asyncio.wrap_future(future)
         except TimeoutError:
             plugin = await self._who(ident) or suspect
             self.kill()
