@@ -264,14 +264,21 @@ def test_a_plugin_installed_since_start_up_is_found(
 
 
 def test_the_kit_shows_the_plugins_own_traceback(tmp_path: Path) -> None:
+    """Through gRPC (the error gains the traceback as a note) and through the host's hooks
+    (PluginFailed carries it)."""
     from chatpro_privacy.testing import PluginFailed
-    from plugin_samples import Raises
+    from plugin_samples import Leaky, Raises
 
     url = f"sqlite:///{tmp_path}/kit.sqlite3"
-    with PluginKit.start("raises", Raises, {}, url) as kit, pytest.raises(PluginFailed) as caught:
+    with PluginKit.start("raises", Raises, {}, url) as kit, pytest.raises(grpc.RpcError) as rpc:
         kit.retention()
+    (note,) = getattr(rpc.value, "__notes__", [])
+    assert "plugin_samples.py" in note and "RuntimeError: a bug in the school's code" in note
+    url = f"sqlite:///{tmp_path}/kit2.sqlite3"
+    with PluginKit.start("leaky", Leaky, {}, url) as kit, pytest.raises(PluginFailed) as caught:
+        kit.flags("meet me at noon")
     assert "plugin_samples.py" in caught.value.traceback
-    assert "RuntimeError: a bug in the school's code" in str(caught.value)
+    assert "ValueError: cannot parse" in str(caught.value)
 
 
 def test_a_plugin_past_its_memory_budget_fails_alone(

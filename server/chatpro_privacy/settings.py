@@ -88,12 +88,22 @@ class Settings:
     plugin_memory_mb: int = 512
     # The user plugin workers run as when the server runs as root.
     plugin_user: str = "nobody"
+    # Threads the built-in defaults' export streams are pulled on, in the server process
+    # (organisations' own plugins run in their worker processes).
+    plugin_workers: int = 16
     # Calls inside the database at once, each on a worker thread with a connection of its
     # own (so also the size of the connection pool). None: 16 on PostgreSQL, where a slow
     # network wants many in flight; 4 on SQLite, whose single writer gains nothing from more.
     call_workers: int | None = None
     # `serve --workers N`: server processes on the one address (SO_REUSEPORT), see replicas.py.
     serve_workers: int = 1
+    # Calls the server accepts at once (running or waiting for a worker); more are refused
+    # RESOURCE_EXHAUSTED by gRPC itself.
+    max_concurrent_calls: int = 1000
+    # Prometheus metrics on their own port ("host:port"), off when None; with --workers N,
+    # worker i serves on port + i. The database figures are read every refresh interval.
+    metrics_address: str | None = None
+    metrics_refresh_seconds: float = 30.0
     policy: PolicySettings = field(default_factory=PolicySettings)
 
     def with_overrides(self, **overrides: Any) -> Settings:
@@ -125,6 +135,8 @@ class Settings:
             raise SettingsError("the age of digital consent must be between 1 and 18")
         if self.policy.session_lifetime <= dt.timedelta(0):
             raise SettingsError("the session token lifetime must be positive")
+        if self.policy.peer_rate_window <= dt.timedelta(0):
+            raise SettingsError("the per-address rate window must be positive")
         if len(self.secret_key) < 32:
             raise SettingsError("the secret key must be at least 32 bytes")
         if len(self.receipt_signing_key) != 32:
@@ -143,12 +155,34 @@ class Settings:
             raise SettingsError("plugin concurrency must be between 1 and 64")
         if not 0 <= self.plugin_memory_mb <= 1 << 20:
             raise SettingsError("plugin memory must be between 0 (no limit) and 1048576 MiB")
-        if not 0 < self.plugin_timeout_seconds <= 600:
-            raise SettingsError("the plugin time limit must be between 0 and 600 seconds")
         if self.password_hash_workers < 1:
             raise SettingsError("password hashing needs at least one worker")
         if self.password_hash_profile not in PASSWORD_HASH_PROFILES:
             raise SettingsError(f"unknown password hash profile {self.password_hash_profile!r}")
+        self._validate_limits()
+
+    def _validate_limits(self) -> None:
+        """The limits a deployment tunes (see the README's settings table)."""
+        if not 0 < self.plugin_timeout_seconds <= 60:
+            raise SettingsError("the plugin time limit must be more than 0 and at most 60 s")
+        if not 1 <= self.plugin_fault_limit <= 100:
+            raise SettingsError("the plugin fault limit must be between 1 and 100")
+        if not 1 <= self.plugin_workers <= 256:
+            raise SettingsError("plugin workers must be between 1 and 256")
+        if self.sweep_interval_seconds < 1:
+            raise SettingsError("the sweep interval must be at least 1 second")
+        if self.grace_period_seconds < 0:
+            raise SettingsError("the grace period must not be negative")
+        if not 1 <= self.max_concurrent_calls <= 100_000:
+            raise SettingsError("max concurrent calls must be between 1 and 100000")
+        if self.metrics_refresh_seconds <= 0:
+            raise SettingsError("the metrics refresh interval must be positive")
+        if self.metrics_address is not None:
+            host, colon, port = self.metrics_address.rpartition(":")
+            if not colon or not host or not port.isdigit() or int(port) > 65535:
+                raise SettingsError("the metrics address must be host:port")
+            if self.metrics_address == self.address and int(port) != 0:
+                raise SettingsError("metrics need a port of their own, not the gRPC address")
 
 
 def _load_key(
@@ -176,6 +210,32 @@ def _load_key(
     return bytes.fromhex(path.read_text().strip())
 
 
+# Settings read from the environment as numbers: variable -> (setting, type).
+_NUMBERS: dict[str, tuple[str, type[int] | type[float]]] = {
+    "CHATPRO_PLUGIN_TIMEOUT_SECONDS": ("plugin_timeout_seconds", float),
+    "CHATPRO_PLUGIN_FAULT_LIMIT": ("plugin_fault_limit", int),
+    "CHATPRO_PLUGIN_WORKERS": ("plugin_workers", int),
+    "CHATPRO_PLUGIN_CONCURRENCY": ("plugin_concurrency", int),
+    "CHATPRO_PLUGIN_MEMORY_MB": ("plugin_memory_mb", int),
+    "CHATPRO_SWEEP_INTERVAL_SECONDS": ("sweep_interval_seconds", float),
+    "CHATPRO_GRACE_PERIOD_SECONDS": ("grace_period_seconds", float),
+    "CHATPRO_PASSWORD_HASH_WORKERS": ("password_hash_workers", int),
+    "CHATPRO_MAX_CONCURRENT_CALLS": ("max_concurrent_calls", int),
+    "CHATPRO_METRICS_REFRESH_SECONDS": ("metrics_refresh_seconds", float),
+}
+
+
+def _numbers(source: Mapping[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for variable, (name, kind) in _NUMBERS.items():
+        if variable in source:
+            try:
+                values[name] = kind(source[variable])
+            except ValueError as exc:
+                raise SettingsError(f"{variable} must be a number") from exc
+    return values
+
+
 def from_env(env: Mapping[str, str] | None = None) -> Settings:
     source = os.environ if env is None else env
     policy = PolicySettings()
@@ -192,6 +252,9 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
             policy,
             session_lifetime=dt.timedelta(seconds=int(source["CHATPRO_TOKEN_LIFETIME_SECONDS"])),
         )
+    if "CHATPRO_PEER_RATE_WINDOW_SECONDS" in source:
+        window = dt.timedelta(seconds=int(source["CHATPRO_PEER_RATE_WINDOW_SECONDS"]))
+        policy = replace(policy, peer_rate_window=window)
     settings = Settings(
         address=source.get("CHATPRO_ADDRESS", Settings.address),
         database_url=source.get("DATABASE_URL", DEFAULT_DATABASE_URL),
@@ -220,11 +283,10 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         if "CHATPRO_CALL_WORKERS" in source
         else None,
         serve_workers=int(source.get("CHATPRO_SERVE_WORKERS", "1")),
-        plugin_timeout_seconds=float(source.get("CHATPRO_PLUGIN_TIMEOUT_SECONDS", "2")),
-        plugin_concurrency=int(source.get("CHATPRO_PLUGIN_CONCURRENCY", "4")),
-        plugin_memory_mb=int(source.get("CHATPRO_PLUGIN_MEMORY_MB", "512")),
         plugin_user=source.get("CHATPRO_PLUGIN_USER", "nobody"),
+        metrics_address=source.get("CHATPRO_METRICS_ADDRESS") or None,
         policy=policy,
+        **_numbers(source),
     )
     settings.validate()
     return settings

@@ -210,11 +210,9 @@ class PluginKit:
                 metadata=self.metadata,
             )
         except grpc.RpcError as error:
-            if error.code() != grpc.StatusCode.UNAVAILABLE:
-                raise
-            raise PluginFailed(
-                str(error.code()), error.details() or "", self._traceback()
-            ) from None
+            if error.code() == grpc.StatusCode.UNAVAILABLE and (trace := self._traceback()):
+                error.add_note(f"the plugin's own traceback, from its worker process:\n{trace}")
+            raise
         return {p.content_kind: (p.months, p.decided_by) for p in response.periods}
 
     def export_formats(self) -> list[str]:

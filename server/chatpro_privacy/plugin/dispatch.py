@@ -24,6 +24,7 @@ import pluggy
 import structlog
 
 from chatpro_privacy.domain.kernel.errors import NotFound
+from chatpro_privacy.observability import metrics
 from chatpro_privacy.plugin import codec, defaults, hookspecs
 from chatpro_privacy.plugin.discovery import Factory, Installed, discover, new_manager, target_of
 from chatpro_privacy.plugin.faults import (
@@ -67,6 +68,7 @@ class Dispatcher:
         store: PluginStore,
         timeout: float = 2.0,
         fault_limit: int = 3,
+        workers: int = 16,
         concurrency: int = 4,
         memory_mb: int = 512,
         user: str = "nobody",
@@ -76,7 +78,8 @@ class Dispatcher:
         self.fault_limit = fault_limit
         self.budget = Budget(concurrency, timeout, memory_mb)
         self.user = user
-        self.workers = Workers(timeout, 4)  # the defaults' streams, pulled off the event loop
+        # The built-in defaults' export streams are pulled on these threads, off the loop.
+        self.workers = Workers(timeout, workers)
         self._defaults = new_manager()
         self._processes: dict[str, WorkerProcess] = {}
         self._organisations: dict[str, OrganisationPlugins] = {}
@@ -282,6 +285,7 @@ class Dispatcher:
         if org.faulted:
             plugin, reason = next(iter(org.faulted.items()))
             raise PluginError(organisation_id, PluginFault(plugin, FaultKind.FAULTED, reason))
+        metrics.plugin_called(organisation_id, hook)
         answers: Answers = []
         implementing = org.implementing.get(hook, [])
         kind = hookspecs.HOOK_KINDS[hook]
@@ -380,6 +384,7 @@ class Dispatcher:
             traceback=fault.traceback or None,
         )
         self.last_faults[organisation_id] = fault
+        metrics.plugin_faulted(organisation_id, fault.plugin, str(fault.kind))
         if fault.plugin in (defaults.NAME, QUEUED) or fault.kind == FaultKind.BUSY:
             return
         reason = f"{fault.kind}: {fault.detail}"[:500]
