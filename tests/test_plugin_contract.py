@@ -10,10 +10,11 @@ from typing import Any
 
 import grpc
 from chatpro.privacy.v1 import monitoring_service_pb2 as mon
+from chatpro.privacy.v1 import organisation_pb2
 from chatpro.privacy.v1 import organisation_service_pb2 as org_pb
 from chatpro_privacy.storage.models import ContentFlag, FlagBacklog, OrganisationPlugin
 from helpers import Api, rpc_error
-from orgs import SAFEGUARDING, Org, build_org, conversation, scope, send
+from orgs import SAFEGUARDING, Org, build_org, conversation, join, person, scope, send
 from plugin_samples import FlagFails, Numbered, Recorder
 
 
@@ -115,6 +116,9 @@ def test_removing_a_member_asks_and_tells_the_plugins(api: Api, server: Any) -> 
         metadata=api.auth(org.admin.token),
     )
     assert {"seen-departed-left", "seen-changed-left"} <= set(_formats(api, org))
+    newcomer = person(api, "rnew")
+    join(api, org.organisation_id, org.operator, newcomer, organisation_pb2.MEMBER_ROLE_MEMBER)
+    assert "seen-changed-joined" in _formats(api, org)
     items = api.server.runtime.vault  # the message stays readable: Acme kept it
     from chatpro_privacy.storage.models import ContentItem
 
