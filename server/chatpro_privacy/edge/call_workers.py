@@ -156,6 +156,24 @@ class _Pool:
         return back
 
 
+async def _outcome(awaitable: Awaitable[T]) -> tuple[bool, Any]:
+    """On the server's loop: (True, result) or (False, the exception), never raised there.
+    The waiting worker may have gone (its call cancelled); an exception left in the task
+    would then be logged as never retrieved (a stream's end, each time)."""
+    try:
+        return True, await awaitable
+    except Exception as exc:
+        return False, exc
+
+
+async def _raised(outcome: Awaitable[tuple[bool, Any]]) -> Any:
+    """On the worker: the result, or the exception raised again."""
+    ok, value = await outcome
+    if not ok:
+        raise value
+    return value
+
+
 class Lease:
     """One worker, held by one call until it ends (lent out while its client stream waits)."""
 
@@ -191,12 +209,8 @@ class Lease:
 
     def on_server(self, awaitable: Awaitable[T]) -> Awaitable[T]:
         """From the worker: await something that lives on the server's loop (a stream)."""
-
-        async def run() -> T:
-            return await awaitable
-
-        future = asyncio.run_coroutine_threadsafe(run(), self._server_loop)
-        return asyncio.wrap_future(future)
+        future = asyncio.run_coroutine_threadsafe(_outcome(awaitable), self._server_loop)
+        return _raised(asyncio.wrap_future(future))
 
     def incoming(
         self, messages: AsyncIterator[Any], check: Callable[[Any], None] = lambda _: None
@@ -210,8 +224,11 @@ class Lease:
         may_lend = self._workers.may_lend
 
         async def read() -> Any:
+            step = asyncio.ensure_future(messages.__anext__())
+            # The stream's end may come as the call is cancelled: then no one reads it here.
+            step.add_done_callback(lambda t: t.cancelled() or t.exception())
             try:
-                message = await asyncio.wait_for(messages.__anext__(), idle)
+                message = await asyncio.wait_for(step, idle)
             except TimeoutError:
                 raise DeadlineExceeded(
                     "STREAM_IDLE", f"nothing was sent for {idle:g} seconds; send it again"
@@ -233,10 +250,10 @@ class Lease:
     async def _lent_while(self, read: Callable[[], Awaitable[T]]) -> T:
         """On the worker: ``read()`` on the server's loop with the worker lent out. Returns,
         or raises (a cancellation included), only once the worker is this call's again."""
-        future = asyncio.run_coroutine_threadsafe(self._lend(read), self._server_loop)
+        future = asyncio.run_coroutine_threadsafe(_outcome(self._lend(read)), self._server_loop)
         waited = asyncio.wrap_future(future)
         try:
-            return await asyncio.shield(waited)
+            return await _raised(asyncio.shield(waited))
         except asyncio.CancelledError:
             if not waited.done():  # this call was cancelled: stop reading, take the worker
                 self._server_loop.call_soon_threadsafe(self._stop_lending)
