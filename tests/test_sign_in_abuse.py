@@ -31,7 +31,7 @@ from chatpro.privacy.v1 import organisation_service_pb2 as org_pb
 from chatpro_privacy.clock import clock
 from chatpro_privacy.settings import PolicySettings
 from chatpro_privacy.testing import InProcessServer
-from helpers import PASSWORD, Api, child_birthday, rpc_error
+from helpers import PASSWORD, Api, child_birthday, on_postgres, rpc_error
 from orgs import build_org
 
 WRONG = "not the password at all"
@@ -67,9 +67,11 @@ def test_fifty_wrong_passwords_from_one_address_hold_the_owner_back_nowhere_else
 ) -> None:
     api.register(username="victim")
     at = forwarding(api)
+    clock.frozen = clock.now()  # fifty attempts inside the first delay, however slow the host
     outcomes = Counter(
         rpc_error(partial(sign_in, api, "victim", WRONG, at(ADDRESS_A))).reason for _ in range(50)
     )
+    clock.frozen = None
     # Five free failures, then each attempt must wait; refusals while waiting count nothing.
     assert outcomes == {"INVALID_CREDENTIALS": 5, "SIGN_IN_THROTTLED": 45}
     # The attacker keeps going as fast as allowed, until 50 wrong passwords have counted.
@@ -211,7 +213,8 @@ def test_a_sign_in_makes_few_round_trips(api: Api) -> None:
     session's transaction (BEGIN, the account marked in use, the session, its audit entry
     with the chain's head, COMMIT)."""
     api.register(username="erin")
-    assert _sign_in_statements(api, "erin") <= 11  # was 15
+    # PostgreSQL's audit entry also takes its chain's advisory lock.
+    assert _sign_in_statements(api, "erin") <= (12 if on_postgres() else 11)  # was 15, 16
 
 
 # -- with production argon2id parameters ----------------------------------------------------
