@@ -1,17 +1,23 @@
 """Device and installation records (ACC-7): what the app reports about the device it
-runs on, and analytics providers' reports, which rest on the person's consent."""
+runs on, and analytics providers' reports, which rest on the person's consent.
+
+The purposes register splits device data field by field (CON-4): what is strictly necessary
+(the device identifier and operating system, for the account's security) is kept on a
+legitimate interest, which an upheld objection stops (RGT-4); the rest needs the person's
+consent, and without it (or while processing is restricted, RGT-5) it is not stored."""
 
 from __future__ import annotations
 
 import datetime as dt
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.accounts.profile import load_account
 from chatpro_privacy.domain.accounts.sources import DataSource
 from chatpro_privacy.domain.consent import ledger as consent
 from chatpro_privacy.domain.consent import restrictions
+from chatpro_privacy.domain.consent.purposes import DeviceNeed, register
 from chatpro_privacy.domain.kernel import access, tokens, validation
 from chatpro_privacy.domain.kernel.errors import (
     FailedPrecondition,
@@ -23,11 +29,12 @@ from chatpro_privacy.domain.kernel.errors import (
 from chatpro_privacy.domain.kernel.principals import Principal
 from chatpro_privacy.domain.kernel.views import View
 from chatpro_privacy.domain.records import audit
-from chatpro_privacy.storage import queries
+from chatpro_privacy.storage import chained, queries
 from chatpro_privacy.storage.db import database
 from chatpro_privacy.storage.models import Device, InstallationEvent
 
 ANALYTICS = "analytics"  # the purpose of the register that device analytics rests on
+DEVICE_SECURITY = "device_security"  # the purpose device records from the app rest on
 
 
 class InstallationEventType(enum.StrEnum):
@@ -82,8 +89,8 @@ def validate_device(v: Violations, device: DeviceData, prefix: str = "device") -
     )
 
 
-def upsert_device(account_id: str, device: DeviceData, source: str) -> Device:
-    return queries.upsert_device(
+def _device_use(account_id: str, device: DeviceData, source: str) -> chained.Write:
+    return queries.device_use(
         account_id,
         device.device_id,
         device.device_type,
@@ -92,6 +99,12 @@ def upsert_device(account_id: str, device: DeviceData, source: str) -> Device:
         source,
         clock.now(),
     )
+
+
+def upsert_device(account_id: str, device: DeviceData, source: str) -> Device:
+    """In the caller's transaction."""
+    rows: list[Device] = chained.run(_device_use(account_id, device, source), Device)
+    return rows[0]
 
 
 # How precisely the last use of an account is kept: expiry is six months after it (RET-2).
@@ -145,6 +158,39 @@ def _require_analytics_allowed(account_id: str, subject_ref: str) -> None:
         )
 
 
+def _consented_fields(subject_ref: str, device: DeviceData, restricted: bool) -> DeviceData:
+    """CON-4: the fields the register says need consent are blanked unless the person gave
+    it for their purpose, and while their processing is restricted (RGT-5). The ledger is
+    read only for a field that was reported."""
+    given: dict[str, bool] = {}
+    blank = {}
+    for use in register().device_data:
+        if use.need != DeviceNeed.CONSENT or not getattr(device, use.field):
+            continue
+        if use.purpose_id not in given:
+            given[use.purpose_id] = not restricted and consent.has_consent(
+                subject_ref, use.purpose_id
+            )
+        if not given[use.purpose_id]:
+            blank[use.field] = ""
+    return replace(device, **blank)
+
+
+def _not_recorded(device: DeviceData, source: str) -> DeviceView:
+    """What the app is told when its report is not kept (the person objected)."""
+    now = clock.now()
+    return DeviceView(
+        device.device_type,
+        device.device_id,
+        device.operating_system,
+        device.browser_type,
+        source,
+        now,
+        now,
+        0,
+    )
+
+
 class DeviceRecords:
     """Part of ``Accounts``."""
 
@@ -163,14 +209,35 @@ class DeviceRecords:
         )
         if subject_ref is None:
             raise NotFound("ACCOUNT_NOT_FOUND", "no such account", {"account_id": target})
-        with database.atomic():
-            if source == DataSource.ANALYTICS_PROVIDER:
-                _require_analytics_allowed(target, subject_ref)
-            row = upsert_device(target, device, source)
-            if source == DataSource.DEVICE and _not_marked_recently(principal, target):
-                queries.touch_account(target, clock.now())  # the app in use (ACC-7, RET-2)
-            audit.record(principal, "device.use", "account", target, subject_ref)
+        touch = source == DataSource.DEVICE and _not_marked_recently(principal, target)
+        if source != DataSource.ANALYTICS_PROVIDER:
+            person = restrictions.standing(target)
+            device = _consented_fields(subject_ref, device, restrictions.RESTRICTED in person)
+            if restrictions.stops(register().get(DEVICE_SECURITY), person):
+                if touch:  # RGT-4: the records stop; the use still keeps the account alive
+                    with database.atomic():
+                        queries.touch_account(target, clock.now())
+                return _not_recorded(device, source)
+        if source == DataSource.ANALYTICS_PROVIDER or touch:
+            with database.atomic():
+                if source == DataSource.ANALYTICS_PROVIDER:
+                    _require_analytics_allowed(target, subject_ref)
+                row = upsert_device(target, device, source)
+                if touch:
+                    queries.touch_account(target, clock.now())  # the app in use (ACC-7, RET-2)
+                audit.record(principal, "device.use", "account", target, subject_ref)
             return DeviceView.from_row(row)
+        # The hot path: the device's use and its audit entry in one round trip.
+        (row,) = audit.recorded_write(
+            principal,
+            "device.use",
+            "account",
+            target,
+            subject_ref,
+            _device_use(target, device, source),
+            Device,
+        )
+        return DeviceView.from_row(row)
 
     def list_devices(self, principal: Principal, account_id: str) -> list[DeviceView]:
         target = access.target_account(principal, account_id)

@@ -126,11 +126,10 @@ class Posting:
                 "BROADCAST_SENDERS_ONLY", "only the broadcast's senders may post in it"
             )
 
-    def create(
+    def _new(
         self, item_id: str, kind: ContentKind, key_id: str, body: bytes | None, **fields: object
     ) -> ContentItem:
-        """Inside the caller's transaction."""
-        return ContentItem.create(
+        return ContentItem(
             id=item_id,
             organisation=self.organisation_id,
             conversation=self.conversation_id,
@@ -143,6 +142,34 @@ class Posting:
             created_at=clock.now(),
             **fields,
         )
+
+    def create_message(
+        self, item_id: str, key_id: str, body: bytes, tokens: list[bytes]
+    ) -> ContentItem:
+        """A message and its search tokens, in one round trip where the database allows."""
+        item = self._new(item_id, ContentKind.MESSAGE, key_id, body)
+        values = (
+            item.id,
+            self.organisation_id,
+            self.conversation_id,
+            item.kind,
+            item.author_ref,
+            self.author_account_id,
+            item.request_id,
+            item.key_id,
+            item.body,
+            item.created_at,
+        )
+        item.seq = queries.insert_item(values, self.organisation_id, tokens)
+        return item
+
+    def create(
+        self, item_id: str, kind: ContentKind, key_id: str, body: bytes | None, **fields: object
+    ) -> ContentItem:
+        """Inside the caller's transaction."""
+        item = self._new(item_id, kind, key_id, body, **fields)
+        item.save(force_insert=True)
+        return item
 
 
 def conversation_page(
@@ -164,18 +191,13 @@ def conversation_page(
     return paging.by_seq(rows, size)
 
 
-def store_tokens(organisation_id: str, item_seq: int, tokens: list[bytes]) -> None:
-    if tokens:
-        queries.insert_tokens(organisation_id, item_seq, tokens)
-
-
 class Messages:
     def __init__(self, vault: Vault, host: PluginHost, retention: Retention) -> None:
         self.vault = vault
         self.host = host
         self.retention = retention
 
-    def _view(self, item: ContentItem, text: str | None) -> MessageView:
+    def _view(self, item: ContentItem | queries.ItemRow, text: str | None) -> MessageView:
         return MessageView(
             item.id, item.conversation_id, item.author_account_id, text, item.created_at
         )
@@ -209,9 +231,7 @@ class Messages:
         item_id = new_id()
         sealed = self.vault.seal_text(posting.organisation_id, item_id, posting.author_ref, text)
         try:
-            with database.atomic():
-                item = posting.create(item_id, ContentKind.MESSAGE, sealed.key_id, sealed.body)
-                store_tokens(posting.organisation_id, item.seq, sealed.tokens)
+            item = posting.create_message(item_id, sealed.key_id, sealed.body, sealed.tokens)
         except peewee.IntegrityError:
             if (prior := posting.retried()) is not None:
                 return self._replay(prior, text)
@@ -273,19 +293,11 @@ class Messages:
     ) -> tuple[list[MessageView], str]:
         conversation, _ = content_access.participant(principal, conversation_id)
         size, cursor = paging.page(page_size, page_token)
-        served = await self.retention.served(conversation.organisation_id, (ContentKind.MESSAGE,))
-        query = ContentItem.select(
-            ContentItem.seq,
-            ContentItem.id,
-            ContentItem.conversation,
-            ContentItem.author_account,
-            ContentItem.key_id,
-            ContentItem.body,
-            ContentItem.created_at,
+        kept = await self.retention.kept(conversation.organisation_id, ContentKind.MESSAGE)
+        fetched = queries.conversation_items(
+            conversation.id, ContentKind.MESSAGE, kept, cursor, size + 1
         )
-        rows, token = conversation_page(
-            query, conversation.id, ContentKind.MESSAGE, served, cursor, size
-        )
+        rows, token = paging.by_seq(fetched, size)
         texts = self.vault.open_texts(
             conversation.organisation_id, ((r.id, r.key_id, r.body) for r in rows)
         )
