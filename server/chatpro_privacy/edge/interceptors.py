@@ -66,6 +66,9 @@ PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 # Served on call workers of their own (issue 15): calls waiting on other work (a flood of
 # password changes waiting for their hashes) cannot hold every worker sign-in needs.
 SIGN_IN_METHODS = frozenset({_V1 + "AccountService/SignIn"})
+# Methods throttled by the end user's address (``client_address.py``): only these read it, so
+# no other call is slowed or refused over an x-forwarded-for it does not use.
+ADDRESS_METHODS = frozenset({_V1 + "AccountService/SignIn", _V1 + "AccountService/Register"})
 # What a person may still do before accepting a policy version that requires it (CON-1).
 GATE_EXEMPT_METHODS = frozenset(
     _V1 + name
@@ -355,7 +358,8 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
             self.guard.before_call()
         call.principal = self._authenticate(method, ctx)
         context.principal.set(call.principal)
-        context.client_address.set(self._client_address(method, ctx, call.principal))
+        if method in ADDRESS_METHODS:
+            context.client_address.set(self._client_address(method, ctx, call.principal))
 
     async def _guarded(self, work: Awaitable[T]) -> T:
         """On a worker: a database failure becomes the retryable error it is."""
