@@ -158,21 +158,27 @@ def _require_analytics_allowed(account_id: str, subject_ref: str) -> None:
         )
 
 
-def _consented_fields(subject_ref: str, device: DeviceData, restricted: bool) -> DeviceData:
+def _consent_purposes(device: DeviceData) -> list[str]:
+    """The purposes whose consent the reported fields need (CON-4)."""
+    needed = {
+        use.purpose_id
+        for use in register().device_data
+        if use.need == DeviceNeed.CONSENT and getattr(device, use.field)
+    }
+    return sorted(needed)
+
+
+def _consented_fields(device: DeviceData, person: restrictions.Standing) -> DeviceData:
     """CON-4: the fields the register says need consent are blanked unless the person gave
-    it for their purpose, and while their processing is restricted (RGT-5). The ledger is
-    read only for a field that was reported."""
-    given: dict[str, bool] = {}
-    blank = {}
-    for use in register().device_data:
-        if use.need != DeviceNeed.CONSENT or not getattr(device, use.field):
-            continue
-        if use.purpose_id not in given:
-            given[use.purpose_id] = not restricted and consent.has_consent(
-                subject_ref, use.purpose_id
-            )
-        if not given[use.purpose_id]:
-            blank[use.field] = ""
+    it for their purpose, and while their processing is restricted (RGT-5)."""
+    restricted = restrictions.RESTRICTED in person.grounds
+    blank = {
+        use.field: ""
+        for use in register().device_data
+        if use.need == DeviceNeed.CONSENT
+        and getattr(device, use.field)
+        and (restricted or not consent.in_force(person.consents.get(use.purpose_id)))
+    }
     return replace(device, **blank)
 
 
@@ -211,9 +217,9 @@ class DeviceRecords:
             raise NotFound("ACCOUNT_NOT_FOUND", "no such account", {"account_id": target})
         touch = source == DataSource.DEVICE and _not_marked_recently(principal, target)
         if source != DataSource.ANALYTICS_PROVIDER:
-            person = restrictions.standing(target)
-            device = _consented_fields(subject_ref, device, restrictions.RESTRICTED in person)
-            if restrictions.stops(register().get(DEVICE_SECURITY), person):
+            person = restrictions.standing(target, subject_ref, _consent_purposes(device))
+            device = _consented_fields(device, person)
+            if restrictions.stops(register().get(DEVICE_SECURITY), person.grounds):
                 if touch:  # RGT-4: the records stop; the use still keeps the account alive
                     with database.atomic():
                         queries.touch_account(target, clock.now())

@@ -12,14 +12,16 @@ direct marketing stops that purpose alone, at once.
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
-
-import peewee as pw
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from chatpro_privacy.domain.consent.purposes import Purpose, register
 from chatpro_privacy.domain.kernel import access
 from chatpro_privacy.domain.kernel.errors import FailedPrecondition
 from chatpro_privacy.domain.kernel.principals import Principal
+from chatpro_privacy.storage import queries
 from chatpro_privacy.storage.models import ProcessingObjection, ProcessingRestriction
 
 
@@ -74,16 +76,22 @@ def _grounds_stopping(purpose: Purpose) -> set[str]:
     return grounds
 
 
-def standing(account_id: str) -> frozenset[str]:
+@dataclass(frozen=True)
+class Standing:
+    """A person's objections' grounds (``RESTRICTED`` among them if their processing is
+    restricted) and the newest consent event (type, valid until) of the purposes asked."""
+
+    grounds: frozenset[str]
+    consents: dict[str, tuple[str, dt.datetime | None]]
+
+
+def standing(account_id: str, subject_ref: str, purposes: Sequence[str] = ()) -> Standing:
     """In one round trip (device use is a hot path): the grounds of the person's objections
-    in force, and ``RESTRICTED`` if their processing is restricted."""
-    grounds = ProcessingObjection.select(ProcessingObjection.ground).where(
-        ProcessingObjection.account == account_id
-    )
-    restricted = ProcessingRestriction.select(pw.Value(RESTRICTED)).where(
-        ProcessingRestriction.account == account_id
-    )
-    return frozenset(str(row[0]) for row in (grounds + restricted).tuples())
+    in force, and ``RESTRICTED`` among them if their processing is restricted; with the
+    newest consent event of each of ``purposes``."""
+    read = queries.standing(account_id, subject_ref, purposes)
+    grounds = read.grounds | {RESTRICTED} if read.restricted else read.grounds
+    return Standing(grounds, read.consents)
 
 
 def stops(purpose: Purpose, person_standing: frozenset[str]) -> bool:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import peewee
 
-VERSION = 15
+VERSION = 16
 
 _STATEMENTS = [
     """CREATE TABLE backoff_count (
