@@ -203,6 +203,37 @@ def set_clock(instant: dt.datetime) -> None:
     clock.offset = instant - dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
+class ExpirySweep:
+    """The unused-account sweep's two steps (RET-2), run in the server's loop as the
+    scheduler runs them; each answers how many accounts it warned or expired."""
+
+    def __init__(self, server: InProcessServer) -> None:
+        from chatpro_privacy.domain.retention.account_expiry import Expiry
+
+        runtime = server.runtime
+        self.server = server
+        self.job = Expiry(runtime.settings.policy, runtime.plugins, runtime.vault, runtime.ledger)
+
+    def warn(self) -> int:
+        async def warn() -> int:
+            return self.job.warn()
+
+        return self.server.run(warn())
+
+    def expire(self) -> int:
+        return self.server.run(self.job.expire())
+
+    def after_unused(self) -> int:
+        """200 days unused, warned, then 31 days on: expired; the clock set back after."""
+        try:
+            set_clock(clock.now() + dt.timedelta(days=200))
+            self.warn()
+            set_clock(clock.now() + dt.timedelta(days=31))
+            return self.expire()
+        finally:
+            clock.offset = dt.timedelta(0)
+
+
 def timestamp(when: dt.datetime) -> timestamp_pb2.Timestamp:
     """``when`` as a protobuf Timestamp; a naive time is UTC, as the service's clock gives it."""
     stamp = timestamp_pb2.Timestamp()

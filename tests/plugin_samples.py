@@ -322,3 +322,39 @@ class Hog:
     def chatpro_retention_months(self) -> int:
         hoard = bytearray(2 * 1024 * 1024 * 1024)
         return len(hoard) % 100 + 1
+
+
+class Lifecycle:
+    """Remembers every lifecycle hook it is asked or told, in order, as
+    "hook:change:role:subject_ref", and shows them as export format names; it decides
+    nothing (the defaults do)."""
+
+    def __init__(self, context: PluginContext) -> None:
+        self.seen: list[str] = []
+
+    @hookimpl
+    def chatpro_member_changed(self, member: Any, change: str) -> None:
+        self.seen.append(f"changed:{change}:{member.role}:{member.subject_ref}")
+
+    @hookimpl
+    def chatpro_departed_content(self, member: Any, change: str) -> None:
+        self.seen.append(f"departed:{change}:{member.role}:{member.subject_ref}")
+
+    @hookimpl
+    def chatpro_restriction_stops_monitoring(self, member: Any) -> None:
+        self.seen.append(f"restriction:-:{member.role}:{member.subject_ref}")
+
+    @hookimpl
+    def chatpro_export_formats(self) -> list[ExportFormat]:
+        return [ExportFormat(s, "text/plain") for s in self.seen]
+
+
+class TellFails:
+    """Raises whenever it is told of a member change."""
+
+    def __init__(self, context: PluginContext) -> None:
+        pass
+
+    @hookimpl
+    def chatpro_member_changed(self) -> None:
+        raise RuntimeError("the school's roster service is down")

@@ -32,7 +32,15 @@ from chatpro_privacy.storage.models import (
     Session,
     SweepCursor,
 )
-from helpers import Api, backdate_content, content_flag_row, restriction_row, rpc_error, set_clock
+from helpers import (
+    Api,
+    ExpirySweep,
+    backdate_content,
+    content_flag_row,
+    restriction_row,
+    rpc_error,
+    set_clock,
+)
 from orgs import Org, build_org, conversation, send, upload
 
 
@@ -349,28 +357,22 @@ async def _purge(server: Any) -> dict[str, int]:
 
 
 def test_an_unused_account_is_warned_then_expires(api: Api, server: Any) -> None:
-    from chatpro_privacy.domain.retention.account_expiry import Expiry
-
     account, _ = api.adult()
     service = api.service_token()
     runtime = server.runtime
-    expiry_job = Expiry(runtime.settings.policy, runtime.plugins, runtime.vault, runtime.ledger)
-
-    async def warn() -> int:
-        return expiry_job.warn()
-
+    sweep = ExpirySweep(server)
     try:
         set_clock(clock.now() + dt.timedelta(days=150))
-        assert server.run(warn()) == 0  # not six months yet
+        assert sweep.warn() == 0  # not six months yet
         set_clock(clock.now() + dt.timedelta(days=40))
-        assert server.run(warn()) == 1
+        assert sweep.warn() == 1
         (warning,) = [
             e for e in api.outbox_events(service).events if e.HasField("account_expiry_warning")
         ]
         assert warning.account_expiry_warning.email == "alice@example.com"
-        assert server.run(expiry_job.expire()) == 0  # the notice period runs
+        assert sweep.expire() == 0  # the notice period runs
         set_clock(clock.now() + dt.timedelta(days=31))
-        assert server.run(expiry_job.expire()) == 1
+        assert sweep.expire() == 1
         assert Account.get_or_none(Account.id == account.account_id) is None
         assert len(runtime.ledger.entries()) == 1
     finally:
@@ -378,23 +380,16 @@ def test_an_unused_account_is_warned_then_expires(api: Api, server: Any) -> None
 
 
 def test_using_the_account_after_the_warning_cancels_it(api: Api, server: Any) -> None:
-    from chatpro_privacy.domain.retention.account_expiry import Expiry
-
     account, _ = api.adult()
-    runtime = server.runtime
-    expiry_job = Expiry(runtime.settings.policy, runtime.plugins, runtime.vault, runtime.ledger)
-
-    async def warn() -> int:
-        return expiry_job.warn()
-
+    sweep = ExpirySweep(server)
     try:
         set_clock(clock.now() + dt.timedelta(days=200))
-        assert server.run(warn()) == 1
+        assert sweep.warn() == 1
         set_clock(clock.now() + dt.timedelta(days=1))
         api.sign_in("alice")  # used again
         set_clock(clock.now() + dt.timedelta(days=40))
-        assert server.run(warn()) == 0
-        assert server.run(expiry_job.expire()) == 0
+        assert sweep.warn() == 0
+        assert sweep.expire() == 0
         assert Account.get_by_id(account.account_id).expiry_warned_at is None
     finally:
         clock.offset = dt.timedelta(0)

@@ -171,21 +171,35 @@ def chatpro_render_export(
 def chatpro_member_changed(
     organisation: OrganisationView, member: MemberView, change: MemberChange
 ) -> None:
-    """Observe: a member's standing changed. Called with "joined" when a person accepts an
-    invitation or first acknowledges the statement of an organisation that provisioned
-    them; "left" when RemoveMember removes them; "erased" when their verified erasure
-    request is carried out; "expired" when their unused account expires; "restricted"
-    when their restriction of processing is carried out."""
+    """Observe: a member's standing changed; called after the change is made (a failing
+    plugin never undoes it), with ``member.role`` their role in the organisation before it.
+
+    - "joined": AcceptInvitation, whether an administrator invited them (InviteMember) or
+      the organisation provisioned their account (ProvisionMember: once set up, they
+      accept its invitation like anyone, acknowledging the statement in effect). Nobody
+      joins otherwise; a later AcknowledgeStatement is not a joining.
+    - "left": RemoveMember ends their membership, whether they leave or the organisation's
+      administrators (or an operator) remove them. Withdrawing an invitation never
+      accepted, or deleting an account never set up, tells nothing: nobody had joined.
+    - "erased": their verified erasure request (RGT-3) is carried out;
+    - "expired": their unused account expires (RET-2);
+    - "restricted": their restriction of processing (RGT-5) is carried out.
+
+    The last three are told to every organisation the person belongs to or wrote content in.
+    """
 
 
 @_hookspec(firstresult=True)
 def chatpro_departed_content(
     organisation: OrganisationView, member: MemberView, change: DepartureChange
 ) -> ContentDisposition | None:
-    """Decide: what becomes of the content of a member who "left" (RemoveMember), was
-    "erased" (a verified erasure request) or "expired" (an unused account): kept as the
-    organisation's record with the author pseudonymised (a reason is required), or
-    deleted. Called before the change is made."""
+    """Decide: what becomes of the content of a member who "left" (RemoveMember of a member
+    who had joined), was "erased" (a verified erasure request) or "expired" (an unused
+    account): kept as the organisation's record with the author pseudonymised (a reason is
+    required), or deleted. Called before the change is made, in every organisation the
+    person belongs to or wrote content in. If the plugins cannot answer, nothing changes:
+    RemoveMember fails, an expiry waits for the next sweep, and an erasure's part is left
+    to the organisation's administrators (AnswerRightsRequest)."""
 
 
 @_hookspec(firstresult=True)
@@ -193,7 +207,10 @@ def chatpro_restriction_stops_monitoring(
     organisation: OrganisationView, member: MemberView
 ) -> bool | None:
     """Decide: whether a member's restriction of processing (RGT-5) stops the organisation's
-    own monitoring of their content; called when the restriction is carried out."""
+    own monitoring of their content; called once the restriction request is verified,
+    before it is carried out, in every organisation the person belongs to or wrote content
+    in (if the plugins cannot answer, its administrators do). The plugins are then told
+    "restricted" (``chatpro_member_changed``)."""
 
 
 HOOK_NAMES = tuple(name for name in dir() if name.startswith("chatpro_"))

@@ -1,14 +1,18 @@
 """Members joining and leaving an organisation, told to its plugins (PLG-1, RGT-3).
 
-A person who accepts an invitation has joined: the organisation's plugins are told
-(``chatpro_member_changed`` with "joined"; a failure is logged, the membership stands).
+A person who accepts an invitation has joined (invited by an administrator or provisioned
+from the organisation's records alike: both accept with AcceptInvitation): the
+organisation's plugins are told (``chatpro_member_changed`` with "joined"; a failure is
+logged, the membership stands).
 
-Before the membership ends, an organisation with plugins is asked what becomes of the
-member's content there (``chatpro_departed_content`` with "left"): kept as its record, under
-the member's pseudonym, or deleted, by destroying the member's content keys there (the
-content is unreadable for good). If its plugins cannot answer, nothing is changed and the
-call fails: the organisation's rule is never guessed. After the removal its plugins are
-told (``chatpro_member_changed`` with "left"); a failure then is logged.
+Before a membership that was joined ends (the member leaves, or is removed by those who
+manage the organisation), an organisation with plugins is asked what becomes of the
+member's content there (``chatpro_departed_content`` with "left"): kept as its record,
+under the member's pseudonym, or deleted, by destroying the member's content keys there
+(the content is unreadable for good). If its plugins cannot answer, nothing is changed and
+the call fails: the organisation's rule is never guessed. After the removal its plugins
+are told (``chatpro_member_changed`` with "left"); a failure then is logged. Withdrawing an
+invitation nobody accepted tells nothing: nobody joined, and there is no content.
 """
 
 from __future__ import annotations
@@ -17,15 +21,23 @@ import structlog
 
 from chatpro_privacy.domain.content import key_destruction
 from chatpro_privacy.domain.kernel.principals import SYSTEM, Principal
-from chatpro_privacy.domain.kernel.vocabulary import MemberRole
+from chatpro_privacy.domain.kernel.vocabulary import MemberRole, MembershipState
 from chatpro_privacy.domain.organisations import memberships
 from chatpro_privacy.domain.vault.envelope import Vault
 from chatpro_privacy.plugin.faults import PluginError
 from chatpro_privacy.plugin.host import PluginHost
 from chatpro_privacy.plugin.types import Disposition, MemberView
-from chatpro_privacy.storage.models import Account
+from chatpro_privacy.storage.models import Account, Membership
 
 log = structlog.get_logger("chatpro_privacy.organisations")
+
+
+def member_view(organisation_id: str, account_id: str | None, subject_ref: str) -> MemberView:
+    """The person as the organisation's plugins know them, with their role there (read
+    before a change that ends the membership); a past member who left is a member."""
+    row = memberships.membership(organisation_id, account_id)
+    role = MemberRole(row.role) if row is not None else MemberRole.MEMBER
+    return MemberView(subject_ref, role)
 
 
 async def tell(host: PluginHost, organisation_id: str, member: MemberView, change: str) -> None:
@@ -48,11 +60,11 @@ async def joined(host: PluginHost, row: memberships.MembershipView) -> None:
 async def remove(
     principal: Principal, host: PluginHost, vault: Vault, organisation_id: str, account_id: str
 ) -> None:
-    row = memberships.leaving(principal, organisation_id, account_id)
+    row: Membership = memberships.leaving(principal, organisation_id, account_id)
     org_id = row.organisation_id
     account = Account.get_by_id(row.account_id)
     member = MemberView(account.subject_ref, MemberRole(row.role))
-    ruled = host.has_plugins(org_id)
+    ruled = host.has_plugins(org_id) and row.state == MembershipState.ACTIVE
     disposition = None
     if ruled:
         disposition, plugin = await host.departed_content(org_id, member, "left")
@@ -65,4 +77,5 @@ async def remove(
     memberships.remove(principal, organisation_id, account_id)
     if disposition is not None and disposition.action == Disposition.DELETE:
         key_destruction.destroy(SYSTEM, vault.keys, org_id, account.id)
-    await tell(host, org_id, member, "left")
+    if ruled:
+        await tell(host, org_id, member, "left")

@@ -11,7 +11,7 @@ import structlog
 
 from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.kernel.principals import SYSTEM
-from chatpro_privacy.domain.kernel.vocabulary import AccountState, MemberRole
+from chatpro_privacy.domain.kernel.vocabulary import AccountState
 from chatpro_privacy.domain.organisations import member_lifecycle
 from chatpro_privacy.domain.organisations.retention_periods import months_passed
 from chatpro_privacy.domain.records import outbox
@@ -84,18 +84,21 @@ class Expiry:
         ]
         for account_id in due:
             try:
-                member = MemberView(Account.get_by_id(account_id).subject_ref, MemberRole.MEMBER)
-                decisions = await self._decisions(account_id)
+                members = self._members(account_id)
+                decisions = await self._decisions(members)
                 erasure.erase(SYSTEM, self.vault, account_id, decisions, [], None, self.ledger)
             except Exception:
                 log.exception("an expired account could not be erased; next sweep retries")
                 continue
             for decision in decisions:  # those with plugins: told after the change
-                await member_lifecycle.tell(self.host, decision.organisation_id, member, "expired")
+                org = decision.organisation_id
+                await member_lifecycle.tell(self.host, org, members[org], "expired")
         return len(due)
 
-    async def _decisions(self, account_id: str) -> list[erasure.OrganisationDecision]:
-        """Each organisation with plugins decides its content; the others' is deleted."""
+    @staticmethod
+    def _members(account_id: str) -> dict[str, MemberView]:
+        """The organisations the account belongs to or wrote in, and the person as each
+        one's plugins know them (read before the expiry ends the memberships)."""
         account = Account.get_by_id(account_id)
         organisations = {
             m.organisation_id
@@ -108,14 +111,21 @@ class Expiry:
             .where(ContentItem.author_ref == account.subject_ref)
             .distinct()
         }
+        return {
+            org: member_lifecycle.member_view(org, account.id, account.subject_ref)
+            for org in sorted(organisations)
+        }
+
+    async def _decisions(
+        self, members: dict[str, MemberView]
+    ) -> list[erasure.OrganisationDecision]:
+        """Each organisation with plugins decides its content; the others' is deleted."""
         decisions = []
-        for org in sorted(organisations):
+        for org, member in members.items():
             if not self.host.has_plugins(org):
                 continue
             try:
-                answer, plugin = await self.host.departed_content(
-                    org, MemberView(account.subject_ref, MemberRole.MEMBER), "expired"
-                )
+                answer, plugin = await self.host.departed_content(org, member, "expired")
             except PluginError:
                 raise  # the organisation's rules cannot be asked: expire later, not now
             decisions.append(

@@ -30,13 +30,13 @@ from chatpro_privacy.domain.kernel.errors import (
     Violations,
 )
 from chatpro_privacy.domain.kernel.principals import SYSTEM, Principal, PrincipalKind
-from chatpro_privacy.domain.kernel.vocabulary import MemberRole, RequestState, RequestType
+from chatpro_privacy.domain.kernel.vocabulary import RequestState, RequestType
+from chatpro_privacy.domain.organisations import member_lifecycle
 from chatpro_privacy.domain.records import audit
 from chatpro_privacy.domain.rights import erasure
 from chatpro_privacy.domain.rights.organisations import PartDecision
 from chatpro_privacy.domain.rights.workflow import COMPLAINT_NOTICE, Kept, RequestStep, Workflow
 from chatpro_privacy.domain.vault.envelope import Vault
-from chatpro_privacy.plugin.faults import PluginError
 from chatpro_privacy.plugin.host import PluginHost
 from chatpro_privacy.plugin.types import Disposition, MemberView
 from chatpro_privacy.settings import PolicySettings
@@ -160,7 +160,7 @@ class Execution(Workflow):
             elif row.type == RequestType.RESTRICTION:
                 self._restrict(row, parts)
         if row.type == RequestType.RESTRICTION:
-            await self._tell_plugins(row, parts, "restricted")
+            await self._tell_plugins(self._members(row, parts), "restricted")
 
     def _export_ready(self, row: RightsRequest, parts: list[RightsRequestOrganisation]) -> None:
         """Access and portability: the export is made as it is streamed; naming any
@@ -245,22 +245,31 @@ class Execution(Workflow):
             + told,
         )
 
-    async def _tell_plugins(
-        self, row: RightsRequest, parts: list[RightsRequestOrganisation], change: str
-    ) -> None:
-        member = MemberView(row.subject_ref, MemberRole.MEMBER)
-        for part in parts:
-            if self.host.has_plugins(part.organisation_id):
-                try:
-                    await self.host.member_changed(part.organisation_id, member, change)
-                except PluginError as exc:
-                    log.warning("plugin not told of a member change", reason=exc.reason)
+    @staticmethod
+    def _members(
+        row: RightsRequest, parts: list[RightsRequestOrganisation]
+    ) -> dict[str, MemberView]:
+        """The person as each organisation's plugins know them, read before an erasure
+        ends their memberships."""
+        return {
+            p.organisation_id: member_lifecycle.member_view(
+                p.organisation_id, row.account_id, row.subject_ref
+            )
+            for p in parts
+        }
+
+    async def _tell_plugins(self, members: dict[str, MemberView], change: str) -> None:
+        """Each organisation of the request, once the change is made (PLG-4): a plugin's
+        failure is logged and never undoes it."""
+        for organisation_id, member in members.items():
+            await member_lifecycle.tell(self.host, organisation_id, member, change)
 
     async def _erase(self, row: RightsRequest) -> None:
         if self.eraser is None:
             raise FailedPrecondition("ERASURE_UNAVAILABLE", "erasure is not configured")
         view = self.view(row)
         parts, kept = view.organisations, view.kept
+        members = self._members(row, parts)
         try:
             self.eraser(SYSTEM, row.account_id or "", parts, kept, row.id)
         except DomainError as exc:  # e.g. a legal-claims restriction placed since
@@ -275,7 +284,7 @@ class Execution(Workflow):
                     outcome=f"Your data was not erased: {exc.message} {COMPLAINT_NOTICE}",
                 )
             return
-        await self._tell_plugins(row, parts, "erased")
+        await self._tell_plugins(members, "erased")
         with database.atomic():
             self._move(
                 row,

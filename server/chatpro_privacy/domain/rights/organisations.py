@@ -20,6 +20,7 @@ from chatpro_privacy.domain.kernel import validation
 from chatpro_privacy.domain.kernel.errors import FailedPrecondition, NotFound, Violations
 from chatpro_privacy.domain.kernel.principals import Principal
 from chatpro_privacy.domain.kernel.vocabulary import MemberRole, RequestType
+from chatpro_privacy.domain.organisations import member_lifecycle
 from chatpro_privacy.domain.records import audit
 from chatpro_privacy.domain.rights import erasure
 from chatpro_privacy.domain.rights.workflow import FINAL, RequestView, Workflow
@@ -172,10 +173,12 @@ class OrganisationParts(Workflow):
                     reason="",
                     decided_by="",
                 ).on_conflict_ignore().execute()
-        member = MemberView(row.subject_ref, MemberRole.MEMBER)
         for part in list(_unanswered(row.id)):
             if not self.host.has_plugins(part.organisation_id):
                 continue  # its administrators answer
+            member = member_lifecycle.member_view(
+                part.organisation_id, row.account_id, row.subject_ref
+            )
             try:
                 decision, reason, plugin = await self._plugin_answer(
                     row, part.organisation_id, member
