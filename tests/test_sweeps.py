@@ -366,33 +366,44 @@ async def _purge(server: Any) -> dict[str, int]:
     return own_schedule.purge(server.runtime.settings.policy)
 
 
-def test_an_unused_account_is_warned_then_expires(api: Api, server: Any) -> None:
+def test_an_unused_account_is_warned_a_month_ahead_and_expires_at_six_months(
+    api: Api, server: Any
+) -> None:
+    """RET-2: six calendar months after its last use, to the second; the warning a calendar
+    month before names that instant. (It used to expire 30 days after a warning at six
+    months, a month late.)"""
     from chatpro_privacy.domain.retention.account_expiry import Expiry
 
     account, _ = api.adult()
     service = api.service_token()
     runtime = server.runtime
     expiry_job = Expiry(runtime.settings.policy, runtime.plugins, runtime.vault, runtime.ledger)
+    last_used = Account.get_by_id(account.account_id).last_active_at
+    expires = expiry(last_used, 6)
+    second = dt.timedelta(seconds=1)
 
     async def warn() -> int:
         return expiry_job.warn()
 
     try:
-        set_clock(clock.now() + dt.timedelta(days=150))
-        assert server.run(warn()) == 0  # not six months yet
-        set_clock(clock.now() + dt.timedelta(days=40))
+        set_clock(expiry(last_used, 5) - second)
+        assert server.run(warn()) == 0  # not five months yet
+        set_clock(expiry(last_used, 5) + second)
         assert server.run(warn()) == 1
         (warning,) = [
             e for e in api.outbox_events(service).events if e.HasField("account_expiry_warning")
         ]
         assert warning.account_expiry_warning.email == "alice@example.com"
-        assert server.run(expiry_job.expire()) == 0  # the notice period runs
-        set_clock(clock.now() + dt.timedelta(days=31))
-        assert server.run(expiry_job.expire()) == 1
+        assert warning.account_expiry_warning.expire_time.ToDatetime() == expires
+        clock.frozen = expires - second
+        assert server.run(expiry_job.expire()) == 0  # six months minus a second
+        assert Account.get_or_none(Account.id == account.account_id) is not None
+        clock.frozen = expires + second
+        assert server.run(expiry_job.expire()) == 1  # six months plus a second
         assert Account.get_or_none(Account.id == account.account_id) is None
         assert len(runtime.ledger.entries()) == 1
     finally:
-        clock.offset = dt.timedelta(0)
+        clock.offset, clock.frozen = dt.timedelta(0), None
 
 
 def test_using_the_account_after_the_warning_cancels_it(api: Api, server: Any) -> None:

@@ -50,9 +50,10 @@ class PolicySettings:
     outbox_max_retention: dt.timedelta = dt.timedelta(days=365)
     provisioned_account_retention: dt.timedelta = dt.timedelta(days=30)  # never set up
     deletion_feed_retention: dt.timedelta = dt.timedelta(days=90)  # apps sync within this
-    # RET-2: unused this many calendar months, an account is warned, then expires.
+    # RET-2: unused this many calendar months, an account expires; it is warned this many
+    # calendar months before.
     account_inactivity_months: int = 6
-    account_expiry_notice: dt.timedelta = dt.timedelta(days=30)
+    account_expiry_warning_months: int = 1
     # Per-peer rate limits (SEC-3): calls per window from one address.
     register_per_peer: int = 100
     sign_in_per_peer: int = 300

@@ -92,8 +92,8 @@ def schedule(policy: PolicySettings) -> list[Rule]:
         ),
         Rule(
             "accounts unused",
-            f"{policy.account_inactivity_months} months, after a warning "
-            f"{days(policy.account_expiry_notice)} days before; then erased",
+            f"{policy.account_inactivity_months} calendar months after last use, warned "
+            f"{policy.account_expiry_warning_months} calendar month(s) before; then erased",
             0,
             sweep,
         ),
