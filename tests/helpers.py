@@ -68,6 +68,14 @@ def content_key_env(folder: Path) -> dict[str, str]:
     }
 
 
+def command_url(url: str, schema: str | None) -> str:
+    """The database URL to give a `chatpro-privacy` command: on PostgreSQL the test's schema
+    rides in it as libpq's search_path option, as an operator's schema would."""
+    if schema is None:
+        return url
+    return f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}"
+
+
 def free_port() -> int:
     """A port on 127.0.0.1 that nothing listened on when asked, for a served process."""
     with socket.socket() as s:

@@ -80,6 +80,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
         complaint_notice="ico",
     ),
     outbox.ACCOUNT_EXPIRY_WARNING: dict(account_id="a1", email="e@x", expire_time=T),
+    outbox.AUDIT_CHECKPOINT_TAKEN: dict(checkpoint='{"format":"x"}', take_time=T),
 }
 
 # Written by the per-type conversions before the registry replaced them.
@@ -133,6 +134,11 @@ WIRE = {
     ),
     outbox.ACCOUNT_EXPIRY_WARNING: (
         "080e120261311a0b08d983e2b106108094ef3aba01160a02613112036540781a0b08d983e2b106108094ef3a"
+    ),
+    # Added with the type (issue 18): pinned as the generic conversion first wrote it.
+    outbox.AUDIT_CHECKPOINT_TAKEN: (
+        "080f120261311a0b08d983e2b106108094ef3af2011d0a0e7b22666f726d6174223a2278227d120b08d983"
+        "e2b106108094ef3a"
     ),
 }
 SUPERSEDED = "08631a0b08d983e2b106108094ef3a2001"

@@ -61,7 +61,7 @@ from chatpro_privacy.domain.kernel.passwords import TEST_PARAMETERS, Passwords
 from chatpro_privacy.domain.kernel.tokens import ConfirmationTokens
 from chatpro_privacy.domain.organisations.plugin_settings import PluginSettings
 from chatpro_privacy.domain.organisations.retention_periods import Retention
-from chatpro_privacy.domain.records import audit
+from chatpro_privacy.domain.records import audit, audit_checkpoints
 from chatpro_privacy.domain.records.throttle_counts import SharedThrottles
 from chatpro_privacy.domain.rights.execution import erasure_by
 from chatpro_privacy.domain.rights.export.exports import Exports
@@ -83,7 +83,7 @@ from chatpro_privacy.services.outbox_service import OutboxService
 from chatpro_privacy.services.policy_service import PolicyService
 from chatpro_privacy.services.retention_service import RetentionService
 from chatpro_privacy.services.rights_service import RightsService
-from chatpro_privacy.settings import Settings
+from chatpro_privacy.settings import Settings, SettingsError
 from chatpro_privacy.storage import migrations
 from chatpro_privacy.storage.blobs import BlobStore
 from chatpro_privacy.storage.db import close_database, open_database
@@ -145,6 +145,7 @@ class Runtime:
     @classmethod
     def build(cls, settings: Settings, plugins: PluginHost | None = None) -> Runtime:
         audit.configure(settings.secret_key)
+        audit_checkpoints.configure(settings.secret_key)
         passwords = Passwords(
             workers=settings.password_hash_workers,
             parameters=TEST_PARAMETERS if settings.password_hash_profile == "test" else None,
@@ -260,6 +261,7 @@ def sweeps_of(runtime: Runtime) -> Sweeps:
         runtime.retention,
         runtime.ledger,
         runtime.rights,
+        runtime.settings.audit_checkpoint_file,
     )
 
 
@@ -325,6 +327,8 @@ async def start(
     settings: Settings, *, runtime: Runtime | None = None, sweep: bool = True
 ) -> RunningServer:
     """Build, bind and start a server. The database must already be open and migrated."""
+    if (refusal := settings.plaintext_refusal()) is not None:
+        raise SettingsError(refusal)
     runtime = runtime or Runtime.build(settings)
     workers = CallWorkers(settings.call_worker_count, on_stop=close_database)
     background = CallWorkers(2, on_stop=close_database)

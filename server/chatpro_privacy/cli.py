@@ -9,6 +9,7 @@ import datetime as dt
 import json
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from chatpro_privacy import logs, replicas
 from chatpro_privacy import settings as settings_mod
@@ -17,22 +18,18 @@ from chatpro_privacy.domain.accounts import roles
 from chatpro_privacy.domain.content import key_destruction
 from chatpro_privacy.domain.kernel.errors import DomainError
 from chatpro_privacy.domain.kernel.principals import SYSTEM, Role
-from chatpro_privacy.domain.records import audit
+from chatpro_privacy.domain.records import audit, audit_checkpoints
 from chatpro_privacy.domain.rights import erasure
 from chatpro_privacy.domain.vault.envelope import Vault
 from chatpro_privacy.settings import Settings, SettingsError
 from chatpro_privacy.storage.blobs import BlobStore
+from chatpro_privacy.storage.checkpoint_file import CheckpointFileError
 from chatpro_privacy.storage.erasure_ledger import ErasureLedger
 from chatpro_privacy.storage.keystore import KeyStore
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="chatpro-privacy", description=__doc__)
-    parser.add_argument("--database-url", help="default: $DATABASE_URL or a SQLite file in ./data")
-    parser.add_argument("--log-format", choices=["json", "console", "auto"])
-    parser.add_argument("--log-level")
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def _serve_parser(sub: Any) -> None:
+    """`serve` and its flags."""
     serve_p = sub.add_parser("serve", help="serve gRPC (migrates first)")
     serve_p.add_argument("--address", help="host:port (default 127.0.0.1:50051)")
     serve_p.add_argument("--tls-cert", dest="tls_cert_file")
@@ -56,10 +53,32 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="server processes sharing the address (default 1, or $CHATPRO_SERVE_WORKERS)",
     )
+    serve_p.add_argument(
+        "--insecure",
+        action="store_true",
+        default=None,
+        help="serve plaintext on an address other hosts reach (refused without it)",
+    )
 
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="chatpro-privacy", description=__doc__)
+    parser.add_argument("--database-url", help="default: $DATABASE_URL or a SQLite file in ./data")
+    parser.add_argument("--log-format", choices=["json", "console", "auto"])
+    parser.add_argument("--log-level")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    _serve_parser(sub)
     sub.add_parser("migrate", help="apply pending database migrations")
-    sub.add_parser(
-        "verify-audit", help="check the audit trail's chains; exit 1 at the first tampered entry"
+    verify = sub.add_parser(
+        "verify-audit",
+        help="check the audit trail's chains and partitions; exit 1 at the first tampered entry",
+    )
+    verify.add_argument(
+        "--checkpoint",
+        metavar="FILE",
+        help="also compare with the signed checkpoints in FILE (the sweep's, or a copy from "
+        "the external log): names a partition rolled back or missing",
     )
     sub.add_parser(
         "sweep",
@@ -122,6 +141,7 @@ def _settings(args: argparse.Namespace) -> Settings:
             age_of_digital_consent=args.age_of_digital_consent,
             grace_period_seconds=args.grace_period_seconds,
             serve_workers=args.serve_workers,
+            insecure=args.insecure,
             session_lifetime=dt.timedelta(seconds=args.token_lifetime)
             if args.token_lifetime
             else None,
@@ -138,6 +158,31 @@ def _reapply_erasures(settings: Settings) -> int:
     finally:
         ledger.close()
         keys.close()
+
+
+def _verify_audit(checkpoint: str | None) -> int:
+    """Exit 0 if intact, 1 on any problem, 2 if the checkpoint file cannot be read."""
+    result = audit.verify()
+    problems = list(result.problems)
+    report: dict[str, object] = {}
+    if checkpoint is not None:
+        try:
+            compared, found = audit_checkpoints.compare(checkpoint)
+        except CheckpointFileError as exc:
+            print(f"chatpro-privacy: {exc}", file=sys.stderr)
+            return 2
+        seen = {(p.partition, p.kind) for p in problems}
+        problems += [p for p in found if (p.partition, p.kind) not in seen]
+        report["checkpoints_checked"] = compared
+    report = {
+        "intact": not problems,
+        "entries_checked": result.entries_checked,
+        "legacy_entries": result.legacy_entries,
+        **report,
+        "problems": [p.__dict__ for p in problems],
+    }
+    print(json.dumps(report))
+    return 0 if not problems else 1
 
 
 async def _sweep(settings: Settings) -> dict[str, object]:
@@ -159,6 +204,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"chatpro-privacy: {exc}", file=sys.stderr)
         return 2
     serving = args.command == "serve"
+    if serving and (refusal := settings.plaintext_refusal()) is not None:
+        print(f"chatpro-privacy: {refusal}", file=sys.stderr)
+        return 2
     logs.configure(
         settings.log_format,
         settings.log_level,
@@ -173,19 +221,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         applied = prepare_database(settings)
         audit.configure(settings.secret_key)
+        audit_checkpoints.configure(settings.secret_key)
         if args.command == "verify-audit":
-            result = audit.verify()
-            print(
-                json.dumps(
-                    {
-                        "intact": result.ok,
-                        "entries_checked": result.entries_checked,
-                        "legacy_entries": result.legacy_entries,
-                        "problems": [p.__dict__ for p in result.problems],
-                    }
-                )
-            )
-            return 0 if result.ok else 1
+            return _verify_audit(args.checkpoint)
         if args.command == "migrate":
             print(json.dumps({"applied": applied}))
         elif args.command == "sweep":

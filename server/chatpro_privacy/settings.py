@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import os
 import secrets
 from collections.abc import Mapping
@@ -18,6 +19,8 @@ DEFAULT_MASTER_KEY_FILE = "data/master.key"
 # backup must not bring back a destroyed key.
 DEFAULT_KEY_STORE_URL = "sqlite:///data/keys.sqlite3"
 DEFAULT_BLOB_DIR = "data/blobs"
+# Signed checkpoints of the audit trail (SEC-5): outside the database, appended by the sweep.
+DEFAULT_AUDIT_CHECKPOINT_FILE = "data/audit-checkpoints.jsonl"
 # "default" is argon2-cffi's RFC 9106 low-memory profile; "test" is for test suites alone
 # (see ``domain/kernel/passwords.py``), so no variable or flag can select it.
 PASSWORD_HASH_PROFILES = ("default", "test")
@@ -76,6 +79,7 @@ class Settings:
     master_key: bytes = field(default=b"", repr=False)
     key_store_url: str = DEFAULT_KEY_STORE_URL
     blob_dir: str = DEFAULT_BLOB_DIR
+    audit_checkpoint_file: str = DEFAULT_AUDIT_CHECKPOINT_FILE
     sqlite_synchronous: str = "FULL"
     password_hash_workers: int = 2
     password_hash_profile: str = "default"
@@ -89,6 +93,9 @@ class Settings:
     call_workers: int | None = None
     # `serve --workers N`: server processes on the one address (SO_REUSEPORT), see replicas.py.
     serve_workers: int = 1
+    # `serve --insecure`: plaintext on an address other hosts reach. Refused otherwise: every
+    # call carries a bearer token and personal data.
+    insecure: bool = False
     policy: PolicySettings = field(default_factory=PolicySettings)
 
     def with_overrides(self, **overrides: Any) -> Settings:
@@ -106,6 +113,17 @@ class Settings:
         if self.call_workers is not None:
             return self.call_workers
         return 4 if self.database_url.startswith("sqlite") else 16
+
+    def plaintext_refusal(self) -> str | None:
+        """Why serving as configured would be refused: plaintext (no TLS) on an address
+        other hosts can reach, without ``--insecure``. None when it may serve."""
+        if self.tls_cert_file or self.insecure or is_loopback(self.address):
+            return None
+        return (
+            f"refusing to serve plaintext on {self.address}, which other hosts can reach: "
+            "give a TLS certificate and key (--tls-cert, --tls-key), listen on a loopback "
+            "address (127.0.0.1), or pass --insecure to accept it explicitly"
+        )
 
     def validate(self) -> None:
         if self.log_format not in {"json", "console", "auto"}:
@@ -138,6 +156,19 @@ class Settings:
             raise SettingsError("password hashing needs at least one worker")
         if self.password_hash_profile not in PASSWORD_HASH_PROFILES:
             raise SettingsError(f"unknown password hash profile {self.password_hash_profile!r}")
+
+
+def is_loopback(address: str) -> bool:
+    """Whether ``host:port`` (or a unix socket) is reachable from this host only."""
+    if address.startswith(("unix:", "unix-abstract:")):
+        return True
+    host = address.rpartition(":")[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # empty (every interface), or a name other hosts may resolve
+        return False
 
 
 def _load_key(
@@ -204,6 +235,9 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         ),
         key_store_url=source.get("CHATPRO_KEY_STORE_URL", DEFAULT_KEY_STORE_URL),
         blob_dir=source.get("CHATPRO_BLOB_DIR", DEFAULT_BLOB_DIR),
+        audit_checkpoint_file=source.get(
+            "CHATPRO_AUDIT_CHECKPOINT_FILE", DEFAULT_AUDIT_CHECKPOINT_FILE
+        ),
         sqlite_synchronous=source.get("CHATPRO_SQLITE_SYNCHRONOUS", "FULL"),
         call_workers=int(source["CHATPRO_CALL_WORKERS"])
         if "CHATPRO_CALL_WORKERS" in source

@@ -200,6 +200,9 @@ class AuditEntry(BaseModel):
     chain_partition = pw.IntegerField(null=True)
     chain_seq = pw.BigIntegerField(null=True)
     mac = pw.TextField(null=True)
+    # SQLite only, inside the inserting statement: the head's MAC a trigger moves to the
+    # partition's head, then clears (migration 15). Always NULL once written.
+    head_mac = pw.TextField(null=True)
 
 
 class AuditHead(BaseModel):

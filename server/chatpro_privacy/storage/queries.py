@@ -14,7 +14,6 @@ from typing import Any, NamedTuple
 from chatpro_privacy.storage.db import database, is_postgres
 from chatpro_privacy.storage.dialect import parameters, render
 from chatpro_privacy.storage.models import Account, ConsentEvent, Device, OrganisationStatement
-from chatpro_privacy.storage.tuning import AUDIT_PARTITION_LOCKS
 
 _SESSION_PRINCIPAL = """
 SELECT s.id, s.revoked_at, s.expires_at, a.id, a.subject_ref, s.kind, a.policy_version,
@@ -49,20 +48,6 @@ INSERT INTO kept_correspondence (id, subject_ref, kind, subject, body, received_
 SELECT id, ?, kind, subject, body, received_at, ?, ?, ? FROM correspondence WHERE account_id = ?
 ON CONFLICT (id) DO NOTHING"""
 _KEPT_CORRESPONDENCE = "SELECT COUNT(*) FROM kept_correspondence WHERE subject_ref = ?"
-_AUDIT = """
-INSERT INTO audit_entry
-  (occurred_at, request_id, actor_type, actor_ref, action, subject_ref, target_type, target_id,
-   chain_partition, chain_seq, mac)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
-_AUDIT_HEAD = "SELECT seq, mac FROM audit_head WHERE chain_partition = ?"
-# PostgreSQL: the partition's writers take turns (an advisory lock held to the transaction's
-# end). The head is read by the next statement: a statement's snapshot is taken before it
-# waits for the lock, so one that locked and read at once could read a head already moved.
-_LOCK_AUDIT_PARTITION = "SELECT pg_advisory_xact_lock(?)"
-_AUDIT_HEAD_UPSERT = """
-INSERT INTO audit_head (chain_partition, seq, mac, head_mac) VALUES (?, ?, ?, ?)
-ON CONFLICT (chain_partition) DO UPDATE SET
-  seq = excluded.seq, mac = excluded.mac, head_mac = excluded.head_mac"""
 _UPSERT_DEVICE = """
 INSERT INTO device (account_id, device_id, device_type, operating_system, browser_type, source,
                     first_used_at, last_used_at, use_count)
@@ -173,22 +158,6 @@ def upsert_device(
     postgres = is_postgres()
     rows = list(Device.raw(render(_UPSERT_DEVICE, postgres), *parameters(params, postgres)))
     return rows[0]  # read to the end: SQLite finishes a RETURNING statement when stepped out
-
-
-def locked_audit_head(partition: int) -> tuple[int, str] | None:
-    """The partition's head (newest position and MAC), its writers' turn taken first."""
-    if is_postgres():
-        _execute(_LOCK_AUDIT_PARTITION, (AUDIT_PARTITION_LOCKS + partition,))
-    found = _execute(_AUDIT_HEAD, (partition,)).fetchone()
-    return (int(found[0]), str(found[1])) if found else None
-
-
-def insert_audit(
-    fields: tuple[Any, ...], partition: int, seq: int, mac: str, head_mac: str
-) -> None:
-    """Append a chained entry and move its partition's head, in the caller's transaction."""
-    _execute(_AUDIT, (*fields, partition, seq, mac))
-    _execute(_AUDIT_HEAD_UPSERT, (partition, seq, mac, head_mac))
 
 
 def date(value: Any) -> dt.date:

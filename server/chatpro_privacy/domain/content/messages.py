@@ -22,12 +22,12 @@ from chatpro_privacy.domain.kernel.errors import FieldViolation, InvalidArgument
 from chatpro_privacy.domain.kernel.principals import Principal
 from chatpro_privacy.domain.kernel.tokens import new_id
 from chatpro_privacy.domain.organisations.retention_periods import Retention
-from chatpro_privacy.domain.records import outbox
+from chatpro_privacy.domain.records import audit, outbox
 from chatpro_privacy.domain.vault.envelope import Vault
 from chatpro_privacy.plugin.faults import PluginError
 from chatpro_privacy.plugin.host import PluginHost
 from chatpro_privacy.plugin.types import ContentKind, ContentRef, ContentView
-from chatpro_privacy.storage import queries
+from chatpro_privacy.storage import audit_log, queries
 from chatpro_privacy.storage.db import database
 from chatpro_privacy.storage.models import (
     Account,
@@ -107,6 +107,7 @@ class Posting:
         )
         self.conversation_id: str = conversation.id
         self.organisation_id: str = conversation.organisation_id
+        self.author = principal
         self.author_ref = str(principal.subject_ref)
         self.author_account_id = principal.account_id
         self.request_id: str | None = None
@@ -129,8 +130,10 @@ class Posting:
     def create(
         self, item_id: str, kind: ContentKind, key_id: str, body: bytes | None, **fields: object
     ) -> ContentItem:
-        """Inside the caller's transaction."""
-        return ContentItem.create(
+        """Inside the caller's transaction: the item, and its creation in the audit trail
+        by the author's pseudonym, never its content (SEC-5). The item's insert also reads
+        the audit partition's head, so the entry costs one statement, not two."""
+        values: dict[str, Any] = dict(
             id=item_id,
             organisation=self.organisation_id,
             conversation=self.conversation_id,
@@ -143,6 +146,12 @@ class Posting:
             created_at=clock.now(),
             **fields,
         )
+        partition = audit.partition_of(self.author_ref)
+        seq, head = audit_log.insert_content_item(values, partition)
+        audit.append(
+            partition, head, self.author, "content.create", str(kind), item_id, self.author_ref
+        )
+        return ContentItem(seq=seq, **values)
 
 
 def conversation_page(

@@ -35,6 +35,7 @@ from chatpro_privacy.domain.kernel.principals import Principal
 from chatpro_privacy.domain.kernel.tokens import new_id
 from chatpro_privacy.domain.kernel.views import View
 from chatpro_privacy.domain.organisations.retention_periods import Retention
+from chatpro_privacy.domain.records import audit
 from chatpro_privacy.domain.vault import crypto
 from chatpro_privacy.domain.vault.envelope import Vault
 from chatpro_privacy.plugin.faults import PluginError
@@ -263,6 +264,14 @@ class Monitoring:
                 refusal_reason=(refusal or "")[:500],
                 decided_by=check.decided_by,
                 created_at=clock.now(),
+            )
+            # The chain too (SEC-5): who monitored, how, in which organisation, by pseudonym;
+            # the filters, reason and content stay in the organisation's own record.
+            audit.record(
+                check.principal,
+                f"monitoring.{request.scope}" + (":refused" if refusal is not None else ""),
+                "monitoring_access",
+                access_id,
             )
             unique = sorted(set(subjects))
             for start in range(0, len(unique), 500):

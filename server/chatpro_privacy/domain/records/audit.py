@@ -8,8 +8,12 @@ Each entry belongs to one of PARTITIONS chains (by its subject, or its actor), s
 writers to different chains do not wait on one head. An entry's MAC covers its fields, its
 position and the previous entry's MAC, keyed by a secret that is not in the database; each
 chain's head (newest position and MAC) is stored with a MAC of its own, so cutting off the
-newest entries shows too. ``verify`` walks every chain and reports the first entry that was
-changed, removed or cut off.
+newest entries shows too. Every partition's head exists from the first migration on (empty,
+at position 0), so a partition deleted whole, head and all, shows as missing. ``verify``
+walks every chain and reports the first entry that was changed, removed or cut off, and the
+partitions that are missing; what the database alone cannot show (a partition rolled back to
+an older head, all of it consistent) the signed checkpoints kept outside it do
+(``audit_checkpoints``).
 """
 
 from __future__ import annotations
@@ -24,10 +28,11 @@ from typing import Any
 from chatpro_privacy import context
 from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.kernel.principals import Principal
-from chatpro_privacy.storage import queries
+from chatpro_privacy.storage import audit_log, queries
 from chatpro_privacy.storage.models import AuditEntry, AuditHead
+from chatpro_privacy.storage.tuning import AUDIT_PARTITIONS
 
-PARTITIONS = 16
+PARTITIONS = AUDIT_PARTITIONS
 
 
 class _Keys:
@@ -50,7 +55,8 @@ def _mac(*parts: Any) -> str:
     return hmac.new(_keys.key, message, hashlib.sha256).hexdigest()
 
 
-def _partition(ref: str) -> int:
+def partition_of(ref: str) -> int:
+    """The chain an entry about ``ref`` (its subject, else its actor) belongs to."""
     return int(hashlib.sha256(ref.encode("utf-8")).hexdigest()[:4], 16) % PARTITIONS
 
 
@@ -69,9 +75,25 @@ def record(
     target_id: str | None = None,
     subject_ref: str | None = None,
 ) -> None:
-    occurred = clock.now()
+    """Append an entry in the caller's transaction (two statements: the head, the entry)."""
+    partition = partition_of(subject_ref or actor.audit_ref)
+    append(partition, audit_log.locked_head(partition), actor, action, target_type, target_id,
+           subject_ref)  # fmt: skip
+
+
+def append(
+    partition: int,
+    head: audit_log.Head | None,
+    actor: Principal,
+    action: str,
+    target_type: str,
+    target_id: str | None = None,
+    subject_ref: str | None = None,
+) -> None:
+    """Append an entry after ``head``, the partition's head its caller read and locked in
+    this transaction (``audit_log.locked_head``, or with the row it inserted)."""
     fields = (
-        occurred,
+        clock.now(),
         context.request_id.get(),
         actor.kind.value,
         actor.audit_ref,
@@ -80,11 +102,9 @@ def record(
         target_type,
         target_id,
     )
-    partition = _partition(subject_ref or actor.audit_ref)
-    head = queries.locked_audit_head(partition)
     seq, previous = (head[0] + 1, head[1]) if head else (1, "")
     mac = _entry_mac(partition, seq, previous, _canonical(fields))
-    queries.insert_audit(fields, partition, seq, mac, _head_mac(partition, seq, mac))
+    audit_log.append(fields, partition, seq, mac, _head_mac(partition, seq, mac))
 
 
 def _canonical(fields: Iterable[Any]) -> list[Any]:
@@ -102,6 +122,9 @@ class ProblemKind(enum.StrEnum):
     REMOVED = "removed"  # entries are missing from the middle
     CUT_OFF = "cut_off"  # the chain does not end where its head says
     HEAD_CHANGED = "head_changed"  # the head is missing or fails its MAC
+    MISSING_PARTITION = "missing_partition"  # the partition is gone, head and entries
+    ROLLED_BACK = "rolled_back"  # older than a signed checkpoint says it was
+    CHECKPOINT_INVALID = "checkpoint_invalid"  # a checkpoint fails its signature
 
 
 @dataclass(frozen=True)
@@ -159,35 +182,51 @@ def _walk(
                 "the entry or its link fails its MAC",
             )
         previous, position = mac, position + 1
-    last = position - 1
+    return checked, _check_head(partition, position - 1, previous, head)
+
+
+def _check_head(partition: int, last: int, previous: str, head: AuditHead | None) -> Problem | None:
+    """Whether the head names the chain's last entry (``last``, whose MAC is ``previous``)."""
     if head is None:
         if last:
-            return checked, Problem(
+            return Problem(
                 partition, last, None, ProblemKind.HEAD_CHANGED, "the chain's head is missing"
             )
-        return checked, None
+        return Problem(
+            partition,
+            0,
+            None,
+            ProblemKind.MISSING_PARTITION,
+            f"partition {partition} is missing: neither its head nor any entry is there",
+        )
+    if int(head.seq) == 0:  # as the migration made it: nothing written yet
+        if last:
+            return Problem(
+                partition, 1, None, ProblemKind.HEAD_CHANGED, "the head says the chain is empty"
+            )
+        return None
     if not hmac.compare_digest(
         str(head.head_mac), _head_mac(partition, int(head.seq), str(head.mac))
     ):
-        return checked, Problem(
+        return Problem(
             partition, int(head.seq), None, ProblemKind.HEAD_CHANGED, "the head fails its MAC"
         )
     if int(head.seq) != last or str(head.mac) != previous:
-        return checked, Problem(
+        return Problem(
             partition,
-            position,
+            last + 1,
             None,
             ProblemKind.CUT_OFF,
             f"the chain ends at {last}; its head records {head.seq}",
         )
-    return checked, None
+    return None
 
 
 def verify() -> Verification:
     """Walk every chain; report the first problem of each (and so the first overall)."""
     problems: list[Problem] = []
     checked = 0
-    heads = {int(h.chain_partition): h for h in AuditHead.select()}
+    heads = audit_log.partition_heads()
     for partition in range(PARTITIONS):
         entries = (
             AuditEntry.select()

@@ -92,8 +92,9 @@ def schedule(policy: PolicySettings) -> list[Rule]:
         ),
         Rule(
             "accounts unused",
-            f"{policy.account_inactivity_months} calendar months after last use, warned "
-            f"{policy.account_expiry_warning_months} calendar month(s) before; then erased",
+            f"{policy.account_inactivity_months} months after last use (calendar months, "
+            f"to the second), warned {policy.account_expiry_warning_months} month before; "
+            "then erased",
             0,
             sweep,
         ),
