@@ -11,6 +11,7 @@ import contextlib
 import signal
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
@@ -84,7 +85,7 @@ from chatpro_privacy.services.policy_service import PolicyService
 from chatpro_privacy.services.retention_service import RetentionService
 from chatpro_privacy.services.rights_service import RightsService
 from chatpro_privacy.settings import Settings, SettingsError
-from chatpro_privacy.storage import migrations
+from chatpro_privacy.storage import file_modes, migrations
 from chatpro_privacy.storage.blobs import BlobStore
 from chatpro_privacy.storage.db import close_database, open_database
 from chatpro_privacy.storage.erasure_ledger import ErasureLedger
@@ -234,6 +235,18 @@ class RunningServer:
 def prepare_database(settings: Settings) -> list[str]:
     open_database(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
     return migrations.migrate()
+
+
+def protect_data_files(settings: Settings, key_files: list[str]) -> list[str]:
+    """The data directory 0700 and its files 0600 (see storage/file_modes.py): the SQLite
+    databases and their journals, the key store, ``key_files``, the audit checkpoints and
+    the blob store. Returns what had to be changed."""
+    files = [Path(f) for f in key_files] + [Path(settings.audit_checkpoint_file)]
+    for url in (settings.database_url, settings.key_store_url):
+        if (path := file_modes.sqlite_path(url)) is not None:
+            files += file_modes.sqlite_files(path)
+    directories = {f.parent for f in files} | {Path(settings.blob_dir)}
+    return file_modes.protect(directories, files)
 
 
 def _credentials(settings: Settings) -> grpc.ServerCredentials | None:

@@ -13,7 +13,14 @@ from typing import Any
 
 from chatpro_privacy import logs, replicas
 from chatpro_privacy import settings as settings_mod
-from chatpro_privacy.app import AddressInUseError, Runtime, prepare_database, serve, sweeps_of
+from chatpro_privacy.app import (
+    AddressInUseError,
+    Runtime,
+    prepare_database,
+    protect_data_files,
+    serve,
+    sweeps_of,
+)
 from chatpro_privacy.domain.accounts import roles
 from chatpro_privacy.domain.content import key_destruction
 from chatpro_privacy.domain.kernel.errors import DomainError
@@ -22,6 +29,7 @@ from chatpro_privacy.domain.records import audit, audit_checkpoints
 from chatpro_privacy.domain.rights import erasure
 from chatpro_privacy.domain.vault.envelope import Vault
 from chatpro_privacy.settings import Settings, SettingsError
+from chatpro_privacy.storage import file_modes
 from chatpro_privacy.storage.blobs import BlobStore
 from chatpro_privacy.storage.checkpoint_file import CheckpointFileError
 from chatpro_privacy.storage.erasure_ledger import ErasureLedger
@@ -197,6 +205,8 @@ async def _sweep(settings: Settings) -> dict[str, object]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Before anything is created (the key files, the data directory): ours alone.
+    file_modes.private_umask()
     args = _parser().parse_args(argv)
     try:
         settings = _settings(args)
@@ -213,6 +223,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         None if serving else sys.stderr,
         pid=serving and settings.serve_workers > 1,
     )
+    protect_data_files(settings, settings_mod.key_files())
     try:
         if serving and settings.serve_workers > 1:
             return replicas.serve_replicas(settings)

@@ -196,6 +196,23 @@ def _load_key(
     return bytes.fromhex(path.read_text().strip())
 
 
+_KEY_FILES = (
+    ("CHATPRO_SECRET_KEY", "CHATPRO_SECRET_KEY_FILE", DEFAULT_SECRET_KEY_FILE),
+    ("CHATPRO_RECEIPT_SIGNING_KEY", "CHATPRO_RECEIPT_SIGNING_KEY_FILE", DEFAULT_RECEIPT_KEY_FILE),
+    ("CHATPRO_MASTER_KEY", "CHATPRO_MASTER_KEY_FILE", DEFAULT_MASTER_KEY_FILE),
+)
+
+
+def key_files(env: Mapping[str, str] | None = None) -> list[str]:
+    """The key files in use: those of keys not given as variables."""
+    source = os.environ if env is None else env
+    return [
+        source.get(file_var, default)
+        for var, file_var, default in _KEY_FILES
+        if not source.get(var)
+    ]
+
+
 def from_env(env: Mapping[str, str] | None = None) -> Settings:
     source = os.environ if env is None else env
     policy = PolicySettings()
