@@ -53,6 +53,12 @@ class PolicySettings:
     outbox_max_retention: dt.timedelta = dt.timedelta(days=365)
     provisioned_account_retention: dt.timedelta = dt.timedelta(days=30)  # never set up
     deletion_feed_retention: dt.timedelta = dt.timedelta(days=90)  # apps sync within this
+    installation_event_retention: dt.timedelta = dt.timedelta(days=365)  # after recorded
+    # Single-use confirmations and links (email, guardian, account set-up): after they expire.
+    confirmation_record_retention: dt.timedelta = dt.timedelta(days=30)
+    # Correspondence kept at an erasure for a stated legal reason (RGT-3): the UK's six-year
+    # limitation period for claims, from when it was kept.
+    kept_correspondence_retention: dt.timedelta = dt.timedelta(days=6 * 365 + 2)
     # RET-2: unused this many calendar months, an account expires; it is warned this many
     # calendar months before.
     account_inactivity_months: int = 6

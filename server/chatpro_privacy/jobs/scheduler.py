@@ -23,7 +23,7 @@ import structlog
 from chatpro_privacy.domain.consent import policy as policy_rules
 from chatpro_privacy.domain.organisations.retention_periods import Retention
 from chatpro_privacy.domain.records import audit_checkpoints
-from chatpro_privacy.domain.retention import own_schedule
+from chatpro_privacy.domain.retention import own_schedule, provisioned_records
 from chatpro_privacy.domain.retention.account_expiry import Expiry
 from chatpro_privacy.domain.retention.content_sweep import ContentSweeper
 from chatpro_privacy.domain.retention.leases import LEASE, Leases
@@ -59,6 +59,7 @@ class Sweeps:
         expiry = Expiry(self.policy, self.host, self.vault, self.ledger)
         report["accounts_warned"] = expiry.warn()
         report["accounts_expired"] = await expiry.expire()
+        report["provisioned_records_deleted"] = await provisioned_records.sweep(self.host)
         sweeper = ContentSweeper(self.retention, self.host, self.vault, owner)
         report["content"] = (await sweeper.run()).as_dict()
         report["rights_requests_resumed"] = await self.rights.resume()

@@ -489,6 +489,8 @@ class ProvisionRequest(BaseModel):
     account_id: str
     fingerprint = pw.TextField()
     created_at = pw.DateTimeField()
+    # When the member left: what the organisation provisioned goes a set time after (RET-1).
+    membership_ended_at = pw.DateTimeField(null=True)
 
     class Meta:
         primary_key = pw.CompositeKey("organisation", "request_id")
