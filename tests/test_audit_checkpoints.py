@@ -15,10 +15,11 @@ from typing import Any
 from chatpro.privacy.v1 import monitoring_service_pb2 as mon
 from chatpro_privacy.app import sweeps_of
 from chatpro_privacy.domain.records import audit, audit_checkpoints
+from chatpro_privacy.domain.retention.content_sweep import ContentSweeper
 from chatpro_privacy.storage.db import database
 from chatpro_privacy.storage.models import Account, AuditEntry, AuditHead
 from chatpro_privacy.testing import InProcessServer
-from helpers import Api, command_url, content_key_env
+from helpers import Api, backdate_content, command_url, content_key_env
 from orgs import SAFEGUARDING, build_org, conversation, scope, send
 
 
@@ -212,4 +213,25 @@ def test_monitoring_and_content_are_in_the_chain_by_pseudonym_never_content(
         str(v) for row in AuditEntry.select().dicts() for v in row.values()
     ).lower()
     assert "marmalade" not in every_field and "secret" not in every_field
+    assert audit.verify().ok
+
+
+def test_content_deleted_by_the_sweep_is_in_the_chain_by_its_authors_pseudonym(
+    api: Api, server: InProcessServer
+) -> None:
+    school = build_org(api, "s", members=("pupil1", "pupil2"))
+    p1, p2 = school.members["pupil1"], school.members["pupil2"]
+    group = conversation(api, p1, school.organisation_id, [p2])
+    send(api, p1, group, "one")
+    send(api, p2, group, "two")
+    send(api, p1, group, "three")
+    backdate_content()
+    runtime = server.runtime
+    sweeper = ContentSweeper(runtime.retention, runtime.plugins, runtime.vault)
+    assert server.run(sweeper.run()).as_dict()["deleted"] == 3
+    deletions = AuditEntry.select().where(AuditEntry.action == "content.delete:expired")
+    refs = {Account.get_by_id(p.account_id).subject_ref for p in (p1, p2)}
+    assert {(e.subject_ref, e.target_id) for e in deletions} == {
+        (ref, school.organisation_id) for ref in refs
+    }
     assert audit.verify().ok

@@ -442,6 +442,30 @@ def test_the_command_reapplies_erasures_to_a_restored_backup(
         assert_no_identity(restored.dump(), "the restored backup")
 
 
+def test_an_erasure_leaves_no_dead_rows_for_the_database_to_keep(
+    server: InProcessServer, world: World, database_target: tuple[str, str | None]
+) -> None:
+    """Deleted rows outlive their DELETE: PostgreSQL keeps dead tuples until a VACUUM, SQLite
+    keeps pages in its WAL until a checkpoint. An erasure vacuums every table it touched on
+    PostgreSQL (its WAL and backups: see the README) and truncates SQLite's WAL."""
+    url, schema = database_target
+    started = dt.datetime.now(dt.UTC)
+    erase(server, world)
+    if schema is None:
+        wal = Path(url.removeprefix("sqlite:///") + "-wal")
+        assert not wal.exists() or wal.stat().st_size == 0
+        return
+    rows = database.execute_sql(
+        "SELECT relname, last_vacuum, n_dead_tup FROM pg_stat_user_tables"
+        " WHERE schemaname = current_schema()"
+        " AND relname IN ('account', 'content_item', 'session', 'correspondence', 'device')"
+    ).fetchall()
+    assert len(rows) == 5
+    for table, vacuumed, dead in rows:
+        assert vacuumed is not None and vacuumed >= started, table
+        assert dead == 0, table
+
+
 def test_a_legal_claims_restriction_holds_everything(server: InProcessServer, world: World) -> None:
     restriction_row(
         world.zed.account_id, rights_request_id="rr-other", created_at=dt.datetime(2026, 1, 1)
