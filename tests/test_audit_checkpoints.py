@@ -18,6 +18,7 @@ from chatpro_privacy.domain.records import audit, audit_checkpoints
 from chatpro_privacy.domain.retention.content_sweep import ContentSweeper
 from chatpro_privacy.storage.db import database
 from chatpro_privacy.storage.models import Account, AuditEntry, AuditHead
+from chatpro_privacy.storage.queries import tuples
 from chatpro_privacy.testing import InProcessServer
 from helpers import Api, backdate_content, command_url, content_key_env
 from orgs import SAFEGUARDING, build_org, conversation, scope, send
@@ -209,9 +210,7 @@ def test_monitoring_and_content_are_in_the_chain_by_pseudonym_never_content(
         author_ref,
         "message",
     )
-    every_field = " ".join(
-        str(v) for row in AuditEntry.select().dicts() for v in row.values()
-    ).lower()
+    every_field = " ".join(str(v) for row in tuples(AuditEntry.select()) for v in row).lower()
     assert "marmalade" not in every_field and "secret" not in every_field
     assert audit.verify().ok
 

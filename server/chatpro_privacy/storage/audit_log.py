@@ -78,7 +78,7 @@ def insert_content_item(fields: dict[str, Any], partition: int) -> tuple[int, He
     """Insert a content item and read (locked) the audit head of ``partition`` in the same
     statement: (the item's seq, the head). The caller appends the item's audit entry next."""
     postgres = is_postgres()
-    meta = ContentItem._meta  # type: ignore[attr-defined]  # peewee's model metadata
+    meta = ContentItem._meta  # peewee's model metadata
     names = [meta.fields[name].column_name for name in fields]
     values = tuple(meta.fields[name].db_value(value) for name, value in fields.items())
     marks = ", ".join("?" for _ in names)

@@ -14,6 +14,8 @@ import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import peewee
+
 from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.kernel.vocabulary import AccountState
 from chatpro_privacy.settings import PolicySettings
@@ -175,7 +177,7 @@ def _sessions(p: PolicySettings, now: dt.datetime) -> int:
         Session.delete()
         .where((Session.expires_at <= before) | (Session.revoked_at <= before))
         .execute()
-    )  # type: ignore[no-any-return]
+    )
 
 
 def _confirmations(p: PolicySettings, now: dt.datetime) -> int:
@@ -192,7 +194,7 @@ def _provisioned_accounts(p: PolicySettings, now: dt.datetime) -> int:
         & (Account.created_at <= now - p.provisioned_account_retention)
     )
     AccountSetup.delete().where(AccountSetup.account.in_(stale)).execute()
-    return Account.delete().where(Account.id.in_(stale)).execute()  # type: ignore[no-any-return]
+    return Account.delete().where(Account.id.in_(stale)).execute()
 
 
 def _outbox(p: PolicySettings, now: dt.datetime) -> int:
@@ -200,7 +202,7 @@ def _outbox(p: PolicySettings, now: dt.datetime) -> int:
     delivered = min(acked) if acked else 0
     return (
         OutboxEvent.delete()
-        .where(  # type: ignore[no-any-return]
+        .where(
             ((OutboxEvent.seq <= delivered) & (OutboxEvent.created_at <= now - p.outbox_retention))
             | (OutboxEvent.created_at <= now - p.outbox_max_retention)
         )
@@ -208,12 +210,14 @@ def _outbox(p: PolicySettings, now: dt.datetime) -> int:
     )
 
 
-def _older(model: type, column: str, setting: str) -> Callable[[PolicySettings, dt.datetime], int]:
+def _older(
+    model: type[peewee.Model], column: str, setting: str
+) -> Callable[[PolicySettings, dt.datetime], int]:
     """A rule deleting ``model``'s rows whose ``column`` is older than the ``setting``."""
 
     def rule(p: PolicySettings, now: dt.datetime) -> int:
         before = now - getattr(p, setting)
-        return int(model.delete().where(getattr(model, column) <= before).execute())  # type: ignore[attr-defined]
+        return int(model.delete().where(getattr(model, column) <= before).execute())
 
     return rule
 

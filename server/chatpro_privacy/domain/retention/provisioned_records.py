@@ -34,7 +34,7 @@ from chatpro_privacy.storage.models import (
     Membership,
     ProvisionRequest,
 )
-from chatpro_privacy.storage.queries import timestamp
+from chatpro_privacy.storage.queries import timestamp, tuples
 
 log = structlog.get_logger("chatpro_privacy.provisioned_records")
 
@@ -126,13 +126,13 @@ def _empty_fields(account: Account) -> None:
     """The fields whose source is still the organisation, emptied; their sources go."""
     fields = {
         str(f)
-        for (f,) in AccountFieldSource.select(AccountFieldSource.field)
-        .where(
-            (AccountFieldSource.account == account.id)
-            & (AccountFieldSource.source == DataSource.ORGANISATION)
-            & AccountFieldSource.field.in_(PROVISIONED_FIELDS)
+        for (f,) in tuples(
+            AccountFieldSource.select(AccountFieldSource.field).where(
+                (AccountFieldSource.account == account.id)
+                & (AccountFieldSource.source == DataSource.ORGANISATION)
+                & AccountFieldSource.field.in_(PROVISIONED_FIELDS)
+            )
         )
-        .tuples()
     }
     updates: dict[str, object] = {}
     if "name" in fields:

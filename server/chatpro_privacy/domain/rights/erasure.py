@@ -465,7 +465,7 @@ def _touched_tables() -> list[str]:
         RightsRequestOrganisation,
         *redaction.REDACTED_MODELS,
     }
-    models |= {fk.model for fk in Account._meta.backrefs}  # type: ignore[attr-defined]
+    models |= {fk.model for fk in Account._meta.backrefs}
     return [model._meta.table_name for model in models]
 
 
