@@ -60,11 +60,13 @@ POLICY_VERSION = "2023-02-12"
 
 
 def content_key_env(folder: Path) -> dict[str, str]:
-    """Settings that keep a served process's master key, key store and blobs in ``folder``."""
+    """Settings that keep a served process's master key, key store, blobs and audit
+    checkpoints in ``folder``."""
     return {
         "CHATPRO_MASTER_KEY": secrets.token_hex(32),
         "CHATPRO_KEY_STORE_URL": f"sqlite:///{folder}/keys.sqlite3",
         "CHATPRO_BLOB_DIR": f"{folder}/blobs",
+        "CHATPRO_AUDIT_CHECKPOINT_FILE": f"{folder}/audit-checkpoints.jsonl",
     }
 
 

@@ -309,11 +309,15 @@ def test_cli_migrate_grant_role_and_add_service(tmp_path: Path) -> None:
     assert report["own_data_deleted"] == {
         "sessions": 0,
         "devices": 0,
+        "installation_events": 0,
         "correspondence": 0,
+        "kept_correspondence": 0,
+        "confirmations": 0,
         "provisioned_accounts": 0,
         "deletion_feed": 0,
         "outbox_events": 0,
     }
+    assert report["provisioned_records_deleted"] == 0 and "audit_checkpoint" in report
     assert report["content"]["deleted"] == 0 and report["accounts_expired"] == 0
     bad_url = subprocess.run(
         [*CLI, "migrate"],
