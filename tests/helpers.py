@@ -211,6 +211,12 @@ def set_clock(instant: dt.datetime) -> None:
     clock.offset = instant - dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
+def still_in_use() -> None:
+    """Everyone kept using their account while a test moved the clock months on: their last
+    use is now. (An account unused six months has expired and cannot sign in, RET-2.)"""
+    Account.update(last_active_at=clock.now()).execute()
+
+
 def timestamp(when: dt.datetime) -> timestamp_pb2.Timestamp:
     """``when`` as a protobuf Timestamp; a naive time is UTC, as the service's clock gives it."""
     stamp = timestamp_pb2.Timestamp()

@@ -32,7 +32,15 @@ from chatpro_privacy.storage.models import (
     Session,
     SweepCursor,
 )
-from helpers import Api, backdate_content, content_flag_row, restriction_row, rpc_error, set_clock
+from helpers import (
+    Api,
+    backdate_content,
+    content_flag_row,
+    restriction_row,
+    rpc_error,
+    set_clock,
+    still_in_use,
+)
 from orgs import Org, build_org, conversation, send, upload
 
 
@@ -82,6 +90,7 @@ def test_the_sweep_deletes_expired_content_keeps_held_content_and_tells_apps(
     assert (preview.would_delete, preview.would_keep, preview.due_now) == (0, 0, 0)
     try:
         set_clock(after_expiry)
+        still_in_use()
         school.admin.token = api.sign_in("sadmin")
         preview = api.orgs.PreviewRetentionChange(
             org_pb.PreviewRetentionChangeRequest(
@@ -407,24 +416,35 @@ def test_an_unused_account_is_warned_a_month_ahead_and_expires_at_six_months(
 
 
 def test_using_the_account_after_the_warning_cancels_it(api: Api, server: Any) -> None:
+    """RET-2: used in the month after the warning, the account lives on; unused six months
+    since, it expires then, and from that instant nobody signs in to it."""
     from chatpro_privacy.domain.retention.account_expiry import Expiry
 
     account, _ = api.adult()
     runtime = server.runtime
     expiry_job = Expiry(runtime.settings.policy, runtime.plugins, runtime.vault, runtime.ledger)
+    first_use = Account.get_by_id(account.account_id).last_active_at
 
     async def warn() -> int:
         return expiry_job.warn()
 
     try:
-        set_clock(clock.now() + dt.timedelta(days=200))
+        set_clock(expiry(first_use, 5) + dt.timedelta(days=1))
         assert server.run(warn()) == 1
-        set_clock(clock.now() + dt.timedelta(days=1))
+        set_clock(expiry(first_use, 5) + dt.timedelta(days=20))
         api.sign_in("alice")  # used again
-        set_clock(clock.now() + dt.timedelta(days=40))
+        used_again = Account.get_by_id(account.account_id).last_active_at
+        set_clock(expiry(first_use, 6) + dt.timedelta(days=1))
         assert server.run(warn()) == 0
         assert server.run(expiry_job.expire()) == 0
         assert Account.get_by_id(account.account_id).expiry_warned_at is None
+        set_clock(expiry(used_again, 6) + dt.timedelta(seconds=1))
+        refused = rpc_error(lambda: api.sign_in("alice"))
+        assert (refused.code, refused.reason) == (
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "ACCOUNT_EXPIRED",
+        )
+        assert server.run(expiry_job.expire()) == 1
     finally:
         clock.offset = dt.timedelta(0)
 
