@@ -8,12 +8,14 @@ Plain SQL that SQLite and PostgreSQL both accept; ``?`` becomes the driver's pla
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any, NamedTuple
 
+from chatpro_privacy.storage.chained import Write
 from chatpro_privacy.storage.db import database, is_postgres
 from chatpro_privacy.storage.dialect import parameters, render
-from chatpro_privacy.storage.models import Account, ConsentEvent, Device, OrganisationStatement
+from chatpro_privacy.storage.models import Account, ConsentEvent, OrganisationStatement
+from chatpro_privacy.storage.tuning import AUDIT_PARTITION_LOCKS
 
 _SESSION_PRINCIPAL = """
 SELECT s.id, s.revoked_at, s.expires_at, a.id, a.subject_ref, s.kind, a.policy_version,
@@ -36,7 +38,8 @@ WHERE subject_ref = ? AND purpose = ? ORDER BY seq DESC LIMIT 1"""
 _INSERT_CONSENT = """
 INSERT INTO consent_event (id, subject_ref, notice_version, purpose, lawful_basis, data_categories,
                            collection_method, event_type, given_by, occurred_at, valid_until)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
+SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? {source}
+RETURNING seq"""
 _ROLES = "SELECT role FROM role_grant WHERE account_id = ? ORDER BY role"
 _SOURCES = """
 SELECT field, source, recorded_at FROM account_field_source
@@ -48,10 +51,36 @@ INSERT INTO kept_correspondence (id, subject_ref, kind, subject, body, received_
 SELECT id, ?, kind, subject, body, received_at, ?, ?, ? FROM correspondence WHERE account_id = ?
 ON CONFLICT (id) DO NOTHING"""
 _KEPT_CORRESPONDENCE = "SELECT COUNT(*) FROM kept_correspondence WHERE subject_ref = ?"
+_AUDIT = """
+INSERT INTO audit_entry
+  (occurred_at, request_id, actor_type, actor_ref, action, subject_ref, target_type, target_id,
+   chain_partition, chain_seq, mac)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
+_AUDIT_HEAD = "SELECT seq, mac FROM audit_head WHERE chain_partition = ?"
+# PostgreSQL: the partition's writers take turns on its head row, locked to the transaction's
+# end; a writer that waited reads the head as its predecessor left it (READ COMMITTED
+# re-reads a locked row). A partition with no head yet has no row to lock: its first writers
+# take turns on an advisory lock, and read the head by the next statement, since a
+# statement's snapshot is taken before it waits for the lock.
+_LOCK_AUDIT_HEAD = "SELECT seq, mac FROM audit_head WHERE chain_partition = ? FOR UPDATE"
+_LOCK_AUDIT_PARTITION = "SELECT pg_advisory_xact_lock(?)"
+_AUDIT_HEAD_UPSERT = """
+INSERT INTO audit_head (chain_partition, seq, mac, head_mac) VALUES (?, ?, ?, ?)
+ON CONFLICT (chain_partition) DO UPDATE SET
+  seq = excluded.seq, mac = excluded.mac, head_mac = excluded.head_mac"""
+# PostgreSQL: the entry and the head's move in one round trip.
+_AUDIT_WITH_HEAD = f"WITH entry_step AS ({_AUDIT}){_AUDIT_HEAD_UPSERT}"
+# SQLite: the same, by the trigger that moves the head from the entry's transient head_mac
+# (migration 15).
+_AUDIT_MOVING_HEAD = """
+INSERT INTO audit_entry
+  (occurred_at, request_id, actor_type, actor_ref, action, subject_ref, target_type, target_id,
+   chain_partition, chain_seq, mac, head_mac)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
 _UPSERT_DEVICE = """
 INSERT INTO device (account_id, device_id, device_type, operating_system, browser_type, source,
                     first_used_at, last_used_at, use_count)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1)
+SELECT ?, ?, ?, ?, ?, ?, ?, ?, 1 {source}
 ON CONFLICT (account_id, device_id) DO UPDATE SET
   device_type = excluded.device_type,
   operating_system = excluded.operating_system,
@@ -60,6 +89,31 @@ ON CONFLICT (account_id, device_id) DO UPDATE SET
   last_used_at = excluded.last_used_at,
   use_count = device.use_count + 1
 RETURNING *"""
+
+_INSERT_ITEM = """
+INSERT INTO content_item (id, organisation_id, conversation_id, kind, author_ref,
+                          author_account_id, request_id, key_id, body, created_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+RETURNING seq"""
+# The same, for storage.chained: the item's row comes {source}, its tokens follow it.
+_INSERT_ITEM_FROM = """
+INSERT INTO content_item (id, organisation_id, conversation_id, kind, author_ref,
+                          author_account_id, request_id, key_id, body, created_at)
+SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ? {source}
+RETURNING seq"""
+_TOKENS_AFTER = """
+INSERT INTO content_token (organisation_id, token, item_seq)
+SELECT ?, token, write_step.seq FROM write_step, unnest(?::bytea[]) AS token"""
+
+_POSTER = """
+SELECT c.id, c.organisation_id, c.kind, c.mode, c.created_at, p.can_send,
+       m.acknowledgement_required
+FROM conversation_participant p
+JOIN conversation c ON c.id = p.conversation_id
+JOIN organisation_membership m
+  ON m.organisation_id = c.organisation_id AND m.account_id = p.account_id
+WHERE p.conversation_id = ? AND p.account_id = ? AND m.state = ?
+LIMIT 1"""
 
 
 def _sql(sql: str) -> str:
@@ -140,11 +194,130 @@ def insert_tokens(organisation_id: str, item_seq: int, tokens: list[bytes]) -> N
     )
 
 
+def insert_item_reading_head(
+    values: tuple[Any, ...], partition: int
+) -> tuple[int, tuple[int, str] | None]:
+    """SQLite, in the caller's transaction (whose BEGIN IMMEDIATE gave it the writers'
+    turn): a new content item (``_INSERT_ITEM``'s columns), returning its sequence number
+    and, read in the same statement, the audit partition's head its entry follows."""
+    sql = _INSERT_ITEM + (
+        ", (SELECT seq FROM audit_head WHERE chain_partition = ?),"
+        " (SELECT mac FROM audit_head WHERE chain_partition = ?)"
+    )
+    row = _execute(sql, (*values, partition, partition)).fetchall()[0]
+    head = (int(row[1]), str(row[2])) if row[1] is not None else None
+    return int(row[0]), head
+
+
+def item_with_tokens(values: tuple[Any, ...], organisation_id: str, tokens: list[bytes]) -> Write:
+    """PostgreSQL: a new content item and its tokens, as a write an audit entry can join
+    (``storage.chained``): one statement for the item, its tokens, its entry and the head."""
+    return Write(_INSERT_ITEM_FROM, values, _TOKENS_AFTER, (organisation_id, tokens))
+
+
+class Posting(NamedTuple):
+    """A participant's conversation as posting needs it."""
+
+    conversation_id: str
+    organisation_id: str
+    kind: str
+    mode: str
+    created_at: dt.datetime
+    can_send: bool
+    acknowledgement_required: str | None
+
+
+def posting(conversation_id: str, account_id: str, active: str) -> Posting | None:
+    """The conversation, if the account takes part in it as a member in state ``active`` of
+    its organisation: every message's path, so one statement, written once."""
+    row = _execute(_POSTER, (conversation_id, account_id, active)).fetchone()
+    if row is None:
+        return None
+    identifier, organisation_id, kind, mode, created_at, can_send, pending = row
+    return Posting(
+        str(identifier),
+        str(organisation_id),
+        str(kind),
+        str(mode),
+        _required(timestamp(created_at)),
+        bool(can_send),
+        pending,
+    )
+
+
+class ItemRow(NamedTuple):
+    """A content item as a list of a conversation shows it."""
+
+    seq: int
+    id: str
+    conversation_id: str
+    author_account_id: str | None
+    key_id: str
+    body: bytes | None
+    created_at: dt.datetime
+
+
+_ITEMS_PAGE = """
+SELECT seq, id, conversation_id, author_account_id, key_id, body, created_at
+FROM content_item
+WHERE conversation_id = ? AND kind = ? AND ({kept}){before}
+ORDER BY seq DESC LIMIT ?"""
+
+
+def conversation_items(
+    conversation_id: str,
+    kind: str,
+    kept: Sequence[tuple[dt.datetime, bool, dt.datetime | None, dt.datetime | None]],
+    before: int | None,
+    limit: int,
+) -> list[ItemRow]:
+    """A conversation's items of one kind still kept, newest first, below seq ``before``.
+    ``kept`` is retention's windows: (since, strict, start, end), an item created in
+    [start, end) being kept iff created after ``since`` (or at it, when not strict)."""
+    conditions: list[str] = []
+    params: list[Any] = [conversation_id, kind]
+    for since, strict, start, end in kept:
+        parts = ["created_at > ?" if strict else "created_at >= ?"]
+        params.append(since)
+        if start is not None:
+            parts.append("created_at >= ?")
+            params.append(start)
+        if end is not None:
+            parts.append("created_at < ?")
+            params.append(end)
+        conditions.append("(" + " AND ".join(parts) + ")")
+    if before is not None:
+        params.append(before)
+    params.append(limit)
+    sql = _ITEMS_PAGE.format(
+        kept=" OR ".join(conditions) or "1 = 0",
+        before="" if before is None else " AND seq < ?",
+    )
+    return [
+        ItemRow(
+            int(seq),
+            str(item_id),
+            str(conv),
+            author,
+            str(key_id),
+            None if body is None else bytes(body),
+            _required(timestamp(created)),
+        )
+        for seq, item_id, conv, author, key_id, body, created in _execute(sql, tuple(params))
+    ]
+
+
+def _required(value: dt.datetime | None) -> dt.datetime:
+    if value is None:
+        raise ValueError("a required timestamp column is NULL")
+    return value
+
+
 def touch_account(account_id: str, now: dt.datetime) -> int:
     return int(_execute(_TOUCH, (now, account_id)).rowcount)
 
 
-def upsert_device(
+def device_use(
     account_id: str,
     device_id: str,
     device_type: str,
@@ -152,12 +325,38 @@ def upsert_device(
     browser_type: str,
     source: str,
     now: dt.datetime,
-) -> Device:
-    """Record one use of a device and return its row, in one statement."""
+) -> Write:
+    """One use of a device, recorded in one statement that returns the device's row."""
     params = (account_id, device_id, device_type, operating_system, browser_type, source, now, now)
-    postgres = is_postgres()
-    rows = list(Device.raw(render(_UPSERT_DEVICE, postgres), *parameters(params, postgres)))
-    return rows[0]  # read to the end: SQLite finishes a RETURNING statement when stepped out
+    return Write(_UPSERT_DEVICE, params)
+
+
+def locked_audit_head(partition: int) -> tuple[int, str] | None:
+    """The partition's head (newest position and MAC), its writers' turn taken first."""
+    found = None
+    if is_postgres():
+        found = _execute(_LOCK_AUDIT_HEAD, (partition,)).fetchone()
+        if found is None:
+            _execute(_LOCK_AUDIT_PARTITION, (AUDIT_PARTITION_LOCKS + partition,))
+    if found is None:
+        found = _execute(_AUDIT_HEAD, (partition,)).fetchone()
+    return (int(found[0]), str(found[1])) if found else None
+
+
+def audit_head(partition: int) -> tuple[int, str] | None:
+    """The partition's head as last committed, without taking a turn."""
+    found = _execute(_AUDIT_HEAD, (partition,)).fetchone()
+    return (int(found[0]), str(found[1])) if found else None
+
+
+def insert_audit(
+    fields: tuple[Any, ...], partition: int, seq: int, mac: str, head_mac: str
+) -> None:
+    """Append a chained entry and move its partition's head, in the caller's transaction."""
+    if is_postgres():
+        _execute(_AUDIT_WITH_HEAD, (*fields, partition, seq, mac, partition, seq, mac, head_mac))
+        return
+    _execute(_AUDIT_MOVING_HEAD, (*fields, partition, seq, mac, head_mac))
 
 
 def date(value: Any) -> dt.date:
@@ -177,9 +376,9 @@ def latest_consent(subject_ref: str, purpose: str) -> tuple[str, dt.datetime | N
     return (str(row[0]), timestamp(row[1])) if row else None
 
 
-def insert_consent_event(event: ConsentEvent) -> None:
-    """Columns as peewee would write them: the JSON list encoded by its field."""
-    _execute(
+def consent_event(event: ConsentEvent) -> Write:
+    """Its insert, columns as peewee would write them: the JSON list encoded by its field."""
+    return Write(
         _INSERT_CONSENT,
         (
             event.id,

@@ -27,7 +27,7 @@ from chatpro_privacy.domain.vault.envelope import Vault
 from chatpro_privacy.plugin.faults import PluginError
 from chatpro_privacy.plugin.host import PluginHost
 from chatpro_privacy.plugin.types import ContentKind, ContentRef, ContentView
-from chatpro_privacy.storage import audit_log, queries
+from chatpro_privacy.storage import chained, queries
 from chatpro_privacy.storage.db import database
 from chatpro_privacy.storage.models import (
     Account,
@@ -127,13 +127,10 @@ class Posting:
                 "BROADCAST_SENDERS_ONLY", "only the broadcast's senders may post in it"
             )
 
-    def create(
+    def _new(
         self, item_id: str, kind: ContentKind, key_id: str, body: bytes | None, **fields: object
     ) -> ContentItem:
-        """Inside the caller's transaction: the item, and its creation in the audit trail
-        by the author's pseudonym, never its content (SEC-5). The item's insert also reads
-        the audit partition's head, so the entry costs one statement, not two."""
-        values: dict[str, Any] = dict(
+        return ContentItem(
             id=item_id,
             organisation=self.organisation_id,
             conversation=self.conversation_id,
@@ -146,12 +143,49 @@ class Posting:
             created_at=clock.now(),
             **fields,
         )
-        partition = audit.partition_of(self.author_ref)
-        seq, head = audit_log.insert_content_item(values, partition)
-        audit.append(
-            partition, head, self.author, "content.create", str(kind), item_id, self.author_ref
+
+    def create_message(
+        self, item_id: str, key_id: str, body: bytes, tokens: list[bytes]
+    ) -> ContentItem:
+        """A message, its search tokens and its creation in the audit trail, by the author's
+        pseudonym and never its content (SEC-5). Outside any transaction of the caller's. On
+        PostgreSQL one statement (``storage.chained``); on SQLite one transaction, whose
+        item insert reads the audit head its entry follows, so the entry adds one statement."""
+        item = self._new(item_id, ContentKind.MESSAGE, key_id, body)
+        values = (
+            item.id,
+            self.organisation_id,
+            self.conversation_id,
+            item.kind,
+            item.author_ref,
+            self.author_account_id,
+            item.request_id,
+            item.key_id,
+            item.body,
+            item.created_at,
         )
-        return ContentItem(seq=seq, **values)
+        created = ("content.create", ContentKind.MESSAGE.value, item.id, self.author_ref)
+        if chained.one_statement():
+            write = queries.item_with_tokens(values, self.organisation_id, tokens)
+            (row,) = audit.recorded_write(self.author, *created, write)
+            item.seq = int(row[0])
+            return item
+        with database.atomic():
+            lane = audit.lane()
+            item.seq, head = queries.insert_item_reading_head(values, lane)
+            if tokens:
+                queries.insert_tokens(self.organisation_id, item.seq, tokens)
+            audit.append_after(lane, head, self.author, *created)
+        return item
+
+    def create(
+        self, item_id: str, kind: ContentKind, key_id: str, body: bytes | None, **fields: object
+    ) -> ContentItem:
+        """Inside the caller's transaction: the item and its creation in the audit trail."""
+        item = self._new(item_id, kind, key_id, body, **fields)
+        item.save(force_insert=True)
+        audit.record(self.author, "content.create", str(kind), item_id, self.author_ref)
+        return item
 
 
 def conversation_page(
@@ -173,18 +207,13 @@ def conversation_page(
     return paging.by_seq(rows, size)
 
 
-def store_tokens(organisation_id: str, item_seq: int, tokens: list[bytes]) -> None:
-    if tokens:
-        queries.insert_tokens(organisation_id, item_seq, tokens)
-
-
 class Messages:
     def __init__(self, vault: Vault, host: PluginHost, retention: Retention) -> None:
         self.vault = vault
         self.host = host
         self.retention = retention
 
-    def _view(self, item: ContentItem, text: str | None) -> MessageView:
+    def _view(self, item: ContentItem | queries.ItemRow, text: str | None) -> MessageView:
         return MessageView(
             item.id, item.conversation_id, item.author_account_id, text, item.created_at
         )
@@ -218,9 +247,7 @@ class Messages:
         item_id = new_id()
         sealed = self.vault.seal_text(posting.organisation_id, item_id, posting.author_ref, text)
         try:
-            with database.atomic():
-                item = posting.create(item_id, ContentKind.MESSAGE, sealed.key_id, sealed.body)
-                store_tokens(posting.organisation_id, item.seq, sealed.tokens)
+            item = posting.create_message(item_id, sealed.key_id, sealed.body, sealed.tokens)
         except peewee.IntegrityError:
             if (prior := posting.retried()) is not None:
                 return self._replay(prior, text)
@@ -282,19 +309,11 @@ class Messages:
     ) -> tuple[list[MessageView], str]:
         conversation, _ = content_access.participant(principal, conversation_id)
         size, cursor = paging.page(page_size, page_token)
-        served = await self.retention.served(conversation.organisation_id, (ContentKind.MESSAGE,))
-        query = ContentItem.select(
-            ContentItem.seq,
-            ContentItem.id,
-            ContentItem.conversation,
-            ContentItem.author_account,
-            ContentItem.key_id,
-            ContentItem.body,
-            ContentItem.created_at,
+        kept = await self.retention.kept(conversation.organisation_id, ContentKind.MESSAGE)
+        fetched = queries.conversation_items(
+            conversation.id, ContentKind.MESSAGE, kept, cursor, size + 1
         )
-        rows, token = conversation_page(
-            query, conversation.id, ContentKind.MESSAGE, served, cursor, size
-        )
+        rows, token = paging.by_seq(fetched, size)
         texts = self.vault.open_texts(
             conversation.organisation_id, ((r.id, r.key_id, r.body) for r in rows)
         )

@@ -18,7 +18,7 @@ import calendar
 import datetime as dt
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.kernel.principals import Principal
@@ -73,22 +73,41 @@ class Segment:
     months: int
 
 
-def segments(organisation_id: str, kind: ContentKind, months_now: int) -> list[Segment]:
+# A statement as the periods need it: (effective at, months announced per kind).
+Announced = tuple[dt.datetime, dict[str, int]]
+
+
+def announced(organisation_id: str) -> list[Announced]:
+    """Every statement the organisation published, those not yet in effect included,
+    oldest first."""
+    return [
+        (s.effective_at, dict(s.retention_months))
+        for s in statements_in_effect(
+            organisation_id,
+            dt.datetime.max,
+            OrganisationStatement.effective_at,
+            OrganisationStatement.retention_months,
+        )
+    ]
+
+
+def segments(
+    organisation_id: str,
+    kind: ContentKind,
+    months_now: int,
+    statements: list[Announced] | None = None,
+) -> list[Segment]:
     """The periods content of ``kind`` was created under, oldest first."""
-    statements = statements_in_effect(
-        organisation_id,
-        clock.now(),
-        OrganisationStatement.effective_at,
-        OrganisationStatement.retention_months,
-    )
+    now = clock.now()
+    published = announced(organisation_id) if statements is None else statements
     bounds: list[tuple[dt.datetime | None, int]] = [(None, DEFAULT_RETENTION_MONTHS)]
-    for s in statements:
-        announced = int(s.retention_months.get(kind, DEFAULT_RETENTION_MONTHS))
-        bounds.append((s.effective_at, announced))
+    for effective_at, periods in published:
+        if effective_at <= now:
+            bounds.append((effective_at, int(periods.get(kind, DEFAULT_RETENTION_MONTHS))))
     found: list[Segment] = []
-    for i, (start, announced) in enumerate(bounds):
+    for i, (start, announced_months) in enumerate(bounds):
         end = bounds[i + 1][0] if i + 1 < len(bounds) else None
-        months = min(months_now, max(DEFAULT_RETENTION_MONTHS, announced))
+        months = min(months_now, max(DEFAULT_RETENTION_MONTHS, announced_months))
         if found and found[-1].months == months:
             found[-1] = Segment(found[-1].start, end, months)
         else:
@@ -107,6 +126,21 @@ def _kept(segment: Segment, now: dt.datetime) -> Any:
     return condition
 
 
+class Window(NamedTuple):
+    """Content created in [start, end) is kept at an instant iff created after ``since``
+    (or at it, when not ``strict``)."""
+
+    since: dt.datetime
+    strict: bool
+    start: dt.datetime | None
+    end: dt.datetime | None
+
+
+def windows(schedule: list[Segment], now: dt.datetime) -> list[Window]:
+    """``served_under`` as plain values, for hand-written SQL on hot paths."""
+    return [Window(*_served_from(now, s.months), s.start, s.end) for s in schedule]
+
+
 def served_under(schedule: list[Segment], now: dt.datetime) -> Any:
     """A condition on ContentItem: kept at ``now`` under ``schedule`` (kind aside)."""
     condition: Any = None
@@ -123,6 +157,7 @@ class Retention:
     def __init__(self, host: PluginHost) -> None:
         self.host = host
         self._months: dict[tuple[str, str, int], tuple[float, int]] = {}
+        self._statements: dict[tuple[str, int], tuple[float, list[Announced]]] = {}
 
     async def months(self, organisation_id: str, kind: ContentKind) -> int:
         key = (organisation_id, kind, self.host.generation(organisation_id))
@@ -135,8 +170,27 @@ class Retention:
         self._months[key] = (time.monotonic(), months)
         return months
 
+    def _announced(self, organisation_id: str) -> list[Announced]:
+        """The organisation's statements, reused as the plugin's answers are: every message
+        listed needs them, and publishing one clears them (PluginHost.invalidate). Which
+        are in effect is decided at each use, so one taking effect counts at once."""
+        key = (organisation_id, self.host.generation(organisation_id))
+        cached = self._statements.get(key)
+        if cached is not None and time.monotonic() - cached[0] < CACHE_SECONDS:
+            return cached[1]
+        found = announced(organisation_id)
+        if len(self._statements) > 10_000:
+            self._statements.clear()
+        self._statements[key] = (time.monotonic(), found)
+        return found
+
     async def schedule(self, organisation_id: str, kind: ContentKind) -> list[Segment]:
-        return segments(organisation_id, kind, await self.months(organisation_id, kind))
+        months = await self.months(organisation_id, kind)
+        return segments(organisation_id, kind, months, self._announced(organisation_id))
+
+    async def kept(self, organisation_id: str, kind: ContentKind) -> list[Window]:
+        """``served`` for one kind, now, as plain values."""
+        return windows(await self.schedule(organisation_id, kind), clock.now())
 
     async def served(
         self,
