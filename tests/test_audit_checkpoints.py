@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from chatpro.privacy.v1 import audit_service_pb2, audit_service_pb2_grpc
 from chatpro.privacy.v1 import monitoring_service_pb2 as mon
 from chatpro_privacy.app import sweeps_of
 from chatpro_privacy.domain.records import audit, audit_checkpoints
@@ -110,11 +111,13 @@ def test_a_partition_rolled_back_to_an_older_head_is_named_by_the_checkpoint(
 ) -> None:
     """SEC-5: a partition put back whole to an older state (its old head row restored, the
     newer entries gone) is consistent, so the database alone verifies it intact; the signed
-    checkpoint taken since names the rollback."""
+    checkpoint taken since names the rollback: the command given the file, and VerifyAudit
+    with the server's own checkpoint file."""
     _, token = api.adult("alice")
+    dpm = api.staff("data_privacy_manager", "dpm")
     before = heads()
     api.grant(token, "analytics")  # more entries, in some partition
-    checkpoints = tmp_path / "checkpoints.jsonl"
+    checkpoints = Path(server.settings.audit_checkpoint_file)
     audit_checkpoints.take(checkpoints)
     partition = next(p for p, head in heads().items() if head[0] > before[p][0])
     old_head = before[partition]
@@ -138,6 +141,10 @@ def test_a_partition_rolled_back_to_an_older_head_is_named_by_the_checkpoint(
     (problem,) = [p for p in report["problems"] if p["partition"] == partition]
     assert problem["kind"] == "rolled_back"
     assert f"partition {partition} was rolled back" in problem["detail"]
+    stub = audit_service_pb2_grpc.AuditServiceStub(api.channel)
+    served = stub.VerifyAudit(audit_service_pb2.VerifyAuditRequest(), metadata=api.auth(dpm))
+    assert not served.intact
+    assert [p.kind for p in served.problems if p.partition == partition] == ["rolled_back"]
 
 
 def test_a_forged_or_torn_checkpoint_line_is_named(

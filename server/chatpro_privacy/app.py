@@ -314,7 +314,9 @@ def _add_services(server: grpc.aio.Server, runtime: Runtime) -> None:
         ConsentService(runtime.consents, runtime.receipts), server
     )
     disclosure_service_pb2_grpc.add_DisclosureServiceServicer_to_server(DisclosureService(), server)
-    audit_service_pb2_grpc.add_AuditServiceServicer_to_server(AuditService(), server)
+    audit_service_pb2_grpc.add_AuditServiceServicer_to_server(
+        AuditService(runtime.settings.audit_checkpoint_file), server
+    )
     breach_service_pb2_grpc.add_BreachServiceServicer_to_server(BreachService(), server)
     organisation_service_pb2_grpc.add_OrganisationServiceServicer_to_server(
         OrganisationService(runtime.plugins, runtime.provisioning, runtime.retention), server

@@ -170,27 +170,24 @@ def _reapply_erasures(settings: Settings) -> int:
 
 def _verify_audit(checkpoint: str | None) -> int:
     """Exit 0 if intact, 1 on any problem, 2 if the checkpoint file cannot be read."""
-    result = audit.verify()
-    problems = list(result.problems)
     report: dict[str, object] = {}
-    if checkpoint is not None:
+    if checkpoint is None:
+        result = audit.verify()
+    else:
         try:
-            compared, found = audit_checkpoints.compare(checkpoint)
+            report["checkpoints_checked"], result = audit_checkpoints.verify_against(checkpoint)
         except CheckpointFileError as exc:
             print(f"chatpro-privacy: {exc}", file=sys.stderr)
             return 2
-        seen = {(p.partition, p.kind) for p in problems}
-        problems += [p for p in found if (p.partition, p.kind) not in seen]
-        report["checkpoints_checked"] = compared
     report = {
-        "intact": not problems,
+        "intact": result.ok,
         "entries_checked": result.entries_checked,
         "legacy_entries": result.legacy_entries,
         **report,
-        "problems": [p.__dict__ for p in problems],
+        "problems": [p.__dict__ for p in result.problems],
     }
     print(json.dumps(report))
-    return 0 if not problems else 1
+    return 0 if result.ok else 1
 
 
 async def _sweep(settings: Settings) -> dict[str, object]:

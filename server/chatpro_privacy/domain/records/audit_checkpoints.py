@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from chatpro_privacy.clock import clock
-from chatpro_privacy.domain.records import outbox
+from chatpro_privacy.domain.records import audit, outbox
 from chatpro_privacy.domain.records.audit import Problem, ProblemKind
 from chatpro_privacy.storage import audit_log, checkpoint_file
 from chatpro_privacy.storage.db import database
@@ -94,6 +94,16 @@ def take(path: str | Path) -> Checkpoint:
             taken_at=checkpoint.taken_at.isoformat(),
         )
     return checkpoint
+
+
+def verify_against(path: str | Path) -> tuple[int, audit.Verification]:
+    """(checkpoints checked, the verification): the chains, and the database against every
+    checkpoint in ``path``; a problem the chains already show is not repeated."""
+    result = audit.verify()
+    checked, found = compare(path)
+    seen = {(p.partition, p.kind) for p in result.problems}
+    problems = result.problems + [p for p in found if (p.partition, p.kind) not in seen]
+    return checked, audit.Verification(result.entries_checked, result.legacy_entries, problems)
 
 
 def _parse(line: checkpoint_file.Line, path: str | Path) -> Checkpoint | Problem:
