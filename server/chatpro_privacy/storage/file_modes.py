@@ -43,8 +43,12 @@ def _shared(directory: Path) -> bool:
     """The working directory, home, the root, or one of their parents: not ours to close."""
     resolved = directory.resolve()
     cwd = Path.cwd().resolve()
-    home = Path.home().resolve()
-    return resolved in {cwd, home, *cwd.parents, *home.parents}
+    shared = {cwd, *cwd.parents}
+    try:
+        home = Path.home().resolve()
+    except RuntimeError:  # no home directory known
+        return resolved in shared
+    return resolved in shared | {home, *home.parents}
 
 
 def _chmod(path: Path, mode: int, changed: list[str]) -> None:
