@@ -4,8 +4,10 @@ people go a set time after the membership ends (RET-1, ACC-6)."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any
 
+import pytest
 from chatpro.privacy.v1 import account_pb2, account_service_pb2
 from chatpro.privacy.v1 import organisation_service_pb2 as org_pb
 from chatpro.privacy.v1 import retention_service_pb2 as ret
@@ -118,15 +120,15 @@ def test_correspondence_kept_for_a_legal_reason_has_an_end(api: Api, server: Any
     assert _purge(server)["kept_correspondence"] == 1
 
 
-class ShortMemory:
-    """A plugin keeping leavers' provisioned records three months."""
+class Memory:
+    """A plugin keeping leavers' provisioned records ``config["months"]`` months."""
 
     def __init__(self, context: PluginContext) -> None:
-        self.context = context
+        self.months = int(context.config["months"])
 
     @hookimpl
     def chatpro_provisioned_record_months(self) -> int:
-        return 3
+        return self.months
 
 
 def _pupil_who_left(api: Api) -> tuple[Org, str, dt.datetime]:
@@ -180,19 +182,25 @@ def test_a_departed_members_provisioned_fields_go_after_twelve_months(
     assert _forget(server) == 0
 
 
-def test_the_organisations_plugin_decides_within_its_statement(api: Api, server: Any) -> None:
-    server.runtime.plugins.install("short_memory", ShortMemory)
+@pytest.mark.parametrize(("answered", "kept"), [(3, 3), (60, 24)])
+def test_the_organisations_plugin_decides_within_its_statement(
+    api: Api, server: Any, answered: int, kept: int
+) -> None:
+    """RET-1: the plugin's answer, never beyond the 24 months the statement announces."""
+    server.runtime.plugins.install("memory", Memory)
     school, account_id, left = _pupil_who_left(api)
     api.orgs.EnablePlugin(
         org_pb.EnablePluginRequest(
-            organisation_id=school.organisation_id, plugin_name="short_memory", config_json="{}"
+            organisation_id=school.organisation_id,
+            plugin_name="memory",
+            config_json=json.dumps({"months": answered}),
         ),
         metadata=api.auth(school.operator),
     )
     try:
-        set_clock(expiry(left, 3) - dt.timedelta(minutes=1))
+        set_clock(expiry(left, kept) - dt.timedelta(minutes=1))
         assert _forget(server) == 0
-        set_clock(expiry(left, 3) + SECOND)
+        set_clock(expiry(left, kept) + SECOND)
         assert _forget(server) == 1
     finally:
         clock.offset = dt.timedelta(0)
