@@ -55,6 +55,11 @@ def _serve_parser(sub: Any) -> None:
         "--grace-period", type=float, dest="grace_period_seconds", metavar="SECONDS"
     )
     serve_p.add_argument(
+        "--metrics-address",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics there (default: off, or $CHATPRO_METRICS_ADDRESS)",
+    )
+    serve_p.add_argument(
         "--workers",
         type=int,
         dest="serve_workers",
@@ -150,6 +155,7 @@ def _settings(args: argparse.Namespace) -> Settings:
             grace_period_seconds=args.grace_period_seconds,
             serve_workers=args.serve_workers,
             insecure=args.insecure,
+            metrics_address=args.metrics_address,
             session_lifetime=dt.timedelta(seconds=args.token_lifetime)
             if args.token_lifetime
             else None,

@@ -14,7 +14,6 @@ import datetime as dt
 import structlog
 
 from chatpro_privacy.clock import clock
-from chatpro_privacy.domain.consent.restrictions import RestrictionCase
 from chatpro_privacy.domain.kernel.principals import SYSTEM
 from chatpro_privacy.domain.kernel.vocabulary import AccountState, MemberRole
 from chatpro_privacy.domain.organisations.retention_periods import expiry, months_passed
@@ -87,11 +86,9 @@ class Expiry:
                     & months_passed(
                         Account.last_active_at, self.policy.account_inactivity_months, now
                     )
-                    & ~Account.id.in_(
-                        ProcessingRestriction.select(ProcessingRestriction.account).where(
-                            ProcessingRestriction.restriction_case == RestrictionCase.LEGAL_CLAIMS
-                        )
-                    )
+                    # RGT-5: restricted data is kept (in every case: the person may want
+                    # it kept rather than erased, or need it for a claim).
+                    & ~Account.id.in_(ProcessingRestriction.select(ProcessingRestriction.account))
                 )
             )
         ]
