@@ -201,7 +201,7 @@ class AuditEntry(BaseModel):
     chain_seq = pw.BigIntegerField(null=True)
     mac = pw.TextField(null=True)
     # SQLite only, inside the inserting statement: the head's MAC a trigger moves to the
-    # partition's head, then clears (migration 15). Always NULL once written.
+    # partition's head, then clears (migration 16). Always NULL once written.
     head_mac = pw.TextField(null=True)
 
 
@@ -300,6 +300,7 @@ class OrganisationPlugin(BaseModel):
     consecutive_faults = pw.IntegerField()
     fault_reason = pw.TextField(null=True)
     updated_at = pw.DateTimeField()
+    position = pw.IntegerField(default=0)  # the organisation's order: lower first, then name
 
     class Meta:
         primary_key = pw.CompositeKey("organisation", "plugin_name")
@@ -436,6 +437,18 @@ class ContentFlag(BaseModel):
     created_at = pw.DateTimeField()
 
 
+class FlagBacklog(BaseModel):
+    """A message the organisation's flagging plugins have yet to see: sent while one was
+    faulted or failing, asked about when the plugins answer again."""
+
+    item_seq = pw.BigIntegerField(primary_key=True)
+    organisation = pw.ForeignKeyField(
+        Organisation, on_delete="CASCADE", column_name="organisation_id"
+    )
+    organisation_id: str
+    created_at = pw.DateTimeField()
+
+
 class MonitoringAccess(BaseModel):
     id = pw.TextField(primary_key=True)
     organisation = pw.ForeignKeyField(
@@ -455,6 +468,7 @@ class MonitoringAccess(BaseModel):
     refusal_reason = pw.TextField()
     decided_by = pw.TextField()
     created_at = pw.DateTimeField()
+    justification = pw.TextField(default="")  # the administrator's own words on why
 
 
 class MonitoringAccessSubject(BaseModel):

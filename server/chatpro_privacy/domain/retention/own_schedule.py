@@ -134,7 +134,7 @@ def _accounts_and_organisations(p: PolicySettings) -> list[Rule]:
              "the organisation's period (its plugin decides, within its statement; 12 months "
              "by default), in calendar months from creation", 0,
              "the content sweep; legal holds and open requests keep items",
-             ("content_item", "content_token", "content_flag")),
+             ("content_item", "content_token", "content_flag", "flag_backlog")),
         Rule("organisations' monitoring records and legal holds",
              "as the organisation's record of its checks; identifiers redacted at erasure", 0,
              NOT_DELETED, ("monitoring_access", "monitoring_access_subject", "legal_hold")),
