@@ -71,7 +71,7 @@ ON CONFLICT (chain_partition) DO UPDATE SET
 # PostgreSQL: the entry and the head's move in one round trip.
 _AUDIT_WITH_HEAD = f"WITH entry_step AS ({_AUDIT}){_AUDIT_HEAD_UPSERT}"
 # SQLite: the same, by the trigger that moves the head from the entry's transient head_mac
-# (migration 16).
+# (migration 17).
 _AUDIT_MOVING_HEAD = """
 INSERT INTO audit_entry
   (occurred_at, request_id, actor_type, actor_ref, action, subject_ref, target_type, target_id,

@@ -106,8 +106,8 @@ def _own_records(p: PolicySettings) -> list[Rule]:
              ("email_confirmation", "guardian_access", "guardian_confirmation")),
         Rule("registration idempotency keys", "1 day", d(p.registration_request_retention),
              SWEEP, ("registration_request",)),
-        Rule("throttles' counts (keyed hashes, never an address)",
-             "until their window has passed", 0, SWEEP, ("throttle_count",)),
+        Rule("throttles' and sign-in failures' counts (keyed hashes, never an address)",
+             "until their window has passed", 0, SWEEP, ("throttle_count", "backoff_count")),
         Rule("outbox notifications", f"{d(p.outbox_retention)} days once every consumer has "
              f"acknowledged them, {d(p.outbox_max_retention)} days at most",
              d(p.outbox_retention), SWEEP, ("outbox_event",)),

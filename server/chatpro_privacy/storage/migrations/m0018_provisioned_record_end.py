@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import peewee
 
-VERSION = 17
+VERSION = 18
 
 
 def apply(db: peewee.Database, sql: Callable[[str], str]) -> None:

@@ -20,7 +20,7 @@ import peewee
 from chatpro_privacy.storage.db import is_postgres
 from chatpro_privacy.storage.tuning import AUDIT_PARTITIONS
 
-VERSION = 16
+VERSION = 17
 
 _SQLITE_HEAD_TRIGGER = """
 CREATE TRIGGER audit_entry_moves_head AFTER INSERT ON audit_entry
