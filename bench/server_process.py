@@ -75,10 +75,12 @@ def server_env(database: Database, workdir: Path) -> dict[str, str]:
         DATABASE_URL=database.url,
         CHATPRO_SECRET_KEY=secrets.token_hex(32),
         CHATPRO_RECEIPT_SIGNING_KEY=secrets.token_hex(32),
-        # Content keys and call audio stay in the run's directory, never in ./data.
+        # Content keys, call audio and audit checkpoints stay in the run's directory, never in
+        # ./data.
         CHATPRO_MASTER_KEY=secrets.token_hex(32),
         CHATPRO_KEY_STORE_URL=f"sqlite:///{workdir / 'keys.sqlite3'}",
         CHATPRO_BLOB_DIR=str(workdir / "blobs"),
+        CHATPRO_AUDIT_CHECKPOINT_FILE=str(workdir / "audit-checkpoints.jsonl"),
         # The bench registers and signs in from one address far faster than anyone may.
         CHATPRO_REGISTER_PER_PEER="1000000",
         CHATPRO_SIGN_IN_PER_PEER="1000000",

@@ -62,12 +62,22 @@ POLICY_VERSION = "2023-02-12"
 
 
 def content_key_env(folder: Path) -> dict[str, str]:
-    """Settings that keep a served process's master key, key store and blobs in ``folder``."""
+    """Settings that keep a served process's master key, key store, blobs and audit
+    checkpoints in ``folder``."""
     return {
         "CHATPRO_MASTER_KEY": secrets.token_hex(32),
         "CHATPRO_KEY_STORE_URL": f"sqlite:///{folder}/keys.sqlite3",
         "CHATPRO_BLOB_DIR": f"{folder}/blobs",
+        "CHATPRO_AUDIT_CHECKPOINT_FILE": f"{folder}/audit-checkpoints.jsonl",
     }
+
+
+def command_url(url: str, schema: str | None) -> str:
+    """The database URL to give a `chatpro-privacy` command: on PostgreSQL the test's schema
+    rides in it as libpq's search_path option, as an operator's schema would."""
+    if schema is None:
+        return url
+    return f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}"
 
 
 def free_port() -> int:
@@ -232,6 +242,12 @@ class ExpirySweep:
             return self.expire()
         finally:
             clock.offset = dt.timedelta(0)
+
+
+def still_in_use() -> None:
+    """Everyone kept using their account while a test moved the clock months on: their last
+    use is now. (An account unused six months has expired and cannot sign in, RET-2.)"""
+    Account.update(last_active_at=clock.now()).execute()
 
 
 def timestamp(when: dt.datetime) -> timestamp_pb2.Timestamp:

@@ -8,14 +8,14 @@ import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from chatpro.privacy.v1 import messaging_pb2, organisation_pb2
+from chatpro.privacy.v1 import account_service_pb2, messaging_pb2, organisation_pb2
 from chatpro.privacy.v1 import messaging_service_pb2 as msg
 from chatpro.privacy.v1 import monitoring_service_pb2 as mon
 from chatpro.privacy.v1 import organisation_service_pb2 as org_pb
 from chatpro_privacy.clock import clock
 from chatpro_privacy.storage.db import database
 from chatpro_privacy.storage.models import Account, Membership
-from helpers import Api, timestamp
+from helpers import Api, child_birthday, timestamp
 
 STATEMENT_VERSION = "2026-01-01"
 SAFEGUARDING = mon.MONITORING_REASON_SAFEGUARDING_CONCERN
@@ -191,3 +191,49 @@ def seed_members(org: Org, count: int) -> list[str]:
                 [{**joined.__data__, "account": a, "role": "member"} for a in batch]
             ).execute()
     return ids
+
+
+# -- accounts an organisation provisions (ACC-6) -----------------------------------------
+
+
+def provision(api: Api, org_id: str, token: str, **kw: object) -> org_pb.ProvisionMemberResponse:
+    fields: dict[str, object] = {
+        "name": "Pat Pupil",
+        "date_of_birth": child_birthday(15),
+        "email": "pat@example.com",
+        "role": organisation_pb2.MEMBER_ROLE_MEMBER,
+        "request_id": "11111111-aaaa",
+    }
+    fields.update(kw)
+    return api.orgs.ProvisionMember(
+        org_pb.ProvisionMemberRequest(organisation_id=org_id, **fields),  # type: ignore[arg-type]
+        metadata=api.auth(token),
+    )
+
+
+def setup_token(api: Api, mailer: str, account_id: str) -> str:
+    events = api.outbox_events(mailer).events
+    (event,) = [
+        e for e in events if e.HasField("account_setup_requested") and e.account_id == account_id
+    ]
+    return str(event.account_setup_requested.token)
+
+
+def complete(
+    api: Api, token: str, username: str
+) -> account_service_pb2.CompleteAccountSetupResponse:
+    return api.accounts.CompleteAccountSetup(
+        account_service_pb2.CompleteAccountSetupRequest(
+            token=token,
+            username=username,
+            password="a long pupil passphrase",
+            accepted_policy_version=api.current_policy(),
+        )
+    )
+
+
+def accept(api: Api, org_id: str, token: str, version: str = STATEMENT_VERSION) -> None:
+    api.orgs.AcceptInvitation(
+        org_pb.AcceptInvitationRequest(organisation_id=org_id, statement_version=version),
+        metadata=api.auth(token),
+    )

@@ -11,13 +11,12 @@ import sys
 from pathlib import Path
 
 import grpc
-import pytest
 from chatpro.privacy.v1 import audit_service_pb2, audit_service_pb2_grpc
 from chatpro_privacy.domain.records import audit
 from chatpro_privacy.storage.db import database
 from chatpro_privacy.storage.models import AuditEntry, AuditHead
 from chatpro_privacy.testing import InProcessServer
-from helpers import Api, content_key_env, rpc_error
+from helpers import Api, command_url, content_key_env, rpc_error
 
 
 def busy(api: Api) -> str:
@@ -126,10 +125,8 @@ def test_verify_audit_command_fails_at_the_tampered_entry(
     database_target: tuple[str, str | None], tmp_path: Path
 ) -> None:
     url, schema = database_target
-    if schema is not None:
-        pytest.skip("the command addresses the database by URL; the schema isolation is the test's")
     key = secrets.token_hex(32)
-    with InProcessServer.start(url, secret_key=bytes.fromhex(key)) as srv:
+    with InProcessServer.start(url, schema=schema, secret_key=bytes.fromhex(key)) as srv:
         import grpc as _grpc
 
         channel = _grpc.insecure_channel(srv.target)
@@ -137,7 +134,7 @@ def test_verify_audit_command_fails_at_the_tampered_entry(
         channel.close()
     env = {
         **os.environ,
-        "DATABASE_URL": url,
+        "DATABASE_URL": command_url(url, schema),
         "CHATPRO_SECRET_KEY": key,
         "CHATPRO_RECEIPT_SIGNING_KEY": secrets.token_hex(32),
         **content_key_env(tmp_path),
@@ -148,7 +145,7 @@ def test_verify_audit_command_fails_at_the_tampered_entry(
     audit.configure(bytes.fromhex(key))
     from chatpro_privacy.storage.db import open_database
 
-    open_database(url)
+    open_database(url, schema=schema)
     target = AuditEntry.select().order_by(AuditEntry.id).first()
     tamper("UPDATE audit_entry SET action = ? WHERE id = ?", "nothing.happened", target.id)
     bad = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)

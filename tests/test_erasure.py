@@ -10,13 +10,16 @@ import io
 import json
 import logging
 import os
+import secrets
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from chatpro.privacy.v1 import account_pb2, common_pb2, organisation_pb2
@@ -44,6 +47,7 @@ from chatpro_privacy.testing import InProcessServer
 from helpers import (
     PASSWORD,
     Api,
+    command_url,
     content_flag_row,
     database_fingerprint,
     restriction_row,
@@ -346,41 +350,120 @@ def test_reapply_erases_again_after_a_restore(
     assert erased_fingerprint != database_fingerprint()  # a new audit entry says it was redone
 
 
-def test_the_command_reapplies_erasures_to_a_restored_sqlite_file(
+@dataclass(frozen=True)
+class Restored:
+    """A backup of the content database taken before an erasure, restored where a command
+    can reach it: a SQLite file copied with the backup API, or, on PostgreSQL, the test's
+    schema through pg_dump into a database of its own."""
+
+    url: str  # for the command
+    dump: Callable[[], str]  # what the restored database now holds, as text
+    scalar: Callable[[str], str]  # one value a query of it gives
+
+
+@contextmanager
+def restored_backup(url: str, schema: str | None, folder: Path) -> Iterator[Restored]:
+    if schema is None:
+        backup = folder / "backup" / "restored.sqlite3"
+        backup.parent.mkdir()
+        source = sqlite3.connect(url.removeprefix("sqlite:///"))
+        target = sqlite3.connect(backup)
+        source.backup(target)
+        source.close()
+        target.close()
+
+        def files() -> str:
+            return "".join(p.read_bytes().decode("latin-1") for p in backup.parent.iterdir())
+
+        def scalar(sql: str) -> str:
+            with closing(sqlite3.connect(backup)) as db:
+                return str(db.execute(sql).fetchone()[0])
+
+        yield Restored(f"sqlite:///{backup}", files, scalar)
+        return
+    parts = urlsplit(url)
+    name = f"restored_{secrets.token_hex(4)}"
+    base = urlunsplit(parts._replace(path=f"/{name}", query=""))
+    admin = urlunsplit(parts._replace(path="/postgres", query=""))
+    dump = subprocess.run(
+        ["pg_dump", "--no-owner", "-n", schema, urlunsplit(parts._replace(query=""))],
+        capture_output=True, check=True, timeout=120,
+    ).stdout  # fmt: skip
+    psql = ["psql", "-q", "-v", "ON_ERROR_STOP=1"]
+    subprocess.run([*psql, admin, "-c", f"CREATE DATABASE {name}"], check=True, timeout=60)
+    try:
+        subprocess.run([*psql, base], input=dump, check=True, timeout=120, capture_output=True)
+
+        def rows() -> str:
+            out = subprocess.run(
+                ["pg_dump", "--data-only", "-n", schema, base],
+                capture_output=True, check=True, timeout=120,
+            )  # fmt: skip
+            return out.stdout.decode("utf-8")
+
+        def scalar(sql: str) -> str:
+            out = subprocess.run(
+                [*psql, "-tA", base, "-c", f"SET search_path = {schema}; {sql}"],
+                capture_output=True, check=True, text=True, timeout=60,
+            )  # fmt: skip
+            return out.stdout.strip().splitlines()[-1]
+
+        yield Restored(command_url(base, schema), rows, scalar)
+    finally:
+        subprocess.run(
+            [*psql, admin, "-c", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"], timeout=60
+        )
+
+
+def test_the_command_reapplies_erasures_to_a_restored_backup(
     server: InProcessServer, world: World, database_target: tuple[str, str | None], tmp_path: Path
 ) -> None:
+    """On both databases: a backup from before the erasure, restored, is erased again."""
     url, schema = database_target
-    if schema is not None:
-        pytest.skip("the command addresses the database by URL; the schema isolation is the test's")
-    backup = tmp_path / "backup" / "restored.sqlite3"
-    backup.parent.mkdir()
-    source = sqlite3.connect(url.removeprefix("sqlite:///"))
-    target = sqlite3.connect(backup)
-    source.backup(target)
-    source.close()
-    target.close()
+    with restored_backup(url, schema, tmp_path) as restored:
+        assert EMAIL.lower() in restored.dump().lower()  # the backup has the person
+        erase(server, world)
+        env = {
+            **os.environ,
+            "DATABASE_URL": restored.url,
+            "CHATPRO_SECRET_KEY": server.settings.secret_key.hex(),
+            "CHATPRO_RECEIPT_SIGNING_KEY": server.settings.receipt_signing_key.hex(),
+            "CHATPRO_MASTER_KEY": server.settings.master_key.hex(),
+            "CHATPRO_KEY_STORE_URL": server.settings.key_store_url,
+            "CHATPRO_BLOB_DIR": server.settings.blob_dir,
+        }
+        command = [sys.executable, "-m", "chatpro_privacy", "reapply-erasures"]
+        for expected in (1, 0):
+            done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+            assert done.returncode == 0, done.stderr
+            assert json.loads(done.stdout) == {"reapplied": expected}
+        gone = f"SELECT COUNT(*) FROM account WHERE id = '{world.zed.account_id}'"
+        assert restored.scalar(gone) == "0"
+        assert_no_identity(restored.dump(), "the restored backup")
+
+
+def test_an_erasure_leaves_no_dead_rows_for_the_database_to_keep(
+    server: InProcessServer, world: World, database_target: tuple[str, str | None]
+) -> None:
+    """Deleted rows outlive their DELETE: PostgreSQL keeps dead tuples until a VACUUM, SQLite
+    keeps pages in its WAL until a checkpoint. An erasure vacuums every table it touched on
+    PostgreSQL (its WAL and backups: see the README) and truncates SQLite's WAL."""
+    url, schema = database_target
+    started = dt.datetime.now(dt.UTC)
     erase(server, world)
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"sqlite:///{backup}",
-        "CHATPRO_SECRET_KEY": server.settings.secret_key.hex(),
-        "CHATPRO_RECEIPT_SIGNING_KEY": server.settings.receipt_signing_key.hex(),
-        "CHATPRO_MASTER_KEY": server.settings.master_key.hex(),
-        "CHATPRO_KEY_STORE_URL": server.settings.key_store_url,
-        "CHATPRO_BLOB_DIR": server.settings.blob_dir,
-    }
-    command = [sys.executable, "-m", "chatpro_privacy", "reapply-erasures"]
-    for expected in (1, 0):
-        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
-        assert done.returncode == 0, done.stderr
-        assert json.loads(done.stdout) == {"reapplied": expected}
-    with sqlite3.connect(backup) as restored:
-        assert restored.execute(
-            "SELECT COUNT(*) FROM account WHERE id = ?", (world.zed.account_id,)
-        ).fetchone() == (0,)
-    restored.close()
-    for path in backup.parent.iterdir():
-        assert_no_identity(path.read_bytes().decode("latin-1"), str(path))
+    if schema is None:
+        wal = Path(url.removeprefix("sqlite:///") + "-wal")
+        assert not wal.exists() or wal.stat().st_size == 0
+        return
+    rows = database.execute_sql(
+        "SELECT relname, last_vacuum, n_dead_tup FROM pg_stat_user_tables"
+        " WHERE schemaname = current_schema()"
+        " AND relname IN ('account', 'content_item', 'session', 'correspondence', 'device')"
+    ).fetchall()
+    assert len(rows) == 5
+    for table, vacuumed, dead in rows:
+        assert vacuumed is not None and vacuumed >= started, table
+        assert dead == 0, table
 
 
 def test_a_legal_claims_restriction_holds_everything(server: InProcessServer, world: World) -> None:

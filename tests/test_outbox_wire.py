@@ -87,6 +87,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
         restriction_case="accuracy_contested",
         reason="verified",
     ),
+    outbox.AUDIT_CHECKPOINT_TAKEN: dict(checkpoint='{"format":"x"}', take_time=T),
 }
 
 # Written by the per-type conversions before the registry replaced them.
@@ -145,6 +146,11 @@ WIRE = {
     outbox.RESTRICTION_LIFTING: (
         "080f120261311a0b08d983e2b106108094ef3ac2022b0a02613112036540781a027231221261636375"
         "726163795f636f6e7465737465642a087665726966696564"
+    ),
+    # Added with the type (issue 18): pinned as the generic conversion first wrote it.
+    outbox.AUDIT_CHECKPOINT_TAKEN: (
+        "0810120261311a0b08d983e2b106108094ef3af2011d0a0e7b22666f726d6174223a2278227d120b08d983"
+        "e2b106108094ef3a"
     ),
 }
 SUPERSEDED = "08631a0b08d983e2b106108094ef3a2001"

@@ -12,50 +12,16 @@ from chatpro.privacy.v1 import organisation_service_pb2 as org_pb
 from chatpro_privacy.clock import clock
 from chatpro_privacy.storage.models import Account, AccountFieldSource, ConsentEvent
 from helpers import Api, Unchanged, child_birthday, rpc_error
-from orgs import STATEMENT_VERSION, Person, build_org, conversation, send
-
-
-def provision(api: Api, org_id: str, token: str, **kw: object) -> org_pb.ProvisionMemberResponse:
-    fields: dict[str, object] = {
-        "name": "Pat Pupil",
-        "date_of_birth": child_birthday(15),
-        "email": "pat@example.com",
-        "role": organisation_pb2.MEMBER_ROLE_MEMBER,
-        "request_id": "11111111-aaaa",
-    }
-    fields.update(kw)
-    return api.orgs.ProvisionMember(
-        org_pb.ProvisionMemberRequest(organisation_id=org_id, **fields),  # type: ignore[arg-type]
-        metadata=api.auth(token),
-    )
-
-
-def setup_token(api: Api, mailer: str, account_id: str) -> str:
-    events = api.outbox_events(mailer).events
-    (event,) = [
-        e for e in events if e.HasField("account_setup_requested") and e.account_id == account_id
-    ]
-    return str(event.account_setup_requested.token)
-
-
-def complete(
-    api: Api, token: str, username: str
-) -> account_service_pb2.CompleteAccountSetupResponse:
-    return api.accounts.CompleteAccountSetup(
-        account_service_pb2.CompleteAccountSetupRequest(
-            token=token,
-            username=username,
-            password="a long pupil passphrase",
-            accepted_policy_version=api.current_policy(),
-        )
-    )
-
-
-def accept(api: Api, org_id: str, token: str, version: str = STATEMENT_VERSION) -> None:
-    api.orgs.AcceptInvitation(
-        org_pb.AcceptInvitationRequest(organisation_id=org_id, statement_version=version),
-        metadata=api.auth(token),
-    )
+from orgs import (
+    Person,
+    accept,
+    build_org,
+    complete,
+    conversation,
+    provision,
+    send,
+    setup_token,
+)
 
 
 def test_a_school_provisions_pupils_who_set_up_and_join(api: Api, unchanged: Unchanged) -> None:

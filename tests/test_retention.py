@@ -13,7 +13,7 @@ from chatpro.privacy.v1 import organisation_service_pb2 as org_pb
 from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.organisations.retention_periods import expiry
 from chatpro_privacy.storage.models import ContentItem
-from helpers import Api, rpc_error, set_clock, timestamp
+from helpers import Api, rpc_error, set_clock, still_in_use, timestamp
 from orgs import Org, build_org, conversation, send, upload
 
 
@@ -32,6 +32,7 @@ def test_calendar_months_in_utc(created: dt.datetime, months: int, expires: dt.d
 
 
 def _relogin(api: Api, school: Org) -> None:
+    still_in_use()
     for name, member in school.members.items():
         member.token = api.sign_in(f"s{name}")
     school.admin.token = api.sign_in("sadmin")

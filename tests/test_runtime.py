@@ -37,7 +37,14 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
-from helpers import Api, content_key_env, free_port, registration, wait_until_serving
+from helpers import (
+    Api,
+    command_url,
+    content_key_env,
+    free_port,
+    registration,
+    wait_until_serving,
+)
 
 CLI = [sys.executable, "-m", "chatpro_privacy"]
 
@@ -305,11 +312,15 @@ def test_cli_migrate_grant_role_and_add_service(tmp_path: Path) -> None:
     assert report["own_data_deleted"] == {
         "sessions": 0,
         "devices": 0,
+        "installation_events": 0,
         "correspondence": 0,
+        "kept_correspondence": 0,
+        "confirmations": 0,
         "provisioned_accounts": 0,
         "deletion_feed": 0,
         "outbox_events": 0,
     }
+    assert report["provisioned_records_deleted"] == 0 and "audit_checkpoint" in report
     assert report["content"]["deleted"] == 0 and report["accounts_expired"] == 0
     bad_url = subprocess.run(
         [*CLI, "migrate"],
@@ -325,14 +336,12 @@ def test_grant_role_through_the_command(
     database_target: tuple[str, str | None], tmp_path: Path
 ) -> None:
     url, schema = database_target
-    if schema is not None:
-        pytest.skip("the command addresses the database by URL; the schema isolation is the test's")
-    with InProcessServer.start(url) as srv:
+    with InProcessServer.start(url, schema=schema) as srv:
         channel = grpc.insecure_channel(srv.target)
         Api(srv, channel).register(username="operator1")
         env = {
             **os.environ,
-            "DATABASE_URL": url,
+            "DATABASE_URL": command_url(url, schema),
             "CHATPRO_SECRET_KEY": secrets.token_hex(32),
             "CHATPRO_RECEIPT_SIGNING_KEY": secrets.token_hex(32),
             **content_key_env(tmp_path),

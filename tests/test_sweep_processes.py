@@ -39,6 +39,7 @@ def test_two_concurrent_sweeps_delete_each_item_once(
         "CHATPRO_MASTER_KEY": server.settings.master_key.hex(),
         "CHATPRO_KEY_STORE_URL": server.settings.key_store_url,
         "CHATPRO_BLOB_DIR": server.settings.blob_dir,
+        "CHATPRO_AUDIT_CHECKPOINT_FILE": server.settings.audit_checkpoint_file,
         "CHATPRO_LOG_FORMAT": "json",
     }
     command = [sys.executable, "-m", "chatpro_privacy", "sweep"]

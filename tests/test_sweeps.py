@@ -34,12 +34,12 @@ from chatpro_privacy.storage.models import (
 )
 from helpers import (
     Api,
-    ExpirySweep,
     backdate_content,
     content_flag_row,
     restriction_row,
     rpc_error,
     set_clock,
+    still_in_use,
 )
 from orgs import Org, build_org, conversation, send, upload
 
@@ -90,6 +90,7 @@ def test_the_sweep_deletes_expired_content_keeps_held_content_and_tells_apps(
     assert (preview.would_delete, preview.would_keep, preview.due_now) == (0, 0, 0)
     try:
         set_clock(after_expiry)
+        still_in_use()
         school.admin.token = api.sign_in("sadmin")
         preview = api.orgs.PreviewRetentionChange(
             org_pb.PreviewRetentionChangeRequest(
@@ -356,41 +357,76 @@ async def _purge(server: Any) -> dict[str, int]:
     return own_schedule.purge(server.runtime.settings.policy)
 
 
-def test_an_unused_account_is_warned_then_expires(api: Api, server: Any) -> None:
+def test_an_unused_account_is_warned_a_month_ahead_and_expires_at_six_months(
+    api: Api, server: Any
+) -> None:
+    """RET-2: six calendar months after its last use, to the second; the warning a calendar
+    month before names that instant. (It used to expire 30 days after a warning at six
+    months, a month late.)"""
+    from chatpro_privacy.domain.retention.account_expiry import Expiry
+
     account, _ = api.adult()
     service = api.service_token()
     runtime = server.runtime
-    sweep = ExpirySweep(server)
+    expiry_job = Expiry(runtime.settings.policy, runtime.plugins, runtime.vault, runtime.ledger)
+    last_used = Account.get_by_id(account.account_id).last_active_at
+    expires = expiry(last_used, 6)
+    second = dt.timedelta(seconds=1)
+
+    async def warn() -> int:
+        return expiry_job.warn()
+
     try:
-        set_clock(clock.now() + dt.timedelta(days=150))
-        assert sweep.warn() == 0  # not six months yet
-        set_clock(clock.now() + dt.timedelta(days=40))
-        assert sweep.warn() == 1
+        set_clock(expiry(last_used, 5) - second)
+        assert server.run(warn()) == 0  # not five months yet
+        set_clock(expiry(last_used, 5) + second)
+        assert server.run(warn()) == 1
         (warning,) = [
             e for e in api.outbox_events(service).events if e.HasField("account_expiry_warning")
         ]
         assert warning.account_expiry_warning.email == "alice@example.com"
-        assert sweep.expire() == 0  # the notice period runs
-        set_clock(clock.now() + dt.timedelta(days=31))
-        assert sweep.expire() == 1
+        assert warning.account_expiry_warning.expire_time.ToDatetime() == expires
+        clock.frozen = expires - second
+        assert server.run(expiry_job.expire()) == 0  # six months minus a second
+        assert Account.get_or_none(Account.id == account.account_id) is not None
+        clock.frozen = expires + second
+        assert server.run(expiry_job.expire()) == 1  # six months plus a second
         assert Account.get_or_none(Account.id == account.account_id) is None
         assert len(runtime.ledger.entries()) == 1
     finally:
-        clock.offset = dt.timedelta(0)
+        clock.offset, clock.frozen = dt.timedelta(0), None
 
 
 def test_using_the_account_after_the_warning_cancels_it(api: Api, server: Any) -> None:
+    """RET-2: used in the month after the warning, the account lives on; unused six months
+    since, it expires then, and from that instant nobody signs in to it."""
+    from chatpro_privacy.domain.retention.account_expiry import Expiry
+
     account, _ = api.adult()
-    sweep = ExpirySweep(server)
+    runtime = server.runtime
+    expiry_job = Expiry(runtime.settings.policy, runtime.plugins, runtime.vault, runtime.ledger)
+    first_use = Account.get_by_id(account.account_id).last_active_at
+
+    async def warn() -> int:
+        return expiry_job.warn()
+
     try:
-        set_clock(clock.now() + dt.timedelta(days=200))
-        assert sweep.warn() == 1
-        set_clock(clock.now() + dt.timedelta(days=1))
+        set_clock(expiry(first_use, 5) + dt.timedelta(days=1))
+        assert server.run(warn()) == 1
+        set_clock(expiry(first_use, 5) + dt.timedelta(days=20))
         api.sign_in("alice")  # used again
-        set_clock(clock.now() + dt.timedelta(days=40))
-        assert sweep.warn() == 0
-        assert sweep.expire() == 0
+        used_again = Account.get_by_id(account.account_id).last_active_at
+        set_clock(expiry(first_use, 6) + dt.timedelta(days=1))
+        assert server.run(warn()) == 0
+        assert server.run(expiry_job.expire()) == 0
         assert Account.get_by_id(account.account_id).expiry_warned_at is None
+        set_clock(expiry(used_again, 6) + dt.timedelta(seconds=1))
+        refused = rpc_error(lambda: api.sign_in("alice"))
+        assert (refused.code, refused.reason) == (
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "ACCOUNT_EXPIRED",
+        )
+        assert server.run(expiry_job.expire()) == 1
     finally:
         clock.offset = dt.timedelta(0)
 

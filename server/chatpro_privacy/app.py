@@ -11,6 +11,7 @@ import contextlib
 import signal
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
@@ -60,7 +61,7 @@ from chatpro_privacy.domain.kernel.passwords import TEST_PARAMETERS, Passwords
 from chatpro_privacy.domain.kernel.tokens import ConfirmationTokens
 from chatpro_privacy.domain.organisations.plugin_settings import PluginSettings
 from chatpro_privacy.domain.organisations.retention_periods import Retention
-from chatpro_privacy.domain.records import audit
+from chatpro_privacy.domain.records import audit, audit_checkpoints
 from chatpro_privacy.domain.records.backoff_counts import SharedBackoff
 from chatpro_privacy.domain.records.throttle_counts import SharedThrottles
 from chatpro_privacy.domain.rights.execution import erasure_by
@@ -86,8 +87,8 @@ from chatpro_privacy.services.outbox_service import OutboxService
 from chatpro_privacy.services.policy_service import PolicyService
 from chatpro_privacy.services.retention_service import RetentionService
 from chatpro_privacy.services.rights_service import RightsService
-from chatpro_privacy.settings import Settings
-from chatpro_privacy.storage import migrations
+from chatpro_privacy.settings import Settings, SettingsError
+from chatpro_privacy.storage import file_modes, migrations
 from chatpro_privacy.storage.blobs import BlobStore
 from chatpro_privacy.storage.db import close_database, database, open_database
 from chatpro_privacy.storage.erasure_ledger import ErasureLedger
@@ -148,6 +149,7 @@ class Runtime:
     @classmethod
     def build(cls, settings: Settings, plugins: PluginHost | None = None) -> Runtime:
         audit.configure(settings.secret_key)
+        audit_checkpoints.configure(settings.secret_key)
         parameters = TEST_PARAMETERS if settings.password_hash_profile == "test" else None
         passwords = Passwords(workers=settings.password_hash_workers, parameters=parameters)
         # Sign-in's own: password changes and registrations cannot starve it (issue 15).
@@ -263,6 +265,18 @@ def prepare_database(settings: Settings) -> list[str]:
     return migrations.migrate()
 
 
+def protect_data_files(settings: Settings, key_files: list[str]) -> list[str]:
+    """The data directory 0700 and its files 0600 (see storage/file_modes.py): the SQLite
+    databases and their journals, the key store, ``key_files``, the audit checkpoints and
+    the blob store. Returns what had to be changed."""
+    files = [Path(f) for f in key_files] + [Path(settings.audit_checkpoint_file)]
+    for url in (settings.database_url, settings.key_store_url):
+        if (path := file_modes.sqlite_path(url)) is not None:
+            files += file_modes.sqlite_files(path)
+    directories = {f.parent for f in files} | {Path(settings.blob_dir)}
+    return file_modes.protect(directories, files)
+
+
 def _credentials(settings: Settings) -> grpc.ServerCredentials | None:
     if not settings.tls_cert_file:
         return None
@@ -288,6 +302,7 @@ def sweeps_of(runtime: Runtime) -> Sweeps:
         runtime.retention,
         runtime.ledger,
         runtime.rights,
+        runtime.settings.audit_checkpoint_file,
     )
 
 
@@ -332,7 +347,9 @@ def _add_services(server: grpc.aio.Server, runtime: Runtime) -> None:
         ConsentService(runtime.consents, runtime.receipts), server
     )
     disclosure_service_pb2_grpc.add_DisclosureServiceServicer_to_server(DisclosureService(), server)
-    audit_service_pb2_grpc.add_AuditServiceServicer_to_server(AuditService(), server)
+    audit_service_pb2_grpc.add_AuditServiceServicer_to_server(
+        AuditService(runtime.settings.audit_checkpoint_file), server
+    )
     breach_service_pb2_grpc.add_BreachServiceServicer_to_server(BreachService(), server)
     organisation_service_pb2_grpc.add_OrganisationServiceServicer_to_server(
         OrganisationService(
@@ -365,6 +382,8 @@ async def start(
     settings: Settings, *, runtime: Runtime | None = None, sweep: bool = True
 ) -> RunningServer:
     """Build, bind and start a server. The database must already be open and migrated."""
+    if (refusal := settings.plaintext_refusal()) is not None:
+        raise SettingsError(refusal)
     runtime = runtime or Runtime.build(settings)
     workers = CallWorkers(
         settings.call_worker_count,

@@ -15,16 +15,25 @@ from typing import Any
 
 from chatpro_privacy import logs, replicas
 from chatpro_privacy import settings as settings_mod
-from chatpro_privacy.app import AddressInUseError, Runtime, prepare_database, serve, sweeps_of
+from chatpro_privacy.app import (
+    AddressInUseError,
+    Runtime,
+    prepare_database,
+    protect_data_files,
+    serve,
+    sweeps_of,
+)
 from chatpro_privacy.domain.accounts import roles
 from chatpro_privacy.domain.content import key_destruction
 from chatpro_privacy.domain.kernel.errors import DomainError
 from chatpro_privacy.domain.kernel.principals import SYSTEM, Role
-from chatpro_privacy.domain.records import audit
+from chatpro_privacy.domain.records import audit, audit_checkpoints
 from chatpro_privacy.domain.rights import erasure
 from chatpro_privacy.domain.vault.envelope import Vault
 from chatpro_privacy.settings import Settings, SettingsError
+from chatpro_privacy.storage import file_modes
 from chatpro_privacy.storage.blobs import BlobStore
+from chatpro_privacy.storage.checkpoint_file import CheckpointFileError
 from chatpro_privacy.storage.erasure_ledger import ErasureLedger
 from chatpro_privacy.storage.keystore import KeyStore
 
@@ -61,6 +70,12 @@ def _serve_parser(sub: Any) -> None:
         metavar="N",
         help="server processes sharing the address (default 1, or $CHATPRO_SERVE_WORKERS)",
     )
+    serve_p.add_argument(
+        "--insecure",
+        action="store_true",
+        default=None,
+        help="serve plaintext on an address other hosts reach (refused without it)",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -72,8 +87,15 @@ def _parser() -> argparse.ArgumentParser:
 
     _serve_parser(sub)
     sub.add_parser("migrate", help="apply pending database migrations")
-    sub.add_parser(
-        "verify-audit", help="check the audit trail's chains; exit 1 at the first tampered entry"
+    verify = sub.add_parser(
+        "verify-audit",
+        help="check the audit trail's chains and partitions; exit 1 at the first tampered entry",
+    )
+    verify.add_argument(
+        "--checkpoint",
+        metavar="FILE",
+        help="also compare with the signed checkpoints in FILE (the sweep's, or a copy from "
+        "the external log): names a partition rolled back or missing",
     )
     sub.add_parser(
         "sweep",
@@ -134,6 +156,7 @@ def _settings(args: argparse.Namespace) -> Settings:
             age_of_digital_consent=args.age_of_digital_consent,
             grace_period_seconds=args.grace_period_seconds,
             serve_workers=args.serve_workers,
+            insecure=args.insecure,
             metrics_address=args.metrics_address,
             session_lifetime=dt.timedelta(seconds=args.token_lifetime)
             if args.token_lifetime
@@ -151,6 +174,28 @@ def _reapply_erasures(settings: Settings) -> int:
     finally:
         ledger.close()
         keys.close()
+
+
+def _verify_audit(checkpoint: str | None) -> int:
+    """Exit 0 if intact, 1 on any problem, 2 if the checkpoint file cannot be read."""
+    report: dict[str, object] = {}
+    if checkpoint is None:
+        result = audit.verify()
+    else:
+        try:
+            report["checkpoints_checked"], result = audit_checkpoints.verify_against(checkpoint)
+        except CheckpointFileError as exc:
+            print(f"chatpro-privacy: {exc}", file=sys.stderr)
+            return 2
+    report = {
+        "intact": result.ok,
+        "entries_checked": result.entries_checked,
+        "legacy_entries": result.legacy_entries,
+        **report,
+        "problems": [p.__dict__ for p in result.problems],
+    }
+    print(json.dumps(report))
+    return 0 if result.ok else 1
 
 
 async def _sweep(settings: Settings) -> dict[str, object]:
@@ -177,6 +222,8 @@ def _private(directory: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Before anything is created (the key files, the data directory): ours alone.
+    file_modes.private_umask()
     args = _parser().parse_args(argv)
     # Whatever the server creates (databases, keys, blobs, their directories) is its user's
     # alone: files 0600, directories 0700, so that plugin workers (dropped to another user
@@ -189,12 +236,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"chatpro-privacy: {exc}", file=sys.stderr)
         return 2
     serving = args.command == "serve"
+    if serving and (refusal := settings.plaintext_refusal()) is not None:
+        print(f"chatpro-privacy: {refusal}", file=sys.stderr)
+        return 2
     logs.configure(
         settings.log_format,
         settings.log_level,
         None if serving else sys.stderr,
         pid=serving and settings.serve_workers > 1,
     )
+    protect_data_files(settings, settings_mod.key_files())
     try:
         if serving and settings.serve_workers > 1:
             return replicas.serve_replicas(settings)
@@ -203,19 +254,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         applied = prepare_database(settings)
         audit.configure(settings.secret_key)
+        audit_checkpoints.configure(settings.secret_key)
         if args.command == "verify-audit":
-            result = audit.verify()
-            print(
-                json.dumps(
-                    {
-                        "intact": result.ok,
-                        "entries_checked": result.entries_checked,
-                        "legacy_entries": result.legacy_entries,
-                        "problems": [p.__dict__ for p in result.problems],
-                    }
-                )
-            )
-            return 0 if result.ok else 1
+            return _verify_audit(args.checkpoint)
         if args.command == "migrate":
             print(json.dumps({"applied": applied}))
         elif args.command == "sweep":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import os
 import secrets
 from collections.abc import Mapping
@@ -19,6 +20,8 @@ DEFAULT_MASTER_KEY_FILE = "data/master.key"
 # backup must not bring back a destroyed key.
 DEFAULT_KEY_STORE_URL = "sqlite:///data/keys.sqlite3"
 DEFAULT_BLOB_DIR = "data/blobs"
+# Signed checkpoints of the audit trail (SEC-5): outside the database, appended by the sweep.
+DEFAULT_AUDIT_CHECKPOINT_FILE = "data/audit-checkpoints.jsonl"
 # "default" is argon2-cffi's RFC 9106 low-memory profile; "test" is for test suites alone
 # (see ``domain/kernel/passwords.py``), so no variable or flag can select it.
 PASSWORD_HASH_PROFILES = ("default", "test")
@@ -51,9 +54,16 @@ class PolicySettings:
     outbox_max_retention: dt.timedelta = dt.timedelta(days=365)
     provisioned_account_retention: dt.timedelta = dt.timedelta(days=30)  # never set up
     deletion_feed_retention: dt.timedelta = dt.timedelta(days=90)  # apps sync within this
-    # RET-2: unused this many calendar months, an account is warned, then expires.
+    installation_event_retention: dt.timedelta = dt.timedelta(days=365)  # after recorded
+    # Single-use confirmations and links (email, guardian, account set-up): after they expire.
+    confirmation_record_retention: dt.timedelta = dt.timedelta(days=30)
+    # Correspondence kept at an erasure for a stated legal reason (RGT-3): the UK's six-year
+    # limitation period for claims, from when it was kept.
+    kept_correspondence_retention: dt.timedelta = dt.timedelta(days=6 * 365 + 2)
+    # RET-2: unused this many calendar months, an account expires; it is warned this many
+    # calendar months before.
     account_inactivity_months: int = 6
-    account_expiry_notice: dt.timedelta = dt.timedelta(days=30)
+    account_expiry_warning_months: int = 1
     # Per-peer rate limits (SEC-3): calls per window from one address.
     register_per_peer: int = 100
     sign_in_per_peer: int = 300
@@ -87,6 +97,7 @@ class Settings:
     master_key: bytes = field(default=b"", repr=False)
     key_store_url: str = DEFAULT_KEY_STORE_URL
     blob_dir: str = DEFAULT_BLOB_DIR
+    audit_checkpoint_file: str = DEFAULT_AUDIT_CHECKPOINT_FILE
     sqlite_synchronous: str = "FULL"
     password_hash_workers: int = 2  # registrations, password changes, account set-up
     # Sign-in hashes on threads of its own, and its calls on call workers of their own, so
@@ -112,6 +123,9 @@ class Settings:
     call_workers: int | None = None
     # `serve --workers N`: server processes on the one address (SO_REUSEPORT), see replicas.py.
     serve_workers: int = 1
+    # `serve --insecure`: plaintext on an address other hosts reach. Refused otherwise: every
+    # call carries a bearer token and personal data.
+    insecure: bool = False
     # Work calls the server accepts at once (running or waiting for a worker); more are
     # refused RESOURCE_EXHAUSTED (edge/admission.py). Health watches have a budget apart.
     max_concurrent_calls: int = 1000
@@ -159,6 +173,17 @@ class Settings:
         if self.call_workers is not None:
             return self.call_workers
         return 4 if self.database_url.startswith("sqlite") else 16
+
+    def plaintext_refusal(self) -> str | None:
+        """Why serving as configured would be refused: plaintext (no TLS) on an address
+        other hosts can reach, without ``--insecure``. None when it may serve."""
+        if self.tls_cert_file or self.insecure or is_loopback(self.address):
+            return None
+        return (
+            f"refusing to serve plaintext on {self.address}, which other hosts can reach: "
+            "give a TLS certificate and key (--tls-cert, --tls-key), listen on a loopback "
+            "address (127.0.0.1), or pass --insecure to accept it explicitly"
+        )
 
     def validate(self) -> None:
         if self.log_format not in {"json", "console", "auto"}:
@@ -241,6 +266,19 @@ class Settings:
                 raise SettingsError("metrics need a port of their own, not the gRPC address")
 
 
+def is_loopback(address: str) -> bool:
+    """Whether ``host:port`` (or a unix socket) is reachable from this host only."""
+    if address.startswith(("unix:", "unix-abstract:")):
+        return True
+    host = address.rpartition(":")[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # empty (every interface), or a name other hosts may resolve
+        return False
+
+
 def _validate_sign_in_rules(policy: PolicySettings) -> None:
     if policy.sign_in_free_failures < 1 or policy.sign_in_address_free_failures < 1:
         raise SettingsError("sign-in must allow at least one failure without a delay")
@@ -279,6 +317,23 @@ def _load_key(
             with os.fdopen(fd, "w") as handle:
                 handle.write(secrets.token_hex(32))
     return bytes.fromhex(path.read_text().strip())
+
+
+_KEY_FILES = (
+    ("CHATPRO_SECRET_KEY", "CHATPRO_SECRET_KEY_FILE", DEFAULT_SECRET_KEY_FILE),
+    ("CHATPRO_RECEIPT_SIGNING_KEY", "CHATPRO_RECEIPT_SIGNING_KEY_FILE", DEFAULT_RECEIPT_KEY_FILE),
+    ("CHATPRO_MASTER_KEY", "CHATPRO_MASTER_KEY_FILE", DEFAULT_MASTER_KEY_FILE),
+)
+
+
+def key_files(env: Mapping[str, str] | None = None) -> list[str]:
+    """The key files in use: those of keys not given as variables."""
+    source = os.environ if env is None else env
+    return [
+        source.get(file_var, default)
+        for var, file_var, default in _KEY_FILES
+        if not source.get(var)
+    ]
 
 
 # Settings read from the environment as numbers: variable -> (setting, type).
@@ -368,6 +423,9 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         ),
         key_store_url=source.get("CHATPRO_KEY_STORE_URL", DEFAULT_KEY_STORE_URL),
         blob_dir=source.get("CHATPRO_BLOB_DIR", DEFAULT_BLOB_DIR),
+        audit_checkpoint_file=source.get(
+            "CHATPRO_AUDIT_CHECKPOINT_FILE", DEFAULT_AUDIT_CHECKPOINT_FILE
+        ),
         sqlite_synchronous=source.get("CHATPRO_SQLITE_SYNCHRONOUS", "FULL"),
         call_workers=int(source["CHATPRO_CALL_WORKERS"])
         if "CHATPRO_CALL_WORKERS" in source

@@ -150,6 +150,7 @@ class InProcessServer:
                     master_key=secrets.token_bytes(32),
                     key_store_url=f"sqlite:///{scratch}/keys.sqlite3",
                     blob_dir=f"{scratch}/blobs",
+                    audit_checkpoint_file=f"{scratch}/audit-checkpoints.jsonl",
                 ),
                 database_url=database_url,
                 address="127.0.0.1:0",

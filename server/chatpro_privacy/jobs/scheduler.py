@@ -22,7 +22,8 @@ import structlog
 
 from chatpro_privacy.domain.consent import policy as policy_rules
 from chatpro_privacy.domain.organisations.retention_periods import Retention
-from chatpro_privacy.domain.retention import own_schedule
+from chatpro_privacy.domain.records import audit_checkpoints
+from chatpro_privacy.domain.retention import own_schedule, provisioned_records
 from chatpro_privacy.domain.retention.account_expiry import Expiry
 from chatpro_privacy.domain.retention.content_sweep import ContentSweeper
 from chatpro_privacy.domain.retention.leases import LEASE, Leases
@@ -49,6 +50,7 @@ class Sweeps:
     retention: Retention
     ledger: ErasureLedger
     rights: Rights
+    checkpoint_file: str | None = None  # where the audit trail's checkpoints go (SEC-5)
 
     async def run(self, owner: str | None = None) -> dict[str, Any]:
         report: dict[str, Any] = {}
@@ -57,11 +59,15 @@ class Sweeps:
         expiry = Expiry(self.policy, self.host, self.vault, self.ledger)
         report["accounts_warned"] = expiry.warn()
         report["accounts_expired"] = await expiry.expire()
+        report["provisioned_records_deleted"] = await provisioned_records.sweep(self.host)
         sweeper = ContentSweeper(self.retention, self.host, self.vault, owner)
         report["content"] = (await sweeper.run()).as_dict()
         report["rights_requests_resumed"] = await self.rights.resume()
         report["policy_notices_resumed"] = await policy_rules.resume_notifications()
         refresh_planner_statistics()
+        if self.checkpoint_file:
+            taken = audit_checkpoints.take(self.checkpoint_file)
+            report["audit_checkpoint"] = {"taken_at": taken.taken_at.isoformat()}
         return report
 
     async def run_unless_running(self, owner: str | None = None) -> dict[str, Any] | None:

@@ -34,6 +34,10 @@ class Defaults:
         return DEFAULT_RETENTION_MONTHS
 
     @_impl(trylast=True)
+    def chatpro_provisioned_record_months(self) -> int:
+        return DEFAULT_RETENTION_MONTHS
+
+    @_impl(trylast=True)
     def chatpro_choose_sample(
         self, candidates: Sequence[ContentRef], size: int
     ) -> list[ContentRef]:

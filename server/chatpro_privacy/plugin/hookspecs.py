@@ -85,6 +85,17 @@ def chatpro_retention_purged(organisation: OrganisationView, batch: Sequence[Con
     committed, once per batch the sweep deleted."""
 
 
+@_hookspec(firstresult=True)
+def chatpro_provisioned_record_months(organisation: OrganisationView) -> int | None:
+    """Decide: how many calendar months after a membership ends the name, date of birth and
+    email the organisation provisioned for that member are kept (RET-1, ACC-6).
+
+    Called by the sweep for members who left. Return an int from 1 to 120, or None to leave
+    it to the next plugin (the default is 12). The host never keeps them longer than the
+    statement in effect announces for content (12 months when it announces nothing).
+    """
+
+
 # -- monitoring (PLG-2) -------------------------------------------------------------------
 
 
@@ -219,6 +230,7 @@ HOOK_KINDS: dict[str, HookKind] = {
     "chatpro_retention_months": "decide",
     "chatpro_retention_veto": "veto",
     "chatpro_retention_purged": "observe",
+    "chatpro_provisioned_record_months": "decide",
     "chatpro_flag_content": "collect",
     "chatpro_choose_sample": "decide",
     "chatpro_approve_access": "veto",

@@ -58,6 +58,24 @@ class PluginHost(Dispatcher):
         allowed = max(DEFAULT_RETENTION_MONTHS, org.view.announced_retention_months.get(kind, 0))
         return min(months, allowed), plugin
 
+    async def provisioned_record_months(self, organisation_id: str) -> tuple[int, str]:
+        """(months after a membership ends, deciding plugin) for what the organisation
+        provisioned, never beyond what its statement announces (RET-1, ACC-6)."""
+
+        def check(answers: Answers) -> None:
+            plugin, months = answers[0]
+            if (
+                not isinstance(months, int)
+                or isinstance(months, bool)
+                or not 1 <= months <= MAX_RETENTION_MONTHS
+            ):
+                raise BadAnswer(plugin, f"retention months must be 1 to 120, not {months!r}")
+
+        org, answers = await self._call(organisation_id, "chatpro_provisioned_record_months", check)
+        plugin, months = answers[0]
+        announced = max(org.view.announced_retention_months.values(), default=0)
+        return min(months, max(DEFAULT_RETENTION_MONTHS, announced)), plugin
+
     async def retention_veto(
         self, organisation_id: str, batch: list[types.ContentRef]
     ) -> types.RetentionVeto | None:

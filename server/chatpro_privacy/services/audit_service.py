@@ -12,10 +12,13 @@ from chatpro_privacy.services.servicer import Context
 
 
 class AuditService(pb_grpc.AuditServiceServicer):
+    def __init__(self, checkpoint_file: str | None = None) -> None:
+        self.checkpoint_file = checkpoint_file
+
     async def VerifyAudit(
         self, request: pb.VerifyAuditRequest, context: Context
     ) -> pb.VerifyAuditResponse:
-        result = audit_reading.verify(call.principal.get())
+        result = audit_reading.verify(call.principal.get(), self.checkpoint_file)
         return convert.verification(result)
 
     async def ListAuditEntries(

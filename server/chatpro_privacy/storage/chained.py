@@ -24,10 +24,14 @@ from chatpro_privacy.storage.dialect import parameters, render
 
 
 class Write(NamedTuple):
-    """An INSERT (or upsert) whose row comes ``{source}``, returning that row."""
+    """An INSERT (or upsert) whose row comes ``{source}``, returning that row; and, on
+    PostgreSQL, optionally a statement ``then`` run with it, reading its rows as
+    ``write_step`` (an item's tokens after the item)."""
 
     sql: str
     params: tuple[Any, ...]
+    then: str = ""
+    then_params: tuple[Any, ...] = ()
 
 
 _CHAINED = """
@@ -48,8 +52,17 @@ WITH moved AS (
   SELECT ?, ?, ?, ?, ?, ?, ?, ?, chain_partition, ?, ? FROM audit_step
 ), write_step AS (
 {write}
-)
+){then}
 SELECT * FROM write_step"""
+_ALONE = """
+WITH write_step AS (
+{write}
+){then}
+SELECT * FROM write_step"""
+
+
+def _then(write: Write) -> str:
+    return f", then_step AS ({write.then})" if write.then else ""
 
 
 def one_statement() -> bool:
@@ -66,6 +79,9 @@ def _rows(sql: str, params: tuple[Any, ...], model: Any) -> list[Any]:
 
 def run(write: Write, model: Any = None) -> list[Any]:
     """The write on its own, in the caller's transaction: its rows (as ``model`` if given)."""
+    if write.then:  # PostgreSQL only: a data-modifying WITH
+        sql = _ALONE.format(write=write.sql.format(source="WHERE true"), then=_then(write))
+        return _rows(sql, (*write.params, *write.then_params), model)
     return _rows(write.sql.format(source="WHERE true"), write.params, model)
 
 
@@ -82,7 +98,7 @@ class Link(NamedTuple):
 def run_chained(write: Write, fields: tuple[Any, ...], link: Link, model: Any = None) -> list[Any]:
     """The write, its audit entry ``fields`` and the head's move, as one statement; no rows
     if the head is no longer at ``link.follows`` (nothing was written)."""
-    sql = _CHAINED.format(write=write.sql.format(source="FROM audit_step"))
+    sql = _CHAINED.format(write=write.sql.format(source="FROM audit_step"), then=_then(write))
     head = (link.seq, link.mac, link.head_mac)
     params = (
         *head,
@@ -95,5 +111,6 @@ def run_chained(write: Write, fields: tuple[Any, ...], link: Link, model: Any = 
         link.seq,
         link.mac,
         *write.params,
+        *write.then_params,
     )
     return _rows(sql, params, model)

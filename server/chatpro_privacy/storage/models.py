@@ -200,6 +200,9 @@ class AuditEntry(BaseModel):
     chain_partition = pw.IntegerField(null=True)
     chain_seq = pw.BigIntegerField(null=True)
     mac = pw.TextField(null=True)
+    # SQLite only, inside the inserting statement: the head's MAC a trigger moves to the
+    # partition's head, then clears (migration 17). Always NULL once written.
+    head_mac = pw.TextField(null=True)
 
 
 class AuditHead(BaseModel):
@@ -500,6 +503,8 @@ class ProvisionRequest(BaseModel):
     account_id: str
     fingerprint = pw.TextField()
     created_at = pw.DateTimeField()
+    # When the member left: what the organisation provisioned goes a set time after (RET-1).
+    membership_ended_at = pw.DateTimeField(null=True)
 
     class Meta:
         primary_key = pw.CompositeKey("organisation", "request_id")

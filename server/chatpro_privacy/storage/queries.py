@@ -70,6 +70,13 @@ ON CONFLICT (chain_partition) DO UPDATE SET
   seq = excluded.seq, mac = excluded.mac, head_mac = excluded.head_mac"""
 # PostgreSQL: the entry and the head's move in one round trip.
 _AUDIT_WITH_HEAD = f"WITH entry_step AS ({_AUDIT}){_AUDIT_HEAD_UPSERT}"
+# SQLite: the same, by the trigger that moves the head from the entry's transient head_mac
+# (migration 17).
+_AUDIT_MOVING_HEAD = """
+INSERT INTO audit_entry
+  (occurred_at, request_id, actor_type, actor_ref, action, subject_ref, target_type, target_id,
+   chain_partition, chain_seq, mac, head_mac)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
 _UPSERT_DEVICE = """
 INSERT INTO device (account_id, device_id, device_type, operating_system, browser_type, source,
                     first_used_at, last_used_at, use_count)
@@ -88,14 +95,15 @@ INSERT INTO content_item (id, organisation_id, conversation_id, kind, author_ref
                           author_account_id, request_id, key_id, body, created_at)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 RETURNING seq"""
-# PostgreSQL: an item and its keyed word tokens in one statement, so one round trip and no
-# transaction around it.
-_INSERT_ITEM_WITH_TOKENS = f"""
-WITH item AS ({_INSERT_ITEM}), tokens AS (
-  INSERT INTO content_token (organisation_id, token, item_seq)
-  SELECT ?, token, item.seq FROM item, unnest(?::bytea[]) AS token
-)
-SELECT seq FROM item"""
+# The same, for storage.chained: the item's row comes {source}, its tokens follow it.
+_INSERT_ITEM_FROM = """
+INSERT INTO content_item (id, organisation_id, conversation_id, kind, author_ref,
+                          author_account_id, request_id, key_id, body, created_at)
+SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ? {source}
+RETURNING seq"""
+_TOKENS_AFTER = """
+INSERT INTO content_token (organisation_id, token, item_seq)
+SELECT ?, token, write_step.seq FROM write_step, unnest(?::bytea[]) AS token"""
 
 _POSTER = """
 SELECT c.id, c.organisation_id, c.kind, c.mode, c.created_at, p.can_send,
@@ -223,17 +231,25 @@ def insert_participants(conversation_id: str, participants: list[tuple[str, bool
         )
 
 
-def insert_item(values: tuple[Any, ...], organisation_id: str, tokens: list[bytes]) -> int:
-    """A new content item (``_INSERT_ITEM``'s columns) and its tokens, committed together;
-    returns its sequence number. Outside any transaction of the caller's."""
-    if is_postgres():
-        row = _execute(_INSERT_ITEM_WITH_TOKENS, (*values, organisation_id, tokens)).fetchone()
-        return int(row[0])
-    with database.atomic():
-        seq = int(_execute(_INSERT_ITEM, values).fetchall()[0][0])
-        if tokens:
-            insert_tokens(organisation_id, seq, tokens)
-    return seq
+def insert_item_reading_head(
+    values: tuple[Any, ...], partition: int
+) -> tuple[int, tuple[int, str] | None]:
+    """SQLite, in the caller's transaction (whose BEGIN IMMEDIATE gave it the writers'
+    turn): a new content item (``_INSERT_ITEM``'s columns), returning its sequence number
+    and, read in the same statement, the audit partition's head its entry follows."""
+    sql = _INSERT_ITEM + (
+        ", (SELECT seq FROM audit_head WHERE chain_partition = ?),"
+        " (SELECT mac FROM audit_head WHERE chain_partition = ?)"
+    )
+    row = _execute(sql, (*values, partition, partition)).fetchall()[0]
+    head = (int(row[1]), str(row[2])) if row[1] is not None else None
+    return int(row[0]), head
+
+
+def item_with_tokens(values: tuple[Any, ...], organisation_id: str, tokens: list[bytes]) -> Write:
+    """PostgreSQL: a new content item and its tokens, as a write an audit entry can join
+    (``storage.chained``): one statement for the item, its tokens, its entry and the head."""
+    return Write(_INSERT_ITEM_FROM, values, _TOKENS_AFTER, (organisation_id, tokens))
 
 
 class Posting(NamedTuple):
@@ -334,49 +350,6 @@ def _required(value: dt.datetime | None) -> dt.datetime:
     return value
 
 
-# Typed NULLs: PostgreSQL types a UNION's columns pairwise, first branches first.
-_OBJECTIONS = """
-SELECT 'objection', ground, CAST(NULL AS TIMESTAMP) FROM processing_objection
-WHERE account_id = ?"""
-_RESTRICTED = """
-SELECT 'restricted', CAST(NULL AS TEXT), CAST(NULL AS TIMESTAMP) FROM processing_restriction
-WHERE account_id = ?"""
-_LATEST_CONSENT_ROW = """
-SELECT 'consent', purpose || ':' || event_type, valid_until FROM (
-  SELECT purpose, event_type, valid_until FROM consent_event
-  WHERE subject_ref = ? AND purpose = ? ORDER BY seq DESC LIMIT 1) latest_{n}"""
-
-
-class Standing(NamedTuple):
-    """What a person's processing stands on, read at once: their objections' grounds,
-    whether it is restricted, and the newest consent event of each purpose asked about."""
-
-    grounds: frozenset[str]
-    restricted: bool
-    consents: dict[str, tuple[str, dt.datetime | None]]  # purpose: (event type, valid until)
-
-
-def standing(account_id: str, subject_ref: str, purposes: Sequence[str] = ()) -> Standing:
-    """One round trip (device use is a hot path)."""
-    parts = [_OBJECTIONS, _RESTRICTED]
-    params: list[Any] = [account_id, account_id]
-    for n, purpose in enumerate(purposes):
-        parts.append(_LATEST_CONSENT_ROW.format(n=n))
-        params += [subject_ref, purpose]
-    grounds: set[str] = set()
-    restricted = False
-    consents: dict[str, tuple[str, dt.datetime | None]] = {}
-    for kind, value, until in _execute(" UNION ALL ".join(parts), tuple(params)):
-        if kind == "objection":
-            grounds.add(str(value))
-        elif kind == "restricted":
-            restricted = True
-        else:
-            purpose, event_type = str(value).rsplit(":", 1)
-            consents[purpose] = (event_type, timestamp(until))
-    return Standing(frozenset(grounds), restricted, consents)
-
-
 def touch_account(account_id: str, now: dt.datetime) -> int:
     return int(_execute(_TOUCH, (now, account_id)).rowcount)
 
@@ -420,8 +393,7 @@ def insert_audit(
     if is_postgres():
         _execute(_AUDIT_WITH_HEAD, (*fields, partition, seq, mac, partition, seq, mac, head_mac))
         return
-    _execute(_AUDIT, (*fields, partition, seq, mac))
-    _execute(_AUDIT_HEAD_UPSERT, (partition, seq, mac, head_mac))
+    _execute(_AUDIT_MOVING_HEAD, (*fields, partition, seq, mac, head_mac))
 
 
 def date(value: Any) -> dt.date:

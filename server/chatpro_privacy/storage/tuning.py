@@ -18,9 +18,11 @@ from chatpro_privacy.storage.db import database, is_postgres
 log = structlog.get_logger("chatpro_privacy.storage")
 
 # pg_advisory_xact_lock keys: the outbox's one, and a range for the audit partitions (taken
-# with the partition's head in queries.locked_audit_head).
+# with a partition whose head row is missing, in audit_log.locked_head).
 OUTBOX_LOCK = 727_002
 AUDIT_PARTITION_LOCKS = 727_100
+# The audit trail's chains: entries spread over this many, each with its own head.
+AUDIT_PARTITIONS = 16
 
 
 def single_writer() -> bool:
@@ -48,6 +50,20 @@ def checkpoint(*, truncate: bool = False) -> None:
     on PostgreSQL."""
     if not is_postgres():
         database.execute_sql(f"PRAGMA wal_checkpoint({'TRUNCATE' if truncate else 'PASSIVE'})")
+
+
+def vacuum(tables: list[str]) -> None:
+    """PostgreSQL: reclaim the dead tuples of rows just deleted or rewritten in ``tables``, so
+    that an erased person's old row versions do not wait for autovacuum in the data files.
+    Outside any transaction (VACUUM refuses one). What the WAL and backups still hold, and
+    for how long, is in the README. Nothing to do on SQLite (secure_delete zeroes them)."""
+    if not is_postgres() or not tables or database.in_transaction():
+        return
+    names = ", ".join(sorted(set(tables)))
+    try:
+        database.execute_sql(f"VACUUM {names}")
+    except peewee.DatabaseError as exc:  # a concurrent VACUUM or DDL: autovacuum follows
+        log.warning("tables not vacuumed after an erasure", tables=names, error=str(exc))
 
 
 def refresh_planner_statistics() -> None:

@@ -19,6 +19,7 @@ from chatpro_privacy.domain.kernel.passwords import Passwords
 from chatpro_privacy.domain.kernel.principals import Principal, PrincipalKind, Role
 from chatpro_privacy.domain.kernel.throttle import Backoff, BackoffRule, Held, ThrottleMaker
 from chatpro_privacy.domain.kernel.vocabulary import AccountState
+from chatpro_privacy.domain.organisations.retention_periods import expiry
 from chatpro_privacy.domain.records import audit
 from chatpro_privacy.settings import PolicySettings
 from chatpro_privacy.storage import queries
@@ -124,6 +125,15 @@ class Sessions:
             raise FailedPrecondition(
                 "GUARDIAN_CONSENT_PENDING",
                 "this account is waiting for the guardian to confirm it",
+            )
+        last_used = queries.timestamp(account.last_active_at)
+        if last_used is not None and clock.now() >= expiry(
+            last_used, self.policy.account_inactivity_months
+        ):  # RET-2: expired at that instant, whether or not the sweep has erased it yet
+            raise FailedPrecondition(
+                "ACCOUNT_EXPIRED",
+                f"this account was unused for {self.policy.account_inactivity_months} months "
+                "and has expired; its personal data is being erased",
             )
         new_hash = await self._rehashed(account.password_hash, password)
         with database.atomic():

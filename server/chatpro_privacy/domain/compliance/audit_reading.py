@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from pathlib import Path
 
 from chatpro_privacy.domain.kernel.errors import (
     FieldViolation,
@@ -14,8 +15,9 @@ from chatpro_privacy.domain.kernel.errors import (
 )
 from chatpro_privacy.domain.kernel.principals import Principal, Role
 from chatpro_privacy.domain.kernel.views import View
-from chatpro_privacy.domain.records import audit
+from chatpro_privacy.domain.records import audit, audit_checkpoints
 from chatpro_privacy.storage import queries
+from chatpro_privacy.storage.checkpoint_file import CheckpointFileError
 from chatpro_privacy.storage.db import database
 from chatpro_privacy.storage.models import AuditEntry
 
@@ -45,11 +47,22 @@ def _require(principal: Principal) -> None:
         raise PermissionDenied("PRIVACY_STAFF_ONLY", "the audit trail is for privacy staff")
 
 
-def verify(principal: Principal) -> audit.Verification:
+def verify(principal: Principal, checkpoint_file: str | None = None) -> audit.Verification:
+    """The chains, and, when the service's checkpoint file is there, the database against
+    its signed checkpoints (a rollback or a missing partition, SEC-5)."""
     _require(principal)
     with database.atomic():
         audit.record(principal, "audit.verify", "audit_trail")
-    return audit.verify()
+    if checkpoint_file is None or not Path(checkpoint_file).exists():
+        return audit.verify()
+    try:
+        return audit_checkpoints.verify_against(checkpoint_file)[1]
+    except CheckpointFileError as exc:
+        result = audit.verify()
+        unreadable = audit.Problem(-1, 0, None, audit.ProblemKind.CHECKPOINT_INVALID, str(exc))
+        return audit.Verification(
+            result.entries_checked, result.legacy_entries, [*result.problems, unreadable]
+        )
 
 
 def entries(

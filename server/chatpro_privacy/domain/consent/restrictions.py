@@ -21,7 +21,7 @@ from chatpro_privacy.domain.consent.purposes import Purpose, register
 from chatpro_privacy.domain.kernel import access
 from chatpro_privacy.domain.kernel.errors import FailedPrecondition
 from chatpro_privacy.domain.kernel.principals import Principal
-from chatpro_privacy.storage import queries
+from chatpro_privacy.storage import person_standing
 from chatpro_privacy.storage.models import ProcessingObjection, ProcessingRestriction
 
 
@@ -89,7 +89,7 @@ def standing(account_id: str, subject_ref: str, purposes: Sequence[str] = ()) ->
     """In one round trip (device use is a hot path): the grounds of the person's objections
     in force, and ``RESTRICTED`` among them if their processing is restricted; with the
     newest consent event of each of ``purposes``."""
-    read = queries.standing(account_id, subject_ref, purposes)
+    read = person_standing.standing(account_id, subject_ref, purposes)
     grounds = read.grounds | {RESTRICTED} if read.restricted else read.grounds
     return Standing(grounds, read.consents)
 

@@ -23,10 +23,12 @@ from chatpro_privacy.domain.kernel.errors import FieldViolation, InvalidArgument
 from chatpro_privacy.domain.kernel.principals import Principal
 from chatpro_privacy.domain.kernel.tokens import new_id
 from chatpro_privacy.domain.organisations.retention_periods import Retention
+from chatpro_privacy.domain.records import audit
 from chatpro_privacy.domain.vault.envelope import Vault
 from chatpro_privacy.plugin.host import PluginHost
 from chatpro_privacy.plugin.types import ContentKind, ContentRef
-from chatpro_privacy.storage import queries
+from chatpro_privacy.storage import chained, queries
+from chatpro_privacy.storage.db import database
 from chatpro_privacy.storage.models import (
     ContentItem,
 )
@@ -101,6 +103,7 @@ class Posting:
         )
         self.conversation_id: str = conversation.id
         self.organisation_id: str = conversation.organisation_id
+        self.author = principal
         self.author_ref = str(principal.subject_ref)
         self.author_account_id = principal.account_id
         self.request_id: str | None = None
@@ -140,7 +143,10 @@ class Posting:
     def create_message(
         self, item_id: str, key_id: str, body: bytes, tokens: list[bytes]
     ) -> ContentItem:
-        """A message and its search tokens, in one round trip where the database allows."""
+        """A message, its search tokens and its creation in the audit trail, by the author's
+        pseudonym and never its content (SEC-5). Outside any transaction of the caller's. On
+        PostgreSQL one statement (``storage.chained``); on SQLite one transaction, whose
+        item insert reads the audit head its entry follows, so the entry adds one statement."""
         item = self._new(item_id, ContentKind.MESSAGE, key_id, body)
         values = (
             item.id,
@@ -154,15 +160,27 @@ class Posting:
             item.body,
             item.created_at,
         )
-        item.seq = queries.insert_item(values, self.organisation_id, tokens)
+        created = ("content.create", ContentKind.MESSAGE.value, item.id, self.author_ref)
+        if chained.one_statement():
+            write = queries.item_with_tokens(values, self.organisation_id, tokens)
+            (row,) = audit.recorded_write(self.author, *created, write)
+            item.seq = int(row[0])
+            return item
+        with database.atomic():
+            lane = audit.lane()
+            item.seq, head = queries.insert_item_reading_head(values, lane)
+            if tokens:
+                queries.insert_tokens(self.organisation_id, item.seq, tokens)
+            audit.append_after(lane, head, self.author, *created)
         return item
 
     def create(
         self, item_id: str, kind: ContentKind, key_id: str, body: bytes | None, **fields: object
     ) -> ContentItem:
-        """Inside the caller's transaction."""
+        """Inside the caller's transaction: the item and its creation in the audit trail."""
         item = self._new(item_id, kind, key_id, body, **fields)
         item.save(force_insert=True)
+        audit.record(self.author, "content.create", str(kind), item_id, self.author_ref)
         return item
 
 

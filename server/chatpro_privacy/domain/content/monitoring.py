@@ -19,7 +19,7 @@ import structlog
 from peewee import JOIN, fn
 
 from chatpro_privacy.clock import clock
-from chatpro_privacy.domain.content import content_access, conversations
+from chatpro_privacy.domain.content import content_access, conversations, monitoring_pages
 from chatpro_privacy.domain.content.messages import (
     REF_COLUMNS,
     content_ref,
@@ -35,6 +35,7 @@ from chatpro_privacy.domain.kernel.principals import Principal
 from chatpro_privacy.domain.kernel.tokens import new_id
 from chatpro_privacy.domain.kernel.views import View
 from chatpro_privacy.domain.organisations.retention_periods import Retention
+from chatpro_privacy.domain.records import audit
 from chatpro_privacy.domain.vault import crypto
 from chatpro_privacy.domain.vault.envelope import Vault
 from chatpro_privacy.plugin.faults import PluginError
@@ -277,6 +278,9 @@ class Monitoring:
                 created_at=clock.now(),
                 justification=request.justification,
             )
+            # In the chain too (SEC-5), by pseudonym; the filters and content stay out of it.
+            action = f"monitoring.{request.scope}" + (":refused" if refusal is not None else "")
+            audit.record(check.principal, action, "monitoring_access", access_id)
             unique = sorted(set(subjects))
             for start in range(0, len(unique), 500):
                 MonitoringAccessSubject.insert_many(
@@ -558,14 +562,16 @@ class Monitoring:
         self, principal: Principal, organisation_id: str, page_size: int, page_token: str
     ) -> tuple[list[AccessRecordView], str]:
         org_id = content_access.administered(principal, organisation_id)
-        rows, token = _accesses(MonitoringAccess.organisation == org_id, page_size, page_token)
+        rows, token = monitoring_pages.accesses(
+            MonitoringAccess.organisation == org_id, page_size, page_token
+        )
         return [AccessRecordView.from_row(r) for r in rows], token
 
     def checks(
         self, principal: Principal, organisation_id: str, page_size: int, page_token: str
     ) -> tuple[list[Check], str]:
         mine = content_access.active_membership(principal, organisation_id)
-        rows, token = _accesses(
+        rows, token = monitoring_pages.accesses(
             (MonitoringAccess.organisation == mine.organisation_id)
             & (MonitoringAccess.refused == False),  # noqa: E712 - SQL comparison
             page_size,
@@ -585,16 +591,3 @@ class Monitoring:
             else set()
         )
         return [Check(AccessRecordView.from_row(r), r.id in included) for r in rows], token
-
-
-def _accesses(where: Any, page_size: int, page_token: str) -> tuple[list[MonitoringAccess], str]:
-    """A page of recorded checks, newest first."""
-    size, cursor = paging.page(page_size, page_token)
-    rows = list(
-        MonitoringAccess.select()
-        .where(where)
-        .order_by(MonitoringAccess.created_at.desc(), MonitoringAccess.id.desc())
-        .offset(cursor or 0)
-        .limit(size + 1)
-    )
-    return paging.by_offset(rows, size, cursor)

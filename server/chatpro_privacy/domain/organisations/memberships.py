@@ -28,7 +28,13 @@ from chatpro_privacy.domain.kernel.views import View
 from chatpro_privacy.domain.kernel.vocabulary import MemberRole, MembershipState
 from chatpro_privacy.domain.records import audit, deletion_feed, outbox
 from chatpro_privacy.storage.db import database
-from chatpro_privacy.storage.models import Account, Membership, Organisation, OrganisationStatement
+from chatpro_privacy.storage.models import (
+    Account,
+    Membership,
+    Organisation,
+    OrganisationStatement,
+    ProvisionRequest,
+)
 from chatpro_privacy.storage.queries import statement_in_effect, tuples
 
 _MOBILE = re.compile(r"^\+?[0-9]{7,15}$")
@@ -328,6 +334,10 @@ def remove(principal: Principal, organisation_id: str, account_id: str) -> None:
             (Membership.organisation == org_id) & (Membership.account == target)
         ).execute()
         deletion_feed.member_gone(org_id, target, deletion_feed.DeletionReason.REMOVED)
+        # What the organisation provisioned for this member goes a set time from now (RET-1).
+        ProvisionRequest.update(membership_ended_at=clock.now()).where(
+            (ProvisionRequest.organisation == org_id) & (ProvisionRequest.account == target)
+        ).execute()
         still_admin = (
             Membership.select()
             .where((Membership.account == target) & (Membership.role == MemberRole.ADMINISTRATOR))

@@ -8,8 +8,12 @@ Each entry belongs to one of PARTITIONS chains, so that writers do not wait on o
 each thread writes to a chain of its own (its lane), whoever the entry is about. An entry's
 MAC covers its fields, its position and the previous entry's MAC, keyed by a secret that is
 not in the database; each chain's head (newest position and MAC) is stored with a MAC of its
-own, so cutting off the newest entries shows too. ``verify`` walks every chain and reports
-the first entry that was changed, removed or cut off.
+own, so cutting off the newest entries shows too. Every partition's head exists from the
+first migration on (empty, at position 0), so a partition deleted whole, head and all, shows
+as missing. ``verify`` walks every chain and reports the first entry that was changed,
+removed or cut off, and the partitions that are missing; what the database alone cannot show
+(a partition rolled back to an older head, all of it consistent) the signed checkpoints kept
+outside it do (``audit_checkpoints``).
 
 An audited write (``recorded_write``) is one statement on PostgreSQL: the lane's head as this
 process last moved it is the usual guess, checked by the statement itself (storage.chained).
@@ -30,11 +34,12 @@ from typing import Any
 from chatpro_privacy import context
 from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.kernel.principals import Principal
-from chatpro_privacy.storage import chained, queries
+from chatpro_privacy.storage import audit_log, chained, queries
 from chatpro_privacy.storage.db import database
 from chatpro_privacy.storage.models import AuditEntry, AuditHead
+from chatpro_privacy.storage.tuning import AUDIT_PARTITIONS
 
-PARTITIONS = 16
+PARTITIONS = AUDIT_PARTITIONS
 # A chained write that keeps finding its lane's head moved (another process writing to the
 # same lane) stops guessing and takes the head's turn in a transaction instead.
 CHAINED_ATTEMPTS = 3
@@ -126,6 +131,28 @@ def record(
     _heads.pop(partition, None)  # the transaction may yet roll back: guess afresh
 
 
+def lane() -> int:
+    """The partition this thread writes to."""
+    return _partition()
+
+
+def append_after(
+    partition: int,
+    head: tuple[int, str] | None,
+    actor: Principal,
+    action: str,
+    target_type: str,
+    target_id: str | None = None,
+    subject_ref: str | None = None,
+) -> None:
+    """Append an entry after ``head``, which the caller read in this transaction with the
+    partition's turn taken (SQLite: in the statement that wrote the change it records)."""
+    fields = _fields(actor, action, target_type, target_id, subject_ref)
+    link = _link(partition, head, fields)
+    queries.insert_audit(fields, partition, link.seq, link.mac, link.head_mac)
+    _heads.pop(partition, None)
+
+
 def recorded_write(
     actor: Principal,
     action: str,
@@ -173,6 +200,9 @@ class ProblemKind(enum.StrEnum):
     REMOVED = "removed"  # entries are missing from the middle
     CUT_OFF = "cut_off"  # the chain does not end where its head says
     HEAD_CHANGED = "head_changed"  # the head is missing or fails its MAC
+    MISSING_PARTITION = "missing_partition"  # the partition is gone, head and entries
+    ROLLED_BACK = "rolled_back"  # older than a signed checkpoint says it was
+    CHECKPOINT_INVALID = "checkpoint_invalid"  # a checkpoint fails its signature
 
 
 @dataclass(frozen=True)
@@ -230,35 +260,51 @@ def _walk(
                 "the entry or its link fails its MAC",
             )
         previous, position = mac, position + 1
-    last = position - 1
+    return checked, _check_head(partition, position - 1, previous, head)
+
+
+def _check_head(partition: int, last: int, previous: str, head: AuditHead | None) -> Problem | None:
+    """Whether the head names the chain's last entry (``last``, whose MAC is ``previous``)."""
     if head is None:
         if last:
-            return checked, Problem(
+            return Problem(
                 partition, last, None, ProblemKind.HEAD_CHANGED, "the chain's head is missing"
             )
-        return checked, None
+        return Problem(
+            partition,
+            0,
+            None,
+            ProblemKind.MISSING_PARTITION,
+            f"partition {partition} is missing: neither its head nor any entry is there",
+        )
+    if int(head.seq) == 0:  # as the migration made it: nothing written yet
+        if last:
+            return Problem(
+                partition, 1, None, ProblemKind.HEAD_CHANGED, "the head says the chain is empty"
+            )
+        return None
     if not hmac.compare_digest(
         str(head.head_mac), _head_mac(partition, int(head.seq), str(head.mac))
     ):
-        return checked, Problem(
+        return Problem(
             partition, int(head.seq), None, ProblemKind.HEAD_CHANGED, "the head fails its MAC"
         )
     if int(head.seq) != last or str(head.mac) != previous:
-        return checked, Problem(
+        return Problem(
             partition,
-            position,
+            last + 1,
             None,
             ProblemKind.CUT_OFF,
             f"the chain ends at {last}; its head records {head.seq}",
         )
-    return checked, None
+    return None
 
 
 def verify() -> Verification:
     """Walk every chain; report the first problem of each (and so the first overall)."""
     problems: list[Problem] = []
     checked = 0
-    heads = {int(h.chain_partition): h for h in AuditHead.select()}
+    heads = audit_log.partition_heads()
     for partition in range(PARTITIONS):
         entries = (
             AuditEntry.select()

@@ -70,6 +70,7 @@ STATEMENT_ACKNOWLEDGEMENT_REQUESTED = "statement_acknowledgement_requested"
 CONTENT_FLAGGED = "content_flagged"
 RIGHTS_REQUEST_UPDATED = "rights_request_updated"
 ACCOUNT_EXPIRY_WARNING = "account_expiry_warning"
+AUDIT_CHECKPOINT_TAKEN = "audit_checkpoint_taken"
 RESTRICTION_LIFTING = "restriction_lifting"
 
 
@@ -454,6 +455,19 @@ def _rights_request_updated(r: Reading) -> RightsRequestUpdated | None:
         outcome=request.outcome,
         complaint_notice=COMPLAINT_NOTICE if request.state == RequestState.REFUSED else "",
     )
+
+
+@dataclass(frozen=True)
+class AuditCheckpointTaken(Payload):
+    checkpoint: str
+    take_time: dt.datetime
+
+
+@_event(AUDIT_CHECKPOINT_TAKEN, AuditCheckpointTaken)
+def _audit_checkpoint(r: Reading) -> AuditCheckpointTaken | None:
+    """For an external log (SEC-5): the signed line as the checkpoint file holds it."""
+    taken = dt.datetime.fromisoformat(r.stored["taken_at"])
+    return AuditCheckpointTaken(r.stored["checkpoint"], taken)
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,15 @@
 """The expiry of unused accounts (RET-2).
 
-An account unused for six calendar months is warned through the outbox; if it is still
-unused when the notice period ends, it expires and its personal data is erased as in an
-erasure request, each organisation deciding its content through its plugins.
+An account unused for six calendar months expires at that instant, as the policy says: the
+sweep erases it as in an erasure request, each organisation deciding its content through its
+plugins. It is warned through the outbox a calendar month before (at five months unused), and
+the warning names the instant it expires. Using the account again moves that instant on and
+lets the warning lapse.
 """
 
 from __future__ import annotations
+
+import datetime as dt
 
 import structlog
 
@@ -13,7 +17,7 @@ from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.kernel.principals import SYSTEM
 from chatpro_privacy.domain.kernel.vocabulary import AccountState
 from chatpro_privacy.domain.organisations import member_lifecycle
-from chatpro_privacy.domain.organisations.retention_periods import months_passed
+from chatpro_privacy.domain.organisations.retention_periods import expiry, months_passed
 from chatpro_privacy.domain.records import outbox
 from chatpro_privacy.domain.rights import erasure
 from chatpro_privacy.domain.vault.envelope import Vault
@@ -24,7 +28,7 @@ from chatpro_privacy.settings import PolicySettings
 from chatpro_privacy.storage.db import database
 from chatpro_privacy.storage.erasure_ledger import ErasureLedger
 from chatpro_privacy.storage.models import Account, ContentItem, Membership, ProcessingRestriction
-from chatpro_privacy.storage.queries import tuples
+from chatpro_privacy.storage.queries import timestamp, tuples
 
 log = structlog.get_logger("chatpro_privacy.account_expiry")
 
@@ -49,12 +53,13 @@ class Expiry:
                 Account.expiry_warned_at.is_null(False)
                 & (Account.last_active_at > Account.expiry_warned_at)
             ).execute()
-            for (account_id,) in tuples(
-                Account.select(Account.id).where(
+            warn_after = (
+                self.policy.account_inactivity_months - self.policy.account_expiry_warning_months
+            )
+            for account_id, last_active in tuples(
+                Account.select(Account.id, Account.last_active_at).where(
                     (Account.state == AccountState.ACTIVE)
-                    & months_passed(
-                        Account.last_active_at, self.policy.account_inactivity_months, now
-                    )
+                    & months_passed(Account.last_active_at, warn_after, now)
                     & Account.expiry_warned_at.is_null()
                 )
             ):
@@ -62,10 +67,15 @@ class Expiry:
                 outbox.emit(
                     outbox.ACCOUNT_EXPIRY_WARNING,
                     account_id,
-                    expire_at=(now + self.policy.account_expiry_notice).isoformat(),
+                    expire_at=self.expires_at(timestamp(last_active)).isoformat(),
                 )
                 warned += 1
         return warned
+
+    def expires_at(self, last_active: dt.datetime | None) -> dt.datetime:
+        """The instant an account last used at ``last_active`` expires."""
+        assert last_active is not None  # a NOT NULL column
+        return expiry(last_active, self.policy.account_inactivity_months)
 
     async def expire(self) -> int:
         now = clock.now()
@@ -73,9 +83,10 @@ class Expiry:
             account_id
             for (account_id,) in tuples(
                 Account.select(Account.id).where(
-                    Account.expiry_warned_at.is_null(False)
-                    & (Account.expiry_warned_at <= now - self.policy.account_expiry_notice)
-                    & (Account.last_active_at <= Account.expiry_warned_at)
+                    (Account.state == AccountState.ACTIVE)
+                    & months_passed(
+                        Account.last_active_at, self.policy.account_inactivity_months, now
+                    )
                     # RGT-5: restricted data is kept (in every case: the person may want
                     # it kept rather than erased, or need it for a claim).
                     & ~Account.id.in_(ProcessingRestriction.select(ProcessingRestriction.account))

@@ -46,9 +46,10 @@ from peewee import Case
 from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.consent.restrictions import RestrictionCase
 from chatpro_privacy.domain.content.messages import REF_COLUMNS, content_ref
+from chatpro_privacy.domain.kernel.principals import SYSTEM
 from chatpro_privacy.domain.kernel.vocabulary import RequestType
 from chatpro_privacy.domain.organisations.retention_periods import Retention
-from chatpro_privacy.domain.records import deletion_feed
+from chatpro_privacy.domain.records import audit, deletion_feed
 from chatpro_privacy.domain.retention import legal_holds
 from chatpro_privacy.domain.retention.leases import Leases
 from chatpro_privacy.domain.rights import workflow as rights
@@ -430,6 +431,12 @@ class ContentSweeper:
                         [(r.conversation_id, r.id) for r in deleted],
                         deletion_feed.DeletionReason.EXPIRED,
                     )
+                    # In the chain, by each author's pseudonym, never the content (SEC-5).
+                    for author_ref in sorted({r.author_ref for r in deleted}):
+                        audit.record(
+                            SYSTEM, "content.delete:expired", "organisation", organisation_id,
+                            author_ref,
+                        )  # fmt: skip
         lock_ms = (time.perf_counter() - started) * 1000
         self._held(len(rows), lock_ms, report)
         self.batch_size = _adapted(self.batch_size, lock_ms, MIN_BATCH, MAX_BATCH)

@@ -56,7 +56,9 @@ from chatpro_privacy.storage.models import (
     Account,
     AccountFieldSource,
     AccountSetup,
+    ContentFlag,
     ContentItem,
+    ContentToken,
     ConversationParticipant,
     Correspondence,
     Device,
@@ -67,10 +69,13 @@ from chatpro_privacy.storage.models import (
     LegalHold,
     Membership,
     MonitoringStop,
+    OutboxEvent,
     ProcessingObjection,
     ProcessingRestriction,
     ProvisionRequest,
     RegistrationRequest,
+    RightsRequest,
+    RightsRequestOrganisation,
     RoleGrant,
     Session,
 )
@@ -338,6 +343,9 @@ def _apply(actor: Principal, vault: Vault, entry: LedgerEntry, action: str) -> d
             erased["account"] = _delete_account(account.id, organisations)
         if account is not None or any(content.per_org.values()):
             audit.record(actor, action, "account", entry.account_id, ref)
+        for org in sorted(org for org in content.deleted_in if content.per_org.get(org)):
+            # Content deleted is in the chain too, by the author's pseudonym (SEC-5).
+            audit.record(actor, "content.delete:erased", "organisation", org, ref)
     erased["data_keys"] = sum(destroyed.values())
     erased["recording_chunks"] = sum(
         vault.delete_recording(org, rid) for org, rid in content.recordings
@@ -377,6 +385,7 @@ class _Disposal:
     pseudonymised: dict[str, int] = field(default_factory=dict)
     per_org: dict[str, int] = field(default_factory=dict)
     recordings: list[tuple[str, str]] = field(default_factory=list)
+    deleted_in: list[str] = field(default_factory=list)  # organisations that deleted it
 
 
 def _dispose_of_content(ref: str, organisations: dict[str, OrganisationAction]) -> _Disposal:
@@ -395,6 +404,7 @@ def _dispose_of_content(ref: str, organisations: dict[str, OrganisationAction]) 
                 )
             ]
             ContentItem.delete().where(mine).execute()
+            done.deleted_in.append(org)
             _add(done.erased, by_kind)
         else:
             ContentItem.update(author_account=None).where(mine).execute()
@@ -435,8 +445,28 @@ def _delete_account(account_id: str, organisations: dict[str, OrganisationAction
 
 def checkpoint() -> None:
     """Move the WAL into the SQLite file and truncate it, so that deleted rows (zeroed there by
-    ``secure_delete``) linger in no log file. Nothing to do on PostgreSQL."""
+    ``secure_delete``) linger in no log file. On PostgreSQL, vacuum the tables an erasure
+    touches, so the person's dead row versions are reclaimed now, not at autovacuum's leisure
+    (what the WAL and backups keep is in the README)."""
     tuning.checkpoint(truncate=True)
+    tuning.vacuum(_touched_tables())
+
+
+def _touched_tables() -> list[str]:
+    """Every table an erasure deletes from or rewrites: the account's, each table naming it
+    (deleted by cascade), content and its tokens and flags, and the redacted proof records."""
+    models = {
+        Account,
+        ContentItem,
+        ContentToken,
+        ContentFlag,
+        OutboxEvent,
+        RightsRequest,
+        RightsRequestOrganisation,
+        *redaction.REDACTED_MODELS,
+    }
+    models |= {fk.model for fk in Account._meta.backrefs}
+    return [model._meta.table_name for model in models]
 
 
 def _count_by_kind(where: Any) -> dict[str, int]:

@@ -31,6 +31,8 @@ from chatpro_privacy.storage.models import (
 )
 
 ERASED = "[erased]"
+# The proof records whose free text an erasure rewrites (vacuumed after it on PostgreSQL).
+REDACTED_MODELS = (Disclosure, MonitoringAccess, LegalHold, ContentFlag)
 
 
 def redact_proof_records(ref: str, organisations: list[str], identifiers: list[str]) -> None:

@@ -578,6 +578,39 @@ class AccountExpiryWarning(_message.Message):
 Global___AccountExpiryWarning: _TypeAlias = AccountExpiryWarning  # noqa: Y015
 
 @_typing.final
+class AuditCheckpointTaken(_message.Message):
+    """A signed checkpoint of the audit trail, for an external append-only log (SEC-5): keep
+    every one; `chatpro-privacy verify-audit --checkpoint FILE` checks the database against
+    a file of them and names a partition rolled back or missing.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHECKPOINT_FIELD_NUMBER: _builtins.int
+    TAKE_TIME_FIELD_NUMBER: _builtins.int
+    checkpoint: _builtins.str
+    """The checkpoint as one line of JSON (partition heads, entry counts, time, signature),
+    exactly as the service appended it to its checkpoint file.
+    """
+    @_builtins.property
+    def take_time(self) -> _timestamp_pb2.Timestamp:
+        """When it was taken."""
+
+    def __init__(
+        self,
+        *,
+        checkpoint: _builtins.str = ...,
+        take_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["take_time", b"take_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoint", b"checkpoint", "take_time", b"take_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AuditCheckpointTaken: _TypeAlias = AuditCheckpointTaken  # noqa: Y015
+
+@_typing.final
 class RestrictionLifting(_message.Message):
     """The data privacy manager is lifting a restriction of the person's processing (RGT-5): the
     person is told before it is lifted; it is lifted once every consumer acknowledged this.
@@ -641,6 +674,7 @@ class OutboxEvent(_message.Message):
     CONTENT_FLAGGED_FIELD_NUMBER: _builtins.int
     RIGHTS_REQUEST_UPDATED_FIELD_NUMBER: _builtins.int
     ACCOUNT_EXPIRY_WARNING_FIELD_NUMBER: _builtins.int
+    AUDIT_CHECKPOINT_TAKEN_FIELD_NUMBER: _builtins.int
     RESTRICTION_LIFTING_FIELD_NUMBER: _builtins.int
     sequence: _builtins.int
     """Position in the outbox; strictly increasing in commit order."""
@@ -711,6 +745,10 @@ class OutboxEvent(_message.Message):
         """An unused account is about to expire."""
 
     @_builtins.property
+    def audit_checkpoint_taken(self) -> Global___AuditCheckpointTaken:
+        """A checkpoint of the audit trail for an external log."""
+
+    @_builtins.property
     def restriction_lifting(self) -> Global___RestrictionLifting:
         """A restriction of processing is about to be lifted (RGT-5)."""
 
@@ -735,13 +773,14 @@ class OutboxEvent(_message.Message):
         content_flagged: Global___ContentFlagged | None = ...,
         rights_request_updated: Global___RightsRequestUpdated | None = ...,
         account_expiry_warning: Global___AccountExpiryWarning | None = ...,
+        audit_checkpoint_taken: Global___AuditCheckpointTaken | None = ...,
         restriction_lifting: Global___RestrictionLifting | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["account_expiry_warning", b"account_expiry_warning", "account_setup_requested", b"account_setup_requested", "breach_notified", b"breach_notified", "breach_reported_to_organisation", b"breach_reported_to_organisation", "content_flagged", b"content_flagged", "create_time", b"create_time", "email_confirmation_requested", b"email_confirmation_requested", "guardian_access_requested", b"guardian_access_requested", "guardian_consent_requested", b"guardian_consent_requested", "membership_invited", b"membership_invited", "password_changed", b"password_changed", "payload", b"payload", "plugin_faulted", b"plugin_faulted", "policy_version_published", b"policy_version_published", "restriction_lifting", b"restriction_lifting", "rights_request_updated", b"rights_request_updated", "statement_acknowledgement_requested", b"statement_acknowledgement_requested"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["account_expiry_warning", b"account_expiry_warning", "account_setup_requested", b"account_setup_requested", "audit_checkpoint_taken", b"audit_checkpoint_taken", "breach_notified", b"breach_notified", "breach_reported_to_organisation", b"breach_reported_to_organisation", "content_flagged", b"content_flagged", "create_time", b"create_time", "email_confirmation_requested", b"email_confirmation_requested", "guardian_access_requested", b"guardian_access_requested", "guardian_consent_requested", b"guardian_consent_requested", "membership_invited", b"membership_invited", "password_changed", b"password_changed", "payload", b"payload", "plugin_faulted", b"plugin_faulted", "policy_version_published", b"policy_version_published", "restriction_lifting", b"restriction_lifting", "rights_request_updated", b"rights_request_updated", "statement_acknowledgement_requested", b"statement_acknowledgement_requested"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_expiry_warning", b"account_expiry_warning", "account_id", b"account_id", "account_setup_requested", b"account_setup_requested", "breach_notified", b"breach_notified", "breach_reported_to_organisation", b"breach_reported_to_organisation", "content_flagged", b"content_flagged", "create_time", b"create_time", "email_confirmation_requested", b"email_confirmation_requested", "guardian_access_requested", b"guardian_access_requested", "guardian_consent_requested", b"guardian_consent_requested", "membership_invited", b"membership_invited", "password_changed", b"password_changed", "payload", b"payload", "plugin_faulted", b"plugin_faulted", "policy_version_published", b"policy_version_published", "restriction_lifting", b"restriction_lifting", "rights_request_updated", b"rights_request_updated", "sequence", b"sequence", "statement_acknowledgement_requested", b"statement_acknowledgement_requested", "superseded", b"superseded"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_expiry_warning", b"account_expiry_warning", "account_id", b"account_id", "account_setup_requested", b"account_setup_requested", "audit_checkpoint_taken", b"audit_checkpoint_taken", "breach_notified", b"breach_notified", "breach_reported_to_organisation", b"breach_reported_to_organisation", "content_flagged", b"content_flagged", "create_time", b"create_time", "email_confirmation_requested", b"email_confirmation_requested", "guardian_access_requested", b"guardian_access_requested", "guardian_consent_requested", b"guardian_consent_requested", "membership_invited", b"membership_invited", "password_changed", b"password_changed", "payload", b"payload", "plugin_faulted", b"plugin_faulted", "policy_version_published", b"policy_version_published", "restriction_lifting", b"restriction_lifting", "rights_request_updated", b"rights_request_updated", "sequence", b"sequence", "statement_acknowledgement_requested", b"statement_acknowledgement_requested", "superseded", b"superseded"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["guardian_consent_requested", "email_confirmation_requested", "password_changed", "policy_version_published", "guardian_access_requested", "plugin_faulted", "breach_notified", "breach_reported_to_organisation", "membership_invited", "account_setup_requested", "statement_acknowledgement_requested", "content_flagged", "rights_request_updated", "account_expiry_warning", "restriction_lifting"]  # noqa: Y015
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["guardian_consent_requested", "email_confirmation_requested", "password_changed", "policy_version_published", "guardian_access_requested", "plugin_faulted", "breach_notified", "breach_reported_to_organisation", "membership_invited", "account_setup_requested", "statement_acknowledgement_requested", "content_flagged", "rights_request_updated", "account_expiry_warning", "audit_checkpoint_taken", "restriction_lifting"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 
