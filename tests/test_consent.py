@@ -110,7 +110,6 @@ def test_grant_withdraw_regrant_keeps_events_in_order_and_past_state(api: Api) -
         ("", grpc.StatusCode.INVALID_ARGUMENT, "REQUIRED"),
         ("telepathy", grpc.StatusCode.INVALID_ARGUMENT, "UNKNOWN_PURPOSE"),
         ("account", grpc.StatusCode.FAILED_PRECONDITION, "PURPOSE_NOT_BASED_ON_CONSENT"),
-        ("policy", grpc.StatusCode.FAILED_PRECONDITION, "WITHDRAW_BY_ERASURE"),
         ("analytics", grpc.StatusCode.FAILED_PRECONDITION, "CONSENT_NOT_IN_FORCE"),
     ],
 )

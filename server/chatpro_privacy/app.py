@@ -296,7 +296,7 @@ def _add_services(server: grpc.aio.Server, runtime: Runtime) -> None:
         PolicyService(runtime.policies), server
     )
     consent_service_pb2_grpc.add_ConsentServiceServicer_to_server(
-        ConsentService(runtime.consents, runtime.receipts), server
+        ConsentService(runtime.consents, runtime.receipts, runtime.rights), server
     )
     disclosure_service_pb2_grpc.add_DisclosureServiceServicer_to_server(DisclosureService(), server)
     audit_service_pb2_grpc.add_AuditServiceServicer_to_server(AuditService(), server)

@@ -30,6 +30,7 @@ SELECT a.*, s.field AS source_field, s.source AS source_kind, s.recorded_at AS s
 FROM account a LEFT JOIN account_field_source s ON s.account_id = a.id
 WHERE a.id = ? ORDER BY s.field"""
 _ACCOUNT_SUBJECT = "SELECT subject_ref FROM account WHERE id = ?"
+_ACCOUNT_SUBJECT_STATE = "SELECT subject_ref, state FROM account WHERE id = ?"
 _ACCOUNT_BRIEF = "SELECT subject_ref, date_of_birth FROM account WHERE id = ?"
 _LATEST_CONSENT = """
 SELECT event_type, valid_until FROM consent_event
@@ -109,6 +110,12 @@ def account(account_id: str) -> Account | None:
 def account_subject(account_id: str) -> str | None:
     row = _execute(_ACCOUNT_SUBJECT, (account_id,)).fetchone()
     return str(row[0]) if row else None
+
+
+def account_subject_state(account_id: str) -> tuple[str, str] | None:
+    """(subject_ref, state): for processing that must stop once an account is closed."""
+    row = _execute(_ACCOUNT_SUBJECT_STATE, (account_id,)).fetchone()
+    return (str(row[0]), str(row[1])) if row else None
 
 
 def roles(account_id: str) -> list[str]:

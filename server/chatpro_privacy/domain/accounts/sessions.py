@@ -90,6 +90,12 @@ class Sessions:
         self.account_throttle.clear(key)
         if account.state == AccountState.PENDING_SETUP:  # no password was ever set: cannot match
             raise Unauthenticated("INVALID_CREDENTIALS", "the login or password is wrong")
+        if account.state == AccountState.CLOSED:
+            raise FailedPrecondition(
+                "ACCOUNT_CLOSED",
+                "this account was closed when consent to the policy was withdrawn; "
+                "its data is being erased",
+            )
         if account.state == AccountState.PENDING_GUARDIAN_CONSENT:
             raise FailedPrecondition(
                 "GUARDIAN_CONSENT_PENDING",

@@ -198,9 +198,11 @@ def record(
     with (
         database.atomic()
     ):  # decide and log in one transaction, so a withdrawal cannot slip between
-        subject_ref = queries.account_subject(account_id[:64])
-        if subject_ref is None:
+        found = queries.account_subject_state(account_id[:64])
+        if found is None:
             raise NotFound("ACCOUNT_NOT_FOUND", "no such account", {"account_id": account_id[:64]})
+        subject_ref, state = found
+        access.require_open(state)
         _require_consent(recipient, purpose, subject_ref)
         restrictions.require_unrestricted(account_id[:64], "disclosures")
         disclosure = Disclosure.create(

@@ -224,8 +224,8 @@ class Consents:
         purpose = self._consent_purpose(purpose_id)
         if not purpose.withdrawable:
             raise FailedPrecondition(
-                "WITHDRAW_BY_ERASURE",
-                "consent to the policy is withdrawn by closing the account (an erasure request)",
+                "WITHDRAW_CLOSES_ACCOUNT",
+                "consent to the policy is withdrawn with WithdrawConsent, which closes the account",
             )
         return purpose
 
@@ -256,10 +256,32 @@ class Consents:
             )
         return event
 
-    def preview(self, principal: Principal, purpose_id: str) -> tuple[list[str], bool]:
+    def preview(self, principal: Principal, purpose_id: str) -> tuple[list[str], bool, bool]:
+        """What withdrawing would stop, whether consent is in force, and whether withdrawing
+        closes the account (the consent it rests on, RGT-7)."""
         purpose = self._consent_purpose(purpose_id)
         subject_ref, _ = self._writable_subject(principal)
-        return list(purpose.services_lost_on_withdrawal), has_consent(subject_ref, purpose.id)
+        given = has_consent(subject_ref, purpose.id)
+        return list(purpose.services_lost_on_withdrawal), given, not purpose.withdrawable
+
+    def withdraw_policy(
+        self, principal: Principal, method: str
+    ) -> tuple[ConsentEventView, list[str]]:
+        """Inside the transaction that closes the account (``rights.closure``): the consent
+        the account rests on, withdrawn (RGT-7)."""
+        purpose = self._consent_purpose(PURPOSE_POLICY)
+        collection = _method(method)
+        subject_ref, _ = self._writable_subject(principal)
+        if not has_consent(subject_ref, purpose.id):
+            raise FailedPrecondition(
+                "CONSENT_NOT_IN_FORCE",
+                "there is no consent in force to withdraw",
+                {"purpose_id": purpose.id},
+            )
+        event = self._append(
+            principal, subject_ref, purpose, collection, ConsentEventType.WITHDRAWN
+        )
+        return event, list(purpose.services_lost_on_withdrawal)
 
     def withdraw(
         self, principal: Principal, purpose_id: str, method: str
@@ -268,8 +290,8 @@ class Consents:
         collection = _method(method)
         if not purpose.withdrawable:
             raise FailedPrecondition(
-                "WITHDRAW_BY_ERASURE",
-                "consent to the policy is withdrawn by closing the account (an erasure request)",
+                "WITHDRAW_CLOSES_ACCOUNT",
+                "withdrawing consent to the policy closes the account (Consents.withdraw_policy)",
             )
         subject_ref, _ = self._writable_subject(principal)
         with database.atomic():

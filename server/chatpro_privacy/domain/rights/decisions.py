@@ -189,20 +189,17 @@ class Decisions(Workflow):
                     outcome=said or "Your objection was upheld; that processing has stopped.",
                 )
             else:
-                self._decide_erasure(row, kept, said)
+                self._decide_erasure(row, kept, said, Role.DATA_PRIVACY_MANAGER)
             audit.record(
                 principal, f"rights.complete:{row.type}", "rights_request", row.id, row.subject_ref
             )
         await self.advance(row.id)
         return self.view(self._load(row.id))
 
-    def _decide_erasure(self, row: RightsRequest, kept: list[Kept], said: str) -> None:
+    def _decide_erasure(self, row: RightsRequest, kept: list[Kept], said: str, actor: str) -> None:
         """Tell the person what is kept and why (the organisations' kept content too); the
         erasure runs once that notice is delivered (``Workflow.advance``)."""
-        parts = [
-            {"what": k.what, "reason": k.reason, "decided_by": Role.DATA_PRIVACY_MANAGER}
-            for k in kept
-        ]
+        parts = [{"what": k.what, "reason": k.reason, "decided_by": actor} for k in kept]
         kept_orgs = [
             p for p in self.view(row).organisations if p.decision == Disposition.KEEP_PSEUDONYMISED
         ]
@@ -213,7 +210,7 @@ class Decisions(Workflow):
         self._move(
             row,
             RequestState.IN_PROGRESS,
-            Role.DATA_PRIVACY_MANAGER,
+            actor,
             ERASURE_DECIDED + (f"; kept: {summary}" if summary else ""),
             step=RequestStep.ERASE,
             kept_parts=parts,

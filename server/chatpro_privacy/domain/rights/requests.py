@@ -6,6 +6,7 @@ history, and the requester told of every step through the outbox.
 
 ``Rights`` is put together from one part per idea, each in its own module:
 
+- ``closure``: withdrawing consent, the policy's closing the account (RGT-7);
 - ``intake``: making a request (from the person, a guardian, or correspondence entered by
   the data privacy manager), its validation, reading, listing and cancelling it;
 - ``workflow``: the state machine: transitions, the history, telling the requester, the
@@ -20,15 +21,15 @@ history, and the requester told of every step through the outbox.
 from __future__ import annotations
 
 from chatpro_privacy.domain.consent import ledger as consent
+from chatpro_privacy.domain.rights.closure import Closure
 from chatpro_privacy.domain.rights.decisions import Decisions
 from chatpro_privacy.domain.rights.execution import Eraser, Execution, Exporter
-from chatpro_privacy.domain.rights.intake import Intake
 from chatpro_privacy.domain.rights.organisations import OrganisationParts
 from chatpro_privacy.plugin.host import PluginHost
 from chatpro_privacy.settings import PolicySettings
 
 
-class Rights(Intake, Decisions, OrganisationParts, Execution):
+class Rights(Closure, Decisions, OrganisationParts, Execution):
     """Rights requests, from receipt to completion (see the module docstring)."""
 
     def __init__(

@@ -84,6 +84,12 @@ class RequestView:
         return [Kept(**k) for k in self.row.kept_parts]
 
 
+def follows_withdrawal(row: RightsRequest) -> bool:
+    """An erasure that follows the withdrawal of consent to the policy (``closure``): no
+    decision of the data privacy manager stands between the person and it."""
+    return row.type == RequestType.ERASURE and row.purpose_id == "policy"
+
+
 def is_dpm(principal: Principal) -> bool:
     return principal.is_person and principal.has_role(Role.DATA_PRIVACY_MANAGER)
 
@@ -225,6 +231,9 @@ class Workflow(abc.ABC):
                             PrincipalKind.SYSTEM,
                             "every organisation answered",
                         )
+                    if follows_withdrawal(row):
+                        self._decide_erasure(row, [], "", PrincipalKind.SYSTEM)
+                        continue
                     after = (
                         RequestStep.AWAIT_DPM
                         if row.type == RequestType.ERASURE
@@ -275,6 +284,11 @@ class Workflow(abc.ABC):
     async def _ask_organisations(self, row: RightsRequest) -> bool:
         """The "organisations" step: ask each organisation concerned for its part; whether
         every part is answered (``organisations.OrganisationParts``)."""
+
+    @abc.abstractmethod
+    def _decide_erasure(self, row: RightsRequest, kept: list[Kept], said: str, actor: str) -> None:
+        """Inside a transaction: an erasure decided, the person told what is kept and why
+        (``decisions.Decisions``)."""
 
     @abc.abstractmethod
     async def _execute(self, row: RightsRequest) -> None:
