@@ -80,6 +80,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
         complaint_notice="ico",
     ),
     outbox.ACCOUNT_EXPIRY_WARNING: dict(account_id="a1", email="e@x", expire_time=T),
+    outbox.OWN_CONSENT_REQUESTED: dict(account_id="a1", email="e@x", name="N", policy_version="v2"),
 }
 
 # Written by the per-type conversions before the registry replaced them.
@@ -133,6 +134,10 @@ WIRE = {
     ),
     outbox.ACCOUNT_EXPIRY_WARNING: (
         "080e120261311a0b08d983e2b106108094ef3aba01160a02613112036540781a0b08d983e2b106108094ef3a"
+    ),
+    # Types added since have no per-type conversion to match: their bytes as first written.
+    outbox.OWN_CONSENT_REQUESTED: (
+        "080f120261311a0b08d983e2b106108094ef3ac202100a02613112036540781a014e22027632"
     ),
 }
 SUPERSEDED = "08631a0b08d983e2b106108094ef3a2001"

@@ -155,7 +155,7 @@ class Runtime:
             settings.policy, passwords, SharedThrottles(settings.secret_key, clock.now)
         )
         accounts = Accounts(settings.policy, passwords, confirmations, sessions)
-        gate = policy.PolicyGate()
+        gate = policy.PolicyGate(age_of_digital_consent=settings.policy.age_of_digital_consent)
         consents = Consents(settings.policy, gate.history)
         host = plugins or PluginHost(
             store=PluginSettings(),

@@ -203,6 +203,7 @@ class Sessions:
             policy_version=accepted,
             last_active_at=last_active,
             date_of_birth=birth,
+            consent_by_guardian=bool(rows[0][10]),
         )
 
     def _service_by_certificate(self, subject: str) -> Principal:

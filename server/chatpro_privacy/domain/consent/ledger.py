@@ -74,6 +74,28 @@ MAX_METHOD = 64
 MAX_PAGE = 500
 
 
+def of_age(born: dt.date, age_of_digital_consent: int, on: dt.date | None = None) -> bool:
+    """Whether someone born on ``born`` has reached the age of digital consent (ACC-3)."""
+    return validation.age_on(born, on or clock.today()) >= age_of_digital_consent
+
+
+def coming_of_age(born: dt.date, age_of_digital_consent: int) -> dt.datetime:
+    """The first instant (UTC) at which a child born on ``born`` gives their own consent; a
+    29 February birthday comes on 1 March in other years, as ``age_on`` counts it."""
+    year = born.year + age_of_digital_consent
+    try:
+        day = born.replace(year=year)
+    except ValueError:  # 29 February
+        day = dt.date(year, 3, 1)
+    return dt.datetime.combine(day, dt.time())
+
+
+def guardian_until(principal: Principal, born: dt.date, age: int) -> dt.datetime | None:
+    """A guardian's consent counts until the child reaches the age of digital consent and
+    gives their own (ACC-11): its events say so in ``valid_until``."""
+    return coming_of_age(born, age) if principal.is_guardian else None
+
+
 def append(
     *,
     subject_ref: str,
@@ -314,6 +336,10 @@ class Consents:
         method: str,
         event_type: ConsentEventType,
     ) -> ConsentEventView:
+        until = None
+        if principal.is_guardian and event_type != ConsentEventType.WITHDRAWN:
+            _, born = self._writable_subject(principal)
+            until = guardian_until(principal, born, self.policy.age_of_digital_consent)
         event = append(
             subject_ref=subject_ref,
             notice_version=self._notice_version(),
@@ -323,6 +349,7 @@ class Consents:
             collection_method=method,
             event_type=event_type,
             given_by=ConsentActor.of(principal),
+            valid_until=until,
         )
         verb = "withdraw" if event_type == ConsentEventType.WITHDRAWN else "grant"
         audit.record(

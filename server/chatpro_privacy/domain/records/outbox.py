@@ -69,6 +69,7 @@ STATEMENT_ACKNOWLEDGEMENT_REQUESTED = "statement_acknowledgement_requested"
 CONTENT_FLAGGED = "content_flagged"
 RIGHTS_REQUEST_UPDATED = "rights_request_updated"
 ACCOUNT_EXPIRY_WARNING = "account_expiry_warning"
+OWN_CONSENT_REQUESTED = "own_consent_requested"
 
 
 class Payload:
@@ -380,6 +381,28 @@ def _account_expiry(r: Reading) -> AccountExpiryWarning | None:
         return None
     expires = dt.datetime.fromisoformat(r.stored["expire_at"])
     return AccountExpiryWarning(a.id, a.email, expires)
+
+
+@dataclass(frozen=True)
+class OwnConsentRequested(Payload):
+    account_id: str
+    email: str
+    name: str
+    policy_version: str
+
+
+@_event(OWN_CONSENT_REQUESTED, OwnConsentRequested)
+def _own_consent(r: Reading) -> OwnConsentRequested | None:
+    a = r.account
+    if a is None or a.guardian_email is None:  # gone, or their own consent is given
+        return None
+    version = (
+        PolicyVersion.select(PolicyVersion.version)
+        .where(PolicyVersion.effective_at <= r.now)
+        .order_by(PolicyVersion.effective_at.desc(), PolicyVersion.id.desc())
+        .first()
+    )
+    return OwnConsentRequested(a.id, a.email, a.name, version.version if version else "")
 
 
 @dataclass(frozen=True)
