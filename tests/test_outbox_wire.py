@@ -81,6 +81,22 @@ SAMPLES: dict[str, dict[str, Any]] = {
     ),
     outbox.ACCOUNT_EXPIRY_WARNING: dict(account_id="a1", email="e@x", expire_time=T),
     outbox.OWN_CONSENT_REQUESTED: dict(account_id="a1", email="e@x", name="N", policy_version="v2"),
+    outbox.RIGHTS_REQUEST_AWAITS_ORGANISATION: dict(
+        organisation_id="o1",
+        emails=["p@o", "a@o"],
+        rights_request_id="r1",
+        type="access",
+        due_date="2024-06-01",
+        reminder=True,
+    ),
+    outbox.RIGHTS_REQUEST_DUE_SOON: dict(
+        rights_request_id="r1",
+        type="erasure",
+        state="awaiting_organisation",
+        due_date="2024-06-01",
+        waiting_for=["o1"],
+        emails=["d@x"],
+    ),
 }
 
 # Written by the per-type conversions before the registry replaced them.
@@ -138,6 +154,14 @@ WIRE = {
     # Types added since have no per-type conversion to match: their bytes as first written.
     outbox.OWN_CONSENT_REQUESTED: (
         "080f120261311a0b08d983e2b106108094ef3ac202100a02613112036540781a014e22027632"
+    ),
+    outbox.RIGHTS_REQUEST_AWAITS_ORGANISATION: (
+        "0810120261311a0b08d983e2b106108094ef3aca02280a026f31120370406f120361406f1a027231"
+        "22066163636573732a0a323032342d30362d30313001"
+    ),
+    outbox.RIGHTS_REQUEST_DUE_SOON: (
+        "0811120261311a0b08d983e2b106108094ef3ad202390a0272311207657261737572651a15617761"
+        "6974696e675f6f7267616e69736174696f6e220a323032342d30362d30312a026f313203644078"
     ),
 }
 SUPERSEDED = "08631a0b08d983e2b106108094ef3a2001"

@@ -63,7 +63,7 @@ from chatpro_privacy.domain.organisations.plugin_settings import PluginSettings
 from chatpro_privacy.domain.organisations.retention_periods import Retention
 from chatpro_privacy.domain.records import audit
 from chatpro_privacy.domain.records.throttle_counts import SharedThrottles
-from chatpro_privacy.domain.rights.execution import erasure_by
+from chatpro_privacy.domain.rights.execution import erasure_by, late_erasure_by
 from chatpro_privacy.domain.rights.export.exports import Exports
 from chatpro_privacy.domain.rights.requests import Rights
 from chatpro_privacy.domain.vault.envelope import Vault
@@ -191,6 +191,7 @@ class Runtime:
                 consents,
                 host,
                 eraser=erasure_by(vault, ledger),
+                late_eraser=late_erasure_by(vault, ledger),
                 exporter=Exports(vault, host, settings.policy, retention).stream,
             ),
             ledger=ledger,
@@ -317,7 +318,7 @@ def _add_services(server: grpc.aio.Server, runtime: Runtime) -> None:
         RetentionService(settings.policy), server
     )
     outbox_service_pb2_grpc.add_OutboxServiceServicer_to_server(
-        OutboxService(runtime.confirmations), server
+        OutboxService(runtime.confirmations, runtime.rights), server
     )
 
 

@@ -57,6 +57,12 @@ class PolicySettings:
     register_per_peer: int = 100
     sign_in_per_peer: int = 300
     peer_rate_window: dt.timedelta = dt.timedelta(minutes=10)
+    # RGT-8: a request never stalls. An organisation whose part waits is reminded this often;
+    # the data privacy manager is warned this many days before a request's due date.
+    rights_reminder_interval: dt.timedelta = dt.timedelta(days=7)
+    rights_due_warning_days: int = 7
+    # RGT-6: how long a third party's grant to fetch a portability export lasts.
+    export_grant_lifetime: dt.timedelta = dt.timedelta(days=14)
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,7 @@ class Sweeps:
         sweeper = ContentSweeper(self.retention, self.host, self.vault, owner)
         report["content"] = (await sweeper.run()).as_dict()
         report["rights_requests_resumed"] = await self.rights.resume()
+        report["rights_deadlines"] = await self.rights.keep_moving()
         report["policy_notices_resumed"] = await policy_rules.resume_notifications()
         report["own_consent_requested"] = coming_of_age.ask_own_consent(
             self.policy.age_of_digital_consent

@@ -8,13 +8,15 @@ from chatpro.privacy.v1 import outbox_service_pb2_grpc as pb_grpc
 from chatpro_privacy import context as call
 from chatpro_privacy.domain.kernel.tokens import ConfirmationTokens
 from chatpro_privacy.domain.records import outbox_cursors as outbox
+from chatpro_privacy.domain.rights.workflow import Workflow
 from chatpro_privacy.services.convert.outbox import outbox_event
 from chatpro_privacy.services.servicer import Context
 
 
 class OutboxService(pb_grpc.OutboxServiceServicer):
-    def __init__(self, confirmations: ConfirmationTokens) -> None:
+    def __init__(self, confirmations: ConfirmationTokens, rights: Workflow) -> None:
         self.confirmations = confirmations
+        self.rights = rights
 
     async def ListOutboxEvents(
         self, request: pb.ListOutboxEventsRequest, context: Context
@@ -34,4 +36,6 @@ class OutboxService(pb_grpc.OutboxServiceServicer):
     ) -> pb.AcknowledgeOutboxEventsResponse:
         consumer = outbox.consumer_for(call.principal.get(), request.consumer)
         acked = outbox.acknowledge(consumer, request.through_sequence)
+        # An erasure waits for its notice to be delivered (RGT-3): it goes as soon as it is.
+        await self.rights.erase_once_told()
         return pb.AcknowledgeOutboxEventsResponse(acknowledged_sequence=acked)

@@ -18,7 +18,11 @@ from chatpro_privacy.storage.tuning import AUDIT_PARTITION_LOCKS
 
 _SESSION_PRINCIPAL = """
 SELECT s.id, s.revoked_at, s.expires_at, a.id, a.subject_ref, s.kind, a.policy_version,
-       a.date_of_birth, a.last_active_at, r.role, a.guardian_email IS NOT NULL
+       a.date_of_birth, a.last_active_at, r.role,
+       (SELECT c.given_by FROM consent_event c
+        WHERE c.subject_ref = a.subject_ref AND c.purpose = 'policy'
+          AND c.event_type <> 'acknowledged'
+        ORDER BY c.seq DESC LIMIT 1) = 'guardian'
 FROM session s
 JOIN account a ON a.id = s.account_id
 LEFT JOIN role_grant r ON r.account_id = a.id

@@ -65,6 +65,22 @@ def _expire_guardians_consents(account: Account) -> int:
     return expired
 
 
+def _rests_on_guardian(subject_ref: str) -> bool:
+    """Whether the latest consent event about the policy (a child's own acknowledgement is
+    none) is a guardian's: the child has not yet given their own consent."""
+    latest = (
+        ConsentEvent.select(ConsentEvent.given_by)
+        .where(
+            (ConsentEvent.subject_ref == subject_ref)
+            & (ConsentEvent.purpose == consent.PURPOSE_POLICY)
+            & (ConsentEvent.event_type != consent.ConsentEventType.ACKNOWLEDGED)
+        )
+        .order_by(ConsentEvent.seq.desc())
+        .first()
+    )
+    return latest is not None and latest.given_by == consent.ConsentActor.GUARDIAN
+
+
 def ask_own_consent(age_of_digital_consent: int, batch: int = BATCH) -> int:
     """Tell each child who has come of age, and not yet given their own consent, that it is
     asked for; returns how many were told. Each batch is its own transaction."""
@@ -73,7 +89,7 @@ def ask_own_consent(age_of_digital_consent: int, batch: int = BATCH) -> int:
         (OutboxEvent.account_id == Account.id)
         & (OutboxEvent.event_type == outbox.OWN_CONSENT_REQUESTED)
     )
-    told = 0
+    told, after = 0, ""
     while True:
         with database.atomic():
             due = list(
@@ -82,14 +98,17 @@ def ask_own_consent(age_of_digital_consent: int, batch: int = BATCH) -> int:
                     Account.guardian_email.is_null(False)
                     & (Account.state == AccountState.ACTIVE)
                     & (Account.date_of_birth <= cutoff)
+                    & (Account.id > after)
                     & ~peewee.fn.EXISTS(asked)
                 )
                 .order_by(Account.id)
                 .limit(batch)
             )
             for account in due:
-                _expire_guardians_consents(account)
-                outbox.emit(outbox.OWN_CONSENT_REQUESTED, account.id)
-            told += len(due)
+                if _rests_on_guardian(account.subject_ref):
+                    _expire_guardians_consents(account)
+                    outbox.emit(outbox.OWN_CONSENT_REQUESTED, account.id)
+                    told += 1
         if len(due) < batch:
             return told
+        after = due[-1].id

@@ -36,8 +36,9 @@ class Principal:
     last_active_at: dt.datetime | None = None
     # The account holder's date of birth (a child's, for a guardian), as authentication read it.
     date_of_birth: dt.date | None = None
-    # The account was a child's, confirmed by a guardian, and the child has not yet given
-    # their own consent (ACC-11): it holds a guardian's email until they do.
+    # The account rests on a guardian's consent to the policy (the latest consent event, not
+    # a child's acknowledgement, about the policy is a guardian's): a child's, until they
+    # give their own (ACC-11).
     consent_by_guardian: bool = False
     # What an internal service may do beyond the common calls, e.g. "outbox".
     scopes: frozenset[str] = field(default_factory=frozenset)

@@ -70,6 +70,8 @@ CONTENT_FLAGGED = "content_flagged"
 RIGHTS_REQUEST_UPDATED = "rights_request_updated"
 ACCOUNT_EXPIRY_WARNING = "account_expiry_warning"
 OWN_CONSENT_REQUESTED = "own_consent_requested"
+RIGHTS_REQUEST_AWAITS_ORGANISATION = "rights_request_awaits_organisation"
+RIGHTS_REQUEST_DUE_SOON = "rights_request_due_soon"
 
 
 class Payload:
@@ -524,3 +526,8 @@ def notice_sequence(event_type: str, rights_request_id: str) -> int:
 def latest_sequence() -> int:
     latest = OutboxEvent.select(OutboxEvent.seq).order_by(OutboxEvent.seq.desc()).first()
     return int(latest.seq) if latest else 0
+
+
+# Event types kept in modules of their own register here too, so that importing this module
+# gives the whole registry.
+from chatpro_privacy.domain.records import outbox_rights  # noqa: E402, F401

@@ -21,6 +21,7 @@ from chatpro_privacy.domain.rights.organisations import ORGANISATION_DECISIONS
 from chatpro_privacy.domain.rights.workflow import (
     COMPLAINT_NOTICE,
     ERASURE_DECIDED,
+    UNANSWERED,
     Kept,
     RequestStep,
     RequestView,
@@ -201,11 +202,17 @@ class Decisions(Workflow):
         erasure runs once that notice is delivered (``Workflow.advance``)."""
         parts = [{"what": k.what, "reason": k.reason, "decided_by": actor} for k in kept]
         kept_orgs = [
-            p for p in self.view(row).organisations if p.decision == Disposition.KEEP_PSEUDONYMISED
+            p
+            for p in self.view(row).organisations
+            if p.decision == Disposition.KEEP_PSEUDONYMISED or not p.answered
         ]
         summary = "; ".join(
             [f"{k['what']}: {k['reason']}" for k in parts]
-            + [f"content kept by organisation {p.organisation_id}: {p.reason}" for p in kept_orgs]
+            + [
+                f"content kept by organisation {p.organisation_id}: "
+                + (p.reason if p.answered else UNANSWERED)
+                for p in kept_orgs
+            ]
         )
         self._move(
             row,

@@ -33,8 +33,14 @@ from chatpro_privacy.domain.kernel.principals import SYSTEM, Principal, Principa
 from chatpro_privacy.domain.kernel.vocabulary import MemberRole, RequestState, RequestType
 from chatpro_privacy.domain.records import audit
 from chatpro_privacy.domain.rights import erasure
-from chatpro_privacy.domain.rights.organisations import PartDecision
-from chatpro_privacy.domain.rights.workflow import COMPLAINT_NOTICE, Kept, RequestStep, Workflow
+from chatpro_privacy.domain.rights.organisations import LateEraser, PartDecision
+from chatpro_privacy.domain.rights.workflow import (
+    COMPLAINT_NOTICE,
+    UNANSWERED,
+    Kept,
+    RequestStep,
+    Workflow,
+)
 from chatpro_privacy.domain.vault.envelope import Vault
 from chatpro_privacy.plugin.faults import PluginError
 from chatpro_privacy.plugin.host import PluginHost
@@ -87,6 +93,17 @@ def erasure_by(vault: Vault, ledger: ErasureLedger) -> Eraser:
     return run
 
 
+def late_erasure_by(vault: Vault, ledger: ErasureLedger) -> LateEraser:
+    """An organisation's "delete" after the due date, carried out on what was kept (RGT-8)."""
+
+    def run(rights_request_id: str, organisation_id: str, reason: str) -> erasure.ErasureReport:
+        return erasure.erase_late_part(
+            SYSTEM, vault, ledger, rights_request_id, organisation_id, reason
+        )
+
+    return run
+
+
 def corrected(v: Violations, name: str, value: str) -> tuple[Any, Any]:
     """A correction's value as stored (and, for an email, its key), or a violation."""
     if name == "name":
@@ -134,6 +151,21 @@ def record_objection(row: RightsRequest) -> None:
     ).on_conflict_ignore().execute()
 
 
+def _kept_until_answered(part: RightsRequestOrganisation) -> RightsRequestOrganisation:
+    """An erasure's part its organisation had not answered by the due date: its content is
+    kept, pseudonymised, until it answers (RGT-8)."""
+    if part.answered:
+        return part
+    return RightsRequestOrganisation(
+        **{
+            **part.__data__,
+            "decision": Disposition.KEEP_PSEUDONYMISED,
+            "reason": UNANSWERED,
+            "decided_by": "due_date",
+        }
+    )
+
+
 class Execution(Workflow):
     """The "execute" and "erase" steps, and the export the requester then streams."""
 
@@ -166,9 +198,10 @@ class Execution(Workflow):
         """Access and portability: the export is made as it is streamed; naming any
         organisation that withheld its part makes the request partly completed."""
         withheld = [p for p in parts if p.decision == PartDecision.WITHHELD]
+        silent = [p for p in parts if not p.answered]
         self._move(
             row,
-            RequestState.PARTIALLY_COMPLETED if withheld else RequestState.COMPLETED,
+            RequestState.PARTIALLY_COMPLETED if withheld or silent else RequestState.COMPLETED,
             PrincipalKind.SYSTEM,
             "your export is ready to download",
             step=RequestStep.DONE,
@@ -176,7 +209,8 @@ class Execution(Workflow):
             + "".join(
                 f" Organisation {p.organisation_id} withheld its part: {p.reason}."
                 for p in withheld
-            ),
+            )
+            + "".join(f" Organisation {p.organisation_id}: {UNANSWERED}." for p in silent),
         )
 
     def _rectify(self, row: RightsRequest) -> str:
@@ -259,7 +293,7 @@ class Execution(Workflow):
         if self.eraser is None:
             raise FailedPrecondition("ERASURE_UNAVAILABLE", "erasure is not configured")
         view = self.view(row)
-        parts, kept = view.organisations, view.kept
+        parts, kept = [_kept_until_answered(p) for p in view.organisations], view.kept
         try:
             self.eraser(SYSTEM, row.account_id or "", parts, kept, row.id)
         except DomainError as exc:  # e.g. a legal-claims restriction placed since
@@ -313,9 +347,9 @@ class Execution(Workflow):
         if self.exporter is None:
             raise FailedPrecondition("EXPORT_UNAVAILABLE", "exports are not configured")
         withheld = {
-            p.organisation_id: p.reason
+            p.organisation_id: p.reason if p.answered else UNANSWERED
             for p in self.view(row).organisations
-            if p.decision == PartDecision.WITHHELD
+            if p.decision == PartDecision.WITHHELD or not p.answered
         }
         if row.recipient_id:
             disclosure_rules.record_portability(

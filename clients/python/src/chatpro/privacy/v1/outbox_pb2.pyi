@@ -615,6 +615,99 @@ class OwnConsentRequested(_message.Message):
 Global___OwnConsentRequested: _TypeAlias = OwnConsentRequested  # noqa: Y015
 
 @_typing.final
+class RightsRequestAwaitsOrganisation(_message.Message):
+    """An organisation's part of a rights request waits for its answer (RGT-8): told when the
+    part is created and reminded at an interval until it answers (AnswerRightsRequest), also
+    after the due date, when its part stays open.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANISATION_ID_FIELD_NUMBER: _builtins.int
+    EMAILS_FIELD_NUMBER: _builtins.int
+    RIGHTS_REQUEST_ID_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    DUE_DATE_FIELD_NUMBER: _builtins.int
+    REMINDER_FIELD_NUMBER: _builtins.int
+    organisation_id: _builtins.str
+    """The organisation."""
+    rights_request_id: _builtins.str
+    """The request."""
+    type: _builtins.str
+    """The right exercised."""
+    due_date: _builtins.str
+    """The request's due date (YYYY-MM-DD)."""
+    reminder: _builtins.bool
+    """False the first time, true for a reminder."""
+    @_builtins.property
+    def emails(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Where to tell it: its privacy contact and its administrators."""
+
+    def __init__(
+        self,
+        *,
+        organisation_id: _builtins.str = ...,
+        emails: _abc.Iterable[_builtins.str] | None = ...,
+        rights_request_id: _builtins.str = ...,
+        type: _builtins.str = ...,
+        due_date: _builtins.str = ...,
+        reminder: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["due_date", b"due_date", "emails", b"emails", "organisation_id", b"organisation_id", "reminder", b"reminder", "rights_request_id", b"rights_request_id", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RightsRequestAwaitsOrganisation: _TypeAlias = RightsRequestAwaitsOrganisation  # noqa: Y015
+
+@_typing.final
+class RightsRequestDueSoon(_message.Message):
+    """A rights request's due date is near (RGT-8): the data privacy manager is warned."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RIGHTS_REQUEST_ID_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    DUE_DATE_FIELD_NUMBER: _builtins.int
+    WAITING_FOR_FIELD_NUMBER: _builtins.int
+    EMAILS_FIELD_NUMBER: _builtins.int
+    rights_request_id: _builtins.str
+    """The request."""
+    type: _builtins.str
+    """The right exercised."""
+    state: _builtins.str
+    """Where it stands."""
+    due_date: _builtins.str
+    """Its due date (YYYY-MM-DD)."""
+    @_builtins.property
+    def waiting_for(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The organisations whose part still waits."""
+
+    @_builtins.property
+    def emails(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Where to warn: the data privacy managers' addresses."""
+
+    def __init__(
+        self,
+        *,
+        rights_request_id: _builtins.str = ...,
+        type: _builtins.str = ...,
+        state: _builtins.str = ...,
+        due_date: _builtins.str = ...,
+        waiting_for: _abc.Iterable[_builtins.str] | None = ...,
+        emails: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["due_date", b"due_date", "emails", b"emails", "rights_request_id", b"rights_request_id", "state", b"state", "type", b"type", "waiting_for", b"waiting_for"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RightsRequestDueSoon: _TypeAlias = RightsRequestDueSoon  # noqa: Y015
+
+@_typing.final
 class OutboxEvent(_message.Message):
     """A notification for the notification service to deliver (ACC-10)."""
 
@@ -639,6 +732,8 @@ class OutboxEvent(_message.Message):
     RIGHTS_REQUEST_UPDATED_FIELD_NUMBER: _builtins.int
     ACCOUNT_EXPIRY_WARNING_FIELD_NUMBER: _builtins.int
     OWN_CONSENT_REQUESTED_FIELD_NUMBER: _builtins.int
+    RIGHTS_REQUEST_AWAITS_ORGANISATION_FIELD_NUMBER: _builtins.int
+    RIGHTS_REQUEST_DUE_SOON_FIELD_NUMBER: _builtins.int
     sequence: _builtins.int
     """Position in the outbox; strictly increasing in commit order."""
     account_id: _builtins.str
@@ -711,6 +806,14 @@ class OutboxEvent(_message.Message):
     def own_consent_requested(self) -> Global___OwnConsentRequested:
         """A child come of age is asked for their own consent."""
 
+    @_builtins.property
+    def rights_request_awaits_organisation(self) -> Global___RightsRequestAwaitsOrganisation:
+        """An organisation's part of a rights request waits for it."""
+
+    @_builtins.property
+    def rights_request_due_soon(self) -> Global___RightsRequestDueSoon:
+        """A rights request's due date is near."""
+
     def __init__(
         self,
         *,
@@ -733,12 +836,14 @@ class OutboxEvent(_message.Message):
         rights_request_updated: Global___RightsRequestUpdated | None = ...,
         account_expiry_warning: Global___AccountExpiryWarning | None = ...,
         own_consent_requested: Global___OwnConsentRequested | None = ...,
+        rights_request_awaits_organisation: Global___RightsRequestAwaitsOrganisation | None = ...,
+        rights_request_due_soon: Global___RightsRequestDueSoon | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["account_expiry_warning", b"account_expiry_warning", "account_setup_requested", b"account_setup_requested", "breach_notified", b"breach_notified", "breach_reported_to_organisation", b"breach_reported_to_organisation", "content_flagged", b"content_flagged", "create_time", b"create_time", "email_confirmation_requested", b"email_confirmation_requested", "guardian_access_requested", b"guardian_access_requested", "guardian_consent_requested", b"guardian_consent_requested", "membership_invited", b"membership_invited", "own_consent_requested", b"own_consent_requested", "password_changed", b"password_changed", "payload", b"payload", "plugin_faulted", b"plugin_faulted", "policy_version_published", b"policy_version_published", "rights_request_updated", b"rights_request_updated", "statement_acknowledgement_requested", b"statement_acknowledgement_requested"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["account_expiry_warning", b"account_expiry_warning", "account_setup_requested", b"account_setup_requested", "breach_notified", b"breach_notified", "breach_reported_to_organisation", b"breach_reported_to_organisation", "content_flagged", b"content_flagged", "create_time", b"create_time", "email_confirmation_requested", b"email_confirmation_requested", "guardian_access_requested", b"guardian_access_requested", "guardian_consent_requested", b"guardian_consent_requested", "membership_invited", b"membership_invited", "own_consent_requested", b"own_consent_requested", "password_changed", b"password_changed", "payload", b"payload", "plugin_faulted", b"plugin_faulted", "policy_version_published", b"policy_version_published", "rights_request_awaits_organisation", b"rights_request_awaits_organisation", "rights_request_due_soon", b"rights_request_due_soon", "rights_request_updated", b"rights_request_updated", "statement_acknowledgement_requested", b"statement_acknowledgement_requested"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_expiry_warning", b"account_expiry_warning", "account_id", b"account_id", "account_setup_requested", b"account_setup_requested", "breach_notified", b"breach_notified", "breach_reported_to_organisation", b"breach_reported_to_organisation", "content_flagged", b"content_flagged", "create_time", b"create_time", "email_confirmation_requested", b"email_confirmation_requested", "guardian_access_requested", b"guardian_access_requested", "guardian_consent_requested", b"guardian_consent_requested", "membership_invited", b"membership_invited", "own_consent_requested", b"own_consent_requested", "password_changed", b"password_changed", "payload", b"payload", "plugin_faulted", b"plugin_faulted", "policy_version_published", b"policy_version_published", "rights_request_updated", b"rights_request_updated", "sequence", b"sequence", "statement_acknowledgement_requested", b"statement_acknowledgement_requested", "superseded", b"superseded"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_expiry_warning", b"account_expiry_warning", "account_id", b"account_id", "account_setup_requested", b"account_setup_requested", "breach_notified", b"breach_notified", "breach_reported_to_organisation", b"breach_reported_to_organisation", "content_flagged", b"content_flagged", "create_time", b"create_time", "email_confirmation_requested", b"email_confirmation_requested", "guardian_access_requested", b"guardian_access_requested", "guardian_consent_requested", b"guardian_consent_requested", "membership_invited", b"membership_invited", "own_consent_requested", b"own_consent_requested", "password_changed", b"password_changed", "payload", b"payload", "plugin_faulted", b"plugin_faulted", "policy_version_published", b"policy_version_published", "rights_request_awaits_organisation", b"rights_request_awaits_organisation", "rights_request_due_soon", b"rights_request_due_soon", "rights_request_updated", b"rights_request_updated", "sequence", b"sequence", "statement_acknowledgement_requested", b"statement_acknowledgement_requested", "superseded", b"superseded"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["guardian_consent_requested", "email_confirmation_requested", "password_changed", "policy_version_published", "guardian_access_requested", "plugin_faulted", "breach_notified", "breach_reported_to_organisation", "membership_invited", "account_setup_requested", "statement_acknowledgement_requested", "content_flagged", "rights_request_updated", "account_expiry_warning", "own_consent_requested"]  # noqa: Y015
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["guardian_consent_requested", "email_confirmation_requested", "password_changed", "policy_version_published", "guardian_access_requested", "plugin_faulted", "breach_notified", "breach_reported_to_organisation", "membership_invited", "account_setup_requested", "statement_acknowledgement_requested", "content_flagged", "rights_request_updated", "account_expiry_warning", "own_consent_requested", "rights_request_awaits_organisation", "rights_request_due_soon"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 
