@@ -97,6 +97,14 @@ SAMPLES: dict[str, dict[str, Any]] = {
         waiting_for=["o1"],
         emails=["d@x"],
     ),
+    outbox.PORTABILITY_EXPORT_READY: dict(
+        recipient_id="rc1",
+        recipient_name="Rec",
+        service_name="svc",
+        rights_request_id="r1",
+        token="tok",
+        expire_time=T,
+    ),
 }
 
 # Written by the per-type conversions before the registry replaced them.
@@ -162,6 +170,10 @@ WIRE = {
     outbox.RIGHTS_REQUEST_DUE_SOON: (
         "0811120261311a0b08d983e2b106108094ef3ad202390a0272311207657261737572651a15617761"
         "6974696e675f6f7267616e69736174696f6e220a323032342d30362d30312a026f313203644078"
+    ),
+    outbox.PORTABILITY_EXPORT_READY: (
+        "0812120261311a0b08d983e2b106108094ef3ada02250a0372633112035265631a03737663220272"
+        "312a03746f6b320b08d983e2b106108094ef3a"
     ),
 }
 SUPERSEDED = "08631a0b08d983e2b106108094ef3a2001"

@@ -192,6 +192,7 @@ class Runtime:
                 host,
                 eraser=erasure_by(vault, ledger),
                 late_eraser=late_erasure_by(vault, ledger),
+                grants=confirmations,
                 exporter=Exports(vault, host, settings.policy, retention).stream,
             ),
             ledger=ledger,

@@ -30,7 +30,7 @@ from chatpro_privacy.domain.kernel.views import View
 from chatpro_privacy.domain.records import audit
 from chatpro_privacy.storage import queries
 from chatpro_privacy.storage.db import database
-from chatpro_privacy.storage.models import Disclosure, Recipient
+from chatpro_privacy.storage.models import Disclosure, Recipient, ServiceCredential
 
 DATA_CATEGORIES = ("identity", "contact", "device", "profile")
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
@@ -44,6 +44,7 @@ class RecipientView(View):
     country_code: str
     lawful_basis: str
     created_at: dt.datetime
+    service_name: str | None
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,12 @@ def _require(principal: Principal, *, operator: bool = False) -> None:
 
 
 def create_recipient(
-    principal: Principal, name: str, category: str, country_code: str, lawful_basis: str
+    principal: Principal,
+    name: str,
+    category: str,
+    country_code: str,
+    lawful_basis: str,
+    service_name: str = "",
 ) -> RecipientView:
     _require(principal, operator=True)
     v = Violations()
@@ -89,6 +95,14 @@ def create_recipient(
             f"the purposes register has no {lawful_basis.replace('_', ' ')} purpose for {category}",
             "BASIS_NOT_IN_REGISTER",
         )
+    if service_name and not (
+        ServiceCredential.select()
+        .where(
+            (ServiceCredential.name == service_name[:64]) & ServiceCredential.revoked_at.is_null()
+        )
+        .exists()
+    ):
+        v.add("recipient.service_name", "names no registered service", "UNKNOWN_SERVICE")
     v.raise_if_any()
     with database.atomic():
         recipient = Recipient.create(
@@ -98,6 +112,7 @@ def create_recipient(
             country_code=country_code,
             lawful_basis=lawful_basis,
             created_at=clock.now(),
+            service_name=service_name or None,
         )
         audit.record(principal, "recipient.create", "recipient", recipient.id)
     return RecipientView.from_row(recipient)

@@ -41,6 +41,7 @@ from chatpro_privacy.storage.models import (
     Breach,
     ContentItem,
     EmailConfirmation,
+    ExportGrant,
     GuardianAccess,
     GuardianConfirmation,
     Membership,
@@ -72,6 +73,7 @@ ACCOUNT_EXPIRY_WARNING = "account_expiry_warning"
 OWN_CONSENT_REQUESTED = "own_consent_requested"
 RIGHTS_REQUEST_AWAITS_ORGANISATION = "rights_request_awaits_organisation"
 RIGHTS_REQUEST_DUE_SOON = "rights_request_due_soon"
+PORTABILITY_EXPORT_READY = "portability_export_ready"
 
 
 class Payload:
@@ -79,7 +81,7 @@ class Payload:
 
 
 P = TypeVar("P", bound=Payload)
-C = TypeVar("C", GuardianAccess, EmailConfirmation, AccountSetup, GuardianConfirmation)
+C = TypeVar("C", GuardianAccess, EmailConfirmation, AccountSetup, GuardianConfirmation, ExportGrant)
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,17 @@
 """Outbox event types about rights requests' deadlines and deliveries (RGT-6, RGT-8), in
 the one registry of ``outbox`` (kept apart only for the module's length): an organisation's
-part waiting for it, a due date near for the data privacy manager."""
+part waiting for it, a due date near for the data privacy manager, a portability export
+ready for the third party the person chose."""
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
+from chatpro_privacy.domain.kernel import tokens
 from chatpro_privacy.domain.kernel.vocabulary import MemberRole, MembershipState, RequestState
 from chatpro_privacy.domain.records.outbox import (
+    PORTABILITY_EXPORT_READY,
     RIGHTS_REQUEST_AWAITS_ORGANISATION,
     RIGHTS_REQUEST_DUE_SOON,
     Payload,
@@ -16,7 +20,9 @@ from chatpro_privacy.domain.records.outbox import (
 )
 from chatpro_privacy.storage.models import (
     Account,
+    ExportGrant,
     Membership,
+    Recipient,
     RightsRequest,
     RightsRequestOrganisation,
     RoleGrant,
@@ -104,4 +110,30 @@ def _due_soon(r: Reading) -> RightsRequestDueSoon | None:
     ]
     return RightsRequestDueSoon(
         request.id, request.type, request.state, request.due_date.isoformat(), waiting, managers
+    )
+
+
+@dataclass(frozen=True)
+class PortabilityExportReady(Payload):
+    recipient_id: str
+    recipient_name: str
+    service_name: str
+    rights_request_id: str
+    token: str
+    expire_time: dt.datetime
+
+
+@_event(PORTABILITY_EXPORT_READY, PortabilityExportReady)
+def _export_ready(r: Reading) -> PortabilityExportReady | None:
+    grant = r.pending(ExportGrant, "grant_id")
+    if grant is None:  # fetched, or expired
+        return None
+    recipient = Recipient.get_by_id(grant.recipient_id)
+    return PortabilityExportReady(
+        recipient.id,
+        recipient.name,
+        recipient.service_name or "",
+        grant.rights_request_id,
+        r.token(tokens.ConfirmationKind.EXPORT_GRANT, grant),
+        grant.expires_at,
     )

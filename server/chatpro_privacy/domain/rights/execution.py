@@ -18,7 +18,6 @@ import structlog
 from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.accounts.profile import request_email_change
 from chatpro_privacy.domain.accounts.sources import DataSource, set_sources
-from chatpro_privacy.domain.consent import disclosures as disclosure_rules
 from chatpro_privacy.domain.consent import ledger as consent
 from chatpro_privacy.domain.consent.restrictions import RestrictionCase
 from chatpro_privacy.domain.kernel import validation
@@ -33,6 +32,7 @@ from chatpro_privacy.domain.kernel.principals import SYSTEM, Principal, Principa
 from chatpro_privacy.domain.kernel.vocabulary import MemberRole, RequestState, RequestType
 from chatpro_privacy.domain.records import audit
 from chatpro_privacy.domain.rights import erasure
+from chatpro_privacy.domain.rights.delivery import Exporter, grant_to_recipient, withheld_parts
 from chatpro_privacy.domain.rights.organisations import LateEraser, PartDecision
 from chatpro_privacy.domain.rights.workflow import (
     COMPLAINT_NOTICE,
@@ -63,7 +63,6 @@ log = structlog.get_logger("chatpro_privacy.rights")
 CORRECTABLE = ("name", "email", "date_of_birth", "guardian_email")
 
 Eraser = Callable[[Principal, str, list[RightsRequestOrganisation], list[Kept], str], Any]
-Exporter = Callable[[RightsRequest, str, dict[str, str]], AsyncIterator[Any]]
 
 
 def erasure_by(vault: Vault, ledger: ErasureLedger) -> Eraser:
@@ -210,8 +209,15 @@ class Execution(Workflow):
                 f" Organisation {p.organisation_id} withheld its part: {p.reason}."
                 for p in withheld
             )
-            + "".join(f" Organisation {p.organisation_id}: {UNANSWERED}." for p in silent),
+            + "".join(f" Organisation {p.organisation_id}: {UNANSWERED}." for p in silent)
+            + (
+                " It goes to the recipient you chose, who fetches it once."
+                if row.recipient_id
+                else ""
+            ),
         )
+        if row.recipient_id:  # RGT-6: the third party fetches it with a grant
+            grant_to_recipient(row, self.policy.export_grant_lifetime)
 
     def _rectify(self, row: RightsRequest) -> str:
         """Apply verified corrections (RGT-2); a new email takes effect once confirmed."""
@@ -346,15 +352,7 @@ class Execution(Workflow):
         row = self.export_for(principal, rights_request_id)
         if self.exporter is None:
             raise FailedPrecondition("EXPORT_UNAVAILABLE", "exports are not configured")
-        withheld = {
-            p.organisation_id: p.reason if p.answered else UNANSWERED
-            for p in self.view(row).organisations
-            if p.decision == PartDecision.WITHHELD or not p.answered
-        }
-        if row.recipient_id:
-            disclosure_rules.record_portability(
-                principal, row.recipient_id, row.subject_ref, row.id
-            )
+        withheld = withheld_parts(self.view(row).organisations)
         with database.atomic():
             audit.record(principal, "rights.export", "rights_request", row.id, row.subject_ref)
         async for chunk in self.exporter(row, format_name or "json", withheld):

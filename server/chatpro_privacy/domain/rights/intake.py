@@ -165,7 +165,13 @@ class Intake(Workflow):
         if r.recipient_id:
             # SEC-2 and RGT-6: a third party outside the EEA and UK, or without the person's
             # consent to share with its category, is refused before anything is recorded.
-            disclosure_rules.check_transfer(r.recipient_id, account.subject_ref)
+            recipient = disclosure_rules.check_transfer(r.recipient_id, account.subject_ref)
+            if not recipient.service_name:  # it could never fetch the export
+                raise FailedPrecondition(
+                    "RECIPIENT_CANNOT_RECEIVE",
+                    "this recipient has no service to receive a portability export with",
+                    {"recipient_id": recipient.id},
+                )
         if r.type == RequestType.WITHDRAWAL_OF_CONSENT:
             self._check_withdrawal(account.subject_ref, r.purpose_id)
         try:

@@ -14,6 +14,7 @@ history, and the requester told of every step through the outbox.
 - ``decisions``: the data privacy manager's: verify identity, extend, refuse, complete;
 - ``deadlines``: a request never stalls: organisations told and reminded, the data privacy
   manager warned, and at the due date ChatPro's part goes ahead (RGT-8);
+- ``delivery``: a portability export fetched once by the third party chosen (RGT-6);
 - ``organisations``: each organisation's part, answered by its plugins or its
   administrators;
 - ``execution``: carrying out each right, and the export the requester streams.
@@ -23,16 +24,18 @@ history, and the requester told of every step through the outbox.
 from __future__ import annotations
 
 from chatpro_privacy.domain.consent import ledger as consent
+from chatpro_privacy.domain.kernel.tokens import ConfirmationTokens
 from chatpro_privacy.domain.rights.closure import Closure
 from chatpro_privacy.domain.rights.deadlines import Deadlines
 from chatpro_privacy.domain.rights.decisions import Decisions
-from chatpro_privacy.domain.rights.execution import Eraser, Execution, Exporter
+from chatpro_privacy.domain.rights.delivery import Delivery, Exporter
+from chatpro_privacy.domain.rights.execution import Eraser, Execution
 from chatpro_privacy.domain.rights.organisations import LateEraser, OrganisationParts
 from chatpro_privacy.plugin.host import PluginHost
 from chatpro_privacy.settings import PolicySettings
 
 
-class Rights(Closure, Decisions, Deadlines, OrganisationParts, Execution):
+class Rights(Closure, Decisions, Deadlines, Delivery, OrganisationParts, Execution):
     """Rights requests, from receipt to completion (see the module docstring)."""
 
     def __init__(
@@ -43,6 +46,7 @@ class Rights(Closure, Decisions, Deadlines, OrganisationParts, Execution):
         eraser: Eraser | None = None,
         exporter: Exporter | None = None,
         late_eraser: LateEraser | None = None,
+        grants: ConfirmationTokens | None = None,
     ) -> None:
         self.policy = policy
         self.consents = consents
@@ -50,3 +54,4 @@ class Rights(Closure, Decisions, Deadlines, OrganisationParts, Execution):
         self.eraser = eraser
         self.exporter = exporter
         self.late_eraser = late_eraser
+        self.grants = grants

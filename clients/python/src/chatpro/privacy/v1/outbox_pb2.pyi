@@ -708,6 +708,53 @@ class RightsRequestDueSoon(_message.Message):
 Global___RightsRequestDueSoon: _TypeAlias = RightsRequestDueSoon  # noqa: Y015
 
 @_typing.final
+class PortabilityExportReady(_message.Message):
+    """A portability export is ready for the third party the person chose (RGT-6): hand the
+    token to that recipient's service, which fetches the export once with its own credential
+    (RightsService.FetchPortabilityExport).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECIPIENT_ID_FIELD_NUMBER: _builtins.int
+    RECIPIENT_NAME_FIELD_NUMBER: _builtins.int
+    SERVICE_NAME_FIELD_NUMBER: _builtins.int
+    RIGHTS_REQUEST_ID_FIELD_NUMBER: _builtins.int
+    TOKEN_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    recipient_id: _builtins.str
+    """The recipient."""
+    recipient_name: _builtins.str
+    """Its name."""
+    service_name: _builtins.str
+    """The internal service that fetches for it."""
+    rights_request_id: _builtins.str
+    """The portability request."""
+    token: _builtins.str
+    """The single-use grant token."""
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp:
+        """When the grant stops working."""
+
+    def __init__(
+        self,
+        *,
+        recipient_id: _builtins.str = ...,
+        recipient_name: _builtins.str = ...,
+        service_name: _builtins.str = ...,
+        rights_request_id: _builtins.str = ...,
+        token: _builtins.str = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "recipient_id", b"recipient_id", "recipient_name", b"recipient_name", "rights_request_id", b"rights_request_id", "service_name", b"service_name", "token", b"token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PortabilityExportReady: _TypeAlias = PortabilityExportReady  # noqa: Y015
+
+@_typing.final
 class OutboxEvent(_message.Message):
     """A notification for the notification service to deliver (ACC-10)."""
 
@@ -734,6 +781,7 @@ class OutboxEvent(_message.Message):
     OWN_CONSENT_REQUESTED_FIELD_NUMBER: _builtins.int
     RIGHTS_REQUEST_AWAITS_ORGANISATION_FIELD_NUMBER: _builtins.int
     RIGHTS_REQUEST_DUE_SOON_FIELD_NUMBER: _builtins.int
+    PORTABILITY_EXPORT_READY_FIELD_NUMBER: _builtins.int
     sequence: _builtins.int
     """Position in the outbox; strictly increasing in commit order."""
     account_id: _builtins.str
@@ -814,6 +862,10 @@ class OutboxEvent(_message.Message):
     def rights_request_due_soon(self) -> Global___RightsRequestDueSoon:
         """A rights request's due date is near."""
 
+    @_builtins.property
+    def portability_export_ready(self) -> Global___PortabilityExportReady:
+        """A portability export for a third party."""
+
     def __init__(
         self,
         *,
@@ -838,12 +890,13 @@ class OutboxEvent(_message.Message):
         own_consent_requested: Global___OwnConsentRequested | None = ...,
         rights_request_awaits_organisation: Global___RightsRequestAwaitsOrganisation | None = ...,
         rights_request_due_soon: Global___RightsRequestDueSoon | None = ...,
+        portability_export_ready: Global___PortabilityExportReady | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["account_expiry_warning", b"account_expiry_warning", "account_setup_requested", b"account_setup_requested", "breach_notified", b"breach_notified", "breach_reported_to_organisation", b"breach_reported_to_organisation", "content_flagged", b"content_flagged", "create_time", b"create_time", "email_confirmation_requested", b"email_confirmation_requested", "guardian_access_requested", b"guardian_access_requested", "guardian_consent_requested", b"guardian_consent_requested", "membership_invited", b"membership_invited", "own_consent_requested", b"own_consent_requested", "password_changed", b"password_changed", "payload", b"payload", "plugin_faulted", b"plugin_faulted", "policy_version_published", b"policy_version_published", "rights_request_awaits_organisation", b"rights_request_awaits_organisation", "rights_request_due_soon", b"rights_request_due_soon", "rights_request_updated", b"rights_request_updated", "statement_acknowledgement_requested", b"statement_acknowledgement_requested"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["account_expiry_warning", b"account_expiry_warning", "account_setup_requested", b"account_setup_requested", "breach_notified", b"breach_notified", "breach_reported_to_organisation", b"breach_reported_to_organisation", "content_flagged", b"content_flagged", "create_time", b"create_time", "email_confirmation_requested", b"email_confirmation_requested", "guardian_access_requested", b"guardian_access_requested", "guardian_consent_requested", b"guardian_consent_requested", "membership_invited", b"membership_invited", "own_consent_requested", b"own_consent_requested", "password_changed", b"password_changed", "payload", b"payload", "plugin_faulted", b"plugin_faulted", "policy_version_published", b"policy_version_published", "portability_export_ready", b"portability_export_ready", "rights_request_awaits_organisation", b"rights_request_awaits_organisation", "rights_request_due_soon", b"rights_request_due_soon", "rights_request_updated", b"rights_request_updated", "statement_acknowledgement_requested", b"statement_acknowledgement_requested"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_expiry_warning", b"account_expiry_warning", "account_id", b"account_id", "account_setup_requested", b"account_setup_requested", "breach_notified", b"breach_notified", "breach_reported_to_organisation", b"breach_reported_to_organisation", "content_flagged", b"content_flagged", "create_time", b"create_time", "email_confirmation_requested", b"email_confirmation_requested", "guardian_access_requested", b"guardian_access_requested", "guardian_consent_requested", b"guardian_consent_requested", "membership_invited", b"membership_invited", "own_consent_requested", b"own_consent_requested", "password_changed", b"password_changed", "payload", b"payload", "plugin_faulted", b"plugin_faulted", "policy_version_published", b"policy_version_published", "rights_request_awaits_organisation", b"rights_request_awaits_organisation", "rights_request_due_soon", b"rights_request_due_soon", "rights_request_updated", b"rights_request_updated", "sequence", b"sequence", "statement_acknowledgement_requested", b"statement_acknowledgement_requested", "superseded", b"superseded"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_expiry_warning", b"account_expiry_warning", "account_id", b"account_id", "account_setup_requested", b"account_setup_requested", "breach_notified", b"breach_notified", "breach_reported_to_organisation", b"breach_reported_to_organisation", "content_flagged", b"content_flagged", "create_time", b"create_time", "email_confirmation_requested", b"email_confirmation_requested", "guardian_access_requested", b"guardian_access_requested", "guardian_consent_requested", b"guardian_consent_requested", "membership_invited", b"membership_invited", "own_consent_requested", b"own_consent_requested", "password_changed", b"password_changed", "payload", b"payload", "plugin_faulted", b"plugin_faulted", "policy_version_published", b"policy_version_published", "portability_export_ready", b"portability_export_ready", "rights_request_awaits_organisation", b"rights_request_awaits_organisation", "rights_request_due_soon", b"rights_request_due_soon", "rights_request_updated", b"rights_request_updated", "sequence", b"sequence", "statement_acknowledgement_requested", b"statement_acknowledgement_requested", "superseded", b"superseded"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["guardian_consent_requested", "email_confirmation_requested", "password_changed", "policy_version_published", "guardian_access_requested", "plugin_faulted", "breach_notified", "breach_reported_to_organisation", "membership_invited", "account_setup_requested", "statement_acknowledgement_requested", "content_flagged", "rights_request_updated", "account_expiry_warning", "own_consent_requested", "rights_request_awaits_organisation", "rights_request_due_soon"]  # noqa: Y015
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["guardian_consent_requested", "email_confirmation_requested", "password_changed", "policy_version_published", "guardian_access_requested", "plugin_faulted", "breach_notified", "breach_reported_to_organisation", "membership_invited", "account_setup_requested", "statement_acknowledgement_requested", "content_flagged", "rights_request_updated", "account_expiry_warning", "own_consent_requested", "rights_request_awaits_organisation", "rights_request_due_soon", "portability_export_ready"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 

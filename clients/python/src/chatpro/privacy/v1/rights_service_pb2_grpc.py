@@ -92,6 +92,11 @@ class RightsServiceStub:
                 request_serializer=chatpro_dot_privacy_dot_v1_dot_rights__service__pb2.StreamRightsExportRequest.SerializeToString,
                 response_deserializer=chatpro_dot_privacy_dot_v1_dot_rights__service__pb2.StreamRightsExportResponse.FromString,
                 _registered_method=True)
+        self.FetchPortabilityExport = channel.unary_stream(
+                '/chatpro.privacy.v1.RightsService/FetchPortabilityExport',
+                request_serializer=chatpro_dot_privacy_dot_v1_dot_rights__service__pb2.FetchPortabilityExportRequest.SerializeToString,
+                response_deserializer=chatpro_dot_privacy_dot_v1_dot_rights__service__pb2.FetchPortabilityExportResponse.FromString,
+                _registered_method=True)
 
 
 class RightsServiceServicer:
@@ -177,6 +182,14 @@ class RightsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def FetchPortabilityExport(self, request, context):
+        """The third party a portability export goes to fetches it, once, with its own service
+        credential and the grant token the outbox handed it (RGT-6); logged as a disclosure.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RightsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -234,6 +247,11 @@ def add_RightsServiceServicer_to_server(servicer, server):
                     servicer.StreamRightsExport,
                     request_deserializer=chatpro_dot_privacy_dot_v1_dot_rights__service__pb2.StreamRightsExportRequest.FromString,
                     response_serializer=chatpro_dot_privacy_dot_v1_dot_rights__service__pb2.StreamRightsExportResponse.SerializeToString,
+            ),
+            'FetchPortabilityExport': grpc.unary_stream_rpc_method_handler(
+                    servicer.FetchPortabilityExport,
+                    request_deserializer=chatpro_dot_privacy_dot_v1_dot_rights__service__pb2.FetchPortabilityExportRequest.FromString,
+                    response_serializer=chatpro_dot_privacy_dot_v1_dot_rights__service__pb2.FetchPortabilityExportResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -536,6 +554,33 @@ class RightsService:
             '/chatpro.privacy.v1.RightsService/StreamRightsExport',
             chatpro_dot_privacy_dot_v1_dot_rights__service__pb2.StreamRightsExportRequest.SerializeToString,
             chatpro_dot_privacy_dot_v1_dot_rights__service__pb2.StreamRightsExportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FetchPortabilityExport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/chatpro.privacy.v1.RightsService/FetchPortabilityExport',
+            chatpro_dot_privacy_dot_v1_dot_rights__service__pb2.FetchPortabilityExportRequest.SerializeToString,
+            chatpro_dot_privacy_dot_v1_dot_rights__service__pb2.FetchPortabilityExportResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -58,6 +58,10 @@ class RightsServiceStub:
     """An organisation's administrators answer for its content."""
     StreamRightsExport: _grpc.UnaryStreamMultiCallable[_rights_service_pb2.StreamRightsExportRequest, _rights_service_pb2.StreamRightsExportResponse]
     """The requester downloads a completed access or portability export, in chunks."""
+    FetchPortabilityExport: _grpc.UnaryStreamMultiCallable[_rights_service_pb2.FetchPortabilityExportRequest, _rights_service_pb2.FetchPortabilityExportResponse]
+    """The third party a portability export goes to fetches it, once, with its own service
+    credential and the grant token the outbox handed it (RGT-6); logged as a disclosure.
+    """
 
 @_typing.type_check_only
 class RightsServiceAsyncStub(RightsServiceStub):
@@ -89,6 +93,10 @@ class RightsServiceAsyncStub(RightsServiceStub):
     """An organisation's administrators answer for its content."""
     StreamRightsExport: _aio.UnaryStreamMultiCallable[_rights_service_pb2.StreamRightsExportRequest, _rights_service_pb2.StreamRightsExportResponse]  # type: ignore[assignment]
     """The requester downloads a completed access or portability export, in chunks."""
+    FetchPortabilityExport: _aio.UnaryStreamMultiCallable[_rights_service_pb2.FetchPortabilityExportRequest, _rights_service_pb2.FetchPortabilityExportResponse]  # type: ignore[assignment]
+    """The third party a portability export goes to fetches it, once, with its own service
+    credential and the grant token the outbox handed it (RGT-6); logged as a disclosure.
+    """
 
 class RightsServiceServicer(metaclass=_abc_1.ABCMeta):
     """Data-subject rights (RGT-1 to RGT-9): requests from the person, a guardian for a child,
@@ -183,5 +191,15 @@ class RightsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_rights_service_pb2.StreamRightsExportResponse], _abc.AsyncIterator[_rights_service_pb2.StreamRightsExportResponse]]:
         """The requester downloads a completed access or portability export, in chunks."""
+
+    @_abc_1.abstractmethod
+    def FetchPortabilityExport(
+        self,
+        request: _rights_service_pb2.FetchPortabilityExportRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_rights_service_pb2.FetchPortabilityExportResponse], _abc.AsyncIterator[_rights_service_pb2.FetchPortabilityExportResponse]]:
+        """The third party a portability export goes to fetches it, once, with its own service
+        credential and the grant token the outbox handed it (RGT-6); logged as a disclosure.
+        """
 
 def add_RightsServiceServicer_to_server(servicer: RightsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
