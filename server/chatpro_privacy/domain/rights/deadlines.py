@@ -9,7 +9,9 @@ warned before a due date, and at the due date ChatPro's part goes ahead.
   through the outbox, once per due date (an extension moves it, and they are warned again).
 - On the due date a request still waiting for organisations goes ahead without them
   (``Workflow.advance``): ChatPro's part completes, and the request ends
-  ``partially_completed`` naming each organisation that did not answer. Until one answers,
+  ``partially_completed`` naming each organisation that did not answer. An erasure the data
+  privacy manager has not decided by then is decided with nothing of ChatPro's own kept back
+  (they were warned; keeping a part needs a reason given in time, RGT-3). Until one answers,
   nothing of its content goes anywhere: an export leaves its part out, an erasure keeps its
   content pseudonymised (``UNANSWERED``). Its later answer is carried out then
   (``organisations.OrganisationParts.answer``).
@@ -23,7 +25,8 @@ import datetime as dt
 from typing import Any
 
 from chatpro_privacy.clock import clock
-from chatpro_privacy.domain.kernel.vocabulary import RequestState
+from chatpro_privacy.domain.kernel.principals import PrincipalKind
+from chatpro_privacy.domain.kernel.vocabulary import RequestState, RequestType
 from chatpro_privacy.domain.records import outbox
 from chatpro_privacy.domain.rights.workflow import FINAL, RequestStep, Workflow
 from chatpro_privacy.settings import PolicySettings
@@ -72,16 +75,20 @@ class Deadlines(Workflow):
     async def keep_moving(self) -> dict[str, Any]:
         reminded = self._remind(clock.now() - self.policy.rights_reminder_interval)
         warned = self._warn(clock.today() + dt.timedelta(days=self.policy.rights_due_warning_days))
-        due = [
-            r.id
-            for r in RightsRequest.select(RightsRequest.id).where(
-                (RightsRequest.step == RequestStep.ORGANISATIONS)
+        due = list(
+            RightsRequest.select().where(
+                RightsRequest.step.in_((RequestStep.ORGANISATIONS, RequestStep.AWAIT_DPM))
                 & (RightsRequest.due_date <= clock.today())
                 & RightsRequest.state.not_in(FINAL)
             )
-        ]
-        for rights_request_id in due:
-            await self.advance(rights_request_id)
+        )
+        for row in due:
+            if row.step == RequestStep.AWAIT_DPM:
+                if row.type != RequestType.ERASURE:
+                    continue  # an objection is the data privacy manager's to decide
+                with database.atomic():  # nothing of ChatPro's own is kept back undecided
+                    self._decide_erasure(row, [], "", PrincipalKind.SYSTEM)
+            await self.advance(row.id)
         return {"organisations_reminded": reminded, "managers_warned": warned, "due": len(due)}
 
     @staticmethod
