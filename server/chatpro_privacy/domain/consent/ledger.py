@@ -12,6 +12,7 @@ import datetime as dt
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.consent.notices import NoticeHistory
@@ -29,7 +30,7 @@ from chatpro_privacy.domain.kernel.tokens import new_id
 from chatpro_privacy.domain.kernel.views import View
 from chatpro_privacy.domain.records import audit
 from chatpro_privacy.settings import PolicySettings
-from chatpro_privacy.storage import queries
+from chatpro_privacy.storage import chained, queries
 from chatpro_privacy.storage.db import database
 from chatpro_privacy.storage.models import Account, ConsentEvent
 
@@ -96,7 +97,14 @@ def guardian_until(principal: Principal, born: dt.date, age: int) -> dt.datetime
     return coming_of_age(born, age) if principal.is_guardian else None
 
 
-def append(
+def append(**fields: Any) -> ConsentEvent:
+    """Append one event in the caller's transaction; returns it (its ``seq`` unread)."""
+    event = new_event(**fields)
+    chained.run(queries.consent_event(event))
+    return event
+
+
+def new_event(
     *,
     subject_ref: str,
     notice_version: str,
@@ -108,8 +116,7 @@ def append(
     given_by: ConsentActor,
     valid_until: dt.datetime | None = None,
 ) -> ConsentEvent:
-    """Append one event in the caller's transaction; returns it (its ``seq`` unread)."""
-    event = ConsentEvent(
+    return ConsentEvent(
         id=new_id(),
         subject_ref=subject_ref,
         notice_version=notice_version,
@@ -122,8 +129,6 @@ def append(
         occurred_at=clock.now(),
         valid_until=valid_until,
     )
-    queries.insert_consent_event(event)
-    return event
 
 
 def _in_force(event_type: str, valid_until: dt.datetime | None, at: dt.datetime) -> bool:
@@ -267,16 +272,24 @@ class Consents:
                 "GUARDIAN_MUST_CONSENT",
                 "under the age of digital consent, a guardian gives consent for you",
             )
-        with database.atomic():
-            renewing = has_consent(subject_ref, purpose.id)
-            event = self._append(
-                principal,
-                subject_ref,
-                purpose,
-                collection,
-                ConsentEventType.RENEWED if renewing else ConsentEventType.GIVEN,
-            )
-        return event
+        renewing = has_consent(subject_ref, purpose.id)
+        event = self._event(
+            principal,
+            subject_ref,
+            purpose,
+            collection,
+            ConsentEventType.RENEWED if renewing else ConsentEventType.GIVEN,
+        )
+        # The event and its audit entry in one round trip where the database allows.
+        audit.recorded_write(
+            principal,
+            f"consent.grant:{purpose.id}",
+            "consent_event",
+            event.id,
+            subject_ref,
+            queries.consent_event(event),
+        )
+        return ConsentEventView.from_row(event)
 
     def preview(self, principal: Principal, purpose_id: str) -> tuple[list[str], bool, bool]:
         """What withdrawing would stop, whether consent is in force, and whether withdrawing
@@ -328,19 +341,19 @@ class Consents:
             )
         return event, list(purpose.services_lost_on_withdrawal)
 
-    def _append(
+    def _event(
         self,
         principal: Principal,
         subject_ref: str,
         purpose: Purpose,
         method: str,
         event_type: ConsentEventType,
-    ) -> ConsentEventView:
+    ) -> ConsentEvent:
         until = None
         if principal.is_guardian and event_type != ConsentEventType.WITHDRAWN:
             _, born = self._writable_subject(principal)
             until = guardian_until(principal, born, self.policy.age_of_digital_consent)
-        event = append(
+        return new_event(
             subject_ref=subject_ref,
             notice_version=self._notice_version(),
             purpose=purpose.id,
@@ -351,6 +364,17 @@ class Consents:
             given_by=ConsentActor.of(principal),
             valid_until=until,
         )
+
+    def _append(
+        self,
+        principal: Principal,
+        subject_ref: str,
+        purpose: Purpose,
+        method: str,
+        event_type: ConsentEventType,
+    ) -> ConsentEventView:
+        event = self._event(principal, subject_ref, purpose, method, event_type)
+        chained.run(queries.consent_event(event))
         verb = "withdraw" if event_type == ConsentEventType.WITHDRAWN else "grant"
         audit.record(
             principal, f"consent.{verb}:{purpose.id}", "consent_event", event.id, subject_ref
