@@ -15,7 +15,12 @@ from chatpro.privacy.v1 import rights_service_pb2 as pb
 from chatpro_privacy.app import sweeps_of
 from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.accounts import roles
-from chatpro_privacy.storage.models import Account, OutboxConsumer, RightsRequestOrganisation
+from chatpro_privacy.storage.models import (
+    Account,
+    MonitoringStop,
+    OutboxConsumer,
+    RightsRequestOrganisation,
+)
 from helpers import Api, set_clock
 from orgs import build_org, conversation, send
 
@@ -205,3 +210,39 @@ def test_rgt_8_an_erasure_goes_once_its_notice_is_acknowledged_and_a_silent_orga
     assert list(gone) == []
     (entry,) = api.server.runtime.ledger.entries()
     assert entry.action_for(club.organisation_id) == "delete"
+
+
+def test_rgt_8_a_restriction_completes_chatpros_part_and_takes_a_late_organisation_answer(
+    api: Api,
+) -> None:
+    """RGT-8: on the due date ChatPro's own processing is restricted and the request ends
+    partially completed naming the silent organisation; its later answer that monitoring
+    stops is carried out then."""
+    set_clock(dt.datetime(2027, 2, 10, 9, 0))
+    dpm = api.staff("data_privacy_manager", "dpm")
+    school = build_org(api, "s", members=("pupil",))
+    pupil = school.members["pupil"]
+    made = api.rights.CreateRightsRequest(
+        pb.CreateRightsRequestRequest(
+            type=S.RIGHTS_REQUEST_TYPE_RESTRICTION,
+            restriction_case=S.RESTRICTION_CASE_ACCURACY_CONTESTED,
+        ),
+        metadata=api.auth(pupil.token),
+    ).rights_request
+    verify(api, dpm, made.rights_request_id)
+    set_clock(dt.datetime(2027, 3, 10, 0, 30))
+    sweep(api)
+    ended = get(api, pupil.token, made.rights_request_id)
+    assert ended.state == S.RIGHTS_REQUEST_STATE_PARTIALLY_COMPLETED
+    assert f"Organisation {school.organisation_id}: it did not answer" in ended.outcome
+    assert not MonitoringStop.select().exists()
+    api.rights.AnswerRightsRequest(
+        pb.AnswerRightsRequestRequest(
+            rights_request_id=made.rights_request_id,
+            organisation_id=school.organisation_id,
+            decision="monitoring_stops",
+        ),
+        metadata=api.auth(school.admin.token),
+    )
+    (stop,) = MonitoringStop.select()
+    assert (stop.organisation_id, stop.account_id) == (school.organisation_id, pupil.account_id)

@@ -261,17 +261,22 @@ class Execution(Workflow):
                     created_at=now,
                 ).on_conflict_ignore().execute()
         told = "".join(
-            f" Organisation {p.organisation_id}: monitoring "
+            f" Organisation {p.organisation_id}: "
             + (
-                "stops."
+                UNANSWERED
+                if not p.answered
+                else "monitoring stops"
                 if p.decision == PartDecision.MONITORING_STOPS
-                else f"continues ({p.reason})."
+                else f"monitoring continues ({p.reason})"
             )
+            + "."
             for p in parts
         )
         self._move(
             row,
-            RequestState.COMPLETED,
+            RequestState.PARTIALLY_COMPLETED
+            if any(not p.answered for p in parts)
+            else RequestState.COMPLETED,
             PrincipalKind.SYSTEM,
             f"processing restricted ({row.restriction_case})",
             step=RequestStep.DONE,

@@ -28,7 +28,11 @@ from chatpro_privacy.plugin.faults import PluginError
 from chatpro_privacy.plugin.host import PluginHost
 from chatpro_privacy.plugin.types import Disposition, MemberView
 from chatpro_privacy.storage.db import database
-from chatpro_privacy.storage.models import RightsRequest, RightsRequestOrganisation
+from chatpro_privacy.storage.models import (
+    MonitoringStop,
+    RightsRequest,
+    RightsRequestOrganisation,
+)
 
 log = structlog.get_logger("chatpro_privacy.rights")
 
@@ -160,6 +164,18 @@ class OrganisationParts(Workflow):
             if self.late_eraser is None:
                 raise FailedPrecondition("ERASURE_UNAVAILABLE", "erasure is not configured")
             self.late_eraser(row.id, organisation_id, reason)
+        if (
+            row.type == RequestType.RESTRICTION
+            and decision == PartDecision.MONITORING_STOPS
+            and row.account_id is not None
+        ):
+            with database.atomic():
+                MonitoringStop.insert(
+                    organisation=organisation_id,
+                    account=row.account_id,
+                    rights_request_id=row.id,
+                    created_at=clock.now(),
+                ).on_conflict_ignore().execute()
         told = {
             RequestType.ACCESS: "; download your export again to receive its part",
             RequestType.PORTABILITY: "; its part is in the export from now on",
