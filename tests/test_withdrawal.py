@@ -139,3 +139,45 @@ def test_rgt_7_a_withdrawal_not_in_force_or_badly_made_changes_nothing(
     service = api.service_token("app-backend", scopes=())
     denied = unchanged(lambda: api.withdraw(service, "policy"))
     assert denied.code == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_rgt_7_a_withdrawal_request_for_the_policy_closes_the_account_too(
+    api: Api, unchanged: Unchanged
+) -> None:
+    """RGT-7: made as a rights request by the person signed in, the withdrawal of consent to
+    the policy closes the account as WithdrawConsent does (the request returned is the
+    erasure that follows);
+    entered by the data privacy manager from correspondence it is refused, changing nothing:
+    an erasure request, which verifies the requester's identity, is the way there."""
+    dpm = api.staff("data_privacy_manager", "dpm")
+    bob, bob_token = api.adult("bob")
+    refused = unchanged(
+        lambda: api.rights.CreateRightsRequest(
+            pb.CreateRightsRequestRequest(
+                type=S.RIGHTS_REQUEST_TYPE_WITHDRAWAL_OF_CONSENT,
+                purpose_id="policy",
+                account_id=bob.account_id,
+            ),
+            metadata=api.auth(dpm),
+        )
+    )
+    assert (refused.code, refused.reason) == (
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "WITHDRAW_CLOSES_ACCOUNT",
+    )
+    ask = pb.CreateRightsRequestRequest(
+        type=S.RIGHTS_REQUEST_TYPE_WITHDRAWAL_OF_CONSENT,
+        purpose_id="policy",
+        details="I no longer agree",
+        request_id="withdraw-1",
+    )
+    made = api.rights.CreateRightsRequest(ask, metadata=api.auth(bob_token)).rights_request
+    assert made.type == S.RIGHTS_REQUEST_TYPE_ERASURE
+    assert "I no longer agree" in made.details
+    assert Account.get_by_id(bob.account_id).state == "closed"
+    assert rpc_error(lambda: api.sign_in("bob")).reason == "ACCOUNT_CLOSED"
+    # Signed out everywhere: the retry comes from a session the closure revoked.
+    assert (
+        rpc_error(lambda: api.rights.CreateRightsRequest(ask, metadata=api.auth(bob_token))).reason
+        == "SESSION_REVOKED"
+    )

@@ -252,7 +252,8 @@ class Consents:
         if not purpose.withdrawable:
             raise FailedPrecondition(
                 "WITHDRAW_CLOSES_ACCOUNT",
-                "consent to the policy is withdrawn with WithdrawConsent, which closes the account",
+                "consent to the policy is withdrawn by the person signed in, which closes the "
+                "account; from correspondence, enter an erasure request",
             )
         return purpose
 

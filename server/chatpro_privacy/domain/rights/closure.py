@@ -25,8 +25,13 @@ from chatpro_privacy.domain.kernel.vocabulary import (
     RequestType,
 )
 from chatpro_privacy.domain.records import audit
-from chatpro_privacy.domain.rights.intake import Intake, NewRequest
-from chatpro_privacy.domain.rights.workflow import RequestStep
+from chatpro_privacy.domain.rights.intake import (
+    MAX_DETAILS,
+    Intake,
+    NewRequest,
+    request_violations,
+)
+from chatpro_privacy.domain.rights.workflow import RequestStep, RequestView
 from chatpro_privacy.storage.db import database
 from chatpro_privacy.storage.models import Account, Session
 
@@ -52,9 +57,31 @@ class Closure(Intake):
         if purpose_id != consent.PURPOSE_POLICY:
             event, lost = self.consents.withdraw(principal, purpose_id, method)
             return Withdrawal(event, lost)
-        return await self._close(principal, method)
+        return await self._close(
+            principal, method, NewRequest(RequestType.ERASURE, CLOSURE_DETAILS)
+        )
 
-    async def _close(self, principal: Principal, method: str) -> Withdrawal:
+    async def create(self, principal: Principal, r: NewRequest) -> RequestView:
+        """A withdrawal of consent to the policy made as a rights request by the person
+        signed in (or a guardian) closes the account as ``WithdrawConsent`` does; the request
+        returned is the erasure that follows. From correspondence, the data privacy manager
+        enters an erasure request instead, which waits for the requester's identity."""
+        own = principal.acts_for_subject and r.account_id in ("", principal.account_id)
+        if not (
+            own
+            and r.type == RequestType.WITHDRAWAL_OF_CONSENT
+            and r.purpose_id == consent.PURPOSE_POLICY
+        ):
+            return await super().create(principal, r)
+        self._subject(principal, r)
+        request_violations(r).raise_if_any()
+        # No replay by request_id: the closure revokes the session a retry would come from.
+        details = (CLOSURE_DETAILS + "; " + r.details)[:MAX_DETAILS]
+        erasure = NewRequest(RequestType.ERASURE, details, request_id=r.request_id)
+        closed = await self._close(principal, "rights_request", erasure)
+        return self.view(self._load(closed.rights_request_id))
+
+    async def _close(self, principal: Principal, method: str, erasure: NewRequest) -> Withdrawal:
         if principal.account_id is None or not principal.acts_for_subject:
             raise PermissionDenied("PEOPLE_ONLY", "only the person (or a guardian) withdraws")
         with database.atomic():
@@ -66,9 +93,7 @@ class Closure(Intake):
                 (Session.account == account.id) & Session.revoked_at.is_null()
             ).execute()
             channel = RequestChannel.GUARDIAN if principal.is_guardian else RequestChannel.PERSON
-            row = self._received(
-                principal, account, channel, NewRequest(RequestType.ERASURE, CLOSURE_DETAILS)
-            )
+            row = self._received(principal, account, channel, erasure)
             self._move(
                 row,
                 RequestState.IN_PROGRESS,

@@ -58,7 +58,7 @@ class NewRequest:
     request_id: str = ""
 
 
-def _violations(r: NewRequest) -> Violations:
+def request_violations(r: NewRequest) -> Violations:
     """Everything wrong with a new request, each field named."""
     v = Violations()
     if r.type not in set(RequestType):
@@ -159,7 +159,7 @@ class Intake(Workflow):
 
     async def create(self, principal: Principal, r: NewRequest) -> RequestView:
         account, channel = self._subject(principal, r)
-        _violations(r).raise_if_any()
+        request_violations(r).raise_if_any()
         if r.request_id and (prior := _replay(account.subject_ref, r.request_id)) is not None:
             return self.view(prior)
         if r.recipient_id:
