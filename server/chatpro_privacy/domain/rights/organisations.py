@@ -23,7 +23,7 @@ from chatpro_privacy.domain.kernel.principals import Principal
 from chatpro_privacy.domain.kernel.vocabulary import MemberRole, RequestState, RequestType
 from chatpro_privacy.domain.records import audit
 from chatpro_privacy.domain.rights import deadlines, erasure
-from chatpro_privacy.domain.rights.workflow import FINAL, RequestView, Workflow
+from chatpro_privacy.domain.rights.workflow import FINAL, RequestView, Workflow, unanswered
 from chatpro_privacy.plugin.faults import PluginError
 from chatpro_privacy.plugin.host import PluginHost
 from chatpro_privacy.plugin.types import Disposition, MemberView
@@ -63,14 +63,6 @@ ORGANISATION_DECISIONS: dict[str, tuple[str, str]] = {
 NEEDS_REASON = frozenset(
     {PartDecision.WITHHELD, Disposition.KEEP_PSEUDONYMISED, PartDecision.MONITORING_CONTINUES}
 )
-
-
-def _unanswered(rights_request_id: str) -> Any:
-    """The request's parts still waiting for their organisation's answer (a query)."""
-    return RightsRequestOrganisation.select().where(
-        (RightsRequestOrganisation.rights_request == rights_request_id)
-        & (RightsRequestOrganisation.answered == False)  # noqa: E712
-    )
 
 
 class OrganisationParts(Workflow):
@@ -220,7 +212,7 @@ class OrganisationParts(Workflow):
                     decided_by="",
                 ).on_conflict_ignore().execute()
         member = MemberView(row.subject_ref, MemberRole.MEMBER)
-        for part in list(_unanswered(row.id)):
+        for part in unanswered(row.id):
             if not self.host.has_plugins(part.organisation_id):
                 continue  # its administrators answer
             try:
@@ -234,7 +226,7 @@ class OrganisationParts(Workflow):
                 self._record_answer(row, part.organisation_id, decision, reason, f"plugin:{plugin}")
         with database.atomic():  # RGT-8: each organisation whose part waits is told
             deadlines.tell_waiting(row.id)
-        return not _unanswered(row.id).exists()
+        return not unanswered(row.id)
 
     async def _plugin_answer(
         self, row: RightsRequest, organisation_id: str, member: MemberView
