@@ -7,14 +7,17 @@ its notice is acknowledged; a revoked service's outbox consumer goes with it."""
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 from typing import Any
 
+import pytest
 from chatpro.privacy.v1 import messaging_service_pb2 as msg
 from chatpro.privacy.v1 import outbox_pb2, outbox_service_pb2, rights_pb2
 from chatpro.privacy.v1 import rights_service_pb2 as pb
 from chatpro_privacy.app import sweeps_of
 from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.accounts import roles
+from chatpro_privacy.settings import SettingsError, from_env
 from chatpro_privacy.storage.models import (
     Account,
     MonitoringStop,
@@ -246,3 +249,20 @@ def test_rgt_8_a_restriction_completes_chatpros_part_and_takes_a_late_organisati
     )
     (stop,) = MonitoringStop.select()
     assert (stop.organisation_id, stop.account_id) == (school.organisation_id, pupil.account_id)
+
+
+def test_rgt_8_the_reminder_and_warning_intervals_are_settings() -> None:
+    keys = {
+        name: secrets.token_hex(32)
+        for name in ("CHATPRO_SECRET_KEY", "CHATPRO_RECEIPT_SIGNING_KEY", "CHATPRO_MASTER_KEY")
+    }
+    settings = from_env(
+        {**keys, "CHATPRO_RIGHTS_REMINDER_DAYS": "3", "CHATPRO_RIGHTS_DUE_WARNING_DAYS": "10"}
+    )
+    assert settings.policy.rights_reminder_interval == dt.timedelta(days=3)
+    assert settings.policy.rights_due_warning_days == 10
+    assert from_env(keys).policy.rights_due_warning_days == 7
+    with pytest.raises(SettingsError, match="1 to 30 days ahead"):
+        from_env({**keys, "CHATPRO_RIGHTS_DUE_WARNING_DAYS": "0"})
+    with pytest.raises(SettingsError, match="reminded every 1 to 30 days"):
+        from_env({**keys, "CHATPRO_RIGHTS_REMINDER_DAYS": "90"})

@@ -123,6 +123,14 @@ class Settings:
             raise SettingsError("client certificates (mTLS) need the server's TLS cert and key")
         if not 1 <= self.policy.age_of_digital_consent <= 18:
             raise SettingsError("the age of digital consent must be between 1 and 18")
+        if (
+            not dt.timedelta(days=1)
+            <= self.policy.rights_reminder_interval
+            <= dt.timedelta(days=30)
+        ):
+            raise SettingsError("organisations are reminded every 1 to 30 days")
+        if not 1 <= self.policy.rights_due_warning_days <= 30:
+            raise SettingsError("the due-date warning comes 1 to 30 days ahead")
         if self.policy.session_lifetime <= dt.timedelta(0):
             raise SettingsError("the session token lifetime must be positive")
         if len(self.secret_key) < 32:
@@ -181,6 +189,13 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         policy = replace(policy, register_per_peer=int(source["CHATPRO_REGISTER_PER_PEER"]))
     if "CHATPRO_SIGN_IN_PER_PEER" in source:
         policy = replace(policy, sign_in_per_peer=int(source["CHATPRO_SIGN_IN_PER_PEER"]))
+    if "CHATPRO_RIGHTS_REMINDER_DAYS" in source:
+        days = int(source["CHATPRO_RIGHTS_REMINDER_DAYS"])
+        policy = replace(policy, rights_reminder_interval=dt.timedelta(days=days))
+    if "CHATPRO_RIGHTS_DUE_WARNING_DAYS" in source:
+        policy = replace(
+            policy, rights_due_warning_days=int(source["CHATPRO_RIGHTS_DUE_WARNING_DAYS"])
+        )
     if "CHATPRO_TOKEN_LIFETIME_SECONDS" in source:
         policy = replace(
             policy,
