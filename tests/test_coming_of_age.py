@@ -29,6 +29,14 @@ def consent_state(api: Api, token: str) -> dict[str, int]:
     return {p.purpose_id: p.status for p in response.purposes}
 
 
+def pending(api: Api, service: str) -> list[str]:
+    return list(
+        api.policy.ListPendingAcceptances(
+            policy_service_pb2.ListPendingAcceptancesRequest(), metadata=api.auth(service)
+        ).account_ids
+    )
+
+
 def own_consent_notices(api: Api, service: str) -> list[object]:
     events = api.outbox_events(service, page_size=500).events
     return [e.own_consent_requested for e in events if e.HasField("own_consent_requested")]
@@ -63,6 +71,7 @@ def test_acc_11_a_child_come_of_age_gives_their_own_consent(api: Api) -> None:
     assert consent_state(api, kid)["analytics"] == consent_pb2.CONSENT_STATUS_GIVEN
     sweeps = sweeps_of(api.server.runtime)
     assert api.server.run(sweeps.run())["own_consent_requested"] == 0  # still 12
+    assert child.account_id not in pending(api, service)
 
     clock.advance(dt.datetime.combine(birthday, dt.time(0, 5)) - clock.now())
     refused = rpc_error(lambda: api.accounts.GetAccount(GET, metadata=api.auth(kid)))
@@ -74,6 +83,8 @@ def test_acc_11_a_child_come_of_age_gives_their_own_consent(api: Api) -> None:
     # The guardian's consent no longer counts, from that day.
     assert consent_state(api, kid)["analytics"] != consent_pb2.CONSENT_STATUS_GIVEN
     assert consent_state(api, kid)["policy"] != consent_pb2.CONSENT_STATUS_GIVEN
+    # Listed among those who have not accepted (CON-1, journey 2), until they do.
+    assert child.account_id in pending(api, service)
     # Asked through the outbox, at their own address, once.
     assert api.server.run(sweeps.run())["own_consent_requested"] == 1
     assert api.server.run(sweeps.run())["own_consent_requested"] == 0
@@ -94,6 +105,7 @@ def test_acc_11_a_child_come_of_age_gives_their_own_consent(api: Api) -> None:
     assert Account.get_by_id(child.account_id).guardian_email is None
     assert consent_state(api, kid)["policy"] == consent_pb2.CONSENT_STATUS_GIVEN
     assert consent_state(api, kid)["analytics"] != consent_pb2.CONSENT_STATUS_GIVEN
+    assert child.account_id not in pending(api, service)
     # Now theirs to give; the notice already sent no longer applies.
     assert api.grant(kid, "analytics").event.actor == consent_pb2.CONSENT_ACTOR_PERSON
     events = api.outbox_events(service, page_size=500).events

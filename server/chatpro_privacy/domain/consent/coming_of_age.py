@@ -13,6 +13,7 @@ their address is then no longer held (``policy.Policies.accept``).
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 import peewee
 
@@ -65,50 +66,49 @@ def _expire_guardians_consents(account: Account) -> int:
     return expired
 
 
-def _rests_on_guardian(subject_ref: str) -> bool:
-    """Whether the latest consent event about the policy (a child's own acknowledgement is
-    none) is a guardian's: the child has not yet given their own consent."""
-    latest = (
+def owes_own_consent(age_of_digital_consent: int) -> Any:
+    """A condition on Account: of age, and the latest consent event about the policy (a
+    child's own acknowledgement is none) is still a guardian's."""
+    latest_actor = (
         ConsentEvent.select(ConsentEvent.given_by)
         .where(
-            (ConsentEvent.subject_ref == subject_ref)
+            (ConsentEvent.subject_ref == Account.subject_ref)
             & (ConsentEvent.purpose == consent.PURPOSE_POLICY)
             & (ConsentEvent.event_type != consent.ConsentEventType.ACKNOWLEDGED)
         )
         .order_by(ConsentEvent.seq.desc())
-        .first()
+        .limit(1)
     )
-    return latest is not None and latest.given_by == consent.ConsentActor.GUARDIAN
+    return (
+        Account.guardian_email.is_null(False)
+        & (Account.date_of_birth <= _latest_birth_date(age_of_digital_consent, clock.today()))
+        & (latest_actor == consent.ConsentActor.GUARDIAN.value)
+    )
 
 
 def ask_own_consent(age_of_digital_consent: int, batch: int = BATCH) -> int:
     """Tell each child who has come of age, and not yet given their own consent, that it is
     asked for; returns how many were told. Each batch is its own transaction."""
-    cutoff = _latest_birth_date(age_of_digital_consent, clock.today())
     asked = OutboxEvent.select(peewee.SQL("1")).where(
         (OutboxEvent.account_id == Account.id)
         & (OutboxEvent.event_type == outbox.OWN_CONSENT_REQUESTED)
     )
-    told, after = 0, ""
+    told = 0
     while True:
         with database.atomic():
             due = list(
                 Account.select()
                 .where(
-                    Account.guardian_email.is_null(False)
+                    owes_own_consent(age_of_digital_consent)
                     & (Account.state == AccountState.ACTIVE)
-                    & (Account.date_of_birth <= cutoff)
-                    & (Account.id > after)
                     & ~peewee.fn.EXISTS(asked)
                 )
                 .order_by(Account.id)
                 .limit(batch)
             )
             for account in due:
-                if _rests_on_guardian(account.subject_ref):
-                    _expire_guardians_consents(account)
-                    outbox.emit(outbox.OWN_CONSENT_REQUESTED, account.id)
-                    told += 1
+                _expire_guardians_consents(account)
+                outbox.emit(outbox.OWN_CONSENT_REQUESTED, account.id)
+            told += len(due)
         if len(due) < batch:
             return told
-        after = due[-1].id

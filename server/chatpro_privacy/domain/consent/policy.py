@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass
 
 from chatpro_privacy.clock import clock
+from chatpro_privacy.domain.consent import coming_of_age
 from chatpro_privacy.domain.consent import ledger as consent
 from chatpro_privacy.domain.consent.notices import NoticeHistory, NoticeVersion
 from chatpro_privacy.domain.consent.purposes import LawfulBasis
@@ -263,7 +264,12 @@ class Policies:
             Account.select(Account.id)
             .where(
                 (Account.state == AccountState.ACTIVE)
-                & (Account.policy_version.is_null() | Account.policy_version.not_in(satisfied))
+                & (
+                    Account.policy_version.is_null()
+                    | Account.policy_version.not_in(satisfied)
+                    # A child come of age owes their own acceptance (ACC-11).
+                    | coming_of_age.owes_own_consent(self.age_of_digital_consent)
+                )
                 & (Account.id > page_token)
             )
             .order_by(Account.id)
