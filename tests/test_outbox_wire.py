@@ -80,6 +80,13 @@ SAMPLES: dict[str, dict[str, Any]] = {
         complaint_notice="ico",
     ),
     outbox.ACCOUNT_EXPIRY_WARNING: dict(account_id="a1", email="e@x", expire_time=T),
+    outbox.RESTRICTION_LIFTING: dict(
+        account_id="a1",
+        email="e@x",
+        rights_request_id="r1",
+        restriction_case="accuracy_contested",
+        reason="verified",
+    ),
     outbox.OWN_CONSENT_REQUESTED: dict(account_id="a1", email="e@x", name="N", policy_version="v2"),
     outbox.RIGHTS_REQUEST_AWAITS_ORGANISATION: dict(
         organisation_id="o1",
@@ -159,20 +166,25 @@ WIRE = {
     outbox.ACCOUNT_EXPIRY_WARNING: (
         "080e120261311a0b08d983e2b106108094ef3aba01160a02613112036540781a0b08d983e2b106108094ef3a"
     ),
+    # Added after the registry (issue 17): field 40 of the oneof, its five strings in order.
+    outbox.RESTRICTION_LIFTING: (
+        "080f120261311a0b08d983e2b106108094ef3ac2022b0a02613112036540781a027231221261636375"
+        "726163795f636f6e7465737465642a087665726966696564"
+    ),
     # Types added since have no per-type conversion to match: their bytes as first written.
     outbox.OWN_CONSENT_REQUESTED: (
-        "080f120261311a0b08d983e2b106108094ef3a9203100a02613112036540781a014e22027632"
+        "0810120261311a0b08d983e2b106108094ef3a9203100a02613112036540781a014e22027632"
     ),
     outbox.RIGHTS_REQUEST_AWAITS_ORGANISATION: (
-        "0810120261311a0b08d983e2b106108094ef3a9a03280a026f31120370406f120361406f1a027231"
+        "0811120261311a0b08d983e2b106108094ef3a9a03280a026f31120370406f120361406f1a027231"
         "22066163636573732a0a323032342d30362d30313001"
     ),
     outbox.RIGHTS_REQUEST_DUE_SOON: (
-        "0811120261311a0b08d983e2b106108094ef3aa203390a0272311207657261737572651a15617761"
+        "0812120261311a0b08d983e2b106108094ef3aa203390a0272311207657261737572651a15617761"
         "6974696e675f6f7267616e69736174696f6e220a323032342d30362d30312a026f313203644078"
     ),
     outbox.PORTABILITY_EXPORT_READY: (
-        "0812120261311a0b08d983e2b106108094ef3aaa03250a0372633112035265631a03737663220272"
+        "0813120261311a0b08d983e2b106108094ef3aaa03250a0372633112035265631a03737663220272"
         "312a03746f6b320b08d983e2b106108094ef3a"
     ),
 }

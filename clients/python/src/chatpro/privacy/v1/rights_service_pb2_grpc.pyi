@@ -62,6 +62,10 @@ class RightsServiceStub:
     """The third party a portability export goes to fetches it, once, with its own service
     credential and the grant token the outbox handed it (RGT-6); logged as a disclosure.
     """
+    LiftRestriction: _grpc.UnaryUnaryMultiCallable[_rights_service_pb2.LiftRestrictionRequest, _rights_service_pb2.LiftRestrictionResponse]
+    """The data privacy manager lifts a restriction of processing, with a reason (RGT-5): the
+    person is told through the outbox first, and it is lifted once they have been.
+    """
 
 @_typing.type_check_only
 class RightsServiceAsyncStub(RightsServiceStub):
@@ -96,6 +100,10 @@ class RightsServiceAsyncStub(RightsServiceStub):
     FetchPortabilityExport: _aio.UnaryStreamMultiCallable[_rights_service_pb2.FetchPortabilityExportRequest, _rights_service_pb2.FetchPortabilityExportResponse]  # type: ignore[assignment]
     """The third party a portability export goes to fetches it, once, with its own service
     credential and the grant token the outbox handed it (RGT-6); logged as a disclosure.
+    """
+    LiftRestriction: _aio.UnaryUnaryMultiCallable[_rights_service_pb2.LiftRestrictionRequest, _rights_service_pb2.LiftRestrictionResponse]  # type: ignore[assignment]
+    """The data privacy manager lifts a restriction of processing, with a reason (RGT-5): the
+    person is told through the outbox first, and it is lifted once they have been.
     """
 
 class RightsServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -200,6 +208,16 @@ class RightsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_rights_service_pb2.FetchPortabilityExportResponse], _abc.AsyncIterator[_rights_service_pb2.FetchPortabilityExportResponse]]:
         """The third party a portability export goes to fetches it, once, with its own service
         credential and the grant token the outbox handed it (RGT-6); logged as a disclosure.
+        """
+
+    @_abc_1.abstractmethod
+    def LiftRestriction(
+        self,
+        request: _rights_service_pb2.LiftRestrictionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_rights_service_pb2.LiftRestrictionResponse, _abc.Awaitable[_rights_service_pb2.LiftRestrictionResponse]]:
+        """The data privacy manager lifts a restriction of processing, with a reason (RGT-5): the
+        person is told through the outbox first, and it is lifted once they have been.
         """
 
 def add_RightsServiceServicer_to_server(servicer: RightsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
