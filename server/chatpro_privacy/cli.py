@@ -7,8 +7,10 @@ import argparse
 import asyncio
 import datetime as dt
 import json
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from chatpro_privacy import logs, replicas
@@ -25,6 +27,8 @@ from chatpro_privacy.settings import Settings, SettingsError
 from chatpro_privacy.storage.blobs import BlobStore
 from chatpro_privacy.storage.erasure_ledger import ErasureLedger
 from chatpro_privacy.storage.keystore import KeyStore
+
+_SCOPES = "outbox: read the outbox; forwarded_for: state end users' addresses (repeatable)"
 
 
 def _serve_parser(sub: Any) -> None:
@@ -93,9 +97,7 @@ def _parser() -> argparse.ArgumentParser:
     service.add_argument(
         "--certificate-subject", help="authenticate by client certificate CN instead of a token"
     )
-    service.add_argument(
-        "--scope", action="append", default=[], choices=["outbox"], help="e.g. outbox (repeatable)"
-    )
+    service.add_argument("--scope", action="append", default=[], choices=roles.SCOPES, help=_SCOPES)
 
     revoke_s = sub.add_parser("revoke-service", help="revoke an internal service's credential")
     revoke_s.add_argument("name")
@@ -157,13 +159,30 @@ async def _sweep(settings: Settings) -> dict[str, object]:
         return await sweeps_of(runtime).run_after_others()
     finally:
         runtime.passwords.shutdown()
+        runtime.sessions.passwords.shutdown()
         runtime.plugins.shutdown()
         runtime.vault.keys.close()
         runtime.ledger.close()
 
 
+def _private(directory: str) -> None:
+    """The default data directory made 0700 if it already exists and is ours (created before
+    the umask above): never a directory someone else owns."""
+    path = Path(directory)
+    try:
+        if path.is_dir() and not path.is_symlink() and path.stat().st_uid == os.geteuid():
+            path.chmod(0o700)
+    except OSError:
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # Whatever the server creates (databases, keys, blobs, their directories) is its user's
+    # alone: files 0600, directories 0700, so that plugin workers (dropped to another user
+    # when the server runs as root) can read none of it.
+    os.umask(0o077)
+    _private(settings_mod.DEFAULT_DATA_DIR)
     try:
         settings = _settings(args)
     except (SettingsError, ValueError) as exc:

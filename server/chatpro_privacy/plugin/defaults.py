@@ -21,6 +21,7 @@ from chatpro_privacy.plugin.types import (
     ExportFormat,
     ExportRecord,
     Withheld,
+    default_export_record,
 )
 
 _impl = pluggy.HookimplMarker(PROJECT)
@@ -47,15 +48,7 @@ class Defaults:
         self, items: Iterator[ContentView]
     ) -> Iterable[ExportRecord | Withheld]:
         for item in items:
-            yield ExportRecord(
-                kind=item.ref.kind,
-                content_id=item.ref.content_id,
-                fields={
-                    "conversation_id": item.ref.conversation_id,
-                    "created_at": item.ref.created_at.isoformat(),
-                    "text": item.text,
-                },
-            )
+            yield default_export_record(item)
 
     @_impl(trylast=True)
     def chatpro_export_formats(self) -> list[ExportFormat]:

@@ -30,6 +30,7 @@ class MonitoringService(pb_grpc.MonitoringServiceServicer):
             request.flagged_only,
             request.page_size,
             request.page_token,
+            request.justification,
         )
         return pb.SearchContentResponse(
             items=[cc.item(i) for i in result.items],
@@ -46,6 +47,7 @@ class MonitoringService(pb_grpc.MonitoringServiceServicer):
             request.organisation_id,
             cc.REASONS.get(request.reason, ""),
             cc.scope(request.scope),
+            request.justification,
         )
         return cc.statistics(stats)
 
@@ -57,6 +59,7 @@ class MonitoringService(pb_grpc.MonitoringServiceServicer):
             request.organisation_id,
             cc.scope(request.scope),
             request.sample_size,
+            request.justification,
         )
         return pb.RandomCheckResponse(items=[cc.item(i) for i in items], access_id=access_id)
 
@@ -68,6 +71,7 @@ class MonitoringService(pb_grpc.MonitoringServiceServicer):
             request.organisation_id,
             cc.REASONS.get(request.reason, ""),
             request.recording_id,
+            request.justification,
         )
         for index, data in chunks:
             yield pb.StreamRecordingAudioResponse(index=index, data=data)

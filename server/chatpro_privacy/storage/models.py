@@ -299,6 +299,7 @@ class OrganisationPlugin(BaseModel):
     consecutive_faults = pw.IntegerField()
     fault_reason = pw.TextField(null=True)
     updated_at = pw.DateTimeField()
+    position = pw.IntegerField(default=0)  # the organisation's order: lower first, then name
 
     class Meta:
         primary_key = pw.CompositeKey("organisation", "plugin_name")
@@ -435,6 +436,18 @@ class ContentFlag(BaseModel):
     created_at = pw.DateTimeField()
 
 
+class FlagBacklog(BaseModel):
+    """A message the organisation's flagging plugins have yet to see: sent while one was
+    faulted or failing, asked about when the plugins answer again."""
+
+    item_seq = pw.BigIntegerField(primary_key=True)
+    organisation = pw.ForeignKeyField(
+        Organisation, on_delete="CASCADE", column_name="organisation_id"
+    )
+    organisation_id: str
+    created_at = pw.DateTimeField()
+
+
 class MonitoringAccess(BaseModel):
     id = pw.TextField(primary_key=True)
     organisation = pw.ForeignKeyField(
@@ -454,6 +467,7 @@ class MonitoringAccess(BaseModel):
     refusal_reason = pw.TextField()
     decided_by = pw.TextField()
     created_at = pw.DateTimeField()
+    justification = pw.TextField(default="")  # the administrator's own words on why
 
 
 class MonitoringAccessSubject(BaseModel):
@@ -684,6 +698,20 @@ class ThrottleCount(BaseModel):
     expires_at = pw.DateTimeField()  # the newest attempt leaves the window
 
 
+class BackoffCount(BaseModel):
+    """A key's recent failures under a rule of growing delays (see ``storage/backoff.py``)."""
+
+    key_hash = pw.TextField(primary_key=True)  # HMAC of the rule's name and the key
+    name = pw.TextField()
+    failures = pw.IntegerField()  # as of last_ms; one is forgotten every leak_ms
+    last_ms = pw.BigIntegerField()  # when the latest failure was counted (ms since 1970)
+    allowance = pw.IntegerField()  # failures without a delay
+    base_ms = pw.BigIntegerField()  # the first delay, doubled with each further failure
+    cap_ms = pw.BigIntegerField()  # the longest delay
+    leak_ms = pw.BigIntegerField()
+    expires_at = pw.DateTimeField()  # every failure forgotten by then
+
+
 class DeletionFeed(BaseModel):
     seq = pw.AutoField()
     reason = pw.TextField()  # domain.records.deletion_feed.DeletionReason
@@ -752,4 +780,4 @@ ALL_MODELS: tuple[type[BaseModel], ...] = (
 # Apart from ALL_MODELS, which hold the service's data: every attempt is counted here,
 # whether its call succeeded or was refused ("a refused call changes nothing" is said of the
 # data), and the rows hold keyed hashes and times only, no one's data.
-COUNTER_MODELS: tuple[type[BaseModel], ...] = (ThrottleCount,)
+COUNTER_MODELS: tuple[type[BaseModel], ...] = (ThrottleCount, BackoffCount)

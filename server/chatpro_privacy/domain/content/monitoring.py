@@ -13,7 +13,7 @@ import datetime as dt
 import enum
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import structlog
 from peewee import JOIN, fn
@@ -39,7 +39,9 @@ from chatpro_privacy.domain.vault import crypto
 from chatpro_privacy.domain.vault.envelope import Vault
 from chatpro_privacy.plugin.faults import PluginError
 from chatpro_privacy.plugin.host import PluginHost
-from chatpro_privacy.plugin.types import AccessRequest, ContentKind
+from chatpro_privacy.plugin.types import MAX_JUSTIFICATION, AccessRequest, ContentKind
+from chatpro_privacy.plugin.types import MonitoringOperation as PluginOperation
+from chatpro_privacy.plugin.types import MonitoringReason as PluginReason
 from chatpro_privacy.storage import tuning
 from chatpro_privacy.storage.db import database
 from chatpro_privacy.storage.models import (
@@ -130,6 +132,7 @@ class AccessRecordView(View):
     refused: bool
     refusal_reason: str
     decided_by: str
+    justification: str = ""
 
 
 @dataclass(frozen=True)
@@ -138,9 +141,11 @@ class Check:
     included_mine: bool
 
 
-def _reason(v: Violations, reason: str) -> None:
-    if reason not in set(MonitoringReason):
+def _why(v: Violations, reason: str | None, justification: str) -> None:
+    if reason is not None and reason not in set(MonitoringReason):
         v.add("reason", "is required: why the content is looked at", "REASON_REQUIRED")
+    if len(justification) > MAX_JUSTIFICATION:
+        v.add("justification", f"at most {MAX_JUSTIFICATION} characters", "TOO_LONG")
 
 
 def _scope(v: Violations, scope: Scope, organisation_id: str) -> None:
@@ -231,8 +236,15 @@ class Monitoring:
         reason: str,
         operation: Operation,
         filters: dict[str, str],
+        justification: str,
     ) -> _Check:
-        request = AccessRequest(str(principal.subject_ref), reason, operation, dict(filters))
+        request = AccessRequest(
+            str(principal.subject_ref),
+            cast(PluginReason, str(reason)),
+            cast(PluginOperation, str(operation.value)),
+            dict(filters),
+            justification,
+        )
         decision, plugin = await self.host.approve_access(organisation_id, request)
         check = _Check(principal, organisation_id, request, plugin)
         if not decision.allowed:
@@ -263,6 +275,7 @@ class Monitoring:
                 refusal_reason=(refusal or "")[:500],
                 decided_by=check.decided_by,
                 created_at=clock.now(),
+                justification=request.justification,
             )
             unique = sorted(set(subjects))
             for start in range(0, len(unique), 500):
@@ -337,10 +350,11 @@ class Monitoring:
         flagged_only: bool,
         page_size: int,
         page_token: str,
+        justification: str = "",
     ) -> SearchResult:
         org_id = content_access.administered(principal, organisation_id)
         v = Violations()
-        _reason(v, reason)
+        _why(v, reason, justification)
         _scope(v, scope, org_id)
         if len(keywords) > MAX_KEYWORDS:
             v.add("keywords", f"at most {MAX_KEYWORDS}", "TOO_MANY")
@@ -360,6 +374,7 @@ class Monitoring:
                 flagged_only="true" if flagged_only else "",
                 page_token=page_token,
             ),
+            justification,
         )
         served = await self.retention.served(org_id)
         rows, total, token = self._search_rows(
@@ -403,15 +418,20 @@ class Monitoring:
         return page, total, token
 
     async def statistics(
-        self, principal: Principal, organisation_id: str, reason: str, scope: Scope
+        self,
+        principal: Principal,
+        organisation_id: str,
+        reason: str,
+        scope: Scope,
+        justification: str = "",
     ) -> Statistics:
         org_id = content_access.administered(principal, organisation_id)
         v = Violations()
-        _reason(v, reason)
+        _why(v, reason, justification)
         _scope(v, scope, org_id)
         v.raise_if_any()
         check = await self._approve(
-            principal, org_id, reason, Operation.STATISTICS, _filters(scope)
+            principal, org_id, reason, Operation.STATISTICS, _filters(scope), justification
         )
         where = _in_scope(org_id, scope) & await self.retention.served(org_id)
         day = fn.DATE(ContentItem.created_at)
@@ -459,10 +479,16 @@ class Monitoring:
         return Statistics(total, per_day, senders, recipients, access_id)
 
     async def random_check(
-        self, principal: Principal, organisation_id: str, scope: Scope, sample_size: int
+        self,
+        principal: Principal,
+        organisation_id: str,
+        scope: Scope,
+        sample_size: int,
+        justification: str = "",
     ) -> tuple[list[Item], str]:
         org_id = content_access.administered(principal, organisation_id)
         v = Violations()
+        _why(v, None, justification)
         _scope(v, scope, org_id)
         if not 1 <= sample_size <= MAX_SAMPLE:
             v.add("sample_size", f"must be 1 to {MAX_SAMPLE}", "OUT_OF_RANGE")
@@ -473,6 +499,7 @@ class Monitoring:
             MonitoringReason.RANDOM_CHECK,
             Operation.RANDOM_CHECK,
             _filters(scope, sample_size=str(sample_size)),
+            justification,
         )
         candidates = list(
             ContentItem.select(*REF_COLUMNS)
@@ -496,11 +523,16 @@ class Monitoring:
         return items, access_id
 
     async def listen(
-        self, principal: Principal, organisation_id: str, reason: str, recording_id: str
+        self,
+        principal: Principal,
+        organisation_id: str,
+        reason: str,
+        recording_id: str,
+        justification: str = "",
     ) -> Iterator[tuple[int, bytes]]:
         org_id = content_access.administered(principal, organisation_id)
         v = Violations()
-        _reason(v, reason)
+        _why(v, reason, justification)
         v.raise_if_any()
         item = ContentItem.get_or_none(
             (ContentItem.id == recording_id[:64])
@@ -513,7 +545,7 @@ class Monitoring:
                 "RECORDING_NOT_FOUND", "no such recording", {"recording_id": recording_id[:64]}
             )
         check = await self._approve(
-            principal, org_id, reason, Operation.LISTEN, {"recording_id": item.id}
+            principal, org_id, reason, Operation.LISTEN, {"recording_id": item.id}, justification
         )
         chunks = self.recordings.stream(item)
         _, subjects = self._items(org_id, [item])

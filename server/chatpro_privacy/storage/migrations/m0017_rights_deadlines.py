@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import peewee
 
-VERSION = 15
+VERSION = 17
 
 _STATEMENTS = [
     "ALTER TABLE rights_request_organisation ADD COLUMN told_at {ts}",
