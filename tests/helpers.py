@@ -265,6 +265,7 @@ def create_recipient(api: Api, operator: str, **fields: Any) -> consent_pb2.Reci
         category=fields.pop("category", "professional_advisers"),
         country_code=fields.pop("country_code", "GB"),
         lawful_basis=fields.pop("lawful_basis", consent_pb2.LAWFUL_BASIS_CONSENT),
+        service_name=fields.pop("service_name", ""),
     )
     response = api.disclosures.CreateRecipient(
         disclosure_service_pb2.CreateRecipientRequest(recipient=recipient),

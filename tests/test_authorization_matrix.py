@@ -279,6 +279,8 @@ _RULES: dict[str, dict[str, dict[str, Expected]]] = {
         "StreamRightsExport": rule(
             NOT_FOUND, member_a=OK, dpm=PERMISSION_DENIED, guardian=NOT_FOUND
         ),
+        # A third party's service fetches with a grant (RGT-6); here none is given.
+        "FetchPortabilityExport": rule(PERMISSION_DENIED, services=INVALID_ARGUMENT),
     },
     "OutboxService": {
         "ListOutboxEvents": rule(PERMISSION_DENIED, outbox_service=OK),

@@ -14,6 +14,7 @@ from chatpro.privacy.v1 import (
     common_pb2,
     consent_pb2,
     consent_service_pb2,
+    policy_service_pb2,
 )
 from chatpro_privacy.clock import clock
 from chatpro_privacy.storage.db import database
@@ -112,7 +113,6 @@ def test_grant_withdraw_regrant_keeps_events_in_order_and_past_state(api: Api) -
         ("", grpc.StatusCode.INVALID_ARGUMENT, "REQUIRED"),
         ("telepathy", grpc.StatusCode.INVALID_ARGUMENT, "UNKNOWN_PURPOSE"),
         ("account", grpc.StatusCode.FAILED_PRECONDITION, "PURPOSE_NOT_BASED_ON_CONSENT"),
-        ("policy", grpc.StatusCode.FAILED_PRECONDITION, "WITHDRAW_BY_ERASURE"),
         ("analytics", grpc.StatusCode.FAILED_PRECONDITION, "CONSENT_NOT_IN_FORCE"),
     ],
 )
@@ -385,6 +385,11 @@ def test_guardian_authority_ends_at_the_age_of_digital_consent_acc11(
     )
     assert len(api.outbox_events(service, page_size=500).events) == before
     kid = api.sign_in("kid")
+    # Their own consent to the policy first (ACC-11; tests/test_coming_of_age.py).
+    api.policy.AcceptPolicy(
+        policy_service_pb2.AcceptPolicyRequest(version=api.current_policy()),
+        metadata=api.auth(kid),
+    )
     assert (
         api.grant(kid, "sharing.it_service_providers").event.actor
         == consent_pb2.CONSENT_ACTOR_PERSON

@@ -88,6 +88,31 @@ SAMPLES: dict[str, dict[str, Any]] = {
         reason="verified",
     ),
     outbox.AUDIT_CHECKPOINT_TAKEN: dict(checkpoint='{"format":"x"}', take_time=T),
+    outbox.OWN_CONSENT_REQUESTED: dict(account_id="a1", email="e@x", name="N", policy_version="v2"),
+    outbox.RIGHTS_REQUEST_AWAITS_ORGANISATION: dict(
+        organisation_id="o1",
+        emails=["p@o", "a@o"],
+        rights_request_id="r1",
+        type="access",
+        due_date="2024-06-01",
+        reminder=True,
+    ),
+    outbox.RIGHTS_REQUEST_DUE_SOON: dict(
+        rights_request_id="r1",
+        type="erasure",
+        state="awaiting_organisation",
+        due_date="2024-06-01",
+        waiting_for=["o1"],
+        emails=["d@x"],
+    ),
+    outbox.PORTABILITY_EXPORT_READY: dict(
+        recipient_id="rc1",
+        recipient_name="Rec",
+        service_name="svc",
+        rights_request_id="r1",
+        token="tok",
+        expire_time=T,
+    ),
 }
 
 # Written by the per-type conversions before the registry replaced them.
@@ -151,6 +176,22 @@ WIRE = {
     outbox.AUDIT_CHECKPOINT_TAKEN: (
         "0810120261311a0b08d983e2b106108094ef3af2011d0a0e7b22666f726d6174223a2278227d120b08d983"
         "e2b106108094ef3a"
+    ),
+    # Types added since have no per-type conversion to match: their bytes as first written.
+    outbox.OWN_CONSENT_REQUESTED: (
+        "0811120261311a0b08d983e2b106108094ef3a9203100a02613112036540781a014e22027632"
+    ),
+    outbox.RIGHTS_REQUEST_AWAITS_ORGANISATION: (
+        "0812120261311a0b08d983e2b106108094ef3a9a03280a026f31120370406f120361406f1a027231"
+        "22066163636573732a0a323032342d30362d30313001"
+    ),
+    outbox.RIGHTS_REQUEST_DUE_SOON: (
+        "0813120261311a0b08d983e2b106108094ef3aa203390a0272311207657261737572651a15617761"
+        "6974696e675f6f7267616e69736174696f6e220a323032342d30362d30312a026f313203644078"
+    ),
+    outbox.PORTABILITY_EXPORT_READY: (
+        "0814120261311a0b08d983e2b106108094ef3aaa03250a0372633112035265631a03737663220272"
+        "312a03746f6b320b08d983e2b106108094ef3a"
     ),
 }
 SUPERSEDED = "08631a0b08d983e2b106108094ef3a2001"

@@ -8,7 +8,14 @@ from typing import Any
 
 import grpc
 import pytest
-from chatpro.privacy.v1 import account_service_pb2, policy_pb2, policy_service_pb2
+from chatpro.privacy.v1 import (
+    account_service_pb2,
+    consent_service_pb2,
+    policy_pb2,
+    policy_service_pb2,
+    rights_pb2,
+    rights_service_pb2,
+)
 from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.consent import policy
 from chatpro_privacy.storage.models import ConsentEvent, OutboxEvent, PolicyNoticeFanout
@@ -89,6 +96,63 @@ def test_reacceptance_gate_journey_2(api: Api, unchanged: Unchanged) -> None:
         "renewed",
         "2026-12-01",
     )
+
+
+def test_con_1_the_gate_never_stands_between_a_person_and_their_rights(api: Api) -> None:
+    """CON-1 (Art. 12): while a new version awaits acceptance, the person still follows up
+    their rights requests (reads, lists, streams the export, cancels) and reads their
+    consent state, its events and its receipt; anything else stays refused."""
+    operator = api.staff("operator")
+    dpm = api.staff("data_privacy_manager", "dpm")
+    _, alice = api.adult()
+    rights = rights_service_pb2
+    me = api.auth(alice)
+
+    def make(kind: rights_pb2.RightsRequestType.ValueType) -> str:
+        made = api.rights.CreateRightsRequest(
+            rights.CreateRightsRequestRequest(type=kind), metadata=me
+        )
+        return str(made.rights_request.rights_request_id)
+
+    access, erasure = (
+        make(rights_pb2.RIGHTS_REQUEST_TYPE_ACCESS),
+        make(rights_pb2.RIGHTS_REQUEST_TYPE_ERASURE),
+    )
+    api.rights.VerifyRequesterIdentity(
+        rights.VerifyRequesterIdentityRequest(
+            rights_request_id=access, verified=True, method="session", evidence="signed in"
+        ),
+        metadata=api.auth(dpm),
+    )
+    api.publish(operator, "2026-12-01")
+    assert rpc_error(lambda: api.accounts.GetAccount(GET, metadata=me)).reason == (
+        "POLICY_ACCEPTANCE_REQUIRED"
+    )
+    got = api.rights.GetRightsRequest(
+        rights.GetRightsRequestRequest(rights_request_id=access), metadata=me
+    ).rights_request
+    assert got.state == rights_pb2.RIGHTS_REQUEST_STATE_COMPLETED
+    listed = api.rights.ListRightsRequests(rights.ListRightsRequestsRequest(), metadata=me)
+    assert {r.rights_request_id for r in listed.rights_requests} == {access, erasure}
+    chunks = list(
+        api.rights.StreamRightsExport(
+            rights.StreamRightsExportRequest(rights_request_id=access), metadata=me
+        )
+    )
+    assert b"".join(c.data for c in chunks)
+    cancelled = api.rights.CancelRightsRequest(
+        rights.CancelRightsRequestRequest(rights_request_id=erasure), metadata=me
+    ).rights_request
+    assert cancelled.state == rights_pb2.RIGHTS_REQUEST_STATE_CANCELLED
+    consent = consent_service_pb2
+    state = api.consent.GetConsentState(consent.GetConsentStateRequest(), metadata=me)
+    assert state.accepted_policy_version == "2023-02-12"
+    events = api.consent.ListConsentEvents(consent.ListConsentEventsRequest(), metadata=me)
+    assert [e.purpose_id for e in events.events] == ["policy"]
+    receipt = api.consent.GetConsentReceipt(consent.GetConsentReceiptRequest(), metadata=me)
+    assert receipt.jws.count(".") == 2
+    # Making changes beyond rights and consent still waits for the acceptance.
+    assert rpc_error(lambda: api.grant(alice, "analytics")).reason == "POLICY_ACCEPTANCE_REQUIRED"
 
 
 def test_a_version_not_requiring_reacceptance_blocks_nothing(api: Api) -> None:

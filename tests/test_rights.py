@@ -348,7 +348,12 @@ def test_portability_to_a_third_party_outside_the_eea_is_refused(
     operator = api.staff("operator")
     us = create_recipient(api, operator, name="US Cloud Inc", category="it_service_providers",
                           country_code="US")  # fmt: skip
-    gb = create_recipient(api, operator, name="New Provider Ltd", category="it_service_providers")
+    nameless = create_recipient(
+        api, operator, name="No Service Ltd", category="it_service_providers"
+    )
+    api.service_token("new-provider", scopes=())
+    gb = create_recipient(api, operator, name="New Provider Ltd", category="it_service_providers",
+                          service_name="new-provider")  # fmt: skip
     _, person = api.adult()
     failure = unchanged(lambda: request(api, person, S.RIGHTS_REQUEST_TYPE_PORTABILITY,
                                         recipient_id=us.recipient_id))  # fmt: skip
@@ -357,6 +362,9 @@ def test_portability_to_a_third_party_outside_the_eea_is_refused(
                                         recipient_id=gb.recipient_id))  # fmt: skip
     assert failure.reason == "CONSENT_REQUIRED"
     api.grant(person, "sharing.it_service_providers")
+    failure = unchanged(lambda: request(api, person, S.RIGHTS_REQUEST_TYPE_PORTABILITY,
+                                        recipient_id=nameless.recipient_id))  # fmt: skip
+    assert failure.reason == "RECIPIENT_CANNOT_RECEIVE"  # it could never fetch the export
     made = request(api, person, S.RIGHTS_REQUEST_TYPE_PORTABILITY, recipient_id=gb.recipient_id)
     assert made.recipient_id == gb.recipient_id
 

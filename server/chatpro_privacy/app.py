@@ -64,7 +64,7 @@ from chatpro_privacy.domain.organisations.retention_periods import Retention
 from chatpro_privacy.domain.records import audit, audit_checkpoints
 from chatpro_privacy.domain.records.backoff_counts import SharedBackoff
 from chatpro_privacy.domain.records.throttle_counts import SharedThrottles
-from chatpro_privacy.domain.rights.execution import erasure_by
+from chatpro_privacy.domain.rights.execution import erasure_by, late_erasure_by
 from chatpro_privacy.domain.rights.export.exports import Exports
 from chatpro_privacy.domain.rights.requests import Rights
 from chatpro_privacy.domain.vault.envelope import Vault
@@ -165,7 +165,7 @@ class Runtime:
             SharedBackoff(settings.secret_key, clock.now),
         )
         accounts = Accounts(settings.policy, passwords, confirmations, sessions)
-        gate = policy.PolicyGate()
+        gate = policy.PolicyGate(age_of_digital_consent=settings.policy.age_of_digital_consent)
         consents = Consents(settings.policy, gate.history)
         host = plugins or PluginHost(
             store=PluginSettings(),
@@ -213,6 +213,8 @@ class Runtime:
                 consents,
                 host,
                 eraser=erasure_by(vault, ledger),
+                late_eraser=late_erasure_by(vault, ledger),
+                grants=confirmations,
                 exporter=Exports(vault, host, settings.policy, retention).stream,
             ),
             ledger=ledger,
@@ -344,7 +346,7 @@ def _add_services(server: grpc.aio.Server, runtime: Runtime) -> None:
         PolicyService(runtime.policies), server
     )
     consent_service_pb2_grpc.add_ConsentServiceServicer_to_server(
-        ConsentService(runtime.consents, runtime.receipts), server
+        ConsentService(runtime.consents, runtime.receipts, runtime.rights), server
     )
     disclosure_service_pb2_grpc.add_DisclosureServiceServicer_to_server(DisclosureService(), server)
     audit_service_pb2_grpc.add_AuditServiceServicer_to_server(
@@ -374,7 +376,7 @@ def _add_services(server: grpc.aio.Server, runtime: Runtime) -> None:
         RetentionService(settings.policy), server
     )
     outbox_service_pb2_grpc.add_OutboxServiceServicer_to_server(
-        OutboxService(runtime.confirmations), server
+        OutboxService(runtime.confirmations, runtime.rights), server
     )
 
 

@@ -68,6 +68,12 @@ class PolicySettings:
     register_per_peer: int = 100
     sign_in_per_peer: int = 300
     peer_rate_window: dt.timedelta = dt.timedelta(minutes=10)
+    # RGT-8: a request never stalls. An organisation whose part waits is reminded this often;
+    # the data privacy manager is warned this many days before a request's due date.
+    rights_reminder_interval: dt.timedelta = dt.timedelta(days=7)
+    rights_due_warning_days: int = 7
+    # RGT-6: how long a third party's grant to fetch a portability export lasts.
+    export_grant_lifetime: dt.timedelta = dt.timedelta(days=14)
     # Failed sign-ins (SEC-3, issue 15) are counted per account at an address and per
     # address, with delays that grow: past its free failures a key waits the first delay
     # after a failure, doubled with each further one up to the longest delay, and forgets one
@@ -196,6 +202,14 @@ class Settings:
             raise SettingsError("client certificates (mTLS) need the server's TLS cert and key")
         if not 1 <= self.policy.age_of_digital_consent <= 18:
             raise SettingsError("the age of digital consent must be between 1 and 18")
+        if (
+            not dt.timedelta(days=1)
+            <= self.policy.rights_reminder_interval
+            <= dt.timedelta(days=30)
+        ):
+            raise SettingsError("organisations are reminded every 1 to 30 days")
+        if not 1 <= self.policy.rights_due_warning_days <= 30:
+            raise SettingsError("the due-date warning comes 1 to 30 days ahead")
         if self.policy.session_lifetime <= dt.timedelta(0):
             raise SettingsError("the session token lifetime must be positive")
         if self.policy.peer_rate_window <= dt.timedelta(0):
@@ -386,6 +400,13 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         policy = replace(policy, register_per_peer=int(source["CHATPRO_REGISTER_PER_PEER"]))
     if "CHATPRO_SIGN_IN_PER_PEER" in source:
         policy = replace(policy, sign_in_per_peer=int(source["CHATPRO_SIGN_IN_PER_PEER"]))
+    if "CHATPRO_RIGHTS_REMINDER_DAYS" in source:
+        days = int(source["CHATPRO_RIGHTS_REMINDER_DAYS"])
+        policy = replace(policy, rights_reminder_interval=dt.timedelta(days=days))
+    if "CHATPRO_RIGHTS_DUE_WARNING_DAYS" in source:
+        policy = replace(
+            policy, rights_due_warning_days=int(source["CHATPRO_RIGHTS_DUE_WARNING_DAYS"])
+        )
     if "CHATPRO_SIGN_IN_FIRST_DELAY_SECONDS" in source:
         first = float(source["CHATPRO_SIGN_IN_FIRST_DELAY_SECONDS"])
         policy = replace(policy, sign_in_first_delay=dt.timedelta(seconds=first))

@@ -79,6 +79,15 @@ GATE_EXEMPT_METHODS = frozenset(
         "ConsentService/WithdrawConsent",
         "ConsentService/PreviewWithdrawal",
         "RightsService/CreateRightsRequest",
+        # Following a request up: a person's rights never wait on accepting a policy.
+        "RightsService/GetRightsRequest",
+        "RightsService/ListRightsRequests",
+        "RightsService/StreamRightsExport",
+        "RightsService/CancelRightsRequest",
+        # What the person consented to, and the proof of it.
+        "ConsentService/GetConsentState",
+        "ConsentService/ListConsentEvents",
+        "ConsentService/GetConsentReceipt",
         "AccountService/SignOut",
     )
 )

@@ -1,7 +1,8 @@
 """Everything the sweep does, in order, for the server's schedule and `chatpro-privacy sweep`
 alike: ChatPro's own retention schedule (RET-4), unused accounts (RET-2), organisations'
-content past its period (RET-1), and work that stopped part way (rights requests, policy
-notices). Each part commits on its own, so a crash loses nothing already done.
+content past its period (RET-1), work that stopped part way (rights requests, policy
+notices), and children come of age asked for their own consent (ACC-11). Each part commits
+on its own, so a crash loses nothing already done.
 
 One sweep runs at a time across every process on the database: replicas each run the hourly
 schedule, and the first to take the sweep's lease sweeps while the others skip the round. The
@@ -20,6 +21,7 @@ from typing import Any
 
 import structlog
 
+from chatpro_privacy.domain.consent import coming_of_age
 from chatpro_privacy.domain.consent import policy as policy_rules
 from chatpro_privacy.domain.organisations.retention_periods import Retention
 from chatpro_privacy.domain.records import audit_checkpoints
@@ -63,7 +65,11 @@ class Sweeps:
         sweeper = ContentSweeper(self.retention, self.host, self.vault, owner)
         report["content"] = (await sweeper.run()).as_dict()
         report["rights_requests_resumed"] = await self.rights.resume()
+        report["rights_deadlines"] = await self.rights.keep_moving()
         report["policy_notices_resumed"] = await policy_rules.resume_notifications()
+        report["own_consent_requested"] = coming_of_age.ask_own_consent(
+            self.policy.age_of_digital_consent
+        )
         refresh_planner_statistics()
         if self.checkpoint_file:
             taken = audit_checkpoints.take(self.checkpoint_file)

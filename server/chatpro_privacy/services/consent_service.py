@@ -10,15 +10,17 @@ from chatpro_privacy.domain.consent import restrictions
 from chatpro_privacy.domain.consent.ledger import Consents
 from chatpro_privacy.domain.consent.purposes import register
 from chatpro_privacy.domain.consent.receipts import Receipts
+from chatpro_privacy.domain.rights.closure import Closure
 from chatpro_privacy.services.convert import consent as convert
 from chatpro_privacy.services.convert.common import time_field
 from chatpro_privacy.services.servicer import Context
 
 
 class ConsentService(pb_grpc.ConsentServiceServicer):
-    def __init__(self, consents: Consents, receipts: Receipts) -> None:
+    def __init__(self, consents: Consents, receipts: Receipts, closure: Closure) -> None:
         self.consents = consents
         self.receipts = receipts
+        self.closure = closure
 
     async def ListPurposes(
         self, request: pb.ListPurposesRequest, context: Context
@@ -50,16 +52,22 @@ class ConsentService(pb_grpc.ConsentServiceServicer):
     async def WithdrawConsent(
         self, request: pb.WithdrawConsentRequest, context: Context
     ) -> pb.WithdrawConsentResponse:
-        event, lost = self.consents.withdraw(
+        done = await self.closure.withdraw_consent(
             call.principal.get(), request.purpose_id, request.collection_method
         )
-        return pb.WithdrawConsentResponse(event=convert.consent_event(event), services_lost=lost)
+        return pb.WithdrawConsentResponse(
+            event=convert.consent_event(done.event),
+            services_lost=done.services_lost,
+            rights_request_id=done.rights_request_id,
+        )
 
     async def PreviewWithdrawal(
         self, request: pb.PreviewWithdrawalRequest, context: Context
     ) -> pb.PreviewWithdrawalResponse:
-        lost, given = self.consents.preview(call.principal.get(), request.purpose_id)
-        return pb.PreviewWithdrawalResponse(services_lost=lost, currently_given=given)
+        lost, given, closes = self.consents.preview(call.principal.get(), request.purpose_id)
+        return pb.PreviewWithdrawalResponse(
+            services_lost=lost, currently_given=given, closes_account=closes
+        )
 
     async def GetConsentState(
         self, request: pb.GetConsentStateRequest, context: Context

@@ -22,6 +22,7 @@ class DisclosureService(pb_grpc.DisclosureServiceServicer):
             r.category,
             r.country_code,
             convert.LAWFUL_BASIS_NAMES.get(r.lawful_basis, ""),
+            r.service_name,
         )
         return pb.CreateRecipientResponse(recipient=convert.recipient(created))
 

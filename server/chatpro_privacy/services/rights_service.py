@@ -14,7 +14,7 @@ from chatpro_privacy.domain.rights.intake import NewRequest
 from chatpro_privacy.domain.rights.requests import Rights
 from chatpro_privacy.domain.rights.workflow import Kept
 from chatpro_privacy.services.convert import rights as cr
-from chatpro_privacy.services.convert.rights_service import export_chunk
+from chatpro_privacy.services.convert.rights_service import export_chunk, fetched_chunk
 from chatpro_privacy.services.servicer import Context
 
 
@@ -131,6 +131,14 @@ class RightsService(pb_grpc.RightsServiceServicer):
             call.principal.get(), request.rights_request_id, request.format
         ):
             yield export_chunk(chunk)
+
+    async def FetchPortabilityExport(
+        self, request: pb.FetchPortabilityExportRequest, context: Context
+    ) -> AsyncIterator[pb.FetchPortabilityExportResponse]:
+        async for chunk in self.rights.fetch_for_recipient(
+            call.principal.get(), request.grant_token, request.format
+        ):
+            yield fetched_chunk(chunk)
 
     async def LiftRestriction(
         self, request: pb.LiftRestrictionRequest, context: Context

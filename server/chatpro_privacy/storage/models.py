@@ -247,6 +247,8 @@ class Recipient(BaseModel):
     country_code = pw.TextField()
     lawful_basis = pw.TextField()  # domain.consent.purposes.LawfulBasis
     created_at = pw.DateTimeField()
+    # The internal service the recipient fetches portability exports with (RGT-6).
+    service_name = pw.TextField(null=True)
 
 
 class Disclosure(BaseModel):
@@ -538,6 +540,8 @@ class RightsRequest(BaseModel):
     kept_parts = JsonField()  # [{what, reason, decided_by}]
     outcome = pw.TextField()
     updated_at = pw.DateTimeField()
+    # The due date the data privacy manager was last warned of (RGT-8).
+    due_warned_for = pw.DateField(null=True)
 
 
 class RightsRequestEvent(BaseModel):
@@ -568,9 +572,27 @@ class RightsRequestOrganisation(BaseModel):
     reason = pw.TextField()
     decided_by = pw.TextField()
     answered_at = pw.DateTimeField(null=True)
+    # When the organisation was last told its part waits (RGT-8).
+    told_at = pw.DateTimeField(null=True)
 
     class Meta:
         primary_key = pw.CompositeKey("rights_request", "organisation")
+
+
+class ExportGrant(BaseModel):
+    """A recipient's single-use right to fetch one portability export (RGT-6); its token is an
+    HMAC of the id, never stored."""
+
+    id = pw.TextField(primary_key=True)
+    rights_request = pw.ForeignKeyField(
+        RightsRequest, on_delete="CASCADE", column_name="rights_request_id"
+    )
+    rights_request_id: str
+    recipient = pw.ForeignKeyField(Recipient, column_name="recipient_id")
+    recipient_id: str
+    created_at = pw.DateTimeField()
+    expires_at = pw.DateTimeField()
+    used_at = pw.DateTimeField(null=True)
 
 
 class ProcessingRestriction(BaseModel):
@@ -748,6 +770,7 @@ ALL_MODELS: tuple[type[BaseModel], ...] = (
     RightsRequest,
     RightsRequestEvent,
     RightsRequestOrganisation,
+    ExportGrant,
     ProcessingRestriction,
     ProcessingObjection,
     MonitoringStop,

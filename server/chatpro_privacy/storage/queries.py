@@ -19,7 +19,11 @@ from chatpro_privacy.storage.tuning import AUDIT_PARTITION_LOCKS
 
 _SESSION_PRINCIPAL = """
 SELECT s.id, s.revoked_at, s.expires_at, a.id, a.subject_ref, s.kind, a.policy_version,
-       a.date_of_birth, a.last_active_at, r.role
+       a.date_of_birth, a.last_active_at, r.role,
+       (SELECT c.given_by FROM consent_event c
+        WHERE c.subject_ref = a.subject_ref AND c.purpose = 'policy'
+          AND c.event_type <> 'acknowledged'
+        ORDER BY c.seq DESC LIMIT 1) = 'guardian'
 FROM session s
 JOIN account a ON a.id = s.account_id
 LEFT JOIN role_grant r ON r.account_id = a.id
@@ -31,6 +35,7 @@ SELECT a.*, s.field AS source_field, s.source AS source_kind, s.recorded_at AS s
 FROM account a LEFT JOIN account_field_source s ON s.account_id = a.id
 WHERE a.id = ? ORDER BY s.field"""
 _ACCOUNT_SUBJECT = "SELECT subject_ref FROM account WHERE id = ?"
+_ACCOUNT_SUBJECT_STATE = "SELECT subject_ref, state FROM account WHERE id = ?"
 _ACCOUNT_BRIEF = "SELECT subject_ref, date_of_birth FROM account WHERE id = ?"
 _LATEST_CONSENT = """
 SELECT event_type, valid_until FROM consent_event
@@ -148,6 +153,12 @@ def account(account_id: str) -> Account | None:
 def account_subject(account_id: str) -> str | None:
     row = _execute(_ACCOUNT_SUBJECT, (account_id,)).fetchone()
     return str(row[0]) if row else None
+
+
+def account_subject_state(account_id: str) -> tuple[str, str] | None:
+    """(subject_ref, state): for processing that must stop once an account is closed."""
+    row = _execute(_ACCOUNT_SUBJECT_STATE, (account_id,)).fetchone()
+    return (str(row[0]), str(row[1])) if row else None
 
 
 def roles(account_id: str) -> list[str]:

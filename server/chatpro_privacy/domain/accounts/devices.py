@@ -208,11 +208,13 @@ class DeviceRecords:
         v = Violations()
         device = validate_device(v, device)
         v.raise_if_any()
-        subject_ref = (
-            principal.subject_ref
-            if target == principal.account_id
-            else queries.account_subject(target)
-        )
+        subject_ref = principal.subject_ref
+        if target != principal.account_id:  # a service's report: not for a closed account
+            found = queries.account_subject_state(target)
+            if found is None:
+                raise NotFound("ACCOUNT_NOT_FOUND", "no such account", {"account_id": target})
+            subject_ref, state = found
+            access.require_open(state)
         if subject_ref is None:
             raise NotFound("ACCOUNT_NOT_FOUND", "no such account", {"account_id": target})
         touch = source == DataSource.DEVICE and _not_marked_recently(principal, target)

@@ -278,6 +278,10 @@ class Registrations:
                     collection_method="guardian_email_confirmation",
                     event_type=consent.ConsentEventType.GIVEN,
                     given_by=consent.ConsentActor.GUARDIAN,
+                    # Until the child gives their own consent, of age (ACC-11).
+                    valid_until=consent.coming_of_age(
+                        account.date_of_birth, self.policy.age_of_digital_consent
+                    ),
                 )
             audit.record(
                 ANONYMOUS, "account.guardian_confirm", "account", account.id, account.subject_ref

@@ -13,7 +13,7 @@ from chatpro_privacy.domain.kernel.errors import FieldViolation, InvalidArgument
 from chatpro_privacy.domain.kernel.principals import SYSTEM, Role
 from chatpro_privacy.domain.records import audit
 from chatpro_privacy.storage.db import database
-from chatpro_privacy.storage.models import Account, RoleGrant, ServiceCredential
+from chatpro_privacy.storage.models import Account, OutboxConsumer, RoleGrant, ServiceCredential
 
 _SERVICE_NAME = re.compile(r"^[a-z][a-z0-9-]{1,62}$")
 
@@ -99,6 +99,9 @@ def add_service(
 
 
 def revoke_service(name: str) -> bool:
+    """Revoke a service's credential, and its outbox cursors with it: a consumer nobody will
+    read again must not hold back what waits for every consumer's acknowledgement (an
+    erasure's notice, RGT-8) or the outbox's retention (RET-4)."""
     with database.atomic():
         revoked = (
             ServiceCredential.update(revoked_at=clock.now())
@@ -106,5 +109,8 @@ def revoke_service(name: str) -> bool:
             .execute()
         )
         if revoked:
+            OutboxConsumer.delete().where(
+                (OutboxConsumer.name == name) | OutboxConsumer.name.startswith(name + ".")
+            ).execute()
             audit.record(SYSTEM, "service.revoke", "service", name)
     return bool(revoked)

@@ -121,6 +121,12 @@ class Sessions:
         if not await self._password_matches(held, account, password) or account is None:
             raise Unauthenticated("INVALID_CREDENTIALS", "the login or password is wrong")
         self.backoff.release(held, clear=("account",))
+        if account.state == AccountState.CLOSED:
+            raise FailedPrecondition(
+                "ACCOUNT_CLOSED",
+                "this account was closed when consent to the policy was withdrawn; "
+                "its data is being erased",
+            )
         if account.state == AccountState.PENDING_GUARDIAN_CONSENT:
             raise FailedPrecondition(
                 "GUARDIAN_CONSENT_PENDING",
@@ -277,6 +283,7 @@ class Sessions:
             policy_version=accepted,
             last_active_at=last_active,
             date_of_birth=birth,
+            consent_by_guardian=bool(rows[0][10]),
         )
 
     def _service_by_certificate(self, subject: str) -> Principal:

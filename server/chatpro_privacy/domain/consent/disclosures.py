@@ -33,7 +33,7 @@ from chatpro_privacy.domain.kernel.views import View
 from chatpro_privacy.domain.records import audit
 from chatpro_privacy.storage import queries
 from chatpro_privacy.storage.db import database
-from chatpro_privacy.storage.models import Account, Disclosure, Recipient
+from chatpro_privacy.storage.models import Account, Disclosure, Recipient, ServiceCredential
 
 DATA_CATEGORIES = ("identity", "contact", "device", "profile")
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
@@ -47,6 +47,7 @@ class RecipientView(View):
     country_code: str
     lawful_basis: str
     created_at: dt.datetime
+    service_name: str | None
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,12 @@ def _require(principal: Principal, *, operator: bool = False) -> None:
 
 
 def create_recipient(
-    principal: Principal, name: str, category: str, country_code: str, lawful_basis: str
+    principal: Principal,
+    name: str,
+    category: str,
+    country_code: str,
+    lawful_basis: str,
+    service_name: str = "",
 ) -> RecipientView:
     _require(principal, operator=True)
     v = Violations()
@@ -92,6 +98,14 @@ def create_recipient(
             f"the purposes register has no {lawful_basis.replace('_', ' ')} purpose for {category}",
             "BASIS_NOT_IN_REGISTER",
         )
+    if service_name and not (
+        ServiceCredential.select()
+        .where(
+            (ServiceCredential.name == service_name[:64]) & ServiceCredential.revoked_at.is_null()
+        )
+        .exists()
+    ):
+        v.add("recipient.service_name", "names no registered service", "UNKNOWN_SERVICE")
     v.raise_if_any()
     with database.atomic():
         recipient = Recipient.create(
@@ -101,6 +115,7 @@ def create_recipient(
             country_code=country_code,
             lawful_basis=lawful_basis,
             created_at=clock.now(),
+            service_name=service_name or None,
         )
         audit.record(principal, "recipient.create", "recipient", recipient.id)
     return RecipientView.from_row(recipient)
@@ -221,9 +236,11 @@ def record(
     with (
         database.atomic()
     ):  # decide and log in one transaction, so a withdrawal cannot slip between
-        subject_ref = queries.account_subject(account_id[:64])
-        if subject_ref is None:
+        found = queries.account_subject_state(account_id[:64])
+        if found is None:
             raise NotFound("ACCOUNT_NOT_FOUND", "no such account", {"account_id": account_id[:64]})
+        subject_ref, state = found
+        access.require_open(state)
         _require_consent(recipient, purpose, subject_ref)
         restrictions.require_unrestricted(account_id[:64], "disclosures")
         disclosure = Disclosure.create(

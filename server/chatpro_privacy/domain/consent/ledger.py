@@ -75,6 +75,28 @@ MAX_METHOD = 64
 MAX_PAGE = 500
 
 
+def of_age(born: dt.date, age_of_digital_consent: int, on: dt.date | None = None) -> bool:
+    """Whether someone born on ``born`` has reached the age of digital consent (ACC-3)."""
+    return validation.age_on(born, on or clock.today()) >= age_of_digital_consent
+
+
+def coming_of_age(born: dt.date, age_of_digital_consent: int) -> dt.datetime:
+    """The first instant (UTC) at which a child born on ``born`` gives their own consent; a
+    29 February birthday comes on 1 March in other years, as ``age_on`` counts it."""
+    year = born.year + age_of_digital_consent
+    try:
+        day = born.replace(year=year)
+    except ValueError:  # 29 February
+        day = dt.date(year, 3, 1)
+    return dt.datetime.combine(day, dt.time())
+
+
+def guardian_until(principal: Principal, born: dt.date, age: int) -> dt.datetime | None:
+    """A guardian's consent counts until the child reaches the age of digital consent and
+    gives their own (ACC-11): its events say so in ``valid_until``."""
+    return coming_of_age(born, age) if principal.is_guardian else None
+
+
 def append(**fields: Any) -> ConsentEvent:
     """Append one event in the caller's transaction; returns it (its ``seq`` unread)."""
     event = new_event(**fields)
@@ -233,8 +255,9 @@ class Consents:
         purpose = self._consent_purpose(purpose_id)
         if not purpose.withdrawable:
             raise FailedPrecondition(
-                "WITHDRAW_BY_ERASURE",
-                "consent to the policy is withdrawn by closing the account (an erasure request)",
+                "WITHDRAW_CLOSES_ACCOUNT",
+                "consent to the policy is withdrawn by the person signed in, which closes the "
+                "account; from correspondence, enter an erasure request",
             )
         return purpose
 
@@ -273,10 +296,32 @@ class Consents:
         )
         return ConsentEventView.from_row(event)
 
-    def preview(self, principal: Principal, purpose_id: str) -> tuple[list[str], bool]:
+    def preview(self, principal: Principal, purpose_id: str) -> tuple[list[str], bool, bool]:
+        """What withdrawing would stop, whether consent is in force, and whether withdrawing
+        closes the account (the consent it rests on, RGT-7)."""
         purpose = self._consent_purpose(purpose_id)
         subject_ref, _ = self._writable_subject(principal)
-        return list(purpose.services_lost_on_withdrawal), has_consent(subject_ref, purpose.id)
+        given = has_consent(subject_ref, purpose.id)
+        return list(purpose.services_lost_on_withdrawal), given, not purpose.withdrawable
+
+    def withdraw_policy(
+        self, principal: Principal, method: str
+    ) -> tuple[ConsentEventView, list[str]]:
+        """Inside the transaction that closes the account (``rights.closure``): the consent
+        the account rests on, withdrawn (RGT-7)."""
+        purpose = self._consent_purpose(PURPOSE_POLICY)
+        collection = _method(method)
+        subject_ref, _ = self._writable_subject(principal)
+        if not has_consent(subject_ref, purpose.id):
+            raise FailedPrecondition(
+                "CONSENT_NOT_IN_FORCE",
+                "there is no consent in force to withdraw",
+                {"purpose_id": purpose.id},
+            )
+        event = self._append(
+            principal, subject_ref, purpose, collection, ConsentEventType.WITHDRAWN
+        )
+        return event, list(purpose.services_lost_on_withdrawal)
 
     def withdraw(
         self, principal: Principal, purpose_id: str, method: str
@@ -285,8 +330,8 @@ class Consents:
         collection = _method(method)
         if not purpose.withdrawable:
             raise FailedPrecondition(
-                "WITHDRAW_BY_ERASURE",
-                "consent to the policy is withdrawn by closing the account (an erasure request)",
+                "WITHDRAW_CLOSES_ACCOUNT",
+                "withdrawing consent to the policy closes the account (Consents.withdraw_policy)",
             )
         subject_ref, _ = self._writable_subject(principal)
         with database.atomic():
@@ -309,6 +354,10 @@ class Consents:
         method: str,
         event_type: ConsentEventType,
     ) -> ConsentEvent:
+        until = None
+        if principal.is_guardian and event_type != ConsentEventType.WITHDRAWN:
+            _, born = self._writable_subject(principal)
+            until = guardian_until(principal, born, self.policy.age_of_digital_consent)
         return new_event(
             subject_ref=subject_ref,
             notice_version=self._notice_version(),
@@ -318,6 +367,7 @@ class Consents:
             collection_method=method,
             event_type=event_type,
             given_by=ConsentActor.of(principal),
+            valid_until=until,
         )
 
     def _append(

@@ -10,10 +10,11 @@ import time
 from dataclasses import dataclass
 
 from chatpro_privacy.clock import clock
+from chatpro_privacy.domain.consent import coming_of_age
 from chatpro_privacy.domain.consent import ledger as consent
 from chatpro_privacy.domain.consent.notices import NoticeHistory, NoticeVersion
 from chatpro_privacy.domain.consent.purposes import LawfulBasis
-from chatpro_privacy.domain.kernel import access, validation
+from chatpro_privacy.domain.kernel import access
 from chatpro_privacy.domain.kernel.errors import (
     FailedPrecondition,
     FieldViolation,
@@ -29,6 +30,7 @@ from chatpro_privacy.domain.records import audit, outbox
 from chatpro_privacy.storage.db import database
 from chatpro_privacy.storage.models import (
     Account,
+    AccountFieldSource,
     ControllerInfo,
     PolicyNoticeFanout,
     PolicyVersion,
@@ -79,8 +81,9 @@ class PolicyGate:
     is seen within ``ttl``.
     """
 
-    def __init__(self, ttl: float = 5.0) -> None:
+    def __init__(self, ttl: float = 5.0, age_of_digital_consent: int = 13) -> None:
         self.ttl = ttl
+        self.age_of_digital_consent = age_of_digital_consent
         self._history: NoticeHistory | None = None
         self._loaded = 0.0
 
@@ -97,12 +100,25 @@ class PolicyGate:
         if not principal.acts_for_subject:  # a guardian answers for the child's acceptance
             return
         pending = self.history().outstanding(principal.policy_version, clock.now())
+        if pending is None and self.owes_own_consent(principal):
+            pending = self.history().current(clock.now())
         if pending is not None:
             raise FailedPrecondition(
                 "POLICY_ACCEPTANCE_REQUIRED",
                 f"accept privacy policy version {pending.version} to continue",
                 {"version": pending.version},
             )
+
+    def owes_own_consent(self, principal: Principal) -> bool:
+        """A child whose guardian consented, now of the age of digital consent, gives their
+        own consent to the version in force before anything else (ACC-11): from that day the
+        guardian's consent no longer counts."""
+        return (
+            principal.is_person
+            and principal.consent_by_guardian
+            and principal.date_of_birth is not None
+            and consent.of_age(principal.date_of_birth, self.age_of_digital_consent)
+        )
 
 
 def current_policy() -> PolicyVersionView:
@@ -199,11 +215,11 @@ class Policies:
             )
         with database.atomic():
             account = Account.get_by_id(principal.account_id)
-            child_self = (
-                principal.is_person
-                and validation.age_on(account.date_of_birth, clock.today())
-                < self.age_of_digital_consent
+            born = account.date_of_birth
+            child_self = principal.is_person and not consent.of_age(
+                born, self.age_of_digital_consent
             )
+            in_force = consent.has_consent(account.subject_ref, consent.PURPOSE_POLICY)
             event = consent.append(
                 subject_ref=account.subject_ref,
                 notice_version=version,
@@ -214,10 +230,21 @@ class Policies:
                 # A child's own acceptance lets them continue; consent is the guardian's.
                 event_type=consent.ConsentEventType.ACKNOWLEDGED
                 if child_self
-                else consent.ConsentEventType.RENEWED,
+                else consent.ConsentEventType.RENEWED
+                if in_force
+                else consent.ConsentEventType.GIVEN,
                 given_by=consent.ConsentActor.of(principal),
+                valid_until=consent.guardian_until(principal, born, self.age_of_digital_consent),
             )
-            Account.update(policy_version=version).where(Account.id == account.id).execute()
+            updates: dict[str, object] = {"policy_version": version}
+            if principal.is_person and not child_self and account.guardian_email is not None:
+                # Their own consent now (ACC-11): the guardian's part, and address, end here.
+                updates["guardian_email"] = None
+                AccountFieldSource.delete().where(
+                    (AccountFieldSource.account == account.id)
+                    & (AccountFieldSource.field == "guardian_email")
+                ).execute()
+            Account.update(**updates).where(Account.id == account.id).execute()
             audit.record(principal, "policy.accept", "policy_version", version, account.subject_ref)
         return version, event.id
 
@@ -237,7 +264,12 @@ class Policies:
             Account.select(Account.id)
             .where(
                 (Account.state == AccountState.ACTIVE)
-                & (Account.policy_version.is_null() | Account.policy_version.not_in(satisfied))
+                & (
+                    Account.policy_version.is_null()
+                    | Account.policy_version.not_in(satisfied)
+                    # A child come of age owes their own acceptance (ACC-11).
+                    | coming_of_age.owes_own_consent(self.age_of_digital_consent)
+                )
                 & (Account.id > page_token)
             )
             .order_by(Account.id)

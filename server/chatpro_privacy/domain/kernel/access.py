@@ -4,8 +4,14 @@ by internal services). Every such read of another person's data is audited by th
 
 from __future__ import annotations
 
-from chatpro_privacy.domain.kernel.errors import FieldViolation, InvalidArgument, PermissionDenied
+from chatpro_privacy.domain.kernel.errors import (
+    FailedPrecondition,
+    FieldViolation,
+    InvalidArgument,
+    PermissionDenied,
+)
 from chatpro_privacy.domain.kernel.principals import Principal, Role
+from chatpro_privacy.domain.kernel.vocabulary import AccountState
 
 
 def target_account(principal: Principal, account_id: str, *, write: bool = False) -> str:
@@ -45,3 +51,12 @@ def require_staff(principal: Principal, role: Role, code: str, message: str) -> 
 
 def is_other(principal: Principal, account_id: str) -> bool:
     return account_id != principal.account_id
+
+
+def require_open(state: str) -> None:
+    """Nothing more is processed under an account closed by withdrawing consent to the
+    policy (RGT-7), while its erasure runs: what a service would record for it is refused."""
+    if state == AccountState.CLOSED:
+        raise FailedPrecondition(
+            "ACCOUNT_CLOSED", "the account is closed: nothing more is processed under it"
+        )

@@ -36,6 +36,10 @@ class Principal:
     last_active_at: dt.datetime | None = None
     # The account holder's date of birth (a child's, for a guardian), as authentication read it.
     date_of_birth: dt.date | None = None
+    # The account rests on a guardian's consent to the policy (the latest consent event, not
+    # a child's acknowledgement, about the policy is a guardian's): a child's, until they
+    # give their own (ACC-11).
+    consent_by_guardian: bool = False
     # What an internal service may do beyond the common calls, e.g. "outbox".
     scopes: frozenset[str] = field(default_factory=frozenset)
 

@@ -31,6 +31,7 @@ class ConfirmationKind(enum.StrEnum):
     EMAIL = "ec"  # a new email address
     GUARDIAN_ACCESS = "ga"  # a guardian's sign-in for the child
     ACCOUNT_SETUP = "as"  # setting up an account an organisation provisioned
+    EXPORT_GRANT = "eg"  # a third party's single fetch of a portability export (RGT-6)
 
 
 def _b64(data: bytes) -> str:

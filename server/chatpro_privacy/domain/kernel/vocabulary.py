@@ -12,6 +12,8 @@ class AccountState(enum.StrEnum):
     ACTIVE = "active"
     PENDING_GUARDIAN_CONSENT = "pending_guardian_consent"  # a child's, until the guardian confirms
     PENDING_SETUP = "pending_setup"  # provisioned by an organisation (ACC-6), not yet set up
+    # Consent to the policy withdrawn (RGT-7): nobody signs in, its erasure is under way.
+    CLOSED = "closed"
 
 
 class MemberRole(enum.StrEnum):

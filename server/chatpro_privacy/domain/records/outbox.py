@@ -41,6 +41,7 @@ from chatpro_privacy.storage.models import (
     Breach,
     ContentItem,
     EmailConfirmation,
+    ExportGrant,
     GuardianAccess,
     GuardianConfirmation,
     Membership,
@@ -71,6 +72,10 @@ CONTENT_FLAGGED = "content_flagged"
 RIGHTS_REQUEST_UPDATED = "rights_request_updated"
 ACCOUNT_EXPIRY_WARNING = "account_expiry_warning"
 AUDIT_CHECKPOINT_TAKEN = "audit_checkpoint_taken"
+OWN_CONSENT_REQUESTED = "own_consent_requested"
+RIGHTS_REQUEST_AWAITS_ORGANISATION = "rights_request_awaits_organisation"
+RIGHTS_REQUEST_DUE_SOON = "rights_request_due_soon"
+PORTABILITY_EXPORT_READY = "portability_export_ready"
 RESTRICTION_LIFTING = "restriction_lifting"
 
 
@@ -79,7 +84,7 @@ class Payload:
 
 
 P = TypeVar("P", bound=Payload)
-C = TypeVar("C", GuardianAccess, EmailConfirmation, AccountSetup, GuardianConfirmation)
+C = TypeVar("C", GuardianAccess, EmailConfirmation, AccountSetup, GuardianConfirmation, ExportGrant)
 
 
 @dataclass(frozen=True)
@@ -386,6 +391,28 @@ def _account_expiry(r: Reading) -> AccountExpiryWarning | None:
 
 
 @dataclass(frozen=True)
+class OwnConsentRequested(Payload):
+    account_id: str
+    email: str
+    name: str
+    policy_version: str
+
+
+@_event(OWN_CONSENT_REQUESTED, OwnConsentRequested)
+def _own_consent(r: Reading) -> OwnConsentRequested | None:
+    a = r.account
+    if a is None or a.guardian_email is None:  # gone, or their own consent is given
+        return None
+    version = (
+        PolicyVersion.select(PolicyVersion.version)
+        .where(PolicyVersion.effective_at <= r.now)
+        .order_by(PolicyVersion.effective_at.desc(), PolicyVersion.id.desc())
+        .first()
+    )
+    return OwnConsentRequested(a.id, a.email, a.name, version.version if version else "")
+
+
+@dataclass(frozen=True)
 class ContentFlagged(Payload):
     organisation_id: str
     content_id: str
@@ -553,3 +580,8 @@ def notice_sequence(event_type: str, rights_request_id: str) -> int:
 def latest_sequence() -> int:
     latest = OutboxEvent.select(OutboxEvent.seq).order_by(OutboxEvent.seq.desc()).first()
     return int(latest.seq) if latest else 0
+
+
+# Event types kept in modules of their own register here too, so that importing this module
+# gives the whole registry.
+from chatpro_privacy.domain.records import outbox_rights  # noqa: E402, F401

@@ -154,7 +154,8 @@ def _proof_records() -> list[Rule]:
              "as proof of how each was answered; blanked of identifiers at erasure", 0,
              NOT_DELETED, ("rights_request", "rights_request_event",
                            "rights_request_organisation", "processing_restriction",
-                           "processing_objection", "monitoring_stop")),
+                           "processing_objection", "monitoring_stop",
+                           "export_grant")),
         Rule("the breach register", "as the regulator requires (UK GDPR Art. 33(5))", 0,
              NOT_DELETED, ("breach", "breach_subject", "breach_organisation", "breach_notice")),
     ]  # fmt: skip

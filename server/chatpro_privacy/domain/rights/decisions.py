@@ -22,6 +22,7 @@ from chatpro_privacy.domain.rights.organisations import ORGANISATION_DECISIONS
 from chatpro_privacy.domain.rights.workflow import (
     COMPLAINT_NOTICE,
     ERASURE_DECIDED,
+    UNANSWERED,
     Kept,
     RequestStep,
     RequestView,
@@ -191,31 +192,34 @@ class Decisions(Workflow):
                     outcome=said or f"Your objection was upheld. Stopped for you: {stopped}.",
                 )
             else:
-                self._decide_erasure(row, kept, said)
+                self._decide_erasure(row, kept, said, Role.DATA_PRIVACY_MANAGER)
             audit.record(
                 principal, f"rights.complete:{row.type}", "rights_request", row.id, row.subject_ref
             )
         await self.advance(row.id)
         return self.view(self._load(row.id))
 
-    def _decide_erasure(self, row: RightsRequest, kept: list[Kept], said: str) -> None:
+    def _decide_erasure(self, row: RightsRequest, kept: list[Kept], said: str, actor: str) -> None:
         """Tell the person what is kept and why (the organisations' kept content too); the
         erasure runs once that notice is delivered (``Workflow.advance``)."""
-        parts = [
-            {"what": k.what, "reason": k.reason, "decided_by": Role.DATA_PRIVACY_MANAGER}
-            for k in kept
-        ]
+        parts = [{"what": k.what, "reason": k.reason, "decided_by": actor} for k in kept]
         kept_orgs = [
-            p for p in self.view(row).organisations if p.decision == Disposition.KEEP_PSEUDONYMISED
+            p
+            for p in self.view(row).organisations
+            if p.decision == Disposition.KEEP_PSEUDONYMISED or not p.answered
         ]
         summary = "; ".join(
             [f"{k['what']}: {k['reason']}" for k in parts]
-            + [f"content kept by organisation {p.organisation_id}: {p.reason}" for p in kept_orgs]
+            + [
+                f"content kept by organisation {p.organisation_id}: "
+                + (p.reason if p.answered else UNANSWERED)
+                for p in kept_orgs
+            ]
         )
         self._move(
             row,
             RequestState.IN_PROGRESS,
-            Role.DATA_PRIVACY_MANAGER,
+            actor,
             ERASURE_DECIDED + (f"; kept: {summary}" if summary else ""),
             step=RequestStep.ERASE,
             kept_parts=parts,

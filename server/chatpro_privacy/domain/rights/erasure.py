@@ -214,6 +214,37 @@ def erase(
     return _report(ledger.get(account.id) or entry)
 
 
+def erase_late_part(
+    actor: Principal,
+    vault: Vault,
+    ledger: ErasureLedger,
+    rights_request_id: str,
+    organisation_id: str,
+    reason: str,
+) -> ErasureReport:
+    """An organisation that had not answered by the due date answers "delete" after the
+    erasure (RGT-8): its content, kept pseudonymised meanwhile, goes now, and the ledger
+    records its decision (so that a restore replays it)."""
+    entry = ledger.for_request(rights_request_id)
+    if entry is None:
+        raise NotFound(
+            "ERASURE_NOT_FOUND",
+            "no erasure recorded for this request",
+            {"rights_request_id": rights_request_id},
+        )
+    organisations = [o for o in entry.organisations if o.organisation_id != organisation_id] + [
+        OrganisationAction(organisation_id, Disposition.DELETE, reason, "administrator")
+    ]
+    held = _holds(entry.subject_ref)
+    if organisation_id in held:  # RET-1: a legal hold keeps it whatever was decided
+        return _report(entry)
+    redone = ledger.begin(
+        entry.account_id, entry.subject_ref, rights_request_id, organisations, entry.kept
+    )
+    ledger.finish(entry.account_id, _apply(actor, vault, redone, "account.erase.late"))
+    return _report(ledger.get(entry.account_id) or redone)
+
+
 def _holds(subject_ref: str) -> dict[str, str]:
     """Organisations holding this person's content: on them, or on a conversation holding
     some of it; with the hold's reason."""

@@ -18,7 +18,6 @@ import structlog
 from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.accounts.profile import request_email_change
 from chatpro_privacy.domain.accounts.sources import DataSource, set_sources
-from chatpro_privacy.domain.consent import disclosures as disclosure_rules
 from chatpro_privacy.domain.consent import ledger as consent
 from chatpro_privacy.domain.consent.restrictions import RestrictionCase
 from chatpro_privacy.domain.kernel import validation
@@ -34,8 +33,15 @@ from chatpro_privacy.domain.kernel.vocabulary import RequestState, RequestType
 from chatpro_privacy.domain.organisations import member_lifecycle
 from chatpro_privacy.domain.records import audit
 from chatpro_privacy.domain.rights import erasure
-from chatpro_privacy.domain.rights.organisations import PartDecision
-from chatpro_privacy.domain.rights.workflow import COMPLAINT_NOTICE, Kept, RequestStep, Workflow
+from chatpro_privacy.domain.rights.delivery import Exporter, grant_to_recipient, withheld_parts
+from chatpro_privacy.domain.rights.organisations import LateEraser, PartDecision
+from chatpro_privacy.domain.rights.workflow import (
+    COMPLAINT_NOTICE,
+    UNANSWERED,
+    Kept,
+    RequestStep,
+    Workflow,
+)
 from chatpro_privacy.domain.vault.envelope import Vault
 from chatpro_privacy.plugin.host import PluginHost
 from chatpro_privacy.plugin.types import Disposition, MemberView
@@ -57,7 +63,6 @@ log = structlog.get_logger("chatpro_privacy.rights")
 CORRECTABLE = ("name", "email", "date_of_birth", "guardian_email")
 
 Eraser = Callable[[Principal, str, list[RightsRequestOrganisation], list[Kept], str], Any]
-Exporter = Callable[[RightsRequest, str, dict[str, str]], AsyncIterator[Any]]
 
 
 def erasure_by(vault: Vault, ledger: ErasureLedger) -> Eraser:
@@ -82,6 +87,17 @@ def erasure_by(vault: Vault, ledger: ErasureLedger) -> Eraser:
             kept,
             rights_request_id,
             ledger,
+        )
+
+    return run
+
+
+def late_erasure_by(vault: Vault, ledger: ErasureLedger) -> LateEraser:
+    """An organisation's "delete" after the due date, carried out on what was kept (RGT-8)."""
+
+    def run(rights_request_id: str, organisation_id: str, reason: str) -> erasure.ErasureReport:
+        return erasure.erase_late_part(
+            SYSTEM, vault, ledger, rights_request_id, organisation_id, reason
         )
 
     return run
@@ -134,6 +150,21 @@ def record_objection(row: RightsRequest) -> None:
     ).on_conflict_ignore().execute()
 
 
+def _kept_until_answered(part: RightsRequestOrganisation) -> RightsRequestOrganisation:
+    """An erasure's part its organisation had not answered by the due date: its content is
+    kept, pseudonymised, until it answers (RGT-8)."""
+    if part.answered:
+        return part
+    return RightsRequestOrganisation(
+        **{
+            **part.__data__,
+            "decision": Disposition.KEEP_PSEUDONYMISED,
+            "reason": UNANSWERED,
+            "decided_by": "due_date",
+        }
+    )
+
+
 class Execution(Workflow):
     """The "execute" and "erase" steps, and the export the requester then streams."""
 
@@ -166,9 +197,10 @@ class Execution(Workflow):
         """Access and portability: the export is made as it is streamed; naming any
         organisation that withheld its part makes the request partly completed."""
         withheld = [p for p in parts if p.decision == PartDecision.WITHHELD]
+        silent = [p for p in parts if not p.answered]
         self._move(
             row,
-            RequestState.PARTIALLY_COMPLETED if withheld else RequestState.COMPLETED,
+            RequestState.PARTIALLY_COMPLETED if withheld or silent else RequestState.COMPLETED,
             PrincipalKind.SYSTEM,
             "your export is ready to download",
             step=RequestStep.DONE,
@@ -176,8 +208,16 @@ class Execution(Workflow):
             + "".join(
                 f" Organisation {p.organisation_id} withheld its part: {p.reason}."
                 for p in withheld
+            )
+            + "".join(f" Organisation {p.organisation_id}: {UNANSWERED}." for p in silent)
+            + (
+                " It goes to the recipient you chose, who fetches it once."
+                if row.recipient_id
+                else ""
             ),
         )
+        if row.recipient_id:  # RGT-6: the third party fetches it with a grant
+            grant_to_recipient(row, self.policy.export_grant_lifetime)
 
     def _rectify(self, row: RightsRequest) -> str:
         """Apply verified corrections (RGT-2); a new email takes effect once confirmed."""
@@ -222,17 +262,22 @@ class Execution(Workflow):
                     created_at=now,
                 ).on_conflict_ignore().execute()
         told = "".join(
-            f" Organisation {p.organisation_id}: monitoring "
+            f" Organisation {p.organisation_id}: "
             + (
-                "stops."
+                UNANSWERED
+                if not p.answered
+                else "monitoring stops"
                 if p.decision == PartDecision.MONITORING_STOPS
-                else f"continues ({p.reason})."
+                else f"monitoring continues ({p.reason})"
             )
+            + "."
             for p in parts
         )
         self._move(
             row,
-            RequestState.COMPLETED,
+            RequestState.PARTIALLY_COMPLETED
+            if any(not p.answered for p in parts)
+            else RequestState.COMPLETED,
             PrincipalKind.SYSTEM,
             f"processing restricted ({row.restriction_case})",
             step=RequestStep.DONE,
@@ -268,7 +313,7 @@ class Execution(Workflow):
         if self.eraser is None:
             raise FailedPrecondition("ERASURE_UNAVAILABLE", "erasure is not configured")
         view = self.view(row)
-        parts, kept = view.organisations, view.kept
+        parts, kept = [_kept_until_answered(p) for p in view.organisations], view.kept
         members = self._members(row, parts)
         try:
             self.eraser(SYSTEM, row.account_id or "", parts, kept, row.id)
@@ -322,15 +367,7 @@ class Execution(Workflow):
         row = self.export_for(principal, rights_request_id)
         if self.exporter is None:
             raise FailedPrecondition("EXPORT_UNAVAILABLE", "exports are not configured")
-        withheld = {
-            p.organisation_id: p.reason
-            for p in self.view(row).organisations
-            if p.decision == PartDecision.WITHHELD
-        }
-        if row.recipient_id:
-            disclosure_rules.record_portability(
-                principal, row.recipient_id, row.subject_ref, row.id
-            )
+        withheld = withheld_parts(self.view(row).organisations)
         with database.atomic():
             audit.record(principal, "rights.export", "rights_request", row.id, row.subject_ref)
         async for chunk in self.exporter(row, format_name or "json", withheld):

@@ -66,7 +66,7 @@ class NewRequest:
     request_id: str = ""
 
 
-def _violations(r: NewRequest) -> Violations:
+def request_violations(r: NewRequest) -> Violations:
     """Everything wrong with a new request, each field named."""
     v = Violations()
     if r.type not in set(RequestType):
@@ -188,13 +188,19 @@ class Intake(Workflow):
 
     async def create(self, principal: Principal, r: NewRequest) -> RequestView:
         account, channel = self._subject(principal, r)
-        _violations(r).raise_if_any()
+        request_violations(r).raise_if_any()
         if r.request_id and (prior := _replay(account.subject_ref, r.request_id)) is not None:
             return self.view(prior)
         if r.recipient_id:
             # SEC-2 and RGT-6: a third party outside the EEA and UK, or without the person's
             # consent to share with its category, is refused before anything is recorded.
-            disclosure_rules.check_transfer(r.recipient_id, account.subject_ref)
+            recipient = disclosure_rules.check_transfer(r.recipient_id, account.subject_ref)
+            if not recipient.service_name:  # it could never fetch the export
+                raise FailedPrecondition(
+                    "RECIPIENT_CANNOT_RECEIVE",
+                    "this recipient has no service to receive a portability export with",
+                    {"recipient_id": recipient.id},
+                )
         if r.type == RequestType.WITHDRAWAL_OF_CONSENT:
             self._check_withdrawal(account.subject_ref, r.purpose_id)
         if r.restriction_case == RestrictionCase.OBJECTION_PENDING:

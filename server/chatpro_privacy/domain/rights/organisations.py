@@ -10,6 +10,7 @@ administrators do (AnswerRightsRequest), seeing only their own part of the reque
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -19,18 +20,26 @@ from chatpro_privacy.domain.content import content_access
 from chatpro_privacy.domain.kernel import validation
 from chatpro_privacy.domain.kernel.errors import FailedPrecondition, NotFound, Violations
 from chatpro_privacy.domain.kernel.principals import Principal
-from chatpro_privacy.domain.kernel.vocabulary import MemberRole, RequestType
+from chatpro_privacy.domain.kernel.vocabulary import MemberRole, RequestState, RequestType
 from chatpro_privacy.domain.organisations import member_lifecycle
 from chatpro_privacy.domain.records import audit
-from chatpro_privacy.domain.rights import erasure
-from chatpro_privacy.domain.rights.workflow import FINAL, RequestView, Workflow
+from chatpro_privacy.domain.rights import deadlines, erasure
+from chatpro_privacy.domain.rights.workflow import FINAL, RequestView, Workflow, unanswered
 from chatpro_privacy.plugin.faults import PluginError
 from chatpro_privacy.plugin.host import PluginHost
 from chatpro_privacy.plugin.types import Disposition, MemberView
 from chatpro_privacy.storage.db import database
-from chatpro_privacy.storage.models import RightsRequest, RightsRequestOrganisation
+from chatpro_privacy.storage.models import (
+    MonitoringStop,
+    RightsRequest,
+    RightsRequestOrganisation,
+)
 
 log = structlog.get_logger("chatpro_privacy.rights")
+
+# After the due date, an organisation's late "delete" of an erasure's content:
+# (rights_request_id, organisation_id, reason).
+LateEraser = Callable[[str, str, str], Any]
 
 
 class PartDecision(enum.StrEnum):
@@ -57,18 +66,11 @@ NEEDS_REASON = frozenset(
 )
 
 
-def _unanswered(rights_request_id: str) -> Any:
-    """The request's parts still waiting for their organisation's answer (a query)."""
-    return RightsRequestOrganisation.select().where(
-        (RightsRequestOrganisation.rights_request == rights_request_id)
-        & (RightsRequestOrganisation.answered == False)  # noqa: E712
-    )
-
-
 class OrganisationParts(Workflow):
     """The "organisations" step, and what the organisations' administrators see and answer."""
 
     host: PluginHost
+    late_eraser: LateEraser | None
 
     def organisation_pending(self, principal: Principal, organisation_id: str) -> list[RequestView]:
         admin = content_access.require_administrator(principal, organisation_id)
@@ -134,13 +136,50 @@ class OrganisationParts(Workflow):
         if decision in NEEDS_REASON and not why:
             v.add("reason", "the person is told why: a reason is required", "REQUIRED")
         v.raise_if_any()
-        if part.answered or row.state in FINAL:
+        late = row.state in (RequestState.COMPLETED, RequestState.PARTIALLY_COMPLETED)
+        if part.answered or (row.state in FINAL and not late):
             raise FailedPrecondition("ALREADY_ANSWERED", "this part was answered already")
         with database.atomic():
             self._record_answer(row, part.organisation_id, decision, why, MemberRole.ADMINISTRATOR)
             audit.record(principal, "rights.answer", "rights_request", row.id, row.subject_ref)
+        if late:  # after the due date: its part, left open, is carried out now (RGT-8)
+            await self._carry_out_late(row, part.organisation_id, decision, why)
         await self.advance(row.id)
         return self.organisation_view(self._load(row.id), part.organisation_id)
+
+    async def _carry_out_late(
+        self, row: RightsRequest, organisation_id: str, decision: str, reason: str
+    ) -> None:
+        """An organisation's answer after ChatPro's part completed without it: an erasure's
+        content goes now if it is to be deleted (it was kept, pseudonymised, meanwhile); an
+        export includes its part from now on; the requester is told."""
+        if row.type == RequestType.ERASURE and decision == Disposition.DELETE:
+            if self.late_eraser is None:
+                raise FailedPrecondition("ERASURE_UNAVAILABLE", "erasure is not configured")
+            self.late_eraser(row.id, organisation_id, reason)
+        if (
+            row.type == RequestType.RESTRICTION
+            and decision == PartDecision.MONITORING_STOPS
+            and row.account_id is not None
+        ):
+            with database.atomic():
+                MonitoringStop.insert(
+                    organisation=organisation_id,
+                    account=row.account_id,
+                    rights_request_id=row.id,
+                    created_at=clock.now(),
+                ).on_conflict_ignore().execute()
+        told = {
+            RequestType.ACCESS: "; download your export again to receive its part",
+            RequestType.PORTABILITY: "; its part is in the export from now on",
+        }.get(RequestType(row.type), "")
+        with database.atomic():
+            self._move(
+                row,
+                RequestState(row.state),
+                "organisation",
+                f"organisation {organisation_id} answered after the due date: {decision}{told}",
+            )
 
     def _record_answer(
         self, row: RightsRequest, organisation_id: str, decision: str, reason: str, by: str
@@ -173,7 +212,7 @@ class OrganisationParts(Workflow):
                     reason="",
                     decided_by="",
                 ).on_conflict_ignore().execute()
-        for part in list(_unanswered(row.id)):
+        for part in list(unanswered(row.id)):
             if not self.host.has_plugins(part.organisation_id):
                 continue  # its administrators answer
             member = member_lifecycle.member_view(
@@ -188,7 +227,9 @@ class OrganisationParts(Workflow):
                 continue  # left to the administrators, or to a later resume
             with database.atomic():
                 self._record_answer(row, part.organisation_id, decision, reason, f"plugin:{plugin}")
-        return not _unanswered(row.id).exists()
+        with database.atomic():  # RGT-8: each organisation whose part waits is told
+            deadlines.tell_waiting(row.id)
+        return not unanswered(row.id)
 
     async def _plugin_answer(
         self, row: RightsRequest, organisation_id: str, member: MemberView

@@ -66,6 +66,10 @@ COMPLAINT_NOTICE = outbox.COMPLAINT_NOTICE
 ERASURE_NOTICE_WAIT = dt.timedelta(hours=24)
 # The note of the step that tells the person what an erasure keeps, and why.
 ERASURE_DECIDED = "erasure decided"
+# What is said of an organisation that had not answered by the due date (RGT-8): until it
+# does, nothing of its content goes anywhere (an export leaves it out, an erasure keeps it
+# pseudonymised) and its part stays open.
+UNANSWERED = "it did not answer by the due date; its part stays open until it does"
 
 
 # Part of ChatPro's own data an erasure keeps, for a stated legal reason (RGT-3), as the
@@ -82,6 +86,24 @@ class RequestView:
     @property
     def kept(self) -> list[Kept]:
         return [Kept(**k) for k in self.row.kept_parts]
+
+
+def unanswered(rights_request_id: str) -> list[RightsRequestOrganisation]:
+    """The request's parts still waiting for their organisation's answer."""
+    return list(
+        RightsRequestOrganisation.select()
+        .where(
+            (RightsRequestOrganisation.rights_request == rights_request_id)
+            & (RightsRequestOrganisation.answered == False)  # noqa: E712
+        )
+        .order_by(RightsRequestOrganisation.organisation)
+    )
+
+
+def follows_withdrawal(row: RightsRequest) -> bool:
+    """An erasure that follows the withdrawal of consent to the policy (``closure``): no
+    decision of the data privacy manager stands between the person and it."""
+    return row.type == RequestType.ERASURE and row.purpose_id == "policy"
 
 
 def is_dpm(principal: Principal) -> bool:
@@ -208,8 +230,9 @@ class Workflow(abc.ABC):
                 return
             if row.step == RequestStep.ORGANISATIONS:
                 answered = await self._ask_organisations(row)
+                due = clock.today() >= row.due_date  # RGT-8: ChatPro's part goes ahead
                 with database.atomic():
-                    if not answered:
+                    if not answered and not due:
                         if row.state != RequestState.AWAITING_ORGANISATION:
                             self._move(
                                 row,
@@ -218,13 +241,25 @@ class Workflow(abc.ABC):
                                 "waiting for the organisations concerned to answer",
                             )
                         return
-                    if row.state == RequestState.AWAITING_ORGANISATION:
+                    if not answered:
+                        silent = ", ".join(p.organisation_id for p in unanswered(row.id))
+                        self._move(
+                            row,
+                            RequestState.IN_PROGRESS,
+                            PrincipalKind.SYSTEM,
+                            f"due date reached: ChatPro's part goes ahead; no answer yet from "
+                            f"organisation(s) {silent}, whose part stays open",
+                        )
+                    elif row.state == RequestState.AWAITING_ORGANISATION:
                         self._move(
                             row,
                             RequestState.IN_PROGRESS,
                             PrincipalKind.SYSTEM,
                             "every organisation answered",
                         )
+                    if follows_withdrawal(row):
+                        self._decide_erasure(row, [], "", PrincipalKind.SYSTEM)
+                        continue
                     after = (
                         RequestStep.AWAIT_DPM
                         if row.type == RequestType.ERASURE
@@ -253,6 +288,22 @@ class Workflow(abc.ABC):
                 log.exception("rights request step failed", rights_request_id=rights_request_id)
         return len(pending)
 
+    async def erase_once_told(self) -> int:
+        """After an acknowledgement of the outbox: carry out each decided erasure whose notice
+        every consumer now has, at once rather than at the next sweep; returns how many."""
+        waiting = list(
+            RightsRequest.select().where(
+                (RightsRequest.step == RequestStep.ERASE) & RightsRequest.state.not_in(FINAL)
+            )
+        )
+        ready = [row.id for row in waiting if self._notice_delivered(row)]
+        for rights_request_id in ready:
+            try:
+                await self.advance(rights_request_id)
+            except Exception:  # the acknowledgement stands; the sweep tries again
+                log.exception("erasure step failed", rights_request_id=rights_request_id)
+        return len(ready)
+
     def _notice_delivered(self, row: RightsRequest) -> bool:
         """The person is told what is kept, and why, before their address is gone: erase once
         every outbox consumer has acknowledged the notice, or after a day at the latest."""
@@ -275,6 +326,11 @@ class Workflow(abc.ABC):
     async def _ask_organisations(self, row: RightsRequest) -> bool:
         """The "organisations" step: ask each organisation concerned for its part; whether
         every part is answered (``organisations.OrganisationParts``)."""
+
+    @abc.abstractmethod
+    def _decide_erasure(self, row: RightsRequest, kept: list[Kept], said: str, actor: str) -> None:
+        """Inside a transaction: an erasure decided, the person told what is kept and why
+        (``decisions.Decisions``)."""
 
     @abc.abstractmethod
     async def _execute(self, row: RightsRequest) -> None:

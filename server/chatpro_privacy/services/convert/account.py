@@ -15,6 +15,7 @@ STATES: dict[str, account_pb2.AccountState.ValueType] = {
     AccountState.ACTIVE: account_pb2.ACCOUNT_STATE_ACTIVE,
     AccountState.PENDING_GUARDIAN_CONSENT: account_pb2.ACCOUNT_STATE_PENDING_GUARDIAN_CONSENT,
     AccountState.PENDING_SETUP: account_pb2.ACCOUNT_STATE_PENDING_SETUP,
+    AccountState.CLOSED: account_pb2.ACCOUNT_STATE_CLOSED,
 }
 ROLES: dict[str, account_pb2.PlatformRole.ValueType] = {
     Role.OPERATOR: account_pb2.PLATFORM_ROLE_OPERATOR,

@@ -112,6 +112,7 @@ def recipient(r: disclosures.RecipientView) -> consent_pb2.Recipient:
         country_code=r.country_code,
         lawful_basis=lawful_basis(r.lawful_basis),
         create_time=timestamp(r.created_at),
+        service_name=r.service_name or "",
     )
 
 

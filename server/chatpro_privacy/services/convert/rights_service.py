@@ -11,3 +11,9 @@ def export_chunk(chunk: ExportChunk) -> pb.StreamRightsExportResponse:
     return pb.StreamRightsExportResponse(
         data=chunk.data, offset=chunk.offset, sha256=chunk.sha256, media_type=chunk.media_type
     )
+
+
+def fetched_chunk(chunk: ExportChunk) -> pb.FetchPortabilityExportResponse:
+    return pb.FetchPortabilityExportResponse(
+        data=chunk.data, offset=chunk.offset, sha256=chunk.sha256, media_type=chunk.media_type
+    )

@@ -34,6 +34,8 @@ class _AccountStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AccountS
     """Usable."""
     ACCOUNT_STATE_PENDING_SETUP: _AccountState.ValueType  # 3
     """Provisioned by an organisation (ACC-6); waiting for the person to set it up."""
+    ACCOUNT_STATE_CLOSED: _AccountState.ValueType  # 4
+    """Closed by withdrawing consent to the policy (RGT-7): no sign-in, its erasure under way."""
 
 class AccountState(_AccountState, metaclass=_AccountStateEnumTypeWrapper):
     """The lifecycle state of an account."""
@@ -45,6 +47,8 @@ ACCOUNT_STATE_ACTIVE: AccountState.ValueType  # 2
 """Usable."""
 ACCOUNT_STATE_PENDING_SETUP: AccountState.ValueType  # 3
 """Provisioned by an organisation (ACC-6); waiting for the person to set it up."""
+ACCOUNT_STATE_CLOSED: AccountState.ValueType  # 4
+"""Closed by withdrawing consent to the policy (RGT-7): no sign-in, its erasure under way."""
 Global___AccountState: _TypeAlias = AccountState  # noqa: Y015
 
 class _PlatformRole:

@@ -317,6 +317,7 @@ class Recipient(_message.Message):
     COUNTRY_CODE_FIELD_NUMBER: _builtins.int
     LAWFUL_BASIS_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
+    SERVICE_NAME_FIELD_NUMBER: _builtins.int
     recipient_id: _builtins.str
     """Identifier."""
     name: _builtins.str
@@ -327,6 +328,11 @@ class Recipient(_message.Message):
     """ISO 3166-1 alpha-2 country code where it processes data."""
     lawful_basis: Global___LawfulBasis.ValueType
     """The lawful basis of disclosures to it."""
+    service_name: _builtins.str
+    """The internal service (its name, as `chatpro-privacy add-service` registered it) with
+    whose credential the recipient fetches portability exports sent to it (RGT-6). A
+    portability request names only a recipient that has one.
+    """
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp:
         """When it was registered."""
@@ -340,10 +346,11 @@ class Recipient(_message.Message):
         country_code: _builtins.str = ...,
         lawful_basis: Global___LawfulBasis.ValueType = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
+        service_name: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "country_code", b"country_code", "create_time", b"create_time", "lawful_basis", b"lawful_basis", "name", b"name", "recipient_id", b"recipient_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["category", b"category", "country_code", b"country_code", "create_time", b"create_time", "lawful_basis", b"lawful_basis", "name", b"name", "recipient_id", b"recipient_id", "service_name", b"service_name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -207,6 +207,11 @@ class WithdrawConsentResponse(_message.Message):
 
     EVENT_FIELD_NUMBER: _builtins.int
     SERVICES_LOST_FIELD_NUMBER: _builtins.int
+    RIGHTS_REQUEST_ID_FIELD_NUMBER: _builtins.int
+    rights_request_id: _builtins.str
+    """Set when the consent the account rests on (purpose "policy") was withdrawn: the account
+    is closed at once, and this erasure request carries its data away (RGT-7).
+    """
     @_builtins.property
     def event(self) -> _consent_pb2.ConsentEvent:
         """The event appended."""
@@ -220,10 +225,11 @@ class WithdrawConsentResponse(_message.Message):
         *,
         event: _consent_pb2.ConsentEvent | None = ...,
         services_lost: _abc.Iterable[_builtins.str] | None = ...,
+        rights_request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "services_lost", b"services_lost"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event", b"event", "rights_request_id", b"rights_request_id", "services_lost", b"services_lost"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -259,8 +265,11 @@ class PreviewWithdrawalResponse(_message.Message):
 
     SERVICES_LOST_FIELD_NUMBER: _builtins.int
     CURRENTLY_GIVEN_FIELD_NUMBER: _builtins.int
+    CLOSES_ACCOUNT_FIELD_NUMBER: _builtins.int
     currently_given: _builtins.bool
     """Whether consent is in force now (withdrawing otherwise changes nothing)."""
+    closes_account: _builtins.bool
+    """Whether withdrawing closes the account at once and erases its data (purpose "policy")."""
     @_builtins.property
     def services_lost(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """The services that would stop."""
@@ -270,10 +279,11 @@ class PreviewWithdrawalResponse(_message.Message):
         *,
         services_lost: _abc.Iterable[_builtins.str] | None = ...,
         currently_given: _builtins.bool = ...,
+        closes_account: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["currently_given", b"currently_given", "services_lost", b"services_lost"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["closes_account", b"closes_account", "currently_given", b"currently_given", "services_lost", b"services_lost"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -611,6 +611,183 @@ class AuditCheckpointTaken(_message.Message):
 Global___AuditCheckpointTaken: _TypeAlias = AuditCheckpointTaken  # noqa: Y015
 
 @_typing.final
+class OwnConsentRequested(_message.Message):
+    """A child has reached the age of digital consent: their own consent to the policy version in
+    force is asked for, and the guardian's no longer counts (ACC-11). Until they accept it
+    (PolicyService.AcceptPolicy), their calls are refused with POLICY_ACCEPTANCE_REQUIRED.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    EMAIL_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    POLICY_VERSION_FIELD_NUMBER: _builtins.int
+    account_id: _builtins.str
+    """The account, now the young person's own to consent for."""
+    email: _builtins.str
+    """Their own address (not the guardian's)."""
+    name: _builtins.str
+    """Their name."""
+    policy_version: _builtins.str
+    """The policy version in force, to read and accept."""
+    def __init__(
+        self,
+        *,
+        account_id: _builtins.str = ...,
+        email: _builtins.str = ...,
+        name: _builtins.str = ...,
+        policy_version: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "email", b"email", "name", b"name", "policy_version", b"policy_version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OwnConsentRequested: _TypeAlias = OwnConsentRequested  # noqa: Y015
+
+@_typing.final
+class RightsRequestAwaitsOrganisation(_message.Message):
+    """An organisation's part of a rights request waits for its answer (RGT-8): told when the
+    part is created and reminded at an interval until it answers (AnswerRightsRequest), also
+    after the due date, when its part stays open.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANISATION_ID_FIELD_NUMBER: _builtins.int
+    EMAILS_FIELD_NUMBER: _builtins.int
+    RIGHTS_REQUEST_ID_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    DUE_DATE_FIELD_NUMBER: _builtins.int
+    REMINDER_FIELD_NUMBER: _builtins.int
+    organisation_id: _builtins.str
+    """The organisation."""
+    rights_request_id: _builtins.str
+    """The request."""
+    type: _builtins.str
+    """The right exercised."""
+    due_date: _builtins.str
+    """The request's due date (YYYY-MM-DD)."""
+    reminder: _builtins.bool
+    """False the first time, true for a reminder."""
+    @_builtins.property
+    def emails(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Where to tell it: its privacy contact and its administrators."""
+
+    def __init__(
+        self,
+        *,
+        organisation_id: _builtins.str = ...,
+        emails: _abc.Iterable[_builtins.str] | None = ...,
+        rights_request_id: _builtins.str = ...,
+        type: _builtins.str = ...,
+        due_date: _builtins.str = ...,
+        reminder: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["due_date", b"due_date", "emails", b"emails", "organisation_id", b"organisation_id", "reminder", b"reminder", "rights_request_id", b"rights_request_id", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RightsRequestAwaitsOrganisation: _TypeAlias = RightsRequestAwaitsOrganisation  # noqa: Y015
+
+@_typing.final
+class RightsRequestDueSoon(_message.Message):
+    """A rights request's due date is near (RGT-8): the data privacy manager is warned."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RIGHTS_REQUEST_ID_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    DUE_DATE_FIELD_NUMBER: _builtins.int
+    WAITING_FOR_FIELD_NUMBER: _builtins.int
+    EMAILS_FIELD_NUMBER: _builtins.int
+    rights_request_id: _builtins.str
+    """The request."""
+    type: _builtins.str
+    """The right exercised."""
+    state: _builtins.str
+    """Where it stands."""
+    due_date: _builtins.str
+    """Its due date (YYYY-MM-DD)."""
+    @_builtins.property
+    def waiting_for(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The organisations whose part still waits."""
+
+    @_builtins.property
+    def emails(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Where to warn: the data privacy managers' addresses."""
+
+    def __init__(
+        self,
+        *,
+        rights_request_id: _builtins.str = ...,
+        type: _builtins.str = ...,
+        state: _builtins.str = ...,
+        due_date: _builtins.str = ...,
+        waiting_for: _abc.Iterable[_builtins.str] | None = ...,
+        emails: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["due_date", b"due_date", "emails", b"emails", "rights_request_id", b"rights_request_id", "state", b"state", "type", b"type", "waiting_for", b"waiting_for"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RightsRequestDueSoon: _TypeAlias = RightsRequestDueSoon  # noqa: Y015
+
+@_typing.final
+class PortabilityExportReady(_message.Message):
+    """A portability export is ready for the third party the person chose (RGT-6): hand the
+    token to that recipient's service, which fetches the export once with its own credential
+    (RightsService.FetchPortabilityExport).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECIPIENT_ID_FIELD_NUMBER: _builtins.int
+    RECIPIENT_NAME_FIELD_NUMBER: _builtins.int
+    SERVICE_NAME_FIELD_NUMBER: _builtins.int
+    RIGHTS_REQUEST_ID_FIELD_NUMBER: _builtins.int
+    TOKEN_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    recipient_id: _builtins.str
+    """The recipient."""
+    recipient_name: _builtins.str
+    """Its name."""
+    service_name: _builtins.str
+    """The internal service that fetches for it."""
+    rights_request_id: _builtins.str
+    """The portability request."""
+    token: _builtins.str
+    """The single-use grant token."""
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp:
+        """When the grant stops working."""
+
+    def __init__(
+        self,
+        *,
+        recipient_id: _builtins.str = ...,
+        recipient_name: _builtins.str = ...,
+        service_name: _builtins.str = ...,
+        rights_request_id: _builtins.str = ...,
+        token: _builtins.str = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time", "recipient_id", b"recipient_id", "recipient_name", b"recipient_name", "rights_request_id", b"rights_request_id", "service_name", b"service_name", "token", b"token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PortabilityExportReady: _TypeAlias = PortabilityExportReady  # noqa: Y015
+
+@_typing.final
 class RestrictionLifting(_message.Message):
     """The data privacy manager is lifting a restriction of the person's processing (RGT-5): the
     person is told before it is lifted; it is lifted once every consumer acknowledged this.
@@ -676,6 +853,10 @@ class OutboxEvent(_message.Message):
     ACCOUNT_EXPIRY_WARNING_FIELD_NUMBER: _builtins.int
     AUDIT_CHECKPOINT_TAKEN_FIELD_NUMBER: _builtins.int
     RESTRICTION_LIFTING_FIELD_NUMBER: _builtins.int
+    OWN_CONSENT_REQUESTED_FIELD_NUMBER: _builtins.int
+    RIGHTS_REQUEST_AWAITS_ORGANISATION_FIELD_NUMBER: _builtins.int
+    RIGHTS_REQUEST_DUE_SOON_FIELD_NUMBER: _builtins.int
+    PORTABILITY_EXPORT_READY_FIELD_NUMBER: _builtins.int
     sequence: _builtins.int
     """Position in the outbox; strictly increasing in commit order."""
     account_id: _builtins.str
@@ -752,6 +933,22 @@ class OutboxEvent(_message.Message):
     def restriction_lifting(self) -> Global___RestrictionLifting:
         """A restriction of processing is about to be lifted (RGT-5)."""
 
+    @_builtins.property
+    def own_consent_requested(self) -> Global___OwnConsentRequested:
+        """A child come of age is asked for their own consent."""
+
+    @_builtins.property
+    def rights_request_awaits_organisation(self) -> Global___RightsRequestAwaitsOrganisation:
+        """An organisation's part of a rights request waits for it."""
+
+    @_builtins.property
+    def rights_request_due_soon(self) -> Global___RightsRequestDueSoon:
+        """A rights request's due date is near."""
+
+    @_builtins.property
+    def portability_export_ready(self) -> Global___PortabilityExportReady:
+        """A portability export for a third party."""
+
     def __init__(
         self,
         *,
@@ -775,12 +972,16 @@ class OutboxEvent(_message.Message):
         account_expiry_warning: Global___AccountExpiryWarning | None = ...,
         audit_checkpoint_taken: Global___AuditCheckpointTaken | None = ...,
         restriction_lifting: Global___RestrictionLifting | None = ...,
+        own_consent_requested: Global___OwnConsentRequested | None = ...,
+        rights_request_awaits_organisation: Global___RightsRequestAwaitsOrganisation | None = ...,
+        rights_request_due_soon: Global___RightsRequestDueSoon | None = ...,
+        portability_export_ready: Global___PortabilityExportReady | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["account_expiry_warning", b"account_expiry_warning", "account_setup_requested", b"account_setup_requested", "audit_checkpoint_taken", b"audit_checkpoint_taken", "breach_notified", b"breach_notified", "breach_reported_to_organisation", b"breach_reported_to_organisation", "content_flagged", b"content_flagged", "create_time", b"create_time", "email_confirmation_requested", b"email_confirmation_requested", "guardian_access_requested", b"guardian_access_requested", "guardian_consent_requested", b"guardian_consent_requested", "membership_invited", b"membership_invited", "password_changed", b"password_changed", "payload", b"payload", "plugin_faulted", b"plugin_faulted", "policy_version_published", b"policy_version_published", "restriction_lifting", b"restriction_lifting", "rights_request_updated", b"rights_request_updated", "statement_acknowledgement_requested", b"statement_acknowledgement_requested"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["account_expiry_warning", b"account_expiry_warning", "account_setup_requested", b"account_setup_requested", "audit_checkpoint_taken", b"audit_checkpoint_taken", "breach_notified", b"breach_notified", "breach_reported_to_organisation", b"breach_reported_to_organisation", "content_flagged", b"content_flagged", "create_time", b"create_time", "email_confirmation_requested", b"email_confirmation_requested", "guardian_access_requested", b"guardian_access_requested", "guardian_consent_requested", b"guardian_consent_requested", "membership_invited", b"membership_invited", "own_consent_requested", b"own_consent_requested", "password_changed", b"password_changed", "payload", b"payload", "plugin_faulted", b"plugin_faulted", "policy_version_published", b"policy_version_published", "portability_export_ready", b"portability_export_ready", "restriction_lifting", b"restriction_lifting", "rights_request_awaits_organisation", b"rights_request_awaits_organisation", "rights_request_due_soon", b"rights_request_due_soon", "rights_request_updated", b"rights_request_updated", "statement_acknowledgement_requested", b"statement_acknowledgement_requested"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_expiry_warning", b"account_expiry_warning", "account_id", b"account_id", "account_setup_requested", b"account_setup_requested", "audit_checkpoint_taken", b"audit_checkpoint_taken", "breach_notified", b"breach_notified", "breach_reported_to_organisation", b"breach_reported_to_organisation", "content_flagged", b"content_flagged", "create_time", b"create_time", "email_confirmation_requested", b"email_confirmation_requested", "guardian_access_requested", b"guardian_access_requested", "guardian_consent_requested", b"guardian_consent_requested", "membership_invited", b"membership_invited", "password_changed", b"password_changed", "payload", b"payload", "plugin_faulted", b"plugin_faulted", "policy_version_published", b"policy_version_published", "restriction_lifting", b"restriction_lifting", "rights_request_updated", b"rights_request_updated", "sequence", b"sequence", "statement_acknowledgement_requested", b"statement_acknowledgement_requested", "superseded", b"superseded"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_expiry_warning", b"account_expiry_warning", "account_id", b"account_id", "account_setup_requested", b"account_setup_requested", "audit_checkpoint_taken", b"audit_checkpoint_taken", "breach_notified", b"breach_notified", "breach_reported_to_organisation", b"breach_reported_to_organisation", "content_flagged", b"content_flagged", "create_time", b"create_time", "email_confirmation_requested", b"email_confirmation_requested", "guardian_access_requested", b"guardian_access_requested", "guardian_consent_requested", b"guardian_consent_requested", "membership_invited", b"membership_invited", "own_consent_requested", b"own_consent_requested", "password_changed", b"password_changed", "payload", b"payload", "plugin_faulted", b"plugin_faulted", "policy_version_published", b"policy_version_published", "portability_export_ready", b"portability_export_ready", "restriction_lifting", b"restriction_lifting", "rights_request_awaits_organisation", b"rights_request_awaits_organisation", "rights_request_due_soon", b"rights_request_due_soon", "rights_request_updated", b"rights_request_updated", "sequence", b"sequence", "statement_acknowledgement_requested", b"statement_acknowledgement_requested", "superseded", b"superseded"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["guardian_consent_requested", "email_confirmation_requested", "password_changed", "policy_version_published", "guardian_access_requested", "plugin_faulted", "breach_notified", "breach_reported_to_organisation", "membership_invited", "account_setup_requested", "statement_acknowledgement_requested", "content_flagged", "rights_request_updated", "account_expiry_warning", "audit_checkpoint_taken", "restriction_lifting"]  # noqa: Y015
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["guardian_consent_requested", "email_confirmation_requested", "password_changed", "policy_version_published", "guardian_access_requested", "plugin_faulted", "breach_notified", "breach_reported_to_organisation", "membership_invited", "account_setup_requested", "statement_acknowledgement_requested", "content_flagged", "rights_request_updated", "account_expiry_warning", "audit_checkpoint_taken", "restriction_lifting", "own_consent_requested", "rights_request_awaits_organisation", "rights_request_due_soon", "portability_export_ready"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 

@@ -688,3 +688,63 @@ class StreamRightsExportResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___StreamRightsExportResponse: _TypeAlias = StreamRightsExportResponse  # noqa: Y015
+
+@_typing.final
+class FetchPortabilityExportRequest(_message.Message):
+    """Request for RightsService.FetchPortabilityExport."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    GRANT_TOKEN_FIELD_NUMBER: _builtins.int
+    FORMAT_FIELD_NUMBER: _builtins.int
+    grant_token: _builtins.str
+    """The grant token from the PortabilityExportReady outbox event."""
+    format: _builtins.str
+    """"json" (the default) or a format an organisation's plugin offers for its part."""
+    def __init__(
+        self,
+        *,
+        grant_token: _builtins.str = ...,
+        format: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["format", b"format", "grant_token", b"grant_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FetchPortabilityExportRequest: _TypeAlias = FetchPortabilityExportRequest  # noqa: Y015
+
+@_typing.final
+class FetchPortabilityExportResponse(_message.Message):
+    """Response for RightsService.FetchPortabilityExport: one chunk."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DATA_FIELD_NUMBER: _builtins.int
+    OFFSET_FIELD_NUMBER: _builtins.int
+    SHA256_FIELD_NUMBER: _builtins.int
+    MEDIA_TYPE_FIELD_NUMBER: _builtins.int
+    data: _builtins.bytes
+    """The bytes."""
+    offset: _builtins.int
+    """Where they start in the whole export."""
+    sha256: _builtins.str
+    """Set on the last chunk: lowercase hex SHA-256 of the whole export."""
+    media_type: _builtins.str
+    """The media type, on the first chunk."""
+    def __init__(
+        self,
+        *,
+        data: _builtins.bytes = ...,
+        offset: _builtins.int = ...,
+        sha256: _builtins.str = ...,
+        media_type: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "media_type", b"media_type", "offset", b"offset", "sha256", b"sha256"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FetchPortabilityExportResponse: _TypeAlias = FetchPortabilityExportResponse  # noqa: Y015

@@ -92,6 +92,11 @@ class RightsServiceStub:
                 request_serializer=chatpro_dot_privacy_dot_v1_dot_rights__service__pb2.StreamRightsExportRequest.SerializeToString,
                 response_deserializer=chatpro_dot_privacy_dot_v1_dot_rights__service__pb2.StreamRightsExportResponse.FromString,
                 _registered_method=True)
+        self.FetchPortabilityExport = channel.unary_stream(
+                '/chatpro.privacy.v1.RightsService/FetchPortabilityExport',
+                request_serializer=chatpro_dot_privacy_dot_v1_dot_rights__service__pb2.FetchPortabilityExportRequest.SerializeToString,
+                response_deserializer=chatpro_dot_privacy_dot_v1_dot_rights__service__pb2.FetchPortabilityExportResponse.FromString,
+                _registered_method=True)
         self.LiftRestriction = channel.unary_unary(
                 '/chatpro.privacy.v1.RightsService/LiftRestriction',
                 request_serializer=chatpro_dot_privacy_dot_v1_dot_rights__service__pb2.LiftRestrictionRequest.SerializeToString,
@@ -182,6 +187,14 @@ class RightsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def FetchPortabilityExport(self, request, context):
+        """The third party a portability export goes to fetches it, once, with its own service
+        credential and the grant token the outbox handed it (RGT-6); logged as a disclosure.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def LiftRestriction(self, request, context):
         """The data privacy manager lifts a restriction of processing, with a reason (RGT-5): the
         person is told through the outbox first, and it is lifted once they have been.
@@ -247,6 +260,11 @@ def add_RightsServiceServicer_to_server(servicer, server):
                     servicer.StreamRightsExport,
                     request_deserializer=chatpro_dot_privacy_dot_v1_dot_rights__service__pb2.StreamRightsExportRequest.FromString,
                     response_serializer=chatpro_dot_privacy_dot_v1_dot_rights__service__pb2.StreamRightsExportResponse.SerializeToString,
+            ),
+            'FetchPortabilityExport': grpc.unary_stream_rpc_method_handler(
+                    servicer.FetchPortabilityExport,
+                    request_deserializer=chatpro_dot_privacy_dot_v1_dot_rights__service__pb2.FetchPortabilityExportRequest.FromString,
+                    response_serializer=chatpro_dot_privacy_dot_v1_dot_rights__service__pb2.FetchPortabilityExportResponse.SerializeToString,
             ),
             'LiftRestriction': grpc.unary_unary_rpc_method_handler(
                     servicer.LiftRestriction,
@@ -554,6 +572,33 @@ class RightsService:
             '/chatpro.privacy.v1.RightsService/StreamRightsExport',
             chatpro_dot_privacy_dot_v1_dot_rights__service__pb2.StreamRightsExportRequest.SerializeToString,
             chatpro_dot_privacy_dot_v1_dot_rights__service__pb2.StreamRightsExportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FetchPortabilityExport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/chatpro.privacy.v1.RightsService/FetchPortabilityExport',
+            chatpro_dot_privacy_dot_v1_dot_rights__service__pb2.FetchPortabilityExportRequest.SerializeToString,
+            chatpro_dot_privacy_dot_v1_dot_rights__service__pb2.FetchPortabilityExportResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -58,6 +58,10 @@ class RightsServiceStub:
     """An organisation's administrators answer for its content."""
     StreamRightsExport: _grpc.UnaryStreamMultiCallable[_rights_service_pb2.StreamRightsExportRequest, _rights_service_pb2.StreamRightsExportResponse]
     """The requester downloads a completed access or portability export, in chunks."""
+    FetchPortabilityExport: _grpc.UnaryStreamMultiCallable[_rights_service_pb2.FetchPortabilityExportRequest, _rights_service_pb2.FetchPortabilityExportResponse]
+    """The third party a portability export goes to fetches it, once, with its own service
+    credential and the grant token the outbox handed it (RGT-6); logged as a disclosure.
+    """
     LiftRestriction: _grpc.UnaryUnaryMultiCallable[_rights_service_pb2.LiftRestrictionRequest, _rights_service_pb2.LiftRestrictionResponse]
     """The data privacy manager lifts a restriction of processing, with a reason (RGT-5): the
     person is told through the outbox first, and it is lifted once they have been.
@@ -93,6 +97,10 @@ class RightsServiceAsyncStub(RightsServiceStub):
     """An organisation's administrators answer for its content."""
     StreamRightsExport: _aio.UnaryStreamMultiCallable[_rights_service_pb2.StreamRightsExportRequest, _rights_service_pb2.StreamRightsExportResponse]  # type: ignore[assignment]
     """The requester downloads a completed access or portability export, in chunks."""
+    FetchPortabilityExport: _aio.UnaryStreamMultiCallable[_rights_service_pb2.FetchPortabilityExportRequest, _rights_service_pb2.FetchPortabilityExportResponse]  # type: ignore[assignment]
+    """The third party a portability export goes to fetches it, once, with its own service
+    credential and the grant token the outbox handed it (RGT-6); logged as a disclosure.
+    """
     LiftRestriction: _aio.UnaryUnaryMultiCallable[_rights_service_pb2.LiftRestrictionRequest, _rights_service_pb2.LiftRestrictionResponse]  # type: ignore[assignment]
     """The data privacy manager lifts a restriction of processing, with a reason (RGT-5): the
     person is told through the outbox first, and it is lifted once they have been.
@@ -191,6 +199,16 @@ class RightsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_rights_service_pb2.StreamRightsExportResponse], _abc.AsyncIterator[_rights_service_pb2.StreamRightsExportResponse]]:
         """The requester downloads a completed access or portability export, in chunks."""
+
+    @_abc_1.abstractmethod
+    def FetchPortabilityExport(
+        self,
+        request: _rights_service_pb2.FetchPortabilityExportRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_rights_service_pb2.FetchPortabilityExportResponse], _abc.AsyncIterator[_rights_service_pb2.FetchPortabilityExportResponse]]:
+        """The third party a portability export goes to fetches it, once, with its own service
+        credential and the grant token the outbox handed it (RGT-6); logged as a disclosure.
+        """
 
     @_abc_1.abstractmethod
     def LiftRestriction(
