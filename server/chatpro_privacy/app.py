@@ -83,7 +83,7 @@ from chatpro_privacy.services.outbox_service import OutboxService
 from chatpro_privacy.services.policy_service import PolicyService
 from chatpro_privacy.services.retention_service import RetentionService
 from chatpro_privacy.services.rights_service import RightsService
-from chatpro_privacy.settings import Settings
+from chatpro_privacy.settings import MAX_MESSAGE_BYTES, Settings
 from chatpro_privacy.storage import migrations
 from chatpro_privacy.storage.blobs import BlobStore
 from chatpro_privacy.storage.db import close_database, open_database
@@ -111,7 +111,6 @@ SERVICE_NAMES = tuple(
     )
     for service in module.DESCRIPTOR.services_by_name.values()
 )
-MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 
 class AddressInUseError(RuntimeError):

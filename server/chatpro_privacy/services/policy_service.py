@@ -64,7 +64,9 @@ class PolicyService(pb_grpc.PolicyServiceServicer):
     async def ListPendingAcceptances(
         self, request: pb.ListPendingAcceptancesRequest, context: Context
     ) -> pb.ListPendingAcceptancesResponse:
-        ids, token = self.policies.pending_acceptances(
+        page = self.policies.pending_acceptances(
             call.principal.get(), request.version, request.page_size, request.page_token
         )
-        return pb.ListPendingAcceptancesResponse(account_ids=ids, next_page_token=token)
+        return pb.ListPendingAcceptancesResponse(
+            account_ids=page.items, next_page_token=page.next_token
+        )

@@ -13,7 +13,7 @@ from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.consent import ledger as consent
 from chatpro_privacy.domain.consent.notices import NoticeHistory, NoticeVersion
 from chatpro_privacy.domain.consent.purposes import LawfulBasis
-from chatpro_privacy.domain.kernel import access, validation
+from chatpro_privacy.domain.kernel import access, paging, validation
 from chatpro_privacy.domain.kernel.errors import (
     FailedPrecondition,
     FieldViolation,
@@ -223,13 +223,13 @@ class Policies:
 
     def pending_acceptances(
         self, principal: Principal, version: str, page_size: int, page_token: str
-    ) -> tuple[list[str], str]:
+    ) -> paging.Page[str]:
+        """Account ids, in id order; a page of ids (at most 1,000 of 64 characters) always
+        fits a response, so it is cut by count alone."""
         if not (principal.is_service or principal.has_role(Role.OPERATOR)):
             raise PermissionDenied("OPERATORS_ONLY", "operators and services only")
-        if not 0 <= page_size <= 1000:
-            raise InvalidArgument(
-                [FieldViolation("page_size", "must be 0 to 1000", "OUT_OF_RANGE")]
-            )
+        size = paging.size(page_size, 1000, 500)
+        after = paging.position("pending_acceptances", page_token) or ""
         target = get_version(version) if version else current_policy()
         history = _history()
         satisfied = [v.version for v in history.versions if v.effective_at >= target.effective_at]
@@ -238,13 +238,13 @@ class Policies:
             .where(
                 (Account.state == AccountState.ACTIVE)
                 & (Account.policy_version.is_null() | Account.policy_version.not_in(satisfied))
-                & (Account.id > page_token)
+                & (Account.id > after)
             )
             .order_by(Account.id)
-            .limit(page_size or 500)
+            .limit(size + 1)
         )
         ids = [row.id for row in query]
-        return ids, (ids[-1] if len(ids) == (page_size or 500) else "")
+        return paging.by_position(ids[:size], ids[:size], len(ids) > size, "pending_acceptances")
 
 
 async def notify_accounts(version: str, batch: int = FANOUT_BATCH) -> int:

@@ -152,16 +152,16 @@ def conversation_page(
     served: Any,
     cursor: int | None,
     size: int,
-) -> tuple[list[Any], str]:
-    """A page of a conversation's items of one kind still kept, newest first, after the
-    page token's cursor; and the next page's token."""
+) -> tuple[list[Any], bool]:
+    """Up to ``size`` of a conversation's items of one kind still kept, newest first, after
+    the page token's cursor; and whether more follow."""
     query = query.where(
         (ContentItem.conversation == conversation_id) & (ContentItem.kind == kind) & served
     )
     if cursor is not None:
         query = query.where(ContentItem.seq < cursor)
     rows = list(query.order_by(ContentItem.seq.desc()).limit(size + 1))
-    return paging.by_seq(rows, size)
+    return rows[:size], len(rows) > size
 
 
 def store_tokens(organisation_id: str, item_seq: int, tokens: list[bytes]) -> None:
@@ -269,10 +269,15 @@ class Messages:
                 )
 
     async def list(
-        self, principal: Principal, conversation_id: str, page_size: int, page_token: str
-    ) -> tuple[list[MessageView], str]:
+        self,
+        principal: Principal,
+        conversation_id: str,
+        page_size: int,
+        page_token: str,
+        budget: paging.Budget[MessageView] = paging.UNBOUNDED,
+    ) -> paging.Page[MessageView]:
         conversation, _ = content_access.participant(principal, conversation_id)
-        size, cursor = paging.page(page_size, page_token)
+        size, cursor = paging.page(page_size, page_token, "messages")
         served = await self.retention.served(conversation.organisation_id, (ContentKind.MESSAGE,))
         query = ContentItem.select(
             ContentItem.seq,
@@ -283,10 +288,11 @@ class Messages:
             ContentItem.body,
             ContentItem.created_at,
         )
-        rows, token = conversation_page(
+        rows, more = conversation_page(
             query, conversation.id, ContentKind.MESSAGE, served, cursor, size
         )
         texts = self.vault.open_texts(
             conversation.organisation_id, ((r.id, r.key_id, r.body) for r in rows)
         )
-        return [self._view(r, texts[r.id]) for r in rows], token
+        views = [self._view(r, texts[r.id]) for r in rows]
+        return paging.by_position(views, [r.seq for r in rows], more, "messages", budget)

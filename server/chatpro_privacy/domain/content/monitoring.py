@@ -337,6 +337,7 @@ class Monitoring:
         flagged_only: bool,
         page_size: int,
         page_token: str,
+        budget: paging.Budget[Item] = paging.UNBOUNDED,
     ) -> SearchResult:
         org_id = content_access.administered(principal, organisation_id)
         v = Violations()
@@ -348,7 +349,7 @@ class Monitoring:
         if keywords and not words:
             v.add("keywords", "hold no word to search for", "NO_WORDS")
         v.raise_if_any()
-        size, cursor = paging.page(page_size, page_token)
+        size, cursor = paging.page(page_size, page_token, "search")
         check = await self._approve(
             principal,
             org_id,
@@ -362,12 +363,15 @@ class Monitoring:
             ),
         )
         served = await self.retention.served(org_id)
-        rows, total, token = self._search_rows(
+        rows, total, more = self._search_rows(
             org_id, scope, words, flagged_only, size, cursor, served
         )
         items, subjects = self._items(org_id, rows)
-        access_id = await self._recorded(check, len(items), subjects)
-        return SearchResult(items, total, token, access_id)
+        page = paging.by_position(items, [r.seq for r in rows], more, "search", budget)
+        if len(page.items) < len(items):  # cut to fit: record only what is returned
+            _, subjects = self._items(org_id, rows[: len(page.items)])
+        access_id = await self._recorded(check, len(page.items), subjects)
+        return SearchResult(page.items, total, page.next_token, access_id)
 
     def _search_rows(
         self,
@@ -378,15 +382,15 @@ class Monitoring:
         size: int,
         cursor: int | None,
         served: Any,
-    ) -> tuple[list[ContentItem], int, str]:
-        """(page, total, next token): tokens narrow the items first, then the scope."""
+    ) -> tuple[list[ContentItem], int, bool]:
+        """(page, total, more follow): tokens narrow the items first, then the scope."""
         where = _in_scope(org_id, scope, by_tokens=bool(words)) & served
         if flagged_only:
             where &= ContentItem.seq.in_(ContentFlag.select(ContentFlag.item_seq))
         if words:
             tokens = self.vault.search_tokens(org_id, words)
             if not tokens:  # no live key: nothing can match
-                return [], 0, ""
+                return [], 0, False
             matching = (
                 ContentToken.select(ContentToken.item_seq)
                 .where((ContentToken.organisation_id == org_id) & ContentToken.token.in_(tokens))
@@ -399,8 +403,7 @@ class Monitoring:
         if cursor is not None:
             query = query.where(ContentItem.seq > cursor)
         rows = list(query.order_by(ContentItem.seq).limit(size + 1)) if total else []
-        page, token = paging.by_seq(rows, size)
-        return page, total, token
+        return rows[:size], total, len(rows) > size
 
     async def statistics(
         self, principal: Principal, organisation_id: str, reason: str, scope: Scope
@@ -523,21 +526,34 @@ class Monitoring:
     # -- reading the records ------------------------------------------------------------------
 
     def access_records(
-        self, principal: Principal, organisation_id: str, page_size: int, page_token: str
-    ) -> tuple[list[AccessRecordView], str]:
+        self,
+        principal: Principal,
+        organisation_id: str,
+        page_size: int,
+        page_token: str,
+        budget: paging.Budget[AccessRecordView] = paging.UNBOUNDED,
+    ) -> paging.Page[AccessRecordView]:
         org_id = content_access.administered(principal, organisation_id)
-        rows, token = _accesses(MonitoringAccess.organisation == org_id, page_size, page_token)
-        return [AccessRecordView.from_row(r) for r in rows], token
+        size, cursor = paging.page(page_size, page_token, "access_records")
+        rows, more = _accesses(MonitoringAccess.organisation == org_id, size, cursor)
+        views = [AccessRecordView.from_row(r) for r in rows]
+        return paging.by_offset(views, cursor, more, "access_records", budget)
 
     def checks(
-        self, principal: Principal, organisation_id: str, page_size: int, page_token: str
-    ) -> tuple[list[Check], str]:
+        self,
+        principal: Principal,
+        organisation_id: str,
+        page_size: int,
+        page_token: str,
+        budget: paging.Budget[Check] = paging.UNBOUNDED,
+    ) -> paging.Page[Check]:
         mine = content_access.active_membership(principal, organisation_id)
-        rows, token = _accesses(
+        size, cursor = paging.page(page_size, page_token, "monitoring_checks")
+        rows, more = _accesses(
             (MonitoringAccess.organisation == mine.organisation_id)
             & (MonitoringAccess.refused == False),  # noqa: E712 - SQL comparison
-            page_size,
-            page_token,
+            size,
+            cursor,
         )
         included = (
             {
@@ -552,12 +568,13 @@ class Monitoring:
             if rows
             else set()
         )
-        return [Check(AccessRecordView.from_row(r), r.id in included) for r in rows], token
+        views = [Check(AccessRecordView.from_row(r), r.id in included) for r in rows]
+        return paging.by_offset(views, cursor, more, "monitoring_checks", budget)
 
 
-def _accesses(where: Any, page_size: int, page_token: str) -> tuple[list[MonitoringAccess], str]:
-    """A page of recorded checks, newest first."""
-    size, cursor = paging.page(page_size, page_token)
+def _accesses(where: Any, size: int, cursor: int | None) -> tuple[list[MonitoringAccess], bool]:
+    """Up to ``size`` recorded checks from offset ``cursor``, newest first; and whether more
+    follow."""
     rows = list(
         MonitoringAccess.select()
         .where(where)
@@ -565,4 +582,4 @@ def _accesses(where: Any, page_size: int, page_token: str) -> tuple[list[Monitor
         .offset(cursor or 0)
         .limit(size + 1)
     )
-    return paging.by_offset(rows, size, cursor)
+    return rows[:size], len(rows) > size

@@ -74,6 +74,11 @@ class ResourceExhausted(DomainError):
         self.retry_after_seconds = retry_after_seconds
 
 
+class TooLarge(DomainError):
+    """A message over the transport's limit: the same call will never fit, so no retry is
+    offered (RESOURCE_EXHAUSTED without RetryInfo)."""
+
+
 class Unavailable(DomainError):
     """A dependency is down; the call may be retried after ``retry_after_seconds``."""
 

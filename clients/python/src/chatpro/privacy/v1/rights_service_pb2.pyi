@@ -193,7 +193,9 @@ class ListRightsRequestsResponse(_message.Message):
     """Empty on the last page."""
     @_builtins.property
     def rights_requests(self) -> _containers.RepeatedCompositeFieldContainer[_rights_pb2.RightsRequest]:
-        """The requests, earliest due first."""
+        """The requests, earliest due first. A page holds fewer than page_size when more
+        would not fit in one response (4 MiB); the token then resumes after the last.
+        """
 
     def __init__(
         self,
