@@ -42,7 +42,6 @@ from chatpro.privacy.v1 import (
     rights_service_pb2_grpc,
 )
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
 
 from chatpro_privacy.clock import clock
@@ -69,6 +68,7 @@ from chatpro_privacy.domain.rights.requests import Rights
 from chatpro_privacy.domain.vault.envelope import Vault
 from chatpro_privacy.edge.call_workers import CallWorkers
 from chatpro_privacy.edge.interceptors import EdgeInterceptor
+from chatpro_privacy.health_service import Health
 from chatpro_privacy.jobs.scheduler import Sweeps
 from chatpro_privacy.plugin.host import PluginHost
 from chatpro_privacy.services.account_service import AccountService
@@ -110,6 +110,12 @@ SERVICE_NAMES = tuple(
         retention_service_pb2,
     )
     for service in module.DESCRIPTOR.services_by_name.values()
+)
+# Everything the server serves, as its reflection lists it (the fuzz test calls them all).
+SERVED_SERVICES = (
+    *SERVICE_NAMES,
+    health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+    reflection.SERVICE_NAME,
 )
 
 
@@ -200,7 +206,7 @@ class Runtime:
 class RunningServer:
     server: grpc.aio.Server
     port: int
-    health: HealthServicer
+    health: Health
     runtime: Runtime
     edge: EdgeInterceptor
     workers: CallWorkers
@@ -275,7 +281,7 @@ async def _sweep_forever(runtime: Runtime, background: CallWorkers) -> None:
             log.exception("sweep failed")
 
 
-async def _report_serving(health: HealthServicer, serving: bool) -> None:
+async def _report_serving(health: Health, serving: bool) -> None:
     status = (
         health_pb2.HealthCheckResponse.SERVING
         if serving
@@ -341,16 +347,9 @@ async def start(
         maximum_concurrent_rpcs=1000,
     )
     _add_services(server, runtime)
-    health = HealthServicer()
+    health = Health()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    reflection.enable_server_reflection(
-        (
-            *SERVICE_NAMES,
-            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-            reflection.SERVICE_NAME,
-        ),
-        server,
-    )
+    reflection.enable_server_reflection(SERVED_SERVICES, server)
     credentials = _credentials(settings)
     try:
         if credentials is None:

@@ -29,13 +29,15 @@ from chatpro_privacy.domain.consent.policy import PolicyGate
 from chatpro_privacy.domain.kernel.errors import (
     DomainError,
     PermissionDenied,
+    TooLarge,
     Unauthenticated,
     Unavailable,
 )
 from chatpro_privacy.domain.kernel.principals import ANONYMOUS, Principal
-from chatpro_privacy.domain.kernel.text import refuse_nul
+from chatpro_privacy.edge import requests
 from chatpro_privacy.edge import status as status_map
 from chatpro_privacy.edge.call_workers import CallWorkers
+from chatpro_privacy.settings import MAX_MESSAGE_BYTES
 
 log = structlog.get_logger("chatpro_privacy.access")
 T = TypeVar("T")
@@ -148,6 +150,18 @@ class _CallView:
 _END = object()  # a server stream has no more items
 
 
+def _fits(response: T) -> T:
+    """``response``, if it fits the largest message the server may send. Left to grpc, one
+    that does not fails RESOURCE_EXHAUSTED after the call was logged OK; here it fails with
+    a reason, and the log line says what the client got."""
+    if isinstance(response, Message) and response.ByteSize() > MAX_MESSAGE_BYTES:
+        raise TooLarge(
+            "RESPONSE_TOO_LARGE",
+            f"the response would be {response.ByteSize()} bytes, over {MAX_MESSAGE_BYTES}",
+        )
+    return response
+
+
 class EdgeInterceptor(grpc.aio.ServerInterceptor):
     def __init__(
         self,
@@ -169,9 +183,11 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
         self._last_refused = 0.0  # time.monotonic() of the latest call refused as draining
         self._release: asyncio.Event | None = None  # set: held refusals are answered
 
-    def _authenticate(self, method: str, ctx: Any) -> Principal:
+    def _authenticate(self, method: str, ctx: Any, call: _Call) -> None:
+        """Sets ``call.principal`` as soon as the caller is known, so that a refusal of
+        theirs (a guardian's session out of scope, a policy to accept) is logged as theirs."""
         if is_public(method):
-            return ANONYMOUS
+            return
         header = _metadata(ctx, "authorization")
         scheme, _, token = header.partition(" ")
         if header and scheme.lower() != "bearer":
@@ -182,6 +198,7 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
         if list(auth.get("transport_security_type") or ()) == [b"ssl"] and names:
             subject = names[0].decode("utf-8", "replace")
         principal = self.sessions.authenticate(token.strip(), subject)
+        call.principal = principal
         if principal.is_guardian and not method.startswith(GUARDIAN_PREFIXES):
             raise PermissionDenied(
                 "GUARDIAN_SESSION_SCOPE",
@@ -189,7 +206,6 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
             )
         if method not in GATE_EXEMPT_METHODS:
             self.gate.check(principal)
-        return principal
 
     async def _enter(
         self, method: str, ctx: grpc.aio.ServicerContext[Any, Any]
@@ -318,7 +334,7 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
         if self.guard is not None:
             self.guard.refuse_if_down()
             self.guard.before_call()
-        call.principal = self._authenticate(method, ctx)
+        self._authenticate(method, ctx, call)
         context.principal.set(call.principal)
 
     async def _guarded(self, work: Awaitable[T]) -> T:
@@ -341,12 +357,15 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
     ) -> Callable[[Any, Any], Awaitable[Any]]:
         async def work(request: Any, view: Any, call: _Call) -> Any:
             self._admit(method, view, call)
-            if isinstance(request, Message):
-                refuse_nul(request)
-            return await behaviour(request, view)
+            requests.check(request)
+            return _fits(await behaviour(request, view))
 
         async def handle(request: Any, ctx: grpc.aio.ServicerContext[Any, Any]) -> Any:
             async with self._scope(method, ctx) as call:
+                if request is requests.UNDECODABLE:
+                    requests.check(request)
+                if not isinstance(request, Message):  # a client stream
+                    request = requests.checked(request)
                 if not self._on_worker(method):
                     return await work(request, ctx, call)
                 assert self.workers is not None
@@ -365,8 +384,7 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
         ) -> tuple[AsyncIterator[Any], contextvars.Context]:
             """The stream's items, and the context (the principal) they are made in."""
             self._admit(method, view, call)
-            if isinstance(request, Message):
-                refuse_nul(request)
+            requests.check(request)
             result = behaviour(request, view)
             if not inspect.isasyncgen(result):
                 await result
@@ -374,16 +392,21 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
             return result, contextvars.copy_context()
 
         async def step(items: AsyncIterator[Any]) -> Any:
-            return await anext(items, _END)
+            item = await anext(items, _END)
+            return item if item is _END else _fits(item)
 
         async def handle(
             request: Any, ctx: grpc.aio.ServicerContext[Any, Any]
         ) -> AsyncIterator[Any]:
             async with self._scope(method, ctx) as call:
+                if request is requests.UNDECODABLE:
+                    requests.check(request)
+                if not isinstance(request, Message):  # a bidirectional stream
+                    request = requests.checked(request)
                 if not self._on_worker(method):
                     items, _ = await start(request, ctx, call)
                     async for item in items:
-                        yield item
+                        yield _fits(item)
                     return
                 assert self.workers is not None
                 async with self.workers.lease() as lease:
@@ -419,7 +442,7 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
             return handler
         method = details.method
         kwargs = {
-            "request_deserializer": handler.request_deserializer,
+            "request_deserializer": requests.tolerant(handler.request_deserializer),
             "response_serializer": handler.response_serializer,
         }
         if handler.unary_unary:
