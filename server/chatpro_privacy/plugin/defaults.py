@@ -10,6 +10,7 @@ from collections.abc import Iterable, Iterator, Sequence
 
 import pluggy
 
+from chatpro_privacy.domain.kernel.formats import rfc3339
 from chatpro_privacy.plugin.hookspecs import PROJECT
 from chatpro_privacy.plugin.types import (
     DEFAULT_RETENTION_MONTHS,
@@ -52,7 +53,7 @@ class Defaults:
                 content_id=item.ref.content_id,
                 fields={
                     "conversation_id": item.ref.conversation_id,
-                    "created_at": item.ref.created_at.isoformat(),
+                    "created_at": rfc3339(item.ref.created_at),
                     "text": item.text,
                 },
             )

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from chatpro_privacy.domain.kernel.formats import rfc3339, spreadsheet_safe
 from chatpro_privacy.domain.kernel.vocabulary import MemberRole
 
 # What plugin authors import from ``chatpro_privacy.plugin``.
@@ -28,6 +29,8 @@ __all__ = [
     "PluginContext",
     "RetentionVeto",
     "Withheld",
+    "rfc3339",
+    "spreadsheet_safe",
 ]
 
 

@@ -31,6 +31,7 @@ from chatpro_privacy.domain.kernel.errors import (
     PermissionDenied,
     Violations,
 )
+from chatpro_privacy.domain.kernel.formats import rfc3339
 from chatpro_privacy.domain.kernel.principals import Principal
 from chatpro_privacy.domain.kernel.tokens import new_id
 from chatpro_privacy.domain.kernel.views import View
@@ -170,8 +171,8 @@ def _scope(v: Violations, scope: Scope, organisation_id: str) -> None:
 
 def _filters(scope: Scope, **more: str) -> dict[str, str]:
     found = {
-        "start_time": scope.start.isoformat() if scope.start else "",
-        "end_time": scope.end.isoformat() if scope.end else "",
+        "start_time": rfc3339(scope.start) if scope.start else "",
+        "end_time": rfc3339(scope.end) if scope.end else "",
     }
     if scope.people:
         found["person_account_ids"] = ",".join(scope.people)

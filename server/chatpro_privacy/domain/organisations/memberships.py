@@ -18,6 +18,7 @@ from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.consent import ledger as consent
 from chatpro_privacy.domain.consent.purposes import LawfulBasis
 from chatpro_privacy.domain.kernel import errors
+from chatpro_privacy.domain.kernel.formats import rfc3339
 from chatpro_privacy.domain.kernel.principals import Principal, Role
 from chatpro_privacy.domain.kernel.views import View
 from chatpro_privacy.domain.kernel.vocabulary import MemberRole, MembershipState
@@ -230,7 +231,7 @@ def require_reacknowledgement(
             account_id,
             organisation_id=organisation_id,
             statement_version=version,
-            effective_at=effective_at.isoformat(),
+            effective_at=rfc3339(effective_at),
         )
 
 

@@ -11,6 +11,7 @@ import structlog
 
 from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.consent.restrictions import RestrictionCase
+from chatpro_privacy.domain.kernel.formats import rfc3339
 from chatpro_privacy.domain.kernel.principals import SYSTEM
 from chatpro_privacy.domain.kernel.vocabulary import AccountState, MemberRole
 from chatpro_privacy.domain.organisations.retention_periods import months_passed
@@ -62,7 +63,7 @@ class Expiry:
                 outbox.emit(
                     outbox.ACCOUNT_EXPIRY_WARNING,
                     account_id,
-                    expire_at=(now + self.policy.account_expiry_notice).isoformat(),
+                    expire_at=rfc3339(now + self.policy.account_expiry_notice),
                 )
                 warned += 1
         return warned
