@@ -119,9 +119,11 @@ RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:
 FORMATS = jsonschema.FormatChecker()
 
 
-@FORMATS.checks("date-time")
 def _date_time(value: object) -> bool:
     return not isinstance(value, str) or bool(RFC3339.match(value))
+
+
+FORMATS.checks("date-time")(_date_time)
 
 
 def _times(value: object) -> Iterator[str]:
