@@ -13,6 +13,7 @@ from chatpro.privacy.v1 import (
     consent_service_pb2,
     messaging_service_pb2,
     monitoring_service_pb2,
+    organisation_service_pb2,
     policy_service_pb2,
     rights_pb2,
     rights_service_pb2,
@@ -73,6 +74,14 @@ def _lists(org: Org, staff: dict[str, str]) -> dict[str, tuple[Message, str]]:
         "RightsService/ListRightsRequests": (
             rights_service_pb2.ListRightsRequestsRequest(),
             staff["dpm"],
+        ),
+        "OrganisationService/ListMembers": (
+            organisation_service_pb2.ListMembersRequest(organisation_id=org.organisation_id),
+            org.admin.token,
+        ),
+        "PolicyService/ListPolicyVersions": (
+            policy_service_pb2.ListPolicyVersionsRequest(),
+            pupil.token,
         ),
     }
 
@@ -220,3 +229,23 @@ def test_list_rights_requests_always_fits_in_a_response(
     for item in listed:
         assert item.type == rights_pb2.RIGHTS_REQUEST_TYPE_RECTIFICATION
         assert len(item.corrections) == (0 if oversized else corrections)
+
+
+def test_policy_versions_page_by_size_and_every_version_is_reached(api: Api) -> None:
+    """A version's text may hold 200,000 characters (800 kB of UTF-8): ListPolicyVersions,
+    public, used to answer every version in one response."""
+    operator = api.staff("operator", "operator1")
+    for i in range(7):
+        api.publish(operator, f"2031-0{i + 1}-01", requires=False, text="\U0001f4a5" * 200_000)
+    request = policy_service_pb2.ListPolicyVersionsRequest(page_size=200)
+    versions: list[str] = []
+    pages = 0
+    while True:
+        page = api.policy.ListPolicyVersions(request, timeout=30)
+        pages += 1
+        versions += [p.version for p in page.policies]
+        if not page.next_page_token:
+            break
+        request.page_token = page.next_page_token
+    assert pages > 1 and len(versions) == len(set(versions))
+    assert {f"2031-0{i + 1}-01" for i in range(7)} <= set(versions)

@@ -118,9 +118,22 @@ def current_policy() -> PolicyVersionView:
     return PolicyVersionView.from_row(version)
 
 
-def list_versions() -> list[PolicyVersionView]:
-    rows = PolicyVersion.select().order_by(PolicyVersion.effective_at.desc())
-    return [PolicyVersionView.from_row(r) for r in rows]
+def list_versions(
+    page_size: int = 0,
+    page_token: str = "",
+    budget: paging.Budget[PolicyVersionView] = paging.UNBOUNDED,
+) -> paging.Page[PolicyVersionView]:
+    """Newest effective first. A version's text may run to 200,000 characters, so a page is
+    cut to fit a response."""
+    size, cursor = paging.page(page_size, page_token, "policy_versions")
+    rows = list(
+        PolicyVersion.select()
+        .order_by(PolicyVersion.effective_at.desc(), PolicyVersion.version)
+        .offset(cursor or 0)
+        .limit(size + 1)
+    )
+    views = [PolicyVersionView.from_row(r) for r in rows[:size]]
+    return paging.by_offset(views, cursor, len(rows) > size, "policy_versions", budget)
 
 
 def get_version(version: str) -> PolicyVersionView:
