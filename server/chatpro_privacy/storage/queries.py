@@ -11,9 +11,10 @@ import datetime as dt
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
+from chatpro_privacy.storage.chained import Write
 from chatpro_privacy.storage.db import database, is_postgres
 from chatpro_privacy.storage.dialect import parameters, render
-from chatpro_privacy.storage.models import Account, ConsentEvent, Device, OrganisationStatement
+from chatpro_privacy.storage.models import Account, ConsentEvent, OrganisationStatement
 from chatpro_privacy.storage.tuning import AUDIT_PARTITION_LOCKS
 
 _SESSION_PRINCIPAL = """
@@ -37,7 +38,8 @@ WHERE subject_ref = ? AND purpose = ? ORDER BY seq DESC LIMIT 1"""
 _INSERT_CONSENT = """
 INSERT INTO consent_event (id, subject_ref, notice_version, purpose, lawful_basis, data_categories,
                            collection_method, event_type, given_by, occurred_at, valid_until)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
+SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? {source}
+RETURNING seq"""
 _ROLES = "SELECT role FROM role_grant WHERE account_id = ? ORDER BY role"
 _SOURCES = """
 SELECT field, source, recorded_at FROM account_field_source
@@ -55,18 +57,23 @@ INSERT INTO audit_entry
    chain_partition, chain_seq, mac)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
 _AUDIT_HEAD = "SELECT seq, mac FROM audit_head WHERE chain_partition = ?"
-# PostgreSQL: the partition's writers take turns (an advisory lock held to the transaction's
-# end). The head is read by the next statement: a statement's snapshot is taken before it
-# waits for the lock, so one that locked and read at once could read a head already moved.
+# PostgreSQL: the partition's writers take turns on its head row, locked to the transaction's
+# end; a writer that waited reads the head as its predecessor left it (READ COMMITTED
+# re-reads a locked row). A partition with no head yet has no row to lock: its first writers
+# take turns on an advisory lock, and read the head by the next statement, since a
+# statement's snapshot is taken before it waits for the lock.
+_LOCK_AUDIT_HEAD = "SELECT seq, mac FROM audit_head WHERE chain_partition = ? FOR UPDATE"
 _LOCK_AUDIT_PARTITION = "SELECT pg_advisory_xact_lock(?)"
 _AUDIT_HEAD_UPSERT = """
 INSERT INTO audit_head (chain_partition, seq, mac, head_mac) VALUES (?, ?, ?, ?)
 ON CONFLICT (chain_partition) DO UPDATE SET
   seq = excluded.seq, mac = excluded.mac, head_mac = excluded.head_mac"""
+# PostgreSQL: the entry and the head's move in one round trip.
+_AUDIT_WITH_HEAD = f"WITH entry_step AS ({_AUDIT}){_AUDIT_HEAD_UPSERT}"
 _UPSERT_DEVICE = """
 INSERT INTO device (account_id, device_id, device_type, operating_system, browser_type, source,
                     first_used_at, last_used_at, use_count)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1)
+SELECT ?, ?, ?, ?, ?, ?, ?, ?, 1 {source}
 ON CONFLICT (account_id, device_id) DO UPDATE SET
   device_type = excluded.device_type,
   operating_system = excluded.operating_system,
@@ -75,6 +82,30 @@ ON CONFLICT (account_id, device_id) DO UPDATE SET
   last_used_at = excluded.last_used_at,
   use_count = device.use_count + 1
 RETURNING *"""
+
+_INSERT_ITEM = """
+INSERT INTO content_item (id, organisation_id, conversation_id, kind, author_ref,
+                          author_account_id, request_id, key_id, body, created_at)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+RETURNING seq"""
+# PostgreSQL: an item and its keyed word tokens in one statement, so one round trip and no
+# transaction around it.
+_INSERT_ITEM_WITH_TOKENS = f"""
+WITH item AS ({_INSERT_ITEM}), tokens AS (
+  INSERT INTO content_token (organisation_id, token, item_seq)
+  SELECT ?, token, item.seq FROM item, unnest(?::bytea[]) AS token
+)
+SELECT seq FROM item"""
+
+_POSTER = """
+SELECT c.id, c.organisation_id, c.kind, c.mode, c.created_at, p.can_send,
+       m.acknowledgement_required
+FROM conversation_participant p
+JOIN conversation c ON c.id = p.conversation_id
+JOIN organisation_membership m
+  ON m.organisation_id = c.organisation_id AND m.account_id = p.account_id
+WHERE p.conversation_id = ? AND p.account_id = ? AND m.state = ?
+LIMIT 1"""
 
 
 def _sql(sql: str) -> str:
@@ -155,11 +186,56 @@ def insert_tokens(organisation_id: str, item_seq: int, tokens: list[bytes]) -> N
     )
 
 
+def insert_item(values: tuple[Any, ...], organisation_id: str, tokens: list[bytes]) -> int:
+    """A new content item (``_INSERT_ITEM``'s columns) and its tokens, committed together;
+    returns its sequence number. Outside any transaction of the caller's."""
+    if is_postgres():
+        row = _execute(_INSERT_ITEM_WITH_TOKENS, (*values, organisation_id, tokens)).fetchone()
+        return int(row[0])
+    with database.atomic():
+        seq = int(_execute(_INSERT_ITEM, values).fetchall()[0][0])
+        if tokens:
+            insert_tokens(organisation_id, seq, tokens)
+    return seq
+
+
+class Posting(NamedTuple):
+    """A participant's conversation as posting needs it."""
+
+    conversation_id: str
+    organisation_id: str
+    kind: str
+    mode: str
+    created_at: dt.datetime
+    can_send: bool
+    acknowledgement_required: str | None
+
+
+def posting(conversation_id: str, account_id: str, active: str) -> Posting | None:
+    """The conversation, if the account takes part in it as a member in state ``active`` of
+    its organisation: every message's path, so one statement, written once."""
+    row = _execute(_POSTER, (conversation_id, account_id, active)).fetchone()
+    if row is None:
+        return None
+    identifier, organisation_id, kind, mode, created_at, can_send, pending = row
+    created = timestamp(created_at)
+    assert created is not None
+    return Posting(
+        str(identifier),
+        str(organisation_id),
+        str(kind),
+        str(mode),
+        created,
+        bool(can_send),
+        pending,
+    )
+
+
 def touch_account(account_id: str, now: dt.datetime) -> int:
     return int(_execute(_TOUCH, (now, account_id)).rowcount)
 
 
-def upsert_device(
+def device_use(
     account_id: str,
     device_id: str,
     device_type: str,
@@ -167,18 +243,26 @@ def upsert_device(
     browser_type: str,
     source: str,
     now: dt.datetime,
-) -> Device:
-    """Record one use of a device and return its row, in one statement."""
+) -> Write:
+    """One use of a device, recorded in one statement that returns the device's row."""
     params = (account_id, device_id, device_type, operating_system, browser_type, source, now, now)
-    postgres = is_postgres()
-    rows = list(Device.raw(render(_UPSERT_DEVICE, postgres), *parameters(params, postgres)))
-    return rows[0]  # read to the end: SQLite finishes a RETURNING statement when stepped out
+    return Write(_UPSERT_DEVICE, params)
 
 
 def locked_audit_head(partition: int) -> tuple[int, str] | None:
     """The partition's head (newest position and MAC), its writers' turn taken first."""
+    found = None
     if is_postgres():
-        _execute(_LOCK_AUDIT_PARTITION, (AUDIT_PARTITION_LOCKS + partition,))
+        found = _execute(_LOCK_AUDIT_HEAD, (partition,)).fetchone()
+        if found is None:
+            _execute(_LOCK_AUDIT_PARTITION, (AUDIT_PARTITION_LOCKS + partition,))
+    if found is None:
+        found = _execute(_AUDIT_HEAD, (partition,)).fetchone()
+    return (int(found[0]), str(found[1])) if found else None
+
+
+def audit_head(partition: int) -> tuple[int, str] | None:
+    """The partition's head as last committed, without taking a turn."""
     found = _execute(_AUDIT_HEAD, (partition,)).fetchone()
     return (int(found[0]), str(found[1])) if found else None
 
@@ -187,6 +271,9 @@ def insert_audit(
     fields: tuple[Any, ...], partition: int, seq: int, mac: str, head_mac: str
 ) -> None:
     """Append a chained entry and move its partition's head, in the caller's transaction."""
+    if is_postgres():
+        _execute(_AUDIT_WITH_HEAD, (*fields, partition, seq, mac, partition, seq, mac, head_mac))
+        return
     _execute(_AUDIT, (*fields, partition, seq, mac))
     _execute(_AUDIT_HEAD_UPSERT, (partition, seq, mac, head_mac))
 
@@ -208,9 +295,9 @@ def latest_consent(subject_ref: str, purpose: str) -> tuple[str, dt.datetime | N
     return (str(row[0]), timestamp(row[1])) if row else None
 
 
-def insert_consent_event(event: ConsentEvent) -> None:
-    """Columns as peewee would write them: the JSON list encoded by its field."""
-    _execute(
+def consent_event(event: ConsentEvent) -> Write:
+    """Its insert, columns as peewee would write them: the JSON list encoded by its field."""
+    return Write(
         _INSERT_CONSENT,
         (
             event.id,

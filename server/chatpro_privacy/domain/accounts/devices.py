@@ -23,7 +23,7 @@ from chatpro_privacy.domain.kernel.errors import (
 from chatpro_privacy.domain.kernel.principals import Principal
 from chatpro_privacy.domain.kernel.views import View
 from chatpro_privacy.domain.records import audit
-from chatpro_privacy.storage import queries
+from chatpro_privacy.storage import chained, queries
 from chatpro_privacy.storage.db import database
 from chatpro_privacy.storage.models import Device, InstallationEvent
 
@@ -82,8 +82,8 @@ def validate_device(v: Violations, device: DeviceData, prefix: str = "device") -
     )
 
 
-def upsert_device(account_id: str, device: DeviceData, source: str) -> Device:
-    return queries.upsert_device(
+def _device_use(account_id: str, device: DeviceData, source: str) -> chained.Write:
+    return queries.device_use(
         account_id,
         device.device_id,
         device.device_type,
@@ -92,6 +92,12 @@ def upsert_device(account_id: str, device: DeviceData, source: str) -> Device:
         source,
         clock.now(),
     )
+
+
+def upsert_device(account_id: str, device: DeviceData, source: str) -> Device:
+    """In the caller's transaction."""
+    rows: list[Device] = chained.run(_device_use(account_id, device, source), Device)
+    return rows[0]
 
 
 # How precisely the last use of an account is kept: expiry is six months after it (RET-2).
@@ -163,14 +169,27 @@ class DeviceRecords:
         )
         if subject_ref is None:
             raise NotFound("ACCOUNT_NOT_FOUND", "no such account", {"account_id": target})
-        with database.atomic():
-            if source == DataSource.ANALYTICS_PROVIDER:
-                _require_analytics_allowed(target, subject_ref)
-            row = upsert_device(target, device, source)
-            if source == DataSource.DEVICE and _not_marked_recently(principal, target):
-                queries.touch_account(target, clock.now())  # the app in use (ACC-7, RET-2)
-            audit.record(principal, "device.use", "account", target, subject_ref)
+        touch = source == DataSource.DEVICE and _not_marked_recently(principal, target)
+        if source == DataSource.ANALYTICS_PROVIDER or touch:
+            with database.atomic():
+                if source == DataSource.ANALYTICS_PROVIDER:
+                    _require_analytics_allowed(target, subject_ref)
+                row = upsert_device(target, device, source)
+                if touch:
+                    queries.touch_account(target, clock.now())  # the app in use (ACC-7, RET-2)
+                audit.record(principal, "device.use", "account", target, subject_ref)
             return DeviceView.from_row(row)
+        # The hot path: the device's use and its audit entry in one round trip.
+        (row,) = audit.recorded_write(
+            principal,
+            "device.use",
+            "account",
+            target,
+            subject_ref,
+            _device_use(target, device, source),
+            Device,
+        )
+        return DeviceView.from_row(row)
 
     def list_devices(self, principal: Principal, account_id: str) -> list[DeviceView]:
         target = access.target_account(principal, account_id)

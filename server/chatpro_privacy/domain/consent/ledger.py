@@ -11,6 +11,7 @@ import datetime as dt
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.consent.notices import NoticeHistory
@@ -28,7 +29,7 @@ from chatpro_privacy.domain.kernel.tokens import new_id
 from chatpro_privacy.domain.kernel.views import View
 from chatpro_privacy.domain.records import audit
 from chatpro_privacy.settings import PolicySettings
-from chatpro_privacy.storage import queries
+from chatpro_privacy.storage import chained, queries
 from chatpro_privacy.storage.db import database
 from chatpro_privacy.storage.models import Account, ConsentEvent
 
@@ -73,7 +74,14 @@ MAX_METHOD = 64
 MAX_PAGE = 500
 
 
-def append(
+def append(**fields: Any) -> ConsentEvent:
+    """Append one event in the caller's transaction; returns it (its ``seq`` unread)."""
+    event = new_event(**fields)
+    chained.run(queries.consent_event(event))
+    return event
+
+
+def new_event(
     *,
     subject_ref: str,
     notice_version: str,
@@ -85,8 +93,7 @@ def append(
     given_by: ConsentActor,
     valid_until: dt.datetime | None = None,
 ) -> ConsentEvent:
-    """Append one event in the caller's transaction; returns it (its ``seq`` unread)."""
-    event = ConsentEvent(
+    return ConsentEvent(
         id=new_id(),
         subject_ref=subject_ref,
         notice_version=notice_version,
@@ -99,8 +106,6 @@ def append(
         occurred_at=clock.now(),
         valid_until=valid_until,
     )
-    queries.insert_consent_event(event)
-    return event
 
 
 def _in_force(event_type: str, valid_until: dt.datetime | None, at: dt.datetime) -> bool:
@@ -244,16 +249,24 @@ class Consents:
                 "GUARDIAN_MUST_CONSENT",
                 "under the age of digital consent, a guardian gives consent for you",
             )
-        with database.atomic():
-            renewing = has_consent(subject_ref, purpose.id)
-            event = self._append(
-                principal,
-                subject_ref,
-                purpose,
-                collection,
-                ConsentEventType.RENEWED if renewing else ConsentEventType.GIVEN,
-            )
-        return event
+        renewing = has_consent(subject_ref, purpose.id)
+        event = self._event(
+            principal,
+            subject_ref,
+            purpose,
+            collection,
+            ConsentEventType.RENEWED if renewing else ConsentEventType.GIVEN,
+        )
+        # The event and its audit entry in one round trip where the database allows.
+        audit.recorded_write(
+            principal,
+            f"consent.grant:{purpose.id}",
+            "consent_event",
+            event.id,
+            subject_ref,
+            queries.consent_event(event),
+        )
+        return ConsentEventView.from_row(event)
 
     def preview(self, principal: Principal, purpose_id: str) -> tuple[list[str], bool]:
         purpose = self._consent_purpose(purpose_id)
@@ -283,15 +296,15 @@ class Consents:
             )
         return event, list(purpose.services_lost_on_withdrawal)
 
-    def _append(
+    def _event(
         self,
         principal: Principal,
         subject_ref: str,
         purpose: Purpose,
         method: str,
         event_type: ConsentEventType,
-    ) -> ConsentEventView:
-        event = append(
+    ) -> ConsentEvent:
+        return new_event(
             subject_ref=subject_ref,
             notice_version=self._notice_version(),
             purpose=purpose.id,
@@ -301,6 +314,17 @@ class Consents:
             event_type=event_type,
             given_by=ConsentActor.of(principal),
         )
+
+    def _append(
+        self,
+        principal: Principal,
+        subject_ref: str,
+        purpose: Purpose,
+        method: str,
+        event_type: ConsentEventType,
+    ) -> ConsentEventView:
+        event = self._event(principal, subject_ref, purpose, method, event_type)
+        chained.run(queries.consent_event(event))
         verb = "withdraw" if event_type == ConsentEventType.WITHDRAWN else "grant"
         audit.record(
             principal, f"consent.{verb}:{purpose.id}", "consent_event", event.id, subject_ref

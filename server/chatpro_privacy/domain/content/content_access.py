@@ -14,9 +14,9 @@ from chatpro_privacy.domain.kernel.errors import FailedPrecondition, NotFound, P
 from chatpro_privacy.domain.kernel.principals import Principal, Role
 from chatpro_privacy.domain.kernel.vocabulary import MemberRole, MembershipState
 from chatpro_privacy.domain.organisations import memberships
+from chatpro_privacy.storage import queries
 from chatpro_privacy.storage.models import (
     Conversation,
-    ConversationParticipant,
     Membership,
     OrganisationStatement,
 )
@@ -81,43 +81,21 @@ def poster(principal: Principal, conversation_id: str) -> tuple[Conversation, bo
     """As ``participant``, with the statement version the member must still acknowledge
     (one query: this is every message's path)."""
     account_id = refuse_platform(principal)
-    row = (
-        ConversationParticipant.select(
-            Conversation.id,
-            Conversation.organisation,
-            Conversation.kind,
-            Conversation.mode,
-            Conversation.created_at,
-            ConversationParticipant.can_send,
-            Membership.acknowledgement_required,
-        )
-        .join(Conversation)
-        .join(
-            Membership,
-            on=(
-                (Membership.organisation == Conversation.organisation)
-                & (Membership.account == ConversationParticipant.account)
-            ),
-        )
-        .where(
-            (ConversationParticipant.conversation == conversation_id[:64])
-            & (ConversationParticipant.account == account_id)
-            & (Membership.state == MembershipState.ACTIVE)
-        )
-        .tuples()
-        .first()
-    )
+    row = queries.posting(conversation_id[:64], account_id, MembershipState.ACTIVE)
     if row is None:
         raise NotFound(
             "CONVERSATION_NOT_FOUND",
             "no such conversation",
             {"conversation_id": conversation_id[:64]},
         )
-    identifier, organisation_id, kind, mode, created_at, can_send, pending = row
     conversation = Conversation(
-        id=identifier, organisation=organisation_id, kind=kind, mode=mode, created_at=created_at
+        id=row.conversation_id,
+        organisation=row.organisation_id,
+        kind=row.kind,
+        mode=row.mode,
+        created_at=row.created_at,
     )
-    return conversation, bool(can_send), pending
+    return conversation, row.can_send, row.acknowledgement_required
 
 
 def require_acknowledged(organisation_id: str, required_version: str | None) -> None:

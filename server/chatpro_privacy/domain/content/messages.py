@@ -126,11 +126,10 @@ class Posting:
                 "BROADCAST_SENDERS_ONLY", "only the broadcast's senders may post in it"
             )
 
-    def create(
+    def _new(
         self, item_id: str, kind: ContentKind, key_id: str, body: bytes | None, **fields: object
     ) -> ContentItem:
-        """Inside the caller's transaction."""
-        return ContentItem.create(
+        return ContentItem(
             id=item_id,
             organisation=self.organisation_id,
             conversation=self.conversation_id,
@@ -143,6 +142,34 @@ class Posting:
             created_at=clock.now(),
             **fields,
         )
+
+    def create_message(
+        self, item_id: str, key_id: str, body: bytes, tokens: list[bytes]
+    ) -> ContentItem:
+        """A message and its search tokens, in one round trip where the database allows."""
+        item = self._new(item_id, ContentKind.MESSAGE, key_id, body)
+        values = (
+            item.id,
+            self.organisation_id,
+            self.conversation_id,
+            item.kind,
+            item.author_ref,
+            self.author_account_id,
+            item.request_id,
+            item.key_id,
+            item.body,
+            item.created_at,
+        )
+        item.seq = queries.insert_item(values, self.organisation_id, tokens)
+        return item
+
+    def create(
+        self, item_id: str, kind: ContentKind, key_id: str, body: bytes | None, **fields: object
+    ) -> ContentItem:
+        """Inside the caller's transaction."""
+        item = self._new(item_id, kind, key_id, body, **fields)
+        item.save(force_insert=True)
+        return item
 
 
 def conversation_page(
@@ -162,11 +189,6 @@ def conversation_page(
         query = query.where(ContentItem.seq < cursor)
     rows = list(query.order_by(ContentItem.seq.desc()).limit(size + 1))
     return rows[:size], len(rows) > size
-
-
-def store_tokens(organisation_id: str, item_seq: int, tokens: list[bytes]) -> None:
-    if tokens:
-        queries.insert_tokens(organisation_id, item_seq, tokens)
 
 
 class Messages:
@@ -209,9 +231,7 @@ class Messages:
         item_id = new_id()
         sealed = self.vault.seal_text(posting.organisation_id, item_id, posting.author_ref, text)
         try:
-            with database.atomic():
-                item = posting.create(item_id, ContentKind.MESSAGE, sealed.key_id, sealed.body)
-                store_tokens(posting.organisation_id, item.seq, sealed.tokens)
+            item = posting.create_message(item_id, sealed.key_id, sealed.body, sealed.tokens)
         except peewee.IntegrityError:
             if (prior := posting.retried()) is not None:
                 return self._replay(prior, text)

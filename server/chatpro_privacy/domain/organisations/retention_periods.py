@@ -73,22 +73,41 @@ class Segment:
     months: int
 
 
-def segments(organisation_id: str, kind: ContentKind, months_now: int) -> list[Segment]:
+# A statement as the periods need it: (effective at, months announced per kind).
+Announced = tuple[dt.datetime, dict[str, int]]
+
+
+def announced(organisation_id: str) -> list[Announced]:
+    """Every statement the organisation published, those not yet in effect included,
+    oldest first."""
+    return [
+        (s.effective_at, dict(s.retention_months))
+        for s in statements_in_effect(
+            organisation_id,
+            dt.datetime.max,
+            OrganisationStatement.effective_at,
+            OrganisationStatement.retention_months,
+        )
+    ]
+
+
+def segments(
+    organisation_id: str,
+    kind: ContentKind,
+    months_now: int,
+    statements: list[Announced] | None = None,
+) -> list[Segment]:
     """The periods content of ``kind`` was created under, oldest first."""
-    statements = statements_in_effect(
-        organisation_id,
-        clock.now(),
-        OrganisationStatement.effective_at,
-        OrganisationStatement.retention_months,
-    )
+    now = clock.now()
+    published = announced(organisation_id) if statements is None else statements
     bounds: list[tuple[dt.datetime | None, int]] = [(None, DEFAULT_RETENTION_MONTHS)]
-    for s in statements:
-        announced = int(s.retention_months.get(kind, DEFAULT_RETENTION_MONTHS))
-        bounds.append((s.effective_at, announced))
+    for effective_at, periods in published:
+        if effective_at <= now:
+            bounds.append((effective_at, int(periods.get(kind, DEFAULT_RETENTION_MONTHS))))
     found: list[Segment] = []
-    for i, (start, announced) in enumerate(bounds):
+    for i, (start, announced_months) in enumerate(bounds):
         end = bounds[i + 1][0] if i + 1 < len(bounds) else None
-        months = min(months_now, max(DEFAULT_RETENTION_MONTHS, announced))
+        months = min(months_now, max(DEFAULT_RETENTION_MONTHS, announced_months))
         if found and found[-1].months == months:
             found[-1] = Segment(found[-1].start, end, months)
         else:
@@ -123,6 +142,7 @@ class Retention:
     def __init__(self, host: PluginHost) -> None:
         self.host = host
         self._months: dict[tuple[str, str, int], tuple[float, int]] = {}
+        self._statements: dict[tuple[str, int], tuple[float, list[Announced]]] = {}
 
     async def months(self, organisation_id: str, kind: ContentKind) -> int:
         key = (organisation_id, kind, self.host.generation(organisation_id))
@@ -135,8 +155,23 @@ class Retention:
         self._months[key] = (time.monotonic(), months)
         return months
 
+    def _announced(self, organisation_id: str) -> list[Announced]:
+        """The organisation's statements, reused as the plugin's answers are: every message
+        listed needs them, and publishing one clears them (PluginHost.invalidate). Which
+        are in effect is decided at each use, so one taking effect counts at once."""
+        key = (organisation_id, self.host.generation(organisation_id))
+        cached = self._statements.get(key)
+        if cached is not None and time.monotonic() - cached[0] < CACHE_SECONDS:
+            return cached[1]
+        found = announced(organisation_id)
+        if len(self._statements) > 10_000:
+            self._statements.clear()
+        self._statements[key] = (time.monotonic(), found)
+        return found
+
     async def schedule(self, organisation_id: str, kind: ContentKind) -> list[Segment]:
-        return segments(organisation_id, kind, await self.months(organisation_id, kind))
+        months = await self.months(organisation_id, kind)
+        return segments(organisation_id, kind, months, self._announced(organisation_id))
 
     async def served(
         self,

@@ -4,12 +4,15 @@ only, tamper-evident.
 Entries are written inside the transaction of the change they record, so a change and its
 entry commit together or not at all. They hold pseudonymous refs, never personal data.
 
-Each entry belongs to one of PARTITIONS chains (by its subject, or its actor), so that
-writers to different chains do not wait on one head. An entry's MAC covers its fields, its
-position and the previous entry's MAC, keyed by a secret that is not in the database; each
-chain's head (newest position and MAC) is stored with a MAC of its own, so cutting off the
-newest entries shows too. ``verify`` walks every chain and reports the first entry that was
-changed, removed or cut off.
+Each entry belongs to one of PARTITIONS chains, so that writers do not wait on one head:
+each thread writes to a chain of its own (its lane), whoever the entry is about. An entry's
+MAC covers its fields, its position and the previous entry's MAC, keyed by a secret that is
+not in the database; each chain's head (newest position and MAC) is stored with a MAC of its
+own, so cutting off the newest entries shows too. ``verify`` walks every chain and reports
+the first entry that was changed, removed or cut off.
+
+An audited write (``recorded_write``) is one statement on PostgreSQL: the lane's head as this
+process last moved it is the usual guess, checked by the statement itself (storage.chained).
 """
 
 from __future__ import annotations
@@ -17,6 +20,9 @@ from __future__ import annotations
 import enum
 import hashlib
 import hmac
+import itertools
+import random
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -24,10 +30,14 @@ from typing import Any
 from chatpro_privacy import context
 from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.kernel.principals import Principal
-from chatpro_privacy.storage import queries
+from chatpro_privacy.storage import chained, queries
+from chatpro_privacy.storage.db import database
 from chatpro_privacy.storage.models import AuditEntry, AuditHead
 
 PARTITIONS = 16
+# A chained write that keeps finding its lane's head moved (another process writing to the
+# same lane) stops guessing and takes the head's turn in a transaction instead.
+CHAINED_ATTEMPTS = 3
 
 
 class _Keys:
@@ -50,8 +60,21 @@ def _mac(*parts: Any) -> str:
     return hmac.new(_keys.key, message, hashlib.sha256).hexdigest()
 
 
-def _partition(ref: str) -> int:
-    return int(hashlib.sha256(ref.encode("utf-8")).hexdigest()[:4], 16) % PARTITIONS
+class _Lane(threading.local):
+    partition: int | None = None
+
+
+_lane = _Lane()
+# Threads take lanes in turn from a random start, so that replicas' threads spread too.
+_lanes = itertools.count(random.randrange(PARTITIONS))
+# Each lane's head (position, MAC) as this process last moved it: a guess, never trusted.
+_heads: dict[int, tuple[int, str]] = {}
+
+
+def _partition() -> int:
+    if _lane.partition is None:
+        _lane.partition = next(_lanes) % PARTITIONS
+    return _lane.partition
 
 
 def _entry_mac(partition: int, seq: int, previous: str, fields: Iterable[Any]) -> str:
@@ -62,16 +85,15 @@ def _head_mac(partition: int, seq: int, mac: str) -> str:
     return _mac("head", partition, seq, mac)
 
 
-def record(
+def _fields(
     actor: Principal,
     action: str,
     target_type: str,
-    target_id: str | None = None,
-    subject_ref: str | None = None,
-) -> None:
-    occurred = clock.now()
-    fields = (
-        occurred,
+    target_id: str | None,
+    subject_ref: str | None,
+) -> tuple[Any, ...]:
+    return (
+        clock.now(),
         context.request_id.get(),
         actor.kind.value,
         actor.audit_ref,
@@ -80,11 +102,60 @@ def record(
         target_type,
         target_id,
     )
-    partition = _partition(subject_ref or actor.audit_ref)
-    head = queries.locked_audit_head(partition)
-    seq, previous = (head[0] + 1, head[1]) if head else (1, "")
+
+
+def _link(partition: int, head: tuple[int, str] | None, fields: tuple[Any, ...]) -> chained.Link:
+    follows, previous = head or (0, "")
+    seq = follows + 1
     mac = _entry_mac(partition, seq, previous, _canonical(fields))
-    queries.insert_audit(fields, partition, seq, mac, _head_mac(partition, seq, mac))
+    return chained.Link(partition, seq, mac, _head_mac(partition, seq, mac), follows)
+
+
+def record(
+    actor: Principal,
+    action: str,
+    target_type: str,
+    target_id: str | None = None,
+    subject_ref: str | None = None,
+) -> None:
+    """Append an entry in the caller's transaction, taking the lane's turn to its end."""
+    fields = _fields(actor, action, target_type, target_id, subject_ref)
+    partition = _partition()
+    link = _link(partition, queries.locked_audit_head(partition), fields)
+    queries.insert_audit(fields, partition, link.seq, link.mac, link.head_mac)
+    _heads.pop(partition, None)  # the transaction may yet roll back: guess afresh
+
+
+def recorded_write(
+    actor: Principal,
+    action: str,
+    target_type: str,
+    target_id: str | None,
+    subject_ref: str | None,
+    write: chained.Write,
+    model: Any = None,
+) -> list[Any]:
+    """``write`` and its audit entry, committed together (outside any transaction of the
+    caller's): one statement on PostgreSQL when the lane's head is where this process left
+    it, else a transaction. Returns the write's rows (as ``model`` if given)."""
+    if chained.one_statement():
+        fields = _fields(actor, action, target_type, target_id, subject_ref)
+        partition = _partition()
+        head = _heads.get(partition)
+        for _ in range(CHAINED_ATTEMPTS):
+            if head is None:
+                head = queries.audit_head(partition) or (0, "")
+            link = _link(partition, head, fields)
+            rows = chained.run_chained(write, fields, link, model)
+            if rows:
+                _heads[partition] = (link.seq, link.mac)
+                return rows
+            _heads.pop(partition, None)
+            head = None
+    with database.atomic():
+        rows = chained.run(write, model)
+        record(actor, action, target_type, target_id, subject_ref)
+    return rows
 
 
 def _canonical(fields: Iterable[Any]) -> list[Any]:
