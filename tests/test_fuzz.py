@@ -8,6 +8,8 @@ a test asks the running server for that list, so a service added and not fuzzed 
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -181,6 +183,17 @@ def test_the_fuzzed_methods_are_every_method_the_server_serves(api: Api) -> None
     assert every == {(s, m.full_name) for s, m in METHODS}
     assert any(m.client_streaming for _, m in METHODS)
     assert any(m.server_streaming for _, m in METHODS)
+    # Every service the protos define is served (so listed, so fuzzed).
+    package = importlib.import_module("chatpro.privacy.v1")
+    defined = {
+        service.full_name
+        for info in pkgutil.iter_modules(package.__path__)
+        if info.name.endswith("_pb2")
+        for service in importlib.import_module(
+            f"chatpro.privacy.v1.{info.name}"
+        ).DESCRIPTOR.services_by_name.values()
+    }
+    assert len(defined) >= 12 and defined <= served, sorted(defined - served)
 
 
 @pytest.mark.parametrize(
