@@ -14,16 +14,19 @@ from chatpro.privacy.v1 import (
     messaging_service_pb2,
     monitoring_service_pb2,
     organisation_service_pb2,
+    outbox_service_pb2,
     policy_service_pb2,
     rights_pb2,
     rights_service_pb2,
 )
 from chatpro_privacy.app import SERVICE_NAMES
+from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.kernel import paging
 from chatpro_privacy.settings import MAX_MESSAGE_BYTES
+from chatpro_privacy.storage.models import OutboxEvent, PolicyVersion
 from google.protobuf import descriptor_pool, message_factory
 from google.protobuf.message import Message
-from helpers import Api, rights_request_row, rpc_error
+from helpers import Api, policy_version_row, rights_request_row, rpc_error
 from orgs import SAFEGUARDING, Org, build_org, conversation, scope, send
 
 Build = Callable[[Org, dict[str, str]], tuple[Message, str]]
@@ -249,3 +252,43 @@ def test_policy_versions_page_by_size_and_every_version_is_reached(api: Api) -> 
         request.page_token = page.next_page_token
     assert pages > 1 and len(versions) == len(set(versions))
     assert {f"2031-0{i + 1}-01" for i in range(7)} <= set(versions)
+
+
+def test_outbox_pages_fit_and_acknowledging_the_last_event_loses_none(api: Api) -> None:
+    """ListOutboxEvents pages by sequence: a page cut to fit ends at an event, and a consumer
+    that acknowledges through it reads the rest next (ACC-10: nothing acknowledged is lost)."""
+    account, _ = api.adult("reader")
+    version = policy_version_row("2031-01-01", requires_reacceptance=True)
+    PolicyVersion.update(change_summary="\U0001f4a5" * 20_000).where(
+        PolicyVersion.version == version.version
+    ).execute()
+    now = clock.now()
+    OutboxEvent.insert_many(
+        [
+            {
+                "account_id": account.account_id,
+                "event_type": "policy_version_published",
+                "payload": {"version": version.version},
+                "created_at": now,
+            }
+            for _ in range(400)
+        ]
+    ).execute()
+    token = api.service_token("notifications")
+    seen: list[int] = []
+    pages = 0
+    while True:
+        page = api.outbox_events(token, page_size=500)
+        published = [e for e in page.events if e.HasField("policy_version_published")]
+        if not published:
+            break
+        pages += 1
+        assert page.ByteSize() <= MAX_MESSAGE_BYTES
+        seen += [e.sequence for e in published]
+        api.outbox.AcknowledgeOutboxEvents(
+            outbox_service_pb2.AcknowledgeOutboxEventsRequest(
+                through_sequence=page.events[-1].sequence
+            ),
+            metadata=api.auth(token),
+        )
+    assert pages > 1 and len(seen) == len(set(seen)) == 400

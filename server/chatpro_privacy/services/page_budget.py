@@ -8,7 +8,7 @@ messages the budget kept, never converting twice.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Generic, TypeVar
 
 from google.protobuf.message import Message
@@ -59,6 +59,14 @@ class ByteBudget(Generic[V, M]):
         self.limit = limit
         self.used = 0
         self.messages: list[M] = []
+
+    def take(self, items: Iterable[V]) -> list[M]:
+        """The messages of ``items`` that fit, in order: for lists a caller pages by the
+        sequence of the last item it got (the outbox), which need no token."""
+        for item in items:
+            if not self.admit(item):
+                break
+        return self.messages
 
     def admit(self, item: V) -> bool:
         message = self.convert(item)
