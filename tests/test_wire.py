@@ -190,4 +190,4 @@ def test_a_guardian_scope_refusal_is_logged_with_the_guardian(
     assert failure.reason == "GUARDIAN_SESSION_SCOPE"
     (line,) = _calls(access_log, rid)
     assert line["code"] == "PERMISSION_DENIED"
-    assert line["principal"] != "anonymous"
+    assert line["principal"] == "guardian"  # was "anonymous"
