@@ -11,6 +11,7 @@ import pytest
 from chatpro.privacy.v1 import (
     audit_service_pb2,
     consent_service_pb2,
+    disclosure_service_pb2,
     messaging_service_pb2,
     monitoring_service_pb2,
     organisation_service_pb2,
@@ -85,6 +86,16 @@ def _lists(org: Org, staff: dict[str, str]) -> dict[str, tuple[Message, str]]:
         "PolicyService/ListPolicyVersions": (
             policy_service_pb2.ListPolicyVersionsRequest(),
             pupil.token,
+        ),
+        "DisclosureService/ListDisclosures": (
+            disclosure_service_pb2.ListDisclosuresRequest(),
+            pupil.token,
+        ),
+        "RightsService/ListOrganisationRightsRequests": (
+            rights_service_pb2.ListOrganisationRightsRequestsRequest(
+                organisation_id=org.organisation_id
+            ),
+            org.admin.token,
         ),
     }
 

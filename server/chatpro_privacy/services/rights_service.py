@@ -109,9 +109,16 @@ class RightsService(pb_grpc.RightsServiceServicer):
     async def ListOrganisationRightsRequests(
         self, request: pb.ListOrganisationRightsRequestsRequest, context: Context
     ) -> pb.ListOrganisationRightsRequestsResponse:
-        views = self.rights.organisation_pending(call.principal.get(), request.organisation_id)
+        budget = ByteBudget(cr.rights_request)
+        page = self.rights.organisation_pending(
+            call.principal.get(),
+            request.organisation_id,
+            request.page_size,
+            request.page_token,
+            budget,
+        )
         return pb.ListOrganisationRightsRequestsResponse(
-            rights_requests=[cr.rights_request(v) for v in views]
+            rights_requests=budget.messages, next_page_token=page.next_token
         )
 
     async def AnswerRightsRequest(
