@@ -6,6 +6,7 @@ the embedded SQLite default and on PostgreSQL from ``DATABASE_URL``.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -56,6 +57,8 @@ def open_database(
         # it would upgrade a read lock another writer has overtaken.
         kwargs["lock_type"] = "IMMEDIATE"
     db = _counted(connect(url, **kwargs))
+    if "pragmas" in kwargs:
+        db = _writers_take_turns(db)
     database.initialize(db)
     global _scanner
     _scanner = None
@@ -99,6 +102,48 @@ def _counted(db: peewee.Database) -> peewee.Database:
             return _method(*args, **kwargs)
 
         setattr(db, name, counted)
+    return db
+
+
+def _writers_take_turns(db: peewee.Database) -> peewee.Database:
+    """SQLite: this process's transactions wait for one another on a lock of their own.
+
+    SQLite has one writer; a transaction that finds the write lock taken sleeps in its busy
+    handler (1, 2, 5, 10 ms...) and retries, so while one writer waits for its commit to
+    reach the disk the others sleep past the moment it is done, and the lock stands idle.
+    Queued here they start as soon as the previous one ends. Other processes (the sweep's,
+    replicas) still meet SQLite's own lock and its busy timeout. A transaction never spans
+    an ``await``, so the thread that begins one ends it."""
+    turn = threading.Lock()
+    holding = threading.local()
+    begin, commit, rollback = db.begin, db.commit, db.rollback
+
+    def begun(*args: Any, **kwargs: Any) -> Any:
+        turn.acquire()
+        holding.turn = True
+        try:
+            return begin(*args, **kwargs)
+        except BaseException:
+            _release()
+            raise
+
+    def _release() -> None:
+        if getattr(holding, "turn", False):
+            holding.turn = False
+            turn.release()
+
+    def ending(method: Any) -> Any:
+        def ended(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return method(*args, **kwargs)
+            finally:
+                _release()
+
+        return ended
+
+    db.begin = begun  # type: ignore[method-assign]
+    db.commit = ending(commit)  # type: ignore[method-assign]
+    db.rollback = ending(rollback)  # type: ignore[method-assign]
     return db
 
 

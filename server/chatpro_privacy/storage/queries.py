@@ -8,7 +8,7 @@ Plain SQL that SQLite and PostgreSQL both accept; ``?`` becomes the driver's pla
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any, NamedTuple
 
 from chatpro_privacy.storage.chained import Write
@@ -218,17 +218,83 @@ def posting(conversation_id: str, account_id: str, active: str) -> Posting | Non
     if row is None:
         return None
     identifier, organisation_id, kind, mode, created_at, can_send, pending = row
-    created = timestamp(created_at)
-    assert created is not None
     return Posting(
         str(identifier),
         str(organisation_id),
         str(kind),
         str(mode),
-        created,
+        _required(timestamp(created_at)),
         bool(can_send),
         pending,
     )
+
+
+class ItemRow(NamedTuple):
+    """A content item as a list of a conversation shows it."""
+
+    seq: int
+    id: str
+    conversation_id: str
+    author_account_id: str | None
+    key_id: str
+    body: bytes | None
+    created_at: dt.datetime
+
+
+_ITEMS_PAGE = """
+SELECT seq, id, conversation_id, author_account_id, key_id, body, created_at
+FROM content_item
+WHERE conversation_id = ? AND kind = ? AND ({kept}){before}
+ORDER BY seq DESC LIMIT ?"""
+
+
+def conversation_items(
+    conversation_id: str,
+    kind: str,
+    kept: Sequence[tuple[dt.datetime, bool, dt.datetime | None, dt.datetime | None]],
+    before: int | None,
+    limit: int,
+) -> list[ItemRow]:
+    """A conversation's items of one kind still kept, newest first, below seq ``before``.
+    ``kept`` is retention's windows: (since, strict, start, end), an item created in
+    [start, end) being kept iff created after ``since`` (or at it, when not strict)."""
+    conditions: list[str] = []
+    params: list[Any] = [conversation_id, kind]
+    for since, strict, start, end in kept:
+        parts = ["created_at > ?" if strict else "created_at >= ?"]
+        params.append(since)
+        if start is not None:
+            parts.append("created_at >= ?")
+            params.append(start)
+        if end is not None:
+            parts.append("created_at < ?")
+            params.append(end)
+        conditions.append("(" + " AND ".join(parts) + ")")
+    if before is not None:
+        params.append(before)
+    params.append(limit)
+    sql = _ITEMS_PAGE.format(
+        kept=" OR ".join(conditions) or "1 = 0",
+        before="" if before is None else " AND seq < ?",
+    )
+    return [
+        ItemRow(
+            int(seq),
+            str(item_id),
+            str(conv),
+            author,
+            str(key_id),
+            None if body is None else bytes(body),
+            _required(timestamp(created)),
+        )
+        for seq, item_id, conv, author, key_id, body, created in _execute(sql, tuple(params))
+    ]
+
+
+def _required(value: dt.datetime | None) -> dt.datetime:
+    if value is None:
+        raise ValueError("a required timestamp column is NULL")
+    return value
 
 
 def touch_account(account_id: str, now: dt.datetime) -> int:

@@ -197,7 +197,7 @@ class Messages:
         self.host = host
         self.retention = retention
 
-    def _view(self, item: ContentItem, text: str | None) -> MessageView:
+    def _view(self, item: ContentItem | queries.ItemRow, text: str | None) -> MessageView:
         return MessageView(
             item.id, item.conversation_id, item.author_account_id, text, item.created_at
         )
@@ -298,19 +298,11 @@ class Messages:
     ) -> paging.Page[MessageView]:
         conversation, _ = content_access.participant(principal, conversation_id)
         size, cursor = paging.page(page_size, page_token, "messages")
-        served = await self.retention.served(conversation.organisation_id, (ContentKind.MESSAGE,))
-        query = ContentItem.select(
-            ContentItem.seq,
-            ContentItem.id,
-            ContentItem.conversation,
-            ContentItem.author_account,
-            ContentItem.key_id,
-            ContentItem.body,
-            ContentItem.created_at,
+        kept = await self.retention.kept(conversation.organisation_id, ContentKind.MESSAGE)
+        fetched = queries.conversation_items(
+            conversation.id, ContentKind.MESSAGE, kept, cursor, size + 1
         )
-        rows, more = conversation_page(
-            query, conversation.id, ContentKind.MESSAGE, served, cursor, size
-        )
+        rows, more = fetched[:size], len(fetched) > size
         texts = self.vault.open_texts(
             conversation.organisation_id, ((r.id, r.key_id, r.body) for r in rows)
         )

@@ -18,7 +18,7 @@ import calendar
 import datetime as dt
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.kernel.principals import Principal
@@ -126,6 +126,21 @@ def _kept(segment: Segment, now: dt.datetime) -> Any:
     return condition
 
 
+class Window(NamedTuple):
+    """Content created in [start, end) is kept at an instant iff created after ``since``
+    (or at it, when not ``strict``)."""
+
+    since: dt.datetime
+    strict: bool
+    start: dt.datetime | None
+    end: dt.datetime | None
+
+
+def windows(schedule: list[Segment], now: dt.datetime) -> list[Window]:
+    """``served_under`` as plain values, for hand-written SQL on hot paths."""
+    return [Window(*_served_from(now, s.months), s.start, s.end) for s in schedule]
+
+
 def served_under(schedule: list[Segment], now: dt.datetime) -> Any:
     """A condition on ContentItem: kept at ``now`` under ``schedule`` (kind aside)."""
     condition: Any = None
@@ -172,6 +187,10 @@ class Retention:
     async def schedule(self, organisation_id: str, kind: ContentKind) -> list[Segment]:
         months = await self.months(organisation_id, kind)
         return segments(organisation_id, kind, months, self._announced(organisation_id))
+
+    async def kept(self, organisation_id: str, kind: ContentKind) -> list[Window]:
+        """``served`` for one kind, now, as plain values."""
+        return windows(await self.schedule(organisation_id, kind), clock.now())
 
     async def served(
         self,
