@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 BUF    := node_modules/.bin/buf
 ADDRESS ?= 127.0.0.1:50051
 
-.PHONY: install proto proto-check migrate run test lint bench clean
+.PHONY: install proto proto-check proto-release migrate run test lint bench clean
 
 PLUGIN_PACKAGES := $(wildcard plugins/*/pyproject.toml)
 
@@ -41,6 +41,15 @@ proto: $(STAMP)
 proto-check: proto
 	git diff --exit-code -- clients/python/src/chatpro
 
+## proto-release: store the protos as released (RELEASE=v1.1): buf image in protos/releases/,
+## which `make lint` checks every later change against (buf breaking, FILE rules)
+PROTO_RELEASE = $(shell ls -v protos/releases/*.binpb 2>/dev/null | tail -n 1)
+proto-release: $(BUF)
+	test -n "$(RELEASE)" || { echo "usage: make proto-release RELEASE=v1.1" >&2; exit 2; }
+	test ! -e protos/releases/$(RELEASE).binpb || { echo "$(RELEASE) exists" >&2; exit 2; }
+	$(BUF) breaking --against $(PROTO_RELEASE)
+	$(BUF) build --exclude-source-info -o protos/releases/$(RELEASE).binpb
+
 ## migrate: apply database migrations (DATABASE_URL, default a SQLite file in ./data)
 migrate: $(STAMP) $(GENERATED)
 	$(VENV)/bin/chatpro-privacy migrate
@@ -54,12 +63,14 @@ test: $(STAMP) $(GENERATED)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 ## lint: buf lint on the protos, ruff (rules and formatting) and mypy on the code
-LINTED := server tests bench clients/python/src/chatpro_privacy_client plugins
+LINTED := server tests bench clients/python/src/chatpro_privacy_client clients/python/tests plugins
 lint: $(STAMP) $(GENERATED) $(BUF)
 	$(BUF) lint
+	$(BUF) breaking --against $(PROTO_RELEASE)
 	$(VENV)/bin/ruff check $(LINTED)
 	$(VENV)/bin/ruff format --check $(LINTED)
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy clients/python/tests
 
 ## bench: throughput ratios against a no-op call in the same run -> bench-results.json
 bench: $(STAMP) $(GENERATED)

@@ -35,6 +35,8 @@ from chatpro.privacy.v1 import (
     outbox_service_pb2_grpc,
     policy_service_pb2,
     policy_service_pb2_grpc,
+    rights_pb2,
+    rights_service_pb2,
     rights_service_pb2_grpc,
 )
 from chatpro_privacy.clock import clock
@@ -383,3 +385,27 @@ def policy_version_row(version: str, *, requires_reacceptance: bool) -> PolicyVe
         requires_reacceptance=requires_reacceptance,
         published_at=now,
     )
+
+
+def request_right(
+    api: Api, token: str, type_: rights_pb2.RightsRequestType.ValueType, **kw: Any
+) -> rights_pb2.RightsRequest:
+    """A rights request made by ``token``'s holder (RGT-8)."""
+    return api.rights.CreateRightsRequest(
+        rights_service_pb2.CreateRightsRequestRequest(type=type_, **kw), metadata=api.auth(token)
+    ).rights_request
+
+
+def verify_requester(
+    api: Api, dpm: str, rights_request_id: str, verified: bool = True
+) -> rights_pb2.RightsRequest:
+    """The data privacy manager verifies the requester's identity (or asks for evidence)."""
+    return api.rights.VerifyRequesterIdentity(
+        rights_service_pb2.VerifyRequesterIdentityRequest(
+            rights_request_id=rights_request_id,
+            verified=verified,
+            method="signed-in session and email confirmation",
+            evidence="confirmed the request from the registered address",
+        ),
+        metadata=api.auth(dpm),
+    ).rights_request

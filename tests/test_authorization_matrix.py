@@ -183,6 +183,7 @@ _RULES: dict[str, dict[str, dict[str, Expected]]] = {
             services=PERMISSION_DENIED,
         ),
         "GetReceiptSigningKeys": public(OK),
+        "GetLegitimateInterestAssessment": public(OK),  # CON-4: anyone may read it
     },
     "DisclosureService": {
         "CreateRecipient": rule(PERMISSION_DENIED, operator=OK),
@@ -269,6 +270,8 @@ _RULES: dict[str, dict[str, dict[str, Expected]]] = {
         "ExtendRightsRequest": rule(PERMISSION_DENIED, dpm=OK),
         "RefuseRightsRequest": rule(PERMISSION_DENIED, dpm=OK),
         "CompleteRightsRequest": rule(PERMISSION_DENIED, dpm=FAILED_PRECONDITION),
+        # RGT-5: the data privacy manager lifts a restriction (there is none to lift here).
+        "LiftRestriction": rule(PERMISSION_DENIED, dpm=NOT_FOUND),
         # Organisation A's part: its administrators (never ChatPro's staff, ORG-4/5).
         "ListOrganisationRightsRequests": ADMINISTRATORS,
         "AnswerRightsRequest": ADMINISTRATORS,
@@ -568,6 +571,8 @@ OVERRIDES: dict[str, Callable[[World], dict[str, Any]]] = {
         "reason": "manifestly unfounded",
     },
     "RightsService/AnswerRightsRequest": lambda w: {"decision": "exported"},
+    "RightsService/LiftRestriction": lambda w: {"reason": "accuracy verified"},
+    "ConsentService/GetLegitimateInterestAssessment": lambda w: {"purpose_id": "device_security"},
     "RightsService/StreamRightsExport": lambda w: {"rights_request_id": w.ids["completed_request"]},
     "OrganisationService/ProvisionMember": lambda w: {
         "name": "Pat Provisioned",

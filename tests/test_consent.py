@@ -45,10 +45,12 @@ def test_purposes_register_is_served_without_sign_in(api: Api) -> None:
         == consent_pb2.LAWFUL_BASIS_LEGAL_OBLIGATION
     )
     sharing = [p for p in purposes.values() if p.third_party_category and p.consent_required]
+    # CON-3: each category the policy lists, buyers in a business transfer included.
     assert {p.third_party_category for p in sharing} == {
         "it_service_providers",
         "professional_advisers",
         "hmrc_and_regulators",
+        "business_transfer_parties",
     }
 
 
@@ -162,6 +164,7 @@ def test_events_page_in_order(api: Api) -> None:
 
 
 def test_the_ledger_is_append_only_in_the_database_con2(api: Api) -> None:
+    """CON-2: consent is an append-only ledger; the database itself refuses to rewrite it."""
     _, token = api.adult()
     api.grant(token, "analytics")
     for statement in (

@@ -353,6 +353,8 @@ def test_portability_carries_only_what_the_person_gave(
 
 
 def test_other_formats_are_the_organisations_own(server: InProcessServer, world: World) -> None:
+    """PLG-3: an organisation's plugin decides what of its content goes into an export and
+    adds formats of its own; another organisation's part is not in it."""
     request = rights_request(world.subject.account_id)
     data, chunks = export(server, request, format_name="csv")
     assert chunks[0].media_type == "text/csv"

@@ -18,6 +18,7 @@ import grpc
 import pytest
 from chatpro_privacy.app import SERVED_SERVICES
 from chatpro_privacy.domain.accounts import roles
+from chatpro_privacy.edge import reflection
 from google.protobuf import descriptor, descriptor_pool, message_factory
 from google.protobuf.message import Message
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
@@ -27,6 +28,7 @@ from helpers import Api, database_fingerprint
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+reflection.register_v1_descriptor()  # the v1 reflection service, described before serving
 METHODS = [
     (service, method)
     for service in SERVED_SERVICES

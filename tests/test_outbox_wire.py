@@ -80,6 +80,13 @@ SAMPLES: dict[str, dict[str, Any]] = {
         complaint_notice="ico",
     ),
     outbox.ACCOUNT_EXPIRY_WARNING: dict(account_id="a1", email="e@x", expire_time=T),
+    outbox.RESTRICTION_LIFTING: dict(
+        account_id="a1",
+        email="e@x",
+        rights_request_id="r1",
+        restriction_case="accuracy_contested",
+        reason="verified",
+    ),
 }
 
 # Written by the per-type conversions before the registry replaced them.
@@ -133,6 +140,11 @@ WIRE = {
     ),
     outbox.ACCOUNT_EXPIRY_WARNING: (
         "080e120261311a0b08d983e2b106108094ef3aba01160a02613112036540781a0b08d983e2b106108094ef3a"
+    ),
+    # Added after the registry (issue 17): field 40 of the oneof, its five strings in order.
+    outbox.RESTRICTION_LIFTING: (
+        "080f120261311a0b08d983e2b106108094ef3ac2022b0a02613112036540781a027231221261636375"
+        "726163795f636f6e7465737465642a087665726966696564"
     ),
 }
 SUPERSEDED = "08631a0b08d983e2b106108094ef3a2001"

@@ -178,6 +178,8 @@ def retention(api: Api, token: str, org: str) -> dict[str, tuple[int, str]]:
 def test_an_organisations_plugin_applies_to_it_alone(
     orgs: tuple[Api, str, str, str], host: PluginHost
 ) -> None:
+    """PLG-4: a plugin found by its entry point is enabled per organisation and serves that
+    organisation alone; every other organisation gets the defaults."""
     api, operator, a, b = orgs
     enable(api, operator, a, "school_safeguarding", {"words": ["unsafe"]})
     assert retention(api, operator, a) == {

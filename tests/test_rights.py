@@ -46,30 +46,12 @@ from helpers import (
     rpc_error,
     set_clock,
 )
+from helpers import request_right as request
+from helpers import verify_requester as verify
 from orgs import build_org, conversation, join, scope, send
 
 S = rights_pb2
 DATE = common_pb2.CalendarDate
-
-
-def request(
-    api: Api, token: str, type_: S.RightsRequestType.ValueType, **kw: Any
-) -> S.RightsRequest:
-    return api.rights.CreateRightsRequest(
-        pb.CreateRightsRequestRequest(type=type_, **kw), metadata=api.auth(token)
-    ).rights_request
-
-
-def verify(api: Api, dpm: str, rights_request_id: str, verified: bool = True) -> S.RightsRequest:
-    return api.rights.VerifyRequesterIdentity(
-        pb.VerifyRequesterIdentityRequest(
-            rights_request_id=rights_request_id,
-            verified=verified,
-            method="signed-in session and email confirmation",
-            evidence="confirmed the request from the registered address",
-        ),
-        metadata=api.auth(dpm),
-    ).rights_request
 
 
 def get(api: Api, token: str, rights_request_id: str) -> S.RightsRequest:

@@ -57,6 +57,8 @@ def test_health_and_reflection(api: Api) -> None:
 
 
 def test_policy_and_controller_are_served_without_sign_in_con6(api: Api) -> None:
+    """CON-6: the controller's identity and contacts (data privacy manager, postal address,
+    email, phone, ICO reference ZA773784) are served by the API, to anyone."""
     import hashlib
 
     policy = api.policy.GetCurrentPolicy(policy_service_pb2.GetCurrentPolicyRequest()).policy
@@ -76,6 +78,7 @@ def test_policy_and_controller_are_served_without_sign_in_con6(api: Api) -> None
         "Mr H Serle",
     )
     assert controller.email == "privacy@chatpro.co.uk" and "BS9 4PN" in controller.postal_address
+    assert controller.telephone == "0330 133 5278"
 
 
 @pytest.fixture

@@ -42,7 +42,6 @@ from chatpro.privacy.v1 import (
     rights_service_pb2_grpc,
 )
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from chatpro_privacy.clock import clock
 from chatpro_privacy.database_health import DatabaseHealth
@@ -66,10 +65,12 @@ from chatpro_privacy.domain.rights.execution import erasure_by
 from chatpro_privacy.domain.rights.export.exports import Exports
 from chatpro_privacy.domain.rights.requests import Rights
 from chatpro_privacy.domain.vault.envelope import Vault
+from chatpro_privacy.edge import reflection
 from chatpro_privacy.edge.call_workers import CallWorkers
 from chatpro_privacy.edge.interceptors import EdgeInterceptor
 from chatpro_privacy.health_service import Health
 from chatpro_privacy.jobs.scheduler import Sweeps
+from chatpro_privacy.observability import figures, metrics, tracing
 from chatpro_privacy.plugin.host import PluginHost
 from chatpro_privacy.services.account_service import AccountService
 from chatpro_privacy.services.audit_service import AuditService
@@ -111,12 +112,9 @@ SERVICE_NAMES = tuple(
     )
     for service in module.DESCRIPTOR.services_by_name.values()
 )
+HEALTH_SERVICE_NAME = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
 # Everything the server serves, as its reflection lists it (the fuzz test calls them all).
-SERVED_SERVICES = (
-    *SERVICE_NAMES,
-    health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-    reflection.SERVICE_NAME,
-)
+SERVED_SERVICES = (*SERVICE_NAMES, HEALTH_SERVICE_NAME, *reflection.SERVICE_NAMES)
 
 
 class AddressInUseError(RuntimeError):
@@ -166,6 +164,7 @@ class Runtime:
             store=PluginSettings(),
             timeout=settings.plugin_timeout_seconds,
             fault_limit=settings.plugin_fault_limit,
+            workers=settings.plugin_workers,
         )
         vault = Vault(
             KeyStore(settings.key_store_url, settings.master_key), BlobStore(settings.blob_dir)
@@ -212,6 +211,7 @@ class RunningServer:
     workers: CallWorkers
     background: CallWorkers  # the sweep and the database probe, apart from calls
     tasks: list[asyncio.Task[None]]
+    metrics: metrics.MetricsEndpoint | None = None  # when settings.metrics_address is set
 
     async def stop(self, grace: float | None = None) -> None:
         """Drain: NOT_SERVING first (a load balancer stops sending), then new calls are
@@ -233,6 +233,8 @@ class RunningServer:
         self.runtime.plugins.shutdown()
         self.runtime.vault.keys.close()
         self.runtime.ledger.close()
+        if self.metrics is not None:
+            self.metrics.stop()
 
 
 def prepare_database(settings: Settings) -> list[str]:
@@ -273,12 +275,17 @@ async def _sweep_forever(runtime: Runtime, background: CallWorkers) -> None:
     replica at a time sweeps (see ``jobs/scheduler.py``)."""
     while True:
         await asyncio.sleep(runtime.settings.sweep_interval_seconds)
+        metrics.SWEEP_RUNNING.set(1)
         try:
             report = await background.run(sweeps_of(runtime).run_unless_running)
             if report is not None:  # None: another replica's sweep had the round
                 log.info("sweep", **report)
+            metrics.sweep_round("ok" if report is not None else "skipped")
         except Exception:
             log.exception("sweep failed")
+            metrics.sweep_round("failed")
+        finally:
+            metrics.SWEEP_RUNNING.set(0)
 
 
 async def _report_serving(health: Health, serving: bool) -> None:
@@ -334,9 +341,11 @@ async def start(
     workers = CallWorkers(settings.call_worker_count, on_stop=close_database)
     background = CallWorkers(2, on_stop=close_database)
     database_health = DatabaseHealth()
-    edge = EdgeInterceptor(runtime.sessions, runtime.gate, workers, database_health)
+    edge = EdgeInterceptor(
+        runtime.sessions, runtime.gate, workers, database_health, on_call=metrics.observe_call
+    )
     server = grpc.aio.server(
-        interceptors=[edge],
+        interceptors=[*tracing.server_interceptors(), edge],
         options=[
             # A taken port is an error, never shared; but `serve --workers N` shares it among
             # its own processes (replicas.py keeps others out).
@@ -344,22 +353,13 @@ async def start(
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
         ],
-        maximum_concurrent_rpcs=1000,
+        maximum_concurrent_rpcs=settings.max_concurrent_calls,
     )
     _add_services(server, runtime)
     health = Health()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    reflection.enable_server_reflection(SERVED_SERVICES, server)
-    credentials = _credentials(settings)
-    try:
-        if credentials is None:
-            port = server.add_insecure_port(settings.address)
-        else:
-            port = server.add_secure_port(settings.address, credentials)
-    except RuntimeError as exc:
-        raise AddressInUseError(f"cannot bind {settings.address}: {exc}") from exc
-    if port == 0:
-        raise AddressInUseError(f"cannot bind {settings.address}: address in use")
+    reflection.enable(server, (*SERVICE_NAMES, HEALTH_SERVICE_NAME))
+    port = _bind(server, settings)
     await server.start()
     # Rights requests that stopped part way (a crash, a restart) carry on.
     await background.run(runtime.rights.resume)
@@ -374,7 +374,44 @@ async def start(
     ]
     if sweep:
         tasks.append(asyncio.create_task(_sweep_forever(runtime, background)))
-    return RunningServer(server, port, health, runtime, edge, workers, background, tasks)
+    endpoint = None
+    if settings.metrics_address is not None:
+        endpoint = _serve_metrics(settings, workers, background, tasks)
+    return RunningServer(server, port, health, runtime, edge, workers, background, tasks, endpoint)
+
+
+def _bind(server: grpc.aio.Server, settings: Settings) -> int:
+    """Bind the configured address (with TLS when configured); returns the port."""
+    credentials = _credentials(settings)
+    try:
+        if credentials is None:
+            port = server.add_insecure_port(settings.address)
+        else:
+            port = server.add_secure_port(settings.address, credentials)
+    except RuntimeError as exc:
+        raise AddressInUseError(f"cannot bind {settings.address}: {exc}") from exc
+    if port == 0:
+        raise AddressInUseError(f"cannot bind {settings.address}: address in use")
+    return port
+
+
+def _serve_metrics(
+    settings: Settings,
+    workers: CallWorkers,
+    background: CallWorkers,
+    tasks: list[asyncio.Task[None]],
+) -> metrics.MetricsEndpoint:
+    """Metrics on their own port; the database figures are refreshed on a background worker."""
+    metrics.watch_pool(workers.size, lambda: workers.in_use, lambda: workers.waiting)
+    endpoint = metrics.serve(str(settings.metrics_address))
+
+    async def read(fn: Callable[[], figures.Figures]) -> figures.Figures:
+        return await background.run(_async(fn))
+
+    refresh = figures.refresh_forever(read, settings.metrics_refresh_seconds)
+    tasks.append(asyncio.create_task(refresh))
+    log.info("metrics", address=settings.metrics_address, port=endpoint.port)
+    return endpoint
 
 
 def _async(fn: Callable[[], T]) -> Callable[[], Coroutine[Any, Any, T]]:

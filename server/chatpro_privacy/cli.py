@@ -9,6 +9,7 @@ import datetime as dt
 import json
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from chatpro_privacy import logs, replicas
 from chatpro_privacy import settings as settings_mod
@@ -26,13 +27,8 @@ from chatpro_privacy.storage.erasure_ledger import ErasureLedger
 from chatpro_privacy.storage.keystore import KeyStore
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="chatpro-privacy", description=__doc__)
-    parser.add_argument("--database-url", help="default: $DATABASE_URL or a SQLite file in ./data")
-    parser.add_argument("--log-format", choices=["json", "console", "auto"])
-    parser.add_argument("--log-level")
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def _serve_parser(sub: Any) -> None:
+    """`serve` and its flags."""
     serve_p = sub.add_parser("serve", help="serve gRPC (migrates first)")
     serve_p.add_argument("--address", help="host:port (default 127.0.0.1:50051)")
     serve_p.add_argument("--tls-cert", dest="tls_cert_file")
@@ -50,6 +46,11 @@ def _parser() -> argparse.ArgumentParser:
         "--grace-period", type=float, dest="grace_period_seconds", metavar="SECONDS"
     )
     serve_p.add_argument(
+        "--metrics-address",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics there (default: off, or $CHATPRO_METRICS_ADDRESS)",
+    )
+    serve_p.add_argument(
         "--workers",
         type=int,
         dest="serve_workers",
@@ -57,6 +58,15 @@ def _parser() -> argparse.ArgumentParser:
         help="server processes sharing the address (default 1, or $CHATPRO_SERVE_WORKERS)",
     )
 
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="chatpro-privacy", description=__doc__)
+    parser.add_argument("--database-url", help="default: $DATABASE_URL or a SQLite file in ./data")
+    parser.add_argument("--log-format", choices=["json", "console", "auto"])
+    parser.add_argument("--log-level")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    _serve_parser(sub)
     sub.add_parser("migrate", help="apply pending database migrations")
     sub.add_parser(
         "verify-audit", help="check the audit trail's chains; exit 1 at the first tampered entry"
@@ -122,6 +132,7 @@ def _settings(args: argparse.Namespace) -> Settings:
             age_of_digital_consent=args.age_of_digital_consent,
             grace_period_seconds=args.grace_period_seconds,
             serve_workers=args.serve_workers,
+            metrics_address=args.metrics_address,
             session_lifetime=dt.timedelta(seconds=args.token_lifetime)
             if args.token_lifetime
             else None,

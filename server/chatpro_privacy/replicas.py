@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import errno
 import multiprocessing
 import os
@@ -95,11 +96,22 @@ def serve_one(settings: Settings, slot: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's ^C reaches the parent, too
     logs.configure(settings.log_format, settings.log_level, pid=True)
     _stop_when_orphaned(os.getppid())
+    settings = worker_settings(settings, slot)
     try:
         asyncio.run(serve(settings, migrate=False))
     except AddressInUseError as exc:
         log.error("worker cannot bind", slot=slot, error=str(exc))
         sys.exit(CANNOT_BIND)
+
+
+def worker_settings(settings: Settings, slot: int) -> Settings:
+    """Worker ``slot``'s settings: its metrics on a port of its own (the configured one plus
+    the slot), since the workers share the gRPC port but not an HTTP one."""
+    if settings.metrics_address is None:
+        return settings
+    host, _, port = settings.metrics_address.rpartition(":")
+    shifted = int(port) + slot if int(port) else 0
+    return dataclasses.replace(settings, metrics_address=f"{host}:{shifted}")
 
 
 def _stop_when_orphaned(parent: int) -> None:

@@ -84,12 +84,21 @@ class Settings:
     sweep_interval_seconds: float = 3600.0
     plugin_timeout_seconds: float = 2.0
     plugin_fault_limit: int = 3
+    # Threads plugin code runs on, shared by every organisation's plugins in the process.
+    plugin_workers: int = 16
     # Calls inside the database at once, each on a worker thread with a connection of its
     # own (so also the size of the connection pool). None: 16 on PostgreSQL, where a slow
     # network wants many in flight; 4 on SQLite, whose single writer gains nothing from more.
     call_workers: int | None = None
     # `serve --workers N`: server processes on the one address (SO_REUSEPORT), see replicas.py.
     serve_workers: int = 1
+    # Calls the server accepts at once (running or waiting for a worker); more are refused
+    # RESOURCE_EXHAUSTED by gRPC itself.
+    max_concurrent_calls: int = 1000
+    # Prometheus metrics on their own port ("host:port"), off when None; with --workers N,
+    # worker i serves on port + i. The database figures are read every refresh interval.
+    metrics_address: str | None = None
+    metrics_refresh_seconds: float = 30.0
     policy: PolicySettings = field(default_factory=PolicySettings)
 
     def with_overrides(self, **overrides: Any) -> Settings:
@@ -121,6 +130,8 @@ class Settings:
             raise SettingsError("the age of digital consent must be between 1 and 18")
         if self.policy.session_lifetime <= dt.timedelta(0):
             raise SettingsError("the session token lifetime must be positive")
+        if self.policy.peer_rate_window <= dt.timedelta(0):
+            raise SettingsError("the per-address rate window must be positive")
         if len(self.secret_key) < 32:
             raise SettingsError("the secret key must be at least 32 bytes")
         if len(self.receipt_signing_key) != 32:
@@ -139,6 +150,30 @@ class Settings:
             raise SettingsError("password hashing needs at least one worker")
         if self.password_hash_profile not in PASSWORD_HASH_PROFILES:
             raise SettingsError(f"unknown password hash profile {self.password_hash_profile!r}")
+        self._validate_limits()
+
+    def _validate_limits(self) -> None:
+        """The limits a deployment tunes (see the README's settings table)."""
+        if not 0 < self.plugin_timeout_seconds <= 60:
+            raise SettingsError("the plugin time limit must be more than 0 and at most 60 s")
+        if not 1 <= self.plugin_fault_limit <= 100:
+            raise SettingsError("the plugin fault limit must be between 1 and 100")
+        if not 1 <= self.plugin_workers <= 256:
+            raise SettingsError("plugin workers must be between 1 and 256")
+        if self.sweep_interval_seconds < 1:
+            raise SettingsError("the sweep interval must be at least 1 second")
+        if self.grace_period_seconds < 0:
+            raise SettingsError("the grace period must not be negative")
+        if not 1 <= self.max_concurrent_calls <= 100_000:
+            raise SettingsError("max concurrent calls must be between 1 and 100000")
+        if self.metrics_refresh_seconds <= 0:
+            raise SettingsError("the metrics refresh interval must be positive")
+        if self.metrics_address is not None:
+            host, colon, port = self.metrics_address.rpartition(":")
+            if not colon or not host or not port.isdigit() or int(port) > 65535:
+                raise SettingsError("the metrics address must be host:port")
+            if self.metrics_address == self.address and int(port) != 0:
+                raise SettingsError("metrics need a port of their own, not the gRPC address")
 
 
 def _load_key(
@@ -166,6 +201,30 @@ def _load_key(
     return bytes.fromhex(path.read_text().strip())
 
 
+# Settings read from the environment as numbers: variable -> (setting, type).
+_NUMBERS: dict[str, tuple[str, type[int] | type[float]]] = {
+    "CHATPRO_PLUGIN_TIMEOUT_SECONDS": ("plugin_timeout_seconds", float),
+    "CHATPRO_PLUGIN_FAULT_LIMIT": ("plugin_fault_limit", int),
+    "CHATPRO_PLUGIN_WORKERS": ("plugin_workers", int),
+    "CHATPRO_SWEEP_INTERVAL_SECONDS": ("sweep_interval_seconds", float),
+    "CHATPRO_GRACE_PERIOD_SECONDS": ("grace_period_seconds", float),
+    "CHATPRO_PASSWORD_HASH_WORKERS": ("password_hash_workers", int),
+    "CHATPRO_MAX_CONCURRENT_CALLS": ("max_concurrent_calls", int),
+    "CHATPRO_METRICS_REFRESH_SECONDS": ("metrics_refresh_seconds", float),
+}
+
+
+def _numbers(source: Mapping[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for variable, (name, kind) in _NUMBERS.items():
+        if variable in source:
+            try:
+                values[name] = kind(source[variable])
+            except ValueError as exc:
+                raise SettingsError(f"{variable} must be a number") from exc
+    return values
+
+
 def from_env(env: Mapping[str, str] | None = None) -> Settings:
     source = os.environ if env is None else env
     policy = PolicySettings()
@@ -182,6 +241,9 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
             policy,
             session_lifetime=dt.timedelta(seconds=int(source["CHATPRO_TOKEN_LIFETIME_SECONDS"])),
         )
+    if "CHATPRO_PEER_RATE_WINDOW_SECONDS" in source:
+        window = dt.timedelta(seconds=int(source["CHATPRO_PEER_RATE_WINDOW_SECONDS"]))
+        policy = replace(policy, peer_rate_window=window)
     settings = Settings(
         address=source.get("CHATPRO_ADDRESS", Settings.address),
         database_url=source.get("DATABASE_URL", DEFAULT_DATABASE_URL),
@@ -210,7 +272,9 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         if "CHATPRO_CALL_WORKERS" in source
         else None,
         serve_workers=int(source.get("CHATPRO_SERVE_WORKERS", "1")),
+        metrics_address=source.get("CHATPRO_METRICS_ADDRESS") or None,
         policy=policy,
+        **_numbers(source),
     )
     settings.validate()
     return settings

@@ -146,6 +146,9 @@ class CallWorkers:
         self._on_stop = on_stop
         self._workers = [_Worker(f"call-{i}", on_start) for i in range(size)]
         self._free: asyncio.Queue[_Worker] | None = None
+        # Read by the metrics endpoint's thread: plain integers, written on the server's loop.
+        self.in_use = 0
+        self.waiting = 0
 
     def _queue(self) -> asyncio.Queue[_Worker]:
         if self._free is None:  # made on the server's loop, at its first use
@@ -178,15 +181,23 @@ class _LeaseContext:
         self._worker: _Worker | None = None
 
     async def __aenter__(self) -> Lease:
-        self._worker = await self._workers._queue().get()
+        workers = self._workers
+        workers.waiting += 1
+        try:
+            self._worker = await workers._queue().get()
+        finally:
+            workers.waiting -= 1
+        workers.in_use += 1
         return Lease(self._worker, asyncio.get_running_loop())
 
     async def __aexit__(self, *exc: object) -> None:
         worker = self._worker
         assert worker is not None
         queue = self._workers._queue()
+        workers = self._workers
 
         def release(_: object = None) -> None:
+            workers.in_use -= 1
             queue.put_nowait(worker)
 
         if worker.idle.is_set():

@@ -53,6 +53,7 @@ PUBLIC_METHODS = frozenset(
         "PolicyService/GetPolicyVersion",
         "ConsentService/ListPurposes",
         "ConsentService/GetReceiptSigningKeys",
+        "ConsentService/GetLegitimateInterestAssessment",
         "AccountService/Register",
         "AccountService/ConfirmGuardianConsent",
         "AccountService/RequestGuardianAccess",
@@ -169,11 +170,14 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
         gate: PolicyGate,
         workers: CallWorkers | None = None,
         guard: DatabaseGuard | None = None,
+        on_call: Callable[[str, str, float], None] | None = None,
     ) -> None:
         self.sessions = sessions
         self.gate = gate
         self.workers = workers
         self.guard = guard
+        # Told of every answered call: (method, code name, seconds), e.g. for metrics.
+        self.on_call = on_call
         self.draining = False
         self._cut_off = False
         self._calls: set[asyncio.Task[Any]] = set()  # the service's: the drain waits for them
@@ -294,6 +298,8 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
             if task is not None:
                 running.discard(task)
             self._log(started, code, reason, call.principal)
+            if self.on_call is not None:
+                self.on_call(method, code, time.perf_counter() - started)
 
     async def drain(self, grace: float) -> None:
         """Refuse new calls, give running ones ``grace`` seconds, then answer the rest

@@ -2,7 +2,9 @@
 
 - child accounts whose guardian never confirmed are deleted after 14 days (ACC-11);
 - idempotency keys of Register are kept one day (RET-4);
-- throttles' counts go once their window has passed.
+- throttles' counts go once their window has passed;
+- restrictions being lifted whose notice every outbox consumer has acknowledged end (RGT-5:
+  also done on each acknowledgement; the sweep catches a change in the consumers).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from dataclasses import dataclass
 from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.accounts import registration
 from chatpro_privacy.domain.records import throttle_counts
+from chatpro_privacy.domain.rights import lifting
 from chatpro_privacy.settings import PolicySettings
 
 
@@ -20,10 +23,11 @@ class SweepReport:
     unconfirmed_children_deleted: int
     registration_requests_deleted: int
     throttle_counts_deleted: int
+    restrictions_lifted: int
 
 
 def sweep(policy: PolicySettings) -> SweepReport:
     children = registration.delete_unconfirmed_children(policy.unconfirmed_child_retention)
     requests = registration.delete_old_registration_requests(policy.registration_request_retention)
     throttles = throttle_counts.delete_expired(clock.now())
-    return SweepReport(children, requests, throttles)
+    return SweepReport(children, requests, throttles, lifting.finish_lifts())

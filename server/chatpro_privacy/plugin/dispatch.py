@@ -13,6 +13,7 @@ import pluggy
 import structlog
 
 from chatpro_privacy.domain.kernel.errors import NotFound
+from chatpro_privacy.observability import metrics
 from chatpro_privacy.plugin import defaults, hookspecs
 from chatpro_privacy.plugin.discovery import Factory, Installed, discover, new_manager
 from chatpro_privacy.plugin.faults import BadAnswer, FaultKind, PluginError, PluginFault
@@ -171,6 +172,7 @@ class Dispatcher:
         if org.faulted:
             plugin, reason = next(iter(org.faulted.items()))
             raise PluginError(organisation_id, PluginFault(plugin, FaultKind.FAULTED, reason))
+        metrics.plugin_called(organisation_id, hook)
         arguments = {"organisation": org.view, **kwargs}
         try:
             answers = await self.run_isolated(
@@ -239,6 +241,7 @@ class Dispatcher:
         log.warning(
             "plugin fault", organisation_id=organisation_id, plugin=fault.plugin, kind=fault.kind
         )
+        metrics.plugin_faulted(organisation_id, fault.plugin, str(fault.kind))
         if fault.plugin in (defaults.NAME, QUEUED) or fault.kind == FaultKind.BUSY:
             return
         reason = f"{fault.kind}: {fault.detail}"[:500]

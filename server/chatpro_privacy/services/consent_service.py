@@ -6,6 +6,7 @@ from chatpro.privacy.v1 import consent_service_pb2 as pb
 from chatpro.privacy.v1 import consent_service_pb2_grpc as pb_grpc
 
 from chatpro_privacy import context as call
+from chatpro_privacy.domain.consent import restrictions
 from chatpro_privacy.domain.consent.ledger import Consents
 from chatpro_privacy.domain.consent.purposes import register
 from chatpro_privacy.domain.consent.receipts import Receipts
@@ -27,6 +28,16 @@ class ConsentService(pb_grpc.ConsentServiceServicer):
         return pb.ListPurposesResponse(
             register_version=reg.version,
             purposes=[convert.purpose(p) for p in reg.purposes.values()],
+            device_data=[convert.device_data_use(d) for d in reg.device_data],
+        )
+
+    async def GetLegitimateInterestAssessment(
+        self, request: pb.GetLegitimateInterestAssessmentRequest, context: Context
+    ) -> pb.GetLegitimateInterestAssessmentResponse:
+        reg = register()
+        return pb.GetLegitimateInterestAssessmentResponse(
+            assessment=convert.assessment(reg.assessed(request.purpose_id)),
+            register_version=reg.version,
         )
 
     async def GrantConsent(
@@ -55,9 +66,14 @@ class ConsentService(pb_grpc.ConsentServiceServicer):
         self, request: pb.GetConsentStateRequest, context: Context
     ) -> pb.GetConsentStateResponse:
         at = time_field(request, "at_time")
-        states, accepted = self.consents.state(call.principal.get(), request.account_id, at)
+        principal = call.principal.get()
+        states, accepted = self.consents.state(principal, request.account_id, at)
+        stopped = set() if at else restrictions.objected_purposes(principal, request.account_id)
+        shown = {s.purpose.id for s in states}
         return pb.GetConsentStateResponse(
-            purposes=[convert.purpose_consent(s) for s in states], accepted_policy_version=accepted
+            purposes=[convert.purpose_consent(s, s.purpose.id in stopped) for s in states]
+            + [convert.objected_purpose(p) for p in sorted(stopped - shown)],
+            accepted_policy_version=accepted,
         )
 
     async def ListConsentEvents(

@@ -136,6 +136,7 @@ class OrganisationService(pb_grpc.OrganisationServiceServicer):
             request.organisation_id,
             request.account_id,
             convert.MEMBER_ROLE_NAMES.get(request.role, ""),
+            self.provisioning.policy.age_of_digital_consent,
         )
         return pb.InviteMemberResponse(membership=convert.membership(row))
 

@@ -8,6 +8,7 @@ from chatpro.privacy.v1 import outbox_service_pb2_grpc as pb_grpc
 from chatpro_privacy import context as call
 from chatpro_privacy.domain.kernel.tokens import ConfirmationTokens
 from chatpro_privacy.domain.records import outbox_cursors as outbox
+from chatpro_privacy.domain.rights import lifting
 from chatpro_privacy.services.convert.outbox import outbox_event
 from chatpro_privacy.services.page_budget import ByteBudget
 from chatpro_privacy.services.servicer import Context
@@ -35,4 +36,5 @@ class OutboxService(pb_grpc.OutboxServiceServicer):
     ) -> pb.AcknowledgeOutboxEventsResponse:
         consumer = outbox.consumer_for(call.principal.get(), request.consumer)
         acked = outbox.acknowledge(consumer, request.through_sequence)
+        lifting.finish_lifts()  # RGT-5: a restriction ends once the person has been told
         return pb.AcknowledgeOutboxEventsResponse(acknowledged_sequence=acked)

@@ -9,6 +9,7 @@ from chatpro.privacy.v1 import rights_service_pb2_grpc as pb_grpc
 
 from chatpro_privacy import context as call
 from chatpro_privacy.domain.kernel.principals import Role
+from chatpro_privacy.domain.rights import lifting
 from chatpro_privacy.domain.rights.intake import NewRequest
 from chatpro_privacy.domain.rights.requests import Rights
 from chatpro_privacy.domain.rights.workflow import Kept
@@ -140,3 +141,9 @@ class RightsService(pb_grpc.RightsServiceServicer):
             call.principal.get(), request.rights_request_id, request.format
         ):
             yield export_chunk(chunk)
+
+    async def LiftRestriction(
+        self, request: pb.LiftRestrictionRequest, context: Context
+    ) -> pb.LiftRestrictionResponse:
+        view = lifting.lift(call.principal.get(), request.account_id, request.reason)
+        return pb.LiftRestrictionResponse(restriction=cr.restriction(view))

@@ -1,12 +1,15 @@
 """Client helper for the ChatPro privacy service (chatpro.privacy.v1).
 
-``connect()`` returns a :class:`Client` whose stubs send the bearer token, an ``x-request-id``
-and a deadline on every call, and raise a :class:`ChatProError` subclass, decoded from the
-service's google.rpc.Status, when a call fails.
+``connect()`` returns a :class:`Client` (``connect_async()`` an :class:`AsyncClient` for
+asyncio) with a stub for every service, whose calls send the bearer token, an
+``x-request-id`` and a deadline, are retried when the service marks a failure retryable, and
+raise a :class:`ChatProError` subclass, decoded from the service's google.rpc.Status, when
+they fail.
 """
 
 from chatpro_privacy_client._calls import new_request_id
-from chatpro_privacy_client.client import DEFAULT_TIMEOUT, Client, connect
+from chatpro_privacy_client.aio import AsyncClient, connect_async
+from chatpro_privacy_client.client import DEFAULT_TIMEOUT, SERVICES, Client, connect
 from chatpro_privacy_client.errors import (
     DOMAIN,
     AlreadyExists,
@@ -24,11 +27,22 @@ from chatpro_privacy_client.errors import (
     error_class,
     from_rpc_error,
 )
+from chatpro_privacy_client.retries import (
+    DEFAULT_RETRIES,
+    IDEMPOTENT_METHODS,
+    NO_RETRIES,
+    RetryPolicy,
+)
 
 __all__ = [
+    "DEFAULT_RETRIES",
     "DEFAULT_TIMEOUT",
     "DOMAIN",
+    "IDEMPOTENT_METHODS",
+    "NO_RETRIES",
+    "SERVICES",
     "AlreadyExists",
+    "AsyncClient",
     "ChatProError",
     "Client",
     "DeadlineExceeded",
@@ -39,9 +53,11 @@ __all__ = [
     "NotFound",
     "PermissionDenied",
     "ResourceExhausted",
+    "RetryPolicy",
     "Unauthenticated",
     "Unavailable",
     "connect",
+    "connect_async",
     "error_class",
     "from_rpc_error",
     "new_request_id",

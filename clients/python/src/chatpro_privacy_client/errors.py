@@ -9,15 +9,14 @@ that, so :func:`from_rpc_error` does it once and raises one class per code.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import ClassVar, Final, NamedTuple, TypeVar, cast
+from typing import Any, ClassVar, Final, NamedTuple, TypeVar, cast
 
 import grpc
 from google.protobuf import any_pb2
-from google.protobuf.message import Message
+from google.protobuf.message import DecodeError, Message
 
 # googleapis-common-protos ships .pyi files but no py.typed marker, so mypy will not read them.
 from google.rpc import error_details_pb2, status_pb2  # type: ignore[import-untyped, unused-ignore]
-from grpc_status import rpc_status
 
 DOMAIN: Final = "privacy.chatpro.co.uk"
 """The ErrorInfo domain of errors raised by the service itself."""
@@ -193,14 +192,34 @@ def _unpack(detail: any_pb2.Any, into: _M) -> _M | None:
     return into if detail.Unpack(into) else None  # False when the detail is another type
 
 
-def _status_of(error: grpc.RpcError) -> status_pb2.Status | None:
-    if not isinstance(error, grpc.Call):
-        return None
+_STATUS_DETAILS_KEY: Final = "grpc-status-details-bin"
+
+
+def _trailers(error: grpc.RpcError) -> list[tuple[str, str | bytes]]:
+    """The trailing metadata of a sync call's error or a ``grpc.aio.AioRpcError`` alike
+    (the latter is no ``grpc.Call`` and gives a ``grpc.aio.Metadata``)."""
     try:
-        status: status_pb2.Status | None = rpc_status.from_call(error)
-    except ValueError:  # the details disagree with the call's own code or message
-        return None
-    return status
+        trailing: Any = error.trailing_metadata()  # type: ignore[attr-defined, unused-ignore]
+    except AttributeError:  # a bare grpc.RpcError has no call methods
+        return []
+    return [cast("tuple[str, str | bytes]", tuple(item)) for item in trailing or ()]
+
+
+def _status_of(error: grpc.RpcError) -> status_pb2.Status | None:
+    """The google.rpc.Status the service sent in the trailers, if it agrees with the
+    call's own code (as grpc_status.rpc_status.from_call checks, for aio errors too)."""
+    for key, value in _trailers(error):
+        if key != _STATUS_DETAILS_KEY or not isinstance(value, bytes):
+            continue
+        status = status_pb2.Status()
+        try:
+            status.ParseFromString(value)
+        except DecodeError:
+            return None
+        if status.code != _code_of(error).value[0]:
+            return None
+        return status
+    return None
 
 
 def _code_of(error: grpc.RpcError) -> grpc.StatusCode:
@@ -220,12 +239,7 @@ def _details_of(error: grpc.RpcError) -> str:
 
 
 def _header(error: grpc.RpcError, key: str) -> str | None:
-    try:
-        trailing = error.trailing_metadata() or ()
-    except AttributeError:
-        return None
-    for item in trailing:
-        item_key, value = cast("tuple[str, str | bytes]", item)
+    for item_key, value in _trailers(error):
         if item_key == key:
             return value if isinstance(value, str) else value.decode("utf-8", "replace")
     return None

@@ -1,17 +1,23 @@
 """Device and installation records (ACC-7): what the app reports about the device it
-runs on, and analytics providers' reports, which rest on the person's consent."""
+runs on, and analytics providers' reports, which rest on the person's consent.
+
+The purposes register splits device data field by field (CON-4): what is strictly necessary
+(the device identifier and operating system, for the account's security) is kept on a
+legitimate interest, which an upheld objection stops (RGT-4); the rest needs the person's
+consent, and without it (or while processing is restricted, RGT-5) it is not stored."""
 
 from __future__ import annotations
 
 import datetime as dt
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.accounts.profile import load_account
 from chatpro_privacy.domain.accounts.sources import DataSource
 from chatpro_privacy.domain.consent import ledger as consent
 from chatpro_privacy.domain.consent import restrictions
+from chatpro_privacy.domain.consent.purposes import DeviceNeed, register
 from chatpro_privacy.domain.kernel import access, tokens, validation
 from chatpro_privacy.domain.kernel.errors import (
     FailedPrecondition,
@@ -28,6 +34,7 @@ from chatpro_privacy.storage.db import database
 from chatpro_privacy.storage.models import Device, InstallationEvent
 
 ANALYTICS = "analytics"  # the purpose of the register that device analytics rests on
+DEVICE_SECURITY = "device_security"  # the purpose device records from the app rest on
 
 
 class InstallationEventType(enum.StrEnum):
@@ -151,6 +158,45 @@ def _require_analytics_allowed(account_id: str, subject_ref: str) -> None:
         )
 
 
+def _consent_purposes(device: DeviceData) -> list[str]:
+    """The purposes whose consent the reported fields need (CON-4)."""
+    needed = {
+        use.purpose_id
+        for use in register().device_data
+        if use.need == DeviceNeed.CONSENT and getattr(device, use.field)
+    }
+    return sorted(needed)
+
+
+def _consented_fields(device: DeviceData, person: restrictions.Standing) -> DeviceData:
+    """CON-4: the fields the register says need consent are blanked unless the person gave
+    it for their purpose, and while their processing is restricted (RGT-5)."""
+    restricted = restrictions.RESTRICTED in person.grounds
+    blank = {
+        use.field: ""
+        for use in register().device_data
+        if use.need == DeviceNeed.CONSENT
+        and getattr(device, use.field)
+        and (restricted or not consent.in_force(person.consents.get(use.purpose_id)))
+    }
+    return replace(device, **blank)
+
+
+def _not_recorded(device: DeviceData, source: str) -> DeviceView:
+    """What the app is told when its report is not kept (the person objected)."""
+    now = clock.now()
+    return DeviceView(
+        device.device_type,
+        device.device_id,
+        device.operating_system,
+        device.browser_type,
+        source,
+        now,
+        now,
+        0,
+    )
+
+
 class DeviceRecords:
     """Part of ``Accounts``."""
 
@@ -170,6 +216,14 @@ class DeviceRecords:
         if subject_ref is None:
             raise NotFound("ACCOUNT_NOT_FOUND", "no such account", {"account_id": target})
         touch = source == DataSource.DEVICE and _not_marked_recently(principal, target)
+        if source != DataSource.ANALYTICS_PROVIDER:
+            person = restrictions.standing(target, subject_ref, _consent_purposes(device))
+            device = _consented_fields(device, person)
+            if restrictions.stops(register().get(DEVICE_SECURITY), person.grounds):
+                if touch:  # RGT-4: the records stop; the use still keeps the account alive
+                    with database.atomic():
+                        queries.touch_account(target, clock.now())
+                return _not_recorded(device, source)
         if source == DataSource.ANALYTICS_PROVIDER or touch:
             with database.atomic():
                 if source == DataSource.ANALYTICS_PROVIDER:

@@ -1,6 +1,9 @@
-"""The register of third parties and the log of every disclosure (SEC-1), with the two
-refusals the policy promises: no sharing without the person's consent for that category of
-recipient (CON-3), and no personal data leaving the EEA and UK (SEC-2)."""
+"""The register of third parties and the log of every disclosure (SEC-1), with the refusals
+the policy promises: no sharing without the person's consent for that category of recipient
+(CON-3, buyers in a business transfer included); no personal data leaving the EEA and UK,
+and each category only where the policy places it (professional advisers and authorities in
+the UK, SEC-2); nothing on legitimate interest once the person's objection is upheld
+(RGT-4); nothing while the person's processing is restricted (RGT-5)."""
 
 from __future__ import annotations
 
@@ -30,7 +33,7 @@ from chatpro_privacy.domain.kernel.views import View
 from chatpro_privacy.domain.records import audit
 from chatpro_privacy.storage import queries
 from chatpro_privacy.storage.db import database
-from chatpro_privacy.storage.models import Disclosure, Recipient
+from chatpro_privacy.storage.models import Account, Disclosure, Recipient
 
 DATA_CATEGORIES = ("identity", "contact", "device", "profile")
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
@@ -122,6 +125,20 @@ def _allowed_recipient(recipient_id: str) -> tuple[Recipient, Purpose]:
             + recipient.country_code,
             {"country_code": recipient.country_code, "country_list_version": allowed.version},
         )
+    regions = register().third_party_regions.get(recipient.category, ())
+    if recipient.country_code not in allowed.allowed_for(regions):
+        raise FailedPrecondition(
+            "RECIPIENT_LOCATION_NOT_ALLOWED",
+            f"the policy places {recipient.category.replace('_', ' ')} in "
+            + " or ".join(regions)
+            + f"; the recipient is in {recipient.country_code}",
+            {
+                "category": recipient.category,
+                "country_code": recipient.country_code,
+                "regions": ",".join(regions),
+                "country_list_version": allowed.version,
+            },
+        )
     purpose = register().disclosure_purpose(recipient.category, recipient.lawful_basis)
     if purpose is None:
         raise FailedPrecondition(
@@ -133,6 +150,12 @@ def _allowed_recipient(recipient_id: str) -> tuple[Recipient, Purpose]:
 
 
 def _require_consent(recipient: Recipient, purpose: Purpose, subject_ref: str) -> None:
+    """CON-3: sharing on consent needs it in force; RGT-4: sharing on legitimate interest
+    stops once the person's objection is upheld."""
+    if purpose.rests_on_legitimate_interest:
+        account_id = Account.select(Account.id).where(Account.subject_ref == subject_ref).scalar()
+        if account_id is not None:
+            restrictions.require_not_objected(account_id, purpose)
     if purpose.rests_on_consent and not consent.has_consent(subject_ref, purpose.id):
         raise FailedPrecondition(
             "CONSENT_REQUIRED",

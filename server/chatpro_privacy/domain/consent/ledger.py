@@ -112,11 +112,15 @@ def _in_force(event_type: str, valid_until: dt.datetime | None, at: dt.datetime)
     return event_type in IN_FORCE and (valid_until is None or valid_until > at)
 
 
+def in_force(latest: tuple[str, dt.datetime | None] | None) -> bool:
+    """Whether the newest consent event (type, valid until) of a purpose keeps it in force."""
+    return latest is not None and _in_force(*latest, clock.now())
+
+
 def has_consent(subject_ref: str, purpose: str) -> bool:
     """Whether consent for ``purpose`` is in force now: the check before any processing
     that rests on consent."""
-    latest = queries.latest_consent(subject_ref, purpose)
-    return latest is not None and _in_force(*latest, clock.now())
+    return in_force(queries.latest_consent(subject_ref, purpose))
 
 
 @dataclass(frozen=True)

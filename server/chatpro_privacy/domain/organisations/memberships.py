@@ -1,9 +1,14 @@
-"""Memberships of organisations (ORG-1, ORG-5, ACC-4, CON-5).
+"""Memberships of organisations (ORG-1, ORG-5, ACC-3, ACC-4, CON-5).
 
 An account may belong to several organisations, as member or administrator. A person joins
 by accepting an invitation and acknowledging the organisation's statement in effect (an
 event in the consent ledger). Administrators must give a mobile number; nobody else is
-asked for one, and it is deleted when its holder administers no organisation any more.
+asked for one, and it is deleted when its holder administers no organisation any more. A
+child (under the age of digital consent) is never made an administrator.
+
+An organisation publishes its own first statement: its administrators may join before any
+statement exists (there is nothing to acknowledge yet), and acknowledge the first one once
+it is published. Members join only once there is a statement to show them.
 
 Outside an organisation, its members and records do not exist (NOT_FOUND, ORG-5).
 """
@@ -17,7 +22,7 @@ from dataclasses import dataclass
 from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.consent import ledger as consent
 from chatpro_privacy.domain.consent.purposes import LawfulBasis
-from chatpro_privacy.domain.kernel import errors, paging
+from chatpro_privacy.domain.kernel import errors, paging, validation
 from chatpro_privacy.domain.kernel.formats import rfc3339
 from chatpro_privacy.domain.kernel.principals import Principal, Role
 from chatpro_privacy.domain.kernel.views import View
@@ -96,7 +101,11 @@ def require_visible(principal: Principal, organisation_id: str) -> Organisation:
 
 
 def invite(
-    principal: Principal, organisation_id: str, account_id: str, role: str
+    principal: Principal,
+    organisation_id: str,
+    account_id: str,
+    role: str,
+    age_of_digital_consent: int,
 ) -> MembershipView:
     org = require_manager(principal, organisation_id)
     if role not in set(MemberRole):
@@ -109,6 +118,15 @@ def invite(
     if account is None:
         raise errors.NotFound(
             "ACCOUNT_NOT_FOUND", "no such account", {"account_id": account_id[:64]}
+        )
+    if role == MemberRole.ADMINISTRATOR and _is_child(account, age_of_digital_consent):
+        # ACC-3, ACC-4: as ProvisionMember refuses it; no mobile number is asked of a child.
+        raise errors.InvalidArgument(
+            [
+                errors.FieldViolation(
+                    "role", "a child cannot administer an organisation", "CHILD_ADMINISTRATOR"
+                )
+            ]
         )
     if membership(org.id, account.id) is not None:
         raise errors.AlreadyExists("ALREADY_A_MEMBER", "the account is a member or invited already")
@@ -127,6 +145,11 @@ def invite(
     return MembershipView.from_row(row)
 
 
+def _is_child(account: Account, age_of_digital_consent: int) -> bool:
+    """Under the age of digital consent today (ACC-3)."""
+    return validation.age_on(account.date_of_birth, clock.today()) < age_of_digital_consent
+
+
 def accept(
     principal: Principal, organisation_id: str, statement_version: str, mobile_number: str
 ) -> MembershipView:
@@ -139,11 +162,14 @@ def accept(
     if mine.state == MembershipState.ACTIVE:
         raise errors.AlreadyExists("ALREADY_A_MEMBER", "you are a member already")
     statement = statement_in_effect(org.id, clock.now())
-    if statement is None:
+    first_administrator = (
+        statement is None and mine.role == MemberRole.ADMINISTRATOR and not statement_version
+    )
+    if statement is None and not first_administrator:
         raise errors.FailedPrecondition(
             "NO_STATEMENT_PUBLISHED", "the organisation has published no statement yet"
         )
-    if statement_version != statement.version:
+    if statement is not None and statement_version != statement.version:
         raise errors.FailedPrecondition(
             "STATEMENT_VERSION_NOT_CURRENT",
             f"acknowledge the statement in effect ({statement.version})",
@@ -182,7 +208,7 @@ def accept(
     with database.atomic():
         Membership.update(
             state=MembershipState.ACTIVE,
-            statement_version=statement.version,
+            statement_version=statement.version if statement else None,
             joined_at=now,
             acknowledgement_required=upcoming.version if upcoming else None,
         ).where(
@@ -190,7 +216,8 @@ def accept(
         ).execute()
         if mine.role == MemberRole.ADMINISTRATOR:
             Account.update(mobile_number=mobile).where(Account.id == principal.account_id).execute()
-        _acknowledged(principal, org.id, statement.version, "joining")
+        if statement is not None:  # the first administrator acknowledges the first one later
+            _acknowledged(principal, org.id, statement.version, "joining")
         audit.record(principal, "membership.join", "organisation", org.id, principal.subject_ref)
     joined = Membership.get(
         (Membership.organisation == org.id) & (Membership.account == principal.account_id)
@@ -213,19 +240,18 @@ def _acknowledged(principal: Principal, organisation_id: str, version: str, how:
 
 
 def require_reacknowledgement(
-    organisation_id: str, version: str, effective_at: dt.datetime
+    organisation_id: str, version: str, effective_at: dt.datetime, *, first: bool = False
 ) -> None:
     """Inside the publishing transaction: every active member must acknowledge ``version``
-    before posting once it is in effect, and is told so through the outbox."""
-    Membership.update(acknowledgement_required=version).where(
-        (Membership.organisation == organisation_id) & (Membership.state == MembershipState.ACTIVE)
-    ).execute()
-    for (account_id,) in tuples(
-        Membership.select(Membership.account).where(
-            (Membership.organisation == organisation_id)
-            & (Membership.state == MembershipState.ACTIVE)
-        )
-    ):
+    before posting once it is in effect, and is told so through the outbox. For the first
+    statement, those are the administrators who joined before it existed."""
+    concerned = (Membership.organisation == organisation_id) & (
+        Membership.state == MembershipState.ACTIVE
+    )
+    if first:
+        concerned &= Membership.statement_version.is_null()
+    Membership.update(acknowledgement_required=version).where(concerned).execute()
+    for (account_id,) in tuples(Membership.select(Membership.account).where(concerned)):
         outbox.emit(
             outbox.STATEMENT_ACKNOWLEDGEMENT_REQUESTED,
             account_id,

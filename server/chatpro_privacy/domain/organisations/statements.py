@@ -72,6 +72,7 @@ def publish_statement(
             v.add("retention_months", "months must be 12 to 120", "OUT_OF_RANGE")
     v.raise_if_any()
     longer = _announces_longer(org.id, effective, retention_months)
+    first = not published.exists()
     with database.atomic():
         statement = OrganisationStatement.create(
             organisation=org.id,
@@ -83,8 +84,9 @@ def publish_statement(
             published_at=now,
             requires_reacknowledgement=longer,
         )
-        if longer:
-            memberships.require_reacknowledgement(org.id, version, effective)
+        if longer or first:
+            # The first statement: administrators who joined before it acknowledge it.
+            memberships.require_reacknowledgement(org.id, version, effective, first=first)
         audit.record(principal, "organisation.statement.publish", "organisation", org.id)
     host.invalidate(org.id)
     return StatementView.from_row(statement)

@@ -2,9 +2,10 @@
 
 Written in the same transaction as the deletion it announces: content past its period, a
 member's data erased, a member gone from an organisation. An app reads, after the last
-sequence it applied, the entries that concern the person signed in: their organisations'
-erasures, content of conversations they take part in, and their own removals (after which
-their app drops the organisation's content altogether).
+sequence it applied, the entries that concern the person signed in: the erasures of the
+organisations they have joined (an invitation not yet accepted shows nothing, ORG-5),
+content of conversations they take part in, and their own removals (after which their app
+drops the organisation's content altogether).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.kernel.errors import FieldViolation, InvalidArgument, PermissionDenied
 from chatpro_privacy.domain.kernel.principals import Principal
 from chatpro_privacy.domain.kernel.views import View
+from chatpro_privacy.domain.kernel.vocabulary import MembershipState
 from chatpro_privacy.storage.db import database
 from chatpro_privacy.storage.models import ConversationParticipant, DeletionFeed, Membership
 
@@ -98,7 +100,10 @@ def for_person(principal: Principal, after: int, page_size: int) -> tuple[list[D
     if problems:
         raise InvalidArgument(problems)
     me = principal.account_id
-    organisations = Membership.select(Membership.organisation).where(Membership.account == me)
+    # ORG-5: only organisations the person has joined; an invitation shows nothing of them.
+    organisations = Membership.select(Membership.organisation).where(
+        (Membership.account == me) & (Membership.state == MembershipState.ACTIVE)
+    )
     conversations = ConversationParticipant.select(ConversationParticipant.conversation).where(
         ConversationParticipant.account == me
     )

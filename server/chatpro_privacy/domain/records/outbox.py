@@ -48,6 +48,7 @@ from chatpro_privacy.storage.models import (
     Organisation,
     OutboxEvent,
     PolicyVersion,
+    ProcessingRestriction,
     RightsRequest,
 )
 
@@ -70,6 +71,7 @@ STATEMENT_ACKNOWLEDGEMENT_REQUESTED = "statement_acknowledgement_requested"
 CONTENT_FLAGGED = "content_flagged"
 RIGHTS_REQUEST_UPDATED = "rights_request_updated"
 ACCOUNT_EXPIRY_WARNING = "account_expiry_warning"
+RESTRICTION_LIFTING = "restriction_lifting"
 
 
 class Payload:
@@ -416,6 +418,13 @@ def _content_flagged(r: Reading) -> ContentFlagged | None:
     )
 
 
+def _requester_email(a: Account, request: RightsRequest) -> str:
+    """Where a rights request's requester is told: the guardian, for a guardian's request."""
+    if request.channel == RequestChannel.GUARDIAN:
+        return str(a.guardian_email or a.email)
+    return str(a.email)
+
+
 @dataclass(frozen=True)
 class RightsRequestUpdated(Payload):
     account_id: str
@@ -437,9 +446,7 @@ def _rights_request_updated(r: Reading) -> RightsRequestUpdated | None:
         return None
     return RightsRequestUpdated(
         account_id=a.id,
-        email=(a.guardian_email or a.email)
-        if request.channel == RequestChannel.GUARDIAN
-        else a.email,
+        email=_requester_email(a, request),
         rights_request_id=request.id,
         type=request.type,
         state=request.state,
@@ -447,6 +454,37 @@ def _rights_request_updated(r: Reading) -> RightsRequestUpdated | None:
         note=r.stored["note"],
         outcome=request.outcome,
         complaint_notice=COMPLAINT_NOTICE if request.state == RequestState.REFUSED else "",
+    )
+
+
+@dataclass(frozen=True)
+class RestrictionLifting(Payload):
+    account_id: str
+    email: str
+    rights_request_id: str
+    restriction_case: str
+    reason: str
+
+
+@_event(RESTRICTION_LIFTING, RestrictionLifting)
+def _restriction_lifting(r: Reading) -> RestrictionLifting | None:
+    """RGT-5: told before the restriction is lifted; withdrawn if a new one replaced it."""
+    a = r.account
+    rights_request_id = r.stored["rights_request_id"]
+    placed = (
+        None
+        if a is None
+        else ProcessingRestriction.get_or_none(ProcessingRestriction.account == a.id)
+    )
+    if a is None or placed is None or placed.rights_request_id != rights_request_id:
+        return None
+    request = RightsRequest.get_or_none(RightsRequest.id == rights_request_id)
+    return RestrictionLifting(
+        account_id=a.id,
+        email=_requester_email(a, request) if request else str(a.email),
+        rights_request_id=rights_request_id,
+        restriction_case=placed.restriction_case,
+        reason=r.stored["reason"],
     )
 
 

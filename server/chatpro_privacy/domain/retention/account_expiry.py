@@ -10,7 +10,6 @@ from __future__ import annotations
 import structlog
 
 from chatpro_privacy.clock import clock
-from chatpro_privacy.domain.consent.restrictions import RestrictionCase
 from chatpro_privacy.domain.kernel.formats import rfc3339
 from chatpro_privacy.domain.kernel.principals import SYSTEM
 from chatpro_privacy.domain.kernel.vocabulary import AccountState, MemberRole
@@ -77,11 +76,9 @@ class Expiry:
                     Account.expiry_warned_at.is_null(False)
                     & (Account.expiry_warned_at <= now - self.policy.account_expiry_notice)
                     & (Account.last_active_at <= Account.expiry_warned_at)
-                    & ~Account.id.in_(
-                        ProcessingRestriction.select(ProcessingRestriction.account).where(
-                            ProcessingRestriction.restriction_case == RestrictionCase.LEGAL_CLAIMS
-                        )
-                    )
+                    # RGT-5: restricted data is kept (in every case: the person may want
+                    # it kept rather than erased, or need it for a claim).
+                    & ~Account.id.in_(ProcessingRestriction.select(ProcessingRestriction.account))
                 )
             )
         ]

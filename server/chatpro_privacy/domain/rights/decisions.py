@@ -10,6 +10,7 @@ and the legal reason, told to the person before anything is erased.
 from __future__ import annotations
 
 from chatpro_privacy.domain.consent import restrictions
+from chatpro_privacy.domain.consent.purposes import register
 from chatpro_privacy.domain.kernel import due_dates, validation
 from chatpro_privacy.domain.kernel.errors import FailedPrecondition, Violations
 from chatpro_privacy.domain.kernel.principals import Principal, Role
@@ -180,13 +181,14 @@ class Decisions(Workflow):
         with database.atomic():
             if row.type == RequestType.OBJECTION:
                 record_objection(row)
+                stopped = "; ".join(p.name for p in register().legitimate_interests())
                 self._move(
                     row,
                     RequestState.COMPLETED,
                     Role.DATA_PRIVACY_MANAGER,
                     "objection upheld: the processing objected to has stopped",
                     step=RequestStep.DONE,
-                    outcome=said or "Your objection was upheld; that processing has stopped.",
+                    outcome=said or f"Your objection was upheld. Stopped for you: {stopped}.",
                 )
             else:
                 self._decide_erasure(row, kept, said)

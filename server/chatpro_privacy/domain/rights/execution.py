@@ -207,9 +207,10 @@ class Execution(Workflow):
             created_at=now,
         ).on_conflict(
             conflict_target=[ProcessingRestriction.account],
-            update={
+            update={  # a new restriction replaces one being lifted (RGT-5)
                 ProcessingRestriction.restriction_case: row.restriction_case,
                 ProcessingRestriction.rights_request_id: row.id,
+                ProcessingRestriction.created_at: now,
             },
         ).execute()
         for part in parts:

@@ -4,7 +4,9 @@ A request comes from the person, from a guardian for a child, or is entered by t
 privacy manager from correspondence (RGT-8). It is checked whole before anything is
 recorded: a correction must be valid now, so that a verified request cannot fail later; a
 portability to a third party must be allowed to reach it (RGT-6, SEC-2); a withdrawal
-needs a consent in force, and completes at once (RGT-7). Retrying with the same
+needs a consent in force, and completes at once (RGT-7), as does an objection to direct
+marketing, which needs no decision (RGT-4); a restriction while an objection is considered
+needs that objection open (RGT-5). Retrying with the same
 ``request_id`` returns the request already made. Its due date is one calendar month after
 receipt (``due_dates``).
 """
@@ -30,8 +32,14 @@ from chatpro_privacy.domain.kernel.principals import Principal, PrincipalKind
 from chatpro_privacy.domain.kernel.tokens import new_id
 from chatpro_privacy.domain.kernel.vocabulary import RequestChannel, RequestState, RequestType
 from chatpro_privacy.domain.records import audit, outbox
-from chatpro_privacy.domain.rights.execution import CORRECTABLE, corrected, withdraw_consent
+from chatpro_privacy.domain.rights.execution import (
+    CORRECTABLE,
+    corrected,
+    record_objection,
+    withdraw_consent,
+)
 from chatpro_privacy.domain.rights.workflow import (
+    FINAL,
     RequestStep,
     RequestView,
     Workflow,
@@ -106,6 +114,27 @@ def _check_corrections(v: Violations, corrections: list[tuple[str, str]]) -> Non
             corrected(v, name, value)
 
 
+def _require_open_objection(account_id: str) -> None:
+    """RGT-5, the fourth case: a restriction while ChatPro checks whether its legitimate
+    grounds override the person's objection needs that objection, still open."""
+    pending = (
+        RightsRequest.select()
+        .where(
+            (RightsRequest.account == account_id)
+            & (RightsRequest.type == RequestType.OBJECTION)
+            & (RightsRequest.objection_ground == ObjectionGround.LEGITIMATE_INTEREST)
+            & RightsRequest.state.not_in(list(FINAL))
+        )
+        .exists()
+    )
+    if not pending:
+        raise FailedPrecondition(
+            "NO_OBJECTION_PENDING",
+            "a restriction while an objection is considered needs an open objection to "
+            "processing on legitimate interest; make the objection first",
+        )
+
+
 def _replay(subject_ref: str, request_id: str) -> RightsRequest | None:
     return RightsRequest.get_or_none(
         (RightsRequest.subject_ref == subject_ref) & (RightsRequest.request_key == request_id)
@@ -173,6 +202,8 @@ class Intake(Workflow):
             disclosure_rules.check_transfer(r.recipient_id, account.subject_ref)
         if r.type == RequestType.WITHDRAWAL_OF_CONSENT:
             self._check_withdrawal(account.subject_ref, r.purpose_id)
+        if r.restriction_case == RestrictionCase.OBJECTION_PENDING:
+            _require_open_objection(account.id)
         try:
             with database.atomic():
                 row = self._received(principal, account, channel, r)
@@ -187,11 +218,26 @@ class Intake(Workflow):
                         outcome="Your consent was withdrawn."
                         + (f" Services no longer provided: {', '.join(lost)}." if lost else ""),
                     )
+                if r.objection_ground == ObjectionGround.DIRECT_MARKETING:
+                    self._stop_direct_marketing(row)
         except peewee.IntegrityError:
             if r.request_id and (prior := _replay(account.subject_ref, r.request_id)):
                 return self.view(prior)
             raise
         return self.view(row)
+
+    def _stop_direct_marketing(self, row: RightsRequest) -> None:
+        """RGT-4: an objection to direct marketing is absolute: it stops at once, with no
+        identity check and no decision (it only ever stops processing)."""
+        record_objection(row)
+        self._move(
+            row,
+            RequestState.COMPLETED,
+            PrincipalKind.SYSTEM,
+            "objection to direct marketing: stopped at once",
+            step=RequestStep.DONE,
+            outcome="Direct marketing to you has stopped.",
+        )
 
     def _received(
         self, principal: Principal, account: Account, channel: RequestChannel, r: NewRequest

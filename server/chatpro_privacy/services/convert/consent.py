@@ -69,9 +69,33 @@ def consent_event(e: consent.ConsentEventView) -> consent_pb2.ConsentEvent:
     )
 
 
-def purpose_consent(state: consent.PurposeState) -> consent_pb2.PurposeConsent:
+def assessment(p: purposes.Purpose) -> consent_pb2.LegitimateInterestAssessment:
+    assert p.assessment is not None  # Register.assessed gives only assessed purposes
+    return consent_pb2.LegitimateInterestAssessment(
+        purpose_id=p.id,
+        name=p.name,
+        interest=p.assessment.interest,
+        necessity=p.assessment.necessity,
+        balance=p.assessment.balance,
+    )
+
+
+def device_data_use(d: purposes.DeviceDataUse) -> consent_pb2.DeviceDataUse:
+    return consent_pb2.DeviceDataUse(
+        field_name=d.field,
+        technology=d.technology,
+        strictly_necessary=d.need == purposes.DeviceNeed.STRICTLY_NECESSARY,
+        purpose_id=d.purpose_id,
+        why=d.why,
+    )
+
+
+def purpose_consent(
+    state: consent.PurposeState, objected: bool = False
+) -> consent_pb2.PurposeConsent:
     event = state.event
     return consent_pb2.PurposeConsent(
+        objected=objected,
         purpose_id=state.purpose.id,
         status=CONSENT_STATUSES[state.status],
         record_id=event.id if event else "",
@@ -100,4 +124,11 @@ def disclosure(d: disclosures.DisclosureView) -> consent_pb2.Disclosure:
         lawful_basis=lawful_basis(d.lawful_basis),
         disclose_time=timestamp(d.disclosed_at),
         reason=d.reason,
+    )
+
+
+def objected_purpose(purpose_id: str) -> consent_pb2.PurposeConsent:
+    """A purpose not resting on consent that the person's objection stops (RGT-4)."""
+    return consent_pb2.PurposeConsent(
+        purpose_id=purpose_id, status=consent_pb2.CONSENT_STATUS_NOT_GIVEN, objected=True
     )

@@ -7,6 +7,7 @@ from chatpro.privacy.v1 import rights_pb2
 from chatpro_privacy.domain.consent.restrictions import ObjectionGround, RestrictionCase
 from chatpro_privacy.domain.kernel.vocabulary import RequestChannel, RequestState, RequestType
 from chatpro_privacy.domain.rights import workflow as rights
+from chatpro_privacy.domain.rights.lifting import RestrictionView
 from chatpro_privacy.domain.rights.workflow import RequestView
 from chatpro_privacy.services.convert.common import calendar_date, timestamp
 
@@ -101,6 +102,20 @@ def rights_request(view: RequestView) -> rights_pb2.RightsRequest:
             for e in view.history
         ],
         outcome=r.outcome,
+    )
+
+
+def restriction(view: RestrictionView) -> rights_pb2.Restriction:
+    return rights_pb2.Restriction(
+        account_id=view.account_id,
+        restriction_case=CASE_VALUES.get(
+            view.restriction_case, rights_pb2.RESTRICTION_CASE_UNSPECIFIED
+        ),
+        rights_request_id=view.rights_request_id,
+        create_time=timestamp(view.created_at),
+        lift_reason=view.lift_reason,
+        lift_request_time=timestamp(view.lift_requested_at),
+        lifted=view.lifted,
     )
 
 

@@ -25,29 +25,33 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n chatpro/privacy/v1/consent.proto\x12\x12\x63hatpro.privacy.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd8\x01\n\x07Purpose\x12\x12\n\npurpose_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x35\n\x0clawful_basis\x18\x03 \x01(\x0e\x32\x1f.chatpro.privacy.v1.LawfulBasis\x12\x17\n\x0f\x64\x61ta_categories\x18\x04 \x03(\t\x12#\n\x1bservices_lost_on_withdrawal\x18\x05 \x03(\t\x12\x1c\n\x14third_party_category\x18\x06 \x01(\t\x12\x18\n\x10\x63onsent_required\x18\x07 \x01(\x08\"\x98\x03\n\x0c\x43onsentEvent\x12\x11\n\trecord_id\x18\x01 \x01(\t\x12\x12\n\nsubject_id\x18\x02 \x01(\t\x12\x16\n\x0enotice_version\x18\x03 \x01(\t\x12\x12\n\npurpose_id\x18\x04 \x01(\t\x12\x35\n\x0clawful_basis\x18\x05 \x01(\x0e\x32\x1f.chatpro.privacy.v1.LawfulBasis\x12\x17\n\x0f\x64\x61ta_categories\x18\x06 \x03(\t\x12\x19\n\x11\x63ollection_method\x18\x07 \x01(\t\x12\x38\n\nevent_type\x18\x08 \x01(\x0e\x32$.chatpro.privacy.v1.ConsentEventType\x12.\n\nevent_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bvalid_until\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x05\x61\x63tor\x18\x0b \x01(\x0e\x32 .chatpro.privacy.v1.ConsentActor\"\xb2\x01\n\x0ePurposeConsent\x12\x12\n\npurpose_id\x18\x01 \x01(\t\x12\x31\n\x06status\x18\x02 \x01(\x0e\x32!.chatpro.privacy.v1.ConsentStatus\x12\x11\n\trecord_id\x18\x03 \x01(\t\x12.\n\nsince_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0enotice_version\x18\x05 \x01(\t\"\xbf\x01\n\tRecipient\x12\x14\n\x0crecipient_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x03 \x01(\t\x12\x14\n\x0c\x63ountry_code\x18\x04 \x01(\t\x12\x35\n\x0clawful_basis\x18\x05 \x01(\x0e\x32\x1f.chatpro.privacy.v1.LawfulBasis\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xe0\x01\n\nDisclosure\x12\x15\n\rdisclosure_id\x18\x01 \x01(\t\x12\x14\n\x0crecipient_id\x18\x02 \x01(\t\x12\x12\n\nsubject_id\x18\x03 \x01(\t\x12\x17\n\x0f\x64\x61ta_categories\x18\x04 \x03(\t\x12\x35\n\x0clawful_basis\x18\x05 \x01(\x0e\x32\x1f.chatpro.privacy.v1.LawfulBasis\x12\x31\n\rdisclose_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\x07 \x01(\t*\xc8\x01\n\x0bLawfulBasis\x12\x1c\n\x18LAWFUL_BASIS_UNSPECIFIED\x10\x00\x12\x18\n\x14LAWFUL_BASIS_CONSENT\x10\x01\x12\x19\n\x15LAWFUL_BASIS_CONTRACT\x10\x02\x12$\n LAWFUL_BASIS_LEGITIMATE_INTEREST\x10\x03\x12!\n\x1dLAWFUL_BASIS_LEGAL_OBLIGATION\x10\x04\x12\x1d\n\x19LAWFUL_BASIS_ORGANISATION\x10\x05*\xdb\x01\n\x10\x43onsentEventType\x12\"\n\x1e\x43ONSENT_EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x43ONSENT_EVENT_TYPE_GIVEN\x10\x01\x12 \n\x1c\x43ONSENT_EVENT_TYPE_WITHDRAWN\x10\x02\x12\x1e\n\x1a\x43ONSENT_EVENT_TYPE_RENEWED\x10\x03\x12\x1e\n\x1a\x43ONSENT_EVENT_TYPE_EXPIRED\x10\x04\x12#\n\x1f\x43ONSENT_EVENT_TYPE_ACKNOWLEDGED\x10\x05*c\n\x0c\x43onsentActor\x12\x1d\n\x19\x43ONSENT_ACTOR_UNSPECIFIED\x10\x00\x12\x18\n\x14\x43ONSENT_ACTOR_PERSON\x10\x01\x12\x1a\n\x16\x43ONSENT_ACTOR_GUARDIAN\x10\x02*\x85\x01\n\rConsentStatus\x12\x1e\n\x1a\x43ONSENT_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14\x43ONSENT_STATUS_GIVEN\x10\x01\x12\x1c\n\x18\x43ONSENT_STATUS_WITHDRAWN\x10\x02\x12\x1c\n\x18\x43ONSENT_STATUS_NOT_GIVEN\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n chatpro/privacy/v1/consent.proto\x12\x12\x63hatpro.privacy.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd8\x01\n\x07Purpose\x12\x12\n\npurpose_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x35\n\x0clawful_basis\x18\x03 \x01(\x0e\x32\x1f.chatpro.privacy.v1.LawfulBasis\x12\x17\n\x0f\x64\x61ta_categories\x18\x04 \x03(\t\x12#\n\x1bservices_lost_on_withdrawal\x18\x05 \x03(\t\x12\x1c\n\x14third_party_category\x18\x06 \x01(\t\x12\x18\n\x10\x63onsent_required\x18\x07 \x01(\x08\"\x98\x03\n\x0c\x43onsentEvent\x12\x11\n\trecord_id\x18\x01 \x01(\t\x12\x12\n\nsubject_id\x18\x02 \x01(\t\x12\x16\n\x0enotice_version\x18\x03 \x01(\t\x12\x12\n\npurpose_id\x18\x04 \x01(\t\x12\x35\n\x0clawful_basis\x18\x05 \x01(\x0e\x32\x1f.chatpro.privacy.v1.LawfulBasis\x12\x17\n\x0f\x64\x61ta_categories\x18\x06 \x03(\t\x12\x19\n\x11\x63ollection_method\x18\x07 \x01(\t\x12\x38\n\nevent_type\x18\x08 \x01(\x0e\x32$.chatpro.privacy.v1.ConsentEventType\x12.\n\nevent_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bvalid_until\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x05\x61\x63tor\x18\x0b \x01(\x0e\x32 .chatpro.privacy.v1.ConsentActor\"\xc4\x01\n\x0ePurposeConsent\x12\x12\n\npurpose_id\x18\x01 \x01(\t\x12\x31\n\x06status\x18\x02 \x01(\x0e\x32!.chatpro.privacy.v1.ConsentStatus\x12\x11\n\trecord_id\x18\x03 \x01(\t\x12.\n\nsince_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0enotice_version\x18\x05 \x01(\t\x12\x10\n\x08objected\x18\x06 \x01(\x08\"\xbf\x01\n\tRecipient\x12\x14\n\x0crecipient_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x03 \x01(\t\x12\x14\n\x0c\x63ountry_code\x18\x04 \x01(\t\x12\x35\n\x0clawful_basis\x18\x05 \x01(\x0e\x32\x1f.chatpro.privacy.v1.LawfulBasis\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xe0\x01\n\nDisclosure\x12\x15\n\rdisclosure_id\x18\x01 \x01(\t\x12\x14\n\x0crecipient_id\x18\x02 \x01(\t\x12\x12\n\nsubject_id\x18\x03 \x01(\t\x12\x17\n\x0f\x64\x61ta_categories\x18\x04 \x03(\t\x12\x35\n\x0clawful_basis\x18\x05 \x01(\x0e\x32\x1f.chatpro.privacy.v1.LawfulBasis\x12\x31\n\rdisclose_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06reason\x18\x07 \x01(\t\"v\n\x1cLegitimateInterestAssessment\x12\x12\n\npurpose_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08interest\x18\x03 \x01(\t\x12\x11\n\tnecessity\x18\x04 \x01(\t\x12\x0f\n\x07\x62\x61lance\x18\x05 \x01(\t\"t\n\rDeviceDataUse\x12\x12\n\nfield_name\x18\x01 \x01(\t\x12\x12\n\ntechnology\x18\x02 \x01(\t\x12\x1a\n\x12strictly_necessary\x18\x03 \x01(\x08\x12\x12\n\npurpose_id\x18\x04 \x01(\t\x12\x0b\n\x03why\x18\x05 \x01(\t*\xc8\x01\n\x0bLawfulBasis\x12\x1c\n\x18LAWFUL_BASIS_UNSPECIFIED\x10\x00\x12\x18\n\x14LAWFUL_BASIS_CONSENT\x10\x01\x12\x19\n\x15LAWFUL_BASIS_CONTRACT\x10\x02\x12$\n LAWFUL_BASIS_LEGITIMATE_INTEREST\x10\x03\x12!\n\x1dLAWFUL_BASIS_LEGAL_OBLIGATION\x10\x04\x12\x1d\n\x19LAWFUL_BASIS_ORGANISATION\x10\x05*\xdb\x01\n\x10\x43onsentEventType\x12\"\n\x1e\x43ONSENT_EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x43ONSENT_EVENT_TYPE_GIVEN\x10\x01\x12 \n\x1c\x43ONSENT_EVENT_TYPE_WITHDRAWN\x10\x02\x12\x1e\n\x1a\x43ONSENT_EVENT_TYPE_RENEWED\x10\x03\x12\x1e\n\x1a\x43ONSENT_EVENT_TYPE_EXPIRED\x10\x04\x12#\n\x1f\x43ONSENT_EVENT_TYPE_ACKNOWLEDGED\x10\x05*c\n\x0c\x43onsentActor\x12\x1d\n\x19\x43ONSENT_ACTOR_UNSPECIFIED\x10\x00\x12\x18\n\x14\x43ONSENT_ACTOR_PERSON\x10\x01\x12\x1a\n\x16\x43ONSENT_ACTOR_GUARDIAN\x10\x02*\x85\x01\n\rConsentStatus\x12\x1e\n\x1a\x43ONSENT_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14\x43ONSENT_STATUS_GIVEN\x10\x01\x12\x1c\n\x18\x43ONSENT_STATUS_WITHDRAWN\x10\x02\x12\x1c\n\x18\x43ONSENT_STATUS_NOT_GIVEN\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'chatpro.privacy.v1.consent_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_LAWFULBASIS']._serialized_start=1322
-  _globals['_LAWFULBASIS']._serialized_end=1522
-  _globals['_CONSENTEVENTTYPE']._serialized_start=1525
-  _globals['_CONSENTEVENTTYPE']._serialized_end=1744
-  _globals['_CONSENTACTOR']._serialized_start=1746
-  _globals['_CONSENTACTOR']._serialized_end=1845
-  _globals['_CONSENTSTATUS']._serialized_start=1848
-  _globals['_CONSENTSTATUS']._serialized_end=1981
+  _globals['_LAWFULBASIS']._serialized_start=1578
+  _globals['_LAWFULBASIS']._serialized_end=1778
+  _globals['_CONSENTEVENTTYPE']._serialized_start=1781
+  _globals['_CONSENTEVENTTYPE']._serialized_end=2000
+  _globals['_CONSENTACTOR']._serialized_start=2002
+  _globals['_CONSENTACTOR']._serialized_end=2101
+  _globals['_CONSENTSTATUS']._serialized_start=2104
+  _globals['_CONSENTSTATUS']._serialized_end=2237
   _globals['_PURPOSE']._serialized_start=90
   _globals['_PURPOSE']._serialized_end=306
   _globals['_CONSENTEVENT']._serialized_start=309
   _globals['_CONSENTEVENT']._serialized_end=717
   _globals['_PURPOSECONSENT']._serialized_start=720
-  _globals['_PURPOSECONSENT']._serialized_end=898
-  _globals['_RECIPIENT']._serialized_start=901
-  _globals['_RECIPIENT']._serialized_end=1092
-  _globals['_DISCLOSURE']._serialized_start=1095
-  _globals['_DISCLOSURE']._serialized_end=1319
+  _globals['_PURPOSECONSENT']._serialized_end=916
+  _globals['_RECIPIENT']._serialized_start=919
+  _globals['_RECIPIENT']._serialized_end=1110
+  _globals['_DISCLOSURE']._serialized_start=1113
+  _globals['_DISCLOSURE']._serialized_end=1337
+  _globals['_LEGITIMATEINTERESTASSESSMENT']._serialized_start=1339
+  _globals['_LEGITIMATEINTERESTASSESSMENT']._serialized_end=1457
+  _globals['_DEVICEDATAUSE']._serialized_start=1459
+  _globals['_DEVICEDATAUSE']._serialized_end=1575
 # @@protoc_insertion_point(module_scope)

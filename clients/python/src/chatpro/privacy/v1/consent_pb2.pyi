@@ -269,6 +269,7 @@ class PurposeConsent(_message.Message):
     RECORD_ID_FIELD_NUMBER: _builtins.int
     SINCE_TIME_FIELD_NUMBER: _builtins.int
     NOTICE_VERSION_FIELD_NUMBER: _builtins.int
+    OBJECTED_FIELD_NUMBER: _builtins.int
     purpose_id: _builtins.str
     """The purpose."""
     status: Global___ConsentStatus.ValueType
@@ -277,6 +278,11 @@ class PurposeConsent(_message.Message):
     """The event that set this standing, if any."""
     notice_version: _builtins.str
     """The notice version of that event."""
+    objected: _builtins.bool
+    """True when the person's objection stops this purpose's processing now (RGT-4): an
+    upheld objection to legitimate interest, or an objection to direct marketing. Only in
+    the state now (never for a past at_time).
+    """
     @_builtins.property
     def since_time(self) -> _timestamp_pb2.Timestamp:
         """When that event happened."""
@@ -289,10 +295,11 @@ class PurposeConsent(_message.Message):
         record_id: _builtins.str = ...,
         since_time: _timestamp_pb2.Timestamp | None = ...,
         notice_version: _builtins.str = ...,
+        objected: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["since_time", b"since_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["notice_version", b"notice_version", "purpose_id", b"purpose_id", "record_id", b"record_id", "since_time", b"since_time", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["notice_version", b"notice_version", "objected", b"objected", "purpose_id", b"purpose_id", "record_id", b"record_id", "since_time", b"since_time", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -391,3 +398,81 @@ class Disclosure(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Disclosure: _TypeAlias = Disclosure  # noqa: Y015
+
+@_typing.final
+class LegitimateInterestAssessment(_message.Message):
+    """A legitimate interests assessment of one purpose of the register (CON-4)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PURPOSE_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    INTEREST_FIELD_NUMBER: _builtins.int
+    NECESSITY_FIELD_NUMBER: _builtins.int
+    BALANCE_FIELD_NUMBER: _builtins.int
+    purpose_id: _builtins.str
+    """The purpose, resting on legitimate interest."""
+    name: _builtins.str
+    """Its name."""
+    interest: _builtins.str
+    """The interest pursued."""
+    necessity: _builtins.str
+    """Why the processing is necessary for it."""
+    balance: _builtins.str
+    """How it is balanced against the person's interests, rights and freedoms."""
+    def __init__(
+        self,
+        *,
+        purpose_id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        interest: _builtins.str = ...,
+        necessity: _builtins.str = ...,
+        balance: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["balance", b"balance", "interest", b"interest", "name", b"name", "necessity", b"necessity", "purpose_id", b"purpose_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LegitimateInterestAssessment: _TypeAlias = LegitimateInterestAssessment  # noqa: Y015
+
+@_typing.final
+class DeviceDataUse(_message.Message):
+    """One field of device data collected with cookies or similar technologies (CON-4)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FIELD_NAME_FIELD_NUMBER: _builtins.int
+    TECHNOLOGY_FIELD_NUMBER: _builtins.int
+    STRICTLY_NECESSARY_FIELD_NUMBER: _builtins.int
+    PURPOSE_ID_FIELD_NUMBER: _builtins.int
+    WHY_FIELD_NUMBER: _builtins.int
+    field_name: _builtins.str
+    """The field of DeviceInfo, e.g. "device_id"."""
+    technology: _builtins.str
+    """How it is collected, e.g. "an identifier the app stores on the device"."""
+    strictly_necessary: _builtins.bool
+    """True when strictly necessary for the service asked for; false when it needs consent
+    and is not stored without it.
+    """
+    purpose_id: _builtins.str
+    """The purpose of the register it serves."""
+    why: _builtins.str
+    """Why."""
+    def __init__(
+        self,
+        *,
+        field_name: _builtins.str = ...,
+        technology: _builtins.str = ...,
+        strictly_necessary: _builtins.bool = ...,
+        purpose_id: _builtins.str = ...,
+        why: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["field_name", b"field_name", "purpose_id", b"purpose_id", "strictly_necessary", b"strictly_necessary", "technology", b"technology", "why", b"why"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeviceDataUse: _TypeAlias = DeviceDataUse  # noqa: Y015

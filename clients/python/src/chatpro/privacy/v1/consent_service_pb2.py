@@ -26,7 +26,7 @@ from chatpro.privacy.v1 import consent_pb2 as chatpro_dot_privacy_dot_v1_dot_con
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(chatpro/privacy/v1/consent_service.proto\x12\x12\x63hatpro.privacy.v1\x1a chatpro/privacy/v1/consent.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x15\n\x13ListPurposesRequest\"_\n\x14ListPurposesResponse\x12\x18\n\x10register_version\x18\x01 \x01(\t\x12-\n\x08purposes\x18\x02 \x03(\x0b\x32\x1b.chatpro.privacy.v1.Purpose\"D\n\x13GrantConsentRequest\x12\x12\n\npurpose_id\x18\x01 \x01(\t\x12\x19\n\x11\x63ollection_method\x18\x02 \x01(\t\"G\n\x14GrantConsentResponse\x12/\n\x05\x65vent\x18\x01 \x01(\x0b\x32 .chatpro.privacy.v1.ConsentEvent\"G\n\x16WithdrawConsentRequest\x12\x12\n\npurpose_id\x18\x01 \x01(\t\x12\x19\n\x11\x63ollection_method\x18\x02 \x01(\t\"a\n\x17WithdrawConsentResponse\x12/\n\x05\x65vent\x18\x01 \x01(\x0b\x32 .chatpro.privacy.v1.ConsentEvent\x12\x15\n\rservices_lost\x18\x02 \x03(\t\".\n\x18PreviewWithdrawalRequest\x12\x12\n\npurpose_id\x18\x01 \x01(\t\"K\n\x19PreviewWithdrawalResponse\x12\x15\n\rservices_lost\x18\x01 \x03(\t\x12\x17\n\x0f\x63urrently_given\x18\x02 \x01(\x08\"Y\n\x16GetConsentStateRequest\x12+\n\x07\x61t_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\naccount_id\x18\x02 \x01(\t\"p\n\x17GetConsentStateResponse\x12\x34\n\x08purposes\x18\x01 \x03(\x0b\x32\".chatpro.privacy.v1.PurposeConsent\x12\x1f\n\x17\x61\x63\x63\x65pted_policy_version\x18\x02 \x01(\t\"U\n\x18ListConsentEventsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x12\n\naccount_id\x18\x03 \x01(\t\"f\n\x19ListConsentEventsResponse\x12\x30\n\x06\x65vents\x18\x01 \x03(\x0b\x32 .chatpro.privacy.v1.ConsentEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x1a\n\x18GetConsentReceiptRequest\"N\n\x19GetConsentReceiptResponse\x12\x14\n\x0creceipt_json\x18\x01 \x01(\t\x12\x0b\n\x03jws\x18\x02 \x01(\t\x12\x0e\n\x06key_id\x18\x03 \x01(\t\"\x1e\n\x1cGetReceiptSigningKeysRequest\"2\n\x1dGetReceiptSigningKeysResponse\x12\x11\n\tjwks_json\x18\x01 \x01(\t2\x82\x07\n\x0e\x43onsentService\x12\x61\n\x0cListPurposes\x12\'.chatpro.privacy.v1.ListPurposesRequest\x1a(.chatpro.privacy.v1.ListPurposesResponse\x12\x61\n\x0cGrantConsent\x12\'.chatpro.privacy.v1.GrantConsentRequest\x1a(.chatpro.privacy.v1.GrantConsentResponse\x12j\n\x0fWithdrawConsent\x12*.chatpro.privacy.v1.WithdrawConsentRequest\x1a+.chatpro.privacy.v1.WithdrawConsentResponse\x12p\n\x11PreviewWithdrawal\x12,.chatpro.privacy.v1.PreviewWithdrawalRequest\x1a-.chatpro.privacy.v1.PreviewWithdrawalResponse\x12j\n\x0fGetConsentState\x12*.chatpro.privacy.v1.GetConsentStateRequest\x1a+.chatpro.privacy.v1.GetConsentStateResponse\x12p\n\x11ListConsentEvents\x12,.chatpro.privacy.v1.ListConsentEventsRequest\x1a-.chatpro.privacy.v1.ListConsentEventsResponse\x12p\n\x11GetConsentReceipt\x12,.chatpro.privacy.v1.GetConsentReceiptRequest\x1a-.chatpro.privacy.v1.GetConsentReceiptResponse\x12|\n\x15GetReceiptSigningKeys\x12\x30.chatpro.privacy.v1.GetReceiptSigningKeysRequest\x1a\x31.chatpro.privacy.v1.GetReceiptSigningKeysResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(chatpro/privacy/v1/consent_service.proto\x12\x12\x63hatpro.privacy.v1\x1a chatpro/privacy/v1/consent.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x15\n\x13ListPurposesRequest\"\x97\x01\n\x14ListPurposesResponse\x12\x18\n\x10register_version\x18\x01 \x01(\t\x12-\n\x08purposes\x18\x02 \x03(\x0b\x32\x1b.chatpro.privacy.v1.Purpose\x12\x36\n\x0b\x64\x65vice_data\x18\x03 \x03(\x0b\x32!.chatpro.privacy.v1.DeviceDataUse\"<\n&GetLegitimateInterestAssessmentRequest\x12\x12\n\npurpose_id\x18\x01 \x01(\t\"\x89\x01\n\'GetLegitimateInterestAssessmentResponse\x12\x44\n\nassessment\x18\x01 \x01(\x0b\x32\x30.chatpro.privacy.v1.LegitimateInterestAssessment\x12\x18\n\x10register_version\x18\x02 \x01(\t\"D\n\x13GrantConsentRequest\x12\x12\n\npurpose_id\x18\x01 \x01(\t\x12\x19\n\x11\x63ollection_method\x18\x02 \x01(\t\"G\n\x14GrantConsentResponse\x12/\n\x05\x65vent\x18\x01 \x01(\x0b\x32 .chatpro.privacy.v1.ConsentEvent\"G\n\x16WithdrawConsentRequest\x12\x12\n\npurpose_id\x18\x01 \x01(\t\x12\x19\n\x11\x63ollection_method\x18\x02 \x01(\t\"a\n\x17WithdrawConsentResponse\x12/\n\x05\x65vent\x18\x01 \x01(\x0b\x32 .chatpro.privacy.v1.ConsentEvent\x12\x15\n\rservices_lost\x18\x02 \x03(\t\".\n\x18PreviewWithdrawalRequest\x12\x12\n\npurpose_id\x18\x01 \x01(\t\"K\n\x19PreviewWithdrawalResponse\x12\x15\n\rservices_lost\x18\x01 \x03(\t\x12\x17\n\x0f\x63urrently_given\x18\x02 \x01(\x08\"Y\n\x16GetConsentStateRequest\x12+\n\x07\x61t_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\naccount_id\x18\x02 \x01(\t\"p\n\x17GetConsentStateResponse\x12\x34\n\x08purposes\x18\x01 \x03(\x0b\x32\".chatpro.privacy.v1.PurposeConsent\x12\x1f\n\x17\x61\x63\x63\x65pted_policy_version\x18\x02 \x01(\t\"U\n\x18ListConsentEventsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x12\n\naccount_id\x18\x03 \x01(\t\"f\n\x19ListConsentEventsResponse\x12\x30\n\x06\x65vents\x18\x01 \x03(\x0b\x32 .chatpro.privacy.v1.ConsentEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x1a\n\x18GetConsentReceiptRequest\"N\n\x19GetConsentReceiptResponse\x12\x14\n\x0creceipt_json\x18\x01 \x01(\t\x12\x0b\n\x03jws\x18\x02 \x01(\t\x12\x0e\n\x06key_id\x18\x03 \x01(\t\"\x1e\n\x1cGetReceiptSigningKeysRequest\"2\n\x1dGetReceiptSigningKeysResponse\x12\x11\n\tjwks_json\x18\x01 \x01(\t2\x9f\x08\n\x0e\x43onsentService\x12\x61\n\x0cListPurposes\x12\'.chatpro.privacy.v1.ListPurposesRequest\x1a(.chatpro.privacy.v1.ListPurposesResponse\x12\x61\n\x0cGrantConsent\x12\'.chatpro.privacy.v1.GrantConsentRequest\x1a(.chatpro.privacy.v1.GrantConsentResponse\x12j\n\x0fWithdrawConsent\x12*.chatpro.privacy.v1.WithdrawConsentRequest\x1a+.chatpro.privacy.v1.WithdrawConsentResponse\x12p\n\x11PreviewWithdrawal\x12,.chatpro.privacy.v1.PreviewWithdrawalRequest\x1a-.chatpro.privacy.v1.PreviewWithdrawalResponse\x12j\n\x0fGetConsentState\x12*.chatpro.privacy.v1.GetConsentStateRequest\x1a+.chatpro.privacy.v1.GetConsentStateResponse\x12p\n\x11ListConsentEvents\x12,.chatpro.privacy.v1.ListConsentEventsRequest\x1a-.chatpro.privacy.v1.ListConsentEventsResponse\x12p\n\x11GetConsentReceipt\x12,.chatpro.privacy.v1.GetConsentReceiptRequest\x1a-.chatpro.privacy.v1.GetConsentReceiptResponse\x12|\n\x15GetReceiptSigningKeys\x12\x30.chatpro.privacy.v1.GetReceiptSigningKeysRequest\x1a\x31.chatpro.privacy.v1.GetReceiptSigningKeysResponse\x12\x9a\x01\n\x1fGetLegitimateInterestAssessment\x12:.chatpro.privacy.v1.GetLegitimateInterestAssessmentRequest\x1a;.chatpro.privacy.v1.GetLegitimateInterestAssessmentResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,36 +35,40 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_LISTPURPOSESREQUEST']._serialized_start=131
   _globals['_LISTPURPOSESREQUEST']._serialized_end=152
-  _globals['_LISTPURPOSESRESPONSE']._serialized_start=154
-  _globals['_LISTPURPOSESRESPONSE']._serialized_end=249
-  _globals['_GRANTCONSENTREQUEST']._serialized_start=251
-  _globals['_GRANTCONSENTREQUEST']._serialized_end=319
-  _globals['_GRANTCONSENTRESPONSE']._serialized_start=321
-  _globals['_GRANTCONSENTRESPONSE']._serialized_end=392
-  _globals['_WITHDRAWCONSENTREQUEST']._serialized_start=394
-  _globals['_WITHDRAWCONSENTREQUEST']._serialized_end=465
-  _globals['_WITHDRAWCONSENTRESPONSE']._serialized_start=467
-  _globals['_WITHDRAWCONSENTRESPONSE']._serialized_end=564
-  _globals['_PREVIEWWITHDRAWALREQUEST']._serialized_start=566
-  _globals['_PREVIEWWITHDRAWALREQUEST']._serialized_end=612
-  _globals['_PREVIEWWITHDRAWALRESPONSE']._serialized_start=614
-  _globals['_PREVIEWWITHDRAWALRESPONSE']._serialized_end=689
-  _globals['_GETCONSENTSTATEREQUEST']._serialized_start=691
-  _globals['_GETCONSENTSTATEREQUEST']._serialized_end=780
-  _globals['_GETCONSENTSTATERESPONSE']._serialized_start=782
-  _globals['_GETCONSENTSTATERESPONSE']._serialized_end=894
-  _globals['_LISTCONSENTEVENTSREQUEST']._serialized_start=896
-  _globals['_LISTCONSENTEVENTSREQUEST']._serialized_end=981
-  _globals['_LISTCONSENTEVENTSRESPONSE']._serialized_start=983
-  _globals['_LISTCONSENTEVENTSRESPONSE']._serialized_end=1085
-  _globals['_GETCONSENTRECEIPTREQUEST']._serialized_start=1087
-  _globals['_GETCONSENTRECEIPTREQUEST']._serialized_end=1113
-  _globals['_GETCONSENTRECEIPTRESPONSE']._serialized_start=1115
-  _globals['_GETCONSENTRECEIPTRESPONSE']._serialized_end=1193
-  _globals['_GETRECEIPTSIGNINGKEYSREQUEST']._serialized_start=1195
-  _globals['_GETRECEIPTSIGNINGKEYSREQUEST']._serialized_end=1225
-  _globals['_GETRECEIPTSIGNINGKEYSRESPONSE']._serialized_start=1227
-  _globals['_GETRECEIPTSIGNINGKEYSRESPONSE']._serialized_end=1277
-  _globals['_CONSENTSERVICE']._serialized_start=1280
-  _globals['_CONSENTSERVICE']._serialized_end=2178
+  _globals['_LISTPURPOSESRESPONSE']._serialized_start=155
+  _globals['_LISTPURPOSESRESPONSE']._serialized_end=306
+  _globals['_GETLEGITIMATEINTERESTASSESSMENTREQUEST']._serialized_start=308
+  _globals['_GETLEGITIMATEINTERESTASSESSMENTREQUEST']._serialized_end=368
+  _globals['_GETLEGITIMATEINTERESTASSESSMENTRESPONSE']._serialized_start=371
+  _globals['_GETLEGITIMATEINTERESTASSESSMENTRESPONSE']._serialized_end=508
+  _globals['_GRANTCONSENTREQUEST']._serialized_start=510
+  _globals['_GRANTCONSENTREQUEST']._serialized_end=578
+  _globals['_GRANTCONSENTRESPONSE']._serialized_start=580
+  _globals['_GRANTCONSENTRESPONSE']._serialized_end=651
+  _globals['_WITHDRAWCONSENTREQUEST']._serialized_start=653
+  _globals['_WITHDRAWCONSENTREQUEST']._serialized_end=724
+  _globals['_WITHDRAWCONSENTRESPONSE']._serialized_start=726
+  _globals['_WITHDRAWCONSENTRESPONSE']._serialized_end=823
+  _globals['_PREVIEWWITHDRAWALREQUEST']._serialized_start=825
+  _globals['_PREVIEWWITHDRAWALREQUEST']._serialized_end=871
+  _globals['_PREVIEWWITHDRAWALRESPONSE']._serialized_start=873
+  _globals['_PREVIEWWITHDRAWALRESPONSE']._serialized_end=948
+  _globals['_GETCONSENTSTATEREQUEST']._serialized_start=950
+  _globals['_GETCONSENTSTATEREQUEST']._serialized_end=1039
+  _globals['_GETCONSENTSTATERESPONSE']._serialized_start=1041
+  _globals['_GETCONSENTSTATERESPONSE']._serialized_end=1153
+  _globals['_LISTCONSENTEVENTSREQUEST']._serialized_start=1155
+  _globals['_LISTCONSENTEVENTSREQUEST']._serialized_end=1240
+  _globals['_LISTCONSENTEVENTSRESPONSE']._serialized_start=1242
+  _globals['_LISTCONSENTEVENTSRESPONSE']._serialized_end=1344
+  _globals['_GETCONSENTRECEIPTREQUEST']._serialized_start=1346
+  _globals['_GETCONSENTRECEIPTREQUEST']._serialized_end=1372
+  _globals['_GETCONSENTRECEIPTRESPONSE']._serialized_start=1374
+  _globals['_GETCONSENTRECEIPTRESPONSE']._serialized_end=1452
+  _globals['_GETRECEIPTSIGNINGKEYSREQUEST']._serialized_start=1454
+  _globals['_GETRECEIPTSIGNINGKEYSREQUEST']._serialized_end=1484
+  _globals['_GETRECEIPTSIGNINGKEYSRESPONSE']._serialized_start=1486
+  _globals['_GETRECEIPTSIGNINGKEYSRESPONSE']._serialized_end=1536
+  _globals['_CONSENTSERVICE']._serialized_start=1539
+  _globals['_CONSENTSERVICE']._serialized_end=2594
 # @@protoc_insertion_point(module_scope)

@@ -45,25 +45,83 @@ class ListPurposesResponse(_message.Message):
 
     REGISTER_VERSION_FIELD_NUMBER: _builtins.int
     PURPOSES_FIELD_NUMBER: _builtins.int
+    DEVICE_DATA_FIELD_NUMBER: _builtins.int
     register_version: _builtins.str
     """The register's version."""
     @_builtins.property
     def purposes(self) -> _containers.RepeatedCompositeFieldContainer[_consent_pb2.Purpose]:
         """Its purposes."""
 
+    @_builtins.property
+    def device_data(self) -> _containers.RepeatedCompositeFieldContainer[_consent_pb2.DeviceDataUse]:
+        """Device data collected with cookies and similar technologies, split into what is
+        strictly necessary and what needs consent (CON-4).
+        """
+
     def __init__(
         self,
         *,
         register_version: _builtins.str = ...,
         purposes: _abc.Iterable[_consent_pb2.Purpose] | None = ...,
+        device_data: _abc.Iterable[_consent_pb2.DeviceDataUse] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["purposes", b"purposes", "register_version", b"register_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["device_data", b"device_data", "purposes", b"purposes", "register_version", b"register_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListPurposesResponse: _TypeAlias = ListPurposesResponse  # noqa: Y015
+
+@_typing.final
+class GetLegitimateInterestAssessmentRequest(_message.Message):
+    """Request for ConsentService.GetLegitimateInterestAssessment."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PURPOSE_ID_FIELD_NUMBER: _builtins.int
+    purpose_id: _builtins.str
+    """A purpose of the register resting on legitimate interest."""
+    def __init__(
+        self,
+        *,
+        purpose_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["purpose_id", b"purpose_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetLegitimateInterestAssessmentRequest: _TypeAlias = GetLegitimateInterestAssessmentRequest  # noqa: Y015
+
+@_typing.final
+class GetLegitimateInterestAssessmentResponse(_message.Message):
+    """Response for ConsentService.GetLegitimateInterestAssessment."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ASSESSMENT_FIELD_NUMBER: _builtins.int
+    REGISTER_VERSION_FIELD_NUMBER: _builtins.int
+    register_version: _builtins.str
+    """The register's version it belongs to."""
+    @_builtins.property
+    def assessment(self) -> _consent_pb2.LegitimateInterestAssessment:
+        """The assessment."""
+
+    def __init__(
+        self,
+        *,
+        assessment: _consent_pb2.LegitimateInterestAssessment | None = ...,
+        register_version: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["assessment", b"assessment"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assessment", b"assessment", "register_version", b"register_version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetLegitimateInterestAssessmentResponse: _TypeAlias = GetLegitimateInterestAssessmentResponse  # noqa: Y015
 
 @_typing.final
 class GrantConsentRequest(_message.Message):
@@ -261,7 +319,9 @@ class GetConsentStateResponse(_message.Message):
     """The policy version the person has accepted."""
     @_builtins.property
     def purposes(self) -> _containers.RepeatedCompositeFieldContainer[_consent_pb2.PurposeConsent]:
-        """One entry per purpose of the register."""
+        """One entry per purpose of the register that rests on consent, then (in the state now)
+        one per other purpose the person's objection stops, with objected set (RGT-4).
+        """
 
     def __init__(
         self,

@@ -76,6 +76,11 @@ class ConsentServiceStub:
                 request_serializer=chatpro_dot_privacy_dot_v1_dot_consent__service__pb2.GetReceiptSigningKeysRequest.SerializeToString,
                 response_deserializer=chatpro_dot_privacy_dot_v1_dot_consent__service__pb2.GetReceiptSigningKeysResponse.FromString,
                 _registered_method=True)
+        self.GetLegitimateInterestAssessment = channel.unary_unary(
+                '/chatpro.privacy.v1.ConsentService/GetLegitimateInterestAssessment',
+                request_serializer=chatpro_dot_privacy_dot_v1_dot_consent__service__pb2.GetLegitimateInterestAssessmentRequest.SerializeToString,
+                response_deserializer=chatpro_dot_privacy_dot_v1_dot_consent__service__pb2.GetLegitimateInterestAssessmentResponse.FromString,
+                _registered_method=True)
 
 
 class ConsentServiceServicer:
@@ -139,6 +144,14 @@ class ConsentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetLegitimateInterestAssessment(self, request, context):
+        """How a purpose on legitimate interest was assessed: the interest, the necessity and the
+        balance (CON-4), as the policy says a person can ask. Needs no credentials.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ConsentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -181,6 +194,11 @@ def add_ConsentServiceServicer_to_server(servicer, server):
                     servicer.GetReceiptSigningKeys,
                     request_deserializer=chatpro_dot_privacy_dot_v1_dot_consent__service__pb2.GetReceiptSigningKeysRequest.FromString,
                     response_serializer=chatpro_dot_privacy_dot_v1_dot_consent__service__pb2.GetReceiptSigningKeysResponse.SerializeToString,
+            ),
+            'GetLegitimateInterestAssessment': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetLegitimateInterestAssessment,
+                    request_deserializer=chatpro_dot_privacy_dot_v1_dot_consent__service__pb2.GetLegitimateInterestAssessmentRequest.FromString,
+                    response_serializer=chatpro_dot_privacy_dot_v1_dot_consent__service__pb2.GetLegitimateInterestAssessmentResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -401,6 +419,33 @@ class ConsentService:
             '/chatpro.privacy.v1.ConsentService/GetReceiptSigningKeys',
             chatpro_dot_privacy_dot_v1_dot_consent__service__pb2.GetReceiptSigningKeysRequest.SerializeToString,
             chatpro_dot_privacy_dot_v1_dot_consent__service__pb2.GetReceiptSigningKeysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetLegitimateInterestAssessment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chatpro.privacy.v1.ConsentService/GetLegitimateInterestAssessment',
+            chatpro_dot_privacy_dot_v1_dot_consent__service__pb2.GetLegitimateInterestAssessmentRequest.SerializeToString,
+            chatpro_dot_privacy_dot_v1_dot_consent__service__pb2.GetLegitimateInterestAssessmentResponse.FromString,
             options,
             channel_credentials,
             insecure,

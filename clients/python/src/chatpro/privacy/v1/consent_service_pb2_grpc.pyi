@@ -51,6 +51,10 @@ class ConsentServiceStub:
     """A signed, machine-readable consent receipt (Kantara Consent Receipt 1.1 fields)."""
     GetReceiptSigningKeys: _grpc.UnaryUnaryMultiCallable[_consent_service_pb2.GetReceiptSigningKeysRequest, _consent_service_pb2.GetReceiptSigningKeysResponse]
     """The public keys receipts are signed with, as a JSON Web Key Set. No credentials needed."""
+    GetLegitimateInterestAssessment: _grpc.UnaryUnaryMultiCallable[_consent_service_pb2.GetLegitimateInterestAssessmentRequest, _consent_service_pb2.GetLegitimateInterestAssessmentResponse]
+    """How a purpose on legitimate interest was assessed: the interest, the necessity and the
+    balance (CON-4), as the policy says a person can ask. Needs no credentials.
+    """
 
 @_typing.type_check_only
 class ConsentServiceAsyncStub(ConsentServiceStub):
@@ -75,6 +79,10 @@ class ConsentServiceAsyncStub(ConsentServiceStub):
     """A signed, machine-readable consent receipt (Kantara Consent Receipt 1.1 fields)."""
     GetReceiptSigningKeys: _aio.UnaryUnaryMultiCallable[_consent_service_pb2.GetReceiptSigningKeysRequest, _consent_service_pb2.GetReceiptSigningKeysResponse]  # type: ignore[assignment]
     """The public keys receipts are signed with, as a JSON Web Key Set. No credentials needed."""
+    GetLegitimateInterestAssessment: _aio.UnaryUnaryMultiCallable[_consent_service_pb2.GetLegitimateInterestAssessmentRequest, _consent_service_pb2.GetLegitimateInterestAssessmentResponse]  # type: ignore[assignment]
+    """How a purpose on legitimate interest was assessed: the interest, the necessity and the
+    balance (CON-4), as the policy says a person can ask. Needs no credentials.
+    """
 
 class ConsentServiceServicer(metaclass=_abc_1.ABCMeta):
     """The consent ledger, the purposes register and consent receipts (CON-2 to CON-4, CON-7,
@@ -144,5 +152,15 @@ class ConsentServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_consent_service_pb2.GetReceiptSigningKeysResponse, _abc.Awaitable[_consent_service_pb2.GetReceiptSigningKeysResponse]]:
         """The public keys receipts are signed with, as a JSON Web Key Set. No credentials needed."""
+
+    @_abc_1.abstractmethod
+    def GetLegitimateInterestAssessment(
+        self,
+        request: _consent_service_pb2.GetLegitimateInterestAssessmentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_consent_service_pb2.GetLegitimateInterestAssessmentResponse, _abc.Awaitable[_consent_service_pb2.GetLegitimateInterestAssessmentResponse]]:
+        """How a purpose on legitimate interest was assessed: the interest, the necessity and the
+        balance (CON-4), as the policy says a person can ask. Needs no credentials.
+        """
 
 def add_ConsentServiceServicer_to_server(servicer: ConsentServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -578,6 +578,46 @@ class AccountExpiryWarning(_message.Message):
 Global___AccountExpiryWarning: _TypeAlias = AccountExpiryWarning  # noqa: Y015
 
 @_typing.final
+class RestrictionLifting(_message.Message):
+    """The data privacy manager is lifting a restriction of the person's processing (RGT-5): the
+    person is told before it is lifted; it is lifted once every consumer acknowledged this.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    EMAIL_FIELD_NUMBER: _builtins.int
+    RIGHTS_REQUEST_ID_FIELD_NUMBER: _builtins.int
+    RESTRICTION_CASE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    account_id: _builtins.str
+    """The person's account."""
+    email: _builtins.str
+    """Where to tell them (the guardian's address for a child)."""
+    rights_request_id: _builtins.str
+    """The restriction request that placed it."""
+    restriction_case: _builtins.str
+    """Its case, e.g. "accuracy_contested"."""
+    reason: _builtins.str
+    """Why it is lifted, as the data privacy manager gave it."""
+    def __init__(
+        self,
+        *,
+        account_id: _builtins.str = ...,
+        email: _builtins.str = ...,
+        rights_request_id: _builtins.str = ...,
+        restriction_case: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "email", b"email", "reason", b"reason", "restriction_case", b"restriction_case", "rights_request_id", b"rights_request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RestrictionLifting: _TypeAlias = RestrictionLifting  # noqa: Y015
+
+@_typing.final
 class OutboxEvent(_message.Message):
     """A notification for the notification service to deliver (ACC-10)."""
 
@@ -601,6 +641,7 @@ class OutboxEvent(_message.Message):
     CONTENT_FLAGGED_FIELD_NUMBER: _builtins.int
     RIGHTS_REQUEST_UPDATED_FIELD_NUMBER: _builtins.int
     ACCOUNT_EXPIRY_WARNING_FIELD_NUMBER: _builtins.int
+    RESTRICTION_LIFTING_FIELD_NUMBER: _builtins.int
     sequence: _builtins.int
     """Position in the outbox; strictly increasing in commit order."""
     account_id: _builtins.str
@@ -669,6 +710,10 @@ class OutboxEvent(_message.Message):
     def account_expiry_warning(self) -> Global___AccountExpiryWarning:
         """An unused account is about to expire."""
 
+    @_builtins.property
+    def restriction_lifting(self) -> Global___RestrictionLifting:
+        """A restriction of processing is about to be lifted (RGT-5)."""
+
     def __init__(
         self,
         *,
@@ -690,12 +735,13 @@ class OutboxEvent(_message.Message):
         content_flagged: Global___ContentFlagged | None = ...,
         rights_request_updated: Global___RightsRequestUpdated | None = ...,
         account_expiry_warning: Global___AccountExpiryWarning | None = ...,
+        restriction_lifting: Global___RestrictionLifting | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["account_expiry_warning", b"account_expiry_warning", "account_setup_requested", b"account_setup_requested", "breach_notified", b"breach_notified", "breach_reported_to_organisation", b"breach_reported_to_organisation", "content_flagged", b"content_flagged", "create_time", b"create_time", "email_confirmation_requested", b"email_confirmation_requested", "guardian_access_requested", b"guardian_access_requested", "guardian_consent_requested", b"guardian_consent_requested", "membership_invited", b"membership_invited", "password_changed", b"password_changed", "payload", b"payload", "plugin_faulted", b"plugin_faulted", "policy_version_published", b"policy_version_published", "rights_request_updated", b"rights_request_updated", "statement_acknowledgement_requested", b"statement_acknowledgement_requested"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["account_expiry_warning", b"account_expiry_warning", "account_setup_requested", b"account_setup_requested", "breach_notified", b"breach_notified", "breach_reported_to_organisation", b"breach_reported_to_organisation", "content_flagged", b"content_flagged", "create_time", b"create_time", "email_confirmation_requested", b"email_confirmation_requested", "guardian_access_requested", b"guardian_access_requested", "guardian_consent_requested", b"guardian_consent_requested", "membership_invited", b"membership_invited", "password_changed", b"password_changed", "payload", b"payload", "plugin_faulted", b"plugin_faulted", "policy_version_published", b"policy_version_published", "restriction_lifting", b"restriction_lifting", "rights_request_updated", b"rights_request_updated", "statement_acknowledgement_requested", b"statement_acknowledgement_requested"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_expiry_warning", b"account_expiry_warning", "account_id", b"account_id", "account_setup_requested", b"account_setup_requested", "breach_notified", b"breach_notified", "breach_reported_to_organisation", b"breach_reported_to_organisation", "content_flagged", b"content_flagged", "create_time", b"create_time", "email_confirmation_requested", b"email_confirmation_requested", "guardian_access_requested", b"guardian_access_requested", "guardian_consent_requested", b"guardian_consent_requested", "membership_invited", b"membership_invited", "password_changed", b"password_changed", "payload", b"payload", "plugin_faulted", b"plugin_faulted", "policy_version_published", b"policy_version_published", "rights_request_updated", b"rights_request_updated", "sequence", b"sequence", "statement_acknowledgement_requested", b"statement_acknowledgement_requested", "superseded", b"superseded"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_expiry_warning", b"account_expiry_warning", "account_id", b"account_id", "account_setup_requested", b"account_setup_requested", "breach_notified", b"breach_notified", "breach_reported_to_organisation", b"breach_reported_to_organisation", "content_flagged", b"content_flagged", "create_time", b"create_time", "email_confirmation_requested", b"email_confirmation_requested", "guardian_access_requested", b"guardian_access_requested", "guardian_consent_requested", b"guardian_consent_requested", "membership_invited", b"membership_invited", "password_changed", b"password_changed", "payload", b"payload", "plugin_faulted", b"plugin_faulted", "policy_version_published", b"policy_version_published", "restriction_lifting", b"restriction_lifting", "rights_request_updated", b"rights_request_updated", "sequence", b"sequence", "statement_acknowledgement_requested", b"statement_acknowledgement_requested", "superseded", b"superseded"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["guardian_consent_requested", "email_confirmation_requested", "password_changed", "policy_version_published", "guardian_access_requested", "plugin_faulted", "breach_notified", "breach_reported_to_organisation", "membership_invited", "account_setup_requested", "statement_acknowledgement_requested", "content_flagged", "rights_request_updated", "account_expiry_warning"]  # noqa: Y015
+    _WhichOneofReturnType_payload: _TypeAlias = _typing.Literal["guardian_consent_requested", "email_confirmation_requested", "password_changed", "policy_version_published", "guardian_access_requested", "plugin_faulted", "breach_notified", "breach_reported_to_organisation", "membership_invited", "account_setup_requested", "statement_acknowledgement_requested", "content_flagged", "rights_request_updated", "account_expiry_warning", "restriction_lifting"]  # noqa: Y015
     _WhichOneofArgType_payload: _TypeAlias = _typing.Literal["payload", b"payload"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 

@@ -452,3 +452,55 @@ class RightsRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RightsRequest: _TypeAlias = RightsRequest  # noqa: Y015
+
+@_typing.final
+class Restriction(_message.Message):
+    """A restriction of the person's processing in force (RGT-5)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    RESTRICTION_CASE_FIELD_NUMBER: _builtins.int
+    RIGHTS_REQUEST_ID_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    LIFT_REASON_FIELD_NUMBER: _builtins.int
+    LIFT_REQUEST_TIME_FIELD_NUMBER: _builtins.int
+    LIFTED_FIELD_NUMBER: _builtins.int
+    account_id: _builtins.str
+    """The person's account."""
+    restriction_case: Global___RestrictionCase.ValueType
+    """The case it was placed in."""
+    rights_request_id: _builtins.str
+    """The restriction request that placed it."""
+    lift_reason: _builtins.str
+    """Once the data privacy manager lifts it: why."""
+    lifted: _builtins.bool
+    """True once it no longer holds."""
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """When it was placed."""
+
+    @_builtins.property
+    def lift_request_time(self) -> _timestamp_pb2.Timestamp:
+        """When the data privacy manager decided to lift it; it still holds until the person has
+        been told (every outbox consumer acknowledged the notice).
+        """
+
+    def __init__(
+        self,
+        *,
+        account_id: _builtins.str = ...,
+        restriction_case: Global___RestrictionCase.ValueType = ...,
+        rights_request_id: _builtins.str = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+        lift_reason: _builtins.str = ...,
+        lift_request_time: _timestamp_pb2.Timestamp | None = ...,
+        lifted: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "lift_request_time", b"lift_request_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "create_time", b"create_time", "lift_reason", b"lift_reason", "lift_request_time", b"lift_request_time", "lifted", b"lifted", "restriction_case", b"restriction_case", "rights_request_id", b"rights_request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Restriction: _TypeAlias = Restriction  # noqa: Y015

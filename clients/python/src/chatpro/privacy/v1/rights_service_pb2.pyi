@@ -20,6 +20,56 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class LiftRestrictionRequest(_message.Message):
+    """Request for RightsService.LiftRestriction."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    account_id: _builtins.str
+    """The restricted person's account."""
+    reason: _builtins.str
+    """Why it is lifted, told to the person; required."""
+    def __init__(
+        self,
+        *,
+        account_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LiftRestrictionRequest: _TypeAlias = LiftRestrictionRequest  # noqa: Y015
+
+@_typing.final
+class LiftRestrictionResponse(_message.Message):
+    """Response for RightsService.LiftRestriction."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESTRICTION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def restriction(self) -> _rights_pb2.Restriction:
+        """The restriction, lifted once the person has been told."""
+
+    def __init__(
+        self,
+        *,
+        restriction: _rights_pb2.Restriction | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["restriction", b"restriction"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["restriction", b"restriction"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LiftRestrictionResponse: _TypeAlias = LiftRestrictionResponse  # noqa: Y015
+
+@_typing.final
 class CreateRightsRequestRequest(_message.Message):
     """Request for RightsService.CreateRightsRequest."""
 

@@ -92,6 +92,11 @@ class RightsServiceStub:
                 request_serializer=chatpro_dot_privacy_dot_v1_dot_rights__service__pb2.StreamRightsExportRequest.SerializeToString,
                 response_deserializer=chatpro_dot_privacy_dot_v1_dot_rights__service__pb2.StreamRightsExportResponse.FromString,
                 _registered_method=True)
+        self.LiftRestriction = channel.unary_unary(
+                '/chatpro.privacy.v1.RightsService/LiftRestriction',
+                request_serializer=chatpro_dot_privacy_dot_v1_dot_rights__service__pb2.LiftRestrictionRequest.SerializeToString,
+                response_deserializer=chatpro_dot_privacy_dot_v1_dot_rights__service__pb2.LiftRestrictionResponse.FromString,
+                _registered_method=True)
 
 
 class RightsServiceServicer:
@@ -177,6 +182,14 @@ class RightsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def LiftRestriction(self, request, context):
+        """The data privacy manager lifts a restriction of processing, with a reason (RGT-5): the
+        person is told through the outbox first, and it is lifted once they have been.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RightsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -234,6 +247,11 @@ def add_RightsServiceServicer_to_server(servicer, server):
                     servicer.StreamRightsExport,
                     request_deserializer=chatpro_dot_privacy_dot_v1_dot_rights__service__pb2.StreamRightsExportRequest.FromString,
                     response_serializer=chatpro_dot_privacy_dot_v1_dot_rights__service__pb2.StreamRightsExportResponse.SerializeToString,
+            ),
+            'LiftRestriction': grpc.unary_unary_rpc_method_handler(
+                    servicer.LiftRestriction,
+                    request_deserializer=chatpro_dot_privacy_dot_v1_dot_rights__service__pb2.LiftRestrictionRequest.FromString,
+                    response_serializer=chatpro_dot_privacy_dot_v1_dot_rights__service__pb2.LiftRestrictionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -536,6 +554,33 @@ class RightsService:
             '/chatpro.privacy.v1.RightsService/StreamRightsExport',
             chatpro_dot_privacy_dot_v1_dot_rights__service__pb2.StreamRightsExportRequest.SerializeToString,
             chatpro_dot_privacy_dot_v1_dot_rights__service__pb2.StreamRightsExportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LiftRestriction(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/chatpro.privacy.v1.RightsService/LiftRestriction',
+            chatpro_dot_privacy_dot_v1_dot_rights__service__pb2.LiftRestrictionRequest.SerializeToString,
+            chatpro_dot_privacy_dot_v1_dot_rights__service__pb2.LiftRestrictionResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -58,6 +58,10 @@ class RightsServiceStub:
     """An organisation's administrators answer for its content."""
     StreamRightsExport: _grpc.UnaryStreamMultiCallable[_rights_service_pb2.StreamRightsExportRequest, _rights_service_pb2.StreamRightsExportResponse]
     """The requester downloads a completed access or portability export, in chunks."""
+    LiftRestriction: _grpc.UnaryUnaryMultiCallable[_rights_service_pb2.LiftRestrictionRequest, _rights_service_pb2.LiftRestrictionResponse]
+    """The data privacy manager lifts a restriction of processing, with a reason (RGT-5): the
+    person is told through the outbox first, and it is lifted once they have been.
+    """
 
 @_typing.type_check_only
 class RightsServiceAsyncStub(RightsServiceStub):
@@ -89,6 +93,10 @@ class RightsServiceAsyncStub(RightsServiceStub):
     """An organisation's administrators answer for its content."""
     StreamRightsExport: _aio.UnaryStreamMultiCallable[_rights_service_pb2.StreamRightsExportRequest, _rights_service_pb2.StreamRightsExportResponse]  # type: ignore[assignment]
     """The requester downloads a completed access or portability export, in chunks."""
+    LiftRestriction: _aio.UnaryUnaryMultiCallable[_rights_service_pb2.LiftRestrictionRequest, _rights_service_pb2.LiftRestrictionResponse]  # type: ignore[assignment]
+    """The data privacy manager lifts a restriction of processing, with a reason (RGT-5): the
+    person is told through the outbox first, and it is lifted once they have been.
+    """
 
 class RightsServiceServicer(metaclass=_abc_1.ABCMeta):
     """Data-subject rights (RGT-1 to RGT-9): requests from the person, a guardian for a child,
@@ -183,5 +191,15 @@ class RightsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_rights_service_pb2.StreamRightsExportResponse], _abc.AsyncIterator[_rights_service_pb2.StreamRightsExportResponse]]:
         """The requester downloads a completed access or portability export, in chunks."""
+
+    @_abc_1.abstractmethod
+    def LiftRestriction(
+        self,
+        request: _rights_service_pb2.LiftRestrictionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_rights_service_pb2.LiftRestrictionResponse, _abc.Awaitable[_rights_service_pb2.LiftRestrictionResponse]]:
+        """The data privacy manager lifts a restriction of processing, with a reason (RGT-5): the
+        person is told through the outbox first, and it is lifted once they have been.
+        """
 
 def add_RightsServiceServicer_to_server(servicer: RightsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
