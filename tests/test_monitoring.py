@@ -11,28 +11,10 @@ import pytest
 from chatpro.privacy.v1 import monitoring_service_pb2 as mon
 from chatpro.privacy.v1 import organisation_service_pb2 as org_pb
 from chatpro_privacy.clock import clock
-from chatpro_privacy.plugin import hookimpl
-from chatpro_privacy.plugin.types import AccessDecision, AccessRequest, ContentRef, PluginContext
 from chatpro_privacy.storage.models import ContentItem, ContentToken, MonitoringAccess
 from helpers import Api, Unchanged, rpc_error
 from orgs import SAFEGUARDING, Org, build_org, conversation, scope, send, upload
-
-
-class Gatekeeper:
-    """Refuses routine checks; picks the oldest items for random checks."""
-
-    def __init__(self, context: PluginContext) -> None:
-        self.config = context.config
-
-    @hookimpl
-    def chatpro_approve_access(self, request: AccessRequest) -> AccessDecision | None:
-        if request.reason == "routine_check":
-            return AccessDecision(False, "routine checks need the head's approval")
-        return None
-
-    @hookimpl
-    def chatpro_choose_sample(self, candidates: list[ContentRef], size: int) -> list[ContentRef]:
-        return sorted(candidates, key=lambda c: c.created_at)[:size]
+from plugin_samples import Gatekeeper
 
 
 @pytest.fixture

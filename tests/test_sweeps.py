@@ -191,16 +191,7 @@ def test_an_organisation_whose_plugin_cannot_say_its_period_waits_alone(
 ) -> None:
     """A plugin that fails to give its organisation's period keeps that organisation's
     content (its rules are never guessed) without stopping the sweep of the others."""
-    from chatpro_privacy.plugin import hookimpl
-    from chatpro_privacy.plugin.types import PluginContext
-
-    class Broken:
-        def __init__(self, context: PluginContext) -> None:
-            pass
-
-        @hookimpl
-        def chatpro_retention_months(self, kind: str) -> int:
-            raise RuntimeError("the archive service is down")
+    from plugin_samples import Broken
 
     server.runtime.plugins.install("broken", Broken)
     operator = api.staff("operator", "sweepop")
@@ -288,16 +279,7 @@ def test_open_requests_and_legal_claims_keep_content(api: Api, server: Any) -> N
 
 
 def test_a_plugin_veto_keeps_the_batch(api: Api, server: Any) -> None:
-    from chatpro_privacy.plugin import hookimpl
-    from chatpro_privacy.plugin.types import PluginContext, RetentionVeto
-
-    class Holder:
-        def __init__(self, context: PluginContext) -> None:
-            pass
-
-        @hookimpl
-        def chatpro_retention_veto(self, batch: Any) -> RetentionVeto:
-            return RetentionVeto("the school's archive review is not finished")
+    from plugin_samples import Holder
 
     server.runtime.plugins.install("holder", Holder)
     school, conv, _ = _school(api)

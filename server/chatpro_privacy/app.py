@@ -164,6 +164,9 @@ class Runtime:
             store=PluginSettings(),
             timeout=settings.plugin_timeout_seconds,
             fault_limit=settings.plugin_fault_limit,
+            concurrency=settings.plugin_concurrency,
+            memory_mb=settings.plugin_memory_mb,
+            user=settings.plugin_user,
             workers=settings.plugin_workers,
         )
         vault = Vault(
@@ -314,7 +317,14 @@ def _add_services(server: grpc.aio.Server, runtime: Runtime) -> None:
     audit_service_pb2_grpc.add_AuditServiceServicer_to_server(AuditService(), server)
     breach_service_pb2_grpc.add_BreachServiceServicer_to_server(BreachService(), server)
     organisation_service_pb2_grpc.add_OrganisationServiceServicer_to_server(
-        OrganisationService(runtime.plugins, runtime.provisioning, runtime.retention), server
+        OrganisationService(
+            runtime.plugins,
+            runtime.provisioning,
+            runtime.retention,
+            runtime.vault,
+            runtime.messages.flagging,
+        ),
+        server,
     )
     messaging_service_pb2_grpc.add_MessagingServiceServicer_to_server(
         MessagingService(runtime.messages, runtime.recordings), server

@@ -7,8 +7,10 @@ import argparse
 import asyncio
 import datetime as dt
 import json
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from chatpro_privacy import logs, replicas
@@ -162,8 +164,24 @@ async def _sweep(settings: Settings) -> dict[str, object]:
         runtime.ledger.close()
 
 
+def _private(directory: str) -> None:
+    """The default data directory made 0700 if it already exists and is ours (created before
+    the umask above): never a directory someone else owns."""
+    path = Path(directory)
+    try:
+        if path.is_dir() and not path.is_symlink() and path.stat().st_uid == os.geteuid():
+            path.chmod(0o700)
+    except OSError:
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # Whatever the server creates (databases, keys, blobs, their directories) is its user's
+    # alone: files 0600, directories 0700, so that plugin workers (dropped to another user
+    # when the server runs as root) can read none of it.
+    os.umask(0o077)
+    _private(settings_mod.DEFAULT_DATA_DIR)
     try:
         settings = _settings(args)
     except (SettingsError, ValueError) as exc:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+DEFAULT_DATA_DIR = "data"
 DEFAULT_DATABASE_URL = "sqlite:///data/chatpro-privacy.sqlite3"
 DEFAULT_SECRET_KEY_FILE = "data/secret.key"
 DEFAULT_RECEIPT_KEY_FILE = "data/receipt-signing.key"
@@ -84,7 +85,13 @@ class Settings:
     sweep_interval_seconds: float = 3600.0
     plugin_timeout_seconds: float = 2.0
     plugin_fault_limit: int = 3
-    # Threads plugin code runs on, shared by every organisation's plugins in the process.
+    # Each organisation's plugin budget (its own worker process): calls at once and memory.
+    plugin_concurrency: int = 4
+    plugin_memory_mb: int = 512
+    # The user plugin workers run as when the server runs as root.
+    plugin_user: str = "nobody"
+    # Threads the built-in defaults' export streams are pulled on, in the server process
+    # (organisations' own plugins run in their worker processes).
     plugin_workers: int = 16
     # Calls inside the database at once, each on a worker thread with a connection of its
     # own (so also the size of the connection pool). None: 16 on PostgreSQL, where a slow
@@ -146,6 +153,10 @@ class Settings:
             raise SettingsError(f"serve workers must be between 1 and {MAX_SERVE_WORKERS}")
         if self.serve_workers > 1 and self.address.rpartition(":")[2] == "0":
             raise SettingsError("several serve workers need a fixed port to share, not port 0")
+        if not 1 <= self.plugin_concurrency <= 64:
+            raise SettingsError("plugin concurrency must be between 1 and 64")
+        if not 0 <= self.plugin_memory_mb <= 1 << 20:
+            raise SettingsError("plugin memory must be between 0 (no limit) and 1048576 MiB")
         if self.password_hash_workers < 1:
             raise SettingsError("password hashing needs at least one worker")
         if self.password_hash_profile not in PASSWORD_HASH_PROFILES:
@@ -206,6 +217,8 @@ _NUMBERS: dict[str, tuple[str, type[int] | type[float]]] = {
     "CHATPRO_PLUGIN_TIMEOUT_SECONDS": ("plugin_timeout_seconds", float),
     "CHATPRO_PLUGIN_FAULT_LIMIT": ("plugin_fault_limit", int),
     "CHATPRO_PLUGIN_WORKERS": ("plugin_workers", int),
+    "CHATPRO_PLUGIN_CONCURRENCY": ("plugin_concurrency", int),
+    "CHATPRO_PLUGIN_MEMORY_MB": ("plugin_memory_mb", int),
     "CHATPRO_SWEEP_INTERVAL_SECONDS": ("sweep_interval_seconds", float),
     "CHATPRO_GRACE_PERIOD_SECONDS": ("grace_period_seconds", float),
     "CHATPRO_PASSWORD_HASH_WORKERS": ("password_hash_workers", int),
@@ -272,6 +285,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         if "CHATPRO_CALL_WORKERS" in source
         else None,
         serve_workers=int(source.get("CHATPRO_SERVE_WORKERS", "1")),
+        plugin_user=source.get("CHATPRO_PLUGIN_USER", "nobody"),
         metrics_address=source.get("CHATPRO_METRICS_ADDRESS") or None,
         policy=policy,
         **_numbers(source),

@@ -35,13 +35,25 @@ from chatpro_privacy.domain.consent.policy import current_policy
 from chatpro_privacy.domain.kernel.principals import Role
 from chatpro_privacy.domain.organisations.plugin_settings import PluginSettings
 from chatpro_privacy.plugin.discovery import Factory
+from chatpro_privacy.plugin.faults import PluginError
 from chatpro_privacy.plugin.host import PluginHost
 from chatpro_privacy.plugin.types import (
+    AccessDecision,
+    AccessRequest,
+    ContentDisposition,
     ContentKind,
     ContentRef,
     ContentView,
+    DepartureChange,
+    ExportPurpose,
     ExportRecord,
     Flag,
+    MemberChange,
+    MemberRole,
+    MemberView,
+    MonitoringOperation,
+    MonitoringReason,
+    RetentionVeto,
     Withheld,
 )
 from chatpro_privacy.settings import Settings
@@ -155,12 +167,25 @@ class InProcessServer:
                 server.stop()
 
 
+class PluginFailed(AssertionError):
+    """A plugin's hook failed in a kit call: the error the server gives, with the plugin's
+    own traceback from its worker process (the exception's message there loses the words
+    of the content the hook was given, as in the server's log)."""
+
+    def __init__(self, reason: str, message: str, traceback: str) -> None:
+        super().__init__(f"{reason}: {message}\n\n{traceback}".rstrip())
+        self.reason = reason
+        self.traceback = traceback
+
+
 class PluginKit:
     """A plugin enabled for one organisation of a real in-process server.
 
     ``start`` creates an operator, an organisation (with a statement announcing
     ``announced_months``, so that longer retention is allowed) and enables the plugin with
-    ``config``. The helpers go through the same host and gRPC calls the server uses.
+    ``config``. The helpers go through the same host and gRPC calls the server uses, so the
+    plugin runs as in the server: in the organisation's worker process, its values crossing
+    as they do there. There is a helper for every hook.
     """
 
     def __init__(self, server: InProcessServer, organisation_id: str, operator_token: str) -> None:
@@ -177,12 +202,17 @@ class PluginKit:
 
     def retention(self) -> dict[str, tuple[int, str]]:
         """{content kind: (months, deciding plugin)} from GetRetentionPolicy."""
-        response = self.organisations.GetRetentionPolicy(
-            organisation_service_pb2.GetRetentionPolicyRequest(
-                organisation_id=self.organisation_id
-            ),
-            metadata=self.metadata,
-        )
+        try:
+            response = self.organisations.GetRetentionPolicy(
+                organisation_service_pb2.GetRetentionPolicyRequest(
+                    organisation_id=self.organisation_id
+                ),
+                metadata=self.metadata,
+            )
+        except grpc.RpcError as error:
+            if error.code() == grpc.StatusCode.UNAVAILABLE and (trace := self._traceback()):
+                error.add_note(f"the plugin's own traceback, from its worker process:\n{trace}")
+            raise
         return {p.content_kind: (p.months, p.decided_by) for p in response.periods}
 
     def export_formats(self) -> list[str]:
@@ -192,13 +222,65 @@ class PluginKit:
         )
         return [f.name for f in response.formats]
 
+    def _run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run a host call; a plugin fault is raised as PluginFailed, with the plugin's own
+        traceback from its worker process."""
+        try:
+            return self.server.run(coroutine)
+        except PluginError as error:
+            raise PluginFailed(error.reason, error.message, self._traceback()) from None
+
+    def _traceback(self) -> str:
+        fault = self.host.last_faults.get(self.organisation_id)
+        return fault.traceback if fault else ""
+
     def flags(self, text: str, author_ref: str = "pupil-1") -> list[Flag]:
         content = ContentView(self.content_ref("message-1", author_ref), text)
-        return [flag for _, flag in self.server.run(self.host.flags(self.organisation_id, content))]
+        return [flag for _, flag in self._run(self.host.flags(self.organisation_id, content))]
+
+    def approve(
+        self,
+        reason: MonitoringReason = "safeguarding_concern",
+        justification: str = "",
+        operation: MonitoringOperation = "search",
+        filters: dict[str, str] | None = None,
+    ) -> tuple[AccessDecision, str]:
+        """chatpro_approve_access: (the decision every plugin's answer makes, who decided)."""
+        request = AccessRequest("admin-1", reason, operation, filters or {}, justification)
+        return self._run(self.host.approve_access(self.organisation_id, request))
+
+    def access_recorded(self, request: AccessRequest, result_count: int) -> None:
+        self._run(self.host.access_recorded(self.organisation_id, request, result_count))
+
+    def sample(self, candidates: list[ContentRef], size: int) -> list[ContentRef]:
+        """chatpro_choose_sample over ``candidates``."""
+        return self._run(self.host.choose_sample(self.organisation_id, candidates, size))
+
+    def retention_veto(self, batch: list[ContentRef]) -> RetentionVeto | None:
+        return self._run(self.host.retention_veto(self.organisation_id, batch))
+
+    def retention_purged(self, batch: list[ContentRef]) -> None:
+        self._run(self.host.retention_purged(self.organisation_id, batch))
+
+    def member_changed(self, change: MemberChange, subject_ref: str = "pupil-1") -> None:
+        member = MemberView(subject_ref, MemberRole.MEMBER)
+        self._run(self.host.member_changed(self.organisation_id, member, change))
+
+    def departed(
+        self, change: DepartureChange = "left", subject_ref: str = "pupil-1"
+    ) -> tuple[ContentDisposition, str]:
+        """chatpro_departed_content: (what becomes of the member's content, who decided)."""
+        member = MemberView(subject_ref, MemberRole.MEMBER)
+        return self._run(self.host.departed_content(self.organisation_id, member, change))
+
+    def restriction_stops_monitoring(self, subject_ref: str = "pupil-1") -> tuple[bool, str]:
+        member = MemberView(subject_ref, MemberRole.MEMBER)
+        return self._run(self.host.restriction_stops_monitoring(self.organisation_id, member))
 
     def export(
-        self, texts: list[str], purpose: str = "access", subject_ref: str = "pupil-1"
+        self, texts: list[str], purpose: ExportPurpose = "access", subject_ref: str = "pupil-1"
     ) -> list[ExportRecord | Withheld]:
+        """chatpro_export_content over messages with these texts, as the export streams them."""
         items = [
             ContentView(self.content_ref(f"message-{i}", subject_ref), text)
             for i, text in enumerate(texts)
@@ -212,14 +294,16 @@ class PluginKit:
                 )
             ]
 
-        return self.server.run(collect())
+        return self._run(collect())
 
     def render(self, format_name: str, records: list[ExportRecord]) -> bytes:
+        """chatpro_render_export of ``records`` in ``format_name``, joined."""
+
         async def collect() -> bytes:
             chunks = self.host.render_export(self.organisation_id, format_name, records)
             return b"".join([c async for c in chunks])
 
-        return self.server.run(collect())
+        return self._run(collect())
 
     @staticmethod
     def content_ref(content_id: str, author_ref: str = "pupil-1") -> ContentRef:
@@ -242,7 +326,9 @@ class PluginKit:
     ) -> Iterator[PluginKit]:
         """Serve with the plugin installed (``factory``, or its entry point) and enabled."""
         host = PluginHost(
-            store=PluginSettings(), timeout=overrides.pop("plugin_timeout_seconds", 2.0)
+            store=PluginSettings(),
+            timeout=overrides.pop("plugin_timeout_seconds", 2.0),
+            memory_mb=overrides.pop("plugin_memory_mb", 512),
         )
         if factory is not None:
             host.install(plugin_name, factory)

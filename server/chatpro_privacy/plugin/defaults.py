@@ -10,7 +10,6 @@ from collections.abc import Iterable, Iterator, Sequence
 
 import pluggy
 
-from chatpro_privacy.domain.kernel.formats import rfc3339
 from chatpro_privacy.plugin.hookspecs import PROJECT
 from chatpro_privacy.plugin.types import (
     DEFAULT_RETENTION_MONTHS,
@@ -22,6 +21,7 @@ from chatpro_privacy.plugin.types import (
     ExportFormat,
     ExportRecord,
     Withheld,
+    default_export_record,
 )
 
 _impl = pluggy.HookimplMarker(PROJECT)
@@ -48,15 +48,7 @@ class Defaults:
         self, items: Iterator[ContentView]
     ) -> Iterable[ExportRecord | Withheld]:
         for item in items:
-            yield ExportRecord(
-                kind=item.ref.kind,
-                content_id=item.ref.content_id,
-                fields={
-                    "conversation_id": item.ref.conversation_id,
-                    "created_at": rfc3339(item.ref.created_at),
-                    "text": item.text,
-                },
-            )
+            yield default_export_record(item)
 
     @_impl(trylast=True)
     def chatpro_export_formats(self) -> list[ExportFormat]:

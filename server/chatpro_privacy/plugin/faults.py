@@ -4,6 +4,7 @@ the plugin, and nothing is changed."""
 from __future__ import annotations
 
 import enum
+from typing import Any
 
 from chatpro_privacy.domain.kernel.errors import Unavailable
 
@@ -17,13 +18,47 @@ class FaultKind(enum.StrEnum):
 
 
 class PluginFault(Exception):
-    """A plugin raised, overran its time limit, or answered something it may not."""
+    """A plugin raised, overran its time limit, or answered something it may not.
 
-    def __init__(self, plugin: str, kind: FaultKind, detail: str) -> None:
+    ``detail`` says what, never content: for an exception its type and capped message,
+    from which the worker removed every word of the content the call was given.
+    ``traceback`` is the plugin's own (for the server's log and the kit, not for callers);
+    ``stage`` says whether making the plugin failed on its configuration ("config"), on
+    how it is written ("broken"), or otherwise ("raised").
+    """
+
+    def __init__(
+        self,
+        plugin: str,
+        kind: FaultKind,
+        detail: str,
+        *,
+        traceback: str = "",
+        stage: str = "raised",
+    ) -> None:
         super().__init__(f"plugin {plugin} {kind}: {detail}")
         self.plugin = plugin
         self.kind = kind
         self.detail = detail
+        self.traceback = traceback
+        self.stage = stage
+
+
+_REMOTE_KINDS = {"raised": FaultKind.RAISED, "bad_result": FaultKind.BAD_RESULT}
+
+
+def remote_fault(info: dict[str, Any]) -> PluginFault:
+    """The fault a worker reported: {"plugin", "kind", "type", "message", "traceback"}."""
+    kind = str(info.get("kind", "raised"))
+    error_type = str(info.get("type", "Exception"))[:64]
+    message = str(info.get("message", ""))[:200]
+    return PluginFault(
+        str(info.get("plugin", "(worker)"))[:64],
+        _REMOTE_KINDS.get(kind, FaultKind.RAISED),
+        f"{error_type}: {message}" if message else error_type,
+        traceback=str(info.get("traceback", ""))[:20_000],
+        stage=kind if kind in ("config", "broken") else "raised",
+    )
 
 
 class BadAnswer(Exception):

@@ -1,10 +1,11 @@
 """The plugin host: finds installed plugins, keeps one plugin manager per organisation with
 the built-in defaults and that organisation's enabled plugins, and calls them safely.
 
-The trust model (requirements.md): plugins are reviewed code, so the host guards against
-mistakes, not malice. Every call
-- runs outside any database transaction (asserted), on a worker thread, within a time
-  limit: a stuck plugin makes that call fail on time, without holding the event loop;
+The trust model: the host contains plugins as code it does not trust. Every call
+- runs outside any database transaction (asserted), in the organisation's own worker
+  process (which holds no key, database handle or secret, and cannot reach the network or,
+  when the server runs as root, its files), within the organisation's time limit: a stuck
+  plugin makes that call fail on time and its worker is killed and started again;
 - is attributed to the plugin whose code was running, so an error names it;
 - has its answer checked by the typed wrapper that asked for it.
 A fault fails only that operation, only for that organisation. After ``fault_limit``
@@ -60,6 +61,8 @@ class PluginHost(Dispatcher):
     async def retention_veto(
         self, organisation_id: str, batch: list[types.ContentRef]
     ) -> types.RetentionVeto | None:
+        # Every plugin is asked (a veto hook); the first veto in the organisation's order
+        # is the reason given.
         check = _each(
             lambda veto: isinstance(veto, types.RetentionVeto) and bool(veto.reason),
             "a veto must be a RetentionVeto with a reason",
@@ -101,11 +104,20 @@ class PluginHost(Dispatcher):
     async def approve_access(
         self, organisation_id: str, request: types.AccessRequest
     ) -> tuple[types.AccessDecision, str]:
-        check = _first(
+        """Every plugin is asked (a veto hook): the first refusal in the organisation's
+        order, whatever the others answered; else the first approval (the defaults' last)."""
+        check = _each(
             lambda decision: isinstance(decision, types.AccessDecision),
             "an access decision must be an AccessDecision",
         )
-        return await self._decide(organisation_id, "chatpro_approve_access", check, request=request)
+        _, answers = await self._call(
+            organisation_id, "chatpro_approve_access", check, request=request
+        )
+        refusals = [(decision, plugin) for plugin, decision in answers if not decision.allowed]
+        if refusals:
+            return refusals[0]
+        plugin, decision = answers[0]
+        return decision, plugin
 
     async def departed_content(
         self, organisation_id: str, member: types.MemberView, change: str

@@ -1,5 +1,6 @@
-"""The worker threads plugin code runs on, so that a stuck plugin holds neither the event
-loop nor, beyond its share, the other organisations' calls."""
+"""The threads the built-in defaults' streams are pulled on (the person's content they
+export is read from the database as they go), so that neither holds the event loop.
+Organisations' own plugins run in their worker processes instead (``supervisor``)."""
 
 from __future__ import annotations
 

@@ -7,28 +7,39 @@ import datetime as dt
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from chatpro_privacy.domain.kernel.formats import rfc3339, spreadsheet_safe
 from chatpro_privacy.domain.kernel.vocabulary import MemberRole
 
 # What plugin authors import from ``chatpro_privacy.plugin``.
 __all__ = [
+    "DEFAULT_RETENTION_MONTHS",
+    "MAX_JUSTIFICATION",
+    "MAX_RETENTION_MONTHS",
+    "MIN_RETENTION_MONTHS",
     "AccessDecision",
     "AccessRequest",
     "ContentDisposition",
     "ContentKind",
     "ContentRef",
     "ContentView",
+    "DepartureChange",
     "Disposition",
     "ExportFormat",
+    "ExportPurpose",
     "ExportRecord",
     "Flag",
+    "MemberChange",
+    "MemberRole",
     "MemberView",
+    "MonitoringOperation",
+    "MonitoringReason",
     "OrganisationView",
     "PluginContext",
     "RetentionVeto",
     "Withheld",
+    "default_export_record",
     "rfc3339",
     "spreadsheet_safe",
 ]
@@ -41,8 +52,20 @@ class ContentKind(enum.StrEnum):
     CALL_RECORDING = "call_recording"
 
 
+# The limits of a retention period, in calendar months (PLG-1): a plugin's answer must lie
+# between the least and the most; with no statement announcing more, the default holds.
+MIN_RETENTION_MONTHS = 1
 DEFAULT_RETENTION_MONTHS = 12
 MAX_RETENTION_MONTHS = 120
+
+MAX_JUSTIFICATION = 500
+
+# Fixed sets of values hooks are given, as the strings they are.
+ExportPurpose = Literal["access", "portability"]
+MemberChange = Literal["joined", "left", "erased", "expired", "restricted"]
+DepartureChange = Literal["left", "erased", "expired"]
+MonitoringReason = Literal["routine_check", "random_check", "safeguarding_concern", "legal_request"]
+MonitoringOperation = Literal["search", "statistics", "random_check", "listen"]
 
 
 @dataclass(frozen=True)
@@ -109,9 +132,12 @@ class AccessRequest:
     """An administrator's request to search or read content (ORG-3)."""
 
     admin_ref: str
-    reason: str  # routine_check | random_check | safeguarding_concern | legal_request
-    scope: str
+    reason: MonitoringReason
+    scope: MonitoringOperation  # the operation asked for
     filters: Mapping[str, str] = field(default_factory=dict)
+    # The administrator's own words on why (e.g. a ticket number), up to MAX_JUSTIFICATION
+    # characters: given with every request, so that a plugin may require it.
+    justification: str = ""
 
 
 @dataclass(frozen=True)
@@ -165,3 +191,17 @@ class ContentDisposition:
 
     action: Disposition
     reason: str
+
+
+def default_export_record(item: ContentView) -> ExportRecord:
+    """The record the built-in export gives for an item: its conversation, time and text.
+    Plugins that give items out unchanged can return this."""
+    return ExportRecord(
+        kind=item.ref.kind,
+        content_id=item.ref.content_id,
+        fields={
+            "conversation_id": item.ref.conversation_id,
+            "created_at": rfc3339(item.ref.created_at),
+            "text": item.text,
+        },
+    )

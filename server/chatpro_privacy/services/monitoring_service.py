@@ -9,6 +9,7 @@ from chatpro.privacy.v1 import monitoring_service_pb2 as pb
 from chatpro.privacy.v1 import monitoring_service_pb2_grpc as pb_grpc
 
 from chatpro_privacy import context as call
+from chatpro_privacy.domain.content import monitoring_records
 from chatpro_privacy.domain.content.monitoring import Monitoring
 from chatpro_privacy.services.convert import monitoring_service as cc
 from chatpro_privacy.services.page_budget import ByteBudget
@@ -32,6 +33,7 @@ class MonitoringService(pb_grpc.MonitoringServiceServicer):
             request.flagged_only,
             request.page_size,
             request.page_token,
+            request.justification,
             budget,
         )
         return pb.SearchContentResponse(
@@ -49,6 +51,7 @@ class MonitoringService(pb_grpc.MonitoringServiceServicer):
             request.organisation_id,
             cc.REASONS.get(request.reason, ""),
             cc.scope(request.scope),
+            request.justification,
         )
         return cc.statistics(stats)
 
@@ -60,6 +63,7 @@ class MonitoringService(pb_grpc.MonitoringServiceServicer):
             request.organisation_id,
             cc.scope(request.scope),
             request.sample_size,
+            request.justification,
         )
         return pb.RandomCheckResponse(items=[cc.item(i) for i in items], access_id=access_id)
 
@@ -71,6 +75,7 @@ class MonitoringService(pb_grpc.MonitoringServiceServicer):
             request.organisation_id,
             cc.REASONS.get(request.reason, ""),
             request.recording_id,
+            request.justification,
         )
         for index, data in chunks:
             yield pb.StreamRecordingAudioResponse(index=index, data=data)
@@ -79,7 +84,7 @@ class MonitoringService(pb_grpc.MonitoringServiceServicer):
         self, request: pb.ListAccessRecordsRequest, context: Context
     ) -> pb.ListAccessRecordsResponse:
         budget = ByteBudget(cc.access_record)
-        page = self.monitoring.access_records(
+        page = monitoring_records.access_records(
             call.principal.get(),
             request.organisation_id,
             request.page_size,
@@ -94,7 +99,7 @@ class MonitoringService(pb_grpc.MonitoringServiceServicer):
         self, request: pb.ListMonitoringChecksRequest, context: Context
     ) -> pb.ListMonitoringChecksResponse:
         budget = ByteBudget(cc.check)
-        page = self.monitoring.checks(
+        page = monitoring_records.checks(
             call.principal.get(),
             request.organisation_id,
             request.page_size,

@@ -7,7 +7,9 @@ from chatpro.privacy.v1 import organisation_service_pb2_grpc as pb_grpc
 
 from chatpro_privacy import context as call
 from chatpro_privacy.domain.accounts.provisioning import Provision, Provisioning
+from chatpro_privacy.domain.content.flagging import Flagging
 from chatpro_privacy.domain.organisations import (
+    member_lifecycle,
     memberships,
     organisations,
     plugin_settings,
@@ -16,6 +18,7 @@ from chatpro_privacy.domain.organisations import (
 )
 from chatpro_privacy.domain.organisations.retention_periods import Retention
 from chatpro_privacy.domain.retention import legal_holds
+from chatpro_privacy.domain.vault.envelope import Vault
 from chatpro_privacy.plugin.host import PluginHost
 from chatpro_privacy.services.convert import organisation as convert
 from chatpro_privacy.services.convert.common import date_tuple, time_field
@@ -25,10 +28,19 @@ from chatpro_privacy.services.servicer import Context
 
 
 class OrganisationService(pb_grpc.OrganisationServiceServicer):
-    def __init__(self, host: PluginHost, provisioning: Provisioning, retention: Retention) -> None:
+    def __init__(
+        self,
+        host: PluginHost,
+        provisioning: Provisioning,
+        retention: Retention,
+        vault: Vault,
+        flagging: Flagging,
+    ) -> None:
         self.host = host
         self.provisioning = provisioning
         self.retention = retention
+        self.vault = vault
+        self.flagging = flagging
 
     async def CreateOrganisation(
         self, request: pb.CreateOrganisationRequest, context: Context
@@ -84,7 +96,10 @@ class OrganisationService(pb_grpc.OrganisationServiceServicer):
             request.organisation_id,
             request.plugin_name,
             request.config_json,
+            position=request.position,
         )
+        # Messages sent while its plugins could not be asked are asked about now.
+        await self.flagging.catch_up(request.organisation_id)
         return pb.EnablePluginResponse(plugin=convert.plugin_status(status))
 
     async def ConfigurePlugin(
@@ -149,12 +164,19 @@ class OrganisationService(pb_grpc.OrganisationServiceServicer):
             request.statement_version,
             request.mobile_number,
         )
+        await member_lifecycle.joined(self.host, row)
         return pb.AcceptInvitationResponse(membership=convert.membership(row))
 
     async def RemoveMember(
         self, request: pb.RemoveMemberRequest, context: Context
     ) -> pb.RemoveMemberResponse:
-        memberships.remove(call.principal.get(), request.organisation_id, request.account_id)
+        await member_lifecycle.remove(
+            call.principal.get(),
+            self.host,
+            self.vault,
+            request.organisation_id,
+            request.account_id,
+        )
         return pb.RemoveMemberResponse()
 
     async def ListMembers(

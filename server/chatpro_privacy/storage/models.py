@@ -297,6 +297,7 @@ class OrganisationPlugin(BaseModel):
     consecutive_faults = pw.IntegerField()
     fault_reason = pw.TextField(null=True)
     updated_at = pw.DateTimeField()
+    position = pw.IntegerField(default=0)  # the organisation's order: lower first, then name
 
     class Meta:
         primary_key = pw.CompositeKey("organisation", "plugin_name")
@@ -433,6 +434,18 @@ class ContentFlag(BaseModel):
     created_at = pw.DateTimeField()
 
 
+class FlagBacklog(BaseModel):
+    """A message the organisation's flagging plugins have yet to see: sent while one was
+    faulted or failing, asked about when the plugins answer again."""
+
+    item_seq = pw.BigIntegerField(primary_key=True)
+    organisation = pw.ForeignKeyField(
+        Organisation, on_delete="CASCADE", column_name="organisation_id"
+    )
+    organisation_id: str
+    created_at = pw.DateTimeField()
+
+
 class MonitoringAccess(BaseModel):
     id = pw.TextField(primary_key=True)
     organisation = pw.ForeignKeyField(
@@ -452,6 +465,7 @@ class MonitoringAccess(BaseModel):
     refusal_reason = pw.TextField()
     decided_by = pw.TextField()
     created_at = pw.DateTimeField()
+    justification = pw.TextField(default="")  # the administrator's own words on why
 
 
 class MonitoringAccessSubject(BaseModel):

@@ -17,25 +17,19 @@ import structlog
 
 from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.content import content_access
+from chatpro_privacy.domain.content.flagging import Flagging
 from chatpro_privacy.domain.kernel import paging
 from chatpro_privacy.domain.kernel.errors import FieldViolation, InvalidArgument, PermissionDenied
 from chatpro_privacy.domain.kernel.principals import Principal
 from chatpro_privacy.domain.kernel.tokens import new_id
 from chatpro_privacy.domain.organisations.retention_periods import Retention
-from chatpro_privacy.domain.records import outbox
 from chatpro_privacy.domain.vault.envelope import Vault
-from chatpro_privacy.plugin.faults import PluginError
 from chatpro_privacy.plugin.host import PluginHost
-from chatpro_privacy.plugin.types import ContentKind, ContentRef, ContentView
+from chatpro_privacy.plugin.types import ContentKind, ContentRef
 from chatpro_privacy.storage import queries
-from chatpro_privacy.storage.db import database
 from chatpro_privacy.storage.models import (
-    Account,
-    ContentFlag,
     ContentItem,
-    ConversationParticipant,
 )
-from chatpro_privacy.storage.queries import tuples
 
 log = structlog.get_logger("chatpro_privacy.messages")
 
@@ -196,6 +190,7 @@ class Messages:
         self.vault = vault
         self.host = host
         self.retention = retention
+        self.flagging = Flagging(vault, host)
 
     def _view(self, item: ContentItem | queries.ItemRow, text: str | None) -> MessageView:
         return MessageView(
@@ -236,57 +231,8 @@ class Messages:
             if (prior := posting.retried()) is not None:
                 return self._replay(prior, text)
             raise
-        await self._flag(item, text)
+        await self.flagging.flag(item, text)
         return self._view(item, text)
-
-    async def _flag(self, item: ContentItem, text: str) -> None:
-        """Ask the organisation's monitoring hooks about an item just stored. The item stays
-        whatever they do: a failing plugin is logged, never a lost message."""
-        if not await self.host.implements(item.organisation_id, "chatpro_flag_content"):
-            return  # the defaults flag nothing
-        recipients = tuple(
-            ref
-            for (ref,) in tuples(
-                Account.select(Account.subject_ref)
-                .join(ConversationParticipant)
-                .where(
-                    (ConversationParticipant.conversation == item.conversation_id)
-                    & (Account.subject_ref != item.author_ref)
-                )
-            )
-        )
-        view = ContentView(
-            ContentRef(
-                ContentKind.MESSAGE, item.id, item.conversation_id, item.author_ref, item.created_at
-            ),
-            text,
-            recipients,
-        )
-        try:
-            flags = await self.host.flags(item.organisation_id, view)
-        except PluginError as exc:
-            log.warning("content not checked by plugins", reason=exc.reason, content_id=item.id)
-            return
-        if not flags:
-            return
-        with database.atomic():
-            for plugin, flag in flags:
-                ContentFlag.create(
-                    item_seq=item.seq,
-                    plugin_name=plugin,
-                    category=flag.category[:64],
-                    reason=flag.reason[:500],
-                    created_at=clock.now(),
-                )
-                outbox.emit(
-                    outbox.CONTENT_FLAGGED,
-                    None,
-                    organisation_id=item.organisation_id,
-                    content_id=item.id,
-                    conversation_id=item.conversation_id,
-                    plugin_name=plugin,
-                    category=flag.category[:64],
-                )
 
     async def list(
         self,

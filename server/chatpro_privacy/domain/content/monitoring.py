@@ -13,7 +13,7 @@ import datetime as dt
 import enum
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import structlog
 from peewee import JOIN, fn
@@ -40,7 +40,9 @@ from chatpro_privacy.domain.vault import crypto
 from chatpro_privacy.domain.vault.envelope import Vault
 from chatpro_privacy.plugin.faults import PluginError
 from chatpro_privacy.plugin.host import PluginHost
-from chatpro_privacy.plugin.types import AccessRequest, ContentKind
+from chatpro_privacy.plugin.types import MAX_JUSTIFICATION, AccessRequest, ContentKind
+from chatpro_privacy.plugin.types import MonitoringOperation as PluginOperation
+from chatpro_privacy.plugin.types import MonitoringReason as PluginReason
 from chatpro_privacy.storage import tuning
 from chatpro_privacy.storage.db import database
 from chatpro_privacy.storage.models import (
@@ -131,6 +133,7 @@ class AccessRecordView(View):
     refused: bool
     refusal_reason: str
     decided_by: str
+    justification: str = ""
 
 
 @dataclass(frozen=True)
@@ -139,9 +142,11 @@ class Check:
     included_mine: bool
 
 
-def _reason(v: Violations, reason: str) -> None:
-    if reason not in set(MonitoringReason):
+def _why(v: Violations, reason: str | None, justification: str) -> None:
+    if reason is not None and reason not in set(MonitoringReason):
         v.add("reason", "is required: why the content is looked at", "REASON_REQUIRED")
+    if len(justification) > MAX_JUSTIFICATION:
+        v.add("justification", f"at most {MAX_JUSTIFICATION} characters", "TOO_LONG")
 
 
 def _scope(v: Violations, scope: Scope, organisation_id: str) -> None:
@@ -232,8 +237,15 @@ class Monitoring:
         reason: str,
         operation: Operation,
         filters: dict[str, str],
+        justification: str,
     ) -> _Check:
-        request = AccessRequest(str(principal.subject_ref), reason, operation, dict(filters))
+        request = AccessRequest(
+            str(principal.subject_ref),
+            cast(PluginReason, str(reason)),
+            cast(PluginOperation, str(operation.value)),
+            dict(filters),
+            justification,
+        )
         decision, plugin = await self.host.approve_access(organisation_id, request)
         check = _Check(principal, organisation_id, request, plugin)
         if not decision.allowed:
@@ -264,6 +276,7 @@ class Monitoring:
                 refusal_reason=(refusal or "")[:500],
                 decided_by=check.decided_by,
                 created_at=clock.now(),
+                justification=request.justification,
             )
             unique = sorted(set(subjects))
             for start in range(0, len(unique), 500):
@@ -338,11 +351,12 @@ class Monitoring:
         flagged_only: bool,
         page_size: int,
         page_token: str,
+        justification: str = "",
         budget: paging.Budget[Item] = paging.UNBOUNDED,
     ) -> SearchResult:
         org_id = content_access.administered(principal, organisation_id)
         v = Violations()
-        _reason(v, reason)
+        _why(v, reason, justification)
         _scope(v, scope, org_id)
         if len(keywords) > MAX_KEYWORDS:
             v.add("keywords", f"at most {MAX_KEYWORDS}", "TOO_MANY")
@@ -362,6 +376,7 @@ class Monitoring:
                 flagged_only="true" if flagged_only else "",
                 page_token=page_token,
             ),
+            justification,
         )
         served = await self.retention.served(org_id)
         rows, total, more = self._search_rows(
@@ -407,15 +422,20 @@ class Monitoring:
         return rows[:size], total, len(rows) > size
 
     async def statistics(
-        self, principal: Principal, organisation_id: str, reason: str, scope: Scope
+        self,
+        principal: Principal,
+        organisation_id: str,
+        reason: str,
+        scope: Scope,
+        justification: str = "",
     ) -> Statistics:
         org_id = content_access.administered(principal, organisation_id)
         v = Violations()
-        _reason(v, reason)
+        _why(v, reason, justification)
         _scope(v, scope, org_id)
         v.raise_if_any()
         check = await self._approve(
-            principal, org_id, reason, Operation.STATISTICS, _filters(scope)
+            principal, org_id, reason, Operation.STATISTICS, _filters(scope), justification
         )
         where = _in_scope(org_id, scope) & await self.retention.served(org_id)
         day = fn.DATE(ContentItem.created_at)
@@ -463,10 +483,16 @@ class Monitoring:
         return Statistics(total, per_day, senders, recipients, access_id)
 
     async def random_check(
-        self, principal: Principal, organisation_id: str, scope: Scope, sample_size: int
+        self,
+        principal: Principal,
+        organisation_id: str,
+        scope: Scope,
+        sample_size: int,
+        justification: str = "",
     ) -> tuple[list[Item], str]:
         org_id = content_access.administered(principal, organisation_id)
         v = Violations()
+        _why(v, None, justification)
         _scope(v, scope, org_id)
         if not 1 <= sample_size <= MAX_SAMPLE:
             v.add("sample_size", f"must be 1 to {MAX_SAMPLE}", "OUT_OF_RANGE")
@@ -477,6 +503,7 @@ class Monitoring:
             MonitoringReason.RANDOM_CHECK,
             Operation.RANDOM_CHECK,
             _filters(scope, sample_size=str(sample_size)),
+            justification,
         )
         candidates = list(
             ContentItem.select(*REF_COLUMNS)
@@ -500,11 +527,16 @@ class Monitoring:
         return items, access_id
 
     async def listen(
-        self, principal: Principal, organisation_id: str, reason: str, recording_id: str
+        self,
+        principal: Principal,
+        organisation_id: str,
+        reason: str,
+        recording_id: str,
+        justification: str = "",
     ) -> Iterator[tuple[int, bytes]]:
         org_id = content_access.administered(principal, organisation_id)
         v = Violations()
-        _reason(v, reason)
+        _why(v, reason, justification)
         v.raise_if_any()
         item = ContentItem.get_or_none(
             (ContentItem.id == recording_id[:64])
@@ -517,70 +549,9 @@ class Monitoring:
                 "RECORDING_NOT_FOUND", "no such recording", {"recording_id": recording_id[:64]}
             )
         check = await self._approve(
-            principal, org_id, reason, Operation.LISTEN, {"recording_id": item.id}
+            principal, org_id, reason, Operation.LISTEN, {"recording_id": item.id}, justification
         )
         chunks = self.recordings.stream(item)
         _, subjects = self._items(org_id, [item])
         await self._recorded(check, 1, subjects)
         return chunks
-
-    # -- reading the records ------------------------------------------------------------------
-
-    def access_records(
-        self,
-        principal: Principal,
-        organisation_id: str,
-        page_size: int,
-        page_token: str,
-        budget: paging.Budget[AccessRecordView] = paging.UNBOUNDED,
-    ) -> paging.Page[AccessRecordView]:
-        org_id = content_access.administered(principal, organisation_id)
-        size, cursor = paging.page(page_size, page_token, "access_records")
-        rows, more = _accesses(MonitoringAccess.organisation == org_id, size, cursor)
-        views = [AccessRecordView.from_row(r) for r in rows]
-        return paging.by_offset(views, cursor, more, "access_records", budget)
-
-    def checks(
-        self,
-        principal: Principal,
-        organisation_id: str,
-        page_size: int,
-        page_token: str,
-        budget: paging.Budget[Check] = paging.UNBOUNDED,
-    ) -> paging.Page[Check]:
-        mine = content_access.active_membership(principal, organisation_id)
-        size, cursor = paging.page(page_size, page_token, "monitoring_checks")
-        rows, more = _accesses(
-            (MonitoringAccess.organisation == mine.organisation_id)
-            & (MonitoringAccess.refused == False),  # noqa: E712 - SQL comparison
-            size,
-            cursor,
-        )
-        included = (
-            {
-                a
-                for (a,) in tuples(
-                    MonitoringAccessSubject.select(MonitoringAccessSubject.access).where(
-                        (MonitoringAccessSubject.access.in_([r.id for r in rows]))
-                        & (MonitoringAccessSubject.subject_ref == principal.subject_ref)
-                    )
-                )
-            }
-            if rows
-            else set()
-        )
-        views = [Check(AccessRecordView.from_row(r), r.id in included) for r in rows]
-        return paging.by_offset(views, cursor, more, "monitoring_checks", budget)
-
-
-def _accesses(where: Any, size: int, cursor: int | None) -> tuple[list[MonitoringAccess], bool]:
-    """Up to ``size`` recorded checks from offset ``cursor``, newest first; and whether more
-    follow."""
-    rows = list(
-        MonitoringAccess.select()
-        .where(where)
-        .order_by(MonitoringAccess.created_at.desc(), MonitoringAccess.id.desc())
-        .offset(cursor or 0)
-        .limit(size + 1)
-    )
-    return rows[:size], len(rows) > size

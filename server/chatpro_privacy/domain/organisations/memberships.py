@@ -306,21 +306,29 @@ def acknowledge(
     return MembershipView.from_row(found)
 
 
-def remove(principal: Principal, organisation_id: str, account_id: str) -> None:
-    leaving = principal.is_person and account_id in ("", principal.account_id)
-    org = organisation(organisation_id) if leaving else require_manager(principal, organisation_id)
-    target = str(principal.account_id) if leaving else account_id
+def leaving(principal: Principal, organisation_id: str, account_id: str) -> Membership:
+    """The membership a RemoveMember call ends: one's own (leaving), or, for those who
+    manage the organisation, a member's. Refuses as the call would, changing nothing."""
+    own = principal.is_person and account_id in ("", principal.account_id)
+    org = organisation(organisation_id) if own else require_manager(principal, organisation_id)
+    target = str(principal.account_id) if own else account_id
     row = membership(org.id, target)
-    if row is None and leaving:  # ORG-5: to an outsider the organisation does not exist
+    if row is None and own:  # ORG-5: to an outsider the organisation does not exist
         raise unknown(org.id)
     if row is None:
         raise errors.NotFound("MEMBER_NOT_FOUND", "no such member", {"account_id": target[:64]})
+    return row
+
+
+def remove(principal: Principal, organisation_id: str, account_id: str) -> None:
+    row = leaving(principal, organisation_id, account_id)
+    org_id, target = row.organisation_id, row.account_id
     account = Account.get_by_id(target)
     with database.atomic():
         Membership.delete().where(
-            (Membership.organisation == org.id) & (Membership.account == target)
+            (Membership.organisation == org_id) & (Membership.account == target)
         ).execute()
-        deletion_feed.member_gone(org.id, target, deletion_feed.DeletionReason.REMOVED)
+        deletion_feed.member_gone(org_id, target, deletion_feed.DeletionReason.REMOVED)
         still_admin = (
             Membership.select()
             .where((Membership.account == target) & (Membership.role == MemberRole.ADMINISTRATOR))
@@ -329,7 +337,7 @@ def remove(principal: Principal, organisation_id: str, account_id: str) -> None:
         if not still_admin and account.mobile_number is not None:
             # ACC-4: a mobile number is held only while its holder administers somewhere.
             Account.update(mobile_number=None).where(Account.id == target).execute()
-        audit.record(principal, "membership.remove", "organisation", org.id, account.subject_ref)
+        audit.record(principal, "membership.remove", "organisation", org_id, account.subject_ref)
 
 
 def members(

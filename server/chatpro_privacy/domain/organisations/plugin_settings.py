@@ -12,12 +12,14 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import peewee
+
 from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.kernel.errors import FailedPrecondition, FieldViolation, InvalidArgument
 from chatpro_privacy.domain.kernel.principals import Principal
 from chatpro_privacy.domain.organisations import memberships
 from chatpro_privacy.domain.records import audit, outbox
-from chatpro_privacy.plugin.faults import PluginFault
+from chatpro_privacy.plugin.faults import FaultKind, PluginError, PluginFault
 from chatpro_privacy.plugin.host import PluginHost
 from chatpro_privacy.plugin.store import OrganisationSettings, PluginSetting
 from chatpro_privacy.plugin.types import ContentKind, OrganisationView
@@ -26,6 +28,7 @@ from chatpro_privacy.storage.models import Organisation, OrganisationPlugin
 from chatpro_privacy.storage.queries import statement_in_effect
 
 MAX_CONFIG_BYTES = 64 * 1024
+MAX_POSITION = 1000
 
 
 class PluginState(enum.StrEnum):
@@ -41,6 +44,7 @@ class PluginStatus:
     config: str  # JSON text, as stored
     fault_reason: str
     distribution: str
+    position: int = 0  # the organisation's order: lower first, then name; 0 when available
 
 
 def plugins(principal: Principal, host: PluginHost, organisation_id: str) -> list[PluginStatus]:
@@ -62,6 +66,7 @@ def plugins(principal: Principal, host: PluginHost, organisation_id: str) -> lis
                 if row and row.state == PluginState.FAULTED
                 else "",
                 distribution=installed.distribution if installed else "not installed",
+                position=int(row.position) if row else 0,
             )
         )
     return statuses
@@ -93,32 +98,23 @@ async def enable(
     config_json: str,
     *,
     only_reconfigure: bool = False,
+    position: int = 0,
 ) -> PluginStatus:
     org = memberships.require_manager(principal, organisation_id)
-    if name not in host.installed:
+    if host.find(name) is None:  # looked for again: installed since the server started?
         raise InvalidArgument(
             [FieldViolation("plugin_name", "is not installed on this server", "UNKNOWN_PLUGIN")]
         )
     config = _config(config_json)
+    if not 0 <= position <= MAX_POSITION:
+        raise InvalidArgument(
+            [FieldViolation("position", f"must be 0 to {MAX_POSITION}", "OUT_OF_RANGE")]
+        )
     existing = OrganisationPlugin.get_or_none(_row(org.id, name))
     if only_reconfigure and existing is None:
         raise FailedPrecondition("PLUGIN_NOT_ENABLED", "enable the plugin before configuring it")
-    view = OrganisationView(org.id, org.name)
-    try:
-        await host.run_isolated(lambda tracker: host.check_config(name, view, config))
-    except PluginFault as fault:
-        cause = fault.__cause__
-        if isinstance(cause, ValueError):
-            raise InvalidArgument(
-                [FieldViolation("config_json", str(cause)[:200], "PLUGIN_CONFIG_INVALID")]
-            ) from None
-        raise InvalidArgument(
-            [
-                FieldViolation(
-                    "plugin_name", f"the plugin could not start ({fault.detail})", "PLUGIN_BROKEN"
-                )
-            ]
-        ) from None
+    view = OrganisationView(org.id, org.name, _announced_retention(org.id))
+    await _try(host, org.id, name, view, config)
     with database.atomic():
         if existing is None:
             OrganisationPlugin.create(
@@ -128,6 +124,7 @@ async def enable(
                 state=PluginState.ENABLED,
                 consecutive_faults=0,
                 updated_at=clock.now(),
+                position=position or _next_position(org.id),
             )
         else:
             OrganisationPlugin.update(
@@ -136,10 +133,38 @@ async def enable(
                 consecutive_faults=0,
                 fault_reason=None,
                 updated_at=clock.now(),
+                position=position or existing.position,
             ).where(_row(org.id, name)).execute()
         audit.record(principal, f"plugin.enable:{name}", "organisation", org.id)
     host.invalidate(org.id)
     return next(p for p in plugins(principal, host, org.id) if p.name == name)
+
+
+async def _try(
+    host: PluginHost, organisation_id: str, name: str, view: OrganisationView, config: Any
+) -> None:
+    """Make the plugin once with ``config`` in the organisation's worker: a ValueError from
+    its constructor refuses the configuration; a plugin that cannot start, or whose hooks
+    are written wrong, is refused naming why (the hook, the argument)."""
+    try:
+        await host.trial(organisation_id, name, view, config)
+    except PluginFault as fault:
+        if fault.kind == FaultKind.BUSY:
+            raise PluginError(organisation_id, fault) from None
+        if fault.stage == "config":
+            message = fault.detail.split(": ", 1)[-1]
+            raise InvalidArgument(
+                [FieldViolation("config_json", message[:200], "PLUGIN_CONFIG_INVALID")]
+            ) from None
+        raise InvalidArgument(
+            [
+                FieldViolation(
+                    "plugin_name",
+                    f"the plugin could not start ({fault.kind}: {fault.detail})"[:300],
+                    "PLUGIN_BROKEN",
+                )
+            ]
+        ) from None
 
 
 def disable(
@@ -167,6 +192,16 @@ async def export_formats(
     return await host.export_formats(org.id)
 
 
+def _next_position(organisation_id: str) -> int:
+    """After every plugin the organisation has enabled."""
+    last = (
+        OrganisationPlugin.select(peewee.fn.MAX(OrganisationPlugin.position))
+        .where(OrganisationPlugin.organisation == organisation_id)
+        .scalar()
+    )
+    return min(int(last or 0) + 1, MAX_POSITION)
+
+
 def _row(organisation_id: str, plugin: str) -> Any:
     """A condition: the organisation's setting for ``plugin``."""
     return (OrganisationPlugin.organisation == organisation_id) & (
@@ -182,7 +217,11 @@ class PluginSettings:
         if org is None:
             return None
         view = OrganisationView(org.id, org.name, _announced_retention(org.id))
-        rows = OrganisationPlugin.select().where(OrganisationPlugin.organisation == org.id)
+        rows = (
+            OrganisationPlugin.select()
+            .where(OrganisationPlugin.organisation == org.id)
+            .order_by(OrganisationPlugin.position, OrganisationPlugin.plugin_name)
+        )
         return OrganisationSettings(
             view,
             tuple(

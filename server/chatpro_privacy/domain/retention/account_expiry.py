@@ -13,6 +13,7 @@ from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.kernel.formats import rfc3339
 from chatpro_privacy.domain.kernel.principals import SYSTEM
 from chatpro_privacy.domain.kernel.vocabulary import AccountState, MemberRole
+from chatpro_privacy.domain.organisations import member_lifecycle
 from chatpro_privacy.domain.organisations.retention_periods import months_passed
 from chatpro_privacy.domain.records import outbox
 from chatpro_privacy.domain.rights import erasure
@@ -84,10 +85,14 @@ class Expiry:
         ]
         for account_id in due:
             try:
+                member = MemberView(Account.get_by_id(account_id).subject_ref, MemberRole.MEMBER)
                 decisions = await self._decisions(account_id)
                 erasure.erase(SYSTEM, self.vault, account_id, decisions, [], None, self.ledger)
             except Exception:
                 log.exception("an expired account could not be erased; next sweep retries")
+                continue
+            for decision in decisions:  # those with plugins: told after the change
+                await member_lifecycle.tell(self.host, decision.organisation_id, member, "expired")
         return len(due)
 
     async def _decisions(self, account_id: str) -> list[erasure.OrganisationDecision]:

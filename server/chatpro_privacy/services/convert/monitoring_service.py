@@ -63,6 +63,7 @@ def access_record(a: monitoring.AccessRecordView) -> pb.AccessRecord:
         refused=bool(a.refused),
         refusal_reason=a.refusal_reason,
         decided_by=a.decided_by,
+        justification=a.justification,
     )
 
 

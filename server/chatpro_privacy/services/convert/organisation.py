@@ -59,6 +59,7 @@ def plugin_status(p: plugin_settings.PluginStatus) -> organisation_pb2.Organisat
         config_json=p.config,
         fault_reason=p.fault_reason,
         distribution=p.distribution,
+        position=p.position,
     )
 
 

@@ -189,6 +189,7 @@ class SearchContentRequest(_message.Message):
     FLAGGED_ONLY_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    JUSTIFICATION_FIELD_NUMBER: _builtins.int
     organisation_id: _builtins.str
     """The organisation."""
     reason: Global___MonitoringReason.ValueType
@@ -199,6 +200,10 @@ class SearchContentRequest(_message.Message):
     """1 to 200; 50 when unset."""
     page_token: _builtins.str
     """From the previous page."""
+    justification: _builtins.str
+    """The administrator's own words on why (e.g. a ticket number), up to 500 characters:
+    recorded with the access and given to the organisation's plugins, which may require it.
+    """
     @_builtins.property
     def scope(self) -> Global___MonitoringScope:
         """What is looked at."""
@@ -217,10 +222,11 @@ class SearchContentRequest(_message.Message):
         flagged_only: _builtins.bool = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        justification: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["scope", b"scope"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["flagged_only", b"flagged_only", "keywords", b"keywords", "organisation_id", b"organisation_id", "page_size", b"page_size", "page_token", b"page_token", "reason", b"reason", "scope", b"scope"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["flagged_only", b"flagged_only", "justification", b"justification", "keywords", b"keywords", "organisation_id", b"organisation_id", "page_size", b"page_size", "page_token", b"page_token", "reason", b"reason", "scope", b"scope"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -271,10 +277,15 @@ class GetContentStatisticsRequest(_message.Message):
     ORGANISATION_ID_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     SCOPE_FIELD_NUMBER: _builtins.int
+    JUSTIFICATION_FIELD_NUMBER: _builtins.int
     organisation_id: _builtins.str
     """The organisation."""
     reason: Global___MonitoringReason.ValueType
     """Why."""
+    justification: _builtins.str
+    """The administrator's own words on why (e.g. a ticket number), up to 500 characters:
+    recorded with the access and given to the organisation's plugins, which may require it.
+    """
     @_builtins.property
     def scope(self) -> Global___MonitoringScope:
         """What is counted."""
@@ -285,10 +296,11 @@ class GetContentStatisticsRequest(_message.Message):
         organisation_id: _builtins.str = ...,
         reason: Global___MonitoringReason.ValueType = ...,
         scope: Global___MonitoringScope | None = ...,
+        justification: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["scope", b"scope"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["organisation_id", b"organisation_id", "reason", b"reason", "scope", b"scope"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["justification", b"justification", "organisation_id", b"organisation_id", "reason", b"reason", "scope", b"scope"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -399,10 +411,15 @@ class RandomCheckRequest(_message.Message):
     ORGANISATION_ID_FIELD_NUMBER: _builtins.int
     SCOPE_FIELD_NUMBER: _builtins.int
     SAMPLE_SIZE_FIELD_NUMBER: _builtins.int
+    JUSTIFICATION_FIELD_NUMBER: _builtins.int
     organisation_id: _builtins.str
     """The organisation."""
     sample_size: _builtins.int
     """How many items to look at, 1 to 100."""
+    justification: _builtins.str
+    """The administrator's own words on why (e.g. a ticket number), up to 500 characters:
+    recorded with the access and given to the organisation's plugins, which may require it.
+    """
     @_builtins.property
     def scope(self) -> Global___MonitoringScope:
         """The candidates: a time range and, optionally, people."""
@@ -413,10 +430,11 @@ class RandomCheckRequest(_message.Message):
         organisation_id: _builtins.str = ...,
         scope: Global___MonitoringScope | None = ...,
         sample_size: _builtins.int = ...,
+        justification: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["scope", b"scope"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["organisation_id", b"organisation_id", "sample_size", b"sample_size", "scope", b"scope"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["justification", b"justification", "organisation_id", b"organisation_id", "sample_size", b"sample_size", "scope", b"scope"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -459,22 +477,28 @@ class StreamRecordingAudioRequest(_message.Message):
     ORGANISATION_ID_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     RECORDING_ID_FIELD_NUMBER: _builtins.int
+    JUSTIFICATION_FIELD_NUMBER: _builtins.int
     organisation_id: _builtins.str
     """The organisation."""
     reason: Global___MonitoringReason.ValueType
     """Why."""
     recording_id: _builtins.str
     """The recording, e.g. from a search."""
+    justification: _builtins.str
+    """The administrator's own words on why (e.g. a ticket number), up to 500 characters:
+    recorded with the access and given to the organisation's plugins, which may require it.
+    """
     def __init__(
         self,
         *,
         organisation_id: _builtins.str = ...,
         reason: Global___MonitoringReason.ValueType = ...,
         recording_id: _builtins.str = ...,
+        justification: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["organisation_id", b"organisation_id", "reason", b"reason", "recording_id", b"recording_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["justification", b"justification", "organisation_id", b"organisation_id", "reason", b"reason", "recording_id", b"recording_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -542,6 +566,7 @@ class AccessRecord(_message.Message):
     REFUSED_FIELD_NUMBER: _builtins.int
     REFUSAL_REASON_FIELD_NUMBER: _builtins.int
     DECIDED_BY_FIELD_NUMBER: _builtins.int
+    JUSTIFICATION_FIELD_NUMBER: _builtins.int
     access_id: _builtins.str
     """Identifier."""
     administrator_account_id: _builtins.str
@@ -558,6 +583,8 @@ class AccessRecord(_message.Message):
     """The plugin's reason for refusing."""
     decided_by: _builtins.str
     """The plugin that decided ("defaults" when none did)."""
+    justification: _builtins.str
+    """The administrator's own words on why, as given."""
     @_builtins.property
     def filters(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """The scope and filters, as given."""
@@ -579,10 +606,11 @@ class AccessRecord(_message.Message):
         refused: _builtins.bool = ...,
         refusal_reason: _builtins.str = ...,
         decided_by: _builtins.str = ...,
+        justification: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["access_time", b"access_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_id", b"access_id", "access_time", b"access_time", "administrator_account_id", b"administrator_account_id", "decided_by", b"decided_by", "filters", b"filters", "operation", b"operation", "reason", b"reason", "refusal_reason", b"refusal_reason", "refused", b"refused", "result_count", b"result_count"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_id", b"access_id", "access_time", b"access_time", "administrator_account_id", b"administrator_account_id", "decided_by", b"decided_by", "filters", b"filters", "justification", b"justification", "operation", b"operation", "reason", b"reason", "refusal_reason", b"refusal_reason", "refused", b"refused", "result_count", b"result_count"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

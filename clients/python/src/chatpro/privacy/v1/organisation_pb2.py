@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%chatpro/privacy/v1/organisation.proto\x12\x12\x63hatpro.privacy.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x85\x01\n\x0cOrganisation\x12\x17\n\x0forganisation_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x1d\n\x15privacy_contact_email\x18\x03 \x01(\t\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x89\x01\n\x0fRetentionPeriod\x12\x14\n\x0c\x63ontent_kind\x18\x01 \x01(\t\x12\x0e\n\x06months\x18\x02 \x01(\x05\x12\x12\n\ndecided_by\x18\x03 \x01(\t\x12<\n\x18\x61pplies_to_content_after\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xce\x02\n\x15OrganisationStatement\x12\x17\n\x0forganisation_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0c\n\x04text\x18\x03 \x01(\t\x12\x13\n\x0btext_sha256\x18\x04 \x01(\t\x12X\n\x10retention_months\x18\x05 \x03(\x0b\x32>.chatpro.privacy.v1.OrganisationStatement.RetentionMonthsEntry\x12\x32\n\x0e\x65\x66\x66\x65\x63tive_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\"\n\x1arequires_reacknowledgement\x18\x07 \x01(\x08\x1a\x36\n\x14RetentionMonthsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01\"\x9a\x01\n\x12OrganisationPlugin\x12\x13\n\x0bplugin_name\x18\x01 \x01(\t\x12.\n\x05state\x18\x02 \x01(\x0e\x32\x1f.chatpro.privacy.v1.PluginState\x12\x13\n\x0b\x63onfig_json\x18\x03 \x01(\t\x12\x14\n\x0c\x66\x61ult_reason\x18\x04 \x01(\t\x12\x14\n\x0c\x64istribution\x18\x05 \x01(\t\"\x9c\x02\n\nMembership\x12\x17\n\x0forganisation_id\x18\x01 \x01(\t\x12\x12\n\naccount_id\x18\x02 \x01(\t\x12,\n\x04role\x18\x03 \x01(\x0e\x32\x1e.chatpro.privacy.v1.MemberRole\x12\x32\n\x05state\x18\x04 \x01(\x0e\x32#.chatpro.privacy.v1.MembershipState\x12&\n\x1e\x61\x63knowledged_statement_version\x18\x05 \x01(\t\x12-\n\tjoin_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12(\n acknowledgement_required_version\x18\x07 \x01(\t*{\n\x0bPluginState\x12\x1c\n\x18PLUGIN_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16PLUGIN_STATE_AVAILABLE\x10\x01\x12\x18\n\x14PLUGIN_STATE_ENABLED\x10\x02\x12\x18\n\x14PLUGIN_STATE_FAULTED\x10\x03*`\n\nMemberRole\x12\x1b\n\x17MEMBER_ROLE_UNSPECIFIED\x10\x00\x12\x16\n\x12MEMBER_ROLE_MEMBER\x10\x01\x12\x1d\n\x19MEMBER_ROLE_ADMINISTRATOR\x10\x02*n\n\x0fMembershipState\x12 \n\x1cMEMBERSHIP_STATE_UNSPECIFIED\x10\x00\x12\x1c\n\x18MEMBERSHIP_STATE_INVITED\x10\x01\x12\x1b\n\x17MEMBERSHIP_STATE_ACTIVE\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n%chatpro/privacy/v1/organisation.proto\x12\x12\x63hatpro.privacy.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x85\x01\n\x0cOrganisation\x12\x17\n\x0forganisation_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x1d\n\x15privacy_contact_email\x18\x03 \x01(\t\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x89\x01\n\x0fRetentionPeriod\x12\x14\n\x0c\x63ontent_kind\x18\x01 \x01(\t\x12\x0e\n\x06months\x18\x02 \x01(\x05\x12\x12\n\ndecided_by\x18\x03 \x01(\t\x12<\n\x18\x61pplies_to_content_after\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xce\x02\n\x15OrganisationStatement\x12\x17\n\x0forganisation_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0c\n\x04text\x18\x03 \x01(\t\x12\x13\n\x0btext_sha256\x18\x04 \x01(\t\x12X\n\x10retention_months\x18\x05 \x03(\x0b\x32>.chatpro.privacy.v1.OrganisationStatement.RetentionMonthsEntry\x12\x32\n\x0e\x65\x66\x66\x65\x63tive_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\"\n\x1arequires_reacknowledgement\x18\x07 \x01(\x08\x1a\x36\n\x14RetentionMonthsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x05:\x02\x38\x01\"\xac\x01\n\x12OrganisationPlugin\x12\x13\n\x0bplugin_name\x18\x01 \x01(\t\x12.\n\x05state\x18\x02 \x01(\x0e\x32\x1f.chatpro.privacy.v1.PluginState\x12\x13\n\x0b\x63onfig_json\x18\x03 \x01(\t\x12\x14\n\x0c\x66\x61ult_reason\x18\x04 \x01(\t\x12\x14\n\x0c\x64istribution\x18\x05 \x01(\t\x12\x10\n\x08position\x18\x06 \x01(\x05\"\x9c\x02\n\nMembership\x12\x17\n\x0forganisation_id\x18\x01 \x01(\t\x12\x12\n\naccount_id\x18\x02 \x01(\t\x12,\n\x04role\x18\x03 \x01(\x0e\x32\x1e.chatpro.privacy.v1.MemberRole\x12\x32\n\x05state\x18\x04 \x01(\x0e\x32#.chatpro.privacy.v1.MembershipState\x12&\n\x1e\x61\x63knowledged_statement_version\x18\x05 \x01(\t\x12-\n\tjoin_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12(\n acknowledgement_required_version\x18\x07 \x01(\t*{\n\x0bPluginState\x12\x1c\n\x18PLUGIN_STATE_UNSPECIFIED\x10\x00\x12\x1a\n\x16PLUGIN_STATE_AVAILABLE\x10\x01\x12\x18\n\x14PLUGIN_STATE_ENABLED\x10\x02\x12\x18\n\x14PLUGIN_STATE_FAULTED\x10\x03*`\n\nMemberRole\x12\x1b\n\x17MEMBER_ROLE_UNSPECIFIED\x10\x00\x12\x16\n\x12MEMBER_ROLE_MEMBER\x10\x01\x12\x1d\n\x19MEMBER_ROLE_ADMINISTRATOR\x10\x02*n\n\x0fMembershipState\x12 \n\x1cMEMBERSHIP_STATE_UNSPECIFIED\x10\x00\x12\x1c\n\x18MEMBERSHIP_STATE_INVITED\x10\x01\x12\x1b\n\x17MEMBERSHIP_STATE_ACTIVE\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,12 +34,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_ORGANISATIONSTATEMENT_RETENTIONMONTHSENTRY']._loaded_options = None
   _globals['_ORGANISATIONSTATEMENT_RETENTIONMONTHSENTRY']._serialized_options = b'8\001'
-  _globals['_PLUGINSTATE']._serialized_start=1151
-  _globals['_PLUGINSTATE']._serialized_end=1274
-  _globals['_MEMBERROLE']._serialized_start=1276
-  _globals['_MEMBERROLE']._serialized_end=1372
-  _globals['_MEMBERSHIPSTATE']._serialized_start=1374
-  _globals['_MEMBERSHIPSTATE']._serialized_end=1484
+  _globals['_PLUGINSTATE']._serialized_start=1169
+  _globals['_PLUGINSTATE']._serialized_end=1292
+  _globals['_MEMBERROLE']._serialized_start=1294
+  _globals['_MEMBERROLE']._serialized_end=1390
+  _globals['_MEMBERSHIPSTATE']._serialized_start=1392
+  _globals['_MEMBERSHIPSTATE']._serialized_end=1502
   _globals['_ORGANISATION']._serialized_start=95
   _globals['_ORGANISATION']._serialized_end=228
   _globals['_RETENTIONPERIOD']._serialized_start=231
@@ -49,7 +49,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ORGANISATIONSTATEMENT_RETENTIONMONTHSENTRY']._serialized_start=651
   _globals['_ORGANISATIONSTATEMENT_RETENTIONMONTHSENTRY']._serialized_end=705
   _globals['_ORGANISATIONPLUGIN']._serialized_start=708
-  _globals['_ORGANISATIONPLUGIN']._serialized_end=862
-  _globals['_MEMBERSHIP']._serialized_start=865
-  _globals['_MEMBERSHIP']._serialized_end=1149
+  _globals['_ORGANISATIONPLUGIN']._serialized_end=880
+  _globals['_MEMBERSHIP']._serialized_start=883
+  _globals['_MEMBERSHIP']._serialized_end=1167
 # @@protoc_insertion_point(module_scope)

@@ -253,6 +253,7 @@ class OrganisationPlugin(_message.Message):
     CONFIG_JSON_FIELD_NUMBER: _builtins.int
     FAULT_REASON_FIELD_NUMBER: _builtins.int
     DISTRIBUTION_FIELD_NUMBER: _builtins.int
+    POSITION_FIELD_NUMBER: _builtins.int
     plugin_name: _builtins.str
     """The entry-point name, e.g. "school_safeguarding"."""
     state: Global___PluginState.ValueType
@@ -263,6 +264,10 @@ class OrganisationPlugin(_message.Message):
     """Why it faulted, when it did."""
     distribution: _builtins.str
     """The installed distribution and version, e.g. "chatpro-school-safeguarding 0.1.0"."""
+    position: _builtins.int
+    """Its place in the organisation's order (asked lowest first, ties by name); 0 when not
+    enabled.
+    """
     def __init__(
         self,
         *,
@@ -271,10 +276,11 @@ class OrganisationPlugin(_message.Message):
         config_json: _builtins.str = ...,
         fault_reason: _builtins.str = ...,
         distribution: _builtins.str = ...,
+        position: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_json", b"config_json", "distribution", b"distribution", "fault_reason", b"fault_reason", "plugin_name", b"plugin_name", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_json", b"config_json", "distribution", b"distribution", "fault_reason", b"fault_reason", "plugin_name", b"plugin_name", "position", b"position", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -304,22 +304,28 @@ class EnablePluginRequest(_message.Message):
     ORGANISATION_ID_FIELD_NUMBER: _builtins.int
     PLUGIN_NAME_FIELD_NUMBER: _builtins.int
     CONFIG_JSON_FIELD_NUMBER: _builtins.int
+    POSITION_FIELD_NUMBER: _builtins.int
     organisation_id: _builtins.str
     """The organisation."""
     plugin_name: _builtins.str
     """The plugin's entry-point name."""
     config_json: _builtins.str
     """Its configuration as a JSON object (at most 64 KiB); empty for "{}"."""
+    position: _builtins.int
+    """Its place in the organisation's order (plugins are asked lowest first, ties by name),
+    1 to 1000; 0 keeps the place it had, or puts a newly enabled plugin after the others.
+    """
     def __init__(
         self,
         *,
         organisation_id: _builtins.str = ...,
         plugin_name: _builtins.str = ...,
         config_json: _builtins.str = ...,
+        position: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_json", b"config_json", "organisation_id", b"organisation_id", "plugin_name", b"plugin_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config_json", b"config_json", "organisation_id", b"organisation_id", "plugin_name", b"plugin_name", "position", b"position"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
