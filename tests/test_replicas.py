@@ -256,6 +256,9 @@ def group(database_target: tuple[str, str | None], tmp_path: Path) -> Iterator[G
         **content_key_env(tmp_path),
         "CHATPRO_LOG_FORMAT": "json",
         "CHATPRO_REGISTER_PER_PEER": "3",
+        # Past the free failures, a wait longer than a production hash takes on a loaded
+        # machine: the throttle test's next attempt comes inside it.
+        "CHATPRO_SIGN_IN_FIRST_DELAY_SECONDS": "30",
     }
     log = tmp_path / "serve.log"
     with log.open("wb") as out:
@@ -306,15 +309,15 @@ def test_two_workers_serve_one_port_and_spend_one_throttle_budget(group: Group) 
         assert _register(alternate[i], f"replica{i}") == f"replica{i}"
     refused = rpc_error(lambda: _register(alternate[3], "replica3"))
     assert (refused.code, refused.reason) == (grpc.StatusCode.RESOURCE_EXHAUSTED, "RATE_LIMITED")
-    # Sign-in per account: 5 failures spread over both workers, then even the right password
-    # waits, whichever worker is asked.
+    # Sign-in per account at an address: 5 failures spread over both workers, then even the
+    # right password waits there, whichever worker is asked.
     for i in range(5):
         wrong = rpc_error(partial(_sign_in, alternate[i], "replica0", "not the password"))
         assert wrong.reason == "INVALID_CREDENTIALS"
     for channel in (first, second):
         throttled = rpc_error(partial(_sign_in, channel, "replica0", PASSWORD))
         assert throttled.reason == "SIGN_IN_THROTTLED"
-        assert 0 < int(throttled.metadata["retry_after_seconds"]) <= 15 * 60
+        assert 0 < int(throttled.metadata["retry_after_seconds"]) <= 60
     assert _sign_in(first, "replica1", PASSWORD)  # another account is not held back
 
 

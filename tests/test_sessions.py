@@ -76,17 +76,24 @@ def test_repeated_failures_are_throttled_per_account(api: Api) -> None:
     assert api.sign_in("frank")
 
 
-def test_repeated_failures_are_throttled_per_peer(api: Api) -> None:
-    sessions = api.server.runtime.sessions
-    for i in range(sessions.peer_throttle.limit):
-        sessions.peer_throttle.fail("127.0.0.1")
-        assert i < sessions.peer_throttle.limit
+def test_repeated_failures_are_throttled_per_address(api: Api) -> None:
+    """Guessing across many accounts from one address (SEC-3, issue 15): past the address's
+    free failures, each failure there makes the next attempt from it wait a growing delay,
+    whoever's account it names; never longer than the longest delay."""
+    policy = api.server.settings.policy
     api.register(username="gina")
+    for i in range(policy.sign_in_address_free_failures):
+        assert rpc_error(partial(api.sign_in, f"nobody{i}", "wrong password here")).reason == (
+            "INVALID_CREDENTIALS"
+        )
     failure = rpc_error(lambda: api.sign_in("gina"))
     assert (failure.code, failure.reason) == (
         grpc.StatusCode.RESOURCE_EXHAUSTED,
         "SIGN_IN_THROTTLED",
     )
+    assert int(failure.metadata["retry_after_seconds"]) == 1  # the first delay
+    clock.advance(policy.sign_in_first_delay)
+    assert api.sign_in("gina")
 
 
 def test_calls_need_credentials(api: Api, unchanged: Unchanged) -> None:

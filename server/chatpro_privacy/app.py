@@ -60,6 +60,7 @@ from chatpro_privacy.domain.kernel.tokens import ConfirmationTokens
 from chatpro_privacy.domain.organisations.plugin_settings import PluginSettings
 from chatpro_privacy.domain.organisations.retention_periods import Retention
 from chatpro_privacy.domain.records import audit
+from chatpro_privacy.domain.records.backoff_counts import SharedBackoff
 from chatpro_privacy.domain.records.throttle_counts import SharedThrottles
 from chatpro_privacy.domain.rights.execution import erasure_by
 from chatpro_privacy.domain.rights.export.exports import Exports
@@ -148,14 +149,19 @@ class Runtime:
     @classmethod
     def build(cls, settings: Settings, plugins: PluginHost | None = None) -> Runtime:
         audit.configure(settings.secret_key)
-        passwords = Passwords(
-            workers=settings.password_hash_workers,
-            parameters=TEST_PARAMETERS if settings.password_hash_profile == "test" else None,
+        parameters = TEST_PARAMETERS if settings.password_hash_profile == "test" else None
+        passwords = Passwords(workers=settings.password_hash_workers, parameters=parameters)
+        # Sign-in's own: password changes and registrations cannot starve it (issue 15).
+        sign_in_passwords = Passwords(
+            workers=settings.sign_in_hash_workers, parameters=parameters, name="argon2-sign-in"
         )
         confirmations = ConfirmationTokens(settings.secret_key)
         # Counted in the database: every replica spends one budget.
         sessions = Sessions(
-            settings.policy, passwords, SharedThrottles(settings.secret_key, clock.now)
+            settings.policy,
+            sign_in_passwords,
+            SharedThrottles(settings.secret_key, clock.now),
+            SharedBackoff(settings.secret_key, clock.now),
         )
         accounts = Accounts(settings.policy, passwords, confirmations, sessions)
         gate = policy.PolicyGate()
@@ -215,6 +221,7 @@ class RunningServer:
     background: CallWorkers  # the sweep and the database probe, apart from calls
     tasks: list[asyncio.Task[None]]
     metrics: metrics.MetricsEndpoint | None = None  # when settings.metrics_address is set
+    sign_in_workers: CallWorkers | None = None  # SignIn's own (issue 15)
 
     async def stop(self, grace: float | None = None) -> None:
         """Drain: NOT_SERVING first (a load balancer stops sending), then new calls are
@@ -231,8 +238,11 @@ class RunningServer:
         )
         await self.edge.stop(self.server)
         self.workers.shutdown()
+        if self.sign_in_workers is not None:
+            self.sign_in_workers.shutdown()
         self.background.shutdown()
         self.runtime.passwords.shutdown()
+        self.runtime.sessions.passwords.shutdown()
         self.runtime.plugins.shutdown()
         self.runtime.vault.keys.close()
         self.runtime.ledger.close()
@@ -349,10 +359,16 @@ async def start(
     """Build, bind and start a server. The database must already be open and migrated."""
     runtime = runtime or Runtime.build(settings)
     workers = CallWorkers(settings.call_worker_count, on_stop=close_database)
+    sign_in_workers = CallWorkers(settings.sign_in_call_workers, on_stop=close_database)
     background = CallWorkers(2, on_stop=close_database)
     database_health = DatabaseHealth()
     edge = EdgeInterceptor(
-        runtime.sessions, runtime.gate, workers, database_health, on_call=metrics.observe_call
+        runtime.sessions,
+        runtime.gate,
+        workers,
+        database_health,
+        on_call=metrics.observe_call,
+        sign_in_workers=sign_in_workers,
     )
     server = grpc.aio.server(
         interceptors=[*tracing.server_interceptors(), edge],
@@ -387,7 +403,9 @@ async def start(
     endpoint = None
     if settings.metrics_address is not None:
         endpoint = _serve_metrics(settings, workers, background, tasks)
-    return RunningServer(server, port, health, runtime, edge, workers, background, tasks, endpoint)
+    return RunningServer(
+        server, port, health, runtime, edge, workers, background, tasks, endpoint, sign_in_workers
+    )
 
 
 def _bind(server: grpc.aio.Server, settings: Settings) -> int:

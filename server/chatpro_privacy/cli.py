@@ -28,6 +28,8 @@ from chatpro_privacy.storage.blobs import BlobStore
 from chatpro_privacy.storage.erasure_ledger import ErasureLedger
 from chatpro_privacy.storage.keystore import KeyStore
 
+_SCOPES = "outbox: read the outbox; forwarded_for: state end users' addresses (repeatable)"
+
 
 def _serve_parser(sub: Any) -> None:
     """`serve` and its flags."""
@@ -95,9 +97,7 @@ def _parser() -> argparse.ArgumentParser:
     service.add_argument(
         "--certificate-subject", help="authenticate by client certificate CN instead of a token"
     )
-    service.add_argument(
-        "--scope", action="append", default=[], choices=["outbox"], help="e.g. outbox (repeatable)"
-    )
+    service.add_argument("--scope", action="append", default=[], choices=roles.SCOPES, help=_SCOPES)
 
     revoke_s = sub.add_parser("revoke-service", help="revoke an internal service's credential")
     revoke_s.add_argument("name")
@@ -159,6 +159,7 @@ async def _sweep(settings: Settings) -> dict[str, object]:
         return await sweeps_of(runtime).run_after_others()
     finally:
         runtime.passwords.shutdown()
+        runtime.sessions.passwords.shutdown()
         runtime.plugins.shutdown()
         runtime.vault.keys.close()
         runtime.ledger.close()

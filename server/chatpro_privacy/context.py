@@ -33,3 +33,6 @@ from chatpro_privacy.domain.kernel.principals import ANONYMOUS, Principal  # noq
 principal: contextvars.ContextVar[Principal] = contextvars.ContextVar(
     "principal", default=ANONYMOUS
 )
+
+# The end user's address as the edge found it (``edge/client_address.py``): a throttling key.
+client_address: contextvars.ContextVar[str] = contextvars.ContextVar("client_address", default="")

@@ -60,6 +60,17 @@ class PolicySettings:
     register_per_peer: int = 100
     sign_in_per_peer: int = 300
     peer_rate_window: dt.timedelta = dt.timedelta(minutes=10)
+    # Failed sign-ins (SEC-3, issue 15) are counted per account at an address and per
+    # address, with delays that grow: past its free failures a key waits the first delay
+    # after a failure, doubled with each further one up to the longest delay, and forgets one
+    # failure every so often. No key is ever held back longer than the longest delay, and an
+    # account's failures at one address hold nobody back at another.
+    sign_in_free_failures: int = 5  # per account (whichever login names it) at one address
+    sign_in_address_free_failures: int = 100  # per address, whichever accounts
+    sign_in_first_delay: dt.timedelta = dt.timedelta(seconds=1)
+    sign_in_max_delay: dt.timedelta = dt.timedelta(seconds=60)
+    sign_in_forget_one_every: dt.timedelta = dt.timedelta(minutes=15)
+    sign_in_address_forget_one_every: dt.timedelta = dt.timedelta(seconds=36)  # 100 an hour
 
 
 @dataclass(frozen=True)
@@ -79,7 +90,11 @@ class Settings:
     key_store_url: str = DEFAULT_KEY_STORE_URL
     blob_dir: str = DEFAULT_BLOB_DIR
     sqlite_synchronous: str = "FULL"
-    password_hash_workers: int = 2
+    password_hash_workers: int = 2  # registrations, password changes, account set-up
+    # Sign-in hashes on threads of its own, and its calls on call workers of their own, so
+    # that a flood of password changes or registrations cannot starve it (issue 15).
+    sign_in_hash_workers: int = 2
+    sign_in_call_workers: int = 4
     password_hash_profile: str = "default"
     grace_period_seconds: float = 10.0
     sweep_interval_seconds: float = 3600.0
@@ -157,8 +172,11 @@ class Settings:
             raise SettingsError("plugin concurrency must be between 1 and 64")
         if not 0 <= self.plugin_memory_mb <= 1 << 20:
             raise SettingsError("plugin memory must be between 0 (no limit) and 1048576 MiB")
-        if self.password_hash_workers < 1:
+        if self.password_hash_workers < 1 or self.sign_in_hash_workers < 1:
             raise SettingsError("password hashing needs at least one worker")
+        if not 1 <= self.sign_in_call_workers <= 512:
+            raise SettingsError("sign-in call workers must be between 1 and 512")
+        _validate_sign_in_rules(self.policy)
         if self.password_hash_profile not in PASSWORD_HASH_PROFILES:
             raise SettingsError(f"unknown password hash profile {self.password_hash_profile!r}")
         self._validate_limits()
@@ -185,6 +203,21 @@ class Settings:
                 raise SettingsError("the metrics address must be host:port")
             if self.metrics_address == self.address and int(port) != 0:
                 raise SettingsError("metrics need a port of their own, not the gRPC address")
+
+
+def _validate_sign_in_rules(policy: PolicySettings) -> None:
+    if policy.sign_in_free_failures < 1 or policy.sign_in_address_free_failures < 1:
+        raise SettingsError("sign-in must allow at least one failure without a delay")
+    first, longest = policy.sign_in_first_delay, policy.sign_in_max_delay
+    if not dt.timedelta(milliseconds=1) <= first <= longest <= first * 2**20:
+        raise SettingsError(
+            "sign-in delays: the first must be positive, the longest at least the first and"
+            " reached within 20 doublings"
+        )
+    if min(policy.sign_in_forget_one_every, policy.sign_in_address_forget_one_every) < (
+        dt.timedelta(milliseconds=1)
+    ):
+        raise SettingsError("sign-in failures must be forgotten at a positive interval")
 
 
 def _load_key(
@@ -222,6 +255,7 @@ _NUMBERS: dict[str, tuple[str, type[int] | type[float]]] = {
     "CHATPRO_SWEEP_INTERVAL_SECONDS": ("sweep_interval_seconds", float),
     "CHATPRO_GRACE_PERIOD_SECONDS": ("grace_period_seconds", float),
     "CHATPRO_PASSWORD_HASH_WORKERS": ("password_hash_workers", int),
+    "CHATPRO_SIGN_IN_HASH_WORKERS": ("sign_in_hash_workers", int),
     "CHATPRO_MAX_CONCURRENT_CALLS": ("max_concurrent_calls", int),
     "CHATPRO_METRICS_REFRESH_SECONDS": ("metrics_refresh_seconds", float),
 }
@@ -249,6 +283,12 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         policy = replace(policy, register_per_peer=int(source["CHATPRO_REGISTER_PER_PEER"]))
     if "CHATPRO_SIGN_IN_PER_PEER" in source:
         policy = replace(policy, sign_in_per_peer=int(source["CHATPRO_SIGN_IN_PER_PEER"]))
+    if "CHATPRO_SIGN_IN_FIRST_DELAY_SECONDS" in source:
+        first = float(source["CHATPRO_SIGN_IN_FIRST_DELAY_SECONDS"])
+        policy = replace(policy, sign_in_first_delay=dt.timedelta(seconds=first))
+    if "CHATPRO_SIGN_IN_MAX_DELAY_SECONDS" in source:
+        longest = float(source["CHATPRO_SIGN_IN_MAX_DELAY_SECONDS"])
+        policy = replace(policy, sign_in_max_delay=dt.timedelta(seconds=longest))
     if "CHATPRO_TOKEN_LIFETIME_SECONDS" in source:
         policy = replace(
             policy,

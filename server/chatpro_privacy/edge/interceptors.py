@@ -34,7 +34,7 @@ from chatpro_privacy.domain.kernel.errors import (
     Unavailable,
 )
 from chatpro_privacy.domain.kernel.principals import ANONYMOUS, Principal
-from chatpro_privacy.edge import requests
+from chatpro_privacy.edge import client_address, requests
 from chatpro_privacy.edge import status as status_map
 from chatpro_privacy.edge.call_workers import CallWorkers
 from chatpro_privacy.settings import MAX_MESSAGE_BYTES
@@ -64,6 +64,12 @@ PUBLIC_METHODS = frozenset(
     )
 )
 PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+# Served on call workers of their own (issue 15): calls waiting on other work (a flood of
+# password changes waiting for their hashes) cannot hold every worker sign-in needs.
+SIGN_IN_METHODS = frozenset({_V1 + "AccountService/SignIn"})
+# Methods throttled by the end user's address (``client_address.py``): only these read it, so
+# no other call is slowed or refused over an x-forwarded-for it does not use.
+ADDRESS_METHODS = frozenset({_V1 + "AccountService/SignIn", _V1 + "AccountService/Register"})
 # What a person may still do before accepting a policy version that requires it (CON-1).
 GATE_EXEMPT_METHODS = frozenset(
     _V1 + name
@@ -170,11 +176,13 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
         gate: PolicyGate,
         workers: CallWorkers | None = None,
         guard: DatabaseGuard | None = None,
+        sign_in_workers: CallWorkers | None = None,
         on_call: Callable[[str, str, float], None] | None = None,
     ) -> None:
         self.sessions = sessions
         self.gate = gate
         self.workers = workers
+        self.sign_in_workers = sign_in_workers
         self.guard = guard
         # Told of every answered call: (method, code name, seconds), e.g. for metrics.
         self.on_call = on_call
@@ -187,11 +195,9 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
         self._last_refused = 0.0  # time.monotonic() of the latest call refused as draining
         self._release: asyncio.Event | None = None  # set: held refusals are answered
 
-    def _authenticate(self, method: str, ctx: Any, call: _Call) -> None:
-        """Sets ``call.principal`` as soon as the caller is known, so that a refusal of
-        theirs (a guardian's session out of scope, a policy to accept) is logged as theirs."""
-        if is_public(method):
-            return
+    @staticmethod
+    def _credentials(ctx: Any) -> tuple[str, str | None]:
+        """The bearer token (or "") and the verified client certificate's subject, if any."""
         header = _metadata(ctx, "authorization")
         scheme, _, token = header.partition(" ")
         if header and scheme.lower() != "bearer":
@@ -201,7 +207,32 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
         names = list(auth.get("x509_common_name") or ())
         if list(auth.get("transport_security_type") or ()) == [b"ssl"] and names:
             subject = names[0].decode("utf-8", "replace")
-        principal = self.sessions.authenticate(token.strip(), subject)
+        return token.strip(), subject
+
+    def _forwarder(self, ctx: Any) -> Principal:
+        """On a public call carrying x-forwarded-for: the service that forwards it, if its
+        credentials are good; otherwise anonymous (the header is then ignored). A public call
+        never fails for its credentials: an app may send a stale session token with all."""
+        try:
+            token, subject = self._credentials(ctx)
+            if token or subject:
+                return self.sessions.authenticate(token, subject)
+        except Unauthenticated:
+            pass
+        return ANONYMOUS
+
+    def _client_address(self, method: str, ctx: Any, principal: Principal) -> str:
+        header = _metadata(ctx, client_address.HEADER)
+        if header and is_public(method):
+            principal = self._forwarder(ctx)
+        return client_address.client_address(principal, str(ctx.peer() or ""), header)
+
+    def _authenticate(self, method: str, ctx: Any, call: _Call) -> None:
+        """Sets ``call.principal`` as soon as the caller is known, so that a refusal of
+        theirs (a guardian's session out of scope, a policy to accept) is logged as theirs."""
+        if is_public(method):
+            return
+        principal = self.sessions.authenticate(*self._credentials(ctx))
         call.principal = principal
         if principal.is_guardian and not method.startswith(GUARDIAN_PREFIXES):
             raise PermissionDenied(
@@ -342,6 +373,8 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
             self.guard.before_call()
         self._authenticate(method, ctx, call)
         context.principal.set(call.principal)
+        if method in ADDRESS_METHODS:
+            context.client_address.set(self._client_address(method, ctx, call.principal))
 
     async def _guarded(self, work: Awaitable[T]) -> T:
         """On a worker: a database failure becomes the retryable error it is."""
@@ -355,8 +388,13 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
                 raise mapped from exc
             raise
 
-    def _on_worker(self, method: str) -> bool:
-        return self.workers is not None and not method.startswith(PUBLIC_PREFIXES)
+    def _workers_for(self, method: str) -> CallWorkers | None:
+        """The call workers a call runs on; None: on the server's loop (health, reflection)."""
+        if method.startswith(PUBLIC_PREFIXES):
+            return None
+        if method in SIGN_IN_METHODS and self.sign_in_workers is not None:
+            return self.sign_in_workers
+        return self.workers
 
     def _wrap_unary(
         self, method: str, behaviour: Callable[[Any, Any], Awaitable[Any]]
@@ -372,10 +410,10 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
                     requests.check(request)
                 if not isinstance(request, Message):  # a client stream
                     request = requests.checked(request)
-                if not self._on_worker(method):
+                workers = self._workers_for(method)
+                if workers is None:
                     return await work(request, ctx, call)
-                assert self.workers is not None
-                async with self.workers.lease() as lease:
+                async with workers.lease() as lease:
                     if not isinstance(request, Message):  # a client stream
                         request = lease.incoming(request)
                     return await lease.run(self._guarded(work(request, _CallView(ctx), call)))
@@ -409,13 +447,13 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
                     requests.check(request)
                 if not isinstance(request, Message):  # a bidirectional stream
                     request = requests.checked(request)
-                if not self._on_worker(method):
+                workers = self._workers_for(method)
+                if workers is None:
                     items, _ = await start(request, ctx, call)
                     async for item in items:
                         yield _fits(item)
                     return
-                assert self.workers is not None
-                async with self.workers.lease() as lease:
+                async with workers.lease() as lease:
                     started = start(request, _CallView(ctx), call)
                     items, made_in = await lease.run(self._guarded(started))
                     try:

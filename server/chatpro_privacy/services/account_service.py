@@ -17,12 +17,9 @@ from chatpro_privacy.services.servicer import Context
 
 
 def peer_host(context: Context) -> str:
-    """The caller's address without the port: a throttling key, never stored."""
-    peer = str(context.peer() or "")
-    kind, _, rest = peer.partition(":")
-    if kind in ("ipv4", "ipv6"):
-        return rest.rsplit(":", 1)[0]
-    return peer
+    """The end user's address as the edge found it (the peer's, or the one a trusted
+    service forwarded): a throttling key, never stored."""
+    return call.client_address.get() or str(context.peer() or "")
 
 
 class AccountService(pb_grpc.AccountServiceServicer):

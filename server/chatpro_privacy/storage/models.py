@@ -676,6 +676,20 @@ class ThrottleCount(BaseModel):
     expires_at = pw.DateTimeField()  # the newest attempt leaves the window
 
 
+class BackoffCount(BaseModel):
+    """A key's recent failures under a rule of growing delays (see ``storage/backoff.py``)."""
+
+    key_hash = pw.TextField(primary_key=True)  # HMAC of the rule's name and the key
+    name = pw.TextField()
+    failures = pw.IntegerField()  # as of last_ms; one is forgotten every leak_ms
+    last_ms = pw.BigIntegerField()  # when the latest failure was counted (ms since 1970)
+    allowance = pw.IntegerField()  # failures without a delay
+    base_ms = pw.BigIntegerField()  # the first delay, doubled with each further failure
+    cap_ms = pw.BigIntegerField()  # the longest delay
+    leak_ms = pw.BigIntegerField()
+    expires_at = pw.DateTimeField()  # every failure forgotten by then
+
+
 class DeletionFeed(BaseModel):
     seq = pw.AutoField()
     reason = pw.TextField()  # domain.records.deletion_feed.DeletionReason
@@ -743,4 +757,4 @@ ALL_MODELS: tuple[type[BaseModel], ...] = (
 # Apart from ALL_MODELS, which hold the service's data: every attempt is counted here,
 # whether its call succeeded or was refused ("a refused call changes nothing" is said of the
 # data), and the rows hold keyed hashes and times only, no one's data.
-COUNTER_MODELS: tuple[type[BaseModel], ...] = (ThrottleCount,)
+COUNTER_MODELS: tuple[type[BaseModel], ...] = (ThrottleCount, BackoffCount)

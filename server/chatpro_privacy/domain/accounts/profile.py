@@ -12,7 +12,7 @@ import peewee
 
 from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.accounts import email_links
-from chatpro_privacy.domain.accounts.sessions import Sessions, throttle_key
+from chatpro_privacy.domain.accounts.sessions import Sessions
 from chatpro_privacy.domain.accounts.sources import DataSource, set_sources
 from chatpro_privacy.domain.kernel import access, tokens, validation
 from chatpro_privacy.domain.kernel.errors import (
@@ -280,11 +280,8 @@ class Profiles:
             v, new, field="new_password", forbidden=(account.username, account.email.split("@")[0])
         )
         v.raise_if_any()
-        throttle, key = self.sessions.account_throttle, throttle_key(account.id)
-        throttle.reserve(key, "PASSWORD_CHECK_THROTTLED", "too many wrong passwords; wait")
-        if not await self.passwords.verify(account.password_hash, current):
+        if not await self.sessions.check_current_password(account, current, self.passwords):
             raise Unauthenticated("INVALID_CREDENTIALS", "the current password is wrong")
-        throttle.release(key)
         new_hash = await self.passwords.hash(new)
         now = clock.now()
         with database.atomic():

@@ -57,7 +57,10 @@ def revoke_role(login: str, role: str) -> bool:
     return bool(removed)
 
 
-SCOPES = ("outbox",)
+# "forwarded_for": the service calls for people (the app's backend) and states each one's
+# network address in x-forwarded-for, which sign-in and registration are throttled by.
+FORWARDED_FOR_SCOPE = "forwarded_for"
+SCOPES = ("outbox", FORWARDED_FOR_SCOPE)
 
 
 def add_service(
@@ -65,7 +68,8 @@ def add_service(
 ) -> str | None:
     """Register an internal service; returns its bearer token (shown once), or None when it
     authenticates by client certificate only. ``scopes`` grant more than the common calls:
-    "outbox" lets it read the outbox (which carries confirmation tokens)."""
+    "outbox" lets it read the outbox (which carries confirmation tokens); "forwarded_for" lets
+    it state the address of the person it calls for (``edge/client_address.py``)."""
     unknown = [s for s in scopes if s not in SCOPES]
     if unknown:
         raise InvalidArgument(

@@ -17,7 +17,7 @@ from chatpro_privacy.domain.kernel.errors import (
 )
 from chatpro_privacy.domain.kernel.passwords import Passwords
 from chatpro_privacy.domain.kernel.principals import Principal, PrincipalKind, Role
-from chatpro_privacy.domain.kernel.throttle import ThrottleMaker
+from chatpro_privacy.domain.kernel.throttle import Backoff, BackoffRule, Held, ThrottleMaker
 from chatpro_privacy.domain.kernel.vocabulary import AccountState
 from chatpro_privacy.domain.records import audit
 from chatpro_privacy.settings import PolicySettings
@@ -46,19 +46,52 @@ class SignedIn:
 
 class Sessions:
     def __init__(
-        self, policy: PolicySettings, passwords: Passwords, throttles: ThrottleMaker
+        self,
+        policy: PolicySettings,
+        passwords: Passwords,
+        throttles: ThrottleMaker,
+        backoff: Backoff,
     ) -> None:
         self.policy = policy
-        self.passwords = passwords
+        self.passwords = passwords  # sign-in's own hashing capacity
         self.throttles = throttles
-        self.account_throttle = throttles("sign_in.account", 5, dt.timedelta(minutes=15))
-        self.peer_throttle = throttles("sign_in.peer", 30, dt.timedelta(minutes=15))
+        self.backoff = backoff
+        first, longest = policy.sign_in_first_delay, policy.sign_in_max_delay
+        # An account's failures at one address hold it back there only: its owner signs in
+        # from anywhere else at once, and from there too within the longest delay.
+        self.account_rule = BackoffRule(
+            "sign_in.account_at_address",
+            policy.sign_in_free_failures,
+            first,
+            longest,
+            policy.sign_in_forget_one_every,
+        )
+        # Guessing across many accounts from one address.
+        self.address_rule = BackoffRule(
+            "sign_in.address",
+            policy.sign_in_address_free_failures,
+            first,
+            longest,
+            policy.sign_in_address_forget_one_every,
+        )
+        # ChangePassword's check of the current password: the caller holds the account's
+        # session, so its failures hold back that account's password changes, never sign-in.
+        self.password_check_rule = BackoffRule(
+            "password_check.account",
+            policy.sign_in_free_failures,
+            first,
+            longest,
+            policy.sign_in_forget_one_every,
+        )
         # Every attempt counts here, failed or not: a cap on one address's sign-in rate.
         self.peer_rate = throttles(
             "sign_in.peer_rate", policy.sign_in_per_peer, policy.peer_rate_window
         )
 
-    async def sign_in(self, login: str, password: str, peer: str) -> SignedIn:
+    async def sign_in(self, login: str, password: str, address: str) -> SignedIn:
+        """``address`` is the end user's (see ``edge/client_address.py``): a throttling key,
+        never stored. Every refusal but throttling is INVALID_CREDENTIALS after one password
+        check, whether the login is unknown, wrong or names an account not yet set up."""
         v = Violations()
         if not login:
             v.add("login", "is required", "REQUIRED")
@@ -70,36 +103,29 @@ class Sessions:
             v.add("password", "must be at most 256 characters", "TOO_LONG")
         v.raise_if_any()
         login_key = login.strip().lower()
-        message = "too many failed sign-ins; wait before trying again"
-        self.peer_rate.reserve(peer, "RATE_LIMITED", "too many sign-ins from this address; wait")
-        self.peer_throttle.reserve(peer, "SIGN_IN_THROTTLED", message)
+        self.peer_rate.reserve(address, "RATE_LIMITED", "too many sign-ins from this address; wait")
         account = Account.get_or_none(
             (Account.username_key == login_key) | (Account.email_key == login_key)
         )
         # Per account, whichever login names it; an unknown login is throttled by itself.
-        key = throttle_key(account.id if account else None, login_key)
-        try:
-            self.account_throttle.reserve(key, "SIGN_IN_THROTTLED", message)
-        except ResourceExhausted:
-            self.peer_throttle.release(peer)
-            raise
-        ok = await self.passwords.verify(account.password_hash if account else None, password)
-        if not ok or account is None:  # both reserved attempts stay counted as failures
+        subject = throttle_key(account.id if account else None, login_key)
+        held = self.backoff.reserve(
+            {
+                "address": (self.address_rule, address),
+                "account": (self.account_rule, f"{subject}\0{address}"),
+            },
+            "SIGN_IN_THROTTLED",
+            "too many failed sign-ins; wait before trying again",
+        )
+        if not await self._password_matches(held, account, password) or account is None:
             raise Unauthenticated("INVALID_CREDENTIALS", "the login or password is wrong")
-        self.peer_throttle.release(peer)
-        self.account_throttle.clear(key)
-        if account.state == AccountState.PENDING_SETUP:  # no password was ever set: cannot match
-            raise Unauthenticated("INVALID_CREDENTIALS", "the login or password is wrong")
+        self.backoff.release(held, clear=("account",))
         if account.state == AccountState.PENDING_GUARDIAN_CONSENT:
             raise FailedPrecondition(
                 "GUARDIAN_CONSENT_PENDING",
                 "this account is waiting for the guardian to confirm it",
             )
-        new_hash = (
-            await self.passwords.hash(password)
-            if self.passwords.needs_rehash(account.password_hash)
-            else None
-        )
+        new_hash = await self._rehashed(account.password_hash, password)
         with database.atomic():
             if new_hash:
                 Account.update(password_hash=new_hash).where(Account.id == account.id).execute()
@@ -107,6 +133,48 @@ class Sessions:
             return self.open_session(
                 account.id, account.subject_ref, SessionKind.PERSON, self.policy.session_lifetime
             )
+
+    async def _password_matches(self, held: Held, account: Account | None, password: str) -> bool:
+        """One password check, whatever the account's state: an unknown login or an account
+        with no password yet is checked against a dummy hash (same time, same answer). A
+        check refused because hashing is busy was never made: it is no failure."""
+        stored = None
+        if account is not None and account.state != AccountState.PENDING_SETUP:
+            stored = account.password_hash
+        try:
+            return await self.passwords.verify(stored, password)
+        except ResourceExhausted:
+            self.backoff.release(held)
+            raise
+
+    async def _rehashed(self, stored: str, password: str) -> str | None:
+        """The password hashed anew if its hash has older parameters; when hashing is busy
+        it waits for a later sign-in rather than fail this one."""
+        if not self.passwords.needs_rehash(stored):
+            return None
+        try:
+            return await self.passwords.hash(password)
+        except ResourceExhausted:
+            return None
+
+    async def check_current_password(
+        self, account: Account, password: str, passwords: Passwords
+    ) -> bool:
+        """A signed-in person's current password (ChangePassword), with failures held back
+        like sign-in's but apart from it; hashing busy counts as no failure."""
+        held = self.backoff.reserve(
+            {"account": (self.password_check_rule, throttle_key(account.id))},
+            "PASSWORD_CHECK_THROTTLED",
+            "too many wrong passwords; wait",
+        )
+        try:
+            ok = await passwords.verify(account.password_hash, password)
+        except ResourceExhausted:
+            self.backoff.release(held)
+            raise
+        if ok:
+            self.backoff.release(held, clear=("account",))
+        return ok
 
     def open_session(
         self, account_id: str, subject_ref: str, kind: SessionKind, lifetime: dt.timedelta
@@ -116,7 +184,9 @@ class Sessions:
         now = clock.now()
         expires = now + lifetime
         session_id = tokens.new_id()
-        with database.atomic():
+        # Inside a caller's transaction (sign-in, a guardian's confirmation) it joins it: no
+        # savepoint, two round trips fewer.
+        with database.transaction():
             Session.create(
                 id=session_id,
                 account=account_id,

@@ -3,6 +3,8 @@
 Hashing is deliberately slow (~100 ms); it runs on a small thread pool (argon2 releases
 the GIL) so that the server keeps answering other calls, and the number of hashes waiting
 is capped so that a flood of sign-ins is refused quickly instead of queueing for minutes.
+The service keeps two: one for sign-in alone, one for everything else (registrations,
+password changes, account set-up), so that a flood of the others cannot starve sign-in.
 """
 
 from __future__ import annotations
@@ -28,13 +30,17 @@ TEST_PARAMETERS: Parameters = dataclasses.replace(profiles.CHEAPEST, salt_len=16
 
 class Passwords:
     def __init__(
-        self, workers: int = 2, max_waiting: int = 64, parameters: Parameters | None = None
+        self,
+        workers: int = 2,
+        max_waiting: int = 64,
+        parameters: Parameters | None = None,
+        name: str = "argon2",
     ) -> None:
         # argon2id, RFC 9106 low-memory profile, unless a test suite names cheaper parameters
         self._hasher = (
             PasswordHasher() if parameters is None else PasswordHasher.from_parameters(parameters)
         )
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="argon2")
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
         self._max_in_flight = workers + max_waiting
         self._in_flight = 0
         # Verifying against this keeps an unknown login as slow as a wrong password.
@@ -56,10 +62,14 @@ class Passwords:
         return result
 
     async def verify(self, password_hash: str | None, password: str) -> bool:
-        """True when ``password`` matches; an absent hash costs the same time and fails."""
-        target = password_hash or self._dummy_hash
+        """True when ``password`` matches. An absent hash, or one no password can match (an
+        account provisioned but not yet set up), is checked against a dummy hash of the same
+        cost and fails: the answer takes as long as a wrong password's, so its timing tells
+        nobody whether or how the account exists (issue 15)."""
+        usable = password_hash is not None and password_hash.startswith("$argon2")
+        target = password_hash if usable and password_hash else self._dummy_hash
         ok: bool = await self._run(self._verify_sync, target, password)
-        return ok and password_hash is not None
+        return ok and usable
 
     def _verify_sync(self, password_hash: str, password: str) -> bool:
         try:

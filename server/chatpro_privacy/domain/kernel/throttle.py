@@ -4,7 +4,10 @@ refused until the oldest leaves the window.
 ``Throttle`` is what the use cases call; ``FailureThrottle`` keeps the counts in this
 process's memory, and is the reference the shared throttle (``domain/records/throttle_counts``)
 is tested against: the server's throttles count in the database, so that every replica spends
-one budget. Network addresses serve throttling and are never stored (ACC-2).
+one budget. ``Backoff`` counts failures with delays that grow instead of a window's limit
+(sign-in, issue 15); its only implementation counts in the database
+(``domain/records/backoff_counts``). Network addresses serve throttling and are never stored
+(ACC-2).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import collections
 import datetime as dt
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 from chatpro_privacy.domain.kernel.errors import ResourceExhausted
@@ -110,3 +114,37 @@ class FailureThrottle:
         if len(self._failures) >= self._max_keys:  # still full: drop the oldest half
             for key in list(self._failures)[: self._max_keys // 2]:
                 del self._failures[key]
+
+
+@dataclass(frozen=True)
+class BackoffRule:
+    """Failures with delays that grow (SEC-3): a key's first ``allowance`` failures cost
+    nothing; from then on, after each failure it waits ``first_delay`` before its next
+    attempt, doubled with each further failure up to ``max_delay``. One failure is forgotten
+    every ``forget_one_every``, so a key left alone comes back to no delay at all. No rule
+    ever shuts a key out for longer than ``max_delay``."""
+
+    name: str
+    allowance: int
+    first_delay: dt.timedelta
+    max_delay: dt.timedelta
+    forget_one_every: dt.timedelta
+
+
+@dataclass(frozen=True)
+class Held:
+    """Attempts a ``Backoff`` counted as failures until told otherwise: a name for each
+    key (as the caller labelled it) and the key's stored hash."""
+
+    hashes: dict[str, str]
+
+
+class Backoff(Protocol):
+    def reserve(self, keys: dict[str, tuple[BackoffRule, str]], reason: str, message: str) -> Held:
+        """Count this attempt as a failure of every key (labelled), or of none and raise
+        ResourceExhausted, with when to retry, if any key must still wait: concurrent
+        attempts cannot all slip past while a password is hashed."""
+
+    def release(self, held: Held, clear: tuple[str, ...] = ()) -> None:
+        """The attempt was no failure: take it back from every key held, and forget every
+        failure of the keys labelled in ``clear``."""
