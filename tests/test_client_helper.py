@@ -389,6 +389,27 @@ def test_resource_exhausted_carries_retry_after(client: cp.Client) -> None:
     assert fractional.reason == "RESOURCE_EXHAUSTED"  # no ErrorInfo sent
 
 
+def test_only_what_the_service_marks_retryable_is_retryable(client: cp.Client) -> None:
+    """Issue 19 item 3: RetryInfo, not the code, says whether a call is worth resending."""
+    assert _fail(client, "throttled").retryable
+    assert not _fail(client, "plain").retryable
+    assert not cp.ResourceExhausted("too large", reason="RESPONSE_TOO_LARGE").retryable
+
+
+def test_a_request_over_the_limit_is_not_retryable(server: InProcessServer) -> None:
+    """A request over 4 MiB: refused, never marked retryable, so it is not resent for ever."""
+    with cp.connect(server.target) as client:
+        with pytest.raises(cp.ChatProError) as caught:
+            client.accounts.SignIn(
+                account_service_pb2.SignInRequest(login="x" * (5 << 20), password="p")
+            )
+        assert caught.value.code() in {
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            grpc.StatusCode.INVALID_ARGUMENT,
+        }
+        assert not caught.value.retryable and caught.value.retry_after is None
+
+
 def test_our_error_info_wins_over_a_proxys(client: cp.Client) -> None:
     error = _fail(client, "proxy_info_first")
     assert isinstance(error, cp.NotFound)

@@ -43,7 +43,6 @@ from chatpro.privacy.v1 import (
     rights_service_pb2_grpc,
 )
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_health.v1._async import HealthServicer
 
 from chatpro_privacy.clock import clock
 from chatpro_privacy.database_health import DatabaseHealth
@@ -72,6 +71,7 @@ from chatpro_privacy.edge import reflection
 from chatpro_privacy.edge.admission import Admission, Limits
 from chatpro_privacy.edge.call_workers import CallWorkers
 from chatpro_privacy.edge.interceptors import EdgeInterceptor
+from chatpro_privacy.health_service import Health
 from chatpro_privacy.jobs.scheduler import Sweeps
 from chatpro_privacy.observability import figures, metrics, tracing
 from chatpro_privacy.plugin.host import PluginHost
@@ -87,7 +87,7 @@ from chatpro_privacy.services.outbox_service import OutboxService
 from chatpro_privacy.services.policy_service import PolicyService
 from chatpro_privacy.services.retention_service import RetentionService
 from chatpro_privacy.services.rights_service import RightsService
-from chatpro_privacy.settings import Settings, SettingsError
+from chatpro_privacy.settings import MAX_MESSAGE_BYTES, Settings, SettingsError
 from chatpro_privacy.storage import file_modes, migrations
 from chatpro_privacy.storage.blobs import BlobStore
 from chatpro_privacy.storage.db import close_database, database, open_database
@@ -115,7 +115,9 @@ SERVICE_NAMES = tuple(
     )
     for service in module.DESCRIPTOR.services_by_name.values()
 )
-MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+HEALTH_SERVICE_NAME = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+# Everything the server serves, as its reflection lists it (the fuzz test calls them all).
+SERVED_SERVICES = (*SERVICE_NAMES, HEALTH_SERVICE_NAME, *reflection.SERVICE_NAMES)
 
 
 class AddressInUseError(RuntimeError):
@@ -225,7 +227,7 @@ class Runtime:
 class RunningServer:
     server: grpc.aio.Server
     port: int
-    health: HealthServicer
+    health: Health
     runtime: Runtime
     edge: EdgeInterceptor
     workers: CallWorkers
@@ -326,7 +328,7 @@ async def _sweep_forever(runtime: Runtime, background: CallWorkers) -> None:
             metrics.SWEEP_RUNNING.set(0)
 
 
-async def _report_serving(health: HealthServicer, serving: bool) -> None:
+async def _report_serving(health: Health, serving: bool) -> None:
     status = (
         health_pb2.HealthCheckResponse.SERVING
         if serving
@@ -427,11 +429,9 @@ async def start(
         maximum_concurrent_rpcs=limits.transport_cap,
     )
     _add_services(server, runtime)
-    health = HealthServicer()
+    health = Health()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    reflection.enable(
-        server, (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name)
-    )
+    reflection.enable(server, (*SERVICE_NAMES, HEALTH_SERVICE_NAME))
     port = _bind(server, settings)
     await server.start()
     # Rights requests that stopped part way (a crash, a restart) carry on.

@@ -26,6 +26,8 @@ DEFAULT_AUDIT_CHECKPOINT_FILE = "data/audit-checkpoints.jsonl"
 # (see ``domain/kernel/passwords.py``), so no variable or flag can select it.
 PASSWORD_HASH_PROFILES = ("default", "test")
 MAX_SERVE_WORKERS = 64
+# The largest message either way, request or response; list RPCs cut their pages to fit.
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 
 class SettingsError(ValueError):

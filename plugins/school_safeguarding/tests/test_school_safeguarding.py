@@ -53,6 +53,21 @@ def test_csv_export_format(chatpro_plugin_kit) -> None:  # type: ignore[no-untyp
 
 
 @pytest.mark.parametrize(
+    "text",
+    ['=HYPERLINK("http://x.example","click")', "+1+1", "-2+3", "@SUM(A1)", "\t=1", "\r=1"],
+)
+def test_csv_cells_a_spreadsheet_would_run_are_neutralised(chatpro_plugin_kit, text: str) -> None:  # type: ignore[no-untyped-def]
+    """Issue 19 item 6: a cell that starts like a formula is written as text, with a leading
+    apostrophe; everything after it is kept as it was."""
+    kit = chatpro_plugin_kit("school_safeguarding")
+    records = [r for r in kit.export([text]) if isinstance(r, ExportRecord)]
+    rows = list(csv.DictReader(io.StringIO(kit.render("csv", records).decode(), newline="")))
+    assert rows[0]["text"] == "'" + text
+    assert not any(v.startswith(("=", "+", "-", "@", "\t", "\r")) for v in rows[0].values())
+    assert rows[0]["created_at"].endswith("Z")  # issue 19 item 2: the time says its offset
+
+
+@pytest.mark.parametrize(
     "config",
     [
         {"words": "bully"},

@@ -29,15 +29,16 @@ from chatpro_privacy.domain.consent.policy import PolicyGate
 from chatpro_privacy.domain.kernel.errors import (
     DomainError,
     PermissionDenied,
+    TooLarge,
     Unauthenticated,
     Unavailable,
 )
 from chatpro_privacy.domain.kernel.principals import ANONYMOUS, Principal
-from chatpro_privacy.domain.kernel.text import refuse_nul
-from chatpro_privacy.edge import client_address, request_caps
+from chatpro_privacy.edge import client_address, request_caps, requests
 from chatpro_privacy.edge import status as status_map
 from chatpro_privacy.edge.admission import Admission, Ticket
 from chatpro_privacy.edge.call_workers import CallWorkers
+from chatpro_privacy.settings import MAX_MESSAGE_BYTES
 
 log = structlog.get_logger("chatpro_privacy.access")
 T = TypeVar("T")
@@ -198,6 +199,18 @@ async def _whole(
         raise asyncio.CancelledError
 
 
+def _fits(response: T) -> T:
+    """``response``, if it fits the largest message the server may send. Left to grpc, one
+    that does not fails RESOURCE_EXHAUSTED after the call was logged OK; here it fails with
+    a reason, and the log line says what the client got."""
+    if isinstance(response, Message) and response.ByteSize() > MAX_MESSAGE_BYTES:
+        raise TooLarge(
+            "RESPONSE_TOO_LARGE",
+            f"the response would be {response.ByteSize()} bytes, over {MAX_MESSAGE_BYTES}",
+        )
+    return response
+
+
 class EdgeInterceptor(grpc.aio.ServerInterceptor):
     def __init__(
         self,
@@ -258,10 +271,13 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
             principal = self._forwarder(ctx)
         return client_address.client_address(principal, str(ctx.peer() or ""), header)
 
-    def _authenticate(self, method: str, ctx: Any) -> Principal:
+    def _authenticate(self, method: str, ctx: Any, call: _Call) -> None:
+        """Sets ``call.principal`` as soon as the caller is known, so that a refusal of
+        theirs (a guardian's session out of scope, a policy to accept) is logged as theirs."""
         if is_public(method):
-            return ANONYMOUS
+            return
         principal = self.sessions.authenticate(*self._credentials(ctx))
+        call.principal = principal
         if principal.is_guardian and not method.startswith(GUARDIAN_PREFIXES):
             raise PermissionDenied(
                 "GUARDIAN_SESSION_SCOPE",
@@ -269,7 +285,6 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
             )
         if method not in GATE_EXEMPT_METHODS:
             self.gate.check(principal)
-        return principal
 
     async def _enter(
         self, method: str, ctx: grpc.aio.ServicerContext[Any, Any]
@@ -403,7 +418,7 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
         if self.guard is not None:
             self.guard.refuse_if_down()
             self.guard.before_call()
-        call.principal = self._authenticate(method, ctx)
+        self._authenticate(method, ctx, call)
         context.principal.set(call.principal)
         if call.ticket is not None:
             self.admission.enter_principal(call.ticket, call.principal)
@@ -435,14 +450,17 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
     ) -> Callable[[Any, Any], Awaitable[Any]]:
         async def work(request: Any, view: Any, call: _Call) -> Any:
             self._admit(method, view, call)
-            if isinstance(request, Message):
-                refuse_nul(request)
-            return await behaviour(request, view)
+            requests.check(request)
+            return _fits(await behaviour(request, view))
 
         async def handle(request: Any, ctx: grpc.aio.ServicerContext[Any, Any]) -> Any:
             async with self._scope(method, ctx) as call:
+                if request is requests.UNDECODABLE:
+                    requests.check(request)
                 if isinstance(request, Message):
                     request_caps.check(request)  # before any work, on the server's loop
+                else:  # a client stream
+                    request = requests.checked(request)
                 workers = self._workers_for(method)
                 if workers is None:
                     return await work(request, ctx, call)
@@ -461,8 +479,7 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
         ) -> tuple[AsyncIterator[Any], contextvars.Context]:
             """The stream's items, and the context (the principal) they are made in."""
             self._admit(method, view, call)
-            if isinstance(request, Message):
-                refuse_nul(request)
+            requests.check(request)
             result = behaviour(request, view)
             if not inspect.isasyncgen(result):
                 await result
@@ -472,19 +489,24 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
         async def step(items: AsyncIterator[Any]) -> Any:
             """The next item, and whether the worker may be lent out while it is sent."""
             item = await anext(items, _END)
-            return item, self.workers is not None and self.workers.may_lend()
+            lendable = self.workers is not None and self.workers.may_lend()
+            return (item if item is _END else _fits(item)), lendable
 
         async def handle(
             request: Any, ctx: grpc.aio.ServicerContext[Any, Any]
         ) -> AsyncIterator[Any]:
             async with self._scope(method, ctx) as call:
+                if request is requests.UNDECODABLE:
+                    requests.check(request)
                 if isinstance(request, Message):
                     request_caps.check(request)  # before any work, on the server's loop
+                else:  # a bidirectional stream
+                    request = requests.checked(request)
                 workers = self._workers_for(method)
                 if workers is None:
                     items, _ = await start(request, ctx, call)
                     async for item in items:
-                        yield item
+                        yield _fits(item)
                     return
                 async with workers.lease() as lease:
                     started = start(request, _CallView(ctx), call)
@@ -527,7 +549,7 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
             return handler
         method = details.method
         kwargs = {
-            "request_deserializer": handler.request_deserializer,
+            "request_deserializer": requests.tolerant(handler.request_deserializer),
             "response_serializer": handler.response_serializer,
         }
         if handler.unary_unary:

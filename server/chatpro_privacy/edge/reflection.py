@@ -20,6 +20,8 @@ from grpc_reflection.v1alpha._async import ReflectionServicer
 V1_PACKAGE = "grpc.reflection.v1"
 V1_SERVICE_NAME = f"{V1_PACKAGE}.ServerReflection"
 _V1ALPHA_PACKAGE = "grpc.reflection.v1alpha"
+SERVICE_NAMES = (reflection.SERVICE_NAME, V1_SERVICE_NAME)
+"""Both reflection services ``enable`` serves."""
 
 
 def _renamed(type_name: str) -> str:
@@ -53,11 +55,17 @@ def _register_v1_file(pool: descriptor_pool.DescriptorPool) -> None:
         pool.AddSerializedFile(_v1_file().SerializeToString())
 
 
+def register_v1_descriptor() -> None:
+    """Describe the v1 service in the default pool (``enable`` does it), for code that reads
+    the served methods before any server starts, such as the fuzz test."""
+    _register_v1_file(descriptor_pool.Default())
+
+
 def enable(server: grpc.aio.Server, service_names: Sequence[str]) -> None:
     """Serve reflection for ``service_names`` (plus both reflection services) on ``server``,
     under v1alpha and v1."""
     _register_v1_file(descriptor_pool.Default())
-    names = (*service_names, reflection.SERVICE_NAME, V1_SERVICE_NAME)
+    names = (*service_names, *SERVICE_NAMES)
     reflection.enable_server_reflection(names, server)
     servicer = ReflectionServicer(names)
     handler = grpc.method_handlers_generic_handler(

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from chatpro_privacy.domain.kernel.formats import rfc3339, spreadsheet_safe
 from chatpro_privacy.domain.kernel.vocabulary import MemberRole
 
 # What plugin authors import from ``chatpro_privacy.plugin``.
@@ -39,6 +40,8 @@ __all__ = [
     "RetentionVeto",
     "Withheld",
     "default_export_record",
+    "rfc3339",
+    "spreadsheet_safe",
 ]
 
 
@@ -198,7 +201,7 @@ def default_export_record(item: ContentView) -> ExportRecord:
         content_id=item.ref.content_id,
         fields={
             "conversation_id": item.ref.conversation_id,
-            "created_at": item.ref.created_at.isoformat(),
+            "created_at": rfc3339(item.ref.created_at),
             "text": item.text,
         },
     )

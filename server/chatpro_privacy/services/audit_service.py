@@ -8,6 +8,7 @@ from chatpro.privacy.v1 import audit_service_pb2_grpc as pb_grpc
 from chatpro_privacy import context as call
 from chatpro_privacy.domain.compliance import audit_reading
 from chatpro_privacy.services.convert import audit_service as convert
+from chatpro_privacy.services.page_budget import ByteBudget
 from chatpro_privacy.services.servicer import Context
 
 
@@ -24,10 +25,12 @@ class AuditService(pb_grpc.AuditServiceServicer):
     async def ListAuditEntries(
         self, request: pb.ListAuditEntriesRequest, context: Context
     ) -> pb.ListAuditEntriesResponse:
-        entries, token = audit_reading.entries(
-            call.principal.get(), request.account_id, request.page_size, request.page_token
+        budget = ByteBudget(convert.entry)
+        page = audit_reading.entries(
+            call.principal.get(),
+            request.account_id,
+            request.page_size,
+            request.page_token,
+            budget,
         )
-        return pb.ListAuditEntriesResponse(
-            entries=[convert.entry(e) for e in entries],
-            next_page_token=token,
-        )
+        return pb.ListAuditEntriesResponse(entries=budget.messages, next_page_token=page.next_token)

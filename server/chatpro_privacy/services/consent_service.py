@@ -13,6 +13,7 @@ from chatpro_privacy.domain.consent.receipts import Receipts
 from chatpro_privacy.domain.rights.closure import Closure
 from chatpro_privacy.services.convert import consent as convert
 from chatpro_privacy.services.convert.common import time_field
+from chatpro_privacy.services.page_budget import ByteBudget
 from chatpro_privacy.services.servicer import Context
 
 
@@ -86,12 +87,15 @@ class ConsentService(pb_grpc.ConsentServiceServicer):
     async def ListConsentEvents(
         self, request: pb.ListConsentEventsRequest, context: Context
     ) -> pb.ListConsentEventsResponse:
-        events, token = self.consents.events(
-            call.principal.get(), request.account_id, request.page_size, request.page_token
+        budget = ByteBudget(convert.consent_event)
+        page = self.consents.events(
+            call.principal.get(),
+            request.account_id,
+            request.page_size,
+            request.page_token,
+            budget,
         )
-        return pb.ListConsentEventsResponse(
-            events=[convert.consent_event(e) for e in events], next_page_token=token
-        )
+        return pb.ListConsentEventsResponse(events=budget.messages, next_page_token=page.next_token)
 
     async def GetConsentReceipt(
         self, request: pb.GetConsentReceiptRequest, context: Context

@@ -8,6 +8,7 @@ from chatpro.privacy.v1 import disclosure_service_pb2_grpc as pb_grpc
 from chatpro_privacy import context as call
 from chatpro_privacy.domain.consent import disclosures
 from chatpro_privacy.services.convert import consent as convert
+from chatpro_privacy.services.page_budget import ByteBudget
 from chatpro_privacy.services.servicer import Context
 
 
@@ -48,5 +49,14 @@ class DisclosureService(pb_grpc.DisclosureServiceServicer):
     async def ListDisclosures(
         self, request: pb.ListDisclosuresRequest, context: Context
     ) -> pb.ListDisclosuresResponse:
-        found = disclosures.list_for(call.principal.get(), request.account_id)
-        return pb.ListDisclosuresResponse(disclosures=[convert.disclosure(d) for d in found])
+        budget = ByteBudget(convert.disclosure)
+        page = disclosures.list_for(
+            call.principal.get(),
+            request.account_id,
+            request.page_size,
+            request.page_token,
+            budget,
+        )
+        return pb.ListDisclosuresResponse(
+            disclosures=budget.messages, next_page_token=page.next_token
+        )

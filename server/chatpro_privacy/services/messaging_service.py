@@ -15,6 +15,7 @@ from chatpro_privacy.domain.kernel.errors import FieldViolation, InvalidArgument
 from chatpro_privacy.domain.kernel.text import refuse_nul
 from chatpro_privacy.services.convert import messaging as cc
 from chatpro_privacy.services.convert.messaging_service import recording_meta
+from chatpro_privacy.services.page_budget import ByteBudget
 from chatpro_privacy.services.servicer import Context
 
 
@@ -45,11 +46,16 @@ class MessagingService(pb_grpc.MessagingServiceServicer):
     async def ListConversations(
         self, request: pb.ListConversationsRequest, context: Context
     ) -> pb.ListConversationsResponse:
-        views, token = conversations.mine(
-            call.principal.get(), request.organisation_id, request.page_size, request.page_token
+        budget = ByteBudget(cc.conversation)
+        page = conversations.mine(
+            call.principal.get(),
+            request.organisation_id,
+            request.page_size,
+            request.page_token,
+            budget,
         )
         return pb.ListConversationsResponse(
-            conversations=[cc.conversation(v) for v in views], next_page_token=token
+            conversations=budget.messages, next_page_token=page.next_token
         )
 
     async def SendMessage(
@@ -63,12 +69,15 @@ class MessagingService(pb_grpc.MessagingServiceServicer):
     async def ListMessages(
         self, request: pb.ListMessagesRequest, context: Context
     ) -> pb.ListMessagesResponse:
-        views, token = await self.messages.list(
-            call.principal.get(), request.conversation_id, request.page_size, request.page_token
+        budget = ByteBudget(cc.message)
+        page = await self.messages.list(
+            call.principal.get(),
+            request.conversation_id,
+            request.page_size,
+            request.page_token,
+            budget,
         )
-        return pb.ListMessagesResponse(
-            messages=[cc.message(v) for v in views], next_page_token=token
-        )
+        return pb.ListMessagesResponse(messages=budget.messages, next_page_token=page.next_token)
 
     async def UploadCallRecording(
         self, request_iterator: AsyncIterator[pb.UploadCallRecordingRequest], context: Context
@@ -103,11 +112,16 @@ class MessagingService(pb_grpc.MessagingServiceServicer):
     async def ListCallRecordings(
         self, request: pb.ListCallRecordingsRequest, context: Context
     ) -> pb.ListCallRecordingsResponse:
-        views, token = await self.recordings.list(
-            call.principal.get(), request.conversation_id, request.page_size, request.page_token
+        budget = ByteBudget(cc.recording)
+        page = await self.recordings.list(
+            call.principal.get(),
+            request.conversation_id,
+            request.page_size,
+            request.page_token,
+            budget,
         )
         return pb.ListCallRecordingsResponse(
-            recordings=[cc.recording(v) for v in views], next_page_token=token
+            recordings=budget.messages, next_page_token=page.next_token
         )
 
     async def StreamCallRecordingAudio(

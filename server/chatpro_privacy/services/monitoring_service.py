@@ -9,8 +9,10 @@ from chatpro.privacy.v1 import monitoring_service_pb2 as pb
 from chatpro.privacy.v1 import monitoring_service_pb2_grpc as pb_grpc
 
 from chatpro_privacy import context as call
+from chatpro_privacy.domain.content import monitoring_records
 from chatpro_privacy.domain.content.monitoring import Monitoring
 from chatpro_privacy.services.convert import monitoring_service as cc
+from chatpro_privacy.services.page_budget import ByteBudget
 from chatpro_privacy.services.servicer import Context
 
 
@@ -21,6 +23,7 @@ class MonitoringService(pb_grpc.MonitoringServiceServicer):
     async def SearchContent(
         self, request: pb.SearchContentRequest, context: Context
     ) -> pb.SearchContentResponse:
+        budget = ByteBudget(cc.item)
         result = await self.monitoring.search(
             call.principal.get(),
             request.organisation_id,
@@ -31,9 +34,10 @@ class MonitoringService(pb_grpc.MonitoringServiceServicer):
             request.page_size,
             request.page_token,
             request.justification,
+            budget,
         )
         return pb.SearchContentResponse(
-            items=[cc.item(i) for i in result.items],
+            items=budget.messages,
             total_count=result.total,
             next_page_token=result.next_page_token,
             access_id=result.access_id,
@@ -79,19 +83,29 @@ class MonitoringService(pb_grpc.MonitoringServiceServicer):
     async def ListAccessRecords(
         self, request: pb.ListAccessRecordsRequest, context: Context
     ) -> pb.ListAccessRecordsResponse:
-        records, token = self.monitoring.access_records(
-            call.principal.get(), request.organisation_id, request.page_size, request.page_token
+        budget = ByteBudget(cc.access_record)
+        page = monitoring_records.access_records(
+            call.principal.get(),
+            request.organisation_id,
+            request.page_size,
+            request.page_token,
+            budget,
         )
         return pb.ListAccessRecordsResponse(
-            records=[cc.access_record(r) for r in records], next_page_token=token
+            records=budget.messages, next_page_token=page.next_token
         )
 
     async def ListMonitoringChecks(
         self, request: pb.ListMonitoringChecksRequest, context: Context
     ) -> pb.ListMonitoringChecksResponse:
-        checks, token = self.monitoring.checks(
-            call.principal.get(), request.organisation_id, request.page_size, request.page_token
+        budget = ByteBudget(cc.check)
+        page = monitoring_records.checks(
+            call.principal.get(),
+            request.organisation_id,
+            request.page_size,
+            request.page_token,
+            budget,
         )
         return pb.ListMonitoringChecksResponse(
-            checks=[cc.check(c) for c in checks], next_page_token=token
+            checks=budget.messages, next_page_token=page.next_token
         )

@@ -23,6 +23,7 @@ from chatpro_privacy.plugin.host import PluginHost
 from chatpro_privacy.services.convert import organisation as convert
 from chatpro_privacy.services.convert.common import date_tuple, time_field
 from chatpro_privacy.services.convert.organisation_service import export_format, legal_hold
+from chatpro_privacy.services.page_budget import ByteBudget
 from chatpro_privacy.services.servicer import Context
 
 
@@ -181,8 +182,15 @@ class OrganisationService(pb_grpc.OrganisationServiceServicer):
     async def ListMembers(
         self, request: pb.ListMembersRequest, context: Context
     ) -> pb.ListMembersResponse:
-        found = memberships.members(call.principal.get(), request.organisation_id)
-        return pb.ListMembersResponse(memberships=[convert.membership(m) for m in found])
+        budget = ByteBudget(convert.membership)
+        page = memberships.members(
+            call.principal.get(),
+            request.organisation_id,
+            request.page_size,
+            request.page_token,
+            budget,
+        )
+        return pb.ListMembersResponse(memberships=budget.messages, next_page_token=page.next_token)
 
     async def ListMyMemberships(
         self, request: pb.ListMyMembershipsRequest, context: Context

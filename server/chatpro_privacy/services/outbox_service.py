@@ -11,6 +11,7 @@ from chatpro_privacy.domain.records import outbox_cursors as outbox
 from chatpro_privacy.domain.rights import lifting
 from chatpro_privacy.domain.rights.workflow import Workflow
 from chatpro_privacy.services.convert.outbox import outbox_event
+from chatpro_privacy.services.page_budget import ByteBudget
 from chatpro_privacy.services.servicer import Context
 
 
@@ -27,7 +28,7 @@ class OutboxService(pb_grpc.OutboxServiceServicer):
             consumer, request.page_size, self.confirmations, request.after_sequence
         )
         return pb.ListOutboxEventsResponse(
-            events=[outbox_event(e) for e in events],
+            events=ByteBudget(outbox_event).take(events),
             acknowledged_sequence=acked,
             latest_sequence=latest,
         )

@@ -9,6 +9,7 @@ from chatpro_privacy import context as call
 from chatpro_privacy.domain.consent import policy
 from chatpro_privacy.services.convert import policy as convert
 from chatpro_privacy.services.convert.common import time_field
+from chatpro_privacy.services.page_budget import ByteBudget
 from chatpro_privacy.services.servicer import Context
 
 
@@ -29,8 +30,10 @@ class PolicyService(pb_grpc.PolicyServiceServicer):
     async def ListPolicyVersions(
         self, request: pb.ListPolicyVersionsRequest, context: Context
     ) -> pb.ListPolicyVersionsResponse:
+        budget = ByteBudget(convert.policy_version)
+        page = policy.list_versions(request.page_size, request.page_token, budget)
         return pb.ListPolicyVersionsResponse(
-            policies=[convert.policy_version(v) for v in policy.list_versions()]
+            policies=budget.messages, next_page_token=page.next_token
         )
 
     async def GetPolicyVersion(
@@ -64,7 +67,9 @@ class PolicyService(pb_grpc.PolicyServiceServicer):
     async def ListPendingAcceptances(
         self, request: pb.ListPendingAcceptancesRequest, context: Context
     ) -> pb.ListPendingAcceptancesResponse:
-        ids, token = self.policies.pending_acceptances(
+        page = self.policies.pending_acceptances(
             call.principal.get(), request.version, request.page_size, request.page_token
         )
-        return pb.ListPendingAcceptancesResponse(account_ids=ids, next_page_token=token)
+        return pb.ListPendingAcceptancesResponse(
+            account_ids=page.items, next_page_token=page.next_token
+        )

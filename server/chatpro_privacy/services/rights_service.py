@@ -15,6 +15,7 @@ from chatpro_privacy.domain.rights.requests import Rights
 from chatpro_privacy.domain.rights.workflow import Kept
 from chatpro_privacy.services.convert import rights as cr
 from chatpro_privacy.services.convert.rights_service import export_chunk, fetched_chunk
+from chatpro_privacy.services.page_budget import ByteBudget
 from chatpro_privacy.services.servicer import Context
 
 
@@ -51,14 +52,16 @@ class RightsService(pb_grpc.RightsServiceServicer):
     async def ListRightsRequests(
         self, request: pb.ListRightsRequestsRequest, context: Context
     ) -> pb.ListRightsRequestsResponse:
-        views, token = self.rights.list_requests(
+        budget = ByteBudget(cr.rights_request, cr.listed_rights_request)
+        page = self.rights.list_requests(
             call.principal.get(),
             [cr.STATES[s] for s in request.states if s in cr.STATES],
             request.page_size,
             request.page_token,
+            budget,
         )
         return pb.ListRightsRequestsResponse(
-            rights_requests=[cr.rights_request(v) for v in views], next_page_token=token
+            rights_requests=budget.messages, next_page_token=page.next_token
         )
 
     async def CancelRightsRequest(
@@ -107,9 +110,16 @@ class RightsService(pb_grpc.RightsServiceServicer):
     async def ListOrganisationRightsRequests(
         self, request: pb.ListOrganisationRightsRequestsRequest, context: Context
     ) -> pb.ListOrganisationRightsRequestsResponse:
-        views = self.rights.organisation_pending(call.principal.get(), request.organisation_id)
+        budget = ByteBudget(cr.rights_request)
+        page = self.rights.organisation_pending(
+            call.principal.get(),
+            request.organisation_id,
+            request.page_size,
+            request.page_token,
+            budget,
+        )
         return pb.ListOrganisationRightsRequestsResponse(
-            rights_requests=[cr.rights_request(v) for v in views]
+            rights_requests=budget.messages, next_page_token=page.next_token
         )
 
     async def AnswerRightsRequest(

@@ -70,6 +70,13 @@ class ChatProError(grpc.RpcError):
         self.rpc_error: grpc.RpcError | None = rpc_error
         """The original grpc error, for anything not decoded here (e.g. trailing metadata)."""
 
+    @property
+    def retryable(self) -> bool:
+        """Whether the service marked the call worth retrying as it is, after
+        ``retry_after`` seconds (it sent RetryInfo). A refusal without it, such as a message
+        over the size limit (RESOURCE_EXHAUSTED with no RetryInfo), fails again if resent."""
+        return self.retry_after is not None
+
     def code(self) -> grpc.StatusCode:
         """The status code, as ``grpc.Call.code()`` gives it."""
         return self.status_code
@@ -135,7 +142,8 @@ class FailedPrecondition(ChatProError):
 
 
 class ResourceExhausted(ChatProError):
-    """Throttled; ``retry_after`` says how many seconds to wait, when the service said."""
+    """Throttled, when ``retry_after`` says how many seconds to wait; without it (e.g. a
+    message over the size limit) the same call will never succeed: see ``retryable``."""
 
     grpc_code = grpc.StatusCode.RESOURCE_EXHAUSTED
 

@@ -34,6 +34,8 @@ from chatpro_privacy.plugin import (
     PluginContext,
     Withheld,
     hookimpl,
+    rfc3339,
+    spreadsheet_safe,
 )
 
 DEFAULT_WORDS = (
@@ -110,7 +112,7 @@ class SchoolSafeguarding:
                 item.ref.content_id,
                 {
                     "conversation_id": item.ref.conversation_id,
-                    "created_at": item.ref.created_at.isoformat(),
+                    "created_at": rfc3339(item.ref.created_at),
                     "text": item.text,
                 },
             )
@@ -143,5 +145,6 @@ def _csv(records: Iterator[ExportRecord]) -> Iterator[bytes]:
     for record in records:
         buffer.seek(0)
         buffer.truncate()
-        writer.writerow({"kind": record.kind, "content_id": record.content_id, **record.fields})
+        row = {"kind": record.kind, "content_id": record.content_id, **record.fields}
+        writer.writerow({name: spreadsheet_safe(row.get(name)) for name in CSV_FIELDS})
         yield buffer.getvalue().encode("utf-8")

@@ -7,12 +7,8 @@ import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 
-from chatpro_privacy.domain.kernel.errors import (
-    FieldViolation,
-    InvalidArgument,
-    NotFound,
-    PermissionDenied,
-)
+from chatpro_privacy.domain.kernel import paging
+from chatpro_privacy.domain.kernel.errors import NotFound, PermissionDenied
 from chatpro_privacy.domain.kernel.principals import Principal, Role
 from chatpro_privacy.domain.kernel.views import View
 from chatpro_privacy.domain.records import audit, audit_checkpoints
@@ -66,24 +62,14 @@ def verify(principal: Principal, checkpoint_file: str | None = None) -> audit.Ve
 
 
 def entries(
-    principal: Principal, account_id: str, page_size: int, page_token: str
-) -> tuple[list[AuditEntryView], str]:
+    principal: Principal,
+    account_id: str,
+    page_size: int,
+    page_token: str,
+    budget: paging.Budget[AuditEntryView] = paging.UNBOUNDED,
+) -> paging.Page[AuditEntryView]:
     _require(principal)
-    if not 0 <= page_size <= MAX_PAGE:
-        raise InvalidArgument(
-            [FieldViolation("page_size", f"must be 0 to {MAX_PAGE}", "OUT_OF_RANGE")]
-        )
-    before = 0
-    if page_token:
-        if not page_token.isdigit() or len(page_token) > 18:
-            raise InvalidArgument(
-                [
-                    FieldViolation(
-                        "page_token", "is not a token from this list", "INVALID_PAGE_TOKEN"
-                    )
-                ]
-            )
-        before = int(page_token)
+    size, before = paging.page(page_size, page_token, "audit_entries", MAX_PAGE, 100)
     query = AuditEntry.select()
     subject_ref = None
     if account_id:
@@ -93,9 +79,9 @@ def entries(
         query = query.where(AuditEntry.subject_ref == subject_ref)
     if before:
         query = query.where(AuditEntry.id < before)
-    limit = page_size or 100
     with database.atomic():
-        rows = list(query.order_by(AuditEntry.id.desc()).limit(limit))
+        rows = list(query.order_by(AuditEntry.id.desc()).limit(size + 1))
         audit.record(principal, "audit.read", "audit_trail", account_id[:64] or None, subject_ref)
-    token = str(rows[-1].id) if len(rows) == limit else ""
-    return [AuditEntryView.from_row(r) for r in rows], token
+    views = [AuditEntryView.from_row(r) for r in rows[:size]]
+    ids = [r.id for r in rows[:size]]
+    return paging.by_position(views, ids, len(rows) > size, "audit_entries", budget)

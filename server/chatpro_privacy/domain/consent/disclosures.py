@@ -20,7 +20,7 @@ from chatpro_privacy.domain.consent.purposes import (
     register,
     transfer_countries,
 )
-from chatpro_privacy.domain.kernel import access, validation
+from chatpro_privacy.domain.kernel import access, paging, validation
 from chatpro_privacy.domain.kernel.errors import (
     FailedPrecondition,
     NotFound,
@@ -256,17 +256,27 @@ def record(
     return DisclosureView.from_row(disclosure)
 
 
-def list_for(principal: Principal, account_id: str) -> list[DisclosureView]:
+def list_for(
+    principal: Principal,
+    account_id: str,
+    page_size: int = 0,
+    page_token: str = "",
+    budget: paging.Budget[DisclosureView] = paging.UNBOUNDED,
+) -> paging.Page[DisclosureView]:
     target = access.target_account(principal, account_id)
+    size, cursor = paging.page(page_size, page_token, "disclosures", 1000, 1000)
     subject_ref = queries.account_subject(target)
     if subject_ref is None:
         raise NotFound("ACCOUNT_NOT_FOUND", "no such account", {"account_id": target})
     if access.is_other(principal, target):
         with database.atomic():
             audit.record(principal, "disclosure.read", "account", target, subject_ref)
-    rows = (
+    rows = list(
         Disclosure.select()
         .where(Disclosure.subject_ref == subject_ref)
-        .order_by(Disclosure.disclosed_at.desc())
+        .order_by(Disclosure.disclosed_at.desc(), Disclosure.id)
+        .offset(cursor or 0)
+        .limit(size + 1)
     )
-    return [DisclosureView.from_row(r) for r in rows]
+    views = [DisclosureView.from_row(r) for r in rows[:size]]
+    return paging.by_offset(views, cursor, len(rows) > size, "disclosures", budget)

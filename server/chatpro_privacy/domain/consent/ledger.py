@@ -7,7 +7,6 @@ for it. Processing that rests on consent asks ``has_consent`` first.
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import enum
 from collections.abc import Callable
@@ -17,7 +16,7 @@ from typing import Any
 from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.consent.notices import NoticeHistory
 from chatpro_privacy.domain.consent.purposes import Purpose, register
-from chatpro_privacy.domain.kernel import access, validation
+from chatpro_privacy.domain.kernel import access, paging, validation
 from chatpro_privacy.domain.kernel.errors import (
     FailedPrecondition,
     FieldViolation,
@@ -423,26 +422,30 @@ class Consents:
         return latest_events
 
     def events(
-        self, principal: Principal, account_id: str, page_size: int, page_token: str
-    ) -> tuple[list[ConsentEventView], str]:
-        if not 0 <= page_size <= MAX_PAGE:
-            raise InvalidArgument(
-                [FieldViolation("page_size", f"must be 0 to {MAX_PAGE}", "OUT_OF_RANGE")]
-            )
-        after = _decode_page_token(page_token)
+        self,
+        principal: Principal,
+        account_id: str,
+        page_size: int,
+        page_token: str,
+        budget: paging.Budget[ConsentEventView] = paging.UNBOUNDED,
+    ) -> paging.Page[ConsentEventView]:
+        size, after = paging.page(page_size, page_token, "consent_events", MAX_PAGE, 100)
         account, other = self._subject(principal, account_id)
         if other:
             with database.atomic():
                 audit.record(principal, "consent.read", "account", account.id, account.subject_ref)
-        limit = page_size or 100
         rows = list(
             ConsentEvent.select()
-            .where((ConsentEvent.subject_ref == account.subject_ref) & (ConsentEvent.seq > after))
+            .where(
+                (ConsentEvent.subject_ref == account.subject_ref)
+                & (ConsentEvent.seq > (after or 0))
+            )
             .order_by(ConsentEvent.seq)
-            .limit(limit)
+            .limit(size + 1)
         )
-        token = _encode_page_token(rows[-1].seq) if len(rows) == limit else ""
-        return [ConsentEventView.from_row(r) for r in rows], token
+        views = [ConsentEventView.from_row(r) for r in rows[:size]]
+        seqs = [r.seq for r in rows[:size]]
+        return paging.by_position(views, seqs, len(rows) > size, "consent_events", budget)
 
 
 def record_registration_choices(
@@ -499,23 +502,3 @@ def _accepted_at(subject_ref: str, at: dt.datetime) -> str:
         .first()
     )
     return event.notice_version if event else ""
-
-
-def _encode_page_token(seq: int) -> str:
-    return base64.urlsafe_b64encode(f"c1:{seq}".encode()).decode().rstrip("=")
-
-
-def _decode_page_token(token: str) -> int:
-    if not token:
-        return 0
-    try:
-        text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-        prefix, _, seq = text.partition(":")
-        value = int(seq)
-        if prefix != "c1" or not 0 <= value < 2**63:
-            raise ValueError(prefix)
-        return value
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidArgument(
-            [FieldViolation("page_token", "is not a token from this list", "INVALID_PAGE_TOKEN")]
-        ) from None

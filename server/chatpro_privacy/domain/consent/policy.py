@@ -14,7 +14,7 @@ from chatpro_privacy.domain.consent import coming_of_age
 from chatpro_privacy.domain.consent import ledger as consent
 from chatpro_privacy.domain.consent.notices import NoticeHistory, NoticeVersion
 from chatpro_privacy.domain.consent.purposes import LawfulBasis
-from chatpro_privacy.domain.kernel import access
+from chatpro_privacy.domain.kernel import access, paging
 from chatpro_privacy.domain.kernel.errors import (
     FailedPrecondition,
     FieldViolation,
@@ -134,9 +134,22 @@ def current_policy() -> PolicyVersionView:
     return PolicyVersionView.from_row(version)
 
 
-def list_versions() -> list[PolicyVersionView]:
-    rows = PolicyVersion.select().order_by(PolicyVersion.effective_at.desc())
-    return [PolicyVersionView.from_row(r) for r in rows]
+def list_versions(
+    page_size: int = 0,
+    page_token: str = "",
+    budget: paging.Budget[PolicyVersionView] = paging.UNBOUNDED,
+) -> paging.Page[PolicyVersionView]:
+    """Newest effective first. A version's text may run to 200,000 characters, so a page is
+    cut to fit a response."""
+    size, cursor = paging.page(page_size, page_token, "policy_versions")
+    rows = list(
+        PolicyVersion.select()
+        .order_by(PolicyVersion.effective_at.desc(), PolicyVersion.version)
+        .offset(cursor or 0)
+        .limit(size + 1)
+    )
+    views = [PolicyVersionView.from_row(r) for r in rows[:size]]
+    return paging.by_offset(views, cursor, len(rows) > size, "policy_versions", budget)
 
 
 def get_version(version: str) -> PolicyVersionView:
@@ -250,13 +263,13 @@ class Policies:
 
     def pending_acceptances(
         self, principal: Principal, version: str, page_size: int, page_token: str
-    ) -> tuple[list[str], str]:
+    ) -> paging.Page[str]:
+        """Account ids, in id order; a page of ids (at most 1,000 of 64 characters) always
+        fits a response, so it is cut by count alone."""
         if not (principal.is_service or principal.has_role(Role.OPERATOR)):
             raise PermissionDenied("OPERATORS_ONLY", "operators and services only")
-        if not 0 <= page_size <= 1000:
-            raise InvalidArgument(
-                [FieldViolation("page_size", "must be 0 to 1000", "OUT_OF_RANGE")]
-            )
+        size = paging.size(page_size, 1000, 500)
+        after = paging.position("pending_acceptances", page_token) or ""
         target = get_version(version) if version else current_policy()
         history = _history()
         satisfied = [v.version for v in history.versions if v.effective_at >= target.effective_at]
@@ -270,13 +283,13 @@ class Policies:
                     # A child come of age owes their own acceptance (ACC-11).
                     | coming_of_age.owes_own_consent(self.age_of_digital_consent)
                 )
-                & (Account.id > page_token)
+                & (Account.id > after)
             )
             .order_by(Account.id)
-            .limit(page_size or 500)
+            .limit(size + 1)
         )
         ids = [row.id for row in query]
-        return ids, (ids[-1] if len(ids) == (page_size or 500) else "")
+        return paging.by_position(ids[:size], ids[:size], len(ids) > size, "pending_acceptances")
 
 
 async def notify_accounts(version: str, batch: int = FANOUT_BATCH) -> int:

@@ -10,6 +10,7 @@ Anyone can verify a receipt offline with the public key set the service publishe
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
 import json
 import uuid
@@ -22,6 +23,7 @@ from chatpro_privacy.domain.consent import ledger as consent
 from chatpro_privacy.domain.consent import policy as policy_rules
 from chatpro_privacy.domain.consent.ledger import Consents
 from chatpro_privacy.domain.kernel import access
+from chatpro_privacy.domain.kernel.formats import rfc3339
 from chatpro_privacy.domain.kernel.principals import Principal
 
 KANTARA_VERSION = "KI-CR-v1.1.0"
@@ -94,7 +96,12 @@ class Receipts:
         payload: dict[str, Any] = {
             "version": KANTARA_VERSION,
             "jurisdiction": "GB",
-            "consentTimestamp": int(latest.occurred_at.timestamp()) if latest else 0,
+            # Kantara's field is seconds since the epoch; stored times are naive UTC, so the
+            # offset is said, never left to the server's local zone.
+            "consentTimestamp": (
+                int(latest.occurred_at.replace(tzinfo=dt.UTC).timestamp()) if latest else 0
+            ),
+            "consentTime": rfc3339(latest.occurred_at) if latest else "",
             "collectionMethod": latest.collection_method if latest else "",
             "consentReceiptID": str(uuid.uuid4()),
             "language": "en",

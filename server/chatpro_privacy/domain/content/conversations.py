@@ -149,10 +149,14 @@ def get(principal: Principal, conversation_id: str) -> ConversationView:
 
 
 def mine(
-    principal: Principal, organisation_id: str, page_size: int, page_token: str
-) -> tuple[list[ConversationView], str]:
+    principal: Principal,
+    organisation_id: str,
+    page_size: int,
+    page_token: str,
+    budget: paging.Budget[ConversationView] = paging.UNBOUNDED,
+) -> paging.Page[ConversationView]:
     membership = content_access.active_membership(principal, organisation_id)
-    size, cursor = paging.page(page_size, page_token)
+    size, cursor = paging.page(page_size, page_token, "conversations")
     query = (
         Conversation.select()
         .join(ConversationParticipant)
@@ -163,6 +167,6 @@ def mine(
         .order_by(Conversation.created_at.desc(), Conversation.id.desc())
     )
     rows = list(query.offset(cursor or 0).limit(size + 1))
-    rows, token = paging.by_offset(rows, size, cursor)
-    people = _participants([c.id for c in rows])
-    return [ConversationView(c, people[c.id]) for c in rows], token
+    people = _participants([c.id for c in rows[:size]])
+    views = [ConversationView(c, people[c.id]) for c in rows[:size]]
+    return paging.by_offset(views, cursor, len(rows) > size, "conversations", budget)

@@ -191,16 +191,16 @@ def conversation_page(
     served: Any,
     cursor: int | None,
     size: int,
-) -> tuple[list[Any], str]:
-    """A page of a conversation's items of one kind still kept, newest first, after the
-    page token's cursor; and the next page's token."""
+) -> tuple[list[Any], bool]:
+    """Up to ``size`` of a conversation's items of one kind still kept, newest first, after
+    the page token's cursor; and whether more follow."""
     query = query.where(
         (ContentItem.conversation == conversation_id) & (ContentItem.kind == kind) & served
     )
     if cursor is not None:
         query = query.where(ContentItem.seq < cursor)
     rows = list(query.order_by(ContentItem.seq.desc()).limit(size + 1))
-    return paging.by_seq(rows, size)
+    return rows[:size], len(rows) > size
 
 
 class Messages:
@@ -253,16 +253,22 @@ class Messages:
         return self._view(item, text)
 
     async def list(
-        self, principal: Principal, conversation_id: str, page_size: int, page_token: str
-    ) -> tuple[list[MessageView], str]:
+        self,
+        principal: Principal,
+        conversation_id: str,
+        page_size: int,
+        page_token: str,
+        budget: paging.Budget[MessageView] = paging.UNBOUNDED,
+    ) -> paging.Page[MessageView]:
         conversation, _ = content_access.participant(principal, conversation_id)
-        size, cursor = paging.page(page_size, page_token)
+        size, cursor = paging.page(page_size, page_token, "messages")
         kept = await self.retention.kept(conversation.organisation_id, ContentKind.MESSAGE)
         fetched = queries.conversation_items(
             conversation.id, ContentKind.MESSAGE, kept, cursor, size + 1
         )
-        rows, token = paging.by_seq(fetched, size)
+        rows, more = fetched[:size], len(fetched) > size
         texts = self.vault.open_texts(
             conversation.organisation_id, ((r.id, r.key_id, r.body) for r in rows)
         )
-        return [self._view(r, texts[r.id]) for r in rows], token
+        views = [self._view(r, texts[r.id]) for r in rows]
+        return paging.by_position(views, [r.seq for r in rows], more, "messages", budget)

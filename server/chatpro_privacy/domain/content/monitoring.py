@@ -19,7 +19,7 @@ import structlog
 from peewee import JOIN, fn
 
 from chatpro_privacy.clock import clock
-from chatpro_privacy.domain.content import content_access, conversations, monitoring_pages
+from chatpro_privacy.domain.content import content_access, conversations
 from chatpro_privacy.domain.content.messages import (
     REF_COLUMNS,
     content_ref,
@@ -31,6 +31,7 @@ from chatpro_privacy.domain.kernel.errors import (
     PermissionDenied,
     Violations,
 )
+from chatpro_privacy.domain.kernel.formats import rfc3339
 from chatpro_privacy.domain.kernel.principals import Principal
 from chatpro_privacy.domain.kernel.tokens import new_id
 from chatpro_privacy.domain.kernel.views import View
@@ -176,8 +177,8 @@ def _scope(v: Violations, scope: Scope, organisation_id: str) -> None:
 
 def _filters(scope: Scope, **more: str) -> dict[str, str]:
     found = {
-        "start_time": scope.start.isoformat() if scope.start else "",
-        "end_time": scope.end.isoformat() if scope.end else "",
+        "start_time": rfc3339(scope.start) if scope.start else "",
+        "end_time": rfc3339(scope.end) if scope.end else "",
     }
     if scope.people:
         found["person_account_ids"] = ",".join(scope.people)
@@ -355,6 +356,7 @@ class Monitoring:
         page_size: int,
         page_token: str,
         justification: str = "",
+        budget: paging.Budget[Item] = paging.UNBOUNDED,
     ) -> SearchResult:
         org_id = content_access.administered(principal, organisation_id)
         v = Violations()
@@ -366,7 +368,7 @@ class Monitoring:
         if keywords and not words:
             v.add("keywords", "hold no word to search for", "NO_WORDS")
         v.raise_if_any()
-        size, cursor = paging.page(page_size, page_token)
+        size, cursor = paging.page(page_size, page_token, "search")
         check = await self._approve(
             principal,
             org_id,
@@ -381,12 +383,15 @@ class Monitoring:
             justification,
         )
         served = await self.retention.served(org_id)
-        rows, total, token = self._search_rows(
+        rows, total, more = self._search_rows(
             org_id, scope, words, flagged_only, size, cursor, served
         )
         items, subjects = self._items(org_id, rows)
-        access_id = await self._recorded(check, len(items), subjects)
-        return SearchResult(items, total, token, access_id)
+        page = paging.by_position(items, [r.seq for r in rows], more, "search", budget)
+        if len(page.items) < len(items):  # cut to fit: record only what is returned
+            _, subjects = self._items(org_id, rows[: len(page.items)])
+        access_id = await self._recorded(check, len(page.items), subjects)
+        return SearchResult(page.items, total, page.next_token, access_id)
 
     def _search_rows(
         self,
@@ -397,15 +402,15 @@ class Monitoring:
         size: int,
         cursor: int | None,
         served: Any,
-    ) -> tuple[list[ContentItem], int, str]:
-        """(page, total, next token): tokens narrow the items first, then the scope."""
+    ) -> tuple[list[ContentItem], int, bool]:
+        """(page, total, more follow): tokens narrow the items first, then the scope."""
         where = _in_scope(org_id, scope, by_tokens=bool(words)) & served
         if flagged_only:
             where &= ContentItem.seq.in_(ContentFlag.select(ContentFlag.item_seq))
         if words:
             tokens = self.vault.search_tokens(org_id, words)
             if not tokens:  # no live key: nothing can match
-                return [], 0, ""
+                return [], 0, False
             matching = (
                 ContentToken.select(ContentToken.item_seq)
                 .where((ContentToken.organisation_id == org_id) & ContentToken.token.in_(tokens))
@@ -418,8 +423,7 @@ class Monitoring:
         if cursor is not None:
             query = query.where(ContentItem.seq > cursor)
         rows = list(query.order_by(ContentItem.seq).limit(size + 1)) if total else []
-        page, token = paging.by_seq(rows, size)
-        return page, total, token
+        return rows[:size], total, len(rows) > size
 
     async def statistics(
         self,
@@ -555,39 +559,3 @@ class Monitoring:
         _, subjects = self._items(org_id, [item])
         await self._recorded(check, 1, subjects)
         return chunks
-
-    # -- reading the records ------------------------------------------------------------------
-
-    def access_records(
-        self, principal: Principal, organisation_id: str, page_size: int, page_token: str
-    ) -> tuple[list[AccessRecordView], str]:
-        org_id = content_access.administered(principal, organisation_id)
-        rows, token = monitoring_pages.accesses(
-            MonitoringAccess.organisation == org_id, page_size, page_token
-        )
-        return [AccessRecordView.from_row(r) for r in rows], token
-
-    def checks(
-        self, principal: Principal, organisation_id: str, page_size: int, page_token: str
-    ) -> tuple[list[Check], str]:
-        mine = content_access.active_membership(principal, organisation_id)
-        rows, token = monitoring_pages.accesses(
-            (MonitoringAccess.organisation == mine.organisation_id)
-            & (MonitoringAccess.refused == False),  # noqa: E712 - SQL comparison
-            page_size,
-            page_token,
-        )
-        included = (
-            {
-                a
-                for (a,) in tuples(
-                    MonitoringAccessSubject.select(MonitoringAccessSubject.access).where(
-                        (MonitoringAccessSubject.access.in_([r.id for r in rows]))
-                        & (MonitoringAccessSubject.subject_ref == principal.subject_ref)
-                    )
-                )
-            }
-            if rows
-            else set()
-        )
-        return [Check(AccessRecordView.from_row(r), r.id in included) for r in rows], token

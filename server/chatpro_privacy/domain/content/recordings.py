@@ -259,14 +259,19 @@ class Recordings:
         return RecordingView(item, bool(self.vault.readable([item.key_id])))
 
     async def list(
-        self, principal: Principal, conversation_id: str, page_size: int, page_token: str
-    ) -> tuple[list[RecordingView], str]:
+        self,
+        principal: Principal,
+        conversation_id: str,
+        page_size: int,
+        page_token: str,
+        budget: paging.Budget[RecordingView] = paging.UNBOUNDED,
+    ) -> paging.Page[RecordingView]:
         conversation, _ = content_access.participant(principal, conversation_id)
-        size, cursor = paging.page(page_size, page_token)
+        size, cursor = paging.page(page_size, page_token, "call_recordings")
         served = await self.retention.served(
             conversation.organisation_id, (ContentKind.CALL_RECORDING,)
         )
-        rows, token = conversation_page(
+        rows, more = conversation_page(
             ContentItem.select(),
             conversation.id,
             ContentKind.CALL_RECORDING,
@@ -275,7 +280,8 @@ class Recordings:
             size,
         )
         live = self.vault.readable(r.key_id for r in rows)
-        return [RecordingView(r, r.key_id in live) for r in rows], token
+        views = [RecordingView(r, r.key_id in live) for r in rows]
+        return paging.by_position(views, [r.seq for r in rows], more, "call_recordings", budget)
 
     async def audio(self, principal: Principal, recording_id: str) -> Iterator[tuple[int, bytes]]:
         return self.stream(await self._item(principal, recording_id))

@@ -78,6 +78,11 @@ class DeadlineExceeded(DomainError):
     """The caller took too long: a client stream sent nothing for longer than allowed."""
 
 
+class TooLarge(DomainError):
+    """A message over the transport's limit: the same call will never fit, so no retry is
+    offered (RESOURCE_EXHAUSTED without RetryInfo)."""
+
+
 class Unavailable(DomainError):
     """A dependency is down; the call may be retried after ``retry_after_seconds``."""
 

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.consent import ledger as consent
 from chatpro_privacy.domain.consent.purposes import LawfulBasis
-from chatpro_privacy.domain.kernel import errors, validation
+from chatpro_privacy.domain.kernel import errors, paging, validation
+from chatpro_privacy.domain.kernel.formats import rfc3339
 from chatpro_privacy.domain.kernel.principals import Principal, Role
 from chatpro_privacy.domain.kernel.views import View
 from chatpro_privacy.domain.kernel.vocabulary import MemberRole, MembershipState
@@ -262,7 +263,7 @@ def require_reacknowledgement(
             account_id,
             organisation_id=organisation_id,
             statement_version=version,
-            effective_at=effective_at.isoformat(),
+            effective_at=rfc3339(effective_at),
         )
 
 
@@ -349,14 +350,26 @@ def remove(principal: Principal, organisation_id: str, account_id: str) -> None:
         audit.record(principal, "membership.remove", "organisation", org_id, account.subject_ref)
 
 
-def members(principal: Principal, organisation_id: str) -> list[MembershipView]:
+def members(
+    principal: Principal,
+    organisation_id: str,
+    page_size: int = 0,
+    page_token: str = "",
+    budget: paging.Budget[MembershipView] = paging.UNBOUNDED,
+) -> paging.Page[MembershipView]:
     org = require_manager(principal, organisation_id)
+    size, cursor = paging.page(page_size, page_token, "members", 1000, 1000)
     with database.atomic():
         audit.record(principal, "membership.list", "organisation", org.id)
-    rows = (
-        Membership.select().where(Membership.organisation == org.id).order_by(Membership.invited_at)
+    rows = list(
+        Membership.select()
+        .where(Membership.organisation == org.id)
+        .order_by(Membership.invited_at, Membership.account)
+        .offset(cursor or 0)
+        .limit(size + 1)
     )
-    return [MembershipView.from_row(r) for r in rows]
+    views = [MembershipView.from_row(r) for r in rows[:size]]
+    return paging.by_offset(views, cursor, len(rows) > size, "members", budget)
 
 
 def mine(principal: Principal) -> list[MembershipView]:

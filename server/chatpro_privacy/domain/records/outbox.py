@@ -27,6 +27,7 @@ from typing import Any, TypeGuard, TypeVar
 
 from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.kernel import tokens
+from chatpro_privacy.domain.kernel.formats import parse_time
 from chatpro_privacy.domain.kernel.vocabulary import (
     MemberRole,
     MembershipState,
@@ -370,7 +371,7 @@ def _statement_acknowledgement(r: Reading) -> StatementAcknowledgementRequested 
     )
     if pending is None or pending.acknowledgement_required != version:
         return None
-    effective = dt.datetime.fromisoformat(r.stored["effective_at"])
+    effective = parse_time(r.stored["effective_at"])
     return StatementAcknowledgementRequested(a.id, a.email, org.id, org.name, version, effective)
 
 
@@ -386,7 +387,7 @@ def _account_expiry(r: Reading) -> AccountExpiryWarning | None:
     a = r.account
     if a is None or a.expiry_warned_at is None:
         return None
-    expires = dt.datetime.fromisoformat(r.stored["expire_at"])
+    expires = parse_time(r.stored["expire_at"])
     return AccountExpiryWarning(a.id, a.email, expires)
 
 

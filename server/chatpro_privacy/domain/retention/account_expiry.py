@@ -14,6 +14,7 @@ import datetime as dt
 import structlog
 
 from chatpro_privacy.clock import clock
+from chatpro_privacy.domain.kernel.formats import rfc3339
 from chatpro_privacy.domain.kernel.principals import SYSTEM
 from chatpro_privacy.domain.kernel.vocabulary import AccountState
 from chatpro_privacy.domain.organisations import member_lifecycle
@@ -67,7 +68,7 @@ class Expiry:
                 outbox.emit(
                     outbox.ACCOUNT_EXPIRY_WARNING,
                     account_id,
-                    expire_at=self.expires_at(timestamp(last_active)).isoformat(),
+                    expire_at=rfc3339(self.expires_at(timestamp(last_active))),
                 )
                 warned += 1
         return warned

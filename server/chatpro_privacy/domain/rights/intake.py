@@ -150,9 +150,14 @@ class Intake(Workflow):
         return self.view(self._visible(principal, rights_request_id))
 
     def list_requests(
-        self, principal: Principal, states: list[str], page_size: int, page_token: str
-    ) -> tuple[list[RequestView], str]:
-        size, cursor = paging.page(page_size, page_token)
+        self,
+        principal: Principal,
+        states: list[str],
+        page_size: int,
+        page_token: str,
+        budget: paging.Budget[RequestView] = paging.UNBOUNDED,
+    ) -> paging.Page[RequestView]:
+        size, cursor = paging.page(page_size, page_token, "rights_requests")
         query = RightsRequest.select()
         if not is_dpm(principal):
             if not principal.acts_for_subject:
@@ -165,8 +170,8 @@ class Intake(Workflow):
             .offset(cursor or 0)
             .limit(size + 1)
         )
-        page, token = paging.by_offset(rows, size, cursor)
-        return [self.view(r) for r in page], token
+        views = [self.view(r) for r in rows[:size]]
+        return paging.by_offset(views, cursor, len(rows) > size, "rights_requests", budget)
 
     def cancel(self, principal: Principal, rights_request_id: str) -> RequestView:
         row = self._visible(principal, rights_request_id)

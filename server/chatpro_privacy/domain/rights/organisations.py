@@ -17,7 +17,7 @@ import structlog
 
 from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.content import content_access
-from chatpro_privacy.domain.kernel import validation
+from chatpro_privacy.domain.kernel import paging, validation
 from chatpro_privacy.domain.kernel.errors import FailedPrecondition, NotFound, Violations
 from chatpro_privacy.domain.kernel.principals import Principal
 from chatpro_privacy.domain.kernel.vocabulary import MemberRole, RequestState, RequestType
@@ -72,18 +72,30 @@ class OrganisationParts(Workflow):
     host: PluginHost
     late_eraser: LateEraser | None
 
-    def organisation_pending(self, principal: Principal, organisation_id: str) -> list[RequestView]:
+    def organisation_pending(
+        self,
+        principal: Principal,
+        organisation_id: str,
+        page_size: int = 0,
+        page_token: str = "",
+        budget: paging.Budget[RequestView] = paging.UNBOUNDED,
+    ) -> paging.Page[RequestView]:
         admin = content_access.require_administrator(principal, organisation_id)
-        rows = (
+        size, cursor = paging.page(page_size, page_token, "organisation_requests", 1000, 1000)
+        rows = list(
             RightsRequest.select()
             .join(RightsRequestOrganisation)
             .where(
                 (RightsRequestOrganisation.organisation == admin.organisation_id)
                 & (RightsRequestOrganisation.answered == False)  # noqa: E712
             )
-            .order_by(RightsRequest.due_date)
+            .order_by(RightsRequest.due_date, RightsRequest.id)
+            .offset(cursor or 0)
+            .limit(size + 1)
         )
-        return [self.organisation_view(r, admin.organisation_id) for r in rows]
+        views = [self.organisation_view(r, admin.organisation_id) for r in rows[:size]]
+        more = len(rows) > size
+        return paging.by_offset(views, cursor, more, "organisation_requests", budget)
 
     def organisation_view(self, row: RightsRequest, organisation_id: str) -> RequestView:
         """What an organisation sees of a request (ORG-5): its own part, the type, state and

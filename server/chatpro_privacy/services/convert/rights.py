@@ -117,3 +117,13 @@ def restriction(view: RestrictionView) -> rights_pb2.Restriction:
         lift_request_time=timestamp(view.lift_requested_at),
         lifted=view.lifted,
     )
+
+
+def listed_rights_request(message: rights_pb2.RightsRequest) -> rights_pb2.RightsRequest:
+    """A request too large for a page of a list, listed without its corrections and history
+    (its state, dates and parts stay; GetRightsRequest reads the whole of it)."""
+    listed = rights_pb2.RightsRequest()
+    listed.CopyFrom(message)
+    listed.ClearField("corrections")
+    listed.ClearField("history")
+    return listed

@@ -18,6 +18,7 @@ from typing import Any
 
 import peewee as pw
 
+from chatpro_privacy.domain.kernel.formats import rfc3339
 from chatpro_privacy.storage.db import scan_reader
 
 CHUNK_BYTES = 64 * 1024
@@ -37,7 +38,7 @@ class ExportChunk:
 
 def timestamp(when: dt.datetime | None) -> str | None:
     """Naive UTC as stored, written as RFC 3339 with a Z."""
-    return None if when is None else when.replace(tzinfo=None).isoformat() + "Z"
+    return None if when is None else rfc3339(when)
 
 
 def plain(value: object) -> object:

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from chatpro.privacy.v1 import consent_pb2 as chatpro_dot_privacy_dot_v1_dot_consent__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+chatpro/privacy/v1/disclosure_service.proto\x12\x12\x63hatpro.privacy.v1\x1a chatpro/privacy/v1/consent.proto\"J\n\x16\x43reateRecipientRequest\x12\x30\n\trecipient\x18\x01 \x01(\x0b\x32\x1d.chatpro.privacy.v1.Recipient\"K\n\x17\x43reateRecipientResponse\x12\x30\n\trecipient\x18\x01 \x01(\x0b\x32\x1d.chatpro.privacy.v1.Recipient\"\x17\n\x15ListRecipientsRequest\"K\n\x16ListRecipientsResponse\x12\x31\n\nrecipients\x18\x01 \x03(\x0b\x32\x1d.chatpro.privacy.v1.Recipient\"l\n\x17RecordDisclosureRequest\x12\x14\n\x0crecipient_id\x18\x01 \x01(\t\x12\x12\n\naccount_id\x18\x02 \x01(\t\x12\x17\n\x0f\x64\x61ta_categories\x18\x03 \x03(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\"N\n\x18RecordDisclosureResponse\x12\x32\n\ndisclosure\x18\x01 \x01(\x0b\x32\x1e.chatpro.privacy.v1.Disclosure\",\n\x16ListDisclosuresRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\"N\n\x17ListDisclosuresResponse\x12\x33\n\x0b\x64isclosures\x18\x01 \x03(\x0b\x32\x1e.chatpro.privacy.v1.Disclosure2\xc3\x03\n\x11\x44isclosureService\x12j\n\x0f\x43reateRecipient\x12*.chatpro.privacy.v1.CreateRecipientRequest\x1a+.chatpro.privacy.v1.CreateRecipientResponse\x12g\n\x0eListRecipients\x12).chatpro.privacy.v1.ListRecipientsRequest\x1a*.chatpro.privacy.v1.ListRecipientsResponse\x12m\n\x10RecordDisclosure\x12+.chatpro.privacy.v1.RecordDisclosureRequest\x1a,.chatpro.privacy.v1.RecordDisclosureResponse\x12j\n\x0fListDisclosures\x12*.chatpro.privacy.v1.ListDisclosuresRequest\x1a+.chatpro.privacy.v1.ListDisclosuresResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n+chatpro/privacy/v1/disclosure_service.proto\x12\x12\x63hatpro.privacy.v1\x1a chatpro/privacy/v1/consent.proto\"J\n\x16\x43reateRecipientRequest\x12\x30\n\trecipient\x18\x01 \x01(\x0b\x32\x1d.chatpro.privacy.v1.Recipient\"K\n\x17\x43reateRecipientResponse\x12\x30\n\trecipient\x18\x01 \x01(\x0b\x32\x1d.chatpro.privacy.v1.Recipient\"\x17\n\x15ListRecipientsRequest\"K\n\x16ListRecipientsResponse\x12\x31\n\nrecipients\x18\x01 \x03(\x0b\x32\x1d.chatpro.privacy.v1.Recipient\"l\n\x17RecordDisclosureRequest\x12\x14\n\x0crecipient_id\x18\x01 \x01(\t\x12\x12\n\naccount_id\x18\x02 \x01(\t\x12\x17\n\x0f\x64\x61ta_categories\x18\x03 \x03(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\"N\n\x18RecordDisclosureResponse\x12\x32\n\ndisclosure\x18\x01 \x01(\x0b\x32\x1e.chatpro.privacy.v1.Disclosure\"S\n\x16ListDisclosuresRequest\x12\x12\n\naccount_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"g\n\x17ListDisclosuresResponse\x12\x33\n\x0b\x64isclosures\x18\x01 \x03(\x0b\x32\x1e.chatpro.privacy.v1.Disclosure\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xc3\x03\n\x11\x44isclosureService\x12j\n\x0f\x43reateRecipient\x12*.chatpro.privacy.v1.CreateRecipientRequest\x1a+.chatpro.privacy.v1.CreateRecipientResponse\x12g\n\x0eListRecipients\x12).chatpro.privacy.v1.ListRecipientsRequest\x1a*.chatpro.privacy.v1.ListRecipientsResponse\x12m\n\x10RecordDisclosure\x12+.chatpro.privacy.v1.RecordDisclosureRequest\x1a,.chatpro.privacy.v1.RecordDisclosureResponse\x12j\n\x0fListDisclosures\x12*.chatpro.privacy.v1.ListDisclosuresRequest\x1a+.chatpro.privacy.v1.ListDisclosuresResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -45,9 +45,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RECORDDISCLOSURERESPONSE']._serialized_start=466
   _globals['_RECORDDISCLOSURERESPONSE']._serialized_end=544
   _globals['_LISTDISCLOSURESREQUEST']._serialized_start=546
-  _globals['_LISTDISCLOSURESREQUEST']._serialized_end=590
-  _globals['_LISTDISCLOSURESRESPONSE']._serialized_start=592
-  _globals['_LISTDISCLOSURESRESPONSE']._serialized_end=670
-  _globals['_DISCLOSURESERVICE']._serialized_start=673
-  _globals['_DISCLOSURESERVICE']._serialized_end=1124
+  _globals['_LISTDISCLOSURESREQUEST']._serialized_end=629
+  _globals['_LISTDISCLOSURESRESPONSE']._serialized_start=631
+  _globals['_LISTDISCLOSURESRESPONSE']._serialized_end=734
+  _globals['_DISCLOSURESERVICE']._serialized_start=737
+  _globals['_DISCLOSURESERVICE']._serialized_end=1188
 # @@protoc_insertion_point(module_scope)

@@ -175,16 +175,24 @@ class ListDisclosuresRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ACCOUNT_ID_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     account_id: _builtins.str
     """Another person's (data privacy manager only); empty for the caller's own."""
+    page_size: _builtins.int
+    """1 to 1000; 1000 when unset."""
+    page_token: _builtins.str
+    """From the previous page."""
     def __init__(
         self,
         *,
         account_id: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["account_id", b"account_id", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -197,18 +205,24 @@ class ListDisclosuresResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     DISCLOSURES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Empty on the last page."""
     @_builtins.property
     def disclosures(self) -> _containers.RepeatedCompositeFieldContainer[_consent_pb2.Disclosure]:
-        """Newest first."""
+        """Newest first. A page holds fewer than page_size when more would not fit in
+        one response (4 MiB).
+        """
 
     def __init__(
         self,
         *,
         disclosures: _abc.Iterable[_consent_pb2.Disclosure] | None = ...,
+        next_page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["disclosures", b"disclosures"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["disclosures", b"disclosures", "next_page_token", b"next_page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

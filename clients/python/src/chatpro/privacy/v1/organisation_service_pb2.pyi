@@ -739,16 +739,24 @@ class ListMembersRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ORGANISATION_ID_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     organisation_id: _builtins.str
     """The organisation."""
+    page_size: _builtins.int
+    """1 to 1000; 1000 when unset."""
+    page_token: _builtins.str
+    """From the previous page."""
     def __init__(
         self,
         *,
         organisation_id: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["organisation_id", b"organisation_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["organisation_id", b"organisation_id", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -761,18 +769,24 @@ class ListMembersResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     MEMBERSHIPS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Empty on the last page."""
     @_builtins.property
     def memberships(self) -> _containers.RepeatedCompositeFieldContainer[_organisation_pb2.Membership]:
-        """The members."""
+        """The members, earliest invited first. A page holds fewer than page_size when
+        more would not fit in one response (4 MiB).
+        """
 
     def __init__(
         self,
         *,
         memberships: _abc.Iterable[_organisation_pb2.Membership] | None = ...,
+        next_page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["memberships", b"memberships"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["memberships", b"memberships", "next_page_token", b"next_page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -66,7 +66,9 @@ class ListOutboxEventsResponse(_message.Message):
     """The sequence of the newest event in the outbox."""
     @_builtins.property
     def events(self) -> _containers.RepeatedCompositeFieldContainer[_outbox_pb2.OutboxEvent]:
-        """The events, in sequence order."""
+        """The events, in sequence order: fewer than page_size when more would not fit
+        in one response (4 MiB). Acknowledge through the last one's sequence.
+        """
 
     def __init__(
         self,

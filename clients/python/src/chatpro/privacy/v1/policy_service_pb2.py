@@ -26,7 +26,7 @@ from chatpro.privacy.v1 import policy_pb2 as chatpro_dot_privacy_dot_v1_dot_poli
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'chatpro/privacy/v1/policy_service.proto\x12\x12\x63hatpro.privacy.v1\x1a\x1f\x63hatpro/privacy/v1/policy.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x19\n\x17GetCurrentPolicyRequest\"M\n\x18GetCurrentPolicyResponse\x12\x31\n\x06policy\x18\x01 \x01(\x0b\x32!.chatpro.privacy.v1.PolicyVersion\"\x1a\n\x18GetControllerInfoRequest\"S\n\x19GetControllerInfoResponse\x12\x36\n\ncontroller\x18\x01 \x01(\x0b\x32\".chatpro.privacy.v1.ControllerInfo\"\x1b\n\x19ListPolicyVersionsRequest\"Q\n\x1aListPolicyVersionsResponse\x12\x33\n\x08policies\x18\x01 \x03(\x0b\x32!.chatpro.privacy.v1.PolicyVersion\"*\n\x17GetPolicyVersionRequest\x12\x0f\n\x07version\x18\x01 \x01(\t\"M\n\x18GetPolicyVersionResponse\x12\x31\n\x06policy\x18\x01 \x01(\x0b\x32!.chatpro.privacy.v1.PolicyVersion\"\xa7\x01\n\x1bPublishPolicyVersionRequest\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x32\n\x0e\x65\x66\x66\x65\x63tive_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0e\x63hange_summary\x18\x03 \x01(\t\x12\x0c\n\x04text\x18\x04 \x01(\t\x12\x1d\n\x15requires_reacceptance\x18\x05 \x01(\x08\"l\n\x1cPublishPolicyVersionResponse\x12\x31\n\x06policy\x18\x01 \x01(\x0b\x32!.chatpro.privacy.v1.PolicyVersion\x12\x19\n\x11\x61\x63\x63ounts_notified\x18\x02 \x01(\x03\"&\n\x13\x41\x63\x63\x65ptPolicyRequest\x12\x0f\n\x07version\x18\x01 \x01(\t\"C\n\x14\x41\x63\x63\x65ptPolicyResponse\x12\x18\n\x10\x61\x63\x63\x65pted_version\x18\x01 \x01(\t\x12\x11\n\trecord_id\x18\x02 \x01(\t\"W\n\x1dListPendingAcceptancesRequest\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"N\n\x1eListPendingAcceptancesResponse\x12\x13\n\x0b\x61\x63\x63ount_ids\x18\x01 \x03(\t\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xb3\x06\n\rPolicyService\x12m\n\x10GetCurrentPolicy\x12+.chatpro.privacy.v1.GetCurrentPolicyRequest\x1a,.chatpro.privacy.v1.GetCurrentPolicyResponse\x12p\n\x11GetControllerInfo\x12,.chatpro.privacy.v1.GetControllerInfoRequest\x1a-.chatpro.privacy.v1.GetControllerInfoResponse\x12s\n\x12ListPolicyVersions\x12-.chatpro.privacy.v1.ListPolicyVersionsRequest\x1a..chatpro.privacy.v1.ListPolicyVersionsResponse\x12m\n\x10GetPolicyVersion\x12+.chatpro.privacy.v1.GetPolicyVersionRequest\x1a,.chatpro.privacy.v1.GetPolicyVersionResponse\x12y\n\x14PublishPolicyVersion\x12/.chatpro.privacy.v1.PublishPolicyVersionRequest\x1a\x30.chatpro.privacy.v1.PublishPolicyVersionResponse\x12\x61\n\x0c\x41\x63\x63\x65ptPolicy\x12\'.chatpro.privacy.v1.AcceptPolicyRequest\x1a(.chatpro.privacy.v1.AcceptPolicyResponse\x12\x7f\n\x16ListPendingAcceptances\x12\x31.chatpro.privacy.v1.ListPendingAcceptancesRequest\x1a\x32.chatpro.privacy.v1.ListPendingAcceptancesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'chatpro/privacy/v1/policy_service.proto\x12\x12\x63hatpro.privacy.v1\x1a\x1f\x63hatpro/privacy/v1/policy.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x19\n\x17GetCurrentPolicyRequest\"M\n\x18GetCurrentPolicyResponse\x12\x31\n\x06policy\x18\x01 \x01(\x0b\x32!.chatpro.privacy.v1.PolicyVersion\"\x1a\n\x18GetControllerInfoRequest\"S\n\x19GetControllerInfoResponse\x12\x36\n\ncontroller\x18\x01 \x01(\x0b\x32\".chatpro.privacy.v1.ControllerInfo\"B\n\x19ListPolicyVersionsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"j\n\x1aListPolicyVersionsResponse\x12\x33\n\x08policies\x18\x01 \x03(\x0b\x32!.chatpro.privacy.v1.PolicyVersion\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"*\n\x17GetPolicyVersionRequest\x12\x0f\n\x07version\x18\x01 \x01(\t\"M\n\x18GetPolicyVersionResponse\x12\x31\n\x06policy\x18\x01 \x01(\x0b\x32!.chatpro.privacy.v1.PolicyVersion\"\xa7\x01\n\x1bPublishPolicyVersionRequest\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x32\n\x0e\x65\x66\x66\x65\x63tive_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\x0e\x63hange_summary\x18\x03 \x01(\t\x12\x0c\n\x04text\x18\x04 \x01(\t\x12\x1d\n\x15requires_reacceptance\x18\x05 \x01(\x08\"l\n\x1cPublishPolicyVersionResponse\x12\x31\n\x06policy\x18\x01 \x01(\x0b\x32!.chatpro.privacy.v1.PolicyVersion\x12\x19\n\x11\x61\x63\x63ounts_notified\x18\x02 \x01(\x03\"&\n\x13\x41\x63\x63\x65ptPolicyRequest\x12\x0f\n\x07version\x18\x01 \x01(\t\"C\n\x14\x41\x63\x63\x65ptPolicyResponse\x12\x18\n\x10\x61\x63\x63\x65pted_version\x18\x01 \x01(\t\x12\x11\n\trecord_id\x18\x02 \x01(\t\"W\n\x1dListPendingAcceptancesRequest\x12\x0f\n\x07version\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"N\n\x1eListPendingAcceptancesResponse\x12\x13\n\x0b\x61\x63\x63ount_ids\x18\x01 \x03(\t\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xb3\x06\n\rPolicyService\x12m\n\x10GetCurrentPolicy\x12+.chatpro.privacy.v1.GetCurrentPolicyRequest\x1a,.chatpro.privacy.v1.GetCurrentPolicyResponse\x12p\n\x11GetControllerInfo\x12,.chatpro.privacy.v1.GetControllerInfoRequest\x1a-.chatpro.privacy.v1.GetControllerInfoResponse\x12s\n\x12ListPolicyVersions\x12-.chatpro.privacy.v1.ListPolicyVersionsRequest\x1a..chatpro.privacy.v1.ListPolicyVersionsResponse\x12m\n\x10GetPolicyVersion\x12+.chatpro.privacy.v1.GetPolicyVersionRequest\x1a,.chatpro.privacy.v1.GetPolicyVersionResponse\x12y\n\x14PublishPolicyVersion\x12/.chatpro.privacy.v1.PublishPolicyVersionRequest\x1a\x30.chatpro.privacy.v1.PublishPolicyVersionResponse\x12\x61\n\x0c\x41\x63\x63\x65ptPolicy\x12\'.chatpro.privacy.v1.AcceptPolicyRequest\x1a(.chatpro.privacy.v1.AcceptPolicyResponse\x12\x7f\n\x16ListPendingAcceptances\x12\x31.chatpro.privacy.v1.ListPendingAcceptancesRequest\x1a\x32.chatpro.privacy.v1.ListPendingAcceptancesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -42,25 +42,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETCONTROLLERINFORESPONSE']._serialized_start=263
   _globals['_GETCONTROLLERINFORESPONSE']._serialized_end=346
   _globals['_LISTPOLICYVERSIONSREQUEST']._serialized_start=348
-  _globals['_LISTPOLICYVERSIONSREQUEST']._serialized_end=375
-  _globals['_LISTPOLICYVERSIONSRESPONSE']._serialized_start=377
-  _globals['_LISTPOLICYVERSIONSRESPONSE']._serialized_end=458
-  _globals['_GETPOLICYVERSIONREQUEST']._serialized_start=460
-  _globals['_GETPOLICYVERSIONREQUEST']._serialized_end=502
-  _globals['_GETPOLICYVERSIONRESPONSE']._serialized_start=504
-  _globals['_GETPOLICYVERSIONRESPONSE']._serialized_end=581
-  _globals['_PUBLISHPOLICYVERSIONREQUEST']._serialized_start=584
-  _globals['_PUBLISHPOLICYVERSIONREQUEST']._serialized_end=751
-  _globals['_PUBLISHPOLICYVERSIONRESPONSE']._serialized_start=753
-  _globals['_PUBLISHPOLICYVERSIONRESPONSE']._serialized_end=861
-  _globals['_ACCEPTPOLICYREQUEST']._serialized_start=863
-  _globals['_ACCEPTPOLICYREQUEST']._serialized_end=901
-  _globals['_ACCEPTPOLICYRESPONSE']._serialized_start=903
-  _globals['_ACCEPTPOLICYRESPONSE']._serialized_end=970
-  _globals['_LISTPENDINGACCEPTANCESREQUEST']._serialized_start=972
-  _globals['_LISTPENDINGACCEPTANCESREQUEST']._serialized_end=1059
-  _globals['_LISTPENDINGACCEPTANCESRESPONSE']._serialized_start=1061
-  _globals['_LISTPENDINGACCEPTANCESRESPONSE']._serialized_end=1139
-  _globals['_POLICYSERVICE']._serialized_start=1142
-  _globals['_POLICYSERVICE']._serialized_end=1961
+  _globals['_LISTPOLICYVERSIONSREQUEST']._serialized_end=414
+  _globals['_LISTPOLICYVERSIONSRESPONSE']._serialized_start=416
+  _globals['_LISTPOLICYVERSIONSRESPONSE']._serialized_end=522
+  _globals['_GETPOLICYVERSIONREQUEST']._serialized_start=524
+  _globals['_GETPOLICYVERSIONREQUEST']._serialized_end=566
+  _globals['_GETPOLICYVERSIONRESPONSE']._serialized_start=568
+  _globals['_GETPOLICYVERSIONRESPONSE']._serialized_end=645
+  _globals['_PUBLISHPOLICYVERSIONREQUEST']._serialized_start=648
+  _globals['_PUBLISHPOLICYVERSIONREQUEST']._serialized_end=815
+  _globals['_PUBLISHPOLICYVERSIONRESPONSE']._serialized_start=817
+  _globals['_PUBLISHPOLICYVERSIONRESPONSE']._serialized_end=925
+  _globals['_ACCEPTPOLICYREQUEST']._serialized_start=927
+  _globals['_ACCEPTPOLICYREQUEST']._serialized_end=965
+  _globals['_ACCEPTPOLICYRESPONSE']._serialized_start=967
+  _globals['_ACCEPTPOLICYRESPONSE']._serialized_end=1034
+  _globals['_LISTPENDINGACCEPTANCESREQUEST']._serialized_start=1036
+  _globals['_LISTPENDINGACCEPTANCESREQUEST']._serialized_end=1123
+  _globals['_LISTPENDINGACCEPTANCESRESPONSE']._serialized_start=1125
+  _globals['_LISTPENDINGACCEPTANCESRESPONSE']._serialized_end=1203
+  _globals['_POLICYSERVICE']._serialized_start=1206
+  _globals['_POLICYSERVICE']._serialized_end=2025
 # @@protoc_insertion_point(module_scope)

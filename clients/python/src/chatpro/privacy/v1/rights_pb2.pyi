@@ -402,7 +402,9 @@ class RightsRequest(_message.Message):
 
     @_builtins.property
     def corrections(self) -> _containers.RepeatedCompositeFieldContainer[Global___Correction]:
-        """Rectification: the corrections."""
+        """Rectification: the corrections. A request too large to fit a page of
+        ListRightsRequests is listed without its corrections and history.
+        """
 
     @_builtins.property
     def organisation_parts(self) -> _containers.RepeatedCompositeFieldContainer[Global___OrganisationPart]:

@@ -243,7 +243,9 @@ class ListRightsRequestsResponse(_message.Message):
     """Empty on the last page."""
     @_builtins.property
     def rights_requests(self) -> _containers.RepeatedCompositeFieldContainer[_rights_pb2.RightsRequest]:
-        """The requests, earliest due first."""
+        """The requests, earliest due first. A page holds fewer than page_size when more
+        would not fit in one response (4 MiB); the token then resumes after the last.
+        """
 
     def __init__(
         self,
@@ -530,16 +532,24 @@ class ListOrganisationRightsRequestsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ORGANISATION_ID_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     organisation_id: _builtins.str
     """The organisation."""
+    page_size: _builtins.int
+    """1 to 1000; 1000 when unset."""
+    page_token: _builtins.str
+    """From the previous page."""
     def __init__(
         self,
         *,
         organisation_id: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["organisation_id", b"organisation_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["organisation_id", b"organisation_id", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -552,18 +562,24 @@ class ListOrganisationRightsRequestsResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     RIGHTS_REQUESTS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Empty on the last page."""
     @_builtins.property
     def rights_requests(self) -> _containers.RepeatedCompositeFieldContainer[_rights_pb2.RightsRequest]:
-        """Requests with a part awaiting the organisation."""
+        """Requests with a part awaiting the organisation, earliest due first. A page
+        holds fewer than page_size when more would not fit in one response (4 MiB).
+        """
 
     def __init__(
         self,
         *,
         rights_requests: _abc.Iterable[_rights_pb2.RightsRequest] | None = ...,
+        next_page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["rights_requests", b"rights_requests"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "rights_requests", b"rights_requests"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
