@@ -8,7 +8,7 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-from chatpro_privacy.storage.queries import _execute, timestamp
+from chatpro_privacy.storage.queries import execute, timestamp
 
 # Typed NULLs: PostgreSQL types a UNION's columns pairwise, first branches first.
 _OBJECTIONS = """
@@ -42,7 +42,7 @@ def standing(account_id: str, subject_ref: str, purposes: Sequence[str] = ()) ->
     grounds: set[str] = set()
     restricted = False
     consents: dict[str, tuple[str, dt.datetime | None]] = {}
-    for kind, value, until in _execute(" UNION ALL ".join(parts), tuple(params)):
+    for kind, value, until in execute(" UNION ALL ".join(parts), tuple(params)):
         if kind == "objection":
             grounds.add(str(value))
         elif kind == "restricted":

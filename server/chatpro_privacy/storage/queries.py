@@ -125,7 +125,7 @@ def _sql(sql: str) -> str:
     return render(sql, is_postgres())
 
 
-def _execute(sql: str, params: tuple[Any, ...]) -> Any:
+def execute(sql: str, params: tuple[Any, ...]) -> Any:
     """Datetimes go as peewee writes them on SQLite, without the deprecated adapter."""
     postgres = is_postgres()
     return database.execute_sql(render(sql, postgres), parameters(params, postgres))
@@ -142,7 +142,7 @@ def session_principal(token_hash: str) -> list[tuple[Any, ...]]:
     """(session id, revoked_at, expires_at, account id, subject ref, session kind,
     accepted policy version, date of birth, last active, role or None): one row per role, at
     least one."""
-    return list(_execute(_SESSION_PRINCIPAL, (token_hash,)).fetchall())
+    return list(execute(_SESSION_PRINCIPAL, (token_hash,)).fetchall())
 
 
 def account(account_id: str) -> Account | None:
@@ -151,18 +151,18 @@ def account(account_id: str) -> Account | None:
 
 
 def account_subject(account_id: str) -> str | None:
-    row = _execute(_ACCOUNT_SUBJECT, (account_id,)).fetchone()
+    row = execute(_ACCOUNT_SUBJECT, (account_id,)).fetchone()
     return str(row[0]) if row else None
 
 
 def account_subject_state(account_id: str) -> tuple[str, str] | None:
     """(subject_ref, state): for processing that must stop once an account is closed."""
-    row = _execute(_ACCOUNT_SUBJECT_STATE, (account_id,)).fetchone()
+    row = execute(_ACCOUNT_SUBJECT_STATE, (account_id,)).fetchone()
     return (str(row[0]), str(row[1])) if row else None
 
 
 def roles(account_id: str) -> list[str]:
-    return [str(r[0]) for r in _execute(_ROLES, (account_id,)).fetchall()]
+    return [str(r[0]) for r in execute(_ROLES, (account_id,)).fetchall()]
 
 
 class Source(NamedTuple):
@@ -175,7 +175,7 @@ class Source(NamedTuple):
 
 def sources(account_id: str) -> list[Source]:
     # Plain tuples: building model objects cost more than the query on this hot path.
-    rows = _execute(_SOURCES, (account_id,)).fetchall()
+    rows = execute(_SOURCES, (account_id,)).fetchall()
     return [Source(str(f), str(src), timestamp(at)) for f, src, at in rows]
 
 
@@ -252,7 +252,7 @@ def insert_item_reading_head(
         ", (SELECT seq FROM audit_head WHERE chain_partition = ?),"
         " (SELECT mac FROM audit_head WHERE chain_partition = ?)"
     )
-    row = _execute(sql, (*values, partition, partition)).fetchall()[0]
+    row = execute(sql, (*values, partition, partition)).fetchall()[0]
     head = (int(row[1]), str(row[2])) if row[1] is not None else None
     return int(row[0]), head
 
@@ -278,7 +278,7 @@ class Posting(NamedTuple):
 def posting(conversation_id: str, account_id: str, active: str) -> Posting | None:
     """The conversation, if the account takes part in it as a member in state ``active`` of
     its organisation: every message's path, so one statement, written once."""
-    row = _execute(_POSTER, (conversation_id, account_id, active)).fetchone()
+    row = execute(_POSTER, (conversation_id, account_id, active)).fetchone()
     if row is None:
         return None
     identifier, organisation_id, kind, mode, created_at, can_send, pending = row
@@ -351,7 +351,7 @@ def conversation_items(
             None if body is None else bytes(body),
             _required(timestamp(created)),
         )
-        for seq, item_id, conv, author, key_id, body, created in _execute(sql, tuple(params))
+        for seq, item_id, conv, author, key_id, body, created in execute(sql, tuple(params))
     ]
 
 
@@ -362,7 +362,7 @@ def _required(value: dt.datetime | None) -> dt.datetime:
 
 
 def touch_account(account_id: str, now: dt.datetime) -> int:
-    return int(_execute(_TOUCH, (now, account_id)).rowcount)
+    return int(execute(_TOUCH, (now, account_id)).rowcount)
 
 
 def device_use(
@@ -383,17 +383,17 @@ def locked_audit_head(partition: int) -> tuple[int, str] | None:
     """The partition's head (newest position and MAC), its writers' turn taken first."""
     found = None
     if is_postgres():
-        found = _execute(_LOCK_AUDIT_HEAD, (partition,)).fetchone()
+        found = execute(_LOCK_AUDIT_HEAD, (partition,)).fetchone()
         if found is None:
-            _execute(_LOCK_AUDIT_PARTITION, (AUDIT_PARTITION_LOCKS + partition,))
+            execute(_LOCK_AUDIT_PARTITION, (AUDIT_PARTITION_LOCKS + partition,))
     if found is None:
-        found = _execute(_AUDIT_HEAD, (partition,)).fetchone()
+        found = execute(_AUDIT_HEAD, (partition,)).fetchone()
     return (int(found[0]), str(found[1])) if found else None
 
 
 def audit_head(partition: int) -> tuple[int, str] | None:
     """The partition's head as last committed, without taking a turn."""
-    found = _execute(_AUDIT_HEAD, (partition,)).fetchone()
+    found = execute(_AUDIT_HEAD, (partition,)).fetchone()
     return (int(found[0]), str(found[1])) if found else None
 
 
@@ -402,9 +402,9 @@ def insert_audit(
 ) -> None:
     """Append a chained entry and move its partition's head, in the caller's transaction."""
     if is_postgres():
-        _execute(_AUDIT_WITH_HEAD, (*fields, partition, seq, mac, partition, seq, mac, head_mac))
+        execute(_AUDIT_WITH_HEAD, (*fields, partition, seq, mac, partition, seq, mac, head_mac))
         return
-    _execute(_AUDIT_MOVING_HEAD, (*fields, partition, seq, mac, head_mac))
+    execute(_AUDIT_MOVING_HEAD, (*fields, partition, seq, mac, head_mac))
 
 
 def date(value: Any) -> dt.date:
@@ -414,13 +414,13 @@ def date(value: Any) -> dt.date:
 
 def account_brief(account_id: str) -> tuple[str, dt.date] | None:
     """(subject ref, date of birth) of an account, or None."""
-    row = _execute(_ACCOUNT_BRIEF, (account_id,)).fetchone()
+    row = execute(_ACCOUNT_BRIEF, (account_id,)).fetchone()
     return (str(row[0]), date(row[1])) if row else None
 
 
 def latest_consent(subject_ref: str, purpose: str) -> tuple[str, dt.datetime | None] | None:
     """(event type, valid until) of the newest consent event for a purpose, or None."""
-    row = _execute(_LATEST_CONSENT, (subject_ref, purpose)).fetchone()
+    row = execute(_LATEST_CONSENT, (subject_ref, purpose)).fetchone()
     return (str(row[0]), timestamp(row[1])) if row else None
 
 
@@ -476,8 +476,8 @@ def keep_correspondence(
 ) -> int:
     """Copy an account's correspondence under its subject ref (rows already kept stay);
     returns how many the subject ref now has kept."""
-    _execute(_KEEP_CORRESPONDENCE, (subject_ref, reason, kept_by, now, account_id))
-    row = _execute(_KEPT_CORRESPONDENCE, (subject_ref,)).fetchone()
+    execute(_KEEP_CORRESPONDENCE, (subject_ref, reason, kept_by, now, account_id))
+    row = execute(_KEPT_CORRESPONDENCE, (subject_ref,)).fetchone()
     return int(row[0]) if row else 0
 
 
@@ -548,15 +548,15 @@ def throttle_attempt(
     attempt = str(at_ms).zfill(STAMP_WIDTH)
     params: tuple[Any, ...] = (key_hash, name, attempt, expires, at, full, at, full, limit)
     if not only_with_room:
-        _execute(_THROTTLE_COUNT, params)
+        execute(_THROTTLE_COUNT, params)
         return True
     room = (at, full, at_ms - window_ms)
-    return _execute(_THROTTLE_COUNT + _THROTTLE_ROOM, params + room).fetchone() is not None
+    return execute(_THROTTLE_COUNT + _THROTTLE_ROOM, params + room).fetchone() is not None
 
 
 def throttle_attempts(key_hash: str, limit: int) -> list[int]:
     """The times (milliseconds) of a key's last attempts, oldest first; 0 for a blank."""
-    row = _execute(_THROTTLE_ROW, (key_hash,)).fetchone()
+    row = execute(_THROTTLE_ROW, (key_hash,)).fetchone()
     if row is None:
         return []
     text, next_slot = str(row[0]), int(row[1])
@@ -566,8 +566,8 @@ def throttle_attempts(key_hash: str, limit: int) -> list[int]:
 
 def throttle_release(key_hash: str, limit: int) -> None:
     full = limit * STAMP_WIDTH
-    _execute(_THROTTLE_RELEASE, (full, limit, limit, full, limit, key_hash))
+    execute(_THROTTLE_RELEASE, (full, limit, limit, full, limit, key_hash))
 
 
 def throttle_clear(key_hash: str) -> None:
-    _execute(_THROTTLE_CLEAR, (key_hash,))
+    execute(_THROTTLE_CLEAR, (key_hash,))
