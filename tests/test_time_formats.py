@@ -10,14 +10,18 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+import hypothesis
+import hypothesis.strategies
 from chatpro.privacy.v1 import consent_service_pb2
 from chatpro.privacy.v1 import monitoring_service_pb2 as mon
 from chatpro.privacy.v1 import organisation_service_pb2 as org_pb
 from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.kernel.formats import parse_time, rfc3339
+from chatpro_privacy.services.convert import common
 from chatpro_privacy.storage.db import database
 from chatpro_privacy.storage.fields import JsonField
 from chatpro_privacy.storage.models import ALL_MODELS
+from google.protobuf import timestamp_pb2
 from helpers import Api
 from orgs import SAFEGUARDING, build_org, conversation, scope, send
 
@@ -110,3 +114,13 @@ def test_times_written_read_back_the_same_and_older_rows_still_read() -> None:
     )
     assert parse_time(rfc3339(naive)) == naive
     assert parse_time("2026-01-31T09:30:00.500000") == naive  # as rows written before hold it
+
+
+@hypothesis.given(hypothesis.strategies.datetimes())
+def test_stored_times_go_on_the_wire_as_protobuf_would_put_them(value: dt.datetime) -> None:
+    """The wire's timestamps are worked out by hand on the hot paths (issue 14): the same
+    seconds and nanos as protobuf's own FromDatetime, for any stored (naive UTC) time."""
+    expected = timestamp_pb2.Timestamp()
+    expected.FromDatetime(value.replace(tzinfo=dt.UTC))
+    assert common.timestamp(value) == expected
+    assert common.timestamp(value.replace(tzinfo=dt.UTC)) == expected

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import threading
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,6 +71,7 @@ from chatpro_privacy.domain.vault.envelope import Vault
 from chatpro_privacy.edge import reflection
 from chatpro_privacy.edge.admission import Admission, Limits
 from chatpro_privacy.edge.call_workers import CallWorkers
+from chatpro_privacy.edge.inline_calls import InlineCalls
 from chatpro_privacy.edge.interceptors import EdgeInterceptor
 from chatpro_privacy.health_service import Health
 from chatpro_privacy.jobs.scheduler import Sweeps
@@ -90,7 +92,13 @@ from chatpro_privacy.services.rights_service import RightsService
 from chatpro_privacy.settings import MAX_MESSAGE_BYTES, Settings, SettingsError
 from chatpro_privacy.storage import file_modes, migrations
 from chatpro_privacy.storage.blobs import BlobStore
-from chatpro_privacy.storage.db import close_database, database, open_database
+from chatpro_privacy.storage.db import (
+    bound_turn_waits,
+    close_database,
+    database,
+    open_database,
+    writer_busy,
+)
 from chatpro_privacy.storage.erasure_ledger import ErasureLedger
 from chatpro_privacy.storage.keystore import KeyStore
 
@@ -260,6 +268,8 @@ class RunningServer:
         self.runtime.plugins.shutdown()
         self.runtime.vault.keys.close()
         self.runtime.ledger.close()
+        if self.edge.inline is not None:
+            close_database()  # the connection of the calls run on this loop
         if self.metrics is not None:
             self.metrics.stop()
 
@@ -414,6 +424,7 @@ async def start(
         admission=Admission(limits),
         on_call=metrics.observe_call,
         sign_in_workers=sign_in_workers,
+        inline=_inline_calls(settings),
     )
     server = grpc.aio.server(
         interceptors=[*tracing.server_interceptors(), edge],
@@ -453,6 +464,14 @@ async def start(
     return RunningServer(
         server, port, health, runtime, edge, workers, background, tasks, endpoint, sign_in_workers
     )
+
+
+def _inline_calls(settings: Settings) -> InlineCalls | None:
+    """SQLite: the hot calls on this loop, whose waits for another writer are bounded."""
+    if not settings.runs_inline:
+        return None
+    bound_turn_waits(threading.get_ident())
+    return InlineCalls(writer_busy)
 
 
 def _bind(server: grpc.aio.Server, settings: Settings) -> int:

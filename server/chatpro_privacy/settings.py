@@ -129,6 +129,10 @@ class Settings:
     # own (so also the size of the connection pool). None: 16 on PostgreSQL, where a slow
     # network wants many in flight; 4 on SQLite, whose single writer gains nothing from more.
     call_workers: int | None = None
+    # SQLite only: GetAccount, RecordDeviceUse, GrantConsent, SendMessage and ListMessages run
+    # on the server's own loop when no other writer holds the database (edge/inline_calls.py).
+    # None: on for SQLite; False: every call on the call workers. Refused on PostgreSQL.
+    inline_calls: bool | None = None
     # `serve --workers N`: server processes on the one address (SO_REUSEPORT), see replicas.py.
     serve_workers: int = 1
     # `serve --insecure`: plaintext on an address other hosts reach. Refused otherwise: every
@@ -182,6 +186,11 @@ class Settings:
             return self.call_workers
         return 4 if self.database_url.startswith("sqlite") else 16
 
+    @property
+    def runs_inline(self) -> bool:
+        sqlite = self.database_url.startswith("sqlite")
+        return sqlite if self.inline_calls is None else self.inline_calls and sqlite
+
     def plaintext_refusal(self) -> str | None:
         """Why serving as configured would be refused: plaintext (no TLS) on an address
         other hosts can reach, without ``--insecure``. None when it may serve."""
@@ -224,6 +233,11 @@ class Settings:
             raise SettingsError("the master key must be 32 bytes (64 hex digits)")
         if self.key_store_url == self.database_url:
             raise SettingsError("the key store must be a database apart from the content")
+        if self.inline_calls and not self.database_url.startswith("sqlite"):
+            raise SettingsError(
+                "inline calls are for the embedded SQLite database only: on PostgreSQL each"
+                " statement is a network round trip, which would stall every other call"
+            )
         if self.call_workers is not None and not 1 <= self.call_workers <= 512:
             raise SettingsError("call workers must be between 1 and 512")
         if not 1 <= self.serve_workers <= MAX_SERVE_WORKERS:
@@ -342,6 +356,18 @@ _KEY_FILES = (
 )
 
 
+def _switch(source: Mapping[str, str], name: str) -> bool | None:
+    """An on/off variable: None when unset or empty (the default applies)."""
+    value = source.get(name, "").strip().lower()
+    if not value:
+        return None
+    if value in {"1", "on", "true", "yes"}:
+        return True
+    if value in {"0", "off", "false", "no"}:
+        return False
+    raise SettingsError(f"{name} must be on or off, not {value!r}")
+
+
 def key_files(env: Mapping[str, str] | None = None) -> list[str]:
     """The key files in use: those of keys not given as variables."""
     source = os.environ if env is None else env
@@ -454,6 +480,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         if "CHATPRO_CALL_WORKERS" in source
         else None,
         serve_workers=int(source.get("CHATPRO_SERVE_WORKERS", "1")),
+        inline_calls=_switch(source, "CHATPRO_INLINE_CALLS"),
         plugin_user=source.get("CHATPRO_PLUGIN_USER", "nobody"),
         metrics_address=source.get("CHATPRO_METRICS_ADDRESS") or None,
         policy=policy,

@@ -34,6 +34,7 @@ from chatpro_privacy.domain.accounts.roles import grant_role
 from chatpro_privacy.domain.consent.policy import current_policy
 from chatpro_privacy.domain.kernel.principals import Role
 from chatpro_privacy.domain.organisations.plugin_settings import PluginSettings
+from chatpro_privacy.edge.interceptors import EdgeInterceptor
 from chatpro_privacy.plugin.discovery import Factory
 from chatpro_privacy.plugin.faults import PluginError
 from chatpro_privacy.plugin.host import PluginHost
@@ -82,6 +83,11 @@ class InProcessServer:
     def runtime(self) -> app.Runtime:
         assert self._running is not None
         return self._running.runtime
+
+    @property
+    def edge(self) -> EdgeInterceptor:
+        assert self._running is not None
+        return self._running.edge
 
     def _run(self) -> None:
         loop = asyncio.new_event_loop()

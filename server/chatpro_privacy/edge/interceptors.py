@@ -38,6 +38,7 @@ from chatpro_privacy.edge import client_address, request_caps, requests
 from chatpro_privacy.edge import status as status_map
 from chatpro_privacy.edge.admission import Admission, Ticket
 from chatpro_privacy.edge.call_workers import CallWorkers
+from chatpro_privacy.edge.inline_calls import InlineCalls
 from chatpro_privacy.settings import MAX_MESSAGE_BYTES
 
 log = structlog.get_logger("chatpro_privacy.access")
@@ -221,8 +222,10 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
         admission: Admission | None = None,
         sign_in_workers: CallWorkers | None = None,
         on_call: Callable[[str, str, float], None] | None = None,
+        inline: InlineCalls | None = None,
     ) -> None:
         self.sessions = sessions
+        self.inline = inline  # SQLite: hot calls on the server's loop (inline_calls.py)
         self.gate = gate
         self.workers = workers
         self.sign_in_workers = sign_in_workers
@@ -238,6 +241,10 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
         self._infrastructure: set[asyncio.Task[Any]] = set()
         self._last_refused = 0.0  # time.monotonic() of the latest call refused as draining
         self._release: asyncio.Event | None = None  # set: held refusals are answered
+        # method -> (the servicer's handler, it wrapped by this interceptor)
+        self._handlers: dict[
+            str, tuple[grpc.RpcMethodHandler[Any, Any], grpc.RpcMethodHandler[Any, Any]]
+        ] = {}
 
     @staticmethod
     def _credentials(ctx: Any) -> tuple[str, str | None]:
@@ -464,6 +471,12 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
                 workers = self._workers_for(method)
                 if workers is None:
                     return await work(request, ctx, call)
+                inline = self.inline
+                if inline is not None and inline.take(method):
+                    try:
+                        return await self._guarded(work(request, ctx, call))
+                    finally:
+                        inline.give_back()
                 async with workers.lease() as lease:
                     if not isinstance(request, Message):  # a client stream
                         request = lease.incoming(_whole(request, ctx), request_caps.check)
@@ -548,6 +561,14 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
         if handler is None:
             return handler
         method = details.method
+        made = self._handlers.get(method)
+        if made is None or made[0] is not handler:  # wrapped once, not on every call
+            made = self._handlers[method] = (handler, self._wrap(method, handler))
+        return made[1]
+
+    def _wrap(
+        self, method: str, handler: grpc.RpcMethodHandler[Any, Any]
+    ) -> grpc.RpcMethodHandler[Any, Any]:
         kwargs = {
             "request_deserializer": requests.tolerant(handler.request_deserializer),
             "response_serializer": handler.response_serializer,

@@ -22,6 +22,11 @@ database = peewee.DatabaseProxy()
 # (see ``scan_reader``); None on PostgreSQL, whose pages the server caches.
 _scanner: tuple[peewee.Database, peewee.Database] | None = None  # (database.obj, its twin)
 SCAN_CACHE_KIB = 2_000  # SQLite's own default
+# SQLite only: the writers' turn (see ``_writers_take_turns``), and the threads that may wait
+# for it only this long (the server's loop, where the hot calls run: edge/inline_calls.py).
+_turn: threading.Lock | None = None
+_bounded_waiters: set[int] = set()
+BOUNDED_TURN_SECONDS = 10.0  # SQLite's own busy timeout, below
 
 
 def is_postgres(db: peewee.Database | None = None) -> bool:
@@ -57,10 +62,12 @@ def open_database(
         # it would upgrade a read lock another writer has overtaken.
         kwargs["lock_type"] = "IMMEDIATE"
     db = _counted(connect(url, **kwargs))
+    global _scanner, _turn
+    _turn = None
     if "pragmas" in kwargs:
-        db = _writers_take_turns(db)
+        _turn = threading.Lock()
+        db = _writers_take_turns(db, _turn)
     database.initialize(db)
-    global _scanner
     _scanner = None
     if "pragmas" in kwargs:
         pragmas = {**kwargs["pragmas"], "cache_size": -SCAN_CACHE_KIB}
@@ -105,7 +112,19 @@ def _counted(db: peewee.Database) -> peewee.Database:
     return db
 
 
-def _writers_take_turns(db: peewee.Database) -> peewee.Database:
+def writer_busy() -> bool:
+    """SQLite: whether a transaction of this process holds the writers' turn right now."""
+    return _turn is not None and _turn.locked()
+
+
+def bound_turn_waits(thread_id: int) -> None:
+    """A transaction begun on thread ``thread_id`` waits at most BOUNDED_TURN_SECONDS for
+    its turn, then fails as SQLite's busy timeout does (DATABASE_BUSY, retryable). For the
+    server's loop: it must never wait without end on a worker's transaction."""
+    _bounded_waiters.add(thread_id)
+
+
+def _writers_take_turns(db: peewee.Database, turn: threading.Lock) -> peewee.Database:
     """SQLite: this process's transactions wait for one another on a lock of their own.
 
     SQLite has one writer; a transaction that finds the write lock taken sleeps in its busy
@@ -114,12 +133,13 @@ def _writers_take_turns(db: peewee.Database) -> peewee.Database:
     Queued here they start as soon as the previous one ends. Other processes (the sweep's,
     replicas) still meet SQLite's own lock and its busy timeout. A transaction never spans
     an ``await``, so the thread that begins one ends it."""
-    turn = threading.Lock()
     holding = threading.local()
     begin, commit, rollback = db.begin, db.commit, db.rollback
 
     def begun(*args: Any, **kwargs: Any) -> Any:
-        turn.acquire()
+        bounded = threading.get_ident() in _bounded_waiters
+        if not turn.acquire(timeout=BOUNDED_TURN_SECONDS if bounded else -1):
+            raise peewee.OperationalError("database is locked (waited for this process's writers)")
         holding.turn = True
         try:
             return begin(*args, **kwargs)

@@ -181,15 +181,22 @@ def sources(account_id: str) -> list[Source]:
 
 def account_with_sources(account_id: str) -> tuple[Account, list[Source]] | None:
     """An account and where each of its fields came from, in one round trip (GetAccount)."""
-    rows = list(Account.raw(_sql(_ACCOUNT_WITH_SOURCES), account_id))
+    cursor = execute(_ACCOUNT_WITH_SOURCES, (account_id,))
+    rows = cursor.fetchall()
     if not rows:
         return None
-    found = [
-        Source(str(r.source_field), str(r.source_kind), timestamp(r.source_recorded_at))
-        for r in rows
-        if r.source_field is not None
-    ]
-    return rows[0], found
+    # One row per source, each repeating the account: the account is made once, from the
+    # first (peewee's model rows made one per row cost more than the query on this hot path).
+    columns = Account._meta.columns
+    names = [d[0] for d in cursor.description][:-3]  # the source's three come last
+    values = rows[0][: len(names)]
+    account = Account(
+        __no_default__=1,
+        **{columns[n].name: columns[n].python_value(v) for n, v in zip(names, values, strict=True)},
+    )
+    account._dirty.clear()  # type: ignore[attr-defined]  # as peewee leaves a row it read
+    found = [Source(str(f), str(src), timestamp(at)) for *_, f, src, at in rows if f is not None]
+    return account, found
 
 
 def insert_tokens(organisation_id: str, item_seq: int, tokens: list[bytes]) -> None:

@@ -17,7 +17,6 @@ from functools import lru_cache
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from chatpro_privacy.storage.keystore import DataKey
@@ -48,7 +47,7 @@ def content_aad(organisation_id: str, item_id: str, part: str = "body") -> bytes
 def seal(key: DataKey, aad: bytes, plaintext: bytes) -> bytes:
     """AES-256-GCM: a random 12-byte nonce followed by ciphertext and tag."""
     nonce = secrets.token_bytes(NONCE_BYTES)
-    return nonce + AESGCM(key.key).encrypt(nonce, plaintext, aad)
+    return nonce + key.cipher.encrypt(nonce, plaintext, aad)
 
 
 def unseal(key: DataKey, aad: bytes, sealed: bytes) -> bytes:
@@ -56,7 +55,7 @@ def unseal(key: DataKey, aad: bytes, sealed: bytes) -> bytes:
     if len(sealed) < NONCE_BYTES + TAG_BYTES:
         raise ContentUnreadable("sealed content is truncated")
     try:
-        return AESGCM(key.key).decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], aad)
+        return key.cipher.decrypt(sealed[:NONCE_BYTES], sealed[NONCE_BYTES:], aad)
     except InvalidTag:
         raise ContentUnreadable("sealed content does not open with this key here") from None
 

@@ -1,0 +1,64 @@
+"""On the embedded SQLite database, the hot unary calls run on the server's own loop.
+
+A call worker (``call_workers.py``) keeps a slow database from stalling other calls: the
+right trade on PostgreSQL, where every statement is a network round trip to overlap with
+others. On SQLite nothing is overlapped: the database is a library in this process, its
+statements take microseconds from the page cache, and the GIL runs one thread's Python at a
+time anyway. What the hand-over to a worker does cost is two thread switches and three
+wake-ups per call, which measured as much again as GetAccount's own work (issue 14: 0.31 of
+a no-op call handed over, 0.56 run here).
+
+So on SQLite the calls named in ``HOT_METHODS`` (short, bounded, one page at most) run where
+they arrive, on these conditions, checked as each call arrives:
+
+- one such call at a time: a call that awaits (a plugin, a hash) keeps the place until it
+  ends, and calls arriving meanwhile go to the workers. Calls here share the loop's one
+  connection, so two of them never interleave their statements;
+- no transaction of this process holds SQLite's single writer (a sweep's batch, an export's
+  audit entry, a sign-in): the call would wait for it with the whole server. If one begins
+  after the call arrived, the call waits at most ``db.BOUNDED_TURN_SECONDS`` and is then
+  answered UNAVAILABLE ``DATABASE_BUSY``, never left to wait without end.
+
+Every other call, and every call on PostgreSQL, runs on the workers as before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+_V1 = "/chatpro.privacy.v1."
+HOT_METHODS = frozenset(
+    _V1 + name
+    for name in (
+        "AccountService/GetAccount",
+        "AccountService/RecordDeviceUse",
+        "ConsentService/GrantConsent",
+        "MessagingService/SendMessage",
+        "MessagingService/ListMessages",
+    )
+)
+
+
+class InlineCalls:
+    """The one place on the server's loop for a hot call. ``writer_busy``: whether another
+    thread's transaction holds the database (``storage.db.writer_busy``); the loop's own
+    waits for one are bounded by whoever makes this (``storage.db.bound_turn_waits``)."""
+
+    def __init__(
+        self, writer_busy: Callable[[], bool], methods: frozenset[str] = HOT_METHODS
+    ) -> None:
+        self.writer_busy = writer_busy
+        self.methods = methods
+        self._taken = False
+        self.ran = 0  # calls run here (for tests)
+
+    def take(self, method: str) -> bool:
+        """Whether the call to ``method`` runs here; if so, ``give_back()`` when it ends."""
+        if self._taken or method not in self.methods or self.writer_busy():
+            return False
+        self._taken = True
+        self.ran += 1
+        return True
+
+    def give_back(self) -> None:
+        self._taken = False
