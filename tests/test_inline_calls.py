@@ -20,7 +20,6 @@ from chatpro_privacy.storage.models import AuditEntry, Device
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from helpers import Api, on_postgres, rpc_error
 
-sqlite_only = pytest.mark.skipif(on_postgres(), reason="calls run on the loop on SQLite only")
 KEYS = {"CHATPRO_SECRET_KEY": "ab" * 32, "CHATPRO_RECEIPT_SIGNING_KEY": "cd" * 32}
 KEYS["CHATPRO_MASTER_KEY"] = "ef" * 32
 
@@ -43,8 +42,14 @@ def _health_answers_within(api: Api, seconds: float) -> float:
     return time.monotonic() - started
 
 
-@sqlite_only
+def _sqlite_only() -> None:
+    """Known once the database is open (the ``api`` fixture), not when tests are collected."""
+    if on_postgres():
+        pytest.skip("calls run on the server's loop on SQLite only")
+
+
 def test_the_hot_calls_run_on_the_loop_and_the_rest_on_the_workers(api: Api) -> None:
+    _sqlite_only()
     inline = api.server.edge.inline
     assert inline is not None and inline.methods == HOT_METHODS
     account, token = api.adult()
@@ -57,10 +62,10 @@ def test_the_hot_calls_run_on_the_loop_and_the_rest_on_the_workers(api: Api) -> 
     assert inline.ran == before + 2  # not a hot call: on a worker
 
 
-@sqlite_only
 def test_a_hot_call_goes_to_a_worker_while_another_writer_holds_sqlite(api: Api) -> None:
     """The loop does not wait for a transaction of another thread (a sweep's batch): the
     call waits for it on a worker, and the server answers others meanwhile."""
+    _sqlite_only()
     inline = api.server.edge.inline
     assert inline is not None
     _, token = api.adult()
@@ -77,13 +82,13 @@ def test_a_hot_call_goes_to_a_worker_while_another_writer_holds_sqlite(api: Api)
     assert Device.select().where(Device.device_id == "phone-1").count() == 1
 
 
-@sqlite_only
 def test_the_loop_waits_for_a_writer_a_bounded_time_and_writes_nothing(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """If another writer begins after the call was sent to the loop, the loop waits for it
     at most BOUNDED_TURN_SECONDS: the call is answered UNAVAILABLE DATABASE_BUSY, having
     written nothing, and the server is not left stuck."""
+    _sqlite_only()
     inline = api.server.edge.inline
     assert inline is not None
     _, token = api.adult()
@@ -131,6 +136,7 @@ def test_inline_calls_are_a_setting_of_sqlite_only() -> None:
         from_env({**KEYS, "DATABASE_URL": sqlite, "CHATPRO_INLINE_CALLS": "sometimes"})
 
 
-@pytest.mark.skipif(not on_postgres(), reason="the PostgreSQL side")
 def test_on_postgresql_every_call_runs_on_the_workers(api: Api) -> None:
+    if not on_postgres():
+        pytest.skip("the PostgreSQL side")
     assert api.server.edge.inline is None

@@ -24,7 +24,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import peewee
 from cryptography.exceptions import InvalidTag
@@ -39,7 +39,10 @@ _CHUNK = 500
 _CACHE_SIZE = 65_536
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
+K = TypeVar("K")  # what a cache keeps: key bytes, or a data key
 _Cache = OrderedDict[tuple[str | bytes, ...], bytes]
+# Data keys are kept whole, with the cipher each makes once (see DataKey.cipher).
+_DataCache = OrderedDict[tuple[str | bytes, ...], "DataKey"]
 
 
 class KeyStoreCorrupt(Exception):
@@ -103,7 +106,7 @@ class KeyStore(SharedConnection):
         # Unwrapped keys by everything their AAD binds plus the wrapped bytes, so a cache
         # hit is exactly a row that has unwrapped before.
         self._org_cache: _Cache = OrderedDict()
-        self._data_cache: _Cache = OrderedDict()
+        self._data_cache: _DataCache = OrderedDict()
         with self._lock:
             self._db.connect(reuse_if_open=True)
             self._create_tables()
@@ -173,9 +176,10 @@ class KeyStore(SharedConnection):
                         )
                 except peewee.IntegrityError:
                     continue  # another writer won, or the organisation key just went
+                made = DataKey(key_id, organisation_id, subject_ref, key)
                 slot = (key_id, organisation_id, subject_ref, wrapped)
-                self._cache_put(self._data_cache, slot, key)
-                return DataKey(key_id, organisation_id, subject_ref, key)
+                self._cache_put(self._data_cache, slot, made)
+                return made
         raise KeyStoreCorrupt("could not create a data key: the store keeps changing under us")
 
     def data_keys(self, key_ids: Iterable[str]) -> dict[str, DataKey]:
@@ -282,22 +286,27 @@ class KeyStore(SharedConnection):
         key_id, organisation_id, subject_ref = str(row[0]), str(row[1]), str(row[2])
         wrapped, org_wrapped = bytes(row[3]), bytes(row[4])
         slot = (key_id, organisation_id, subject_ref, wrapped)
-        key = self._cache_get(self._data_cache, slot)
-        if key is None:
+        known = self._cache_get(self._data_cache, slot)
+        if known is None:
             org_key = self._org_key_from_wrapped(organisation_id, org_wrapped)
             key = _unwrap(org_key, wrapped, _data_aad(organisation_id, subject_ref))
-            self._cache_put(self._data_cache, slot, key)
-        return DataKey(key_id, organisation_id, subject_ref, key)
+            known = DataKey(key_id, organisation_id, subject_ref, key)
+            self._cache_put(self._data_cache, slot, known)
+        return known
 
     @staticmethod
-    def _cache_get(cache: _Cache, slot: tuple[str | bytes, ...]) -> bytes | None:
+    def _cache_get(
+        cache: OrderedDict[tuple[str | bytes, ...], K], slot: tuple[str | bytes, ...]
+    ) -> K | None:
         key = cache.get(slot)
         if key is not None:
             cache.move_to_end(slot)
         return key
 
     @staticmethod
-    def _cache_put(cache: _Cache, slot: tuple[str | bytes, ...], key: bytes) -> None:
+    def _cache_put(
+        cache: OrderedDict[tuple[str | bytes, ...], K], slot: tuple[str | bytes, ...], key: K
+    ) -> None:
         cache[slot] = key
         if len(cache) > _CACHE_SIZE:
             cache.popitem(last=False)
