@@ -300,6 +300,7 @@ def _sweep_job(url: str, time_limit: float) -> dict[str, Any]:
     from chatpro_privacy import logs
     from chatpro_privacy.domain.organisations.plugin_settings import PluginSettings
     from chatpro_privacy.domain.organisations.retention_periods import Retention
+    from chatpro_privacy.domain.records import audit
     from chatpro_privacy.domain.retention.content_sweep import ContentSweeper
     from chatpro_privacy.domain.vault.envelope import Vault
     from chatpro_privacy.plugin.host import PluginHost
@@ -310,6 +311,8 @@ def _sweep_job(url: str, time_limit: float) -> dict[str, Any]:
 
     logs.configure("json", "warning", sys.stderr)
     settings = from_env(os.environ)
+    # The sweep records its deletions in the audit trail, chained under the server's key.
+    audit.configure(settings.secret_key)
     db = _open(url)
     host = PluginHost(
         store=PluginSettings(),

@@ -8,7 +8,6 @@ holds a searchable plaintext word, and once the key is destroyed its tokens matc
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import re
 import secrets
@@ -88,14 +87,11 @@ def _token_key(key_id: str, key: bytes) -> bytes:
 def word_token(key: DataKey, word: str) -> bytes:
     """16-byte keyed token for one word (normalised the way ``words`` normalises)."""
     normal = unicodedata.normalize("NFKC", word).casefold()
-    digest = hmac.new(_token_key(key.key_id, key.key), normal.encode(), hashlib.sha256)
-    return digest.digest()[:TOKEN_BYTES]
+    return hmac.digest(_token_key(key.key_id, key.key), normal.encode(), "sha256")[:TOKEN_BYTES]
 
 
 def word_tokens(key: DataKey, text: str) -> list[bytes]:
-    """Tokens for every search word of ``text``, in order."""
+    """Tokens for every search word of ``text``, in order (``hmac.digest``: OpenSSL's
+    one-shot HMAC, the same bytes as an ``hmac.new`` object at a fraction of the cost)."""
     token_key = _token_key(key.key_id, key.key)
-    return [
-        hmac.new(token_key, word.encode(), hashlib.sha256).digest()[:TOKEN_BYTES]
-        for word in words(text)
-    ]
+    return [hmac.digest(token_key, word.encode(), "sha256")[:TOKEN_BYTES] for word in words(text)]
