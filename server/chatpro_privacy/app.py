@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-import threading
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
@@ -470,7 +469,7 @@ def _inline_calls(settings: Settings) -> InlineCalls | None:
     """SQLite: the hot calls on this loop, whose waits for another writer are bounded."""
     if not settings.runs_inline:
         return None
-    bound_turn_waits(threading.get_ident())
+    bound_turn_waits()  # made on the server's loop, where they run
     return InlineCalls(writer_busy)
 
 

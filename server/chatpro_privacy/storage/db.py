@@ -25,7 +25,7 @@ SCAN_CACHE_KIB = 2_000  # SQLite's own default
 # SQLite only: the writers' turn (see ``_writers_take_turns``), and the threads that may wait
 # for it only this long (the server's loop, where the hot calls run: edge/inline_calls.py).
 _turn: threading.Lock | None = None
-_bounded_waiters: set[int] = set()
+_bounded = threading.local()  # .waits: this thread waits for the turn a bounded time
 BOUNDED_TURN_SECONDS = 10.0  # SQLite's own busy timeout, below
 
 
@@ -117,11 +117,11 @@ def writer_busy() -> bool:
     return _turn is not None and _turn.locked()
 
 
-def bound_turn_waits(thread_id: int) -> None:
-    """A transaction begun on thread ``thread_id`` waits at most BOUNDED_TURN_SECONDS for
-    its turn, then fails as SQLite's busy timeout does (DATABASE_BUSY, retryable). For the
-    server's loop: it must never wait without end on a worker's transaction."""
-    _bounded_waiters.add(thread_id)
+def bound_turn_waits() -> None:
+    """A transaction begun on this thread waits at most BOUNDED_TURN_SECONDS for its turn,
+    then fails as SQLite's busy timeout does (DATABASE_BUSY, retryable). For the server's
+    loop: it must never wait without end on a worker's transaction."""
+    _bounded.waits = True
 
 
 def _writers_take_turns(db: peewee.Database, turn: threading.Lock) -> peewee.Database:
@@ -137,7 +137,7 @@ def _writers_take_turns(db: peewee.Database, turn: threading.Lock) -> peewee.Dat
     begin, commit, rollback = db.begin, db.commit, db.rollback
 
     def begun(*args: Any, **kwargs: Any) -> Any:
-        bounded = threading.get_ident() in _bounded_waiters
+        bounded = getattr(_bounded, "waits", False)
         if not turn.acquire(timeout=BOUNDED_TURN_SECONDS if bounded else -1):
             raise peewee.OperationalError("database is locked (waited for this process's writers)")
         holding.turn = True
