@@ -41,6 +41,7 @@ from chatpro.privacy.v1 import (
 )
 from chatpro_privacy.clock import clock
 from chatpro_privacy.domain.accounts import roles
+from chatpro_privacy.domain.content import search_index
 from chatpro_privacy.domain.kernel.tokens import new_id
 from chatpro_privacy.storage.db import database, is_postgres
 from chatpro_privacy.storage.models import (
@@ -333,6 +334,10 @@ def database_fingerprint() -> str:
     # On this thread's connection, left open as by any other query a test makes: a new
     # PostgreSQL backend per fingerprint spent most of its time loading the catalogue.
     database.connect(reuse_if_open=True)
+    # Word tokens still queued go into the index first: the server's indexer may move them
+    # at any moment, and where they wait is no change a call made.
+    while search_index.index_queued():
+        pass
     for model in ALL_MODELS:
         digest.update(model._meta.table_name.encode())
         columns = [f.column_name for f in model._meta.sorted_fields]

@@ -26,6 +26,7 @@ from chatpro.privacy.v1 import account_pb2, common_pb2, organisation_pb2
 from chatpro.privacy.v1 import account_service_pb2 as acc
 from chatpro.privacy.v1 import messaging_service_pb2 as msg
 from chatpro_privacy import logs
+from chatpro_privacy.domain.content import search_index
 from chatpro_privacy.domain.kernel.errors import FailedPrecondition, InvalidArgument
 from chatpro_privacy.domain.kernel.principals import SYSTEM
 from chatpro_privacy.domain.rights import erasure
@@ -113,6 +114,7 @@ def world(api: Api, server: InProcessServer) -> Iterator[World]:
     send(api, deleting.members["pupil"], deleting_chat, "reply from the other pupil")
     send(api, zed, keeping_chat, "kept as the school record")
     send(api, keeping.members["pupil"], keeping_chat, "noted")
+    search_index.index_queued()  # the words in the index, as the server leaves them
     recording = upload(api, zed.token, deleting_chat, [b"zed audio" * 1000])
     now = dt.datetime(2026, 1, 1)
     rights_request_row(

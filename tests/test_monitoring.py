@@ -11,6 +11,7 @@ import pytest
 from chatpro.privacy.v1 import monitoring_service_pb2 as mon
 from chatpro.privacy.v1 import organisation_service_pb2 as org_pb
 from chatpro_privacy.clock import clock
+from chatpro_privacy.domain.content import search_index
 from chatpro_privacy.storage.models import ContentItem, ContentToken, MonitoringAccess
 from helpers import Api, Unchanged, rpc_error
 from orgs import SAFEGUARDING, Org, build_org, conversation, scope, send, upload
@@ -226,7 +227,8 @@ def test_destroying_a_key_leaves_its_word_tokens_unmatchable(
     p1_ref = ContentItem.get(ContentItem.author_account == p1.account_id).author_ref
     server.runtime.vault.keys.destroy_member_key(school.organisation_id, p1_ref)
     assert [i.text for i in search(api, school, keywords=["quartz"]).items] == ["quartz meadow"]
-    # Deleting an item deletes its tokens with it.
+    # Deleting an item deletes its tokens with it, once indexed as while still queued.
+    search_index.index_queued()
     ContentItem.delete().where(ContentItem.author_ref == p1_ref).execute()
     p1_seqs = {t.item_seq for t in ContentToken.select()}
     assert p1_seqs == {ContentItem.get(ContentItem.author_account == p2.account_id).seq}

@@ -73,6 +73,7 @@ from chatpro_privacy.edge.call_workers import CallWorkers
 from chatpro_privacy.edge.inline_calls import InlineCalls
 from chatpro_privacy.edge.interceptors import EdgeInterceptor
 from chatpro_privacy.health_service import Health
+from chatpro_privacy.jobs import search_indexing
 from chatpro_privacy.jobs.scheduler import Sweeps
 from chatpro_privacy.observability import figures, metrics, tracing
 from chatpro_privacy.plugin.host import PluginHost
@@ -457,6 +458,10 @@ async def start(
     ]
     if sweep:
         tasks.append(asyncio.create_task(_sweep_forever(runtime, background)))
+    placement = search_indexing.Placement(edge.inline, lambda batch: background.run(_async(batch)))
+    tasks.append(
+        asyncio.create_task(search_indexing.index_forever(runtime.messages.backlog, placement))
+    )
     endpoint = None
     if settings.metrics_address is not None:
         endpoint = _serve_metrics(settings, workers, background, tasks)

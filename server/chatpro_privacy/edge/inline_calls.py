@@ -60,5 +60,15 @@ class InlineCalls:
         self.ran += 1
         return True
 
+    def take_job(self) -> bool:
+        """Whether a short piece of background work (a batch of the search index's) may run
+        here now, on the same conditions as a hot call; if so, ``give_back()`` after it. On
+        SQLite a writer on another thread would push the hot calls arriving meanwhile to the
+        workers, and they stay there while each waits its turn behind the others."""
+        if self._taken or self.writer_busy():
+            return False
+        self._taken = True
+        return True
+
     def give_back(self) -> None:
         self._taken = False

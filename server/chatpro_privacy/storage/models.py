@@ -419,6 +419,8 @@ class ContentItem(BaseModel):
     chunk_count = pw.IntegerField(null=True)
     size_bytes = pw.BigIntegerField(null=True)
     created_at = pw.DateTimeField()
+    # A message's word tokens not yet in content_token (domain/content/search_index.py).
+    queued_tokens = pw.BlobField(null=True)
 
 
 class ContentToken(BaseModel):

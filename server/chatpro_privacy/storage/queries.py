@@ -95,10 +95,11 @@ ON CONFLICT (account_id, device_id) DO UPDATE SET
   use_count = device.use_count + 1
 RETURNING *"""
 
-_INSERT_ITEM = """
+# SQLite: the item with its word tokens queued on it (domain/content/search_index.py).
+_INSERT_QUEUED_ITEM = """
 INSERT INTO content_item (id, organisation_id, conversation_id, kind, author_ref,
-                          author_account_id, request_id, key_id, body, created_at)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                          author_account_id, request_id, key_id, body, created_at, queued_tokens)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 RETURNING seq"""
 # The same, for storage.chained: the item's row comes {source}, its tokens follow it.
 _INSERT_ITEM_FROM = """
@@ -199,19 +200,6 @@ def account_with_sources(account_id: str) -> tuple[Account, list[Source]] | None
     return account, found
 
 
-def insert_tokens(organisation_id: str, item_seq: int, tokens: list[bytes]) -> None:
-    """An item's keyed word tokens, in one statement: the hot path of every message sent."""
-    db = database.obj
-    param = db.param
-    values = ", ".join([f"({param}, {param}, {param})"] * len(tokens))
-    flat: list[Any] = []
-    for token in tokens:
-        flat += [organisation_id, token, item_seq]
-    db.execute_sql(
-        f"INSERT INTO content_token (organisation_id, token, item_seq) VALUES {values}", flat
-    )
-
-
 # Rows per statement in the bulk helpers below: well under SQLite's 32,766 parameters.
 _BATCH = 1000
 
@@ -253,9 +241,9 @@ def insert_item_reading_head(
     values: tuple[Any, ...], partition: int
 ) -> tuple[int, tuple[int, str] | None]:
     """SQLite, in the caller's transaction (whose BEGIN IMMEDIATE gave it the writers'
-    turn): a new content item (``_INSERT_ITEM``'s columns), returning its sequence number
-    and, read in the same statement, the audit partition's head its entry follows."""
-    sql = _INSERT_ITEM + (
+    turn): a new content item (``_INSERT_QUEUED_ITEM``'s columns), returning its sequence
+    number and, read in the same statement, the audit partition's head its entry follows."""
+    sql = _INSERT_QUEUED_ITEM + (
         ", (SELECT seq FROM audit_head WHERE chain_partition = ?),"
         " (SELECT mac FROM audit_head WHERE chain_partition = ?)"
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from chatpro_privacy.domain.content import search_index
 from chatpro_privacy.domain.kernel.errors import NotFound
 from chatpro_privacy.domain.kernel.principals import Principal
 from chatpro_privacy.domain.organisations import memberships
@@ -17,6 +18,7 @@ from chatpro_privacy.domain.records import audit
 from chatpro_privacy.storage.db import database
 from chatpro_privacy.storage.keystore import KeyStore
 from chatpro_privacy.storage.models import Account, ContentItem, ContentToken
+from chatpro_privacy.storage.queries import tuples
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,12 @@ def destroy(
         count = keys.destroy_organisation_key(org.id)
     with database.atomic():
         tokens = ContentToken.delete().where(ContentToken.item_seq.in_(items)).execute()
+        # And those still queued for the index, which would otherwise reach it later.
+        queued = items.where(ContentItem.queued_tokens.is_null(False))
+        tokens += search_index.queued_count(
+            packed for (packed,) in tuples(queued.select(ContentItem.queued_tokens))
+        )
+        ContentItem.update(queued_tokens=None).where(ContentItem.seq.in_(queued)).execute()
         audit.record(
             actor,
             "keys.destroy:member" if subject_ref else "keys.destroy:organisation",

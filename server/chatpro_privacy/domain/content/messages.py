@@ -16,7 +16,7 @@ import peewee
 import structlog
 
 from chatpro_privacy.clock import clock
-from chatpro_privacy.domain.content import content_access
+from chatpro_privacy.domain.content import content_access, search_index
 from chatpro_privacy.domain.content.flagging import Flagging
 from chatpro_privacy.domain.kernel import paging
 from chatpro_privacy.domain.kernel.errors import FieldViolation, InvalidArgument, PermissionDenied
@@ -146,7 +146,8 @@ class Posting:
         """A message, its search tokens and its creation in the audit trail, by the author's
         pseudonym and never its content (SEC-5). Outside any transaction of the caller's. On
         PostgreSQL one statement (``storage.chained``); on SQLite one transaction, whose
-        item insert reads the audit head its entry follows, so the entry adds one statement."""
+        item insert queues the tokens on the item's row (``search_index``) and reads the
+        audit head its entry follows, so the entry adds one statement."""
         item = self._new(item_id, ContentKind.MESSAGE, key_id, body)
         values = (
             item.id,
@@ -166,11 +167,10 @@ class Posting:
             (row,) = audit.recorded_write(self.author, *created, write)
             item.seq = int(row[0])
             return item
+        item.queued_tokens = search_index.pack(tokens) if tokens else None
         with database.atomic():
             lane = audit.lane()
-            item.seq, head = queries.insert_item_reading_head(values, lane)
-            if tokens:
-                queries.insert_tokens(self.organisation_id, item.seq, tokens)
+            item.seq, head = queries.insert_item_reading_head((*values, item.queued_tokens), lane)
             audit.append_after(lane, head, self.author, *created)
         return item
 
@@ -209,6 +209,7 @@ class Messages:
         self.host = host
         self.retention = retention
         self.flagging = Flagging(vault, host)
+        self.backlog = search_index.Backlog()  # what the server's indexer looks at
 
     def _view(self, item: ContentItem | queries.ItemRow, text: str | None) -> MessageView:
         return MessageView(
@@ -249,6 +250,8 @@ class Messages:
             if (prior := posting.retried()) is not None:
                 return self._replay(prior, text)
             raise
+        if item.queued_tokens is not None:
+            self.backlog.grew()
         await self.flagging.flag(item, text)
         return self._view(item, text)
 

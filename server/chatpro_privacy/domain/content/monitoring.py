@@ -19,7 +19,7 @@ import structlog
 from peewee import JOIN, fn
 
 from chatpro_privacy.clock import clock
-from chatpro_privacy.domain.content import content_access, conversations
+from chatpro_privacy.domain.content import content_access, conversations, search_index
 from chatpro_privacy.domain.content.messages import (
     REF_COLUMNS,
     content_ref,
@@ -411,13 +411,15 @@ class Monitoring:
             tokens = self.vault.search_tokens(org_id, words)
             if not tokens:  # no live key: nothing can match
                 return [], 0, False
-            matching = (
+            # What waits for the index is read first: an item indexed meanwhile is found there.
+            queued = search_index.queued_matches(org_id, tokens, len(words))
+            indexed = ContentItem.seq.in_(
                 ContentToken.select(ContentToken.item_seq)
                 .where((ContentToken.organisation_id == org_id) & ContentToken.token.in_(tokens))
                 .group_by(ContentToken.item_seq)
                 .having(fn.COUNT(fn.DISTINCT(ContentToken.token)) == len(words))
             )
-            where &= ContentItem.seq.in_(matching)
+            where &= (indexed | ContentItem.seq.in_(queued)) if queued else indexed
         total = ContentItem.select().where(where).count()
         query = ContentItem.select().where(where)
         if cursor is not None:
