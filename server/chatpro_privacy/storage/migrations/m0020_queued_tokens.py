@@ -2,7 +2,13 @@
 batch (SQLite, see ``domain/content/search_index.py``): twenty tokens inserted at random
 places of the index dirty some twenty pages, which each message's commit would otherwise
 write and sync. The partial index finds what waits, and is empty once the batches catch
-up."""
+up.
+
+The token index drops its leading organisation column: a token is an HMAC under a key of
+one author in one organisation, so the token alone finds its rows, and search still checks
+the organisation on each. Entries a third the size make an index a third as many pages,
+and a batch of random inserts dirties fewer of them: measured in raw sqlite3 with 450,000
+tokens, 49 ms a batch of 3,000 against 124 ms."""
 
 from __future__ import annotations
 
@@ -15,6 +21,8 @@ VERSION = 20
 _STATEMENTS = [
     "ALTER TABLE content_item ADD COLUMN queued_tokens {blob}",
     "CREATE INDEX content_item_queued ON content_item (seq) WHERE queued_tokens IS NOT NULL",
+    "DROP INDEX content_token_lookup",
+    "CREATE INDEX content_token_lookup ON content_token (token)",
 ]
 
 
