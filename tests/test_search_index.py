@@ -43,7 +43,7 @@ index_queued = search_index.index_queued
 def held_back(monkeypatch: pytest.MonkeyPatch) -> None:
     """The server's indexer finds nothing to move, so that tokens stay queued; the test moves
     them itself with ``index_queued``."""
-    monkeypatch.setattr(search_indexing.search_index, "index_queued", lambda limit=0: 0)
+    monkeypatch.setattr(search_index, "index_queued", lambda limit=0: 0)
 
 
 def _sqlite_only() -> None:
@@ -200,7 +200,7 @@ def test_a_failing_batch_is_logged_once_and_tried_again(monkeypatch: pytest.Monk
             raise RuntimeError("database is away")
         return 0
 
-    monkeypatch.setattr(search_indexing.search_index, "index_queued", batch)
+    monkeypatch.setattr(search_index, "index_queued", batch)
 
     async def on_worker(work: Any) -> int:
         return int(work())
