@@ -18,7 +18,7 @@ from chatpro_privacy.domain.kernel.principals import SYSTEM
 from chatpro_privacy.jobs import search_indexing
 from chatpro_privacy.storage.models import ContentItem, ContentToken
 from helpers import Api, on_postgres
-from orgs import SAFEGUARDING, Org, build_org, conversation, scope, send
+from orgs import SAFEGUARDING, Org, Person, build_org, conversation, scope, send
 
 
 @pytest.fixture
@@ -37,6 +37,16 @@ def school(api: Api, server: Any) -> Org:
 
 # The real batch, for the tests to run themselves while the server's is held back.
 index_queued = search_index.index_queued
+
+
+Pupils = tuple[Person, Person, str]
+
+
+@pytest.fixture
+def pupils(api: Api, school: Org) -> Pupils:
+    """The school's two pupils and a group conversation between them."""
+    p1, p2 = school.members["pupil1"], school.members["pupil2"]
+    return p1, p2, conversation(api, p1, school.organisation_id, [p2])
 
 
 @pytest.fixture
@@ -70,11 +80,10 @@ def _queued() -> int:
 
 
 def test_a_message_is_found_while_its_words_wait_and_once_they_are_indexed(
-    api: Api, school: Org, held_back: None
+    api: Api, school: Org, pupils: Pupils, held_back: None
 ) -> None:
     _sqlite_only()
-    p1, p2 = school.members["pupil1"], school.members["pupil2"]
-    group = conversation(api, p1, school.organisation_id, [p2])
+    p1, p2, group = pupils
     send(api, p1, group, "amber kestrel over the field")
     send(api, p2, group, "amber lantern")
     assert (_queued(), ContentToken.select().count()) == (2, 0)
@@ -99,11 +108,10 @@ def test_a_message_is_found_while_its_words_wait_and_once_they_are_indexed(
 
 
 def test_destroying_a_key_takes_its_queued_words_with_it(
-    api: Api, school: Org, server: Any, held_back: None
+    api: Api, school: Org, pupils: Pupils, server: Any, held_back: None
 ) -> None:
     _sqlite_only()
-    p1, p2 = school.members["pupil1"], school.members["pupil2"]
-    group = conversation(api, p1, school.organisation_id, [p2])
+    p1, p2, group = pupils
     send(api, p1, group, "velvet harbour")
     send(api, p2, group, "velvet")
     destroyed = key_destruction.destroy(
@@ -117,19 +125,17 @@ def test_destroying_a_key_takes_its_queued_words_with_it(
     assert _found(api, school, "velvet") == ["velvet"]
 
 
-def test_a_deleted_item_leaves_no_queued_words(api: Api, school: Org, held_back: None) -> None:
+def test_a_deleted_item_leaves_no_queued_words(api: Api, pupils: Pupils, held_back: None) -> None:
     _sqlite_only()
-    p1, p2 = school.members["pupil1"], school.members["pupil2"]
-    group = conversation(api, p1, school.organisation_id, [p2])
+    p1, _, group = pupils
     send(api, p1, group, "copper willow")
     ContentItem.delete().execute()
     assert index_queued() == 0
     assert ContentToken.select().count() == 0
 
 
-def test_the_server_indexes_queued_words_by_itself(api: Api, school: Org) -> None:
-    p1, p2 = school.members["pupil1"], school.members["pupil2"]
-    group = conversation(api, p1, school.organisation_id, [p2])
+def test_the_server_indexes_queued_words_by_itself(api: Api, school: Org, pupils: Pupils) -> None:
+    p1, _, group = pupils
     for i in range(5):
         send(api, p1, group, f"saffron meadow {i}")  # a word is two characters or more
     deadline = time.monotonic() + 10
@@ -141,12 +147,11 @@ def test_the_server_indexes_queued_words_by_itself(api: Api, school: Org) -> Non
 
 
 def test_postgresql_indexes_a_message_as_it_writes_it(
-    api: Api, school: Org, held_back: None
+    api: Api, school: Org, pupils: Pupils, held_back: None
 ) -> None:
     if not on_postgres():
         pytest.skip("PostgreSQL only")
-    p1, p2 = school.members["pupil1"], school.members["pupil2"]
-    group = conversation(api, p1, school.organisation_id, [p2])
+    p1, _, group = pupils
     send(api, p1, group, "granite orchard")
     assert _queued() == 0
     assert ContentToken.select().count() == 2
