@@ -213,8 +213,11 @@ def test_a_sign_in_makes_few_round_trips(api: Api) -> None:
     session's transaction (BEGIN, the account marked in use, the session, its audit entry
     with the chain's head, COMMIT)."""
     api.register(username="erin")
+    # On PostgreSQL a connection's first use of a statement also prepares it
+    # (storage/prepared.py): the fewest of five counts, each worker's connection warm by then.
+    fewest = min(_sign_in_statements(api, "erin") for _ in range(5))
     # PostgreSQL's audit entry also takes its chain's advisory lock.
-    assert _sign_in_statements(api, "erin") <= (12 if on_postgres() else 11)  # was 15, 16
+    assert fewest <= (12 if on_postgres() else 11)  # was 15, 16
 
 
 # -- with production argon2id parameters ----------------------------------------------------

@@ -275,7 +275,11 @@ class RunningServer:
 
 
 def prepare_database(settings: Settings) -> list[str]:
-    open_database(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
+    open_database(
+        settings.database_url,
+        sqlite_synchronous=settings.sqlite_synchronous,
+        prepared_statements=settings.prepared_statements,
+    )
     return migrations.migrate()
 
 
@@ -549,7 +553,11 @@ async def serve(settings: Settings, *, migrate: bool = True) -> None:
     if migrate:
         applied = prepare_database(settings)
     else:
-        open_database(settings.database_url, sqlite_synchronous=settings.sqlite_synchronous)
+        open_database(
+            settings.database_url,
+            sqlite_synchronous=settings.sqlite_synchronous,
+            prepared_statements=settings.prepared_statements,
+        )
         applied = []
     running = await start(settings)
     log.info(

@@ -107,6 +107,9 @@ class Settings:
     blob_dir: str = DEFAULT_BLOB_DIR
     audit_checkpoint_file: str = DEFAULT_AUDIT_CHECKPOINT_FILE
     sqlite_synchronous: str = "FULL"
+    # PostgreSQL: the hot statements prepared once per connection (storage/prepared.py).
+    # Off behind a pooler in transaction mode, which gives a session's statements to others.
+    prepared_statements: bool = True
     password_hash_workers: int = 2  # registrations, password changes, account set-up
     # Sign-in hashes on threads of its own, and its calls on call workers of their own, so
     # that a flood of password changes or registrations cannot starve it (issue 15).
@@ -481,6 +484,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         else None,
         serve_workers=int(source.get("CHATPRO_SERVE_WORKERS", "1")),
         inline_calls=_switch(source, "CHATPRO_INLINE_CALLS"),
+        prepared_statements=_switch(source, "CHATPRO_PREPARED_STATEMENTS") is not False,
         plugin_user=source.get("CHATPRO_PLUGIN_USER", "nobody"),
         metrics_address=source.get("CHATPRO_METRICS_ADDRESS") or None,
         policy=policy,

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+from chatpro_privacy.storage import prepared
 from chatpro_privacy.storage.db import database, is_postgres
 from chatpro_privacy.storage.dialect import parameters, render
 
@@ -72,6 +73,8 @@ def one_statement() -> bool:
 
 def _rows(sql: str, params: tuple[Any, ...], model: Any) -> list[Any]:
     postgres = is_postgres()
+    if postgres:  # one statement per kind of write, planned once (storage/prepared.py)
+        prepared.mark(render(sql, True))
     if model is not None:
         return list(model.raw(render(sql, postgres), *parameters(params, postgres)))
     return list(database.execute_sql(render(sql, postgres), parameters(params, postgres)))

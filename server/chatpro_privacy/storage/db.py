@@ -15,6 +15,7 @@ import peewee
 from playhouse.db_url import connect
 
 from chatpro_privacy.context import Statements
+from chatpro_privacy.storage import prepared
 from chatpro_privacy.storage.dialect import DatabaseUrlError, connection_arguments, discard
 
 database = peewee.DatabaseProxy()
@@ -35,13 +36,19 @@ def is_postgres(db: peewee.Database | None = None) -> bool:
 
 
 def open_database(
-    url: str, *, schema: str | None = None, sqlite_synchronous: str = "FULL"
+    url: str,
+    *,
+    schema: str | None = None,
+    sqlite_synchronous: str = "FULL",
+    prepared_statements: bool = True,
 ) -> peewee.Database:
     """Open ``url`` and bind the proxy to it.
 
     SQLite runs in WAL mode with foreign keys and secure delete on. ``sqlite_synchronous``
     is FULL by default so that a write acknowledged to a caller survives a power cut, not
     only a crash of the process. ``schema`` (PostgreSQL only) isolates test runs.
+    ``prepared_statements`` (PostgreSQL only): the hot statements are prepared once per
+    connection (see prepared.py); off for a pooler that cannot keep them.
     """
     if sqlite_synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
         raise DatabaseUrlError(f"unknown SQLite synchronous mode {sqlite_synchronous!r}")
@@ -61,7 +68,10 @@ def open_database(
         # begins, so a writer waits its turn (busy_timeout) instead of failing at once when
         # it would upgrade a read lock another writer has overtaken.
         kwargs["lock_type"] = "IMMEDIATE"
-    db = _counted(connect(url, **kwargs))
+    db = connect(url, **kwargs)
+    if prepared_statements and is_postgres(db):
+        prepared.install(db)
+    db = _counted(db)
     global _scanner, _turn
     _turn = None
     if "pragmas" in kwargs:

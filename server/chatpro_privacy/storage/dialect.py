@@ -102,8 +102,17 @@ def connection_failed(exc: BaseException, postgres: bool) -> bool:
     return any(words in str(exc).lower() for words in _SQLITE_UNUSABLE)
 
 
+class PlanLost(peewee.DatabaseError):
+    """PostgreSQL: inside a transaction, a statement the connection held prepared was gone
+    or its result had changed shape (storage/prepared.py). The transaction cannot go on, but
+    nothing is wrong with the database: the call can be retried, and prepares it afresh."""
+
+
 def busy(exc: BaseException, postgres: bool) -> bool:
-    """SQLite's single writer was held past the busy timeout: worth retrying shortly."""
+    """SQLite's single writer was held past the busy timeout, or a transaction met a
+    prepared statement to prepare again: worth retrying shortly."""
+    if isinstance(exc, PlanLost):
+        return True
     return (
         not postgres
         and isinstance(exc, peewee.OperationalError)

@@ -11,6 +11,7 @@ import datetime as dt
 from collections.abc import Iterator, Sequence
 from typing import Any, NamedTuple
 
+from chatpro_privacy.storage import prepared
 from chatpro_privacy.storage.chained import Write
 from chatpro_privacy.storage.db import database, is_postgres
 from chatpro_privacy.storage.dialect import parameters, render
@@ -120,6 +121,27 @@ JOIN organisation_membership m
   ON m.organisation_id = c.organisation_id AND m.account_id = p.account_id
 WHERE p.conversation_id = ? AND p.account_id = ? AND m.state = ?
 LIMIT 1"""
+
+# PostgreSQL parses and plans these once per connection (storage/prepared.py).
+for _statement in (
+    _SESSION_PRINCIPAL,
+    _ACCOUNT,
+    _ACCOUNT_WITH_SOURCES,
+    _ACCOUNT_SUBJECT,
+    _ACCOUNT_SUBJECT_STATE,
+    _ACCOUNT_BRIEF,
+    _LATEST_CONSENT,
+    _ROLES,
+    _SOURCES,
+    _TOUCH,
+    _KEPT_CORRESPONDENCE,
+    _AUDIT_HEAD,
+    _LOCK_AUDIT_HEAD,
+    _LOCK_AUDIT_PARTITION,
+    _AUDIT_WITH_HEAD,
+    _POSTER,
+):
+    prepared.mark(render(_statement, True))
 
 
 def _sql(sql: str) -> str:
@@ -336,6 +358,8 @@ def conversation_items(
         kept=" OR ".join(conditions) or "1 = 0",
         before="" if before is None else " AND seq < ?",
     )
+    if is_postgres():  # a few shapes, by the organisation's retention windows
+        prepared.mark(render(sql, True))
     return [
         ItemRow(
             int(seq),
