@@ -100,6 +100,7 @@ from chatpro_privacy.storage.db import (
     writer_busy,
 )
 from chatpro_privacy.storage.erasure_ledger import ErasureLedger
+from chatpro_privacy.storage.group_commit import GroupCommit
 from chatpro_privacy.storage.keystore import KeyStore
 
 log = structlog.get_logger("chatpro_privacy.server")
@@ -269,6 +270,8 @@ class RunningServer:
         self.runtime.vault.keys.close()
         self.runtime.ledger.close()
         if self.edge.inline is not None:
+            if isinstance(self.edge.inline.durability, GroupCommit):
+                self.edge.inline.durability.close()
             close_database()  # the connection of the calls run on this loop
         if self.metrics is not None:
             self.metrics.stop()
@@ -479,7 +482,7 @@ def _inline_calls(settings: Settings) -> InlineCalls | None:
     if not settings.runs_inline:
         return None
     bound_turn_waits()  # made on the server's loop, where they run
-    return InlineCalls(writer_busy)
+    return InlineCalls(writer_busy, durability=GroupCommit.for_database())
 
 
 def _bind(server: grpc.aio.Server, settings: Settings) -> int:

@@ -13,7 +13,9 @@ they arrive, on these conditions, checked as each call arrives:
 
 - one such call at a time: a call that awaits (a plugin, a hash) keeps the place until it
   ends, and calls arriving meanwhile go to the workers. Calls here share the loop's one
-  connection, so two of them never interleave their statements;
+  connection, so two of them never interleave their statements. A call that wrote gives
+  the place back before it waits for its commit to reach the disk, which one fsync does for
+  the commits of several calls (storage/group_commit.py);
 - no transaction of this process holds SQLite's single writer (a sweep's batch, an export's
   audit entry, a sign-in): the call would wait for it with the whole server. If one begins
   after the call arrived, the call waits at most ``db.BOUNDED_TURN_SECONDS`` and is then
@@ -24,7 +26,8 @@ Every other call, and every call on PostgreSQL, runs on the workers as before.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 _V1 = "/chatpro.privacy.v1."
 HOT_METHODS = frozenset(
@@ -39,16 +42,30 @@ HOT_METHODS = frozenset(
 )
 
 
+class Durability(Protocol):
+    """How a call run here knows its writes are on the disk (storage/group_commit.py)."""
+
+    def changes(self) -> int: ...
+
+    def durable(self) -> Awaitable[None]: ...
+
+
 class InlineCalls:
     """The one place on the server's loop for a hot call. ``writer_busy``: whether another
     thread's transaction holds the database (``storage.db.writer_busy``); the loop's own
-    waits for one are bounded by whoever makes this (``storage.db.bound_turn_waits``)."""
+    waits for one are bounded by whoever makes this (``storage.db.bound_turn_waits``).
+    ``durability``: the loop's commits are synced together, after the call gave back its
+    place (``written``); None: each commit syncs itself."""
 
     def __init__(
-        self, writer_busy: Callable[[], bool], methods: frozenset[str] = HOT_METHODS
+        self,
+        writer_busy: Callable[[], bool],
+        methods: frozenset[str] = HOT_METHODS,
+        durability: Durability | None = None,
     ) -> None:
         self.writer_busy = writer_busy
         self.methods = methods
+        self.durability = durability
         self._taken = False
         self.ran = 0  # calls run here (for tests)
 
@@ -72,3 +89,13 @@ class InlineCalls:
 
     def give_back(self) -> None:
         self._taken = False
+
+    def changes(self) -> int:
+        """A mark of what the loop's connection has written, for ``written``."""
+        return self.durability.changes() if self.durability is not None else 0
+
+    async def written(self, since: int) -> None:
+        """Returns once whatever the loop's connection wrote after the mark ``since`` is on
+        the disk: a call that wrote is answered only then."""
+        if self.durability is not None and self.durability.changes() != since:
+            await self.durability.durable()

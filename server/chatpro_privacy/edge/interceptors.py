@@ -474,9 +474,12 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
                 inline = self.inline
                 if inline is not None and inline.take(method):
                     try:
-                        return await self._guarded(work(request, ctx, call))
+                        mark = inline.changes()
+                        answer = await self._guarded(work(request, ctx, call))
                     finally:
                         inline.give_back()
+                    await self._guarded(inline.written(mark))  # never OK before it is durable
+                    return answer
                 async with workers.lease() as lease:
                     if not isinstance(request, Message):  # a client stream
                         request = lease.incoming(_whole(request, ctx), request_caps.check)
