@@ -134,9 +134,13 @@ def test_a_call_that_wrote_nothing_waits_for_nothing() -> None:
     durability = _Counted()
     inline = InlineCalls(lambda: False, durability=durability)
 
-    async def call(rows: int) -> Any:
-        mark = inline.changes()
+    async def work(rows: int) -> int:
         durability.rows += rows
+        return rows
+
+    async def call(rows: int) -> Any:
+        answer, mark = await inline.marked(work(rows))
+        assert answer == rows
         await inline.written(mark)
 
     asyncio.run(call(0))

@@ -26,8 +26,10 @@ Every other call, and every call on PostgreSQL, runs on the workers as before.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Protocol, TypeVar
+
+T = TypeVar("T")
 
 _V1 = "/chatpro.privacy.v1."
 HOT_METHODS = frozenset(
@@ -90,9 +92,16 @@ class InlineCalls:
     def give_back(self) -> None:
         self._taken = False
 
-    def changes(self) -> int:
-        """A mark of what the loop's connection has written, for ``written``."""
-        return self.durability.changes() if self.durability is not None else 0
+    async def marked(self, work: Coroutine[Any, Any, T]) -> tuple[T, int]:
+        """``work``'s answer, and a mark of what the loop's connection had written before it,
+        for ``written``. Taken as part of the call's work, so that a database that cannot be
+        opened fails the call as the work would."""
+        try:
+            mark = self.durability.changes() if self.durability is not None else 0
+        except BaseException:
+            work.close()
+            raise
+        return await work, mark
 
     async def written(self, since: int) -> None:
         """Returns once whatever the loop's connection wrote after the mark ``since`` is on

@@ -474,8 +474,7 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
                 inline = self.inline
                 if inline is not None and inline.take(method):
                     try:
-                        mark = inline.changes()
-                        answer = await self._guarded(work(request, ctx, call))
+                        answer, mark = await self._guarded(inline.marked(work(request, ctx, call)))
                     finally:
                         inline.give_back()
                     await self._guarded(inline.written(mark))  # never OK before it is durable
