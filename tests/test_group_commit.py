@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -60,39 +61,48 @@ def test_the_loops_connection_commits_at_normal_the_others_at_full(api: Api) -> 
     assert int(database.execute_sql("PRAGMA synchronous").fetchone()[0]) == 2  # FULL
 
 
-def test_a_write_is_answered_only_once_its_commit_is_synced(
-    api: Api, monkeypatch: pytest.MonkeyPatch, calls: concurrent.futures.ThreadPoolExecutor
-) -> None:
+@pytest.fixture
+def held(api: Api, monkeypatch: pytest.MonkeyPatch) -> tuple[GroupCommit, _Held, str]:
+    """The server's group commit with its fsyncs held, and a signed-in adult's token."""
     group = _group_commit(api)
     _, token = api.adult()
-    held = _Held(group, monkeypatch)
+    return group, _Held(group, monkeypatch), token
+
+
+def test_a_write_is_answered_only_once_its_commit_is_synced(
+    api: Api,
+    held: tuple[GroupCommit, _Held, str],
+    calls: concurrent.futures.ThreadPoolExecutor,
+) -> None:
+    group, hold, token = held
     ran, synced = api.server.edge.inline.ran, group.syncs  # type: ignore[union-attr]
     grant = calls.submit(api.grant, token, "analytics")
     with pytest.raises(concurrent.futures.TimeoutError):
         grant.result(WAIT_S)  # written and committed, but not yet on the disk
-    assert held.entered == 1
-    held.release.set()
+    assert hold.entered == 1
+    hold.release.set()
     grant.result(10)
     assert group.syncs == synced + 1
     assert api.server.edge.inline.ran == ran + 1  # type: ignore[union-attr]
 
 
 def test_calls_that_wait_meanwhile_share_one_fsync(
-    api: Api, monkeypatch: pytest.MonkeyPatch, calls: concurrent.futures.ThreadPoolExecutor
+    api: Api,
+    held: tuple[GroupCommit, _Held, str],
+    calls: concurrent.futures.ThreadPoolExecutor,
 ) -> None:
-    group = _group_commit(api)
-    _, token = api.adult()
-    held = _Held(group, monkeypatch)
+    group, hold, token = held
     synced = group.syncs
     first = calls.submit(api.grant, token, "analytics")
-    while held.entered == 0:  # the first call's fsync has begun, and is held
-        assert not first.done()
-        threading.Event().wait(0.01)
+    deadline = time.monotonic() + 10
+    while hold.entered == 0:  # the first call's fsync has begun, and is held
+        assert not first.done() and time.monotonic() < deadline
+        time.sleep(0.01)
     later = [calls.submit(api.grant, token, "analytics") for _ in range(3)]
     # They run on the loop, whose place the first gave back, and wait for the next fsync.
     concurrent.futures.wait(later, WAIT_S)
     assert not any(call.done() for call in later)
-    held.release.set()
+    hold.release.set()
     for call in (first, *later):
         call.result(10)
     assert group.syncs == synced + 2  # one for the first, one for the three after it
