@@ -696,7 +696,7 @@ class SweepRun(BaseModel):
 
 
 class ThrottleCount(BaseModel):
-    """A throttle's recent attempts for one key (see ``queries.throttle_attempt``)."""
+    """A throttle's recent attempts for one key (see ``throttle_rows.attempt``)."""
 
     key_hash = pw.TextField(primary_key=True)  # HMAC of the throttle, its limit and the key
     name = pw.TextField()

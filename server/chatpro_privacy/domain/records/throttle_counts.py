@@ -6,8 +6,8 @@ A row is keyed by an HMAC, under the server's secret key, of the throttle's name
 and the throttled key (an account, a login, a network address), so no table holds an address
 (ACC-2) and a changed limit starts afresh rather than misreading a row of another size. Rows
 whose window has passed are deleted by the sweep, and start afresh if used again first.
-Each operation is one statement; see ``storage/queries.py`` for how a reservation counts and
-refuses at once. Times come from the service's clock, not the database's.
+Each operation is one statement; see ``storage/throttle_rows.py`` for how a reservation
+counts and refuses at once. Times come from the service's clock, not the database's.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import hmac
 from collections.abc import Callable
 
 from chatpro_privacy.domain.kernel.errors import ResourceExhausted
-from chatpro_privacy.storage import queries
+from chatpro_privacy.storage import throttle_rows
 from chatpro_privacy.storage.models import ThrottleCount
 
 _EPOCH = dt.datetime(1970, 1, 1)
@@ -52,7 +52,7 @@ class SharedThrottle:
 
     def _refuse(self, key_hash: str, now_ms: int, reason: str, message: str) -> None:
         """Raise if the key is at its limit: its last ``limit`` attempts are all recent."""
-        attempts = queries.throttle_attempts(key_hash, self.limit)
+        attempts = throttle_rows.attempts(key_hash, self.limit)
         if len(attempts) >= self.limit and attempts[0] > now_ms - self._window_ms:
             wait = (attempts[0] + self._window_ms - now_ms) / 1000
             raise ResourceExhausted(reason, message, max(1.0, wait))
@@ -62,7 +62,7 @@ class SharedThrottle:
 
     def fail(self, key: str) -> None:
         now = self._now()
-        queries.throttle_attempt(
+        throttle_rows.attempt(
             self._hash(key),
             self.name,
             self.limit,
@@ -72,13 +72,13 @@ class SharedThrottle:
         )
 
     def clear(self, key: str) -> None:
-        queries.throttle_clear(self._hash(key))
+        throttle_rows.clear(self._hash(key))
 
     def reserve(self, key: str, reason: str, message: str) -> None:
         now = self._now()
         key_hash, now_ms = self._hash(key), _milliseconds(now)
         for _ in range(2):  # again if room came (a release) between the two statements
-            if queries.throttle_attempt(
+            if throttle_rows.attempt(
                 key_hash, self.name, self.limit, (now, now_ms), self._window_ms, only_with_room=True
             ):
                 return
@@ -86,7 +86,7 @@ class SharedThrottle:
         raise ResourceExhausted(reason, message, 1.0)
 
     def release(self, key: str) -> None:
-        queries.throttle_release(self._hash(key), self.limit)
+        throttle_rows.release(self._hash(key), self.limit)
 
 
 class SharedThrottles:
