@@ -69,6 +69,8 @@ PUBLIC_PREFIXES = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 # Served on call workers of their own (issue 15): calls waiting on other work (a flood of
 # password changes waiting for their hashes) cannot hold every worker sign-in needs.
 SIGN_IN_METHODS = frozenset({_V1 + "AccountService/SignIn"})
+# Authenticated by a statement that also reads the caller's account (Principal.own_account).
+READS_OWN_ACCOUNT = frozenset({_V1 + "AccountService/GetAccount"})
 # Methods throttled by the end user's address (``client_address.py``): only these read it, so
 # no other call is slowed or refused over an x-forwarded-for it does not use.
 ADDRESS_METHODS = frozenset({_V1 + "AccountService/SignIn", _V1 + "AccountService/Register"})
@@ -283,7 +285,10 @@ class EdgeInterceptor(grpc.aio.ServerInterceptor):
         theirs (a guardian's session out of scope, a policy to accept) is logged as theirs."""
         if is_public(method):
             return
-        principal = self.sessions.authenticate(*self._credentials(ctx))
+        token, subject = self._credentials(ctx)
+        principal = self.sessions.authenticate(
+            token, subject, with_account=method in READS_OWN_ACCOUNT
+        )
         call.principal = principal
         if principal.is_guardian and not method.startswith(GUARDIAN_PREFIXES):
             raise PermissionDenied(

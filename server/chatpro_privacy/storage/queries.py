@@ -18,17 +18,28 @@ from chatpro_privacy.storage.dialect import parameters, render
 from chatpro_privacy.storage.models import Account, ConsentEvent, OrganisationStatement
 from chatpro_privacy.storage.tuning import AUDIT_PARTITION_LOCKS
 
-_SESSION_PRINCIPAL = """
+_PRINCIPAL_COLUMNS = """
 SELECT s.id, s.revoked_at, s.expires_at, a.id, a.subject_ref, s.kind, a.policy_version,
        a.date_of_birth, a.last_active_at, r.role,
        (SELECT c.given_by FROM consent_event c
         WHERE c.subject_ref = a.subject_ref AND c.purpose = 'policy'
           AND c.event_type <> 'acknowledged'
-        ORDER BY c.seq DESC LIMIT 1) = 'guardian'
+        ORDER BY c.seq DESC LIMIT 1) = 'guardian'"""
+_PRINCIPAL_WIDTH = 11  # the columns above
+_SESSION_PRINCIPAL = f"""{_PRINCIPAL_COLUMNS}
 FROM session s
 JOIN account a ON a.id = s.account_id
 LEFT JOIN role_grant r ON r.account_id = a.id
 WHERE s.token_hash = ?"""
+# The same, with the session's account and its sources after (one row per role and source).
+_SESSION_PRINCIPAL_WITH_ACCOUNT = f"""{_PRINCIPAL_COLUMNS},
+       a.*, f.field AS source_field, f.source AS source_kind, f.recorded_at AS source_recorded_at
+FROM session s
+JOIN account a ON a.id = s.account_id
+LEFT JOIN role_grant r ON r.account_id = a.id
+LEFT JOIN account_field_source f ON f.account_id = a.id
+WHERE s.token_hash = ?
+ORDER BY f.field"""
 
 _ACCOUNT = "SELECT * FROM account WHERE id = ?"
 _ACCOUNT_WITH_SOURCES = """
@@ -125,6 +136,7 @@ LIMIT 1"""
 # PostgreSQL parses and plans these once per connection (storage/prepared.py).
 for _statement in (
     _SESSION_PRINCIPAL,
+    _SESSION_PRINCIPAL_WITH_ACCOUNT,
     _ACCOUNT,
     _ACCOUNT_WITH_SOURCES,
     _ACCOUNT_SUBJECT,
@@ -208,18 +220,39 @@ def account_with_sources(account_id: str) -> tuple[Account, list[Source]] | None
     rows = cursor.fetchall()
     if not rows:
         return None
-    # One row per source, each repeating the account: the account is made once, from the
-    # first (peewee's model rows made one per row cost more than the query on this hot path).
+    return _account_and_sources([d[0] for d in cursor.description], rows)
+
+
+def session_principal_with_account(
+    token_hash: str,
+) -> tuple[list[tuple[Any, ...]], tuple[Account, list[Source]] | None]:
+    """``session_principal``'s rows, and ``account_with_sources`` of the session's account,
+    from one statement: a caller reading their own account needs one round trip, not two."""
+    cursor = execute(_SESSION_PRINCIPAL_WITH_ACCOUNT, (token_hash,))
+    rows = cursor.fetchall()
+    if not rows:
+        return [], None
+    names = [d[0] for d in cursor.description][_PRINCIPAL_WIDTH:]
+    principal_rows = list(dict.fromkeys(row[:_PRINCIPAL_WIDTH] for row in rows))
+    return principal_rows, _account_and_sources(names, [row[_PRINCIPAL_WIDTH:] for row in rows])
+
+
+def _account_and_sources(
+    names: list[str], rows: Sequence[Sequence[Any]]
+) -> tuple[Account, list[Source]]:
+    """Rows of an account's columns (``names``) then a source's three, one row per source
+    (and per role, where roles were joined too): the account is made once, from the first,
+    since peewee's model rows, made one per row, cost more than the query on a hot path."""
     columns = Account._meta.columns
-    names = [d[0] for d in cursor.description][:-3]  # the source's three come last
+    names = names[:-3]  # the source's three come last
     values = rows[0][: len(names)]
     account = Account(
         __no_default__=1,
         **{columns[n].name: columns[n].python_value(v) for n, v in zip(names, values, strict=True)},
     )
     account._dirty.clear()  # type: ignore[attr-defined]  # as peewee leaves a row it read
-    found = [Source(str(f), str(src), timestamp(at)) for *_, f, src, at in rows if f is not None]
-    return account, found
+    found = dict.fromkeys((f, src, at) for *_, f, src, at in rows if f is not None)
+    return account, [Source(str(f), str(src), timestamp(at)) for f, src, at in found]
 
 
 # Rows per statement in the bulk helpers below: well under SQLite's 32,766 parameters.

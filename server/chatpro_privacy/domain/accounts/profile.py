@@ -152,8 +152,12 @@ class Profiles:
 
     def get(self, principal: Principal, account_id: str) -> AccountView:
         target = access.target_account(principal, account_id)
-        # The account and its sources in one round trip: this is every app start's call.
-        account, sources = _found(target, queries.account_with_sources(_checked(target)))
+        # The account and its sources in one round trip: this is every app start's call. A
+        # person's own were read with their session (the edge's ``READS_OWN_ACCOUNT``).
+        if principal.own_account is not None and target == principal.account_id:
+            account, sources = principal.own_account
+        else:
+            account, sources = _found(target, queries.account_with_sources(_checked(target)))
         if target != principal.account_id:
             with database.atomic():
                 audit.record(principal, "account.read", "account", target, account.subject_ref)

@@ -229,8 +229,12 @@ class Sessions:
                 principal, "session.revoke", "session", principal.session_id, principal.subject_ref
             )
 
-    def authenticate(self, token: str, certificate_subject: str | None = None) -> Principal:
-        """The principal behind a bearer token or a verified client certificate."""
+    def authenticate(
+        self, token: str, certificate_subject: str | None = None, *, with_account: bool = False
+    ) -> Principal:
+        """The principal behind a bearer token or a verified client certificate. With
+        ``with_account``, a person's principal also holds their account and its sources,
+        read by the same statement (``Principal.own_account``)."""
         if not token:
             if certificate_subject:
                 return self._service_by_certificate(certificate_subject)
@@ -245,7 +249,11 @@ class Sessions:
             if credential is None:
                 raise Unauthenticated("TOKEN_INVALID", "the service token is not valid")
             return _service(credential)
-        rows = queries.session_principal(digest)
+        own_account = None
+        if with_account:
+            rows, own_account = queries.session_principal_with_account(digest)
+        else:
+            rows = queries.session_principal(digest)
         if not rows:
             raise Unauthenticated("TOKEN_INVALID", "the session token is not valid")
         (session_id, revoked_at, expires_at, account_id, subject_ref, kind, accepted, born) = rows[
@@ -284,6 +292,7 @@ class Sessions:
             last_active_at=last_active,
             date_of_birth=birth,
             consent_by_guardian=bool(rows[0][10]),
+            own_account=own_account,
         )
 
     def _service_by_certificate(self, subject: str) -> Principal:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 from dataclasses import dataclass, field
+from typing import Any
 
 
 class Role(enum.StrEnum):
@@ -42,6 +43,9 @@ class Principal:
     consent_by_guardian: bool = False
     # What an internal service may do beyond the common calls, e.g. "outbox".
     scopes: frozenset[str] = field(default_factory=frozenset)
+    # The person's own account and its data sources, read by the statement that
+    # authenticated this call when the call reads them (GetAccount); None otherwise.
+    own_account: Any = field(default=None, compare=False, repr=False)
 
     @property
     def is_person(self) -> bool:
