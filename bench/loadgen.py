@@ -1,10 +1,13 @@
 """Closed-loop load: N callers in flight for a warm-up and then a fixed measured window.
 
 Every caller starts at once, repeats its call until the window ends, and counts the calls
-that complete inside the measured window. Calls still running at the end are cut off by a
-deadline set to the end of the window; that DEADLINE_EXCEEDED is expected and tolerated.
-Any other failure is counted, and the caller of :func:`drive_rpcs` decides what to do with
-it (the bench fails the run).
+that complete inside the measured window. Calls still running at the end are let finish
+(uncounted) for up to ``DRAIN_S``, and only then cut off by their deadline; that
+DEADLINE_EXCEEDED is expected and tolerated. Cancelling them at the window's end instead
+left the server a burst of reset streams, which it counts against the connection's stream
+limit until their calls are released, and the next measurement on the same channel was
+refused (UNAVAILABLE, RST_STREAM REFUSED_STREAM). Any other failure is counted, and the
+caller of :func:`drive_rpcs` decides what to do with it (the bench fails the run).
 """
 
 from __future__ import annotations
@@ -21,7 +24,9 @@ from pathlib import Path
 
 import grpc
 
-# A DEADLINE_EXCEEDED this close to the end of the window is the window's own cut-off.
+# How long after the window a call still running may take to finish, uncounted.
+DRAIN_S = 2.0
+# A DEADLINE_EXCEEDED this close to the end of the drain is the window's own cut-off.
 CUT_OFF_TOLERANCE_S = 0.05
 # How many distinct error messages a sample keeps for the report.
 MAX_ERROR_EXAMPLES = 5
@@ -51,7 +56,7 @@ class Sample:
 
     completed: int = 0  # successful calls that ended inside the measured window
     warmup_completed: int = 0
-    cut_off: int = 0  # calls ended by the deadline at the end of the window
+    cut_off: int = 0  # calls that ended after the window (let finish, or cut off after it)
     errors: collections.Counter[str] = field(default_factory=collections.Counter)
     error_examples: list[str] = field(default_factory=list)
     duration: float = 0.0
@@ -129,13 +134,13 @@ async def drive_rpcs(
     async def caller(call: RpcCall) -> None:
         while (remaining := window.end - loop.time()) > 0:
             try:
-                await call(remaining)
+                await call(remaining + DRAIN_S)
             except grpc.aio.AioRpcError as exc:
                 ended = loop.time()
                 code = exc.code()
                 if (
                     code is grpc.StatusCode.DEADLINE_EXCEEDED
-                    and ended >= window.end - CUT_OFF_TOLERANCE_S
+                    and ended >= window.end + DRAIN_S - CUT_OFF_TOLERANCE_S
                 ):
                     sample.cut_off += 1
                     return
@@ -146,6 +151,8 @@ async def drive_rpcs(
                     sample.completed += 1
                 elif ended < window.start:
                     sample.warmup_completed += 1
+                else:
+                    sample.cut_off += 1
 
     await asyncio.gather(*(caller(calls[i % len(calls)]) for i in range(concurrency)))
     await edges_done
